@@ -1,0 +1,159 @@
+//! Security events (IEC 62351-14 style) raised by every secmms security layer.
+//!
+//! A [`SecurityEvent`] names its catalogue entry ([`EventId`] + mnemonic, spec §14.5), carries a
+//! severity, a message and the association it concerns. Layers queue events; the runtime hands
+//! them to one or more [`SecurityEventSink`]s (tracing, tamper-evident log, syslog). The same
+//! types serve the TLS (62351-3) and A-profile events of later issues: only the domain differs.
+
+use std::fmt;
+use std::sync::Mutex;
+
+/// Severity classes of IEC 62351-14 as used by the event catalogue (§14.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum Severity {
+    /// An attack is likely (bad signature, replay, address mismatch). Diagnostics are withheld.
+    Alarm,
+    /// A protocol or configuration error.
+    Error,
+    /// A tolerated deviation.
+    Warning,
+    /// Informational (association established, rekey done).
+    Notice,
+}
+
+impl Severity {
+    /// Syslog PRI value of this severity per [EXT-14] (§14.5: alarm `<105>`, error `<107>`,
+    /// warning `<108>`, notice `<109>`).
+    pub fn syslog_pri(self) -> u8 {
+        match self {
+            Severity::Alarm => 105,
+            Severity::Error => 107,
+            Severity::Warning => 108,
+            Severity::Notice => 109,
+        }
+    }
+}
+
+/// A catalogue identifier `DOMAIN:group.number`, e.g. `IEC62351-4:1.5`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct EventId {
+    /// Domain, e.g. [`EventId::DOMAIN_62351_4`].
+    pub domain: &'static str,
+    /// Group number (the PDU or scope).
+    pub group: u16,
+    /// Number within the group.
+    pub number: u16,
+}
+
+impl EventId {
+    /// Domain of the IEC 62351-4 events (§14.5).
+    pub const DOMAIN_62351_4: &'static str = "IEC62351-4";
+    /// Domain for events of secmms itself that have no catalogue entry.
+    pub const DOMAIN_LOCAL: &'static str = "secmms";
+
+    /// An IEC 62351-4 event id.
+    pub const fn e2e(group: u16, number: u16) -> EventId {
+        EventId {
+            domain: Self::DOMAIN_62351_4,
+            group,
+            number,
+        }
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}.{}", self.domain, self.group, self.number)
+    }
+}
+
+/// One security event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SecurityEvent {
+    /// Catalogue id.
+    pub id: EventId,
+    /// Catalogue mnemonic, e.g. `PROTOCOL_ERR_ASS_REQ`.
+    pub mnemonic: &'static str,
+    /// Severity class.
+    pub severity: Severity,
+    /// Human-readable detail (never key material).
+    pub message: String,
+    /// The association concerned (E2E AssoID, TLS session id...), if known.
+    pub association: Option<String>,
+}
+
+impl fmt::Display for SecurityEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "<{}> {} {} {}",
+            self.severity.syslog_pri(),
+            self.id,
+            self.mnemonic,
+            self.message
+        )?;
+        if let Some(a) = &self.association {
+            write!(f, " assoID={a}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A consumer of security events.
+pub trait SecurityEventSink: Send + Sync {
+    /// Records one event. Must not block for long and must not fail the caller.
+    fn record(&self, event: &SecurityEvent);
+}
+
+/// A sink that keeps events in memory (tests, small tools).
+#[derive(Debug, Default)]
+pub struct MemorySink {
+    events: Mutex<Vec<SecurityEvent>>,
+}
+
+impl MemorySink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// A copy of the recorded events.
+    pub fn events(&self) -> Vec<SecurityEvent> {
+        match self.events.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl SecurityEventSink for MemorySink {
+    fn record(&self, event: &SecurityEvent) {
+        match self.events.lock() {
+            Ok(mut g) => g.push(event.clone()),
+            Err(p) => p.into_inner().push(event.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_sink() {
+        let e = SecurityEvent {
+            id: EventId::e2e(1, 5),
+            mnemonic: "PROTOCOL_ERR_ASS_REQ",
+            severity: Severity::Error,
+            message: "bad".into(),
+            association: Some("1".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "<107> IEC62351-4:1.5 PROTOCOL_ERR_ASS_REQ bad assoID=1"
+        );
+        let s = MemorySink::new();
+        s.record(&e);
+        assert_eq!(s.events(), vec![e]);
+        assert_eq!(Severity::Alarm.syslog_pri(), 105);
+    }
+}

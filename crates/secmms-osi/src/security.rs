@@ -1,0 +1,169 @@
+//! Association-security hook (IEC 62351-4 §11 A-profile and §15 E2E OSI mapping).
+//!
+//! The state machine calls an [`AssociationSecurity`] implementation to decorate every outgoing
+//! AARQ, AARE, RLRQ, RLRE and ABRT, and to check every incoming one (each decoded APDU carries its
+//! raw received bytes). The profiles implement this trait in their own crates; this crate never
+//! names them. [`NoSecurity`] is the default: it changes nothing and accepts everything.
+
+use crate::acse::{Aare, Aarq, Abrt, External, Rlre, Rlrq, SourceDiagnostic};
+use secmms_ber::Oid;
+
+/// Which end of the association the hook runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Sends the AARQ (client).
+    Initiator,
+    /// Receives the AARQ (server).
+    Responder,
+}
+
+/// A presentation context of the association as known when the hook runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NegotiatedContext {
+    /// presentation-context-identifier.
+    pub id: u32,
+    /// abstract-syntax-name.
+    pub abstract_syntax: Oid,
+    /// True once the responder accepted it (initiator: true until the CPA says otherwise).
+    pub accepted: bool,
+}
+
+/// What the hook sees besides the APDU.
+#[derive(Debug, Clone, Copy)]
+pub struct SecurityContext<'a> {
+    /// Our role.
+    pub role: Role,
+    /// The presentation contexts (proposed or negotiated).
+    pub contexts: &'a [NegotiatedContext],
+}
+
+impl SecurityContext<'_> {
+    /// The identifier of the context with this abstract syntax, if proposed and accepted.
+    pub fn context_id(&self, abstract_syntax: &Oid) -> Option<u32> {
+        self.contexts
+            .iter()
+            .find(|c| c.accepted && &c.abstract_syntax == abstract_syntax)
+            .map(|c| c.id)
+    }
+}
+
+/// A rejection of an AARQ: sent as an AARE with result ≠ accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// AARE result (`associate_result::REJECTED_PERMANENT` or `REJECTED_TRANSIENT`).
+    pub result: i64,
+    /// AARE result-source-diagnostic.
+    pub diagnostic: SourceDiagnostic,
+    /// AARE user-information (e.g. an E2E HandshakeSecReject, spec §15.3).
+    pub user_information: Vec<External>,
+}
+
+/// An abort requested by the hook: sent as ABRT (source acse-service-user) in an ARU-PPDU in an
+/// AB SPDU (spec §11.4 DECISION "P-ABORT realised as ABRT").
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AbortRequest {
+    /// ABRT abort-diagnostic (`abort_diagnostic::*`), e.g. authentication-failure(5).
+    pub diagnostic: Option<i64>,
+    /// ABRT user-information (e.g. an E2E HandshakeSecAbort, spec §15.3).
+    pub user_information: Vec<External>,
+}
+
+/// Verdict on an incoming AARQ.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssociateVerdict {
+    /// Go on. `user_data`, if given, replaces the user data handed to the application (e.g. the
+    /// MMS PDU unwrapped from an E2E HandshakeReq).
+    Accept {
+        /// Replacement for the application's user data.
+        user_data: Option<Vec<u8>>,
+    },
+    /// Answer with a rejecting AARE.
+    Reject(Rejection),
+    /// Abort the association.
+    Abort(AbortRequest),
+}
+
+/// Verdict on an incoming AARE, RLRQ or RLRE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Go on, optionally replacing the user data handed to the application.
+    Accept {
+        /// Replacement for the application's user data.
+        user_data: Option<Vec<u8>>,
+    },
+    /// Abort the association.
+    Abort(AbortRequest),
+}
+
+impl Verdict {
+    /// Accept without changes.
+    pub const ACCEPT: Verdict = Verdict::Accept { user_data: None };
+}
+
+impl AssociateVerdict {
+    /// Accept without changes.
+    pub const ACCEPT: AssociateVerdict = AssociateVerdict::Accept { user_data: None };
+}
+
+/// The association-security hook. Every method has a neutral default.
+pub trait AssociationSecurity: Send {
+    /// Initiator: change the AARQ before it is sent (e.g. add mechanism-name and
+    /// calling-authentication-value, or wrap user-information in an E2E HandshakeReq).
+    fn decorate_aarq(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        Ok(())
+    }
+    /// Responder: check a received AARQ.
+    fn check_aarq(&mut self, _ctx: &SecurityContext<'_>, _aarq: &Aarq) -> AssociateVerdict {
+        AssociateVerdict::ACCEPT
+    }
+    /// Responder: change an AARE (accepting or rejecting) before it is sent.
+    fn decorate_aare(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _aare: &mut Aare,
+    ) -> Result<(), AbortRequest> {
+        Ok(())
+    }
+    /// Initiator: check a received accepting AARE.
+    fn check_aare(&mut self, _ctx: &SecurityContext<'_>, _aare: &Aare) -> Verdict {
+        Verdict::ACCEPT
+    }
+    /// Change an RLRQ before it is sent.
+    fn decorate_rlrq(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _rlrq: &mut Rlrq,
+    ) -> Result<(), AbortRequest> {
+        Ok(())
+    }
+    /// Check a received RLRQ.
+    fn check_rlrq(&mut self, _ctx: &SecurityContext<'_>, _rlrq: &Rlrq) -> Verdict {
+        Verdict::ACCEPT
+    }
+    /// Change an RLRE before it is sent.
+    fn decorate_rlre(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _rlre: &mut Rlre,
+    ) -> Result<(), AbortRequest> {
+        Ok(())
+    }
+    /// Check a received RLRE.
+    fn check_rlre(&mut self, _ctx: &SecurityContext<'_>, _rlre: &Rlre) -> Verdict {
+        Verdict::ACCEPT
+    }
+    /// Change an ABRT before it is sent.
+    fn decorate_abrt(&mut self, _ctx: &SecurityContext<'_>, _abrt: &mut Abrt) {}
+    /// Observe a received ABRT (the association is over whatever this returns).
+    fn check_abrt(&mut self, _ctx: &SecurityContext<'_>, _abrt: &Abrt) {}
+}
+
+/// The no-op hook: plain MMS without ACSE security.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSecurity;
+
+impl AssociationSecurity for NoSecurity {}

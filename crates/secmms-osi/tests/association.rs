@@ -1,0 +1,396 @@
+//! In-memory associations: initiator ⇄ responder wired together, no I/O.
+
+use secmms_osi::acse::{
+    abort_diagnostic, associate_result, user_diagnostic, Aarq, AuthenticationValue, External,
+    SourceDiagnostic,
+};
+use secmms_osi::cotp::TpduSize;
+use secmms_osi::security::{
+    AbortRequest, AssociateVerdict, AssociationSecurity, Rejection, Role, SecurityContext,
+};
+use secmms_osi::{AbortOrigin, Association, OsiConfig, OsiEvent, RejectReason, State};
+
+/// Moves every queued byte from `a` to `b`; returns the number of octets moved.
+fn pump(a: &mut Association, b: &mut Association) -> usize {
+    let mut n = 0;
+    while let Some(bytes) = a.poll_transmit() {
+        n += bytes.len();
+        b.handle_input(&bytes).unwrap();
+    }
+    n
+}
+
+fn events(a: &mut Association) -> Vec<OsiEvent> {
+    std::iter::from_fn(|| a.poll_event()).collect()
+}
+
+/// A fake MMS PDU of `len` content octets: `[APPLICATION 8]`-like TLV so BER is valid.
+fn mms_pdu(tag: u8, len: usize) -> Vec<u8> {
+    let mut w = secmms_ber::Writer::new();
+    let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    w.tlv(secmms_ber::Tag::context(tag as u32, false), &content);
+    w.finish()
+}
+
+fn associate(client: &mut Association, server: &mut Association, req: Vec<u8>) -> Vec<OsiEvent> {
+    client.connect(req).unwrap();
+    pump(client, server); // CR
+    pump(server, client); // CC
+    pump(client, server); // CN
+    events(server)
+}
+
+#[test]
+fn large_aarq_data_release() {
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    let big = mms_pdu(8, 9_000);
+    let ev = associate(&mut client, &mut server, big.clone());
+    assert_eq!(client.tpdu_size(), TpduSize::S2048);
+    assert_eq!(server.tpdu_size(), TpduSize::S2048);
+    let [OsiEvent::AssociateIndication { aarq, user_data }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(user_data.as_deref(), Some(&big[..]));
+    assert!(!aarq.raw.is_empty());
+    assert_eq!(server.state(), State::AwaitingAcceptDecision);
+
+    let resp = mms_pdu(9, 3_000);
+    server.accept(resp.clone()).unwrap();
+    let moved = pump(&mut server, &mut client);
+    assert!(moved > 2048, "AC must be segmented");
+    let ev = events(&mut client);
+    let [OsiEvent::AssociateConfirm { user_data, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(user_data.as_deref(), Some(&resp[..]));
+    assert_eq!(client.state(), State::Associated);
+    assert_eq!(server.state(), State::Associated);
+
+    // Data both ways, including a PDU spanning several DT TPDUs.
+    for len in [1, 200, 5_000, 40_000] {
+        let p = mms_pdu(0, len);
+        client.send_data(&p).unwrap();
+        pump(&mut client, &mut server);
+        assert_eq!(
+            events(&mut server),
+            vec![OsiEvent::Data {
+                context_id: 3,
+                pdu: p.clone()
+            }]
+        );
+        server.send_data(&p).unwrap();
+        pump(&mut server, &mut client);
+        assert_eq!(
+            events(&mut client),
+            vec![OsiEvent::Data {
+                context_id: 3,
+                pdu: p
+            }]
+        );
+    }
+
+    client.release(None).unwrap();
+    assert_eq!(client.state(), State::AwaitingRlre);
+    pump(&mut client, &mut server);
+    let ev = events(&mut server);
+    assert!(matches!(
+        ev.as_slice(),
+        [OsiEvent::ReleaseIndication {
+            user_data: None,
+            ..
+        }]
+    ));
+    server.release_response(None).unwrap();
+    assert!(server.is_closed());
+    pump(&mut server, &mut client);
+    let ev = events(&mut client);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [OsiEvent::ReleaseConfirm { .. }, OsiEvent::Closed]
+        ),
+        "{ev:?}"
+    );
+    assert!(client.is_closed());
+    assert_eq!(events(&mut server), vec![OsiEvent::Closed]);
+}
+
+#[test]
+fn abort_from_client() {
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    server.accept(mms_pdu(9, 10)).unwrap();
+    pump(&mut server, &mut client);
+    events(&mut client);
+    client.abort().unwrap();
+    assert!(client.is_closed());
+    let bytes = client.poll_transmit().unwrap();
+    // TPKT + DT + AB SPDU with PI 17 = 0B (reference §4.6).
+    assert_eq!(&bytes[7..12], &[0x19, 0x15, 0x11, 0x01, 0x0B]);
+    server.handle_input(&bytes).unwrap();
+    let ev = events(&mut server);
+    let [OsiEvent::AbortIndication(info), OsiEvent::Closed] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(info.origin, AbortOrigin::PeerUser);
+    assert_eq!(info.abrt.as_ref().unwrap().source, 0);
+    assert!(server.is_closed());
+}
+
+#[test]
+fn server_rejects_and_unknown_context() {
+    let mut client = Association::initiator(OsiConfig {
+        extra_abstract_syntaxes: vec!["1.2.3.4".parse().unwrap()],
+        ..OsiConfig::default()
+    });
+    let mut server = Association::responder(OsiConfig::server_default());
+    let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+    assert!(matches!(
+        ev.as_slice(),
+        [OsiEvent::AssociateIndication { .. }]
+    ));
+    // The extra context was provider-rejected, ACSE and MMS accepted.
+    let acc: Vec<bool> = server.contexts().iter().map(|c| c.accepted).collect();
+    assert_eq!(acc, vec![true, true, false]);
+    server
+        .reject(
+            associate_result::REJECTED_PERMANENT,
+            SourceDiagnostic::ServiceUser(user_diagnostic::NO_REASON_GIVEN),
+            Some(vec![0xAA, 0x00]),
+        )
+        .unwrap();
+    pump(&mut server, &mut client);
+    let ev = events(&mut client);
+    let [OsiEvent::AssociateRejected {
+        reason, user_data, ..
+    }, OsiEvent::Closed] = ev.as_slice()
+    else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(
+        reason,
+        &RejectReason::Acse {
+            result: 1,
+            diagnostic: SourceDiagnostic::ServiceUser(1)
+        }
+    );
+    assert_eq!(user_data.as_deref(), Some(&[0xAA, 0x00][..]));
+}
+
+/// A toy A-profile: the client adds a password authentication-value; the server rejects any AARQ
+/// whose value is not "secret" and aborts on "abort".
+struct ToyAuth;
+
+impl AssociationSecurity for ToyAuth {
+    fn decorate_aarq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        assert_eq!(ctx.role, Role::Initiator);
+        aarq.sender_acse_requirements = Some(secmms_osi::acse::requirements_authentication());
+        aarq.mechanism_name = Some("2.2.3.1".parse().unwrap());
+        aarq.calling_authentication_value = Some(AuthenticationValue::External(External {
+            direct_reference: Some("1.2.3".parse().unwrap()),
+            indirect_reference: None,
+            data_value_descriptor: None,
+            encoding: secmms_osi::acse::ExternalEncoding::SingleAsn1Type(
+                b"\x04\x06secret".to_vec(),
+            ),
+            raw: Vec::new(),
+        }));
+        Ok(())
+    }
+    fn check_aarq(&mut self, _ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
+        let raw = aarq.raw_authentication_value.clone().unwrap_or_default();
+        if raw.windows(6).any(|w| w == b"secret") {
+            AssociateVerdict::ACCEPT
+        } else if raw.windows(5).any(|w| w == b"abort") {
+            AssociateVerdict::Abort(AbortRequest {
+                diagnostic: Some(abort_diagnostic::AUTHENTICATION_FAILURE),
+                user_information: Vec::new(),
+            })
+        } else {
+            AssociateVerdict::Reject(Rejection {
+                result: associate_result::REJECTED_PERMANENT,
+                diagnostic: SourceDiagnostic::ServiceUser(user_diagnostic::AUTHENTICATION_FAILURE),
+                user_information: Vec::new(),
+            })
+        }
+    }
+}
+
+struct WrongPassword;
+impl AssociationSecurity for WrongPassword {
+    fn decorate_aarq(
+        &mut self,
+        _: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        aarq.mechanism_name = Some("2.2.3.1".parse().unwrap());
+        aarq.calling_authentication_value =
+            Some(AuthenticationValue::Charstring(b"wrong".to_vec()));
+        Ok(())
+    }
+}
+
+#[test]
+fn security_hook_adds_value_and_rejects() {
+    // Accepted: the server's hook saw the authentication-value the client's hook added.
+    let mut client =
+        Association::with_security(Role::Initiator, OsiConfig::default(), Box::new(ToyAuth));
+    let mut server = Association::with_security(
+        Role::Responder,
+        OsiConfig::server_default(),
+        Box::new(ToyAuth),
+    );
+    let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+    let [OsiEvent::AssociateIndication { aarq, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    let Some(AuthenticationValue::External(ext)) = &aarq.calling_authentication_value else {
+        panic!()
+    };
+    assert!(!ext.raw.is_empty());
+    assert_eq!(
+        aarq.sender_acse_requirements.as_ref().unwrap().bits,
+        vec![0x80]
+    );
+
+    // Rejected: AARE authentication-failure travels back in RF + CPR.
+    let mut client = Association::with_security(
+        Role::Initiator,
+        OsiConfig::default(),
+        Box::new(WrongPassword),
+    );
+    let mut server = Association::with_security(
+        Role::Responder,
+        OsiConfig::server_default(),
+        Box::new(ToyAuth),
+    );
+    let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+    assert_eq!(ev, vec![OsiEvent::Closed]);
+    pump(&mut server, &mut client);
+    let ev = events(&mut client);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [
+                OsiEvent::AssociateRejected {
+                    reason: RejectReason::Acse {
+                        result: 1,
+                        diagnostic: SourceDiagnostic::ServiceUser(13)
+                    },
+                    ..
+                },
+                OsiEvent::Closed
+            ]
+        ),
+        "{ev:?}"
+    );
+}
+
+struct AbortPassword;
+impl AssociationSecurity for AbortPassword {
+    fn decorate_aarq(
+        &mut self,
+        _: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        aarq.calling_authentication_value =
+            Some(AuthenticationValue::Charstring(b"abort".to_vec()));
+        Ok(())
+    }
+}
+
+#[test]
+fn security_hook_aborts() {
+    let mut client = Association::with_security(
+        Role::Initiator,
+        OsiConfig::default(),
+        Box::new(AbortPassword),
+    );
+    let mut server = Association::with_security(
+        Role::Responder,
+        OsiConfig::server_default(),
+        Box::new(ToyAuth),
+    );
+    let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [
+                OsiEvent::AbortIndication(secmms_osi::AbortInfo {
+                    origin: AbortOrigin::LocalSecurity,
+                    reason: Some(5),
+                    ..
+                }),
+                OsiEvent::Closed
+            ]
+        ),
+        "{ev:?}"
+    );
+    pump(&mut server, &mut client);
+    let ev = events(&mut client);
+    let [OsiEvent::AbortIndication(info), OsiEvent::Closed] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(info.origin, AbortOrigin::PeerUser);
+    assert_eq!(info.abrt.as_ref().unwrap().diagnostic, Some(5));
+}
+
+#[test]
+fn garbage_gets_a_reaction() {
+    // Responder: a bad CR → DR.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server
+        .handle_input(&[3, 0, 0, 9, 4, 0xE0, 0, 0, 0])
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(out[5], 0x80, "DR expected: {out:02x?}");
+    assert!(server.is_closed());
+    // A class-2 CR → DR 130.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server
+        .handle_input(&hex::decode("0300000b06e00000000120").unwrap())
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(&out[5..], &[0x80, 0, 1, 0, 1, 130]);
+    // Data phase: an unknown TPDU → ER.
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    server
+        .handle_input(&hex::decode("0300000706600000").unwrap())
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(out[5], 0x70, "ER expected: {out:02x?}");
+    assert!(matches!(
+        events(&mut server).as_slice(),
+        [OsiEvent::ProtocolError(_), OsiEvent::Closed]
+    ));
+    // Data phase: a bad SPDU → AB.
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    server
+        .handle_input(&hex::decode("0300000902f0800500").unwrap())
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(out[7], 0x19, "AB expected: {out:02x?}");
+    // Data phase: bad presentation data → AB + ARP.
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    server
+        .handle_input(&hex::decode("0300000d02f080010001003003020101").unwrap())
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(&out[7..13], &[0x19, 0x0D, 0x11, 0x01, 0x09, 0xC1]);
+}

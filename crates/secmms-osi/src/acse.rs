@@ -814,3 +814,315 @@ impl Apdu {
         w.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn h(s: &str) -> Vec<u8> {
+        hex::decode(s.replace(' ', "")).unwrap()
+    }
+
+    fn dec(b: &[u8]) -> Apdu {
+        Apdu::decode(b, Limits::default()).unwrap()
+    }
+
+    #[test]
+    fn reference_release_and_abort() {
+        // Reference §6.6.
+        let Apdu::Rlrq(r) = dec(&h("62 03 80 01 00")) else {
+            panic!()
+        };
+        assert_eq!(r.reason, Some(release_reason::NORMAL));
+        let Apdu::Rlre(r) = dec(&h("63 00")) else {
+            panic!()
+        };
+        assert_eq!(r.reason, None);
+        assert_eq!(Apdu::Rlre(r).encode(), h("63 00"));
+        let Apdu::Abrt(a) = dec(&h("64 03 80 01 00")) else {
+            panic!()
+        };
+        assert_eq!(a.source, abort_source::SERVICE_USER);
+        assert_eq!(Apdu::Abrt(a).encode(), h("64 03 80 01 00"));
+        assert_eq!(
+            Apdu::decode(&h("64 00"), Limits::default()),
+            Err(AcseError::Missing("abort-source"))
+        );
+    }
+
+    #[test]
+    fn reference_aare_rejected() {
+        // Reference §6.2 hand-built example: rejected-permanent, authentication-failure.
+        let b = h("61 15 A1 07 06 05 28 CA 22 02 03 A2 03 02 01 01 A3 05 A1 03 02 01 0D");
+        let Apdu::Aare(a) = dec(&b) else { panic!() };
+        assert_eq!(a.result, associate_result::REJECTED_PERMANENT);
+        assert_eq!(
+            a.result_source_diagnostic,
+            SourceDiagnostic::ServiceUser(user_diagnostic::AUTHENTICATION_FAILURE)
+        );
+        assert_eq!(Apdu::Aare(a).encode(), b);
+    }
+
+    #[test]
+    fn open61850_aare_with_titles() {
+        // Reference §6.5: protocol-version and responding title/qualifier (user-information cut).
+        let b = h(
+            "61 27 80 02 07 80 A1 07 06 05 28 CA 22 02 03 A2 03 02 01 00 A3 05 A1 03 02 01 00 \
+                   A4 07 06 05 29 01 87 67 01 A5 03 02 01 0C",
+        );
+        let Apdu::Aare(a) = dec(&b) else { panic!() };
+        assert_eq!(a.protocol_version.as_ref().unwrap().bits, vec![0x80]);
+        assert_eq!(
+            a.responding_ap_title,
+            Some(ApTitle::Form2("1.1.1.999.1".parse().unwrap()))
+        );
+        assert_eq!(a.responding_ae_qualifier, Some(AeQualifier::Form2(12)));
+        assert_eq!(Apdu::Aare(a).encode(), b);
+    }
+
+    #[test]
+    fn password_aarq_non_minimal_requirements() {
+        // Reference §6.4: libiec61850 password AARQ fields, `8A 02 04 80` accepted.
+        let b = h(
+            "60 2D A1 07 06 05 28 CA 22 02 03 8A 02 04 80 8B 03 52 03 01 \
+                   AC 0E 80 0C 75 73 65 72 31 40 74 65 73 74 70 77 \
+                   BE 09 28 07 02 01 03 A0 02 05 00",
+        );
+        let Apdu::Aarq(a) = dec(&b) else { panic!() };
+        let req = a.sender_acse_requirements.as_ref().unwrap();
+        assert_eq!(req.unused, 4);
+        assert!(req.bit(REQUIREMENT_AUTHENTICATION));
+        assert_eq!(a.mechanism_name, Some("2.2.3.1".parse().unwrap()));
+        assert_eq!(
+            a.calling_authentication_value,
+            Some(AuthenticationValue::Charstring(b"user1@testpw".to_vec()))
+        );
+        assert_eq!(a.raw_authentication_value.as_deref().unwrap()[0], 0x80);
+        assert_eq!(
+            a.user_information[0].single_value(),
+            Some(&[0x05, 0x00][..])
+        );
+    }
+
+    #[test]
+    fn external_forms() {
+        // ICCP peer: direct-reference + indirect-reference (reference §6.3).
+        let ui = h("BE 0D 28 0B 06 02 51 01 02 01 03 A0 02 05 00");
+        let mut w = Writer::new();
+        w.constructed(tag::AARQ, |w| {
+            w.constructed(Tag::context(1, true), |w| {
+                w.oid(Tag::OID, &"1.0.9506.2.3".parse().unwrap())
+            });
+            w.raw(&ui);
+        });
+        let b = w.finish();
+        let p = b.iter().position(|x| *x == 0xBE).unwrap();
+        let Apdu::Aarq(a) = dec(&b) else { panic!() };
+        let e = &a.user_information[0];
+        assert_eq!(e.direct_reference, Some("2.1.1".parse().unwrap()));
+        assert_eq!(e.indirect_reference, Some(3));
+        assert_eq!(e.raw, b[p + 2..].to_vec());
+        // 62351-4 external authentication value: AC { A2 { 06 oid, A0 { value } } }.
+        let av = h("AC 0D A2 0B 06 03 2A 03 04 A0 04 04 02 AB CD");
+        let mut w = Writer::new();
+        w.constructed(tag::AARQ, |w| {
+            w.constructed(Tag::context(1, true), |w| {
+                w.oid(Tag::OID, &"1.0.9506.2.3".parse().unwrap())
+            });
+            w.raw(&av);
+        });
+        let b = w.finish();
+        let Apdu::Aarq(a) = dec(&b) else { panic!() };
+        let Some(AuthenticationValue::External(e)) = &a.calling_authentication_value else {
+            panic!()
+        };
+        assert_eq!(e.direct_reference, Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(e.single_value(), Some(&h("04 02 AB CD")[..]));
+        assert_eq!(e.raw, av[2..].to_vec());
+        assert_eq!(a.raw_authentication_value.as_deref(), Some(&av[2..]));
+        assert_eq!(Apdu::Aarq(a).encode(), b);
+    }
+
+    #[test]
+    fn errors() {
+        assert!(matches!(
+            Apdu::decode(&h("65 00"), Limits::default()),
+            Err(AcseError::UnknownApdu(_))
+        ));
+        assert_eq!(
+            Apdu::decode(&h("60 00"), Limits::default()),
+            Err(AcseError::Missing("application-context-name"))
+        );
+        assert!(Apdu::decode(&h("60 04 BE 02 30 00"), Limits::default()).is_err());
+        assert!(Apdu::decode(&h("60 02 05 00"), Limits::default()).is_err());
+    }
+
+    fn arb_oid() -> impl Strategy<Value = Oid> {
+        (
+            0u64..3,
+            0u64..40,
+            proptest::collection::vec(any::<u32>(), 0..4),
+        )
+            .prop_map(|(a, b, r)| {
+                let mut arcs = vec![a, b];
+                arcs.extend(r.into_iter().map(u64::from));
+                Oid::new(&arcs).unwrap()
+            })
+    }
+    fn arb_value() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..30).prop_map(|b| {
+            let mut w = Writer::new();
+            w.octets(Tag::OCTET_STRING, &b);
+            w.finish()
+        })
+    }
+    fn arb_bits() -> impl Strategy<Value = BitString> {
+        (0u8..8, proptest::collection::vec(any::<u8>(), 1..3))
+            .prop_map(|(u, b)| BitString { unused: u, bits: b })
+    }
+    fn arb_external() -> impl Strategy<Value = External> {
+        (
+            proptest::option::of(arb_oid()),
+            proptest::option::of(any::<i64>()),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            prop_oneof![
+                arb_value().prop_map(ExternalEncoding::SingleAsn1Type),
+                proptest::collection::vec(any::<u8>(), 0..20)
+                    .prop_map(ExternalEncoding::OctetAligned),
+                arb_bits().prop_map(ExternalEncoding::Arbitrary),
+            ],
+        )
+            .prop_map(|(d, i, dv, e)| External {
+                direct_reference: d,
+                indirect_reference: i,
+                data_value_descriptor: dv,
+                encoding: e,
+                raw: Vec::new(),
+            })
+    }
+    fn arb_auth() -> impl Strategy<Value = AuthenticationValue> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..20).prop_map(AuthenticationValue::Charstring),
+            arb_bits().prop_map(AuthenticationValue::Bitstring),
+            arb_external().prop_map(AuthenticationValue::External),
+            (arb_oid(), arb_value()).prop_map(|(m, v)| AuthenticationValue::Other {
+                mechanism_name: m,
+                value: v
+            }),
+        ]
+    }
+    fn arb_title() -> impl Strategy<Value = Option<ApTitle>> {
+        proptest::option::of(prop_oneof![
+            arb_oid().prop_map(ApTitle::Form2),
+            Just(ApTitle::Other(vec![0x13, 0x02, b'a', b'b'])),
+        ])
+    }
+    fn arb_qual() -> impl Strategy<Value = Option<AeQualifier>> {
+        proptest::option::of(prop_oneof![
+            any::<i64>().prop_map(AeQualifier::Form2),
+            Just(AeQualifier::Other(vec![0x13, 0x01, b'q'])),
+        ])
+    }
+
+    /// Decoding fills the raw fields; clear them to compare with the generated value.
+    fn strip(a: &mut Apdu) {
+        fn s(v: &mut [External]) {
+            v.iter_mut().for_each(|e| e.raw.clear());
+        }
+        fn sa(v: &mut Option<AuthenticationValue>) {
+            if let Some(AuthenticationValue::External(e)) = v {
+                e.raw.clear();
+            }
+        }
+        match a {
+            Apdu::Aarq(x) => {
+                x.raw.clear();
+                x.raw_authentication_value = None;
+                x.raw_user_information = None;
+                s(&mut x.user_information);
+                sa(&mut x.calling_authentication_value);
+            }
+            Apdu::Aare(x) => {
+                x.raw.clear();
+                x.raw_authentication_value = None;
+                x.raw_user_information = None;
+                s(&mut x.user_information);
+                sa(&mut x.responding_authentication_value);
+            }
+            Apdu::Rlrq(x) | Apdu::Rlre(x) => {
+                x.raw.clear();
+                s(&mut x.user_information);
+            }
+            Apdu::Abrt(x) => {
+                x.raw.clear();
+                s(&mut x.user_information);
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn aarq_aare_roundtrip(
+            ctx in arb_oid(), t1 in arb_title(), q1 in arb_qual(), t2 in arb_title(), q2 in arb_qual(),
+            ids in proptest::collection::vec(proptest::option::of(any::<i64>()), 4),
+            req in proptest::option::of(arb_bits()), mech in proptest::option::of(arb_oid()),
+            auth in proptest::option::of(arb_auth()),
+            impl_info in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..10)),
+            ui in proptest::collection::vec(arb_external(), 0..3),
+            result in 0i64..3, diag in prop_oneof![(0i64..15).prop_map(SourceDiagnostic::ServiceUser), (0i64..3).prop_map(SourceDiagnostic::ServiceProvider)],
+        ) {
+            let mut aarq = Aarq::new(ctx.clone());
+            aarq.protocol_version = req.clone();
+            aarq.called_ap_title = t1.clone();
+            aarq.called_ae_qualifier = q1.clone();
+            aarq.called_ap_invocation_id = ids[0];
+            aarq.called_ae_invocation_id = ids[1];
+            aarq.calling_ap_title = t2;
+            aarq.calling_ae_qualifier = q2;
+            aarq.calling_ap_invocation_id = ids[2];
+            aarq.calling_ae_invocation_id = ids[3];
+            aarq.sender_acse_requirements = req.clone();
+            aarq.mechanism_name = mech.clone();
+            aarq.calling_authentication_value = auth.clone();
+            aarq.implementation_information = impl_info.clone();
+            aarq.user_information = ui.clone();
+            let a = Apdu::Aarq(aarq);
+            let b = a.encode();
+            let mut d = Apdu::decode(&b, Limits::default()).unwrap();
+            if let Apdu::Aarq(x) = &d { prop_assert_eq!(&x.raw, &b); }
+            strip(&mut d);
+            prop_assert_eq!(d, a);
+
+            let mut aare = Aare::new(ctx, result, diag);
+            aare.responding_ap_title = t1;
+            aare.responding_ae_qualifier = q1;
+            aare.responding_ap_invocation_id = ids[0];
+            aare.responding_ae_invocation_id = ids[1];
+            aare.responder_acse_requirements = req;
+            aare.mechanism_name = mech;
+            aare.responding_authentication_value = auth;
+            aare.implementation_information = impl_info;
+            aare.user_information = ui.clone();
+            let a = Apdu::Aare(aare);
+            let mut d = Apdu::decode(&a.encode(), Limits::default()).unwrap();
+            strip(&mut d);
+            prop_assert_eq!(d, a);
+
+            for a in [
+                Apdu::Rlrq(Release { reason: ids[0], user_information: ui.clone(), raw: Vec::new() }),
+                Apdu::Rlre(Release { reason: ids[1], user_information: ui.clone(), raw: Vec::new() }),
+                Apdu::Abrt(Abrt { source: result, diagnostic: ids[2], user_information: ui.clone(), raw: Vec::new() }),
+            ] {
+                let mut d = Apdu::decode(&a.encode(), Limits::default()).unwrap();
+                strip(&mut d);
+                prop_assert_eq!(d, a);
+            }
+        }
+
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = Apdu::decode(&b, Limits::default());
+        }
+    }
+}

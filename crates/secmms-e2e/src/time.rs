@@ -1,0 +1,190 @@
+//! `TimeStamp ::= GeneralizedTime` in UTC (§13.1.2).
+
+use std::fmt;
+
+/// A UTC instant with millisecond resolution, counted from the Unix epoch. The engine never
+/// reads a clock: every call takes the current time as a `TimeStamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct TimeStamp(pub i64);
+
+/// Errors of the GeneralizedTime parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid GeneralizedTime")]
+pub struct TimeError;
+
+/// Maximum number of fraction digits accepted on receive (§13.1.2 DECISION: 0–9).
+pub const MAX_FRACTION_DIGITS: usize = 9;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+impl TimeStamp {
+    /// Earliest representable instant (0000-01-01).
+    pub const MIN: TimeStamp = TimeStamp(-62_167_219_200_000);
+    /// Latest representable instant (9999-12-31T23:59:59.999Z).
+    pub const MAX: TimeStamp = TimeStamp(253_402_300_799_999);
+
+    /// From whole seconds since the epoch.
+    pub fn from_unix_secs(s: i64) -> TimeStamp {
+        TimeStamp(s.saturating_mul(1000))
+    }
+    /// Whole seconds since the epoch (floor).
+    pub fn unix_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+    /// This instant plus `ms` milliseconds (saturating).
+    pub fn plus_ms(self, ms: i64) -> TimeStamp {
+        TimeStamp(self.0.saturating_add(ms))
+    }
+    /// Absolute distance in milliseconds.
+    pub fn abs_diff_ms(self, other: TimeStamp) -> u64 {
+        self.0.abs_diff(other.0)
+    }
+
+    /// DER-canonical lexical form `YYYYMMDDhhmmss[.f+]Z` (§13.1.2 DECISION: dot, millisecond
+    /// resolution, trailing zeros removed). Instants outside [`Self::MIN`]..=[`Self::MAX`] are
+    /// clamped.
+    pub fn to_generalized(self) -> String {
+        let t = self.0.clamp(Self::MIN.0, Self::MAX.0);
+        let days = t.div_euclid(MS_PER_DAY);
+        let ms_of_day = t.rem_euclid(MS_PER_DAY);
+        let (y, m, d) = civil_from_days(days);
+        let secs = ms_of_day / 1000;
+        let ms = ms_of_day % 1000;
+        let mut s = format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}",
+            y,
+            m,
+            d,
+            secs / 3600,
+            (secs / 60) % 60,
+            secs % 60
+        );
+        if ms != 0 {
+            let f = format!("{ms:03}");
+            s.push('.');
+            s.push_str(f.trim_end_matches('0'));
+        }
+        s.push('Z');
+        s
+    }
+
+    /// Parses `YYYYMMDDhhmmss[(.|,)f{0,9}]Z` (§13.1.2). Fraction digits beyond milliseconds
+    /// are truncated.
+    pub fn parse_generalized(b: &[u8]) -> Result<TimeStamp, TimeError> {
+        if b.len() < 15 || b.last() != Some(&b'Z') {
+            return Err(TimeError);
+        }
+        let digits = |r: std::ops::Range<usize>| -> Result<i64, TimeError> {
+            let mut v = 0i64;
+            for &c in &b[r] {
+                if !c.is_ascii_digit() {
+                    return Err(TimeError);
+                }
+                v = v * 10 + (c - b'0') as i64;
+            }
+            Ok(v)
+        };
+        let (y, mo, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+        let (h, mi, s) = (digits(8..10)?, digits(10..12)?, digits(12..14)?);
+        if !(1..=12).contains(&mo)
+            || d < 1
+            || d > days_in_month(y, mo)
+            || h > 23
+            || mi > 59
+            || s > 59
+        {
+            return Err(TimeError);
+        }
+        let rest = &b[14..b.len() - 1];
+        let mut ms = 0i64;
+        if !rest.is_empty() {
+            if rest[0] != b'.' && rest[0] != b',' {
+                return Err(TimeError);
+            }
+            let frac = &rest[1..];
+            if frac.is_empty() || frac.len() > MAX_FRACTION_DIGITS {
+                return Err(TimeError);
+            }
+            let mut scale = 100;
+            for &c in frac {
+                if !c.is_ascii_digit() {
+                    return Err(TimeError);
+                }
+                ms += (c - b'0') as i64 * scale;
+                scale /= 10;
+            }
+        }
+        let days = days_from_civil(y, mo, d);
+        Ok(TimeStamp(
+            days * MS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1000 + ms,
+        ))
+    }
+}
+
+impl fmt::Display for TimeStamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_generalized())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn known_values() {
+        assert_eq!(TimeStamp(0).to_generalized(), "19700101000000Z");
+        let t = TimeStamp::parse_generalized(b"20240229235959.5Z").unwrap();
+        assert_eq!(t.to_generalized(), "20240229235959.5Z");
+        assert_eq!(
+            TimeStamp::parse_generalized(b"20240229235959,123456789Z").unwrap(),
+            TimeStamp(t.0 - 500 + 123)
+        );
+        assert!(TimeStamp::parse_generalized(b"20230229000000Z").is_err());
+        assert!(TimeStamp::parse_generalized(b"20230228000000").is_err());
+        assert!(TimeStamp::parse_generalized(b"20230228T00000Z").is_err());
+        assert!(TimeStamp::parse_generalized(b"20230228000000.Z").is_err());
+        assert!(TimeStamp::parse_generalized(b"20230228000000+0100").is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(ms in TimeStamp::MIN.0..=TimeStamp::MAX.0) {
+            let t = TimeStamp(ms);
+            prop_assert_eq!(TimeStamp::parse_generalized(t.to_generalized().as_bytes()), Ok(t));
+        }
+    }
+}

@@ -288,10 +288,13 @@ impl std::fmt::Debug for Association {
     }
 }
 
+/// The user data of the EXTERNAL on presentation context `id`; failing that, of the first
+/// EXTERNAL without indirect-reference (X.227: it then belongs to the default context).
 fn ext_for(ui: &[External], id: Option<u32>) -> Option<Vec<u8>> {
     let id = id? as i64;
     ui.iter()
         .find(|e| e.indirect_reference == Some(id))
+        .or_else(|| ui.iter().find(|e| e.indirect_reference.is_none()))
         .and_then(|e| e.single_value())
         .map(<[u8]>::to_vec)
 }
@@ -601,6 +604,16 @@ impl Association {
         )
     }
 
+    fn send_refuse_error(
+        &mut self,
+        reason: u8,
+        user_data: Option<Vec<u8>>,
+        e: OsiError,
+    ) -> Result<(), OsiError> {
+        self.events.push_back(OsiEvent::ProtocolError(e));
+        self.send_refuse(reason, user_data)
+    }
+
     fn send_refuse(&mut self, reason: u8, user_data: Option<Vec<u8>>) -> Result<(), OsiError> {
         let rf = Spdu::Refuse(session::Refuse {
             reason: Some(reason),
@@ -747,6 +760,26 @@ impl Association {
 
     // ---------------------------------------------------------------- input
 
+    /// Tells the machine the stream ended (TCP FIN/RST, TLS close). Unless the association was
+    /// already over, this reports an abort by the peer's transport and closes.
+    /// Anything still queued for transmit is dropped.
+    pub fn transport_closed(&mut self) {
+        self.transmit.clear();
+        match self.state {
+            State::Closed => {}
+            State::Idle | State::AwaitingCr => self.close(),
+            State::AwaitingCc | State::AwaitingAc => {
+                self.events.push_back(OsiEvent::AssociateRejected {
+                    reason: RejectReason::Transport(cotp::dr_reason::NOT_SPECIFIED),
+                    aare: None,
+                    user_data: None,
+                });
+                self.close();
+            }
+            _ => self.peer_abort(AbortOrigin::PeerTransport, None, None, None),
+        }
+    }
+
     /// Feeds bytes read from the stream (TCP or TLS). Protocol errors are reported as events
     /// (see the module documentation); `Err` is returned only if the reaction itself could not
     /// be encoded.
@@ -802,7 +835,7 @@ impl Association {
         match (self.state, t) {
             (State::AwaitingCr, Tpdu::Cr(cr)) => self.on_cr(cr),
             (State::AwaitingCc, Tpdu::Cc(cc)) => self.on_cc(cc),
-            (State::AwaitingCc, Tpdu::Dr(dr)) => {
+            (State::AwaitingCc | State::AwaitingAc, Tpdu::Dr(dr)) => {
                 self.events.push_back(OsiEvent::AssociateRejected {
                     reason: RejectReason::Transport(dr.reason),
                     aare: None,
@@ -907,13 +940,16 @@ impl Association {
     }
 
     fn on_cc(&mut self, cc: ConnectTpdu) -> Result<(), OsiError> {
-        let granted = cc.tpdu_size.unwrap_or(TpduSize::S128);
-        if granted > self.cfg.tpdu_size || cc.class() != 0 {
-            self.protocol_error(OsiError::TpduSizeNotNegotiable(granted.code()));
+        if cc.class() != 0 {
+            self.protocol_error(OsiError::ClassNotSupported(cc.class()));
             return Ok(());
         }
-        self.tpdu_size = granted;
-        self.tpkt.set_max_len(granted.octets() + TPKT_HEADER_LEN);
+        // A responder may only lower the size (ISO 8073). If one answers with a larger size we
+        // still send at most what we proposed, and accept its TPDUs up to what it announced.
+        let granted = cc.tpdu_size.unwrap_or(TpduSize::S128);
+        self.tpdu_size = granted.min(self.cfg.tpdu_size);
+        self.tpkt
+            .set_max_len(granted.max(self.tpdu_size).octets() + TPKT_HEADER_LEN);
         let cn = self.pending_cn.take().unwrap_or_default();
         self.queue_tsdu(&cn)?;
         self.state = State::AwaitingAc;
@@ -1039,22 +1075,30 @@ impl Association {
 
     fn on_cn(&mut self, cn: ConnectAccept) -> Result<(), OsiError> {
         if cn.version.unwrap_or(0x01) & session::VERSION_2 == 0 {
-            let r = self.send_refuse(session::refuse_reason::VERSION_NOT_SUPPORTED, None);
-            self.events
-                .push_back(OsiEvent::ProtocolError(OsiError::SessionVersion));
-            return r;
+            return self.send_refuse_error(
+                session::refuse_reason::VERSION_NOT_SUPPORTED,
+                None,
+                OsiError::SessionVersion,
+            );
         }
         if self.cfg.check_selectors {
             if let (Some(theirs), Some(ours)) = (&cn.called_ssel, &self.cfg.local_ssel) {
                 if theirs != ours {
-                    let r = self.send_refuse(session::refuse_reason::SSEL_UNKNOWN, None);
-                    self.events
-                        .push_back(OsiEvent::ProtocolError(OsiError::SelectorMismatch(
-                            "called SSEL",
-                        )));
-                    return r;
+                    return self.send_refuse_error(
+                        session::refuse_reason::SSEL_UNKNOWN,
+                        None,
+                        OsiError::SelectorMismatch("called SSEL"),
+                    );
                 }
             }
+        }
+        if cn.data_overflow.is_some_and(|o| o & 1 != 0) {
+            // More than 10 240 octets of CONNECT user data (CDO SPDUs) is not implemented.
+            return self.send_refuse_error(
+                session::refuse_reason::IMPLEMENTATION_RESTRICTION,
+                None,
+                OsiError::Unexpected("CN data overflow (CDO)"),
+            );
         }
         let Some(ud) = cn.user_data else {
             return self.presentation_error(
@@ -1138,13 +1182,11 @@ impl Association {
                 provider_reason: Some(presentation::provider_reason::NOT_SPECIFIED),
                 ..Default::default()
             };
-            let r = self.send_refuse(
+            return self.send_refuse_error(
                 session::refuse_reason::USER_REJECTION_WITH_DATA,
                 Some(cpr.encode()),
+                OsiError::ContextNotAccepted(0),
             );
-            self.events
-                .push_back(OsiEvent::ProtocolError(OsiError::ContextNotAccepted(0)));
-            return r;
         };
         self.acse_id = acse_id;
         if self.cfg.check_selectors {
@@ -1157,15 +1199,11 @@ impl Association {
                         ),
                         ..Default::default()
                     };
-                    let r = self.send_refuse(
+                    return self.send_refuse_error(
                         session::refuse_reason::USER_REJECTION_WITH_DATA,
                         Some(cpr.encode()),
+                        OsiError::SelectorMismatch("called PSEL"),
                     );
-                    self.events
-                        .push_back(OsiEvent::ProtocolError(OsiError::SelectorMismatch(
-                            "called PSEL",
-                        )));
-                    return r;
                 }
             }
         }

@@ -82,9 +82,6 @@ pub enum OsiError {
     /// A CR proposing a class other than 0.
     #[error("transport class {0} not supported")]
     ClassNotSupported(u8),
-    /// A CC granting a TPDU size larger than proposed, or another class.
-    #[error("TPDU size code {0} not acceptable")]
-    TpduSizeNotNegotiable(u8),
     /// A CN without session version 2.
     #[error("session version 2 not proposed")]
     SessionVersion,

@@ -394,3 +394,305 @@ fn garbage_gets_a_reaction() {
     let out = server.poll_transmit().unwrap();
     assert_eq!(&out[7..13], &[0x19, 0x0D, 0x11, 0x01, 0x09, 0xC1]);
 }
+
+use secmms_osi::cotp::{ConnectTpdu, Tpdu};
+use secmms_osi::session::{ConnectAccept, Spdu};
+
+/// Decodes the TPDUs in a transmit buffer.
+fn tpdus(bytes: &[u8]) -> Vec<Tpdu> {
+    let mut d = secmms_osi::tpkt::TpktDecoder::new(65_535);
+    d.push(bytes);
+    std::iter::from_fn(|| d.next_tpdu().unwrap())
+        .map(|t| Tpdu::decode(&t, 4).unwrap())
+        .collect()
+}
+
+fn one(bytes: &[u8]) -> Tpdu {
+    let mut v = tpdus(bytes);
+    assert_eq!(v.len(), 1);
+    v.remove(0)
+}
+
+fn cr_bytes(size: Option<u8>, called_tsel: &[u8]) -> Vec<u8> {
+    let t = Tpdu::Cr(ConnectTpdu {
+        dst_ref: 0,
+        src_ref: 7,
+        class_options: 0,
+        tpdu_size: size.map(|c| TpduSize::from_code(c).unwrap()),
+        calling_tsel: Some(vec![0, 1]),
+        called_tsel: Some(called_tsel.to_vec()),
+    });
+    secmms_osi::tpkt::encode(&t.encode().unwrap()).unwrap()
+}
+
+#[test]
+fn tpdu_size_negotiation() {
+    // libiec61850 proposes 8192: we grant our maximum, 2048.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server.handle_input(&cr_bytes(Some(13), &[0, 1])).unwrap();
+    let Tpdu::Cc(cc) = one(&server.poll_transmit().unwrap()) else {
+        panic!()
+    };
+    assert_eq!(cc.tpdu_size, Some(TpduSize::S2048));
+    assert_eq!(cc.dst_ref, 7);
+    // No C0: 128 octets.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server.handle_input(&cr_bytes(None, &[0, 1])).unwrap();
+    let Tpdu::Cc(cc) = one(&server.poll_transmit().unwrap()) else {
+        panic!()
+    };
+    assert_eq!(cc.tpdu_size, Some(TpduSize::S128));
+    assert_eq!(server.tpdu_size(), TpduSize::S128);
+    // A client that proposed 8192 and got 128: the CN is cut into 125-octet DTs.
+    let mut client = Association::initiator(OsiConfig {
+        tpdu_size: TpduSize::S8192,
+        ..OsiConfig::default()
+    });
+    client.connect(mms_pdu(8, 600)).unwrap();
+    client.poll_transmit();
+    let cc = Tpdu::Cc(ConnectTpdu {
+        dst_ref: 1,
+        src_ref: 1,
+        class_options: 0,
+        tpdu_size: None,
+        calling_tsel: None,
+        called_tsel: None,
+    });
+    client
+        .handle_input(&secmms_osi::tpkt::encode(&cc.encode().unwrap()).unwrap())
+        .unwrap();
+    let dts = tpdus(&client.poll_transmit().unwrap());
+    assert!(dts.len() > 5);
+    for (i, t) in dts.iter().enumerate() {
+        let Tpdu::Dt(d) = t else { panic!() };
+        assert!(d.data.len() <= 125);
+        assert_eq!(d.eot, i == dts.len() - 1);
+    }
+}
+
+#[test]
+fn selector_and_version_checks() {
+    // Wrong called TSEL → DR reason 3.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server.handle_input(&cr_bytes(Some(11), &[0, 9])).unwrap();
+    let Tpdu::Dr(dr) = one(&server.poll_transmit().unwrap()) else {
+        panic!()
+    };
+    assert_eq!(dr.reason, 3);
+    assert!(server.is_closed());
+
+    // Wrong called SSEL → RF 129; wrong PSEL → RF + CPR (called-presentation-address-unknown).
+    for (cfg, expect_reason) in [
+        (
+            OsiConfig {
+                remote_ssel: Some(vec![0, 9]),
+                ..OsiConfig::default()
+            },
+            RejectReason::Session(Some(129)),
+        ),
+        (
+            OsiConfig {
+                remote_psel: Some(vec![9]),
+                ..OsiConfig::default()
+            },
+            RejectReason::Presentation(Some(3)),
+        ),
+    ] {
+        let mut client = Association::initiator(cfg);
+        let mut server = Association::responder(OsiConfig::server_default());
+        let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+        assert!(
+            matches!(
+                ev.as_slice(),
+                [OsiEvent::ProtocolError(_), OsiEvent::Closed]
+            ),
+            "{ev:?}"
+        );
+        pump(&mut server, &mut client);
+        let ev = events(&mut client);
+        let [OsiEvent::AssociateRejected { reason, .. }, OsiEvent::Closed] = ev.as_slice() else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(reason, &expect_reason);
+    }
+
+    // Selector checks can be turned off.
+    let mut client = Association::initiator(OsiConfig {
+        remote_ssel: Some(vec![0, 9]),
+        ..OsiConfig::default()
+    });
+    let mut server = Association::responder(OsiConfig {
+        check_selectors: false,
+        ..OsiConfig::server_default()
+    });
+    let ev = associate(&mut client, &mut server, mms_pdu(8, 10));
+    assert!(matches!(
+        ev.as_slice(),
+        [OsiEvent::AssociateIndication { .. }]
+    ));
+
+    // A version-1-only CN → RF 132.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server.handle_input(&cr_bytes(Some(11), &[0, 1])).unwrap();
+    server.poll_transmit();
+    let cn = Spdu::Connect(ConnectAccept {
+        version: Some(1),
+        user_data: Some(vec![0x31, 0x00]),
+        ..Default::default()
+    })
+    .encode()
+    .unwrap();
+    let mut dt = vec![2, 0xF0, 0x80];
+    dt.extend(cn);
+    server
+        .handle_input(&secmms_osi::tpkt::encode(&dt).unwrap())
+        .unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(&out[7..], &[0x0C, 0x03, 0x32, 0x01, 132]);
+}
+
+#[test]
+fn rejected_aare_inside_ac_and_provider_abort() {
+    // "AC + CPA + AARE(rejected)" (reference §5.8): build it with the public codecs.
+    use secmms_osi::acse::{Aare, Apdu};
+    use secmms_osi::presentation::{oids, CpaPpdu, UserData};
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    let aare = Aare::new(
+        oids::mms_ac(),
+        associate_result::REJECTED_TRANSIENT,
+        SourceDiagnostic::ServiceProvider(1),
+    );
+    let cpa = CpaPpdu {
+        user_data: Some(UserData::single(1, Apdu::Aare(aare).encode())),
+        ..Default::default()
+    };
+    let ac = Spdu::Accept(ConnectAccept {
+        version: Some(2),
+        user_data: Some(cpa.encode()),
+        ..Default::default()
+    })
+    .encode()
+    .unwrap();
+    let mut dt = vec![2, 0xF0, 0x80];
+    dt.extend(ac);
+    client
+        .handle_input(&secmms_osi::tpkt::encode(&dt).unwrap())
+        .unwrap();
+    let ev = events(&mut client);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [
+                OsiEvent::AssociateRejected {
+                    reason: RejectReason::Acse {
+                        result: 2,
+                        diagnostic: SourceDiagnostic::ServiceProvider(1)
+                    },
+                    aare: Some(_),
+                    ..
+                },
+                OsiEvent::Closed
+            ]
+        ),
+        "{ev:?}"
+    );
+
+    // The server answers a garbage P-DATA with AB + ARP; the client reports a provider abort.
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 10));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    events(&mut client);
+    server
+        .handle_input(&hex::decode("0300000d02f080010001003003020101").unwrap())
+        .unwrap();
+    pump(&mut server, &mut client);
+    let ev = events(&mut client);
+    let [OsiEvent::AbortIndication(info), OsiEvent::Closed] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(info.origin, AbortOrigin::PeerProvider);
+    assert_eq!(info.reason, Some(1));
+    assert_eq!(info.event, Some(7));
+}
+
+#[test]
+fn api_misuse_and_transport_loss() {
+    let mut client = Association::initiator(OsiConfig::default());
+    assert!(client.send_data(&[0x8B, 0]).is_err());
+    assert!(client.release(None).is_err());
+    assert!(client.accept(vec![]).is_err());
+    let mut server = Association::responder(OsiConfig::server_default());
+    assert!(server.connect(vec![]).is_err());
+    client.connect(mms_pdu(8, 1)).unwrap();
+    assert!(client.connect(mms_pdu(8, 1)).is_err());
+    client.transport_closed();
+    assert!(matches!(
+        events(&mut client).as_slice(),
+        [
+            OsiEvent::AssociateRejected {
+                reason: RejectReason::Transport(_),
+                ..
+            },
+            OsiEvent::Closed
+        ]
+    ));
+    // Input after close is ignored.
+    client.handle_input(&[1, 2, 3]).unwrap();
+    assert!(client.poll_transmit().is_none());
+
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 1));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    events(&mut client);
+    // Sending on ACSE or on an unknown context is refused.
+    assert!(client.send_data_on(1, &[5, 0]).is_err());
+    assert!(client.send_data_on(9, &[5, 0]).is_err());
+    server.transport_closed();
+    let ev = events(&mut server);
+    assert!(matches!(
+        ev.as_slice(),
+        [
+            OsiEvent::AbortIndication(secmms_osi::AbortInfo {
+                origin: AbortOrigin::PeerTransport,
+                ..
+            }),
+            OsiEvent::Closed
+        ]
+    ));
+}
+
+#[test]
+fn tsdu_limit_enforced() {
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut cfg = OsiConfig::server_default();
+    cfg.limits.max_tsdu = 4_000;
+    let mut server = Association::responder(cfg);
+    associate(&mut client, &mut server, mms_pdu(8, 1));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    client.send_data(&mms_pdu(0, 5_000)).unwrap();
+    pump(&mut client, &mut server);
+    let ev = events(&mut server);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [
+                OsiEvent::ProtocolError(secmms_osi::OsiError::Cotp(_)),
+                OsiEvent::Closed
+            ]
+        ),
+        "{ev:?}"
+    );
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(
+        &out[7..12],
+        &[0x19, 0x03, 0x11, 0x01, 0x11],
+        "AB, implementation restriction"
+    );
+}

@@ -1,5 +1,7 @@
+//! Fuzz target: `secmms_osi::fuzzing::tpkt_cotp` (see that function for what is checked).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-// Placeholder until the owning crate lands its decoder entry point.
-fuzz_target!(|_data: &[u8]| {});
+fuzz_target!(|data: &[u8]| {
+    secmms_osi::fuzzing::tpkt_cotp(data);
+});

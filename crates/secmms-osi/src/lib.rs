@@ -14,6 +14,7 @@
 //! | [`acse`] | APDUs, EXTERNAL, authentication-value |
 //! | [`security`] | the association-security hook the IEC 62351-4 profiles implement |
 //! | [`association`] | the sans-IO association state machine (both roles) |
+//! | [`fuzzing`] | fuzz-target entry points |
 //!
 //! ```
 //! use secmms_osi::{Association, OsiConfig, OsiEvent};
@@ -38,6 +39,7 @@
 pub mod acse;
 pub mod association;
 pub mod cotp;
+pub mod fuzzing;
 pub mod limits;
 pub mod presentation;
 pub mod security;

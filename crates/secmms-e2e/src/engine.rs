@@ -594,8 +594,12 @@ impl Core {
         let mut changed_key = false;
         match self.role {
             Role::Client => {
-                if let Rekey::ClientPending { since, .. } = &self.rekey {
-                    if now.abs_diff_ms(*since) > self.ctx.config.rekey_timeout_ms {
+                let pending_since = match &self.rekey {
+                    Rekey::ClientPending { since, .. } if !self.req_rekey => Some(*since),
+                    _ => None,
+                };
+                if let Some(since) = pending_since {
+                    if now.abs_diff_ms(since) > self.ctx.config.rekey_timeout_ms {
                         let f = dfail(
                             events::REKEY_TIMEOUT,
                             DtDiagnostic::NoReasonGiven,
@@ -786,9 +790,38 @@ impl Core {
                 }
             }
         }
-        // Step 5: ICV / AEAD, choosing the key per the rekey state.
         let role = self.role;
         let changed = t.token2.changed_key;
+        // Step 9: rekey fields. DECISION (§14.4): their legality depends only on clear fields and
+        // local state, so they are checked with the structural checks, before the ICV. Nothing is
+        // lost: anyone able to alter a PDU can already force a BAD_ICV abort.
+        match role {
+            Role::Client => {
+                if t.token2.rekey.is_some() {
+                    return Err(perr("client received rekey"));
+                }
+                if changed && !matches!(self.rekey, Rekey::ClientPending { .. }) {
+                    return Err(dfail(
+                        ev(DtCheck::UnexpChanged),
+                        DtDiagnostic::UnexpectedChangedKeys,
+                        "changedKey without pending rekey",
+                    ));
+                }
+            }
+            Role::Server => {
+                if t.token2.changed_key || t.token2.req_rekey {
+                    return Err(perr("server received changedKey or reqRekey"));
+                }
+                if t.token2.rekey.is_some() && matches!(self.rekey, Rekey::ServerDerived { .. }) {
+                    return Err(dfail(
+                        ev(DtCheck::UnexpDh),
+                        DtDiagnostic::UnexpectedDhPublicKey,
+                        "second rekey before changedKey",
+                    ));
+                }
+            }
+        }
+        // Step 5: ICV / AEAD, choosing the key per the rekey state.
         let use_pending =
             role == Role::Client && changed && matches!(self.rekey, Rekey::ClientPending { .. });
         let plain: Option<Zeroizing<Vec<u8>>>;
@@ -868,33 +901,6 @@ impl Core {
                         ev(DtCheck::Seq),
                         DtDiagnostic::InvalidSequenceNumber,
                         "seq is not 0 for a new time",
-                    ));
-                }
-            }
-        }
-        // Step 9: rekey fields.
-        match role {
-            Role::Client => {
-                if t.token2.rekey.is_some() {
-                    return Err(perr("client received rekey"));
-                }
-                if changed && !use_pending {
-                    return Err(dfail(
-                        ev(DtCheck::UnexpChanged),
-                        DtDiagnostic::UnexpectedChangedKeys,
-                        "changedKey without pending rekey",
-                    ));
-                }
-            }
-            Role::Server => {
-                if t.token2.changed_key || t.token2.req_rekey {
-                    return Err(perr("server received changedKey or reqRekey"));
-                }
-                if t.token2.rekey.is_some() && matches!(self.rekey, Rekey::ServerDerived { .. }) {
-                    return Err(dfail(
-                        ev(DtCheck::UnexpDh),
-                        DtDiagnostic::UnexpectedDhPublicKey,
-                        "second rekey before changedKey",
                     ));
                 }
             }
@@ -1567,7 +1573,8 @@ impl E2eClient {
 
     common_api!();
 
-    /// Asks for a key refresh on the next protected PDU.
+    /// Asks for a key refresh on the next protected PDU (a pending, unacknowledged refresh is
+    /// abandoned and replaced).
     pub fn start_rekey(&mut self) {
         self.core.req_rekey = true;
     }
@@ -1869,6 +1876,27 @@ impl E2eServer {
     /// Asks the client for a key refresh (`reqRekey`) on the next protected PDU.
     pub fn request_rekey(&mut self) {
         self.core.req_rekey = true;
+    }
+
+    /// Rejects a HandshakeReq that passed the security checks for a local reason outside
+    /// clause 14 (for example a role-based access decision or resource limits): sends
+    /// HandshakeSecReject with `diag` (usually `no-reason-given`) and closes.
+    pub fn security_reject(
+        &mut self,
+        diag: HandshakeDiagnostic,
+        now: TimeStamp,
+    ) -> Result<Vec<u8>, E2eError> {
+        let c = &mut self.core;
+        if c.state != State::AwaitLocalAccept {
+            return Err(E2eError::State(c.state));
+        }
+        let b = c.build_token3_pdu(
+            SecPduKind::HandshakeSecReject,
+            Token3Body::HandshakeDiag(Some(diag)),
+            now,
+        )?;
+        c.close();
+        Ok(b)
     }
 
     /// Receives a SecPDU from the client. A HandshakeReq that fails a check yields

@@ -1,0 +1,1196 @@
+//! Every HandshakeDiagnostics and DtDiagnostics value and every check of clause 14 provoked by a
+//! named test. The tables at the top map each code / check to its test; `tables_are_complete`
+//! verifies that no value is missing.
+
+mod common;
+
+use common::*;
+use secmms_ber::Oid;
+use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
+use secmms_e2e::config::{E2eConfig, EncryptionPolicy, ModeOffer};
+use secmms_e2e::doc_support::{KeyType, CLIENT_AP};
+use secmms_e2e::pdu::*;
+use secmms_e2e::{Diagnostic, DtDiagnostic as D, HandshakeDiagnostic as H, Output, Rejection};
+use secmms_pki::crypto::DhGroup;
+use secmms_pki::event::Severity;
+
+/// HandshakeDiagnostics value → test.
+pub const HANDSHAKE_TABLE: &[(H, &str)] = &[
+    (H::NoReasonGiven, "hd00_no_reason_given_local_reject"),
+    (H::ProtocolError, "hd01_protocol_error_garbage_req"),
+    (H::ProtectedProtocolNotSupported, "hd02_pp_not_supported"),
+    (
+        H::InvalidSignatureAlgorithm,
+        "hd03_signature_algorithm_not_allowed",
+    ),
+    (H::UnexpectedVersion, "hd04_unexpected_version"),
+    (H::HmacAlgorithmNotSupported, "hd05_hmac_not_supported"),
+    (H::EncryptionNotRequired, "hd06_encryption_not_required"),
+    (H::EncryptionRequired, "hd07_encryption_required"),
+    (
+        H::InvalidPublicKeyCertificate,
+        "hd08_invalid_certificate_profile",
+    ),
+    (
+        H::InvalidCertificationPath,
+        "hd09_invalid_certification_path",
+    ),
+    (H::InvalidTimeValue, "hd10_invalid_time"),
+    (H::DhGroupNotSupported, "hd11_dh_group_not_supported"),
+    (H::IllegalDhGroupSelected, "hd12_illegal_dh_group_selected"),
+    (
+        H::IcvAlgorithmsNotSupported,
+        "hd13_icv_algorithms_not_supported",
+    ),
+    (
+        H::EncryptAlgorithmsNotSupported,
+        "hd14_encrypt_algorithms_not_supported",
+    ),
+    (
+        H::AeaAlgorithmsNotSupported,
+        "hd15_aea_algorithms_not_supported",
+    ),
+    (
+        H::InvalidAttributeCertificate,
+        "hd16_invalid_attribute_certificate",
+    ),
+    (
+        H::EncrModeAeaNotSupported,
+        "hd17_encr_mode_aea_not_supported",
+    ),
+    (H::AeIsRequired, "hd18_ae_is_required"),
+    (
+        H::AeaSelectButEncrypNotSupp,
+        "hd19_aea_select_but_encryption_not_supported",
+    ),
+    (H::InvalidAeAlgorithm, "hd20_invalid_ae_algorithm"),
+    (
+        H::SingleAeAlgorithmRequired,
+        "hd21_single_ae_algorithm_required",
+    ),
+    (H::AeNotUsed, "hd22_ae_not_used"),
+    (
+        H::InvalidEncryptionAlgorithm,
+        "hd23_invalid_encryption_algorithm",
+    ),
+    (
+        H::SingleEncryptAlgoRequired,
+        "hd24_single_encrypt_algo_required",
+    ),
+    (H::SingleIcvAlgoRequired, "hd25_single_icv_algo_required"),
+];
+
+/// DtDiagnostics value → test.
+pub const DT_TABLE: &[(D, &str)] = &[
+    (D::NoReasonGiven, "dt00_no_reason_given_rekey_timeout"),
+    (D::ProtocolError, "dt01_protocol_error_wrong_asso_id"),
+    (D::UnexpectedVersion, "dt02_unexpected_version_release_req"),
+    (D::EncryptionNotSelected, "dt03_encryption_not_selected"),
+    (D::EncryptionRequired, "dt04_encryption_required"),
+    (D::GmacNonceRequired, "dt05_gmac_nonce_required"),
+    (D::InvalidSequenceNumber, "dt06_invalid_sequence_number"),
+    (D::AesInitVectorRequired, "dt07_aes_iv_required"),
+    (D::UnexpectedDhPublicKey, "dt08_unexpected_dh_public_key"),
+    (D::UnexpectedChangedKeys, "dt09_unexpected_changed_keys"),
+    (D::GmacInitVectorRequired, "dt10_gmac_init_vector_required"),
+    (D::InvalidTimeValue, "dt11_invalid_time_stale"),
+];
+
+/// Clause 14 checks (§14.3 steps for both roles, §14.4 steps) → event id → test.
+pub const CHECK_TABLE: &[(&str, &str, &str)] = &[
+    (
+        "14.3 step 1 (server)",
+        "IEC62351-4:1.5",
+        "hd01_protocol_error_garbage_req",
+    ),
+    (
+        "14.3 step 2 (server)",
+        "IEC62351-4:1.1",
+        "hd03_signature_algorithm_not_allowed",
+    ),
+    (
+        "14.3 step 3 (server)",
+        "IEC62351-4:1.2",
+        "alarm_sig_alg_mismatch",
+    ),
+    (
+        "14.3 step 4 (server)",
+        "IEC62351-4:1.3",
+        "alarm_invalid_signature",
+    ),
+    (
+        "14.3 step 5 error (server)",
+        "IEC62351-4:1.6",
+        "hd08_invalid_certificate_profile",
+    ),
+    (
+        "14.3 step 5 alarm (server)",
+        "IEC62351-4:1.7",
+        "alarm_revoked_certificate",
+    ),
+    (
+        "14.3 step 6 (server)",
+        "IEC62351-4:1.8",
+        "alarm_address_mismatch",
+    ),
+    (
+        "14.3 step 7 (server)",
+        "IEC62351-4:1.4",
+        "hd02_pp_not_supported",
+    ),
+    (
+        "14.3 step 8 (server)",
+        "IEC62351-4:1.9",
+        "hd04_unexpected_version",
+    ),
+    (
+        "14.3 step 9 (server)",
+        "IEC62351-4:1.10",
+        "hd10_invalid_time",
+    ),
+    (
+        "14.3 step 10 (server)",
+        "IEC62351-4:1.11",
+        "alarm_replayed_handshake_req",
+    ),
+    (
+        "14.3 step 11 (server)",
+        "IEC62351-4:1.12",
+        "hd11_dh_group_not_supported",
+    ),
+    (
+        "14.3 step 12 (server)",
+        "IEC62351-4:1.13",
+        "hd05_hmac_not_supported",
+    ),
+    (
+        "14.3 step 13 (server)",
+        "IEC62351-4:1.14..1.21",
+        "hd06..hd19",
+    ),
+    (
+        "14.3 step 14 (server)",
+        "IEC62351-4:1.6",
+        "hd16_invalid_attribute_certificate",
+    ),
+    (
+        "14.3 step 1 (client)",
+        "IEC62351-4:2.4",
+        "client_protocol_error_wrong_asso",
+    ),
+    (
+        "14.3 step 3 (client)",
+        "IEC62351-4:2.2",
+        "client_alarm_sig_alg_mismatch",
+    ),
+    (
+        "14.3 step 4 (client)",
+        "IEC62351-4:2.3",
+        "client_alarm_invalid_signature",
+    ),
+    (
+        "14.3 step 6 (client)",
+        "IEC62351-4:2.7",
+        "client_alarm_address_mismatch",
+    ),
+    (
+        "14.3 step 8 (client)",
+        "IEC62351-4:2.8",
+        "client_unexpected_version",
+    ),
+    (
+        "14.3 step 9 (client)",
+        "IEC62351-4:2.9",
+        "client_invalid_time",
+    ),
+    (
+        "14.3 step 11 (client)",
+        "IEC62351-4:2.11",
+        "hd12_illegal_dh_group_selected",
+    ),
+    (
+        "14.3 step 12 (client)",
+        "IEC62351-4:2.12",
+        "client_hmac_changed",
+    ),
+    (
+        "14.3 step 13 (client)",
+        "IEC62351-4:2.13..2.21",
+        "hd20..hd25, client_encryption_*",
+    ),
+    (
+        "14.4 step 1",
+        "IEC62351-4:10.1/11.1",
+        "dt01_protocol_error_wrong_asso_id",
+    ),
+    ("14.4 step 2", "IEC62351-4:10.2/11.2", "dt03/dt04"),
+    ("14.4 step 3", "IEC62351-4:10.3", "alarm_dt_icv_algorithm"),
+    ("14.4 step 4", "IEC62351-4:10.4/11.4/11.9", "dt05/dt07/dt10"),
+    ("14.4 step 5", "IEC62351-4:10.5/11.5", "alarm_dt_bad_icv"),
+    (
+        "14.4 step 6",
+        "IEC62351-4:11.6",
+        "dt11_invalid_time_stale, dt11_invalid_time_reordered",
+    ),
+    ("14.4 step 7", "IEC62351-4:11.7", "alarm_dt_replay"),
+    (
+        "14.4 step 8",
+        "IEC62351-4:11.8",
+        "dt06_invalid_sequence_number",
+    ),
+    (
+        "14.4 step 9",
+        "IEC62351-4:11.10/11.11/11.1",
+        "dt08/dt09/dt_protocol_error_client_receives_rekey",
+    ),
+];
+
+#[test]
+fn tables_are_complete() {
+    for h in H::ALL {
+        assert!(HANDSHAKE_TABLE.iter().any(|(d, _)| d == h), "{h} missing");
+    }
+    for d in D::ALL {
+        assert!(DT_TABLE.iter().any(|(x, _)| x == d), "{d} missing");
+    }
+    assert_eq!(HANDSHAKE_TABLE.len(), 26);
+    assert_eq!(DT_TABLE.len(), 12);
+}
+
+// ------------------------------------------------------------------ helpers
+
+fn cfg() -> E2eConfig {
+    E2eConfig::default()
+}
+
+fn non_ae(encr: Vec<EncrAlg>, icv: Vec<IcvAlg>) -> E2eConfig {
+    E2eConfig {
+        offer: ModeOffer::NonAe { encr, icv },
+        ..cfg()
+    }
+}
+
+/// Sends the (optionally modified) HandshakeReq to the server and returns the rejection.
+fn server_rejects(
+    ccfg: E2eConfig,
+    scfg: E2eConfig,
+    modify: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+    client_now: secmms_e2e::TimeStamp,
+) -> Rejection {
+    let mut p = pair(ccfg, scfg);
+    let mut req = p.client.handshake_req(Some(INIT_REQ), client_now).unwrap();
+    if let Some(m) = modify {
+        req = m(&req);
+    }
+    rejection(p.server.receive(SecPduKind::HandshakeReq, &req, NOW))
+}
+
+fn assert_hs(r: &Rejection, diag: H, event: &str) {
+    assert_eq!(r.event.id.to_string(), event, "{:?}", r.event);
+    assert_eq!(r.cause, Some(Diagnostic::Handshake(diag)));
+    assert_eq!(reply_diag(r), Some(Diagnostic::Handshake(diag)));
+}
+
+fn assert_alarm(r: &Rejection, event: &str) {
+    assert_eq!(r.event.id.to_string(), event, "{:?}", r.event);
+    assert_eq!(r.event.severity, Severity::Alarm);
+    assert_eq!(reply_diag(r), None, "alarms withhold the diagnostic");
+}
+
+fn assert_dt(r: &Rejection, diag: D, event: &str) {
+    assert_eq!(r.event.id.to_string(), event, "{:?}", r.event);
+    assert_eq!(r.cause, Some(Diagnostic::Dt(diag)));
+    assert_eq!(reply_diag(r), Some(Diagnostic::Dt(diag)));
+    assert_eq!(r.reply.as_ref().unwrap().0, SecPduKind::DtSecAbort);
+}
+
+fn client_key() -> secmms_pki::SigningKey {
+    client_creds(KeyType::P256).key
+}
+fn server_key() -> secmms_pki::SigningKey {
+    server_creds(KeyType::P256).key
+}
+
+fn resign_req(req: &[u8], f: impl FnOnce(&mut ClearToken1)) -> Vec<u8> {
+    resign_handshake(SecPduKind::HandshakeReq, req, &client_key(), f)
+}
+
+/// Runs the handshake up to the server's HandshakeAcc, lets `f` forge it, and returns the
+/// client's rejection.
+fn client_rejects(ccfg: E2eConfig, scfg: E2eConfig, f: impl FnOnce(&mut ClearToken1)) -> Rejection {
+    let mut p = pair(ccfg, scfg);
+    let req = p.client.handshake_req(Some(INIT_REQ), NOW).unwrap();
+    p.server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .unwrap();
+    let acc = p.server.accept(Some(INIT_RSP), NOW).unwrap();
+    let acc = resign_handshake(SecPduKind::HandshakeAcc, &acc, &server_key(), f);
+    let r = rejection(p.client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_eq!(
+        r.reply.as_ref().map(|x| x.0),
+        Some(SecPduKind::HandshakeSecAbort)
+    );
+    r
+}
+
+fn oid(a: &[u64]) -> Oid {
+    Oid::new(a).unwrap()
+}
+
+// ------------------------------------------------------------------ HandshakeDiagnostics
+
+#[test]
+fn hd00_no_reason_given_local_reject() {
+    let mut p = pair(cfg(), cfg());
+    let req = p.client.handshake_req(Some(INIT_REQ), NOW).unwrap();
+    p.server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .unwrap();
+    let rej = p.server.security_reject(H::NoReasonGiven, NOW).unwrap();
+    let out = p
+        .client
+        .receive(SecPduKind::HandshakeSecReject, &rej, NOW)
+        .unwrap();
+    assert_eq!(
+        out,
+        Output::SecurityRejected {
+            diagnostic: Some(H::NoReasonGiven)
+        }
+    );
+}
+
+#[test]
+fn hd01_protocol_error_garbage_req() {
+    let r = server_rejects(
+        cfg(),
+        cfg(),
+        Some(&|_| vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+        NOW,
+    );
+    assert_hs(&r, H::ProtocolError, "IEC62351-4:1.5");
+}
+
+#[test]
+fn hd02_pp_not_supported() {
+    let c = E2eConfig {
+        protected_protocol: "IEC61850-8-2".into(),
+        ..cfg()
+    };
+    let r = server_rejects(c, cfg(), None, NOW);
+    assert_hs(&r, H::ProtectedProtocolNotSupported, "IEC62351-4:1.4");
+}
+
+#[test]
+fn hd03_signature_algorithm_not_allowed() {
+    let s = E2eConfig {
+        allowed_signatures: vec![secmms_pki::SignatureAlgorithm::RsaPkcs1Sha256],
+        ..cfg()
+    };
+    let r = server_rejects(cfg(), s, None, NOW);
+    assert_hs(&r, H::InvalidSignatureAlgorithm, "IEC62351-4:1.1");
+}
+
+#[test]
+fn hd04_unexpected_version() {
+    let r = server_rejects(
+        cfg(),
+        cfg(),
+        Some(&|req| {
+            resign_req(req, |t| {
+                t.version = Version {
+                    unused: 6,
+                    bits: vec![0x40],
+                }
+            })
+        }),
+        NOW,
+    );
+    assert_hs(&r, H::UnexpectedVersion, "IEC62351-4:1.9");
+}
+
+#[test]
+fn hd05_hmac_not_supported() {
+    let r = server_rejects(
+        cfg(),
+        cfg(),
+        Some(&|req| resign_req(req, |t| t.hmac.algorithm = oid(&[1, 2, 840, 113549, 2, 7]))),
+        NOW,
+    );
+    assert_hs(&r, H::HmacAlgorithmNotSupported, "IEC62351-4:1.13");
+}
+
+#[test]
+fn hd06_encryption_not_required() {
+    let s = E2eConfig {
+        encryption: EncryptionPolicy::Forbidden,
+        ..cfg()
+    };
+    let r = server_rejects(
+        non_ae(vec![EncrAlg::Aes128Cbc], vec![IcvAlg::HmacSha256]),
+        s,
+        None,
+        NOW,
+    );
+    assert_hs(&r, H::EncryptionNotRequired, "IEC62351-4:1.21");
+}
+
+#[test]
+fn hd07_encryption_required() {
+    let s = E2eConfig {
+        encryption: EncryptionPolicy::Required,
+        ..cfg()
+    };
+    let r = server_rejects(non_ae(vec![], vec![IcvAlg::HmacSha256]), s, None, NOW);
+    assert_hs(&r, H::EncryptionRequired, "IEC62351-4:1.18");
+}
+
+#[test]
+fn hd08_invalid_certificate_profile() {
+    // A client certificate without keyUsage digitalSignature (Annex G.5).
+    use secmms_pki::cert::issue::{issue, CertSpec};
+    use secmms_pki::cert::PeerIdentity;
+    let f = fixture();
+    let k = secmms_e2e::doc_support::key(KeyType::P256);
+    let mut spec = CertSpec::end_entity(
+        PeerIdentity::ApTitle(oid(CLIENT_AP)),
+        secmms_e2e::doc_support::DEMO_NOT_BEFORE,
+        secmms_e2e::doc_support::DEMO_NOT_AFTER,
+        99,
+    );
+    spec.digital_signature = false;
+    let cert = issue(&spec, &k, Some((&f.pki.ca, &f.pki.ca_key))).unwrap();
+    let creds = secmms_e2e::Credentials {
+        key: k,
+        cert_der: cert.to_der().unwrap(),
+        cert_path: None,
+        att_cert: None,
+    };
+    let mut client = secmms_e2e::E2eClient::new(ctx(cfg(), creds), TestRng::boxed(5), 1);
+    let mut server = secmms_e2e::E2eServer::new(
+        ctx(cfg(), server_creds(KeyType::P256)),
+        TestRng::boxed(6),
+        1,
+    );
+    let req = client.handshake_req(None, NOW).unwrap();
+    let r = rejection(server.receive(SecPduKind::HandshakeReq, &req, NOW));
+    assert_hs(&r, H::InvalidPublicKeyCertificate, "IEC62351-4:1.6");
+}
+
+#[test]
+fn hd09_invalid_certification_path() {
+    // A client certified by another CA.
+    let other = secmms_e2e::doc_support::DemoPki::new();
+    let creds = other.credentials(KeyType::P256, CLIENT_AP, 5);
+    let mut client = secmms_e2e::E2eClient::new(ctx(cfg(), creds), TestRng::boxed(5), 1);
+    let mut server = secmms_e2e::E2eServer::new(
+        ctx(cfg(), server_creds(KeyType::P256)),
+        TestRng::boxed(6),
+        1,
+    );
+    let req = client.handshake_req(None, NOW).unwrap();
+    let r = rejection(server.receive(SecPduKind::HandshakeReq, &req, NOW));
+    assert_hs(&r, H::InvalidCertificationPath, "IEC62351-4:1.6");
+}
+
+#[test]
+fn hd10_invalid_time() {
+    let r = server_rejects(cfg(), cfg(), None, NOW.plus_ms(-601_000));
+    assert_hs(&r, H::InvalidTimeValue, "IEC62351-4:1.10");
+    // Inside the window is fine.
+    let mut p = pair(cfg(), cfg());
+    let req = p.client.handshake_req(None, NOW.plus_ms(-599_000)).unwrap();
+    assert!(p
+        .server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .is_ok());
+}
+
+#[test]
+fn hd11_dh_group_not_supported() {
+    let c = E2eConfig {
+        offer_groups: vec![DhGroup::EcdhBrainpoolP256r1],
+        ..cfg()
+    };
+    let s = E2eConfig {
+        accept_groups: vec![DhGroup::EcdhP256],
+        ..cfg()
+    };
+    let r = server_rejects(c, s, None, NOW);
+    assert_hs(&r, H::DhGroupNotSupported, "IEC62351-4:1.12");
+}
+
+#[test]
+fn hd12_illegal_dh_group_selected() {
+    let r = client_rejects(cfg(), cfg(), |t| t.dh_key[0].group = 14);
+    assert_hs(&r, H::IllegalDhGroupSelected, "IEC62351-4:2.11");
+}
+
+#[test]
+fn hd13_icv_algorithms_not_supported() {
+    let s = E2eConfig {
+        allowed_icv: vec![IcvAlg::HmacSha256],
+        ..cfg()
+    };
+    let r = server_rejects(non_ae(vec![], vec![IcvAlg::Gmac256]), s, None, NOW);
+    assert_hs(&r, H::IcvAlgorithmsNotSupported, "IEC62351-4:1.20");
+}
+
+#[test]
+fn hd14_encrypt_algorithms_not_supported() {
+    let s = E2eConfig {
+        allowed_encr: vec![EncrAlg::Aes128Cbc],
+        ..cfg()
+    };
+    let r = server_rejects(
+        non_ae(vec![EncrAlg::Aes256Cbc], vec![IcvAlg::HmacSha256]),
+        s,
+        None,
+        NOW,
+    );
+    assert_hs(&r, H::EncryptAlgorithmsNotSupported, "IEC62351-4:1.19");
+}
+
+#[test]
+fn hd15_aea_algorithms_not_supported() {
+    let c = E2eConfig {
+        offer: ModeOffer::Ae(vec![AeAlg::Aes256Gcm]),
+        ..cfg()
+    };
+    let s = E2eConfig {
+        allowed_ae: vec![AeAlg::Aes128Gcm],
+        ..cfg()
+    };
+    let r = server_rejects(c, s, None, NOW);
+    assert_hs(&r, H::AeaAlgorithmsNotSupported, "IEC62351-4:1.16");
+}
+
+#[test]
+fn hd16_invalid_attribute_certificate() {
+    let mut creds = client_creds(KeyType::P256);
+    creds.att_cert = Some(vec![0x04, 0x01, 0x00]);
+    let mut client = secmms_e2e::E2eClient::new(ctx(cfg(), creds), TestRng::boxed(5), 1);
+    let mut server = secmms_e2e::E2eServer::new(
+        ctx(cfg(), server_creds(KeyType::P256)),
+        TestRng::boxed(6),
+        1,
+    );
+    let req = client.handshake_req(None, NOW).unwrap();
+    let r = rejection(server.receive(SecPduKind::HandshakeReq, &req, NOW));
+    assert_hs(&r, H::InvalidAttributeCertificate, "IEC62351-4:1.6");
+}
+
+#[test]
+fn hd17_encr_mode_aea_not_supported() {
+    let s = E2eConfig {
+        allowed_ae: vec![],
+        ..cfg()
+    };
+    let r = server_rejects(cfg(), s, None, NOW);
+    assert_hs(&r, H::EncrModeAeaNotSupported, "IEC62351-4:1.14");
+}
+
+#[test]
+fn hd18_ae_is_required() {
+    let s = E2eConfig {
+        require_ae: true,
+        ..cfg()
+    };
+    let r = server_rejects(non_ae(vec![], vec![IcvAlg::HmacSha256]), s, None, NOW);
+    assert_hs(&r, H::AeIsRequired, "IEC62351-4:1.17");
+}
+
+#[test]
+fn hd19_aea_select_but_encryption_not_supported() {
+    let s = E2eConfig {
+        encryption: EncryptionPolicy::Forbidden,
+        ..cfg()
+    };
+    let r = server_rejects(cfg(), s, None, NOW);
+    assert_hs(&r, H::AeaSelectButEncrypNotSupp, "IEC62351-4:1.15");
+}
+
+#[test]
+fn hd20_invalid_ae_algorithm() {
+    let c = E2eConfig {
+        offer: ModeOffer::Ae(vec![AeAlg::Aes128Gcm]),
+        ..cfg()
+    };
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::Aea(vec![AeAlg::Aes256Gcm.id()])
+    });
+    assert_hs(&r, H::InvalidAeAlgorithm, "IEC62351-4:2.13");
+}
+
+#[test]
+fn hd21_single_ae_algorithm_required() {
+    let r = client_rejects(cfg(), cfg(), |t| {
+        t.encr_mode = EncrMode::Aea(vec![AeAlg::Aes128Gcm.id(), AeAlg::Aes256Gcm.id()])
+    });
+    assert_hs(&r, H::SingleAeAlgorithmRequired, "IEC62351-4:2.14");
+}
+
+#[test]
+fn hd22_ae_not_used() {
+    let r = client_rejects(cfg(), cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: None,
+            icv: vec![IcvAlg::HmacSha256.id()],
+        }
+    });
+    assert_hs(&r, H::AeNotUsed, "IEC62351-4:2.15");
+}
+
+#[test]
+fn hd23_invalid_encryption_algorithm() {
+    let c = non_ae(vec![EncrAlg::Aes128Cbc], vec![IcvAlg::HmacSha256]);
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: Some(vec![EncrAlg::Aes256Cbc.id()]),
+            icv: vec![IcvAlg::HmacSha256.id()],
+        }
+    });
+    assert_hs(&r, H::InvalidEncryptionAlgorithm, "IEC62351-4:2.16");
+}
+
+#[test]
+fn hd24_single_encrypt_algo_required() {
+    let c = non_ae(
+        vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
+        vec![IcvAlg::HmacSha256],
+    );
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: Some(vec![EncrAlg::Aes128Cbc.id(), EncrAlg::Aes256Cbc.id()]),
+            icv: vec![IcvAlg::HmacSha256.id()],
+        }
+    });
+    assert_hs(&r, H::SingleEncryptAlgoRequired, "IEC62351-4:2.17");
+}
+
+#[test]
+fn hd25_single_icv_algo_required() {
+    let c = non_ae(vec![], vec![IcvAlg::HmacSha256, IcvAlg::Gmac128]);
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: None,
+            icv: vec![IcvAlg::HmacSha256.id(), IcvAlg::Gmac128.id()],
+        }
+    });
+    assert_hs(&r, H::SingleIcvAlgoRequired, "IEC62351-4:2.19");
+}
+
+#[test]
+fn client_invalid_icv_algorithm() {
+    let c = non_ae(vec![], vec![IcvAlg::HmacSha256]);
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: None,
+            icv: vec![IcvAlg::Gmac128.id()],
+        }
+    });
+    assert_hs(&r, H::IcvAlgorithmsNotSupported, "IEC62351-4:2.18");
+}
+
+#[test]
+fn client_encryption_required() {
+    let c = E2eConfig {
+        encryption: EncryptionPolicy::Required,
+        ..non_ae(vec![EncrAlg::Aes128Cbc], vec![IcvAlg::HmacSha256])
+    };
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: None,
+            icv: vec![IcvAlg::HmacSha256.id()],
+        }
+    });
+    assert_hs(&r, H::EncryptionRequired, "IEC62351-4:2.21");
+}
+
+#[test]
+fn client_encryption_not_required() {
+    let c = E2eConfig {
+        encryption: EncryptionPolicy::Forbidden,
+        ..non_ae(vec![], vec![IcvAlg::HmacSha256])
+    };
+    let r = client_rejects(c, cfg(), |t| {
+        t.encr_mode = EncrMode::NonAea {
+            encr: Some(vec![EncrAlg::Aes128Cbc.id()]),
+            icv: vec![IcvAlg::HmacSha256.id()],
+        }
+    });
+    assert_hs(&r, H::EncryptionNotRequired, "IEC62351-4:2.20");
+}
+
+// ------------------------------------------------------------------ other handshake checks
+
+#[test]
+fn alarm_sig_alg_mismatch() {
+    let r = server_rejects(
+        cfg(),
+        cfg(),
+        Some(&|req| {
+            let mut h =
+                match SecPdu::decode(SecPduKind::HandshakeReq, req, Default::default()).unwrap() {
+                    SecPdu::HandshakeReq(h) => h,
+                    _ => unreachable!(),
+                };
+            h.sign.algo =
+                secmms_e2e::alg::sig_alg_id(secmms_pki::SignatureAlgorithm::RsaPkcs1Sha256);
+            SecPdu::HandshakeReq(h).encode()
+        }),
+        NOW,
+    );
+    assert_alarm(&r, "IEC62351-4:1.2");
+}
+
+#[test]
+fn alarm_invalid_signature() {
+    let r = server_rejects(
+        cfg(),
+        cfg(),
+        Some(&|req| {
+            let mut h =
+                match SecPdu::decode(SecPduKind::HandshakeReq, req, Default::default()).unwrap() {
+                    SecPdu::HandshakeReq(h) => h,
+                    _ => unreachable!(),
+                };
+            h.sign.sign = client_key().sign(b"something else").unwrap();
+            SecPdu::HandshakeReq(h).encode()
+        }),
+        NOW,
+    );
+    assert_alarm(&r, "IEC62351-4:1.3");
+}
+
+#[test]
+fn alarm_revoked_certificate() {
+    use std::sync::Arc;
+    let f = fixture();
+    let creds = client_creds(KeyType::P256);
+    let cert = openssl::x509::X509::from_der(&creds.cert_der).unwrap();
+    let mut v = secmms_pki::OpenSslValidator::new();
+    v.add_anchor(f.pki.ca.clone());
+    let mut cb = openssl::x509::X509CrlBuilder::new().unwrap();
+    cb.set_issuer_name(f.pki.ca.subject_name()).unwrap();
+    let t = openssl::asn1::Asn1Time::from_unix(NOW.unix_secs() - 10).unwrap();
+    cb.set_last_update(&t).unwrap();
+    let t2 = openssl::asn1::Asn1Time::from_unix(NOW.unix_secs() + 86_400).unwrap();
+    cb.set_next_update(&t2).unwrap();
+    let mut rb = openssl::x509::X509RevokedBuilder::new().unwrap();
+    rb.set_serial_number(cert.serial_number()).unwrap();
+    rb.set_revocation_date(&t).unwrap();
+    cb.add_revoked(rb.build()).unwrap();
+    let mut aki = vec![0x30, 22, 0x80, 20];
+    aki.extend_from_slice(
+        &f.pki
+            .ca
+            .digest(openssl::hash::MessageDigest::sha1())
+            .unwrap(),
+    );
+    for (o, v) in [("2.5.29.35", aki), ("2.5.29.20", vec![2, 1, 1])] {
+        let obj = openssl::asn1::Asn1Object::from_str(o).unwrap();
+        let os = openssl::asn1::Asn1OctetString::new_from_bytes(&v).unwrap();
+        cb.append_extension(openssl::x509::X509Extension::new_from_der(&obj, false, &os).unwrap())
+            .unwrap();
+    }
+    cb.sign(f.pki.ca_key.pkey(), openssl::hash::MessageDigest::sha256())
+        .unwrap();
+    v.add_crl(cb.build().unwrap());
+    let mut sctx = ctx(cfg(), server_creds(KeyType::P256));
+    sctx.validator = Arc::new(v);
+    let mut client = secmms_e2e::E2eClient::new(ctx(cfg(), creds), TestRng::boxed(5), 1);
+    let mut server = secmms_e2e::E2eServer::new(sctx, TestRng::boxed(6), 1);
+    let req = client.handshake_req(None, NOW).unwrap();
+    let r = rejection(server.receive(SecPduKind::HandshakeReq, &req, NOW));
+    assert_alarm(&r, "IEC62351-4:1.7");
+}
+
+#[test]
+fn alarm_address_mismatch() {
+    let mut p = pair(cfg(), cfg());
+    p.server
+        .set_expected_peer(Some(secmms_pki::PeerIdentity::ApTitle(oid(&[
+            1, 1, 1, 999, 1, 13,
+        ]))));
+    let req = p.client.handshake_req(None, NOW).unwrap();
+    let r = rejection(p.server.receive(SecPduKind::HandshakeReq, &req, NOW));
+    assert_alarm(&r, "IEC62351-4:1.8");
+    // The right address passes.
+    let mut p = pair(cfg(), cfg());
+    p.server
+        .set_expected_peer(Some(secmms_pki::PeerIdentity::ApTitle(oid(CLIENT_AP))));
+    let req = p.client.handshake_req(None, NOW).unwrap();
+    assert!(p
+        .server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .is_ok());
+}
+
+#[test]
+fn alarm_replayed_handshake_req() {
+    let sctx = ctx(cfg(), server_creds(KeyType::P256));
+    let mut client = secmms_e2e::E2eClient::new(
+        ctx(cfg(), client_creds(KeyType::P256)),
+        TestRng::boxed(5),
+        1,
+    );
+    let req = client.handshake_req(None, NOW).unwrap();
+    let mut s1 = secmms_e2e::E2eServer::new(sctx.clone(), TestRng::boxed(6), 1);
+    assert!(s1.receive(SecPduKind::HandshakeReq, &req, NOW).is_ok());
+    // Same request to a second association of the same server endpoint.
+    let mut s2 = secmms_e2e::E2eServer::new(sctx, TestRng::boxed(7), 2);
+    let r = rejection(s2.receive(SecPduKind::HandshakeReq, &req, NOW.plus_ms(5)));
+    assert_alarm(&r, "IEC62351-4:1.11");
+}
+
+#[test]
+fn client_protocol_error_wrong_asso() {
+    let r = client_rejects(cfg(), cfg(), |t| t.asso_id = AssoId::new("2:7").unwrap());
+    assert_hs(&r, H::ProtocolError, "IEC62351-4:2.4");
+}
+
+#[test]
+fn client_alarm_sig_alg_mismatch() {
+    let mut p = pair(cfg(), cfg());
+    let req = p.client.handshake_req(None, NOW).unwrap();
+    p.server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .unwrap();
+    let acc = p.server.accept(None, NOW).unwrap();
+    let mut h = match SecPdu::decode(SecPduKind::HandshakeAcc, &acc, Default::default()).unwrap() {
+        SecPdu::HandshakeAcc(h) => h,
+        _ => unreachable!(),
+    };
+    h.sign.algo = secmms_e2e::alg::sig_alg_id(secmms_pki::SignatureAlgorithm::RsaPkcs1Sha256);
+    let r = rejection(p.client.receive(
+        SecPduKind::HandshakeAcc,
+        &SecPdu::HandshakeAcc(h).encode(),
+        NOW,
+    ));
+    assert_alarm(&r, "IEC62351-4:2.2");
+}
+
+#[test]
+fn client_alarm_invalid_signature() {
+    let mut p = pair(cfg(), cfg());
+    let req = p.client.handshake_req(None, NOW).unwrap();
+    p.server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .unwrap();
+    let acc = p.server.accept(None, NOW).unwrap();
+    // Signed by the client's key instead of the key of pkCert.
+    let acc = resign_handshake(SecPduKind::HandshakeAcc, &acc, &client_key(), |_| {});
+    let r = rejection(p.client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_alarm(&r, "IEC62351-4:2.3");
+}
+
+#[test]
+fn client_alarm_address_mismatch() {
+    let mut p = pair(cfg(), cfg());
+    p.client
+        .set_expected_peer(Some(secmms_pki::PeerIdentity::ApTitle(oid(CLIENT_AP))));
+    let req = p.client.handshake_req(None, NOW).unwrap();
+    p.server
+        .receive(SecPduKind::HandshakeReq, &req, NOW)
+        .unwrap();
+    let acc = p.server.accept(None, NOW).unwrap();
+    let r = rejection(p.client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_alarm(&r, "IEC62351-4:2.7");
+}
+
+#[test]
+fn client_unexpected_version() {
+    let r = client_rejects(cfg(), cfg(), |t| {
+        t.version = Version {
+            unused: 0,
+            bits: vec![],
+        }
+    });
+    assert_hs(&r, H::UnexpectedVersion, "IEC62351-4:2.8");
+}
+
+#[test]
+fn client_invalid_time() {
+    let r = client_rejects(cfg(), cfg(), |t| t.time = NOW.plus_ms(700_000));
+    assert_hs(&r, H::InvalidTimeValue, "IEC62351-4:2.9");
+}
+
+#[test]
+fn client_hmac_changed() {
+    let r = client_rejects(cfg(), cfg(), |t| {
+        t.hmac.algorithm = oid(&[1, 2, 840, 113549, 2, 10])
+    });
+    assert_hs(&r, H::HmacAlgorithmNotSupported, "IEC62351-4:2.12");
+}
+
+// ------------------------------------------------------------------ DtDiagnostics
+
+fn established(ccfg: E2eConfig, scfg: E2eConfig) -> Pair {
+    let mut p = pair(ccfg, scfg);
+    establish(&mut p, NOW);
+    p
+}
+
+const PR: &[u8] = &[0xa0, 0x05, 0x02, 0x01, 0x01, 0xa4, 0x00];
+
+fn decode_transfer(kind: SecPduKind, b: &[u8]) -> Transfer {
+    match SecPdu::decode(kind, b, Default::default()).unwrap() {
+        SecPdu::ClearTransfer(t) | SecPdu::EncrTransfer(t) => t,
+        _ => unreachable!(),
+    }
+}
+
+/// Re-assembles a transfer after `f` changed its token (the ICV is kept, so it no longer
+/// verifies: the checks under test run before the ICV).
+fn reassemble(kind: SecPduKind, b: &[u8], f: impl FnOnce(&mut Transfer)) -> Vec<u8> {
+    let mut t = decode_transfer(kind, b);
+    f(&mut t);
+    let enc = kind == SecPduKind::EncrTransfer;
+    let content = t.token2.encode_content();
+    let mut n = Transfer::assemble(t.token2.clone(), content, t.appl_data.clone(), enc);
+    n.auth = t.auth.clone();
+    if enc {
+        SecPdu::EncrTransfer(n).encode()
+    } else {
+        SecPdu::ClearTransfer(n).encode()
+    }
+}
+
+#[test]
+fn dt00_no_reason_given_rekey_timeout() {
+    let mut p = established(cfg(), cfg());
+    p.client.start_rekey();
+    p.client.protect(PR, NOW).unwrap();
+    let r = match p.client.protect(PR, NOW.plus_ms(121_000)) {
+        Err(secmms_e2e::E2eError::Rejected(r)) => *r,
+        o => panic!("{o:?}"),
+    };
+    assert_dt(&r, D::NoReasonGiven, "secmms:0.1");
+}
+
+#[test]
+fn dt01_protocol_error_wrong_asso_id() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.asso_id = AssoId::new("1:8").unwrap());
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_dt(&r, D::ProtocolError, "IEC62351-4:11.1");
+}
+
+#[test]
+fn dt02_unexpected_version_release_req() {
+    let mut p = established(cfg(), cfg());
+    let rel = p.client.release_req(None, NOW).unwrap();
+    let rel = resign_token3(SecPduKind::ReleaseReq, &rel, &client_key(), |p| {
+        p.token3.version = Version {
+            unused: 0,
+            bits: vec![0x00],
+        }
+    });
+    let r = rejection(p.server.receive(SecPduKind::ReleaseReq, &rel, NOW));
+    assert_dt(&r, D::UnexpectedVersion, "IEC62351-4:12.8");
+}
+
+#[test]
+fn dt03_encryption_not_selected() {
+    let mut p = established(non_ae(vec![], vec![IcvAlg::HmacSha256]), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    assert_eq!(k, SecPduKind::ClearTransfer);
+    let t = decode_transfer(k, &b);
+    let mut e = Transfer::assemble(
+        t.token2.clone(),
+        t.token2_content.clone(),
+        t.appl_data.clone(),
+        true,
+    );
+    e.auth = t.auth;
+    let r = rejection(p.server.receive(
+        SecPduKind::EncrTransfer,
+        &SecPdu::EncrTransfer(e).encode(),
+        NOW,
+    ));
+    assert_dt(&r, D::EncryptionNotSelected, "IEC62351-4:11.2");
+}
+
+#[test]
+fn dt04_encryption_required() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    assert_eq!(k, SecPduKind::EncrTransfer);
+    let t = decode_transfer(k, &b);
+    let mut c = Transfer::assemble(
+        t.token2.clone(),
+        t.token2_content.clone(),
+        PR.to_vec(),
+        false,
+    );
+    c.auth = Some(Authenticator {
+        nonce: None,
+        algorithm: IcvAlg::HmacSha256.id(),
+        icv: vec![0; 32],
+    });
+    let r = rejection(p.server.receive(
+        SecPduKind::ClearTransfer,
+        &SecPdu::ClearTransfer(c).encode(),
+        NOW,
+    ));
+    assert_dt(&r, D::EncryptionRequired, "IEC62351-4:10.2");
+}
+
+#[test]
+fn dt05_gmac_nonce_required() {
+    let mut p = established(non_ae(vec![], vec![IcvAlg::Gmac128]), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.auth.as_mut().unwrap().nonce = None);
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_dt(&r, D::GmacNonceRequired, "IEC62351-4:10.4");
+}
+
+#[test]
+fn dt06_invalid_sequence_number() {
+    let mut p = established(cfg(), cfg());
+    let (k, b0) = p.client.protect(PR, NOW).unwrap();
+    let (_, _b1) = p.client.protect(PR, NOW).unwrap();
+    let (_, b2) = p.client.protect(PR, NOW).unwrap();
+    assert!(matches!(p.server.receive(k, &b0, NOW), Ok(Output::Data(_))));
+    let r = rejection(p.server.receive(k, &b2, NOW));
+    assert_dt(&r, D::InvalidSequenceNumber, "IEC62351-4:11.8");
+}
+
+#[test]
+fn dt06_reordered_same_time_is_invalid_sequence() {
+    let mut p = established(cfg(), cfg());
+    let (k, _b0) = p.client.protect(PR, NOW).unwrap();
+    let (_, b1) = p.client.protect(PR, NOW).unwrap();
+    let r = rejection(p.server.receive(k, &b1, NOW));
+    assert_dt(&r, D::InvalidSequenceNumber, "IEC62351-4:11.8");
+}
+
+#[test]
+fn dt07_aes_iv_required() {
+    let mut p = established(
+        non_ae(vec![EncrAlg::Aes128Cbc], vec![IcvAlg::HmacSha256]),
+        cfg(),
+    );
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    assert_eq!(k, SecPduKind::EncrTransfer);
+    let b = reassemble(k, &b, |t| t.token2.iv = None);
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_dt(&r, D::AesInitVectorRequired, "IEC62351-4:11.9");
+}
+
+#[test]
+fn dt08_unexpected_dh_public_key() {
+    let mut p = established(cfg(), cfg());
+    p.client.start_rekey();
+    let (k, a) = p.client.protect(PR, NOW).unwrap();
+    assert!(decode_transfer(k, &a).token2.rekey.is_some());
+    assert!(matches!(p.server.receive(k, &a, NOW), Ok(Output::Data(_))));
+    // A second rekey before the server signalled changedKey.
+    p.client.start_rekey();
+    let (k, b) = p.client.protect(PR, NOW.plus_ms(1)).unwrap();
+    assert!(decode_transfer(k, &b).token2.rekey.is_some());
+    let r = rejection(p.server.receive(k, &b, NOW.plus_ms(1)));
+    assert_dt(&r, D::UnexpectedDhPublicKey, "IEC62351-4:11.10");
+}
+
+#[test]
+fn dt09_unexpected_changed_keys() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.server.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.changed_key = true);
+    let r = rejection(p.client.receive(k, &b, NOW));
+    assert_dt(&r, D::UnexpectedChangedKeys, "IEC62351-4:11.11");
+}
+
+#[test]
+fn dt_protocol_error_client_receives_rekey() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.server.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.rekey = Some(vec![4; 65]));
+    let r = rejection(p.client.receive(k, &b, NOW));
+    assert_dt(&r, D::ProtocolError, "IEC62351-4:11.1");
+}
+
+#[test]
+fn dt_protocol_error_auth_in_ae_mode() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| {
+        t.auth = Some(Authenticator {
+            nonce: None,
+            algorithm: IcvAlg::HmacSha256.id(),
+            icv: vec![0; 32],
+        })
+    });
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_dt(&r, D::ProtocolError, "IEC62351-4:11.1");
+}
+
+#[test]
+fn dt10_gmac_init_vector_required() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.iv = None);
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_dt(&r, D::GmacInitVectorRequired, "IEC62351-4:11.4");
+}
+
+#[test]
+fn dt11_invalid_time_stale() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let r = rejection(p.server.receive(k, &b, NOW.plus_ms(601_000)));
+    assert_dt(&r, D::InvalidTimeValue, "IEC62351-4:11.6");
+}
+
+#[test]
+fn dt11_invalid_time_reordered() {
+    let mut p = established(cfg(), cfg());
+    let (k, b0) = p.client.protect(PR, NOW).unwrap();
+    let (_, b1) = p.client.protect(PR, NOW.plus_ms(10)).unwrap();
+    assert!(p.server.receive(k, &b1, NOW.plus_ms(10)).is_ok());
+    let r = rejection(p.server.receive(k, &b0, NOW.plus_ms(11)));
+    assert_dt(&r, D::InvalidTimeValue, "IEC62351-4:11.6");
+}
+
+#[test]
+fn alarm_dt_replay() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    assert!(p.server.receive(k, &b, NOW).is_ok());
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_alarm(&r, "IEC62351-4:11.7");
+    assert_eq!(r.reply.as_ref().unwrap().0, SecPduKind::DtSecAbort);
+}
+
+#[test]
+fn alarm_dt_bad_icv() {
+    let mut p = established(non_ae(vec![], vec![IcvAlg::HmacSha256]), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.auth.as_mut().unwrap().icv[0] ^= 1);
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_alarm(&r, "IEC62351-4:10.5");
+}
+
+#[test]
+fn alarm_dt_icv_algorithm() {
+    let mut p = established(non_ae(vec![], vec![IcvAlg::HmacSha256]), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| {
+        t.auth.as_mut().unwrap().algorithm = IcvAlg::Gmac128.id()
+    });
+    let r = rejection(p.server.receive(k, &b, NOW));
+    assert_alarm(&r, "IEC62351-4:10.3");
+}
+
+#[test]
+fn events_are_queued() {
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    p.server.receive(k, &b, NOW).unwrap();
+    let _ = p.server.receive(k, &b, NOW);
+    let e = p.server.poll_event().unwrap();
+    assert_eq!(e.id.to_string(), "IEC62351-4:11.7");
+    assert_eq!(e.association.as_deref(), Some("1:7"));
+}

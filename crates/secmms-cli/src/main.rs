@@ -1,1 +1,349 @@
-fn main() {}
+//! `secmms` — IEC 62351-4 secure MMS: server, client, load generator and demo.
+//!
+//! This binary only parses arguments and presents results; all protocol work is in the `secmms`
+//! runtime crate and the sans-IO crates below it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use secmms::config::Config;
+
+/// Secure MMS (IEC 62351-4) for IEC 61850 and ICCP: server, client, load generator and demo.
+#[derive(Parser, Debug)]
+#[command(name = "secmms", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `secmms=debug`. Also read from RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a server and a client in one process on loopback and print what happened (exit 0 only if
+    /// every step succeeded).
+    Demo(DemoArgs),
+    /// Serve an IEC 61850 model over MMS.
+    Server(ServerArgs),
+    /// Talk to an MMS server: identify, browse, read, write.
+    Client(ClientArgs),
+    /// Load generator: N associations x M outstanding reads against any MMS server.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Print the demo report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct ServerArgs {
+    /// Address to listen on (host:port). Default: the configuration's `server.listen` (0.0.0.0:102).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Model file: SCL (.cid/.icd/.scd) or the TOML model form. Default: the built-in demo model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ClientArgs {
+    /// Server address (host:port; port 102 when omitted).
+    #[arg(long, default_value = "127.0.0.1:102")]
+    connect: String,
+    /// TOML configuration file.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: ClientAction,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientAction {
+    /// Ask the server who it is (MMS Identify).
+    Identify,
+    /// List logical devices (MMS domains), or the variables of one.
+    Ls {
+        /// Domain (logical device) to list, e.g. DEMOLD0.
+        domain: Option<String>,
+    },
+    /// Read a value: `LD/LN.DO.DA[FC]` (IEC 61850 reference) or `LD/LN$FC$DO$DA` (MMS name).
+    Read {
+        /// Object reference.
+        reference: String,
+    },
+    /// Write a value, converted to the variable's type (read from the server).
+    Write {
+        /// Object reference.
+        reference: String,
+        /// Value: a number, true/false, a string, or a JSON value for structures and arrays.
+        value: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Server address (host:port).
+    #[arg(long)]
+    connect: String,
+    /// Concurrent associations.
+    #[arg(long, default_value_t = 1)]
+    associations: usize,
+    /// Outstanding requests per association.
+    #[arg(long, default_value_t = 1)]
+    outstanding: usize,
+    /// Run time in seconds (after all associations are up).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Variable to read (IEC 61850 reference or MMS name).
+    #[arg(long, default_value = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]")]
+    reference: String,
+    /// TOML configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn load_config(path: Option<&PathBuf>) -> Result<Config> {
+    match path {
+        Some(p) => Config::load(p).with_context(|| format!("loading {}", p.display())),
+        None => Ok(Config::default()),
+    }
+}
+
+fn with_default_port(addr: &str, port: u16) -> String {
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.ends_with(':') && p.parse::<u16>().is_ok());
+    if has_port && !addr.starts_with('[') || addr.contains("]:") {
+        addr.to_string()
+    } else {
+        format!("{addr}:{port}")
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo(a).await,
+        Command::Server(a) => server(a).await,
+        Command::Client(a) => client(a).await,
+        Command::Bench(a) => bench(a).await,
+    }
+}
+
+async fn demo(a: DemoArgs) -> Result<ExitCode> {
+    let report = secmms::demo::run_demo(|step| {
+        if !a.json {
+            let mark = if step.ok { "ok  " } else { "FAIL" };
+            println!("[{mark}] {:<28} {}", step.name, step.detail);
+        }
+    })
+    .await;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.ok {
+        println!("demo: all {} steps succeeded", report.steps.len());
+    } else {
+        println!(
+            "demo: FAILED ({} of {} steps failed)",
+            report.steps.iter().filter(|s| !s.ok).count(),
+            report.steps.len()
+        );
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn server(a: ServerArgs) -> Result<ExitCode> {
+    let mut cfg = load_config(a.config.as_ref())?;
+    if let Some(l) = a.listen {
+        cfg.server.listen = with_default_port(&l, 102);
+    }
+    if let Some(m) = a.model {
+        cfg.server.model = Some(m);
+    }
+    let server = secmms::server::Server::bind(cfg)
+        .await
+        .context("starting the server")?;
+    eprintln!(
+        "secmms server listening on {} (model: {}, {} variables); Ctrl-C stops",
+        server.local_addr()?,
+        server.model_description(),
+        server.variable_count()
+    );
+    tokio::select! {
+        r = server.run() => r.context("server stopped")?,
+        _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn client(a: ClientArgs) -> Result<ExitCode> {
+    let cfg = load_config(a.config.as_ref())?;
+    let addr = with_default_port(&a.connect, 102);
+    let client = secmms::client::Client::connect(&addr, &cfg)
+        .await
+        .with_context(|| format!("associating with {addr}"))?;
+    let out: serde_json::Value = match &a.action {
+        ClientAction::Identify => {
+            let id = client.identify().await?;
+            if !a.json {
+                println!(
+                    "vendor:   {}\nmodel:    {}\nrevision: {}",
+                    id.vendor, id.model, id.revision
+                );
+            }
+            serde_json::json!({"vendor": id.vendor, "model": id.model, "revision": id.revision})
+        }
+        ClientAction::Ls { domain: None } => {
+            let names = client.domains().await?;
+            if !a.json {
+                for n in &names {
+                    println!("{n}");
+                }
+            }
+            serde_json::json!(names)
+        }
+        ClientAction::Ls { domain: Some(d) } => {
+            let names = client.variables(d).await?;
+            if !a.json {
+                for n in &names {
+                    println!("{d}/{n}");
+                }
+            }
+            serde_json::json!(names)
+        }
+        ClientAction::Read { reference } => {
+            let v = client.read(reference).await?;
+            if !a.json {
+                println!("{reference} = {v}");
+            }
+            serde_json::to_value(secmms_mms::client::Value::from(&v))?
+        }
+        ClientAction::Write { reference, value } => {
+            client.write_str(reference, value).await?;
+            if !a.json {
+                println!("{reference} written");
+            }
+            serde_json::json!({"written": reference})
+        }
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&out)?);
+    }
+    client.release().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn bench(a: BenchArgs) -> Result<ExitCode> {
+    let cfg = load_config(a.config.as_ref())?;
+    if a.associations == 0 || a.outstanding == 0 {
+        bail!("--associations and --outstanding must be at least 1");
+    }
+    if !(a.duration > 0.0 && a.duration <= 86_400.0) {
+        bail!("--duration must be between 0 and 86400 seconds");
+    }
+    let params = secmms::bench::BenchParams {
+        addr: with_default_port(&a.connect, 102),
+        associations: a.associations,
+        outstanding: a.outstanding,
+        duration: Duration::from_secs_f64(a.duration),
+        reference: a.reference.clone(),
+        config: cfg,
+    };
+    let quiet = a.json;
+    let report = secmms::bench::run(params, move |p| {
+        if !quiet {
+            eprintln!(
+                "  {:>5.1}s  {:>9} requests  {:>9.0} req/s",
+                p.elapsed.as_secs_f64(),
+                p.requests,
+                p.rate
+            );
+        }
+    })
+    .await?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        println!(
+            "{} associations x {} outstanding, {:.1} s: {} requests, {} errors, {:.0} req/s, p50 {} us, p99 {} us",
+            report.associations,
+            report.outstanding,
+            report.seconds,
+            report.requests,
+            report.errors,
+            report.requests_per_sec,
+            report.p50_us,
+            report.p99_us
+        );
+    }
+    Ok(if report.errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(with_default_port("127.0.0.1", 102), "127.0.0.1:102");
+        assert_eq!(with_default_port("127.0.0.1:10102", 102), "127.0.0.1:10102");
+        assert_eq!(with_default_port("localhost", 3782), "localhost:3782");
+        assert_eq!(with_default_port("[::1]:5", 102), "[::1]:5");
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

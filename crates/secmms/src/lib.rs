@@ -1,3 +1,22 @@
-//! Tokio runtime for secmms: transports, MMS client, server, configuration
+//! Tokio runtime for secmms: the byte-stream transports (RFC 1006 over TCP; TLS per IEC 62351-4
+//! clause 6 comes next), the MMS client with many outstanding requests, the MMS server with one
+//! isolated task per association, the `bench` load generator, the demo, and TOML configuration.
+//!
+//! All protocol logic lives in the sans-IO crates (`secmms-osi`, `secmms-mms`, `secmms-e2e`); this
+//! crate only moves bytes and time.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod bench;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod link;
+pub mod osi;
+pub mod server;
+pub mod stats;
+pub mod transport;
+
+pub use client::{Client, ClientError};
+pub use config::Config;
+pub use server::{Server, ServerHandle};

@@ -1,0 +1,470 @@
+//! The MMS client: one task per association owns the stream and the sans-IO association; any
+//! number of [`Client`] clones send confirmed requests through it. Responses are matched to
+//! requests by invokeID, so up to the negotiated number of requests are outstanding at once.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
+use secmms_mms::pdu::{
+    ConfirmedRequest, ConfirmedServiceRequest, ConfirmedServiceResponse, GetNameListRequest,
+    MmsPdu, Negotiated, ObjectClass, ObjectScope, ReadRequest, VariableAccessSpecification,
+    WriteRequest, WriteResult,
+};
+use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
+use secmms_osi::{Association, OsiEvent};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::debug;
+
+use crate::config::Config;
+use crate::link::{Link, LinkError};
+use crate::osi::osi_config;
+use crate::transport::{self, Stream};
+
+/// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
+/// a release; reference §9 item 10).
+pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Errors of client operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// TCP, OSI or protocol failure of the association.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The server refused the association.
+    #[error("association rejected: {0}")]
+    Rejected(String),
+    /// The server answered with a Confirmed-ErrorPDU.
+    #[error("service error: {0:?}")]
+    Service(ServiceError),
+    /// The server rejected the request (RejectPDU).
+    #[error("request rejected by the server: {0}")]
+    Reject(String),
+    /// A variable could not be accessed.
+    #[error("data access error: {0}")]
+    Access(String),
+    /// The response did not match the request.
+    #[error("unexpected response: {0}")]
+    Unexpected(String),
+    /// No response in time.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// The association is gone.
+    #[error("association closed")]
+    Closed,
+    /// A reference or value could not be understood.
+    #[error("{0}")]
+    Usage(String),
+    /// MMS encoding or decoding failed.
+    #[error("MMS: {0}")]
+    Mms(#[from] secmms_mms::MmsError),
+}
+
+type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
+
+enum Cmd {
+    Request {
+        service: ConfirmedServiceRequest,
+        reply: Reply,
+        permit: OwnedSemaphorePermit,
+    },
+    Release {
+        reply: oneshot::Sender<Result<(), ClientError>>,
+    },
+    Abort,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Cmd>,
+    negotiated: Negotiated,
+    slots: Arc<Semaphore>,
+    closed: Arc<AtomicBool>,
+    request_timeout: Duration,
+}
+
+/// A handle to one MMS association. Cheap to clone; all clones share the association.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("negotiated", &self.inner.negotiated)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects over TCP and associates.
+    pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
+        let stream = transport::connect_tcp(addr, &cfg.tcp)
+            .await
+            .map_err(LinkError::Io)?;
+        Self::associate(stream, cfg).await
+    }
+
+    /// Associates over an already connected stream (TCP, TLS, or an in-memory pipe).
+    pub async fn associate<S: Stream>(stream: S, cfg: &Config) -> Result<Client, ClientError> {
+        cfg.validate()?;
+        let osi = osi_config(&cfg.osi, false)?;
+        let mut link = Link::new(stream, Association::initiator(osi));
+        let proposal = ClientProposal {
+            max_pdu_size: cfg.client.max_pdu_size,
+            max_serv_outstanding_calling: cfg.client.max_outstanding,
+            max_serv_outstanding_called: cfg.client.max_outstanding,
+            ..Default::default()
+        };
+        link.assoc()
+            .connect(mms_client::initiate_request_pdu(&proposal))
+            .map_err(LinkError::from)?;
+        link.flush().await?;
+        let timeout = Duration::from_secs(cfg.client.associate_timeout_secs.max(1));
+        let deadline = tokio::time::Instant::now() + timeout;
+        let negotiated = loop {
+            let mut outcome = None;
+            while let Some(ev) = link.poll_event() {
+                match ev {
+                    OsiEvent::AssociateConfirm { user_data, .. } => {
+                        let bytes = user_data.ok_or_else(|| {
+                            ClientError::Unexpected("AARE without MMS data".into())
+                        })?;
+                        outcome = Some(
+                            mms_client::parse_initiate_response(&bytes, &proposal)
+                                .map_err(|e| ClientError::Rejected(e.to_string()))?,
+                        );
+                    }
+                    OsiEvent::AssociateRejected {
+                        reason, user_data, ..
+                    } => {
+                        let detail =
+                            match user_data.map(|b| MmsPdu::decode(&b, &MmsLimits::default())) {
+                                Some(Ok(MmsPdu::InitiateError(e))) => {
+                                    format!("{reason:?}, initiate error {e:?}")
+                                }
+                                _ => format!("{reason:?}"),
+                            };
+                        return Err(ClientError::Rejected(detail));
+                    }
+                    OsiEvent::AbortIndication(a) => {
+                        return Err(ClientError::Rejected(format!("aborted: {a:?}")))
+                    }
+                    OsiEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
+                    _ => {}
+                }
+            }
+            if let Some(n) = outcome {
+                break n;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            link.read_input(Some(left)).await?;
+        };
+        let (tx, rx) = mpsc::channel(256);
+        let closed = Arc::new(AtomicBool::new(false));
+        let slots = Arc::new(Semaphore::new(
+            negotiated.max_serv_outstanding_calling.max(1) as usize,
+        ));
+        let limits = negotiated.limits();
+        tokio::spawn(run_association(link, rx, limits, closed.clone()));
+        Ok(Client {
+            inner: Arc::new(Inner {
+                tx,
+                negotiated,
+                slots,
+                closed,
+                request_timeout: Duration::from_secs(cfg.client.request_timeout_secs.max(1)),
+            }),
+        })
+    }
+
+    /// What the initiate exchange settled.
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.inner.negotiated
+    }
+
+    /// True once the association has ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Sends one confirmed request and waits for its response (bounded by the request timeout).
+    pub async fn request(
+        &self,
+        service: ConfirmedServiceRequest,
+    ) -> Result<ConfirmedServiceResponse, ClientError> {
+        let t = self.inner.request_timeout;
+        let permit = tokio::time::timeout(t, self.inner.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| ClientError::Timeout(t))?
+            .map_err(|_| ClientError::Closed)?;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Request {
+                service,
+                reply,
+                permit,
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(t, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout(t)),
+        }
+    }
+
+    /// MMS Identify.
+    pub async fn identify(&self) -> Result<secmms_mms::pdu::IdentifyResponse, ClientError> {
+        match self.request(ConfirmedServiceRequest::Identify).await? {
+            ConfirmedServiceResponse::Identify(i) => Ok(i),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// GetNameList over all pages.
+    async fn name_list(
+        &self,
+        class: ObjectClass,
+        domain: Option<&str>,
+    ) -> Result<Vec<String>, ClientError> {
+        let mut out: Vec<String> = Vec::new();
+        // Bounded: a server that keeps saying moreFollows cannot keep us here forever.
+        for _ in 0..10_000 {
+            let req = ConfirmedServiceRequest::GetNameList(GetNameListRequest {
+                object_class: class,
+                scope: match domain {
+                    Some(d) => ObjectScope::Domain(d.to_string()),
+                    None => ObjectScope::Vmd,
+                },
+                continue_after: out.last().cloned(),
+            });
+            match self.request(req).await? {
+                ConfirmedServiceResponse::GetNameList(r) => {
+                    let more = r.more_follows && !r.identifiers.is_empty();
+                    out.extend(r.identifiers);
+                    if !more {
+                        return Ok(out);
+                    }
+                }
+                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The server's domains (IEC 61850 logical devices).
+    pub async fn domains(&self) -> Result<Vec<String>, ClientError> {
+        self.name_list(ObjectClass::DOMAIN, None).await
+    }
+
+    /// The named variables of a domain.
+    pub async fn variables(&self, domain: &str) -> Result<Vec<String>, ClientError> {
+        self.name_list(ObjectClass::NAMED_VARIABLE, Some(domain))
+            .await
+    }
+
+    /// Turns an IEC 61850 reference (`LD/LN.DO.DA[FC]`) or MMS name (`LD/LN$FC$DO$DA`) into an
+    /// MMS object name. A reference without FC is resolved by browsing the domain.
+    pub async fn resolve(&self, reference: &str) -> Result<ObjectName, ClientError> {
+        let r = ObjectReference::parse(reference).map_err(|e| ClientError::Usage(e.to_string()))?;
+        if let Some(name) = r.object_name() {
+            return Ok(name);
+        }
+        let vars = self.variables(&r.domain).await?;
+        r.resolve_fc(&vars)
+            .and_then(|r| r.object_name())
+            .ok_or_else(|| ClientError::Usage(format!("{reference}: no such data attribute")))
+    }
+
+    /// Reads one variable by object name.
+    pub async fn read_name(&self, name: &ObjectName) -> Result<Data, ClientError> {
+        let req = ConfirmedServiceRequest::Read(ReadRequest {
+            specification_with_result: false,
+            spec: VariableAccessSpecification::single(name.clone()),
+        });
+        match self.request(req).await? {
+            ConfirmedServiceResponse::Read(mut r) if r.results.len() == 1 => {
+                match r.results.remove(0) {
+                    AccessResult::Success(d) => Ok(d),
+                    AccessResult::Failure(e) => Err(ClientError::Access(e.to_string())),
+                }
+            }
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Reads one variable by reference.
+    pub async fn read(&self, reference: &str) -> Result<Data, ClientError> {
+        let name = self.resolve(reference).await?;
+        self.read_name(&name).await
+    }
+
+    /// Writes one variable.
+    pub async fn write_name(&self, name: &ObjectName, value: Data) -> Result<(), ClientError> {
+        let req = ConfirmedServiceRequest::Write(WriteRequest {
+            spec: VariableAccessSpecification::single(name.clone()),
+            data: vec![value],
+        });
+        match self.request(req).await? {
+            ConfirmedServiceResponse::Write(r) => match r.as_slice() {
+                [WriteResult::Success] => Ok(()),
+                [WriteResult::Failure(e)] => Err(ClientError::Access(e.to_string())),
+                other => Err(ClientError::Unexpected(format!(
+                    "{} write results",
+                    other.len()
+                ))),
+            },
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// Writes a value given as text, converted to the variable's type (asked from the server).
+    pub async fn write_str(&self, reference: &str, value: &str) -> Result<(), ClientError> {
+        let name = self.resolve(reference).await?;
+        let ty = match self
+            .request(ConfirmedServiceRequest::GetVariableAccessAttributes(
+                name.clone(),
+            ))
+            .await?
+        {
+            ConfirmedServiceResponse::GetVariableAccessAttributes(a) => a.type_description,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let data =
+            mms_client::parse_value(&ty, value).map_err(|e| ClientError::Usage(e.to_string()))?;
+        self.write_name(&name, data).await
+    }
+
+    /// Orderly release (MMS Conclude inside RLRQ). Waits at most [`RELEASE_TIMEOUT`] for the RLRE.
+    pub async fn release(&self) -> Result<(), ClientError> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Release { reply }).await.is_err() {
+            return Ok(());
+        }
+        match tokio::time::timeout(RELEASE_TIMEOUT * 2, rx).await {
+            Ok(Ok(r)) => r,
+            _ => Ok(()),
+        }
+    }
+
+    /// Aborts the association at once.
+    pub async fn abort(&self) {
+        let _ = self.inner.tx.send(Cmd::Abort).await;
+    }
+}
+
+struct Pending {
+    reply: Reply,
+    _permit: OwnedSemaphorePermit,
+}
+
+async fn run_association<S: Stream>(
+    mut link: Link<S>,
+    mut rx: mpsc::Receiver<Cmd>,
+    limits: MmsLimits,
+    closed: Arc<AtomicBool>,
+) {
+    let mut pending: HashMap<u32, Pending> = HashMap::new();
+    let mut next_id: u32 = 1;
+    let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
+    let mut release_deadline = None;
+    let result: Result<(), LinkError> = async {
+        loop {
+            while let Some(ev) = link.poll_event() {
+                match ev {
+                    OsiEvent::Data { pdu, .. } => dispatch(&pdu, &limits, &mut pending),
+                    OsiEvent::ReleaseConfirm { .. } => {
+                        if let Some(r) = releasing.take() {
+                            let _ = r.send(Ok(()));
+                        }
+                        return Ok(());
+                    }
+                    OsiEvent::AbortIndication(a) => {
+                        debug!("association aborted: {a:?}");
+                        return Err(LinkError::Closed);
+                    }
+                    OsiEvent::ProtocolError(e) => return Err(LinkError::Osi(e)),
+                    OsiEvent::Closed => return Err(LinkError::Closed),
+                    _ => {}
+                }
+            }
+            link.flush().await?;
+            let sleep = async {
+                match release_deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                n = link.read_raw() => { let n = n?; link.feed(n).await?; }
+                cmd = rx.recv(), if releasing.is_none() => match cmd {
+                    Some(Cmd::Request { service, reply, permit }) => {
+                        let id = next_id;
+                        next_id = next_id.wrapping_add(1).max(1);
+                        let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
+                        match link.assoc().send_data(&pdu) {
+                            Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
+                            Err(e) => { let _ = reply.send(Err(LinkError::Osi(e).into())); }
+                        }
+                    }
+                    Some(Cmd::Release { reply }) => {
+                        link.assoc().release(Some(MmsPdu::ConcludeRequest.encode()))?;
+                        releasing = Some(reply);
+                        release_deadline = Some(tokio::time::Instant::now() + RELEASE_TIMEOUT);
+                    }
+                    Some(Cmd::Abort) | None => {
+                        let _ = link.assoc().abort();
+                        link.shutdown().await;
+                        return Ok(());
+                    }
+                },
+                _ = sleep => {
+                    // The peer never answered the release: close anyway.
+                    if let Some(r) = releasing.take() { let _ = r.send(Ok(())); }
+                    link.shutdown().await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    .await;
+    closed.store(true, Ordering::Relaxed);
+    link.shutdown().await;
+    for (_, p) in pending.drain() {
+        let _ = p.reply.send(Err(ClientError::Closed));
+    }
+    if let Some(r) = releasing.take() {
+        let _ = r.send(result.map_err(ClientError::from));
+    }
+}
+
+fn dispatch(pdu: &[u8], limits: &MmsLimits, pending: &mut HashMap<u32, Pending>) {
+    match MmsPdu::decode(pdu, limits) {
+        Ok(MmsPdu::ConfirmedResponse(r)) => {
+            if let Some(p) = pending.remove(&r.invoke_id) {
+                let _ = p.reply.send(Ok(r.service));
+            }
+        }
+        Ok(MmsPdu::ConfirmedError(e)) => {
+            if let Some(p) = pending.remove(&e.invoke_id) {
+                let _ = p.reply.send(Err(ClientError::Service(e.error)));
+            }
+        }
+        Ok(MmsPdu::Reject(r)) => {
+            if let Some(p) = r.original_invoke_id.and_then(|id| pending.remove(&id)) {
+                let _ = p
+                    .reply
+                    .send(Err(ClientError::Reject(format!("{:?}", r.reason))));
+            }
+        }
+        Ok(other) => debug!("ignoring unsolicited {other:?}"),
+        Err(e) => debug!("undecodable MMS PDU from the server: {e}"),
+    }
+}

@@ -1,0 +1,270 @@
+//! TOML configuration for the runtime: one file configures the server, the client and the load
+//! generator. Every field has a default, so an empty file (or none) is a valid configuration.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:10102"
+//! model = "demo.cid"            # SCL/CID or the TOML model form; built-in demo model when absent
+//! max_associations = 1000
+//!
+//! [client]
+//! request_timeout_secs = 10
+//! max_outstanding = 16
+//!
+//! [osi]
+//! local_ap_title = "1.1.1.999"
+//! local_ae_qualifier = 12
+//!
+//! [tcp]
+//! keepalive_idle_secs = 60
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::transport::TcpConfig;
+
+/// Errors reading a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid configuration {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: toml::de::Error,
+    },
+    /// A value is out of range or malformed.
+    #[error("invalid configuration value {field}: {reason}")]
+    Value {
+        /// The dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The whole runtime configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// TCP socket options (Annex H keep-alive).
+    pub tcp: TcpConfig,
+    /// OSI addressing and sizes.
+    pub osi: OsiSettings,
+    /// Server settings.
+    pub server: ServerConfig,
+    /// Client settings.
+    pub client: ClientConfig,
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: PathBuf::from("<text>"),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks ranges and formats.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.osi.validate()?;
+        if self.server.max_associations == 0 {
+            return Err(ConfigError::Value {
+                field: "server.max_associations",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.client.max_outstanding == 0 {
+            return Err(ConfigError::Value {
+                field: "client.max_outstanding",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if !(64..=65_000).contains(&self.client.max_pdu_size) {
+            return Err(ConfigError::Value {
+                field: "client.max_pdu_size",
+                reason: "must be 64..=65000".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// OSI addressing (selectors, AP-titles) and sizes. Selectors are hex strings. A field left out
+/// takes the role's default from `secmms_osi::OsiConfig` (client: TSEL/SSEL `0001`, PSEL
+/// `00000001`, AP-title 1.1.1.999 / AE-qualifier 12 calling 1.1.1.999.1 / 12; the server the
+/// other way round), which is what IEC 61850 stacks send.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OsiSettings {
+    /// Local transport selector (hex, 0–4 octets per Annex H DECISION; "" for none).
+    pub local_tsel: Option<String>,
+    /// Remote transport selector (hex).
+    pub remote_tsel: Option<String>,
+    /// Local session selector (hex).
+    pub local_ssel: Option<String>,
+    /// Remote session selector (hex).
+    pub remote_ssel: Option<String>,
+    /// Local presentation selector (hex).
+    pub local_psel: Option<String>,
+    /// Remote presentation selector (hex).
+    pub remote_psel: Option<String>,
+    /// Our AP-title (form 2, dotted OID).
+    pub local_ap_title: Option<String>,
+    /// Our AE-qualifier.
+    pub local_ae_qualifier: Option<i64>,
+    /// The peer's AP-title (the client calls it).
+    pub remote_ap_title: Option<String>,
+    /// The peer's AE-qualifier.
+    pub remote_ae_qualifier: Option<i64>,
+    /// Proposed TPDU size in octets (128–2048 in class 0; default 2048 per Annex H DECISION).
+    pub tpdu_size: Option<usize>,
+    /// Largest reassembled TSDU accepted (default 64 KiB per Annex H DECISION).
+    pub max_tsdu: Option<usize>,
+    /// Accept only calls whose called selectors match ours (Annex H DECISION; default true).
+    pub check_selectors: Option<bool>,
+}
+
+/// Decodes a hex selector string.
+pub fn parse_hex(field: &'static str, s: &str, max: usize) -> Result<Vec<u8>, ConfigError> {
+    let s = s.trim();
+    let bytes = hex_decode(s).ok_or_else(|| ConfigError::Value {
+        field,
+        reason: format!("`{s}` is not hex"),
+    })?;
+    if bytes.len() > max {
+        return Err(ConfigError::Value {
+            field,
+            reason: format!("at most {max} octets"),
+        });
+    }
+    Ok(bytes)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl OsiSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        crate::osi::osi_config(self, false).map(|_| ())
+    }
+}
+
+/// Server settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Plain RFC 1006 uses port 102 (TLS, port 3782, comes with the T-profile).
+    pub listen: String,
+    /// Model file: `.cid`/`.icd`/`.scd`/`.xml` (SCL) or `.toml`. The built-in demo model when absent.
+    pub model: Option<PathBuf>,
+    /// Most associations served at once; further connections are refused at the transport.
+    pub max_associations: usize,
+    /// Seconds a new connection has to complete the association.
+    pub associate_timeout_secs: u64,
+    /// Seconds without any input after which an association is aborted (0 = never).
+    pub idle_timeout_secs: u64,
+    /// Largest MMS PDU the server accepts to negotiate.
+    pub max_pdu_size: u32,
+    /// Most outstanding requests the server accepts to negotiate.
+    pub max_outstanding: u16,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:102".into(),
+            model: None,
+            max_associations: 1000,
+            associate_timeout_secs: 10,
+            idle_timeout_secs: 600,
+            max_pdu_size: 65_000,
+            max_outstanding: 16,
+        }
+    }
+}
+
+/// Client settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Seconds to wait for the association to be accepted.
+    pub associate_timeout_secs: u64,
+    /// Seconds to wait for each confirmed response.
+    pub request_timeout_secs: u64,
+    /// Outstanding requests proposed in the initiate request.
+    pub max_outstanding: u16,
+    /// Largest MMS PDU proposed in the initiate request.
+    pub max_pdu_size: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            associate_timeout_secs: 10,
+            request_timeout_secs: 10,
+            max_outstanding: 16,
+            max_pdu_size: 65_000,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn values_are_checked() {
+        assert!(Config::from_toml("[osi]\nlocal_tsel = \"zz\"").is_err());
+        assert!(Config::from_toml("[osi]\nlocal_ap_title = \"1.x\"").is_err());
+        assert!(Config::from_toml("[osi]\ntpdu_size = 4096").is_err());
+        assert!(Config::from_toml("[server]\nmax_associations = 0").is_err());
+        assert!(Config::from_toml("[server]\nbogus = 1").is_err());
+        let c =
+            Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\n[tcp]\nkeepalive_idle_secs = 5")
+                .unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:1");
+        assert_eq!(c.tcp.keepalive_idle_secs, 5);
+    }
+}

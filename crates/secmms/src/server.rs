@@ -1,0 +1,307 @@
+//! The MMS server: an accept loop and one task per association. Associations are isolated: a
+//! protocol error, a slow or silent peer, or an abrupt close ends only that association's task.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secmms_mms::model::{Model, SharedModel};
+use secmms_mms::pdu::MmsPdu;
+use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
+use secmms_osi::acse::SourceDiagnostic;
+use secmms_osi::{Association, OsiEvent};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+use crate::config::Config;
+use crate::link::{Link, LinkError};
+use crate::osi::osi_config;
+use crate::transport::{self, Stream};
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The model file could not be loaded.
+    #[error("cannot load the model: {0}")]
+    Model(String),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// Binding or accepting failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Counters of what the server did, shared with the tasks.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Associations accepted (initiate exchanged).
+    pub associations: AtomicU64,
+    /// Associations released in order.
+    pub released: AtomicU64,
+    /// Associations that ended in an abort, a protocol error, a timeout or a closed connection.
+    pub failed: AtomicU64,
+    /// Confirmed requests answered.
+    pub requests: AtomicU64,
+    /// Connections refused because `max_associations` were open.
+    pub refused: AtomicU64,
+}
+
+struct Shared {
+    cfg: Config,
+    mms: MmsServer,
+    stats: Arc<ServerStats>,
+}
+
+/// A bound server.
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    description: String,
+}
+
+/// A server running in the background, for the demo, tests and embedding.
+pub struct ServerHandle {
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its counters.
+    pub stats: Arc<ServerStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// Stops accepting and ends every association task.
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+impl Server {
+    /// Loads the model named by the configuration (or the built-in demo model) and binds.
+    pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
+        cfg.validate()?;
+        let (model, description) = match &cfg.server.model {
+            Some(p) => (load_model(p)?, p.display().to_string()),
+            None => (Model::default_demo(), "built-in demo model".to_string()),
+        };
+        let mms = MmsServer::new(SharedModel::new(model), server_options(&cfg));
+        let listener = transport::listen_tcp(&cfg.server.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: cfg.server.listen.clone(),
+                source,
+            })?;
+        let slots = Arc::new(Semaphore::new(cfg.server.max_associations));
+        Ok(Server {
+            listener,
+            shared: Arc::new(Shared {
+                cfg,
+                mms,
+                stats: Arc::new(ServerStats::default()),
+            }),
+            slots,
+            description,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Where the model came from.
+    pub fn model_description(&self) -> &str {
+        &self.description
+    }
+
+    /// Number of MMS named variables the model serves.
+    pub fn variable_count(&self) -> usize {
+        self.shared.mms.model().read().attribute_count()
+    }
+
+    /// The server's counters.
+    pub fn stats(&self) -> Arc<ServerStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Accepts connections until the task is cancelled.
+    pub async fn run(self) -> Result<(), ServerError> {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Resource exhaustion (EMFILE) must not end the server.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let shared = self.shared.clone();
+            shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+            let permit = match self.slots.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    warn!(%peer, "refusing connection: max_associations reached");
+                    drop(stream);
+                    continue;
+                }
+            };
+            if let Err(e) = transport::configure_socket(&stream, &shared.cfg.tcp) {
+                debug!(%peer, "socket options: {e}");
+            }
+            tokio::spawn(async move {
+                let r = serve_association(stream, &shared).await;
+                match &r {
+                    Ok(()) => {
+                        shared.stats.released.fetch_add(1, Ordering::Relaxed);
+                        debug!(%peer, "association released");
+                    }
+                    Err(e) => {
+                        shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        info!(%peer, "association ended: {e}");
+                    }
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    /// Runs the accept loop in a background task.
+    pub fn spawn(self) -> std::io::Result<ServerHandle> {
+        let addr = self.local_addr()?;
+        let stats = self.stats();
+        let task = tokio::spawn(async move {
+            let _ = self.run().await;
+        });
+        Ok(ServerHandle { addr, stats, task })
+    }
+}
+
+fn server_options(cfg: &Config) -> MmsServerConfig {
+    MmsServerConfig {
+        max_pdu_size: cfg.server.max_pdu_size,
+        max_serv_outstanding: cfg.server.max_outstanding,
+        ..Default::default()
+    }
+}
+
+/// Largest model file read (SCL files of whole substations are large, but not this large).
+pub const MAX_MODEL_FILE: u64 = 64 * 1024 * 1024;
+
+/// Loads a model file: SCL (`.cid`, `.icd`, `.scd`, `.iid`, `.xml`) or the TOML model form.
+pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
+    let fail = |e: String| ServerError::Model(format!("{}: {e}", path.display()));
+    let len = std::fs::metadata(path)
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    if len > MAX_MODEL_FILE {
+        return Err(fail(format!(
+            "{len} octets is more than the {MAX_MODEL_FILE}-octet limit"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "toml" => Model::from_toml(&text).map_err(|e| fail(e.to_string())),
+        _ => Model::from_scl(&text).map_err(|e| fail(e.to_string())),
+    }
+}
+
+/// Serves one association on any stream (TCP now; TLS plugs in here).
+async fn serve_association<S: Stream>(stream: S, shared: &Shared) -> Result<(), LinkError> {
+    let osi = osi_config(&shared.cfg.osi, true)
+        .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
+    let mut link = Link::new(stream, Association::responder(osi));
+    let associate_timeout = Duration::from_secs(shared.cfg.server.associate_timeout_secs.max(1));
+    let idle = match shared.cfg.server.idle_timeout_secs {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let mut negotiated = None;
+    let deadline = tokio::time::Instant::now() + associate_timeout;
+    loop {
+        while let Some(ev) = link.poll_event() {
+            match ev {
+                OsiEvent::AssociateIndication { user_data, .. } => {
+                    match shared
+                        .mms
+                        .accept_initiate(user_data.as_deref().unwrap_or_default())
+                    {
+                        InitiateOutcome::Accepted {
+                            response,
+                            association,
+                        } => {
+                            link.assoc().accept(response)?;
+                            shared.stats.associations.fetch_add(1, Ordering::Relaxed);
+                            negotiated = Some(association);
+                        }
+                        InitiateOutcome::Refused { response, error } => {
+                            debug!("initiate refused: {error:?}");
+                            link.assoc().reject(
+                                ACSE_REJECTED_PERMANENT,
+                                SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
+                                Some(response),
+                            )?;
+                        }
+                        InitiateOutcome::Invalid(e) => {
+                            debug!("invalid initiate request: {e}");
+                            link.assoc().abort()?;
+                            link.shutdown().await;
+                            return Err(LinkError::Closed);
+                        }
+                    }
+                }
+                OsiEvent::Data { pdu, .. } => {
+                    let Some(mms) = &negotiated else { continue };
+                    if let Some(resp) = mms.handle_pdu(&pdu) {
+                        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        link.assoc().send_data(&resp)?;
+                    }
+                }
+                OsiEvent::ReleaseIndication { .. } => {
+                    link.assoc()
+                        .release_response(Some(MmsPdu::ConcludeResponse.encode()))?;
+                    link.shutdown().await;
+                    return Ok(());
+                }
+                OsiEvent::AbortIndication(_) | OsiEvent::Closed => return Err(LinkError::Closed),
+                OsiEvent::ProtocolError(e) => {
+                    link.shutdown().await;
+                    return Err(LinkError::Osi(e));
+                }
+                _ => {}
+            }
+        }
+        link.flush().await?;
+        if link.assoc().is_closed() {
+            link.shutdown().await;
+            return Err(LinkError::Closed);
+        }
+        let wait = if negotiated.is_none() {
+            Some(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        } else {
+            idle
+        };
+        link.read_input(wait).await?;
+    }
+}
+
+/// ACSE result `rejected-permanent` (X.227).
+const ACSE_REJECTED_PERMANENT: i64 = 1;
+/// ACSE service-user diagnostic `no-reason-given` (X.227).
+const ACSE_USER_NO_REASON: i64 = 1;

@@ -441,7 +441,13 @@ async fn run_association<S: Stream>(
         let _ = p.reply.send(Err(ClientError::Closed));
     }
     if let Some(r) = releasing.take() {
-        let _ = r.send(result.map_err(ClientError::from));
+        // Once we asked to release, a peer that closes the connection or answers the RLRQ with
+        // something other than an RLRE has still ended the association (some servers never
+        // answer a release, others answer FN with FN; reference §9 item 10).
+        if let Err(e) = &result {
+            tracing::warn!("release not confirmed by the peer ({e}); association closed");
+        }
+        let _ = r.send(Ok(()));
     }
 }
 

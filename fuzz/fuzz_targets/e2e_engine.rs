@@ -1,5 +1,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-// Placeholder until the owning crate lands its decoder entry point.
-fuzz_target!(|_data: &[u8]| {});
+// IEC 62351-4 E2E engine: arbitrary PDU sequences into both roles.
+fuzz_target!(|data: &[u8]| {
+    secmms_e2e::fuzzing::engine_sequence(data);
+});

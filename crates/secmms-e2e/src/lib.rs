@@ -30,6 +30,8 @@ pub mod time;
 
 #[doc(hidden)]
 pub mod doc_support;
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use config::{Context, Credentials, E2eConfig, EncryptionPolicy, ModeOffer};
 pub use diag::{Diagnostic, DtDiagnostic, HandshakeDiagnostic};

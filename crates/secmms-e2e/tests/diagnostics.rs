@@ -270,11 +270,13 @@ fn non_ae(encr: Vec<EncrAlg>, icv: Vec<IcvAlg>) -> E2eConfig {
     }
 }
 
+type Modify = dyn Fn(&[u8]) -> Vec<u8>;
+
 /// Sends the (optionally modified) HandshakeReq to the server and returns the rejection.
 fn server_rejects(
     ccfg: E2eConfig,
     scfg: E2eConfig,
-    modify: Option<&dyn Fn(&[u8]) -> Vec<u8>>,
+    modify: Option<&Modify>,
     client_now: secmms_e2e::TimeStamp,
 ) -> Rejection {
     let mut p = pair(ccfg, scfg);

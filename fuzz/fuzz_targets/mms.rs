@@ -1,5 +1,11 @@
 #![no_main]
+//! MMS: decode arbitrary bytes as an MMSpdu; if it decodes, check the codec round trip and run
+//! it through the server (demo model) and the client parser.
 use libfuzzer_sys::fuzz_target;
 
-// Placeholder until the owning crate lands its decoder entry point.
-fuzz_target!(|_data: &[u8]| {});
+fuzz_target!(|data: &[u8]| {
+    assert!(
+        secmms_mms::fuzzing::mms(data),
+        "inconsistent MMS codec round trip"
+    );
+});

@@ -36,6 +36,8 @@ pub mod client;
 mod codec;
 pub mod data;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod model;
 pub mod name;

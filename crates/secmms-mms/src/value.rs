@@ -205,7 +205,7 @@ fn parse_hex(t: &str) -> Result<Vec<u8>, ValueError> {
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '-'))
         .collect();
-    if h.len() % 2 != 0 {
+    if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(err(t, "hex octets"));
     }
     (0..h.len())
@@ -394,6 +394,7 @@ mod tests {
             parse_value(&TypeDescription::OctetString(-64), "0x0aff").unwrap(),
             Data::OctetString(vec![10, 255])
         );
+        assert!(parse_value(&TypeDescription::OctetString(-64), "é0").is_err());
         let t = UtcTime {
             seconds: 1_700_000_000,
             fraction: 1 << 23,

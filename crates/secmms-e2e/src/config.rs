@@ -149,7 +149,7 @@ impl Default for E2eConfig {
             require_ae: false,
             encryption: EncryptionPolicy::Optional,
             conf_params: ConfidentialityParms::default(),
-            limits: Limits::default(),
+            limits: crate::limits::default_ber_limits(),
         }
     }
 }

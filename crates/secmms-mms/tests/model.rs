@@ -51,7 +51,7 @@ fn demo_cid_loads() {
         panic!()
     };
     let fc_names: Vec<&str> = fcs.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(fc_names, vec!["CF", "CO", "MX", "ST"]);
+    assert_eq!(fc_names, vec!["MX", "ST", "CO", "CF"]);
     let st = ggio.child("ST").unwrap();
     let secmms_mms::model::NodeKind::Struct(dos) = &st.kind else {
         panic!()

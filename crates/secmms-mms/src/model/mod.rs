@@ -93,9 +93,7 @@ pub enum Fc {
 }
 
 impl Fc {
-    /// Every FC, in the order LN-level structures list them. DECISION: alphabetical, which is
-    /// also the order of the sorted GetNameList answer, so a browse and a read of the whole LN
-    /// agree.
+    /// Every FC (alphabetical).
     pub const ALL: [Fc; 20] = [
         Fc::BL,
         Fc::BR,
@@ -118,6 +116,42 @@ impl Fc {
         Fc::SV,
         Fc::US,
     ];
+    /// The order in which FC components appear in a logical node's MMS structure.
+    /// DECISION (IEC 61850-8-1 §8.1.3 leaves it open): the order of libiec61850's
+    /// `createNamedVariableFromLogicalNode`, the most widespread server, so a read of a whole
+    /// LN looks the same as from that stack; GS (absent there) goes last. GetNameList answers
+    /// are sorted independently of this order.
+    pub const LN_COMPONENT_ORDER: [Fc; 20] = [
+        Fc::MX,
+        Fc::ST,
+        Fc::CO,
+        Fc::CF,
+        Fc::DC,
+        Fc::SP,
+        Fc::SG,
+        Fc::RP,
+        Fc::LG,
+        Fc::BR,
+        Fc::GO,
+        Fc::SV,
+        Fc::SE,
+        Fc::MS,
+        Fc::US,
+        Fc::EX,
+        Fc::SR,
+        Fc::OR,
+        Fc::BL,
+        Fc::GS,
+    ];
+
+    /// Rank in [`Fc::LN_COMPONENT_ORDER`].
+    pub fn component_rank(self) -> usize {
+        Fc::LN_COMPONENT_ORDER
+            .iter()
+            .position(|f| *f == self)
+            .unwrap_or(Fc::LN_COMPONENT_ORDER.len())
+    }
+
     /// The two-letter name.
     pub fn as_str(self) -> &'static str {
         use Fc::*;
@@ -326,7 +360,7 @@ impl Domain {
 
     /// Adds (or overwrites the value of) one attribute: logical node `ln`, functional
     /// constraint `fc`, then `path` (DO, [SDO…], DA, [BDA…]). Intermediate structures are
-    /// created in insertion order; FC structures are kept in [`Fc::ALL`] order.
+    /// created in insertion order; FC structures are kept in [`Fc::LN_COMPONENT_ORDER`].
     pub fn add_attribute(
         &mut self,
         ln: &str,
@@ -363,9 +397,16 @@ impl Domain {
         let idx = match fcs.iter().position(|n| n.name == fc_name) {
             Some(i) => i,
             None => {
+                let rank = fc.component_rank();
                 let pos = fcs
                     .iter()
-                    .position(|n| n.name.as_str() > fc_name)
+                    .position(|n| {
+                        n.name
+                            .parse::<Fc>()
+                            .map(Fc::component_rank)
+                            .unwrap_or(usize::MAX)
+                            > rank
+                    })
                     .unwrap_or(fcs.len());
                 fcs.insert(pos, Node::new_struct(fc_name));
                 pos

@@ -385,6 +385,14 @@ impl Association {
     pub fn contexts(&self) -> &[NegotiatedContext] {
         &self.contexts
     }
+    /// The identifier of the accepted presentation context with this abstract syntax (e.g. the
+    /// e2eSecurityAS context for [`Self::send_data_on`]).
+    pub fn context_id(&self, abstract_syntax: &Oid) -> Option<u32> {
+        self.contexts
+            .iter()
+            .find(|c| c.accepted && &c.abstract_syntax == abstract_syntax)
+            .map(|c| c.id)
+    }
     /// The presentation context id of MMS, once known.
     pub fn mms_context_id(&self) -> Option<u32> {
         self.mms_id
@@ -922,8 +930,10 @@ impl Association {
         }
         let proposed = cr.tpdu_size.unwrap_or(TpduSize::S128);
         self.tpdu_size = proposed.min(self.cfg.tpdu_size);
+        // We send at most the granted size but accept up to what the peer proposed, in case it
+        // ignores our lower grant (robustness; still bounded by TPDU_SIZE_CODE_ACCEPT_MAX).
         self.tpkt
-            .set_max_len(self.tpdu_size.octets() + TPKT_HEADER_LEN);
+            .set_max_len(proposed.max(self.tpdu_size).octets() + TPKT_HEADER_LEN);
         self.queue_tpdu(&Tpdu::Cc(ConnectTpdu {
             dst_ref: cr.src_ref,
             src_ref: LOCAL_REFERENCE,
@@ -1023,9 +1033,14 @@ impl Association {
         r
     }
 
-    /// Extracts the single ACSE APDU of a presentation user data.
-    fn acse_apdu(&self, ud: &[u8]) -> Result<Apdu, OsiError> {
-        let ud = UserData::decode(ud, self.cfg.limits.ber)?;
+    /// Extracts the single ACSE APDU of an encoded presentation user data.
+    fn acse_apdu_bytes(&self, ud: &[u8]) -> Result<Apdu, OsiError> {
+        self.acse_apdu(&UserData::decode(ud, self.cfg.limits.ber)?)
+    }
+
+    /// Extracts the single ACSE APDU of a presentation user data (decoded from the bytes as
+    /// received, so the APDU's raw fields are the received octets).
+    fn acse_apdu(&self, ud: &UserData) -> Result<Apdu, OsiError> {
         let UserData::Fully(pdvs) = ud else {
             return Err(OsiError::Unexpected("simply-encoded-data"));
         };
@@ -1215,7 +1230,7 @@ impl Association {
             );
         };
         // The AARQ: exactly one PDV on the ACSE context.
-        let apdu = match self.acse_apdu(&ud.encode()) {
+        let apdu = match self.acse_apdu(&ud) {
             Ok(a) => a,
             Err(e @ OsiError::Acse(_)) => return self.acse_error(e),
             Err(e) => {
@@ -1310,7 +1325,7 @@ impl Association {
                 event::CPA,
             );
         };
-        let aare = match self.acse_apdu(&ud.encode()) {
+        let aare = match self.acse_apdu(&ud) {
             Ok(Apdu::Aare(a)) => a,
             Ok(_) => return self.acse_error(OsiError::Unexpected("APDU other than AARE in CPA")),
             Err(e @ OsiError::Acse(_)) => return self.acse_error(e),
@@ -1368,7 +1383,7 @@ impl Association {
                     reason = RejectReason::Presentation(cpr.provider_reason);
                 }
                 if let Some(u) = cpr.user_data {
-                    if let Ok(Apdu::Aare(a)) = self.acse_apdu(&u.encode()) {
+                    if let Ok(Apdu::Aare(a)) = self.acse_apdu(&u) {
                         reason = RejectReason::Acse {
                             result: a.result,
                             diagnostic: a.result_source_diagnostic,
@@ -1443,7 +1458,7 @@ impl Association {
             self.acse_error(OsiError::Unexpected("release SPDU without user data"))?;
             return Ok(None);
         };
-        match self.acse_apdu(&ud) {
+        match self.acse_apdu_bytes(&ud) {
             Ok(a) => Ok(Some(a)),
             Err(e @ OsiError::Acse(_)) => {
                 self.acse_error(e)?;
@@ -1521,7 +1536,6 @@ impl Association {
             Some(AbortPpdu::Aru(aru)) => {
                 let abrt = aru
                     .user_data
-                    .map(|u| u.encode())
                     .and_then(|u| self.acse_apdu(&u).ok())
                     .and_then(|a| match a {
                         Apdu::Abrt(a) => Some(a),

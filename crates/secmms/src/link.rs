@@ -33,6 +33,7 @@ pub struct Link<S> {
     stream: S,
     assoc: Association,
     buf: Vec<u8>,
+    write_timeout: Option<Duration>,
 }
 
 impl<S: Stream> Link<S> {
@@ -42,7 +43,14 @@ impl<S: Stream> Link<S> {
             stream,
             assoc,
             buf: vec![0; READ_CHUNK],
+            write_timeout: None,
         }
+    }
+
+    /// Bounds every [`Link::flush`] (and so every write): a peer that stops reading cannot
+    /// hold the task forever once the socket buffers are full. `None` (the default) waits.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
     }
 
     /// The association, to issue requests.
@@ -50,8 +58,17 @@ impl<S: Stream> Link<S> {
         &mut self.assoc
     }
 
-    /// Writes everything the association has queued.
+    /// Writes everything the association has queued, within the write timeout if one is set.
     pub async fn flush(&mut self) -> Result<(), LinkError> {
+        match self.write_timeout {
+            Some(t) => tokio::time::timeout(t, self.flush_all())
+                .await
+                .map_err(|_| LinkError::Timeout(t))?,
+            None => self.flush_all().await,
+        }
+    }
+
+    async fn flush_all(&mut self) -> Result<(), LinkError> {
         let mut wrote = false;
         while let Some(out) = self.assoc.poll_transmit() {
             self.stream.write_all(&out).await?;
@@ -107,6 +124,13 @@ impl<S: Stream> Link<S> {
     /// Shuts the write side down (after a release or abort).
     pub async fn shutdown(&mut self) {
         let _ = self.flush().await;
-        let _ = self.stream.shutdown().await;
+        match self.write_timeout {
+            Some(t) => {
+                let _ = tokio::time::timeout(t, self.stream.shutdown()).await;
+            }
+            None => {
+                let _ = self.stream.shutdown().await;
+            }
+        }
     }
 }

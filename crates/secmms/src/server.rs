@@ -232,6 +232,9 @@ async fn serve_association<S: Stream>(stream: S, shared: &Shared) -> Result<(), 
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
+    // A peer that sends requests but never reads the responses blocks our writes once the socket
+    // buffers are full; the idle timeout bounds those writes as it bounds reads.
+    link.set_write_timeout(idle);
     let mut negotiated = None;
     let deadline = tokio::time::Instant::now() + associate_timeout;
     loop {

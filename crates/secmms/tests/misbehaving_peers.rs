@@ -806,3 +806,62 @@ async fn hostile_association_payloads_are_cut_off_without_harming_others() {
     assert_eq!(c.associations, 1, "{c:?}");
     server.shutdown();
 }
+
+/// A peer that associates and then pipelines requests without ever reading the responses: once
+/// the socket buffers are full the server cannot write; it must still give the association up
+/// (bounded by its timeouts) instead of holding the task and its slot forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_that_never_reads_is_cut_off() {
+    let server = start_server().await;
+    let addr = server.addr.to_string();
+    let (mut stream, mut assoc) = raw_associate(&addr).await.expect("raw association");
+    let writer = tokio::spawn(async move {
+        let mut written = 0usize;
+        for id in 1..=1_000_000u32 {
+            let req = MmsPdu::ConfirmedRequest(ConfirmedRequest {
+                invoke_id: id,
+                service: ConfirmedServiceRequest::GetNameList(secmms_mms::GetNameListRequest {
+                    object_class: secmms_mms::ObjectClass::NAMED_VARIABLE,
+                    scope: secmms_mms::ObjectScope::Domain("DEMOLD0".into()),
+                    continue_after: None,
+                }),
+            })
+            .encode();
+            let Ok(bytes) = data_bytes(&mut assoc, &req) else {
+                break;
+            };
+            if stream.write_all(&bytes).await.is_err() {
+                break;
+            }
+            written += bytes.len();
+        }
+        written
+    });
+    // A good client next to it is served normally.
+    let client = Client::connect(&addr, &Config::default())
+        .await
+        .expect("good client");
+    for n in 0..12 {
+        one_operation(&client, n).await.expect("good request");
+    }
+    client.release().await.expect("release");
+
+    let deadline = tokio::time::Instant::now() + CLOSE_GUARD;
+    let c = loop {
+        let c = counts(&server.stats);
+        if c.failed >= 1 || tokio::time::Instant::now() >= deadline {
+            break c;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!("server counters: {c:?}");
+    let finished = writer.is_finished();
+    writer.abort();
+    assert_eq!(
+        c.failed, 1,
+        "the server still holds the association of a peer that never reads ({c:?})"
+    );
+    assert!(c.released >= 1, "{c:?}");
+    eprintln!("writer finished on its own: {finished}");
+    server.shutdown();
+}

@@ -1071,6 +1071,26 @@ impl Association {
             (State::Associated | State::AwaitingRlre, Spdu::Data(d)) => self.on_data(&d),
             (State::Associated, Spdu::Finish(f)) => self.on_fn(f),
             (State::AwaitingRlre, Spdu::Disconnect(d)) => self.on_dn(d),
+            (State::AwaitingRlre, Spdu::Finish(f)) => {
+                // iec61850-rust answers FN with an FN carrying an empty PGI 193 (reference §9
+                // item 10). Tolerated as the end of the release: reported as a confirm with
+                // whatever RLRE it carries (usually none), then closed.
+                let rlre = f
+                    .user_data
+                    .as_deref()
+                    .and_then(|u| self.acse_apdu_bytes(u).ok())
+                    .and_then(|a| match a {
+                        Apdu::Rlre(r) => Some(r),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                self.events.push_back(OsiEvent::ReleaseConfirm {
+                    rlre: Box::new(rlre),
+                    user_data: None,
+                });
+                self.close();
+                Ok(())
+            }
             (State::AwaitingRlre, Spdu::NotFinished(_)) => {
                 self.events.push_back(OsiEvent::ReleaseRefused);
                 self.state = State::Associated;

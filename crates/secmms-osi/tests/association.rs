@@ -696,3 +696,27 @@ fn tsdu_limit_enforced() {
         "AB, implementation restriction"
     );
 }
+
+#[test]
+fn fn_answering_fn_is_tolerated() {
+    // iec61850-rust answers our FN with `09 02 C1 00` (reference §9 item 10).
+    let mut client = Association::initiator(OsiConfig::default());
+    let mut server = Association::responder(OsiConfig::server_default());
+    associate(&mut client, &mut server, mms_pdu(8, 1));
+    server.accept(vec![0xA9, 0]).unwrap();
+    pump(&mut server, &mut client);
+    events(&mut client);
+    client.release(None).unwrap();
+    client.poll_transmit();
+    client
+        .handle_input(&hex::decode("0300000b02f08009 02c100".replace(' ', "")).unwrap())
+        .unwrap();
+    let ev = events(&mut client);
+    assert!(
+        matches!(
+            ev.as_slice(),
+            [OsiEvent::ReleaseConfirm { .. }, OsiEvent::Closed]
+        ),
+        "{ev:?}"
+    );
+}

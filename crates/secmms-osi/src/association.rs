@@ -19,7 +19,9 @@ use crate::acse::{
 use crate::cotp::{
     self, ConnectTpdu, CotpError, DisconnectTpdu, ErrorTpdu, Reassembler, Tpdu, TpduSize,
 };
-use crate::limits::{OsiLimits, TPDU_SIZE_CODE_ACCEPT_MAX, TPKT_HEADER_LEN};
+use crate::limits::{
+    OsiLimits, CN_EXTENDED_USER_DATA_MAX, TPDU_SIZE_CODE_ACCEPT_MAX, TPKT_HEADER_LEN,
+};
 use crate::presentation::{
     self, abort_reason, context_reason, event, oids, AbortPpdu, ArpPpdu, AruPpdu,
     ContextDefinition, ContextResult, CpType, CpaPpdu, CprPpdu, PdvValues, UserData,
@@ -726,6 +728,15 @@ impl Association {
         self.send_user_abort(AbortRequest::default())
     }
 
+    /// Aborts with an ABRT carrying `req`'s diagnostic and user-information (e.g. an E2E
+    /// DtSecAbort, spec §15.3), decorated by the hook, in an ARU-PPDU in an AB SPDU.
+    pub fn abort_with(&mut self, req: AbortRequest) -> Result<(), OsiError> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        self.send_user_abort(req)
+    }
+
     fn session_started(&self) -> bool {
         !matches!(
             self.state,
@@ -1126,6 +1137,21 @@ impl Association {
                     );
                 }
             }
+        }
+        if cn
+            .user_data
+            .as_ref()
+            .is_some_and(|u| u.len() > CN_EXTENDED_USER_DATA_MAX)
+        {
+            // Spec §10.1: the CONNECT budget is 10 240 octets.
+            return self.send_refuse_error(
+                session::refuse_reason::IMPLEMENTATION_RESTRICTION,
+                None,
+                OsiError::Session(session::SessionError::UserDataTooLarge {
+                    len: cn.user_data.as_ref().map_or(0, Vec::len),
+                    max: CN_EXTENDED_USER_DATA_MAX,
+                }),
+            );
         }
         if cn.data_overflow.is_some_and(|o| o & 1 != 0) {
             // More than 10 240 octets of CONNECT user data (CDO SPDUs) is not implemented.

@@ -720,3 +720,100 @@ fn fn_answering_fn_is_tolerated() {
         "{ev:?}"
     );
 }
+
+/// Runs a whole scenario, corrupting chunk `which` at `pos` with `xor`; returns both machines.
+fn tampered_run(
+    which: usize,
+    pos: usize,
+    xor: u8,
+) -> (Association, Association, Vec<OsiEvent>, Vec<OsiEvent>) {
+    let mut c = Association::initiator(OsiConfig::default());
+    let mut s = Association::responder(OsiConfig::server_default());
+    let (mut ce, mut se) = (Vec::new(), Vec::new());
+    let mut n = 0usize;
+    let mut step = |from: &mut Association, to: &mut Association, ev: &mut Vec<OsiEvent>| {
+        while let Some(mut b) = from.poll_transmit() {
+            if n == which {
+                let i = pos % b.len();
+                b[i] ^= xor;
+            }
+            n += 1;
+            to.handle_input(&b).unwrap();
+        }
+        ev.extend(std::iter::from_fn(|| to.poll_event()));
+    };
+    let _ = c.connect(mms_pdu(8, 700));
+    step(&mut c, &mut s, &mut se);
+    step(&mut s, &mut c, &mut ce);
+    step(&mut c, &mut s, &mut se);
+    let _ = s.accept(mms_pdu(9, 100));
+    step(&mut s, &mut c, &mut ce);
+    let _ = c.send_data(&mms_pdu(0, 3000));
+    step(&mut c, &mut s, &mut se);
+    let _ = s.send_data(&mms_pdu(1, 50));
+    step(&mut s, &mut c, &mut ce);
+    let _ = c.release(None);
+    step(&mut c, &mut s, &mut se);
+    let _ = s.release_response(None);
+    step(&mut s, &mut c, &mut ce);
+    // Events raised by API calls on a side are collected here.
+    ce.extend(std::iter::from_fn(|| c.poll_event()));
+    se.extend(std::iter::from_fn(|| s.poll_event()));
+    (c, s, ce, se)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+    /// Any single corrupted byte anywhere in an association: no panic, and a side that reports
+    /// a protocol error is closed (never stuck).
+    #[test]
+    fn corrupted_byte_never_panics_or_sticks(which in 0usize..12, pos in 0usize..4000, xor in 1u8..=255) {
+        let (c, s, ce, se) = tampered_run(which, pos, xor);
+        for (m, ev) in [(&c, &ce), (&s, &se)] {
+            if ev.iter().any(|e| matches!(e, OsiEvent::ProtocolError(_))) {
+                proptest::prop_assert!(m.is_closed());
+            }
+            let closed = ev.iter().filter(|e| matches!(e, OsiEvent::Closed)).count();
+            proptest::prop_assert!(closed <= 1);
+            proptest::prop_assert_eq!(closed == 1, m.is_closed());
+        }
+    }
+}
+
+#[test]
+fn untampered_scenario_completes() {
+    let (c, s, ce, se) = tampered_run(usize::MAX, 0, 0);
+    assert!(c.is_closed() && s.is_closed());
+    assert!(matches!(ce.last(), Some(OsiEvent::Closed)));
+    assert!(se
+        .iter()
+        .any(|e| matches!(e, OsiEvent::ReleaseIndication { .. })));
+}
+
+#[test]
+fn oversized_connect_refused() {
+    // A CN with 10 241 octets of user data (beyond the CONNECT budget) → RF 134.
+    let mut server = Association::responder(OsiConfig::server_default());
+    server.handle_input(&cr_bytes(Some(11), &[0, 1])).unwrap();
+    server.poll_transmit();
+    let cn = Spdu::Connect(ConnectAccept {
+        version: Some(2),
+        user_data: Some(vec![0; 10_241]),
+        ..Default::default()
+    })
+    .encode_with(secmms_osi::session::CnUserDataMode::AlwaysPgi193);
+    assert!(cn.is_err(), "our encoder refuses it too");
+    // Build it by hand: CN, LI, PGI 193 with a long LI.
+    let mut tsdu = vec![
+        0x0D, 0xFF, 0x28, 0x0A, 0x05, 0x03, 0x16, 0x01, 0x02, 0xC1, 0xFF, 0x28, 0x01,
+    ];
+    tsdu.extend(vec![0u8; 10_241]);
+    let mut bytes = Vec::new();
+    for dt in secmms_osi::cotp::segment(&tsdu, TpduSize::S2048) {
+        bytes.extend(secmms_osi::tpkt::encode(&dt).unwrap());
+    }
+    server.handle_input(&bytes).unwrap();
+    let out = server.poll_transmit().unwrap();
+    assert_eq!(&out[7..], &[0x0C, 0x03, 0x32, 0x01, 134]);
+    assert!(server.is_closed());
+}

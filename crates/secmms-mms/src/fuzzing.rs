@@ -5,6 +5,13 @@ use crate::limits::MmsLimits;
 use crate::model::{Model, SharedModel};
 use crate::pdu::MmsPdu;
 use crate::server::{Server, ServerConfig};
+use std::sync::OnceLock;
+
+/// The demo model, built once and cloned per input (each input starts from the same state).
+fn demo() -> Model {
+    static DEMO: OnceLock<Model> = OnceLock::new();
+    DEMO.get_or_init(Model::default_demo).clone()
+}
 
 /// Fuzz target `mms`: decodes `data` as an MMSpdu; when it decodes, checks that the decoded
 /// value survives an encode/decode round trip, and runs the octets through the server (as an

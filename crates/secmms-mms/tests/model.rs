@@ -110,3 +110,30 @@ fn toml_errors_are_typed() {
     let bad_fc = "ied = \"X\"\n[[ld]]\ninst = \"L\"\n[[ld.attr]]\nref = \"LN.D.a\"\nfc = \"QQ\"\ntype = \"INT8U\"\n";
     assert!(Model::from_toml(bad_fc).is_err());
 }
+
+#[test]
+fn toml_report_options() {
+    let t = r#"
+ied = "X"
+[[ld]]
+inst = "L"
+[[ld.attr]]
+ref = "LLN0.Mod.stVal"
+fc = "ST"
+type = "Enum"
+value = 1
+[[ld.report]]
+ln = "LLN0"
+name = "brcb"
+buffered = true
+trg_ops = ["period"]
+opt_fields = ["entryID"]
+"#;
+    let m = Model::from_toml(t).unwrap();
+    let trg = m.read("XL", "LLN0$BR$brcb$TrgOps").unwrap();
+    assert_eq!(trg.to_string(), "000010");
+    let opt = m.read("XL", "LLN0$BR$brcb$OptFlds").unwrap();
+    assert_eq!(opt.to_string(), "0000000100");
+    assert!(m.resolve("XL", "LLN0$BR$brcb$EntryID").is_some());
+    assert!(Model::from_toml(&t.replace("period", "nope")).is_err());
+}

@@ -30,6 +30,8 @@
 //! rpt_id = "DEMO/urcb"
 //! buffered = false
 //! max = 2
+//! trg_ops = ["dchg", "qchg", "gi"]              # default: dchg, qchg, gi
+//! opt_fields = ["seqNum", "timeStamp", "reasonCode", "dataSet"]   # default: these four
 //! ```
 //!
 //! ```
@@ -103,6 +105,42 @@ struct Report {
     intg_pd: u32,
     #[serde(default = "one")]
     max: u32,
+    trg_ops: Option<Vec<String>>,
+    opt_fields: Option<Vec<String>>,
+}
+
+/// TrgOps names in bit order (IEC 61850-6 `TrgOps` attributes).
+const TRG_OPS: [&str; 5] = ["dchg", "qchg", "dupd", "period", "gi"];
+/// OptFields names in bit order (IEC 61850-6 `OptFields` attributes).
+const OPT_FIELDS: [&str; 9] = [
+    "seqNum",
+    "timeStamp",
+    "reasonCode",
+    "dataSet",
+    "dataRef",
+    "bufOvfl",
+    "entryID",
+    "configRef",
+    "segmentation",
+];
+
+fn flags<const N: usize>(
+    names: &Option<Vec<String>>,
+    all: &[&str; N],
+    default: [bool; N],
+) -> Result<[bool; N], ModelError> {
+    let Some(names) = names else {
+        return Ok(default);
+    };
+    let mut out = [false; N];
+    for n in names {
+        let i = all
+            .iter()
+            .position(|a| a == n)
+            .ok_or_else(|| ModelError::Unknown(format!("report option {n}")))?;
+        out[i] = true;
+    }
+    Ok(out)
 }
 
 fn one() -> u32 {
@@ -195,8 +233,12 @@ impl Model {
                     buffered: r.buffered,
                     buf_time: r.buf_time,
                     intg_pd: r.intg_pd,
-                    trg_ops: [true, true, false, false, true],
-                    opt_fields: [true, true, true, true, false, false, false, false, false],
+                    trg_ops: flags(&r.trg_ops, &TRG_OPS, [true, true, false, false, true])?,
+                    opt_fields: flags(
+                        &r.opt_fields,
+                        &OPT_FIELDS,
+                        [true, true, true, true, false, false, false, false, false],
+                    )?,
                     max_instances: r.max.clamp(1, 99),
                 };
                 model.add_report_control(&domain, &r.ln, &rc)?;

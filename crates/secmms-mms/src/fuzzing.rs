@@ -33,10 +33,7 @@ pub fn mms(data: &[u8]) -> bool {
         .map(|p| p == *pdu)
         .unwrap_or(false);
     }
-    let server = Server::new(
-        SharedModel::new(Model::default_demo()),
-        ServerConfig::default(),
-    );
+    let server = Server::new(SharedModel::new(demo()), ServerConfig::default());
     let _ = server.accept_initiate(data);
     let proposal = ClientProposal::default();
     let neg = server

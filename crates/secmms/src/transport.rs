@@ -105,7 +105,8 @@ mod tests {
     async fn keepalive_is_applied() {
         let l = listen_tcp("127.0.0.1:0").await.unwrap();
         let addr = local_addr(&l).unwrap().to_string();
-        let (c, s) = tokio::join!(connect_tcp(&addr, &TcpConfig::default()), l.accept());
+        let cfg = TcpConfig::default();
+        let (c, s) = tokio::join!(connect_tcp(&addr, &cfg), l.accept());
         let c = c.unwrap();
         let _s = s.unwrap();
         let sock = socket2::SockRef::from(&c);

@@ -1,0 +1,117 @@
+//! The `secmms` command as a user meets it: the demo, help texts, errors, and a short bench run.
+
+mod common;
+use common::*;
+
+#[test]
+fn demo_succeeds_and_reports_every_step() {
+    let out = secmms().args(["demo", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps.len() >= 10);
+    assert!(steps.iter().all(|s| s["ok"] == true), "{report}");
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for n in [
+        "associate",
+        "identify",
+        "browse devices",
+        "read",
+        "write and read back",
+        "release",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for args in [
+        vec!["--help"],
+        vec!["demo", "--help"],
+        vec!["server", "--help"],
+        vec!["client", "--help"],
+        vec!["client", "read", "--help"],
+        vec!["client", "write", "--help"],
+        vec!["bench", "--help"],
+    ] {
+        let out = secmms().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn errors_are_clear() {
+    // Nobody listens on this port.
+    let port = free_port();
+    let out = our_client(&format!("127.0.0.1:{port}"), &["identify"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error:") && err.contains("associating with"),
+        "{err}"
+    );
+
+    let (_server, addr) = start_our_server(&[]);
+    let out = our_client(&addr, &["read", "not-a-reference"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid object reference"),
+        "{out:?}"
+    );
+    let out = our_client(&addr, &["write", "DEMOLD0/LLN0.Mod.ctlModel[CF]", "banana"]);
+    assert!(!out.status.success());
+    let out = secmms()
+        .args([
+            "server",
+            "--listen",
+            "127.0.0.1:1",
+            "--model",
+            "/nonexistent.cid",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent.cid"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn bench_reports_json() {
+    let (_server, addr) = start_our_server(&[]);
+    let out = secmms()
+        .args([
+            "bench",
+            "--connect",
+            &addr,
+            "--associations",
+            "2",
+            "--outstanding",
+            "4",
+            "--duration",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["associations"], 2);
+    assert_eq!(r["outstanding"], 4);
+    assert_eq!(r["errors"], 0);
+    assert!(r["requests"].as_u64().unwrap() > 0);
+    assert!(r["p99_us"].as_u64().unwrap() >= r["p50_us"].as_u64().unwrap());
+}

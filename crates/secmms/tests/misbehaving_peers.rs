@@ -24,9 +24,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 
-/// Server associate and idle timeouts in this test: short, so silent and slow peers are cut off
-/// quickly, but long enough for 90 clients to associate on a loaded debug build.
-const SERVER_TIMEOUT_SECS: u64 = 3;
+/// Server associate timeout in these tests: short, so silent and slow peers are cut off quickly,
+/// but long enough for 90 clients to associate on a loaded debug build.
+const ASSOCIATE_TIMEOUT_SECS: u64 = 3;
+/// Server idle timeout: longer than the time the good clients may wait at the start barrier
+/// after associating (the idle cut-off itself is exercised by the never-reading peer's test).
+const IDLE_TIMEOUT_SECS: u64 = 10;
+/// Idle timeout of the never-reading peer's test, which bounds the server's blocked writes.
+const WRITE_CUT_IDLE_SECS: u64 = 2;
 /// Upper bound for waiting on the server to drop a peer (a hang fails, it does not block).
 const CLOSE_GUARD: Duration = Duration::from_secs(20);
 /// Upper bound of the whole scenario.
@@ -45,16 +50,16 @@ const MOD_ITEM: &str = "LLN0$ST$Mod$stVal";
 /// Every client writes the vendor's initial value, so concurrent read-backs stay deterministic.
 const VENDOR: &str = "secmms";
 
-fn server_config() -> Config {
+fn server_config(idle_timeout_secs: u64) -> Config {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
-    cfg.server.associate_timeout_secs = SERVER_TIMEOUT_SECS;
-    cfg.server.idle_timeout_secs = SERVER_TIMEOUT_SECS;
+    cfg.server.associate_timeout_secs = ASSOCIATE_TIMEOUT_SECS;
+    cfg.server.idle_timeout_secs = idle_timeout_secs;
     cfg
 }
 
-async fn start_server() -> ServerHandle {
-    Server::bind(server_config())
+async fn start_server(idle_timeout_secs: u64) -> ServerHandle {
+    Server::bind(server_config(idle_timeout_secs))
         .await
         .expect("bind")
         .spawn()
@@ -93,22 +98,47 @@ fn read_request(invoke_id: u32, item: &str) -> Vec<u8> {
     .encode()
 }
 
-/// Waits until the server closes the connection (EOF or reset). Returns the octets received
-/// meanwhile, or an error if it is still open after [`CLOSE_GUARD`].
-async fn wait_closed(stream: &mut TcpStream) -> Result<usize, String> {
+/// What a peer received before the server closed the connection.
+struct Closed {
+    /// Octets received in all.
+    total: usize,
+    /// The first of them (at most 32), to show what the server said last.
+    head: Vec<u8>,
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} octets back", self.total)?;
+        if !self.head.is_empty() {
+            write!(f, " ({})", hex::encode(&self.head))?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits until the server closes the connection (EOF or reset), or fails if it is still open
+/// after [`CLOSE_GUARD`].
+async fn wait_closed(stream: &mut TcpStream) -> Result<Closed, String> {
     let mut buf = vec![0u8; 4096];
-    let mut got = 0;
+    let mut c = Closed {
+        total: 0,
+        head: Vec::new(),
+    };
     let r = tokio::time::timeout(CLOSE_GUARD, async {
         loop {
             match stream.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
-                Ok(n) => got += n,
+                Ok(n) => {
+                    let room = 32usize.saturating_sub(c.head.len()).min(n);
+                    c.head.extend_from_slice(&buf[..room]);
+                    c.total += n;
+                }
             }
         }
     })
     .await;
     match r {
-        Ok(()) => Ok(got),
+        Ok(()) => Ok(c),
         Err(_) => Err(format!(
             "server kept the connection open for {CLOSE_GUARD:?}"
         )),
@@ -339,7 +369,7 @@ async fn misbehave(
             g[0] = 0x55;
             let _ = stream.write_all(&g).await;
             let got = wait_closed(&mut stream).await?;
-            out(false, format!("closed after garbage, {got} octets back"))
+            out(false, format!("closed after garbage, {got}"))
         }
         M::GarbageOversizedTpkt => {
             let mut g = vec![3, 0, 0xFF, 0xFF];
@@ -348,7 +378,7 @@ async fn misbehave(
             let got = wait_closed(&mut stream).await?;
             out(
                 false,
-                format!("closed after a 65535-octet TPKT header, {got} back"),
+                format!("closed after a 65535-octet TPKT header, {got}"),
             )
         }
         M::GarbageAfterCr => {
@@ -357,14 +387,11 @@ async fn misbehave(
             bytes.extend(garbage(seed, 512));
             let _ = stream.write_all(&bytes).await;
             let got = wait_closed(&mut stream).await?;
-            out(
-                false,
-                format!("closed after CR + garbage, {got} octets back"),
-            )
+            out(false, format!("closed after CR + garbage, {got}"))
         }
         M::HalfOpenSilent => {
             let got = wait_closed(&mut stream).await?;
-            out(false, format!("silent peer closed, {got} octets back"))
+            out(false, format!("silent peer closed, {got}"))
         }
         M::HalfOpenAfterCr => {
             let (_, cr) = new_initiator()?;
@@ -373,13 +400,10 @@ async fn misbehave(
                 .await
                 .map_err(|e| format!("write CR: {e}"))?;
             let got = wait_closed(&mut stream).await?;
-            if got == 0 {
+            if got.total == 0 {
                 return Err("no CC before the close".into());
             }
-            out(
-                false,
-                format!("CR-only peer closed, {got} octets back (CC)"),
-            )
+            out(false, format!("CR-only peer closed, {got} (CC)"))
         }
         M::SlowCrAndCn | M::SlowCn => {
             let (mut a, cr) = new_initiator()?;
@@ -570,7 +594,7 @@ async fn settled_counts(s: &ServerStats, connections: u64) -> Counts {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ninety_good_associations_survive_ten_misbehaving_peers() {
-    let server = start_server().await;
+    let server = start_server(IDLE_TIMEOUT_SECS).await;
     let addr = server.addr.to_string();
     let client_cfg = Config::default();
     let barrier = Arc::new(Barrier::new(GOOD_CLIENTS + MISBEHAVIOURS.len()));
@@ -732,14 +756,12 @@ async fn hostile(addr: String, kind: Hostile) -> Result<String, String> {
         }
     };
     let got = wait_closed(&mut stream).await?;
-    Ok(format!(
-        "{kind:?}: sent {sent} octets, {got} back, then closed"
-    ))
+    Ok(format!("{kind:?}: sent {sent} octets, {got}, then closed"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_association_payloads_are_cut_off_without_harming_others() {
-    let server = start_server().await;
+    let server = start_server(IDLE_TIMEOUT_SECS).await;
     let addr = server.addr.to_string();
     let cfg = Config::default();
     let client = Client::connect(&addr, &cfg).await.expect("good client");
@@ -812,7 +834,7 @@ async fn hostile_association_payloads_are_cut_off_without_harming_others() {
 /// (bounded by its timeouts) instead of holding the task and its slot forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peer_that_never_reads_is_cut_off() {
-    let server = start_server().await;
+    let server = start_server(WRITE_CUT_IDLE_SECS).await;
     let addr = server.addr.to_string();
     let (mut stream, mut assoc) = raw_associate(&addr).await.expect("raw association");
     let writer = tokio::spawn(async move {

@@ -13,6 +13,10 @@ use secmms_ber::{decode_i64, Class, Oid, Tag, Tlv, Writer};
 /// receive and the DER form `FF` is sent.
 pub const BOOLEAN_TRUE_OCTET: u8 = 0xFF;
 
+/// Most elements (simple values and containers) [`TypeDescription::default_value`] builds for
+/// one value: bounds memory when a model (SCL `count`) nests arrays.
+pub const MAX_DEFAULT_VALUE_ELEMENTS: usize = 65_536;
+
 /// Exponent width octet of a single-precision FloatingPoint (ISO 9506-2 §14.4.2.2; IEC 61850-8-1
 /// FLOAT32 = `87 05 08 …`).
 pub const FLOAT32_EXPONENT_WIDTH: u8 = 8;
@@ -349,6 +353,16 @@ impl Data {
         })
     }
 
+    /// Number of elements of this value (1 for a simple value; containers count themselves).
+    pub fn element_count(&self) -> usize {
+        match self {
+            Data::Array(v) | Data::Structure(v) => {
+                1 + v.iter().map(Data::element_count).sum::<usize>()
+            }
+            _ => 1,
+        }
+    }
+
     /// Nesting level of this value (0 for a simple value).
     pub fn nesting(&self) -> usize {
         match self {
@@ -589,8 +603,14 @@ impl TypeDescription {
     }
 
     /// A default (zero) value of this type; `None` for a type name (not resolvable here) or
-    /// an array too large to materialise.
+    /// a value of more than [`MAX_DEFAULT_VALUE_ELEMENTS`] elements (nested arrays).
     pub fn default_value(&self) -> Option<Data> {
+        let mut budget = MAX_DEFAULT_VALUE_ELEMENTS;
+        self.default_within(&mut budget)
+    }
+
+    fn default_within(&self, budget: &mut usize) -> Option<Data> {
+        *budget = budget.checked_sub(1)?;
         Some(match self {
             TypeDescription::TypeName(_) => return None,
             TypeDescription::Array {
@@ -598,16 +618,20 @@ impl TypeDescription {
                 element_type,
                 ..
             } => {
-                if *number_of_elements as usize > crate::limits::DEFAULT_MAX_LIST_LEN {
+                let n = *number_of_elements as usize;
+                if n > *budget {
                     return None;
                 }
-                let e = element_type.default_value()?;
-                Data::Array(vec![e; *number_of_elements as usize])
+                let mut v = Vec::with_capacity(n);
+                for _ in 0..n {
+                    v.push(element_type.default_within(budget)?);
+                }
+                Data::Array(v)
             }
             TypeDescription::Structure { components, .. } => Data::Structure(
                 components
                     .iter()
-                    .map(|c| c.ty.default_value())
+                    .map(|c| c.ty.default_within(budget))
                     .collect::<Option<Vec<_>>>()?,
             ),
             TypeDescription::Boolean => Data::Boolean(false),

@@ -28,6 +28,8 @@ pub use scl::SclLimits;
 
 /// Most attributes (leaves) a model may hold. DECISION: bounds memory for hostile SCL/TOML input.
 pub const MAX_MODEL_ATTRIBUTES: usize = 200_000;
+/// Most Data elements (counting array elements) a loaded model may hold.
+pub const MAX_MODEL_ELEMENTS: usize = 2_000_000;
 /// Most named variable lists per domain (client-defined lists beyond this are refused with
 /// resource/memory-unavailable, ISO 9506-2 §7.4.1).
 pub const MAX_LISTS_PER_DOMAIN: usize = 256;

@@ -449,6 +449,7 @@ impl Model {
         let ied_name = ied_el.attr("name").unwrap_or("").to_owned();
         let mut model = Model::new(ied_name.clone());
         let mut leaves_total = 0usize;
+        let mut elements_total = 0usize;
         // Pass 1: attributes and values.
         let lds: Vec<&Elem> = ied_el
             .children("AccessPoint")
@@ -477,6 +478,13 @@ impl Model {
                 leaves_total += leaves.len();
                 if leaves_total > super::MAX_MODEL_ATTRIBUTES {
                     return Err(ModelError::TooLarge("attributes"));
+                }
+                elements_total += leaves
+                    .iter()
+                    .map(|l| l.value.element_count())
+                    .sum::<usize>();
+                if elements_total > super::MAX_MODEL_ELEMENTS {
+                    return Err(ModelError::TooLarge("model elements"));
                 }
                 let mut enum_of: HashMap<String, Option<&str>> = HashMap::new();
                 for l in leaves {
@@ -620,6 +628,23 @@ mod tests {
         assert_eq!(
             Model::from_scl(cyclic),
             Err(ModelError::TooLarge("SCL type nesting"))
+        );
+        // Nested arrays: 1000 x 1000 elements are refused, not allocated.
+        let arrays = r#"<SCL><IED name="X"><AccessPoint name="A"><Server><LDevice inst="L">
+            <LN0 lnClass="LLN0" inst="" lnType="T"/></LDevice></Server></AccessPoint></IED>
+            <DataTypeTemplates><LNodeType id="T" lnClass="LLN0"><DO name="D" type="DT"/></LNodeType>
+            <DOType id="DT" cdc="X"><DA name="a" bType="Struct" type="S" fc="ST" count="1000"/></DOType>
+            <DAType id="S"><BDA name="b" bType="INT32" count="1000"/></DAType></DataTypeTemplates></SCL>"#;
+        assert_eq!(
+            Model::from_scl(arrays),
+            Err(ModelError::TooLarge("array size"))
+        );
+        // A small array works.
+        let ok = arrays.replace("1000", "3");
+        let m = Model::from_scl(&ok).unwrap();
+        assert_eq!(
+            m.read("XL", "LLN0$ST$D$a").unwrap().to_string(),
+            "[{[0, 0, 0]}, {[0, 0, 0]}, {[0, 0, 0]}]"
         );
     }
 }

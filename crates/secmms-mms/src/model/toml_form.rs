@@ -177,6 +177,7 @@ impl Model {
         let doc: Doc = toml::from_str(text).map_err(|e| ModelError::Toml(e.to_string()))?;
         let mut model = Model::new(doc.ied.clone());
         let mut count = 0usize;
+        let mut elements = 0usize;
         for ld in &doc.ld {
             let dom = model.logical_device(&ld.inst);
             for a in &ld.attr {
@@ -208,6 +209,10 @@ impl Model {
                         })?
                     }
                 };
+                elements += value.element_count();
+                if elements > super::MAX_MODEL_ELEMENTS {
+                    return Err(ModelError::TooLarge("model elements"));
+                }
                 dom.add_attribute(ln, fc, &path, ty, value)?;
             }
         }

@@ -1122,11 +1122,15 @@ impl Core {
         let def = match (kind, diag) {
             (SecPduKind::DtSecAbort, None) => Some(events::DT_ABORT_ALARM_RCVD),
             (SecPduKind::HandshakeSecAbort, None) => Some(events::SEC_ABORT_ALARM_RCVD),
+            (SecPduKind::DtSecAbort, Some(Diagnostic::Dt(d))) => events::dt_abort_received(d),
             _ => None,
         };
         if let Some(def) = def {
             let e = def.event(
-                format!("{kind:?} received without diagnostic"),
+                match diag {
+                    Some(d) => format!("{kind:?} received with diagnostic {d:?}"),
+                    None => format!("{kind:?} received without diagnostic"),
+                },
                 self.asso_str().as_deref(),
             );
             self.push_event(e);

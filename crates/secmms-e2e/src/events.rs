@@ -198,6 +198,21 @@ pub fn generic(group: u16, g: Generic) -> EventDef {
 
 /// Group 6.11 — a DtSecAbort without diagnostic was received (the peer raised an alarm).
 pub const DT_ABORT_ALARM_RCVD: EventDef = d(6, 11, "DT_SEC_ABORT_ALARM_RCVD", A);
+/// Groups 6.12–6.16 — a DtSecAbort with one of the listed diagnostics was received (§14.5).
+/// Other received DtDiagnostics have no captured catalogue entry and raise no event.
+pub fn dt_abort_received(diag: crate::diag::DtDiagnostic) -> Option<EventDef> {
+    use crate::diag::DtDiagnostic as D;
+    let (n, m) = match diag {
+        D::ProtocolError => (12, "DT_SEC_ABORT_PROT_ERR_RCVD"),
+        D::EncryptionNotSelected => (13, "DT_SEC_ABORT_ENCR_NOT_SEL_RCVD"),
+        D::EncryptionRequired => (14, "DT_SEC_ABORT_ENCR_REQ_RCVD"),
+        D::UnexpectedDhPublicKey => (15, "DT_SEC_ABORT_UNEXP_REKEY_RCVD"),
+        D::UnexpectedChangedKeys => (16, "DT_SEC_ABORT_UNEXP_CHANGED_KEYS_RCVD"),
+        _ => return None,
+    };
+    Some(d(6, n, m, E))
+}
+
 /// Group 4.11 — a HandshakeSecReject without diagnostic was received.
 pub const SEC_REJECT_ALARM_RCVD: EventDef = d(4, 11, "HANDSHAKE_SEC_REJECT_ALARM_RCVD", A);
 /// Group 5.11 — a HandshakeSecAbort without diagnostic was received.

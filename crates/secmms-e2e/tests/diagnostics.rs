@@ -1196,3 +1196,23 @@ fn events_are_queued() {
     assert_eq!(e.id.to_string(), "IEC62351-4:11.7");
     assert_eq!(e.association.as_deref(), Some("1:7"));
 }
+
+#[test]
+fn received_dt_sec_abort_events() {
+    // A DtSecAbort(protocol-error) from the server raises 6.12 at the client.
+    let mut p = established(cfg(), cfg());
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.asso_id = AssoId::new("1:8").unwrap());
+    let r = rejection(p.server.receive(k, &b, NOW));
+    let (k, b) = r.reply.unwrap();
+    match p.client.receive(k, &b, NOW).unwrap() {
+        Output::Aborted { diagnostic, .. } => {
+            assert_eq!(diagnostic, Some(Diagnostic::Dt(D::ProtocolError)))
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(
+        p.client.poll_event().unwrap().id.to_string(),
+        "IEC62351-4:6.12"
+    );
+}

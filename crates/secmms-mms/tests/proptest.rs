@@ -401,3 +401,46 @@ proptest! {
         let _ = server.handle_pdu(&b, &neg);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn text_parsers_never_panic(s in ".{0,64}", td in type_description()) {
+        let _ = Model::from_scl(&s);
+        let _ = Model::from_toml(&s);
+        let _ = secmms_mms::client::ObjectReference::parse(&s);
+        let _ = secmms_mms::value::parse_value(&td, &s);
+    }
+
+    #[test]
+    fn mutated_demo_cid_never_panics(pos in any::<usize>(), ch in any::<char>()) {
+        let mut cid: Vec<char> = include_str!("data/demo.cid").chars().collect();
+        let i = pos % cid.len();
+        cid[i] = ch;
+        let s: String = cid.into_iter().collect();
+        let _ = Model::from_scl(&s);
+    }
+
+    #[test]
+    fn rendered_values_parse_back(d in simple_data()) {
+        // Display output of simple values is accepted by parse_value for the matching type.
+        let ty = match &d {
+            Data::Boolean(_) => TypeDescription::Boolean,
+            Data::Integer(_) => TypeDescription::Integer(64),
+            Data::Unsigned(_) => TypeDescription::Unsigned(64),
+            Data::OctetString(_) => TypeDescription::OctetString(-64),
+            Data::ObjId(_) => TypeDescription::ObjId,
+            Data::BitString(b) => TypeDescription::BitString(b.len() as i32),
+            _ => return Ok(()),
+        };
+        let back = secmms_mms::value::parse_value(&ty, &d.to_string()).unwrap();
+        match (&d, &back) {
+            (Data::BitString(a), Data::BitString(b)) => {
+                prop_assert_eq!(a.len(), b.len());
+                for i in 0..a.len() { prop_assert_eq!(a.get(i), b.get(i)); }
+            }
+            _ => prop_assert_eq!(back, d),
+        }
+    }
+}

@@ -1,6 +1,7 @@
-//! AlternateAccess on read (ISO 9506-2 §14.3): selecting a component, an element or a range
-//! of elements of a structured variable. One selection per AlternateAccess is supported
-//! (nested through `selectAlternateAccess`); `named` selections and several selections in one
+//! AlternateAccess (ISO 9506-2 §14.3): selecting a component, an element or a range of elements
+//! of a structured variable. Read supports component, index, index range and all elements;
+//! write supports component and index. One selection per AlternateAccess is supported (nested
+//! through `selectAlternateAccess`); `named` selections and several selections in one
 //! AlternateAccess are answered object-access-unsupported.
 
 use crate::data::{Data, TypeDescription};
@@ -153,6 +154,82 @@ fn apply(value: &Data, ty: &TypeDescription, tag: Tag, sel: &Tlv<'_>) -> R {
     }
 }
 
+/// Replaces the part of `value` (of type `ty`) that `raw` selects with `new` (component and
+/// index selections only). `value` is left unchanged on error.
+pub(crate) fn replace(
+    value: &mut Data,
+    ty: &TypeDescription,
+    raw: &[u8],
+    new: Data,
+) -> Result<(), DataAccessError> {
+    replace_at(value, ty, raw, new, 0)
+}
+
+fn replace_at(
+    value: &mut Data,
+    ty: &TypeDescription,
+    raw: &[u8],
+    new: Data,
+    depth: usize,
+) -> Result<(), DataAccessError> {
+    let unsupported = DataAccessError::ObjectAccessUnsupported;
+    if depth > HARD_MAX_NESTING {
+        return Err(unsupported);
+    }
+    let mut r = Reader::new(raw, ber_limits(raw.len()));
+    let sel = r.read().map_err(|_| unsupported)?;
+    if !r.is_empty() {
+        return Err(unsupported);
+    }
+    if sel.tag() == Tag::context(0, true) {
+        let mut c = sel.children().map_err(|_| unsupported)?;
+        let access = c.read().map_err(|_| unsupported)?;
+        let nested = c.expect(Tag::SEQUENCE).map_err(|_| unsupported)?;
+        let shifted = Tag {
+            number: access.tag().number + 1,
+            ..access.tag()
+        };
+        let (target, t) = locate_mut(value, ty, shifted, &access)?;
+        replace_at(target, &t, nested.content(), new, depth + 1)
+    } else {
+        let (target, t) = locate_mut(value, ty, sel.tag(), &sel)?;
+        if !t.matches(&new) {
+            return Err(DataAccessError::TypeInconsistent);
+        }
+        *target = new;
+        Ok(())
+    }
+}
+
+fn locate_mut<'d>(
+    value: &'d mut Data,
+    ty: &TypeDescription,
+    tag: Tag,
+    sel: &Tlv<'_>,
+) -> Result<(&'d mut Data, TypeDescription), DataAccessError> {
+    let unsupported = DataAccessError::ObjectAccessUnsupported;
+    match (tag.number, ty, value) {
+        (1, TypeDescription::Structure { components, .. }, Data::Structure(fields)) => {
+            let name = sel.as_str().map_err(|_| unsupported)?;
+            let pos = components
+                .iter()
+                .position(|c| c.name.as_deref() == Some(name))
+                .ok_or(DataAccessError::ObjectNonExistent)?;
+            let f = fields
+                .get_mut(pos)
+                .ok_or(DataAccessError::ObjectNonExistent)?;
+            Ok((f, components[pos].ty.clone()))
+        }
+        (2, TypeDescription::Array { element_type, .. }, Data::Array(items)) => {
+            let i = sel.as_u32().map_err(|_| unsupported)? as usize;
+            let e = items.get_mut(i).ok_or(DataAccessError::ObjectNonExistent)?;
+            Ok((e, (**element_type).clone()))
+        }
+        (1 | 2, _, _) => Err(DataAccessError::ObjectNonExistent),
+        _ => Err(unsupported),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +298,36 @@ mod tests {
             ]))
         );
         assert!(select(&v, &ty, &[0xff]).is_err());
+        // Write element 2, component b; then a whole element; type errors leave v alone.
+        let mut w = v.clone();
+        replace(
+            &mut w,
+            &ty,
+            &[0xA0, 0x08, 0x81, 0x01, 0x02, 0x30, 0x03, 0x81, 0x01, b'b'],
+            Data::Boolean(true),
+        )
+        .unwrap();
+        assert_eq!(
+            select(&w, &ty, &[0x82, 0x01, 0x02]),
+            Ok(Data::Structure(vec![Data::Integer(2), Data::Boolean(true)]))
+        );
+        assert_eq!(
+            replace(&mut w, &ty, &[0x82, 0x01, 0x00], Data::Boolean(true)),
+            Err(DataAccessError::TypeInconsistent)
+        );
+        assert_eq!(
+            replace(
+                &mut w,
+                &ty,
+                &[0xA3, 0x06, 0x80, 0x01, 0x01, 0x81, 0x01, 0x02],
+                Data::Boolean(true)
+            ),
+            Err(DataAccessError::ObjectAccessUnsupported)
+        );
+        assert_eq!(
+            replace(&mut w, &ty, &[0x82, 0x01, 0x07], Data::Boolean(true)),
+            Err(DataAccessError::ObjectNonExistent)
+        );
     }
 
     fn v_items(d: &Data) -> Vec<Data> {

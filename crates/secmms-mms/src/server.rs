@@ -39,8 +39,9 @@ use std::sync::{Arc, Mutex};
 pub const MMS_VERSION: u16 = 1;
 
 /// ParameterSupportOptions the server offers (ISO 9506-2 §7.2.2): str1, str2, vnam, valt,
-/// vlis — the IEC 61850-8-1 set (`05 F1 00`, reference §8). valt covers the read-side
-/// alternate access this server implements (component, index, index range, all elements).
+/// vlis — the IEC 61850-8-1 set (`05 F1 00`, reference §8). valt: alternate access is
+/// implemented for read (component, index, index range, all elements) and write (component,
+/// index).
 pub const SERVER_PARAMETER_CBB: [u8; 2] = [0xF1, 0x00];
 /// Unused bits of [`SERVER_PARAMETER_CBB`] (11 bits defined).
 pub const SERVER_PARAMETER_CBB_UNUSED: u8 = 5;
@@ -533,9 +534,6 @@ impl Server {
         t: &VariableSpec,
         d: Data,
     ) -> Result<(), DataAccessError> {
-        if t.alternate_access.is_some() {
-            return Err(DataAccessError::ObjectAccessUnsupported);
-        }
         let ObjectName::DomainSpecific { domain, item } = &t.name else {
             return Err(DataAccessError::ObjectNonExistent);
         };
@@ -555,6 +553,17 @@ impl Server {
         };
         if !self.config.writable_fcs.contains(&fc) {
             return Err(DataAccessError::ObjectAccessDenied);
+        }
+        if let Some(aa) = &t.alternate_access {
+            let mut v = node.value();
+            crate::alternate::replace(&mut v, &node.type_description(), aa, d)?;
+            if !node.accepts(&v) {
+                return Err(DataAccessError::TypeInconsistent);
+            }
+            if let Some(n) = dom.resolve_mut(item) {
+                n.store(v);
+            }
+            return Ok(());
         }
         if !node.accepts(&d) {
             return Err(DataAccessError::TypeInconsistent);

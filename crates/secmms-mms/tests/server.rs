@@ -637,3 +637,38 @@ fn concurrent_associations_share_the_model() {
         .unwrap();
     assert!(matches!(v, Data::VisibleString(s) if s.ends_with("-49")));
 }
+
+#[test]
+fn alternate_access_read_and_write() {
+    let (_, a) = setup();
+    let mut spec = VariableSpec::named(ObjectName::domain("DEMOLD0", "GGIO1$CO$SPCSO1$Oper"));
+    // component "ctlNum"
+    spec.alternate_access = Some(vec![0x81, 0x06, b'c', b't', b'l', b'N', b'u', b'm']);
+    let w = MmsPdu::ConfirmedRequest(ConfirmedRequest {
+        invoke_id: 1,
+        service: ConfirmedServiceRequest::Write(WriteRequest {
+            spec: VariableAccessSpecification::ListOfVariable(vec![spec.clone()]),
+            data: vec![Data::Unsigned(7)],
+        }),
+    })
+    .encode();
+    let r = call(&a, w, 1).unwrap();
+    assert_eq!(
+        r,
+        ConfirmedServiceResponse::Write(vec![WriteResult::Success])
+    );
+    let rd = MmsPdu::ConfirmedRequest(ConfirmedRequest {
+        invoke_id: 2,
+        service: ConfirmedServiceRequest::Read(ReadRequest {
+            specification_with_result: false,
+            spec: VariableAccessSpecification::ListOfVariable(vec![spec]),
+        }),
+    })
+    .encode();
+    let res = client::read_results(call(&a, rd, 2).unwrap()).unwrap();
+    assert_eq!(res, vec![AccessResult::Success(Data::Unsigned(7))]);
+    assert_eq!(
+        read1(&a, "DEMOLD0", "GGIO1$CO$SPCSO1$Oper$ctlNum"),
+        AccessResult::Success(Data::Unsigned(7))
+    );
+}

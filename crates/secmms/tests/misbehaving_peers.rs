@@ -2,7 +2,8 @@
 //! misbehave (garbage, half-open, slow sender, abrupt close); the 90 good ones complete all their
 //! requests, the server keeps accepting and its counters add up. A second test sends hostile
 //! association payloads (oversized TPKTs, a TSDU past the 64 KiB limit, a BER bomb in the AARQ)
-//! next to a good client.
+//! next to a good client. A third one pipelines requests and never reads the answers: the server
+//! must still give that association up (its blocked writes are bounded by the idle timeout).
 //!
 //! Misbehaving peers are raw `TcpStream`s; the ones that need real OSI bytes drive a sans-IO
 //! `secmms_osi::Association` themselves. No assertion is made on durations: every wait is only

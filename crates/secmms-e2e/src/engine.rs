@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
-use secmms_ber::{Limits, Reader};
+use secmms_ber::{Limits, Reader, Tag};
 use secmms_pki::cert::{split_pki_path, CertError, PeerIdentity};
 use secmms_pki::crypto::{
     self, validate_peer_value, CryptoError, DhGroup, EphemeralKey, RandomSource,
@@ -658,40 +658,104 @@ impl Core {
             token2.iv = Some(iv16.to_vec());
         }
         let keys = self.keys_for_send().ok_or(E2eError::State(State::Closed))?;
-        let (kind, transfer) = match mode {
+        // The PDU is assembled in one buffer: headers first (all lengths are known in advance),
+        // then the payload is encrypted or copied in place, then the ICV is computed over the
+        // tbp octets inside that buffer.
+        let seq_tag = Tag::SEQUENCE;
+        let (kind, out, tbp_start, tbp_end) = match mode {
             ProtectionMode::Ae(_) => {
                 let nonce = keys.next_nonce()?;
                 token2.iv = Some(nonce.to_vec());
                 let aad = token2.encode_content();
-                let ct = crypto::gcm_seal(&keys.enc, &nonce, &aad, pr_pdu, GCM_DEFAULT_TAG_LEN)?;
-                (
-                    SecPduKind::EncrTransfer,
-                    Transfer::assemble(token2, aad, ct, true),
-                )
+                let ct_len = pr_pdu.len() + GCM_DEFAULT_TAG_LEN;
+                let tbp_len = tlv_len(aad.len()) + tlv_len(ct_len);
+                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len)));
+                put_header(&mut out, seq_tag, tlv_len(tbp_len));
+                put_header(&mut out, seq_tag, tbp_len);
+                let start = out.len();
+                put_header(&mut out, seq_tag, aad.len());
+                out.extend_from_slice(&aad);
+                put_header(&mut out, Tag::OCTET_STRING, ct_len);
+                crypto::gcm_seal_into(
+                    &keys.enc,
+                    &nonce,
+                    &aad,
+                    pr_pdu,
+                    GCM_DEFAULT_TAG_LEN,
+                    &mut out,
+                )?;
+                (SecPduKind::EncrTransfer, out, start, start + tbp_len)
             }
             ProtectionMode::NonAe { encr, icv } => {
                 let aad = token2.encode_content();
-                let (kind, mut t) = match encr {
-                    Some(_) => {
-                        let ct = crypto::cbc_encrypt(&keys.enc, &iv16, pr_pdu)?;
-                        (
-                            SecPduKind::EncrTransfer,
-                            Transfer::assemble(token2, aad, ct, true),
-                        )
-                    }
-                    None => (
-                        SecPduKind::ClearTransfer,
-                        Transfer::assemble(token2, aad, pr_pdu.to_vec(), false),
-                    ),
+                let payload_len = match encr {
+                    Some(_) => tlv_len(crypto::cbc_ciphertext_len(pr_pdu.len())),
+                    None => pr_pdu.len(),
                 };
-                t.auth = Some(compute_icv(icv, keys, &t.tbp)?);
-                (kind, t)
+                let tbp_len = tlv_len(aad.len()) + payload_len;
+                let nonce = if icv.is_gmac() {
+                    Some(keys.next_nonce()?)
+                } else {
+                    None
+                };
+                let icv_len = if icv.is_gmac() {
+                    GCM_DEFAULT_TAG_LEN
+                } else {
+                    crypto::SHA256_LEN
+                };
+                let mut auth = Authenticator {
+                    nonce: nonce.map(|n| n.to_vec()),
+                    algorithm: icv.id(),
+                    icv: vec![0; icv_len],
+                };
+                let auth_len = auth.to_ber().len();
+                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len) + auth_len));
+                put_header(&mut out, seq_tag, tlv_len(tbp_len) + auth_len);
+                put_header(&mut out, seq_tag, tbp_len);
+                let start = out.len();
+                put_header(&mut out, seq_tag, aad.len());
+                out.extend_from_slice(&aad);
+                match encr {
+                    Some(_) => {
+                        put_header(
+                            &mut out,
+                            Tag::OCTET_STRING,
+                            crypto::cbc_ciphertext_len(pr_pdu.len()),
+                        );
+                        crypto::cbc_encrypt_into(&keys.enc, &iv16, pr_pdu, &mut out)?;
+                    }
+                    None => out.extend_from_slice(pr_pdu),
+                }
+                let end = out.len();
+                if end - start != tbp_len {
+                    return Err(E2eError::Config("tbp length mismatch"));
+                }
+                auth.icv = match (icv, nonce) {
+                    (IcvAlg::HmacSha256, _) => {
+                        crypto::hmac_sha256(&keys.icv, &out[start..end])?.to_vec()
+                    }
+                    (_, Some(n)) => {
+                        crypto::gmac(&keys.icv, &n, &out[start..end], GCM_DEFAULT_TAG_LEN)?
+                    }
+                    (_, None) => return Err(E2eError::Config("GMAC without nonce")),
+                };
+                let a = auth.to_ber();
+                if a.len() != auth_len {
+                    return Err(E2eError::Config("auth length mismatch"));
+                }
+                out.extend_from_slice(&a);
+                let kind = if encr.is_some() {
+                    SecPduKind::EncrTransfer
+                } else {
+                    SecPduKind::ClearTransfer
+                };
+                (kind, out, start, end)
             }
         };
         if let Some(eph) = token_rekey {
             // Client: derive the next keys now; they take effect on changedKey.
             let z = eph.agree(&self.peer_dh_public)?;
-            let salt = keys::next_salt(&transfer.tbp, &self.salt);
+            let salt = keys::next_salt(&out[tbp_start..tbp_end], &self.salt);
             let new = keys::derive(mode, &salt, &z, self.rng.as_mut())?;
             self.rekey = Rekey::ClientPending {
                 keys: new,
@@ -699,11 +763,7 @@ impl Core {
                 since: now,
             };
         }
-        let pdu = match kind {
-            SecPduKind::EncrTransfer => SecPdu::EncrTransfer(transfer),
-            _ => SecPdu::ClearTransfer(transfer),
-        };
-        Ok((kind, pdu.encode()))
+        Ok((kind, out))
     }
 
     fn unprotect(&mut self, kind: SecPduKind, bytes: &[u8], now: TimeStamp) -> R<Output> {
@@ -723,9 +783,8 @@ impl Core {
         let ev = |c| dt(encrypted, c);
         let perr = |m: &str| dfail(ev(DtCheck::ProtocolErr), DtDiagnostic::ProtocolError, m);
         // Step 1: well-formed, assoID known.
-        let t = match SecPdu::decode(kind, bytes, self.limits()) {
-            Ok(SecPdu::ClearTransfer(t)) | Ok(SecPdu::EncrTransfer(t)) => t,
-            Ok(_) => return Err(perr("not a transfer PDU")),
+        let t = match TransferView::decode(encrypted, bytes, self.limits()) {
+            Ok(t) => t,
             Err(e) => return Err(perr(&e.to_string())),
         };
         if Some(&t.token2.asso_id) != self.asso.as_ref() {
@@ -907,7 +966,7 @@ impl Core {
         }
         let plain = match plain {
             Some(p) => p,
-            None => Zeroizing::new(t.appl_data.clone()),
+            None => Zeroizing::new(t.appl_data.to_vec()),
         };
         if encrypted && check_prpdu(&plain, self.limits()).is_err() {
             return Err(perr("decrypted applData is not one PrPDU"));
@@ -944,7 +1003,7 @@ impl Core {
                         .agree(y)
                         .map_err(|_| perr("invalid rekey public value"))?;
                     let _ = group;
-                    let salt = keys::next_salt(&t.tbp, &self.salt);
+                    let salt = keys::next_salt(t.tbp, &self.salt);
                     let new = keys::derive(mode, &salt, &z, self.rng.as_mut())
                         .map_err(|e| perr(&e.to_string()))?;
                     // Old receive keys stay valid until the first PDU under the new ones.
@@ -1207,34 +1266,20 @@ fn check_prpdu(pr: &[u8], limits: Limits) -> R<()> {
     r.finish().map_err(|_| E2eError::InvalidPrPdu)
 }
 
-fn compute_icv(icv: IcvAlg, keys: &mut DirKeys, tbp: &[u8]) -> R<Authenticator> {
-    Ok(match icv {
-        IcvAlg::HmacSha256 => Authenticator {
-            nonce: None,
-            algorithm: icv.id(),
-            icv: crypto::hmac_sha256(&keys.icv, tbp)?.to_vec(),
-        },
-        IcvAlg::Gmac128 | IcvAlg::Gmac256 => {
-            let nonce = keys.next_nonce()?;
-            Authenticator {
-                nonce: Some(nonce.to_vec()),
-                algorithm: icv.id(),
-                icv: crypto::gmac(&keys.icv, &nonce, tbp, GCM_DEFAULT_TAG_LEN)?,
-            }
-        }
-    })
-}
-
 /// Verifies and decrypts a transfer with one direction's keys. `Ok(None)` = clear, verified.
-fn open(mode: ProtectionMode, k: &DirKeys, t: &Transfer) -> Result<Option<Zeroizing<Vec<u8>>>, ()> {
+fn open(
+    mode: ProtectionMode,
+    k: &DirKeys,
+    t: &TransferView<'_>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, ()> {
     match mode {
         ProtectionMode::Ae(_) => {
             let nonce = t.token2.iv.as_deref().ok_or(())?;
             crypto::gcm_open(
                 &k.enc,
                 nonce,
-                &t.token2_content,
-                &t.appl_data,
+                t.token2_content,
+                t.appl_data,
                 GCM_DEFAULT_TAG_LEN,
             )
             .map(Some)
@@ -1244,18 +1289,18 @@ fn open(mode: ProtectionMode, k: &DirKeys, t: &Transfer) -> Result<Option<Zeroiz
             let auth = t.auth.as_ref().ok_or(())?;
             match icv {
                 IcvAlg::HmacSha256 => {
-                    crypto::hmac_sha256_verify(&k.icv, &t.tbp, &auth.icv).map_err(|_| ())?
+                    crypto::hmac_sha256_verify(&k.icv, t.tbp, &auth.icv).map_err(|_| ())?
                 }
                 _ => {
                     let n = auth.nonce.as_deref().ok_or(())?;
-                    crypto::gmac_verify(&k.icv, n, &t.tbp, &auth.icv).map_err(|_| ())?
+                    crypto::gmac_verify(&k.icv, n, t.tbp, &auth.icv).map_err(|_| ())?
                 }
             }
             match encr {
                 None => Ok(None),
                 Some(_) => {
                     let iv = t.token2.iv.as_deref().ok_or(())?;
-                    crypto::cbc_decrypt(&k.enc, iv, &t.appl_data)
+                    crypto::cbc_decrypt(&k.enc, iv, t.appl_data)
                         .map(Some)
                         .map_err(|_| ())
                 }

@@ -894,6 +894,39 @@ impl Transfer {
     }
 
     fn decode(encrypted: bool, t: &Tlv<'_>) -> DResult<Self> {
+        Ok(TransferView::from_tlv(encrypted, t)?.to_owned())
+    }
+}
+
+/// A received ClearTransfer or EncrTransfer that borrows its payload, tbp and AAD from the
+/// input (the engine's receive path uses it to avoid copying the PDU).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferView<'a> {
+    /// tbp.token2.
+    pub token2: ClearToken2,
+    /// ClearTransfer: the PrPDU TLV. EncrTransfer: the Encrypted-ApplData octets.
+    pub appl_data: &'a [u8],
+    /// auth.
+    pub auth: Option<Authenticator>,
+    /// Octets covered by the ICV (tbp content as received).
+    pub tbp: &'a [u8],
+    /// Octets of the AAD (ClearToken2 content as received).
+    pub token2_content: &'a [u8],
+}
+
+impl<'a> TransferView<'a> {
+    /// Decodes a whole ClearTransfer (`encrypted = false`) or EncrTransfer PDU.
+    pub fn decode(encrypted: bool, bytes: &'a [u8], limits: Limits) -> DResult<Self> {
+        if bytes.len() > limits::MAX_SECPDU {
+            return Err(DecodeError::Invalid("SecPDU too long"));
+        }
+        let mut r = Reader::new(bytes, limits);
+        let t = r.read()?;
+        r.finish()?;
+        Self::from_tlv(encrypted, &t)
+    }
+
+    fn from_tlv(encrypted: bool, t: &Tlv<'a>) -> DResult<Self> {
         let mut r = (*t).check(Tag::SEQUENCE)?.children()?;
         let tbp = r.expect(Tag::SEQUENCE)?;
         let auth = match r.optional(Tag::SEQUENCE)? {
@@ -913,17 +946,52 @@ impl Transfer {
                 usize::MAX,
                 "Encrypted-ApplData",
             )?
-            .to_vec()
         } else {
-            ad.raw().to_vec()
+            ad.raw()
         };
-        Ok(Transfer {
+        Ok(TransferView {
             token2,
             appl_data,
             auth,
-            tbp: covered_octets(&tbp).to_vec(),
-            token2_content: covered_octets(&t2).to_vec(),
+            tbp: covered_octets(&tbp),
+            token2_content: covered_octets(&t2),
         })
+    }
+
+    /// An owned copy.
+    pub fn to_owned(&self) -> Transfer {
+        Transfer {
+            token2: self.token2.clone(),
+            appl_data: self.appl_data.to_vec(),
+            auth: self.auth.clone(),
+            tbp: self.tbp.to_vec(),
+            token2_content: self.token2_content.to_vec(),
+        }
+    }
+}
+
+/// Number of octets of a TLV with `content` content octets and a one-octet tag.
+pub fn tlv_len(content: usize) -> usize {
+    let l = if content < 0x80 {
+        1
+    } else {
+        1 + (usize::BITS as usize / 8 - content.leading_zeros() as usize / 8)
+    };
+    1 + l + content
+}
+
+/// Appends a one-octet tag and a definite length.
+pub fn put_header(out: &mut Vec<u8>, tag: Tag, len: usize) {
+    tag.encode(out);
+    secmms_ber::encode_len(len, out);
+}
+
+impl Authenticator {
+    /// The BER encoding (a SEQUENCE TLV).
+    pub fn to_ber(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        self.encode(&mut w);
+        w.finish()
     }
 }
 

@@ -217,6 +217,53 @@ pub fn gcm_seal(
     Ok(out)
 }
 
+/// AES-GCM encryption appending `ciphertext || tag` to `out` (no intermediate buffer).
+pub fn gcm_seal_into(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+    tag_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    check_tag_len(tag_len)?;
+    if nonce.len() != GCM_NONCE_LEN {
+        return Err(CryptoError::BadLength("GCM nonce"));
+    }
+    let cipher = gcm_cipher(key)?;
+    let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(nonce))?;
+    c.aad_update(aad)?;
+    let start = out.len();
+    out.resize(start + plaintext.len() + AES_BLOCK, 0);
+    let mut n = c.update(plaintext, &mut out[start..])?;
+    n += c.finalize(&mut out[start + n..])?;
+    out.truncate(start + n);
+    let mut tag = [0u8; 16];
+    c.get_tag(&mut tag[..tag_len])?;
+    out.extend_from_slice(&tag[..tag_len]);
+    Ok(())
+}
+
+/// Length of the AES-CBC ciphertext of `n` plaintext octets with PKCS#7 padding.
+pub fn cbc_ciphertext_len(n: usize) -> usize {
+    (n / AES_BLOCK + 1) * AES_BLOCK
+}
+
+/// AES-CBC encryption with PKCS#7 padding appending the ciphertext to `out`.
+pub fn cbc_encrypt_into(key: &[u8], iv: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    if iv.len() != AES_BLOCK {
+        return Err(CryptoError::BadLength("CBC IV"));
+    }
+    let cipher = cbc_cipher(key)?;
+    let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(iv))?;
+    let start = out.len();
+    out.resize(start + plaintext.len() + 2 * AES_BLOCK, 0);
+    let mut n = c.update(plaintext, &mut out[start..])?;
+    n += c.finalize(&mut out[start + n..])?;
+    out.truncate(start + n);
+    Ok(())
+}
+
 /// AES-GCM decryption of `ciphertext || tag`; fails with [`CryptoError::AuthFailed`] when the tag
 /// does not verify.
 pub fn gcm_open(
@@ -719,6 +766,9 @@ mod tests {
             h("42831ec2217774244b7221b784d0d49ce3aa212f2c02a4e035c17e2329aca12e21d514b25466931c7d8f6a5aac84aa051ba30b396a0aac973d58e091 5bc94fbc3221a5db94fae95ae7121a47")
         );
         assert_eq!(gcm_open(&key, &iv, &aad, &ct, 16).unwrap().to_vec(), pt);
+        let mut into = vec![9u8];
+        gcm_seal_into(&key, &iv, &aad, &pt, 16, &mut into).unwrap();
+        assert_eq!(&into[1..], &ct[..]);
         // Test case 16: AES-256 with AAD.
         let key = h("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
         let ct = gcm_seal(&key, &iv, &aad, &pt, 16).unwrap();
@@ -758,6 +808,10 @@ mod tests {
         assert_eq!(&ct[..16], &h("7649abac8119b246cee98e9b12e9197d")[..]);
         assert_eq!(ct.len(), 32);
         assert_eq!(cbc_decrypt(&key, &iv, &ct).unwrap().to_vec(), pt);
+        let mut into = vec![9u8];
+        cbc_encrypt_into(&key, &iv, &pt, &mut into).unwrap();
+        assert_eq!(&into[1..], &ct[..]);
+        assert_eq!(cbc_ciphertext_len(pt.len()), ct.len());
         assert!(cbc_decrypt(&key, &iv, &ct[..17]).is_err());
     }
 

@@ -115,6 +115,8 @@ impl Client {
         cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
         let mut link = Link::new(stream, Association::initiator(osi));
+        // A server that stops reading must not block the association task forever.
+        link.set_write_timeout(Some(Duration::from_secs(cfg.client.request_timeout_secs.max(1))));
         let proposal = ClientProposal {
             max_pdu_size: cfg.client.max_pdu_size,
             max_serv_outstanding_calling: cfg.client.max_outstanding,

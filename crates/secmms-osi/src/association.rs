@@ -431,10 +431,48 @@ impl Association {
     }
 
     fn queue_tsdu(&mut self, tsdu: &[u8]) -> Result<(), OsiError> {
-        for dt in cotp::segment(tsdu, self.tpdu_size) {
-            self.transmit.extend(tpkt::encode(&dt)?);
-        }
+        self.queue_tsdu_parts(&[tsdu]);
         Ok(())
+    }
+
+    /// Segments the concatenation of `parts` into TPKT + DT frames written straight into the
+    /// transmit buffer: each octet of user data is copied once (same bytes as
+    /// [`cotp::segment`] + [`tpkt::encode`]).
+    fn queue_tsdu_parts(&mut self, parts: &[&[u8]]) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let n = self.tpdu_size.dt_payload();
+        let frames = total.div_ceil(n);
+        self.transmit
+            .reserve(total + frames * (TPKT_HEADER_LEN + 3));
+        let mut it = parts.iter().flat_map(|p| p.chunks(n)).peekable();
+        let mut cur: &[u8] = &[];
+        for i in 0..frames {
+            let len = if i + 1 == frames { total - i * n } else { n };
+            let tpkt_len = len + 3 + TPKT_HEADER_LEN;
+            let eot = if i + 1 == frames { cotp::DT_EOT } else { 0 };
+            self.transmit.extend_from_slice(&[
+                crate::limits::TPKT_VERSION,
+                0,
+                (tpkt_len >> 8) as u8,
+                tpkt_len as u8,
+                2,
+                cotp::CODE_DT,
+                eot,
+            ]);
+            let mut need = len;
+            while need > 0 {
+                if cur.is_empty() {
+                    match it.next() {
+                        Some(c) => cur = c,
+                        None => break,
+                    }
+                }
+                let take = need.min(cur.len());
+                self.transmit.extend_from_slice(&cur[..take]);
+                cur = &cur[take..];
+                need -= take;
+            }
+        }
     }
 
     fn queue_spdu(&mut self, s: &Spdu) -> Result<(), OsiError> {
@@ -659,8 +697,11 @@ impl Association {
         {
             return Err(OsiError::ContextNotAccepted(context_id));
         }
-        let ud = UserData::single(context_id, pdu.to_vec()).encode();
-        self.queue_spdu(&Spdu::Data(ud))
+        // GT + DT SPDU headers, then the P-DATA user data header, then the PDU (copied once).
+        let mut head = vec![session::si::GT, 0, session::si::DT, 0];
+        head.extend(presentation::single_pdv_header(context_id, pdu.len()));
+        self.queue_tsdu_parts(&[&head, pdu]);
+        Ok(())
     }
 
     /// Requests release: RLRQ (reason normal) in an FN SPDU. `user_data`, if given, rides in an

@@ -310,6 +310,31 @@ impl UserData {
     }
 }
 
+/// The octets that precede a `value_len`-octet value in fully-encoded-data with one
+/// single-ASN1-type PDV on `context_id`: `61 L 30 L 02 .. A0 L`. Header followed by the value
+/// equals `UserData::single(context_id, value).encode()`; the data path uses it to avoid copies.
+pub fn single_pdv_header(context_id: u32, value_len: usize) -> Vec<u8> {
+    let mut id = Vec::with_capacity(8);
+    Tag::INTEGER.encode(&mut id);
+    let ic = secmms_ber::i64_content(context_id as i64);
+    secmms_ber::encode_len(ic.len(), &mut id);
+    id.extend_from_slice(&ic);
+    let mut a0 = Vec::with_capacity(6);
+    Tag::context(0, true).encode(&mut a0);
+    secmms_ber::encode_len(value_len, &mut a0);
+    let pdv_len = id.len() + a0.len() + value_len;
+    let mut seq = Vec::with_capacity(6);
+    Tag::SEQUENCE.encode(&mut seq);
+    secmms_ber::encode_len(pdv_len, &mut seq);
+    let mut out = Vec::with_capacity(32);
+    TAG_FULLY_ENCODED.encode(&mut out);
+    secmms_ber::encode_len(seq.len() + pdv_len, &mut out);
+    out.extend_from_slice(&seq);
+    out.extend_from_slice(&id);
+    out.extend_from_slice(&a0);
+    out
+}
+
 /// CP-type, normal mode (X.226 §8.2; reference §5.6).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CpType {
@@ -994,6 +1019,14 @@ mod tests {
             prop_assert_eq!(CprPpdu::decode(&cpr.encode(), Limits::default(), 16).unwrap(), cpr);
             let aru = AbortPpdu::Aru(AruPpdu { context_ids: vec![(1, oids::ber())], user_data: ud });
             prop_assert_eq!(AbortPpdu::decode(&aru.encode(), Limits::default()).unwrap(), aru);
+        }
+
+        #[test]
+        fn single_pdv_header_matches_encoder(ctx in any::<u32>(), len in prop_oneof![0usize..300, 60_000usize..70_000]) {
+            let v = vec![0x5A; len];
+            let mut b = single_pdv_header(ctx, len);
+            b.extend_from_slice(&v);
+            prop_assert_eq!(b, UserData::single(ctx, v).encode());
         }
 
         #[test]

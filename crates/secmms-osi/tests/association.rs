@@ -817,3 +817,28 @@ fn oversized_connect_refused() {
     assert_eq!(&out[7..], &[0x0C, 0x03, 0x32, 0x01, 134]);
     assert!(server.is_closed());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// The copy-saving data path emits exactly the bytes of the generic encoders.
+    #[test]
+    fn data_path_equals_generic_encoding(len in 0usize..20_000, size in 7u8..=11) {
+        use secmms_osi::presentation::UserData;
+        let mut client = Association::initiator(OsiConfig { tpdu_size: TpduSize::from_code(size).unwrap(), ..OsiConfig::default() });
+        let mut server = Association::responder(OsiConfig::server_default());
+        associate(&mut client, &mut server, mms_pdu(8, 1));
+        server.accept(vec![0xA9, 0]).unwrap();
+        pump(&mut server, &mut client);
+        let pdu = mms_pdu(0, len);
+        client.send_data(&pdu).unwrap();
+        let got = client.poll_transmit().unwrap();
+        let tsdu = Spdu::Data(UserData::single(3, pdu.clone()).encode()).encode().unwrap();
+        let mut want = Vec::new();
+        for dt in secmms_osi::cotp::segment(&tsdu, client.tpdu_size()) {
+            want.extend(secmms_osi::tpkt::encode(&dt).unwrap());
+        }
+        proptest::prop_assert_eq!(&got, &want);
+        server.handle_input(&got).unwrap();
+        proptest::prop_assert_eq!(server.poll_event(), Some(OsiEvent::Data { context_id: 3, pdu }));
+    }
+}

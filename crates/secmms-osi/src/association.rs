@@ -1109,6 +1109,14 @@ impl Association {
     }
 
     fn on_tsdu(&mut self, tsdu: &[u8]) -> Result<(), OsiError> {
+        // Fast path for the data TSDU every MMS stack sends (`01 00 01 00` + PPDU, reference
+        // §4.6): same meaning as the general decoder, without copying the user information.
+        if let (State::Associated | State::AwaitingRlre, Some(ppdu)) = (
+            self.state,
+            tsdu.strip_prefix(&[session::si::GT, 0, session::si::DT, 0]),
+        ) {
+            return self.on_data(ppdu);
+        }
         let spdu = match Spdu::decode(tsdu, self.cfg.limits.max_ssel_len) {
             Ok(s) => s,
             Err(e) => return self.session_error(e.into()),

@@ -14,8 +14,8 @@ use openssl::x509::X509;
 use secmms_ber::{Limits, Reader, Tag};
 use secmms_pki::cert::{split_pki_path, CertError, PeerIdentity};
 use secmms_pki::crypto::{
-    self, validate_peer_value, CryptoError, DhGroup, EphemeralKey, RandomSource,
-    SignatureAlgorithm, GCM_DEFAULT_TAG_LEN, GCM_NONCE_LEN,
+    self, CryptoError, DhGroup, EphemeralKey, RandomSource, SignatureAlgorithm,
+    GCM_DEFAULT_TAG_LEN, GCM_NONCE_LEN,
 };
 use secmms_pki::event::SecurityEvent;
 use zeroize::Zeroizing;
@@ -215,6 +215,8 @@ struct Core {
     offered: Vec<EphemeralKey>,
     my_dh: Option<EphemeralKey>,
     peer_dh_public: Vec<u8>,
+    /// Server: Z computed when the HandshakeReq was accepted by security.
+    pending_z: Option<Zeroizing<Vec<u8>>>,
     req: Option<Handshake>,
     suite: Option<Suite>,
     salt: [u8; 32],
@@ -246,6 +248,7 @@ impl Core {
             offered: Vec::new(),
             my_dh: None,
             peer_dh_public: Vec::new(),
+            pending_z: None,
             req: None,
             suite: None,
             salt: [0; 32],
@@ -1070,6 +1073,7 @@ impl Core {
         self.rekey = Rekey::None;
         self.old_recv = None;
         self.my_dh = None;
+        self.pending_z = None;
         self.offered.clear();
     }
 
@@ -2061,7 +2065,11 @@ impl E2eServer {
                     "no offered DH group supported",
                 )
             })?;
-        validate_peer_value(chosen.0, &chosen.1.public_key).map_err(|_| {
+        // The server's ephemeral key and Z are computed now: the agreement validates the
+        // client's value (§13.3.1.2) once, and `accept` only signs.
+        let eph = EphemeralKey::generate(chosen.0, c.rng.as_mut())
+            .map_err(|e| hfail(req::PROTOCOL_ERR, H::ProtocolError, e.to_string()))?;
+        let z = eph.agree(&chosen.1.public_key).map_err(|_| {
             hfail(
                 req::PROTOCOL_ERR,
                 H::ProtocolError,
@@ -2083,6 +2091,8 @@ impl E2eServer {
             check_att_cert(c, ac, &info, now, req::ATTCERT)?;
         }
         c.peer_dh_public = chosen.1.public_key.clone();
+        c.my_dh = Some(eph);
+        c.pending_z = Some(z);
         c.suite = Some(Suite {
             group: chosen.0,
             mode,
@@ -2116,8 +2126,10 @@ impl E2eServer {
             Some(s) => (s.group, s.mode),
             None => return Err(E2eError::State(c.state)),
         };
-        let eph = EphemeralKey::generate(group, c.rng.as_mut())?;
-        let z = eph.agree(&c.peer_dh_public)?;
+        let (eph, z) = match (c.my_dh.take(), c.pending_z.take()) {
+            (Some(e), Some(z)) if e.group() == group => (e, z),
+            _ => return Err(E2eError::State(c.state)),
+        };
         let client_part = c
             .asso
             .as_ref()

@@ -42,3 +42,64 @@ fn engine_smoke_inputs() {
     secmms_e2e::fuzzing::engine_sequence(&[0x81, 3, 0, 0, 3, 1, 0, 2, 2, 2, 5, 7, 9, 0, 0]);
     secmms_e2e::fuzzing::decode_secpdu(&[0, 0x30, 0x80, 0, 0]);
 }
+
+/// Writes seed inputs for the decoder target (one genuine PDU of each kind, prefixed with the
+/// kind octet) into `$SECMMS_SEED_DIR`. Run with `--ignored` when refreshing the corpus.
+#[test]
+#[ignore]
+fn write_decoder_seeds() {
+    use secmms_e2e::pdu::SecPduKind as K;
+    use secmms_e2e::{E2eClient, E2eServer, TimeStamp};
+    let dir = std::env::var("SECMMS_SEED_DIR").expect("SECMMS_SEED_DIR");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = TimeStamp(1_750_000_000_000);
+    let mut out: Vec<(K, Vec<u8>)> = Vec::new();
+    for (i, offer) in [
+        secmms_e2e::ModeOffer::Ae(vec![secmms_e2e::alg::AeAlg::Aes128Gcm]),
+        secmms_e2e::ModeOffer::NonAe {
+            encr: vec![secmms_e2e::alg::EncrAlg::Aes128Cbc],
+            icv: vec![secmms_e2e::alg::IcvAlg::Gmac128],
+        },
+        secmms_e2e::ModeOffer::NonAe {
+            encr: vec![],
+            icv: vec![secmms_e2e::alg::IcvAlg::HmacSha256],
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let pki = secmms_e2e::doc_support::DemoPki::new();
+        let cfg = secmms_e2e::E2eConfig {
+            offer,
+            ..Default::default()
+        };
+        let cc = pki.credentials(secmms_e2e::doc_support::KeyType::P256, &[1, 1, 1], 1);
+        let sc = pki.credentials(secmms_e2e::doc_support::KeyType::P256, &[1, 1, 2], 2);
+        let mut c = E2eClient::new(
+            pki.context(cfg.clone(), cc),
+            Box::new(secmms_pki::crypto::OsRandom),
+            1,
+        );
+        let mut s = E2eServer::new(
+            pki.context(cfg, sc),
+            Box::new(secmms_pki::crypto::OsRandom),
+            2,
+        );
+        let req = c.handshake_req(Some(&[0xa8, 0x00]), now).unwrap();
+        s.receive(K::HandshakeReq, &req, now).unwrap();
+        let acc = s.accept(Some(&[0xa9, 0x00]), now).unwrap();
+        c.receive(K::HandshakeAcc, &acc, now).unwrap();
+        out.push((K::HandshakeReq, req));
+        out.push((K::HandshakeAcc, acc));
+        let (k, b) = c.protect(&[0xa0, 0x03, 0x02, 0x01, i as u8], now).unwrap();
+        out.push((k, b));
+        let r = c.release_req(Some(&[0x8b, 0x00]), now).unwrap();
+        out.push((K::ReleaseReq, r));
+    }
+    for (i, (k, b)) in out.iter().enumerate() {
+        let idx = K::ALL.iter().position(|x| x == k).unwrap() as u8;
+        let mut v = vec![idx];
+        v.extend_from_slice(b);
+        std::fs::write(format!("{dir}/seed-{i:02}"), v).unwrap();
+    }
+}

@@ -618,8 +618,9 @@ impl EphemeralKey {
                 }
                 let mut pt = EcPoint::new(&g)?;
                 pt.mul_generator2(&g, &priv_bn, &mut ctx)?;
+                // The public point is computed from the private value here, so no
+                // EC_KEY_check_key (a further scalar multiplication) is needed.
                 let ec = EcKey::from_private_components(&g, &priv_bn, &pt)?;
-                ec.check_key()?;
                 let public = pt.to_bytes(&g, PointConversionForm::UNCOMPRESSED, &mut ctx)?;
                 let key = PKey::from_ec_key(ec)?;
                 Ok(EphemeralKey { group, key, public })
@@ -676,8 +677,10 @@ pub fn validate_peer_value(group: DhGroup, peer: &[u8]) -> Result<PKey<Public>> 
             if !pt.is_on_curve(&g, &mut ctx).unwrap_or(false) || pt.is_infinity(&g) {
                 return Err(CryptoError::InvalidPeerValue);
             }
+            // Both curves have cofactor 1: a finite point on the curve is in the prime-order
+            // group, so partial validation (SEC 1 §3.2.3.1) is complete; the order check of
+            // EC_KEY_check_key would repeat a scalar multiplication for nothing.
             let ec = EcKey::from_public_key(&g, &pt).map_err(|_| CryptoError::InvalidPeerValue)?;
-            ec.check_key().map_err(|_| CryptoError::InvalidPeerValue)?;
             Ok(PKey::from_ec_key(ec)?)
         }
     }

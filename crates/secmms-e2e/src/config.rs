@@ -19,7 +19,7 @@ pub const DH_GROUP_P256_IANA: i64 = 19;
 pub const DH_GROUP_BRAINPOOL: i64 = 28;
 
 /// DECISION §13.1.3 / open question 6: default `pp` token for IEC 61850-8-1 (an NMTOKEN
-/// cannot contain the space of [EXT]'s paraphrase).
+/// cannot contain the space of the EXT extract's paraphrase).
 pub const DEFAULT_PP: &str = "IEC61850-8-1";
 /// §14.3 step 9 / §14.4 step 6 DECISION: time window ±600 s.
 pub const DEFAULT_TIME_WINDOW_MS: u64 = 600_000;

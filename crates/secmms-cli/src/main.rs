@@ -35,16 +35,82 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// TLS flags (IEC 62351-4 clause 6), shared by every command. They override the configuration's
+/// `[tls]` section; with `--tls` the default port is 3782.
+#[derive(Args, Debug, Default, Clone)]
+struct TlsArgs {
+    /// Run RFC 1006 over TLS (port 3782 by default) with mutual authentication.
+    #[arg(long)]
+    tls: bool,
+    /// Our TLS certificate (PEM, optionally followed by intermediates).
+    #[arg(long, value_name = "PEM")]
+    cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    key: Option<PathBuf>,
+    /// Trust anchor file (PEM, one or more CA certificates); repeat for several.
+    #[arg(long, value_name = "PEM")]
+    ca: Vec<PathBuf>,
+    /// Certificate revocation list (PEM); repeat for several.
+    #[arg(long, value_name = "PEM")]
+    crl: Vec<PathBuf>,
+}
+
+impl TlsArgs {
+    /// Applies the flags to the configuration; returns the default port to use.
+    fn apply(&self, cfg: &mut Config) -> Result<u16> {
+        if self.tls {
+            cfg.tls.enabled = true;
+        }
+        if let Some(c) = &self.cert {
+            cfg.tls.cert = Some(c.clone());
+        }
+        if let Some(k) = &self.key {
+            cfg.tls.key = Some(k.clone());
+        }
+        if !self.ca.is_empty() {
+            cfg.tls.ca = self.ca.clone();
+        }
+        if !self.crl.is_empty() {
+            cfg.tls.crl = self.crl.clone();
+        }
+        if !self.tls
+            && (self.cert.is_some()
+                || self.key.is_some()
+                || !self.ca.is_empty()
+                || !self.crl.is_empty())
+            && !cfg.tls.enabled
+        {
+            bail!("--cert, --key, --ca and --crl need --tls");
+        }
+        if cfg.tls.enabled && cfg.tls.keylog_file.is_none() {
+            // Diagnostics: the usual SSLKEYLOGFILE convention (Wireshark/tshark decryption).
+            if let Some(p) = std::env::var_os("SSLKEYLOGFILE") {
+                cfg.tls.keylog_file = Some(PathBuf::from(p));
+            }
+        }
+        cfg.validate().context("TLS settings")?;
+        Ok(if cfg.tls.enabled {
+            secmms::tls::TLS_PORT
+        } else {
+            secmms::tls::PLAIN_PORT
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Print the demo report as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args, Debug)]
 struct ServerArgs {
-    /// Address to listen on (host:port). Default: the configuration's `server.listen` (0.0.0.0:102).
+    /// Address to listen on (host:port). Default: the configuration's `server.listen` (0.0.0.0:102;
+    /// 0.0.0.0:3782 with --tls).
     #[arg(long)]
     listen: Option<String>,
     /// Model file: SCL (.cid/.icd/.scd) or the TOML model form. Default: the built-in demo model.
@@ -53,13 +119,17 @@ struct ServerArgs {
     /// TOML configuration file.
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args, Debug)]
 struct ClientArgs {
-    /// Server address (host:port; port 102 when omitted).
-    #[arg(long, default_value = "127.0.0.1:102")]
+    /// Server address (host:port; port 102 when omitted, 3782 with --tls).
+    #[arg(long, default_value = "127.0.0.1")]
     connect: String,
+    #[command(flatten)]
+    tls: TlsArgs,
     /// TOML configuration file.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -95,7 +165,7 @@ enum ClientAction {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Server address (host:port).
+    /// Server address (host:port; port 102 when omitted, 3782 with --tls).
     #[arg(long)]
     connect: String,
     /// Concurrent associations.
@@ -116,6 +186,8 @@ struct BenchArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -173,7 +245,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn demo(a: DemoArgs) -> Result<ExitCode> {
-    let report = secmms::demo::run_demo(|step| {
+    let tls = if a.tls.tls {
+        let mut cfg = Config::default();
+        a.tls.apply(&mut cfg)?;
+        Some(cfg.tls)
+    } else {
+        if a.tls.cert.is_some() || a.tls.key.is_some() || !a.tls.ca.is_empty() {
+            bail!("--cert, --key, --ca and --crl need --tls");
+        }
+        None
+    };
+    let report = secmms::demo::run_demo_with(tls, |step| {
         if !a.json {
             let mark = if step.ok { "ok  " } else { "FAIL" };
             println!("[{mark}] {:<28} {}", step.name, step.detail);
@@ -200,8 +282,12 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
 
 async fn server(a: ServerArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
+    let port = a.tls.apply(&mut cfg)?;
     if let Some(l) = a.listen {
-        cfg.server.listen = with_default_port(&l, 102);
+        cfg.server.listen = with_default_port(&l, port);
+    } else if cfg.tls.enabled && cfg.server.listen == secmms::config::ServerConfig::default().listen
+    {
+        cfg.server.listen = format!("0.0.0.0:{port}");
     }
     if let Some(m) = a.model {
         cfg.server.model = Some(m);
@@ -210,8 +296,13 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
         .await
         .context("starting the server")?;
     eprintln!(
-        "secmms server listening on {} (model: {}, {} variables); Ctrl-C stops",
+        "secmms server listening on {}{} (model: {}, {} variables); Ctrl-C stops",
         server.local_addr()?,
+        if server.tls().is_some() {
+            " over TLS"
+        } else {
+            ""
+        },
         server.model_description(),
         server.variable_count()
     );
@@ -223,8 +314,9 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
 }
 
 async fn client(a: ClientArgs) -> Result<ExitCode> {
-    let cfg = load_config(a.config.as_ref())?;
-    let addr = with_default_port(&a.connect, 102);
+    let mut cfg = load_config(a.config.as_ref())?;
+    let port = a.tls.apply(&mut cfg)?;
+    let addr = with_default_port(&a.connect, port);
     let client = secmms::client::Client::connect(&addr, &cfg)
         .await
         .with_context(|| format!("associating with {addr}"))?;
@@ -280,7 +372,8 @@ async fn client(a: ClientArgs) -> Result<ExitCode> {
 }
 
 async fn bench(a: BenchArgs) -> Result<ExitCode> {
-    let cfg = load_config(a.config.as_ref())?;
+    let mut cfg = load_config(a.config.as_ref())?;
+    let port = a.tls.apply(&mut cfg)?;
     if a.associations == 0 || a.outstanding == 0 {
         bail!("--associations and --outstanding must be at least 1");
     }
@@ -288,7 +381,7 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
         bail!("--duration must be between 0 and 86400 seconds");
     }
     let params = secmms::bench::BenchParams {
-        addr: with_default_port(&a.connect, 102),
+        addr: with_default_port(&a.connect, port),
         associations: a.associations,
         outstanding: a.outstanding,
         duration: Duration::from_secs_f64(a.duration),

@@ -134,6 +134,64 @@ impl SecurityEventSink for MemorySink {
     }
 }
 
+// ---- BEGIN T-profile event ids (TLS, IEC 62351-4 clause 6 / IEC 62351-3) ----
+// Owned by the T-profile (TLS) work; the catalogue numbers of 62351-3 events were not captured
+// (spec §6.2), so these are secmms numbers in the `IEC62351-3` domain, group 6 (clause 6).
+
+impl EventId {
+    /// Domain of the TLS (T-profile) events, IEC 62351-3 as referenced by IEC 62351-4 §6.
+    pub const DOMAIN_62351_3: &'static str = "IEC62351-3";
+
+    /// A T-profile (TLS) event id: domain [`EventId::DOMAIN_62351_3`], group 6 (clause 6).
+    pub const fn tls(number: u16) -> EventId {
+        EventId {
+            domain: Self::DOMAIN_62351_3,
+            group: 6,
+            number,
+        }
+    }
+}
+
+/// Event ids and mnemonics of the T-profile (IEC 62351-4 §6, IEC 62351-3 §7 alarm list).
+pub mod tls_events {
+    use super::EventId;
+
+    /// TLS disabled by configuration: plain RFC 1006 (§6.3.3). Warning.
+    pub const TLS_DISABLED: (EventId, &str) = (EventId::tls(1), "TLS_DISABLED");
+    /// The peer offered only TLS 1.0/1.1 or SSL ("insecure TLS version", 62351-3 §7).
+    pub const TLS_VERSION_INSECURE: (EventId, &str) = (EventId::tls(2), "TLS_VERSION_INSECURE");
+    /// No cipher suite of the configured table was offered (§6.3.4).
+    pub const TLS_CIPHER_DISALLOWED: (EventId, &str) = (EventId::tls(3), "TLS_CIPHER_DISALLOWED");
+    /// The peer sent no certificate ("certificate unavailable", 62351-3 §7).
+    pub const TLS_CERT_UNAVAILABLE: (EventId, &str) = (EventId::tls(4), "TLS_CERT_UNAVAILABLE");
+    /// Expired peer certificate (§6.2.8: warning "expired public-key certificate").
+    pub const TLS_CERT_EXPIRED: (EventId, &str) = (EventId::tls(5), "TLS_CERT_EXPIRED");
+    /// Peer certificate not yet valid.
+    pub const TLS_CERT_NOT_YET_VALID: (EventId, &str) = (EventId::tls(6), "TLS_CERT_NOT_YET_VALID");
+    /// Revoked peer certificate (§6.2.8: incident "revoked public-key certificate").
+    pub const TLS_CERT_REVOKED: (EventId, &str) = (EventId::tls(7), "TLS_CERT_REVOKED");
+    /// No configured trust anchor issued the chain ("CA certificate not found", 62351-3 §7).
+    pub const TLS_CA_UNKNOWN: (EventId, &str) = (EventId::tls(8), "TLS_CA_UNKNOWN");
+    /// A received certificate is larger than the limit ("TLS certificate size exceeded").
+    pub const TLS_CERT_SIZE_EXCEEDED: (EventId, &str) = (EventId::tls(9), "TLS_CERT_SIZE_EXCEEDED");
+    /// Any other certificate validation failure.
+    pub const TLS_CERT_INVALID: (EventId, &str) = (EventId::tls(10), "TLS_CERT_INVALID");
+    /// Revocation information unavailable or out of date: warning, never a disconnect (§6.2.8).
+    pub const TLS_CRL_UNAVAILABLE: (EventId, &str) = (EventId::tls(11), "TLS_CRL_UNAVAILABLE");
+    /// The peer does not support secure renegotiation (RFC 5746 mandatory, 62351-3 §7).
+    pub const TLS_RENEG_INSECURE: (EventId, &str) = (EventId::tls(12), "TLS_RENEG_INSECURE");
+    /// The peer did not complete a renegotiation in time ("session renegotiation interval expired").
+    pub const TLS_RENEG_INTERVAL_EXPIRED: (EventId, &str) =
+        (EventId::tls(13), "TLS_RENEG_INTERVAL_EXPIRED");
+    /// Keys refreshed (renegotiation or TLS 1.3 key update). Notice.
+    pub const TLS_KEYS_REFRESHED: (EventId, &str) = (EventId::tls(14), "TLS_KEYS_REFRESHED");
+    /// A TLS handshake failed for another reason.
+    pub const TLS_HANDSHAKE_FAILED: (EventId, &str) = (EventId::tls(15), "TLS_HANDSHAKE_FAILED");
+    /// A TLS session was established. Notice.
+    pub const TLS_ESTABLISHED: (EventId, &str) = (EventId::tls(16), "TLS_ESTABLISHED");
+}
+// ---- END T-profile event ids ----
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -80,6 +80,9 @@ pub enum BenchError {
         /// Why.
         source: ClientError,
     },
+    /// The TLS client context could not be built.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The reference does not resolve or cannot be read.
     #[error("cannot read {reference}: {source}")]
     Probe {
@@ -95,6 +98,15 @@ pub async fn run(
     p: BenchParams,
     mut progress: impl FnMut(BenchProgress) + Send,
 ) -> Result<BenchReport, BenchError> {
+    // One TLS client context for every association (resumption works across them).
+    let tls = if p.config.tls.enabled {
+        Some(std::sync::Arc::new(crate::tls::TlsContext::client(
+            &p.config.tls,
+            std::sync::Arc::new(crate::tls::TracingSink),
+        )?))
+    } else {
+        None
+    };
     // Associate everything first, a bounded number at a time.
     let mut clients = Vec::with_capacity(p.associations);
     let mut assoc_hist = Histogram::new();
@@ -105,9 +117,14 @@ pub async fn run(
     while next < p.associations || !set.is_empty() {
         while next < p.associations && set.len() < parallel {
             let (addr, cfg, i) = (p.addr.clone(), p.config.clone(), next);
+            let tls = tls.clone();
             set.spawn(async move {
                 let t = Instant::now();
-                (i, Client::connect(&addr, &cfg).await, t.elapsed())
+                let r = match &tls {
+                    Some(tls) => Client::connect_tls(&addr, &cfg, tls).await,
+                    None => Client::connect(&addr, &cfg).await,
+                };
+                (i, r, t.elapsed())
             });
             next += 1;
         }

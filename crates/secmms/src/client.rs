@@ -21,6 +21,7 @@ use tracing::debug;
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
+use crate::tls::{TlsContext, TracingSink};
 use crate::transport::{self, Stream};
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
@@ -36,6 +37,9 @@ pub enum ClientError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The TLS handshake failed (the security event tells why).
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The server refused the association.
     #[error("association rejected: {0}")]
     Rejected(String),
@@ -102,11 +106,34 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects over TCP and associates.
+    /// Connects over TCP, or over TLS when `cfg.tls.enabled` (a TLS context is built for this
+    /// one connection; use [`Client::connect_tls`] to share one), and associates.
     pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
+        if cfg.tls.enabled {
+            cfg.validate()?;
+            let tls = TlsContext::client(&cfg.tls, Arc::new(TracingSink))
+                .map_err(crate::config::ConfigError::from)?;
+            return Self::connect_tls(addr, cfg, &tls).await;
+        }
         let stream = transport::connect_tcp(addr, &cfg.tcp)
             .await
             .map_err(LinkError::Io)?;
+        Self::associate(stream, cfg).await
+    }
+
+    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates.
+    pub async fn connect_tls(
+        addr: &str,
+        cfg: &Config,
+        tls: &TlsContext,
+    ) -> Result<Client, ClientError> {
+        let tcp = transport::connect_tcp(addr, &cfg.tcp)
+            .await
+            .map_err(LinkError::Io)?;
+        let stream = tls
+            .connect(tcp, addr)
+            .await
+            .map_err(|e| ClientError::Tls(e.to_string()))?;
         Self::associate(stream, cfg).await
     }
 
@@ -116,7 +143,9 @@ impl Client {
         let osi = osi_config(&cfg.osi, false)?;
         let mut link = Link::new(stream, Association::initiator(osi));
         // A server that stops reading must not block the association task forever.
-        link.set_write_timeout(Some(Duration::from_secs(cfg.client.request_timeout_secs.max(1))));
+        link.set_write_timeout(Some(Duration::from_secs(
+            cfg.client.request_timeout_secs.max(1),
+        )));
         let proposal = ClientProposal {
             max_pdu_size: cfg.client.max_pdu_size,
             max_serv_outstanding_calling: cfg.client.max_outstanding,

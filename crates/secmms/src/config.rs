@@ -17,6 +17,12 @@
 //!
 //! [tcp]
 //! keepalive_idle_secs = 60
+//!
+//! [tls]                         # IEC 62351-4 clause 6; see `crate::tls::TlsConfig`
+//! enabled = true
+//! cert = "server.pem"
+//! key = "server.key"
+//! ca = ["ca.pem"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -44,6 +50,9 @@ pub enum ConfigError {
         /// The cause.
         source: toml::de::Error,
     },
+    /// The `[tls]` section is invalid (clause 6 policy).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A value is out of range or malformed.
     #[error("invalid configuration value {field}: {reason}")]
     Value {
@@ -66,6 +75,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Client settings.
     pub client: ClientConfig,
+    /// TLS (T-profile, IEC 62351-4 clause 6).
+    pub tls: crate::tls::TlsConfig,
 }
 
 impl Config {
@@ -97,6 +108,7 @@ impl Config {
     /// Checks ranges and formats.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.osi.validate()?;
+        self.tls.validate()?;
         if self.server.max_associations == 0 {
             return Err(ConfigError::Value {
                 field: "server.max_associations",
@@ -190,7 +202,7 @@ impl OsiSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address to listen on. Plain RFC 1006 uses port 102 (TLS, port 3782, comes with the T-profile).
+    /// Address to listen on. Plain RFC 1006 uses port 102, RFC 1006 over TLS port 3782 (§6.3).
     pub listen: String,
     /// Model file: `.cid`/`.icd`/`.scd`/`.xml` (SCL) or `.toml`. The built-in demo model when absent.
     pub model: Option<PathBuf>,
@@ -266,5 +278,21 @@ mod tests {
                 .unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:1");
         assert_eq!(c.tcp.keepalive_idle_secs, 5);
+    }
+
+    #[test]
+    fn tls_section_is_validated() {
+        let c = Config::from_toml(
+            "[tls]\nenabled = true\ncert = \"a.pem\"\nkey = \"a.key\"\nca = [\"ca1.pem\", \"ca2.pem\"]\nmode = \"compat\"\ntls13 = false",
+        )
+        .unwrap();
+        assert!(c.tls.enabled);
+        assert_eq!(c.tls.ca.len(), 2);
+        assert_eq!(c.tls.mode, crate::tls::SuiteMode::Compat);
+        let e = Config::from_toml("[tls]\nsuites = [\"TLS_DH_RSA_WITH_AES_128_GCM_SHA256\"]")
+            .unwrap_err();
+        assert!(e.to_string().contains("static DH"), "{e}");
+        assert!(Config::from_toml("[tls]\nenabled = true").is_err());
+        assert!(Config::from_toml("[tls]\nresumption_lifetime_secs = 50000").is_err());
     }
 }

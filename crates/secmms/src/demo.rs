@@ -57,12 +57,25 @@ fn err(e: ClientError) -> String {
 
 /// Runs the demo; `on_step` sees each step as it completes.
 pub async fn run_demo(on_step: impl FnMut(&DemoStep)) -> DemoReport {
+    run_demo_with(None, on_step).await
+}
+
+/// Runs the demo, over TLS (clause 6) when `tls` is given: the server and the client both use
+/// its certificate, key and trust anchors, so the certificate must suit both roles.
+pub async fn run_demo_with(
+    tls: Option<crate::tls::TlsConfig>,
+    on_step: impl FnMut(&DemoStep),
+) -> DemoReport {
     let mut rec = Recorder {
         steps: Vec::new(),
         on_step,
     };
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
+    if let Some(mut t) = tls {
+        t.enabled = true;
+        cfg.tls = t;
+    }
 
     let t = Instant::now();
     let server = match Server::bind(cfg.clone()).await {
@@ -113,10 +126,17 @@ pub async fn run_demo(on_step: impl FnMut(&DemoStep)) -> DemoReport {
     rec.record(
         "associate",
         t,
-        Ok(format!(
-            "plain RFC 1006 + OSI + MMS; max PDU {} octets, {} outstanding, nesting {} (no TLS, no application security)",
-            n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
-        )),
+        Ok(if cfg.tls.enabled {
+            format!(
+                "RFC 1006 over TLS (mutual authentication) + OSI + MMS; max PDU {} octets, {} outstanding, nesting {}",
+                n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
+            )
+        } else {
+            format!(
+                "plain RFC 1006 + OSI + MMS; max PDU {} octets, {} outstanding, nesting {} (no TLS, no application security)",
+                n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
+            )
+        }),
     );
 
     let t = Instant::now();

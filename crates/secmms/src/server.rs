@@ -11,6 +11,7 @@ use secmms_mms::pdu::MmsPdu;
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
 use secmms_osi::acse::SourceDiagnostic;
 use secmms_osi::{Association, OsiEvent};
+use secmms_pki::event::SecurityEventSink;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -18,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
+use crate::tls::{TlsContext, TlsStats, TracingSink};
 use crate::transport::{self, Stream};
 
 /// Errors starting or running the server.
@@ -29,6 +31,9 @@ pub enum ServerError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The TLS context could not be built (certificate, key, trust anchors, suite policy).
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// Binding or accepting failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -54,12 +59,15 @@ pub struct ServerStats {
     pub requests: AtomicU64,
     /// Connections refused because `max_associations` were open.
     pub refused: AtomicU64,
+    /// Connections whose TLS handshake was refused (the security event tells why).
+    pub tls_refused: AtomicU64,
 }
 
 struct Shared {
     cfg: Config,
     mms: MmsServer,
     stats: Arc<ServerStats>,
+    tls: Option<TlsContext>,
 }
 
 /// A bound server.
@@ -76,6 +84,8 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// Its counters.
     pub stats: Arc<ServerStats>,
+    /// TLS counters (handshakes, renegotiations, key updates) when TLS is on.
+    pub tls_stats: Option<Arc<TlsStats>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -88,8 +98,24 @@ impl ServerHandle {
 
 impl Server {
     /// Loads the model named by the configuration (or the built-in demo model) and binds.
+    /// Security events go to `tracing`.
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
+        Self::bind_with_events(cfg, Arc::new(TracingSink)).await
+    }
+
+    /// Like [`Server::bind`], with the sink that receives the security events (TLS refusals,
+    /// key refreshes, `TLS_DISABLED` for a plain endpoint).
+    pub async fn bind_with_events(
+        cfg: Config,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<Server, ServerError> {
         cfg.validate()?;
+        let tls = if cfg.tls.enabled {
+            Some(TlsContext::server(&cfg.tls, sink.clone())?)
+        } else {
+            crate::tls::report_plain(sink.as_ref(), "server", &cfg.server.listen);
+            None
+        };
         let (model, description) = match &cfg.server.model {
             Some(p) => (load_model(p)?, p.display().to_string()),
             None => (Model::default_demo(), "built-in demo model".to_string()),
@@ -108,6 +134,7 @@ impl Server {
                 cfg,
                 mms,
                 stats: Arc::new(ServerStats::default()),
+                tls,
             }),
             slots,
             description,
@@ -132,6 +159,16 @@ impl Server {
     /// The server's counters.
     pub fn stats(&self) -> Arc<ServerStats> {
         self.shared.stats.clone()
+    }
+
+    /// The TLS counters, when TLS is on.
+    pub fn tls_stats(&self) -> Option<Arc<TlsStats>> {
+        self.shared.tls.as_ref().map(|t| t.stats())
+    }
+
+    /// The TLS context, when TLS is on (e.g. to force renegotiation after a CRL update).
+    pub fn tls(&self) -> Option<&TlsContext> {
+        self.shared.tls.as_ref()
     }
 
     /// Accepts connections until the task is cancelled.
@@ -161,7 +198,16 @@ impl Server {
                 debug!(%peer, "socket options: {e}");
             }
             tokio::spawn(async move {
-                let r = serve_association(stream, &shared).await;
+                let r = match &shared.tls {
+                    None => serve_association(stream, &shared).await,
+                    Some(tls) => match tls.accept(stream, peer).await {
+                        Ok(s) => serve_association(s, &shared).await,
+                        Err(e) => {
+                            shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+                            Err(LinkError::Io(std::io::Error::other(e.to_string())))
+                        }
+                    },
+                };
                 match &r {
                     Ok(()) => {
                         shared.stats.released.fetch_add(1, Ordering::Relaxed);
@@ -181,10 +227,16 @@ impl Server {
     pub fn spawn(self) -> std::io::Result<ServerHandle> {
         let addr = self.local_addr()?;
         let stats = self.stats();
+        let tls_stats = self.tls_stats();
         let task = tokio::spawn(async move {
             let _ = self.run().await;
         });
-        Ok(ServerHandle { addr, stats, task })
+        Ok(ServerHandle {
+            addr,
+            stats,
+            tls_stats,
+            task,
+        })
     }
 }
 
@@ -222,7 +274,7 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
     }
 }
 
-/// Serves one association on any stream (TCP now; TLS plugs in here).
+/// Serves one association on any stream (TCP, or TLS after the handshake).
 async fn serve_association<S: Stream>(stream: S, shared: &Shared) -> Result<(), LinkError> {
     let osi = osi_config(&shared.cfg.osi, true)
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;

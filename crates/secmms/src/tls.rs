@@ -1,0 +1,1743 @@
+//! T-profile: TLS between TCP and RFC 1006 (IEC 62351-4 clause 6, TLS as profiled by IEC 62351-3).
+//!
+//! * [`TlsConfig`] — the `[tls]` section of the configuration, validated at load time: suite table
+//!   (§6.3.4.2 compatibility / §6.3.4.3 native), TLS 1.2 mandatory and TLS 1.3 optional, key refresh
+//!   intervals, resumption lifetime, certificate size, trust anchors and CRLs (§6.2).
+//! * [`TlsContext`] — a server or client OpenSSL context built from it. [`TlsContext::accept`] and
+//!   [`TlsContext::connect`] run the handshake with mutual authentication and report every refusal
+//!   as a [`SecurityEvent`].
+//! * [`TlsStream`] — the established stream; it refreshes its keys by itself (TLS 1.2 renegotiation
+//!   per RFC 5746, or TLS 1.3 KeyUpdate) after the configured interval or byte count, and cuts off a
+//!   peer that does not complete a renegotiation in time.
+//!
+//! The one FFI module ([`ffi`]) wraps the few OpenSSL calls the `openssl` crate lacks
+//! (`SSL_renegotiate`, `SSL_key_update`, `SSL_renegotiate_pending`, the RFC 5746 support query,
+//! ClientHello extension lookup, automatic DHE parameters).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use openssl::ssl::{
+    ClientHelloResponse, Ssl, SslAlert, SslContext, SslContextBuilder, SslFiletype, SslMethod,
+    SslOptions, SslRef, SslSessionCacheMode, SslVerifyMode, SslVersion,
+};
+use openssl::x509::store::{X509Lookup, X509StoreBuilder};
+use openssl::x509::verify::X509VerifyFlags;
+use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
+use secmms_pki::event::{tls_events, EventId, SecurityEvent, SecurityEventSink, Severity};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_openssl::SslStream;
+
+/// IANA port of RFC 1006 over TLS, "iso-tp0s" (IEC 62351-4 §6.3).
+pub const TLS_PORT: u16 = 3782;
+/// Port of plain RFC 1006 (§6.3.3: only when TLS is disabled by configuration).
+pub const PLAIN_PORT: u16 = 102;
+
+/// §6.2 DECISION: default renegotiation interval, 12 h.
+pub const DEFAULT_RENEGOTIATION_INTERVAL_SECS: u64 = 12 * 3600;
+/// §6.2 DECISION: shortest renegotiation interval accepted, 1 min.
+pub const MIN_RENEGOTIATION_INTERVAL_SECS: u64 = 60;
+/// §6.2 (62351-3 §7): renegotiation at least every 24 h.
+pub const MAX_RENEGOTIATION_INTERVAL_SECS: u64 = 24 * 3600;
+/// Our DECISION (the spec fixes no byte count): refresh keys after 4 GiB in either direction.
+pub const DEFAULT_RENEGOTIATION_BYTES: u64 = 1 << 32;
+/// Our DECISION: time a peer has to complete a renegotiation we asked for before it is cut off
+/// with "session renegotiation interval expired" (62351-3 §7).
+pub const DEFAULT_RENEGOTIATION_GRACE_SECS: u64 = 30;
+/// §6.2 DECISION: session cache / ticket lifetime 6 h (libiec61850's 21 600 s), always shorter than
+/// the renegotiation interval.
+pub const DEFAULT_RESUMPTION_LIFETIME_SECS: u64 = 6 * 3600;
+/// §6.2 DECISION: at least this many trust anchors are supported (the PICS states the number).
+pub const MIN_SUPPORTED_TRUST_ANCHORS: usize = 4;
+/// Most trust-anchor certificates accepted from configuration (a bound, not a spec value).
+pub const MAX_TRUST_ANCHORS: usize = 256;
+/// §6.2 DECISION / Annex G: largest single certificate received, 8 192 octets.
+pub const MAX_CERT_SIZE: usize = 8192;
+/// §6.2 DECISION: revocation status re-evaluated at least every 24 h.
+pub const DEFAULT_CRL_EVALUATION_PERIOD_SECS: u64 = 24 * 3600;
+/// Time allowed for a TLS handshake (our DECISION).
+pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// TLS 1.3 suites offered when TLS 1.3 is enabled (AES-GCM only, like the IEC 61850 peers).
+pub const TLS13_SUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
+
+/// Whether the table of clause 6 makes a suite mandatory or optional.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Requirement {
+    /// "m" in the table.
+    Mandatory,
+    /// "o" in the table.
+    Optional,
+}
+
+/// One cipher suite of the clause 6 tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CipherSuite {
+    /// IANA code point.
+    pub iana: u16,
+    /// IANA name.
+    pub name: &'static str,
+    /// OpenSSL's name, `None` when no maintained library implements it (static DH).
+    pub openssl: Option<&'static str>,
+    /// Status in the table.
+    pub requirement: Requirement,
+}
+
+const fn suite(
+    iana: u16,
+    name: &'static str,
+    openssl: Option<&'static str>,
+    requirement: Requirement,
+) -> CipherSuite {
+    CipherSuite {
+        iana,
+        name,
+        openssl,
+        requirement,
+    }
+}
+
+/// Table 3 — native-mode suites (§6.3.4.3; code points corrected per the spec), followed by the
+/// optional suites the spec's DECISION adds for interop (0xC02C, 0xC023).
+pub const NATIVE_SUITES: &[CipherSuite] = &[
+    suite(
+        0x003C,
+        "TLS_RSA_WITH_AES_128_CBC_SHA256",
+        Some("AES128-SHA256"),
+        Requirement::Mandatory,
+    ),
+    suite(
+        0x00A0,
+        "TLS_DH_RSA_WITH_AES_128_GCM_SHA256",
+        None,
+        Requirement::Mandatory,
+    ),
+    suite(
+        0x009E,
+        "TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",
+        Some("DHE-RSA-AES128-GCM-SHA256"),
+        Requirement::Mandatory,
+    ),
+    suite(
+        0xC02B,
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        Some("ECDHE-ECDSA-AES128-GCM-SHA256"),
+        Requirement::Mandatory,
+    ),
+    suite(
+        0x00A1,
+        "TLS_DH_RSA_WITH_AES_256_GCM_SHA384",
+        None,
+        Requirement::Optional,
+    ),
+    suite(
+        0xC02F,
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        Some("ECDHE-RSA-AES128-GCM-SHA256"),
+        Requirement::Optional,
+    ),
+    suite(
+        0xC030,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        Some("ECDHE-RSA-AES256-GCM-SHA384"),
+        Requirement::Optional,
+    ),
+    suite(
+        0xC02C,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        Some("ECDHE-ECDSA-AES256-GCM-SHA384"),
+        Requirement::Optional,
+    ),
+    suite(
+        0xC023,
+        "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256",
+        Some("ECDHE-ECDSA-AES128-SHA256"),
+        Requirement::Optional,
+    ),
+];
+
+/// Table 2 — compatibility-mode suites (§6.3.4.2, the 2007 set without RC4). Most are static DH
+/// or 3DES, which current OpenSSL builds do not provide; compatibility mode offers these where
+/// the library has them, plus the native table.
+pub const COMPAT_SUITES: &[CipherSuite] = &[
+    suite(
+        0x0036,
+        "TLS_DH_DSS_WITH_AES_256_CBC_SHA",
+        None,
+        Requirement::Mandatory,
+    ),
+    suite(
+        0x000A,
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+        Some("DES-CBC3-SHA"),
+        Requirement::Optional,
+    ),
+    suite(
+        0x000D,
+        "TLS_DH_DSS_WITH_3DES_EDE_CBC_SHA",
+        None,
+        Requirement::Optional,
+    ),
+    suite(
+        0x0010,
+        "TLS_DH_RSA_WITH_3DES_EDE_CBC_SHA",
+        None,
+        Requirement::Optional,
+    ),
+    suite(
+        0x0013,
+        "TLS_DHE_DSS_WITH_3DES_EDE_CBC_SHA",
+        Some("DHE-DSS-DES-CBC3-SHA"),
+        Requirement::Optional,
+    ),
+    suite(
+        0x0016,
+        "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA",
+        Some("DHE-RSA-DES-CBC3-SHA"),
+        Requirement::Optional,
+    ),
+    suite(
+        0x0030,
+        "TLS_DH_DSS_WITH_AES_128_CBC_SHA",
+        None,
+        Requirement::Optional,
+    ),
+];
+
+/// Name fragments of suites that are never offered nor accepted (§6.3.4: no RC4, NULL,
+/// anonymous or export suites).
+pub const FORBIDDEN_SUITE_MARKERS: &[&str] = &["RC4", "NULL", "anon", "EXPORT", "_DH_anon_"];
+
+/// Which table of clause 6 the suite policy uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SuiteMode {
+    /// Native mode: Table 3 (§6.3.4.3).
+    #[default]
+    Native,
+    /// Compatibility mode: Table 2 (§6.3.4.2) plus Table 3.
+    Compat,
+}
+
+impl SuiteMode {
+    /// The suites of this mode, in offer order.
+    pub fn table(self) -> Vec<&'static CipherSuite> {
+        match self {
+            SuiteMode::Native => NATIVE_SUITES.iter().collect(),
+            SuiteMode::Compat => NATIVE_SUITES.iter().chain(COMPAT_SUITES.iter()).collect(),
+        }
+    }
+}
+
+/// Finds a suite of either table by IANA name, OpenSSL name or hex code point (`0x009E`).
+pub fn find_suite(name: &str) -> Option<&'static CipherSuite> {
+    let code = name
+        .strip_prefix("0x")
+        .or_else(|| name.strip_prefix("0X"))
+        .and_then(|h| u16::from_str_radix(h, 16).ok());
+    NATIVE_SUITES
+        .iter()
+        .chain(COMPAT_SUITES.iter())
+        .find(|s| s.name == name || s.openssl == Some(name) || Some(s.iana) == code)
+}
+
+/// Whether the linked OpenSSL implements a suite (false for static DH and for suites the build
+/// leaves out, e.g. 3DES in OpenSSL 3 default builds).
+pub fn library_supports(s: &CipherSuite) -> bool {
+    let Some(name) = s.openssl else { return false };
+    let Ok(mut b) = SslContextBuilder::new(SslMethod::tls()) else {
+        return false;
+    };
+    b.set_cipher_list(&format!("{name}:@SECLEVEL=0")).is_ok()
+}
+
+/// One line of the conformance statement (PICS) for the clause 6 suite tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteSupport {
+    /// The suite.
+    pub suite: CipherSuite,
+    /// The table it comes from: `native` (Table 3) or `compat` (Table 2).
+    pub table: &'static str,
+    /// Whether secmms offers and accepts it with the linked OpenSSL.
+    pub supported: bool,
+}
+
+/// The suite part of the conformance statement: every suite of both tables and whether it is
+/// supported (static DH never is: no maintained library implements it).
+pub fn conformance_statement() -> Vec<SuiteSupport> {
+    let rows = NATIVE_SUITES
+        .iter()
+        .map(|s| ("native", s))
+        .chain(COMPAT_SUITES.iter().map(|s| ("compat", s)));
+    rows.map(|(table, s)| SuiteSupport {
+        suite: *s,
+        table,
+        supported: library_supports(s),
+    })
+    .collect()
+}
+
+/// Errors of the TLS configuration, context and handshake.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A configuration value is wrong.
+    #[error("invalid TLS configuration {field}: {reason}")]
+    Config {
+        /// The dotted field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A suite named in the configuration is not implemented by any maintained TLS library.
+    #[error(
+        "cipher suite {name} (0x{iana:04X}) is not supported: static DH key exchange is not \
+         implemented by OpenSSL or any maintained TLS library (see the conformance statement)"
+    )]
+    UnsupportedSuite {
+        /// IANA name.
+        name: &'static str,
+        /// IANA code point.
+        iana: u16,
+    },
+    /// A file could not be read or parsed.
+    #[error("cannot load {path}: {reason}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        reason: String,
+    },
+    /// OpenSSL refused a setting.
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+    /// The handshake failed; the event explains why.
+    #[error("TLS handshake refused ({mnemonic}): {detail}")]
+    Handshake {
+        /// The mnemonic of the event raised.
+        mnemonic: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// The TCP stream failed.
+    #[error("transport error: {0}")]
+    Io(#[from] io::Error),
+}
+
+fn cfg_err(field: &'static str, reason: impl Into<String>) -> TlsError {
+    TlsError::Config {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The `[tls]` configuration section (IEC 62351-4 §6; every default is a §6.2 DECISION).
+///
+/// ```toml
+/// [tls]
+/// enabled = true
+/// cert = "server.pem"
+/// key = "server.key"
+/// ca = ["ca1.pem", "ca2.pem"]
+/// crl = ["ca1.crl.pem"]
+/// mode = "native"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Run RFC 1006 over TLS (port 3782). When false, plain RFC 1006 (port 102) is used and a
+    /// `TLS_DISABLED` warning event is raised (§6.3.3).
+    pub enabled: bool,
+    /// Whether plain RFC 1006 may be used at all; a hardened deployment sets `false`, and then a
+    /// configuration without TLS is refused at load time (§6.3.3).
+    pub allow_plain: bool,
+    /// Our TLS certificate (PEM; may be followed by intermediate certificates). Separate from the
+    /// application (E2E / A-profile) certificate (62351-3).
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert` (PEM).
+    pub key: Option<PathBuf>,
+    /// Trust anchors: PEM files, each with one or more CA certificates (§6.2: several supported).
+    pub ca: Vec<PathBuf>,
+    /// Certificate revocation lists (PEM). A missing or stale CRL is a warning, never a disconnect.
+    pub crl: Vec<PathBuf>,
+    /// Suite table: `native` (Table 3) or `compat` (Table 2 + Table 3).
+    pub mode: SuiteMode,
+    /// Restrict the offered suites to these (IANA names, OpenSSL names or `0x....`); all suites
+    /// of the table that the library provides when empty. Static DH suites are refused.
+    pub suites: Vec<String>,
+    /// Allow TLS 1.3 besides the mandatory TLS 1.2.
+    pub tls13: bool,
+    /// Seconds between key refreshes (TLS 1.2 renegotiation, TLS 1.3 KeyUpdate); §6.2 DECISION.
+    pub renegotiation_interval_secs: u64,
+    /// Plaintext octets (read + written) after which keys are refreshed; 0 disables the trigger.
+    pub renegotiation_bytes: u64,
+    /// Seconds the peer has to complete a renegotiation we started before it is cut off.
+    pub renegotiation_grace_secs: u64,
+    /// Accept renegotiations the client starts (the spec wants both directions).
+    pub allow_client_renegotiation: bool,
+    /// Session cache / ticket lifetime, seconds; must be shorter than the renegotiation interval.
+    pub resumption_lifetime_secs: u64,
+    /// Largest certificate accepted from the peer, octets (§6.2 DECISION: 8 192).
+    pub max_cert_size: usize,
+    /// Seconds between re-evaluations of revocation information (§6.2 DECISION: 24 h).
+    pub crl_evaluation_period_secs: u64,
+    /// Seconds allowed for a handshake.
+    pub handshake_timeout_secs: u64,
+    /// Client: name sent in SNI and checked against the server certificate; no name check when
+    /// absent (IEDs are usually addressed by IP; the chain is always checked).
+    pub server_name: Option<String>,
+    /// Write TLS secrets in the NSS key log format to this file (diagnostics only: anyone who
+    /// reads it can decrypt the traffic).
+    pub keylog_file: Option<PathBuf>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            allow_plain: true,
+            cert: None,
+            key: None,
+            ca: Vec::new(),
+            crl: Vec::new(),
+            mode: SuiteMode::Native,
+            suites: Vec::new(),
+            tls13: true,
+            renegotiation_interval_secs: DEFAULT_RENEGOTIATION_INTERVAL_SECS,
+            renegotiation_bytes: DEFAULT_RENEGOTIATION_BYTES,
+            renegotiation_grace_secs: DEFAULT_RENEGOTIATION_GRACE_SECS,
+            allow_client_renegotiation: true,
+            resumption_lifetime_secs: DEFAULT_RESUMPTION_LIFETIME_SECS,
+            max_cert_size: MAX_CERT_SIZE,
+            crl_evaluation_period_secs: DEFAULT_CRL_EVALUATION_PERIOD_SECS,
+            handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
+            server_name: None,
+            keylog_file: None,
+        }
+    }
+}
+
+impl TlsConfig {
+    /// Checks ranges and the suite policy without touching files.
+    pub fn validate(&self) -> Result<(), TlsError> {
+        if !self.enabled && !self.allow_plain {
+            return Err(cfg_err(
+                "tls.enabled",
+                "TLS is disabled but tls.allow_plain = false forbids plain RFC 1006",
+            ));
+        }
+        let r = self.renegotiation_interval_secs;
+        if !(MIN_RENEGOTIATION_INTERVAL_SECS..=MAX_RENEGOTIATION_INTERVAL_SECS).contains(&r) {
+            return Err(cfg_err(
+                "tls.renegotiation_interval_secs",
+                format!(
+                    "must be {MIN_RENEGOTIATION_INTERVAL_SECS}..={MAX_RENEGOTIATION_INTERVAL_SECS}"
+                ),
+            ));
+        }
+        if self.resumption_lifetime_secs == 0 || self.resumption_lifetime_secs >= r {
+            return Err(cfg_err(
+                "tls.resumption_lifetime_secs",
+                "must be more than 0 and less than the renegotiation interval (62351-3 §7)",
+            ));
+        }
+        if self.renegotiation_grace_secs == 0 || self.renegotiation_grace_secs > 3600 {
+            return Err(cfg_err("tls.renegotiation_grace_secs", "must be 1..=3600"));
+        }
+        if !(1024..=65_536).contains(&self.max_cert_size) {
+            return Err(cfg_err("tls.max_cert_size", "must be 1024..=65536"));
+        }
+        if self.crl_evaluation_period_secs == 0
+            || self.crl_evaluation_period_secs > DEFAULT_CRL_EVALUATION_PERIOD_SECS
+        {
+            return Err(cfg_err(
+                "tls.crl_evaluation_period_secs",
+                "must be 1..=86400 (at least every 24 h, §6.2)",
+            ));
+        }
+        if self.handshake_timeout_secs == 0 {
+            return Err(cfg_err("tls.handshake_timeout_secs", "must be at least 1"));
+        }
+        if self.ca.len() > MAX_TRUST_ANCHORS {
+            return Err(cfg_err(
+                "tls.ca",
+                format!("at most {MAX_TRUST_ANCHORS} files"),
+            ));
+        }
+        self.cipher_list()?;
+        if self.enabled {
+            if self.cert.is_none() || self.key.is_none() {
+                return Err(cfg_err(
+                    "tls.cert",
+                    "TLS needs our certificate and key (mutual authentication is mandatory)",
+                ));
+            }
+            if self.ca.is_empty() {
+                return Err(cfg_err(
+                    "tls.ca",
+                    "TLS needs at least one trust anchor to authenticate the peer",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The suites offered, in order, after applying `suites` to the table of `mode`.
+    pub fn offered_suites(&self) -> Result<Vec<&'static CipherSuite>, TlsError> {
+        let table = self.mode.table();
+        if self.suites.is_empty() {
+            return Ok(table.into_iter().filter(|s| s.openssl.is_some()).collect());
+        }
+        let mut out = Vec::new();
+        for name in &self.suites {
+            if FORBIDDEN_SUITE_MARKERS
+                .iter()
+                .any(|m| name.to_ascii_uppercase().contains(&m.to_ascii_uppercase()))
+            {
+                return Err(cfg_err(
+                    "tls.suites",
+                    format!("{name}: RC4, NULL, anonymous and export suites are never allowed"),
+                ));
+            }
+            let s = find_suite(name).ok_or_else(|| {
+                cfg_err(
+                    "tls.suites",
+                    format!("{name} is not in the clause 6 tables"),
+                )
+            })?;
+            if s.openssl.is_none() {
+                return Err(TlsError::UnsupportedSuite {
+                    name: s.name,
+                    iana: s.iana,
+                });
+            }
+            if !table.iter().any(|t| t.iana == s.iana) {
+                return Err(cfg_err(
+                    "tls.suites",
+                    format!("{name} belongs to the compatibility table; set tls.mode = \"compat\""),
+                ));
+            }
+            if !out.iter().any(|o: &&CipherSuite| o.iana == s.iana) {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The OpenSSL cipher list (TLS 1.2) of the offered suites.
+    pub fn cipher_list(&self) -> Result<String, TlsError> {
+        let names: Vec<&str> = self
+            .offered_suites()?
+            .iter()
+            .filter_map(|s| s.openssl)
+            .collect();
+        if names.is_empty() {
+            return Err(cfg_err("tls.suites", "no suite left to offer"));
+        }
+        Ok(names.join(":"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------------------------
+
+/// Why a TLS peer was refused or warned about; each maps to one event of
+/// [`secmms_pki::event::tls_events`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsFinding {
+    /// TLS disabled by configuration (warning).
+    Disabled,
+    /// TLS < 1.2 or SSL offered.
+    InsecureVersion,
+    /// No allowed suite in common.
+    CipherDisallowed,
+    /// No peer certificate.
+    CertUnavailable,
+    /// Peer certificate expired.
+    CertExpired,
+    /// Peer certificate not yet valid.
+    CertNotYetValid,
+    /// Peer certificate revoked.
+    CertRevoked,
+    /// Chain does not end at a configured trust anchor.
+    CaUnknown,
+    /// A certificate above the size limit.
+    CertSizeExceeded,
+    /// Another validation failure.
+    CertInvalid,
+    /// CRL missing or stale (warning only).
+    CrlUnavailable,
+    /// The peer lacks RFC 5746 secure renegotiation.
+    RenegotiationInsecure,
+    /// The peer did not complete a renegotiation in time.
+    RenegotiationIntervalExpired,
+    /// Keys refreshed (notice).
+    KeysRefreshed,
+    /// Other handshake failure.
+    HandshakeFailed,
+    /// Session established (notice).
+    Established,
+}
+
+impl TlsFinding {
+    /// Event id and mnemonic.
+    pub fn id(self) -> (EventId, &'static str) {
+        use tls_events::*;
+        match self {
+            TlsFinding::Disabled => TLS_DISABLED,
+            TlsFinding::InsecureVersion => TLS_VERSION_INSECURE,
+            TlsFinding::CipherDisallowed => TLS_CIPHER_DISALLOWED,
+            TlsFinding::CertUnavailable => TLS_CERT_UNAVAILABLE,
+            TlsFinding::CertExpired => TLS_CERT_EXPIRED,
+            TlsFinding::CertNotYetValid => TLS_CERT_NOT_YET_VALID,
+            TlsFinding::CertRevoked => TLS_CERT_REVOKED,
+            TlsFinding::CaUnknown => TLS_CA_UNKNOWN,
+            TlsFinding::CertSizeExceeded => TLS_CERT_SIZE_EXCEEDED,
+            TlsFinding::CertInvalid => TLS_CERT_INVALID,
+            TlsFinding::CrlUnavailable => TLS_CRL_UNAVAILABLE,
+            TlsFinding::RenegotiationInsecure => TLS_RENEG_INSECURE,
+            TlsFinding::RenegotiationIntervalExpired => TLS_RENEG_INTERVAL_EXPIRED,
+            TlsFinding::KeysRefreshed => TLS_KEYS_REFRESHED,
+            TlsFinding::HandshakeFailed => TLS_HANDSHAKE_FAILED,
+            TlsFinding::Established => TLS_ESTABLISHED,
+        }
+    }
+
+    /// Severity: §6.2.8 makes an expired certificate a warning and a revoked one an incident;
+    /// 62351-3 §7 makes the rest alarms, a stale CRL a warning.
+    pub fn severity(self) -> Severity {
+        match self {
+            TlsFinding::Disabled
+            | TlsFinding::CrlUnavailable
+            | TlsFinding::CertExpired
+            | TlsFinding::CertNotYetValid => Severity::Warning,
+            TlsFinding::KeysRefreshed | TlsFinding::Established => Severity::Notice,
+            TlsFinding::CipherDisallowed
+            | TlsFinding::CertInvalid
+            | TlsFinding::HandshakeFailed => Severity::Error,
+            TlsFinding::InsecureVersion
+            | TlsFinding::CertUnavailable
+            | TlsFinding::CertRevoked
+            | TlsFinding::CaUnknown
+            | TlsFinding::CertSizeExceeded
+            | TlsFinding::RenegotiationInsecure
+            | TlsFinding::RenegotiationIntervalExpired => Severity::Alarm,
+        }
+    }
+
+    /// Builds the security event.
+    pub fn event(self, message: String, association: Option<String>) -> SecurityEvent {
+        let (id, mnemonic) = self.id();
+        SecurityEvent {
+            id,
+            mnemonic,
+            severity: self.severity(),
+            message,
+            association,
+        }
+    }
+}
+
+/// A sink that writes security events to `tracing` (the default when none is configured).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingSink;
+
+impl SecurityEventSink for TracingSink {
+    fn record(&self, e: &SecurityEvent) {
+        match e.severity {
+            Severity::Alarm | Severity::Error => tracing::error!(target: "secmms::security", "{e}"),
+            Severity::Warning => tracing::warn!(target: "secmms::security", "{e}"),
+            Severity::Notice => tracing::info!(target: "secmms::security", "{e}"),
+        }
+    }
+}
+
+/// Raises the `TLS_DISABLED` warning (§6.3.3) for a plain RFC 1006 endpoint.
+pub fn report_plain(sink: &dyn SecurityEventSink, role: &str, addr: &str) {
+    sink.record(&TlsFinding::Disabled.event(
+        format!("{role} uses plain RFC 1006 on {addr}: TLS disabled by configuration"),
+        None,
+    ));
+}
+
+/// Counters of one TLS context, shared with its streams.
+#[derive(Debug, Default)]
+pub struct TlsStats {
+    /// Handshakes completed.
+    pub handshakes: AtomicU64,
+    /// Handshakes refused.
+    pub refused: AtomicU64,
+    /// Sessions resumed (abbreviated handshakes).
+    pub resumed: AtomicU64,
+    /// TLS 1.2 renegotiations completed that we started.
+    pub renegotiations: AtomicU64,
+    /// TLS 1.3 key updates we sent.
+    pub key_updates: AtomicU64,
+}
+
+type Findings = Arc<Mutex<Vec<(TlsFinding, String)>>>;
+
+fn push(f: &Findings, kind: TlsFinding, detail: String) {
+    match f.lock() {
+        Ok(mut g) => {
+            if g.len() < 16 {
+                g.push((kind, detail))
+            }
+        }
+        Err(p) => p.into_inner().push((kind, detail)),
+    }
+}
+
+fn take(f: &Findings) -> Vec<(TlsFinding, String)> {
+    match f.lock() {
+        Ok(mut g) => std::mem::take(&mut *g),
+        Err(p) => std::mem::take(&mut *p.into_inner()),
+    }
+}
+
+fn findings_index() -> Option<openssl::ex_data::Index<Ssl, Findings>> {
+    static IDX: OnceLock<Option<openssl::ex_data::Index<Ssl, Findings>>> = OnceLock::new();
+    *IDX.get_or_init(|| Ssl::new_ex_index().ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Context
+// ---------------------------------------------------------------------------------------------
+
+/// Which side of the handshake a context serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Accepts connections (port 3782).
+    Server,
+    /// Opens connections.
+    Client,
+}
+
+/// A configured TLS context (server or client) and its event sink.
+pub struct TlsContext {
+    ctx: SslContext,
+    role: Role,
+    cfg: TlsConfig,
+    sink: Arc<dyn SecurityEventSink>,
+    stats: Arc<TlsStats>,
+    generation: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for TlsContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsContext")
+            .field("role", &self.role)
+            .field("mode", &self.cfg.mode)
+            .finish()
+    }
+}
+
+fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
+    let fail = |reason: String| TlsError::File {
+        path: path.to_owned(),
+        reason,
+    };
+    let len = std::fs::metadata(path)
+        .map_err(|e| fail(e.to_string()))?
+        .len();
+    if len > max {
+        return Err(fail(format!("{len} octets is more than {max}")));
+    }
+    std::fs::read(path).map_err(|e| fail(e.to_string()))
+}
+
+/// Largest PEM file read for certificates, keys and trust anchors.
+const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
+
+impl TlsContext {
+    /// A server context (accepts on port 3782, requires a client certificate).
+    pub fn server(cfg: &TlsConfig, sink: Arc<dyn SecurityEventSink>) -> Result<Self, TlsError> {
+        Self::build(cfg, Role::Server, sink)
+    }
+
+    /// A client context (presents our certificate, verifies the server's chain).
+    pub fn client(cfg: &TlsConfig, sink: Arc<dyn SecurityEventSink>) -> Result<Self, TlsError> {
+        Self::build(cfg, Role::Client, sink)
+    }
+
+    fn build(
+        cfg: &TlsConfig,
+        role: Role,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<Self, TlsError> {
+        let mut enabled = cfg.clone();
+        enabled.enabled = true;
+        enabled.validate()?;
+        let method = match role {
+            Role::Server => SslMethod::tls_server(),
+            Role::Client => SslMethod::tls_client(),
+        };
+        let mut b = SslContextBuilder::new(method)?;
+        // §6.2 / 62351-3: TLS 1.2 mandatory, TLS 1.3 optional, nothing older.
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        b.set_max_proto_version(Some(if cfg.tls13 {
+            SslVersion::TLS1_3
+        } else {
+            SslVersion::TLS1_2
+        }))?;
+        b.set_cipher_list(&cfg.cipher_list()?)?;
+        if cfg.tls13 {
+            b.set_ciphersuites(TLS13_SUITES)?;
+        }
+        // Compression off; no legacy unsafe renegotiation.
+        let mut opts = SslOptions::NO_COMPRESSION | SslOptions::CIPHER_SERVER_PREFERENCE;
+        if role == Role::Server && cfg.allow_client_renegotiation {
+            opts |= ffi::OP_ALLOW_CLIENT_RENEGOTIATION;
+        }
+        b.set_options(opts);
+        b.clear_options(
+            SslOptions::ALLOW_UNSAFE_LEGACY_RENEGOTIATION | SslOptions::NO_RENEGOTIATION,
+        );
+        ffi::set_dh_auto(&mut b);
+
+        // Our certificate (chain) and key.
+        let cert = cfg
+            .cert
+            .as_deref()
+            .ok_or_else(|| cfg_err("tls.cert", "missing"))?;
+        let key = cfg
+            .key
+            .as_deref()
+            .ok_or_else(|| cfg_err("tls.key", "missing"))?;
+        let pem = read_file(cert, MAX_PEM_FILE)?;
+        let mut chain = X509::stack_from_pem(&pem).map_err(|e| TlsError::File {
+            path: cert.to_owned(),
+            reason: e.to_string(),
+        })?;
+        if chain.is_empty() {
+            return Err(cfg_err("tls.cert", "no certificate in the file"));
+        }
+        let leaf = chain.remove(0);
+        b.set_certificate(&leaf)?;
+        for c in chain {
+            b.add_extra_chain_cert(c)?;
+        }
+        let key_pem = read_file(key, MAX_PEM_FILE)?;
+        let pkey =
+            openssl::pkey::PKey::private_key_from_pem(&key_pem).map_err(|e| TlsError::File {
+                path: key.to_owned(),
+                reason: e.to_string(),
+            })?;
+        b.set_private_key(&pkey)?;
+        b.check_private_key()?;
+
+        // Trust anchors (several) and CRLs.
+        let mut store = X509StoreBuilder::new()?;
+        let mut anchors = 0usize;
+        for path in &cfg.ca {
+            let pem = read_file(path, MAX_PEM_FILE)?;
+            let certs = X509::stack_from_pem(&pem).map_err(|e| TlsError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for c in certs {
+                anchors += 1;
+                if anchors > MAX_TRUST_ANCHORS {
+                    return Err(cfg_err("tls.ca", format!("more than {MAX_TRUST_ANCHORS}")));
+                }
+                store.add_cert(c)?;
+            }
+        }
+        if anchors == 0 {
+            return Err(cfg_err("tls.ca", "no CA certificate found"));
+        }
+        if !cfg.crl.is_empty() {
+            let lookup = store.add_lookup(X509Lookup::file())?;
+            for path in &cfg.crl {
+                let ok = path.is_file()
+                    && lookup
+                        .load_crl_file(path, SslFiletype::PEM)
+                        .map(|n| n > 0)
+                        .unwrap_or(false);
+                if !ok {
+                    // §6.2.8: unavailable revocation information is a warning, never a refusal.
+                    sink.record(&TlsFinding::CrlUnavailable.event(
+                        format!(
+                            "cannot load CRL {}; peers are accepted with a warning",
+                            path.display()
+                        ),
+                        None,
+                    ));
+                }
+            }
+            store.set_flags(X509VerifyFlags::CRL_CHECK | X509VerifyFlags::CRL_CHECK_ALL)?;
+        }
+        b.set_cert_store(store.build());
+        b.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        b.set_verify_depth(8);
+        // Bound the peer's whole Certificate message: a few certificates of the maximal size.
+        ffi::set_max_cert_list(&mut b, cfg.max_cert_size.saturating_mul(8));
+
+        // Resumption (§6.2 DECISION: lifetime below the renegotiation interval).
+        b.set_session_id_context(b"secmms-rfc1006-tls")?;
+        ffi::set_session_timeout(&mut b, cfg.resumption_lifetime_secs);
+        b.set_session_cache_mode(match role {
+            Role::Server => SslSessionCacheMode::SERVER,
+            Role::Client => SslSessionCacheMode::CLIENT,
+        });
+
+        if role == Role::Server {
+            b.set_client_hello_callback(client_hello_policy);
+        }
+        if let Some(path) = &cfg.keylog_file {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| TlsError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            let file = Mutex::new(file);
+            b.set_keylog_callback(move |_, line| {
+                use std::io::Write;
+                if let Ok(mut f) = file.lock() {
+                    let _ = writeln!(f, "{line}");
+                }
+            });
+        }
+        Ok(TlsContext {
+            ctx: b.build(),
+            role,
+            cfg: cfg.clone(),
+            sink,
+            stats: Arc::new(TlsStats::default()),
+            generation: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// The counters of this context.
+    pub fn stats(&self) -> Arc<TlsStats> {
+        self.stats.clone()
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &TlsConfig {
+        &self.cfg
+    }
+
+    /// Asks every established stream of this context to refresh its keys at its next read or
+    /// write (used after a CRL update, §6.2 DECISION, so the peer's certificate is checked again).
+    pub fn force_renegotiation(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn report(&self, kind: TlsFinding, detail: String, peer: &str) {
+        self.sink
+            .record(&kind.event(format!("{peer}: {detail}"), Some(peer.to_string())));
+    }
+
+    fn new_ssl(&self, findings: &Findings) -> Result<Ssl, TlsError> {
+        let mut ssl = Ssl::new(&self.ctx)?;
+        if let Some(idx) = findings_index() {
+            ssl.set_ex_data(idx, findings.clone());
+        }
+        let f = findings.clone();
+        let max = self.cfg.max_cert_size;
+        ssl.set_verify_callback(
+            SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+            move |ok, ctx| verify_certificate(ok, ctx, max, &f),
+        );
+        if self.role == Role::Client {
+            if let Some(name) = &self.cfg.server_name {
+                ssl.set_hostname(name)?;
+                ssl.param_mut().set_host(name)?;
+            }
+        }
+        Ok(ssl)
+    }
+
+    /// Runs the server handshake on an accepted connection.
+    pub async fn accept<S>(&self, stream: S, peer: SocketAddr) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.handshake(stream, peer.to_string()).await
+    }
+
+    /// Runs the client handshake on a connected stream; `peer` names it in events.
+    pub async fn connect<S>(&self, stream: S, peer: &str) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.handshake(stream, peer.to_string()).await
+    }
+
+    async fn handshake<S>(&self, stream: S, peer: String) -> Result<TlsStream<S>, TlsError>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let findings: Findings = Arc::default();
+        let ssl = self.new_ssl(&findings)?;
+        let mut s = SslStream::new(ssl, stream)?;
+        let timeout = Duration::from_secs(self.cfg.handshake_timeout_secs.max(1));
+        let role = self.role;
+        let r = tokio::time::timeout(timeout, async {
+            match role {
+                Role::Server => Pin::new(&mut s).accept().await,
+                Role::Client => Pin::new(&mut s).connect().await,
+            }
+        })
+        .await;
+        let found = take(&findings);
+        // Warnings (stale CRL) are reported whether or not the handshake succeeded.
+        for (k, d) in found
+            .iter()
+            .filter(|(k, _)| *k == TlsFinding::CrlUnavailable)
+        {
+            self.report(*k, d.clone(), &peer);
+        }
+        let failure = match r {
+            Err(_) => Some((
+                TlsFinding::HandshakeFailed,
+                format!("no handshake within {timeout:?}"),
+            )),
+            Ok(Err(e)) => Some(classify(&found, &e, s.ssl())),
+            Ok(Ok(())) => None,
+        };
+        if let Some((kind, detail)) = failure {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.report(kind, detail.clone(), &peer);
+            return Err(TlsError::Handshake {
+                mnemonic: kind.id().1,
+                detail,
+            });
+        }
+        let ssl = s.ssl();
+        let tls12 = ssl.version2() == Some(SslVersion::TLS1_2);
+        if tls12 && !ffi::secure_renegotiation_support(ssl) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            let detail = "peer does not support RFC 5746 secure renegotiation".to_string();
+            self.report(TlsFinding::RenegotiationInsecure, detail.clone(), &peer);
+            return Err(TlsError::Handshake {
+                mnemonic: TlsFinding::RenegotiationInsecure.id().1,
+                detail,
+            });
+        }
+        self.stats.handshakes.fetch_add(1, Ordering::Relaxed);
+        if ssl.session_reused() {
+            self.stats.resumed.fetch_add(1, Ordering::Relaxed);
+        }
+        let info = TlsInfo::of(ssl);
+        self.report(
+            TlsFinding::Established,
+            format!(
+                "{} {}{}",
+                info.version,
+                info.cipher,
+                if info.resumed { " (resumed)" } else { "" }
+            ),
+            &peer,
+        );
+        Ok(TlsStream::new(s, self, peer))
+    }
+}
+
+/// What was negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsInfo {
+    /// Protocol version, e.g. `TLSv1.2`.
+    pub version: String,
+    /// OpenSSL name of the suite.
+    pub cipher: String,
+    /// IANA code point of the suite, when known.
+    pub iana: Option<u16>,
+    /// Whether the session was resumed.
+    pub resumed: bool,
+    /// Subject of the peer certificate.
+    pub peer_subject: Option<String>,
+}
+
+impl TlsInfo {
+    fn of(ssl: &SslRef) -> TlsInfo {
+        let cipher = ssl.current_cipher();
+        TlsInfo {
+            version: ssl.version_str().to_string(),
+            cipher: cipher.map(|c| c.name().to_string()).unwrap_or_default(),
+            iana: cipher.and_then(|c| u16::try_from(c.protocol_id_u64()).ok()),
+            resumed: ssl.session_reused(),
+            peer_subject: ssl.peer_certificate().map(|c| {
+                c.subject_name()
+                    .entries()
+                    .map(|e| {
+                        e.data()
+                            .as_slice()
+                            .iter()
+                            .map(|&b| b as char)
+                            .collect::<String>()
+                    })
+                    .collect::<Vec<_>>()
+                    .join("/")
+            }),
+        }
+    }
+}
+
+trait ProtocolId {
+    fn protocol_id_u64(&self) -> u64;
+}
+impl ProtocolId for openssl::ssl::SslCipherRef {
+    fn protocol_id_u64(&self) -> u64 {
+        let id = self.protocol_id();
+        u64::from(u16::from_be_bytes(id))
+    }
+}
+
+/// The ClientHello policy of the server (runs before any suite is chosen): refuse TLS < 1.2
+/// offers and TLS 1.2 offers without RFC 5746, each with its event.
+fn client_hello_policy(
+    ssl: &mut SslRef,
+    alert: &mut SslAlert,
+) -> Result<ClientHelloResponse, openssl::error::ErrorStack> {
+    let findings = findings_index().and_then(|i| ssl.ex_data(i)).cloned();
+    let legacy = ffi::client_hello_legacy_version(ssl);
+    let versions = ffi::client_hello_ext(ssl, EXT_SUPPORTED_VERSIONS);
+    let offers = |v: u16| match &versions {
+        // supported_versions: length octet, then 2-octet versions.
+        Some(body) => body
+            .get(1..)
+            .unwrap_or_default()
+            .chunks_exact(2)
+            .any(|c| u16::from_be_bytes([c[0], c[1]]) == v),
+        None => legacy >= v,
+    };
+    let fail = |kind: TlsFinding, detail: String, a: SslAlert, alert: &mut SslAlert| {
+        if let Some(f) = &findings {
+            push(f, kind, detail);
+        }
+        *alert = a;
+        Err(openssl::error::ErrorStack::get())
+    };
+    if !offers(0x0303) && !offers(0x0304) {
+        return fail(
+            TlsFinding::InsecureVersion,
+            format!("peer offered only protocol version 0x{legacy:04X} (TLS 1.2 is the minimum)"),
+            SslAlert::PROTOCOL_VERSION,
+            alert,
+        );
+    }
+    let scsv = ssl
+        .client_hello_ciphers()
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .any(|c| c == [0x00, 0xFF]);
+    let ri = ffi::client_hello_ext(ssl, EXT_RENEGOTIATION_INFO).is_some();
+    if offers(0x0303) && !scsv && !ri {
+        return fail(
+            TlsFinding::RenegotiationInsecure,
+            "TLS 1.2 ClientHello without RFC 5746 renegotiation_info or SCSV".into(),
+            SslAlert::HANDSHAKE_FAILURE,
+            alert,
+        );
+    }
+    Ok(ClientHelloResponse::SUCCESS)
+}
+
+/// TLS extension `supported_versions` (RFC 8446).
+const EXT_SUPPORTED_VERSIONS: u32 = 43;
+/// TLS extension `renegotiation_info` (RFC 5746).
+const EXT_RENEGOTIATION_INFO: u32 = 0xff01;
+
+/// Per-certificate verification: size limit, then OpenSSL's verdict mapped to findings.
+/// A missing or stale CRL is turned into a warning and accepted (§6.2.8).
+fn verify_certificate(
+    preverify_ok: bool,
+    ctx: &mut X509StoreContextRef,
+    max_size: usize,
+    findings: &Findings,
+) -> bool {
+    let depth = ctx.error_depth();
+    if let Some(cert) = ctx.current_cert() {
+        let size = cert.to_der().map(|d| d.len()).unwrap_or(usize::MAX);
+        if size > max_size {
+            push(
+                findings,
+                TlsFinding::CertSizeExceeded,
+                format!("certificate at depth {depth} is {size} octets (limit {max_size})"),
+            );
+            return false;
+        }
+    }
+    if preverify_ok {
+        return true;
+    }
+    let err = ctx.error();
+    let code = err.as_raw();
+    let detail = format!("depth {depth}: {}", err.error_string());
+    let kind = match code {
+        X509_V_ERR_UNABLE_TO_GET_CRL
+        | X509_V_ERR_CRL_HAS_EXPIRED
+        | X509_V_ERR_CRL_NOT_YET_VALID => {
+            push(findings, TlsFinding::CrlUnavailable, detail);
+            ctx.set_error(X509VerifyResult::OK);
+            return true;
+        }
+        X509_V_ERR_CERT_HAS_EXPIRED => TlsFinding::CertExpired,
+        X509_V_ERR_CERT_NOT_YET_VALID => TlsFinding::CertNotYetValid,
+        X509_V_ERR_CERT_REVOKED => TlsFinding::CertRevoked,
+        X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
+        | X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        | X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        | X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN
+        | X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE => TlsFinding::CaUnknown,
+        _ => TlsFinding::CertInvalid,
+    };
+    push(findings, kind, detail);
+    false
+}
+
+// X509_V_ERR_* codes (x509_vfy.h, stable since OpenSSL 1.0).
+const X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
+const X509_V_ERR_UNABLE_TO_GET_CRL: i32 = 3;
+const X509_V_ERR_CERT_NOT_YET_VALID: i32 = 9;
+const X509_V_ERR_CERT_HAS_EXPIRED: i32 = 10;
+const X509_V_ERR_CRL_NOT_YET_VALID: i32 = 11;
+const X509_V_ERR_CRL_HAS_EXPIRED: i32 = 12;
+const X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT: i32 = 18;
+const X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
+const X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
+const X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
+const X509_V_ERR_CERT_REVOKED: i32 = 23;
+
+// SSL_R_* reason codes (sslerr.h) used to classify handshake failures.
+const SSL_R_NO_SHARED_CIPHER: i32 = 193;
+const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: i32 = 199;
+const SSL_R_UNSUPPORTED_PROTOCOL: i32 = 258;
+const SSL_R_WRONG_VERSION_NUMBER: i32 = 267;
+const SSL_R_NO_PROTOCOLS_AVAILABLE: i32 = 191;
+const SSL_R_TLSV1_ALERT_PROTOCOL_VERSION: i32 = 1070;
+const SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED: i32 = 1116;
+const SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE: i32 = 1040;
+const SSL_R_TLSV1_ALERT_UNKNOWN_CA: i32 = 1048;
+const SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED: i32 = 1045;
+const SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED: i32 = 1044;
+
+/// Maps a failed handshake to its finding: first what our callbacks saw, then OpenSSL's reason.
+fn classify(
+    found: &[(TlsFinding, String)],
+    e: &openssl::ssl::Error,
+    ssl: &SslRef,
+) -> (TlsFinding, String) {
+    if let Some((k, d)) = found.iter().find(|(k, _)| *k != TlsFinding::CrlUnavailable) {
+        return (*k, d.clone());
+    }
+    let reasons: Vec<(i32, String)> = e
+        .ssl_error()
+        .map(|s| {
+            s.errors()
+                .iter()
+                .map(|x| (x.reason_code(), x.reason().unwrap_or("?").to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = if reasons.is_empty() {
+        e.to_string()
+    } else {
+        reasons
+            .iter()
+            .map(|(_, r)| r.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for (code, _) in &reasons {
+        let kind = match *code {
+            SSL_R_NO_SHARED_CIPHER => TlsFinding::CipherDisallowed,
+            SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE | SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED => {
+                TlsFinding::CertUnavailable
+            }
+            SSL_R_UNSUPPORTED_PROTOCOL
+            | SSL_R_WRONG_VERSION_NUMBER
+            | SSL_R_NO_PROTOCOLS_AVAILABLE
+            | SSL_R_TLSV1_ALERT_PROTOCOL_VERSION => TlsFinding::InsecureVersion,
+            SSL_R_TLSV1_ALERT_UNKNOWN_CA => TlsFinding::CaUnknown,
+            SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED => TlsFinding::CertExpired,
+            SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED => TlsFinding::CertRevoked,
+            SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE => TlsFinding::HandshakeFailed,
+            _ => continue,
+        };
+        return (kind, text);
+    }
+    let _ = ssl;
+    (TlsFinding::HandshakeFailed, text)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stream with key refresh
+// ---------------------------------------------------------------------------------------------
+
+/// An established TLS stream. Reads and writes refresh the keys when the interval or byte count
+/// is reached (TLS 1.2: RFC 5746 renegotiation; TLS 1.3: KeyUpdate) and fail with
+/// `PermissionDenied` when the peer does not complete a renegotiation within the grace time.
+pub struct TlsStream<S> {
+    inner: SslStream<S>,
+    peer: String,
+    sink: Arc<dyn SecurityEventSink>,
+    stats: Arc<TlsStats>,
+    generation: Arc<AtomicU64>,
+    seen_generation: u64,
+    interval: Duration,
+    byte_limit: u64,
+    grace: Duration,
+    last_refresh: Instant,
+    bytes: u64,
+    pending: Option<Instant>,
+    timer: Pin<Box<Sleep>>,
+    refreshes: u64,
+    failed: bool,
+}
+
+impl<S> std::fmt::Debug for TlsStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsStream")
+            .field("peer", &self.peer)
+            .field("refreshes", &self.refreshes)
+            .finish()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
+    fn new(inner: SslStream<S>, ctx: &TlsContext, peer: String) -> Self {
+        let interval = Duration::from_secs(ctx.cfg.renegotiation_interval_secs);
+        let now = Instant::now();
+        TlsStream {
+            inner,
+            peer,
+            sink: ctx.sink.clone(),
+            stats: ctx.stats.clone(),
+            seen_generation: ctx.generation.load(Ordering::Relaxed),
+            generation: ctx.generation.clone(),
+            interval,
+            byte_limit: ctx.cfg.renegotiation_bytes,
+            grace: Duration::from_secs(ctx.cfg.renegotiation_grace_secs),
+            last_refresh: now,
+            bytes: 0,
+            pending: None,
+            timer: Box::pin(tokio::time::sleep_until(now + interval)),
+            refreshes: 0,
+            failed: false,
+        }
+    }
+
+    /// What was negotiated (current state; changes after a renegotiation).
+    pub fn info(&self) -> TlsInfo {
+        TlsInfo::of(self.inner.ssl())
+    }
+
+    /// Key refreshes completed on this stream (renegotiations and key updates we started).
+    pub fn refreshes(&self) -> u64 {
+        self.refreshes
+    }
+
+    /// The OpenSSL session, for inspection.
+    pub fn ssl(&self) -> &SslRef {
+        self.inner.ssl()
+    }
+
+    /// Starts a key refresh now (it completes inside the next reads and writes).
+    pub fn refresh_keys(&mut self) -> io::Result<()> {
+        self.start_refresh()
+    }
+
+    fn report(&self, kind: TlsFinding, detail: String) {
+        self.sink
+            .record(&kind.event(format!("{}: {detail}", self.peer), Some(self.peer.clone())));
+    }
+
+    fn start_refresh(&mut self) -> io::Result<()> {
+        let ssl = self.inner.ssl();
+        if ssl.version2() == Some(SslVersion::TLS1_3) {
+            ffi::key_update(ssl).map_err(io::Error::other)?;
+            self.stats.key_updates.fetch_add(1, Ordering::Relaxed);
+            self.refreshes += 1;
+            self.last_refresh = Instant::now();
+            self.bytes = 0;
+            self.report(TlsFinding::KeysRefreshed, "TLS 1.3 KeyUpdate sent".into());
+        } else {
+            if !ffi::secure_renegotiation_support(ssl) {
+                self.report(
+                    TlsFinding::RenegotiationInsecure,
+                    "cannot renegotiate: peer lacks RFC 5746".into(),
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "peer does not support secure renegotiation",
+                ));
+            }
+            ffi::renegotiate(ssl).map_err(io::Error::other)?;
+            self.pending = Some(Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Drives the key refresh schedule; called before every read and write.
+    fn drive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "TLS session terminated",
+            ));
+        }
+        let now = Instant::now();
+        if let Some(started) = self.pending {
+            if !ffi::renegotiate_pending(self.inner.ssl()) {
+                self.pending = None;
+                self.refreshes += 1;
+                self.last_refresh = now;
+                self.bytes = 0;
+                self.stats.renegotiations.fetch_add(1, Ordering::Relaxed);
+                let info = TlsInfo::of(self.inner.ssl());
+                self.report(
+                    TlsFinding::KeysRefreshed,
+                    format!("TLS 1.2 renegotiation completed ({})", info.cipher),
+                );
+            } else if now >= started + self.grace {
+                self.failed = true;
+                self.report(
+                    TlsFinding::RenegotiationIntervalExpired,
+                    format!("renegotiation not completed within {:?}", self.grace),
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "session renegotiation interval expired",
+                ));
+            }
+        }
+        let generation = self.generation.load(Ordering::Relaxed);
+        let due = now >= self.last_refresh + self.interval
+            || (self.byte_limit > 0 && self.bytes >= self.byte_limit)
+            || generation != self.seen_generation;
+        if self.pending.is_none() && due {
+            self.seen_generation = generation;
+            self.start_refresh()?;
+            // Push the HelloRequest / ClientHello / KeyUpdate out now; the rest of the handshake
+            // runs inside the following reads and writes.
+            match Pin::new(&mut self.inner).poll_do_handshake(cx) {
+                Poll::Ready(Err(e)) if e.io_error().is_none() => {
+                    return Err(io::Error::other(e.to_string()))
+                }
+                Poll::Ready(Err(e)) => {
+                    return Err(e.into_io_error().unwrap_or_else(io::Error::other))
+                }
+                _ => {}
+            }
+        }
+        let next = match self.pending {
+            Some(started) => started + self.grace,
+            None => self.last_refresh + self.interval,
+        };
+        if self.timer.deadline() != next {
+            self.timer.as_mut().reset(next);
+        }
+        if self.timer.as_mut().poll(cx).is_ready() {
+            // Deadline reached while polled: wake again at once to act on it.
+            cx.waker().wake_by_ref();
+        }
+        Ok(())
+    }
+}
+
+use std::future::Future;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        this.drive(cx)?;
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            this.bytes = this
+                .bytes
+                .saturating_add((buf.filled().len() - before) as u64);
+        }
+        r
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        this.drive(cx)?;
+        let r = Pin::new(&mut this.inner).poll_write(cx, data);
+        if let Poll::Ready(Ok(n)) = r {
+            this.bytes = this.bytes.saturating_add(n as u64);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The OpenSSL calls the `openssl` crate does not wrap. This is the crate's only `unsafe` code.
+#[allow(unsafe_code)]
+pub mod ffi {
+    use foreign_types::ForeignTypeRef;
+    use openssl::ssl::{SslContextBuilder, SslOptions, SslRef};
+    use std::os::raw::{c_int, c_long, c_uchar, c_uint};
+
+    /// `SSL_OP_ALLOW_CLIENT_RENEGOTIATION` (OpenSSL 3.0, ssl.h: bit 8): accept renegotiations the
+    /// client starts.
+    pub const OP_ALLOW_CLIENT_RENEGOTIATION: SslOptions = SslOptions::from_bits_retain(1 << 8);
+    const SSL_CTRL_GET_RI_SUPPORT: c_int = 76;
+    const SSL_CTRL_SET_MAX_CERT_LIST: c_int = 51;
+    const SSL_KEY_UPDATE_REQUESTED: c_int = 1;
+
+    extern "C" {
+        fn SSL_renegotiate(s: *mut openssl_sys::SSL) -> c_int;
+        fn SSL_renegotiate_pending(s: *const openssl_sys::SSL) -> c_int;
+        fn SSL_key_update(s: *mut openssl_sys::SSL, updatetype: c_int) -> c_int;
+        fn SSL_CTX_set_timeout(ctx: *mut openssl_sys::SSL_CTX, t: c_long) -> c_long;
+    }
+
+    /// `SSL_CTX_set_timeout`: lifetime of cached sessions and tickets, seconds.
+    pub fn set_session_timeout(b: &mut SslContextBuilder, secs: u64) {
+        let t = c_long::try_from(secs).unwrap_or(c_long::MAX);
+        // SAFETY: a plain setter on the context being built, which we own.
+        unsafe {
+            SSL_CTX_set_timeout(b.as_ptr(), t);
+        }
+    }
+
+    /// `SSL_renegotiate`: schedules a TLS 1.2 renegotiation (RFC 5746 is enforced by OpenSSL
+    /// unless unsafe legacy renegotiation is enabled, which we never do).
+    pub fn renegotiate(ssl: &SslRef) -> Result<(), openssl::error::ErrorStack> {
+        // SAFETY: `ssl` is a live SSL object owned by the stream; the caller holds the stream
+        // exclusively (`&mut TlsStream`), so no other thread uses this SSL during the call.
+        let r = unsafe { SSL_renegotiate(ssl.as_ptr()) };
+        if r == 1 {
+            Ok(())
+        } else {
+            Err(openssl::error::ErrorStack::get())
+        }
+    }
+
+    /// `SSL_renegotiate_pending`: true while a renegotiation we started has not completed.
+    pub fn renegotiate_pending(ssl: &SslRef) -> bool {
+        // SAFETY: read-only query on a live SSL object.
+        unsafe { SSL_renegotiate_pending(ssl.as_ptr()) == 1 }
+    }
+
+    /// `SSL_key_update(…, SSL_KEY_UPDATE_REQUESTED)`: TLS 1.3 KeyUpdate, asking the peer to
+    /// update too.
+    pub fn key_update(ssl: &SslRef) -> Result<(), openssl::error::ErrorStack> {
+        // SAFETY: as in `renegotiate`.
+        let r = unsafe { SSL_key_update(ssl.as_ptr(), SSL_KEY_UPDATE_REQUESTED) };
+        if r == 1 {
+            Ok(())
+        } else {
+            Err(openssl::error::ErrorStack::get())
+        }
+    }
+
+    /// `SSL_get_secure_renegotiation_support`: whether the peer uses RFC 5746.
+    pub fn secure_renegotiation_support(ssl: &SslRef) -> bool {
+        // SAFETY: SSL_ctrl with GET_RI_SUPPORT only reads the SSL object; parg is unused.
+        unsafe {
+            openssl_sys::SSL_ctrl(
+                ssl.as_ptr(),
+                SSL_CTRL_GET_RI_SUPPORT,
+                0,
+                std::ptr::null_mut(),
+            ) != 0
+        }
+    }
+
+    /// `SSL_CTX_set_dh_auto(ctx, 1)`: DHE with built-in parameters sized to the certificate.
+    pub fn set_dh_auto(b: &mut SslContextBuilder) {
+        // SAFETY: a plain setter on the context being built, which we own.
+        unsafe {
+            openssl_sys::SSL_CTX_set_dh_auto(b.as_ptr(), 1);
+        }
+    }
+
+    /// `SSL_CTX_set_max_cert_list`: bounds the peer's Certificate message.
+    pub fn set_max_cert_list(b: &mut SslContextBuilder, max: usize) {
+        let max = c_long::try_from(max).unwrap_or(c_long::MAX);
+        // SAFETY: a plain setter on the context being built, which we own.
+        unsafe {
+            openssl_sys::SSL_CTX_ctrl(
+                b.as_ptr(),
+                SSL_CTRL_SET_MAX_CERT_LIST,
+                max,
+                std::ptr::null_mut(),
+            );
+        }
+    }
+
+    /// `SSL_client_hello_get0_legacy_version` (only valid in the ClientHello callback).
+    pub fn client_hello_legacy_version(ssl: &SslRef) -> u16 {
+        // SAFETY: called from the ClientHello callback on the SSL object being handshaken.
+        let v: c_uint = unsafe { openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()) };
+        u16::try_from(v).unwrap_or(0)
+    }
+
+    /// `SSL_client_hello_get0_ext`: the body of a ClientHello extension (only valid in the
+    /// ClientHello callback).
+    pub fn client_hello_ext(ssl: &SslRef, ext: u32) -> Option<Vec<u8>> {
+        let mut out: *const c_uchar = std::ptr::null();
+        let mut len: usize = 0;
+        // SAFETY: called from the ClientHello callback; OpenSSL sets `out`/`len` to a buffer it
+        // owns for the duration of the callback, which we copy before returning.
+        unsafe {
+            if openssl_sys::SSL_client_hello_get0_ext(
+                ssl.as_ptr(),
+                ext as c_uint,
+                &mut out,
+                &mut len,
+            ) != 1
+                || out.is_null()
+            {
+                return None;
+            }
+            Some(std::slice::from_raw_parts(out, len).to_vec())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_have_correct_code_points() {
+        let n = |name: &str| find_suite(name).map(|s| s.iana);
+        assert_eq!(n("TLS_RSA_WITH_AES_128_CBC_SHA256"), Some(0x003C));
+        assert_eq!(n("TLS_DH_RSA_WITH_AES_128_GCM_SHA256"), Some(0x00A0));
+        assert_eq!(n("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256"), Some(0x009E));
+        assert_eq!(n("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"), Some(0xC02B));
+        assert_eq!(n("TLS_DH_RSA_WITH_AES_256_GCM_SHA384"), Some(0x00A1));
+        assert_eq!(n("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"), Some(0xC02F));
+        assert_eq!(n("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"), Some(0xC030));
+        assert_eq!(n("TLS_DH_DSS_WITH_AES_256_CBC_SHA"), Some(0x0036));
+        assert_eq!(n("0x009e"), Some(0x009E));
+        let mandatory = NATIVE_SUITES
+            .iter()
+            .filter(|s| s.requirement == Requirement::Mandatory)
+            .count();
+        assert_eq!(mandatory, 4);
+        // The OpenSSL names are checked against the code points in tests/tls_openssl.rs,
+        // where each suite is negotiated and its protocol id compared.
+    }
+
+    #[test]
+    fn conformance_marks_static_dh_unsupported() {
+        let rows = conformance_statement();
+        for r in &rows {
+            if r.suite.name.contains("_DH_RSA_") || r.suite.name.contains("_DH_DSS_") {
+                assert!(!r.supported, "{}", r.suite.name);
+            }
+        }
+        let native_supported: Vec<u16> = rows
+            .iter()
+            .filter(|r| r.table == "native" && r.supported)
+            .map(|r| r.suite.iana)
+            .collect();
+        for code in [0x003C, 0x009E, 0xC02B, 0xC02F, 0xC030] {
+            assert!(native_supported.contains(&code), "0x{code:04X}");
+        }
+    }
+
+    #[test]
+    fn static_dh_in_config_is_a_clear_error() {
+        let cfg = TlsConfig {
+            suites: vec!["TLS_DH_RSA_WITH_AES_128_GCM_SHA256".into()],
+            ..Default::default()
+        };
+        let e = cfg.validate().unwrap_err();
+        assert!(matches!(e, TlsError::UnsupportedSuite { iana: 0x00A0, .. }));
+        assert!(e.to_string().contains("static DH"), "{e}");
+    }
+
+    #[test]
+    fn forbidden_and_unknown_suites_are_refused() {
+        for bad in [
+            "TLS_RSA_WITH_RC4_128_SHA",
+            "TLS_RSA_WITH_NULL_SHA256",
+            "TLS_DH_anon_WITH_AES_128_CBC_SHA",
+            "AES256-SHA",
+        ] {
+            let cfg = TlsConfig {
+                suites: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
+        let cfg = TlsConfig {
+            suites: vec!["TLS_RSA_WITH_3DES_EDE_CBC_SHA".into()],
+            ..Default::default()
+        };
+        assert!(cfg.validate().is_err(), "compat suite in native mode");
+    }
+
+    #[test]
+    fn default_list_has_no_weak_suites() {
+        let list = TlsConfig::default().cipher_list().unwrap();
+        for m in ["RC4", "NULL", "anon", "EXP", "DES"] {
+            assert!(!list.contains(m), "{list}");
+        }
+        assert!(list.starts_with("AES128-SHA256:DHE-RSA-AES128-GCM-SHA256"));
+    }
+
+    #[test]
+    fn intervals_are_checked() {
+        let base = TlsConfig::default();
+        assert!(base.validate().is_ok());
+        let c = TlsConfig {
+            resumption_lifetime_secs: base.renegotiation_interval_secs,
+            ..base.clone()
+        };
+        assert!(c.validate().is_err());
+        let c = TlsConfig {
+            renegotiation_interval_secs: 25 * 3600,
+            ..base.clone()
+        };
+        assert!(c.validate().is_err());
+        let c = TlsConfig {
+            enabled: true,
+            ..base.clone()
+        };
+        assert!(c.validate().is_err(), "cert/key/ca required");
+        let c = TlsConfig {
+            allow_plain: false,
+            ..base.clone()
+        };
+        assert!(c.validate().is_err(), "plain refused");
+        assert_eq!(DEFAULT_RENEGOTIATION_INTERVAL_SECS, 43_200);
+        assert_eq!(DEFAULT_RESUMPTION_LIFETIME_SECS, 21_600);
+        assert_eq!(MAX_CERT_SIZE, 8192);
+        assert_eq!(TLS_PORT, 3782);
+    }
+
+    #[test]
+    fn severities_follow_clause_6() {
+        assert_eq!(TlsFinding::CertExpired.severity(), Severity::Warning);
+        assert_eq!(TlsFinding::CertRevoked.severity(), Severity::Alarm);
+        assert_eq!(TlsFinding::CrlUnavailable.severity(), Severity::Warning);
+        assert_eq!(TlsFinding::Disabled.id().1, "TLS_DISABLED");
+    }
+}

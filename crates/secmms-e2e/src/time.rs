@@ -82,19 +82,34 @@ impl TimeStamp {
         let (y, m, d) = civil_from_days(days);
         let secs = ms_of_day / 1000;
         let ms = ms_of_day % 1000;
-        let mut s = format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}",
-            y,
-            m,
-            d,
-            secs / 3600,
-            (secs / 60) % 60,
-            secs % 60
-        );
+        // Digits written by hand: this runs for every protected PDU.
+        let mut s = String::with_capacity(19);
+        let mut push = |v: i64, width: u32| {
+            let mut d = 10i64.pow(width - 1);
+            while d > 0 {
+                s.push(char::from(b'0' + ((v / d) % 10) as u8));
+                d /= 10;
+            }
+        };
+        push(y, 4);
+        push(m, 2);
+        push(d, 2);
+        push(secs / 3600, 2);
+        push((secs / 60) % 60, 2);
+        push(secs % 60, 2);
         if ms != 0 {
-            let f = format!("{ms:03}");
+            let digits = [ms / 100, (ms / 10) % 10, ms % 10];
+            let keep = if ms % 100 == 0 {
+                1
+            } else if ms % 10 == 0 {
+                2
+            } else {
+                3
+            };
             s.push('.');
-            s.push_str(f.trim_end_matches('0'));
+            for x in &digits[..keep] {
+                s.push(char::from(b'0' + *x as u8));
+            }
         }
         s.push('Z');
         s

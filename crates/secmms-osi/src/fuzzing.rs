@@ -8,7 +8,7 @@ use crate::limits::OsiLimits;
 use crate::presentation::{AbortPpdu, CpType, CpaPpdu, CprPpdu, UserData};
 use crate::session::Spdu;
 use crate::tpkt::TpktDecoder;
-use crate::{Association, OsiConfig};
+use crate::{Association, OsiConfig, OsiEvent};
 
 /// TPKT stream + TP0 decoding, then the whole association state machine in both roles.
 pub fn tpkt_cotp(data: &[u8]) {
@@ -27,26 +27,34 @@ pub fn tpkt_cotp(data: &[u8]) {
             }
         }
     }
-    // Responder fed the bytes in two pieces.
-    let cut = data.first().map_or(0, |b| *b as usize).min(data.len());
+    // Both roles fed the bytes in pieces, reacting to events between pieces like an
+    // application would (accept, answer a release), so the data phase is reached too.
+    let piece = 1 + data.first().map_or(0, |b| *b as usize);
     let mut server = Association::responder(OsiConfig::server_default());
-    let _ = server.handle_input(&data[..cut]);
-    let _ = server.handle_input(&data[cut..]);
-    while server.poll_event().is_some() {}
-    let _ = server.poll_transmit();
-    if !server.is_closed() {
-        let _ = server.accept(vec![0xA9, 0x00]);
-        let _ = server.send_data(&[0xA1, 0x00]);
-        let _ = server.abort();
-    }
-    // Initiator after connect, fed the bytes as the server's answer.
+    drive(&mut server, data, piece);
     let mut client = Association::initiator(OsiConfig::default());
     let _ = client.connect(vec![0xA8, 0x00]);
-    let _ = client.handle_input(data);
-    while client.poll_event().is_some() {}
+    drive(&mut client, data, piece);
     let _ = client.send_data(&[0xA0, 0x00]);
     let _ = client.release(None);
     client.transport_closed();
+}
+
+fn drive(a: &mut Association, data: &[u8], piece: usize) {
+    for chunk in data.chunks(piece) {
+        let _ = a.handle_input(chunk);
+        let _ = a.poll_transmit();
+        while let Some(ev) = a.poll_event() {
+            let _ = match ev {
+                OsiEvent::AssociateIndication { .. } => a.accept(vec![0xA9, 0x00]),
+                OsiEvent::ReleaseIndication { .. } => a.release_response(None),
+                OsiEvent::Data { .. } => a.send_data(&[0xA1, 0x00]),
+                _ => Ok(()),
+            };
+        }
+    }
+    let _ = a.abort();
+    let _ = a.poll_transmit();
 }
 
 /// Session SPDU decoding and re-encoding.

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
-use crate::tls::{TlsContext, TlsStats, TracingSink};
+use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats, TracingSink};
 use crate::transport::{self, Stream};
 
 /// Errors starting or running the server.
@@ -86,6 +86,8 @@ pub struct ServerHandle {
     pub stats: Arc<ServerStats>,
     /// TLS counters (handshakes, renegotiations, key updates) when TLS is on.
     pub tls_stats: Option<Arc<TlsStats>>,
+    /// Forces key refresh on every TLS association (e.g. after a CRL update), when TLS is on.
+    pub tls_trigger: Option<RenegotiationTrigger>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -228,6 +230,7 @@ impl Server {
         let addr = self.local_addr()?;
         let stats = self.stats();
         let tls_stats = self.tls_stats();
+        let tls_trigger = self.tls().map(|t| t.renegotiation_trigger());
         let task = tokio::spawn(async move {
             let _ = self.run().await;
         });
@@ -235,6 +238,7 @@ impl Server {
             addr,
             stats,
             tls_stats,
+            tls_trigger,
             task,
         })
     }

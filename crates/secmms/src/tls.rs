@@ -792,7 +792,11 @@ impl TlsContext {
             b.set_ciphersuites(TLS13_SUITES)?;
         }
         // Compression off; no legacy unsafe renegotiation.
-        let mut opts = SslOptions::NO_COMPRESSION | SslOptions::CIPHER_SERVER_PREFERENCE;
+        // A renegotiation is always a full handshake: new master secret, and the peer's
+        // certificate validated again (revocation re-evaluated, §6.2 DECISION).
+        let mut opts = SslOptions::NO_COMPRESSION
+            | SslOptions::CIPHER_SERVER_PREFERENCE
+            | SslOptions::NO_SESSION_RESUMPTION_ON_RENEGOTIATION;
         if role == Role::Server && cfg.allow_client_renegotiation {
             opts |= ffi::OP_ALLOW_CLIENT_RENEGOTIATION;
         }
@@ -934,6 +938,12 @@ impl TlsContext {
         self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A handle that forces renegotiation like [`TlsContext::force_renegotiation`], usable after
+    /// the context moved into a running server.
+    pub fn renegotiation_trigger(&self) -> RenegotiationTrigger {
+        RenegotiationTrigger(self.generation.clone())
+    }
+
     fn report(&self, kind: TlsFinding, detail: String, peer: &str) {
         self.sink
             .record(&kind.event(format!("{peer}: {detail}"), Some(peer.to_string())));
@@ -1042,6 +1052,18 @@ impl TlsContext {
             &peer,
         );
         Ok(TlsStream::new(s, self, peer))
+    }
+}
+
+/// Forces every established stream of one context to refresh its keys (after a CRL update,
+/// §6.2 DECISION, so that the peer's certificate is validated again).
+#[derive(Debug, Clone)]
+pub struct RenegotiationTrigger(Arc<AtomicU64>);
+
+impl RenegotiationTrigger {
+    /// Asks every stream to renegotiate (TLS 1.2) or update its keys (TLS 1.3) at its next I/O.
+    pub fn force(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -1381,6 +1403,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         Ok(())
     }
 
+    /// A read or write failed: if a renegotiation we asked for was pending, the peer refused or
+    /// broke it (OpenSSL turns a `no_renegotiation` answer into a fatal error): the session ends
+    /// with "session renegotiation interval expired" (62351-3 §7).
+    fn failed_during_refresh(&mut self, e: &io::Error) {
+        if self.pending.take().is_some() && !self.failed {
+            self.failed = true;
+            self.report(
+                TlsFinding::RenegotiationIntervalExpired,
+                format!("peer did not complete the renegotiation: {e}"),
+            );
+        }
+    }
+
     /// Drives the key refresh schedule; called before every read and write.
     fn drive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.failed {
@@ -1460,10 +1495,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
         this.drive(cx)?;
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = r {
-            this.bytes = this
-                .bytes
-                .saturating_add((buf.filled().len() - before) as u64);
+        match &r {
+            Poll::Ready(Ok(())) => {
+                this.bytes = this
+                    .bytes
+                    .saturating_add((buf.filled().len() - before) as u64)
+            }
+            Poll::Ready(Err(e)) => this.failed_during_refresh(e),
+            Poll::Pending => {}
         }
         r
     }
@@ -1478,8 +1517,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
         let this = &mut *self;
         this.drive(cx)?;
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = r {
-            this.bytes = this.bytes.saturating_add(n as u64);
+        match &r {
+            Poll::Ready(Ok(n)) => this.bytes = this.bytes.saturating_add(*n as u64),
+            Poll::Ready(Err(e)) => this.failed_during_refresh(e),
+            Poll::Pending => {}
         }
         r
     }

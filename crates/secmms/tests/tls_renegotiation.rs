@@ -1,0 +1,230 @@
+//! Key refresh on the T-profile (IEC 62351-4 §6.2, IEC 62351-3 §7): TLS 1.2 renegotiation
+//! (RFC 5746) after the configured byte count and after the configured interval, TLS 1.3
+//! KeyUpdate, forced renegotiation (as after a CRL update), all while MMS reads continue without
+//! error; fresh keys are proven by new master secrets in the key log. A peer that refuses to
+//! renegotiate is cut off with `TLS_RENEG_INTERVAL_EXPIRED`.
+
+mod tls_support;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslOptions, SslVersion};
+use secmms::tls::TlsConfig;
+use secmms::{Client, Config, Server, ServerHandle};
+use secmms_pki::event::SecurityEventSink;
+use tls_support::*;
+
+fn pki() -> &'static Pki {
+    static P: OnceLock<Pki> = OnceLock::new();
+    P.get_or_init(Pki::generate)
+}
+
+const REF: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+
+async fn start(tls: TlsConfig, events: Arc<dyn SecurityEventSink>) -> ServerHandle {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.tls = tls;
+    Server::bind_with_events(cfg, events)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap()
+}
+
+fn client_config(tls13: bool) -> Config {
+    let p = pki();
+    let mut cfg = Config::default();
+    cfg.client.request_timeout_secs = 10;
+    cfg.tls = p.config(&p.client);
+    cfg.tls.tls13 = tls13;
+    cfg
+}
+
+/// Distinct TLS 1.2 master secrets in an NSS key log.
+fn master_secrets(path: &std::path::Path) -> HashSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("CLIENT_RANDOM "))
+        .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn tls12_renegotiation_after_byte_count() {
+    let p = pki();
+    let dir = temp_dir("reneg-bytes");
+    let keylog = dir.join("keys.log");
+    let (ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.renegotiation_bytes = 20_000;
+    scfg.keylog_file = Some(keylog.clone());
+    let h = start(scfg, sink).await;
+    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    // About 60 000 octets each way: at least two renegotiations in the middle of the reads.
+    for i in 0..400 {
+        c.read_name(&name)
+            .await
+            .unwrap_or_else(|e| panic!("read {i} failed during renegotiation: {e}"));
+    }
+    c.release().await.unwrap();
+    let stats = h.tls_stats.clone().unwrap();
+    let renegs = stats.renegotiations.load(Ordering::Relaxed);
+    assert!(renegs >= 2, "renegotiations: {renegs}");
+    let secrets = master_secrets(&keylog);
+    assert!(
+        secrets.len() as u64 > renegs,
+        "each renegotiation must give fresh keys: {} secrets, {renegs} renegotiations",
+        secrets.len()
+    );
+    assert!(mnemonics(&ev).contains(&"TLS_KEYS_REFRESHED"));
+    assert!(!mnemonics(&ev).contains(&"TLS_RENEG_INTERVAL_EXPIRED"));
+    h.shutdown();
+}
+
+#[tokio::test]
+async fn tls12_forced_renegotiation_as_after_crl_update() {
+    let p = pki();
+    let dir = temp_dir("reneg-forced");
+    let keylog = dir.join("keys.log");
+    let (_ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.keylog_file = Some(keylog.clone());
+    let h = start(scfg, sink).await;
+    let stats = h.tls_stats.clone().unwrap();
+    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    c.read_name(&name).await.unwrap();
+    assert_eq!(stats.renegotiations.load(Ordering::Relaxed), 0);
+    h.tls_trigger.as_ref().unwrap().force();
+    for _ in 0..20 {
+        c.read_name(&name).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    c.release().await.unwrap();
+    assert!(stats.renegotiations.load(Ordering::Relaxed) >= 1);
+    assert!(master_secrets(&keylog).len() >= 2);
+    h.shutdown();
+}
+
+#[tokio::test]
+async fn tls13_key_update_after_byte_count() {
+    let p = pki();
+    let (ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.renegotiation_bytes = 10_000;
+    let h = start(scfg, sink).await;
+    let c = Client::connect(&h.addr.to_string(), &client_config(true))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    for _ in 0..200 {
+        c.read_name(&name).await.unwrap();
+    }
+    c.release().await.unwrap();
+    let stats = h.tls_stats.clone().unwrap();
+    assert!(stats.key_updates.load(Ordering::Relaxed) >= 2);
+    assert!(mnemonics(&ev).contains(&"TLS_KEYS_REFRESHED"));
+    h.shutdown();
+}
+
+/// The interval trigger: the shortest interval the configuration allows (§6.2: 1 min), with MMS
+/// reads every 250 ms meanwhile. Takes a little over a minute.
+#[tokio::test]
+async fn tls12_renegotiation_after_interval() {
+    let p = pki();
+    let dir = temp_dir("reneg-interval");
+    let keylog = dir.join("keys.log");
+    let (_ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.renegotiation_interval_secs = secmms::tls::MIN_RENEGOTIATION_INTERVAL_SECS;
+    scfg.resumption_lifetime_secs = 30;
+    scfg.keylog_file = Some(keylog.clone());
+    let h = start(scfg, sink).await;
+    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    let stats = h.tls_stats.clone().unwrap();
+    let start = tokio::time::Instant::now();
+    while stats.renegotiations.load(Ordering::Relaxed) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no renegotiation after the interval"
+        );
+        c.read_name(&name).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_secs(55));
+    for _ in 0..5 {
+        c.read_name(&name).await.unwrap();
+    }
+    c.release().await.unwrap();
+    assert!(master_secrets(&keylog).len() >= 2);
+    h.shutdown();
+}
+
+#[tokio::test]
+async fn peer_that_refuses_renegotiation_is_cut_off() {
+    let p = pki();
+    let (ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.renegotiation_bytes = 2_000;
+    scfg.renegotiation_grace_secs = 1;
+    let h = start(scfg, sink).await;
+    // A client that answers every HelloRequest with no_renegotiation.
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+    b.set_ca_file(&p.ca.cert_pem).unwrap();
+    b.set_certificate_file(&p.client.cert_pem, SslFiletype::PEM)
+        .unwrap();
+    b.set_private_key_file(&p.client.key_pem, SslFiletype::PEM)
+        .unwrap();
+    b.set_options(SslOptions::NO_RENEGOTIATION);
+    let conn = b.build();
+    let ssl = conn
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("localhost")
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut s).connect().await.unwrap();
+    let mut cfg = Config::default();
+    cfg.client.request_timeout_secs = 3;
+    let c = Client::associate(s, &cfg).await.unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    let mut failed = false;
+    for i in 0..200 {
+        if let Err(e) = c.read_name(&name).await {
+            eprintln!("read {i} failed: {e}");
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        failed,
+        "the server must cut off a peer that does not renegotiate"
+    );
+    assert!(
+        wait_for(&ev, "TLS_RENEG_INTERVAL_EXPIRED").await,
+        "{:?}",
+        mnemonics(&ev)
+    );
+    h.shutdown();
+}

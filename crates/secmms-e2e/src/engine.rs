@@ -84,8 +84,9 @@ pub enum Output {
         /// The diagnostic, absent when the server raised an alarm.
         diagnostic: Option<HandshakeDiagnostic>,
     },
-    /// A protected PrPDU.
-    Data(Zeroizing<Vec<u8>>),
+    /// A protected PrPDU (decrypted if it was encrypted). It is application data, handed over
+    /// without a copy; key material is what the engine zeroizes.
+    Data(Vec<u8>),
     /// The peer asks to release; answer with `release_rsp`.
     ReleaseRequested {
         /// applData (Conclude-Request).
@@ -672,7 +673,8 @@ impl Core {
                 let aad = token2.encode_content();
                 let ct_len = pr_pdu.len() + GCM_DEFAULT_TAG_LEN;
                 let tbp_len = tlv_len(aad.len()) + tlv_len(ct_len);
-                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len)));
+                // Slack for the cipher's block of look-ahead output.
+                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len)) + 2 * crypto::AES_BLOCK);
                 put_header(&mut out, seq_tag, tlv_len(tbp_len));
                 put_header(&mut out, seq_tag, tbp_len);
                 let start = out.len();
@@ -712,7 +714,9 @@ impl Core {
                     icv: vec![0; icv_len],
                 };
                 let auth_len = auth.to_ber().len();
-                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len) + auth_len));
+                let mut out = Vec::with_capacity(
+                    tlv_len(tlv_len(tbp_len) + auth_len) + 2 * crypto::AES_BLOCK,
+                );
                 put_header(&mut out, seq_tag, tlv_len(tbp_len) + auth_len);
                 put_header(&mut out, seq_tag, tbp_len);
                 let start = out.len();
@@ -968,8 +972,10 @@ impl Core {
             }
         }
         let plain = match plain {
-            Some(p) => p,
-            None => Zeroizing::new(t.appl_data.to_vec()),
+            // Move the plaintext out of its Zeroizing wrapper (leaving an empty vector behind):
+            // it is handed to the protected protocol, not kept.
+            Some(mut p) => std::mem::take(&mut *p),
+            None => t.appl_data.to_vec(),
         };
         if encrypted && check_prpdu(&plain, self.limits()).is_err() {
             return Err(perr("decrypted applData is not one PrPDU"));

@@ -234,6 +234,8 @@ pub fn gcm_seal_into(
     let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(nonce))?;
     c.aad_update(aad)?;
     let start = out.len();
+    // Exact growth: doubling a 64 KiB buffer would cross malloc's mmap threshold.
+    out.reserve_exact(plaintext.len() + AES_BLOCK + tag_len);
     out.resize(start + plaintext.len() + AES_BLOCK, 0);
     let mut n = c.update(plaintext, &mut out[start..])?;
     n += c.finalize(&mut out[start + n..])?;
@@ -257,6 +259,7 @@ pub fn cbc_encrypt_into(key: &[u8], iv: &[u8], plaintext: &[u8], out: &mut Vec<u
     let cipher = cbc_cipher(key)?;
     let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(iv))?;
     let start = out.len();
+    out.reserve_exact(plaintext.len() + 2 * AES_BLOCK);
     out.resize(start + plaintext.len() + 2 * AES_BLOCK, 0);
     let mut n = c.update(plaintext, &mut out[start..])?;
     n += c.finalize(&mut out[start + n..])?;

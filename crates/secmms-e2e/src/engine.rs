@@ -417,7 +417,7 @@ impl Core {
         let v = self
             .ctx
             .validator
-            .validate(pk_cert, &path, now.unix_secs())
+            .validate_parsed(pk_cert, &cert, &key, &path, now.unix_secs())
             .map_err(|e| match e {
                 e if e.is_alarm() => fail(defs.pkcert_alarm, None, e.to_string()),
                 CertError::Path(m) => hfail(

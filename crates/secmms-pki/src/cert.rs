@@ -296,6 +296,21 @@ pub trait CertValidator: Send + Sync {
         now: i64,
     ) -> Result<ValidatedCert, CertError>;
 
+    /// Like [`CertValidator::validate`] for a certificate the caller has already parsed (the
+    /// E2E engine parses `pkCert` to verify the signature before validating the certificate,
+    /// §14.3 steps 4–5). The default ignores the parsed forms; [`OpenSslValidator`] reuses them
+    /// and so avoids decoding the certificate and its key twice.
+    fn validate_parsed(
+        &self,
+        leaf_der: &[u8],
+        _leaf: &X509,
+        _public_key: &PKey<Public>,
+        path_der: &[Vec<u8>],
+        now: i64,
+    ) -> Result<ValidatedCert, CertError> {
+        self.validate(leaf_der, path_der, now)
+    }
+
     /// Validates an IEC 62351-8 attribute certificate of the holder. The default accepts any
     /// well-formed DER SEQUENCE; RBAC deployments override it.
     fn validate_attribute_cert(
@@ -401,11 +416,23 @@ impl CertValidator for OpenSslValidator {
         path_der: &[Vec<u8>],
         now: i64,
     ) -> Result<ValidatedCert, CertError> {
-        let info = CertInfo::parse(leaf_der)?;
         let leaf = X509::from_der(leaf_der).map_err(|_| CertError::Malformed("certificate"))?;
         let public_key = leaf
             .public_key()
             .map_err(|_| CertError::Profile("public key"))?;
+        self.validate_parsed(leaf_der, &leaf, &public_key, path_der, now)
+    }
+
+    fn validate_parsed(
+        &self,
+        leaf_der: &[u8],
+        leaf: &X509,
+        public_key: &PKey<Public>,
+        path_der: &[Vec<u8>],
+        now: i64,
+    ) -> Result<ValidatedCert, CertError> {
+        let info = CertInfo::parse(leaf_der)?;
+        let public_key = public_key.clone();
         let warnings = check_annex_g(&info, &public_key)?;
         if path_der.len() > MAX_PATH_CERTS {
             return Err(CertError::Malformed("certPath too long"));
@@ -425,7 +452,7 @@ impl CertValidator for OpenSslValidator {
         let store = sb.build();
         let mut ctx = X509StoreContext::new()?;
         let (ok, err, verified): (bool, String, Vec<X509>) =
-            ctx.init(&store, &leaf, &chain, |c| {
+            ctx.init(&store, leaf, &chain, |c| {
                 let ok = c.verify_cert()?;
                 let err = c.error().error_string().to_string();
                 let v = c

@@ -67,7 +67,7 @@ struct Shared {
     cfg: Config,
     mms: MmsServer,
     stats: Arc<ServerStats>,
-    tls: Option<TlsContext>,
+    tls: Option<Arc<TlsContext>>,
 }
 
 /// A bound server.
@@ -88,6 +88,8 @@ pub struct ServerHandle {
     pub tls_stats: Option<Arc<TlsStats>>,
     /// Forces key refresh on every TLS association (e.g. after a CRL update), when TLS is on.
     pub tls_trigger: Option<RenegotiationTrigger>,
+    /// The TLS context, when TLS is on ([`TlsContext::reload_crls`]).
+    pub tls: Option<Arc<TlsContext>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -113,7 +115,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         cfg.validate()?;
         let tls = if cfg.tls.enabled {
-            Some(TlsContext::server(&cfg.tls, sink.clone())?)
+            Some(Arc::new(TlsContext::server(&cfg.tls, sink.clone())?))
         } else {
             crate::tls::report_plain(sink.as_ref(), "server", &cfg.server.listen);
             None
@@ -168,15 +170,30 @@ impl Server {
         self.shared.tls.as_ref().map(|t| t.stats())
     }
 
-    /// The TLS context, when TLS is on (e.g. to force renegotiation after a CRL update).
-    pub fn tls(&self) -> Option<&TlsContext> {
+    /// The TLS context, when TLS is on (e.g. to reload CRLs or force renegotiation).
+    pub fn tls(&self) -> Option<&Arc<TlsContext>> {
         self.shared.tls.as_ref()
     }
 
     /// Accepts connections until the task is cancelled.
     pub async fn run(self) -> Result<(), ServerError> {
+        // §6.2 DECISION: revocation information re-evaluated at least every
+        // `tls.crl_evaluation_period_secs`; a changed CRL forces renegotiation.
+        let period = Duration::from_secs(self.shared.cfg.tls.crl_evaluation_period_secs.max(1));
+        let mut crl_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
-            let (stream, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = crl_tick.tick() => {
+                    if let Some(t) = &self.shared.tls {
+                        if !t.config().crl.is_empty() && t.reload_crls() {
+                            info!("CRL changed: renegotiating every TLS association");
+                        }
+                    }
+                    continue;
+                }
+            };
+            let (stream, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
                     // Resource exhaustion (EMFILE) must not end the server.
@@ -231,6 +248,7 @@ impl Server {
         let stats = self.stats();
         let tls_stats = self.tls_stats();
         let tls_trigger = self.tls().map(|t| t.renegotiation_trigger());
+        let tls_ctx = self.tls().cloned();
         let task = tokio::spawn(async move {
             let _ = self.run().await;
         });
@@ -239,6 +257,7 @@ impl Server {
             stats,
             tls_stats,
             tls_trigger,
+            tls: tls_ctx,
             task,
         })
     }

@@ -728,6 +728,8 @@ pub struct TlsContext {
     sink: Arc<dyn SecurityEventSink>,
     stats: Arc<TlsStats>,
     generation: Arc<AtomicU64>,
+    /// SHA-256 of each configured CRL file as last loaded (None: not loadable).
+    crl_digests: Mutex<Vec<Option<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for TlsContext {
@@ -857,9 +859,15 @@ impl TlsContext {
         if anchors == 0 {
             return Err(cfg_err("tls.ca", "no CA certificate found"));
         }
+        let mut crl_digests = Vec::new();
         if !cfg.crl.is_empty() {
             let lookup = store.add_lookup(X509Lookup::file())?;
             for path in &cfg.crl {
+                crl_digests.push(
+                    read_file(path, MAX_PEM_FILE)
+                        .ok()
+                        .map(|b| openssl::sha::sha256(&b)),
+                );
                 let ok = path.is_file()
                     && lookup
                         .load_crl_file(path, SslFiletype::PEM)
@@ -919,6 +927,7 @@ impl TlsContext {
             sink,
             stats: Arc::new(TlsStats::default()),
             generation: Arc::new(AtomicU64::new(0)),
+            crl_digests: Mutex::new(crl_digests),
         })
     }
 
@@ -942,6 +951,52 @@ impl TlsContext {
     /// the context moved into a running server.
     pub fn renegotiation_trigger(&self) -> RenegotiationTrigger {
         RenegotiationTrigger(self.generation.clone())
+    }
+
+    /// Re-reads the configured CRL files (§6.2 DECISION: at least every
+    /// `crl_evaluation_period_secs`). New CRLs are added to the trust store (OpenSSL prefers the
+    /// most recent CRL of an issuer); when any file changed, every established stream
+    /// renegotiates, so the peer's certificate is validated again against the new CRL. An
+    /// unreadable CRL raises the `TLS_CRL_UNAVAILABLE` warning and changes nothing. Returns
+    /// whether a CRL changed.
+    pub fn reload_crls(&self) -> bool {
+        let mut changed = false;
+        let mut digests = match self.crl_digests.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        for (i, path) in self.cfg.crl.iter().enumerate() {
+            let crls = read_file(path, MAX_PEM_FILE).and_then(|b| {
+                let digest = openssl::sha::sha256(&b);
+                let list = parse_crls(&b).map_err(|reason| TlsError::File {
+                    path: path.clone(),
+                    reason,
+                })?;
+                Ok((digest, list))
+            });
+            match crls {
+                Ok((digest, list)) => {
+                    if digests.get(i).copied().flatten() == Some(digest) {
+                        continue;
+                    }
+                    for crl in &list {
+                        ffi::store_add_crl(self.ctx.cert_store(), crl);
+                    }
+                    if let Some(d) = digests.get_mut(i) {
+                        *d = Some(digest);
+                    }
+                    changed = true;
+                }
+                Err(e) => self.sink.record(&TlsFinding::CrlUnavailable.event(
+                    format!("CRL re-evaluation: {e}; peers stay connected"),
+                    None,
+                )),
+            }
+        }
+        if changed {
+            self.force_renegotiation();
+        }
+        changed
     }
 
     fn report(&self, kind: TlsFinding, detail: String, peer: &str) {
@@ -1051,8 +1106,32 @@ impl TlsContext {
             ),
             &peer,
         );
-        Ok(TlsStream::new(s, self, peer))
+        Ok(TlsStream::new(s, self, peer, findings))
     }
+}
+
+/// Parses every CRL of a PEM file.
+fn parse_crls(pem: &[u8]) -> Result<Vec<openssl::x509::X509Crl>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN X509 CRL-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(at) = rest.windows(BEGIN.len()).position(|w| w == BEGIN) {
+        let block = &rest[at..];
+        let next = block[BEGIN.len()..]
+            .windows(BEGIN.len())
+            .position(|w| w == BEGIN)
+            .map(|n| n + BEGIN.len())
+            .unwrap_or(block.len());
+        out.push(openssl::x509::X509Crl::from_pem(&block[..next]).map_err(|e| e.to_string())?);
+        rest = &block[next..];
+        if out.len() > 64 {
+            return Err("more than 64 CRLs in one file".into());
+        }
+    }
+    if out.is_empty() {
+        return Err("no CRL in the file".into());
+    }
+    Ok(out)
 }
 
 /// Forces every established stream of one context to refresh its keys (after a CRL update,
@@ -1220,6 +1299,38 @@ fn verify_certificate(
     false
 }
 
+/// Validates the peer's certificate chain again against the context's current trust store and
+/// CRLs (TLS 1.3 key refresh). `None` when it is still acceptable (a missing or stale CRL only
+/// warns, §6.2.8); otherwise the finding.
+fn revalidate_peer(ssl: &SslRef) -> Option<(TlsFinding, String)> {
+    let cert = ssl.peer_certificate()?;
+    let mut chain = openssl::stack::Stack::new().ok()?;
+    if let Some(peer_chain) = ssl.peer_cert_chain() {
+        for c in peer_chain {
+            let _ = chain.push(c.to_owned());
+        }
+    }
+    let store = ssl.ssl_context().cert_store();
+    let mut ctx = openssl::x509::X509StoreContext::new().ok()?;
+    let findings: Findings = Arc::default();
+    let f = findings.clone();
+    let ok = ctx
+        .init(store, &cert, &chain, |c| {
+            let ok = c.verify_cert()?;
+            if !ok {
+                verify_certificate(false, c, usize::MAX, &f);
+            }
+            Ok(ok)
+        })
+        .ok()?;
+    if ok {
+        return None;
+    }
+    take(&findings)
+        .into_iter()
+        .find(|(k, _)| *k != TlsFinding::CrlUnavailable)
+}
+
 // X509_V_ERR_* codes (x509_vfy.h, stable since OpenSSL 1.0).
 const X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT: i32 = 2;
 const X509_V_ERR_UNABLE_TO_GET_CRL: i32 = 3;
@@ -1305,6 +1416,8 @@ fn classify(
 pub struct TlsStream<S> {
     inner: SslStream<S>,
     peer: String,
+    /// What the verify callback saw during renegotiations (same collector as the handshake).
+    findings: Findings,
     sink: Arc<dyn SecurityEventSink>,
     stats: Arc<TlsStats>,
     generation: Arc<AtomicU64>,
@@ -1330,12 +1443,13 @@ impl<S> std::fmt::Debug for TlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
-    fn new(inner: SslStream<S>, ctx: &TlsContext, peer: String) -> Self {
+    fn new(inner: SslStream<S>, ctx: &TlsContext, peer: String, findings: Findings) -> Self {
         let interval = Duration::from_secs(ctx.cfg.renegotiation_interval_secs);
         let now = Instant::now();
         TlsStream {
             inner,
             peer,
+            findings,
             sink: ctx.sink.clone(),
             stats: ctx.stats.clone(),
             seen_generation: ctx.generation.load(Ordering::Relaxed),
@@ -1380,6 +1494,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn start_refresh(&mut self) -> io::Result<()> {
         let ssl = self.inner.ssl();
         if ssl.version2() == Some(SslVersion::TLS1_3) {
+            // TLS 1.3 has no renegotiation: re-evaluate the peer's certificate (revocation after
+            // a CRL update, expiry during a long association) against the current store here.
+            if let Some((kind, detail)) = revalidate_peer(ssl) {
+                self.failed = true;
+                self.report(kind, format!("at key update: {detail}"));
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "peer certificate no longer valid",
+                ));
+            }
             ffi::key_update(ssl).map_err(io::Error::other)?;
             self.stats.key_updates.fetch_add(1, Ordering::Relaxed);
             self.refreshes += 1;
@@ -1409,10 +1533,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     fn failed_during_refresh(&mut self, e: &io::Error) {
         if self.pending.take().is_some() && !self.failed {
             self.failed = true;
-            self.report(
-                TlsFinding::RenegotiationIntervalExpired,
-                format!("peer did not complete the renegotiation: {e}"),
-            );
+            let found = take(&self.findings);
+            for (k, d) in found
+                .iter()
+                .filter(|(k, _)| *k == TlsFinding::CrlUnavailable)
+            {
+                self.report(*k, d.clone());
+            }
+            // The certificate presented again may now be refused (revoked after a CRL update,
+            // expired during a long association): report that reason.
+            match found.iter().find(|(k, _)| *k != TlsFinding::CrlUnavailable) {
+                Some((k, d)) => self.report(*k, format!("at renegotiation: {d}")),
+                None => self.report(
+                    TlsFinding::RenegotiationIntervalExpired,
+                    format!("peer did not complete the renegotiation: {e}"),
+                ),
+            }
         }
     }
 
@@ -1432,6 +1568,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 self.last_refresh = now;
                 self.bytes = 0;
                 self.stats.renegotiations.fetch_add(1, Ordering::Relaxed);
+                for (k, d) in take(&self.findings) {
+                    self.report(k, d);
+                }
                 let info = TlsInfo::of(self.inner.ssl());
                 self.report(
                     TlsFinding::KeysRefreshed,
@@ -1553,6 +1692,21 @@ pub mod ffi {
         fn SSL_renegotiate_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_key_update(s: *mut openssl_sys::SSL, updatetype: c_int) -> c_int;
         fn SSL_CTX_set_timeout(ctx: *mut openssl_sys::SSL_CTX, t: c_long) -> c_long;
+        fn X509_STORE_add_crl(
+            store: *mut openssl_sys::X509_STORE,
+            crl: *mut openssl_sys::X509_CRL,
+        ) -> c_int;
+    }
+
+    /// `X509_STORE_add_crl`: adds a CRL to a store in use (OpenSSL locks the store; it takes its
+    /// own reference to the CRL). A CRL already present is not an error.
+    pub fn store_add_crl(
+        store: &openssl::x509::store::X509StoreRef,
+        crl: &openssl::x509::X509CrlRef,
+    ) -> bool {
+        // SAFETY: both pointers are live for the call; X509_STORE_add_crl locks the store
+        // internally and up-refs the CRL, so sharing the store with running handshakes is sound.
+        unsafe { X509_STORE_add_crl(store.as_ptr(), crl.as_ptr()) == 1 }
     }
 
     /// `SSL_CTX_set_timeout`: lifetime of cached sessions and tickets, seconds.

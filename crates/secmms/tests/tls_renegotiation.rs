@@ -228,3 +228,57 @@ async fn peer_that_refuses_renegotiation_is_cut_off() {
     );
     h.shutdown();
 }
+
+/// A CRL update revoking the connected client: the periodic re-evaluation (1 s here) sees the
+/// changed file, every association renegotiates, the client's certificate is checked again and
+/// refused with `TLS_CERT_REVOKED` (§6.2 DECISION, IEC TS 62351-100-3 test 6.2.6).
+async fn crl_update_cuts_off_revoked_peer(tls13: bool) {
+    let p = pki();
+    let dir = temp_dir("crl-update");
+    let crl = dir.join("ca.crl.pem");
+    std::fs::write(&crl, crl_pem(&make_crl_at(&p.ca, &[], -86_400, 7))).unwrap();
+    let (ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = tls13;
+    scfg.crl = vec![crl.clone()];
+    scfg.crl_evaluation_period_secs = 1;
+    let h = start(scfg, sink).await;
+    let c = Client::connect(&h.addr.to_string(), &client_config(tls13))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    for _ in 0..5 {
+        c.read_name(&name).await.unwrap();
+    }
+    // The client certificate (serial 11) is revoked by a newer CRL.
+    std::fs::write(&crl, crl_pem(&make_crl_at(&p.ca, &[11], -60, 7))).unwrap();
+    let mut failed = false;
+    for _ in 0..100 {
+        if c.read_name(&name).await.is_err() {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        failed,
+        "the revoked peer must be cut off; events {:?}",
+        ev.events()
+    );
+    assert!(wait_for(&ev, "TLS_CERT_REVOKED").await, "{:?}", ev.events());
+    // New connections with that certificate are refused too.
+    assert!(Client::connect(&h.addr.to_string(), &client_config(tls13))
+        .await
+        .is_err());
+    h.shutdown();
+}
+
+#[tokio::test]
+async fn crl_update_forces_renegotiation_and_cuts_off_revoked_peer_tls12() {
+    crl_update_cuts_off_revoked_peer(false).await;
+}
+
+#[tokio::test]
+async fn crl_update_revalidates_and_cuts_off_revoked_peer_tls13() {
+    crl_update_cuts_off_revoked_peer(true).await;
+}

@@ -105,8 +105,10 @@ async fn decrypt_and_decode(tls13: bool) {
         .spawn()
         .unwrap();
 
-    let mut ccfg = Config::default();
-    ccfg.tls = p.config(&p.client);
+    let mut ccfg = Config {
+        tls: p.config(&p.client),
+        ..Default::default()
+    };
     ccfg.tls.tls13 = tls13;
     let ctx = TlsContext::client(&ccfg.tls, sink).unwrap();
     let log: Log = Arc::default();

@@ -238,11 +238,16 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 
 /// UTCTime of now + `days`.
 fn utc_time(days: i64) -> Vec<u8> {
+    utc_time_secs(days * 86_400)
+}
+
+/// UTCTime of now + `secs`.
+fn utc_time_secs(secs: i64) -> Vec<u8> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-        + days * 86_400;
+        + secs;
     let (d, s) = (now.div_euclid(86_400), now.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
     let z = d + 719_468;
@@ -269,6 +274,16 @@ fn utc_time(days: i64) -> Vec<u8> {
 /// A v2 CRL signed by `ca` that revokes the given serials; valid from yesterday for
 /// `next_update_days` days.
 pub fn make_crl(ca: &Issued, serials: &[u32], next_update_days: i64) -> Vec<u8> {
+    make_crl_at(ca, serials, -86_400, next_update_days)
+}
+
+/// Like [`make_crl`], issued `this_update_secs` from now (a later CRL supersedes an earlier one).
+pub fn make_crl_at(
+    ca: &Issued,
+    serials: &[u32],
+    this_update_secs: i64,
+    next_update_days: i64,
+) -> Vec<u8> {
     let alg = [
         0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00,
     ];
@@ -288,7 +303,7 @@ pub fn make_crl(ca: &Issued, serials: &[u32], next_update_days: i64) -> Vec<u8> 
     let mut tbs = tlv(0x02, &[1]);
     tbs.extend_from_slice(&alg);
     tbs.extend(ca.cert.subject_name().to_der().unwrap());
-    tbs.extend(utc_time(-1));
+    tbs.extend(utc_time_secs(this_update_secs));
     tbs.extend(utc_time(next_update_days));
     if !revoked.is_empty() {
         tbs.extend(tlv(0x30, &revoked));

@@ -767,7 +767,8 @@ fn read_var(model: &Model, v: &VariableSpec) -> AccessResult {
 
 /// The state of one MMS association: negotiated parameters, application-association-specific
 /// named variable lists, and whether conclude was exchanged. `Send + Sync`; requests may be
-/// handled from several tasks.
+/// handled from several tasks. Every request is answered synchronously, so the number of
+/// outstanding requests (maxServOutstandingCalling) is the runtime's to enforce if it queues.
 #[derive(Debug)]
 pub struct Association {
     server: Server,

@@ -1216,3 +1216,129 @@ fn received_dt_sec_abort_events() {
         "IEC62351-4:6.12"
     );
 }
+
+// ------------------------------------------------------------------ more client-side checks
+
+#[test]
+fn client_signature_algorithm_not_allowed() {
+    let c = E2eConfig {
+        allowed_signatures: vec![secmms_pki::SignatureAlgorithm::RsaPkcs1Sha256],
+        ..cfg()
+    };
+    let r = client_rejects(c, cfg(), |_| {});
+    assert_hs(&r, H::InvalidSignatureAlgorithm, "IEC62351-4:2.1");
+}
+
+#[test]
+fn client_invalid_certification_path() {
+    let other = secmms_e2e::doc_support::DemoPki::new();
+    let screds = other.credentials(KeyType::P256, secmms_e2e::doc_support::SERVER_AP, 5);
+    let mut client = secmms_e2e::E2eClient::new(
+        ctx(cfg(), client_creds(KeyType::P256)),
+        TestRng::boxed(5),
+        1,
+    );
+    // The server trusts the client's CA but presents a certificate of another CA.
+    let mut sctx = ctx(cfg(), screds);
+    sctx.validator = fixture().pki.validator.clone();
+    let mut server = secmms_e2e::E2eServer::new(sctx, TestRng::boxed(6), 1);
+    let req = client.handshake_req(None, NOW).unwrap();
+    server.receive(SecPduKind::HandshakeReq, &req, NOW).unwrap();
+    let acc = server.accept(None, NOW).unwrap();
+    let r = rejection(client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_hs(&r, H::InvalidCertificationPath, "IEC62351-4:2.5");
+}
+
+#[test]
+fn client_alarm_replayed_handshake_acc() {
+    // Two client associations of one endpoint with the same deterministic DH keys: the second
+    // one receiving the same HandshakeAcc detects the replay.
+    let cctx = ctx(cfg(), client_creds(KeyType::P256));
+    let mut c1 = secmms_e2e::E2eClient::new(cctx.clone(), TestRng::boxed(9), 1);
+    let mut c2 = secmms_e2e::E2eClient::new(cctx, TestRng::boxed(9), 1);
+    let mut s = secmms_e2e::E2eServer::new(
+        ctx(cfg(), server_creds(KeyType::P256)),
+        TestRng::boxed(10),
+        1,
+    );
+    let req = c1.handshake_req(None, NOW).unwrap();
+    c2.handshake_req(None, NOW).unwrap();
+    s.receive(SecPduKind::HandshakeReq, &req, NOW).unwrap();
+    let acc = s.accept(None, NOW).unwrap();
+    assert!(c1.receive(SecPduKind::HandshakeAcc, &acc, NOW).is_ok());
+    let r = rejection(c2.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_alarm(&r, "IEC62351-4:2.10");
+}
+
+#[test]
+fn client_invalid_attribute_certificate() {
+    let mut screds = server_creds(KeyType::P256);
+    screds.att_cert = Some(vec![0x02, 0x01, 0x00]);
+    let mut client = secmms_e2e::E2eClient::new(
+        ctx(cfg(), client_creds(KeyType::P256)),
+        TestRng::boxed(5),
+        1,
+    );
+    let mut server = secmms_e2e::E2eServer::new(ctx(cfg(), screds), TestRng::boxed(6), 1);
+    let req = client.handshake_req(None, NOW).unwrap();
+    server.receive(SecPduKind::HandshakeReq, &req, NOW).unwrap();
+    let acc = server.accept(None, NOW).unwrap();
+    let r = rejection(client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+    assert_hs(&r, H::InvalidAttributeCertificate, "IEC62351-4:2.5");
+}
+
+// ------------------------------------------------------------------ received ClearToken3 PDUs
+
+#[test]
+fn release_req_with_bad_signature_is_answered_by_dt_sec_abort() {
+    let mut p = established(cfg(), cfg());
+    let rel = p.client.release_req(None, NOW).unwrap();
+    // Re-signed with the server's key: the signature does not match pkCert.
+    let rel = resign_token3(SecPduKind::ReleaseReq, &rel, &server_key(), |_| {});
+    let r = rejection(p.server.receive(SecPduKind::ReleaseReq, &rel, NOW));
+    assert_alarm(&r, "IEC62351-4:12.3");
+    assert_eq!(r.reply.as_ref().unwrap().0, SecPduKind::DtSecAbort);
+}
+
+#[test]
+fn stale_release_rsp_is_rejected() {
+    let mut p = established(cfg(), cfg());
+    let rel = p.client.release_req(None, NOW).unwrap();
+    p.server.receive(SecPduKind::ReleaseReq, &rel, NOW).unwrap();
+    let rsp = p.server.release_rsp(None, NOW).unwrap();
+    let r = rejection(
+        p.client
+            .receive(SecPduKind::ReleaseRsp, &rsp, NOW.plus_ms(601_000)),
+    );
+    assert_eq!(r.event.id.to_string(), "IEC62351-4:13.9");
+    assert!(r.reply.is_none());
+}
+
+#[test]
+fn replayed_appl_abort_is_an_alarm() {
+    let sctx = ctx(cfg(), server_creds(KeyType::P256));
+    let cctx = ctx(cfg(), client_creds(KeyType::P256));
+    let mut c = secmms_e2e::E2eClient::new(cctx, TestRng::boxed(1), 1);
+    let mut s1 = secmms_e2e::E2eServer::new(sctx.clone(), TestRng::boxed(2), 7);
+    let req = c.handshake_req(None, NOW).unwrap();
+    s1.receive(SecPduKind::HandshakeReq, &req, NOW).unwrap();
+    let acc = s1.accept(None, NOW).unwrap();
+    c.receive(SecPduKind::HandshakeAcc, &acc, NOW).unwrap();
+    let abort = c.appl_abort(None, NOW).unwrap();
+    assert!(s1.receive(SecPduKind::ApplAbort, &abort, NOW).is_ok());
+    // The same abort replayed into another association of the endpoint (same replay cache).
+    let mut c2 = secmms_e2e::E2eClient::new(
+        ctx(cfg(), client_creds(KeyType::P256)),
+        TestRng::boxed(3),
+        1,
+    );
+    let mut s2 = secmms_e2e::E2eServer::new(sctx, TestRng::boxed(4), 7);
+    let t = NOW.plus_ms(1);
+    let req = c2.handshake_req(None, t).unwrap();
+    s2.receive(SecPduKind::HandshakeReq, &req, t).unwrap();
+    s2.accept(None, t).unwrap();
+    let r = rejection(s2.receive(SecPduKind::ApplAbort, &abort, NOW));
+    assert_eq!(r.event.id.to_string(), "IEC62351-4:7.10");
+    assert_eq!(r.event.severity, Severity::Alarm);
+    assert!(r.reply.is_none(), "no answer to an abort");
+}

@@ -435,6 +435,44 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_set_the_configuration_and_port_3782() {
+        let cli = Cli::try_parse_from([
+            "secmms", "client", "--tls", "--cert", "c.pem", "--key", "c.key", "--ca", "ca1.pem",
+            "--ca", "ca2.pem", "--crl", "ca.crl", "identify",
+        ])
+        .unwrap();
+        let Command::Client(a) = cli.command else {
+            panic!("client")
+        };
+        let mut cfg = Config::default();
+        assert_eq!(a.tls.apply(&mut cfg).unwrap(), 3782);
+        assert!(cfg.tls.enabled);
+        assert_eq!(cfg.tls.ca.len(), 2);
+        assert_eq!(cfg.tls.crl.len(), 1);
+        assert_eq!(with_default_port(&a.connect, 3782), "127.0.0.1:3782");
+
+        // Without --tls: plain port 102, and TLS files alone are a usage error.
+        let cli = Cli::try_parse_from(["secmms", "client", "identify"]).unwrap();
+        let Command::Client(a) = cli.command else {
+            panic!("client")
+        };
+        assert_eq!(a.tls.apply(&mut Config::default()).unwrap(), 102);
+        let cli =
+            Cli::try_parse_from(["secmms", "bench", "--connect", "h", "--cert", "x"]).unwrap();
+        let Command::Bench(a) = cli.command else {
+            panic!("bench")
+        };
+        assert!(a.tls.apply(&mut Config::default()).is_err());
+        // --tls without certificate: clear error (mutual authentication is mandatory).
+        let cli = Cli::try_parse_from(["secmms", "server", "--tls"]).unwrap();
+        let Command::Server(a) = cli.command else {
+            panic!("server")
+        };
+        let e = a.tls.apply(&mut Config::default()).unwrap_err();
+        assert!(format!("{e:#}").contains("certificate"), "{e:#}");
+    }
+
+    #[test]
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Cli::command().debug_assert();

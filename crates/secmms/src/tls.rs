@@ -1390,8 +1390,14 @@ fn classify(
             SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE | SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED => {
                 TlsFinding::CertUnavailable
             }
+            SSL_R_WRONG_VERSION_NUMBER => {
+                // Not a TLS record at all: typically plain RFC 1006 sent to the TLS port.
+                return (
+                    TlsFinding::HandshakeFailed,
+                    format!("not a TLS client (plain RFC 1006 to the TLS port?): {text}"),
+                );
+            }
             SSL_R_UNSUPPORTED_PROTOCOL
-            | SSL_R_WRONG_VERSION_NUMBER
             | SSL_R_NO_PROTOCOLS_AVAILABLE
             | SSL_R_TLSV1_ALERT_PROTOCOL_VERSION => TlsFinding::InsecureVersion,
             SSL_R_TLSV1_ALERT_UNKNOWN_CA => TlsFinding::CaUnknown,

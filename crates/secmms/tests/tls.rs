@@ -423,3 +423,28 @@ async fn static_dh_suite_refused_at_configuration() {
     let e = Server::bind(c).await.err().expect("refused");
     assert!(e.to_string().contains("static DH"), "{e}");
 }
+
+#[tokio::test]
+async fn plain_client_on_the_tls_port_is_refused() {
+    let p = pki();
+    let (ev, sink) = sink();
+    let h = start(p.config(&p.server), sink).await;
+    let r = Client::connect(&h.addr.to_string(), &client_config(TlsConfig::default())).await;
+    assert!(r.is_err());
+    assert!(
+        wait_for(&ev, "TLS_HANDSHAKE_FAILED").await,
+        "{:?}",
+        mnemonics(&ev)
+    );
+    assert!(ev
+        .events()
+        .iter()
+        .any(|e| e.message.contains("not a TLS client")));
+    assert_eq!(
+        h.stats
+            .associations
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    h.shutdown();
+}

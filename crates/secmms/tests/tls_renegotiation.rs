@@ -282,3 +282,48 @@ async fn crl_update_forces_renegotiation_and_cuts_off_revoked_peer_tls12() {
 async fn crl_update_revalidates_and_cuts_off_revoked_peer_tls13() {
     crl_update_cuts_off_revoked_peer(true).await;
 }
+
+/// A peer that never answers our HelloRequest (it stops reading) is cut off once the grace time
+/// is over, with `TLS_RENEG_INTERVAL_EXPIRED` ("session renegotiation interval expired").
+#[tokio::test]
+async fn silent_peer_misses_renegotiation_and_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let p = pki();
+    let (ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.renegotiation_bytes = 1;
+    scfg.renegotiation_grace_secs = 1;
+    let h = start(scfg, sink).await;
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+    b.set_ca_file(&p.ca.cert_pem).unwrap();
+    b.set_certificate_file(&p.client.cert_pem, SslFiletype::PEM)
+        .unwrap();
+    b.set_private_key_file(&p.client.key_pem, SslFiletype::PEM)
+        .unwrap();
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("localhost")
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut s).connect().await.unwrap();
+    // A COTP CR (TPKT, class 0, calling/called TSEL 0001): the server reads it, answers, and
+    // its byte count asks for a renegotiation; we never read again.
+    let cr = [
+        0x03, 0x00, 0x00, 0x16, 0x11, 0xe0, 0x00, 0x00, 0x00, 0x01, 0x00, 0xc0, 0x01, 0x0b, 0xc1,
+        0x02, 0x00, 0x01, 0xc2, 0x02, 0x00, 0x01,
+    ];
+    s.write_all(&cr).await.unwrap();
+    s.flush().await.unwrap();
+    assert!(
+        wait_for(&ev, "TLS_RENEG_INTERVAL_EXPIRED").await,
+        "{:?}",
+        ev.events()
+    );
+    h.shutdown();
+}

@@ -96,6 +96,8 @@ impl<S: Stream> Link<S> {
             None => self.stream.read(&mut self.buf).await?,
         };
         if n == 0 {
+            // Tell the association, so its state and events reflect the lost transport.
+            self.assoc.transport_closed();
             return Err(LinkError::Closed);
         }
         let r = self.assoc.handle_input(&self.buf[..n]);
@@ -108,6 +110,8 @@ impl<S: Stream> Link<S> {
     pub async fn read_raw(&mut self) -> Result<usize, LinkError> {
         let n = self.stream.read(&mut self.buf).await?;
         if n == 0 {
+            // Tell the association, so its state and events reflect the lost transport.
+            self.assoc.transport_closed();
             return Err(LinkError::Closed);
         }
         Ok(n)

@@ -1,6 +1,6 @@
-//! Tokio runtime for secmms: the byte-stream transports (RFC 1006 over TCP; TLS per IEC 62351-4
-//! clause 6 comes next), the MMS client with many outstanding requests, the MMS server with one
-//! isolated task per association, the `bench` load generator, the demo, and TOML configuration.
+//! Tokio runtime for secmms: the byte-stream transports (RFC 1006 over TCP on port 102, and over
+//! TLS on port 3782 per IEC 62351-4 clause 6, see [`tls`]), the MMS client with many outstanding
+//! requests, the MMS server with one isolated task per association, the `bench` load generator, the demo, and TOML configuration.
 //!
 //! All protocol logic lives in the sans-IO crates (`secmms-osi`, `secmms-mms`, `secmms-e2e`); this
 //! crate only moves bytes and time.

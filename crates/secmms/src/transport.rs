@@ -1,5 +1,5 @@
-//! Byte-stream transports under RFC 1006: plain TCP now; TLS (clause 6) plugs in as another
-//! [`Stream`] implementation.
+//! Byte-stream transports under RFC 1006: plain TCP here; TLS (clause 6) is
+//! [`crate::tls::TlsStream`] over the same TCP stream, another [`Stream`] implementation.
 
 use std::io;
 use std::net::SocketAddr;

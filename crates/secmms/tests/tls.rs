@@ -104,13 +104,7 @@ async fn several_trust_anchors() {
 }
 
 fn issue_ca(dir: &std::path::Path, i: u32) -> Issued {
-    // A leaf is enough as an "unrelated anchor": it only has to be a valid certificate.
-    issue(
-        dir,
-        &pki().other_ca,
-        LeafSpec::new("extra", 100 + i),
-        "extra",
-    )
+    make_ca(dir, &format!("unrelated CA {i}"), &format!("extra-ca-{i}"))
 }
 
 #[tokio::test]

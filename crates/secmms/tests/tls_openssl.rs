@@ -219,3 +219,55 @@ fn static_dh_suites_are_unsupported_in_the_conformance_statement() {
         assert!(!r.supported, "0x{code:04X}");
     }
 }
+
+/// Session resumption (§6.2 DECISION: allowed, lifetime below the renegotiation interval):
+/// `openssl s_client -reconnect` resumes its TLS 1.2 session with our server.
+#[tokio::test]
+async fn s_client_resumes_tls12_session() {
+    if !require(have_openssl_cli(), "openssl CLI") {
+        return;
+    }
+    let p = pki();
+    let (_ev, sink) = sink();
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.tls = p.config(&p.server);
+    cfg.tls.tls13 = false;
+    let h = Server::bind_with_events(cfg, sink)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let addr = h.addr.to_string();
+    let (cert, key, ca) = (
+        p.client.cert_pem.clone(),
+        p.client.key_pem.clone(),
+        p.ca.cert_pem.clone(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        let o = Command::new("openssl")
+            .args(["s_client", "-connect", &addr, "-tls1_2", "-reconnect"])
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("Reused, TLSv1.2"), "{out}");
+    let stats = h.tls_stats.clone().unwrap();
+    for _ in 0..50 {
+        if stats.resumed.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stats.resumed.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+    h.shutdown();
+}

@@ -135,7 +135,8 @@ pub struct Pki {
     pub crl: PathBuf,
 }
 
-fn make_ca(dir: &Path, cn: &str, file: &str) -> Issued {
+/// A self-signed CA certificate and key.
+pub fn make_ca(dir: &Path, cn: &str, file: &str) -> Issued {
     let key = rsa_key();
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", cn).unwrap();

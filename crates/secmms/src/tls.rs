@@ -392,6 +392,13 @@ pub struct TlsConfig {
     /// Client: name sent in SNI and checked against the server certificate; no name check when
     /// absent (IEDs are usually addressed by IP; the chain is always checked).
     pub server_name: Option<String>,
+    /// Server: a DER OCSP response for our certificate, stapled when the client asks
+    /// (RFC 6066 status_request; OCSP "where OpenSSL allows": OpenSSL staples but does not fetch).
+    pub ocsp_staple: Option<PathBuf>,
+    /// Client: ask the server for a stapled OCSP response. A response saying "revoked" refuses
+    /// the server (`TLS_CERT_REVOKED`); a missing, stale or unverifiable one is only a
+    /// `TLS_CRL_UNAVAILABLE` warning (§6.2.8).
+    pub ocsp_request: bool,
     /// Write TLS secrets in the NSS key log format to this file (diagnostics only: anyone who
     /// reads it can decrypt the traffic).
     pub keylog_file: Option<PathBuf>,
@@ -418,6 +425,8 @@ impl Default for TlsConfig {
             crl_evaluation_period_secs: DEFAULT_CRL_EVALUATION_PERIOD_SECS,
             handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
             server_name: None,
+            ocsp_staple: None,
+            ocsp_request: true,
             keylog_file: None,
         }
     }
@@ -652,9 +661,10 @@ pub struct TracingSink;
 impl SecurityEventSink for TracingSink {
     fn record(&self, e: &SecurityEvent) {
         match e.severity {
-            Severity::Alarm | Severity::Error => tracing::error!(target: "secmms::security", "{e}"),
             Severity::Warning => tracing::warn!(target: "secmms::security", "{e}"),
             Severity::Notice => tracing::info!(target: "secmms::security", "{e}"),
+            // Alarm, error, and any more severe class.
+            _ => tracing::error!(target: "secmms::security", "{e}"),
         }
     }
 }
@@ -902,6 +912,22 @@ impl TlsContext {
 
         if role == Role::Server {
             b.set_client_hello_callback(client_hello_policy);
+            if let Some(path) = &cfg.ocsp_staple {
+                match read_file(path, MAX_PEM_FILE) {
+                    Ok(der) => {
+                        b.set_status_callback(move |ssl| {
+                            ssl.set_ocsp_status(&der)?;
+                            Ok(true)
+                        })?;
+                    }
+                    Err(e) => sink.record(
+                        &TlsFinding::CrlUnavailable
+                            .event(format!("OCSP response not stapled: {e}"), None),
+                    ),
+                }
+            }
+        } else if cfg.ocsp_request {
+            b.set_status_callback(check_stapled_ocsp)?;
         }
         if let Some(path) = &cfg.keylog_file {
             let file = std::fs::OpenOptions::new()
@@ -1016,6 +1042,9 @@ impl TlsContext {
             move |ok, ctx| verify_certificate(ok, ctx, max, &f),
         );
         if self.role == Role::Client {
+            if self.cfg.ocsp_request {
+                ssl.set_status_type(openssl::ssl::StatusType::OCSP)?;
+            }
             if let Some(name) = &self.cfg.server_name {
                 ssl.set_hostname(name)?;
                 ssl.param_mut().set_host(name)?;
@@ -1244,6 +1273,76 @@ fn client_hello_policy(
         );
     }
     Ok(ClientHelloResponse::SUCCESS)
+}
+
+/// Client: checks the OCSP response the server stapled (RFC 6066). Revoked → refuse; anything
+/// else that is not a verified "good" → warning only (§6.2.8: missing revocation information
+/// never ends a session).
+fn check_stapled_ocsp(ssl: &mut SslRef) -> Result<bool, openssl::error::ErrorStack> {
+    use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
+    let findings = findings_index().and_then(|i| ssl.ex_data(i)).cloned();
+    let note = |kind: TlsFinding, detail: String| {
+        if let Some(f) = &findings {
+            push(f, kind, detail);
+        }
+    };
+    let Some(der) = ssl.ocsp_status() else {
+        // Most servers staple nothing; CRLs cover revocation then. Not worth a warning.
+        tracing::debug!("server stapled no OCSP response");
+        return Ok(true);
+    };
+    let verdict = (|| -> Result<Option<(TlsFinding, String)>, String> {
+        let resp = OcspResponse::from_der(der).map_err(|e| e.to_string())?;
+        if resp.status() != OcspResponseStatus::SUCCESSFUL {
+            return Err(format!("OCSP response status {:?}", resp.status()));
+        }
+        let basic = resp.basic().map_err(|e| e.to_string())?;
+        let leaf = ssl.peer_certificate().ok_or("no server certificate")?;
+        let store = ssl.ssl_context().cert_store();
+        let mut chain = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
+        if let Some(c) = ssl.peer_cert_chain() {
+            for x in c {
+                chain.push(x.to_owned()).map_err(|e| e.to_string())?;
+            }
+        }
+        basic
+            .verify(&chain, store, OcspFlag::empty())
+            .map_err(|e| format!("OCSP signature: {e}"))?;
+        let issuer = chain
+            .iter()
+            .map(|c| c.to_owned())
+            .chain(store.all_certificates())
+            .find(|c| c.issued(&leaf) == X509VerifyResult::OK)
+            .ok_or("issuer of the server certificate not found")?;
+        let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), &leaf, &issuer)
+            .map_err(|e| e.to_string())?;
+        let st = basic
+            .find_status(&id)
+            .ok_or("no status for the server certificate")?;
+        st.check_validity(300, None)
+            .map_err(|e| format!("OCSP response out of date: {e}"))?;
+        if st.status == OcspCertStatus::REVOKED {
+            return Ok(Some((
+                TlsFinding::CertRevoked,
+                "stapled OCSP response: server certificate revoked".into(),
+            )));
+        }
+        if st.status != OcspCertStatus::GOOD {
+            return Err("stapled OCSP response: status unknown".into());
+        }
+        Ok(None)
+    })();
+    match verdict {
+        Ok(None) => Ok(true),
+        Ok(Some((kind, detail))) => {
+            note(kind, detail);
+            Ok(false)
+        }
+        Err(detail) => {
+            note(TlsFinding::CrlUnavailable, detail);
+            Ok(true)
+        }
+    }
 }
 
 /// TLS extension `supported_versions` (RFC 8446).

@@ -442,3 +442,87 @@ async fn plain_client_on_the_tls_port_is_refused() {
     );
     h.shutdown();
 }
+
+/// Builds a DER OCSP response for the server certificate with the `openssl ocsp` command
+/// (good or revoked), signed by the CA.
+fn ocsp_response(revoked: bool) -> std::path::PathBuf {
+    let p = pki();
+    let dir = temp_dir("ocsp");
+    let line = if revoked {
+        "R\t491231235959Z\t240101000000Z\t0A\tunknown\t/CN=server\n"
+    } else {
+        "V\t491231235959Z\t\t0A\tunknown\t/CN=server\n"
+    };
+    std::fs::write(dir.join("index.txt"), line).unwrap();
+    let req = dir.join("req.der");
+    let resp = dir.join("resp.der");
+    let st = Command::new("openssl")
+        .args(["ocsp", "-no_nonce", "-issuer"])
+        .arg(&p.ca.cert_pem)
+        .arg("-cert")
+        .arg(&p.server.cert_pem)
+        .arg("-reqout")
+        .arg(&req)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    let st = Command::new("openssl")
+        .args(["ocsp", "-ndays", "1", "-index"])
+        .arg(dir.join("index.txt"))
+        .arg("-rsigner")
+        .arg(&p.ca.cert_pem)
+        .arg("-rkey")
+        .arg(&p.ca.key_pem)
+        .arg("-CA")
+        .arg(&p.ca.cert_pem)
+        .arg("-reqin")
+        .arg(&req)
+        .arg("-respout")
+        .arg(&resp)
+        .output()
+        .unwrap();
+    assert!(st.status.success(), "{st:?}");
+    resp
+}
+
+async fn ocsp_case(revoked: bool) -> (bool, Arc<MemorySink>) {
+    let p = pki();
+    let mut scfg = p.config(&p.server);
+    scfg.ocsp_staple = Some(ocsp_response(revoked));
+    let (_sev, ssink) = sink();
+    let h = start(scfg, ssink).await;
+    let (cev, csink) = sink();
+    let ctx = TlsContext::client(&p.config(&p.client), csink).unwrap();
+    let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let ok = ctx.connect(tcp, "server").await.is_ok();
+    h.shutdown();
+    (ok, cev)
+}
+
+#[tokio::test]
+async fn stapled_ocsp_good_is_accepted() {
+    if !require(have_openssl_cli(), "openssl CLI") {
+        return;
+    }
+    let (ok, ev) = ocsp_case(false).await;
+    assert!(ok, "{:?}", ev.events());
+    assert!(
+        !mnemonics(&ev).contains(&"TLS_CRL_UNAVAILABLE"),
+        "a verified good response raises no warning: {:?}",
+        ev.events()
+    );
+}
+
+#[tokio::test]
+async fn stapled_ocsp_revoked_is_refused() {
+    if !require(have_openssl_cli(), "openssl CLI") {
+        return;
+    }
+    let (ok, ev) = ocsp_case(true).await;
+    assert!(!ok);
+    assert!(
+        mnemonics(&ev).contains(&"TLS_CERT_REVOKED"),
+        "{:?}",
+        ev.events()
+    );
+}

@@ -8,11 +8,29 @@
 use std::fmt;
 use std::sync::Mutex;
 
-/// Severity classes of IEC 62351-14 as used by the event catalogue (§14.5).
+/// Severity classes of IEC 62351-14 as used by the event catalogue (§14.5), plus the
+/// *incident* class IEC 62351-4 §6.2.8 uses for a revoked certificate.
+///
+/// Mapping to syslog (RFC 5424 §6.2.1 severity codes) and to the IEC 62351-14 classes:
+///
+/// | variant | IEC 62351-14 / 62351-4 | syslog severity | PRI with facility 13 (log audit) |
+/// |---|---|---|---|
+/// | [`Severity::Alarm`] | alarm (A) | 1 alert | `<105>` (§14.5) |
+/// | [`Severity::Incident`] | incident (62351-4 §6.2.8) | 2 critical | `<106>` (secmms DECISION) |
+/// | [`Severity::Error`] | error (E) | 3 error | `<107>` (§14.5) |
+/// | [`Severity::Warning`] | warning | 4 warning | `<108>` (§14.5) |
+/// | [`Severity::Notice`] | notice | 5 notice | `<109>` (§14.5) |
+///
+/// The incident code is not captured by the spec (§14.5 lists only alarm, error, warning and
+/// notice PRIs); secmms places it between alarm and error ([`Severity::SYSLOG_INCIDENT`]).
+/// Variants are declared from the most to the least severe, so the derived `Ord` sorts
+/// `Alarm < Incident < Error < Warning < Notice`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Severity {
     /// An attack is likely (bad signature, replay, address mismatch). Diagnostics are withheld.
     Alarm,
+    /// A security incident: IEC 62351-4 §6.2.8 "revoked public-key certificate".
+    Incident,
     /// A protocol or configuration error.
     Error,
     /// A tolerated deviation.
@@ -22,15 +40,60 @@ pub enum Severity {
 }
 
 impl Severity {
-    /// Syslog PRI value of this severity per [EXT-14] (§14.5: alarm `<105>`, error `<107>`,
-    /// warning `<108>`, notice `<109>`).
-    pub fn syslog_pri(self) -> u8 {
+    /// Syslog facility of the PRI values §14.5 quotes: 13, "log audit" (RFC 5424 §6.2.1).
+    pub const SYSLOG_FACILITY_LOG_AUDIT: u8 = 13;
+    /// Syslog severity code used for [`Severity::Incident`]: 2 (critical). DECISION: §14.5 gives
+    /// no PRI for incidents; §6.2.8 ranks a revoked certificate above an error.
+    pub const SYSLOG_INCIDENT: u8 = 2;
+
+    /// Every severity, most severe first.
+    pub const ALL: [Severity; 5] = [
+        Severity::Alarm,
+        Severity::Incident,
+        Severity::Error,
+        Severity::Warning,
+        Severity::Notice,
+    ];
+
+    /// RFC 5424 §6.2.1 severity code (0 emergency ... 7 debug); see the table on [`Severity`].
+    pub fn syslog_severity(self) -> u8 {
         match self {
-            Severity::Alarm => 105,
-            Severity::Error => 107,
-            Severity::Warning => 108,
-            Severity::Notice => 109,
+            Severity::Alarm => 1,
+            Severity::Incident => Self::SYSLOG_INCIDENT,
+            Severity::Error => 3,
+            Severity::Warning => 4,
+            Severity::Notice => 5,
         }
+    }
+
+    /// Syslog PRI value of this severity per [EXT-14] (§14.5: alarm `<105>`, error `<107>`,
+    /// warning `<108>`, notice `<109>`; incident `<106>` by secmms decision), i.e. facility 13
+    /// ([`Severity::SYSLOG_FACILITY_LOG_AUDIT`]) times 8 plus [`Severity::syslog_severity`].
+    pub fn syslog_pri(self) -> u8 {
+        Self::SYSLOG_FACILITY_LOG_AUDIT * 8 + self.syslog_severity()
+    }
+
+    /// Lower-case name used in logs and configuration: `alarm`, `incident`, `error`, `warning`,
+    /// `notice`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Alarm => "alarm",
+            Severity::Incident => "incident",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Notice => "notice",
+        }
+    }
+
+    /// The severity named by [`Severity::as_str`], if any.
+    pub fn from_name(name: &str) -> Option<Severity> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -213,5 +276,16 @@ mod tests {
         s.record(&e);
         assert_eq!(s.events(), vec![e]);
         assert_eq!(Severity::Alarm.syslog_pri(), 105);
+    }
+
+    #[test]
+    fn severity_syslog_mapping() {
+        let pri: Vec<u8> = Severity::ALL.iter().map(|s| s.syslog_pri()).collect();
+        assert_eq!(pri, vec![105, 106, 107, 108, 109]);
+        for s in Severity::ALL {
+            assert_eq!(Severity::from_name(s.as_str()), Some(s));
+        }
+        assert_eq!(Severity::from_name("fatal"), None);
+        assert!(Severity::Alarm < Severity::Incident && Severity::Incident < Severity::Error);
     }
 }

@@ -1,0 +1,239 @@
+//! The one security-event pipeline of secmms (IEC 62351-4 §4.6, §6.2.8–6.2.9, §14.5).
+//!
+//! Every security layer (T-profile TLS, A-profile, E2E) reports a
+//! [`SecurityEvent`](secmms_pki::event::SecurityEvent) to one
+//! [`SecurityEventSink`]. This module provides the sinks the runtime plugs in:
+//!
+//! * [`FanoutSink`] hands each event to several sinks;
+//! * [`crate::tls::TracingSink`] writes it to `tracing` (target `secmms::security`);
+//! * [`log::ChainedLogSink`] appends it to a hash-chained, tamper-evident JSON-lines file (the
+//!   "separate tamper-resistant log" of §4.6), checked by [`log::verify_log`] and
+//!   `secmms log verify`;
+//! * [`syslog::SyslogSink`] sends it as an RFC 5424 message over UDP (RFC 5426) or to a local
+//!   unix datagram socket such as `/dev/log`.
+//!
+//! [`EventsConfig`] is the `[events]` configuration section; [`EventsConfig::build`] turns it
+//! into a ready [`FanoutSink`]. See `docs/EVENTS.md` for the formats and the threat model.
+
+pub mod log;
+pub mod syslog;
+mod time;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use secmms_pki::event::{SecurityEvent, SecurityEventSink, Severity};
+use serde::{Deserialize, Serialize};
+
+pub use log::{verify_log, ChainedLogSink, FsyncPolicy, LogKey, VerifyReport};
+pub use syslog::{SyslogSink, SyslogTarget};
+pub use time::rfc3339_utc;
+
+/// Hands every event to each of several sinks, in the order they were added.
+#[derive(Default, Clone)]
+pub struct FanoutSink {
+    sinks: Vec<Arc<dyn SecurityEventSink>>,
+}
+
+impl std::fmt::Debug for FanoutSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanoutSink")
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl FanoutSink {
+    /// A sink with no outputs (events are dropped).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an output.
+    pub fn push(&mut self, sink: Arc<dyn SecurityEventSink>) {
+        self.sinks.push(sink);
+    }
+
+    /// Adds an output (builder form).
+    pub fn with(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
+        self.push(sink);
+        self
+    }
+
+    /// Number of outputs.
+    pub fn len(&self) -> usize {
+        self.sinks.len()
+    }
+
+    /// Whether there is no output.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+}
+
+impl SecurityEventSink for FanoutSink {
+    fn record(&self, event: &SecurityEvent) {
+        for s in &self.sinks {
+            s.record(event);
+        }
+    }
+}
+
+/// Errors building the event pipeline from [`EventsConfig`].
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The tamper-evident log could not be opened or its key read.
+    #[error(transparent)]
+    Log(#[from] log::LogError),
+    /// The syslog destination is invalid or its socket could not be created.
+    #[error(transparent)]
+    Syslog(#[from] syslog::SyslogError),
+    /// A configuration value is out of range.
+    #[error("invalid [events] value {field}: {reason}")]
+    Value {
+        /// The field name inside `[events]`.
+        field: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Default syslog facility: 13, "log audit", the facility of the PRI values §14.5 quotes.
+pub const DEFAULT_SYSLOG_FACILITY: u8 = Severity::SYSLOG_FACILITY_LOG_AUDIT;
+
+/// The `[events]` configuration section (IEC 62351-4 §4.6, §6.2.9).
+///
+/// ```toml
+/// [events]
+/// tracing = true                    # also log through `tracing`
+/// log = "/var/log/secmms/events.jsonl"
+/// log_key = "/etc/secmms/log.key"   # HMAC key (16..1024 raw octets); recommended
+/// fsync = "always"                  # "never" | "always" | "severe" (alarm and incident)
+/// syslog = "udp:127.0.0.1:514"      # or "unix:/dev/log"
+/// syslog_facility = 13              # log audit (§14.5 PRIs)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Report events through `tracing` (target `secmms::security`).
+    pub tracing: bool,
+    /// Path of the hash-chained event log; none disables it.
+    pub log: Option<PathBuf>,
+    /// File holding the HMAC key of the log; without it the chain uses plain SHA-256.
+    pub log_key: Option<PathBuf>,
+    /// When the log file is flushed to stable storage.
+    pub fsync: FsyncPolicy,
+    /// Syslog destination: `udp:HOST:PORT`, `HOST:PORT` (UDP) or `unix:PATH`; none disables it.
+    pub syslog: Option<String>,
+    /// Syslog facility code 0..=23 (RFC 5424 §6.2.1); default 13 (log audit).
+    pub syslog_facility: u8,
+    /// HOSTNAME field of syslog messages; by default the kernel host name.
+    pub syslog_hostname: Option<String>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            tracing: true,
+            log: None,
+            log_key: None,
+            fsync: FsyncPolicy::default(),
+            syslog: None,
+            syslog_facility: DEFAULT_SYSLOG_FACILITY,
+            syslog_hostname: None,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// Checks ranges and formats without touching files or sockets.
+    pub fn validate(&self) -> Result<(), EventsError> {
+        if self.syslog_facility > syslog::MAX_FACILITY {
+            return Err(EventsError::Value {
+                field: "syslog_facility",
+                reason: format!("{} is not in 0..=23", self.syslog_facility),
+            });
+        }
+        if self.log_key.is_some() && self.log.is_none() {
+            return Err(EventsError::Value {
+                field: "log_key",
+                reason: "set without `log`".into(),
+            });
+        }
+        if let Some(s) = &self.syslog {
+            SyslogTarget::parse_syntax(s)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the log, the syslog socket and returns the pipeline.
+    pub fn build(&self) -> Result<FanoutSink, EventsError> {
+        self.validate()?;
+        let mut out = FanoutSink::new();
+        if self.tracing {
+            out.push(Arc::new(crate::tls::TracingSink));
+        }
+        if let Some(path) = &self.log {
+            let key = match &self.log_key {
+                Some(k) => Some(LogKey::from_file(k)?),
+                None => None,
+            };
+            out.push(Arc::new(ChainedLogSink::open(path, key, self.fsync)?));
+        }
+        if let Some(s) = &self.syslog {
+            let target = SyslogTarget::parse(s)?;
+            let mut sink = SyslogSink::new(target, self.syslog_facility)?;
+            if let Some(h) = &self.syslog_hostname {
+                sink = sink.with_hostname(h);
+            }
+            out.push(Arc::new(sink));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secmms_pki::event::{EventId, MemorySink};
+
+    #[test]
+    fn fanout_reaches_every_sink() {
+        let a = Arc::new(MemorySink::new());
+        let b = Arc::new(MemorySink::new());
+        let f = FanoutSink::new().with(a.clone()).with(b.clone());
+        let e = SecurityEvent {
+            id: EventId::e2e(1, 3),
+            mnemonic: "X",
+            severity: Severity::Alarm,
+            message: "m".into(),
+            association: None,
+        };
+        f.record(&e);
+        assert_eq!(a.events(), vec![e.clone()]);
+        assert_eq!(b.events(), vec![e]);
+        assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn config_parses_and_validates() {
+        let c: EventsConfig = toml::from_str(
+            "log = \"/tmp/x.jsonl\"\nfsync = \"severe\"\nsyslog = \"udp:127.0.0.1:514\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.fsync, FsyncPolicy::Severe);
+        assert!(c.tracing);
+        c.validate().unwrap();
+        assert!(toml::from_str::<EventsConfig>("bogus = 1").is_err());
+        let bad = EventsConfig {
+            syslog_facility: 24,
+            ..EventsConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let bad = EventsConfig {
+            syslog: Some("tcp:1.2.3.4:5".into()),
+            ..EventsConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! RFC 3339 UTC timestamps without a calendar dependency.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Formats `t` as an RFC 3339 UTC timestamp with microseconds, e.g.
+/// `2026-11-25T11:37:13.123456Z` (also a valid RFC 5424 TIMESTAMP). Times before 1970 are
+/// clamped to the epoch.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, day) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn known_dates() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        let t = UNIX_EPOCH + Duration::from_micros(951_782_400_000_001); // leap day 2000
+        assert_eq!(rfc3339_utc(t), "2000-02-29T00:00:00.000001Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_606_633);
+        assert_eq!(rfc3339_utc(t), "2026-11-25T11:37:13.000000Z");
+    }
+}

@@ -839,3 +839,35 @@ mod tests {
         }
     }
 }
+
+/// Entry point shared by the `ber` fuzz target and the corpus replay test.
+pub mod fuzzing {
+    use super::{Limits, Reader, Tlv};
+
+    fn walk(t: Tlv<'_>) {
+        let _ = t.as_i64();
+        let _ = t.as_u64();
+        let _ = t.as_oid();
+        let _ = t.as_bit_string();
+        let _ = t.as_bool();
+        if let Ok(children) = t.children() {
+            for c in children {
+                match c {
+                    Ok(c) => walk(c),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Walks arbitrary input as nested BER with the default limits, decoding every primitive
+    /// as each type. Must never panic; recursion is bounded by [`Limits::max_depth`].
+    pub fn walk_all(data: &[u8]) {
+        for t in Reader::new(data, Limits::default()) {
+            match t {
+                Ok(t) => walk(t),
+                Err(_) => break,
+            }
+        }
+    }
+}

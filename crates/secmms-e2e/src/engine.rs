@@ -1073,6 +1073,48 @@ impl Core {
         Ok(b)
     }
 
+    /// Timer handling: the client's rekey timeout (§13.3.2 step 4) and the end of the server's
+    /// old-key grace period (step 2).
+    fn handle_timeout(&mut self, now: TimeStamp) -> R<()> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        if let Rekey::ClientPending { since, .. } = &self.rekey {
+            if now.abs_diff_ms(*since) > self.ctx.config.rekey_timeout_ms {
+                let f = dfail(
+                    events::REKEY_TIMEOUT,
+                    DtDiagnostic::NoReasonGiven,
+                    "no changedKey within the rekey timeout",
+                );
+                return Err(self.reject(f, Some(SecPduKind::DtSecAbort), now));
+            }
+        }
+        if let Some((_, Some(deadline))) = &self.old_recv {
+            if now > *deadline {
+                self.old_recv = None;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next instant at which [`Core::handle_timeout`] has work, if any.
+    fn next_timeout(&self) -> Option<TimeStamp> {
+        let rekey = match &self.rekey {
+            Rekey::ClientPending { since, .. } => Some(
+                since.plus_ms(self.ctx.config.rekey_timeout_ms.min(i64::MAX as u64) as i64 + 1),
+            ),
+            _ => None,
+        };
+        let grace = match &self.old_recv {
+            Some((_, Some(d))) => Some(d.plus_ms(1)),
+            _ => None,
+        };
+        match (rekey, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     fn close(&mut self) {
         self.state = State::Closed;
         self.keys = None;
@@ -1575,6 +1617,15 @@ macro_rules! common_api {
             now: TimeStamp,
         ) -> Result<Vec<u8>, E2eError> {
             self.core.release_rsp(appl, now)
+        }
+        /// Runs the engine's timers (client rekey timeout, server old-key grace period). A rekey
+        /// timeout returns [`E2eError::Rejected`] whose reply is the DtSecAbort to send.
+        pub fn handle_timeout(&mut self, now: TimeStamp) -> Result<(), E2eError> {
+            self.core.handle_timeout(now)
+        }
+        /// When [`Self::handle_timeout`] should next be called, if a timer is running.
+        pub fn next_timeout(&self) -> Option<TimeStamp> {
+            self.core.next_timeout()
         }
         /// Sends ApplAbort (abort by the protected protocol) and closes.
         pub fn appl_abort(

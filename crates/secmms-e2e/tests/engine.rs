@@ -456,3 +456,41 @@ fn indefinite_length_tbp_is_verified_over_received_octets() {
     let r = rejection(p.server.receive(k, &v, NOW));
     assert_eq!(r.event.id.to_string(), "IEC62351-4:10.5");
 }
+
+#[test]
+fn rekey_timeout_fires_from_handle_timeout() {
+    let mut p = pair(E2eConfig::default(), E2eConfig::default());
+    establish(&mut p, NOW);
+    assert_eq!(p.client.next_timeout(), None);
+    p.client.start_rekey();
+    p.client.protect(PR, NOW).unwrap();
+    let due = p.client.next_timeout().unwrap();
+    assert_eq!(due, NOW.plus_ms(120_001));
+    assert!(p.client.handle_timeout(NOW.plus_ms(60_000)).is_ok());
+    match p.client.handle_timeout(due) {
+        Err(E2eError::Rejected(r)) => {
+            assert_eq!(r.reply.as_ref().unwrap().0, SecPduKind::DtSecAbort);
+            assert_eq!(r.event.mnemonic, "E2E_REKEY_TIMEOUT");
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(p.client.state(), State::Closed);
+}
+
+#[test]
+fn server_grace_period_ends() {
+    let mut p = pair(E2eConfig::default(), E2eConfig::default());
+    establish(&mut p, NOW);
+    p.client.start_rekey();
+    let (k, a) = p.client.protect(PR, NOW).unwrap();
+    p.server.receive(k, &a, NOW).unwrap();
+    let (_, _changed) = p.server.protect(PR, NOW).unwrap();
+    let due = p.server.next_timeout().unwrap();
+    assert_eq!(due, NOW.plus_ms(60_001));
+    // A late PDU under the old keys after the grace period is a bad ICV.
+    let (_, late) = p.client.protect(PR, NOW.plus_ms(61_000)).unwrap();
+    p.server.handle_timeout(due).unwrap();
+    assert_eq!(p.server.next_timeout(), None);
+    let r = rejection(p.server.receive(k, &late, NOW.plus_ms(61_000)));
+    assert_eq!(r.event.id.to_string(), "IEC62351-4:11.5");
+}

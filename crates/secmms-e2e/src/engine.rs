@@ -636,7 +636,9 @@ impl Core {
                         if let Some(old) = old {
                             self.old_recv = Some((
                                 old.c2s,
-                                Some(now.plus_ms(self.ctx.config.rekey_grace_ms as i64)),
+                                Some(now.plus_ms(
+                                    self.ctx.config.rekey_grace_ms.min(i64::MAX as u64) as i64,
+                                )),
                             ));
                         }
                         changed_key = true;
@@ -1100,9 +1102,9 @@ impl Core {
     /// The next instant at which [`Core::handle_timeout`] has work, if any.
     fn next_timeout(&self) -> Option<TimeStamp> {
         let rekey = match &self.rekey {
-            Rekey::ClientPending { since, .. } => Some(
-                since.plus_ms(self.ctx.config.rekey_timeout_ms.min(i64::MAX as u64) as i64 + 1),
-            ),
+            Rekey::ClientPending { since, .. } => Some(since.plus_ms(
+                (self.ctx.config.rekey_timeout_ms.min(i64::MAX as u64) as i64).saturating_add(1),
+            )),
             _ => None,
         };
         let grace = match &self.old_recv {

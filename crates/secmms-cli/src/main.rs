@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use secmms::config::Config;
 
+mod log_cmd;
+
 /// Secure MMS (IEC 62351-4) for IEC 61850 and ICCP: server, client, load generator and demo.
 #[derive(Parser, Debug)]
 #[command(name = "secmms", version, about, long_about = None, propagate_version = true)]
@@ -33,6 +35,8 @@ enum Command {
     Client(ClientArgs),
     /// Load generator: N associations x M outstanding reads against any MMS server.
     Bench(BenchArgs),
+    /// Security-event log tools: `secmms log verify FILE [--key FILE]` checks the hash chain.
+    Log(log_cmd::LogArgs),
 }
 
 /// TLS flags (IEC 62351-4 clause 6), shared by every command. They override the configuration's
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Server(a) => server(a).await,
         Command::Client(a) => client(a).await,
         Command::Bench(a) => bench(a).await,
+        Command::Log(a) => log_cmd::run(a),
     }
 }
 

@@ -22,10 +22,11 @@ mod time;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use secmms_pki::event::{SecurityEvent, SecurityEventSink, Severity};
 use serde::{Deserialize, Serialize};
 
 pub use log::{verify_log, ChainedLogSink, FsyncPolicy, LogKey, VerifyReport};
+/// The event types, re-exported so users of the runtime need not name `secmms-pki`.
+pub use secmms_pki::event::{EventId, MemorySink, SecurityEvent, SecurityEventSink, Severity};
 pub use syslog::{SyslogSink, SyslogTarget};
 pub use time::rfc3339_utc;
 
@@ -195,7 +196,6 @@ impl EventsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secmms_pki::event::{EventId, MemorySink};
 
     #[test]
     fn fanout_reaches_every_sink() {

@@ -7,7 +7,7 @@
 //! <PRI>1 TIMESTAMP HOSTNAME secmms PROCID MSGID [secmms@32473 id="…" severity="…" assoc="…"] BOM MSG
 //! ```
 //!
-//! * PRI = facility × 8 + [`Severity::syslog_severity`] (facility 13 gives the §14.5 values
+//! * PRI = facility × 8 + [`Severity::syslog_severity`](secmms_pki::event::Severity::syslog_severity) (facility 13 gives the §14.5 values
 //!   `<105>` alarm, `<107>` error, `<108>` warning, `<109>` notice; `<106>` incident);
 //! * TIMESTAMP is RFC 3339 UTC with microseconds; HOSTNAME the configured or kernel host name
 //!   (`-` if unknown); PROCID the process id; MSGID the event mnemonic (cut to 32 characters);
@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use secmms_pki::event::{SecurityEvent, SecurityEventSink, Severity};
+use secmms_pki::event::{SecurityEvent, SecurityEventSink};
 
 use super::time::rfc3339_utc;
 
@@ -278,7 +278,7 @@ impl SecurityEventSink for SyslogSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use secmms_pki::event::EventId;
+    use secmms_pki::event::{EventId, Severity};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn ev() -> SecurityEvent {

@@ -23,6 +23,11 @@
 //! cert = "server.pem"
 //! key = "server.key"
 //! ca = ["ca.pem"]
+//!
+//! [events]                      # security events (§4.6, §6.2.9); see `crate::events::EventsConfig`
+//! log = "events.jsonl"          # hash-chained tamper-evident log, `secmms log verify`
+//! log_key = "log.key"
+//! syslog = "udp:127.0.0.1:514"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -53,6 +58,9 @@ pub enum ConfigError {
     /// The `[tls]` section is invalid (clause 6 policy).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The `[events]` section is invalid.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// A value is out of range or malformed.
     #[error("invalid configuration value {field}: {reason}")]
     Value {
@@ -77,6 +85,8 @@ pub struct Config {
     pub client: ClientConfig,
     /// TLS (T-profile, IEC 62351-4 clause 6).
     pub tls: crate::tls::TlsConfig,
+    /// Security-event outputs: tracing, tamper-evident log, syslog (IEC 62351-4 §4.6, §6.2.9).
+    pub events: crate::events::EventsConfig,
 }
 
 impl Config {
@@ -109,6 +119,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.osi.validate()?;
         self.tls.validate()?;
+        self.events.validate()?;
         if self.server.max_associations == 0 {
             return Err(ConfigError::Value {
                 field: "server.max_associations",
@@ -294,5 +305,18 @@ mod tests {
         assert!(e.to_string().contains("static DH"), "{e}");
         assert!(Config::from_toml("[tls]\nenabled = true").is_err());
         assert!(Config::from_toml("[tls]\nresumption_lifetime_secs = 50000").is_err());
+    }
+
+    #[test]
+    fn events_section_is_validated() {
+        let c = Config::from_toml(
+            "[events]\nlog = \"ev.jsonl\"\nlog_key = \"k\"\nfsync = \"never\"\nsyslog = \"unix:/dev/log\"",
+        )
+        .unwrap();
+        assert_eq!(c.events.fsync, crate::events::FsyncPolicy::Never);
+        assert!(c.events.tracing);
+        assert!(Config::from_toml("[events]\nbogus = 1").is_err());
+        assert!(Config::from_toml("[events]\nsyslog_facility = 30").is_err());
+        assert!(Config::from_toml("[events]\nlog_key = \"k\"").is_err());
     }
 }

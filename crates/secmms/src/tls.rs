@@ -14,6 +14,7 @@
 //! (`SSL_renegotiate`, `SSL_key_update`, `SSL_renegotiate_pending`, the RFC 5746 support query,
 //! ClientHello extension lookup, automatic DHE parameters).
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -738,6 +739,8 @@ pub struct TlsContext {
     sink: Arc<dyn SecurityEventSink>,
     stats: Arc<TlsStats>,
     generation: Arc<AtomicU64>,
+    /// Wakes idle streams when `generation` changes.
+    notify: Arc<tokio::sync::Notify>,
     /// SHA-256 of each configured CRL file as last loaded (None: not loadable).
     crl_digests: Mutex<Vec<Option<[u8; 32]>>>,
 }
@@ -953,6 +956,7 @@ impl TlsContext {
             sink,
             stats: Arc::new(TlsStats::default()),
             generation: Arc::new(AtomicU64::new(0)),
+            notify: Arc::new(tokio::sync::Notify::new()),
             crl_digests: Mutex::new(crl_digests),
         })
     }
@@ -971,12 +975,13 @@ impl TlsContext {
     /// write (used after a CRL update, §6.2 DECISION, so the peer's certificate is checked again).
     pub fn force_renegotiation(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);
+        self.notify.notify_waiters();
     }
 
     /// A handle that forces renegotiation like [`TlsContext::force_renegotiation`], usable after
     /// the context moved into a running server.
     pub fn renegotiation_trigger(&self) -> RenegotiationTrigger {
-        RenegotiationTrigger(self.generation.clone())
+        RenegotiationTrigger(self.generation.clone(), self.notify.clone())
     }
 
     /// Re-reads the configured CRL files (§6.2 DECISION: at least every
@@ -1166,13 +1171,22 @@ fn parse_crls(pem: &[u8]) -> Result<Vec<openssl::x509::X509Crl>, String> {
 /// Forces every established stream of one context to refresh its keys (after a CRL update,
 /// §6.2 DECISION, so that the peer's certificate is validated again).
 #[derive(Debug, Clone)]
-pub struct RenegotiationTrigger(Arc<AtomicU64>);
+pub struct RenegotiationTrigger(Arc<AtomicU64>, Arc<tokio::sync::Notify>);
 
 impl RenegotiationTrigger {
-    /// Asks every stream to renegotiate (TLS 1.2) or update its keys (TLS 1.3) at its next I/O.
+    /// Asks every stream to renegotiate (TLS 1.2) or update its keys (TLS 1.3) now; idle streams
+    /// are woken.
     pub fn force(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
+        self.1.notify_waiters();
     }
+}
+
+type Waiter = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn waiter(n: &Arc<tokio::sync::Notify>) -> Waiter {
+    let n = n.clone();
+    Box::pin(async move { n.notified().await })
 }
 
 /// What was negotiated.
@@ -1527,6 +1541,8 @@ pub struct TlsStream<S> {
     stats: Arc<TlsStats>,
     generation: Arc<AtomicU64>,
     seen_generation: u64,
+    notify: Arc<tokio::sync::Notify>,
+    gen_wait: Waiter,
     interval: Duration,
     byte_limit: u64,
     grace: Duration,
@@ -1559,6 +1575,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             stats: ctx.stats.clone(),
             seen_generation: ctx.generation.load(Ordering::Relaxed),
             generation: ctx.generation.clone(),
+            notify: ctx.notify.clone(),
+            gen_wait: waiter(&ctx.notify),
             interval,
             byte_limit: ctx.cfg.renegotiation_bytes,
             grace: Duration::from_secs(ctx.cfg.renegotiation_grace_secs),
@@ -1693,6 +1711,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 ));
             }
         }
+        // Register for a forced refresh before reading the generation, so none is missed.
+        for _ in 0..4 {
+            if self.gen_wait.as_mut().poll(cx).is_pending() {
+                break;
+            }
+            self.gen_wait = waiter(&self.notify);
+        }
         let generation = self.generation.load(Ordering::Relaxed);
         let due = now >= self.last_refresh + self.interval
             || (self.byte_limit > 0 && self.bytes >= self.byte_limit)
@@ -1726,8 +1751,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         Ok(())
     }
 }
-
-use std::future::Future;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     fn poll_read(

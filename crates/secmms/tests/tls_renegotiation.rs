@@ -250,8 +250,14 @@ async fn crl_update_cuts_off_revoked_peer(tls13: bool) {
     for _ in 0..5 {
         c.read_name(&name).await.unwrap();
     }
-    // The client certificate (serial 11) is revoked by a newer CRL.
+    // The client certificate (serial 11) is revoked by a newer CRL. The client stays idle: the
+    // server must act on its own (the periodic evaluation wakes the idle association).
     std::fs::write(&crl, crl_pem(&make_crl_at(&p.ca, &[11], -60, 7))).unwrap();
+    assert!(
+        wait_for(&ev, "TLS_CERT_REVOKED").await,
+        "revoked while idle: {:?}",
+        ev.events()
+    );
     let mut failed = false;
     for _ in 0..100 {
         if c.read_name(&name).await.is_err() {

@@ -632,9 +632,10 @@ impl TlsFinding {
             TlsFinding::CipherDisallowed
             | TlsFinding::CertInvalid
             | TlsFinding::HandshakeFailed => Severity::Error,
+            // §6.2.8: incident "revoked public-key certificate".
+            TlsFinding::CertRevoked => Severity::Incident,
             TlsFinding::InsecureVersion
             | TlsFinding::CertUnavailable
-            | TlsFinding::CertRevoked
             | TlsFinding::CaUnknown
             | TlsFinding::CertSizeExceeded
             | TlsFinding::RenegotiationInsecure
@@ -2059,7 +2060,7 @@ mod tests {
     #[test]
     fn severities_follow_clause_6() {
         assert_eq!(TlsFinding::CertExpired.severity(), Severity::Warning);
-        assert_eq!(TlsFinding::CertRevoked.severity(), Severity::Alarm);
+        assert_eq!(TlsFinding::CertRevoked.severity(), Severity::Incident);
         assert_eq!(TlsFinding::CrlUnavailable.severity(), Severity::Warning);
         assert_eq!(TlsFinding::Disabled.id().1, "TLS_DISABLED");
     }

@@ -176,7 +176,11 @@ async fn refuses_revoked_client_certificate() {
     let ev = refused_client(&pki().revoked, "TLS_CERT_REVOKED").await;
     let e = ev.events();
     let x = e.iter().find(|e| e.mnemonic == "TLS_CERT_REVOKED").unwrap();
-    assert_eq!(x.severity, Severity::Alarm);
+    assert_eq!(
+        x.severity,
+        Severity::Incident,
+        "§6.2.8: revoked is an incident"
+    );
 }
 
 #[tokio::test]

@@ -2057,6 +2057,44 @@ mod tests {
         assert_eq!(TLS_PORT, 3782);
     }
 
+    proptest::proptest! {
+        /// 62351-3 §7: 0 < resumption < renegotiation interval ≤ 24 h (and ≥ 1 min, §6.2).
+        #[test]
+        fn interval_rule_holds(interval in 0u64..200_000, resumption in 0u64..200_000) {
+            let c = TlsConfig {
+                renegotiation_interval_secs: interval,
+                resumption_lifetime_secs: resumption,
+                ..TlsConfig::default()
+            };
+            let want = (MIN_RENEGOTIATION_INTERVAL_SECS..=MAX_RENEGOTIATION_INTERVAL_SECS)
+                .contains(&interval)
+                && resumption > 0
+                && resumption < interval;
+            proptest::prop_assert_eq!(c.validate().is_ok(), want);
+        }
+
+        /// Any list of suite names either validates to a non-empty list without forbidden
+        /// suites, or is refused; never a panic.
+        #[test]
+        fn suite_lists_never_admit_weak_suites(names in proptest::collection::vec(
+            proptest::sample::select(vec![
+                "AES128-SHA256", "TLS_DH_RSA_WITH_AES_128_GCM_SHA256", "RC4-SHA", "NULL-SHA256",
+                "ECDHE-RSA-AES128-GCM-SHA256", "0xC02B", "0x0005", "ADH-AES128-SHA",
+                "TLS_RSA_WITH_3DES_EDE_CBC_SHA", "bogus",
+            ]), 0..5)) {
+            let c = TlsConfig {
+                suites: names.iter().map(|s| s.to_string()).collect(),
+                ..TlsConfig::default()
+            };
+            if let Ok(list) = c.cipher_list() {
+                for bad in ["RC4", "NULL", "ADH", "DES"] {
+                    proptest::prop_assert!(!list.contains(bad), "{}", list);
+                }
+                proptest::prop_assert!(!list.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn severities_follow_clause_6() {
         assert_eq!(TlsFinding::CertExpired.severity(), Severity::Warning);

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use secmms::events::log::{verify_log, LogKey, VerifyError};
+use secmms::events::log::{verify_log_anchored, LogHead, LogKey, VerifyError};
 
 /// `secmms log ...`
 #[derive(Args, Debug)]
@@ -34,13 +34,17 @@ pub struct VerifyArgs {
     /// HMAC key file of a keyed log (raw octets, as given to `[events] log_key`).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
+    /// A head `SEQ:HASH` recorded earlier (printed by a previous verify): the log must still
+    /// contain that record unchanged, which detects truncation of the tail back past it.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub anchor: Option<LogHead>,
     /// Print the result as one JSON object.
     #[arg(long)]
     pub json: bool,
 }
 
-const TAIL_NOTE: &str =
-    "removal of records at the end cannot be seen in the file: compare the head with a copy kept elsewhere";
+const TAIL_NOTE: &str = "records removed from the end cannot be seen in the file: keep the head \
+     (SEQ:HASH) elsewhere and pass it back with --anchor";
 
 /// Runs `secmms log ...`.
 pub fn run(a: LogArgs) -> Result<ExitCode> {
@@ -58,7 +62,7 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
         },
         None => None,
     };
-    match verify_log(&a.file, key.as_ref()) {
+    match verify_log_anchored(&a.file, key.as_ref(), a.anchor.as_ref()) {
         Ok(rep) => {
             if a.json {
                 let v = serde_json::json!({
@@ -68,7 +72,7 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
                 println!("{v}");
             } else {
                 let head = match &rep.head {
-                    Some(h) => format!(", head seq {} hash {}", h.seq, h.hash),
+                    Some(h) => format!(", head {h}"),
                     None => String::new(),
                 };
                 let how = if rep.keyed {

@@ -116,6 +116,33 @@ fn intact_log_passes_and_text_output_is_clear() {
         s.contains("line 5 (seq 5): deleted: expected seq 4, found 5"),
         "{s}"
     );
+    // Anchor: the head printed for the intact log catches a later cut of the tail.
+    let head = format!(
+        "{}:{}",
+        v["head"]["seq"],
+        v["head"]["hash"].as_str().unwrap()
+    );
+    write_lines(&p, &lines[..9]);
+    assert_eq!(
+        verify(&p, None).0,
+        0,
+        "a cut tail is invisible without an anchor"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_secmms"))
+        .args(["log", "verify", "--json", "--anchor", &head])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["bad"]["problem"]["kind"], "truncated", "{j}");
+    write_lines(&p, &lines);
+    let out = Command::new(env!("CARGO_BIN_EXE_secmms"))
+        .args(["log", "verify", "--anchor", &head])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
     // Unreadable file: exit 2.
     let (code, v) = verify(&d.path("missing"), None);
     assert_eq!(code, 2, "{v}");

@@ -26,10 +26,13 @@
 //!   tail is never detectable from the file alone.
 //! * **With a key** ([`LogKey`], HMAC-SHA-256), recomputing the chain needs the key, so edits,
 //!   deletions anywhere but the tail, and wholesale rewrites are detected, as is a downgrade of
-//!   `alg` to plain SHA-256. Tail truncation is still not detectable from the file alone:
-//!   compare the head (`seq` and `hash` of the last record, printed by `secmms log verify` and
-//!   returned by [`ChainedLogSink::head`]) with a copy kept elsewhere (for instance the syslog
-//!   stream, which carries every event). secmms does not implement sealed checkpoints.
+//!   `alg` to plain SHA-256. Tail truncation is still not detectable from the file alone.
+//! * **Anchors.** A head (`SEQ:HASH` of a record, printed by `secmms log verify` and returned
+//!   by [`ChainedLogSink::head`]) copied somewhere the attacker cannot write can be passed back
+//!   to [`verify_log_anchored`] (`secmms log verify --anchor SEQ:HASH`): the log must still hold
+//!   that record unchanged, which detects truncation back past the anchor and any rewrite up to
+//!   it, keyed or not. Records written after the last anchor can still be cut off unseen.
+//!   secmms does not store anchors itself (no sealed checkpoint records, no signing).
 //! * The key must be readable by the writer, so an attacker who owns the writing process owns
 //!   the key: the log protects records already written against later tampering by someone
 //!   without the key, not against a compromised writer.
@@ -290,13 +293,41 @@ fn cut(s: &str, max: usize) -> String {
     format!("{}…", &s[..end])
 }
 
-/// The end of the chain: the last record's sequence number and hash.
+/// The end of the chain: the last record's sequence number and hash. Its text form (and the
+/// form [`LogHead::from_str`](std::str::FromStr) parses, used as `secmms log verify --anchor`)
+/// is `SEQ:HASH`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogHead {
     /// `seq` of the last record.
     pub seq: u64,
     /// `hash` of the last record (hex).
     pub hash: String,
+}
+
+impl std::fmt::Display for LogHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl std::str::FromStr for LogHead {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (seq, hash) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not SEQ:HASH"))?;
+        let seq = seq
+            .parse()
+            .map_err(|_| format!("`{seq}` is not a sequence number"))?;
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("`{hash}` is not 64 hex digits"));
+        }
+        Ok(LogHead {
+            seq,
+            hash: hash.to_ascii_lowercase(),
+        })
+    }
 }
 
 struct Inner {
@@ -564,6 +595,19 @@ pub enum Problem {
         /// The `alg` found.
         found: String,
     },
+    /// The record with the anchor's `seq` has another hash: the log was rewritten since the
+    /// anchor was taken.
+    AnchorMismatch {
+        /// The anchor's `seq`.
+        seq: u64,
+    },
+    /// The log ends before the anchor's `seq`: records were removed from the tail.
+    Truncated {
+        /// The anchor's `seq`.
+        anchor_seq: u64,
+        /// Records found.
+        records: u64,
+    },
 }
 
 impl std::fmt::Display for Problem {
@@ -584,6 +628,17 @@ impl std::fmt::Display for Problem {
                 write!(f, "prev mismatch: the record does not chain to the one before it")
             }
             Problem::KeyRequired => write!(f, "the log is HMAC-keyed: a key is required"),
+            Problem::AnchorMismatch { seq } => write!(
+                f,
+                "anchor mismatch: record seq {seq} differs from the anchor (log rewritten)"
+            ),
+            Problem::Truncated {
+                anchor_seq,
+                records,
+            } => write!(
+                f,
+                "truncated: the log ends after {records} records but the anchor names seq {anchor_seq}"
+            ),
             Problem::WrongAlg { found } => write!(
                 f,
                 "alg `{found}` where `{ALG_HMAC_SHA256}` is required with a key (rewritten without the key?)"
@@ -674,21 +729,33 @@ fn read_line_bounded<R: BufRead>(r: &mut R, buf: &mut Vec<u8>) -> io::Result<Lin
 /// Verifies the log at `path` with memory bounded by [`MAX_LINE_LEN`]; with `key`, the chain
 /// must be HMAC-keyed under it. Returns the first bad record as [`VerifyError::Broken`].
 pub fn verify_log(path: &Path, key: Option<&LogKey>) -> Result<VerifyReport, VerifyError> {
+    verify_log_anchored(path, key, None)
+}
+
+/// [`verify_log`] plus an anchor: a head (`seq`, `hash`) recorded earlier somewhere the attacker
+/// cannot write. The log must still contain that record unchanged, which detects truncation of
+/// the tail back past the anchor and any rewrite up to it (even of an unkeyed log).
+pub fn verify_log_anchored(
+    path: &Path,
+    key: Option<&LogKey>,
+    anchor: Option<&LogHead>,
+) -> Result<VerifyReport, VerifyError> {
     let io = |source| VerifyError::Io {
         path: path.to_owned(),
         source,
     };
     let f = File::open(path).map_err(io)?;
-    verify_reader(BufReader::new(f), key).map_err(|e| match e {
+    verify_reader(BufReader::new(f), key, anchor).map_err(|e| match e {
         VerifyError::Io { source, .. } => io(source),
         other => other,
     })
 }
 
-/// [`verify_log`] over any buffered reader.
+/// [`verify_log_anchored`] over any buffered reader.
 pub fn verify_reader<R: BufRead>(
     mut r: R,
     key: Option<&LogKey>,
+    anchor: Option<&LogHead>,
 ) -> Result<VerifyReport, VerifyError> {
     let ioe = |source| VerifyError::Io {
         path: PathBuf::from("<reader>"),
@@ -810,9 +877,25 @@ pub fn verify_reader<R: BufRead>(
         if rec.prev != prev {
             return Err(bad(seq, Problem::PrevMismatch));
         }
+        if let Some(a) = anchor.filter(|a| a.seq == rec.seq) {
+            if a.hash != rec.hash {
+                return Err(bad(seq, Problem::AnchorMismatch { seq: a.seq }));
+            }
+        }
         keyed = rec.alg == ALG_HMAC_SHA256;
         prev = rec.hash;
         expected += 1;
+    }
+    if let Some(a) = anchor.filter(|a| a.seq >= expected) {
+        return Err(VerifyError::Broken(BadRecord {
+            line: line_no,
+            seq: None,
+            problem: Problem::Truncated {
+                anchor_seq: a.seq,
+                records: expected,
+            },
+            verified: expected,
+        }));
     }
     Ok(VerifyReport {
         records: expected,
@@ -1032,8 +1115,53 @@ mod tests {
     }
 
     #[test]
+    fn anchor_detects_tail_truncation_and_rewrite() {
+        let p = tmp("anchor");
+        let s = ChainedLogSink::open(&p, None, FsyncPolicy::Never).unwrap();
+        for i in 0..6 {
+            s.record(&ev(i));
+        }
+        let anchor: LogHead = s.head().unwrap().to_string().parse().unwrap();
+        assert_eq!(anchor.seq, 5);
+        s.record(&ev(6));
+        verify_log_anchored(&p, None, Some(&anchor)).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        // Tail truncation back past the anchor: the chain itself is fine, the anchor is not.
+        std::fs::write(&p, format!("{}\n", lines[..4].join("\n"))).unwrap();
+        verify_log(&p, None).unwrap();
+        assert!(matches!(
+            verify_log_anchored(&p, None, Some(&anchor)),
+            Err(VerifyError::Broken(BadRecord {
+                problem: Problem::Truncated {
+                    anchor_seq: 5,
+                    records: 4
+                },
+                ..
+            }))
+        ));
+        // Unkeyed full rewrite: caught at the anchored record.
+        let other = LogHead {
+            seq: 5,
+            hash: "ab".repeat(32),
+        };
+        std::fs::write(&p, &text).unwrap();
+        assert!(matches!(
+            verify_log_anchored(&p, None, Some(&other)),
+            Err(VerifyError::Broken(BadRecord {
+                line: 6,
+                problem: Problem::AnchorMismatch { seq: 5 },
+                ..
+            }))
+        ));
+        assert!("5".parse::<LogHead>().is_err());
+        assert!("x:00".parse::<LogHead>().is_err());
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn empty_log_verifies() {
-        let rep = verify_reader(&b""[..], None).unwrap();
+        let rep = verify_reader(&b""[..], None, None).unwrap();
         assert_eq!(rep.records, 0);
         assert_eq!(rep.head, None);
     }

@@ -24,7 +24,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use log::{verify_log, ChainedLogSink, FsyncPolicy, LogKey, VerifyReport};
+pub use log::{
+    verify_log, verify_log_anchored, ChainedLogSink, FsyncPolicy, LogHead, LogKey, VerifyReport,
+};
 /// The event types, re-exported so users of the runtime need not name `secmms-pki`.
 pub use secmms_pki::event::{EventId, MemorySink, SecurityEvent, SecurityEventSink, Severity};
 pub use syslog::{SyslogSink, SyslogTarget};

@@ -66,6 +66,9 @@ pub const MAX_CERT_SIZE: usize = 8192;
 pub const DEFAULT_CRL_EVALUATION_PERIOD_SECS: u64 = 24 * 3600;
 /// Time allowed for a TLS handshake (our DECISION).
 pub const DEFAULT_HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+/// OpenSSL security level (62351-3: RSA ≥ 2048 bits mandatory, SHA-256): level 2 refuses RSA,
+/// DSA and DH keys below 2048 bits and signatures weaker than 112 bits, on both sides.
+pub const OPENSSL_SECURITY_LEVEL: u32 = 2;
 /// TLS 1.3 suites offered when TLS 1.3 is enabled (AES-GCM only, like the IEC 61850 peers).
 pub const TLS13_SUITES: &str = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384";
 
@@ -803,6 +806,7 @@ impl TlsContext {
         } else {
             SslVersion::TLS1_2
         }))?;
+        b.set_security_level(OPENSSL_SECURITY_LEVEL);
         b.set_cipher_list(&cfg.cipher_list()?)?;
         if cfg.tls13 {
             b.set_ciphersuites(TLS13_SUITES)?;

@@ -530,3 +530,36 @@ async fn stapled_ocsp_revoked_is_refused() {
         ev.events()
     );
 }
+
+#[tokio::test]
+async fn refuses_rsa_1024_client_key() {
+    // 62351-3: RSA ≥ 2048 bits is mandatory (1024 deprecated).
+    let dir = temp_dir("weak");
+    let weak = issue(
+        &dir,
+        &pki().ca,
+        LeafSpec {
+            rsa_bits: 1024,
+            ..LeafSpec::new("weak", 30)
+        },
+        "weak",
+    );
+    // We never use such a key ourselves...
+    let (_e, s) = sink();
+    let own = TlsContext::client(&pki().config(&weak), s);
+    assert!(own.is_err(), "our context refuses a 1024-bit key");
+    // ...and refuse a peer that presents one.
+    s_client_refused(
+        vec![
+            "-tls1_2".into(),
+            "-cipher".into(),
+            "DEFAULT@SECLEVEL=0".into(),
+            "-cert".into(),
+            weak.cert_pem.display().to_string(),
+            "-key".into(),
+            weak.key_pem.display().to_string(),
+        ],
+        "TLS_CERT_INVALID",
+    )
+    .await;
+}

@@ -80,6 +80,8 @@ pub struct LeafSpec<'a> {
     /// Octets of filler in a private non-critical extension (oversize certificate).
     pub filler: usize,
     pub serial: u32,
+    /// RSA modulus size.
+    pub rsa_bits: u32,
 }
 
 impl<'a> LeafSpec<'a> {
@@ -91,6 +93,7 @@ impl<'a> LeafSpec<'a> {
             to_days: 30,
             filler: 0,
             serial,
+            rsa_bits: 2048,
         }
     }
 }
@@ -177,7 +180,11 @@ pub fn make_ca(dir: &Path, cn: &str, file: &str) -> Issued {
 
 /// Issues a leaf certificate from `ca` (usable as TLS client and server).
 pub fn issue(dir: &Path, ca: &Issued, spec: LeafSpec<'_>, file: &str) -> Issued {
-    let key = if spec.ecdsa { ec_key() } else { rsa_key() };
+    let key = if spec.ecdsa {
+        ec_key()
+    } else {
+        PKey::from_rsa(Rsa::generate(spec.rsa_bits).unwrap()).unwrap()
+    };
     let mut name = X509NameBuilder::new().unwrap();
     name.append_entry_by_text("CN", spec.cn).unwrap();
     let name = name.build();

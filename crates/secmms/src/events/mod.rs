@@ -1,7 +1,7 @@
 //! The one security-event pipeline of secmms (IEC 62351-4 §4.6, §6.2.8–6.2.9, §14.5).
 //!
 //! Every security layer (T-profile TLS, A-profile, E2E) reports a
-//! [`SecurityEvent`](secmms_pki::event::SecurityEvent) to one
+//! [`SecurityEvent`] to one
 //! [`SecurityEventSink`]. This module provides the sinks the runtime plugs in:
 //!
 //! * [`FanoutSink`] hands each event to several sinks;

@@ -6,7 +6,9 @@ fn ber_corpus_replays_without_panic() {
     let mut n = 0;
     for e in std::fs::read_dir(&dir).expect("corpus directory") {
         let p = e.unwrap().path();
-        if p.file_name().is_some_and(|f| f.to_string_lossy().starts_with('.')) {
+        if p.file_name()
+            .is_some_and(|f| f.to_string_lossy().starts_with('.'))
+        {
             continue;
         }
         secmms_ber::fuzzing::walk_all(&std::fs::read(&p).unwrap());

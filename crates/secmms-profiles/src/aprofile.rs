@@ -1,0 +1,1017 @@
+//! The A-security-profile — IEC 62351-4 clause 11 — as an
+//! [`AssociationSecurity`] hook for `secmms_osi::Association`.
+//!
+//! Construction (what the runtime does):
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use secmms_profiles::aprofile::*;
+//! # use secmms_profiles::policy::*;
+//! # use secmms_osi::{Association, OsiConfig, Role};
+//! # fn cfg() -> AProfileConfig { unimplemented!() }
+//! let shared = AProfileShared::new(
+//!     cfg(),                                   // own certificate + key, validator, options
+//!     PeerTable::require_a_profile(),          // §5.1 bilateral table
+//!     Arc::new(|| 1_750_000_000),              // clock: Unix seconds (sans-IO)
+//!     Arc::new(secmms_pki::event::MemorySink::new()),
+//! ).unwrap();
+//! // Server, one per accepted TCP/TLS connection:
+//! let mut osi = OsiConfig::server_default();
+//! shared.prepare_osi_config(&mut osi, Role::Responder, false);
+//! let conn = ConnectionInfo::default(); // peer IP, TLS or not, TLS certificate fingerprints
+//! let assoc = Association::with_security(Role::Responder, osi, Box::new(shared.responder(conn)));
+//! ```
+//!
+//! Outcomes (§11.4 and its DECISION): a missing mechanism-name is answered with an AARE
+//! `rejected-permanent` / `authentication-mechanism-name-required (12)`, an unknown one with
+//! `authentication-mechanism-name-not-recognized (11)`; every certificate, time, replay and
+//! signature failure is an ABRT `authentication-failure (5)` without an AARE, so the peer cannot
+//! tell which check failed. Peer-policy refusals (§5.1) are an AARE `rejected-permanent` /
+//! `no-reason-given (1)`. Each outcome records one [`SecurityEvent`] (see [`crate::events`]) in
+//! the sink given at construction (DECISION: the hook holds an `Arc<dyn SecurityEventSink>`, so
+//! events reach the log even though the `Association` owns the boxed hook).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use openssl::x509::X509;
+use secmms_ber::Oid;
+use secmms_osi::acse::{
+    abort_diagnostic, associate_result, requirements_authentication, user_diagnostic, Aare, Aarq,
+    Abrt, AeQualifier, ApTitle, AuthenticationValue, External, ExternalEncoding, SourceDiagnostic,
+};
+use secmms_osi::security::{
+    AbortRequest, AssociateVerdict, AssociationSecurity, Rejection, Role, SecurityContext, Verdict,
+};
+use secmms_osi::OsiConfig;
+use secmms_pki::cert::{CertError, CertValidator};
+use secmms_pki::crypto::{algorithm_for, sha256, verify_signature, SigningKey};
+use secmms_pki::event::{SecurityEvent, SecurityEventSink};
+use secmms_pki::PeerIdentity;
+
+use crate::events::{self, AEvent};
+use crate::limits::{
+    MAX_CERTIFICATE_LEN, MAX_REPLAY_ENTRIES, REPLAY_WINDOW_SECS, TIME_WINDOW_SECS,
+};
+use crate::policy::{ApplicationSecurity, PeerPolicy, PeerTable};
+use crate::value::{format_time, parse_time, MmsAuthenticationValue, SignedOver};
+
+/// A-profile mechanism-name 1.0.840.0.1.0.1.1 (spec §9, §11.1; the historical "1 0" prefix is
+/// kept on the wire).
+pub const MECHANISM_NAME: &[u64] = &[1, 0, 840, 0, 1, 0, 1, 1];
+/// Default abstract syntax of the mmsAuthenticationAS presentation context, 1.0.840.0.1.1.4.1
+/// (spec §9 DECISION: a configuration value, [`AProfileConfig::mms_authentication_as`]).
+pub const DEFAULT_MMS_AUTHENTICATION_AS: &[u64] = &[1, 0, 840, 0, 1, 1, 4, 1];
+/// DECISION (Annex G.6.2): the certificate subject must equal the peer's AP-title with its
+/// AE-qualifier appended; default of [`AProfileConfig::require_address_binding`].
+pub const REQUIRE_ADDRESS_BINDING: bool = true;
+
+/// The A-profile mechanism-name as an [`Oid`].
+pub fn mechanism_name() -> Oid {
+    const_oid(MECHANISM_NAME)
+}
+
+fn const_oid(arcs: &[u64]) -> Oid {
+    // Only called with the valid constants of this module (checked by a unit test).
+    Oid::new(arcs).unwrap_or_else(|_| unreachable!("constant OID"))
+}
+
+/// Clock: seconds since the Unix epoch, UTC. Passed in (sans-IO).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Our own A-profile credentials: the application certificate (not the TLS one, Annex G.2) and
+/// its private key.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// DER X.509 application certificate (≤ 8 192 octets).
+    pub certificate: Vec<u8>,
+    /// Its private key (RSA ≥ 2048 per §11.2; an EC key is also accepted by secmms peers).
+    pub key: SigningKey,
+}
+
+/// Configuration of the A-profile shared by every association of a process.
+#[derive(Clone)]
+pub struct AProfileConfig {
+    /// Our credentials; `None` when we never send a value (then only `NON_SECURE` peers work).
+    pub credentials: Option<Credentials>,
+    /// Validates the peer's certificate (trust anchors, path, CRL, Annex G profile).
+    pub validator: Arc<dyn CertValidator>,
+    /// Abstract syntax of the mmsAuthenticationAS context (spec §9 DECISION).
+    pub mms_authentication_as: Oid,
+    /// Accepted clock difference either way (default [`TIME_WINDOW_SECS`]).
+    pub time_window_secs: i64,
+    /// Check the Annex G.6.2 subject binding (default [`REQUIRE_ADDRESS_BINDING`]).
+    pub require_address_binding: bool,
+    /// SHA-256 fingerprints of our own TLS certificates. An authentication-value carrying one of
+    /// them is refused (Annex G.2); [`AProfileShared::new`] refuses our own application
+    /// certificate if it is one of them. The peer's TLS certificate comes per connection in
+    /// [`ConnectionInfo::tls_certificate_fingerprints`].
+    pub tls_certificate_fingerprints: Vec<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AProfileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AProfileConfig")
+            .field("has_credentials", &self.credentials.is_some())
+            .field("mms_authentication_as", &self.mms_authentication_as)
+            .field("time_window_secs", &self.time_window_secs)
+            .field("require_address_binding", &self.require_address_binding)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AProfileConfig {
+    /// A configuration with the spec defaults.
+    pub fn new(credentials: Option<Credentials>, validator: Arc<dyn CertValidator>) -> Self {
+        AProfileConfig {
+            credentials,
+            validator,
+            mms_authentication_as: const_oid(DEFAULT_MMS_AUTHENTICATION_AS),
+            time_window_secs: TIME_WINDOW_SECS,
+            require_address_binding: REQUIRE_ADDRESS_BINDING,
+            tls_certificate_fingerprints: Vec::new(),
+        }
+    }
+}
+
+/// What the transport tells the profile about one connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The peer's IP address (for the §5.1 table).
+    pub peer_address: Option<IpAddr>,
+    /// True when the connection runs over TLS (§6).
+    pub tls: bool,
+    /// SHA-256 fingerprints of the TLS certificates of this connection (the peer's, and ours if
+    /// the runtime likes): an authentication-value carrying one is refused (Annex G.2).
+    pub tls_certificate_fingerprints: Vec<[u8; 32]>,
+}
+
+/// Errors building the shared profile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// Our application certificate is one of our TLS certificates (Annex G.2).
+    #[error("the application certificate is also a TLS certificate (Annex G.2)")]
+    TlsCertificateReused,
+    /// Our application certificate is larger than 8 192 octets (Annex G.3).
+    #[error("the application certificate exceeds 8192 octets")]
+    CertificateTooLarge,
+    /// Our key does not fit §8.
+    #[error("unsupported key: {0}")]
+    Key(String),
+}
+
+/// Replay cache (§11.4 step 4 DECISION): (SHA-256 of the certificate, time string) → expiry.
+#[derive(Debug, Default)]
+pub struct ReplayCache {
+    entries: Mutex<HashMap<([u8; 32], Vec<u8>), i64>>,
+}
+
+/// Result of a replay-cache insertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayCheck {
+    /// First time seen; now remembered.
+    Fresh,
+    /// Seen before within the window.
+    Replayed,
+    /// The cache is full of live entries.
+    Full,
+}
+
+impl ReplayCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<([u8; 32], Vec<u8>), i64>> {
+        match self.entries.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Whether the value was seen and is still live at `now`.
+    pub fn contains(&self, cert: &[u8; 32], time: &[u8], now: i64) -> bool {
+        self.lock()
+            .get(&(*cert, time.to_vec()))
+            .is_some_and(|&exp| exp > now)
+    }
+
+    /// Remembers the value until `now + REPLAY_WINDOW_SECS + window` (long enough that the time
+    /// is stale before the entry goes).
+    pub fn insert(&self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck {
+        let mut g = self.lock();
+        let key = (*cert, time.to_vec());
+        if g.get(&key).is_some_and(|&exp| exp > now) {
+            return ReplayCheck::Replayed;
+        }
+        if g.len() >= MAX_REPLAY_ENTRIES {
+            g.retain(|_, exp| *exp > now);
+            if g.len() >= MAX_REPLAY_ENTRIES {
+                return ReplayCheck::Full;
+            }
+        }
+        g.insert(
+            key,
+            now.saturating_add(REPLAY_WINDOW_SECS)
+                .saturating_add(window),
+        );
+        ReplayCheck::Fresh
+    }
+
+    /// Number of stored entries.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything the associations of one process share: configuration, §5.1 table, clock, replay
+/// cache and event sink. Cheap to clone.
+#[derive(Clone)]
+pub struct AProfileShared {
+    cfg: Arc<AProfileConfig>,
+    table: Arc<PeerTable>,
+    clock: Clock,
+    replay: Arc<ReplayCache>,
+    sink: Arc<dyn SecurityEventSink>,
+}
+
+impl std::fmt::Debug for AProfileShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AProfileShared")
+            .field("cfg", &self.cfg)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AProfileShared {
+    /// Checks our credentials (size, key, Annex G.2 separation) and builds the shared state.
+    pub fn new(
+        cfg: AProfileConfig,
+        table: PeerTable,
+        clock: Clock,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<Self, ProfileError> {
+        if let Some(c) = &cfg.credentials {
+            if c.certificate.len() > MAX_CERTIFICATE_LEN {
+                return Err(ProfileError::CertificateTooLarge);
+            }
+            if cfg
+                .tls_certificate_fingerprints
+                .contains(&sha256(&c.certificate))
+            {
+                return Err(ProfileError::TlsCertificateReused);
+            }
+            algorithm_for(c.key.pkey()).map_err(|e| ProfileError::Key(e.to_string()))?;
+        }
+        Ok(AProfileShared {
+            cfg: Arc::new(cfg),
+            table: Arc::new(table),
+            clock,
+            replay: Arc::new(ReplayCache::new()),
+            sink,
+        })
+    }
+
+    /// The replay cache (for inspection).
+    pub fn replay_cache(&self) -> &ReplayCache {
+        &self.replay
+    }
+
+    /// Adds the mmsAuthenticationAS context to `osi` where §11.1/§11.3 want it: always as
+    /// responder (so it can be accepted when proposed; it stays optional on receive), and as
+    /// initiator unless `sisco_compat`.
+    pub fn prepare_osi_config(&self, osi: &mut OsiConfig, role: Role, sisco_compat: bool) {
+        let as_ = &self.cfg.mms_authentication_as;
+        let want = role == Role::Responder || !sisco_compat;
+        if want && !osi.extra_abstract_syntaxes.contains(as_) {
+            osi.extra_abstract_syntaxes.push(as_.clone());
+        }
+    }
+
+    /// The hook for a server-side association on `conn`.
+    pub fn responder(&self, conn: ConnectionInfo) -> AProfile {
+        AProfile::new(self.clone(), Role::Responder, conn, None, None)
+    }
+
+    /// The hook for a client-side association on `conn` towards the peer described by `peer`
+    /// (its §5.1 row). `peer_identity` is the AP-title + AE-qualifier the peer's certificate
+    /// must carry when its AARE has no responding titles (normally the called AP-title with
+    /// the called AE-qualifier appended; see [`identity_of`]).
+    pub fn initiator(
+        &self,
+        conn: ConnectionInfo,
+        peer: PeerPolicy,
+        peer_identity: Option<PeerIdentity>,
+    ) -> AProfile {
+        AProfile::new(
+            self.clone(),
+            Role::Initiator,
+            conn,
+            Some(peer),
+            peer_identity,
+        )
+    }
+}
+
+/// The Annex G.6.2 identity of an AP-title and AE-qualifier: the AE-qualifier appended to the
+/// AP-title as a last arc. `None` unless both are form 2 and the qualifier is non-negative.
+pub fn identity_of(ap_title: Option<&Oid>, ae_qualifier: Option<i64>) -> Option<PeerIdentity> {
+    let ap = ap_title?;
+    let q = u64::try_from(ae_qualifier?).ok()?;
+    let mut arcs = ap.arcs().to_vec();
+    arcs.push(q);
+    Oid::new(&arcs).ok().map(PeerIdentity::ApTitle)
+}
+
+fn form2_ap(t: &Option<ApTitle>) -> Option<&Oid> {
+    match t {
+        Some(ApTitle::Form2(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn form2_ae(q: &Option<AeQualifier>) -> Option<i64> {
+    match q {
+        Some(AeQualifier::Form2(v)) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Why the verification of an MMS-Authentication-value failed (each maps to one event; all map
+/// to the same ABRT `authentication-failure` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// No authentication-value, wrong alternative, or undecodable value.
+    #[error("authentication-value malformed: {0}")]
+    Malformed(String),
+    /// Certificate over 8 192 octets.
+    #[error("certificate of {0} octets exceeds 8192")]
+    CertificateTooLarge(usize),
+    /// A TLS certificate was used as application certificate (Annex G.2).
+    #[error("TLS certificate reused as application certificate")]
+    TlsCertificateReused,
+    /// Certificate expired.
+    #[error("certificate expired")]
+    Expired,
+    /// Certificate not yet valid.
+    #[error("certificate not yet valid")]
+    NotYetValid,
+    /// Certificate revoked.
+    #[error("certificate revoked")]
+    Revoked,
+    /// Unknown issuing CA.
+    #[error("certificate issuer unknown: {0}")]
+    UnknownCa(String),
+    /// Other certificate failure.
+    #[error("certificate invalid: {0}")]
+    CertificateInvalid(String),
+    /// Subject does not bind to the peer's address.
+    #[error("certificate subject does not match the peer: {0}")]
+    AddressMismatch(String),
+    /// `time` not parseable.
+    #[error("time is not a GeneralizedTime")]
+    TimeInvalid,
+    /// `time` outside the window.
+    #[error("time {time} differs from local time {now} by more than {window} s")]
+    TimeStale {
+        /// The peer's time, Unix seconds.
+        time: i64,
+        /// Local time.
+        now: i64,
+        /// Window.
+        window: i64,
+    },
+    /// `time` replayed.
+    #[error("time value replayed")]
+    Replayed,
+    /// Signature invalid.
+    #[error("signature invalid")]
+    BadSignature,
+    /// Replay cache full.
+    #[error("replay cache full")]
+    ReplayCacheFull,
+}
+
+impl AuthFailure {
+    /// The event that records this failure.
+    pub fn event(&self) -> AEvent {
+        match self {
+            AuthFailure::Malformed(_) => events::VALUE_MALFORMED,
+            AuthFailure::CertificateTooLarge(_) => events::CERT_TOO_LARGE,
+            AuthFailure::TlsCertificateReused => events::TLS_CERT_REUSED,
+            AuthFailure::Expired => events::CERT_EXPIRED,
+            AuthFailure::NotYetValid => events::CERT_NOT_YET_VALID,
+            AuthFailure::Revoked => events::CERT_REVOKED,
+            AuthFailure::UnknownCa(_) => events::CA_UNKNOWN,
+            AuthFailure::CertificateInvalid(_) => events::CERT_INVALID,
+            AuthFailure::AddressMismatch(_) => events::ADDRESS_MISMATCH,
+            AuthFailure::TimeInvalid => events::TIME_INVALID,
+            AuthFailure::TimeStale { .. } => events::TIME_STALE,
+            AuthFailure::Replayed => events::TIME_REPLAYED,
+            AuthFailure::BadSignature => events::SIGNATURE_INVALID,
+            AuthFailure::ReplayCacheFull => events::REPLAY_CACHE_FULL,
+        }
+    }
+}
+
+/// A verified peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedPeer {
+    /// SHA-256 of the peer's application certificate.
+    pub fingerprint: [u8; 32],
+    /// The identity in its subject.
+    pub identity: Option<PeerIdentity>,
+    /// Which octets the signature covered.
+    pub signed_over: SignedOver,
+}
+
+/// Inputs of [`verify_value`] besides the value.
+#[derive(Clone, Copy)]
+pub struct VerifyInput<'a> {
+    /// The certificate validator.
+    pub validator: &'a dyn CertValidator,
+    /// Local time, Unix seconds.
+    pub now: i64,
+    /// Accepted clock difference.
+    pub window: i64,
+    /// TLS certificate fingerprints that must not appear (Annex G.2).
+    pub tls_fingerprints: &'a [[u8; 32]],
+    /// The identity the subject must carry (Annex G.6.2), if checked.
+    pub expected_identity: Option<&'a PeerIdentity>,
+    /// A further subject required by the peer's §5.1 row.
+    pub configured_subject: Option<&'a PeerIdentity>,
+    /// The replay cache.
+    pub replay: &'a ReplayCache,
+}
+
+/// Verifies a decoded MMS-Authentication-value in the order of §11.4: size, Annex G.2
+/// separation, certificate (path, validity, revocation, Annex G profile), G.6 binding, time
+/// window, replay, signature; the value is remembered for the replay check only once its
+/// signature verified (so forged values cannot block a genuine one).
+pub fn verify_value(
+    v: &MmsAuthenticationValue,
+    inp: &VerifyInput<'_>,
+) -> Result<AuthenticatedPeer, AuthFailure> {
+    if v.certificate.len() > MAX_CERTIFICATE_LEN {
+        return Err(AuthFailure::CertificateTooLarge(v.certificate.len()));
+    }
+    let fingerprint = sha256(&v.certificate);
+    if inp.tls_fingerprints.contains(&fingerprint) {
+        return Err(AuthFailure::TlsCertificateReused);
+    }
+    let validated = inp
+        .validator
+        .validate(&v.certificate, &[], inp.now)
+        .map_err(|e| classify_cert_error(e, &v.certificate, inp.now))?;
+    let identity = validated.info.identity.clone();
+    if let Some(want) = inp.expected_identity {
+        if identity.as_ref() != Some(want) {
+            return Err(AuthFailure::AddressMismatch(format!(
+                "subject {identity:?}, peer {want:?}"
+            )));
+        }
+    }
+    if let Some(want) = inp.configured_subject {
+        if identity.as_ref() != Some(want) {
+            return Err(AuthFailure::AddressMismatch(format!(
+                "subject {identity:?}, configured {want:?}"
+            )));
+        }
+    }
+    let t = parse_time(&v.time).map_err(|_| AuthFailure::TimeInvalid)?;
+    if t.abs_diff(inp.now) > inp.window.unsigned_abs() {
+        return Err(AuthFailure::TimeStale {
+            time: t,
+            now: inp.now,
+            window: inp.window,
+        });
+    }
+    if inp.replay.contains(&fingerprint, &v.time, inp.now) {
+        return Err(AuthFailure::Replayed);
+    }
+    let alg = algorithm_for(&validated.public_key)
+        .map_err(|e| AuthFailure::CertificateInvalid(e.to_string()))?;
+    let signed_over = v
+        .signed_variants()
+        .into_iter()
+        .find(|(_, data)| verify_signature(&validated.public_key, alg, data, &v.signature).is_ok())
+        .map(|(which, _)| which)
+        .ok_or(AuthFailure::BadSignature)?;
+    match inp
+        .replay
+        .insert(&fingerprint, &v.time, inp.now, inp.window)
+    {
+        ReplayCheck::Fresh => {}
+        ReplayCheck::Replayed => return Err(AuthFailure::Replayed),
+        ReplayCheck::Full => return Err(AuthFailure::ReplayCacheFull),
+    }
+    Ok(AuthenticatedPeer {
+        fingerprint,
+        identity,
+        signed_over,
+    })
+}
+
+/// Maps a validator error to the failure reported. The OpenSSL validator reports path errors as
+/// text, so the validity period is re-read from the certificate to tell expiry apart.
+fn classify_cert_error(e: CertError, der: &[u8], now: i64) -> AuthFailure {
+    match e {
+        CertError::Revoked => AuthFailure::Revoked,
+        CertError::Path(msg) => {
+            if let Some(f) = validity_failure(der, now) {
+                return f;
+            }
+            let m = msg.to_ascii_lowercase();
+            if m.contains("issuer") || m.contains("self-signed") || m.contains("self signed") {
+                AuthFailure::UnknownCa(msg)
+            } else {
+                AuthFailure::CertificateInvalid(msg)
+            }
+        }
+        other => AuthFailure::CertificateInvalid(other.to_string()),
+    }
+}
+
+fn validity_failure(der: &[u8], now: i64) -> Option<AuthFailure> {
+    let cert = X509::from_der(der).ok()?;
+    let t = openssl::asn1::Asn1Time::from_unix(now as _).ok()?;
+    if cert.not_after().compare(&t).ok()? == std::cmp::Ordering::Less {
+        return Some(AuthFailure::Expired);
+    }
+    if cert.not_before().compare(&t).ok()? == std::cmp::Ordering::Greater {
+        return Some(AuthFailure::NotYetValid);
+    }
+    None
+}
+
+/// Extracts the MMS-Authentication-value from an ACSE Authentication-value: the `external [2]`
+/// alternative with `single-ASN1-type`; any subset of direct- and indirect-reference is accepted
+/// (§11.3 DECISION). Returns the value and the indirect-reference seen.
+pub fn extract_value(
+    av: Option<&AuthenticationValue>,
+) -> Result<(MmsAuthenticationValue, Option<i64>), AuthFailure> {
+    let Some(AuthenticationValue::External(e)) = av else {
+        return Err(AuthFailure::Malformed(
+            "authentication-value absent or not EXTERNAL".into(),
+        ));
+    };
+    let ExternalEncoding::SingleAsn1Type(bytes) = &e.encoding else {
+        return Err(AuthFailure::Malformed(
+            "EXTERNAL encoding is not single-ASN1-type".into(),
+        ));
+    };
+    let v =
+        MmsAuthenticationValue::decode(bytes).map_err(|e| AuthFailure::Malformed(e.to_string()))?;
+    Ok((v, e.indirect_reference))
+}
+
+/// Builds our MMS-Authentication-value at `now` (§11.2 DECISION: time `YYYYMMDDHHMMSSZ`,
+/// signature over the raw time octets).
+pub fn build_value(creds: &Credentials, now: i64) -> Result<MmsAuthenticationValue, String> {
+    let time = format_time(now).into_bytes();
+    let signature = creds.key.sign(&time).map_err(|e| e.to_string())?;
+    Ok(MmsAuthenticationValue {
+        certificate: creds.certificate.clone(),
+        time,
+        signature,
+        time_tlv: Vec::new(),
+    })
+}
+
+/// Wraps an encoded value as `external [2]` with `single-ASN1-type` and the given
+/// indirect-reference (§11.3).
+pub fn wrap_value(
+    v: &MmsAuthenticationValue,
+    indirect_reference: Option<i64>,
+) -> AuthenticationValue {
+    AuthenticationValue::External(External {
+        direct_reference: None,
+        indirect_reference,
+        data_value_descriptor: None,
+        encoding: ExternalEncoding::SingleAsn1Type(v.encode()),
+        raw: Vec::new(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    /// Initiator: AARQ sent; `sent` = our value went in it.
+    AwaitingAare {
+        sent: bool,
+    },
+    /// Responder: AARQ accepted by the hook; answer with our value (mirroring this
+    /// indirect-reference) when `respond`.
+    AarqAccepted {
+        respond: bool,
+        indirect: Option<i64>,
+    },
+    Done,
+}
+
+/// The A-security-profile hook of one association. Build it with [`AProfileShared::responder`]
+/// or [`AProfileShared::initiator`].
+pub struct AProfile {
+    shared: AProfileShared,
+    role: Role,
+    conn: ConnectionInfo,
+    peer: Option<PeerPolicy>,
+    peer_identity: Option<PeerIdentity>,
+    phase: Phase,
+    authenticated: Option<AuthenticatedPeer>,
+}
+
+impl std::fmt::Debug for AProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AProfile")
+            .field("role", &self.role)
+            .field("conn", &self.conn)
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
+}
+
+fn abort(diag: i64) -> AbortRequest {
+    AbortRequest {
+        diagnostic: Some(diag),
+        user_information: Vec::new(),
+    }
+}
+
+fn reject(diag: i64) -> Rejection {
+    Rejection {
+        result: associate_result::REJECTED_PERMANENT,
+        diagnostic: SourceDiagnostic::ServiceUser(diag),
+        user_information: Vec::new(),
+    }
+}
+
+impl AProfile {
+    fn new(
+        shared: AProfileShared,
+        role: Role,
+        conn: ConnectionInfo,
+        peer: Option<PeerPolicy>,
+        peer_identity: Option<PeerIdentity>,
+    ) -> Self {
+        AProfile {
+            shared,
+            role,
+            conn,
+            peer,
+            peer_identity,
+            phase: Phase::Idle,
+            authenticated: None,
+        }
+    }
+
+    /// The peer verified on this association, if any.
+    pub fn authenticated_peer(&self) -> Option<&AuthenticatedPeer> {
+        self.authenticated.as_ref()
+    }
+
+    fn emit(&self, ev: AEvent, message: String) {
+        let who = self
+            .peer
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or_else(|| self.conn.peer_address.map(|a| a.to_string()));
+        self.shared.sink.record(&SecurityEvent {
+            id: ev.id,
+            mnemonic: ev.mnemonic,
+            severity: ev.severity,
+            message,
+            association: who,
+        });
+    }
+
+    fn now(&self) -> i64 {
+        (self.shared.clock)()
+    }
+
+    fn tls_fingerprints(&self) -> Vec<[u8; 32]> {
+        let mut v = self.shared.cfg.tls_certificate_fingerprints.clone();
+        v.extend_from_slice(&self.conn.tls_certificate_fingerprints);
+        v
+    }
+
+    /// Verifies a received value and records the outcome.
+    fn verify(
+        &mut self,
+        av: Option<&AuthenticationValue>,
+        expected: Option<PeerIdentity>,
+    ) -> Result<Option<i64>, AuthFailure> {
+        let (v, indirect) = extract_value(av)?;
+        let cfg = &self.shared.cfg;
+        let tls = self.tls_fingerprints();
+        let configured = self
+            .peer
+            .as_ref()
+            .and_then(|p| p.certificate_subject.clone());
+        let inp = VerifyInput {
+            validator: cfg.validator.as_ref(),
+            now: self.now(),
+            window: cfg.time_window_secs,
+            tls_fingerprints: &tls,
+            expected_identity: if cfg.require_address_binding {
+                // Binding required: an unknown address never matches.
+                Some(expected.as_ref().unwrap_or(&NO_IDENTITY))
+            } else {
+                None
+            },
+            configured_subject: configured.as_ref(),
+            replay: &self.shared.replay,
+        };
+        let peer = verify_value(&v, &inp)?;
+        if peer.signed_over != SignedOver::RawTime {
+            self.emit(
+                events::SIGNATURE_FALLBACK,
+                format!("signature verified over {:?}", peer.signed_over),
+            );
+        }
+        self.emit(
+            events::AUTHENTICATED,
+            format!("peer authenticated: {:?}", peer.identity),
+        );
+        self.authenticated = Some(peer);
+        Ok(indirect)
+    }
+
+    fn own_value(&self, indirect: Option<i64>) -> Result<AuthenticationValue, AbortRequest> {
+        let Some(creds) = &self.shared.cfg.credentials else {
+            self.emit(
+                events::LOCAL_FAILURE,
+                "no A-profile credentials configured".into(),
+            );
+            return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
+        };
+        match build_value(creds, self.now()) {
+            Ok(v) => Ok(wrap_value(&v, indirect)),
+            Err(e) => {
+                self.emit(events::LOCAL_FAILURE, format!("signing failed: {e}"));
+                Err(abort(abort_diagnostic::NO_REASON_GIVEN))
+            }
+        }
+    }
+}
+
+/// An identity that matches no certificate (used when the peer's address is unknown).
+static NO_IDENTITY: PeerIdentity = PeerIdentity::Jid(String::new());
+
+impl AssociationSecurity for AProfile {
+    fn decorate_aarq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        let Some(peer) = self.peer.clone() else {
+            self.emit(
+                events::POLICY_REFUSED,
+                "no peer policy for the initiator".into(),
+            );
+            return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
+        };
+        if !peer.transport.allows(self.conn.tls) {
+            self.emit(
+                events::POLICY_REFUSED,
+                format!(
+                    "transport {} does not meet {:?}",
+                    if self.conn.tls { "TLS" } else { "TCP" },
+                    peer.transport
+                ),
+            );
+            return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
+        }
+        match peer.application {
+            ApplicationSecurity::EndToEndSecure => {
+                self.emit(
+                    events::POLICY_REFUSED,
+                    "peer requires END-TO-END SECURE; the A-profile cannot provide it".into(),
+                );
+                Err(abort(abort_diagnostic::NO_REASON_GIVEN))
+            }
+            ApplicationSecurity::NonSecure => {
+                self.phase = Phase::AwaitingAare { sent: false };
+                Ok(())
+            }
+            ApplicationSecurity::Secure => {
+                // §11.3 DECISION: indirect-reference = pcid of mmsAuthenticationAS when that
+                // context was proposed, nothing in sisco_compat mode.
+                let pcid = if peer.sisco_compat {
+                    None
+                } else {
+                    ctx.context_id(&self.shared.cfg.mms_authentication_as)
+                        .map(i64::from)
+                };
+                let value = self.own_value(pcid)?;
+                aarq.sender_acse_requirements = Some(requirements_authentication());
+                aarq.mechanism_name = Some(mechanism_name());
+                aarq.calling_authentication_value = Some(value);
+                self.phase = Phase::AwaitingAare { sent: true };
+                Ok(())
+            }
+        }
+    }
+
+    fn check_aarq(&mut self, _ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
+        let ap = form2_ap(&aarq.calling_ap_title);
+        let ae = form2_ae(&aarq.calling_ae_qualifier);
+        let Some(peer) = self
+            .shared
+            .table
+            .find(self.conn.peer_address, ap, ae)
+            .cloned()
+        else {
+            self.emit(
+                events::POLICY_REFUSED,
+                format!("no bilateral-table entry for {ap:?}/{ae:?}"),
+            );
+            return AssociateVerdict::Reject(reject(user_diagnostic::NO_REASON_GIVEN));
+        };
+        self.peer = Some(peer.clone());
+        if !peer.transport.allows(self.conn.tls) {
+            self.emit(
+                events::POLICY_REFUSED,
+                format!(
+                    "transport {} does not meet {:?}",
+                    if self.conn.tls { "TLS" } else { "TCP" },
+                    peer.transport
+                ),
+            );
+            return AssociateVerdict::Reject(reject(user_diagnostic::NO_REASON_GIVEN));
+        }
+        if peer.application == ApplicationSecurity::EndToEndSecure {
+            self.emit(
+                events::POLICY_REFUSED,
+                "peer requires END-TO-END SECURE; the A-profile cannot provide it".into(),
+            );
+            return AssociateVerdict::Reject(reject(user_diagnostic::NO_REASON_GIVEN));
+        }
+        let required = peer.application == ApplicationSecurity::Secure;
+        match &aarq.mechanism_name {
+            None if !required && aarq.calling_authentication_value.is_none() => {
+                self.phase = Phase::AarqAccepted {
+                    respond: false,
+                    indirect: None,
+                };
+                return AssociateVerdict::ACCEPT;
+            }
+            None => {
+                self.emit(
+                    events::MECHANISM_REQUIRED,
+                    "AARQ without mechanism-name".into(),
+                );
+                return AssociateVerdict::Reject(reject(
+                    user_diagnostic::AUTHENTICATION_MECHANISM_NAME_REQUIRED,
+                ));
+            }
+            Some(m) if m.arcs() != MECHANISM_NAME => {
+                self.emit(
+                    events::MECHANISM_UNKNOWN,
+                    format!("AARQ mechanism-name {m}"),
+                );
+                return AssociateVerdict::Reject(reject(
+                    user_diagnostic::AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
+                ));
+            }
+            Some(_) => {}
+        }
+        let expected = identity_of(ap, ae);
+        match self.verify(aarq.calling_authentication_value.as_ref(), expected) {
+            Ok(indirect) => {
+                self.phase = Phase::AarqAccepted {
+                    respond: true,
+                    indirect,
+                };
+                AssociateVerdict::ACCEPT
+            }
+            Err(f) => {
+                self.emit(f.event(), f.to_string());
+                self.phase = Phase::Done;
+                AssociateVerdict::Abort(abort(abort_diagnostic::AUTHENTICATION_FAILURE))
+            }
+        }
+    }
+
+    fn decorate_aare(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        aare: &mut Aare,
+    ) -> Result<(), AbortRequest> {
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        if aare.result != associate_result::ACCEPTED {
+            return Ok(());
+        }
+        if let Phase::AarqAccepted {
+            respond: true,
+            indirect,
+        } = phase
+        {
+            // §11.4 step 6 with the §11.3 mirror DECISION.
+            let value = self.own_value(indirect)?;
+            aare.responder_acse_requirements = Some(requirements_authentication());
+            aare.mechanism_name = Some(mechanism_name());
+            aare.responding_authentication_value = Some(value);
+        }
+        Ok(())
+    }
+
+    fn check_aare(&mut self, _ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        let sent = matches!(phase, Phase::AwaitingAare { sent: true });
+        if !sent && aare.mechanism_name.is_none() && aare.responding_authentication_value.is_none()
+        {
+            return Verdict::ACCEPT;
+        }
+        match &aare.mechanism_name {
+            None => {
+                self.emit(
+                    events::MECHANISM_REQUIRED,
+                    "AARE without mechanism-name".into(),
+                );
+                return Verdict::Abort(abort(
+                    abort_diagnostic::AUTHENTICATION_MECHANISM_NAME_REQUIRED,
+                ));
+            }
+            Some(m) if m.arcs() != MECHANISM_NAME => {
+                self.emit(
+                    events::MECHANISM_UNKNOWN,
+                    format!("AARE mechanism-name {m}"),
+                );
+                return Verdict::Abort(abort(
+                    abort_diagnostic::AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
+                ));
+            }
+            Some(_) => {}
+        }
+        // Binding: the responding titles when the AARE carries them, else the called ones.
+        let expected = identity_of(
+            form2_ap(&aare.responding_ap_title),
+            form2_ae(&aare.responding_ae_qualifier),
+        )
+        .or_else(|| self.peer_identity.clone());
+        match self.verify(aare.responding_authentication_value.as_ref(), expected) {
+            Ok(_) => Verdict::ACCEPT,
+            Err(f) => {
+                self.emit(f.event(), f.to_string());
+                Verdict::Abort(abort(abort_diagnostic::AUTHENTICATION_FAILURE))
+            }
+        }
+    }
+
+    fn check_abrt(&mut self, _ctx: &SecurityContext<'_>, abrt: &Abrt) {
+        if matches!(self.phase, Phase::AwaitingAare { sent: true }) {
+            self.emit(
+                events::PEER_ABORTED,
+                format!(
+                    "peer aborted during authentication (diagnostic {:?})",
+                    abrt.diagnostic
+                ),
+            );
+        }
+        self.phase = Phase::Done;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants() {
+        assert_eq!(
+            mechanism_name().to_ber_content(),
+            [0x28, 0x86, 0x48, 0, 1, 0, 1, 1]
+        );
+        assert_eq!(
+            const_oid(DEFAULT_MMS_AUTHENTICATION_AS).to_string(),
+            "1.0.840.0.1.1.4.1"
+        );
+        let ap: Oid = "1.1.1.999.1".parse().unwrap();
+        assert_eq!(
+            identity_of(Some(&ap), Some(12)),
+            Some(PeerIdentity::ApTitle("1.1.1.999.1.12".parse().unwrap()))
+        );
+        assert_eq!(identity_of(Some(&ap), Some(-1)), None);
+        assert_eq!(identity_of(None, Some(12)), None);
+    }
+
+    #[test]
+    fn replay_cache_expiry_and_bound() {
+        let c = ReplayCache::new();
+        let k = [1u8; 32];
+        assert_eq!(c.insert(&k, b"t", 100, 600), ReplayCheck::Fresh);
+        assert!(c.contains(&k, b"t", 100));
+        assert_eq!(c.insert(&k, b"t", 101, 600), ReplayCheck::Replayed);
+        assert!(!c.contains(&k, b"t", 100 + 1200));
+        assert_eq!(c.insert(&k, b"t", 100 + 1200, 600), ReplayCheck::Fresh);
+        assert_eq!(c.len(), 1);
+    }
+}

@@ -114,6 +114,7 @@ pub const DEFAULT_SYSLOG_FACILITY: u8 = Severity::SYSLOG_FACILITY_LOG_AUDIT;
 /// fsync = "always"                  # "never" | "always" | "severe" (alarm and incident)
 /// syslog = "udp:127.0.0.1:514"      # or "unix:/dev/log"
 /// syslog_facility = 13              # log audit (§14.5 PRIs)
+/// syslog_anchor = true              # loghead="SEQ:HASH" in every syslog message
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -132,6 +133,9 @@ pub struct EventsConfig {
     pub syslog_facility: u8,
     /// HOSTNAME field of syslog messages; by default the kernel host name.
     pub syslog_hostname: Option<String>,
+    /// Add the log's head (`loghead="SEQ:HASH"`) to every syslog message, so the syslog server
+    /// holds anchors against tail truncation of the log (default true; needs `log`).
+    pub syslog_anchor: bool,
 }
 
 impl Default for EventsConfig {
@@ -144,6 +148,7 @@ impl Default for EventsConfig {
             syslog: None,
             syslog_facility: DEFAULT_SYSLOG_FACILITY,
             syslog_hostname: None,
+            syslog_anchor: true,
         }
     }
 }
@@ -176,18 +181,24 @@ impl EventsConfig {
         if self.tracing {
             out.push(Arc::new(crate::tls::TracingSink));
         }
+        let mut log = None;
         if let Some(path) = &self.log {
             let key = match &self.log_key {
                 Some(k) => Some(LogKey::from_file(k)?),
                 None => None,
             };
-            out.push(Arc::new(ChainedLogSink::open(path, key, self.fsync)?));
+            let sink = Arc::new(ChainedLogSink::open(path, key, self.fsync)?);
+            out.push(sink.clone());
+            log = Some(sink);
         }
         if let Some(s) = &self.syslog {
             let target = SyslogTarget::parse(s)?;
             let mut sink = SyslogSink::new(target, self.syslog_facility)?;
             if let Some(h) = &self.syslog_hostname {
                 sink = sink.with_hostname(h);
+            }
+            if let Some(l) = log.filter(|_| self.syslog_anchor) {
+                sink = sink.with_log_anchor(l);
             }
             out.push(Arc::new(sink));
         }
@@ -215,6 +226,61 @@ mod tests {
         assert_eq!(a.events(), vec![e.clone()]);
         assert_eq!(b.events(), vec![e]);
         assert_eq!(f.len(), 2);
+    }
+
+    #[test]
+    fn build_wires_log_and_syslog_with_anchor() {
+        let dir = std::env::temp_dir().join(format!("secmms-events-build-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let key = dir.join("k");
+        std::fs::write(&key, [3u8; 32]).unwrap();
+        let cfg = EventsConfig {
+            tracing: true,
+            log: Some(dir.join("ev.jsonl")),
+            log_key: Some(key.clone()),
+            syslog: Some(format!("udp:{}", rx.local_addr().unwrap())),
+            ..EventsConfig::default()
+        };
+        let sink = cfg.build().unwrap();
+        assert_eq!(sink.len(), 3);
+        let mut heads = Vec::new();
+        for i in 0..3 {
+            sink.record(&SecurityEvent {
+                id: EventId::tls(7),
+                mnemonic: "TLS_CERT_REVOKED",
+                severity: Severity::Incident,
+                message: format!("revoked {i}"),
+                association: None,
+            });
+            let mut buf = [0u8; 2048];
+            let n = rx.recv(&mut buf).unwrap();
+            let m = std::str::from_utf8(&buf[..n]).unwrap().to_owned();
+            assert!(m.starts_with("<106>1 "), "{m}");
+            let h = m
+                .split("loghead=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            heads.push(h.parse::<LogHead>().unwrap());
+        }
+        assert_eq!(heads[2].seq, 2);
+        let k = LogKey::from_file(&key).unwrap();
+        let p = dir.join("ev.jsonl");
+        verify_log_anchored(&p, Some(&k), Some(&heads[2])).unwrap();
+        // Cut the last record: the chain is still fine, the syslog anchor is not.
+        let text = std::fs::read_to_string(&p).unwrap();
+        let cut: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&p, cut).unwrap();
+        verify_log(&p, Some(&k)).unwrap();
+        assert!(verify_log_anchored(&p, Some(&k), Some(&heads[2])).is_err());
+        verify_log_anchored(&p, Some(&k), Some(&heads[1])).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

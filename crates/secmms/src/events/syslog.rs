@@ -15,6 +15,11 @@
 //!   known, the association;
 //! * MSG is the UTF-8 message preceded by the BOM RFC 5424 §6.4 asks for.
 //!
+//! With [`SyslogSink::with_log_anchor`] every message also carries `loghead="SEQ:HASH"`, the
+//! current head of the tamper-evident log. Any such value is a valid anchor for
+//! `secmms log verify --anchor`, so the syslog server's copy lets an auditor detect records cut
+//! from the tail of the log file (see [`super::log`]).
+//!
 //! Sending never blocks and never fails the caller: sockets are non-blocking and a datagram
 //! that cannot be sent is counted ([`SyslogSink::dropped`]) and dropped.
 
@@ -22,10 +27,12 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use secmms_pki::event::{SecurityEvent, SecurityEventSink};
 
+use super::log::{ChainedLogSink, LogHead};
 use super::time::rfc3339_utc;
 
 /// Highest syslog facility code (local7), RFC 5424 §6.2.1.
@@ -40,6 +47,8 @@ pub const SD_ID: &str = "secmms@32473";
 pub const MAX_DATAGRAM: usize = 2048;
 /// Longest MSGID, RFC 5424 §6.2.7.
 pub const MAX_MSGID: usize = 32;
+/// Most characters of the association copied into STRUCTURED-DATA.
+pub const MAX_SD_ASSOCIATION: usize = 128;
 /// Longest HOSTNAME, RFC 5424 §6.2.4.
 pub const MAX_HOSTNAME: usize = 255;
 
@@ -129,6 +138,7 @@ pub struct SyslogSink {
     hostname: String,
     procid: String,
     dropped: AtomicU64,
+    anchor: Option<Arc<ChainedLogSink>>,
 }
 
 impl std::fmt::Debug for SyslogSink {
@@ -174,13 +184,15 @@ fn sd_escape(v: &str, out: &mut String) {
 }
 
 /// Formats one RFC 5424 message (see the module docs), cut to [`MAX_DATAGRAM`] octets at a
-/// character boundary. `facility` must be at most [`MAX_FACILITY`].
+/// character boundary. `facility` must be at most [`MAX_FACILITY`]; `loghead`, when given, is
+/// added as the `loghead` SD-PARAM.
 pub fn format_rfc5424(
     event: &SecurityEvent,
     facility: u8,
     time: SystemTime,
     hostname: &str,
     procid: &str,
+    loghead: Option<&LogHead>,
 ) -> String {
     let pri =
         u16::from(facility.min(MAX_FACILITY)) * 8 + u16::from(event.severity.syslog_severity());
@@ -197,8 +209,13 @@ pub fn format_rfc5424(
     s.push('"');
     if let Some(a) = &event.association {
         s.push_str(" assoc=\"");
-        sd_escape(a, &mut s);
+        // Bounded so the header and SD always fit in one datagram; only MSG is ever cut.
+        let a: String = a.chars().take(MAX_SD_ASSOCIATION).collect();
+        sd_escape(&a, &mut s);
         s.push('"');
+    }
+    if let Some(h) = loghead {
+        s.push_str(&format!(" loghead=\"{h}\""));
     }
     s.push_str("] \u{feff}");
     s.push_str(&event.message);
@@ -241,12 +258,21 @@ impl SyslogSink {
             hostname: kernel_hostname(),
             procid: std::process::id().to_string(),
             dropped: AtomicU64::new(0),
+            anchor: None,
         })
     }
 
     /// Overrides the HOSTNAME field.
     pub fn with_hostname(mut self, hostname: &str) -> Self {
         self.hostname = printable_ascii(hostname, MAX_HOSTNAME);
+        self
+    }
+
+    /// Adds the head of `log` to every message (`loghead="SEQ:HASH"`), so the syslog server
+    /// keeps anchors for `secmms log verify --anchor`. Put the log before this sink in a
+    /// [`super::FanoutSink`] so the head already includes the event being sent.
+    pub fn with_log_anchor(mut self, log: Arc<ChainedLogSink>) -> Self {
+        self.anchor = Some(log);
         self
     }
 
@@ -264,6 +290,7 @@ impl SecurityEventSink for SyslogSink {
             SystemTime::now(),
             &self.hostname,
             &self.procid,
+            self.anchor.as_ref().and_then(|l| l.head()).as_ref(),
         );
         let r = match &self.socket {
             Socket::Udp(s, a) => s.send_to(msg.as_bytes(), a),
@@ -294,7 +321,7 @@ mod tests {
     #[test]
     fn format_matches_rfc5424() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_606_633);
-        let m = format_rfc5424(&ev(), 13, t, "host", "42");
+        let m = format_rfc5424(&ev(), 13, t, "host", "42", None);
         assert_eq!(
             m,
             "<105>1 2026-11-25T11:37:13.000000Z host secmms 42 REPLAY \
@@ -306,7 +333,7 @@ mod tests {
         e.association = None;
         e.mnemonic = "A_VERY_LONG_MNEMONIC_THAT_EXCEEDS_THIRTY_TWO";
         e.message = "x".repeat(5000);
-        let m = format_rfc5424(&e, 4, t, "", "1");
+        let m = format_rfc5424(&e, 4, t, "", "1", None);
         assert!(m.starts_with("<34>1 "), "{m}");
         assert!(m.contains(" - secmms 1 A_VERY_LONG_MNEMONIC_THAT_EXCEED ["));
         assert_eq!(m.len(), MAX_DATAGRAM);

@@ -44,7 +44,7 @@ pub struct VerifyArgs {
 }
 
 const TAIL_NOTE: &str = "records removed from the end cannot be seen in the file: keep the head \
-     (SEQ:HASH) elsewhere and pass it back with --anchor";
+     (SEQ:HASH) elsewhere, or take the latest loghead from syslog, and pass it with --anchor";
 
 /// Runs `secmms log ...`.
 pub fn run(a: LogArgs) -> Result<ExitCode> {

@@ -32,7 +32,11 @@
 //!   to [`verify_log_anchored`] (`secmms log verify --anchor SEQ:HASH`): the log must still hold
 //!   that record unchanged, which detects truncation back past the anchor and any rewrite up to
 //!   it, keyed or not. Records written after the last anchor can still be cut off unseen.
-//!   secmms does not store anchors itself (no sealed checkpoint records, no signing).
+//!   [`super::SyslogSink::with_log_anchor`] puts the current head into every syslog message,
+//!   so a remote syslog server keeps anchors as events happen. secmms writes no sealed
+//!   checkpoint records or signatures into the log itself.
+//! * Not covered: rotation (one file grows without limit), fsync of the directory entry of a
+//!   newly created file, and a second process appending to the same file (one writer only).
 //! * The key must be readable by the writer, so an attacker who owns the writing process owns
 //!   the key: the log protects records already written against later tampering by someone
 //!   without the key, not against a compromised writer.

@@ -160,10 +160,13 @@ pub enum ProfileError {
     Key(String),
 }
 
+/// Replay-cache map: (certificate SHA-256, time octets) → expiry (Unix seconds).
+type ReplayMap = HashMap<([u8; 32], Vec<u8>), i64>;
+
 /// Replay cache (§11.4 step 4 DECISION): (SHA-256 of the certificate, time string) → expiry.
 #[derive(Debug, Default)]
 pub struct ReplayCache {
-    entries: Mutex<HashMap<([u8; 32], Vec<u8>), i64>>,
+    entries: Mutex<ReplayMap>,
 }
 
 /// Result of a replay-cache insertion.
@@ -183,7 +186,7 @@ impl ReplayCache {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<([u8; 32], Vec<u8>), i64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayMap> {
         match self.entries.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),

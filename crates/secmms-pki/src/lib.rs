@@ -19,6 +19,7 @@
 pub mod cert;
 pub mod crypto;
 pub mod event;
+pub mod tooling;
 
 pub use cert::{CertError, CertValidator, OpenSslValidator, PeerIdentity, ValidatedCert};
 pub use crypto::{

@@ -21,7 +21,7 @@ use tracing::debug;
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
-use crate::tls::{TlsContext, TracingSink};
+use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
@@ -111,7 +111,11 @@ impl Client {
     pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
         if cfg.tls.enabled {
             cfg.validate()?;
-            let tls = TlsContext::client(&cfg.tls, Arc::new(TracingSink))
+            let sink = cfg
+                .events
+                .build()
+                .map_err(crate::config::ConfigError::from)?;
+            let tls = TlsContext::client(&cfg.tls, Arc::new(sink))
                 .map_err(crate::config::ConfigError::from)?;
             return Self::connect_tls(addr, cfg, &tls).await;
         }

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
-use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats, TracingSink};
+use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
 use crate::transport::{self, Stream};
 
 /// Errors starting or running the server.
@@ -102,9 +102,14 @@ impl ServerHandle {
 
 impl Server {
     /// Loads the model named by the configuration (or the built-in demo model) and binds.
-    /// Security events go to `tracing`.
+    /// Security events go where the `[events]` section says (tracing by default; the
+    /// tamper-evident log and syslog when configured).
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
-        Self::bind_with_events(cfg, Arc::new(TracingSink)).await
+        let sink = cfg
+            .events
+            .build()
+            .map_err(crate::config::ConfigError::from)?;
+        Self::bind_with_events(cfg, Arc::new(sink)).await
     }
 
     /// Like [`Server::bind`], with the sink that receives the security events (TLS refusals,

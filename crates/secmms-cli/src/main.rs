@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use secmms::config::Config;
 
+mod cert_cmd;
 mod log_cmd;
 
 /// Secure MMS (IEC 62351-4) for IEC 61850 and ICCP: server, client, load generator and demo.
@@ -37,6 +38,8 @@ enum Command {
     Bench(BenchArgs),
     /// Security-event log tools: `secmms log verify FILE [--key FILE]` checks the hash chain.
     Log(log_cmd::LogArgs),
+    /// Annex G certificate tooling: `ca`, `issue`, `crl`, `check FILE [--json]`.
+    Cert(cert_cmd::CertArgs),
 }
 
 /// TLS flags (IEC 62351-4 clause 6), shared by every command. They override the configuration's
@@ -246,6 +249,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Client(a) => client(a).await,
         Command::Bench(a) => bench(a).await,
         Command::Log(a) => log_cmd::run(a),
+        Command::Cert(a) => cert_cmd::run(a),
     }
 }
 

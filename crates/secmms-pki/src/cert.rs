@@ -387,7 +387,6 @@ impl AnnexGRule {
         match self {
             KeyAgreementMissing
             | SubjectIdentityNotOid
-            | SubjectIdentityMissing
             | SerialNotRandom
             | TlsPurposeOnApplicationCert => FindingSeverity::Warning,
             _ => FindingSeverity::Error,

@@ -819,6 +819,51 @@ pub fn cert_serial(der: &[u8]) -> Result<Vec<u8>, ToolError> {
     Ok(crate::cert::CertInfo::parse(der)?.serial)
 }
 
+/// True when `cert_der` names `ca_der`'s subject as its issuer and carries a valid signature by
+/// the CA key (checked over the received `tbsCertificate` octets, so it works for both subject
+/// forms, unlike OpenSSL for the OID form).
+pub fn issued_by(cert_der: &[u8], ca_der: &[u8]) -> Result<bool, ToolError> {
+    let bad = |_| ToolError::Cert(CertError::Malformed("certificate"));
+    let limits = Limits {
+        max_depth: 16,
+        max_len: MAX_CERT_LEN,
+    };
+    let ca = ca_facts(ca_der)?;
+    let ca_spki = {
+        let mut top = Reader::new(ca_der, limits);
+        let cert = top.expect(Tag::SEQUENCE).map_err(bad)?;
+        let mut c = cert.children().map_err(bad)?;
+        let mut t = c
+            .expect(Tag::SEQUENCE)
+            .map_err(bad)?
+            .children()
+            .map_err(bad)?;
+        t.optional(Tag::context(0, true)).map_err(bad)?;
+        for _ in 0..5 {
+            t.read().map_err(bad)?;
+        }
+        t.expect(Tag::SEQUENCE).map_err(bad)?.raw().to_vec()
+    };
+    let mut top = Reader::new(cert_der, limits);
+    let cert = top.expect(Tag::SEQUENCE).map_err(bad)?;
+    let mut c = cert.children().map_err(bad)?;
+    let tbs = c.expect(Tag::SEQUENCE).map_err(bad)?;
+    c.expect(Tag::SEQUENCE).map_err(bad)?;
+    let sig = c.expect(Tag::BIT_STRING).map_err(bad)?;
+    let (_, sig) = sig.as_bit_string().map_err(bad)?;
+    let mut t = tbs.children().map_err(bad)?;
+    t.optional(Tag::context(0, true)).map_err(bad)?;
+    t.expect(Tag::INTEGER).map_err(bad)?;
+    t.expect(Tag::SEQUENCE).map_err(bad)?;
+    let issuer = t.expect(Tag::SEQUENCE).map_err(bad)?;
+    if issuer.raw() != ca.subject.as_slice() {
+        return Ok(false);
+    }
+    let key = PKey::public_key_from_der(&ca_spki)?;
+    let alg = crate::crypto::algorithm_for(&key)?;
+    Ok(crate::crypto::verify_signature(&key, alg, tbs.raw(), sig).is_ok())
+}
+
 /// PEM armour (RFC 7468) for DER bytes.
 pub fn pem(label: &str, der: &[u8]) -> String {
     let b64 = openssl::base64::encode_block(der);
@@ -884,6 +929,34 @@ mod tests {
             vec![0x30, 0]
         );
         assert!(pem_or_der("X509 CRL", p.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn issued_by_checks_name_and_signature() {
+        let mut rng = crate::crypto::OsRandom;
+        let v = Validity::days_from(1_700_000_000, 10);
+        let k1 = KeyType::P256.generate().unwrap();
+        let k2 = KeyType::P256.generate().unwrap();
+        let ca1 = Ca {
+            cert_der: create_ca("one", &k1, v, &mut rng).unwrap(),
+            key: k1,
+        };
+        let ca2 = Ca {
+            cert_der: create_ca("one", &k2, v, &mut rng).unwrap(),
+            key: k2,
+        };
+        let req = EndEntityRequest {
+            binding: Binding::Jid("a@b".into()),
+            subject_form: SubjectForm::Oid,
+            role: None,
+            role_aor: String::new(),
+            crl_url: None,
+            validity: v,
+        };
+        let ee = issue_end_entity(&req, ca1.key.pkey(), &ca1, &mut rng).unwrap();
+        assert!(issued_by(&ee, &ca1.cert_der).unwrap());
+        // Same name, other key: the signature does not verify.
+        assert!(!issued_by(&ee, &ca2.cert_der).unwrap());
     }
 
     #[test]

@@ -321,7 +321,23 @@ impl AProfileShared {
             peer_identity,
         )
     }
+
+    /// [`AProfileShared::initiator`] with the peer identity taken from `osi`'s called AP-title
+    /// and AE-qualifier (`remote_ap_title`, `remote_ae_qualifier`), the usual case.
+    pub fn initiator_for(
+        &self,
+        conn: ConnectionInfo,
+        peer: PeerPolicy,
+        osi: &OsiConfig,
+    ) -> AProfile {
+        let id = identity_of(osi.remote_ap_title.as_ref(), osi.remote_ae_qualifier);
+        self.initiator(conn, peer, id)
+    }
 }
+
+/// Where the hook publishes the peer it authenticated, readable by the runtime after the
+/// `Association` took ownership of the boxed hook (see [`AProfile::peer_handle`]).
+pub type PeerHandle = Arc<Mutex<Option<AuthenticatedPeer>>>;
 
 /// The Annex G.6.2 identity of an AP-title and AE-qualifier: the AE-qualifier appended to the
 /// AP-title as a last arc. `None` unless both are form 2 and the qualifier is non-negative.
@@ -628,7 +644,7 @@ pub struct AProfile {
     peer: Option<PeerPolicy>,
     peer_identity: Option<PeerIdentity>,
     phase: Phase,
-    authenticated: Option<AuthenticatedPeer>,
+    authenticated: PeerHandle,
 }
 
 impl std::fmt::Debug for AProfile {
@@ -671,13 +687,22 @@ impl AProfile {
             peer,
             peer_identity,
             phase: Phase::Idle,
-            authenticated: None,
+            authenticated: Arc::new(Mutex::new(None)),
         }
     }
 
     /// The peer verified on this association, if any.
-    pub fn authenticated_peer(&self) -> Option<&AuthenticatedPeer> {
-        self.authenticated.as_ref()
+    pub fn authenticated_peer(&self) -> Option<AuthenticatedPeer> {
+        match self.authenticated.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// A handle that shows the authenticated peer once verification succeeded; take it before
+    /// boxing the hook into the `Association`.
+    pub fn peer_handle(&self) -> PeerHandle {
+        self.authenticated.clone()
     }
 
     fn emit(&self, ev: AEvent, message: String) {
@@ -743,7 +768,10 @@ impl AProfile {
             events::AUTHENTICATED,
             format!("peer authenticated: {:?}", peer.identity),
         );
-        self.authenticated = Some(peer);
+        match self.authenticated.lock() {
+            Ok(mut g) => *g = Some(peer),
+            Err(p) => *p.into_inner() = Some(peer),
+        }
         Ok(indirect)
     }
 

@@ -139,7 +139,7 @@ impl MmsAuthenticationValue {
 pub enum SignedOver {
     /// The raw GeneralizedTime content octets (interop-confirmed; what secmms signs).
     RawTime,
-    /// The `81 len time` TLV (the [EXT] reading "DER-encoded time field").
+    /// The `81 len time` TLV (the \[EXT\] reading "DER-encoded time field").
     ContextTlv,
     /// A `18 len time` TLV (universal GeneralizedTime).
     UniversalTlv,

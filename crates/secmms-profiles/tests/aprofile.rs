@@ -155,8 +155,27 @@ fn assert_accepted(o: &Outcome) -> (Box<secmms_osi::acse::Aarq>, Box<secmms_osi:
 #[test]
 fn happy_path_both_sides_verify() {
     let fx = fixture();
-    let o = go(&fx, |_| {});
+    let server_hook = fx.server.shared.responder(ConnectionInfo::default());
+    let server_peer = server_hook.peer_handle();
+    let client = fx.client.shared.initiator_for(
+        ConnectionInfo::default(),
+        PeerPolicy::any("server"),
+        &client_osi(&fx.client, false),
+    );
+    let client_peer = client.peer_handle();
+    let o = run(
+        client_osi(&fx.client, false),
+        Box::new(client),
+        server_osi(&fx.server),
+        Box::new(server_hook),
+    );
     let (aarq, aare) = assert_accepted(&o);
+    let sp = server_peer.lock().unwrap().clone().unwrap();
+    assert_eq!(sp.identity, Some(client_identity()));
+    assert_eq!(sp.signed_over, secmms_profiles::value::SignedOver::RawTime);
+    assert_eq!(sp.fingerprint, secmms_pki::crypto::sha256(&fx.client_cert));
+    let cp = client_peer.lock().unwrap().clone().unwrap();
+    assert_eq!(cp.identity, Some(server_identity()));
     // Each side verified the other's value.
     assert_eq!(fx.server.mnemonics(), vec!["AP_AUTHENTICATED"]);
     assert_eq!(fx.client.mnemonics(), vec!["AP_AUTHENTICATED"]);

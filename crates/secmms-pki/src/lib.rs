@@ -6,6 +6,9 @@
 //! * [`cert`] — Annex G certificate checks, environment binding (G.6) and the
 //!   [`cert::CertValidator`] trait with an OpenSSL-store default.
 //! * [`event`] — [`event::SecurityEvent`] and [`event::SecurityEventSink`] (62351-14 style).
+//! * [`tooling`] — Annex G certificate tooling behind `secmms cert`: CA, end-entity and TLS
+//!   certificates built over `secmms-ber`, CRLs, and the named-finding lint
+//!   ([`tooling::lint::lint`]).
 //!
 //! ```
 //! use secmms_pki::crypto::{hkdf, gcm_seal, gcm_open};

@@ -362,7 +362,7 @@ pub fn subject_name(binding: &Binding, form: SubjectForm) -> Result<Vec<u8>, Too
             }
         }
         Binding::Jid(j) => {
-            if j.is_empty() || j.contains('/') || !j.contains('@') && j.contains(' ') {
+            if j.is_empty() || j.contains('/') || j.chars().any(char::is_whitespace) {
                 return Err(ToolError::Invalid(format!("{j:?} is not a bare JID")));
             }
             single_rdn_name(ATTR_JID, Tag::UTF8_STRING, j.as_bytes())
@@ -694,7 +694,7 @@ pub fn issue_tls<T: HasPublic>(
 ) -> Result<Vec<u8>, ToolError> {
     let kind = crate::crypto::key_kind(subject_key)
         .map_err(|_| ToolError::Invalid("subject key is not RSA ≥ 2048, P-256 or bp256".into()))?;
-    if !is_ia5(&req.common_name) && req.common_name.is_empty() {
+    if req.common_name.is_empty() {
         return Err(ToolError::Invalid("empty common name".into()));
     }
     let facts = ca_facts(&ca.cert_der)?;

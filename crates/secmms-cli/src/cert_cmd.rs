@@ -27,7 +27,7 @@ use secmms_pki::tooling::{
 const SUBJECT_FORM_HELP: &str = "How the 2.5.4.106 value is encoded. `oid` is the Annex G.6.2 \
 syntax (and the spec's DECISION), but OpenSSL 3.0 cannot load such a certificate at all \
 (`openssl x509`, `openssl verify` and OpenSSL-based validators, secmms' own included, fail; \
-mbedTLS fails too; pyca/cryptography loads it but cannot decode the subject). `utf8` is the \
+mbedTLS is reported to fail too; pyca/cryptography 48 loads it but cannot decode the subject). `utf8` is the \
 tolerated dotted-string form that every tool reads and that Annex G-aware peers accept with a \
 warning. Default: utf8, so that issued certificates work with secmms and OpenSSL today.";
 

@@ -288,6 +288,30 @@ fn oid_subject_form_and_jid() {
         s(&d.path("x.crl")),
     ]);
     assert!(!o.status.success());
+    // Our own parser revokes the OID-form certificate (OpenSSL could not read it).
+    let out = ok(&secmms(&[
+        "cert",
+        "crl",
+        "--ca",
+        s(&ca),
+        "--revoke",
+        s(&ee.join("cert.pem")),
+        "--out",
+        s(&d.path("oid.crl")),
+    ]));
+    assert!(out.contains("1 revoked"), "{out}");
+    // An application certificate needs a binding.
+    let o = secmms(&[
+        "cert",
+        "issue",
+        "--ca",
+        s(&ca),
+        "--key-type",
+        "p256",
+        "--out",
+        s(&d.path("none")),
+    ]);
+    assert!(!o.status.success());
     // The CA refuses to be overwritten without --force.
     assert!(!secmms(&["cert", "ca", "--out", s(&ca)]).status.success());
 }

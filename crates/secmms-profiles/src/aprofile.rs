@@ -65,6 +65,11 @@ pub const DEFAULT_MMS_AUTHENTICATION_AS: &[u64] = &[1, 0, 840, 0, 1, 1, 4, 1];
 /// DECISION (Annex G.6.2): the certificate subject must equal the peer's AP-title with its
 /// AE-qualifier appended; default of [`AProfileConfig::require_address_binding`].
 pub const REQUIRE_ADDRESS_BINDING: bool = true;
+/// DECISION (§11.1 tolerance): the authentication functional unit (`sender-acse-requirements`
+/// / `responder-acse-requirements` = `07 80`) is always set on send but is not checked on
+/// receive. SISCO accepts stacks that set the wrong bit; what proves authentication is the
+/// mechanism-name together with a verified MMS-Authentication-value.
+pub const CHECK_ACSE_REQUIREMENTS_ON_RECEIVE: bool = false;
 
 /// The A-profile mechanism-name as an [`Oid`].
 pub fn mechanism_name() -> Oid {
@@ -886,6 +891,7 @@ impl AssociationSecurity for AProfile {
             return AssociateVerdict::Reject(reject(user_diagnostic::NO_REASON_GIVEN));
         }
         let required = peer.application == ApplicationSecurity::Secure;
+        // ACSE-requirements are not looked at (CHECK_ACSE_REQUIREMENTS_ON_RECEIVE).
         match &aarq.mechanism_name {
             None if !required && aarq.calling_authentication_value.is_none() => {
                 self.phase = Phase::AarqAccepted {
@@ -1035,6 +1041,68 @@ mod tests {
     }
 
     #[test]
+    fn extraction_accepts_only_external_single_asn1_type() {
+        let v = MmsAuthenticationValue {
+            certificate: vec![0x30, 0],
+            time: b"20250615150640Z".to_vec(),
+            signature: vec![1],
+            time_tlv: vec![],
+        };
+        let (d, ind) = extract_value(Some(&wrap_value(&v, Some(5)))).unwrap();
+        assert_eq!((d.certificate, ind), (v.certificate.clone(), Some(5)));
+        assert!(extract_value(None).is_err());
+        let pw = AuthenticationValue::Charstring(b"secret".to_vec());
+        assert!(matches!(
+            extract_value(Some(&pw)),
+            Err(AuthFailure::Malformed(_))
+        ));
+        let oa = AuthenticationValue::External(External {
+            direct_reference: None,
+            indirect_reference: Some(5),
+            data_value_descriptor: None,
+            encoding: ExternalEncoding::OctetAligned(v.encode()),
+            raw: vec![],
+        });
+        assert!(matches!(
+            extract_value(Some(&oa)),
+            Err(AuthFailure::Malformed(_))
+        ));
+        let junk = AuthenticationValue::External(External::single(5, vec![0x04, 0x00]));
+        assert!(matches!(
+            extract_value(Some(&junk)),
+            Err(AuthFailure::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn every_failure_has_its_own_event() {
+        let all = [
+            AuthFailure::Malformed(String::new()),
+            AuthFailure::CertificateTooLarge(9000),
+            AuthFailure::TlsCertificateReused,
+            AuthFailure::Expired,
+            AuthFailure::NotYetValid,
+            AuthFailure::Revoked,
+            AuthFailure::UnknownCa(String::new()),
+            AuthFailure::CertificateInvalid(String::new()),
+            AuthFailure::AddressMismatch(String::new()),
+            AuthFailure::TimeInvalid,
+            AuthFailure::TimeStale {
+                time: 0,
+                now: 0,
+                window: 0,
+            },
+            AuthFailure::Replayed,
+            AuthFailure::BadSignature,
+            AuthFailure::ReplayCacheFull,
+        ];
+        let mut ids: Vec<_> = all.iter().map(|f| f.event().id.number).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all.len());
+    }
+
+    #[test]
     fn replay_cache_expiry_and_bound() {
         let c = ReplayCache::new();
         let k = [1u8; 32];
@@ -1043,6 +1111,14 @@ mod tests {
         assert_eq!(c.insert(&k, b"t", 101, 600), ReplayCheck::Replayed);
         assert!(!c.contains(&k, b"t", 100 + 1200));
         assert_eq!(c.insert(&k, b"t", 100 + 1200, 600), ReplayCheck::Fresh);
+        assert_eq!(c.len(), 1);
+        // Bounded: full of live entries → refused (fail closed); once they expire → purged.
+        let c = ReplayCache::new();
+        for i in 0..MAX_REPLAY_ENTRIES {
+            assert_eq!(c.insert(&k, &i.to_be_bytes(), 0, 600), ReplayCheck::Fresh);
+        }
+        assert_eq!(c.insert(&k, b"one more", 1, 600), ReplayCheck::Full);
+        assert_eq!(c.insert(&k, b"one more", 1300, 600), ReplayCheck::Fresh);
         assert_eq!(c.len(), 1);
     }
 }

@@ -382,6 +382,8 @@ fn bad_signature_aborts() {
         set_value(a, &v);
     });
     assert_auth_abort(&o, &fx.server, events::SIGNATURE_INVALID);
+    // The client takes the abort as an authentication failure (§11.4 DECISION).
+    assert_eq!(fx.client.mnemonics(), vec!["AP_PEER_ABORTED"]);
 }
 
 #[test]

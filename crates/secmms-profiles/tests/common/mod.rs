@@ -183,6 +183,9 @@ impl AssociationSecurity for Tamper {
     ) -> secmms_osi::security::Verdict {
         self.inner.check_aare(ctx, aare)
     }
+    fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &secmms_osi::acse::Abrt) {
+        self.inner.check_abrt(ctx, abrt)
+    }
 }
 
 pub fn client_osi(side: &Side, sisco: bool) -> OsiConfig {

@@ -100,6 +100,8 @@ fn tshark_decodes_authenticated_aarq_and_aare() {
         "initiate-RequestPDU",
         "initiate-ResponsePDU",
         "1.0.840.0.1.0.1.1",
+        "calling-authentication-value",
+        "responding-authentication-value",
     ] {
         assert!(detail.contains(needle), "{needle} not decoded");
     }

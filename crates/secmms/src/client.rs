@@ -24,6 +24,9 @@ use crate::osi::osi_config;
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
+/// Most queued requests sent in one write.
+const MAX_REQUESTS_PER_WRITE: usize = 64;
+
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
 /// a release; reference §9 item 10).
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -410,6 +413,7 @@ async fn run_association<S: Stream>(
     let mut next_id: u32 = 1;
     let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut release_deadline = None;
+    let mut deferred: Option<Cmd> = None;
     let result: Result<(), LinkError> = async {
         loop {
             while let Some(ev) = link.poll_event() {
@@ -430,6 +434,23 @@ async fn run_association<S: Stream>(
                     _ => {}
                 }
             }
+            match deferred.take() {
+                Some(Cmd::Release { reply }) => {
+                    link.assoc().release(Some(MmsPdu::ConcludeRequest.encode()))?;
+                    releasing = Some(reply);
+                    release_deadline = Some(tokio::time::Instant::now() + RELEASE_TIMEOUT);
+                }
+                Some(Cmd::Abort) => {
+                    let _ = link.assoc().abort();
+                    link.shutdown().await;
+                    return Ok(());
+                }
+                Some(Cmd::Request { reply, .. }) => {
+                    // Never deferred; answer rather than drop silently.
+                    let _ = reply.send(Err(ClientError::Closed));
+                }
+                None => {}
+            }
             link.flush().await?;
             let sleep = async {
                 match release_deadline {
@@ -441,12 +462,27 @@ async fn run_association<S: Stream>(
                 n = link.read_raw() => { let n = n?; link.feed(n).await?; }
                 cmd = rx.recv(), if releasing.is_none() => match cmd {
                     Some(Cmd::Request { service, reply, permit }) => {
-                        let id = next_id;
-                        next_id = next_id.wrapping_add(1).max(1);
-                        let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
-                        match link.assoc().send_data(&pdu) {
-                            Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
-                            Err(e) => { let _ = reply.send(Err(LinkError::Osi(e).into())); }
+                        // Take every request already queued, so they leave in one write (and,
+                        // over TLS, one record); the rest of the queue waits for the next turn.
+                        let mut next = Some((service, reply, permit));
+                        let mut budget = MAX_REQUESTS_PER_WRITE;
+                        while let Some((service, reply, permit)) = next.take() {
+                            let id = next_id;
+                            next_id = next_id.wrapping_add(1).max(1);
+                            let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
+                            match link.assoc().send_data(&pdu) {
+                                Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
+                                Err(e) => { let _ = reply.send(Err(LinkError::Osi(e).into())); }
+                            }
+                            budget -= 1;
+                            if budget == 0 {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(Cmd::Request { service, reply, permit }) => next = Some((service, reply, permit)),
+                                Ok(other) => deferred = Some(other),
+                                Err(_) => {}
+                            }
                         }
                     }
                     Some(Cmd::Release { reply }) => {

@@ -8,6 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::transport::Stream;
 
+/// Largest coalesced write (a TLS record carries at most 16 KiB of plaintext).
+const MAX_BATCH: usize = 16 * 1024;
+
 /// Read buffer size: one maximal TPKT.
 const READ_CHUNK: usize = 65_536;
 
@@ -69,14 +72,21 @@ impl<S: Stream> Link<S> {
     }
 
     async fn flush_all(&mut self) -> Result<(), LinkError> {
-        let mut wrote = false;
+        // Coalesce everything queued (e.g. the answers to several pipelined requests) into one
+        // write: one system call, and over TLS one record instead of one per PDU.
+        let Some(mut batch) = self.assoc.poll_transmit() else {
+            return Ok(());
+        };
         while let Some(out) = self.assoc.poll_transmit() {
-            self.stream.write_all(&out).await?;
-            wrote = true;
+            if batch.len() + out.len() > MAX_BATCH {
+                self.stream.write_all(&batch).await?;
+                batch = out;
+            } else {
+                batch.extend_from_slice(&out);
+            }
         }
-        if wrote {
-            self.stream.flush().await?;
-        }
+        self.stream.write_all(&batch).await?;
+        self.stream.flush().await?;
         Ok(())
     }
 

@@ -32,10 +32,12 @@ $bin server --listen 127.0.0.1:11403 --model $model --tls --cert "$pki/server.pe
 $py tests/interop/tls_peers.py server iec61850 11404 3600 $model "$pki" >/dev/null 2>&1 & pids+=($!)
 sleep 4
 
-ceiling=$(target/release/examples/tls_pingpong "$pki" "$secs" tls13 | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["per_sec"])')
+pingpong() { target/release/examples/tls_pingpong "$pki" "$secs" tls13 | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["per_sec"])'; }
+# The ceiling is measured before and after the MMS runs; the higher figure is used.
+c1=$(pingpong)
 echo "| target | transport | outstanding | req/s | p50 µs | p99 µs | errors |"
 echo "|---|---|---|---|---|---|---|"
-echo "| bare TLS 1.3 ping-pong (69/37 octets) | TLS | 1 | $ceiling | | | |"
+echo "| bare TLS 1.3 ping-pong (69/37 octets) | TLS | 1 | $c1 | | | |"
 declare -A rate
 for target in "secmms-plain:11402:" "secmms-tls:11403:tls" "iec61850-tls:11404:tls"; do
   IFS=: read -r name port mode <<< "$target"
@@ -48,6 +50,9 @@ for target in "secmms-plain:11402:" "secmms-tls:11403:tls" "iec61850-tls:11404:t
     rate["$name-$out"]=$1
   done
 done
+c2=$(pingpong)
+ceiling=$(( c1 > c2 ? c1 : c2 ))
+echo "| bare TLS 1.3 ping-pong, measured again after the runs | TLS | 1 | $c2 (before: $c1) | | | |"
 echo
 python3 -c "import sys; c,t=int(sys.argv[1]),int(sys.argv[2]); print(f'one-outstanding MMS reads over TLS: {t} req/s = {100*t/max(1,c):.0f} % of the bare TLS ping-pong ceiling ({c}/s)')" "$ceiling" "${rate[secmms-tls-1]}"
 python3 -c "import sys; a,b=int(sys.argv[1]),int(sys.argv[2]); print(f'secmms TLS / iec61850 TLS at 1 outstanding: {a/max(1,b):.2f}x')" "${rate[secmms-tls-1]}" "${rate[iec61850-tls-1]}"

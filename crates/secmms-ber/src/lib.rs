@@ -266,6 +266,7 @@ pub struct Tlv<'a> {
 
 impl<'a> Tlv<'a> {
     /// The identifier.
+    #[inline]
     pub fn tag(&self) -> Tag {
         self.tag
     }
@@ -274,6 +275,7 @@ impl<'a> Tlv<'a> {
         self.raw
     }
     /// The content octets, without identifier, length or end-of-contents octets.
+    #[inline]
     pub fn content(&self) -> &'a [u8] {
         self.content
     }
@@ -286,6 +288,7 @@ impl<'a> Tlv<'a> {
         self.depth
     }
     /// A reader over the children of a constructed element.
+    #[inline]
     pub fn children(&self) -> Result<Reader<'a>> {
         if !self.tag.constructed {
             return Err(BerError::InvalidValue("constructed encoding"));
@@ -298,6 +301,7 @@ impl<'a> Tlv<'a> {
         })
     }
     /// Reads the single child of a constructed element (an EXPLICIT tag or a CHOICE wrapper).
+    #[inline]
     pub fn single_child(&self) -> Result<Tlv<'a>> {
         let mut r = self.children()?;
         let t = r.read()?;
@@ -403,14 +407,17 @@ impl<'a> Reader<'a> {
         }
     }
     /// True when every element has been read.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
     /// The octets not yet read.
+    #[inline]
     pub fn remaining(&self) -> &'a [u8] {
         &self.buf[self.pos.min(self.buf.len())..]
     }
     /// Fails with [`BerError::Trailing`] when octets are left.
+    #[inline]
     pub fn finish(&self) -> Result<()> {
         match self.buf.len().saturating_sub(self.pos) {
             0 => Ok(()),
@@ -418,16 +425,19 @@ impl<'a> Reader<'a> {
         }
     }
     /// The tag of the next element, without consuming it.
+    #[inline]
     pub fn peek_tag(&self) -> Option<Tag> {
         parse_tag(self.remaining()).ok().map(|(t, _)| t)
     }
     /// Reads the next element.
+    #[inline]
     pub fn read(&mut self) -> Result<Tlv<'a>> {
         let (tlv, used) = parse_tlv(self.remaining(), self.depth + 1, self.limits)?;
         self.pos += used;
         Ok(tlv)
     }
     /// Reads the next element and checks its tag (class, number and form).
+    #[inline]
     pub fn expect(&mut self, tag: Tag) -> Result<Tlv<'a>> {
         match self.peek_tag() {
             None if self.is_empty() => Err(BerError::Missing(tag)),
@@ -440,6 +450,7 @@ impl<'a> Reader<'a> {
         }
     }
     /// Reads the next element if it has this tag (class, number and form).
+    #[inline]
     pub fn optional(&mut self, tag: Tag) -> Result<Option<Tlv<'a>>> {
         if self.peek_tag() == Some(tag) {
             self.read().map(Some)
@@ -471,6 +482,7 @@ impl<'a> Iterator for Reader<'a> {
     }
 }
 
+#[inline]
 fn parse_tag(buf: &[u8]) -> Result<(Tag, usize)> {
     let first = *buf.first().ok_or(BerError::Truncated)?;
     let class = match first >> 6 {
@@ -663,6 +675,7 @@ impl Writer {
         self.buf.len()
     }
     /// True when nothing was written.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }

@@ -18,8 +18,11 @@ pub(crate) fn visible_string(t: &Tlv<'_>, max: usize, what: &'static str) -> Res
     if c.len() > max || !c.iter().all(|b| is_visible(*b)) {
         return Err(MmsError::InvalidValue(what));
     }
-    // All octets are ASCII, so this cannot fail; map defensively anyway.
-    String::from_utf8(c.to_vec()).map_err(|_| MmsError::InvalidValue(what))
+    // All octets are visible ASCII, so the UTF-8 check (ASCII fast path) cannot fail; the
+    // `String` is allocated once at its exact size.
+    std::str::from_utf8(c)
+        .map(str::to_owned)
+        .map_err(|_| MmsError::InvalidValue(what))
 }
 
 /// Decodes an MMS Identifier (ISO 9506-2 §7.5.2, a VisibleString).
@@ -37,8 +40,20 @@ pub(crate) fn text(t: &Tlv<'_>) -> Result<String> {
 }
 
 /// Reads the next element, which must have `tag`.
+///
+/// Fast path: the element is parsed once (instead of a tag peek followed by a full read) and
+/// the reader advances only when it parsed and carries `tag`; in every other case the reader is
+/// left untouched and [`Reader::expect`] produces the usual error.
+#[inline]
 pub(crate) fn expect<'a>(r: &mut Reader<'a>, tag: Tag) -> Result<Tlv<'a>> {
-    Ok(r.expect(tag)?)
+    let mut probe = r.clone();
+    match probe.read() {
+        Ok(t) if t.tag() == tag => {
+            *r = probe;
+            Ok(t)
+        }
+        _ => Ok(r.expect(tag)?),
+    }
 }
 
 /// Fails unless the reader is exhausted.

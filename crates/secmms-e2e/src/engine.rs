@@ -743,9 +743,15 @@ impl Core {
                     (IcvAlg::HmacSha256, _) => {
                         crypto::hmac_sha256(&keys.icv, &out[start..end])?.to_vec()
                     }
-                    (_, Some(n)) => {
-                        crypto::gmac(&keys.icv, &n, &out[start..end], GCM_DEFAULT_TAG_LEN)?
-                    }
+                    (_, Some(n)) => match keys.gmac() {
+                        // The keyed context of this key (no per-PDU cipher set-up).
+                        Some(g) => {
+                            let mut tag = vec![0; GCM_DEFAULT_TAG_LEN];
+                            g.tag_into(&n, &out[start..end], &mut tag)?;
+                            tag
+                        }
+                        None => crypto::gmac(&keys.icv, &n, &out[start..end], GCM_DEFAULT_TAG_LEN)?,
+                    },
                     (_, None) => return Err(E2eError::Config("GMAC without nonce")),
                 };
                 let a = auth.to_ber();
@@ -895,25 +901,25 @@ impl Core {
         let plain: Option<Zeroizing<Vec<u8>>>;
         let mut used_old = false;
         {
-            fn recv_of(role: Role, k: &KeySet) -> &DirKeys {
+            fn recv_of(role: Role, k: &mut KeySet) -> &mut DirKeys {
                 match role {
-                    Role::Client => &k.s2c,
-                    Role::Server => &k.c2s,
+                    Role::Client => &mut k.s2c,
+                    Role::Server => &mut k.c2s,
                 }
             }
-            let primary: Option<&DirKeys> = if use_pending {
-                match &self.rekey {
+            let primary: Option<&mut DirKeys> = if use_pending {
+                match &mut self.rekey {
                     Rekey::ClientPending { keys, .. } => Some(recv_of(role, keys)),
                     _ => None,
                 }
             } else {
-                self.keys.as_ref().map(|k| recv_of(role, k))
+                self.keys.as_mut().map(|k| recv_of(role, k))
             };
             let primary = primary.ok_or_else(|| perr("no keys"))?;
             match open(mode, primary, &t) {
                 Ok(p) => plain = p,
                 Err(()) => {
-                    let old_ok = match &self.old_recv {
+                    let old_ok = match &mut self.old_recv {
                         Some((old, deadline)) if deadline.map_or(true, |d| now <= d) => {
                             open(mode, old, &t).ok()
                         }
@@ -1323,7 +1329,7 @@ fn check_prpdu(pr: &[u8], limits: Limits) -> R<()> {
 /// Verifies and decrypts a transfer with one direction's keys. `Ok(None)` = clear, verified.
 fn open(
     mode: ProtectionMode,
-    k: &DirKeys,
+    k: &mut DirKeys,
     t: &TransferView<'_>,
 ) -> Result<Option<Zeroizing<Vec<u8>>>, ()> {
     match mode {
@@ -1347,7 +1353,11 @@ fn open(
                 }
                 _ => {
                     let n = auth.nonce.as_deref().ok_or(())?;
-                    crypto::gmac_verify(&k.icv, n, t.tbp, &auth.icv).map_err(|_| ())?
+                    match k.gmac() {
+                        // The keyed context of this key (no per-PDU cipher set-up).
+                        Some(g) => g.verify(n, t.tbp, &auth.icv).map_err(|_| ())?,
+                        None => crypto::gmac_verify(&k.icv, n, t.tbp, &auth.icv).map_err(|_| ())?,
+                    }
                 }
             }
             match encr {

@@ -1,6 +1,6 @@
 //! The key schedule of §13.3.1.3 (HKDF, RFC 5869, SHA-256) and the per-direction key state.
 
-use secmms_pki::crypto::{self, sha256_concat, CryptoError, RandomSource, SHA256_LEN};
+use secmms_pki::crypto::{self, sha256_concat, CryptoError, GmacKey, RandomSource, SHA256_LEN};
 use zeroize::Zeroizing;
 
 use crate::alg::{AeAlg, EncrAlg, IcvAlg};
@@ -65,6 +65,8 @@ pub struct DirKeys {
     pub prefix: [u8; 4],
     /// 8-octet nonce counter (sending side only); never wraps.
     pub counter: u64,
+    /// The GMAC ICV key with its keyed cipher context, set up once per key (GMAC modes only).
+    gmac: Option<GmacKey>,
 }
 
 impl std::fmt::Debug for DirKeys {
@@ -84,6 +86,11 @@ impl DirKeys {
         n[4..].copy_from_slice(&self.counter.to_be_bytes());
         self.counter += 1;
         Ok(n)
+    }
+
+    /// The keyed GMAC context of the ICV key; `None` unless the ICV algorithm is GMAC.
+    pub fn gmac(&mut self) -> Option<&mut GmacKey> {
+        self.gmac.as_mut()
     }
 }
 
@@ -124,6 +131,13 @@ pub fn derive(
             (e1, e2, take(0, i), take(i, i))
         }
     };
+    let gmac_of = |k: &[u8]| -> Result<Option<GmacKey>, CryptoError> {
+        match mode {
+            ProtectionMode::NonAe { icv, .. } if icv.is_gmac() => Ok(Some(GmacKey::new(k)?)),
+            _ => Ok(None),
+        }
+    };
+    let (c2s_gmac, s2c_gmac) = (gmac_of(&c2s_icv)?, gmac_of(&s2c_icv)?);
     let mut p1 = [0u8; 4];
     let mut p2 = [0u8; 4];
     rng.fill(&mut p1)?;
@@ -134,12 +148,14 @@ pub fn derive(
             icv: c2s_icv,
             prefix: p1,
             counter: 0,
+            gmac: c2s_gmac,
         },
         s2c: DirKeys {
             enc: s2c_enc,
             icv: s2c_icv,
             prefix: p2,
             counter: 0,
+            gmac: s2c_gmac,
         },
     })
 }

@@ -316,6 +316,62 @@ pub fn gmac_verify(key: &[u8], nonce: &[u8], data: &[u8], tag: &[u8]) -> Result<
     }
 }
 
+/// A GMAC key with its keyed OpenSSL context kept between messages (§8, §13.4.2).
+///
+/// [`gmac`] sets up a fresh cipher context, expands the AES key and derives the GHASH key for
+/// every message; for a transfer key used for many PDUs that set-up costs about as much as the
+/// GMAC of a few KiB. `GmacKey` does it once: each message only sets the nonce. Tags are
+/// identical to [`gmac`]'s.
+pub struct GmacKey {
+    ctx: openssl::cipher_ctx::CipherCtx,
+}
+
+impl std::fmt::Debug for GmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GmacKey").finish_non_exhaustive()
+    }
+}
+
+impl GmacKey {
+    /// Keys a context for AES-128-GCM (16-octet key) or AES-256-GCM (32-octet key).
+    pub fn new(key: &[u8]) -> Result<GmacKey> {
+        let cipher = match key.len() {
+            16 => openssl::cipher::Cipher::aes_128_gcm(),
+            32 => openssl::cipher::Cipher::aes_256_gcm(),
+            _ => return Err(CryptoError::BadLength("AES-GCM key")),
+        };
+        let mut ctx = openssl::cipher_ctx::CipherCtx::new()?;
+        ctx.encrypt_init(Some(cipher), Some(key), None)?;
+        Ok(GmacKey { ctx })
+    }
+
+    /// The GMAC tag of `data` under `nonce` (12 octets), written to `tag` (12..=16 octets,
+    /// the tag length).
+    pub fn tag_into(&mut self, nonce: &[u8], data: &[u8], tag: &mut [u8]) -> Result<()> {
+        if nonce.len() != GCM_NONCE_LEN {
+            return Err(CryptoError::BadLength("GMAC nonce"));
+        }
+        check_tag_len(tag.len())?;
+        self.ctx.encrypt_init(None, None, Some(nonce))?;
+        self.ctx.cipher_update(data, None)?;
+        self.ctx.cipher_final(&mut [])?;
+        self.ctx.tag(tag)?;
+        Ok(())
+    }
+
+    /// Verifies a GMAC tag in constant time.
+    pub fn verify(&mut self, nonce: &[u8], data: &[u8], tag: &[u8]) -> Result<()> {
+        check_tag_len(tag.len()).map_err(|_| CryptoError::AuthFailed)?;
+        let mut expect = [0u8; 16];
+        self.tag_into(nonce, data, &mut expect[..tag.len()])?;
+        if memcmp::eq(&expect[..tag.len()], tag) {
+            Ok(())
+        } else {
+            Err(CryptoError::AuthFailed)
+        }
+    }
+}
+
 /// AES-CBC encryption with PKCS#7 padding (RFC 5652 §6.3).
 pub fn cbc_encrypt(key: &[u8], iv: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
     if iv.len() != AES_BLOCK {
@@ -792,6 +848,30 @@ mod tests {
         let ct12 = gcm_seal(&key, &iv, &aad, &pt, 12).unwrap();
         assert_eq!(ct12[..], ct[..ct.len() - 4]);
         assert!(gcm_open(&key, &iv, &aad, &ct12, 12).is_ok());
+    }
+
+    #[test]
+    fn gmac_key_matches_gmac_and_is_reusable() {
+        for klen in [16usize, 32] {
+            let key = vec![7u8; klen];
+            let mut k = GmacKey::new(&key).unwrap();
+            for i in 0..3u8 {
+                let nonce = [i; 12];
+                let data = vec![i; 100 * usize::from(i)];
+                let want = gmac(&key, &nonce, &data, 16).unwrap();
+                let mut got = [0u8; 16];
+                k.tag_into(&nonce, &data, &mut got).unwrap();
+                assert_eq!(want, got);
+                k.verify(&nonce, &data, &want).unwrap();
+                let mut bad = want.clone();
+                bad[0] ^= 1;
+                assert!(k.verify(&nonce, &data, &bad).is_err());
+                let mut short = [0u8; 12];
+                k.tag_into(&nonce, &data, &mut short).unwrap();
+                assert_eq!(&want[..12], &short);
+            }
+        }
+        assert!(GmacKey::new(&[0; 24]).is_err());
     }
 
     #[test]

@@ -63,9 +63,94 @@ struct TlsArgs {
     crl: Vec<PathBuf>,
 }
 
+/// Application-security flags (IEC 62351-4 Table 1), shared by server, client, bench and demo.
+/// They override the configuration's `[security]` section. `--ca` (and `--crl`) also give the
+/// trust anchors (and CRLs) for the peers' application certificates.
+#[derive(Args, Debug, Default, Clone)]
+struct SecArgs {
+    /// Application security: `plain` (none), `compat` (A-security-profile, clause 11) or
+    /// `native` (E2E security, clauses 13-15).
+    #[arg(long, value_name = "MODE", value_parser = ["plain", "compat", "native"])]
+    mode: Option<String>,
+    /// Our application certificate (PEM; Annex G), distinct from the TLS certificate.
+    #[arg(long, value_name = "PEM")]
+    app_cert: Option<PathBuf>,
+    /// The private key of --app-cert (PEM).
+    #[arg(long, value_name = "PEM")]
+    app_key: Option<PathBuf>,
+    /// Native mode: protection of the data transfer: `gcm` (AES-GCM), `cbc` (AES-CBC +
+    /// HMAC-SHA256) or `none` (HMAC-SHA256 integrity only).
+    #[arg(long, value_name = "ENCRYPTION", value_parser = ["none", "gcm", "cbc"])]
+    encrypt: Option<String>,
+}
+
+impl SecArgs {
+    /// Applies the flags (and the shared `--ca` / `--crl`) to the configuration.
+    fn apply(&self, tls: &TlsArgs, cfg: &mut Config) -> Result<()> {
+        use secmms::security::{AppMode, Encrypt};
+        if let Some(m) = &self.mode {
+            cfg.security.mode = match m.as_str() {
+                "compat" => AppMode::Compat,
+                "native" => AppMode::Native,
+                _ => AppMode::Plain,
+            };
+        }
+        if let Some(e) = &self.encrypt {
+            cfg.security.encrypt = match e.as_str() {
+                "none" => Encrypt::None,
+                "cbc" => Encrypt::Cbc,
+                _ => Encrypt::Gcm,
+            };
+            if cfg.security.mode != AppMode::Native {
+                bail!("--encrypt applies to --mode native only");
+            }
+        }
+        if let Some(c) = &self.app_cert {
+            cfg.security.app_cert = Some(c.clone());
+        }
+        if let Some(k) = &self.app_key {
+            cfg.security.app_key = Some(k.clone());
+        }
+        if cfg.security.mode == AppMode::Plain {
+            if self.app_cert.is_some() || self.app_key.is_some() {
+                bail!("--app-cert and --app-key need --mode compat or --mode native");
+            }
+        } else {
+            if !tls.ca.is_empty() {
+                cfg.security.ca = tls.ca.clone();
+            }
+            if !tls.crl.is_empty() {
+                cfg.security.crl = tls.crl.clone();
+            }
+        }
+        cfg.validate().context("application-security settings")?;
+        Ok(())
+    }
+
+    fn uses_ca(&self, cfg: &Config) -> bool {
+        self.mode.as_deref().is_some_and(|m| m != "plain")
+            || cfg.security.mode != secmms::security::AppMode::Plain
+    }
+}
+
+/// Applies the TLS and application-security flags; returns the default port.
+fn apply_flags(tls: &TlsArgs, sec: &SecArgs, cfg: &mut Config) -> Result<u16> {
+    let app_ca = sec.uses_ca(cfg);
+    let port = tls.apply_with(cfg, app_ca)?;
+    sec.apply(tls, cfg)?;
+    Ok(port)
+}
+
 impl TlsArgs {
     /// Applies the flags to the configuration; returns the default port to use.
+    #[cfg(test)]
     fn apply(&self, cfg: &mut Config) -> Result<u16> {
+        self.apply_with(cfg, false)
+    }
+
+    /// Like `apply`; `app_ca` tells that `--ca`/`--crl` may come without `--tls` (they then
+    /// serve the application certificates only).
+    fn apply_with(&self, cfg: &mut Config, app_ca: bool) -> Result<u16> {
         if self.tls {
             cfg.tls.enabled = true;
         }
@@ -75,20 +160,20 @@ impl TlsArgs {
         if let Some(k) = &self.key {
             cfg.tls.key = Some(k.clone());
         }
-        if !self.ca.is_empty() {
-            cfg.tls.ca = self.ca.clone();
+        let tls_on = self.tls || cfg.tls.enabled;
+        if tls_on {
+            if !self.ca.is_empty() {
+                cfg.tls.ca = self.ca.clone();
+            }
+            if !self.crl.is_empty() {
+                cfg.tls.crl = self.crl.clone();
+            }
         }
-        if !self.crl.is_empty() {
-            cfg.tls.crl = self.crl.clone();
+        if !tls_on && (self.cert.is_some() || self.key.is_some()) {
+            bail!("--cert and --key need --tls");
         }
-        if !self.tls
-            && (self.cert.is_some()
-                || self.key.is_some()
-                || !self.ca.is_empty()
-                || !self.crl.is_empty())
-            && !cfg.tls.enabled
-        {
-            bail!("--cert, --key, --ca and --crl need --tls");
+        if !tls_on && !app_ca && (!self.ca.is_empty() || !self.crl.is_empty()) {
+            bail!("--ca and --crl need --tls or --mode compat|native");
         }
         if cfg.tls.enabled && cfg.tls.keylog_file.is_none() {
             // Diagnostics: the usual SSLKEYLOGFILE convention (Wireshark/tshark decryption).
@@ -105,13 +190,31 @@ impl TlsArgs {
     }
 }
 
+/// One line naming what a demo runs.
+fn describe_opts(o: &secmms::demo::DemoOptions) -> String {
+    let mut s = format!(
+        "{}, mode {}",
+        if o.tls { "TLS" } else { "no TLS" },
+        o.mode.name()
+    );
+    if o.mode == secmms::security::AppMode::Native {
+        s.push_str(&format!(", encryption {}", o.encrypt.name()));
+    }
+    s
+}
+
 #[derive(Args, Debug)]
 struct DemoArgs {
     /// Print the demo report as JSON.
     #[arg(long)]
     json: bool,
+    /// Run over plain RFC 1006 instead of TLS (the demo uses TLS with its own PKI by default).
+    #[arg(long)]
+    no_tls: bool,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    sec: SecArgs,
 }
 
 #[derive(Args, Debug)]
@@ -128,6 +231,8 @@ struct ServerArgs {
     config: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    sec: SecArgs,
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +242,8 @@ struct ClientArgs {
     connect: String,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    sec: SecArgs,
     /// TOML configuration file.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -195,6 +302,8 @@ struct BenchArgs {
     json: bool,
     #[command(flatten)]
     tls: TlsArgs,
+    #[command(flatten)]
+    sec: SecArgs,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -222,6 +331,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A closed stderr (a supervisor's log pipe gone) must not take the process down: the
+        // subscriber would report its own write failure with eprintln!, which panics then.
+        .log_internal_errors(false)
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -254,17 +366,47 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn demo(a: DemoArgs) -> Result<ExitCode> {
-    let tls = if a.tls.tls {
-        let mut cfg = Config::default();
-        a.tls.apply(&mut cfg)?;
-        Some(cfg.tls)
-    } else {
-        if a.tls.cert.is_some() || a.tls.key.is_some() || !a.tls.ca.is_empty() {
+    use secmms::security::{AppMode, Encrypt};
+    if a.sec.app_cert.is_some() || a.sec.app_key.is_some() {
+        bail!("the demo makes its own application certificates; --app-cert/--app-key are for server and client");
+    }
+    if a.no_tls && a.tls.tls {
+        bail!("--tls and --no-tls contradict each other");
+    }
+    let mut opts = secmms::demo::DemoOptions::default();
+    if let Some(m) = &a.sec.mode {
+        opts.mode = match m.as_str() {
+            "plain" => AppMode::Plain,
+            "compat" => AppMode::Compat,
+            _ => AppMode::Native,
+        };
+    }
+    if let Some(e) = &a.sec.encrypt {
+        if opts.mode != AppMode::Native {
+            bail!("--encrypt applies to --mode native only");
+        }
+        opts.encrypt = match e.as_str() {
+            "none" => Encrypt::None,
+            "cbc" => Encrypt::Cbc,
+            _ => Encrypt::Gcm,
+        };
+    }
+    opts.tls = !a.no_tls;
+    if a.tls.cert.is_some() || a.tls.key.is_some() || !a.tls.ca.is_empty() {
+        if !a.tls.tls {
             bail!("--cert, --key, --ca and --crl need --tls");
         }
-        None
-    };
-    let report = secmms::demo::run_demo_with(tls, |step| {
+        let mut cfg = Config::default();
+        a.tls.apply_with(&mut cfg, false)?;
+        opts.tls_config = Some(cfg.tls);
+    }
+    if !a.json {
+        println!(
+            "secmms demo: server and client on loopback ({})",
+            describe_opts(&opts)
+        );
+    }
+    let report = secmms::demo::run_demo_opts(opts, |step| {
         if !a.json {
             let mark = if step.ok { "ok  " } else { "FAIL" };
             println!("[{mark}] {:<28} {}", step.name, step.detail);
@@ -291,7 +433,7 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
 
 async fn server(a: ServerArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
-    let port = a.tls.apply(&mut cfg)?;
+    let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
     if let Some(l) = a.listen {
         cfg.server.listen = with_default_port(&l, port);
     } else if cfg.tls.enabled && cfg.server.listen == secmms::config::ServerConfig::default().listen
@@ -305,13 +447,14 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
         .await
         .context("starting the server")?;
     eprintln!(
-        "secmms server listening on {}{} (model: {}, {} variables); Ctrl-C stops",
+        "secmms server listening on {}{} (application security: {}; model: {}, {} variables); Ctrl-C stops",
         server.local_addr()?,
         if server.tls().is_some() {
             " over TLS"
         } else {
             ""
         },
+        server.security_mode().name(),
         server.model_description(),
         server.variable_count()
     );
@@ -324,7 +467,7 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
 
 async fn client(a: ClientArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
-    let port = a.tls.apply(&mut cfg)?;
+    let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
     let addr = with_default_port(&a.connect, port);
     let client = secmms::client::Client::connect(&addr, &cfg)
         .await
@@ -382,7 +525,7 @@ async fn client(a: ClientArgs) -> Result<ExitCode> {
 
 async fn bench(a: BenchArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
-    let port = a.tls.apply(&mut cfg)?;
+    let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
     if a.associations == 0 || a.outstanding == 0 {
         bail!("--associations and --outstanding must be at least 1");
     }

@@ -242,6 +242,8 @@ impl ReplayCache {
 /// cache and event sink. Cheap to clone.
 #[derive(Clone)]
 pub struct AProfileShared {
+    stamps: Arc<TimeStamps>,
+    ms_clock: Option<Clock>,
     cfg: Arc<AProfileConfig>,
     table: Arc<PeerTable>,
     clock: Clock,
@@ -279,12 +281,22 @@ impl AProfileShared {
             algorithm_for(c.key.pkey()).map_err(|e| ProfileError::Key(e.to_string()))?;
         }
         Ok(AProfileShared {
+            stamps: Arc::new(TimeStamps::default()),
+            ms_clock: None,
             cfg: Arc::new(cfg),
             table: Arc::new(table),
             clock,
             replay: Arc::new(ReplayCache::new()),
             sink,
         })
+    }
+
+    /// Gives a clock in Unix milliseconds for the time of our own authentication values, so
+    /// that associations opened within one second carry distinct times (see
+    /// [`TIME_WITH_MILLISECONDS`]).
+    pub fn with_millisecond_clock(mut self, clock: Clock) -> Self {
+        self.ms_clock = Some(clock);
+        self
     }
 
     /// The replay cache (for inspection).
@@ -337,6 +349,54 @@ impl AProfileShared {
     ) -> AProfile {
         let id = identity_of(osi.remote_ap_title.as_ref(), osi.remote_ae_qualifier);
         self.initiator(conn, peer, id)
+    }
+}
+
+/// DECISION (§11.2, §11.4 replay check): the peer refuses a (certificate, time) pair it has
+/// already seen, so whole seconds would refuse the second association a client opens within one
+/// second. The time we send therefore carries milliseconds when a millisecond clock is given
+/// ([`AProfileShared::with_millisecond_clock`]; `YYYYMMDDHHMMSS.fffZ`, DER-valid: no trailing
+/// zeros, no fraction when it is zero), and is moved one millisecond on when it would repeat our
+/// previous value. Receivers drop the fraction when checking the 10-minute window.
+pub const TIME_WITH_MILLISECONDS: bool = true;
+
+/// Hands out unique time strings for our authentication values (see
+/// [`TIME_WITH_MILLISECONDS`]).
+#[derive(Debug, Default)]
+pub struct TimeStamps {
+    /// The last value handed out (Unix milliseconds) and a spare counter.
+    last: Mutex<(i64, u32)>,
+}
+
+impl TimeStamps {
+    /// The time string for a value sent at `now` (Unix seconds), unique within this process.
+    pub fn next(&self, now: i64) -> Vec<u8> {
+        self.next_ms(now.saturating_mul(1000))
+    }
+
+    /// The time string for a value sent at `now_ms` (Unix milliseconds): the time with its
+    /// millisecond fraction, moved one millisecond past the previous value when it would repeat
+    /// it. At most one value per millisecond is handed out.
+    pub fn next_ms(&self, now_ms: i64) -> Vec<u8> {
+        let mut g = match self.last.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let ms = now_ms.max(g.0.saturating_add(1));
+        *g = (ms, 0);
+        let secs = ms.div_euclid(1000);
+        let n = ms.rem_euclid(1000);
+        let base = format_time(secs);
+        if n == 0 {
+            return base.into_bytes();
+        }
+        let frac = format!("{n:03}");
+        let frac = frac.trim_end_matches('0');
+        let mut out = base.trim_end_matches('Z').to_string();
+        out.push('.');
+        out.push_str(frac);
+        out.push('Z');
+        out.into_bytes()
     }
 }
 
@@ -599,7 +659,14 @@ pub fn extract_value(
 /// Builds our MMS-Authentication-value at `now` (§11.2 DECISION: time `YYYYMMDDHHMMSSZ`,
 /// signature over the raw time octets).
 pub fn build_value(creds: &Credentials, now: i64) -> Result<MmsAuthenticationValue, String> {
-    let time = format_time(now).into_bytes();
+    build_value_at(creds, format_time(now).into_bytes())
+}
+
+/// Builds our MMS-Authentication-value carrying exactly `time` (GeneralizedTime octets).
+pub fn build_value_at(
+    creds: &Credentials,
+    time: Vec<u8>,
+) -> Result<MmsAuthenticationValue, String> {
     let signature = creds.key.sign(&time).map_err(|e| e.to_string())?;
     Ok(MmsAuthenticationValue {
         certificate: creds.certificate.clone(),
@@ -788,7 +855,11 @@ impl AProfile {
             );
             return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
         };
-        match build_value(creds, self.now()) {
+        let time = match &self.shared.ms_clock {
+            Some(ms) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms()),
+            _ => self.shared.stamps.next(self.now()),
+        };
+        match build_value_at(creds, time) {
             Ok(v) => Ok(wrap_value(&v, indirect)),
             Err(e) => {
                 self.emit(events::LOCAL_FAILURE, format!("signing failed: {e}"));
@@ -1014,6 +1085,33 @@ impl AssociationSecurity for AProfile {
             );
         }
         self.phase = Phase::Done;
+    }
+}
+
+#[cfg(test)]
+mod stamp_tests {
+    use super::*;
+
+    #[test]
+    fn time_stamps_are_unique_and_parse_to_the_same_second() {
+        let t = TimeStamps::default();
+        let now = 1_750_000_000;
+        let a = t.next(now);
+        let b = t.next(now);
+        let c = t.next(now);
+        assert_eq!(a, format_time(now).into_bytes());
+        assert_eq!(b, b"20250615150640.001Z".to_vec());
+        assert_eq!(c, b"20250615150640.002Z".to_vec());
+        for v in [&a, &b, &c] {
+            assert_eq!(parse_time(v).unwrap(), now);
+        }
+        // Milliseconds: trailing zeros of the fraction are dropped (DER), a repeat moves on.
+        let ms = (now + 5) * 1000;
+        assert_eq!(t.next_ms(ms + 10), b"20250615150645.01Z".to_vec());
+        assert_eq!(t.next_ms(ms + 10), b"20250615150645.011Z".to_vec());
+        assert_eq!(t.next_ms(ms + 999), b"20250615150645.999Z".to_vec());
+        assert_eq!(t.next_ms(ms + 999), format_time(now + 6).into_bytes());
+        assert_eq!(parse_time(&t.next_ms(ms + 500)).unwrap(), now + 6);
     }
 }
 

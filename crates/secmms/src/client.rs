@@ -14,13 +14,14 @@ use secmms_mms::pdu::{
     WriteRequest, WriteResult,
 };
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
-use secmms_osi::{Association, OsiEvent};
+use secmms_osi::OsiEvent;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
@@ -43,6 +44,9 @@ pub enum ClientError {
     /// The TLS handshake failed (the security event tells why).
     #[error("TLS: {0}")]
     Tls(String),
+    /// The application-security context could not be built, or refused the peer (§5.1).
+    #[error("application security: {0}")]
+    Security(String),
     /// The server refused the association.
     #[error("association rejected: {0}")]
     Rejected(String),
@@ -110,45 +114,92 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connects over TCP, or over TLS when `cfg.tls.enabled` (a TLS context is built for this
-    /// one connection; use [`Client::connect_tls`] to share one), and associates.
+    /// one connection; use [`Client::connect_tls`] to share one), and associates with the
+    /// application security of `cfg.security`.
     pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
-        if cfg.tls.enabled {
-            cfg.validate()?;
-            let sink = cfg
-                .events
+        cfg.validate()?;
+        let sink: Arc<dyn secmms_pki::event::SecurityEventSink> = Arc::new(
+            cfg.events
                 .build()
-                .map_err(crate::config::ConfigError::from)?;
-            let tls = TlsContext::client(&cfg.tls, Arc::new(sink))
-                .map_err(crate::config::ConfigError::from)?;
-            return Self::connect_tls(addr, cfg, &tls).await;
+                .map_err(crate::config::ConfigError::from)?,
+        );
+        let security = AppSecurity::build(cfg, sink.clone())
+            .map_err(|e| ClientError::Security(e.to_string()))?;
+        if cfg.tls.enabled {
+            let tls =
+                TlsContext::client(&cfg.tls, sink).map_err(crate::config::ConfigError::from)?;
+            return Self::connect_tls_with(addr, cfg, &tls, &security).await;
         }
         let stream = transport::connect_tcp(addr, &cfg.tcp)
             .await
             .map_err(LinkError::Io)?;
-        Self::associate(stream, cfg).await
+        let facts = ConnectionFacts {
+            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
+            ..Default::default()
+        };
+        Self::associate_with(stream, cfg, &security, &facts).await
     }
 
-    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates.
+    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates without
+    /// application-layer security (see [`Client::connect_tls_with`]).
     pub async fn connect_tls(
         addr: &str,
         cfg: &Config,
         tls: &TlsContext,
     ) -> Result<Client, ClientError> {
+        Self::connect_tls_with(addr, cfg, tls, &AppSecurity::plain()).await
+    }
+
+    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates with the
+    /// application security `security` (one context shared by many connections).
+    pub async fn connect_tls_with(
+        addr: &str,
+        cfg: &Config,
+        tls: &TlsContext,
+        security: &AppSecurity,
+    ) -> Result<Client, ClientError> {
         let tcp = transport::connect_tcp(addr, &cfg.tcp)
             .await
             .map_err(LinkError::Io)?;
+        let peer_address = tcp.peer_addr().ok().map(|a| a.ip());
         let stream = tls
             .connect(tcp, addr)
             .await
             .map_err(|e| ClientError::Tls(e.to_string()))?;
-        Self::associate(stream, cfg).await
+        let facts = ConnectionFacts {
+            peer_address,
+            tls: true,
+            tls_fingerprints: tls_fingerprints(stream.ssl()),
+        };
+        Self::associate_with(stream, cfg, security, &facts).await
     }
 
-    /// Associates over an already connected stream (TCP, TLS, or an in-memory pipe).
+    /// Associates over an already connected stream (TCP, TLS, or an in-memory pipe) without
+    /// application-layer security.
     pub async fn associate<S: Stream>(stream: S, cfg: &Config) -> Result<Client, ClientError> {
+        Self::associate_with(
+            stream,
+            cfg,
+            &AppSecurity::plain(),
+            &ConnectionFacts::default(),
+        )
+        .await
+    }
+
+    /// Associates over an already connected stream with the application security `security`;
+    /// `facts` tell the profiles about the connection (peer address, TLS certificates).
+    pub async fn associate_with<S: Stream>(
+        stream: S,
+        cfg: &Config,
+        security: &AppSecurity,
+        facts: &ConnectionFacts,
+    ) -> Result<Client, ClientError> {
         cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
-        let mut link = Link::new(stream, Association::initiator(osi));
+        let (assoc, _handle) = security
+            .initiator(osi, facts)
+            .map_err(|e| ClientError::Security(e.to_string()))?;
+        let mut link = Link::new(stream, assoc);
         // A server that stops reading must not block the association task forever.
         link.set_write_timeout(Some(Duration::from_secs(
             cfg.client.request_timeout_secs.max(1),

@@ -87,6 +87,9 @@ pub struct Config {
     pub tls: crate::tls::TlsConfig,
     /// Security-event outputs: tracing, tamper-evident log, syslog (IEC 62351-4 §4.6, §6.2.9).
     pub events: crate::events::EventsConfig,
+    /// Application-layer security: plain, compatibility (clause 11) or native (clauses 13–15)
+    /// mode, credentials and the clause 5.1 peer table.
+    pub security: crate::security::SecurityConfig,
 }
 
 impl Config {
@@ -120,6 +123,7 @@ impl Config {
         self.osi.validate()?;
         self.tls.validate()?;
         self.events.validate()?;
+        self.security.validate(&self.tls.ca)?;
         if self.server.max_associations == 0 {
             return Err(ConfigError::Value {
                 field: "server.max_associations",

@@ -1,13 +1,250 @@
 //! `secmms demo`: a server and a client in one process on loopback, each step checked and
 //! reported. The demo succeeds only when every step does.
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use secmms_ber::Oid;
+use secmms_pki::crypto::{OsRandom, SigningKey};
+use secmms_pki::tooling::{
+    create_ca, issue_end_entity, issue_tls, pem, Binding, Ca, EndEntityRequest, KeyType,
+    TlsRequest, Validity, DEFAULT_SUBJECT_FORM,
+};
 use serde::Serialize;
 
 use crate::client::{Client, ClientError};
 use crate::config::Config;
+use crate::security::{AppMode, Encrypt};
 use crate::server::Server;
+use crate::tls::TlsConfig;
+
+/// Days the demo's throw-away certificates are valid.
+const DEMO_CERT_DAYS: u32 = 2;
+
+/// A throw-away PKI for the demo and tests, written to a fresh directory: one CA (`ca.pem`), a
+/// TLS certificate per side (clause 6) and an Annex G application certificate per side bound to
+/// the default AP-titles and AE-qualifiers (server 1.1.1.999.1 / 12, client 1.1.1.999 / 12).
+/// The directory is removed when the value is dropped.
+#[derive(Debug)]
+pub struct DemoPki {
+    /// The directory holding the files.
+    pub dir: PathBuf,
+    /// The CA certificate (PEM), the trust anchor of both sides.
+    pub ca: PathBuf,
+    /// Server TLS certificate and key (PEM).
+    pub server_tls: (PathBuf, PathBuf),
+    /// Client TLS certificate and key (PEM).
+    pub client_tls: (PathBuf, PathBuf),
+    /// Server application certificate and key (PEM), subject 1.1.1.999.1.12.
+    pub server_app: (PathBuf, PathBuf),
+    /// Client application certificate and key (PEM), subject 1.1.1.999.12.
+    pub client_app: (PathBuf, PathBuf),
+}
+
+impl Drop for DemoPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
+    let pem = key
+        .pkey()
+        .private_key_to_pem_pkcs8()
+        .map_err(|e| e.to_string())?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    use std::io::Write;
+    opts.open(path)
+        .and_then(|mut f| f.write_all(&pem))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl DemoPki {
+    /// Creates the PKI in a new directory under `parent` (P-256 keys, valid for two days).
+    pub fn create(parent: &Path) -> Result<DemoPki, String> {
+        let mut rnd = [0u8; 8];
+        secmms_pki::crypto::RandomSource::fill(&mut OsRandom, &mut rnd)
+            .map_err(|e| e.to_string())?;
+        let dir = parent.join(format!(
+            "secmms-pki-{}-{}",
+            std::process::id(),
+            rnd.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut pki = DemoPki {
+            ca: dir.join("ca.pem"),
+            server_tls: (
+                dir.join("server-tls-cert.pem"),
+                dir.join("server-tls-key.pem"),
+            ),
+            client_tls: (
+                dir.join("client-tls-cert.pem"),
+                dir.join("client-tls-key.pem"),
+            ),
+            server_app: (
+                dir.join("server-app-cert.pem"),
+                dir.join("server-app-key.pem"),
+            ),
+            client_app: (
+                dir.join("client-app-cert.pem"),
+                dir.join("client-app-key.pem"),
+            ),
+            dir,
+        };
+        // On failure `pki` is dropped, which removes the directory.
+        pki.fill()?;
+        Ok(pki)
+    }
+
+    fn fill(&mut self) -> Result<(), String> {
+        let e = |e: secmms_pki::tooling::ToolError| e.to_string();
+        let validity = Validity::days_from(unix_now() - 60, DEMO_CERT_DAYS);
+        let ca_key = KeyType::P256.generate().map_err(e)?;
+        let ca_der = create_ca("secmms demo CA", &ca_key, validity, &mut OsRandom).map_err(e)?;
+        std::fs::write(&self.ca, pem("CERTIFICATE", &ca_der)).map_err(|x| x.to_string())?;
+        let ca = Ca {
+            cert_der: ca_der,
+            key: ca_key,
+        };
+        for (name, (cert, key)) in [("server", &self.server_tls), ("client", &self.client_tls)] {
+            let k = KeyType::P256.generate().map_err(e)?;
+            let der = issue_tls(
+                &TlsRequest {
+                    common_name: format!("secmms demo {name}"),
+                    dns: vec!["localhost".into()],
+                    ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+                    crl_url: None,
+                    validity,
+                },
+                k.pkey(),
+                &ca,
+                &mut OsRandom,
+            )
+            .map_err(e)?;
+            std::fs::write(cert, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
+            write_key(key, &k)?;
+        }
+        for (ap, (cert, key)) in [
+            (&[1u64, 1, 1, 999, 1][..], &self.server_app),
+            (&[1u64, 1, 1, 999][..], &self.client_app),
+        ] {
+            let k = KeyType::P256.generate().map_err(e)?;
+            let der = issue_end_entity(
+                &EndEntityRequest {
+                    binding: Binding::Osi {
+                        ap_title: Oid::new(ap).map_err(|x| format!("{x:?}"))?,
+                        ae_qualifier: 12,
+                    },
+                    subject_form: DEFAULT_SUBJECT_FORM,
+                    role: None,
+                    role_aor: String::new(),
+                    crl_url: None,
+                    validity,
+                },
+                k.pkey(),
+                &ca,
+                &mut OsRandom,
+            )
+            .map_err(e)?;
+            std::fs::write(cert, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
+            write_key(key, &k)?;
+        }
+        Ok(())
+    }
+
+    /// The TLS section of one side (`server` true for the server).
+    pub fn tls_config(&self, server: bool) -> TlsConfig {
+        let (cert, key) = if server {
+            &self.server_tls
+        } else {
+            &self.client_tls
+        };
+        TlsConfig {
+            enabled: true,
+            cert: Some(cert.clone()),
+            key: Some(key.clone()),
+            ca: vec![self.ca.clone()],
+            ..TlsConfig::default()
+        }
+    }
+
+    /// Sets the application security of one side in `cfg`.
+    pub fn apply_security(&self, cfg: &mut Config, server: bool, mode: AppMode, encrypt: Encrypt) {
+        let (cert, key) = if server {
+            &self.server_app
+        } else {
+            &self.client_app
+        };
+        cfg.security.mode = mode;
+        cfg.security.encrypt = encrypt;
+        if mode != AppMode::Plain {
+            cfg.security.app_cert = Some(cert.clone());
+            cfg.security.app_key = Some(key.clone());
+            cfg.security.ca = vec![self.ca.clone()];
+        }
+    }
+}
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Application security (default: native mode).
+    pub mode: AppMode,
+    /// Native-mode protection (default: AES-GCM).
+    pub encrypt: Encrypt,
+    /// Run over TLS (default: yes).
+    pub tls: bool,
+    /// TLS credentials to use instead of the demo's own PKI (one certificate for both sides).
+    pub tls_config: Option<TlsConfig>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            mode: AppMode::Compat,
+            encrypt: Encrypt::Gcm,
+            tls: true,
+            tls_config: None,
+        }
+    }
+}
+
+fn describe(opts: &DemoOptions) -> String {
+    let transport = if opts.tls {
+        "RFC 1006 over TLS with mutual authentication (clause 6, port 3782 role)"
+    } else {
+        "plain RFC 1006 (no TLS)"
+    };
+    let app = match opts.mode {
+        AppMode::Plain => "no application-layer security".to_string(),
+        AppMode::Compat => {
+            "A-security-profile: signed certificate + time in the ACSE authentication value (clause 11)"
+                .to_string()
+        }
+        AppMode::Native => format!(
+            "E2E security (clauses 13-15), data transfer {}",
+            match opts.encrypt {
+                Encrypt::Gcm => "encrypted with AES-GCM",
+                Encrypt::Cbc => "encrypted with AES-CBC + HMAC-SHA256",
+                Encrypt::None => "integrity-protected with HMAC-SHA256, not encrypted",
+            }
+        ),
+    };
+    format!("{transport}; {app}")
+}
 
 /// One step of the demo.
 #[derive(Debug, Clone, Serialize)]
@@ -55,37 +292,92 @@ fn err(e: ClientError) -> String {
     e.to_string()
 }
 
-/// Runs the demo; `on_step` sees each step as it completes.
+/// Runs the demo with the default options; `on_step` sees each step as it completes.
 pub async fn run_demo(on_step: impl FnMut(&DemoStep)) -> DemoReport {
-    run_demo_with(None, on_step).await
+    run_demo_opts(DemoOptions::default(), on_step).await
 }
 
-/// Runs the demo, over TLS (clause 6) when `tls` is given: the server and the client both use
-/// its certificate, key and trust anchors, so the certificate must suit both roles.
-pub async fn run_demo_with(
-    tls: Option<crate::tls::TlsConfig>,
-    on_step: impl FnMut(&DemoStep),
-) -> DemoReport {
+/// Runs the demo over plain TCP without application security, or over TLS (clause 6) with the
+/// given credentials when `tls` is given: the server and the client both use its certificate,
+/// key and trust anchors, so the certificate must suit both roles.
+pub async fn run_demo_with(tls: Option<TlsConfig>, on_step: impl FnMut(&DemoStep)) -> DemoReport {
+    run_demo_opts(
+        DemoOptions {
+            mode: AppMode::Plain,
+            tls: tls.is_some(),
+            tls_config: tls,
+            ..DemoOptions::default()
+        },
+        on_step,
+    )
+    .await
+}
+
+fn failed(steps: Vec<DemoStep>) -> DemoReport {
+    DemoReport { ok: false, steps }
+}
+
+/// Runs the demo as `opts` say. When TLS or application security is on and no TLS credentials
+/// are given, the demo first builds its own PKI (one CA, a TLS and an application certificate
+/// per side) in a temporary directory.
+pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) -> DemoReport {
     let mut rec = Recorder {
         steps: Vec::new(),
         on_step,
     };
+    let need_pki = opts.mode != AppMode::Plain || (opts.tls && opts.tls_config.is_none());
+    let pki = if need_pki {
+        let t = Instant::now();
+        match DemoPki::create(&std::env::temp_dir()) {
+            Ok(p) => {
+                rec.record(
+                    "build PKI",
+                    t,
+                    Ok(format!(
+                        "CA, TLS and Annex G application certificates (P-256) in {}",
+                        p.dir.display()
+                    )),
+                );
+                Some(p)
+            }
+            Err(e) => {
+                rec.record("build PKI", t, Err(e));
+                return failed(rec.steps);
+            }
+        }
+    } else {
+        None
+    };
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
-    if let Some(mut t) = tls {
-        t.enabled = true;
-        cfg.tls = t;
+    let mut client_cfg = Config::default();
+    if opts.tls {
+        match (&opts.tls_config, &pki) {
+            (Some(t), _) => {
+                let mut t = t.clone();
+                t.enabled = true;
+                cfg.tls = t.clone();
+                client_cfg.tls = t;
+            }
+            (None, Some(p)) => {
+                cfg.tls = p.tls_config(true);
+                client_cfg.tls = p.tls_config(false);
+            }
+            (None, None) => unreachable!("a PKI is built whenever TLS has no credentials"),
+        }
     }
+    if let Some(p) = &pki {
+        p.apply_security(&mut cfg, true, opts.mode, opts.encrypt);
+        p.apply_security(&mut client_cfg, false, opts.mode, opts.encrypt);
+    }
+    let protections = describe(&opts);
 
     let t = Instant::now();
     let server = match Server::bind(cfg.clone()).await {
         Ok(s) => s,
         Err(e) => {
             rec.record("start server", t, Err(e.to_string()));
-            return DemoReport {
-                ok: false,
-                steps: rec.steps,
-            };
+            return failed(rec.steps);
         }
     };
     let detail = format!(
@@ -101,42 +393,29 @@ pub async fn run_demo_with(
         Ok(h) => h,
         Err(e) => {
             rec.record("start server", t, Err(e.to_string()));
-            return DemoReport {
-                ok: false,
-                steps: rec.steps,
-            };
+            return failed(rec.steps);
         }
     };
     rec.record("start server", t, Ok(detail));
     let addr = handle.addr.to_string();
 
     let t = Instant::now();
-    let client = match Client::connect(&addr, &cfg).await {
+    let client = match Client::connect(&addr, &client_cfg).await {
         Ok(c) => c,
         Err(e) => {
             rec.record("associate", t, Err(err(e)));
             handle.shutdown();
-            return DemoReport {
-                ok: false,
-                steps: rec.steps,
-            };
+            return failed(rec.steps);
         }
     };
     let n = client.negotiated();
     rec.record(
         "associate",
         t,
-        Ok(if cfg.tls.enabled {
-            format!(
-                "RFC 1006 over TLS (mutual authentication) + OSI + MMS; max PDU {} octets, {} outstanding, nesting {}",
-                n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
-            )
-        } else {
-            format!(
-                "plain RFC 1006 + OSI + MMS; max PDU {} octets, {} outstanding, nesting {} (no TLS, no application security)",
-                n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
-            )
-        }),
+        Ok(format!(
+            "{protections}; MMS max PDU {} octets, {} outstanding, nesting {}",
+            n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
+        )),
     );
 
     let t = Instant::now();
@@ -217,6 +496,24 @@ pub async fn run_demo_with(
         .map(|_| "RLRQ/RLRE with MMS conclude".to_string())
         .map_err(err);
     rec.record("release", t, r);
+
+    let t = Instant::now();
+    let st = &handle.stats;
+    let (assocs, failed_n) = (
+        st.associations.load(std::sync::atomic::Ordering::Relaxed),
+        st.failed.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    rec.record(
+        "protections in force",
+        t,
+        if failed_n == 0 && assocs == 1 {
+            Ok(protections)
+        } else {
+            Err(format!(
+                "server saw {assocs} associations, {failed_n} failed"
+            ))
+        },
+    );
 
     handle.shutdown();
     let ok = rec.steps.iter().all(|s| s.ok);

@@ -10,7 +10,7 @@ use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::pdu::MmsPdu;
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
 use secmms_osi::acse::SourceDiagnostic;
-use secmms_osi::{Association, OsiEvent};
+use secmms_osi::OsiEvent;
 use secmms_pki::event::SecurityEventSink;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
 use crate::transport::{self, Stream};
 
@@ -34,6 +35,9 @@ pub enum ServerError {
     /// The TLS context could not be built (certificate, key, trust anchors, suite policy).
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The application-security context could not be built (certificate, key, anchors).
+    #[error("application security: {0}")]
+    Security(#[from] crate::security::SecurityError),
     /// Binding or accepting failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -68,6 +72,7 @@ struct Shared {
     mms: MmsServer,
     stats: Arc<ServerStats>,
     tls: Option<Arc<TlsContext>>,
+    security: AppSecurity,
 }
 
 /// A bound server.
@@ -125,6 +130,7 @@ impl Server {
             crate::tls::report_plain(sink.as_ref(), "server", &cfg.server.listen);
             None
         };
+        let security = AppSecurity::build(&cfg, sink.clone())?;
         let (model, description) = match &cfg.server.model {
             Some(p) => (load_model(p)?, p.display().to_string()),
             None => (Model::default_demo(), "built-in demo model".to_string()),
@@ -144,6 +150,7 @@ impl Server {
                 mms,
                 stats: Arc::new(ServerStats::default()),
                 tls,
+                security,
             }),
             slots,
             description,
@@ -163,6 +170,11 @@ impl Server {
     /// Number of MMS named variables the model serves.
     pub fn variable_count(&self) -> usize {
         self.shared.mms.model().read().attribute_count()
+    }
+
+    /// The application security the server requires.
+    pub fn security_mode(&self) -> crate::security::AppMode {
+        self.shared.security.mode()
     }
 
     /// The server's counters.
@@ -222,10 +234,18 @@ impl Server {
                 debug!(%peer, "socket options: {e}");
             }
             tokio::spawn(async move {
+                let mut facts = ConnectionFacts {
+                    peer_address: Some(peer.ip()),
+                    ..Default::default()
+                };
                 let r = match &shared.tls {
-                    None => serve_association(stream, &shared).await,
+                    None => serve_association(stream, &shared, &facts).await,
                     Some(tls) => match tls.accept(stream, peer).await {
-                        Ok(s) => serve_association(s, &shared).await,
+                        Ok(s) => {
+                            facts.tls = true;
+                            facts.tls_fingerprints = tls_fingerprints(s.ssl());
+                            serve_association(s, &shared, &facts).await
+                        }
                         Err(e) => {
                             shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
                             Err(LinkError::Io(std::io::Error::other(e.to_string())))
@@ -303,10 +323,15 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
 }
 
 /// Serves one association on any stream (TCP, or TLS after the handshake).
-async fn serve_association<S: Stream>(stream: S, shared: &Shared) -> Result<(), LinkError> {
+async fn serve_association<S: Stream>(
+    stream: S,
+    shared: &Shared,
+    facts: &ConnectionFacts,
+) -> Result<(), LinkError> {
     let osi = osi_config(&shared.cfg.osi, true)
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
-    let mut link = Link::new(stream, Association::responder(osi));
+    let (assoc, security) = shared.security.responder(osi, facts);
+    let mut link = Link::new(stream, assoc);
     let associate_timeout = Duration::from_secs(shared.cfg.server.associate_timeout_secs.max(1));
     let idle = match shared.cfg.server.idle_timeout_secs {
         0 => None,
@@ -331,6 +356,9 @@ async fn serve_association<S: Stream>(stream: S, shared: &Shared) -> Result<(), 
                         } => {
                             link.assoc().accept(response)?;
                             shared.stats.associations.fetch_add(1, Ordering::Relaxed);
+                            if let Some(p) = security.authenticated_peer() {
+                                debug!("application-layer peer authenticated: {p}");
+                            }
                             negotiated = Some(association);
                         }
                         InitiateOutcome::Refused { response, error } => {

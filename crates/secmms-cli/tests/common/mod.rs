@@ -101,11 +101,14 @@ fn wait_line<R: std::io::Read + Send + 'static>(
 ) -> Option<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        let mut found = false;
+        // Keep draining after the line was found: a child writing to a closed pipe would get
+        // EPIPE on its next log line.
         for line in BufReader::new(r).lines() {
             let Ok(line) = line else { break };
-            if line.contains(needle) {
+            if !found && line.contains(needle) {
+                found = true;
                 let _ = tx.send(line);
-                break;
             }
         }
     });

@@ -1,0 +1,270 @@
+//! Application-layer security through the command line (IEC 62351-4 Table 1): a PKI made with
+//! `secmms cert`, then `secmms server` and `secmms client` with `--mode compat` over TLS
+//! ("A-security-profile + TLS"), and the refusals a user meets.
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+
+/// Files of one test PKI.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    fn path(&self, rel: &str) -> String {
+        self.dir.join(rel).display().to_string()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_ok(args: &[&str]) {
+    let out = secmms().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "secmms {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// CA `ca/`, a rogue CA `rogue/`, TLS certificates `stls/`, `ctls/`, application certificates
+/// `sapp/` (1.1.1.999.1 / 12), `capp/` (1.1.1.999 / 12) and `rapp/` (client identity, rogue CA).
+fn make_pki(name: &str) -> Pki {
+    let dir = std::env::temp_dir().join(format!("secmms-appsec-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = Pki { dir };
+    let d = |s: &str| pki.path(s);
+    run_ok(&["cert", "ca", "--out", &d("ca")]);
+    run_ok(&["cert", "ca", "--out", &d("rogue"), "--name", "rogue CA"]);
+    for out in ["stls", "ctls"] {
+        run_ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            &d("ca"),
+            "--tls",
+            "--ip",
+            "127.0.0.1",
+            "--key-type",
+            "p256",
+            "--out",
+            &d(out),
+        ]);
+    }
+    for (ca, ap, out) in [
+        ("ca", "1.1.1.999.1", "sapp"),
+        ("ca", "1.1.1.999", "capp"),
+        ("rogue", "1.1.1.999", "rapp"),
+    ] {
+        run_ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            &d(ca),
+            "--ap-title",
+            ap,
+            "--ae-qualifier",
+            "12",
+            "--key-type",
+            "p256",
+            "--out",
+            &d(out),
+        ]);
+    }
+    pki
+}
+
+fn tls_args(pki: &Pki, side: &str) -> Vec<String> {
+    vec![
+        "--tls".into(),
+        "--cert".into(),
+        pki.path(&format!("{side}/tls-cert.pem")),
+        "--key".into(),
+        pki.path(&format!("{side}/tls-key.pem")),
+        "--ca".into(),
+        pki.path("ca/ca.pem"),
+    ]
+}
+
+fn app_args(pki: &Pki, dir: &str) -> Vec<String> {
+    vec![
+        "--mode".into(),
+        "compat".into(),
+        "--app-cert".into(),
+        pki.path(&format!("{dir}/cert.pem")),
+        "--app-key".into(),
+        pki.path(&format!("{dir}/key.pem")),
+    ]
+}
+
+fn events_config(path: &Path, log: &Path) {
+    std::fs::write(
+        path,
+        format!("[events]\nlog = \"{}\"\n", log.display()).as_bytes(),
+    )
+    .unwrap();
+}
+
+fn mnemonics(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["mnemonic"].as_str().map(str::to_string))
+        .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn compat_mode_over_tls_end_to_end_through_the_cli() {
+    let pki = make_pki("e2e");
+    let cfg = pki.dir.join("server.toml");
+    let log = pki.dir.join("events.jsonl");
+    events_config(&cfg, &log);
+    let mut server_args = tls_args(&pki, "stls");
+    server_args.extend(app_args(&pki, "sapp"));
+    server_args.extend(["--config".into(), cfg.display().to_string()]);
+    let (_server, addr) = start_our_server(&strs(&server_args));
+
+    let mut client = tls_args(&pki, "ctls");
+    client.extend(app_args(&pki, "capp"));
+    let reference = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+    let mut read = client.clone();
+    read.extend(["--json".into(), "read".into(), reference.into()]);
+    let out = our_client(&addr, &strs(&read));
+    assert!(
+        out.status.success(),
+        "compat read failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.is_number() || v.is_object(), "{v}");
+
+    let mut write = client.clone();
+    write.extend([
+        "write".into(),
+        "DEMOLD0/LLN0.NamPlt.vendor[DC]".into(),
+        "compat-mode".into(),
+    ]);
+    let out = our_client(&addr, &strs(&write));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut read_back = client.clone();
+    read_back.extend(["read".into(), "DEMOLD0/LLN0.NamPlt.vendor[DC]".into()]);
+    let out = our_client(&addr, &strs(&read_back));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("compat-mode"));
+
+    // The server authenticated the client's application certificate on each association.
+    let seen = mnemonics(&log);
+    assert!(
+        seen.iter().filter(|m| *m == "AP_AUTHENTICATED").count() >= 3,
+        "{seen:?}"
+    );
+
+    // A client without application security is refused: the AARE says the mechanism is
+    // required (§11.4), and the server records why.
+    let mut plain = tls_args(&pki, "ctls");
+    plain.extend(["identify".into()]);
+    let out = our_client(&addr, &strs(&plain));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rejected"), "{err}");
+    assert!(mnemonics(&log).contains(&"AP_MECHANISM_REQUIRED".to_string()));
+
+    // A client whose application certificate comes from an unknown CA is aborted without an
+    // AARE (nothing tells it which check failed), and the server records the unknown CA.
+    let mut rogue = tls_args(&pki, "ctls");
+    rogue.extend(app_args(&pki, "rapp"));
+    rogue.push("identify".into());
+    let out = our_client(&addr, &strs(&rogue));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("abort"), "{err}");
+    assert!(mnemonics(&log).contains(&"AP_CA_UNKNOWN".to_string()));
+
+    // Our TLS certificate may not double as the application certificate (Annex G.2): refused
+    // locally with a clear message.
+    let mut reuse = tls_args(&pki, "ctls");
+    reuse.extend([
+        "--mode".into(),
+        "compat".into(),
+        "--app-cert".into(),
+        pki.path("ctls/tls-cert.pem"),
+        "--app-key".into(),
+        pki.path("ctls/tls-key.pem"),
+        "identify".into(),
+    ]);
+    let out = our_client(&addr, &strs(&reuse));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("application"), "{err}");
+}
+
+#[test]
+fn compat_mode_flags_are_checked() {
+    // Compatibility mode without an application certificate.
+    let out = secmms()
+        .args(["client", "--mode", "compat", "identify"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("application certificate"));
+    // Application credentials without a mode.
+    let out = secmms()
+        .args([
+            "client",
+            "--app-cert",
+            "x.pem",
+            "--app-key",
+            "x.key",
+            "identify",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mode"));
+    // --encrypt outside native mode.
+    let out = secmms()
+        .args(["client", "--encrypt", "gcm", "identify"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("native"));
+}
+
+#[test]
+fn demo_runs_compat_mode_with_its_own_pki() {
+    let out = secmms()
+        .args(["demo", "--json", "--mode", "compat"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "build PKI");
+    let assoc = steps.iter().find(|s| s["name"] == "associate").unwrap();
+    let detail = assoc["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("TLS") && detail.contains("A-security-profile"),
+        "{detail}"
+    );
+}

@@ -1,0 +1,630 @@
+//! Application-layer security of an association (IEC 62351-4 Table 1): none (plain MMS),
+//! compatibility mode (the A-security-profile of clause 11) or native mode (E2E security of
+//! clauses 13–15), selected by the `[security]` section of the configuration.
+//!
+//! ```toml
+//! [security]
+//! mode = "compat"                 # plain | compat | native
+//! app_cert = "app-cert.pem"       # application certificate (Annex G), not the TLS one
+//! app_key = "app-key.pem"
+//! ca = ["ca.pem"]                 # anchors for application certificates (default: [tls] ca)
+//! crl = ["ca.crl"]
+//! encrypt = "gcm"                 # native mode: gcm | cbc | none
+//!
+//! [[security.peers]]              # the clause 5.1 bilateral table; first match wins
+//! name = "scada"
+//! address = "10.0.0.1"
+//! ap_title = "1.1.1.999"
+//! ae_qualifier = 12
+//! transport = "secure"            # dont_care | non_secure | secure
+//! application = "secure"          # non_secure | secure | end_to_end_secure
+//! ```
+//!
+//! Without `[[security.peers]]` rows every peer gets the row `unknown_peers` describes: by default
+//! the application security of the configured mode over any transport.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openssl::x509::{X509Crl, X509};
+use secmms_ber::Oid;
+use secmms_osi::security::Role;
+use secmms_osi::{Association, OsiConfig};
+use secmms_pki::cert::{CertInfo, OpenSslValidator};
+use secmms_pki::crypto::{sha256, SigningKey};
+use secmms_pki::event::SecurityEventSink;
+use secmms_pki::PeerIdentity;
+use secmms_profiles::aprofile::{PeerHandle, ProfileError};
+use secmms_profiles::policy::PeerMatch;
+use secmms_profiles::{
+    AProfileConfig, AProfileShared, ApplicationSecurity, ConnectionInfo, Credentials, PeerPolicy,
+    PeerTable, TransportSecurity,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigError;
+
+/// Application security of the associations (IEC 62351-4 Table 1 and §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppMode {
+    /// No application-layer security (MMS over ACSE basic-AC; TLS may still protect the link).
+    #[default]
+    Plain,
+    /// Compatibility mode: the A-security-profile of clause 11 (certificate, time and signature
+    /// in the ACSE authentication value).
+    Compat,
+    /// Native mode: E2E security of clauses 13–15 (signed handshake, keys from Diffie-Hellman,
+    /// protected data transfer).
+    Native,
+}
+
+impl AppMode {
+    /// The name used on the command line and in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppMode::Plain => "plain",
+            AppMode::Compat => "compat",
+            AppMode::Native => "native",
+        }
+    }
+}
+
+/// Native-mode protection of the data transfer (§13.3.1.5; `--encrypt`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encrypt {
+    /// Authenticated encryption with AES-GCM (`aea`).
+    #[default]
+    Gcm,
+    /// AES-CBC encryption with an HMAC-SHA256 ICV (`non-aea` with encryption).
+    Cbc,
+    /// No encryption: every PDU carries an HMAC-SHA256 ICV (`non-aea` without encryption).
+    None,
+}
+
+impl Encrypt {
+    /// The name used on the command line and in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encrypt::Gcm => "gcm",
+            Encrypt::Cbc => "cbc",
+            Encrypt::None => "none",
+        }
+    }
+}
+
+/// Required transport security of a peer (§5.1 `T-security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerTransport {
+    /// TLS or plain TCP.
+    #[default]
+    DontCare,
+    /// Plain TCP only.
+    NonSecure,
+    /// TLS only.
+    Secure,
+}
+
+/// Required application security of a peer (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerApplication {
+    /// No application authentication required.
+    NonSecure,
+    /// The A-security-profile (compatibility mode).
+    Secure,
+    /// E2E security (native mode).
+    EndToEndSecure,
+}
+
+/// One row of the clause 5.1 bilateral table. Fields left out match any peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerEntry {
+    /// Name used in logs and events.
+    pub name: String,
+    /// The peer's IP address.
+    #[serde(default)]
+    pub address: Option<IpAddr>,
+    /// The peer's AP-title (dotted OID).
+    #[serde(default)]
+    pub ap_title: Option<String>,
+    /// The peer's AE-qualifier.
+    #[serde(default)]
+    pub ae_qualifier: Option<i64>,
+    /// The identity its certificate must carry (dotted OID: AP-title with the AE-qualifier
+    /// appended, Annex G.6), in addition to the AP-title binding.
+    #[serde(default)]
+    pub certificate_subject: Option<String>,
+    /// Required transport security.
+    #[serde(default)]
+    pub transport: PeerTransport,
+    /// Required application security (default: the configured mode's).
+    #[serde(default)]
+    pub application: Option<PeerApplication>,
+    /// Initiator towards this peer: omit the mmsAuthenticationAS context (§11.3, SISCO style).
+    #[serde(default)]
+    pub sisco_compat: bool,
+}
+
+/// What happens to peers that match no `[[security.peers]]` row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownPeers {
+    /// They must meet the configured mode over any transport.
+    #[default]
+    RequireMode,
+    /// They are refused.
+    Refuse,
+}
+
+/// The `[security]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Application security (`--mode`).
+    pub mode: AppMode,
+    /// Our application certificate (PEM or DER; `--app-cert`). Separate from the TLS one
+    /// (Annex G.2).
+    pub app_cert: Option<PathBuf>,
+    /// Its private key (PEM; `--app-key`).
+    pub app_key: Option<PathBuf>,
+    /// Trust anchors for the peers' application certificates (PEM files); `[tls] ca` when empty.
+    pub ca: Vec<PathBuf>,
+    /// CRLs for the application certificates (PEM); `[tls] crl` when empty.
+    pub crl: Vec<PathBuf>,
+    /// Native mode: data-transfer protection (`--encrypt`).
+    pub encrypt: Encrypt,
+    /// Accepted clock difference, seconds (§11.4 and §13.1.2: 600).
+    pub time_window_secs: u64,
+    /// Client, compatibility mode: omit the mmsAuthenticationAS context (§11.3 DECISION).
+    pub sisco_compat: bool,
+    /// Peers that match no row.
+    pub unknown_peers: UnknownPeers,
+    /// The clause 5.1 bilateral table.
+    pub peers: Vec<PeerEntry>,
+}
+
+/// Default accepted clock difference (§11.4, §13.1.2: 10 minutes).
+pub const DEFAULT_TIME_WINDOW_SECS: u64 = 600;
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            mode: AppMode::Plain,
+            app_cert: None,
+            app_key: None,
+            ca: Vec::new(),
+            crl: Vec::new(),
+            encrypt: Encrypt::Gcm,
+            time_window_secs: DEFAULT_TIME_WINDOW_SECS,
+            sisco_compat: false,
+            unknown_peers: UnknownPeers::RequireMode,
+            peers: Vec::new(),
+        }
+    }
+}
+
+fn value_err(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Value {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl SecurityConfig {
+    /// Checks the section on its own (files are read when the security context is built).
+    pub fn validate(&self, tls_ca: &[PathBuf]) -> Result<(), ConfigError> {
+        if self.mode != AppMode::Plain {
+            if self.app_cert.is_none() || self.app_key.is_none() {
+                return Err(value_err(
+                    "security.app_cert",
+                    format!(
+                        "mode `{}` needs an application certificate and key (--app-cert, --app-key)",
+                        self.mode.name()
+                    ),
+                ));
+            }
+            if self.ca.is_empty() && tls_ca.is_empty() {
+                return Err(value_err(
+                    "security.ca",
+                    format!(
+                        "mode `{}` needs trust anchors for the peers' certificates (--ca)",
+                        self.mode.name()
+                    ),
+                ));
+            }
+        }
+        if !(1..=86_400).contains(&self.time_window_secs) {
+            return Err(value_err("security.time_window_secs", "1 ..= 86400"));
+        }
+        self.table(AppMode::Compat).map(|_| ())
+    }
+
+    fn default_application(mode: AppMode) -> ApplicationSecurity {
+        match mode {
+            AppMode::Plain => ApplicationSecurity::NonSecure,
+            AppMode::Compat => ApplicationSecurity::Secure,
+            AppMode::Native => ApplicationSecurity::EndToEndSecure,
+        }
+    }
+
+    /// The §5.1 table these settings describe for `mode`.
+    pub fn table(&self, mode: AppMode) -> Result<PeerTable, ConfigError> {
+        let mut peers = Vec::new();
+        for p in &self.peers {
+            let ap_title = p
+                .ap_title
+                .as_deref()
+                .map(|s| {
+                    s.parse::<Oid>().map_err(|_| {
+                        value_err("security.peers.ap_title", format!("`{s}` is not an OID"))
+                    })
+                })
+                .transpose()?;
+            let certificate_subject = p
+                .certificate_subject
+                .as_deref()
+                .map(|s| {
+                    s.parse::<Oid>().map(PeerIdentity::ApTitle).map_err(|_| {
+                        value_err(
+                            "security.peers.certificate_subject",
+                            format!("`{s}` is not an OID"),
+                        )
+                    })
+                })
+                .transpose()?;
+            peers.push(PeerPolicy {
+                name: p.name.clone(),
+                matcher: PeerMatch {
+                    address: p.address,
+                    ap_title,
+                    ae_qualifier: p.ae_qualifier,
+                },
+                certificate_subject,
+                transport: match p.transport {
+                    PeerTransport::DontCare => TransportSecurity::DontCare,
+                    PeerTransport::NonSecure => TransportSecurity::NonSecure,
+                    PeerTransport::Secure => TransportSecurity::Secure,
+                },
+                application: match p.application {
+                    Some(PeerApplication::NonSecure) => ApplicationSecurity::NonSecure,
+                    Some(PeerApplication::Secure) => ApplicationSecurity::Secure,
+                    Some(PeerApplication::EndToEndSecure) => ApplicationSecurity::EndToEndSecure,
+                    None => Self::default_application(mode),
+                },
+                sisco_compat: p.sisco_compat,
+            });
+        }
+        let default = match self.unknown_peers {
+            UnknownPeers::Refuse => None,
+            UnknownPeers::RequireMode => Some(PeerPolicy {
+                application: Self::default_application(mode),
+                sisco_compat: self.sisco_compat,
+                ..PeerPolicy::any("default")
+            }),
+        };
+        Ok(PeerTable { peers, default })
+    }
+}
+
+/// Errors building the security context.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A certificate, key or CRL could not be used.
+    #[error("{path}: {reason}")]
+    Credential {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The §5.1 table has no row for the peer we are asked to call.
+    #[error("no [[security.peers]] row matches the called peer and unknown_peers = \"refuse\"")]
+    NoPeerRow,
+    /// The profile refused our credentials.
+    #[error("application credentials: {0}")]
+    Profile(#[from] ProfileError),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, SecurityError> {
+    std::fs::read(path).map_err(|source| SecurityError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn cred_err(path: &Path, reason: impl std::fmt::Display) -> SecurityError {
+    SecurityError::Credential {
+        path: path.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads one certificate, PEM or DER, as DER.
+pub fn load_certificate(path: &Path) -> Result<Vec<u8>, SecurityError> {
+    let bytes = read(path)?;
+    let x = if bytes.starts_with(b"-----") || bytes.iter().take(64).all(|b| b.is_ascii()) {
+        X509::from_pem(&bytes)
+    } else {
+        X509::from_der(&bytes)
+    };
+    x.and_then(|c| c.to_der())
+        .map_err(|e| cred_err(path, format!("not a certificate: {e}")))
+}
+
+/// Reads a private key (PEM).
+pub fn load_key(path: &Path) -> Result<SigningKey, SecurityError> {
+    let bytes = read(path)?;
+    SigningKey::from_pem(&bytes).map_err(|e| cred_err(path, format!("not a usable key: {e}")))
+}
+
+/// A validator with the anchors and CRLs of these files.
+pub fn load_validator(
+    anchors: &[PathBuf],
+    crls: &[PathBuf],
+) -> Result<OpenSslValidator, SecurityError> {
+    let mut v = OpenSslValidator::new();
+    for p in anchors {
+        let bytes = read(p)?;
+        let certs = X509::stack_from_pem(&bytes)
+            .map_err(|e| cred_err(p, format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(cred_err(p, "no certificate"));
+        }
+        for c in certs {
+            v.add_anchor(c);
+        }
+    }
+    for p in crls {
+        let bytes = read(p)?;
+        let crl = X509Crl::from_pem(&bytes).map_err(|e| cred_err(p, format!("not a CRL: {e}")))?;
+        v.add_crl(crl);
+    }
+    Ok(v)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What the transport knows about one connection, for the profiles.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionFacts {
+    /// The peer's IP address.
+    pub peer_address: Option<IpAddr>,
+    /// True over TLS.
+    pub tls: bool,
+    /// SHA-256 fingerprints of the TLS certificates of the connection (ours and the peer's).
+    pub tls_fingerprints: Vec<[u8; 32]>,
+}
+
+impl ConnectionFacts {
+    fn info(&self) -> ConnectionInfo {
+        ConnectionInfo {
+            peer_address: self.peer_address,
+            tls: self.tls,
+            tls_certificate_fingerprints: self.tls_fingerprints.clone(),
+        }
+    }
+}
+
+/// SHA-256 fingerprints of the TLS certificates used on a connection (ours and the peer's).
+pub fn tls_fingerprints(ssl: &openssl::ssl::SslRef) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    if let Some(der) = ssl.peer_certificate().and_then(|c| c.to_der().ok()) {
+        out.push(sha256(&der));
+    }
+    if let Some(der) = ssl.certificate().and_then(|c| c.to_der().ok()) {
+        out.push(sha256(&der));
+    }
+    out
+}
+
+/// What an association learned about its peer's application-layer authentication.
+#[derive(Debug, Clone, Default)]
+pub struct SecurityHandle {
+    a_peer: Option<PeerHandle>,
+}
+
+impl SecurityHandle {
+    /// The peer identity the application layer authenticated, if any.
+    pub fn authenticated_peer(&self) -> Option<String> {
+        let h = self.a_peer.as_ref()?;
+        let g = match h.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.as_ref().map(|p| match &p.identity {
+            Some(PeerIdentity::ApTitle(o)) => o.to_string(),
+            Some(PeerIdentity::Jid(j)) => j.clone(),
+            None => "certificate without a bound identity".to_string(),
+        })
+    }
+}
+
+#[derive(Clone)]
+enum Inner {
+    Plain,
+    Compat(AProfileShared),
+}
+
+/// The application-security context of a process, shared by its associations.
+#[derive(Clone)]
+pub struct AppSecurity {
+    mode: AppMode,
+    inner: Inner,
+    sisco_compat: bool,
+    table: Arc<PeerTable>,
+}
+
+impl std::fmt::Debug for AppSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppSecurity")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppSecurity {
+    /// No application-layer security.
+    pub fn plain() -> Self {
+        AppSecurity {
+            mode: AppMode::Plain,
+            inner: Inner::Plain,
+            sisco_compat: false,
+            table: Arc::new(PeerTable::default()),
+        }
+    }
+
+    /// Builds the context the configuration asks for: reads the application certificate, key,
+    /// anchors and CRLs. `own_tls_certs` are the DER TLS certificates of this process, which may
+    /// not double as application certificates (Annex G.2).
+    pub fn build(
+        cfg: &crate::config::Config,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<Self, SecurityError> {
+        let s = &cfg.security;
+        s.validate(&cfg.tls.ca)?;
+        if s.mode == AppMode::Plain {
+            return Ok(Self::plain());
+        }
+        let (Some(cert_p), Some(key_p)) = (&s.app_cert, &s.app_key) else {
+            return Err(value_err("security.app_cert", "missing").into());
+        };
+        let certificate = load_certificate(cert_p)?;
+        if let Err(e) = CertInfo::parse(&certificate) {
+            return Err(cred_err(cert_p, format!("unusable certificate: {e}")));
+        }
+        let key = load_key(key_p)?;
+        let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
+        let crls = if s.crl.is_empty() {
+            &cfg.tls.crl
+        } else {
+            &s.crl
+        };
+        let validator = Arc::new(load_validator(anchors, crls)?);
+        let mut own_tls = Vec::new();
+        if cfg.tls.enabled {
+            if let Some(p) = &cfg.tls.cert {
+                if let Ok(der) = load_certificate(p) {
+                    own_tls.push(sha256(&der));
+                }
+            }
+        }
+        let table = s.table(s.mode)?;
+        let inner = match s.mode {
+            AppMode::Plain => Inner::Plain,
+            AppMode::Compat => {
+                let mut acfg =
+                    AProfileConfig::new(Some(Credentials { certificate, key }), validator);
+                acfg.time_window_secs = s.time_window_secs as i64;
+                acfg.tls_certificate_fingerprints = own_tls;
+                Inner::Compat(
+                    AProfileShared::new(acfg, table.clone(), Arc::new(unix_now), sink)?
+                        .with_millisecond_clock(Arc::new(unix_now_ms)),
+                )
+            }
+            AppMode::Native => {
+                return Err(value_err("security.mode", "native mode is not wired yet").into())
+            }
+        };
+        Ok(AppSecurity {
+            mode: s.mode,
+            inner,
+            sisco_compat: s.sisco_compat,
+            table: Arc::new(table),
+        })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> AppMode {
+        self.mode
+    }
+
+    /// A server-side association on a connection with these facts.
+    pub fn responder(
+        &self,
+        mut osi: OsiConfig,
+        conn: &ConnectionFacts,
+    ) -> (Association, SecurityHandle) {
+        match &self.inner {
+            Inner::Plain => (Association::responder(osi), SecurityHandle::default()),
+            Inner::Compat(shared) => {
+                shared.prepare_osi_config(&mut osi, Role::Responder, false);
+                let hook = shared.responder(conn.info());
+                let handle = SecurityHandle {
+                    a_peer: Some(hook.peer_handle()),
+                };
+                (
+                    Association::with_security(Role::Responder, osi, Box::new(hook)),
+                    handle,
+                )
+            }
+        }
+    }
+
+    /// A client-side association towards the peer `osi` calls. Refused when the §5.1 table has
+    /// no row for that peer.
+    pub fn initiator(
+        &self,
+        mut osi: OsiConfig,
+        conn: &ConnectionFacts,
+    ) -> Result<(Association, SecurityHandle), SecurityError> {
+        match &self.inner {
+            Inner::Plain => Ok((Association::initiator(osi), SecurityHandle::default())),
+            Inner::Compat(shared) => {
+                let row = self.row_for(&osi, conn)?;
+                let sisco = row.sisco_compat || self.sisco_compat;
+                shared.prepare_osi_config(&mut osi, Role::Initiator, sisco);
+                let hook = shared.initiator_for(conn.info(), row, &osi);
+                let handle = SecurityHandle {
+                    a_peer: Some(hook.peer_handle()),
+                };
+                Ok((
+                    Association::with_security(Role::Initiator, osi, Box::new(hook)),
+                    handle,
+                ))
+            }
+        }
+    }
+
+    fn row_for(
+        &self,
+        osi: &OsiConfig,
+        conn: &ConnectionFacts,
+    ) -> Result<PeerPolicy, SecurityError> {
+        self.table
+            .find(
+                conn.peer_address,
+                osi.remote_ap_title.as_ref(),
+                osi.remote_ae_qualifier,
+            )
+            .cloned()
+            .ok_or(SecurityError::NoPeerRow)
+    }
+}

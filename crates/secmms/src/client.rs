@@ -125,6 +125,11 @@ impl Client {
         );
         let security = AppSecurity::build(cfg, sink.clone())
             .map_err(|e| ClientError::Security(e.to_string()))?;
+        // Refuse a peer the §5.1 table does not allow before any traffic.
+        let ip = addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+        security
+            .check_peer(&osi_config(&cfg.osi, false)?, ip)
+            .map_err(|e| ClientError::Security(e.to_string()))?;
         if cfg.tls.enabled {
             let tls =
                 TlsContext::client(&cfg.tls, sink).map_err(crate::config::ConfigError::from)?;

@@ -613,6 +613,27 @@ impl AppSecurity {
         }
     }
 
+    /// Checks, before any connection is made, that the §5.1 table lets us call the peer at
+    /// `address` with the titles of `osi` (the same check [`Self::initiator`] makes).
+    pub fn check_peer(
+        &self,
+        osi: &OsiConfig,
+        address: Option<IpAddr>,
+    ) -> Result<(), SecurityError> {
+        match self.inner {
+            Inner::Plain => Ok(()),
+            _ => self
+                .row_for(
+                    osi,
+                    &ConnectionFacts {
+                        peer_address: address,
+                        ..Default::default()
+                    },
+                )
+                .map(|_| ()),
+        }
+    }
+
     fn row_for(
         &self,
         osi: &OsiConfig,

@@ -90,6 +90,8 @@ pub struct Config {
     /// Application-layer security: plain, compatibility (clause 11) or native (clauses 13–15)
     /// mode, credentials and the clause 5.1 peer table.
     pub security: crate::security::SecurityConfig,
+    /// `secmms relay`: upper-layer routing (IEC 62351-4 §15.5).
+    pub relay: crate::relay::RelayConfig,
 }
 
 impl Config {
@@ -124,6 +126,7 @@ impl Config {
         self.tls.validate()?;
         self.events.validate()?;
         self.security.validate(&self.tls.ca)?;
+        self.relay.validate()?;
         if self.server.max_associations == 0 {
             return Err(ConfigError::Value {
                 field: "server.max_associations",

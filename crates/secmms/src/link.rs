@@ -61,6 +61,11 @@ impl<S: Stream> Link<S> {
         &mut self.assoc
     }
 
+    /// The association, to inspect it.
+    pub fn assoc_ref(&self) -> &Association {
+        &self.assoc
+    }
+
     /// Writes everything the association has queued, within the write timeout if one is set.
     pub async fn flush(&mut self) -> Result<(), LinkError> {
         match self.write_timeout {

@@ -268,3 +268,28 @@ fn demo_runs_compat_mode_with_its_own_pki() {
         "{detail}"
     );
 }
+
+#[test]
+fn compat_mode_through_two_cli_relays_with_tls_per_hop() {
+    let pki = make_pki("relay");
+    let mut server_args = tls_args(&pki, "stls");
+    server_args.extend(app_args(&pki, "sapp"));
+    let (_server, addr) = start_our_server(&strs(&server_args));
+    // Each relay re-terminates TLS with its own (TLS) certificate; it has no application key.
+    let mut r1 = tls_args(&pki, "ctls");
+    r1.extend(["--to".into(), addr.clone()]);
+    let (_relay1, raddr1) = start_our_relay(&strs(&r1));
+    let mut r2 = tls_args(&pki, "ctls");
+    r2.extend(["--to".into(), raddr1]);
+    let (_relay2, raddr2) = start_our_relay(&strs(&r2));
+    let mut client = tls_args(&pki, "ctls");
+    client.extend(app_args(&pki, "capp"));
+    client.extend(["read".into(), "DEMOLD0/GGIO1.AnIn1.mag.f[MX]".into()]);
+    let out = our_client(&raddr2, &strs(&client));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AnIn1"));
+}

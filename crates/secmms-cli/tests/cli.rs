@@ -39,6 +39,7 @@ fn every_command_explains_itself() {
         vec!["client", "read", "--help"],
         vec!["client", "write", "--help"],
         vec!["bench", "--help"],
+        vec!["relay", "--help"],
     ] {
         let out = secmms().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -117,16 +117,25 @@ fn wait_line<R: std::io::Read + Send + 'static>(
 
 /// Starts `secmms server` on a free port with extra arguments; returns it and its address.
 pub fn start_our_server(extra: &[&str]) -> (Proc, String) {
+    start_our("server", extra)
+}
+
+/// Starts `secmms relay` on a free port with extra arguments; returns it and its address.
+pub fn start_our_relay(extra: &[&str]) -> (Proc, String) {
+    start_our("relay", extra)
+}
+
+fn start_our(what: &str, extra: &[&str]) -> (Proc, String) {
     let mut child = secmms()
-        .args(["server", "--listen", "127.0.0.1:0"])
+        .args([what, "--listen", "127.0.0.1:0"])
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start secmms server");
+        .unwrap_or_else(|e| panic!("start secmms {what}: {e}"));
     let stderr = child.stderr.take().unwrap();
-    let line =
-        wait_line(stderr, "listening on", Duration::from_secs(20)).expect("server did not start");
+    let line = wait_line(stderr, "listening on", Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("secmms {what} did not start"));
     let addr = line
         .split("listening on ")
         .nth(1)

@@ -36,6 +36,9 @@ enum Command {
     Client(ClientArgs),
     /// Load generator: N associations x M outstanding reads against any MMS server.
     Bench(BenchArgs),
+    /// Print the conformance statement (IEC 62351-4 clause 17, Tables 6-13) for a configuration:
+    /// what the standard asks, what this build supports, what the configuration uses.
+    Pics(PicsArgs),
     /// Upper-layer relay (IEC 62351-4 §15.5): forward associations to the next hop without any
     /// E2E key, re-terminating TLS per hop.
     Relay(RelayArgs),
@@ -280,6 +283,50 @@ enum ClientAction {
 }
 
 #[derive(Args, Debug)]
+struct PicsArgs {
+    /// TOML configuration file whose settings fill the "in use" column.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print JSON instead of Markdown.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+    #[command(flatten)]
+    sec: SecArgs,
+}
+
+fn pics(a: PicsArgs) -> Result<ExitCode> {
+    let mut cfg = load_config(a.config.as_ref())?;
+    // The statement describes settings, so credentials need not exist: apply the flags without
+    // validating files.
+    if a.tls.tls {
+        cfg.tls.enabled = true;
+    }
+    if let Some(m) = &a.sec.mode {
+        cfg.security.mode = match m.as_str() {
+            "compat" => secmms::security::AppMode::Compat,
+            "native" => secmms::security::AppMode::Native,
+            _ => secmms::security::AppMode::Plain,
+        };
+    }
+    if let Some(e) = &a.sec.encrypt {
+        cfg.security.encrypt = match e.as_str() {
+            "none" => secmms::security::Encrypt::None,
+            "cbc" => secmms::security::Encrypt::Cbc,
+            _ => secmms::security::Encrypt::Gcm,
+        };
+    }
+    let p = secmms::pics::statement(&cfg);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", p.to_markdown());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
 struct RelayArgs {
     /// Address to accept associations on (host:port). Default: the configuration's
     /// `relay.listen` (0.0.0.0:102; 0.0.0.0:3782 with --tls).
@@ -456,6 +503,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Client(a) => client(a).await,
         Command::Bench(a) => bench(a).await,
         Command::Relay(a) => relay(a).await,
+        Command::Pics(a) => pics(a),
         Command::Log(a) => log_cmd::run(a),
         Command::Cert(a) => cert_cmd::run(a),
     }

@@ -40,6 +40,7 @@ fn every_command_explains_itself() {
         vec!["client", "write", "--help"],
         vec!["bench", "--help"],
         vec!["relay", "--help"],
+        vec!["pics", "--help"],
     ] {
         let out = secmms().args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -115,4 +116,38 @@ fn bench_reports_json() {
     assert_eq!(r["errors"], 0);
     assert!(r["requests"].as_u64().unwrap() > 0);
     assert!(r["p99_us"].as_u64().unwrap() >= r["p50_us"].as_u64().unwrap());
+}
+
+#[test]
+fn pics_prints_tables_6_to_13_for_the_configuration() {
+    let out = secmms()
+        .args([
+            "pics",
+            "--mode",
+            "native",
+            "--encrypt",
+            "cbc",
+            "--tls",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = p["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 8);
+    assert!(p["configuration"].as_str().unwrap().contains("native"));
+    let t9 = &tables[3]["rows"];
+    assert_eq!(t9[1]["in_use"], true, "{t9}");
+    let out = secmms().args(["pics"]).output().unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("## Table 6") && md.contains("## Table 13"),
+        "{md}"
+    );
+    assert!(md.contains("XMPP"));
 }

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod events;
 pub mod link;
 pub mod osi;
+pub mod pics;
 pub mod relay;
 pub mod security;
 pub mod server;

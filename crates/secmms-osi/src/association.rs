@@ -1346,6 +1346,11 @@ impl Association {
             .accepted_application_contexts
             .contains(&aarq.application_context_name)
         {
+            let ctx = SecurityContext {
+                role: self.role,
+                contexts: &self.contexts,
+            };
+            self.security.unsupported_application_context(&ctx, &aarq);
             return self.send_rejection(Rejection {
                 result: associate_result::REJECTED_PERMANENT,
                 diagnostic: SourceDiagnostic::ServiceUser(
@@ -1435,6 +1440,14 @@ impl Association {
         let user_data = ext_for(&aare.user_information, self.mms_id);
         if aare.result != associate_result::ACCEPTED {
             // "AC + CPA + AARE(rejected)" as libiec61850-style servers may send (reference §5.8).
+            let ctx = SecurityContext {
+                role: self.role,
+                contexts: &self.contexts,
+            };
+            let user_data = self
+                .security
+                .check_rejecting_aare(&ctx, &aare)
+                .or(user_data);
             self.events.push_back(OsiEvent::AssociateRejected {
                 reason: RejectReason::Acse {
                     result: aare.result,
@@ -1483,7 +1496,14 @@ impl Association {
                             result: a.result,
                             diagnostic: a.result_source_diagnostic,
                         };
-                        user_data = ext_for(&a.user_information, self.mms_id);
+                        let ctx = SecurityContext {
+                            role: self.role,
+                            contexts: &self.contexts,
+                        };
+                        user_data = self
+                            .security
+                            .check_rejecting_aare(&ctx, &a)
+                            .or_else(|| ext_for(&a.user_information, self.mms_id));
                         aare = Some(Box::new(a));
                     }
                 }

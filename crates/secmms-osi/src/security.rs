@@ -128,9 +128,26 @@ pub trait AssociationSecurity: Send {
     ) -> Result<(), AbortRequest> {
         Ok(())
     }
+    /// Responder: observe an AARQ that the association rejects itself, before [`Self::check_aarq`],
+    /// because its application-context-name is not in `OsiConfig::accepted_application_contexts`
+    /// (AARE rejected-permanent, application-context-name-not-supported). Lets a profile record
+    /// the event the standard names for it (e.g. E2E `INV_APPL_CNTX_RQ`, spec §15.7); the
+    /// rejection goes out whatever this does.
+    fn unsupported_application_context(&mut self, _ctx: &SecurityContext<'_>, _aarq: &Aarq) {}
     /// Initiator: check a received accepting AARE.
     fn check_aare(&mut self, _ctx: &SecurityContext<'_>, _aare: &Aare) -> Verdict {
         Verdict::ACCEPT
+    }
+    /// Initiator: observe a received rejecting AARE (result ≠ accepted, in an AC or an RF SPDU).
+    /// The association is refused whatever this returns; `Some` replaces the user data reported
+    /// with [`crate::OsiEvent::AssociateRejected`] (e.g. the MMS initiate-ErrorPDU unwrapped from
+    /// an E2E ApplicationReject, spec §15.3).
+    fn check_rejecting_aare(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _aare: &Aare,
+    ) -> Option<Vec<u8>> {
+        None
     }
     /// Change an RLRQ before it is sent.
     fn decorate_rlrq(

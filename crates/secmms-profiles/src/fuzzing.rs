@@ -1,10 +1,12 @@
-//! Entry point of the `aprofile` fuzz target (`fuzz/fuzz_targets/aprofile.rs`) and of the corpus
-//! replay test (`tests/fuzz_corpus.rs`).
+//! Entry points of the fuzz targets of this crate: the `aprofile` target
+//! (`fuzz/fuzz_targets/aprofile.rs`, replayed by `tests/fuzz_corpus.rs`) and the decoder of the
+//! clause 15 OSI environment ([`native_env`]).
 
 use secmms_ber::{Limits, Reader};
 use secmms_osi::acse::{Aarq, Apdu};
 
 use crate::aprofile::extract_value;
+use crate::native::wire::{self, EnvApdu, EnvValue};
 use crate::value::{format_time, parse_time, MmsAuthenticationValue};
 
 /// Decodes `data` as an MMS-Authentication-value (checking that re-encoding is stable), parses
@@ -49,4 +51,50 @@ pub fn aprofile_value(data: &[u8]) {
         secmms_osi::acse::External::single(5, data.to_vec()),
     ));
     let _ = extract_value(aarq.calling_authentication_value.as_ref());
+}
+
+/// Decodes `data` through the OSI-environment decoder of clause 15 ([`crate::native::wire`]):
+/// the first octet selects the APDU whose user-information it is (AARQ, AARE, ABRT, RLRQ,
+/// RLRE), the rest is the `single-ASN1-type` value, also wrapped in an EXTERNAL and checked the
+/// way the hook does. A decoded SecPDU must re-encode to the same octets (re-tagging is exact),
+/// an osiDiag with a known number likewise; the P-DATA transfer sniffing runs on the same bytes.
+/// Never panics on any input except a codec inconsistency.
+pub fn native_env(data: &[u8]) {
+    const APDUS: [EnvApdu; 5] = [
+        EnvApdu::Aarq,
+        EnvApdu::Aare,
+        EnvApdu::Abrt,
+        EnvApdu::Rlrq,
+        EnvApdu::Rlre,
+    ];
+    let Some((&k, rest)) = data.split_first() else {
+        return;
+    };
+    let apdu = APDUS[k as usize % APDUS.len()];
+    let limits = Limits::default();
+    let ui = wire::external(5, rest.to_vec());
+    let value = wire::user_information_value(&ui, Some(5));
+    assert_eq!(value, Ok(rest), "EXTERNAL value");
+    match wire::decode(apdu, rest, limits) {
+        Ok(EnvValue::SecPdu { kind, pdu }) => {
+            assert_eq!(pdu.len(), rest.len(), "re-tagging keeps the length");
+            assert_eq!(pdu.get(1..), rest.get(1..), "re-tagging keeps the content");
+            let again = wire::encode(apdu, kind, pdu);
+            assert_eq!(again.as_deref(), Ok(rest), "re-encoding");
+        }
+        Ok(EnvValue::OsiDiag(n)) => {
+            if let Some(d) = wire::OsiDiagnostic::from_code(n) {
+                let canonical = wire::encode_osi_diag(d);
+                assert_eq!(
+                    wire::decode(apdu, &canonical, limits),
+                    Ok(EnvValue::OsiDiag(n)),
+                    "osiDiag round trip"
+                );
+            }
+        }
+        Err(e) => {
+            let _ = (e.event(), e.osi_diagnostic());
+        }
+    }
+    let _ = wire::transfer_kind(rest, limits);
 }

@@ -3,13 +3,20 @@
 //! * [`aprofile`] — the A-security-profile (clause 11, compatibility mode): an
 //!   [`secmms_osi::security::AssociationSecurity`] hook that adds and verifies the
 //!   MMS-Authentication-value in the AARQ and AARE.
+//! * [`native`] — E2E security in the OSI environment (clause 15, native mode): an
+//!   [`secmms_osi::security::AssociationSecurity`] hook that carries the SecPDUs of
+//!   `secmms_e2e` in the ACSE APDUs and P-DATA (Table 4), with its §15.7 checks and group-15
+//!   events, and the [`native::NativeChannel`] the runtime uses in the data phase.
 //! * [`value`] — the MMS-Authentication-value codec (§11.2) and its GeneralizedTime rules.
 //! * [`policy`] — the bilateral peer table of §5.1 (transport and application security per peer).
 //! * [`events`] — the security events the A-profile records.
 //! * [`limits`] — sizes and windows (Annex G.3, §11.4).
-//! * [`fuzzing`] — the entry point of the `aprofile` fuzz target.
+//! * [`fuzzing`] — the entry points of the `aprofile` fuzz target and of the OSI-environment
+//!   decoder of clause 15.
 //!
-//! Sans-IO: time comes from a clock closure given at construction; no sockets, no global RNG.
+//! Sans-IO: time comes from a clock closure given at construction; no sockets. The E2E mapping
+//! takes its randomness from a [`secmms_pki::crypto::RandomSource`] (OpenSSL's CSPRNG unless
+//! replaced).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -17,8 +24,13 @@ pub mod aprofile;
 pub mod events;
 pub mod fuzzing;
 pub mod limits;
+pub mod native;
 pub mod policy;
 pub mod value;
 
 pub use aprofile::{AProfile, AProfileConfig, AProfileShared, ConnectionInfo, Credentials};
+pub use native::{
+    NativeChannel, NativeClock, NativeConfig, NativeDiagnostic, NativeError, NativeHook,
+    NativeShared,
+};
 pub use policy::{ApplicationSecurity, PeerPolicy, PeerTable, TransportSecurity};

@@ -123,6 +123,18 @@ impl PeerTable {
         }
     }
 
+    /// A table with no rows whose default requires E2E security (native mode, clauses 13–15)
+    /// over any transport.
+    pub fn require_end_to_end() -> PeerTable {
+        PeerTable {
+            peers: Vec::new(),
+            default: Some(PeerPolicy {
+                application: ApplicationSecurity::EndToEndSecure,
+                ..PeerPolicy::any("default")
+            }),
+        }
+    }
+
     /// The row that applies to these association parameters.
     pub fn find(
         &self,

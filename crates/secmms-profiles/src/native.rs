@@ -1,0 +1,1851 @@
+//! E2E security in the OSI environment — IEC 62351-4 clause 15, *native mode* — as an
+//! [`AssociationSecurity`] hook for `secmms_osi::Association`, driving the sans-IO E2E engine
+//! ([`E2eClient`] / [`E2eServer`]).
+//!
+//! Table 4 (§15.3) as implemented:
+//!
+//! | SecPDU | carried in | done by |
+//! |---|---|---|
+//! | HandshakeReq | AARQ user-information | [`NativeHook`]: `decorate_aarq` / `check_aarq` |
+//! | HandshakeAcc, ApplicationReject, HandshakeSecReject | AARE user-information (`HandshakeRsp` CHOICE `[0]`/`[1]`/`[2]`) | `decorate_aare` / `check_aare`, `check_rejecting_aare` |
+//! | HandshakeSecAbort, DtSecAbort, ApplAbort, OsiDiagnostics | ABRT user-information (`AssoAbort` CHOICE `[0]`–`[3]`) | `decorate_abrt` / `check_abrt`, [`NativeChannel`] |
+//! | ReleaseReq / ReleaseRsp | RLRQ / RLRE user-information | `decorate_rlrq` … `check_rlre` |
+//! | ClearTransfer / EncrTransfer | P-DATA on the e2eSecurityAS context | [`NativeChannel::send`] / [`NativeChannel::receive`] |
+//!
+//! The user-information of every APDU is exactly one EXTERNAL whose indirect-reference is the
+//! presentation context of e2eSecurityAS (codec in [`wire`]). The ACSE is kernel only: no
+//! mechanism-name, authentication-value or ACSE-requirements (§15.1).
+//!
+//! Construction (what the runtime does):
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use secmms_profiles::native::*;
+//! # use secmms_profiles::{ConnectionInfo, PeerTable};
+//! # use secmms_osi::{Association, OsiConfig, OsiEvent, Role};
+//! # fn e2e_context() -> secmms_e2e::Context { unimplemented!() }
+//! let shared = NativeShared::new(
+//!     e2e_context(),                        // credentials, validator, E2E policy
+//!     NativeConfig::default(),              // OIDs (spec §9 placeholders) and §15.7 knobs
+//!     PeerTable::require_end_to_end(),      // §5.1 bilateral table
+//!     Arc::new(|| secmms_e2e::TimeStamp::from_unix_secs(1_750_000_000)), // clock (sans-IO)
+//!     Arc::new(secmms_pki::event::MemorySink::new()),
+//! );
+//! // Server, one per accepted connection:
+//! let mut osi = OsiConfig::server_default();
+//! shared.prepare_osi_config(&mut osi, Role::Responder);
+//! let (hook, channel) = shared.responder(ConnectionInfo::default());
+//! let mut assoc = Association::with_security(Role::Responder, osi, Box::new(hook));
+//! // ... on OsiEvent::Data { context_id, pdu }:
+//! # let (context_id, pdu) = (5, vec![]);
+//! match channel.receive(&mut assoc, context_id, &pdu) {
+//!     Ok(Some(mms)) => { /* hand the MMS PDU to the server */ }
+//!     Ok(None) => {}
+//!     Err(e) => { /* the abort is already queued on `assoc`; flush and close */ }
+//! }
+//! ```
+//!
+//! Outcomes of the §15.7 checks (each raises its group-15 event, see [`events`]):
+//! * in an AARQ: an AARE rejected-permanent without SecPDU (DECISION §15.7: diagnostic
+//!   [`ENV_REJECT_DIAGNOSTIC`], or [`ENV_REJECT_CONTEXT_DIAGNOSTIC`] for the application context);
+//! * in an AARE, RLRQ, RLRE or P-DATA: an ABRT carrying `AssoAbort.osiDiag`;
+//! * a failed E2E check (clause 14, done by the engine): HandshakeSecReject in the AARE,
+//!   HandshakeSecAbort or DtSecAbort in an ABRT, as the engine's [`E2eRejection::reply`] says.
+//!
+//! Locking: the hook (owned by the `Association`) and the [`NativeChannel`] share one mutex.
+//! Channel methods release it before calling an `Association` method that may call back into the
+//! hook (`abort_with` → `decorate_abrt`), so the two never deadlock.
+
+pub mod events;
+pub mod wire;
+
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use secmms_ber::{Limits, Oid};
+use secmms_e2e::pdu::SecPdu;
+use secmms_e2e::{
+    Context, Diagnostic, E2eClient, E2eError, E2eServer, HandshakeDiagnostic, Output,
+    ProtectionMode, SecPduKind, State as E2eState, TimeStamp,
+};
+use secmms_osi::acse::{
+    abort_source, associate_result, user_diagnostic, Aare, Aarq, Abrt, AeQualifier, ApTitle,
+    External, Rlre, Rlrq, SourceDiagnostic,
+};
+use secmms_osi::association::FIRST_EXTRA_CONTEXT_ID;
+use secmms_osi::security::{
+    AbortRequest, AssociateVerdict, AssociationSecurity, Rejection, Role, SecurityContext, Verdict,
+};
+use secmms_osi::{Association, OsiConfig, OsiError};
+use secmms_pki::cert::CertInfo;
+use secmms_pki::crypto::{OsRandom, RandomSource};
+use secmms_pki::event::{EventId, SecurityEvent, SecurityEventSink};
+use secmms_pki::PeerIdentity;
+
+pub use secmms_e2e::Rejection as E2eRejection;
+
+use self::events::EnvEvent;
+use self::wire::{EnvApdu, EnvValue, OsiDiagnostic};
+use crate::aprofile::{identity_of, ConnectionInfo};
+use crate::policy::{ApplicationSecurity, PeerPolicy, PeerTable};
+
+/// Default abstract syntax `e2eSecurityAS` = 1.0.62351.4.1.1.1 (spec §9 DECISION: a
+/// non-normative placeholder, configurable as [`NativeConfig::e2e_security_as`]).
+pub const DEFAULT_E2E_SECURITY_AS: &[u64] = &[1, 0, 62351, 4, 1, 1, 1];
+/// Default application context `e2eMmsAC` = 1.0.62351.4.2.1 (spec §9 DECISION: a non-normative
+/// placeholder, configurable as [`NativeConfig::e2e_mms_ac`]).
+pub const DEFAULT_E2E_MMS_AC: &[u64] = &[1, 0, 62351, 4, 2, 1];
+/// DECISION (spec §15.7): an AARQ that fails an environment check is answered with an AARE of
+/// this result and no SecPDU.
+pub const ENV_REJECT_RESULT: i64 = associate_result::REJECTED_PERMANENT;
+/// DECISION (spec §15.7): the acse-service-user diagnostic of that AARE (no-reason-given), …
+pub const ENV_REJECT_DIAGNOSTIC: i64 = user_diagnostic::NO_REASON_GIVEN;
+/// … except for a wrong application context (check 15.5): application-context-name-not-supported.
+pub const ENV_REJECT_CONTEXT_DIAGNOSTIC: i64 =
+    user_diagnostic::APPLICATION_CONTEXT_NAME_NOT_SUPPORTED;
+/// Spec §15.4: an AARE carrying HandshakeSecReject is rejected-permanent …
+pub const SEC_REJECT_RESULT: i64 = associate_result::REJECTED_PERMANENT;
+/// … with acse-service-user no-reason-given (spec §15.4). The same diagnostic is set on an AARE
+/// carrying ApplicationReject, whose result (permanent or transient) the application chooses.
+pub const REJECT_DIAGNOSTIC: i64 = user_diagnostic::NO_REASON_GIVEN;
+/// DECISION (spec §15.6): a ReleaseReq that fails verification is answered by an ABRT carrying
+/// this SecPDU (the engine builds it), not by an RLRE.
+pub const RELEASE_FAILURE_REPLY: SecPduKind = SecPduKind::DtSecAbort;
+/// DECISION (Annex G.6.2, §14.3 step 6): the peer's certificate must carry the peer's AP-title
+/// with its AE-qualifier appended; default of [`NativeConfig::require_address_binding`].
+pub const REQUIRE_ADDRESS_BINDING: bool = true;
+/// DECISION (§15.1, §15.7 checks 15.9/15.10): the responder requires the AARQ's called-AP-title
+/// and called-AE-qualifier to name the identity of its own certificate; default of
+/// [`NativeConfig::check_called_title`].
+pub const CHECK_CALLED_TITLE: bool = true;
+
+fn const_oid(arcs: &[u64]) -> Oid {
+    // Only called with the valid constants of this module (checked by a unit test).
+    Oid::new(arcs).unwrap_or_else(|_| unreachable!("constant OID"))
+}
+
+/// Clock: the current UTC time (sans-IO; passed in).
+pub type NativeClock = Arc<dyn Fn() -> TimeStamp + Send + Sync>;
+
+/// A source of per-association random sources ([`OsRandom`] unless replaced with
+/// [`NativeShared::with_random`]).
+pub type RandomFactory = Arc<dyn Fn() -> Box<dyn RandomSource> + Send + Sync>;
+
+/// Configuration of the OSI mapping (the E2E policy itself lives in the engine's
+/// [`secmms_e2e::E2eConfig`]).
+#[derive(Clone, Debug)]
+pub struct NativeConfig {
+    /// Abstract syntax of the SecPDUs (spec §9; default [`DEFAULT_E2E_SECURITY_AS`]).
+    pub e2e_security_as: Oid,
+    /// Application context of native-mode MMS (spec §9; default [`DEFAULT_E2E_MMS_AC`]).
+    pub e2e_mms_ac: Oid,
+    /// Bind the peer's certificate to its AP-title + AE-qualifier (default
+    /// [`REQUIRE_ADDRESS_BINDING`]).
+    pub require_address_binding: bool,
+    /// Responder: the called titles must name our certificate's identity (default
+    /// [`CHECK_CALLED_TITLE`]).
+    pub check_called_title: bool,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            e2e_security_as: const_oid(DEFAULT_E2E_SECURITY_AS),
+            e2e_mms_ac: const_oid(DEFAULT_E2E_MMS_AC),
+            require_address_binding: REQUIRE_ADDRESS_BINDING,
+            check_called_title: CHECK_CALLED_TITLE,
+        }
+    }
+}
+
+/// What the last failure, rejection or abort of an association was (for the runtime, tests and
+/// CLI messages). Successful steps do not overwrite it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NativeDiagnostic {
+    /// We refused: a §15.7 environment check failed (its event id and mnemonic). `osi_diag` is
+    /// what the ABRT carried; `None` when the answer was an AARE without SecPDU.
+    Environment {
+        /// Event id.
+        event: EventId,
+        /// Event mnemonic.
+        mnemonic: &'static str,
+        /// The OsiDiagnostics sent, if an ABRT was sent.
+        osi_diag: Option<OsiDiagnostic>,
+    },
+    /// We refused: a clause 14 check of the E2E engine failed.
+    Security {
+        /// Event id.
+        event: EventId,
+        /// Event mnemonic.
+        mnemonic: &'static str,
+        /// The check's diagnostic (withheld on the wire when the check is an alarm).
+        cause: Option<Diagnostic>,
+        /// The SecPDU sent to the peer (HandshakeSecReject, HandshakeSecAbort, DtSecAbort).
+        sent: Option<SecPduKind>,
+    },
+    /// We refused: the §5.1 bilateral table does not allow the association.
+    Policy(String),
+    /// A local failure (configuration, signing, an invalid PrPDU from the application).
+    Local(String),
+    /// The peer's protected protocol rejected the association: a verified ApplicationReject.
+    ApplicationRejected {
+        /// applData (the MMS initiate-ErrorPDU).
+        appl_data: Option<Vec<u8>>,
+    },
+    /// The peer's E2E security rejected the association: a verified HandshakeSecReject.
+    SecurityRejected {
+        /// Its diagnostic (absent when the peer raised an alarm).
+        diagnostic: Option<HandshakeDiagnostic>,
+    },
+    /// The peer refused with an AARE that carries no SecPDU.
+    PlainRejection {
+        /// AARE result.
+        result: i64,
+        /// AARE result-source-diagnostic.
+        diagnostic: SourceDiagnostic,
+    },
+    /// The peer aborted with a verified HandshakeSecAbort, DtSecAbort or ApplAbort.
+    PeerAborted {
+        /// Which one.
+        kind: SecPduKind,
+        /// Its diagnostic, if any.
+        diagnostic: Option<Diagnostic>,
+        /// applData of an ApplAbort.
+        appl_data: Option<Vec<u8>>,
+    },
+    /// The peer aborted with `AssoAbort.osiDiag`.
+    PeerOsiDiagnostic {
+        /// The number received.
+        code: i64,
+        /// Its meaning, if known.
+        diagnostic: Option<OsiDiagnostic>,
+    },
+    /// The peer aborted without usable E2E content (an ACSE provider abort, or an ABRT whose
+    /// user-information failed the §15.7 checks).
+    PeerAbortUnprotected {
+        /// ABRT abort-source.
+        source: i64,
+    },
+}
+
+/// Errors of the data-phase API ([`NativeChannel`]). Each maps to what went on the wire.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NativeError {
+    /// The E2E association is not (or no longer) in the data-transfer phase.
+    #[error("no E2E association in the data-transfer phase")]
+    NotEstablished,
+    /// A clause 14 check failed; the ABRT carrying `sent` is queued and the event raised.
+    #[error("E2E check failed ({event}); sent {sent:?}")]
+    Security {
+        /// The event raised.
+        event: SecurityEvent,
+        /// The check's diagnostic.
+        cause: Option<Diagnostic>,
+        /// The SecPDU sent in the ABRT.
+        sent: Option<SecPduKind>,
+    },
+    /// A §15.7 environment check failed; the ABRT carrying `osiDiag` is queued and the event raised.
+    #[error("OSI environment check failed ({event}); sent osiDiag {diagnostic}")]
+    Environment {
+        /// The event raised.
+        event: SecurityEvent,
+        /// The OsiDiagnostics sent.
+        diagnostic: OsiDiagnostic,
+    },
+    /// A local error of the E2E engine (state, invalid PrPDU, cryptography).
+    #[error("E2E engine: {0}")]
+    Engine(E2eError),
+    /// The association refused the call.
+    #[error("OSI: {0}")]
+    Osi(#[from] OsiError),
+}
+
+/// Everything the associations of one process share: the E2E context, the mapping's
+/// configuration, the §5.1 table, the clock, the event sink. Cheap to clone.
+#[derive(Clone)]
+pub struct NativeShared {
+    ctx: Context,
+    cfg: Arc<NativeConfig>,
+    table: Arc<PeerTable>,
+    clock: NativeClock,
+    sink: Arc<dyn SecurityEventSink>,
+    random: RandomFactory,
+    next_num: Arc<AtomicU16>,
+    own_identity: Option<PeerIdentity>,
+}
+
+impl std::fmt::Debug for NativeShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeShared")
+            .field("cfg", &self.cfg)
+            .field("table", &self.table)
+            .field("own_identity", &self.own_identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeShared {
+    /// The shared state. Randomness comes from [`OsRandom`] (see [`Self::with_random`]).
+    pub fn new(
+        ctx: Context,
+        cfg: NativeConfig,
+        table: PeerTable,
+        clock: NativeClock,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Self {
+        let own_identity = CertInfo::parse(&ctx.credentials.cert_der)
+            .ok()
+            .and_then(|i| i.identity);
+        NativeShared {
+            ctx,
+            cfg: Arc::new(cfg),
+            table: Arc::new(table),
+            clock,
+            sink,
+            random: Arc::new(|| Box::new(OsRandom)),
+            next_num: Arc::new(AtomicU16::new(1)),
+            own_identity,
+        }
+    }
+
+    /// Replaces the random sources given to new associations (deterministic tests).
+    pub fn with_random(mut self, random: RandomFactory) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// The mapping's configuration.
+    pub fn config(&self) -> &NativeConfig {
+        &self.cfg
+    }
+
+    /// The E2E context.
+    pub fn context(&self) -> &Context {
+        &self.ctx
+    }
+
+    /// Adds the e2eSecurityAS context to `osi.extra_abstract_syntaxes` (§15.1, pcid 5 by the
+    /// §10.2 DECISION when it is the first extra); as initiator sets the application context to
+    /// e2eMmsAC, as responder adds e2eMmsAC to the accepted contexts (the others stay, so an
+    /// AARQ with another context reaches the hook and is refused with event 15.5).
+    pub fn prepare_osi_config(&self, osi: &mut OsiConfig, role: Role) {
+        let as_ = &self.cfg.e2e_security_as;
+        if !osi.extra_abstract_syntaxes.contains(as_) {
+            osi.extra_abstract_syntaxes.push(as_.clone());
+        }
+        let ac = &self.cfg.e2e_mms_ac;
+        match role {
+            Role::Initiator => osi.application_context_name = ac.clone(),
+            Role::Responder => {
+                if !osi.accepted_application_contexts.contains(ac) {
+                    osi.accepted_application_contexts.push(ac.clone());
+                }
+            }
+        }
+    }
+
+    /// The hook and the data-phase channel of a server-side association on `conn`.
+    pub fn responder(&self, conn: ConnectionInfo) -> (NativeHook, NativeChannel) {
+        let engine = Engine::Server(E2eServer::new(
+            self.ctx.clone(),
+            (self.random)(),
+            self.local_number(),
+        ));
+        self.pair(Role::Responder, conn, engine, None, None)
+    }
+
+    /// The hook and channel of a client-side association on `conn` towards the peer described
+    /// by `peer` (its §5.1 row). `peer_identity` is the identity the server's certificate must
+    /// carry (Annex G.6.2); `None` takes it from the AARQ's called AP-title and AE-qualifier.
+    pub fn initiator(
+        &self,
+        conn: ConnectionInfo,
+        peer: PeerPolicy,
+        peer_identity: Option<PeerIdentity>,
+    ) -> (NativeHook, NativeChannel) {
+        let engine = Engine::Client(E2eClient::new(
+            self.ctx.clone(),
+            (self.random)(),
+            self.local_number(),
+        ));
+        self.pair(Role::Initiator, conn, engine, Some(peer), peer_identity)
+    }
+
+    /// [`NativeShared::initiator`] with the peer identity taken from `osi`'s called AP-title and
+    /// AE-qualifier (`remote_ap_title`, `remote_ae_qualifier`), the usual case.
+    pub fn initiator_for(
+        &self,
+        conn: ConnectionInfo,
+        peer: PeerPolicy,
+        osi: &OsiConfig,
+    ) -> (NativeHook, NativeChannel) {
+        let id = identity_of(osi.remote_ap_title.as_ref(), osi.remote_ae_qualifier);
+        self.initiator(conn, peer, id)
+    }
+
+    /// The `c` / `s` number of the next AssoID (§13.3.1.1 DECISION: unique among live
+    /// associations as long as fewer than 1 000 are live).
+    fn local_number(&self) -> u16 {
+        self.next_num.fetch_add(1, Ordering::Relaxed) % 1000
+    }
+
+    fn pair(
+        &self,
+        role: Role,
+        conn: ConnectionInfo,
+        engine: Engine,
+        policy: Option<PeerPolicy>,
+        expected: Option<PeerIdentity>,
+    ) -> (NativeHook, NativeChannel) {
+        let label = policy
+            .as_ref()
+            .map(|p| p.name.clone())
+            .or_else(|| conn.peer_address.map(|a| a.to_string()));
+        let state = Arc::new(Mutex::new(Inner {
+            engine,
+            phase: Phase::Idle,
+            e2e_pcid: None,
+            peer: None,
+            policy,
+            last: None,
+            label,
+        }));
+        let hook = NativeHook {
+            shared: self.clone(),
+            state: state.clone(),
+            role,
+            conn,
+            expected,
+            called: (None, None),
+        };
+        let channel = NativeChannel {
+            shared: self.clone(),
+            state,
+        };
+        (hook, channel)
+    }
+
+    fn now(&self) -> TimeStamp {
+        (self.clock)()
+    }
+
+    fn limits(&self) -> Limits {
+        self.ctx.config.limits
+    }
+
+    fn record(&self, e: &SecurityEvent) {
+        self.sink.record(e);
+    }
+}
+
+// ------------------------------------------------------------------ per-association state
+
+/// The engine of one association, in its role.
+enum Engine {
+    Client(E2eClient),
+    Server(E2eServer),
+}
+
+macro_rules! on_engine {
+    ($e:expr, $x:ident => $body:expr) => {
+        match $e {
+            Engine::Client($x) => $body,
+            Engine::Server($x) => $body,
+        }
+    };
+}
+
+impl Engine {
+    fn state(&self) -> E2eState {
+        on_engine!(self, e => e.state())
+    }
+    fn protection(&self) -> Option<ProtectionMode> {
+        on_engine!(self, e => e.protection())
+    }
+    fn asso_id(&self) -> Option<String> {
+        on_engine!(self, e => e.asso_id().map(|a| a.as_str().to_string()))
+    }
+    fn poll_event(&mut self) -> Option<SecurityEvent> {
+        on_engine!(self, e => e.poll_event())
+    }
+    fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {
+        on_engine!(self, e => e.set_expected_peer(id))
+    }
+    fn receive(&mut self, k: SecPduKind, b: &[u8], now: TimeStamp) -> Result<Output, E2eError> {
+        on_engine!(self, e => e.receive(k, b, now))
+    }
+    fn protect(&mut self, pr: &[u8], now: TimeStamp) -> Result<(SecPduKind, Vec<u8>), E2eError> {
+        on_engine!(self, e => e.protect(pr, now))
+    }
+    fn release_req(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
+        on_engine!(self, e => e.release_req(a, now))
+    }
+    fn release_rsp(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
+        on_engine!(self, e => e.release_rsp(a, now))
+    }
+    fn appl_abort(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
+        on_engine!(self, e => e.appl_abort(a, now))
+    }
+    fn handle_timeout(&mut self, now: TimeStamp) -> Result<(), E2eError> {
+        on_engine!(self, e => e.handle_timeout(now))
+    }
+    fn next_timeout(&self) -> Option<TimeStamp> {
+        on_engine!(self, e => e.next_timeout())
+    }
+}
+
+/// Where the OSI mapping of one association is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Nothing exchanged yet.
+    Idle,
+    /// Initiator: HandshakeReq sent in the AARQ.
+    AwaitingAare,
+    /// Responder: HandshakeReq verified, the application decides.
+    AwaitingDecision,
+    /// Responder: we rejected the AARQ ourselves; the AARE is on its way unchanged.
+    Refused,
+    /// Data transfer (and release).
+    Established,
+    /// Over.
+    Closed,
+}
+
+struct Inner {
+    engine: Engine,
+    phase: Phase,
+    e2e_pcid: Option<u32>,
+    peer: Option<PeerIdentity>,
+    policy: Option<PeerPolicy>,
+    last: Option<NativeDiagnostic>,
+    label: Option<String>,
+}
+
+impl Inner {
+    /// The association label of events: the AssoID once known, else the peer's name/address.
+    fn who(&self) -> Option<String> {
+        self.engine.asso_id().or_else(|| self.label.clone())
+    }
+
+    /// Forwards the engine's queued events to the sink.
+    fn drain(&mut self, shared: &NativeShared) {
+        while let Some(e) = self.engine.poll_event() {
+            shared.record(&e);
+        }
+    }
+
+    /// Raises an environment event and records it as the last diagnostic.
+    fn env_event(
+        &mut self,
+        shared: &NativeShared,
+        ev: EnvEvent,
+        msg: String,
+        osi_diag: Option<OsiDiagnostic>,
+    ) -> SecurityEvent {
+        let e = ev.event(msg, self.who().as_deref());
+        shared.record(&e);
+        self.last = Some(NativeDiagnostic::Environment {
+            event: ev.id,
+            mnemonic: ev.mnemonic,
+            osi_diag,
+        });
+        e
+    }
+
+    /// A local event (no catalogue entry).
+    fn local_event(&mut self, shared: &NativeShared, ev: EnvEvent, msg: String) {
+        let e = ev.event(msg.clone(), self.who().as_deref());
+        shared.record(&e);
+        if ev == events::E2E_POLICY_REFUSED {
+            self.last = Some(NativeDiagnostic::Policy(msg));
+        } else if ev == events::E2E_LOCAL_FAILURE {
+            self.last = Some(NativeDiagnostic::Local(msg));
+        }
+    }
+
+    /// Records a failed E2E check (the engine queued its event).
+    fn security_failure(&mut self, shared: &NativeShared, r: &E2eRejection) {
+        self.drain(shared);
+        self.last = Some(NativeDiagnostic::Security {
+            event: r.event.id,
+            mnemonic: r.event.mnemonic,
+            cause: r.cause,
+            sent: r.reply.as_ref().map(|(k, _)| *k),
+        });
+    }
+
+    /// The pcid to reference in an ABRT: the e2eSecurityAS context, or the id it would have.
+    fn abort_pcid(&self, ctx: &SecurityContext<'_>, cfg: &NativeConfig) -> u32 {
+        self.e2e_pcid
+            .or_else(|| ctx.context_id(&cfg.e2e_security_as))
+            .unwrap_or(FIRST_EXTRA_CONTEXT_ID)
+    }
+
+    /// The abort request carrying a SecPDU reply of the engine in an ABRT (or none).
+    fn abort_with_reply(&self, reply: Option<(SecPduKind, Vec<u8>)>, pcid: u32) -> AbortRequest {
+        let user_information = reply
+            .and_then(|(k, b)| wire::encode(EnvApdu::Abrt, k, b).ok())
+            .map(|v| wire::external(pcid, v))
+            .unwrap_or_default();
+        AbortRequest {
+            diagnostic: None,
+            user_information,
+        }
+    }
+}
+
+fn osi_diag_abort(pcid: u32, d: OsiDiagnostic) -> AbortRequest {
+    AbortRequest {
+        diagnostic: None,
+        user_information: wire::external(pcid, wire::encode_osi_diag(d)),
+    }
+}
+
+fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn form2_ap(t: &Option<ApTitle>) -> Option<&Oid> {
+    match t {
+        Some(ApTitle::Form2(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn form2_ae(q: &Option<AeQualifier>) -> Option<i64> {
+    match q {
+        Some(AeQualifier::Form2(v)) if *v >= 0 => Some(*v),
+        _ => None,
+    }
+}
+
+/// The MMS PDU the association put in the user-information (EXTERNAL on the MMS context).
+fn mms_of(ui: &[External]) -> Option<Vec<u8>> {
+    ui.iter().find_map(|e| e.single_value()).map(<[u8]>::to_vec)
+}
+
+/// An identity that matches no certificate (binding required but the address is unknown).
+fn no_identity() -> PeerIdentity {
+    PeerIdentity::Jid(String::new())
+}
+
+/// The identity the peer's certificate must carry: the Annex G.6.2 binding of its titles (if
+/// required) and the subject of its §5.1 row (if configured) must both match, so they must be
+/// equal; `Err` when they contradict each other.
+fn expected_identity(
+    binding_required: bool,
+    binding: Option<PeerIdentity>,
+    configured: Option<&PeerIdentity>,
+) -> Result<Option<PeerIdentity>, String> {
+    let binding = if binding_required {
+        Some(binding.unwrap_or_else(no_identity))
+    } else {
+        None
+    };
+    match (binding, configured) {
+        (Some(b), Some(c)) if &b != c => Err(format!(
+            "the address binding {b:?} contradicts the configured subject {c:?}"
+        )),
+        (b, c) => Ok(b.or_else(|| c.cloned())),
+    }
+}
+
+/// The identity in the pkCert of a verified HandshakeAcc.
+fn acc_identity(pdu: &[u8], limits: Limits) -> Option<PeerIdentity> {
+    match SecPdu::decode(SecPduKind::HandshakeAcc, pdu, limits) {
+        Ok(SecPdu::HandshakeAcc(h)) => CertInfo::parse(&h.token1.pk_cert).ok()?.identity,
+        _ => None,
+    }
+}
+
+fn kernel_only_violation(mech: bool, value: bool, requirements: bool) -> Option<&'static str> {
+    if mech {
+        Some("mechanism-name")
+    } else if value {
+        Some("authentication-value")
+    } else if requirements {
+        Some("ACSE-requirements")
+    } else {
+        None
+    }
+}
+
+// ------------------------------------------------------------------ the hook
+
+/// The clause 15 hook of one association (both roles). Build it with [`NativeShared::responder`]
+/// or [`NativeShared::initiator`] and box it into `Association::with_security`.
+pub struct NativeHook {
+    shared: NativeShared,
+    state: Arc<Mutex<Inner>>,
+    role: Role,
+    conn: ConnectionInfo,
+    /// Initiator: the identity the server's certificate must carry, if given.
+    expected: Option<PeerIdentity>,
+    /// Initiator: the called AP-title and AE-qualifier sent in the AARQ.
+    called: (Option<Oid>, Option<i64>),
+}
+
+impl std::fmt::Debug for NativeHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeHook")
+            .field("role", &self.role)
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeHook {
+    /// The channel sharing this hook's state.
+    pub fn channel(&self) -> NativeChannel {
+        NativeChannel {
+            shared: self.shared.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Responder: refuses the AARQ with an AARE without SecPDU (§15.7 DECISION).
+    fn env_reject(
+        &self,
+        g: &mut Inner,
+        ev: EnvEvent,
+        msg: String,
+        diagnostic: i64,
+    ) -> AssociateVerdict {
+        g.env_event(&self.shared, ev, msg, None);
+        g.phase = Phase::Refused;
+        AssociateVerdict::Reject(plain_rejection(diagnostic))
+    }
+
+    /// Responder: refuses the AARQ for a §5.1 policy reason.
+    fn policy_reject(&self, g: &mut Inner, msg: String) -> AssociateVerdict {
+        g.local_event(&self.shared, events::E2E_POLICY_REFUSED, msg);
+        g.phase = Phase::Refused;
+        AssociateVerdict::Reject(plain_rejection(user_diagnostic::NO_REASON_GIVEN))
+    }
+
+    /// Aborts with `osiDiag` after an environment check failed (§15.7 DECISION).
+    fn env_abort(
+        &self,
+        g: &mut Inner,
+        ctx: &SecurityContext<'_>,
+        ev: EnvEvent,
+        msg: String,
+        d: OsiDiagnostic,
+    ) -> AbortRequest {
+        g.env_event(&self.shared, ev, msg, Some(d));
+        g.phase = Phase::Closed;
+        osi_diag_abort(g.abort_pcid(ctx, &self.shared.cfg), d)
+    }
+
+    /// Responder checks of the AARQ's titles (§15.1, §15.7 checks 15.7–15.10). Returns the
+    /// calling AP-title and AE-qualifier.
+    fn check_titles(&self, aarq: &Aarq) -> Result<(Oid, i64), (EnvEvent, String)> {
+        let calling_ap = form2_ap(&aarq.calling_ap_title).ok_or((
+            events::INV_CALLING_AP_TITLE_RQ,
+            format!("calling-AP-title {:?}", aarq.calling_ap_title),
+        ))?;
+        let calling_ae = form2_ae(&aarq.calling_ae_qualifier).ok_or((
+            events::INV_CALLING_AE_QUAL_RQ,
+            format!("calling-AE-qualifier {:?}", aarq.calling_ae_qualifier),
+        ))?;
+        let bad_ap = || {
+            (
+                events::INV_CALLED_AP_TITLE_RQ,
+                format!("called-AP-title {:?}", aarq.called_ap_title),
+            )
+        };
+        let bad_ae = || {
+            (
+                events::INV_CALLED_AE_QUAL_RQ,
+                format!("called-AE-qualifier {:?}", aarq.called_ae_qualifier),
+            )
+        };
+        let called_ap = form2_ap(&aarq.called_ap_title).ok_or_else(bad_ap)?;
+        let called_ae = form2_ae(&aarq.called_ae_qualifier).ok_or_else(bad_ae)?;
+        if self.shared.cfg.check_called_title {
+            if let Some(PeerIdentity::ApTitle(own)) = &self.shared.own_identity {
+                if let Some((last, ap)) = own.arcs().split_last() {
+                    if called_ap.arcs() != ap {
+                        return Err(bad_ap());
+                    }
+                    if u64::try_from(called_ae).ok() != Some(*last) {
+                        return Err(bad_ae());
+                    }
+                }
+            }
+        }
+        Ok((calling_ap.clone(), calling_ae))
+    }
+
+    /// Initiator checks of the AARE's responding titles against the called ones (15.13/15.14).
+    /// Returns the identity the AARE names, if it names one.
+    fn check_responding_titles(
+        &self,
+        aare: &Aare,
+    ) -> Result<Option<PeerIdentity>, (EnvEvent, String)> {
+        let ap = match &aare.responding_ap_title {
+            None => None,
+            Some(ApTitle::Form2(o)) if self.called.0.as_ref().map_or(true, |c| c == o) => Some(o),
+            Some(t) => {
+                return Err((
+                    events::INV_CALLED_AP_TITLE_RE,
+                    format!("responding-AP-title {t:?}, called {:?}", self.called.0),
+                ))
+            }
+        };
+        let ae = match &aare.responding_ae_qualifier {
+            None => None,
+            Some(AeQualifier::Form2(q)) if self.called.1.map_or(true, |c| c == *q) => Some(*q),
+            Some(q) => {
+                return Err((
+                    events::INV_CALLED_AE_QUAL_RE,
+                    format!("responding-AE-qualifier {q:?}, called {:?}", self.called.1),
+                ))
+            }
+        };
+        Ok(identity_of(ap, ae))
+    }
+}
+
+fn plain_rejection(diagnostic: i64) -> Rejection {
+    Rejection {
+        result: ENV_REJECT_RESULT,
+        diagnostic: SourceDiagnostic::ServiceUser(diagnostic),
+        user_information: Vec::new(),
+    }
+}
+
+impl AssociationSecurity for NativeHook {
+    fn decorate_aarq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        let shared = self.shared.clone();
+        let cfg = &shared.cfg;
+        let mut g = lock(&self.state);
+        let refuse = |g: &mut Inner, ev: EnvEvent, msg: String| -> Result<(), AbortRequest> {
+            g.local_event(&shared, ev, msg);
+            g.phase = Phase::Closed;
+            Err(AbortRequest::default())
+        };
+        let Some(policy) = g.policy.clone() else {
+            return refuse(
+                &mut g,
+                events::E2E_POLICY_REFUSED,
+                "no peer policy for the initiator".into(),
+            );
+        };
+        if policy.application != ApplicationSecurity::EndToEndSecure {
+            return refuse(
+                &mut g,
+                events::E2E_POLICY_REFUSED,
+                format!(
+                    "peer row requires {:?}, not END-TO-END SECURE",
+                    policy.application
+                ),
+            );
+        }
+        if !policy.transport.allows(self.conn.tls) {
+            return refuse(
+                &mut g,
+                events::E2E_POLICY_REFUSED,
+                format!("transport does not meet {:?}", policy.transport),
+            );
+        }
+        if aarq.application_context_name != cfg.e2e_mms_ac {
+            return refuse(
+                &mut g,
+                events::E2E_LOCAL_FAILURE,
+                format!(
+                    "application context {} is not e2eMmsAC (prepare_osi_config not applied)",
+                    aarq.application_context_name
+                ),
+            );
+        }
+        let Some(pcid) = ctx.context_id(&cfg.e2e_security_as) else {
+            return refuse(
+                &mut g,
+                events::E2E_LOCAL_FAILURE,
+                "e2eSecurityAS is not proposed (prepare_osi_config not applied)".into(),
+            );
+        };
+        self.called = (
+            form2_ap(&aarq.called_ap_title).cloned(),
+            form2_ae(&aarq.called_ae_qualifier),
+        );
+        let binding = self
+            .expected
+            .clone()
+            .or_else(|| identity_of(self.called.0.as_ref(), self.called.1));
+        let expected = match expected_identity(
+            cfg.require_address_binding,
+            binding,
+            policy.certificate_subject.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(msg) => return refuse(&mut g, events::E2E_POLICY_REFUSED, msg),
+        };
+        g.engine.set_expected_peer(expected);
+        let appl = mms_of(&aarq.user_information);
+        let now = shared.now();
+        let bytes = match &mut g.engine {
+            Engine::Client(c) => c.handshake_req(appl.as_deref(), now),
+            Engine::Server(_) => Err(E2eError::Config("initiator hook with a server engine")),
+        };
+        let value = bytes.map_err(|e| e.to_string()).and_then(|b| {
+            wire::encode(EnvApdu::Aarq, SecPduKind::HandshakeReq, b).map_err(|e| e.to_string())
+        });
+        g.drain(&shared);
+        let value = match value {
+            Ok(v) => v,
+            Err(e) => {
+                return refuse(
+                    &mut g,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("HandshakeReq: {e}"),
+                )
+            }
+        };
+        // Kernel only (§15.1): the security travels in user-information alone.
+        aarq.user_information = wire::external(pcid, value);
+        aarq.mechanism_name = None;
+        aarq.calling_authentication_value = None;
+        aarq.sender_acse_requirements = None;
+        g.e2e_pcid = Some(pcid);
+        g.phase = Phase::AwaitingAare;
+        Ok(())
+    }
+
+    fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
+        let shared = self.shared.clone();
+        let cfg = &shared.cfg;
+        let mut g = lock(&self.state);
+        if g.phase != Phase::Idle {
+            return self.env_reject(
+                &mut g,
+                events::OSI_ENV_PROT_ERR,
+                "second AARQ".into(),
+                ENV_REJECT_DIAGNOSTIC,
+            );
+        }
+        // 15.5: application context.
+        if aarq.application_context_name != cfg.e2e_mms_ac {
+            return self.env_reject(
+                &mut g,
+                events::INV_APPL_CNTX_RQ,
+                format!(
+                    "application-context-name {} is not e2eMmsAC {}",
+                    aarq.application_context_name, cfg.e2e_mms_ac
+                ),
+                ENV_REJECT_CONTEXT_DIAGNOSTIC,
+            );
+        }
+        // 15.7–15.10: titles (needed for the Annex G.6 binding).
+        let (calling_ap, calling_ae) = match self.check_titles(aarq) {
+            Ok(t) => t,
+            Err((ev, msg)) => return self.env_reject(&mut g, ev, msg, ENV_REJECT_DIAGNOSTIC),
+        };
+        // 15.15: ACSE kernel only.
+        if let Some(what) = kernel_only_violation(
+            aarq.mechanism_name.is_some(),
+            aarq.calling_authentication_value.is_some(),
+            aarq.sender_acse_requirements.is_some(),
+        ) {
+            return self.env_reject(
+                &mut g,
+                events::AUTH_MECH_NOT_USED_RQ,
+                format!("AARQ carries {what} (not allowed in native mode)"),
+                ENV_REJECT_DIAGNOSTIC,
+            );
+        }
+        // 15.1 / 15.2: one EXTERNAL on the e2eSecurityAS context, holding a HandshakeReq.
+        let pcid = ctx.context_id(&cfg.e2e_security_as);
+        let decoded = wire::user_information_value(&aarq.user_information, pcid)
+            .and_then(|v| wire::decode(EnvApdu::Aarq, v, shared.limits()));
+        let pdu = match decoded {
+            Ok(EnvValue::SecPdu { pdu, .. }) => pdu,
+            Ok(EnvValue::OsiDiag(_)) => {
+                return self.env_reject(
+                    &mut g,
+                    events::OSI_ENV_PROT_ERR,
+                    "osiDiag in an AARQ".into(),
+                    ENV_REJECT_DIAGNOSTIC,
+                )
+            }
+            Err(e) => {
+                return self.env_reject(&mut g, e.event(), e.to_string(), ENV_REJECT_DIAGNOSTIC)
+            }
+        };
+        // §5.1: the bilateral-table row must ask for END-TO-END SECURE.
+        let Some(row) = shared
+            .table
+            .find(self.conn.peer_address, Some(&calling_ap), Some(calling_ae))
+            .cloned()
+        else {
+            return self.policy_reject(
+                &mut g,
+                format!("no bilateral-table entry for {calling_ap}/{calling_ae}"),
+            );
+        };
+        g.label = Some(row.name.clone());
+        if row.application != ApplicationSecurity::EndToEndSecure {
+            return self.policy_reject(
+                &mut g,
+                format!(
+                    "peer row requires {:?}, not END-TO-END SECURE",
+                    row.application
+                ),
+            );
+        }
+        if !row.transport.allows(self.conn.tls) {
+            return self.policy_reject(
+                &mut g,
+                format!("transport does not meet {:?}", row.transport),
+            );
+        }
+        let expected = match expected_identity(
+            cfg.require_address_binding,
+            identity_of(Some(&calling_ap), Some(calling_ae)),
+            row.certificate_subject.as_ref(),
+        ) {
+            Ok(e) => e,
+            Err(msg) => return self.policy_reject(&mut g, msg),
+        };
+        g.policy = Some(row);
+        g.e2e_pcid = pcid;
+        g.engine.set_expected_peer(expected);
+        let out = g
+            .engine
+            .receive(SecPduKind::HandshakeReq, &pdu, shared.now());
+        match out {
+            Ok(Output::HandshakeRequested { appl_data, peer }) => {
+                g.drain(&shared);
+                g.peer = peer;
+                g.phase = Phase::AwaitingDecision;
+                AssociateVerdict::Accept {
+                    user_data: appl_data,
+                }
+            }
+            Err(E2eError::Rejected(r)) => {
+                g.security_failure(&shared, &r);
+                g.phase = Phase::Refused;
+                let user_information = r
+                    .reply
+                    .and_then(|(k, b)| wire::encode(EnvApdu::Aare, k, b).ok())
+                    .zip(pcid)
+                    .map(|(v, p)| wire::external(p, v))
+                    .unwrap_or_default();
+                AssociateVerdict::Reject(Rejection {
+                    result: SEC_REJECT_RESULT,
+                    diagnostic: SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC),
+                    user_information,
+                })
+            }
+            other => {
+                g.drain(&shared);
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("HandshakeReq: {other:?}"),
+                );
+                g.phase = Phase::Refused;
+                AssociateVerdict::Reject(plain_rejection(ENV_REJECT_DIAGNOSTIC))
+            }
+        }
+    }
+
+    fn unsupported_application_context(&mut self, _ctx: &SecurityContext<'_>, aarq: &Aarq) {
+        let mut g = lock(&self.state);
+        g.env_event(
+            &self.shared,
+            events::INV_APPL_CNTX_RQ,
+            format!(
+                "application-context-name {} not accepted by the association",
+                aarq.application_context_name
+            ),
+            None,
+        );
+        g.phase = Phase::Refused;
+    }
+
+    fn decorate_aare(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        aare: &mut Aare,
+    ) -> Result<(), AbortRequest> {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        if g.phase != Phase::AwaitingDecision {
+            // Our own rejection (environment, policy or HandshakeSecReject) goes out unchanged.
+            let accepting = aare.result == associate_result::ACCEPTED;
+            g.phase = Phase::Closed;
+            return if accepting {
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    "accept without a verified HandshakeReq".into(),
+                );
+                Err(AbortRequest::default())
+            } else {
+                Ok(())
+            };
+        }
+        let Some(pcid) = g.e2e_pcid else {
+            g.phase = Phase::Closed;
+            return Err(AbortRequest::default());
+        };
+        let appl = mms_of(&aare.user_information);
+        aare.mechanism_name = None;
+        aare.responding_authentication_value = None;
+        aare.responder_acse_requirements = None;
+        let now = shared.now();
+        if aare.result == associate_result::ACCEPTED {
+            let acc = match &mut g.engine {
+                Engine::Server(s) => s.accept(appl.as_deref(), now),
+                Engine::Client(_) => Err(E2eError::Config("responder hook with a client engine")),
+            };
+            let value = acc.map_err(|e| e.to_string()).and_then(|b| {
+                wire::encode(EnvApdu::Aare, SecPduKind::HandshakeAcc, b).map_err(|e| e.to_string())
+            });
+            g.drain(&shared);
+            match value {
+                Ok(v) => {
+                    aare.user_information = wire::external(pcid, v);
+                    g.phase = Phase::Established;
+                    let msg = format!(
+                        "established with {:?}, protection {:?}",
+                        g.peer,
+                        g.engine.protection()
+                    );
+                    g.local_event(&shared, events::E2E_ESTABLISHED, msg);
+                    Ok(())
+                }
+                Err(e) => {
+                    // The engine still waits for a decision: decorate_abrt sends an ApplAbort.
+                    g.local_event(
+                        &shared,
+                        events::E2E_LOCAL_FAILURE,
+                        format!("HandshakeAcc: {e}"),
+                    );
+                    Err(AbortRequest::default())
+                }
+            }
+        } else {
+            // The application rejected (MMS initiate-ErrorPDU): ApplicationReject (§13.1.5).
+            aare.result_source_diagnostic = SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC);
+            aare.user_information = Vec::new();
+            g.phase = Phase::Closed;
+            let Some(appl) = appl else {
+                // DECISION: ApplicationReject.applData is mandatory (§13.5), so a rejection
+                // without an MMS PDU goes out as a plain rejecting AARE.
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    "application rejection without an MMS PDU: AARE without SecPDU".into(),
+                );
+                return Ok(());
+            };
+            let rej = match &mut g.engine {
+                Engine::Server(s) => s.appl_reject(&appl, now),
+                Engine::Client(_) => Err(E2eError::Config("responder hook with a client engine")),
+            };
+            let value = rej.map_err(|e| e.to_string()).and_then(|b| {
+                wire::encode(EnvApdu::Aare, SecPduKind::ApplicationReject, b)
+                    .map_err(|e| e.to_string())
+            });
+            g.drain(&shared);
+            match value {
+                Ok(v) => aare.user_information = wire::external(pcid, v),
+                Err(e) => g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("ApplicationReject: {e}"),
+                ),
+            }
+            Ok(())
+        }
+    }
+
+    fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
+        let shared = self.shared.clone();
+        let cfg = &shared.cfg;
+        let mut g = lock(&self.state);
+        if g.phase != Phase::AwaitingAare {
+            let r = self.env_abort(
+                &mut g,
+                ctx,
+                events::OSI_ENV_PROT_ERR,
+                "unexpected AARE".into(),
+                OsiDiagnostic::OsiEnvProtocolError,
+            );
+            return Verdict::Abort(r);
+        }
+        // 15.6: application context.
+        if aare.application_context_name != cfg.e2e_mms_ac {
+            let r = self.env_abort(
+                &mut g,
+                ctx,
+                events::INV_APPL_CNTX_RE,
+                format!(
+                    "AARE application-context-name {} is not e2eMmsAC",
+                    aare.application_context_name
+                ),
+                OsiDiagnostic::InvalidApplicationContext,
+            );
+            return Verdict::Abort(r);
+        }
+        // 15.16: kernel only.
+        if let Some(what) = kernel_only_violation(
+            aare.mechanism_name.is_some(),
+            aare.responding_authentication_value.is_some(),
+            aare.responder_acse_requirements.is_some(),
+        ) {
+            let r = self.env_abort(
+                &mut g,
+                ctx,
+                events::AUTH_MECH_NOT_USED_ABT,
+                format!("AARE carries {what} (not allowed in native mode)"),
+                OsiDiagnostic::AuthenticationMechanismNotAllowed,
+            );
+            return Verdict::Abort(r);
+        }
+        // 15.13 / 15.14: responding titles, when present, are the called ones.
+        let responding = match self.check_responding_titles(aare) {
+            Ok(id) => id,
+            Err((ev, msg)) => {
+                let d = if ev == events::INV_CALLED_AP_TITLE_RE {
+                    OsiDiagnostic::InvalidCalledApTitle
+                } else {
+                    OsiDiagnostic::InvalidCalledAeQualifier
+                };
+                return Verdict::Abort(self.env_abort(&mut g, ctx, ev, msg, d));
+            }
+        };
+        // 15.1 / 15.2: one EXTERNAL on the (still accepted) e2eSecurityAS context, [0] HandshakeAcc.
+        let pcid = g
+            .e2e_pcid
+            .filter(|p| ctx.context_id(&cfg.e2e_security_as) == Some(*p));
+        let decoded = wire::user_information_value(&aare.user_information, pcid)
+            .and_then(|v| wire::decode(EnvApdu::Aare, v, shared.limits()));
+        let pdu = match decoded {
+            Ok(EnvValue::SecPdu {
+                kind: SecPduKind::HandshakeAcc,
+                pdu,
+            }) => pdu,
+            Ok(other) => {
+                let r = self.env_abort(
+                    &mut g,
+                    ctx,
+                    events::OSI_ENV_PROT_ERR,
+                    format!("accepting AARE carries {other:?}, not assoAccept"),
+                    OsiDiagnostic::OsiEnvProtocolError,
+                );
+                return Verdict::Abort(r);
+            }
+            Err(e) => {
+                let r = self.env_abort(&mut g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
+                return Verdict::Abort(r);
+            }
+        };
+        if self.expected.is_none() && self.called.0.is_none() && cfg.require_address_binding {
+            // Called titles unknown: bind to the responding ones the AARE names.
+            g.engine
+                .set_expected_peer(Some(responding.unwrap_or_else(no_identity)));
+        }
+        let out = g
+            .engine
+            .receive(SecPduKind::HandshakeAcc, &pdu, shared.now());
+        let abort_pcid = g.abort_pcid(ctx, cfg);
+        match out {
+            Ok(Output::Established { appl_data }) => {
+                g.drain(&shared);
+                g.peer = acc_identity(&pdu, shared.limits());
+                g.phase = Phase::Established;
+                let msg = format!(
+                    "established with {:?}, protection {:?}",
+                    g.peer,
+                    g.engine.protection()
+                );
+                g.local_event(&shared, events::E2E_ESTABLISHED, msg);
+                Verdict::Accept {
+                    user_data: appl_data,
+                }
+            }
+            Err(E2eError::Rejected(r)) => {
+                g.security_failure(&shared, &r);
+                g.phase = Phase::Closed;
+                Verdict::Abort(g.abort_with_reply(r.reply, abort_pcid))
+            }
+            other => {
+                // A local problem: the engine still awaits the HandshakeAcc, so decorate_abrt
+                // sends an ApplAbort.
+                g.drain(&shared);
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("HandshakeAcc: {other:?}"),
+                );
+                Verdict::Abort(AbortRequest::default())
+            }
+        }
+    }
+
+    fn check_rejecting_aare(&mut self, _ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        if g.phase != Phase::AwaitingAare {
+            return None;
+        }
+        g.phase = Phase::Closed;
+        if aare.user_information.is_empty() {
+            let msg = format!(
+                "association rejected without SecPDU: result {}, {:?}",
+                aare.result, aare.result_source_diagnostic
+            );
+            g.local_event(&shared, events::E2E_PLAIN_REJECT_RCVD, msg);
+            g.last = Some(NativeDiagnostic::PlainRejection {
+                result: aare.result,
+                diagnostic: aare.result_source_diagnostic,
+            });
+            return None;
+        }
+        let decoded = wire::user_information_value(&aare.user_information, g.e2e_pcid)
+            .and_then(|v| wire::decode(EnvApdu::Aare, v, shared.limits()));
+        let (kind, pdu) = match decoded {
+            Ok(EnvValue::SecPdu { kind, pdu }) if kind != SecPduKind::HandshakeAcc => (kind, pdu),
+            Ok(other) => {
+                g.env_event(
+                    &shared,
+                    events::OSI_ENV_PROT_ERR,
+                    format!("rejecting AARE carries {other:?}"),
+                    None,
+                );
+                return None;
+            }
+            Err(e) => {
+                g.env_event(&shared, e.event(), e.to_string(), None);
+                return None;
+            }
+        };
+        let out = g.engine.receive(kind, &pdu, shared.now());
+        g.drain(&shared);
+        match out {
+            Ok(Output::ApplicationRejected { appl_data }) => {
+                g.last = Some(NativeDiagnostic::ApplicationRejected {
+                    appl_data: appl_data.clone(),
+                });
+                appl_data
+            }
+            Ok(Output::SecurityRejected { diagnostic }) => {
+                g.last = Some(NativeDiagnostic::SecurityRejected { diagnostic });
+                None
+            }
+            Err(E2eError::Rejected(r)) => {
+                g.security_failure(&shared, &r);
+                None
+            }
+            other => {
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("rejecting AARE: {other:?}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn decorate_rlrq(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        rlrq: &mut Rlrq,
+    ) -> Result<(), AbortRequest> {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
+            return Err(AbortRequest::default());
+        };
+        let appl = mms_of(&rlrq.user_information);
+        let value = g
+            .engine
+            .release_req(appl.as_deref(), shared.now())
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                wire::encode(EnvApdu::Rlrq, SecPduKind::ReleaseReq, b).map_err(|e| e.to_string())
+            });
+        g.drain(&shared);
+        match value {
+            Ok(v) => {
+                rlrq.user_information = wire::external(pcid, v);
+                Ok(())
+            }
+            Err(e) => {
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("ReleaseReq: {e}"),
+                );
+                Err(AbortRequest::default())
+            }
+        }
+    }
+
+    fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
+        self.check_release(ctx, EnvApdu::Rlrq, &rlrq.user_information)
+    }
+
+    fn decorate_rlre(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        rlre: &mut Rlre,
+    ) -> Result<(), AbortRequest> {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
+            return Err(AbortRequest::default());
+        };
+        let appl = mms_of(&rlre.user_information);
+        let value = g
+            .engine
+            .release_rsp(appl.as_deref(), shared.now())
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                wire::encode(EnvApdu::Rlre, SecPduKind::ReleaseRsp, b).map_err(|e| e.to_string())
+            });
+        g.drain(&shared);
+        match value {
+            Ok(v) => {
+                rlre.user_information = wire::external(pcid, v);
+                g.phase = Phase::Closed;
+                g.local_event(
+                    &shared,
+                    events::E2E_RELEASED,
+                    "released (ReleaseRsp sent)".into(),
+                );
+                Ok(())
+            }
+            Err(e) => {
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("ReleaseRsp: {e}"),
+                );
+                Err(AbortRequest::default())
+            }
+        }
+    }
+
+    fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
+        self.check_release(ctx, EnvApdu::Rlre, &rlre.user_information)
+    }
+
+    fn decorate_abrt(&mut self, _ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let phase = std::mem::replace(&mut g.phase, Phase::Closed);
+        if !abrt.user_information.is_empty()
+            || matches!(phase, Phase::Idle | Phase::Refused | Phase::Closed)
+            || g.engine.state() == E2eState::Closed
+        {
+            return;
+        }
+        // An abort by the application (or after a local failure): ApplAbort (§13.1.5, Table 4).
+        let Some(pcid) = g.e2e_pcid else {
+            return;
+        };
+        let value = g
+            .engine
+            .appl_abort(None, shared.now())
+            .map_err(|e| e.to_string())
+            .and_then(|b| {
+                wire::encode(EnvApdu::Abrt, SecPduKind::ApplAbort, b).map_err(|e| e.to_string())
+            });
+        g.drain(&shared);
+        match value {
+            Ok(v) => abrt.user_information = wire::external(pcid, v),
+            Err(e) => g.local_event(
+                &shared,
+                events::E2E_LOCAL_FAILURE,
+                format!("ApplAbort: {e}"),
+            ),
+        }
+    }
+
+    fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let phase = std::mem::replace(&mut g.phase, Phase::Closed);
+        if matches!(phase, Phase::Idle | Phase::Refused | Phase::Closed) {
+            return;
+        }
+        if abrt.source == abort_source::SERVICE_PROVIDER {
+            g.env_event(
+                &shared,
+                events::ACSE_PROT_ERR,
+                format!("ACSE provider abort, diagnostic {:?}", abrt.diagnostic),
+                None,
+            );
+            g.last = Some(NativeDiagnostic::PeerAbortUnprotected {
+                source: abrt.source,
+            });
+            return;
+        }
+        let pcid = g
+            .e2e_pcid
+            .or_else(|| ctx.context_id(&shared.cfg.e2e_security_as));
+        let decoded = wire::user_information_value(&abrt.user_information, pcid)
+            .and_then(|v| wire::decode(EnvApdu::Abrt, v, shared.limits()));
+        match decoded {
+            Ok(EnvValue::OsiDiag(code)) => {
+                let diagnostic = OsiDiagnostic::from_code(code);
+                let name = diagnostic.map_or("unknown", OsiDiagnostic::name);
+                g.local_event(
+                    &shared,
+                    events::E2E_OSI_DIAG_RCVD,
+                    format!("peer aborted with osiDiag {name}({code})"),
+                );
+                g.last = Some(NativeDiagnostic::PeerOsiDiagnostic { code, diagnostic });
+            }
+            Ok(EnvValue::SecPdu { kind, pdu }) => {
+                let out = g.engine.receive(kind, &pdu, shared.now());
+                g.drain(&shared);
+                match out {
+                    Ok(Output::Aborted {
+                        kind,
+                        diagnostic,
+                        appl_data,
+                    }) => {
+                        g.last = Some(NativeDiagnostic::PeerAborted {
+                            kind,
+                            diagnostic,
+                            appl_data,
+                        })
+                    }
+                    Err(E2eError::Rejected(r)) => g.security_failure(&shared, &r),
+                    other => g.local_event(
+                        &shared,
+                        events::E2E_LOCAL_FAILURE,
+                        format!("ABRT: {other:?}"),
+                    ),
+                }
+            }
+            Err(e) => {
+                g.env_event(&shared, e.event(), e.to_string(), None);
+                g.last = Some(NativeDiagnostic::PeerAbortUnprotected {
+                    source: abrt.source,
+                });
+            }
+        }
+    }
+}
+
+impl NativeHook {
+    /// RLRQ / RLRE checks (§15.6): the SecPDU must verify; a ReleaseReq that does not is
+    /// answered by an ABRT with DtSecAbort ([`RELEASE_FAILURE_REPLY`]).
+    fn check_release(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        apdu: EnvApdu,
+        ui: &[External],
+    ) -> Verdict {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        if g.phase != Phase::Established {
+            let r = self.env_abort(
+                &mut g,
+                ctx,
+                events::OSI_ENV_PROT_ERR,
+                format!("{apdu:?} outside the data-transfer phase"),
+                OsiDiagnostic::OsiEnvProtocolError,
+            );
+            return Verdict::Abort(r);
+        }
+        let decoded = wire::user_information_value(ui, g.e2e_pcid)
+            .and_then(|v| wire::decode(apdu, v, shared.limits()));
+        let (kind, pdu) = match decoded {
+            Ok(EnvValue::SecPdu { kind, pdu }) => (kind, pdu),
+            Ok(EnvValue::OsiDiag(_)) => {
+                let r = self.env_abort(
+                    &mut g,
+                    ctx,
+                    events::OSI_ENV_PROT_ERR,
+                    format!("osiDiag in an {apdu:?}"),
+                    OsiDiagnostic::OsiEnvProtocolError,
+                );
+                return Verdict::Abort(r);
+            }
+            Err(e) => {
+                let r = self.env_abort(&mut g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
+                return Verdict::Abort(r);
+            }
+        };
+        let out = g.engine.receive(kind, &pdu, shared.now());
+        let pcid = g.abort_pcid(ctx, &shared.cfg);
+        match out {
+            Ok(Output::ReleaseRequested { appl_data }) => {
+                g.drain(&shared);
+                Verdict::Accept {
+                    user_data: appl_data,
+                }
+            }
+            Ok(Output::Released { appl_data }) => {
+                g.drain(&shared);
+                g.phase = Phase::Closed;
+                g.local_event(
+                    &shared,
+                    events::E2E_RELEASED,
+                    "released (ReleaseRsp verified)".into(),
+                );
+                Verdict::Accept {
+                    user_data: appl_data,
+                }
+            }
+            Err(E2eError::Rejected(r)) => {
+                g.security_failure(&shared, &r);
+                g.phase = Phase::Closed;
+                // §15.6 DECISION: a failed ReleaseReq is answered by DtSecAbort only.
+                let reply = r
+                    .reply
+                    .filter(|(k, _)| apdu != EnvApdu::Rlrq || *k == RELEASE_FAILURE_REPLY);
+                Verdict::Abort(g.abort_with_reply(reply, pcid))
+            }
+            other => {
+                g.drain(&shared);
+                g.local_event(
+                    &shared,
+                    events::E2E_LOCAL_FAILURE,
+                    format!("{apdu:?}: {other:?}"),
+                );
+                Verdict::Abort(AbortRequest::default())
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the data-phase channel
+
+/// The runtime's handle on an association's E2E state for the data phase. It shares the hook's
+/// state; every method that needs it takes the `Association` the hook lives in.
+#[derive(Clone)]
+pub struct NativeChannel {
+    shared: NativeShared,
+    state: Arc<Mutex<Inner>>,
+}
+
+impl std::fmt::Debug for NativeChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = lock(&self.state);
+        f.debug_struct("NativeChannel")
+            .field("phase", &g.phase)
+            .field("e2e_pcid", &g.e2e_pcid)
+            .field("peer", &g.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl NativeChannel {
+    /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed) and queues it with
+    /// `assoc.send_data_on` on the e2eSecurityAS context.
+    pub fn send(&self, assoc: &mut Association, mms_pdu: &[u8]) -> Result<(), NativeError> {
+        let mut g = lock(&self.state);
+        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
+            return Err(NativeError::NotEstablished);
+        };
+        let out = g.engine.protect(mms_pdu, self.shared.now());
+        match out {
+            Ok((_, bytes)) => {
+                g.drain(&self.shared);
+                drop(g);
+                assoc.send_data_on(pcid, &bytes)?;
+                Ok(())
+            }
+            Err(e) => self.fail(g, assoc, e),
+        }
+    }
+
+    /// Handles a received `OsiEvent::Data`: `Ok(Some(mms))` for a verified (and decrypted)
+    /// transfer. Every transfer of this engine carries a PrPDU, so `Ok(None)` is not produced
+    /// today; it stays in the signature for PDUs without application data. On `Err` the ABRT
+    /// (DtSecAbort, or `osiDiag` invalid-pci for data on another context) is already queued on
+    /// `assoc` and the event raised.
+    pub fn receive(
+        &self,
+        assoc: &mut Association,
+        context_id: u32,
+        pdu: &[u8],
+    ) -> Result<Option<Vec<u8>>, NativeError> {
+        let shared = &self.shared;
+        let mut g = lock(&self.state);
+        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
+            return Err(NativeError::NotEstablished);
+        };
+        if context_id != pcid {
+            // §15.6: after establishment every PrPDU travels inside a transfer SecPDU.
+            let d = OsiDiagnostic::InvalidPci;
+            let event = g.env_event(
+                shared,
+                events::OSI_INV_PCI,
+                format!("data on presentation context {context_id}, e2eSecurityAS is {pcid}"),
+                Some(d),
+            );
+            g.phase = Phase::Closed;
+            drop(g);
+            assoc.abort_with(osi_diag_abort(pcid, d))?;
+            return Err(NativeError::Environment {
+                event,
+                diagnostic: d,
+            });
+        }
+        let encrypted = g.engine.protection().is_some_and(|m| m.encrypted());
+        let kind = wire::transfer_kind(pdu, shared.limits()).unwrap_or(if encrypted {
+            SecPduKind::EncrTransfer
+        } else {
+            SecPduKind::ClearTransfer
+        });
+        let out = g.engine.receive(kind, pdu, shared.now());
+        match out {
+            Ok(Output::Data(d)) => {
+                g.drain(shared);
+                Ok(Some(d))
+            }
+            Ok(_) => {
+                g.drain(shared);
+                Ok(None)
+            }
+            Err(e) => self.fail(g, assoc, e),
+        }
+    }
+
+    /// Runs the engine's timers (rekey timeout, old-key grace); a rekey timeout aborts with
+    /// DtSecAbort (queued on `assoc`).
+    pub fn handle_timeout(&self, assoc: &mut Association) -> Result<(), NativeError> {
+        let mut g = lock(&self.state);
+        if g.phase != Phase::Established {
+            return Ok(());
+        }
+        match g.engine.handle_timeout(self.shared.now()) {
+            Ok(()) => {
+                g.drain(&self.shared);
+                Ok(())
+            }
+            Err(e) => self.fail(g, assoc, e),
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next run, if a timer is running.
+    pub fn next_timeout(&self) -> Option<TimeStamp> {
+        lock(&self.state).engine.next_timeout()
+    }
+
+    /// The protection agreed in the handshake.
+    pub fn protection(&self) -> Option<ProtectionMode> {
+        lock(&self.state).engine.protection()
+    }
+
+    /// The authenticated peer (the identity in its verified certificate).
+    pub fn peer(&self) -> Option<PeerIdentity> {
+        lock(&self.state).peer.clone()
+    }
+
+    /// What the last failure, rejection or abort was.
+    pub fn last_diagnostic(&self) -> Option<NativeDiagnostic> {
+        lock(&self.state).last.clone()
+    }
+
+    /// True in the data-transfer phase.
+    pub fn is_established(&self) -> bool {
+        lock(&self.state).phase == Phase::Established
+    }
+
+    /// The presentation context of e2eSecurityAS, once known.
+    pub fn e2e_context_id(&self) -> Option<u32> {
+        lock(&self.state).e2e_pcid
+    }
+
+    /// The E2E engine's state.
+    pub fn engine_state(&self) -> E2eState {
+        lock(&self.state).engine.state()
+    }
+
+    /// The AssoID (§13.3.1.1), once known.
+    pub fn asso_id(&self) -> Option<String> {
+        lock(&self.state).engine.asso_id()
+    }
+
+    /// Turns an engine error into the abort and the error returned (lock released before the
+    /// association calls back into the hook).
+    fn fail<T>(
+        &self,
+        mut g: MutexGuard<'_, Inner>,
+        assoc: &mut Association,
+        e: E2eError,
+    ) -> Result<T, NativeError> {
+        let E2eError::Rejected(r) = e else {
+            g.drain(&self.shared);
+            return Err(NativeError::Engine(e));
+        };
+        g.security_failure(&self.shared, &r);
+        g.phase = Phase::Closed;
+        let pcid = g.e2e_pcid.unwrap_or(FIRST_EXTRA_CONTEXT_ID);
+        let sent = r.reply.as_ref().map(|(k, _)| *k);
+        let req = g.abort_with_reply(r.reply, pcid);
+        drop(g);
+        assoc.abort_with(req)?;
+        Err(NativeError::Security {
+            event: r.event,
+            cause: r.cause,
+            sent,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants() {
+        let c = NativeConfig::default();
+        assert_eq!(c.e2e_security_as.to_string(), "1.0.62351.4.1.1.1");
+        assert_eq!(c.e2e_mms_ac.to_string(), "1.0.62351.4.2.1");
+        assert!(c.require_address_binding && c.check_called_title);
+    }
+
+    #[test]
+    fn expected_identity_combines_binding_and_subject() {
+        let a = PeerIdentity::ApTitle(Oid::new(&[1, 2, 3]).unwrap());
+        let b = PeerIdentity::ApTitle(Oid::new(&[1, 2, 4]).unwrap());
+        assert_eq!(expected_identity(false, Some(a.clone()), None), Ok(None));
+        assert_eq!(
+            expected_identity(false, Some(a.clone()), Some(&b)),
+            Ok(Some(b.clone()))
+        );
+        assert_eq!(
+            expected_identity(true, Some(a.clone()), None),
+            Ok(Some(a.clone()))
+        );
+        assert_eq!(
+            expected_identity(true, Some(a.clone()), Some(&a)),
+            Ok(Some(a.clone()))
+        );
+        assert!(expected_identity(true, Some(a.clone()), Some(&b)).is_err());
+        // Binding required, address unknown: nothing matches.
+        assert_eq!(expected_identity(true, None, None), Ok(Some(no_identity())));
+    }
+
+    #[test]
+    fn kernel_only() {
+        assert_eq!(kernel_only_violation(false, false, false), None);
+        assert_eq!(
+            kernel_only_violation(true, true, true),
+            Some("mechanism-name")
+        );
+        assert_eq!(
+            kernel_only_violation(false, false, true),
+            Some("ACSE-requirements")
+        );
+    }
+}

@@ -95,9 +95,13 @@ fn tls_args(pki: &Pki, side: &str) -> Vec<String> {
 }
 
 fn app_args(pki: &Pki, dir: &str) -> Vec<String> {
+    mode_args(pki, dir, "compat")
+}
+
+fn mode_args(pki: &Pki, dir: &str, mode: &str) -> Vec<String> {
     vec![
         "--mode".into(),
-        "compat".into(),
+        mode.into(),
         "--app-cert".into(),
         pki.path(&format!("{dir}/cert.pem")),
         "--app-key".into(),
@@ -292,4 +296,74 @@ fn compat_mode_through_two_cli_relays_with_tls_per_hop() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("AnIn1"));
+}
+
+#[test]
+fn native_mode_each_encryption_through_a_cli_relay() {
+    let pki = make_pki("native");
+    // The server listens on plain TCP; the relay terminates the client's TLS.
+    let mut server_args = mode_args(&pki, "sapp", "native");
+    server_args.extend(["--ca".into(), pki.path("ca/ca.pem")]);
+    let (_server, addr) = start_our_server(&strs(&server_args));
+    // One relay: TLS from the client, plain TCP to the server (TLS is per hop).
+    let mut r = tls_args(&pki, "ctls");
+    r.extend(["--plain-out".into(), "--to".into(), addr.clone()]);
+    let (_relay, raddr) = start_our_relay(&strs(&r));
+    for enc in ["gcm", "cbc", "none"] {
+        let mut client = tls_args(&pki, "ctls");
+        client.extend(mode_args(&pki, "capp", "native"));
+        client.extend(["--encrypt".into(), enc.into()]);
+        let mut write = client.clone();
+        write.extend([
+            "write".into(),
+            "DEMOLD0/LLN0.NamPlt.vendor[DC]".into(),
+            format!("native-{enc}"),
+        ]);
+        let out = our_client(&raddr, &strs(&write));
+        assert!(
+            out.status.success(),
+            "{enc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut read = client.clone();
+        read.extend(["read".into(), "DEMOLD0/LLN0.NamPlt.vendor[DC]".into()]);
+        let out = our_client(&raddr, &strs(&read));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("native-{enc}")),
+            "{enc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A client in compatibility mode meets a native server: refused.
+    let mut compat = tls_args(&pki, "ctls");
+    compat.extend(app_args(&pki, "capp"));
+    compat.push("identify".into());
+    let out = our_client(&raddr, &strs(&compat));
+    assert!(!out.status.success());
+}
+
+#[test]
+fn demo_runs_native_mode_over_tls_by_default() {
+    let out = secmms().args(["demo", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    let last = steps.last().unwrap();
+    assert_eq!(last["name"], "protections in force");
+    let d = last["detail"].as_str().unwrap();
+    assert!(
+        d.contains("TLS") && d.contains("E2E") && d.contains("Aes128Gcm"),
+        "{d}"
+    );
+    for enc in ["cbc", "none"] {
+        let out = secmms()
+            .args(["demo", "--json", "--no-tls", "--encrypt", enc])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{enc}");
+    }
 }

@@ -107,6 +107,17 @@ pub async fn run(
     } else {
         None
     };
+    // One application-security context (credentials, replay cache) for every association.
+    let security = std::sync::Arc::new(
+        crate::security::AppSecurity::build(
+            &p.config,
+            std::sync::Arc::new(crate::tls::TracingSink),
+        )
+        .map_err(|e| BenchError::Associate {
+            index: 0,
+            source: crate::client::ClientError::Security(e.to_string()),
+        })?,
+    );
     // Associate everything first, a bounded number at a time.
     let mut clients = Vec::with_capacity(p.associations);
     let mut assoc_hist = Histogram::new();
@@ -118,12 +129,10 @@ pub async fn run(
         while next < p.associations && set.len() < parallel {
             let (addr, cfg, i) = (p.addr.clone(), p.config.clone(), next);
             let tls = tls.clone();
+            let security = security.clone();
             set.spawn(async move {
                 let t = Instant::now();
-                let r = match &tls {
-                    Some(tls) => Client::connect_tls(&addr, &cfg, tls).await,
-                    None => Client::connect(&addr, &cfg).await,
-                };
+                let r = Client::connect_shared(&addr, &cfg, tls.as_deref(), &security).await;
                 (i, r, t.elapsed())
             });
             next += 1;

@@ -21,7 +21,7 @@ use tracing::debug;
 use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
-use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityHandle};
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
@@ -93,6 +93,7 @@ enum Cmd {
 struct Inner {
     tx: mpsc::Sender<Cmd>,
     negotiated: Negotiated,
+    protection: String,
     slots: Arc<Semaphore>,
     closed: Arc<AtomicBool>,
     request_timeout: Duration,
@@ -143,6 +144,27 @@ impl Client {
             ..Default::default()
         };
         Self::associate_with(stream, cfg, &security, &facts).await
+    }
+
+    /// Connects over TLS when `tls` is given, else over TCP, and associates with `security`:
+    /// contexts shared by many connections (load generators, gateways).
+    pub async fn connect_shared(
+        addr: &str,
+        cfg: &Config,
+        tls: Option<&TlsContext>,
+        security: &AppSecurity,
+    ) -> Result<Client, ClientError> {
+        if let Some(tls) = tls {
+            return Self::connect_tls_with(addr, cfg, tls, security).await;
+        }
+        let stream = transport::connect_tcp(addr, &cfg.tcp)
+            .await
+            .map_err(LinkError::Io)?;
+        let facts = ConnectionFacts {
+            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
+            ..Default::default()
+        };
+        Self::associate_with(stream, cfg, security, &facts).await
     }
 
     /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates without
@@ -201,7 +223,7 @@ impl Client {
     ) -> Result<Client, ClientError> {
         cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
-        let (assoc, _handle) = security
+        let (assoc, handle) = security
             .initiator(osi, facts)
             .map_err(|e| ClientError::Security(e.to_string()))?;
         let mut link = Link::new(stream, assoc);
@@ -237,17 +259,24 @@ impl Client {
                     OsiEvent::AssociateRejected {
                         reason, user_data, ..
                     } => {
-                        let detail =
+                        let mut detail =
                             match user_data.map(|b| MmsPdu::decode(&b, &MmsLimits::default())) {
                                 Some(Ok(MmsPdu::InitiateError(e))) => {
                                     format!("{reason:?}, initiate error {e:?}")
                                 }
                                 _ => format!("{reason:?}"),
                             };
+                        if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
+                            detail.push_str(&format!("; E2E: {d:?}"));
+                        }
                         return Err(ClientError::Rejected(detail));
                     }
                     OsiEvent::AbortIndication(a) => {
-                        return Err(ClientError::Rejected(format!("aborted: {a:?}")))
+                        let mut detail = format!("aborted: {a:?}");
+                        if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
+                            detail.push_str(&format!("; E2E: {d:?}"));
+                        }
+                        return Err(ClientError::Rejected(detail));
                     }
                     OsiEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
                     _ => {}
@@ -265,11 +294,13 @@ impl Client {
             negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
         let limits = negotiated.limits();
-        tokio::spawn(run_association(link, rx, limits, closed.clone()));
+        let protection = handle.describe();
+        tokio::spawn(run_association(link, rx, limits, closed.clone(), handle));
         Ok(Client {
             inner: Arc::new(Inner {
                 tx,
                 negotiated,
+                protection,
                 slots,
                 closed,
                 request_timeout: Duration::from_secs(cfg.client.request_timeout_secs.max(1)),
@@ -280,6 +311,12 @@ impl Client {
     /// What the initiate exchange settled.
     pub fn negotiated(&self) -> &Negotiated {
         &self.inner.negotiated
+    }
+
+    /// What protects this association at the application layer, in words (e.g. the agreed E2E
+    /// algorithms in native mode).
+    pub fn protection(&self) -> &str {
+        &self.inner.protection
     }
 
     /// True once the association has ended.
@@ -464,6 +501,7 @@ async fn run_association<S: Stream>(
     mut rx: mpsc::Receiver<Cmd>,
     limits: MmsLimits,
     closed: Arc<AtomicBool>,
+    security: SecurityHandle,
 ) {
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut next_id: u32 = 1;
@@ -474,7 +512,17 @@ async fn run_association<S: Stream>(
         loop {
             while let Some(ev) = link.poll_event() {
                 match ev {
-                    OsiEvent::Data { pdu, .. } => dispatch(&pdu, &limits, &mut pending),
+                    OsiEvent::Data { context_id, pdu } => {
+                        match security.receive(link.assoc(), context_id, pdu) {
+                            Ok(Some(pdu)) => dispatch(&pdu, &limits, &mut pending),
+                            Ok(None) => {}
+                            Err(e) => {
+                                // The abort is queued: send it, fail what is outstanding.
+                                link.shutdown().await;
+                                return Err(LinkError::Security(e.to_string()));
+                            }
+                        }
+                    }
                     OsiEvent::ReleaseConfirm { .. } => {
                         if let Some(r) = releasing.take() {
                             let _ = r.send(Ok(()));
@@ -514,6 +562,14 @@ async fn run_association<S: Stream>(
                     None => std::future::pending().await,
                 }
             };
+            // Native mode: E2E key-refresh timers.
+            let timer = security.next_timer();
+            let e2e_timer = async {
+                match timer {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 n = link.read_raw() => { let n = n?; link.feed(n).await?; }
                 cmd = rx.recv(), if releasing.is_none() => match cmd {
@@ -526,9 +582,9 @@ async fn run_association<S: Stream>(
                             let id = next_id;
                             next_id = next_id.wrapping_add(1).max(1);
                             let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
-                            match link.assoc().send_data(&pdu) {
+                            match security.send(link.assoc(), &pdu) {
                                 Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
-                                Err(e) => { let _ = reply.send(Err(LinkError::Osi(e).into())); }
+                                Err(e) => { let _ = reply.send(Err(LinkError::Security(e.to_string()).into())); }
                             }
                             budget -= 1;
                             if budget == 0 {
@@ -552,6 +608,12 @@ async fn run_association<S: Stream>(
                         return Ok(());
                     }
                 },
+                _ = e2e_timer => {
+                    if let Err(e) = security.on_timer(link.assoc()) {
+                        link.shutdown().await;
+                        return Err(LinkError::Security(e.to_string()));
+                    }
+                }
                 _ = sleep => {
                     // The peer never answered the release: close anyway.
                     if let Some(r) = releasing.take() { let _ = r.send(Ok(())); }

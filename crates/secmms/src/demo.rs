@@ -214,7 +214,7 @@ pub struct DemoOptions {
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
-            mode: AppMode::Compat,
+            mode: AppMode::Native,
             encrypt: Encrypt::Gcm,
             tls: true,
             tls_config: None,
@@ -224,7 +224,7 @@ impl Default for DemoOptions {
 
 fn describe(opts: &DemoOptions) -> String {
     let transport = if opts.tls {
-        "RFC 1006 over TLS with mutual authentication (clause 6, port 3782 role)"
+        "RFC 1006 over TLS with mutual authentication (clause 6)"
     } else {
         "plain RFC 1006 (no TLS)"
     };
@@ -413,8 +413,11 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
         "associate",
         t,
         Ok(format!(
-            "{protections}; MMS max PDU {} octets, {} outstanding, nesting {}",
-            n.max_pdu_size, n.max_serv_outstanding_calling, n.nesting_level
+            "{protections}; agreed: {}; MMS max PDU {} octets, {} outstanding, nesting {}",
+            client.protection(),
+            n.max_pdu_size,
+            n.max_serv_outstanding_calling,
+            n.nesting_level
         )),
     );
 
@@ -503,11 +506,12 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
         st.associations.load(std::sync::atomic::Ordering::Relaxed),
         st.failed.load(std::sync::atomic::Ordering::Relaxed),
     );
+    let agreed = client.protection().to_string();
     rec.record(
         "protections in force",
         t,
         if failed_n == 0 && assocs == 1 {
-            Ok(protections)
+            Ok(format!("{protections} (agreed in the handshake: {agreed})"))
         } else {
             Err(format!(
                 "server saw {assocs} associations, {failed_n} failed"

@@ -26,6 +26,9 @@ pub enum LinkError {
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
+    /// An application-layer security check failed; the abort it calls for was sent.
+    #[error("{0}")]
+    Security(String),
     /// No input arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),

@@ -29,6 +29,10 @@ use std::sync::Arc;
 
 use openssl::x509::{X509Crl, X509};
 use secmms_ber::Oid;
+use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
+use secmms_e2e::{
+    Context as E2eContext, Credentials as E2eCredentials, E2eConfig, ModeOffer, ProtectionMode,
+};
 use secmms_osi::security::Role;
 use secmms_osi::{Association, OsiConfig};
 use secmms_pki::cert::{CertInfo, OpenSslValidator};
@@ -36,6 +40,7 @@ use secmms_pki::crypto::{sha256, SigningKey};
 use secmms_pki::event::SecurityEventSink;
 use secmms_pki::PeerIdentity;
 use secmms_profiles::aprofile::{PeerHandle, ProfileError};
+use secmms_profiles::native::{NativeChannel, NativeConfig, NativeError, NativeShared};
 use secmms_profiles::policy::PeerMatch;
 use secmms_profiles::{
     AProfileConfig, AProfileShared, ApplicationSecurity, ConnectionInfo, Credentials, PeerPolicy,
@@ -445,13 +450,98 @@ pub fn tls_fingerprints(ssl: &openssl::ssl::SslRef) -> Vec<[u8; 32]> {
     out
 }
 
-/// What an association learned about its peer's application-layer authentication.
-#[derive(Debug, Clone, Default)]
+/// What an association learned about its peer's application-layer authentication, and (native
+/// mode) the channel its MMS PDUs travel through.
+#[derive(Clone, Default)]
 pub struct SecurityHandle {
     a_peer: Option<PeerHandle>,
+    native: Option<NativeChannel>,
+}
+
+impl std::fmt::Debug for SecurityHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityHandle")
+            .field("native", &self.native.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors of the native-mode data path.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// The association is gone or cannot carry data.
+    #[error(transparent)]
+    Osi(#[from] secmms_osi::OsiError),
+    /// An E2E check failed; the abort the standard prescribes was queued and the event raised.
+    #[error("E2E security: {0}")]
+    Native(#[from] NativeError),
 }
 
 impl SecurityHandle {
+    /// Sends one MMS PDU: as plain P-DATA on the MMS context, or protected on the
+    /// e2eSecurityAS context in native mode.
+    pub fn send(&self, assoc: &mut Association, mms: &[u8]) -> Result<(), DataError> {
+        match &self.native {
+            None => Ok(assoc.send_data(mms)?),
+            Some(ch) => Ok(ch.send(assoc, mms)?),
+        }
+    }
+
+    /// Unwraps one received P-DATA value into an MMS PDU. In native mode a failed check has
+    /// already queued the abort (DtSecAbort or osiDiag) on `assoc` when this returns an error.
+    pub fn receive(
+        &self,
+        assoc: &mut Association,
+        context_id: u32,
+        pdu: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, DataError> {
+        match &self.native {
+            None => Ok(Some(pdu)),
+            Some(ch) => Ok(ch.receive(assoc, context_id, &pdu)?),
+        }
+    }
+
+    /// When the native-mode timers (key refresh) next need [`Self::on_timer`].
+    pub fn next_timer(&self) -> Option<std::time::Duration> {
+        let ch = self.native.as_ref()?;
+        let due = ch.next_timeout()?;
+        let now = unix_now_ms();
+        Some(std::time::Duration::from_millis(
+            due.0.saturating_sub(now).max(0) as u64,
+        ))
+    }
+
+    /// Runs the native-mode timers.
+    pub fn on_timer(&self, assoc: &mut Association) -> Result<(), DataError> {
+        match &self.native {
+            None => Ok(()),
+            Some(ch) => Ok(ch.handle_timeout(assoc)?),
+        }
+    }
+
+    /// The native-mode channel, when the association runs E2E security.
+    pub fn native(&self) -> Option<&NativeChannel> {
+        self.native.as_ref()
+    }
+
+    /// What protects the association's data, in words (after establishment).
+    pub fn describe(&self) -> String {
+        match &self.native {
+            Some(ch) => match ch.protection() {
+                Some(ProtectionMode::Ae(a)) => format!("E2E AEAD {a:?}"),
+                Some(ProtectionMode::NonAe { encr: Some(e), icv }) => {
+                    format!("E2E {e:?} + {icv:?} ICV")
+                }
+                Some(ProtectionMode::NonAe { encr: None, icv }) => {
+                    format!("E2E {icv:?} ICV, not encrypted")
+                }
+                None => "E2E (not established)".into(),
+            },
+            None if self.a_peer.is_some() => "A-security-profile".into(),
+            None => "none".into(),
+        }
+    }
+
     /// The peer identity the application layer authenticated, if any.
     pub fn authenticated_peer(&self) -> Option<String> {
         let h = self.a_peer.as_ref()?;
@@ -471,6 +561,7 @@ impl SecurityHandle {
 enum Inner {
     Plain,
     Compat(AProfileShared),
+    Native(NativeShared),
 }
 
 /// The application-security context of a process, shared by its associations.
@@ -550,7 +641,40 @@ impl AppSecurity {
                 )
             }
             AppMode::Native => {
-                return Err(value_err("security.mode", "native mode is not wired yet").into())
+                let mut e2e = E2eConfig {
+                    time_window_ms: s.time_window_secs.saturating_mul(1000),
+                    ..E2eConfig::default()
+                };
+                e2e.offer = match s.encrypt {
+                    Encrypt::Gcm => ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
+                    Encrypt::Cbc => ModeOffer::NonAe {
+                        encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
+                        icv: vec![IcvAlg::HmacSha256],
+                    },
+                    Encrypt::None => ModeOffer::NonAe {
+                        encr: Vec::new(),
+                        icv: vec![IcvAlg::HmacSha256],
+                    },
+                };
+                let ctx = E2eContext {
+                    config: Arc::new(e2e),
+                    credentials: Arc::new(E2eCredentials {
+                        key,
+                        cert_der: certificate,
+                        cert_path: None,
+                        att_cert: None,
+                    }),
+                    validator,
+                    replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
+                };
+                let _ = own_tls;
+                Inner::Native(NativeShared::new(
+                    ctx,
+                    NativeConfig::default(),
+                    table.clone(),
+                    Arc::new(|| secmms_e2e::TimeStamp(unix_now_ms())),
+                    sink,
+                ))
             }
         };
         Ok(AppSecurity {
@@ -579,6 +703,19 @@ impl AppSecurity {
                 let hook = shared.responder(conn.info());
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
+                    native: None,
+                };
+                (
+                    Association::with_security(Role::Responder, osi, Box::new(hook)),
+                    handle,
+                )
+            }
+            Inner::Native(shared) => {
+                shared.prepare_osi_config(&mut osi, Role::Responder);
+                let (hook, channel) = shared.responder(conn.info());
+                let handle = SecurityHandle {
+                    a_peer: None,
+                    native: Some(channel),
                 };
                 (
                     Association::with_security(Role::Responder, osi, Box::new(hook)),
@@ -604,6 +741,20 @@ impl AppSecurity {
                 let hook = shared.initiator_for(conn.info(), row, &osi);
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
+                    native: None,
+                };
+                Ok((
+                    Association::with_security(Role::Initiator, osi, Box::new(hook)),
+                    handle,
+                ))
+            }
+            Inner::Native(shared) => {
+                let row = self.row_for(&osi, conn)?;
+                shared.prepare_osi_config(&mut osi, Role::Initiator);
+                let (hook, channel) = shared.initiator_for(conn.info(), row, &osi);
+                let handle = SecurityHandle {
+                    a_peer: None,
+                    native: Some(channel),
                 };
                 Ok((
                     Association::with_security(Role::Initiator, osi, Box::new(hook)),

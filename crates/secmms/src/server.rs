@@ -359,6 +359,7 @@ async fn serve_association<S: Stream>(
                             if let Some(p) = security.authenticated_peer() {
                                 debug!("application-layer peer authenticated: {p}");
                             }
+                            debug!("association protected by: {}", security.describe());
                             negotiated = Some(association);
                         }
                         InitiateOutcome::Refused { response, error } => {
@@ -377,11 +378,23 @@ async fn serve_association<S: Stream>(
                         }
                     }
                 }
-                OsiEvent::Data { pdu, .. } => {
+                OsiEvent::Data { context_id, pdu } => {
                     let Some(mms) = &negotiated else { continue };
+                    let pdu = match security.receive(link.assoc(), context_id, pdu) {
+                        Ok(Some(p)) => p,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
+                            link.shutdown().await;
+                            return Err(LinkError::Security(e.to_string()));
+                        }
+                    };
                     if let Some(resp) = mms.handle_pdu(&pdu) {
                         shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                        link.assoc().send_data(&resp)?;
+                        if let Err(e) = security.send(link.assoc(), &resp) {
+                            link.shutdown().await;
+                            return Err(LinkError::Security(e.to_string()));
+                        }
                     }
                 }
                 OsiEvent::ReleaseIndication { .. } => {
@@ -408,7 +421,22 @@ async fn serve_association<S: Stream>(
         } else {
             idle
         };
-        link.read_input(wait).await?;
+        // Native mode: the E2E key-refresh timers run between reads.
+        let timer = security.next_timer();
+        match (timer, wait) {
+            (Some(t), w) if !matches!(w, Some(w) if w <= t) => {
+                match link.read_input(Some(t)).await {
+                    Err(LinkError::Timeout(_)) => {
+                        if let Err(e) = security.on_timer(link.assoc()) {
+                            link.shutdown().await;
+                            return Err(LinkError::Security(e.to_string()));
+                        }
+                    }
+                    r => r?,
+                }
+            }
+            _ => link.read_input(wait).await?,
+        }
     }
 }
 

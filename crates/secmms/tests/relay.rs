@@ -68,6 +68,15 @@ fn client_cfg(pki: &DemoPki, mode: AppMode, encrypt: Encrypt, tls: bool) -> Conf
 /// Browse, read, write and read back, then release, through the chain.
 async fn exercise(c: &Chain, cfg: &Config) {
     let client = Client::connect(&c.entry, cfg).await.unwrap();
+    // The agreed protection is the one asked for.
+    let p = client.protection().to_string();
+    match (cfg.security.mode, cfg.security.encrypt) {
+        (AppMode::Native, Encrypt::Gcm) => assert!(p.contains("Gcm"), "{p}"),
+        (AppMode::Native, Encrypt::Cbc) => assert!(p.contains("Cbc") && p.contains("Hmac"), "{p}"),
+        (AppMode::Native, Encrypt::None) => assert!(p.contains("not encrypted"), "{p}"),
+        (AppMode::Compat, _) => assert_eq!(p, "A-security-profile"),
+        (AppMode::Plain, _) => assert_eq!(p, "none"),
+    }
     let domains = client.domains().await.unwrap();
     assert!(domains.contains(&"DEMOLD0".to_string()), "{domains:?}");
     let vars = client.variables("DEMOLD0").await.unwrap();
@@ -124,6 +133,36 @@ async fn plain_mms_through_two_relays_tls_per_hop() {
 #[tokio::test]
 async fn compat_mode_through_two_relays_tls_per_hop() {
     run(AppMode::Compat, Encrypt::None, true).await;
+}
+
+#[tokio::test]
+async fn native_gcm_through_two_relays() {
+    run(AppMode::Native, Encrypt::Gcm, false).await;
+}
+
+#[tokio::test]
+async fn native_gcm_through_two_relays_tls_per_hop() {
+    run(AppMode::Native, Encrypt::Gcm, true).await;
+}
+
+#[tokio::test]
+async fn native_cbc_through_two_relays() {
+    run(AppMode::Native, Encrypt::Cbc, false).await;
+}
+
+#[tokio::test]
+async fn native_cbc_through_two_relays_tls_per_hop() {
+    run(AppMode::Native, Encrypt::Cbc, true).await;
+}
+
+#[tokio::test]
+async fn native_no_encryption_through_two_relays() {
+    run(AppMode::Native, Encrypt::None, false).await;
+}
+
+#[tokio::test]
+async fn native_no_encryption_through_two_relays_tls_per_hop() {
+    run(AppMode::Native, Encrypt::None, true).await;
 }
 
 #[tokio::test]

@@ -199,6 +199,36 @@ pub struct RelayStats {
     pub pdus: AtomicU64,
 }
 
+/// Where a P-DATA value crossing the relay is going.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapContext {
+    /// Number of the relayed association (1, 2, … in order of establishment).
+    pub association: u64,
+    /// True from the association initiator (client side) towards the responder.
+    pub from_initiator: bool,
+    /// Index of this value in its direction (0, 1, …).
+    pub index: u64,
+}
+
+/// What a [`Tap`] makes the relay do with one P-DATA value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapAction {
+    /// Send these octets as a P-DATA value on the same presentation context.
+    Send(Vec<u8>),
+    /// Abort the destination side with this ABRT content (and the source side without one).
+    Abort(AbortRequest),
+}
+
+/// An observer of the application PDUs a relay forwards, which may also change them. A faithful
+/// relay has none; diagnostics taps and the hostile-relay test doubles (flip, replay, reorder,
+/// drop, cross-association swap, forged abort) are written against this trait. Whatever a tap
+/// does, the end systems' E2E checks must detect it: the relay holds no key.
+pub trait Tap: Send + Sync {
+    /// Called for every P-DATA value; returns what to send in its place (`vec![Send(pdu)]` for
+    /// a faithful forward, an empty list to drop it).
+    fn on_data(&self, ctx: TapContext, pdu: Vec<u8>) -> Vec<TapAction>;
+}
+
 /// What the relay still has to put into the next APDU a side sends: the peer APDU's fields, and
 /// the presentation contexts their indirect-references refer to.
 #[derive(Default)]
@@ -339,6 +369,8 @@ impl AssociationSecurity for Passthrough {
 }
 
 struct RelayShared {
+    tap: Option<Arc<dyn Tap>>,
+    next_association: std::sync::atomic::AtomicU64,
     cfg: Config,
     routes: Vec<(Oid, Option<i64>, String)>,
     application_contexts: Vec<Oid>,
@@ -420,6 +452,8 @@ impl Relay {
         Ok(Relay {
             listener,
             shared: Arc::new(RelayShared {
+                tap: None,
+                next_association: std::sync::atomic::AtomicU64::new(1),
                 cfg,
                 routes,
                 application_contexts,
@@ -435,6 +469,15 @@ impl Relay {
     /// The bound address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Installs a [`Tap`] that sees (and may change) every P-DATA value forwarded. Call before
+    /// [`Relay::spawn`] / [`Relay::run`].
+    pub fn with_tap(mut self, tap: Arc<dyn Tap>) -> Self {
+        if let Some(sh) = Arc::get_mut(&mut self.shared) {
+            sh.tap = Some(tap);
+        }
+        self
     }
 
     /// The counters.
@@ -728,6 +771,8 @@ async fn relay_down<S: Stream, D: Stream>(
     }
     up.flush().await.map_err(|e| e.to_string())?;
     sh.stats.associations.fetch_add(1, Ordering::Relaxed);
+    let number = sh.next_association.fetch_add(1, Ordering::Relaxed);
+    let mut counters = [0u64; 2];
 
     // 4. Data phase: forward in both directions until release or abort.
     let idle = match sh.cfg.relay.idle_timeout_secs {
@@ -769,11 +814,23 @@ async fn relay_down<S: Stream, D: Stream>(
         };
         let outcome = if from_up {
             let r = up.feed(n).await;
-            let o = forward_events(&mut up, &mut down, sh, &up_pending, &down_pending);
+            let o = forward_events(
+                &mut up,
+                &mut down,
+                sh,
+                (number, true, &mut counters[0]),
+                &down_pending,
+            );
             r.map_err(|e| e.to_string()).and(o)
         } else {
             let r = down.feed(n).await;
-            let o = forward_events(&mut down, &mut up, sh, &down_pending, &up_pending);
+            let o = forward_events(
+                &mut down,
+                &mut up,
+                sh,
+                (number, false, &mut counters[1]),
+                &up_pending,
+            );
             r.map_err(|e| e.to_string()).and(o)
         };
         let fu = up.flush().await;
@@ -832,7 +889,7 @@ fn forward_events<A: Stream, B: Stream>(
     src: &mut Link<A>,
     dst: &mut Link<B>,
     sh: &RelayShared,
-    _src_pending: &Shared,
+    (association, from_initiator, index): (u64, bool, &mut u64),
     dst_pending: &Shared,
 ) -> Result<Option<Ending>, String> {
     while let Some(ev) = src.poll_event() {
@@ -846,8 +903,31 @@ fn forward_events<A: Stream, B: Stream>(
                 .ok_or_else(|| {
                     format!("data on presentation context {context_id}, unknown on the other hop")
                 })?;
-                dst.assoc().send_data_on(to as u32, &pdu).map_err(osi_err)?;
-                sh.stats.pdus.fetch_add(1, Ordering::Relaxed);
+                let actions = match &sh.tap {
+                    None => vec![TapAction::Send(pdu)],
+                    Some(tap) => {
+                        let ctx = TapContext {
+                            association,
+                            from_initiator,
+                            index: *index,
+                        };
+                        *index += 1;
+                        tap.on_data(ctx, pdu)
+                    }
+                };
+                for a in actions {
+                    match a {
+                        TapAction::Send(pdu) => {
+                            dst.assoc().send_data_on(to as u32, &pdu).map_err(osi_err)?;
+                            sh.stats.pdus.fetch_add(1, Ordering::Relaxed);
+                        }
+                        TapAction::Abort(req) => {
+                            let _ = dst.assoc().abort_with(req);
+                            let _ = src.assoc().abort();
+                            return Ok(Some(Ending::Aborted));
+                        }
+                    }
+                }
             }
             OsiEvent::ReleaseIndication { rlrq, .. } => {
                 let from = src.assoc_ref().contexts().to_vec();

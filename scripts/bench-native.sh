@@ -74,7 +74,7 @@ echo "## Soak: $n native-mode (AES-GCM) associations, continuous reads for ${soa
 echo
 rss() { awk '/VmRSS/ {print $2}' /proc/$1/status; }
 before=$(rss "$native_pid")
-json=$($bin bench --connect 127.0.0.1:11504 --associations "$n" --outstanding 1 --duration "$soak" --json "${cnat[@]}" "${ca[@]}" --encrypt gcm 2>/dev/null || echo '{}') &
+$bin bench --connect 127.0.0.1:11504 --associations "$n" --outstanding 1 --duration "$soak" --json "${cnat[@]}" "${ca[@]}" --encrypt gcm > "$pki/soak.json" 2>"$pki/soak.err" &
 bench_pid=$!
 # Sample the server's memory while all associations are up (the bench associates them first).
 peak=$before
@@ -84,6 +84,8 @@ for _ in $(seq 1 $((soak / 5 + 12))); do
   r=$(rss "$native_pid"); [ "$r" -gt "$peak" ] && peak=$r
 done
 wait $bench_pid || true
+json=$(cat "$pki/soak.json" 2>/dev/null || true)
+[ -n "$json" ] || { echo "soak bench failed: $(tail -3 "$pki/soak.err")"; json='{}'; }
 python3 - "$json" "$before" "$peak" "$n" <<'PY'
 import json, sys
 d = json.loads(sys.argv[1] or "{}")

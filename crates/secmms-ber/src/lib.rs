@@ -76,6 +76,11 @@ pub enum BerError {
     /// The content is not a valid encoding of the requested type.
     #[error("invalid content for {0}")]
     InvalidValue(&'static str),
+    /// A tag number of 30 or less written in the high-tag-number form, or with a leading 0x80
+    /// octet (X.690 §8.1.2.2 and §8.1.2.4.2 c): two encodings of one tag would let an element
+    /// pass a tag check yet re-encode differently.
+    #[error("non-minimal BER identifier octets")]
+    NonMinimalTag,
 }
 
 /// Result alias for BER decoding.
@@ -508,8 +513,14 @@ fn parse_tag(buf: &[u8]) -> Result<(Tag, usize)> {
         if i >= 4 {
             return Err(BerError::Overflow);
         }
+        if i == 0 && *b == 0x80 {
+            return Err(BerError::NonMinimalTag);
+        }
         number = (number << 7) | (b & 0x7f) as u32;
         if b & 0x80 == 0 {
+            if number <= 30 {
+                return Err(BerError::NonMinimalTag);
+            }
             return Ok((
                 Tag {
                     class,
@@ -738,6 +749,25 @@ impl Writer {
         encode_len(bits.len() + 1, &mut self.buf);
         self.buf.push(unused);
         self.buf.extend_from_slice(bits);
+    }
+}
+
+#[cfg(test)]
+mod tag_form_tests {
+    use super::*;
+
+    #[test]
+    fn high_tag_number_form_only_above_30() {
+        // [UNIVERSAL 16] written in the long form (found by fuzzing the native-mode decoder).
+        assert_eq!(parse_tag(&[0x3f, 0x10]), Err(BerError::NonMinimalTag));
+        assert_eq!(parse_tag(&[0xbf, 0x1e]), Err(BerError::NonMinimalTag));
+        // A leading 0x80 subsequent octet is not minimal either.
+        assert_eq!(parse_tag(&[0xbf, 0x80, 0x1f]), Err(BerError::NonMinimalTag));
+        // Tag numbers from 31 on use it.
+        let (t, n) = parse_tag(&[0xbf, 0x1f]).unwrap();
+        assert_eq!((t.number, n, t.class), (31, 2, Class::Context));
+        let (t, n) = parse_tag(&[0x9f, 0x81, 0x00]).unwrap();
+        assert_eq!((t.number, n), (128, 3));
     }
 }
 

@@ -80,6 +80,21 @@ pub enum ModeOffer {
     },
 }
 
+/// How SecPDUs are written on the wire (§15 vs §16).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WireEncoding {
+    /// BER (X.690), the OSI environment of clause 15. Signatures and ICVs cover the `tbs` /
+    /// `tbp` content octets.
+    #[default]
+    Ber,
+    /// XML in the `E2E_4` namespace ([`crate::xml`]), the XMPP environment of clause 16. The
+    /// engine produces and consumes UTF-8 XML text; signatures, ICVs and the AEAD AAD cover the
+    /// exact characters between `<tbs>`/`<tbp>`/`<token2>` and their end tags (§16.3), and the
+    /// HKDF salt chain (§13.3.1.3) hashes those same characters. The PrPDU is still handed over
+    /// as BER octets ([`crate::xml::OPEN_TYPE_FORM`]).
+    Xml,
+}
+
 /// Engine configuration (one per endpoint, shared by its associations).
 #[derive(Debug, Clone)]
 pub struct E2eConfig {
@@ -118,8 +133,11 @@ pub struct E2eConfig {
     /// confParams announced (applProtected is set automatically when encryption is offered or
     /// selected, §13.3.1.5).
     pub conf_params: ConfidentialityParms,
-    /// BER limits for SecPDU decoding.
+    /// BER limits for SecPDU decoding (in XML mode they also scale the XML limits, see
+    /// [`crate::limits::XmlLimits::from_ber`]).
     pub limits: Limits,
+    /// Wire encoding of the SecPDUs (default BER).
+    pub encoding: WireEncoding,
 }
 
 impl Default for E2eConfig {
@@ -150,6 +168,7 @@ impl Default for E2eConfig {
             encryption: EncryptionPolicy::Optional,
             conf_params: ConfidentialityParms::default(),
             limits: crate::limits::default_ber_limits(),
+            encoding: WireEncoding::Ber,
         }
     }
 }

@@ -2,10 +2,12 @@
 //! and aborts, for the client ([`E2eClient`]) and server ([`E2eServer`]) roles.
 //!
 //! The engine is sans-IO: it takes SecPDU octets plus the current time and returns SecPDU octets
-//! to send and [`Output`]s for the protected protocol. Randomness comes from the
-//! [`RandomSource`] passed in. Every exception yields a [`SecurityEvent`] (queued, see
-//! [`E2eClient::poll_event`]) and, where clause 14 says so, a signed reject or abort to send
-//! ([`Rejection::reply`]).
+//! to send and [`Output`]s for the protected protocol. The octets are BER (clause 15) or UTF-8
+//! XML (clause 16), as [`E2eConfig::encoding`](crate::E2eConfig::encoding) says; the checks are
+//! the same, and signatures, ICVs and the AAD always cover the octets as sent or received.
+//! Randomness comes from the [`RandomSource`] passed in. Every exception yields a
+//! [`SecurityEvent`] (queued, see [`E2eClient::poll_event`]) and, where clause 14 says so, a
+//! signed reject or abort to send ([`Rejection::reply`]).
 
 use std::collections::VecDeque;
 
@@ -21,13 +23,16 @@ use secmms_pki::event::SecurityEvent;
 use zeroize::Zeroizing;
 
 use crate::alg::{self, AeAlg, EncrAlg, IcvAlg};
-use crate::config::{group_from_number, group_number, Context, EncryptionPolicy, ModeOffer};
+use crate::config::{
+    group_from_number, group_number, Context, EncryptionPolicy, ModeOffer, WireEncoding,
+};
 use crate::diag::{Diagnostic, DtDiagnostic, HandshakeDiagnostic};
 use crate::events::{self, acc, dt, generic, req, DtCheck, EventDef, Generic};
 use crate::keys::{self, DirKeys, KeySet, ProtectionMode};
-use crate::limits;
+use crate::limits::{self, XmlLimits};
 use crate::pdu::*;
 use crate::time::TimeStamp;
+use crate::xml;
 
 /// The role of an association end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -268,6 +273,44 @@ impl Core {
         self.ctx.config.limits
     }
 
+    // ------------------------------------------------------------ wire encoding (§15 / §16)
+
+    fn encoding(&self) -> WireEncoding {
+        self.ctx.config.encoding
+    }
+
+    /// Decodes a received SecPDU of the kind the environment announced. Its covered fields hold
+    /// the octets (BER) or characters (XML) as received.
+    fn decode_pdu(&self, kind: SecPduKind, bytes: &[u8]) -> Result<SecPdu, String> {
+        match self.encoding() {
+            WireEncoding::Ber => {
+                SecPdu::decode(kind, bytes, self.limits()).map_err(|e| e.to_string())
+            }
+            WireEncoding::Xml => {
+                xml::decode_octets(kind, bytes, &XmlLimits::from_ber(self.limits()))
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Encodes a SecPDU built by this engine (its covered fields are in the configured encoding).
+    fn encode_pdu(&self, pdu: &SecPdu) -> R<Vec<u8>> {
+        match self.encoding() {
+            WireEncoding::Ber => Ok(pdu.encode()),
+            WireEncoding::Xml => xml::encode(pdu)
+                .map(String::into_bytes)
+                .map_err(|_| E2eError::Config("XML encoding of a SecPDU")),
+        }
+    }
+
+    /// What the signature of a HandshakeReq/Acc covers (§13.4.1, §16.3).
+    fn handshake_tbs(&self, token1: &ClearToken1, appl_data: Option<&[u8]>) -> Vec<u8> {
+        match self.encoding() {
+            WireEncoding::Ber => Handshake::tbs_content(token1, appl_data),
+            WireEncoding::Xml => xml::handshake_tbs(token1, appl_data).into_bytes(),
+        }
+    }
+
     fn push_event(&mut self, e: SecurityEvent) {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.events.pop_front();
@@ -305,7 +348,10 @@ impl Core {
 
     fn build_token3_pdu(&self, kind: SecPduKind, body: Token3Body, now: TimeStamp) -> R<Vec<u8>> {
         let token3 = self.token3(now);
-        let tbs = Token3Pdu::tbs_content(&token3, &body);
+        let tbs = match self.encoding() {
+            WireEncoding::Ber => Token3Pdu::tbs_content(&token3, &body),
+            WireEncoding::Xml => xml::token3_tbs(&token3, &body).into_bytes(),
+        };
         let sign = self.sign(&tbs)?;
         let p = Token3Pdu {
             token3,
@@ -323,7 +369,7 @@ impl Core {
             SecPduKind::ReleaseRsp => SecPdu::ReleaseRsp(p),
             _ => return Err(E2eError::Config("not a ClearToken3 PDU")),
         };
-        Ok(pdu.encode())
+        self.encode_pdu(&pdu)
     }
 
     /// Turns a failure into a rejection, queues the event, builds the reply, closes.
@@ -486,11 +532,11 @@ impl Core {
         now: TimeStamp,
     ) -> Result<Token3Pdu, Fail> {
         let g = |c| generic(group, c);
-        let pdu = SecPdu::decode(kind, bytes, self.limits()).map_err(|e| {
+        let pdu = self.decode_pdu(kind, bytes).map_err(|e| {
             hfail(
                 g(Generic::ProtocolErr),
                 HandshakeDiagnostic::ProtocolError,
-                e.to_string(),
+                e,
             )
         })?;
         let p = match pdu {
@@ -663,109 +709,11 @@ impl Core {
             self.rng.fill(&mut iv16)?;
             token2.iv = Some(iv16.to_vec());
         }
+        let encoding = self.encoding();
         let keys = self.keys_for_send().ok_or(E2eError::State(State::Closed))?;
-        // The PDU is assembled in one buffer: headers first (all lengths are known in advance),
-        // then the payload is encrypted or copied in place, then the ICV is computed over the
-        // tbp octets inside that buffer.
-        let seq_tag = Tag::SEQUENCE;
-        let (kind, out, tbp_start, tbp_end) = match mode {
-            ProtectionMode::Ae(_) => {
-                let nonce = keys.next_nonce()?;
-                token2.iv = Some(nonce.to_vec());
-                let aad = token2.encode_content();
-                let ct_len = pr_pdu.len() + GCM_DEFAULT_TAG_LEN;
-                let tbp_len = tlv_len(aad.len()) + tlv_len(ct_len);
-                // Slack for the cipher's block of look-ahead output.
-                let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len)) + 2 * crypto::AES_BLOCK);
-                put_header(&mut out, seq_tag, tlv_len(tbp_len));
-                put_header(&mut out, seq_tag, tbp_len);
-                let start = out.len();
-                put_header(&mut out, seq_tag, aad.len());
-                out.extend_from_slice(&aad);
-                put_header(&mut out, Tag::OCTET_STRING, ct_len);
-                crypto::gcm_seal_into(
-                    &keys.enc,
-                    &nonce,
-                    &aad,
-                    pr_pdu,
-                    GCM_DEFAULT_TAG_LEN,
-                    &mut out,
-                )?;
-                (SecPduKind::EncrTransfer, out, start, start + tbp_len)
-            }
-            ProtectionMode::NonAe { encr, icv } => {
-                let aad = token2.encode_content();
-                let payload_len = match encr {
-                    Some(_) => tlv_len(crypto::cbc_ciphertext_len(pr_pdu.len())),
-                    None => pr_pdu.len(),
-                };
-                let tbp_len = tlv_len(aad.len()) + payload_len;
-                let nonce = if icv.is_gmac() {
-                    Some(keys.next_nonce()?)
-                } else {
-                    None
-                };
-                let icv_len = if icv.is_gmac() {
-                    GCM_DEFAULT_TAG_LEN
-                } else {
-                    crypto::SHA256_LEN
-                };
-                let mut auth = Authenticator {
-                    nonce: nonce.map(|n| n.to_vec()),
-                    algorithm: icv.id(),
-                    icv: vec![0; icv_len],
-                };
-                let auth_len = auth.to_ber().len();
-                let mut out = Vec::with_capacity(
-                    tlv_len(tlv_len(tbp_len) + auth_len) + 2 * crypto::AES_BLOCK,
-                );
-                put_header(&mut out, seq_tag, tlv_len(tbp_len) + auth_len);
-                put_header(&mut out, seq_tag, tbp_len);
-                let start = out.len();
-                put_header(&mut out, seq_tag, aad.len());
-                out.extend_from_slice(&aad);
-                match encr {
-                    Some(_) => {
-                        put_header(
-                            &mut out,
-                            Tag::OCTET_STRING,
-                            crypto::cbc_ciphertext_len(pr_pdu.len()),
-                        );
-                        crypto::cbc_encrypt_into(&keys.enc, &iv16, pr_pdu, &mut out)?;
-                    }
-                    None => out.extend_from_slice(pr_pdu),
-                }
-                let end = out.len();
-                if end - start != tbp_len {
-                    return Err(E2eError::Config("tbp length mismatch"));
-                }
-                auth.icv = match (icv, nonce) {
-                    (IcvAlg::HmacSha256, _) => {
-                        crypto::hmac_sha256(&keys.icv, &out[start..end])?.to_vec()
-                    }
-                    (_, Some(n)) => match keys.gmac() {
-                        // The keyed context of this key (no per-PDU cipher set-up).
-                        Some(g) => {
-                            let mut tag = vec![0; GCM_DEFAULT_TAG_LEN];
-                            g.tag_into(&n, &out[start..end], &mut tag)?;
-                            tag
-                        }
-                        None => crypto::gmac(&keys.icv, &n, &out[start..end], GCM_DEFAULT_TAG_LEN)?,
-                    },
-                    (_, None) => return Err(E2eError::Config("GMAC without nonce")),
-                };
-                let a = auth.to_ber();
-                if a.len() != auth_len {
-                    return Err(E2eError::Config("auth length mismatch"));
-                }
-                out.extend_from_slice(&a);
-                let kind = if encr.is_some() {
-                    SecPduKind::EncrTransfer
-                } else {
-                    SecPduKind::ClearTransfer
-                };
-                (kind, out, start, end)
-            }
+        let (kind, out, tbp_start, tbp_end) = match encoding {
+            WireEncoding::Ber => seal_ber(mode, keys, &mut token2, &iv16, pr_pdu)?,
+            WireEncoding::Xml => seal_xml(mode, keys, &mut token2, &iv16, pr_pdu)?,
         };
         if let Some(eph) = token_rekey {
             // Client: derive the next keys now; they take effect on changedKey.
@@ -798,9 +746,21 @@ impl Core {
         let ev = |c| dt(encrypted, c);
         let perr = |m: &str| dfail(ev(DtCheck::ProtocolErr), DtDiagnostic::ProtocolError, m);
         // Step 1: well-formed, assoID known.
-        let t = match TransferView::decode(encrypted, bytes, self.limits()) {
-            Ok(t) => t,
-            Err(e) => return Err(perr(&e.to_string())),
+        let xml_transfer: Transfer;
+        let t = match self.encoding() {
+            WireEncoding::Ber => match TransferView::decode(encrypted, bytes, self.limits()) {
+                Ok(t) => t,
+                Err(e) => return Err(perr(&e.to_string())),
+            },
+            WireEncoding::Xml => {
+                xml_transfer =
+                    match xml::decode_octets(kind, bytes, &XmlLimits::from_ber(self.limits())) {
+                        Ok(SecPdu::ClearTransfer(t) | SecPdu::EncrTransfer(t)) => t,
+                        Ok(_) => return Err(perr("not a transfer")),
+                        Err(e) => return Err(perr(&e.to_string())),
+                    };
+                xml_transfer.view()
+            }
         };
         if Some(&t.token2.asso_id) != self.asso.as_ref() {
             return Err(perr("unknown assoID"));
@@ -1326,6 +1286,205 @@ fn check_prpdu(pr: &[u8], limits: Limits) -> R<()> {
     r.finish().map_err(|_| E2eError::InvalidPrPdu)
 }
 
+/// Seals a PrPDU into a BER ClearTransfer or EncrTransfer (§13.2, §13.4); returns the kind, the
+/// PDU and the range of the `tbp` content octets in it.
+fn seal_ber(
+    mode: ProtectionMode,
+    keys: &mut DirKeys,
+    token2: &mut ClearToken2,
+    iv16: &[u8; 16],
+    pr_pdu: &[u8],
+) -> R<(SecPduKind, Vec<u8>, usize, usize)> {
+    // The PDU is assembled in one buffer: headers first (all lengths are known in advance),
+    // then the payload is encrypted or copied in place, then the ICV is computed over the
+    // tbp octets inside that buffer.
+    let seq_tag = Tag::SEQUENCE;
+    Ok(match mode {
+        ProtectionMode::Ae(_) => {
+            let nonce = keys.next_nonce()?;
+            token2.iv = Some(nonce.to_vec());
+            let aad = token2.encode_content();
+            let ct_len = pr_pdu.len() + GCM_DEFAULT_TAG_LEN;
+            let tbp_len = tlv_len(aad.len()) + tlv_len(ct_len);
+            // Slack for the cipher's block of look-ahead output.
+            let mut out = Vec::with_capacity(tlv_len(tlv_len(tbp_len)) + 2 * crypto::AES_BLOCK);
+            put_header(&mut out, seq_tag, tlv_len(tbp_len));
+            put_header(&mut out, seq_tag, tbp_len);
+            let start = out.len();
+            put_header(&mut out, seq_tag, aad.len());
+            out.extend_from_slice(&aad);
+            put_header(&mut out, Tag::OCTET_STRING, ct_len);
+            crypto::gcm_seal_into(
+                &keys.enc,
+                &nonce,
+                &aad,
+                pr_pdu,
+                GCM_DEFAULT_TAG_LEN,
+                &mut out,
+            )?;
+            (SecPduKind::EncrTransfer, out, start, start + tbp_len)
+        }
+        ProtectionMode::NonAe { encr, icv } => {
+            let aad = token2.encode_content();
+            let payload_len = match encr {
+                Some(_) => tlv_len(crypto::cbc_ciphertext_len(pr_pdu.len())),
+                None => pr_pdu.len(),
+            };
+            let tbp_len = tlv_len(aad.len()) + payload_len;
+            let nonce = if icv.is_gmac() {
+                Some(keys.next_nonce()?)
+            } else {
+                None
+            };
+            let icv_len = if icv.is_gmac() {
+                GCM_DEFAULT_TAG_LEN
+            } else {
+                crypto::SHA256_LEN
+            };
+            let mut auth = Authenticator {
+                nonce: nonce.map(|n| n.to_vec()),
+                algorithm: icv.id(),
+                icv: vec![0; icv_len],
+            };
+            let auth_len = auth.to_ber().len();
+            let mut out =
+                Vec::with_capacity(tlv_len(tlv_len(tbp_len) + auth_len) + 2 * crypto::AES_BLOCK);
+            put_header(&mut out, seq_tag, tlv_len(tbp_len) + auth_len);
+            put_header(&mut out, seq_tag, tbp_len);
+            let start = out.len();
+            put_header(&mut out, seq_tag, aad.len());
+            out.extend_from_slice(&aad);
+            match encr {
+                Some(_) => {
+                    put_header(
+                        &mut out,
+                        Tag::OCTET_STRING,
+                        crypto::cbc_ciphertext_len(pr_pdu.len()),
+                    );
+                    crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut out)?;
+                }
+                None => out.extend_from_slice(pr_pdu),
+            }
+            let end = out.len();
+            if end - start != tbp_len {
+                return Err(E2eError::Config("tbp length mismatch"));
+            }
+            auth.icv = icv_tag(icv, keys, nonce.as_ref(), &out[start..end])?;
+            let a = auth.to_ber();
+            if a.len() != auth_len {
+                return Err(E2eError::Config("auth length mismatch"));
+            }
+            out.extend_from_slice(&a);
+            let kind = if encr.is_some() {
+                SecPduKind::EncrTransfer
+            } else {
+                SecPduKind::ClearTransfer
+            };
+            (kind, out, start, end)
+        }
+    })
+}
+
+/// Seals a PrPDU into an XML ClearTransfer or EncrTransfer (§16.3): the AAD is the characters
+/// between `<token2>` and `</token2>`, the ICV covers those between `<tbp>` and `</tbp>`, and
+/// the plaintext is the PrPDU's BER octets ([`xml::OPEN_TYPE_FORM`] DECISION). Returns the
+/// kind, the UTF-8 PDU and the range of the `tbp` characters in it.
+fn seal_xml(
+    mode: ProtectionMode,
+    keys: &mut DirKeys,
+    token2: &mut ClearToken2,
+    iv16: &[u8; 16],
+    pr_pdu: &[u8],
+) -> R<(SecPduKind, Vec<u8>, usize, usize)> {
+    let (kind, t) = match mode {
+        ProtectionMode::Ae(_) => {
+            let nonce = keys.next_nonce()?;
+            token2.iv = Some(nonce.to_vec());
+            let aad = xml::token2_content(token2);
+            let mut ct =
+                Vec::with_capacity(pr_pdu.len() + GCM_DEFAULT_TAG_LEN + 2 * crypto::AES_BLOCK);
+            crypto::gcm_seal_into(
+                &keys.enc,
+                &nonce,
+                aad.as_bytes(),
+                pr_pdu,
+                GCM_DEFAULT_TAG_LEN,
+                &mut ct,
+            )?;
+            let t = xml::assemble_transfer(token2.clone(), aad, ct, true);
+            (SecPduKind::EncrTransfer, t)
+        }
+        ProtectionMode::NonAe { encr, icv } => {
+            let aad = xml::token2_content(token2);
+            let payload = match encr {
+                Some(_) => {
+                    let mut ct = Vec::with_capacity(
+                        crypto::cbc_ciphertext_len(pr_pdu.len()) + 2 * crypto::AES_BLOCK,
+                    );
+                    crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut ct)?;
+                    ct
+                }
+                None => pr_pdu.to_vec(),
+            };
+            let mut t = xml::assemble_transfer(token2.clone(), aad, payload, encr.is_some());
+            let nonce = if icv.is_gmac() {
+                Some(keys.next_nonce()?)
+            } else {
+                None
+            };
+            let tag = icv_tag(icv, keys, nonce.as_ref(), &t.tbp)?;
+            t.auth = Some(Authenticator {
+                nonce: nonce.map(|n| n.to_vec()),
+                algorithm: icv.id(),
+                icv: tag,
+            });
+            let kind = if encr.is_some() {
+                SecPduKind::EncrTransfer
+            } else {
+                SecPduKind::ClearTransfer
+            };
+            (kind, t)
+        }
+    };
+    let start = xml::covered_offset(kind).ok_or(E2eError::Config("tbp offset"))?;
+    let end = start + t.tbp.len();
+    let tbp = t.tbp.clone();
+    let pdu = if kind == SecPduKind::EncrTransfer {
+        SecPdu::EncrTransfer(t)
+    } else {
+        SecPdu::ClearTransfer(t)
+    };
+    let out = xml::encode(&pdu)
+        .map_err(|_| E2eError::Config("XML encoding of a transfer"))?
+        .into_bytes();
+    if out.get(start..end) != Some(&tbp[..]) {
+        return Err(E2eError::Config("tbp offset mismatch"));
+    }
+    Ok((kind, out, start, end))
+}
+
+/// The ICV over `data` with one direction's ICV key (§13.4.2).
+fn icv_tag(
+    icv: IcvAlg,
+    keys: &mut DirKeys,
+    nonce: Option<&[u8; GCM_NONCE_LEN]>,
+    data: &[u8],
+) -> R<Vec<u8>> {
+    Ok(match (icv, nonce) {
+        (IcvAlg::HmacSha256, _) => crypto::hmac_sha256(&keys.icv, data)?.to_vec(),
+        (_, Some(n)) => match keys.gmac() {
+            // The keyed context of this key (no per-PDU cipher set-up).
+            Some(g) => {
+                let mut tag = vec![0; GCM_DEFAULT_TAG_LEN];
+                g.tag_into(n, data, &mut tag)?;
+                tag
+            }
+            None => crypto::gmac(&keys.icv, n, data, GCM_DEFAULT_TAG_LEN)?,
+        },
+        (_, None) => return Err(E2eError::Config("GMAC without nonce")),
+    })
+}
+
 /// Verifies and decrypts a transfer with one direction's keys. `Ok(None)` = clear, verified.
 fn open(
     mode: ProtectionMode,
@@ -1748,7 +1907,7 @@ impl E2eClient {
             conf_params: conf,
             att_cert: c.ctx.credentials.att_cert.clone(),
         };
-        let tbs = Handshake::tbs_content(&token1, appl_data);
+        let tbs = c.handshake_tbs(&token1, appl_data);
         let sign = c.sign(&tbs)?;
         let h = Handshake {
             pp: cfg.protected_protocol.clone(),
@@ -1757,7 +1916,7 @@ impl E2eClient {
             sign,
             tbs,
         };
-        let bytes = SecPdu::HandshakeReq(h.clone()).encode();
+        let bytes = c.encode_pdu(&SecPdu::HandshakeReq(h.clone()))?;
         c.asso = Some(asso);
         c.req = Some(h);
         c.state = State::AwaitAcc;
@@ -1819,7 +1978,7 @@ impl E2eClient {
     fn check_acc(&mut self, bytes: &[u8], now: TimeStamp) -> Result<Output, Fail> {
         use HandshakeDiagnostic as H;
         let c = &mut self.core;
-        let h = match SecPdu::decode(SecPduKind::HandshakeAcc, bytes, c.limits()) {
+        let h = match c.decode_pdu(SecPduKind::HandshakeAcc, bytes) {
             Ok(SecPdu::HandshakeAcc(h)) => h,
             Ok(_) => {
                 return Err(hfail(
@@ -1828,7 +1987,7 @@ impl E2eClient {
                     "not a HandshakeAcc",
                 ))
             }
-            Err(e) => return Err(hfail(acc::PROTOCOL_ERR, H::ProtocolError, e.to_string())),
+            Err(e) => return Err(hfail(acc::PROTOCOL_ERR, H::ProtocolError, e)),
         };
         let t = &h.token1;
         let info = c.verify_signed(
@@ -2059,7 +2218,7 @@ impl E2eServer {
     fn check_req(&mut self, bytes: &[u8], now: TimeStamp) -> Result<Output, Fail> {
         use HandshakeDiagnostic as H;
         let c = &mut self.core;
-        let h = match SecPdu::decode(SecPduKind::HandshakeReq, bytes, c.limits()) {
+        let h = match c.decode_pdu(SecPduKind::HandshakeReq, bytes) {
             Ok(SecPdu::HandshakeReq(h)) => h,
             Ok(_) => {
                 return Err(hfail(
@@ -2069,7 +2228,7 @@ impl E2eServer {
                 ))
             }
             Err(e) => {
-                return Err(hfail(req::PROTOCOL_ERR, H::ProtocolError, e.to_string()));
+                return Err(hfail(req::PROTOCOL_ERR, H::ProtocolError, e));
             }
         };
         let t = &h.token1;
@@ -2234,7 +2393,7 @@ impl E2eServer {
             conf_params: conf,
             att_cert: c.ctx.credentials.att_cert.clone(),
         };
-        let tbs = Handshake::tbs_content(&token1, appl_data);
+        let tbs = c.handshake_tbs(&token1, appl_data);
         let sign = c.sign(&tbs)?;
         let req_tbs = c.req.as_ref().map(|r| r.tbs.clone()).unwrap_or_default();
         c.salt = keys::initial_salt(&req_tbs, &tbs);
@@ -2250,7 +2409,7 @@ impl E2eServer {
         c.asso = Some(asso);
         c.keys_since = now;
         c.state = State::Established;
-        Ok(SecPdu::HandshakeAcc(h).encode())
+        c.encode_pdu(&SecPdu::HandshakeAcc(h))
     }
 
     /// Rejects the association on behalf of the protected protocol: ApplicationReject carrying

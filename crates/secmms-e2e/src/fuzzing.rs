@@ -7,6 +7,7 @@ use secmms_ber::Limits;
 
 use crate::config::{Context, E2eConfig, ModeOffer};
 use crate::doc_support::{DemoPki, KeyType, CLIENT_AP, SERVER_AP};
+use crate::limits::XmlLimits;
 use crate::pdu::{SecPdu, SecPduKind};
 use crate::time::TimeStamp;
 use crate::{E2eClient, E2eServer, Output};
@@ -25,6 +26,56 @@ pub fn decode_secpdu(data: &[u8]) {
         if let Ok(p2) = SecPdu::decode(kind, &b1, Limits::default()) {
             assert_eq!(p2.encode(), b1, "encoding is not a fixed point");
         }
+    }
+}
+
+/// XML decoder target (`fuzz/fuzz_targets/e2e_xml.rs`): the input, as text (lossily converted
+/// when it is not UTF-8), is decoded as a SecPDU element and as an ENV_4 wrapper. For a PDU that
+/// decodes:
+/// * its canonical XML form encodes, decodes back to itself, and survives the ENV_4 wrapper;
+/// * re-encoding it as received (covered characters verbatim) decodes, when it decodes, to the
+///   same PDU;
+/// * its BER form, when the BER decoder accepts it, decodes to the same PDU.
+///
+/// No input may panic.
+pub fn xml_secpdu(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let lim = XmlLimits::default();
+    if let Ok((_, inner)) = crate::xml::env_unwrap(&text, &lim) {
+        let _ = crate::xml::decode(inner, &lim);
+    }
+    let Ok(pdu) = crate::xml::decode(&text, &lim) else {
+        return;
+    };
+    // The canonical form may be a few characters longer than the input (`<x/>` becomes
+    // `<x></x>`, `1` becomes `true`), so only the size limit is lifted for it.
+    let roomy = XmlLimits {
+        max_len: usize::MAX,
+        ..lim
+    };
+    let canon = crate::xml::to_xml_form(&pdu);
+    let s = crate::xml::encode(&canon).expect("the canonical form encodes");
+    let back = crate::xml::decode(&s, &roomy).expect("canonical XML decodes");
+    assert_eq!(back, canon, "canonical XML is not a fixed point");
+    let wrapped = crate::xml::env_wrap(&s);
+    let unwrapped = crate::xml::env_unwrap(&wrapped, &roomy).expect("wrapper decodes");
+    assert_eq!(
+        unwrapped,
+        (pdu.kind(), s.as_str()),
+        "wrapper changed the PDU"
+    );
+    if let Ok(again) = crate::xml::encode(&pdu) {
+        if let Ok(p2) = crate::xml::decode(&again, &roomy) {
+            assert_eq!(p2, pdu, "verbatim re-encoding changed the PDU");
+        }
+    }
+    let ber = crate::xml::to_ber_form(&pdu);
+    if let Ok(p3) = SecPdu::decode(
+        pdu.kind(),
+        &ber.encode(),
+        crate::limits::default_ber_limits(),
+    ) {
+        assert_eq!(p3, ber, "BER form does not survive a BER round trip");
     }
 }
 

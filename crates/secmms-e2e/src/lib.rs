@@ -6,6 +6,9 @@
 //!
 //! * [`pdu`] — the SecPDU types of §13.5 and their BER codec (signed/MACed octets kept as
 //!   received).
+//! * [`xml`] — the XML encoding of the same types for the XMPP environment (§16, namespace
+//!   `E2E_4`), the ENV_4 wrapper, and the XSDs in `xsd/`. Set [`E2eConfig::encoding`] to
+//!   [`WireEncoding::Xml`] to run the engine over XML.
 //! * [`engine`] — [`E2eClient`] and [`E2eServer`]: handshake and negotiation, data transfer
 //!   (clear, AES-GCM, AES-CBC + ICV), time window, sequence numbers, key refresh, release and
 //!   aborts, with a [`SecurityEvent`](secmms_pki::SecurityEvent) for every exception.
@@ -27,13 +30,14 @@ pub mod limits;
 pub mod pdu;
 pub mod replay;
 pub mod time;
+pub mod xml;
 
 #[doc(hidden)]
 pub mod doc_support;
 #[doc(hidden)]
 pub mod fuzzing;
 
-pub use config::{Context, Credentials, E2eConfig, EncryptionPolicy, ModeOffer};
+pub use config::{Context, Credentials, E2eConfig, EncryptionPolicy, ModeOffer, WireEncoding};
 pub use diag::{Diagnostic, DtDiagnostic, HandshakeDiagnostic};
 pub use engine::{E2eClient, E2eError, E2eServer, Output, Rejection, Role, State};
 pub use keys::ProtectionMode;

@@ -1,10 +1,10 @@
 //! SecPDU types (§12, §13.1–13.5) and their BER codec.
 //!
 //! The types mirror the reconstructed ASN.1 of §13.5 and are independent of the encoding: the BER
-//! functions live in this module's `encode`/`decode` methods, and an XML (XER) codec for the XMPP
-//! environment can be added beside them. Every signed or MACed PDU keeps the **octets as
-//! received** (`tbs` / `tbp` content and the ClearToken2 content used as AAD), so verification never
-//! runs over a re-encoding (§13.4).
+//! functions live in this module's `encode`/`decode` methods, the XML encoding of the XMPP
+//! environment in [`crate::xml`]. Every signed or MACed PDU keeps the **octets as received**
+//! (`tbs` / `tbp` content and the ClearToken2 content used as AAD) in the encoding it came in, so
+//! verification never runs over a re-encoding (§13.4).
 
 use secmms_ber::{BerError, Limits, Oid, Reader, Tag, Tlv, Writer};
 
@@ -895,6 +895,18 @@ impl Transfer {
 
     fn decode(encrypted: bool, t: &Tlv<'_>) -> DResult<Self> {
         Ok(TransferView::from_tlv(encrypted, t)?.to_owned())
+    }
+
+    /// A view borrowing this transfer's payload, tbp and AAD (the inverse of
+    /// [`TransferView::to_owned`]).
+    pub fn view(&self) -> TransferView<'_> {
+        TransferView {
+            token2: self.token2.clone(),
+            appl_data: &self.appl_data,
+            auth: self.auth.clone(),
+            tbp: &self.tbp,
+            token2_content: &self.token2_content,
+        }
     }
 }
 

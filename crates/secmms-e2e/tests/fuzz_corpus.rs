@@ -32,6 +32,28 @@ fn e2e_engine_corpus() {
 }
 
 #[test]
+fn e2e_xml_corpus() {
+    let n = replay("e2e_xml", secmms_e2e::fuzzing::xml_secpdu);
+    assert!(n > 0, "the e2e_xml seed corpus is missing");
+    println!("replayed {n} e2e_xml inputs");
+}
+
+#[test]
+fn xml_smoke_inputs() {
+    for s in [
+        "",
+        "<",
+        "<HandshakeReq/>",
+        "<e2e xmlns=\"http://www.iec.ch/62351/2018/ENV_4\"/>",
+        "<?xml version=\"1.0\"?><!DOCTYPE a><a/>",
+        "<DtSecAbort xmlns=\"http://www.iec.ch/62351/2018/E2E_4\"><tbs><token3>",
+    ] {
+        secmms_e2e::fuzzing::xml_secpdu(s.as_bytes());
+    }
+    secmms_e2e::fuzzing::xml_secpdu(&[0xff, b'<', 0xfe]);
+}
+
+#[test]
 fn engine_smoke_inputs() {
     // A handshake, data both ways, mutations, rekey, time moves and release.
     let mut v = vec![0xc0];
@@ -102,4 +124,76 @@ fn write_decoder_seeds() {
         v.extend_from_slice(b);
         std::fs::write(format!("{dir}/seed-{i:02}"), v).unwrap();
     }
+}
+
+/// Writes seed inputs for the XML decoder target (genuine XML PDUs of every kind the engine
+/// emits in an exchange, one wrapped in ENV_4) into `$SECMMS_SEED_DIR`. Run with `--ignored`
+/// when refreshing `fuzz/corpus/e2e_xml`.
+#[test]
+#[ignore]
+fn write_xml_seeds() {
+    use secmms_e2e::pdu::SecPduKind as K;
+    use secmms_e2e::{E2eClient, E2eServer, TimeStamp, WireEncoding};
+    let dir = std::env::var("SECMMS_SEED_DIR").expect("SECMMS_SEED_DIR");
+    std::fs::create_dir_all(&dir).unwrap();
+    let now = TimeStamp(1_750_000_000_000);
+    let pki = secmms_e2e::doc_support::DemoPki::new();
+    let cc = pki.credentials(secmms_e2e::doc_support::KeyType::P256, &[1, 1, 1], 1);
+    let sc = pki.credentials(secmms_e2e::doc_support::KeyType::P256, &[1, 1, 2], 2);
+    let mut out: Vec<(K, Vec<u8>)> = Vec::new();
+    for (i, offer) in [
+        secmms_e2e::ModeOffer::Ae(vec![secmms_e2e::alg::AeAlg::Aes128Gcm]),
+        secmms_e2e::ModeOffer::NonAe {
+            encr: vec![secmms_e2e::alg::EncrAlg::Aes128Cbc],
+            icv: vec![secmms_e2e::alg::IcvAlg::Gmac128],
+        },
+        secmms_e2e::ModeOffer::NonAe {
+            encr: vec![],
+            icv: vec![secmms_e2e::alg::IcvAlg::HmacSha256],
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = secmms_e2e::E2eConfig {
+            offer,
+            encoding: WireEncoding::Xml,
+            ..Default::default()
+        };
+        let mut c = E2eClient::new(
+            pki.context(cfg.clone(), cc.clone()),
+            Box::new(secmms_pki::crypto::OsRandom),
+            1,
+        );
+        let mut s = E2eServer::new(
+            pki.context(cfg, sc.clone()),
+            Box::new(secmms_pki::crypto::OsRandom),
+            2,
+        );
+        let req = c.handshake_req(Some(&[0xa8, 0x00]), now).unwrap();
+        s.receive(K::HandshakeReq, &req, now).unwrap();
+        let acc = s.accept(Some(&[0xa9, 0x00]), now).unwrap();
+        c.receive(K::HandshakeAcc, &acc, now).unwrap();
+        if i == 0 {
+            out.push((K::HandshakeReq, req));
+            out.push((K::HandshakeAcc, acc));
+        }
+        c.start_rekey();
+        let (k, b) = c.protect(&[0xa0, 0x03, 0x02, 0x01, i as u8], now).unwrap();
+        s.receive(k, &b, now).unwrap();
+        out.push((k, b));
+        let (k, b) = s.protect(&[0xa1, 0x03, 0x02, 0x01, i as u8], now).unwrap();
+        out.push((k, b));
+        let r = c.release_req(Some(&[0x8b, 0x00]), now).unwrap();
+        s.receive(K::ReleaseReq, &r, now).unwrap();
+        out.push((K::ReleaseReq, r));
+        let r = s.release_rsp(None, now).unwrap();
+        out.push((K::ReleaseRsp, r));
+    }
+    for (i, (k, b)) in out.iter().enumerate() {
+        let name = secmms_e2e::xml::element_name(*k);
+        std::fs::write(format!("{dir}/seed-{i:02}-{name}.xml"), b).unwrap();
+    }
+    let wrapped = secmms_e2e::xml::env_wrap(std::str::from_utf8(&out[2].1).unwrap());
+    std::fs::write(format!("{dir}/seed-env-wrapped.xml"), wrapped).unwrap();
 }

@@ -1471,7 +1471,11 @@ fn icv_tag(
     data: &[u8],
 ) -> R<Vec<u8>> {
     Ok(match (icv, nonce) {
-        (IcvAlg::HmacSha256, _) => crypto::hmac_sha256(&keys.icv, data)?.to_vec(),
+        (IcvAlg::HmacSha256, _) => match keys.hmac() {
+            // The keyed context of this key (no per-PDU key set-up and digest fetch).
+            Some(h) => h.tag(data)?.to_vec(),
+            None => crypto::hmac_sha256(&keys.icv, data)?.to_vec(),
+        },
         (_, Some(n)) => match keys.gmac() {
             // The keyed context of this key (no per-PDU cipher set-up).
             Some(g) => {
@@ -1507,9 +1511,10 @@ fn open(
         ProtectionMode::NonAe { encr, icv } => {
             let auth = t.auth.as_ref().ok_or(())?;
             match icv {
-                IcvAlg::HmacSha256 => {
-                    crypto::hmac_sha256_verify(&k.icv, t.tbp, &auth.icv).map_err(|_| ())?
-                }
+                IcvAlg::HmacSha256 => match k.hmac() {
+                    Some(h) => h.verify(t.tbp, &auth.icv).map_err(|_| ())?,
+                    None => crypto::hmac_sha256_verify(&k.icv, t.tbp, &auth.icv).map_err(|_| ())?,
+                },
                 _ => {
                     let n = auth.nonce.as_deref().ok_or(())?;
                     match k.gmac() {

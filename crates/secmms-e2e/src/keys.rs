@@ -1,6 +1,8 @@
 //! The key schedule of §13.3.1.3 (HKDF, RFC 5869, SHA-256) and the per-direction key state.
 
-use secmms_pki::crypto::{self, sha256_concat, CryptoError, GmacKey, RandomSource, SHA256_LEN};
+use secmms_pki::crypto::{
+    self, sha256_concat, CryptoError, GmacKey, HmacKey, RandomSource, SHA256_LEN,
+};
 use zeroize::Zeroizing;
 
 use crate::alg::{AeAlg, EncrAlg, IcvAlg};
@@ -67,6 +69,8 @@ pub struct DirKeys {
     pub counter: u64,
     /// The GMAC ICV key with its keyed cipher context, set up once per key (GMAC modes only).
     gmac: Option<GmacKey>,
+    /// The HMAC ICV key with its keyed context, set up once per key (HMAC modes only).
+    hmac: Option<HmacKey>,
 }
 
 impl std::fmt::Debug for DirKeys {
@@ -91,6 +95,11 @@ impl DirKeys {
     /// The keyed GMAC context of the ICV key; `None` unless the ICV algorithm is GMAC.
     pub fn gmac(&mut self) -> Option<&mut GmacKey> {
         self.gmac.as_mut()
+    }
+
+    /// The keyed HMAC context of the ICV key; `None` unless the ICV algorithm is HMAC-SHA256.
+    pub fn hmac(&mut self) -> Option<&mut HmacKey> {
+        self.hmac.as_mut()
     }
 }
 
@@ -138,6 +147,13 @@ pub fn derive(
         }
     };
     let (c2s_gmac, s2c_gmac) = (gmac_of(&c2s_icv)?, gmac_of(&s2c_icv)?);
+    let hmac_of = |k: &[u8]| -> Result<Option<HmacKey>, CryptoError> {
+        match mode {
+            ProtectionMode::NonAe { icv, .. } if !icv.is_gmac() => Ok(Some(HmacKey::new(k)?)),
+            _ => Ok(None),
+        }
+    };
+    let (c2s_hmac, s2c_hmac) = (hmac_of(&c2s_icv)?, hmac_of(&s2c_icv)?);
     let mut p1 = [0u8; 4];
     let mut p2 = [0u8; 4];
     rng.fill(&mut p1)?;
@@ -149,6 +165,7 @@ pub fn derive(
             prefix: p1,
             counter: 0,
             gmac: c2s_gmac,
+            hmac: c2s_hmac,
         },
         s2c: DirKeys {
             enc: s2c_enc,
@@ -156,6 +173,7 @@ pub fn derive(
             prefix: p2,
             counter: 0,
             gmac: s2c_gmac,
+            hmac: s2c_hmac,
         },
     })
 }

@@ -426,7 +426,20 @@ impl Relay {
             }
             .into());
         }
-        let (application_contexts, abstract_syntaxes) = cfg.relay.contexts()?;
+        let (mut application_contexts, mut abstract_syntaxes) = cfg.relay.contexts()?;
+        // Configured native-mode numbers (spec §9 DECISION) are relayed too.
+        let add = |v: &Option<String>, list: &mut Vec<Oid>| -> Result<(), ConfigError> {
+            if let Some(o) = v {
+                let o = parse_oid("security", o)?;
+                if !list.contains(&o) {
+                    list.push(o);
+                }
+            }
+            Ok(())
+        };
+        add(&cfg.security.e2e_mms_ac, &mut application_contexts)?;
+        add(&cfg.security.e2e_security_as, &mut abstract_syntaxes)?;
+        add(&cfg.security.mms_authentication_as, &mut abstract_syntaxes)?;
         let tls_in_on = cfg.relay.tls_in.unwrap_or(cfg.tls.enabled);
         let tls_out_on = cfg.relay.tls_out.unwrap_or(cfg.tls.enabled);
         let mut tls_cfg = cfg.tls.clone();

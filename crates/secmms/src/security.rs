@@ -189,6 +189,14 @@ pub struct SecurityConfig {
     pub sisco_compat: bool,
     /// Peers that match no row.
     pub unknown_peers: UnknownPeers,
+    /// Native mode: abstract syntax of the SecPDUs, e2eSecurityAS (spec §9 DECISION: the
+    /// standard's number is unknown; default 1.0.62351.4.1.1.1).
+    pub e2e_security_as: Option<String>,
+    /// Native mode: application context, e2eMmsAC (spec §9 DECISION; default 1.0.62351.4.2.1).
+    pub e2e_mms_ac: Option<String>,
+    /// Compatibility mode: abstract syntax of mmsAuthenticationAS (spec §9; default
+    /// 1.0.840.0.1.1.4.1).
+    pub mms_authentication_as: Option<String>,
     /// The clause 5.1 bilateral table.
     pub peers: Vec<PeerEntry>,
 }
@@ -208,6 +216,9 @@ impl Default for SecurityConfig {
             time_window_secs: DEFAULT_TIME_WINDOW_SECS,
             sisco_compat: false,
             unknown_peers: UnknownPeers::RequireMode,
+            e2e_security_as: None,
+            e2e_mms_ac: None,
+            mms_authentication_as: None,
             peers: Vec::new(),
         }
     }
@@ -241,6 +252,19 @@ impl SecurityConfig {
                         self.mode.name()
                     ),
                 ));
+            }
+        }
+        for (field, v) in [
+            ("security.e2e_security_as", &self.e2e_security_as),
+            ("security.e2e_mms_ac", &self.e2e_mms_ac),
+            (
+                "security.mms_authentication_as",
+                &self.mms_authentication_as,
+            ),
+        ] {
+            if let Some(v) = v {
+                v.parse::<Oid>()
+                    .map_err(|_| value_err(field, format!("`{v}` is not a dotted OID")))?;
             }
         }
         if !(1..=86_400).contains(&self.time_window_secs) {
@@ -401,6 +425,11 @@ pub fn load_validator(
         v.add_crl(crl);
     }
     Ok(v)
+}
+
+fn parse_checked(s: &str) -> Result<Oid, SecurityError> {
+    s.parse()
+        .map_err(|_| value_err("security", format!("`{s}` is not a dotted OID")).into())
 }
 
 fn unix_now() -> i64 {
@@ -635,6 +664,9 @@ impl AppSecurity {
                     AProfileConfig::new(Some(Credentials { certificate, key }), validator);
                 acfg.time_window_secs = s.time_window_secs as i64;
                 acfg.tls_certificate_fingerprints = own_tls;
+                if let Some(o) = &s.mms_authentication_as {
+                    acfg.mms_authentication_as = parse_checked(o)?;
+                }
                 Inner::Compat(
                     AProfileShared::new(acfg, table.clone(), Arc::new(unix_now), sink)?
                         .with_millisecond_clock(Arc::new(unix_now_ms)),
@@ -668,9 +700,16 @@ impl AppSecurity {
                     replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
                 };
                 let _ = own_tls;
+                let mut ncfg = NativeConfig::default();
+                if let Some(o) = &s.e2e_security_as {
+                    ncfg.e2e_security_as = parse_checked(o)?;
+                }
+                if let Some(o) = &s.e2e_mms_ac {
+                    ncfg.e2e_mms_ac = parse_checked(o)?;
+                }
                 Inner::Native(NativeShared::new(
                     ctx,
-                    NativeConfig::default(),
+                    ncfg,
                     table.clone(),
                     Arc::new(|| secmms_e2e::TimeStamp(unix_now_ms())),
                     sink,

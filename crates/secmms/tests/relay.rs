@@ -197,3 +197,30 @@ async fn no_route_is_refused_with_called_ap_title_not_recognized() {
     client.identify().await.unwrap();
     client.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn configured_native_oids_are_used_end_to_end_and_relayed() {
+    // The e2eSecurityAS and e2eMmsAC numbers are configuration (spec §9 DECISION): both ends and
+    // the relay take other values from `[security]`, and ends that disagree do not associate.
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let oids = "[security]\ne2e_security_as = \"1.3.6.1.4.1.99999.1\"\ne2e_mms_ac = \"1.3.6.1.4.1.99999.2\"\n";
+    let mut cfg = Config::from_toml(oids).unwrap();
+    cfg.server.listen = "127.0.0.1:0".into();
+    pki.apply_security(&mut cfg, true, AppMode::Native, Encrypt::Gcm);
+    let server = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let mut rc = Config::from_toml(oids).unwrap();
+    rc.relay.listen = "127.0.0.1:0".into();
+    rc.relay.to = Some(server.addr.to_string());
+    let relay = Relay::bind(rc).await.unwrap().spawn().unwrap();
+    let mut cc = Config::from_toml(oids).unwrap();
+    pki.apply_security(&mut cc, false, AppMode::Native, Encrypt::Gcm);
+    let c = Client::connect(&relay.addr.to_string(), &cc).await.unwrap();
+    c.identify().await.unwrap();
+    c.release().await.unwrap();
+    // A client with the default numbers is refused by that server.
+    let mut dflt = Config::default();
+    pki.apply_security(&mut dflt, false, AppMode::Native, Encrypt::Gcm);
+    assert!(Client::connect(&server.addr.to_string(), &dflt)
+        .await
+        .is_err());
+}

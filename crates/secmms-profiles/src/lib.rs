@@ -27,6 +27,7 @@ pub mod limits;
 pub mod native;
 pub mod policy;
 pub mod value;
+pub mod xmpp;
 
 pub use aprofile::{AProfile, AProfileConfig, AProfileShared, ConnectionInfo, Credentials};
 pub use native::{

@@ -59,6 +59,11 @@ pub enum State {
     ReleaseSent,
     /// ReleaseReq received, waiting for [`E2eClient::release_rsp`].
     ReleaseReceived,
+    /// Both ends sent ReleaseReq (release collision, spec §16.5 DECISION): each must send its
+    /// ReleaseRsp and receive the peer's before the association is over. Which goes first is
+    /// the environment's rule ([`Role::Client`] answers at once, the server after the
+    /// client's ReleaseRsp).
+    ReleaseCollision,
     /// Terminated (released, rejected or aborted).
     Closed,
 }
@@ -210,6 +215,8 @@ enum Rekey {
 
 /// The shared core of both roles.
 struct Core {
+    /// Release collision: (our ReleaseRsp sent, the peer's ReleaseRsp received).
+    collision: (bool, bool),
     role: Role,
     ctx: Context,
     rng: Box<dyn RandomSource>,
@@ -243,6 +250,7 @@ const MAX_QUEUED_EVENTS: usize = 1024;
 impl Core {
     fn new(role: Role, ctx: Context, rng: Box<dyn RandomSource>, local_num: u16) -> Core {
         Core {
+            collision: (false, false),
             role,
             ctx,
             rng,
@@ -1010,7 +1018,8 @@ impl Core {
     }
 
     fn release_rsp(&mut self, appl: Option<&[u8]>, now: TimeStamp) -> R<Vec<u8>> {
-        if self.state != State::ReleaseReceived {
+        let collision = self.state == State::ReleaseCollision && !self.collision.0;
+        if self.state != State::ReleaseReceived && !collision {
             return Err(E2eError::State(self.state));
         }
         if let Some(a) = appl {
@@ -1021,7 +1030,14 @@ impl Core {
             Token3Body::ApplData(appl.map(<[u8]>::to_vec)),
             now,
         )?;
-        self.close();
+        if collision {
+            self.collision.0 = true;
+            if self.collision.1 {
+                self.close();
+            }
+        } else {
+            self.close();
+        }
         Ok(b)
     }
 
@@ -1097,13 +1113,30 @@ impl Core {
     fn receive_common(&mut self, kind: SecPduKind, bytes: &[u8], now: TimeStamp) -> R<Output> {
         match (self.state, kind) {
             (
-                State::Established | State::ReleaseSent,
+                State::Established | State::ReleaseSent | State::ReleaseCollision,
                 SecPduKind::ClearTransfer | SecPduKind::EncrTransfer,
             ) => self.unprotect(kind, bytes, now),
-            (State::Established, SecPduKind::ReleaseReq) => {
+            (State::ReleaseCollision, SecPduKind::ReleaseRsp) if !self.collision.1 => {
+                let p = self
+                    .verify_token3(13, kind, bytes, now)
+                    .map_err(|f| self.reject(f, None, now))?;
+                self.collision.1 = true;
+                if self.collision.0 {
+                    self.close();
+                }
+                Ok(Output::Released {
+                    appl_data: appl_of(&p.body),
+                })
+            }
+            (State::Established | State::ReleaseSent, SecPduKind::ReleaseReq) => {
                 match self.verify_token3(12, kind, bytes, now) {
                     Ok(p) => {
-                        self.state = State::ReleaseReceived;
+                        self.state = if self.state == State::ReleaseSent {
+                            self.collision = (false, false);
+                            State::ReleaseCollision
+                        } else {
+                            State::ReleaseReceived
+                        };
                         Ok(Output::ReleaseRequested {
                             appl_data: appl_of(&p.body),
                         })
@@ -1170,7 +1203,10 @@ impl Core {
             _ => {
                 let f = if matches!(
                     self.state,
-                    State::Established | State::ReleaseSent | State::ReleaseReceived
+                    State::Established
+                        | State::ReleaseSent
+                        | State::ReleaseReceived
+                        | State::ReleaseCollision
                 ) {
                     dfail(
                         dt(false, DtCheck::ProtocolErr),
@@ -1186,9 +1222,10 @@ impl Core {
                     hfail(def, HandshakeDiagnostic::ProtocolError, "unexpected SecPDU")
                 };
                 let reply = match self.state {
-                    State::Established | State::ReleaseSent | State::ReleaseReceived => {
-                        Some(SecPduKind::DtSecAbort)
-                    }
+                    State::Established
+                    | State::ReleaseSent
+                    | State::ReleaseReceived
+                    | State::ReleaseCollision => Some(SecPduKind::DtSecAbort),
                     State::AwaitAcc => Some(SecPduKind::HandshakeSecAbort),
                     _ => None,
                 };

@@ -280,6 +280,79 @@ fn release_both_directions() {
 }
 
 #[test]
+fn release_collision_both_orders() {
+    // Both ends send ReleaseReq before seeing the other's (spec §16.5 DECISION): the client
+    // answers first, the server after the client's ReleaseRsp; both end Closed, and neither
+    // end sends an abort.
+    let mut p = pair(E2eConfig::default(), E2eConfig::default());
+    establish(&mut p, NOW);
+    let from_client = p.client.release_req(Some(&[0x8b, 0x00]), NOW).unwrap();
+    let from_server = p.server.release_req(None, NOW).unwrap();
+    // The crossing ReleaseReqs arrive.
+    assert_eq!(
+        p.client
+            .receive(SecPduKind::ReleaseReq, &from_server, NOW)
+            .unwrap(),
+        Output::ReleaseRequested { appl_data: None }
+    );
+    assert_eq!(p.client.state(), State::ReleaseCollision);
+    assert_eq!(
+        p.server
+            .receive(SecPduKind::ReleaseReq, &from_client, NOW)
+            .unwrap(),
+        Output::ReleaseRequested {
+            appl_data: Some(vec![0x8b, 0x00])
+        }
+    );
+    assert_eq!(p.server.state(), State::ReleaseCollision);
+    // Client answers at once.
+    let rsp_c = p.client.release_rsp(Some(&[0x8c, 0x00]), NOW).unwrap();
+    assert_eq!(p.client.state(), State::ReleaseCollision);
+    // A second answer is refused.
+    assert!(matches!(
+        p.client.release_rsp(None, NOW),
+        Err(E2eError::State(State::ReleaseCollision))
+    ));
+    // Server takes the client's answer, then answers.
+    assert_eq!(
+        p.server
+            .receive(SecPduKind::ReleaseRsp, &rsp_c, NOW)
+            .unwrap(),
+        Output::Released {
+            appl_data: Some(vec![0x8c, 0x00])
+        }
+    );
+    assert_eq!(p.server.state(), State::ReleaseCollision);
+    let rsp_s = p.server.release_rsp(None, NOW).unwrap();
+    assert_eq!(p.server.state(), State::Closed);
+    assert_eq!(
+        p.client
+            .receive(SecPduKind::ReleaseRsp, &rsp_s, NOW)
+            .unwrap(),
+        Output::Released { appl_data: None }
+    );
+    assert_eq!(p.client.state(), State::Closed);
+    // A replayed ReleaseRsp after the end is refused.
+    assert!(p
+        .client
+        .receive(SecPduKind::ReleaseRsp, &rsp_s, NOW)
+        .is_err());
+}
+
+#[test]
+fn release_collision_tampered_release_req_aborts() {
+    let mut p = pair(E2eConfig::default(), E2eConfig::default());
+    establish(&mut p, NOW);
+    let _ = p.client.release_req(None, NOW).unwrap();
+    let mut from_server = p.server.release_req(None, NOW).unwrap();
+    let n = from_server.len();
+    from_server[n - 3] ^= 1;
+    let r = rejection(p.client.receive(SecPduKind::ReleaseReq, &from_server, NOW));
+    assert_eq!(r.reply.as_ref().map(|x| x.0), Some(SecPduKind::DtSecAbort));
+    assert_eq!(p.client.state(), State::Closed);
+}
+
+#[test]
 fn application_reject() {
     let mut p = pair(E2eConfig::default(), E2eConfig::default());
     let req = p.client.handshake_req(Some(INIT_REQ), NOW).unwrap();

@@ -20,6 +20,9 @@ use secmms_pki::event::{EventId, SecurityEvent, Severity};
 
 pub use secmms_e2e::limits::XmlLimits;
 
+pub mod endpoint;
+pub use endpoint::{AssocKey, EndpointError, EndpointEvent, XmppEndpoint};
+
 /// Type of an `iq` stanza (RFC 6120 §8.2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IqType {

@@ -1,0 +1,762 @@
+//! One XMPP endpoint's E2E associations (clause 16), sans-IO: it turns MMS PDUs of the
+//! application into stanzas and arriving stanzas into application events, running one E2E
+//! engine (XML encoding) per association. Associations are told apart by the peer's bare JID and
+//! the client part of the assoID (§16.5), so several may run between the same two JIDs.
+//!
+//! The runtime feeds every arriving stanza to [`XmppEndpoint::handle`] and writes every stanza
+//! the endpoint returns to the XMPP connection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use secmms_e2e::pdu::SecPdu;
+use secmms_e2e::{
+    xml, Context, E2eClient, E2eError, E2eServer, Output, SecPduKind, State, WireEncoding,
+};
+use secmms_pki::crypto::{OsRandom, RandomSource};
+use secmms_pki::event::{SecurityEvent, SecurityEventSink};
+use secmms_pki::PeerIdentity;
+
+use super::{
+    check_transfer_class, mms_class, placement, receive, stanza, IqType, MmsClass, Placement,
+    StanzaError, StanzaKind, XmlLimits,
+};
+use crate::native::NativeClock;
+
+/// Identifies an association: the peer's bare JID and the client part of the assoID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AssocKey {
+    /// The peer's bare JID (`user@domain`).
+    pub peer: String,
+    /// The client part `c` of the assoID.
+    pub client_part: String,
+}
+
+/// The bare JID of a (full) JID.
+pub fn bare_jid(jid: &str) -> &str {
+    jid.split('/').next().unwrap_or(jid)
+}
+
+/// What the application learns from arriving stanzas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndpointEvent {
+    /// Server: a verified HandshakeReq; answer with [`XmppEndpoint::accept`] or
+    /// [`XmppEndpoint::reject`].
+    AssociateIndication {
+        /// The association.
+        key: AssocKey,
+        /// The MMS Initiate-RequestPDU.
+        initiate: Vec<u8>,
+    },
+    /// Client: the association is established.
+    Established {
+        /// The association.
+        key: AssocKey,
+        /// The MMS Initiate-ResponsePDU.
+        initiate: Vec<u8>,
+    },
+    /// Client: the server refused (application or security reject).
+    Rejected {
+        /// The association.
+        key: AssocKey,
+        /// Why, in words.
+        reason: String,
+        /// The MMS Initiate-ErrorPDU, when the application refused.
+        initiate_error: Option<Vec<u8>>,
+    },
+    /// A protected MMS PDU.
+    Data {
+        /// The association.
+        key: AssocKey,
+        /// The MMS PDU.
+        pdu: Vec<u8>,
+    },
+    /// The peer asks to release; answer with [`XmppEndpoint::release_response`].
+    ReleaseIndication {
+        /// The association.
+        key: AssocKey,
+        /// The MMS Conclude-RequestPDU.
+        conclude: Option<Vec<u8>>,
+    },
+    /// The release completed.
+    Released {
+        /// The association.
+        key: AssocKey,
+    },
+    /// The association ended abnormally (abort received, a check failed, stanza error).
+    Aborted {
+        /// The association.
+        key: AssocKey,
+        /// What happened.
+        reason: String,
+    },
+}
+
+/// Errors of the endpoint API.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// No such association (ended or never existed).
+    #[error("no association {0:?}")]
+    Unknown(AssocKey),
+    /// The E2E engine refused the call.
+    #[error(transparent)]
+    Engine(#[from] E2eError),
+    /// No more association numbers (999 per endpoint at once, §13.3.1.1).
+    #[error("no free association number")]
+    Exhausted,
+    /// The engine produced something that is not UTF-8 XML (configuration error).
+    #[error("the engine is not in XML mode")]
+    NotXml,
+}
+
+enum Engine {
+    Client(E2eClient),
+    Server(E2eServer),
+}
+
+impl Engine {
+    fn receive(
+        &mut self,
+        kind: SecPduKind,
+        b: &[u8],
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Output, E2eError> {
+        match self {
+            Engine::Client(c) => c.receive(kind, b, now),
+            Engine::Server(s) => s.receive(kind, b, now),
+        }
+    }
+    fn protect(
+        &mut self,
+        pdu: &[u8],
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<(SecPduKind, Vec<u8>), E2eError> {
+        match self {
+            Engine::Client(c) => c.protect(pdu, now),
+            Engine::Server(s) => s.protect(pdu, now),
+        }
+    }
+    fn release_req(
+        &mut self,
+        a: Option<&[u8]>,
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Vec<u8>, E2eError> {
+        match self {
+            Engine::Client(c) => c.release_req(a, now),
+            Engine::Server(s) => s.release_req(a, now),
+        }
+    }
+    fn release_rsp(
+        &mut self,
+        a: Option<&[u8]>,
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Vec<u8>, E2eError> {
+        match self {
+            Engine::Client(c) => c.release_rsp(a, now),
+            Engine::Server(s) => s.release_rsp(a, now),
+        }
+    }
+    fn appl_abort(
+        &mut self,
+        a: Option<&[u8]>,
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Vec<u8>, E2eError> {
+        match self {
+            Engine::Client(c) => c.appl_abort(a, now),
+            Engine::Server(s) => s.appl_abort(a, now),
+        }
+    }
+    fn state(&self) -> State {
+        match self {
+            Engine::Client(c) => c.state(),
+            Engine::Server(s) => s.state(),
+        }
+    }
+    fn events(&mut self) -> Vec<SecurityEvent> {
+        let mut out = Vec::new();
+        loop {
+            let e = match self {
+                Engine::Client(c) => c.poll_event(),
+                Engine::Server(s) => s.poll_event(),
+            };
+            match e {
+                Some(e) => out.push(e),
+                None => return out,
+            }
+        }
+    }
+}
+
+struct Assoc {
+    peer_full: String,
+    engine: Engine,
+    /// iq ids of the peer's requests, by MMS invokeID, to answer in an iq result.
+    pending: HashMap<u32, String>,
+    /// iq id of the HandshakeReq (server) or ReleaseReq to answer.
+    answer_id: Option<String>,
+    /// Server in a release collision: our ReleaseRsp, held until the client's arrives.
+    held_release_rsp: Option<String>,
+}
+
+/// The E2E associations of one XMPP endpoint.
+pub struct XmppEndpoint {
+    server: bool,
+    ctx: Context,
+    clock: NativeClock,
+    sink: Arc<dyn SecurityEventSink>,
+    limits: XmlLimits,
+    assocs: HashMap<AssocKey, Assoc>,
+    /// Our outgoing iq ids (requests) → the association, to route stanza errors.
+    sent_iqs: HashMap<String, AssocKey>,
+    next_num: u16,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for XmppEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppEndpoint")
+            .field("server", &self.server)
+            .field("associations", &self.assocs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most iq ids remembered for routing stanza errors (oldest forgotten first is not needed:
+/// entries leave when answered or when the association ends).
+pub const MAX_PENDING_IQS: usize = 65_536;
+
+fn text(b: Vec<u8>) -> Result<String, EndpointError> {
+    String::from_utf8(b).map_err(|_| EndpointError::NotXml)
+}
+
+/// The MMS invokeID of a confirmed request, response or error (first component).
+fn invoke_id(pdu: &[u8]) -> Option<u32> {
+    let mut r = secmms_ber::Reader::new(pdu, secmms_ber::Limits::default());
+    let outer = r.read().ok()?;
+    let mut c = outer.children().ok()?;
+    let first = c.read().ok()?;
+    first.as_u32().ok()
+}
+
+fn asso_client_part(pdu: &SecPdu) -> Option<String> {
+    let id = match pdu {
+        SecPdu::HandshakeReq(h) | SecPdu::HandshakeAcc(h) => Some(&h.token1.asso_id),
+        SecPdu::ClearTransfer(t) | SecPdu::EncrTransfer(t) => Some(&t.token2.asso_id),
+        SecPdu::ApplicationReject(p)
+        | SecPdu::HandshakeSecReject(p)
+        | SecPdu::HandshakeSecAbort(p)
+        | SecPdu::DtSecAbort(p)
+        | SecPdu::ApplAbort(p)
+        | SecPdu::ReleaseReq(p)
+        | SecPdu::ReleaseRsp(p) => p.token3.asso_id.as_ref(),
+    }?;
+    Some(id.client_part().to_string())
+}
+
+impl XmppEndpoint {
+    /// An endpoint in the client (`server = false`) or server role. The engine configuration is
+    /// switched to the XML encoding.
+    pub fn new(
+        mut ctx: Context,
+        server: bool,
+        clock: NativeClock,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Self {
+        if ctx.config.encoding != WireEncoding::Xml {
+            let mut c = (*ctx.config).clone();
+            c.encoding = WireEncoding::Xml;
+            ctx.config = Arc::new(c);
+        }
+        let limits = XmlLimits::from_ber(ctx.config.limits);
+        XmppEndpoint {
+            server,
+            ctx,
+            clock,
+            sink,
+            limits,
+            assocs: HashMap::new(),
+            sent_iqs: HashMap::new(),
+            next_num: 1,
+            next_id: 1,
+        }
+    }
+
+    /// The associations open now.
+    pub fn associations(&self) -> Vec<AssocKey> {
+        let mut v: Vec<_> = self.assocs.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    fn new_id(&mut self, prefix: &str) -> String {
+        let id = format!("{prefix}{}", self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn rng(&self) -> Box<dyn RandomSource> {
+        Box::new(OsRandom)
+    }
+
+    fn flush_events(&self, a: &mut Assoc) {
+        for e in a.engine.events() {
+            self.sink.record(&e);
+        }
+    }
+
+    fn remember_iq(&mut self, id: &str, key: &AssocKey) {
+        if self.sent_iqs.len() < MAX_PENDING_IQS {
+            self.sent_iqs.insert(id.to_string(), key.clone());
+        }
+    }
+
+    /// Client: opens an association with `peer` (a full JID) carrying the MMS
+    /// Initiate-RequestPDU; returns its key and the stanza to send.
+    pub fn associate(
+        &mut self,
+        peer: &str,
+        initiate: &[u8],
+    ) -> Result<(AssocKey, Vec<String>), EndpointError> {
+        // A free client number for this peer (1..=999).
+        let bare = bare_jid(peer).to_string();
+        let mut num = None;
+        for _ in 0..999 {
+            let n = self.next_num;
+            self.next_num = if self.next_num >= 999 {
+                1
+            } else {
+                self.next_num + 1
+            };
+            let key = AssocKey {
+                peer: bare.clone(),
+                client_part: n.to_string(),
+            };
+            if !self.assocs.contains_key(&key) {
+                num = Some(n);
+                break;
+            }
+        }
+        let n = num.ok_or(EndpointError::Exhausted)?;
+        let mut c = E2eClient::new(self.ctx.clone(), self.rng(), n);
+        c.set_expected_peer(Some(PeerIdentity::Jid(bare.clone())));
+        let now = (self.clock)();
+        let req = text(c.handshake_req(Some(initiate), now)?)?;
+        let key = AssocKey {
+            peer: bare,
+            client_part: c
+                .asso_id()
+                .map(|a| a.client_part().to_string())
+                .unwrap_or_else(|| n.to_string()),
+        };
+        let id = self.new_id("h");
+        let out = stanza(
+            placement(SecPduKind::HandshakeReq, None),
+            &id,
+            peer,
+            &xml::env_wrap(&req),
+        );
+        self.remember_iq(&id, &key);
+        let mut a = Assoc {
+            peer_full: peer.to_string(),
+            engine: Engine::Client(c),
+            pending: HashMap::new(),
+            answer_id: None,
+            held_release_rsp: None,
+        };
+        self.flush_events(&mut a);
+        self.assocs.insert(key.clone(), a);
+        Ok((key, vec![out]))
+    }
+
+    fn with<'s>(&'s mut self, key: &AssocKey) -> Result<&'s mut Assoc, EndpointError> {
+        self.assocs
+            .get_mut(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))
+    }
+
+    /// Server: accepts the indicated association with the MMS Initiate-ResponsePDU.
+    pub fn accept(
+        &mut self,
+        key: &AssocKey,
+        initiate: &[u8],
+    ) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let a = self.with(key)?;
+        let Engine::Server(s) = &mut a.engine else {
+            return Err(E2eError::State(a.engine.state()).into());
+        };
+        let acc = text(s.accept(Some(initiate), now)?)?;
+        let id = a.answer_id.take().unwrap_or_default();
+        let out = stanza(
+            Placement::Iq(IqType::Result),
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&acc),
+        );
+        let mut a = self
+            .assocs
+            .remove(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+        self.flush_events(&mut a);
+        self.assocs.insert(key.clone(), a);
+        Ok(vec![out])
+    }
+
+    /// Server: refuses the indicated association with the MMS Initiate-ErrorPDU
+    /// (ApplicationReject).
+    pub fn reject(
+        &mut self,
+        key: &AssocKey,
+        initiate_error: &[u8],
+    ) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let mut a = self
+            .assocs
+            .remove(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+        let Engine::Server(s) = &mut a.engine else {
+            return Err(E2eError::State(a.engine.state()).into());
+        };
+        let rej = text(s.appl_reject(initiate_error, now)?)?;
+        let id = a.answer_id.take().unwrap_or_default();
+        self.flush_events(&mut a);
+        Ok(vec![stanza(
+            Placement::Iq(IqType::Result),
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&rej),
+        )])
+    }
+
+    /// Sends one MMS PDU on an established association: a request in a new iq get/set, a
+    /// response or error in the iq result answering its request, an unconfirmed PDU in a
+    /// message.
+    pub fn send(&mut self, key: &AssocKey, pdu: &[u8]) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let id_new = self.new_id("d");
+        let a = self.with(key)?;
+        let (kind, secpdu) = a.engine.protect(pdu, now)?;
+        let env = xml::env_wrap(&text(secpdu)?);
+        let p = placement(kind, Some(pdu));
+        let (id, remember) = match (p, mms_class(pdu)) {
+            (Placement::Iq(IqType::Result), MmsClass::Answer) => {
+                let id = invoke_id(pdu)
+                    .and_then(|i| a.pending.remove(&i))
+                    .unwrap_or_else(|| id_new.clone());
+                (id, false)
+            }
+            (Placement::Iq(_), _) => (id_new, true),
+            (Placement::Message, _) => (id_new, false),
+        };
+        let out = stanza(p, &id, &a.peer_full, &env);
+        let mut a = self
+            .assocs
+            .remove(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+        self.flush_events(&mut a);
+        self.assocs.insert(key.clone(), a);
+        if remember {
+            self.remember_iq(&id, key);
+        }
+        Ok(vec![out])
+    }
+
+    /// Requests release (ReleaseReq with the MMS Conclude-RequestPDU) in an iq set.
+    pub fn release(
+        &mut self,
+        key: &AssocKey,
+        conclude: Option<&[u8]>,
+    ) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let id = self.new_id("r");
+        let a = self.with(key)?;
+        let req = text(a.engine.release_req(conclude, now)?)?;
+        let out = stanza(
+            Placement::Iq(IqType::Set),
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&req),
+        );
+        self.remember_iq(&id, key);
+        Ok(vec![out])
+    }
+
+    /// Answers the peer's ReleaseReq (ReleaseRsp with the MMS Conclude-ResponsePDU). In a
+    /// release collision the server holds its answer until the client's ReleaseRsp arrived
+    /// (§16.5 DECISION).
+    pub fn release_response(
+        &mut self,
+        key: &AssocKey,
+        conclude: Option<&[u8]>,
+    ) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let server = self.server;
+        let a = self.with(key)?;
+        let in_collision = a.engine.state() == State::ReleaseCollision;
+        let rsp = text(a.engine.release_rsp(conclude, now)?)?;
+        let id = a.answer_id.take().unwrap_or_default();
+        let out = stanza(
+            Placement::Iq(IqType::Result),
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&rsp),
+        );
+        let closed = a.engine.state() == State::Closed;
+        let held = if in_collision && server && !closed {
+            a.held_release_rsp = Some(out);
+            Vec::new()
+        } else {
+            vec![out]
+        };
+        if closed {
+            if let Some(mut a) = self.assocs.remove(key) {
+                self.flush_events(&mut a);
+            }
+        }
+        Ok(held)
+    }
+
+    /// Aborts the association (ApplAbort in a message).
+    pub fn abort(&mut self, key: &AssocKey) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let id = self.new_id("a");
+        let mut a = self
+            .assocs
+            .remove(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+        let ab = text(a.engine.appl_abort(None, now)?)?;
+        self.flush_events(&mut a);
+        Ok(vec![stanza(
+            Placement::Message,
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&ab),
+        )])
+    }
+
+    /// The peer (or the XMPP link) went away: every association with `peer` (a bare JID; all
+    /// when `None`) ends locally (§16.5).
+    pub fn drop_peer(&mut self, peer: Option<&str>) -> Vec<EndpointEvent> {
+        let keys: Vec<_> = self
+            .assocs
+            .keys()
+            .filter(|k| match peer {
+                None => true,
+                Some(p) => k.peer == bare_jid(p),
+            })
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .map(|key| {
+                self.assocs.remove(&key);
+                EndpointEvent::Aborted {
+                    key,
+                    reason: "XMPP link or peer presence lost".into(),
+                }
+            })
+            .collect()
+    }
+
+    /// Handles one arriving stanza: `kind` and `id` from its top element, `from` the sender's
+    /// full JID, `env` the raw text of its ENV_4 child (if any), `error` when it is a stanza
+    /// error (`iq type='error'`). Returns the stanzas to send and the events for the
+    /// application.
+    pub fn handle(
+        &mut self,
+        kind: StanzaKind,
+        id: &str,
+        from: &str,
+        env: Option<&str>,
+    ) -> (Vec<String>, Vec<EndpointEvent>) {
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        if kind == StanzaKind::Iq(IqType::Error) {
+            if let Some(key) = self.sent_iqs.remove(id) {
+                self.assocs.remove(&key);
+                events.push(EndpointEvent::Aborted {
+                    key,
+                    reason: format!("stanza error from {from}"),
+                });
+            }
+            return (out, events);
+        }
+        if matches!(kind, StanzaKind::Iq(IqType::Result)) {
+            self.sent_iqs.remove(id);
+        }
+        let answerable = matches!(kind, StanzaKind::Iq(IqType::Get | IqType::Set));
+        let Some(env) = env else {
+            if answerable {
+                out.push(StanzaError::ServiceUnavailable.reply(id, from));
+            }
+            return (out, events);
+        };
+        let r = match receive(kind, env, &self.limits) {
+            Ok(r) => r,
+            Err(f) => {
+                self.sink
+                    .record(&f.event.event(f.detail.clone(), Some(from)));
+                if let Some(e) = f.reply {
+                    out.push(e.reply(id, from));
+                }
+                return (out, events);
+            }
+        };
+        let part = xml::decode_as(r.kind, r.secpdu, &self.limits)
+            .ok()
+            .and_then(|p| asso_client_part(&p));
+        let Some(part) = part else {
+            self.sink.record(
+                &super::XMPP_UNKNOWN_IQ_SECPDU
+                    .event("SecPDU without a readable assoID", Some(from)),
+            );
+            if answerable {
+                out.push(StanzaError::BadRequest.reply(id, from));
+            }
+            return (out, events);
+        };
+        let key = AssocKey {
+            peer: bare_jid(from).to_string(),
+            client_part: part,
+        };
+        let now = (self.clock)();
+        if r.kind == SecPduKind::HandshakeReq {
+            if !self.server || self.assocs.contains_key(&key) {
+                out.push(StanzaError::UnexpectedRequest.reply(id, from));
+                return (out, events);
+            }
+            let num = self.next_num;
+            self.next_num = if self.next_num >= 999 {
+                1
+            } else {
+                self.next_num + 1
+            };
+            let mut s = E2eServer::new(self.ctx.clone(), self.rng(), num);
+            s.set_expected_peer(Some(PeerIdentity::Jid(key.peer.clone())));
+            let mut a = Assoc {
+                peer_full: from.to_string(),
+                engine: Engine::Server(s),
+                pending: HashMap::new(),
+                answer_id: Some(id.to_string()),
+                held_release_rsp: None,
+            };
+            match a.engine.receive(r.kind, r.secpdu.as_bytes(), now) {
+                Ok(Output::HandshakeRequested { appl_data, .. }) => {
+                    self.flush_events(&mut a);
+                    self.assocs.insert(key.clone(), a);
+                    events.push(EndpointEvent::AssociateIndication {
+                        key,
+                        initiate: appl_data.unwrap_or_default(),
+                    });
+                }
+                Ok(_) => self.flush_events(&mut a),
+                Err(e) => {
+                    self.flush_events(&mut a);
+                    if let Some((k, pdu)) = e.rejection().and_then(|r| r.reply.clone()) {
+                        if let Ok(t) = String::from_utf8(pdu) {
+                            out.push(stanza(placement(k, None), id, from, &xml::env_wrap(&t)));
+                        }
+                    }
+                }
+            }
+            return (out, events);
+        }
+        let Some(mut a) = self.assocs.remove(&key) else {
+            if answerable {
+                out.push(StanzaError::ItemNotFound.reply(id, from));
+            }
+            return (out, events);
+        };
+        let result = a.engine.receive(r.kind, r.secpdu.as_bytes(), now);
+        self.flush_events(&mut a);
+        match result {
+            Ok(Output::Established { appl_data }) => {
+                events.push(EndpointEvent::Established {
+                    key: key.clone(),
+                    initiate: appl_data.unwrap_or_default(),
+                });
+            }
+            Ok(Output::ApplicationRejected { appl_data }) => {
+                events.push(EndpointEvent::Rejected {
+                    key,
+                    reason: "application reject".into(),
+                    initiate_error: appl_data,
+                });
+                return (out, events);
+            }
+            Ok(Output::SecurityRejected { diagnostic }) => {
+                events.push(EndpointEvent::Rejected {
+                    key,
+                    reason: format!("security reject: {diagnostic:?}"),
+                    initiate_error: None,
+                });
+                return (out, events);
+            }
+            Ok(Output::Data(pdu)) => {
+                if let Err(f) = check_transfer_class(kind, &pdu) {
+                    self.sink.record(&f.event.event(f.detail, Some(from)));
+                }
+                if answerable && mms_class(&pdu) != MmsClass::Unconfirmed {
+                    if let Some(i) = invoke_id(&pdu) {
+                        a.pending.insert(i, id.to_string());
+                    }
+                }
+                events.push(EndpointEvent::Data {
+                    key: key.clone(),
+                    pdu,
+                });
+            }
+            Ok(Output::ReleaseRequested { appl_data }) => {
+                a.answer_id = Some(id.to_string());
+                events.push(EndpointEvent::ReleaseIndication {
+                    key: key.clone(),
+                    conclude: appl_data,
+                });
+            }
+            Ok(Output::Released { .. }) => {
+                if let Some(held) = a.held_release_rsp.take() {
+                    out.push(held);
+                }
+                if a.engine.state() == State::Closed {
+                    events.push(EndpointEvent::Released { key });
+                    return (out, events);
+                }
+            }
+            Ok(Output::Aborted {
+                kind, diagnostic, ..
+            }) => {
+                events.push(EndpointEvent::Aborted {
+                    key,
+                    reason: format!("{kind:?} received ({diagnostic:?})"),
+                });
+                return (out, events);
+            }
+            Ok(Output::HandshakeRequested { .. }) => {}
+            Err(e) => {
+                if let Some((k, pdu)) = e.rejection().and_then(|r| r.reply.clone()) {
+                    if let Ok(t) = String::from_utf8(pdu) {
+                        let rid = self.new_id("a");
+                        out.push(stanza(
+                            placement(k, None),
+                            &rid,
+                            &a.peer_full,
+                            &xml::env_wrap(&t),
+                        ));
+                    }
+                }
+                if answerable {
+                    out.push(StanzaError::BadRequest.reply(id, from));
+                }
+                events.push(EndpointEvent::Aborted {
+                    key,
+                    reason: e.to_string(),
+                });
+                return (out, events);
+            }
+        }
+        if a.engine.state() == State::Closed {
+            return (out, events);
+        }
+        self.assocs.insert(key, a);
+        (out, events)
+    }
+}

@@ -1,0 +1,348 @@
+//! Two `XmppEndpoint`s (clause 16) exchanging stanzas in memory, with Annex G certificates bound
+//! to the JIDs (G.6.3): handshake, data in each protection mode, release, two associations between
+//! the same JIDs, release collision, aborts, and a tampering path.
+
+use std::sync::{Arc, Mutex};
+
+use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
+use secmms_e2e::replay::ReplayCache;
+use secmms_e2e::{Context, Credentials, E2eConfig, ModeOffer, TimeStamp};
+use secmms_pki::crypto::OsRandom;
+use secmms_pki::event::MemorySink;
+use secmms_pki::tooling::{
+    create_ca, issue_end_entity, Binding, Ca, EndEntityRequest, KeyType, Validity,
+    DEFAULT_SUBJECT_FORM,
+};
+use secmms_pki::OpenSslValidator;
+use secmms_profiles::xmpp::{AssocKey, EndpointEvent, XmppEndpoint};
+use secmms_profiles::xmpp::{IqType, StanzaKind};
+
+const NOW: i64 = 1_750_000_000;
+const CLIENT: &str = "scada@example.org/IEC";
+const SERVER: &str = "ied1@example.org/IEC";
+
+struct Pki {
+    ca: Ca,
+    validator: Arc<OpenSslValidator>,
+}
+
+fn pki() -> Pki {
+    let v = Validity::days_from(NOW - 86_400, 30);
+    let key = KeyType::P256.generate().unwrap();
+    let der = create_ca("xmpp test CA", &key, v, &mut OsRandom).unwrap();
+    let mut val = OpenSslValidator::new();
+    val.add_anchor_der(&der).unwrap();
+    Pki {
+        ca: Ca { cert_der: der, key },
+        validator: Arc::new(val),
+    }
+}
+
+fn creds(p: &Pki, jid: &str) -> Credentials {
+    let key = KeyType::P256.generate().unwrap();
+    let der = issue_end_entity(
+        &EndEntityRequest {
+            binding: Binding::Jid(jid.to_string()),
+            subject_form: DEFAULT_SUBJECT_FORM,
+            role: None,
+            role_aor: String::new(),
+            crl_url: None,
+            validity: Validity::days_from(NOW - 3600, 10),
+        },
+        key.pkey(),
+        &p.ca,
+        &mut OsRandom,
+    )
+    .unwrap();
+    Credentials {
+        key,
+        cert_der: der,
+        cert_path: None,
+        att_cert: None,
+    }
+}
+
+fn endpoint(p: &Pki, jid: &str, server: bool, offer: ModeOffer) -> (XmppEndpoint, Arc<MemorySink>) {
+    let cfg = E2eConfig {
+        offer,
+        ..E2eConfig::default()
+    };
+    let ctx = Context {
+        config: Arc::new(cfg),
+        credentials: Arc::new(creds(p, jid.split('/').next().unwrap())),
+        validator: p.validator.clone(),
+        replay: Arc::new(Mutex::new(ReplayCache::new())),
+    };
+    let sink = Arc::new(MemorySink::new());
+    (
+        XmppEndpoint::new(
+            ctx,
+            server,
+            Arc::new(|| TimeStamp::from_unix_secs(NOW)),
+            sink.clone(),
+        ),
+        sink,
+    )
+}
+
+/// Splits a stanza the endpoint built: (kind, id, env).
+fn parse(st: &str) -> (StanzaKind, String, Option<String>) {
+    let head_end = st.find('>').unwrap();
+    let head = &st[..head_end];
+    let attr = |name: &str| {
+        let k = format!("{name}='");
+        let i = head.find(&k).unwrap() + k.len();
+        head[i..].split('\'').next().unwrap().to_string()
+    };
+    let kind = if head.starts_with("<iq") {
+        StanzaKind::Iq(IqType::parse(&attr("type")).unwrap())
+    } else {
+        StanzaKind::Message
+    };
+    let close = st.rfind("</").unwrap();
+    let body = &st[head_end + 1..close];
+    let env = (!body.is_empty() && body.starts_with("<e2e")).then(|| body.to_string());
+    (kind, attr("id"), env)
+}
+
+/// Delivers `stanzas` (sent by `from`) to `to`; returns what `to` sends back and its events.
+fn deliver(
+    to: &mut XmppEndpoint,
+    from: &str,
+    stanzas: Vec<String>,
+) -> (Vec<String>, Vec<EndpointEvent>) {
+    let mut out = Vec::new();
+    let mut ev = Vec::new();
+    for s in stanzas {
+        let (kind, id, env) = parse(&s);
+        let (o, e) = to.handle(kind, &id, from, env.as_deref());
+        out.extend(o);
+        ev.extend(e);
+    }
+    (out, ev)
+}
+
+const INIT_REQ: &[u8] = &[0xa8, 0x03, 0x80, 0x01, 0x01];
+const INIT_RSP: &[u8] = &[0xa9, 0x03, 0x80, 0x01, 0x01];
+/// confirmed-RequestPDU { invokeID 7, read {…} } (shape only).
+fn read_req(invoke: u8) -> Vec<u8> {
+    vec![0xa0, 0x05, 0x02, 0x01, invoke, 0xa4, 0x00]
+}
+fn read_rsp(invoke: u8) -> Vec<u8> {
+    vec![0xa1, 0x05, 0x02, 0x01, invoke, 0xa4, 0x00]
+}
+
+fn establish(c: &mut XmppEndpoint, s: &mut XmppEndpoint) -> (AssocKey, AssocKey) {
+    let (ck, st) = c.associate(SERVER, INIT_REQ).unwrap();
+    assert!(st[0].starts_with("<iq type='set'"), "{}", st[0]);
+    let (out, ev) = deliver(s, CLIENT, st);
+    assert!(out.is_empty());
+    let [EndpointEvent::AssociateIndication { key: sk, initiate }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    assert_eq!(initiate, INIT_REQ);
+    let acc = s.accept(sk, INIT_RSP).unwrap();
+    assert!(acc[0].starts_with("<iq type='result'"), "{}", acc[0]);
+    let (out, ev) = deliver(c, SERVER, acc);
+    assert!(out.is_empty());
+    assert_eq!(
+        ev,
+        vec![EndpointEvent::Established {
+            key: ck.clone(),
+            initiate: INIT_RSP.to_vec()
+        }]
+    );
+    (ck, sk.clone())
+}
+
+fn offers() -> Vec<ModeOffer> {
+    vec![
+        ModeOffer::Ae(vec![AeAlg::Aes128Gcm]),
+        ModeOffer::NonAe {
+            encr: vec![EncrAlg::Aes128Cbc],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+        ModeOffer::NonAe {
+            encr: vec![],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+    ]
+}
+
+#[test]
+fn handshake_data_release_in_each_mode() {
+    let p = pki();
+    for offer in offers() {
+        let (mut c, csink) = endpoint(&p, CLIENT, false, offer.clone());
+        let (mut s, ssink) = endpoint(&p, SERVER, true, offer);
+        let (ck, sk) = establish(&mut c, &mut s);
+        for i in 1..=3u8 {
+            let req = c.send(&ck, &read_req(i)).unwrap();
+            // A read request travels in an iq get.
+            assert!(req[0].starts_with("<iq type='get'"), "{}", req[0]);
+            let (_, ev) = deliver(&mut s, CLIENT, req.clone());
+            assert_eq!(
+                ev,
+                vec![EndpointEvent::Data {
+                    key: sk.clone(),
+                    pdu: read_req(i)
+                }]
+            );
+            let rsp = s.send(&sk, &read_rsp(i)).unwrap();
+            // The response answers that very iq.
+            let (_, req_id, _) = parse(&req[0]);
+            let (kind, rsp_id, _) = parse(&rsp[0]);
+            assert_eq!(kind, StanzaKind::Iq(IqType::Result));
+            assert_eq!(rsp_id, req_id);
+            let (_, ev) = deliver(&mut c, SERVER, rsp);
+            assert_eq!(
+                ev,
+                vec![EndpointEvent::Data {
+                    key: ck.clone(),
+                    pdu: read_rsp(i)
+                }]
+            );
+        }
+        let rel = c.release(&ck, Some(&[0x8b, 0x00])).unwrap();
+        let (_, ev) = deliver(&mut s, CLIENT, rel);
+        assert!(matches!(
+            ev.as_slice(),
+            [EndpointEvent::ReleaseIndication { .. }]
+        ));
+        let rsp = s.release_response(&sk, Some(&[0x8c, 0x00])).unwrap();
+        let (_, ev) = deliver(&mut c, SERVER, rsp);
+        assert_eq!(ev, vec![EndpointEvent::Released { key: ck }]);
+        assert!(c.associations().is_empty() && s.associations().is_empty());
+        // No failure was recorded anywhere.
+        for sink in [&csink, &ssink] {
+            assert!(
+                !sink
+                    .events()
+                    .iter()
+                    .any(|e| e.severity <= secmms_pki::Severity::Error),
+                "{:?}",
+                sink.events()
+            );
+        }
+    }
+}
+
+#[test]
+fn two_associations_between_the_same_jids_and_a_release_collision() {
+    let p = pki();
+    let offer = offers().remove(0);
+    let (mut c, _) = endpoint(&p, CLIENT, false, offer.clone());
+    let (mut s, _) = endpoint(&p, SERVER, true, offer);
+    let (ck1, sk1) = establish(&mut c, &mut s);
+    let (ck2, sk2) = establish(&mut c, &mut s);
+    assert_ne!(ck1, ck2);
+    assert_eq!(s.associations().len(), 2);
+    // Data on the second does not disturb the first.
+    let (_, ev) = deliver(&mut s, CLIENT, c.send(&ck2, &read_req(9)).unwrap());
+    assert_eq!(
+        ev,
+        vec![EndpointEvent::Data {
+            key: sk2.clone(),
+            pdu: read_req(9)
+        }]
+    );
+    let (_, ev) = deliver(&mut s, CLIENT, c.send(&ck1, &read_req(9)).unwrap());
+    assert_eq!(
+        ev,
+        vec![EndpointEvent::Data {
+            key: sk1.clone(),
+            pdu: read_req(9)
+        }]
+    );
+    // Release collision on the first: both send ReleaseReq at once.
+    let from_c = c.release(&ck1, None).unwrap();
+    let from_s = s.release(&sk1, None).unwrap();
+    let (_, ev_c) = deliver(&mut c, SERVER, from_s);
+    let (_, ev_s) = deliver(&mut s, CLIENT, from_c);
+    assert!(matches!(
+        ev_c.as_slice(),
+        [EndpointEvent::ReleaseIndication { .. }]
+    ));
+    assert!(matches!(
+        ev_s.as_slice(),
+        [EndpointEvent::ReleaseIndication { .. }]
+    ));
+    // The client answers at once; the server holds its answer until the client's arrived.
+    let rsp_c = c.release_response(&ck1, None).unwrap();
+    assert_eq!(rsp_c.len(), 1);
+    let held = s.release_response(&sk1, None).unwrap();
+    assert!(
+        held.is_empty(),
+        "the server waits for the client's ReleaseRsp"
+    );
+    let (out, ev) = deliver(&mut s, CLIENT, rsp_c);
+    assert_eq!(ev, vec![EndpointEvent::Released { key: sk1 }]);
+    assert_eq!(out.len(), 1, "the held ReleaseRsp leaves now");
+    let (_, ev) = deliver(&mut c, SERVER, out);
+    assert_eq!(ev, vec![EndpointEvent::Released { key: ck1 }]);
+    // The second association is still up.
+    assert_eq!(c.associations(), vec![ck2.clone()]);
+    let (_, ev) = deliver(&mut s, CLIENT, c.send(&ck2, &read_req(10)).unwrap());
+    assert_eq!(ev.len(), 1);
+    // Abort ends it on both sides.
+    let (_, ev) = deliver(&mut s, CLIENT, c.abort(&ck2).unwrap());
+    assert!(matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }] if *key == sk2));
+    assert!(s.associations().is_empty());
+}
+
+#[test]
+fn tampering_on_the_xmpp_path_is_detected() {
+    let p = pki();
+    let offer = offers().remove(2); // HMAC only: the payload is readable, so tamper with it.
+    let (mut c, _) = endpoint(&p, CLIENT, false, offer.clone());
+    let (mut s, ssink) = endpoint(&p, SERVER, true, offer);
+    let (ck, _sk) = establish(&mut c, &mut s);
+    let req = c.send(&ck, &read_req(3)).unwrap();
+    // A server on the path changes one base64 character of the protected PDU.
+    let tampered = req[0].replacen(
+        "<applData>oAUCAQOkAA==</applData>",
+        "<applData>oAUCAQSkAA==</applData>",
+        1,
+    );
+    assert_ne!(
+        tampered, req[0],
+        "the expected applData text is in the stanza"
+    );
+    let (out, ev) = deliver(&mut s, CLIENT, vec![tampered]);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { .. }]),
+        "{ev:?}"
+    );
+    let names: Vec<_> = ssink.events().iter().map(|e| e.mnemonic).collect();
+    assert!(names.contains(&"CLEAR_BAD_ICV_TRF"), "{names:?}");
+    // The server sends DtSecAbort (a message) and answers the iq with a stanza error.
+    assert!(out.iter().any(|o| o.starts_with("<message")), "{out:?}");
+    assert!(out.iter().any(|o| o.contains("type='error'")), "{out:?}");
+    // The client learns of the abort.
+    let msgs: Vec<_> = out
+        .into_iter()
+        .filter(|o| o.starts_with("<message"))
+        .collect();
+    let (_, ev) = deliver(&mut c, SERVER, msgs);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { .. }]),
+        "{ev:?}"
+    );
+    // A stanza with a HandshakeReq in a message (wrong stanza) is refused with its event.
+    let (_, st) = c.associate(SERVER, INIT_REQ).unwrap();
+    let as_message = st[0]
+        .replacen("<iq type='set'", "<message type='normal'", 1)
+        .replacen("</iq>", "</message>", 1);
+    let (out, ev) = deliver(&mut s, CLIENT, vec![as_message]);
+    assert!(ev.is_empty() && out.is_empty());
+    assert!(ssink
+        .events()
+        .iter()
+        .any(|e| e.mnemonic == "XMPP_IQ_MISSING"));
+    // A certificate bound to another JID: the handshake is refused (address mismatch alarm).
+    let (mut other, _) = endpoint(&p, "intruder@example.org/IEC", false, offers().remove(0));
+    let (_, st) = other.associate(SERVER, INIT_REQ).unwrap();
+    let (out, ev) = deliver(&mut s, CLIENT, st);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert!(out[0].contains("HandshakeSecReject"), "{out:?}");
+}

@@ -491,6 +491,17 @@ impl Out {
         self.0.push('>');
     }
     fn close(&mut self, name: &str) {
+        // DECISION (§16.3, what XMPP servers do): an element with no content is written
+        // `<name/>`, the form Prosody (and other servers that re-serialise stanzas) gives it, so
+        // the signed and MACed characters reach the peer unchanged. Text is never written with
+        // `<` (it is escaped), so `<name>` at the end of the buffer is this element's start tag.
+        let n = self.0.len();
+        let start = n.saturating_sub(name.len() + 2);
+        if self.0.get(start..) == Some(&format!("<{name}>")[..]) {
+            self.0.truncate(n - 1);
+            self.0.push_str("/>");
+            return;
+        }
         self.0.push_str("</");
         self.0.push_str(name);
         self.0.push('>');

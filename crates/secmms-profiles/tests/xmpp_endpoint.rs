@@ -346,3 +346,31 @@ fn tampering_on_the_xmpp_path_is_detected() {
     assert!(ev.is_empty(), "{ev:?}");
     assert!(out[0].contains("HandshakeSecReject"), "{out:?}");
 }
+
+#[test]
+fn single_quoted_namespace_declarations_still_verify() {
+    // Prosody re-serialises the stanza with single-quoted attributes (see secmms-xmpp README):
+    // only the xmlns declarations outside the signed `tbs` change.
+    let p = pki();
+    let (mut c, _) = endpoint(&p, CLIENT, false, offers().remove(0));
+    let (mut s, ssink) = endpoint(&p, SERVER, true, offers().remove(0));
+    let (_, st) = c.associate(SERVER, INIT_REQ).unwrap();
+    let (kind, id, env) = parse(&st[0]);
+    let env = env
+        .unwrap()
+        .replace(
+            "xmlns=\"http://www.iec.ch/62351/2018/ENV_4\"",
+            "xmlns='http://www.iec.ch/62351/2018/ENV_4'",
+        )
+        .replace(
+            "xmlns=\"http://www.iec.ch/62351/2018/E2E_4\"",
+            "xmlns='http://www.iec.ch/62351/2018/E2E_4'",
+        );
+    assert!(env.contains("xmlns='"), "{env}");
+    let (_, ev) = s.handle(kind, &id, CLIENT, Some(&env));
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::AssociateIndication { .. }]),
+        "{ev:?} {:?}",
+        ssink.events()
+    );
+}

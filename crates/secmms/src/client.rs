@@ -76,9 +76,9 @@ pub enum ClientError {
     Mms(#[from] secmms_mms::MmsError),
 }
 
-type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
+pub(crate) type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
 
-enum Cmd {
+pub(crate) enum Cmd {
     Request {
         service: ConfirmedServiceRequest,
         reply: Reply,
@@ -308,6 +308,30 @@ impl Client {
         })
     }
 
+    /// A client whose association is run by another task (e.g. the XMPP connection task) that
+    /// consumes the commands of `tx` and sets `closed` when the association ends.
+    pub(crate) fn from_parts(
+        tx: mpsc::Sender<Cmd>,
+        negotiated: Negotiated,
+        protection: String,
+        closed: Arc<AtomicBool>,
+        request_timeout: Duration,
+    ) -> Client {
+        let slots = Arc::new(Semaphore::new(
+            negotiated.max_serv_outstanding_calling.max(1) as usize,
+        ));
+        Client {
+            inner: Arc::new(Inner {
+                tx,
+                negotiated,
+                protection,
+                slots,
+                closed,
+                request_timeout,
+            }),
+        }
+    }
+
     /// What the initiate exchange settled.
     pub fn negotiated(&self) -> &Negotiated {
         &self.inner.negotiated
@@ -491,9 +515,9 @@ impl Client {
     }
 }
 
-struct Pending {
-    reply: Reply,
-    _permit: OwnedSemaphorePermit,
+pub(crate) struct Pending {
+    pub(crate) reply: Reply,
+    pub(crate) _permit: OwnedSemaphorePermit,
 }
 
 async fn run_association<S: Stream>(
@@ -640,7 +664,7 @@ async fn run_association<S: Stream>(
     }
 }
 
-fn dispatch(pdu: &[u8], limits: &MmsLimits, pending: &mut HashMap<u32, Pending>) {
+pub(crate) fn dispatch(pdu: &[u8], limits: &MmsLimits, pending: &mut HashMap<u32, Pending>) {
     match MmsPdu::decode(pdu, limits) {
         Ok(MmsPdu::ConfirmedResponse(r)) => {
             if let Some(p) = pending.remove(&r.invoke_id) {

@@ -92,6 +92,9 @@ pub struct Config {
     pub security: crate::security::SecurityConfig,
     /// `secmms relay`: upper-layer routing (IEC 62351-4 §15.5).
     pub relay: crate::relay::RelayConfig,
+    /// The XMPP environment (IEC 62351-4 clause 16): server, JID, SASL, TLS anchors. Present
+    /// when MMS runs over XMPP instead of OSI (`--env xmpp`).
+    pub xmpp: Option<secmms_xmpp::XmppConfig>,
 }
 
 impl Config {
@@ -262,6 +265,8 @@ pub struct ClientConfig {
     pub max_outstanding: u16,
     /// Largest MMS PDU proposed in the initiate request.
     pub max_pdu_size: u32,
+    /// Over XMPP: the full JID of the server to associate with (`--peer`).
+    pub xmpp_peer: Option<String>,
 }
 
 impl Default for ClientConfig {
@@ -271,6 +276,7 @@ impl Default for ClientConfig {
             request_timeout_secs: 10,
             max_outstanding: 16,
             max_pdu_size: 65_000,
+            xmpp_peer: None,
         }
     }
 }

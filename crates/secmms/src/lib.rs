@@ -23,6 +23,7 @@ pub mod server;
 pub mod stats;
 pub mod tls;
 pub mod transport;
+pub mod xmpp;
 
 pub use client::{Client, ClientError};
 pub use config::Config;

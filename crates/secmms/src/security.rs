@@ -432,6 +432,65 @@ fn parse_checked(s: &str) -> Result<Oid, SecurityError> {
         .map_err(|_| value_err("security", format!("`{s}` is not a dotted OID")).into())
 }
 
+/// The E2E engine context of native mode (clauses 13–14) from the `[security]` section and the
+/// loaded credentials: the offer follows `encrypt`, the time window `time_window_secs`.
+pub fn e2e_context(
+    s: &SecurityConfig,
+    certificate: Vec<u8>,
+    key: SigningKey,
+    validator: Arc<OpenSslValidator>,
+) -> E2eContext {
+    let mut e2e = E2eConfig {
+        time_window_ms: s.time_window_secs.saturating_mul(1000),
+        ..E2eConfig::default()
+    };
+    e2e.offer = match s.encrypt {
+        Encrypt::Gcm => ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
+        Encrypt::Cbc => ModeOffer::NonAe {
+            encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+        Encrypt::None => ModeOffer::NonAe {
+            encr: Vec::new(),
+            icv: vec![IcvAlg::HmacSha256],
+        },
+    };
+    E2eContext {
+        config: Arc::new(e2e),
+        credentials: Arc::new(E2eCredentials {
+            key,
+            cert_der: certificate,
+            cert_path: None,
+            att_cert: None,
+        }),
+        validator,
+        replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
+    }
+}
+
+/// Loads the application credentials and trust anchors `cfg.security` names (with `[tls]` as
+/// fallback for anchors and CRLs) and builds the E2E context of native mode.
+pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, SecurityError> {
+    let s = &cfg.security;
+    let (Some(cert_p), Some(key_p)) = (&s.app_cert, &s.app_key) else {
+        return Err(value_err(
+            "security.app_cert",
+            "native mode needs --app-cert and --app-key",
+        )
+        .into());
+    };
+    let certificate = load_certificate(cert_p)?;
+    let key = load_key(key_p)?;
+    let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
+    let crls = if s.crl.is_empty() {
+        &cfg.tls.crl
+    } else {
+        &s.crl
+    };
+    let validator = Arc::new(load_validator(anchors, crls)?);
+    Ok(e2e_context(s, certificate, key, validator))
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -673,32 +732,7 @@ impl AppSecurity {
                 )
             }
             AppMode::Native => {
-                let mut e2e = E2eConfig {
-                    time_window_ms: s.time_window_secs.saturating_mul(1000),
-                    ..E2eConfig::default()
-                };
-                e2e.offer = match s.encrypt {
-                    Encrypt::Gcm => ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
-                    Encrypt::Cbc => ModeOffer::NonAe {
-                        encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
-                        icv: vec![IcvAlg::HmacSha256],
-                    },
-                    Encrypt::None => ModeOffer::NonAe {
-                        encr: Vec::new(),
-                        icv: vec![IcvAlg::HmacSha256],
-                    },
-                };
-                let ctx = E2eContext {
-                    config: Arc::new(e2e),
-                    credentials: Arc::new(E2eCredentials {
-                        key,
-                        cert_der: certificate,
-                        cert_path: None,
-                        att_cert: None,
-                    }),
-                    validator,
-                    replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
-                };
+                let ctx = e2e_context(s, certificate, key, validator);
                 let _ = own_tls;
                 let mut ncfg = NativeConfig::default();
                 if let Some(o) = &s.e2e_security_as {

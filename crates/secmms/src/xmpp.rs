@@ -1,0 +1,463 @@
+//! MMS with E2E security over XMPP (IEC 62351-4 clause 16; IEC 61850-8-2 style), on one XMPP
+//! connection per process side: the transport is `secmms-xmpp` (TLS per clause 6.4, SASL), the
+//! stanza mapping and associations are `secmms_profiles::xmpp::XmppEndpoint`, the SecPDUs travel
+//! in their XML encoding. The same MMS services and E2E modes as over OSI.
+//!
+//! * [`serve`]: answers associations from any JID with the server's MMS model.
+//! * [`XmppConnection`]: a client connection from which any number of [`Client`]s associate
+//!   with peers (several with the same peer at once, told apart by assoID, §16.5).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secmms_e2e::TimeStamp;
+use secmms_mms::client::{self as mms_client, ClientProposal};
+use secmms_mms::pdu::{ConfirmedRequest, MmsPdu};
+use secmms_mms::server::{InitiateOutcome, Server as MmsServer};
+use secmms_mms::MmsLimits;
+use secmms_pki::event::SecurityEventSink;
+use secmms_profiles::xmpp::{AssocKey, EndpointEvent, IqType, StanzaKind, XmppEndpoint};
+use secmms_xmpp::stream::{Stanza, StanzaKind as XKind};
+use secmms_xmpp::{XmppClient, XmppConfig, XmppSender};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use crate::client::{dispatch, Client, ClientError, Cmd, Pending, RELEASE_TIMEOUT};
+use crate::config::Config;
+use crate::security::{load_e2e_context, AppMode};
+
+/// Errors of the XMPP environment.
+#[derive(Debug, thiserror::Error)]
+pub enum XmppEnvError {
+    /// The `[xmpp]` section is missing or invalid.
+    #[error("XMPP configuration: {0}")]
+    Config(String),
+    /// Native-mode credentials could not be loaded.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
+    /// The XMPP connection failed.
+    #[error("XMPP: {0}")]
+    Xmpp(#[from] secmms_xmpp::XmppError),
+}
+
+fn now() -> TimeStamp {
+    TimeStamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    )
+}
+
+/// The `[xmpp]` section of `cfg`, checked, with native mode required (clause 16 has no other
+/// application security).
+fn xmpp_config(cfg: &Config) -> Result<&XmppConfig, XmppEnvError> {
+    let x = cfg
+        .xmpp
+        .as_ref()
+        .ok_or_else(|| XmppEnvError::Config("no [xmpp] section (or --jid)".into()))?;
+    if cfg.security.mode != AppMode::Native {
+        return Err(XmppEnvError::Config(
+            "the XMPP environment carries E2E security only: use --mode native".into(),
+        ));
+    }
+    x.validate()?;
+    Ok(x)
+}
+
+fn endpoint(
+    cfg: &Config,
+    server: bool,
+    sink: Arc<dyn SecurityEventSink>,
+) -> Result<XmppEndpoint, XmppEnvError> {
+    let ctx = load_e2e_context(cfg)?;
+    Ok(XmppEndpoint::new(ctx, server, Arc::new(now), sink))
+}
+
+/// The stanza kind and ENV_4 payload of an arriving stanza, for the endpoint.
+fn classify(st: &Stanza) -> Option<(StanzaKind, Option<String>)> {
+    let kind = match st.kind {
+        XKind::Iq => StanzaKind::Iq(IqType::parse(st.type_.as_deref().unwrap_or(""))?),
+        XKind::Message => StanzaKind::Message,
+        XKind::Presence => return None,
+    };
+    let env = st.children().ok().and_then(|c| {
+        c.into_iter()
+            .find(|c| c.name == "e2e")
+            .map(|c| c.raw.to_string())
+    });
+    Some((kind, env))
+}
+
+async fn send_all(tx: &XmppSender, out: Vec<String>) -> Result<(), secmms_xmpp::XmppError> {
+    for s in out {
+        tx.send(&s).await?;
+    }
+    Ok(())
+}
+
+/// Serves the MMS model of `mms` over XMPP until the connection ends: one E2E association per
+/// HandshakeReq, from any JID whose certificate binds it (Annex G.6.3).
+pub async fn serve(
+    cfg: &Config,
+    mms: MmsServer,
+    sink: Arc<dyn SecurityEventSink>,
+) -> Result<(), XmppEnvError> {
+    let xc = xmpp_config(cfg)?;
+    let mut ep = endpoint(cfg, true, sink)?;
+    let conn = XmppClient::connect(xc).await?;
+    info!("serving MMS over XMPP as {}", conn.jid());
+    let (tx, mut rx) = conn.split();
+    let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
+    loop {
+        let st = rx.recv().await?;
+        let Some((kind, env)) = classify(&st) else {
+            continue;
+        };
+        let from = st.from.clone().unwrap_or_default();
+        let (out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
+        send_all(&tx, out).await?;
+        for ev in events {
+            let out = match ev {
+                EndpointEvent::AssociateIndication { key, initiate } => {
+                    match mms.accept_initiate(&initiate) {
+                        InitiateOutcome::Accepted {
+                            response,
+                            association,
+                        } => {
+                            assocs.insert(key.clone(), association);
+                            ep.accept(&key, &response)
+                        }
+                        InitiateOutcome::Refused { response, .. } => ep.reject(&key, &response),
+                        InitiateOutcome::Invalid(e) => {
+                            debug!("invalid initiate over XMPP: {e}");
+                            ep.abort(&key)
+                        }
+                    }
+                }
+                EndpointEvent::Data { key, pdu } => match assocs.get(&key) {
+                    Some(a) => match a.handle_pdu(&pdu) {
+                        Some(resp) => ep.send(&key, &resp),
+                        None => Ok(Vec::new()),
+                    },
+                    None => Ok(Vec::new()),
+                },
+                EndpointEvent::ReleaseIndication { key, .. } => {
+                    assocs.remove(&key);
+                    ep.release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()))
+                }
+                EndpointEvent::Released { key } | EndpointEvent::Aborted { key, .. } => {
+                    assocs.remove(&key);
+                    Ok(Vec::new())
+                }
+                EndpointEvent::Established { .. } | EndpointEvent::Rejected { .. } => {
+                    Ok(Vec::new())
+                }
+            };
+            match out {
+                Ok(o) => send_all(&tx, o).await?,
+                Err(e) => warn!("XMPP association: {e}"),
+            }
+        }
+    }
+}
+
+/// What an association being established reports to its [`XmppConnection::associate`] call:
+/// its key, the MMS Initiate-Response, its command channel and its closed flag.
+type Established = (AssocKey, Vec<u8>, mpsc::Sender<Cmd>, Arc<AtomicBool>);
+type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
+
+enum ConnCmd {
+    Associate {
+        peer: String,
+        initiate: Vec<u8>,
+        reply: EstablishReply,
+    },
+    Assoc(AssocKey, Cmd),
+}
+
+struct ClientAssoc {
+    establishing: Option<EstablishReply>,
+    pending: HashMap<u32, Pending>,
+    next_id: u32,
+    releasing: Option<oneshot::Sender<Result<(), ClientError>>>,
+    closed: Arc<AtomicBool>,
+    limits: MmsLimits,
+}
+
+/// One client-side XMPP connection carrying any number of E2E associations.
+#[derive(Clone)]
+pub struct XmppConnection {
+    tx: mpsc::Sender<ConnCmd>,
+    jid: String,
+    cfg: Config,
+}
+
+impl std::fmt::Debug for XmppConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppConnection")
+            .field("jid", &self.jid)
+            .finish()
+    }
+}
+
+impl XmppConnection {
+    /// Connects and binds as `cfg.xmpp` says (TLS, SASL); native-mode credentials from
+    /// `cfg.security`.
+    pub async fn connect(
+        cfg: &Config,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<XmppConnection, XmppEnvError> {
+        let xc = xmpp_config(cfg)?;
+        let ep = endpoint(cfg, false, sink)?;
+        let conn = XmppClient::connect(xc).await?;
+        let jid = conn.jid().to_string();
+        let (ctx, crx) = mpsc::channel(256);
+        tokio::spawn(run_connection(conn, ep, crx, ctx.clone()));
+        Ok(XmppConnection {
+            tx: ctx,
+            jid,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// Our full JID.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    /// Opens an E2E association with `peer` (a full JID, e.g. `ied1@example.org/IEC`) and
+    /// returns an MMS client for it.
+    pub async fn associate(&self, peer: &str) -> Result<Client, ClientError> {
+        let proposal = ClientProposal {
+            max_pdu_size: self.cfg.client.max_pdu_size,
+            max_serv_outstanding_calling: self.cfg.client.max_outstanding,
+            max_serv_outstanding_called: self.cfg.client.max_outstanding,
+            ..Default::default()
+        };
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(ConnCmd::Associate {
+                peer: peer.to_string(),
+                initiate: mms_client::initiate_request_pdu(&proposal),
+                reply,
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let t = Duration::from_secs(self.cfg.client.associate_timeout_secs.max(1));
+        let (key, initiate_rsp, cmd_tx, closed) = tokio::time::timeout(t, rx)
+            .await
+            .map_err(|_| ClientError::Timeout(t))?
+            .map_err(|_| ClientError::Closed)??;
+        let negotiated = mms_client::parse_initiate_response(&initiate_rsp, &proposal)
+            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+        debug!("XMPP association {key:?} established");
+        Ok(Client::from_parts(
+            cmd_tx,
+            negotiated,
+            format!("E2E over XMPP ({} ↔ {peer})", self.jid),
+            closed,
+            Duration::from_secs(self.cfg.client.request_timeout_secs.max(1)),
+        ))
+    }
+}
+
+async fn run_connection(
+    conn: XmppClient,
+    mut ep: XmppEndpoint,
+    mut crx: mpsc::Receiver<ConnCmd>,
+    ctx: mpsc::Sender<ConnCmd>,
+) {
+    let (tx, mut rx) = conn.split();
+    let mut assocs: HashMap<AssocKey, ClientAssoc> = HashMap::new();
+    let result: Result<(), secmms_xmpp::XmppError> = async {
+        loop {
+            tokio::select! {
+                st = rx.recv() => {
+                    let st = st?;
+                    let Some((kind, env)) = classify(&st) else { continue };
+                    let from = st.from.clone().unwrap_or_default();
+                    let (out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
+                    send_all(&tx, out).await?;
+                    for ev in events {
+                        on_event(ev, &mut assocs, &ctx);
+                    }
+                }
+                cmd = crx.recv() => {
+                    let Some(cmd) = cmd else { return Ok(()) };
+                    let out = on_cmd(cmd, &mut ep, &mut assocs);
+                    send_all(&tx, out).await?;
+                }
+            }
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        warn!("XMPP connection ended: {e}");
+    }
+    for (_, a) in assocs.drain() {
+        end_assoc(a, Err(ClientError::Closed));
+    }
+}
+
+fn end_assoc(mut a: ClientAssoc, r: Result<(), ClientError>) {
+    a.closed.store(true, Ordering::Relaxed);
+    for (_, p) in a.pending.drain() {
+        let _ = p.reply.send(Err(ClientError::Closed));
+    }
+    if let Some(e) = a.establishing.take() {
+        let _ = e.send(Err(ClientError::Closed));
+    }
+    if let Some(r2) = a.releasing.take() {
+        let _ = r2.send(r);
+    }
+}
+
+fn on_event(
+    ev: EndpointEvent,
+    assocs: &mut HashMap<AssocKey, ClientAssoc>,
+    ctx: &mpsc::Sender<ConnCmd>,
+) {
+    match ev {
+        EndpointEvent::Established { key, initiate } => {
+            if let Some(a) = assocs.get_mut(&key) {
+                if let Some(reply) = a.establishing.take() {
+                    // Each client gets its own command channel, forwarded with its key.
+                    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(256);
+                    let fwd = ctx.clone();
+                    let k = key.clone();
+                    tokio::spawn(async move {
+                        while let Some(c) = cmd_rx.recv().await {
+                            if fwd.send(ConnCmd::Assoc(k.clone(), c)).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let _ = reply.send(Ok((key, initiate, cmd_tx, a.closed.clone())));
+                }
+            }
+        }
+        EndpointEvent::Rejected { key, reason, .. } => {
+            if let Some(mut a) = assocs.remove(&key) {
+                if let Some(reply) = a.establishing.take() {
+                    let _ = reply.send(Err(ClientError::Rejected(reason)));
+                }
+                end_assoc(a, Err(ClientError::Closed));
+            }
+        }
+        EndpointEvent::Data { key, pdu } => {
+            if let Some(a) = assocs.get_mut(&key) {
+                dispatch(&pdu, &a.limits, &mut a.pending);
+            }
+        }
+        EndpointEvent::Released { key } => {
+            if let Some(a) = assocs.remove(&key) {
+                end_assoc(a, Ok(()));
+            }
+        }
+        EndpointEvent::Aborted { key, reason } => {
+            debug!("XMPP association {key:?} aborted: {reason}");
+            if let Some(a) = assocs.remove(&key) {
+                end_assoc(a, Err(ClientError::Rejected(reason)));
+            }
+        }
+        EndpointEvent::ReleaseIndication { .. } | EndpointEvent::AssociateIndication { .. } => {}
+    }
+}
+
+fn on_cmd(
+    cmd: ConnCmd,
+    ep: &mut XmppEndpoint,
+    assocs: &mut HashMap<AssocKey, ClientAssoc>,
+) -> Vec<String> {
+    match cmd {
+        ConnCmd::Associate {
+            peer,
+            initiate,
+            reply,
+        } => match ep.associate(&peer, &initiate) {
+            Ok((key, out)) => {
+                assocs.insert(
+                    key,
+                    ClientAssoc {
+                        establishing: Some(reply),
+                        pending: HashMap::new(),
+                        next_id: 1,
+                        releasing: None,
+                        closed: Arc::new(AtomicBool::new(false)),
+                        limits: MmsLimits::default(),
+                    },
+                );
+                out
+            }
+            Err(e) => {
+                let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                Vec::new()
+            }
+        },
+        ConnCmd::Assoc(
+            key,
+            Cmd::Request {
+                service,
+                reply,
+                permit,
+            },
+        ) => {
+            let Some(a) = assocs.get_mut(&key) else {
+                let _ = reply.send(Err(ClientError::Closed));
+                return Vec::new();
+            };
+            let id = a.next_id;
+            a.next_id = a.next_id.wrapping_add(1).max(1);
+            let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest {
+                invoke_id: id,
+                service,
+            })
+            .encode();
+            match ep.send(&key, &pdu) {
+                Ok(out) => {
+                    a.pending.insert(
+                        id,
+                        Pending {
+                            reply,
+                            _permit: permit,
+                        },
+                    );
+                    out
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    Vec::new()
+                }
+            }
+        }
+        ConnCmd::Assoc(key, Cmd::Release { reply }) => {
+            let Some(a) = assocs.get_mut(&key) else {
+                let _ = reply.send(Ok(()));
+                return Vec::new();
+            };
+            match ep.release(&key, Some(&MmsPdu::ConcludeRequest.encode())) {
+                Ok(out) => {
+                    a.releasing = Some(reply);
+                    out
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    Vec::new()
+                }
+            }
+        }
+        ConnCmd::Assoc(key, Cmd::Abort) => {
+            let out = ep.abort(&key).unwrap_or_default();
+            if let Some(a) = assocs.remove(&key) {
+                end_assoc(a, Ok(()));
+            }
+            out
+        }
+    }
+}
+
+/// How long [`Client::release`] over XMPP may wait (the same bound as over OSI).
+pub const XMPP_RELEASE_TIMEOUT: Duration = RELEASE_TIMEOUT;

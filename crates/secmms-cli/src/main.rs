@@ -139,6 +139,77 @@ impl SecArgs {
     }
 }
 
+/// XMPP environment flags (IEC 62351-4 clause 16). They fill the configuration's `[xmpp]`
+/// section; `--env xmpp` needs `--mode native` (E2E is the only application security there).
+#[derive(Args, Debug, Default, Clone)]
+struct XmppArgs {
+    /// Operational environment: `osi` (RFC 1006 / OSI, the default) or `xmpp`.
+    #[arg(long, value_name = "ENV", value_parser = ["osi", "xmpp"])]
+    env: Option<String>,
+    /// Our bare JID on the XMPP server (`user@domain`); the resource is `IEC`.
+    #[arg(long, value_name = "JID")]
+    jid: Option<String>,
+    /// The XMPP server's client port (host:port).
+    #[arg(long, value_name = "ADDR")]
+    xmpp_server: Option<String>,
+    /// File holding the XMPP account password (SASL PLAIN).
+    #[arg(long, value_name = "FILE")]
+    xmpp_password_file: Option<PathBuf>,
+    /// Trust anchor for the XMPP server's TLS certificate (PEM); repeat for several.
+    #[arg(long, value_name = "PEM")]
+    xmpp_ca: Vec<PathBuf>,
+    /// Client: the full JID of the MMS server to associate with, e.g. `ied1@example.org/IEC`.
+    #[arg(long, value_name = "JID")]
+    peer: Option<String>,
+}
+
+impl XmppArgs {
+    fn is_xmpp(&self, cfg: &Config) -> bool {
+        match self.env.as_deref() {
+            Some("xmpp") => true,
+            Some(_) => false,
+            None => cfg.xmpp.is_some() && self.jid.is_some(),
+        }
+    }
+
+    fn apply(&self, cfg: &mut Config) -> Result<bool> {
+        let used = self.jid.is_some()
+            || self.xmpp_server.is_some()
+            || self.xmpp_password_file.is_some()
+            || !self.xmpp_ca.is_empty()
+            || self.peer.is_some();
+        if !self.is_xmpp(cfg) && self.env.as_deref() != Some("xmpp") {
+            if used && self.env.as_deref() == Some("osi") {
+                bail!("--jid, --xmpp-* and --peer need --env xmpp");
+            }
+            if !used {
+                return Ok(false);
+            }
+        }
+        let x = cfg.xmpp.get_or_insert_with(Default::default);
+        if let Some(j) = &self.jid {
+            x.jid = j.clone();
+        }
+        if let Some(s) = &self.xmpp_server {
+            x.server = s.clone();
+        }
+        if let Some(p) = &self.xmpp_password_file {
+            x.password_file = Some(p.clone());
+        }
+        if !self.xmpp_ca.is_empty() {
+            x.ca = self.xmpp_ca.clone();
+        }
+        if let Some(p) = &self.peer {
+            cfg.client.xmpp_peer = Some(p.clone());
+        }
+        if cfg.security.mode != secmms::security::AppMode::Native {
+            bail!("--env xmpp carries E2E security only: add --mode native with --app-cert, --app-key and --ca");
+        }
+        cfg.validate().context("XMPP settings")?;
+        Ok(true)
+    }
+}
+
 /// Applies the TLS and application-security flags; returns the default port.
 fn apply_flags(tls: &TlsArgs, sec: &SecArgs, cfg: &mut Config) -> Result<u16> {
     let app_ca = sec.uses_ca(cfg);
@@ -238,6 +309,8 @@ struct ServerArgs {
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    xmpp: XmppArgs,
 }
 
 #[derive(Args, Debug)]
@@ -249,6 +322,8 @@ struct ClientArgs {
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    xmpp: XmppArgs,
     /// TOML configuration file.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -421,9 +496,10 @@ async fn relay(a: RelayArgs) -> Result<ExitCode> {
 
 #[derive(Args, Debug)]
 struct BenchArgs {
-    /// Server address (host:port; port 102 when omitted, 3782 with --tls).
+    /// Server address (host:port; port 102 when omitted, 3782 with --tls). Over XMPP the
+    /// server is `--peer` instead.
     #[arg(long)]
-    connect: String,
+    connect: Option<String>,
     /// Concurrent associations.
     #[arg(long, default_value_t = 1)]
     associations: usize,
@@ -446,6 +522,8 @@ struct BenchArgs {
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    xmpp: XmppArgs,
 }
 
 fn load_config(path: Option<&PathBuf>) -> Result<Config> {
@@ -578,6 +656,21 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
 async fn server(a: ServerArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
     let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
+    if a.xmpp.apply(&mut cfg)? {
+        if let Some(m) = a.model {
+            cfg.server.model = Some(m);
+        }
+        let ready = |jid: &str| {
+            eprintln!(
+                "secmms server listening on XMPP as {jid} (E2E security, clause 16); Ctrl-C stops"
+            )
+        };
+        tokio::select! {
+            r = secmms::xmpp::serve_config(&cfg, ready) => r.context("XMPP server stopped")?,
+            _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(l) = a.listen {
         cfg.server.listen = with_default_port(&l, port);
     } else if cfg.tls.enabled && cfg.server.listen == secmms::config::ServerConfig::default().listen
@@ -613,9 +706,24 @@ async fn client(a: ClientArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
     let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
     let addr = with_default_port(&a.connect, port);
-    let client = secmms::client::Client::connect(&addr, &cfg)
-        .await
-        .with_context(|| format!("associating with {addr}"))?;
+    let client = if a.xmpp.apply(&mut cfg)? {
+        let peer = cfg
+            .client
+            .xmpp_peer
+            .clone()
+            .context("--env xmpp needs --peer JID (the MMS server's full JID)")?;
+        let sink = cfg.events.build().context("[events]")?;
+        let conn = secmms::xmpp::XmppConnection::connect(&cfg, std::sync::Arc::new(sink))
+            .await
+            .context("connecting to the XMPP server")?;
+        conn.associate(&peer)
+            .await
+            .with_context(|| format!("associating with {peer} over XMPP"))?
+    } else {
+        secmms::client::Client::connect(&addr, &cfg)
+            .await
+            .with_context(|| format!("associating with {addr}"))?
+    };
     let out: serde_json::Value = match &a.action {
         ClientAction::Identify => {
             let id = client.identify().await?;
@@ -670,6 +778,7 @@ async fn client(a: ClientArgs) -> Result<ExitCode> {
 async fn bench(a: BenchArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
     let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
+    a.xmpp.apply(&mut cfg)?;
     if a.associations == 0 || a.outstanding == 0 {
         bail!("--associations and --outstanding must be at least 1");
     }
@@ -677,7 +786,11 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
         bail!("--duration must be between 0 and 86400 seconds");
     }
     let params = secmms::bench::BenchParams {
-        addr: with_default_port(&a.connect, port),
+        addr: match (&a.connect, cfg.xmpp.is_some()) {
+            (Some(c), _) => with_default_port(c, port),
+            (None, true) => String::new(),
+            (None, false) => bail!("--connect ADDR is required (or --env xmpp with --peer)"),
+        },
         associations: a.associations,
         outstanding: a.outstanding,
         duration: Duration::from_secs_f64(a.duration),

@@ -118,6 +118,22 @@ pub async fn run(
             source: crate::client::ClientError::Security(e.to_string()),
         })?,
     );
+    // Over XMPP: one connection, every association on it (clause 16).
+    let xmpp = match (&p.config.xmpp, &p.config.client.xmpp_peer) {
+        (Some(_), Some(peer)) => Some((
+            crate::xmpp::XmppConnection::connect(
+                &p.config,
+                std::sync::Arc::new(crate::tls::TracingSink),
+            )
+            .await
+            .map_err(|e| BenchError::Associate {
+                index: 0,
+                source: crate::client::ClientError::Security(e.to_string()),
+            })?,
+            peer.clone(),
+        )),
+        _ => None,
+    };
     // Associate everything first, a bounded number at a time.
     let mut clients = Vec::with_capacity(p.associations);
     let mut assoc_hist = Histogram::new();
@@ -130,9 +146,13 @@ pub async fn run(
             let (addr, cfg, i) = (p.addr.clone(), p.config.clone(), next);
             let tls = tls.clone();
             let security = security.clone();
+            let xmpp = xmpp.clone();
             set.spawn(async move {
                 let t = Instant::now();
-                let r = Client::connect_shared(&addr, &cfg, tls.as_deref(), &security).await;
+                let r = match &xmpp {
+                    Some((conn, peer)) => conn.associate(peer).await,
+                    None => Client::connect_shared(&addr, &cfg, tls.as_deref(), &security).await,
+                };
                 (i, r, t.elapsed())
             });
             next += 1;

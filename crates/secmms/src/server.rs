@@ -288,7 +288,8 @@ impl Server {
     }
 }
 
-fn server_options(cfg: &Config) -> MmsServerConfig {
+/// The MMS service options `cfg` asks for.
+pub fn server_options(cfg: &Config) -> MmsServerConfig {
     MmsServerConfig {
         max_pdu_size: cfg.server.max_pdu_size,
         max_serv_outstanding: cfg.server.max_outstanding,

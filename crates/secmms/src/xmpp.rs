@@ -105,10 +105,21 @@ pub async fn serve(
     mms: MmsServer,
     sink: Arc<dyn SecurityEventSink>,
 ) -> Result<(), XmppEnvError> {
+    serve_ready(cfg, mms, sink, |_| {}).await
+}
+
+/// Like [`serve`]; `on_ready` is called with our full JID once the connection is bound.
+pub async fn serve_ready(
+    cfg: &Config,
+    mms: MmsServer,
+    sink: Arc<dyn SecurityEventSink>,
+    on_ready: impl FnOnce(&str),
+) -> Result<(), XmppEnvError> {
     let xc = xmpp_config(cfg)?;
     let mut ep = endpoint(cfg, true, sink)?;
     let conn = XmppClient::connect(xc).await?;
     info!("serving MMS over XMPP as {}", conn.jid());
+    on_ready(conn.jid());
     let (tx, mut rx) = conn.split();
     let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
     loop {
@@ -168,6 +179,24 @@ pub async fn serve(
 /// its key, the MMS Initiate-Response, its command channel and its closed flag.
 type Established = (AssocKey, Vec<u8>, mpsc::Sender<Cmd>, Arc<AtomicBool>);
 type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
+
+/// Serves the model `cfg.server.model` names (or the built-in demo model) over XMPP, reporting
+/// security events where `[events]` says.
+pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(), XmppEnvError> {
+    let sink = cfg
+        .events
+        .build()
+        .map_err(|e| XmppEnvError::Config(e.to_string()))?;
+    let model = match &cfg.server.model {
+        Some(p) => crate::server::load_model(p).map_err(|e| XmppEnvError::Config(e.to_string()))?,
+        None => secmms_mms::model::Model::default_demo(),
+    };
+    let mms = MmsServer::new(
+        secmms_mms::model::SharedModel::new(model),
+        crate::server::server_options(cfg),
+    );
+    serve_ready(cfg, mms, Arc::new(sink), on_ready).await
+}
 
 enum ConnCmd {
     Associate {

@@ -1,0 +1,141 @@
+//! `secmms server --env xmpp` and `secmms client --env xmpp` through a real Prosody (clause 16),
+//! and `secmms bench` over XMPP. Skips locally without Prosody; fails when CI=true.
+
+mod common;
+use common::*;
+
+use secmms_xmpp::testing::{require_prosody, Prosody};
+
+#[test]
+fn server_and_client_over_xmpp_through_the_cli() {
+    if !require_prosody("server_and_client_over_xmpp_through_the_cli") {
+        return;
+    }
+    let prosody = Prosody::start(&[("ied1", "pw1"), ("scada", "pw2")]).unwrap();
+    let dir = prosody.dir.join("cli");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = |s: &str| dir.join(s).display().to_string();
+    let run = |args: &[&str]| {
+        let out = secmms().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Application certificates bound to the JIDs (Annex G.6.3).
+    run(&["cert", "ca", "--out", &d("ca")]);
+    run(&[
+        "cert",
+        "issue",
+        "--ca",
+        &d("ca"),
+        "--jid",
+        "ied1@localhost",
+        "--out",
+        &d("ied1"),
+    ]);
+    run(&[
+        "cert",
+        "issue",
+        "--ca",
+        &d("ca"),
+        "--jid",
+        "scada@localhost",
+        "--out",
+        &d("scada"),
+    ]);
+    std::fs::write(dir.join("pw1"), "pw1\n").unwrap();
+    std::fs::write(dir.join("pw2"), "pw2\n").unwrap();
+    let server_addr = prosody.server();
+    let xca = prosody.ca.display().to_string();
+    let common = |jid: &str, who: &str, pw: &str| -> Vec<String> {
+        vec![
+            "--env".into(),
+            "xmpp".into(),
+            "--jid".into(),
+            jid.into(),
+            "--xmpp-server".into(),
+            server_addr.clone(),
+            "--xmpp-password-file".into(),
+            d(pw),
+            "--xmpp-ca".into(),
+            xca.clone(),
+            "--mode".into(),
+            "native".into(),
+            "--app-cert".into(),
+            d(&format!("{who}/cert.pem")),
+            "--app-key".into(),
+            d(&format!("{who}/key.pem")),
+            "--ca".into(),
+            d("ca/ca.pem"),
+        ]
+    };
+    let server_args = common("ied1@localhost", "ied1", "pw1");
+    let server_refs: Vec<&str> = server_args.iter().map(String::as_str).collect();
+    let (_server, _) = start_our_server(&server_refs);
+    let mut client = vec!["client".to_string()];
+    client.extend(common("scada@localhost", "scada", "pw2"));
+    client.extend(["--peer".into(), "ied1@localhost/IEC".into()]);
+    for enc in ["gcm", "cbc", "none"] {
+        let mut w = client.clone();
+        w.extend([
+            "--encrypt".into(),
+            enc.into(),
+            "write".into(),
+            "DEMOLD0/LLN0.NamPlt.vendor[DC]".into(),
+            format!("over-xmpp-{enc}"),
+        ]);
+        let out = secmms().args(&w).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{enc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut r = client.clone();
+        r.extend([
+            "--encrypt".into(),
+            enc.into(),
+            "read".into(),
+            "DEMOLD0/LLN0.NamPlt.vendor[DC]".into(),
+        ]);
+        let out = secmms().args(&r).output().unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("over-xmpp-{enc}")),
+            "{enc}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The load generator over XMPP: 2 associations on one connection.
+    let mut b = vec!["bench".to_string()];
+    b.extend(common("scada@localhost", "scada", "pw2"));
+    b.extend([
+        "--peer".into(),
+        "ied1@localhost/IEC".into(),
+        "--associations".into(),
+        "2".into(),
+        "--outstanding".into(),
+        "4".into(),
+        "--duration".into(),
+        "1".into(),
+        "--json".into(),
+    ]);
+    let out = secmms().args(&b).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["requests"].as_u64().unwrap() > 10, "{v}");
+    assert_eq!(v["errors"], 0);
+    // --env xmpp without native mode is refused with an explanation.
+    let out = secmms()
+        .args([
+            "client", "--env", "xmpp", "--jid", "a@b", "--peer", "c@d/IEC", "identify",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mode native"));
+}

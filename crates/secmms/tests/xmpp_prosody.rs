@@ -239,3 +239,177 @@ fn runtime_contexts_associate_in_memory() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ev.len(), 1, "{:?}", sink.events());
 }
+
+/// Receives stanzas for `ep` until `done` says so (bounded), delivering each; returns the events.
+async fn pump_until(
+    rx: &mut secmms_xmpp::XmppReceiver,
+    tx: &secmms_xmpp::XmppSender,
+    ep: &mut secmms_profiles::xmpp::XmppEndpoint,
+    mut done: impl FnMut(&[secmms_profiles::xmpp::EndpointEvent]) -> bool,
+) -> Vec<secmms_profiles::xmpp::EndpointEvent> {
+    use secmms_profiles::xmpp::{IqType, StanzaKind};
+    let mut all = Vec::new();
+    while !done(&all) {
+        let st = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a stanza within 5 s")
+            .unwrap();
+        let kind = match st.kind {
+            secmms_xmpp::StanzaKind::Iq => {
+                StanzaKind::Iq(IqType::parse(st.type_.as_deref().unwrap_or("")).unwrap())
+            }
+            secmms_xmpp::StanzaKind::Message => StanzaKind::Message,
+            _ => continue,
+        };
+        let env = st
+            .children()
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "e2e")
+            .map(|c| c.raw.to_string());
+        let (out, ev) = ep.handle(
+            kind,
+            st.id.as_deref().unwrap_or(""),
+            st.from.as_deref().unwrap_or(""),
+            env.as_deref(),
+        );
+        for o in out {
+            tx.send(&o).await.unwrap();
+        }
+        all.extend(ev);
+    }
+    all
+}
+
+fn endpoint_for(
+    cfg: &Config,
+    server: bool,
+    sink: Arc<MemorySink>,
+) -> secmms_profiles::xmpp::XmppEndpoint {
+    secmms_profiles::xmpp::XmppEndpoint::new(
+        secmms::security::load_e2e_context(cfg).unwrap(),
+        server,
+        Arc::new(|| {
+            secmms_e2e::TimeStamp(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64,
+            )
+        }),
+        sink,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_collision_and_injection_through_prosody() {
+    use secmms_profiles::xmpp::EndpointEvent as E;
+    if !require_prosody("release_collision_and_injection_through_prosody") {
+        return;
+    }
+    let prosody = Prosody::start(&[("ied1", "pw"), ("scada", "pw"), ("mallory", "pw")]).unwrap();
+    let app = AppPki::new(&prosody.dir.join("app"));
+    let scfg = cfg(&prosody, &app, "ied1", "ied1", Encrypt::Gcm);
+    let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
+    let ssink = Arc::new(MemorySink::new());
+    let mut sep = endpoint_for(&scfg, true, ssink.clone());
+    let mut cep = endpoint_for(&ccfg, false, Arc::new(MemorySink::new()));
+    let (stx, mut srx) = secmms_xmpp::XmppClient::connect(scfg.xmpp.as_ref().unwrap())
+        .await
+        .unwrap()
+        .split();
+    let (ctx, mut crx) = secmms_xmpp::XmppClient::connect(ccfg.xmpp.as_ref().unwrap())
+        .await
+        .unwrap()
+        .split();
+
+    // Handshake through Prosody.
+    let (ck, out) = cep.associate(SERVER_JID, &[0xa8, 0x00]).unwrap();
+    for o in out {
+        ctx.send(&o).await.unwrap();
+    }
+    let ev = pump_until(&mut srx, &stx, &mut sep, |e| !e.is_empty()).await;
+    let [E::AssociateIndication { key: sk, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    let sk = sk.clone();
+    for o in sep.accept(&sk, &[0xa9, 0x00]).unwrap() {
+        stx.send(&o).await.unwrap();
+    }
+    let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
+    assert!(matches!(ev.as_slice(), [E::Established { .. }]), "{ev:?}");
+
+    // Release collision: both ends send ReleaseReq before seeing the other's.
+    for o in cep.release(&ck, None).unwrap() {
+        ctx.send(&o).await.unwrap();
+    }
+    for o in sep.release(&sk, None).unwrap() {
+        stx.send(&o).await.unwrap();
+    }
+    let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
+    assert!(
+        matches!(ev.as_slice(), [E::ReleaseIndication { .. }]),
+        "{ev:?}"
+    );
+    let ev = pump_until(&mut srx, &stx, &mut sep, |e| !e.is_empty()).await;
+    assert!(
+        matches!(ev.as_slice(), [E::ReleaseIndication { .. }]),
+        "{ev:?}"
+    );
+    // The client answers at once, the server only after the client's answer arrived.
+    for o in cep.release_response(&ck, None).unwrap() {
+        ctx.send(&o).await.unwrap();
+    }
+    assert!(sep.release_response(&sk, None).unwrap().is_empty());
+    let ev = pump_until(&mut srx, &stx, &mut sep, |e| {
+        e.iter().any(|x| matches!(x, E::Released { .. }))
+    })
+    .await;
+    assert!(ev.contains(&E::Released { key: sk.clone() }), "{ev:?}");
+    let ev = pump_until(&mut crx, &ctx, &mut cep, |e| {
+        e.iter().any(|x| matches!(x, E::Released { .. }))
+    })
+    .await;
+    assert!(ev.contains(&E::Released { key: ck.clone() }), "{ev:?}");
+    assert!(sep.associations().is_empty() && cep.associations().is_empty());
+
+    // mallory injects stanzas towards the server: a data transfer for an association it does
+    // not have (item-not-found comes back), and a SecPDU in the wrong stanza (event 18.x and
+    // bad-request).
+    let mcfg = cfg(&prosody, &app, "mallory", "mallory", Encrypt::Gcm);
+    let mut mep = endpoint_for(&mcfg, false, Arc::new(MemorySink::new()));
+    let (mtx, mut mrx) = secmms_xmpp::XmppClient::connect(mcfg.xmpp.as_ref().unwrap())
+        .await
+        .unwrap()
+        .split();
+    let (_, hs) = mep.associate(SERVER_JID, &[0xa8, 0x00]).unwrap();
+    // The HandshakeReq as an iq of type get (it must be set).
+    let wrong = hs[0].replacen("type='set'", "type='get'", 1);
+    mtx.send(&wrong).await.unwrap();
+    // The server handles it (a bounded pump; nothing else arrives for it).
+    let _ = tokio::time::timeout(
+        Duration::from_millis(500),
+        pump_until(&mut srx, &stx, &mut sep, |_| false),
+    )
+    .await;
+    // mallory gets a stanza error for its iq (skipping anything else, e.g. presence).
+    let err = loop {
+        let st = tokio::time::timeout(Duration::from_secs(5), mrx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if st.kind == secmms_xmpp::StanzaKind::Iq {
+            break st;
+        }
+    };
+    assert_eq!(err.type_.as_deref(), Some("error"), "{}", err.raw);
+    assert!(err.raw.contains("bad-request"), "{}", err.raw);
+    assert!(
+        ssink
+            .events()
+            .iter()
+            .any(|e| e.mnemonic == "XMPP_INVTYPE_SPEC"),
+        "{:?}",
+        ssink.events()
+    );
+}

@@ -287,6 +287,10 @@ struct DemoArgs {
     /// Run over plain RFC 1006 instead of TLS (the demo uses TLS with its own PKI by default).
     #[arg(long)]
     no_tls: bool,
+    /// Operational environment: `osi` (default) or `xmpp` (MMS with E2E security through a
+    /// private Prosody started on loopback; needs the `prosody` package).
+    #[arg(long, value_name = "ENV", value_parser = ["osi", "xmpp"])]
+    env: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
@@ -614,6 +618,20 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
         };
     }
     opts.tls = !a.no_tls;
+    if a.env.as_deref() == Some("xmpp") {
+        if opts.mode != AppMode::Native || a.no_tls || a.tls.tls {
+            bail!("the XMPP demo runs native mode over the XMPP server's TLS: drop --mode, --no-tls and --tls");
+        }
+        if !a.json {
+            println!(
+                "secmms demo: MMS over XMPP through a private Prosody on loopback (native mode, encryption {})",
+                opts.encrypt.name()
+            );
+        }
+        let report =
+            secmms::demo::run_demo_xmpp(opts.encrypt, |step| print_step(a.json, step)).await;
+        return finish_demo(a.json, report);
+    }
     if a.tls.cert.is_some() || a.tls.key.is_some() || !a.tls.ca.is_empty() {
         if !a.tls.tls {
             bail!("--cert, --key, --ca and --crl need --tls");
@@ -628,14 +646,19 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
             describe_opts(&opts)
         );
     }
-    let report = secmms::demo::run_demo_opts(opts, |step| {
-        if !a.json {
-            let mark = if step.ok { "ok  " } else { "FAIL" };
-            println!("[{mark}] {:<28} {}", step.name, step.detail);
-        }
-    })
-    .await;
-    if a.json {
+    let report = secmms::demo::run_demo_opts(opts, |step| print_step(a.json, step)).await;
+    finish_demo(a.json, report)
+}
+
+fn print_step(json: bool, step: &secmms::demo::DemoStep) {
+    if !json {
+        let mark = if step.ok { "ok  " } else { "FAIL" };
+        println!("[{mark}] {:<28} {}", step.name, step.detail);
+    }
+}
+
+fn finish_demo(json: bool, report: secmms::demo::DemoReport) -> Result<ExitCode> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.ok {
         println!("demo: all {} steps succeeded", report.steps.len());

@@ -139,3 +139,26 @@ fn server_and_client_over_xmpp_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--mode native"));
 }
+
+#[test]
+fn demo_over_xmpp() {
+    if !require_prosody("demo_over_xmpp") {
+        return;
+    }
+    let out = secmms()
+        .args(["demo", "--env", "xmpp", "--json", "--encrypt", "cbc"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps.iter().all(|s| s["ok"] == true), "{report}");
+    let last = steps.last().unwrap()["detail"].as_str().unwrap();
+    assert!(last.contains("E2E") && last.contains("AES-CBC"), "{last}");
+    let rel = steps.iter().find(|s| s["name"] == "release").unwrap();
+    assert!(rel["detail"].as_str().unwrap().contains("iq"), "{rel}");
+}

@@ -246,6 +246,93 @@ fn describe(opts: &DemoOptions) -> String {
     format!("{transport}; {app}")
 }
 
+/// The MMS steps of the demo on an associated client: identify, browse, read, write and read
+/// back, a refused read, release (described as `release_how`).
+async fn client_steps<F: FnMut(&DemoStep)>(
+    rec: &mut Recorder<F>,
+    client: &Client,
+    release_how: &str,
+) {
+    let t = Instant::now();
+    let r = client
+        .identify()
+        .await
+        .map(|i| format!("{} {} {}", i.vendor, i.model, i.revision))
+        .map_err(err);
+    rec.record("identify", t, r);
+
+    let t = Instant::now();
+    let domains = client.domains().await;
+    let ok = matches!(&domains, Ok(d) if !d.is_empty());
+    let domain = domains
+        .as_ref()
+        .ok()
+        .and_then(|d| d.first().cloned())
+        .unwrap_or_default();
+    let r = match domains {
+        Ok(d) if ok => Ok(format!("logical devices: {}", d.join(", "))),
+        Ok(_) => Err("no logical devices".to_string()),
+        Err(e) => Err(err(e)),
+    };
+    rec.record("browse devices", t, r);
+
+    let t = Instant::now();
+    let r = match client.variables(&domain).await {
+        Ok(v) if !v.is_empty() => Ok(format!(
+            "{} variables in {domain}, e.g. {}",
+            v.len(),
+            v[v.len() / 2]
+        )),
+        Ok(_) => Err(format!("no variables in {domain}")),
+        Err(e) => Err(err(e)),
+    };
+    rec.record("browse variables", t, r);
+
+    for reference in [
+        format!("{domain}/LLN0.NamPlt.vendor[DC]"),
+        format!("{domain}/GGIO1.AnIn1.mag.f[MX]"),
+    ] {
+        let t = Instant::now();
+        let r = client
+            .read(&reference)
+            .await
+            .map(|v| format!("{reference} = {v}"))
+            .map_err(err);
+        rec.record("read", t, r);
+    }
+
+    let t = Instant::now();
+    let reference = format!("{domain}/LLN0.NamPlt.vendor[DC]");
+    let r = async {
+        client.write_str(&reference, "secmms-demo").await?;
+        let v = client.read(&reference).await?;
+        if v.to_string().contains("secmms-demo") {
+            Ok(format!("{reference} := \"secmms-demo\", read back {v}"))
+        } else {
+            Err(ClientError::Unexpected(format!("read back {v}")))
+        }
+    }
+    .await
+    .map_err(err);
+    rec.record("write and read back", t, r);
+
+    let t = Instant::now();
+    let reference = format!("{domain}/GGIO1.NoSuch.stVal[ST]");
+    let r = match client.read(&reference).await {
+        Err(e) => Ok(format!("{reference} refused as expected: {e}")),
+        Ok(v) => Err(format!("{reference} unexpectedly read {v}")),
+    };
+    rec.record("read a missing object", t, r);
+
+    let t = Instant::now();
+    let r = client
+        .release()
+        .await
+        .map(|_| release_how.to_string())
+        .map_err(err);
+    rec.record("release", t, r);
+}
+
 /// One step of the demo.
 #[derive(Debug, Clone, Serialize)]
 pub struct DemoStep {
@@ -421,84 +508,7 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
         )),
     );
 
-    let t = Instant::now();
-    let r = client
-        .identify()
-        .await
-        .map(|i| format!("{} {} {}", i.vendor, i.model, i.revision))
-        .map_err(err);
-    rec.record("identify", t, r);
-
-    let t = Instant::now();
-    let domains = client.domains().await;
-    let ok = matches!(&domains, Ok(d) if !d.is_empty());
-    let domain = domains
-        .as_ref()
-        .ok()
-        .and_then(|d| d.first().cloned())
-        .unwrap_or_default();
-    let r = match domains {
-        Ok(d) if ok => Ok(format!("logical devices: {}", d.join(", "))),
-        Ok(_) => Err("no logical devices".to_string()),
-        Err(e) => Err(err(e)),
-    };
-    rec.record("browse devices", t, r);
-
-    let t = Instant::now();
-    let r = match client.variables(&domain).await {
-        Ok(v) if !v.is_empty() => Ok(format!(
-            "{} variables in {domain}, e.g. {}",
-            v.len(),
-            v[v.len() / 2]
-        )),
-        Ok(_) => Err(format!("no variables in {domain}")),
-        Err(e) => Err(err(e)),
-    };
-    rec.record("browse variables", t, r);
-
-    for reference in [
-        format!("{domain}/LLN0.NamPlt.vendor[DC]"),
-        format!("{domain}/GGIO1.AnIn1.mag.f[MX]"),
-    ] {
-        let t = Instant::now();
-        let r = client
-            .read(&reference)
-            .await
-            .map(|v| format!("{reference} = {v}"))
-            .map_err(err);
-        rec.record("read", t, r);
-    }
-
-    let t = Instant::now();
-    let reference = format!("{domain}/LLN0.NamPlt.vendor[DC]");
-    let r = async {
-        client.write_str(&reference, "secmms-demo").await?;
-        let v = client.read(&reference).await?;
-        if v.to_string().contains("secmms-demo") {
-            Ok(format!("{reference} := \"secmms-demo\", read back {v}"))
-        } else {
-            Err(ClientError::Unexpected(format!("read back {v}")))
-        }
-    }
-    .await
-    .map_err(err);
-    rec.record("write and read back", t, r);
-
-    let t = Instant::now();
-    let reference = format!("{domain}/GGIO1.NoSuch.stVal[ST]");
-    let r = match client.read(&reference).await {
-        Err(e) => Ok(format!("{reference} refused as expected: {e}")),
-        Ok(v) => Err(format!("{reference} unexpectedly read {v}")),
-    };
-    rec.record("read a missing object", t, r);
-
-    let t = Instant::now();
-    let r = client
-        .release()
-        .await
-        .map(|_| "RLRQ/RLRE with MMS conclude".to_string())
-        .map_err(err);
-    rec.record("release", t, r);
+    client_steps(&mut rec, &client, "RLRQ/RLRE with MMS conclude").await;
 
     let t = Instant::now();
     let st = &handle.stats;
@@ -524,5 +534,202 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
     DemoReport {
         ok,
         steps: rec.steps,
+    }
+}
+
+/// Runs the demo over XMPP (clause 16): a throw-away Prosody on loopback with two accounts, a
+/// PKI with Annex G application certificates bound to the JIDs (G.6.3), an MMS server and a
+/// client in native mode with `encrypt`. Needs the `prosody` package installed.
+pub async fn run_demo_xmpp(encrypt: Encrypt, on_step: impl FnMut(&DemoStep)) -> DemoReport {
+    use secmms_xmpp::testing::{prosody_available, Prosody};
+    let mut rec = Recorder {
+        steps: Vec::new(),
+        on_step,
+    };
+    let t = Instant::now();
+    if !prosody_available() {
+        rec.record(
+            "start XMPP server",
+            t,
+            Err("the XMPP demo runs a private Prosody on loopback: install it (apt-get install prosody) or use the OSI demo".into()),
+        );
+        return failed(rec.steps);
+    }
+    let prosody = match Prosody::start(&[("ied1", "demo-ied1"), ("scada", "demo-scada")]) {
+        Ok(p) => p,
+        Err(e) => {
+            rec.record("start XMPP server", t, Err(e));
+            return failed(rec.steps);
+        }
+    };
+    rec.record(
+        "start XMPP server",
+        t,
+        Ok(format!(
+            "Prosody on {} (STARTTLS required, SASL PLAIN), accounts ied1@localhost and scada@localhost",
+            prosody.server()
+        )),
+    );
+
+    let t = Instant::now();
+    let pki = match XmppDemoPki::create(&prosody.dir.join("app")) {
+        Ok(p) => p,
+        Err(e) => {
+            rec.record("build PKI", t, Err(e));
+            return failed(rec.steps);
+        }
+    };
+    rec.record(
+        "build PKI",
+        t,
+        Ok("application CA and Annex G certificates bound to the JIDs (2.5.4.105)".into()),
+    );
+    let side = |user: &str, pw: &str, cert: &(PathBuf, PathBuf)| {
+        let mut c = Config {
+            xmpp: Some(prosody.client_config(user, pw)),
+            ..Config::default()
+        };
+        c.security.mode = AppMode::Native;
+        c.security.encrypt = encrypt;
+        c.security.app_cert = Some(cert.0.clone());
+        c.security.app_key = Some(cert.1.clone());
+        c.security.ca = vec![pki.ca.clone()];
+        c
+    };
+    let scfg = side("ied1", "demo-ied1", &pki.server);
+    let ccfg = side("scada", "demo-scada", &pki.client);
+
+    let t = Instant::now();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
+    let server = tokio::spawn(async move {
+        let mut ready = Some(ready_tx);
+        crate::xmpp::serve_config(&scfg, move |jid| {
+            if let Some(r) = ready.take() {
+                let _ = r.send(jid.to_string());
+            }
+        })
+        .await
+    });
+    let server_jid = match tokio::time::timeout(std::time::Duration::from_secs(10), ready_rx).await
+    {
+        Ok(Ok(j)) => j,
+        _ => {
+            let why = if server.is_finished() {
+                match server.await {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the server stopped".into(),
+                }
+            } else {
+                "the server did not come up within 10 s".into()
+            };
+            rec.record("start MMS server", t, Err(why));
+            return failed(rec.steps);
+        }
+    };
+    rec.record(
+        "start MMS server",
+        t,
+        Ok(format!("serving the built-in demo model as {server_jid}")),
+    );
+
+    let t = Instant::now();
+    let sink = std::sync::Arc::new(crate::tls::TracingSink);
+    let client = match crate::xmpp::XmppConnection::connect(&ccfg, sink).await {
+        Ok(conn) => match conn.associate(&server_jid).await {
+            Ok(c) => Ok((conn, c)),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    let (conn, client) = match client {
+        Ok(x) => x,
+        Err(e) => {
+            rec.record("associate", t, Err(e));
+            server.abort();
+            return failed(rec.steps);
+        }
+    };
+    let protections = format!(
+        "XMPP with STARTTLS to the server (clause 6.4), E2E security end to end across it (clause 16), data {}",
+        match encrypt {
+            Encrypt::Gcm => "encrypted with AES-GCM",
+            Encrypt::Cbc => "encrypted with AES-CBC + HMAC-SHA256",
+            Encrypt::None => "integrity-protected with HMAC-SHA256, not encrypted",
+        }
+    );
+    rec.record(
+        "associate",
+        t,
+        Ok(format!(
+            "{} → {server_jid}: HandshakeReq/HandshakeAcc in iq set/result; {protections}",
+            conn.jid()
+        )),
+    );
+    client_steps(&mut rec, &client, "ReleaseReq/ReleaseRsp in iq set/result").await;
+    let t = Instant::now();
+    rec.record("protections in force", t, Ok(protections));
+    // Close our side first so that stopping Prosody is not reported as a lost connection.
+    drop(client);
+    drop(conn);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    server.abort();
+    drop(prosody);
+    let ok = rec.steps.iter().all(|s| s.ok);
+    DemoReport {
+        ok,
+        steps: rec.steps,
+    }
+}
+
+/// Application certificates for the XMPP demo: a CA and one JID-bound certificate per side.
+struct XmppDemoPki {
+    ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    client: (PathBuf, PathBuf),
+}
+
+impl XmppDemoPki {
+    fn create(dir: &Path) -> Result<XmppDemoPki, String> {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        let e = |e: secmms_pki::tooling::ToolError| e.to_string();
+        let validity = Validity::days_from(unix_now() - 60, DEMO_CERT_DAYS);
+        let ca_key = KeyType::P256.generate().map_err(e)?;
+        let ca_der =
+            create_ca("secmms XMPP demo CA", &ca_key, validity, &mut OsRandom).map_err(e)?;
+        let ca_p = dir.join("app-ca.pem");
+        std::fs::write(&ca_p, pem("CERTIFICATE", &ca_der)).map_err(|x| x.to_string())?;
+        let ca = Ca {
+            cert_der: ca_der,
+            key: ca_key,
+        };
+        let issue = |jid: &str, name: &str| -> Result<(PathBuf, PathBuf), String> {
+            let k = KeyType::P256.generate().map_err(e)?;
+            let der = issue_end_entity(
+                &EndEntityRequest {
+                    binding: Binding::Jid(jid.into()),
+                    subject_form: DEFAULT_SUBJECT_FORM,
+                    role: None,
+                    role_aor: String::new(),
+                    crl_url: None,
+                    validity,
+                },
+                k.pkey(),
+                &ca,
+                &mut OsRandom,
+            )
+            .map_err(e)?;
+            let c = dir.join(format!("{name}-cert.pem"));
+            let kp = dir.join(format!("{name}-key.pem"));
+            std::fs::write(&c, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
+            write_key(&kp, &k)?;
+            Ok((c, kp))
+        };
+        let server = issue("ied1@localhost", "ied1")?;
+        let client = issue("scada@localhost", "scada")?;
+        Ok(XmppDemoPki {
+            ca: ca_p,
+            server,
+            client,
+        })
     }
 }

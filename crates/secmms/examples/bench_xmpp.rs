@@ -1,0 +1,188 @@
+//! E2E-protected MMS read rate through Prosody (clause 16) against the same over OSI (clause 15),
+//! in one run with the same load generator (`secmms::bench`) and the same server model:
+//!
+//! * native mode over OSI, plain TCP;
+//! * native mode over OSI with TLS;
+//! * native mode over XMPP through a private Prosody on loopback (STARTTLS to the server).
+//!
+//! `cargo run --release -p secmms --example bench_xmpp -- [SECONDS] [gcm|cbc|none]`
+//! (default 10 s per point, AES-GCM). Prints a Markdown table for docs/PERFORMANCE.md.
+
+use std::time::Duration;
+
+use secmms::bench::{run, BenchParams};
+use secmms::config::Config;
+use secmms::demo::DemoPki;
+use secmms::security::{AppMode, Encrypt};
+use secmms::server::Server;
+use secmms_pki::crypto::OsRandom;
+use secmms_pki::tooling::{
+    create_ca, issue_end_entity, pem, Binding, Ca, EndEntityRequest, KeyType, Validity,
+    DEFAULT_SUBJECT_FORM,
+};
+use secmms_xmpp::testing::Prosody;
+
+const REFERENCE: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn point(name: &str, cfg: Config, addr: String, out: usize, secs: u64) -> f64 {
+    let r = run(
+        BenchParams {
+            addr,
+            associations: 1,
+            outstanding: out,
+            duration: Duration::from_secs(secs),
+            reference: REFERENCE.into(),
+            config: cfg,
+        },
+        |_| {},
+    )
+    .await
+    .expect("bench");
+    println!(
+        "| {name} | {out} | {:.0} | {} | {} | {} |",
+        r.requests_per_sec, r.p50_us, r.p99_us, r.errors
+    );
+    r.requests_per_sec
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let enc = match args.get(2).map(String::as_str) {
+        Some("cbc") => Encrypt::Cbc,
+        Some("none") => Encrypt::None,
+        _ => Encrypt::Gcm,
+    };
+    // OSI servers: native without and with TLS.
+    let pki = DemoPki::create(&std::env::temp_dir()).expect("PKI");
+    let osi = |tls: bool, server: bool| {
+        let mut c = Config::default();
+        if server {
+            c.server.listen = "127.0.0.1:0".into();
+            c.server.idle_timeout_secs = 0;
+        }
+        if tls {
+            c.tls = pki.tls_config(server);
+        }
+        pki.apply_security(&mut c, server, AppMode::Native, enc);
+        c
+    };
+    let plain_srv = Server::bind(osi(false, true))
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let tls_srv = Server::bind(osi(true, true))
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+
+    // XMPP: Prosody, JID-bound application certificates, the MMS server over XMPP.
+    let prosody = Prosody::start(&[("ied1", "b1"), ("scada", "b2")]).expect("prosody");
+    let dir = prosody.dir.join("app");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = Validity::days_from(now() - 60, 2);
+    let ca_key = KeyType::P256.generate().unwrap();
+    let ca_der = create_ca("bench CA", &ca_key, v, &mut OsRandom).unwrap();
+    let ca_p = dir.join("ca.pem");
+    std::fs::write(&ca_p, pem("CERTIFICATE", &ca_der)).unwrap();
+    let ca = Ca {
+        cert_der: ca_der,
+        key: ca_key,
+    };
+    let side = |user: &str, pw: &str| {
+        let k = KeyType::P256.generate().unwrap();
+        let der = issue_end_entity(
+            &EndEntityRequest {
+                binding: Binding::Jid(format!("{user}@localhost")),
+                subject_form: DEFAULT_SUBJECT_FORM,
+                role: None,
+                role_aor: String::new(),
+                crl_url: None,
+                validity: v,
+            },
+            k.pkey(),
+            &ca,
+            &mut OsRandom,
+        )
+        .unwrap();
+        let (c, kp) = (
+            dir.join(format!("{user}.pem")),
+            dir.join(format!("{user}.key")),
+        );
+        std::fs::write(&c, pem("CERTIFICATE", &der)).unwrap();
+        std::fs::write(&kp, k.pkey().private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let mut cfg = Config {
+            xmpp: Some(prosody.client_config(user, pw)),
+            ..Config::default()
+        };
+        cfg.security.mode = AppMode::Native;
+        cfg.security.encrypt = enc;
+        cfg.security.app_cert = Some(c);
+        cfg.security.app_key = Some(kp);
+        cfg.security.ca = vec![ca_p.clone()];
+        cfg
+    };
+    let scfg = side("ied1", "b1");
+    let mut ccfg = side("scada", "b2");
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let mut r = Some(ready_tx);
+        secmms::xmpp::serve_config(&scfg, move |jid| {
+            if let Some(r) = r.take() {
+                let _ = r.send(jid.to_string());
+            }
+        })
+        .await
+    });
+    let server_jid = ready_rx.await.expect("XMPP server up");
+    ccfg.client.xmpp_peer = Some(server_jid);
+
+    println!(
+        "E2E-protected MMS reads ({}), 1 association, {secs} s per point, one run:\n",
+        enc.name()
+    );
+    println!("| path | outstanding | req/s | p50 µs | p99 µs | errors |");
+    println!("|---|---|---|---|---|---|");
+    for out in [1usize, 16] {
+        let a = point(
+            "native over OSI, plain TCP",
+            osi(false, false),
+            plain_srv.addr.to_string(),
+            out,
+            secs,
+        )
+        .await;
+        let b = point(
+            "native over OSI, TLS",
+            osi(true, false),
+            tls_srv.addr.to_string(),
+            out,
+            secs,
+        )
+        .await;
+        let c = point(
+            "native over XMPP via Prosody",
+            ccfg.clone(),
+            String::new(),
+            out,
+            secs,
+        )
+        .await;
+        println!(
+            "| *ratio XMPP / OSI plain, / OSI TLS* | {out} | {:.2} / {:.2} | | | |",
+            c / a.max(1.0),
+            c / b.max(1.0)
+        );
+    }
+    drop(prosody);
+}

@@ -150,4 +150,6 @@ fn pics_prints_tables_6_to_13_for_the_configuration() {
         "{md}"
     );
     assert!(md.contains("XMPP"));
+    // Static DH suites are marked unsupported.
+    assert!(md.contains("**no**"));
 }

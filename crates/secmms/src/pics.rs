@@ -70,7 +70,7 @@ fn row(item: &str, status: &str, support: Support, in_use: bool, note: &str) -> 
 }
 
 /// Whether the E2E environment over XMPP is in this build (clause 16).
-pub const XMPP_SUPPORTED: bool = false;
+pub const XMPP_SUPPORTED: bool = true;
 
 /// Builds the statement for `cfg`.
 pub fn statement(cfg: &Config) -> Pics {
@@ -90,15 +90,15 @@ pub fn statement(cfg: &Config) -> Pics {
                 "OSI (IEC 61850-8-1, ICCP)",
                 "c[2]",
                 Yes,
-                true,
+                cfg.xmpp.is_none(),
                 "RFC 1006 / TP0 / session v2 / presentation / ACSE (secmms-osi); relay §15.5",
             ),
             row(
                 "XMPP (IEC 61850-8-2)",
                 "c[2]",
                 if XMPP_SUPPORTED { Yes } else { No },
-                false,
-                "clause 16 mapping not in this build yet",
+                cfg.xmpp.is_some(),
+                "--env xmpp: secmms-xmpp transport, secmms_profiles::xmpp mapping, XML SecPDUs",
             ),
         ],
     });
@@ -303,11 +303,11 @@ pub fn statement(cfg: &Config) -> Pics {
                 "",
             ),
             row(
-                "XMPP: iq/message stanza mapping, ENV_4 wrapper",
+                "XMPP: iq/message stanza mapping, ENV_4 wrapper, assoID demultiplexing, release collision",
                 "—",
                 if XMPP_SUPPORTED { Yes } else { No },
-                false,
-                "clause 16 not in this build yet",
+                cfg.xmpp.is_some(),
+                "secmms_profiles::xmpp",
             ),
         ],
     });
@@ -397,6 +397,11 @@ mod tests {
             .any(|r| r.item.contains("0x00A0") && r.support == Support::No));
         let md = p.to_markdown();
         assert!(md.contains("## Table 10") && md.contains("**no**"));
+        // XMPP is in this build; in use only with an [xmpp] section.
+        assert!(p.tables[0].rows[1].support == Support::Yes && !p.tables[0].rows[1].in_use);
+        cfg.xmpp = Some(Default::default());
+        let p = statement(&cfg);
+        assert!(p.tables[0].rows[1].in_use && !p.tables[0].rows[0].in_use);
         assert!(serde_json::to_string(&p).unwrap().contains("\"number\":13"));
     }
 }

@@ -117,13 +117,30 @@ pub async fn serve_ready(
 ) -> Result<(), XmppEnvError> {
     let xc = xmpp_config(cfg)?;
     let mut ep = endpoint(cfg, true, sink)?;
-    let conn = XmppClient::connect(xc).await?;
-    info!("serving MMS over XMPP as {}", conn.jid());
-    on_ready(conn.jid());
-    let (tx, mut rx) = conn.split();
+    // The reconnection policy of `[xmpp.reconnect]`: a lost link ends every association
+    // locally (§16.5) and the server comes back when the XMPP server does.
+    let mut conn = secmms_xmpp::ReconnectingClient::connect(xc.clone()).await?;
+    let jid = conn.jid().unwrap_or_default().to_string();
+    info!("serving MMS over XMPP as {jid}");
+    on_ready(&jid);
     let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
     loop {
-        let st = rx.recv().await?;
+        let st = match conn.next_event().await? {
+            secmms_xmpp::ClientEvent::Stanza(st) => st,
+            secmms_xmpp::ClientEvent::Disconnected(e) => {
+                warn!("XMPP link lost ({e}); every association ends, reconnecting");
+                ep.drop_peer(None);
+                assocs.clear();
+                continue;
+            }
+            secmms_xmpp::ClientEvent::Reconnected { jid } => {
+                info!("XMPP link back as {jid}");
+                continue;
+            }
+        };
+        let Some(tx) = conn.sender() else {
+            continue;
+        };
         let Some((kind, env)) = classify(&st) else {
             continue;
         };
@@ -168,17 +185,16 @@ pub async fn serve_ready(
                 }
             };
             match out {
-                Ok(o) => send_all(&tx, o).await?,
+                Ok(o) => {
+                    if let Err(e) = send_all(&tx, o).await {
+                        warn!("XMPP send: {e}");
+                    }
+                }
                 Err(e) => warn!("XMPP association: {e}"),
             }
         }
     }
 }
-
-/// What an association being established reports to its [`XmppConnection::associate`] call:
-/// its key, the MMS Initiate-Response, its command channel and its closed flag.
-type Established = (AssocKey, Vec<u8>, mpsc::Sender<Cmd>, Arc<AtomicBool>);
-type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
 
 /// Serves the model `cfg.server.model` names (or the built-in demo model) over XMPP, reporting
 /// security events where `[events]` says.
@@ -197,6 +213,11 @@ pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(
     );
     serve_ready(cfg, mms, Arc::new(sink), on_ready).await
 }
+
+/// What an association being established reports to its [`XmppConnection::associate`] call:
+/// its key, the MMS Initiate-Response, its command channel and its closed flag.
+type Established = (AssocKey, Vec<u8>, mpsc::Sender<Cmd>, Arc<AtomicBool>);
+type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
 
 enum ConnCmd {
     Associate {

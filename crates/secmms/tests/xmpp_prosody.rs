@@ -413,3 +413,50 @@ async fn release_collision_and_injection_through_prosody() {
         ssink.events()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_reconnects_after_the_xmpp_server_restarts() {
+    if !require_prosody("server_reconnects_after_the_xmpp_server_restarts") {
+        return;
+    }
+    let mut prosody = Prosody::start(&[("ied1", "pw"), ("scada", "pw")]).unwrap();
+    let app = AppPki::new(&prosody.dir.join("app"));
+    let mut scfg = cfg(&prosody, &app, "ied1", "ied1", Encrypt::Gcm);
+    if let Some(x) = scfg.xmpp.as_mut() {
+        x.reconnect.initial_delay_ms = 100;
+        x.reconnect.max_delay_ms = 500;
+        x.reconnect.max_attempts = 50;
+    }
+    let mms = MmsServer::new(
+        SharedModel::new(Model::default_demo()),
+        ServerConfig::default(),
+    );
+    let server = tokio::spawn(async move { serve(&scfg, mms, Arc::new(MemorySink::new())).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
+    let conn = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new()))
+        .await
+        .unwrap();
+    let c = conn.associate(SERVER_JID).await.unwrap();
+    c.identify().await.unwrap();
+    // The XMPP server goes away and comes back: the association is lost, the MMS server
+    // reconnects by itself and serves new associations.
+    prosody.restart().unwrap();
+    assert!(c.identify().await.is_err());
+    let mut ok = false;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let Ok(conn) = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new())).await else {
+            continue;
+        };
+        if let Ok(c) = conn.associate(SERVER_JID).await {
+            c.identify().await.unwrap();
+            c.release().await.unwrap();
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "the server came back; log:\n{}", prosody.log());
+    assert!(!server.is_finished());
+    server.abort();
+}

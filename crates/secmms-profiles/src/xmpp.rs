@@ -145,7 +145,7 @@ fn confirmed_service_tag(pdu: &[u8]) -> Option<u8> {
     (t.class == secmms_ber::Class::Context && t.number <= 255).then_some(t.number as u8)
 }
 
-fn escape_attr(s: &str) -> String {
+pub(crate) fn escape_attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {
         match ch {
@@ -190,6 +190,8 @@ pub enum StanzaError {
     UnexpectedRequest,
     /// `service-unavailable` (type cancel): E2E service not offered.
     ServiceUnavailable,
+    /// `resource-constraint` (type wait): too many requests outstanding.
+    ResourceConstraint,
 }
 
 impl StanzaError {
@@ -201,6 +203,7 @@ impl StanzaError {
             StanzaError::ItemNotFound => "item-not-found",
             StanzaError::UnexpectedRequest => "unexpected-request",
             StanzaError::ServiceUnavailable => "service-unavailable",
+            StanzaError::ResourceConstraint => "resource-constraint",
         }
     }
 
@@ -208,6 +211,7 @@ impl StanzaError {
     pub fn error_type(self) -> &'static str {
         match self {
             StanzaError::BadRequest => "modify",
+            StanzaError::ResourceConstraint => "wait",
             _ => "cancel",
         }
     }

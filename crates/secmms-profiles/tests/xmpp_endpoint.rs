@@ -374,3 +374,47 @@ fn single_quoted_namespace_declarations_still_verify() {
         ssink.events()
     );
 }
+
+#[test]
+fn hostile_stanzas_do_not_disturb_associations() {
+    let p = pki();
+    let offer = offers().remove(0);
+    let (mut c, _) = endpoint(&p, CLIENT, false, offer.clone());
+    let (mut s, _) = endpoint(&p, SERVER, true, offer);
+    let (ck, sk) = establish(&mut c, &mut s);
+    // A request is outstanding at the server (its iq id is easy to guess).
+    let req = c.send(&ck, &read_req(5)).unwrap();
+    let (_, req_id, _) = parse(&req[0]);
+    deliver(&mut s, CLIENT, req);
+    // A third party answers our iq with a stanza error: ignored, the association lives on.
+    let (out, ev) = c.handle(
+        StanzaKind::Iq(IqType::Error),
+        &req_id,
+        "mallory@example.org/x",
+        None,
+    );
+    assert!(out.is_empty() && ev.is_empty(), "{ev:?}");
+    assert_eq!(c.associations(), vec![ck.clone()]);
+    // An absurdly long id is not echoed back.
+    let long = "x".repeat(10_000);
+    let (out, _) = s.handle(StanzaKind::Iq(IqType::Get), &long, CLIENT, None);
+    assert!(out.is_empty());
+    // A rejectPDU goes in a message, and the request's iq still gets its (empty) answer.
+    let reject = [0xa4, 0x06, 0x80, 0x01, 0x05, 0x81, 0x01, 0x01];
+    let out = s.send(&sk, &reject).unwrap();
+    assert!(out[0].starts_with("<message"), "{out:?}");
+    assert!(
+        out.iter()
+            .any(|o| o == &format!("<iq type='result' id='{req_id}' to='{CLIENT}'/>")),
+        "{out:?}"
+    );
+    // The client restarts and reuses association number 1: its verified handshake replaces the
+    // stale association at the server instead of being refused.
+    let (mut c2, _) = endpoint(&p, CLIENT, false, offers().remove(0));
+    let (_, st) = c2.associate(SERVER, INIT_REQ).unwrap();
+    let (_, ev) = deliver(&mut s, CLIENT, st);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }, EndpointEvent::AssociateIndication { .. }] if *key == sk),
+        "{ev:?}"
+    );
+}

@@ -608,7 +608,15 @@ async fn run_association<S: Stream>(
                             let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
                             match security.send(link.assoc(), &pdu) {
                                 Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
-                                Err(e) => { let _ = reply.send(Err(LinkError::Security(e.to_string()).into())); }
+                                Err(e) => {
+                                    let _ = reply.send(Err(LinkError::Security(e.to_string()).into()));
+                                    // A failed E2E check has queued its abort: the association
+                                    // is over, send the abort and end.
+                                    if link.assoc().is_closed() {
+                                        link.shutdown().await;
+                                        return Err(LinkError::Security(e.to_string()));
+                                    }
+                                }
                             }
                             budget -= 1;
                             if budget == 0 {

@@ -597,6 +597,14 @@ impl RelayShared {
     }
 }
 
+/// How long one write to a hop may take: the idle timeout, or the setup time when there is none.
+fn write_bound(sh: &RelayShared) -> Duration {
+    match sh.cfg.relay.idle_timeout_secs {
+        0 => Duration::from_secs(sh.cfg.relay.associate_timeout_secs.max(1)),
+        s => Duration::from_secs(s),
+    }
+}
+
 fn osi_err(e: secmms_osi::OsiError) -> String {
     e.to_string()
 }
@@ -610,6 +618,8 @@ async fn relay_one<S: Stream>(up_stream: S, sh: &RelayShared) -> Result<Ending, 
         Box::new(Passthrough(up_pending.clone())),
     );
     let mut up = Link::new(up_stream, up_assoc);
+    // A hop that stops reading must not hold the task (and its slot) forever.
+    up.set_write_timeout(Some(write_bound(sh)));
     let setup = Duration::from_secs(sh.cfg.relay.associate_timeout_secs.max(1));
     let deadline = tokio::time::Instant::now() + setup;
     let left = || Some(deadline.saturating_duration_since(tokio::time::Instant::now()));
@@ -715,6 +725,7 @@ async fn relay_down<S: Stream, D: Stream>(
             Box::new(Passthrough(down_pending.clone())),
         ),
     );
+    down.set_write_timeout(Some(write_bound(sh)));
     if let Err(e) = down.assoc().connect(user_data.unwrap_or_default()) {
         return abort_up(&mut up, format!("next hop: {e}")).await;
     }
@@ -734,6 +745,9 @@ async fn relay_down<S: Stream, D: Stream>(
                     put(&up_pending, |p| p.aare = Some(((*aare).clone(), from)));
                     up.assoc().accept(Vec::new()).map_err(osi_err)?;
                     done = Some(true);
+                    // Anything that came with the AARE (e.g. the first P-DATA) stays queued and
+                    // is forwarded when the data phase starts.
+                    break;
                 }
                 OsiEvent::AssociateRejected { reason, aare, .. } => {
                     let (result, diagnostic) = match reason {
@@ -786,6 +800,29 @@ async fn relay_down<S: Stream, D: Stream>(
     sh.stats.associations.fetch_add(1, Ordering::Relaxed);
     let number = sh.next_association.fetch_add(1, Ordering::Relaxed);
     let mut counters = [0u64; 2];
+    // Events the next hop sent together with its AARE.
+    match forward_events(
+        &mut down,
+        &mut up,
+        sh,
+        (number, false, &mut counters[1]),
+        &up_pending,
+    ) {
+        Ok(None) => {}
+        Ok(Some(end)) => {
+            up.shutdown().await;
+            down.shutdown().await;
+            return Ok(end);
+        }
+        Err(e) => {
+            let _ = up.assoc().abort();
+            let _ = down.assoc().abort();
+            up.shutdown().await;
+            down.shutdown().await;
+            return Err(e);
+        }
+    }
+    up.flush().await.map_err(|e| e.to_string())?;
 
     // 4. Data phase: forward in both directions until release or abort.
     let idle = match sh.cfg.relay.idle_timeout_secs {
@@ -809,16 +846,13 @@ async fn relay_down<S: Stream, D: Stream>(
             (from_up, Err(e)) => {
                 // One hop is gone: abort the other (without user information: the relay has no
                 // E2E content of its own to send).
-                let other_closed = if from_up {
+                if from_up {
                     let _ = down.assoc().abort();
                     down.shutdown().await;
-                    true
                 } else {
                     let _ = up.assoc().abort();
                     up.shutdown().await;
-                    true
-                };
-                let _ = other_closed;
+                }
                 return match e {
                     LinkError::Closed => Ok(Ending::Aborted),
                     e => Err(e.to_string()),

@@ -584,6 +584,12 @@ impl SecurityHandle {
         pdu: Vec<u8>,
     ) -> Result<Option<Vec<u8>>, DataError> {
         match &self.native {
+            // Without E2E, MMS is only accepted on the MMS context (not, e.g., on the A-profile's
+            // mmsAuthenticationAS context).
+            None if assoc.mms_context_id() != Some(context_id) => {
+                tracing::debug!("P-DATA on presentation context {context_id} ignored (not MMS)");
+                Ok(None)
+            }
             None => Ok(Some(pdu)),
             Some(ch) => Ok(ch.receive(assoc, context_id, &pdu)?),
         }

@@ -146,7 +146,11 @@ pub async fn serve_ready(
         };
         let from = st.from.clone().unwrap_or_default();
         let (out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
-        send_all(&tx, out).await?;
+        // A stanza that cannot be sent (e.g. refused by the writer's limits) must not end the
+        // server; a lost link shows up as `Disconnected` on the next event.
+        if let Err(e) = send_all(&tx, out).await {
+            warn!("XMPP send: {e}");
+        }
         for ev in events {
             let out = match ev {
                 EndpointEvent::AssociateIndication { key, initiate } => {
@@ -265,7 +269,8 @@ impl XmppConnection {
         let conn = XmppClient::connect(xc).await?;
         let jid = conn.jid().to_string();
         let (ctx, crx) = mpsc::channel(256);
-        tokio::spawn(run_connection(conn, ep, crx, ctx.clone()));
+        // The task keeps only a weak sender, so it ends when the last handle is gone.
+        tokio::spawn(run_connection(conn, ep, crx, ctx.downgrade()));
         Ok(XmppConnection {
             tx: ctx,
             jid,
@@ -318,7 +323,7 @@ async fn run_connection(
     conn: XmppClient,
     mut ep: XmppEndpoint,
     mut crx: mpsc::Receiver<ConnCmd>,
-    ctx: mpsc::Sender<ConnCmd>,
+    ctx: mpsc::WeakSender<ConnCmd>,
 ) {
     let (tx, mut rx) = conn.split();
     let mut assocs: HashMap<AssocKey, ClientAssoc> = HashMap::new();
@@ -329,16 +334,20 @@ async fn run_connection(
                     let st = st?;
                     let Some((kind, env)) = classify(&st) else { continue };
                     let from = st.from.clone().unwrap_or_default();
-                    let (out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
-                    send_all(&tx, out).await?;
+                    let (mut out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
                     for ev in events {
-                        on_event(ev, &mut assocs, &ctx);
+                        out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
+                    }
+                    if let Err(e) = send_all(&tx, out).await {
+                        warn!("XMPP send: {e}");
                     }
                 }
                 cmd = crx.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
                     let out = on_cmd(cmd, &mut ep, &mut assocs);
-                    send_all(&tx, out).await?;
+                    if let Err(e) = send_all(&tx, out).await {
+                        warn!("XMPP send: {e}");
+                    }
                 }
             }
         }
@@ -367,27 +376,43 @@ fn end_assoc(mut a: ClientAssoc, r: Result<(), ClientError>) {
 
 fn on_event(
     ev: EndpointEvent,
+    ep: &mut XmppEndpoint,
     assocs: &mut HashMap<AssocKey, ClientAssoc>,
-    ctx: &mpsc::Sender<ConnCmd>,
-) {
+    ctx: &mpsc::WeakSender<ConnCmd>,
+) -> Vec<String> {
     match ev {
         EndpointEvent::Established { key, initiate } => {
-            if let Some(a) = assocs.get_mut(&key) {
-                if let Some(reply) = a.establishing.take() {
-                    // Each client gets its own command channel, forwarded with its key.
-                    let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(256);
-                    let fwd = ctx.clone();
-                    let k = key.clone();
-                    tokio::spawn(async move {
-                        while let Some(c) = cmd_rx.recv().await {
-                            if fwd.send(ConnCmd::Assoc(k.clone(), c)).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                    let _ = reply.send(Ok((key, initiate, cmd_tx, a.closed.clone())));
+            let Some(a) = assocs.get_mut(&key) else {
+                return Vec::new();
+            };
+            let Some(reply) = a.establishing.take() else {
+                return Vec::new();
+            };
+            let Some(fwd) = ctx.upgrade() else {
+                return ep.abort(&key).unwrap_or_default();
+            };
+            // Each client gets its own command channel, forwarded with its key.
+            let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(256);
+            let k = key.clone();
+            let closed = a.closed.clone();
+            if reply
+                .send(Ok((key.clone(), initiate, cmd_tx, closed)))
+                .is_err()
+            {
+                // Nobody waits any more (the associate call timed out): end it at once.
+                if let Some(a) = assocs.remove(&key) {
+                    end_assoc(a, Err(ClientError::Closed));
                 }
+                return ep.abort(&key).unwrap_or_default();
             }
+            tokio::spawn(async move {
+                while let Some(c) = cmd_rx.recv().await {
+                    if fwd.send(ConnCmd::Assoc(k.clone(), c)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Vec::new()
         }
         EndpointEvent::Rejected { key, reason, .. } => {
             if let Some(mut a) = assocs.remove(&key) {
@@ -396,24 +421,42 @@ fn on_event(
                 }
                 end_assoc(a, Err(ClientError::Closed));
             }
+            Vec::new()
         }
         EndpointEvent::Data { key, pdu } => {
             if let Some(a) = assocs.get_mut(&key) {
                 dispatch(&pdu, &a.limits, &mut a.pending);
             }
+            Vec::new()
         }
         EndpointEvent::Released { key } => {
             if let Some(a) = assocs.remove(&key) {
                 end_assoc(a, Ok(()));
             }
+            Vec::new()
         }
         EndpointEvent::Aborted { key, reason } => {
             debug!("XMPP association {key:?} aborted: {reason}");
             if let Some(a) = assocs.remove(&key) {
                 end_assoc(a, Err(ClientError::Rejected(reason)));
             }
+            Vec::new()
         }
-        EndpointEvent::ReleaseIndication { .. } | EndpointEvent::AssociateIndication { .. } => {}
+        EndpointEvent::ReleaseIndication { key, .. } => {
+            // The server releases: answer (Conclude-Response) and end the association, unless
+            // we released too (collision): then our own release completes it.
+            let out = ep
+                .release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()))
+                .unwrap_or_default();
+            let collision = assocs.get(&key).is_some_and(|a| a.releasing.is_some());
+            if !collision {
+                if let Some(a) = assocs.remove(&key) {
+                    end_assoc(a, Ok(()));
+                }
+            }
+            out
+        }
+        EndpointEvent::AssociateIndication { .. } => Vec::new(),
     }
 }
 

@@ -206,8 +206,9 @@ pub struct XmppEndpoint {
     sink: Arc<dyn SecurityEventSink>,
     limits: XmlLimits,
     assocs: HashMap<AssocKey, Assoc>,
-    /// Our outgoing iq ids (requests) → the association, to route stanza errors.
-    sent_iqs: HashMap<String, AssocKey>,
+    /// Our outgoing iq ids (requests) → the association and the full JID it went to, to route
+    /// stanza errors (only from that JID).
+    sent_iqs: HashMap<String, (AssocKey, String)>,
     next_num: u16,
     next_id: u64,
 }
@@ -221,9 +222,17 @@ impl std::fmt::Debug for XmppEndpoint {
     }
 }
 
-/// Most iq ids remembered for routing stanza errors (oldest forgotten first is not needed:
-/// entries leave when answered or when the association ends).
+/// Most iq ids remembered for routing stanza errors; entries leave when answered or when their
+/// association ends.
 pub const MAX_PENDING_IQS: usize = 65_536;
+/// Most requests of one peer association awaiting our answer (the peer's outstanding requests;
+/// MMS negotiates far fewer). Further requests are answered with `resource-constraint`.
+pub const MAX_PENDING_PER_ASSOCIATION: usize = 1024;
+/// Most associations an endpoint holds at once; a HandshakeReq beyond it is answered with
+/// `service-unavailable`.
+pub const MAX_ASSOCIATIONS: usize = 4096;
+/// Longest iq `id` accepted from a peer (it is echoed in our answers).
+pub const MAX_IQ_ID_LEN: usize = 256;
 
 fn text(b: Vec<u8>) -> Result<String, EndpointError> {
     String::from_utf8(b).map_err(|_| EndpointError::NotXml)
@@ -236,6 +245,18 @@ fn invoke_id(pdu: &[u8]) -> Option<u32> {
     let mut c = outer.children().ok()?;
     let first = c.read().ok()?;
     first.as_u32().ok()
+}
+
+/// The originalInvokeID of a rejectPDU (`[4] { originalInvokeID [0] IMPLICIT Unsigned32
+/// OPTIONAL, rejectReason CHOICE }`).
+fn reject_invoke_id(pdu: &[u8]) -> Option<u32> {
+    let mut r = secmms_ber::Reader::new(pdu, secmms_ber::Limits::default());
+    let outer = r.read().ok()?;
+    let mut c = outer.children().ok()?;
+    let first = c.read().ok()?;
+    (first.tag() == secmms_ber::Tag::context(0, false))
+        .then(|| first.as_u32().ok())
+        .flatten()
 }
 
 fn asso_client_part(pdu: &SecPdu) -> Option<String> {
@@ -304,10 +325,21 @@ impl XmppEndpoint {
         }
     }
 
-    fn remember_iq(&mut self, id: &str, key: &AssocKey) {
+    fn remember_iq(&mut self, id: &str, key: &AssocKey, to: &str) {
         if self.sent_iqs.len() < MAX_PENDING_IQS {
-            self.sent_iqs.insert(id.to_string(), key.clone());
+            self.sent_iqs
+                .insert(id.to_string(), (key.clone(), to.to_string()));
         }
+    }
+
+    /// Forgets what belongs to an association that ended.
+    fn forget(&mut self, key: &AssocKey) {
+        self.sent_iqs.retain(|_, (k, _)| k != key);
+    }
+
+    fn remove_assoc(&mut self, key: &AssocKey) -> Option<Assoc> {
+        self.forget(key);
+        self.assocs.remove(key)
     }
 
     /// Client: opens an association with `peer` (a full JID) carrying the MMS
@@ -355,7 +387,7 @@ impl XmppEndpoint {
             peer,
             &xml::env_wrap(&req),
         );
-        self.remember_iq(&id, &key);
+        self.remember_iq(&id, &key, peer);
         let mut a = Assoc {
             peer_full: peer.to_string(),
             engine: Engine::Client(c),
@@ -411,8 +443,7 @@ impl XmppEndpoint {
     ) -> Result<Vec<String>, EndpointError> {
         let now = (self.clock)();
         let mut a = self
-            .assocs
-            .remove(key)
+            .remove_assoc(key)
             .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
         let Engine::Server(s) = &mut a.engine else {
             return Err(E2eError::State(a.engine.state()).into());
@@ -448,7 +479,20 @@ impl XmppEndpoint {
             (Placement::Iq(_), _) => (id_new, true),
             (Placement::Message, _) => (id_new, false),
         };
+        let mut extra = Vec::new();
+        // A rejectPDU travels in a message (§16.2); the iq that carried the rejected request
+        // still needs its answer (RFC 6120 §8.2.3): an empty result.
+        if pdu.first() == Some(&0xa4) {
+            if let Some(iq) = reject_invoke_id(pdu).and_then(|i| a.pending.remove(&i)) {
+                extra.push(format!(
+                    "<iq type='result' id='{}' to='{}'/>",
+                    super::escape_attr(&iq),
+                    super::escape_attr(&a.peer_full)
+                ));
+            }
+        }
         let out = stanza(p, &id, &a.peer_full, &env);
+        let peer_full = a.peer_full.clone();
         let mut a = self
             .assocs
             .remove(key)
@@ -456,9 +500,11 @@ impl XmppEndpoint {
         self.flush_events(&mut a);
         self.assocs.insert(key.clone(), a);
         if remember {
-            self.remember_iq(&id, key);
+            self.remember_iq(&id, key, &peer_full);
         }
-        Ok(vec![out])
+        let mut v = vec![out];
+        v.extend(extra);
+        Ok(v)
     }
 
     /// Requests release (ReleaseReq with the MMS Conclude-RequestPDU) in an iq set.
@@ -477,7 +523,8 @@ impl XmppEndpoint {
             &a.peer_full,
             &xml::env_wrap(&req),
         );
-        self.remember_iq(&id, key);
+        let peer_full = a.peer_full.clone();
+        self.remember_iq(&id, key, &peer_full);
         Ok(vec![out])
     }
 
@@ -509,7 +556,7 @@ impl XmppEndpoint {
             vec![out]
         };
         if closed {
-            if let Some(mut a) = self.assocs.remove(key) {
+            if let Some(mut a) = self.remove_assoc(key) {
                 self.flush_events(&mut a);
             }
         }
@@ -521,8 +568,7 @@ impl XmppEndpoint {
         let now = (self.clock)();
         let id = self.new_id("a");
         let mut a = self
-            .assocs
-            .remove(key)
+            .remove_assoc(key)
             .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
         let ab = text(a.engine.appl_abort(None, now)?)?;
         self.flush_events(&mut a);
@@ -548,7 +594,7 @@ impl XmppEndpoint {
             .collect();
         keys.into_iter()
             .map(|key| {
-                self.assocs.remove(&key);
+                self.remove_assoc(&key);
                 EndpointEvent::Aborted {
                     key,
                     reason: "XMPP link or peer presence lost".into(),
@@ -570,18 +616,35 @@ impl XmppEndpoint {
     ) -> (Vec<String>, Vec<EndpointEvent>) {
         let mut out = Vec::new();
         let mut events = Vec::new();
-        if kind == StanzaKind::Iq(IqType::Error) {
-            if let Some(key) = self.sent_iqs.remove(id) {
-                self.assocs.remove(&key);
-                events.push(EndpointEvent::Aborted {
-                    key,
-                    reason: format!("stanza error from {from}"),
-                });
-            }
+        if id.len() > MAX_IQ_ID_LEN {
+            self.sink.record(&super::XMPP_UNKNOWN_IQ_SECPDU.event(
+                format!("iq id of {} characters ignored", id.len()),
+                Some(from),
+            ));
             return (out, events);
         }
-        if matches!(kind, StanzaKind::Iq(IqType::Result)) {
-            self.sent_iqs.remove(id);
+        if matches!(kind, StanzaKind::Iq(IqType::Error | IqType::Result)) {
+            // Only the entity the iq went to may answer it (a guessed id from anyone else
+            // must not end an association).
+            let ours = matches!(self.sent_iqs.get(id), Some((_, to)) if to == from);
+            if ours {
+                if let Some((key, _)) = self.sent_iqs.remove(id) {
+                    if kind == StanzaKind::Iq(IqType::Error) {
+                        self.remove_assoc(&key);
+                        events.push(EndpointEvent::Aborted {
+                            key,
+                            reason: format!("stanza error from {from}"),
+                        });
+                        return (out, events);
+                    }
+                }
+            } else if kind == StanzaKind::Iq(IqType::Error) {
+                self.sink.record(&super::XMPP_INVTYPE_SPEC.event(
+                    format!("stanza error for an iq we did not send to {from}"),
+                    Some(from),
+                ));
+                return (out, events);
+            }
         }
         let answerable = matches!(kind, StanzaKind::Iq(IqType::Get | IqType::Set));
         let Some(env) = env else {
@@ -614,14 +677,24 @@ impl XmppEndpoint {
             }
             return (out, events);
         };
+        // "007" and "7" name the same association number.
+        let part = part.parse::<u16>().map(|n| n.to_string()).unwrap_or(part);
         let key = AssocKey {
             peer: bare_jid(from).to_string(),
             client_part: part,
         };
         let now = (self.clock)();
         if r.kind == SecPduKind::HandshakeReq {
-            if !self.server || self.assocs.contains_key(&key) {
+            if !self.server {
+                self.sink.record(
+                    &super::XMPP_UNKNOWN_IQ_SECPDU
+                        .event("HandshakeReq sent to a client endpoint", Some(from)),
+                );
                 out.push(StanzaError::UnexpectedRequest.reply(id, from));
+                return (out, events);
+            }
+            if !self.assocs.contains_key(&key) && self.assocs.len() >= MAX_ASSOCIATIONS {
+                out.push(StanzaError::ServiceUnavailable.reply(id, from));
                 return (out, events);
             }
             let num = self.next_num;
@@ -642,25 +715,48 @@ impl XmppEndpoint {
             match a.engine.receive(r.kind, r.secpdu.as_bytes(), now) {
                 Ok(Output::HandshakeRequested { appl_data, .. }) => {
                     self.flush_events(&mut a);
+                    // A verified handshake under the key of an older association (the client
+                    // restarted and reused its number): the old one is over (§16.5).
+                    if self.remove_assoc(&key).is_some() {
+                        events.push(EndpointEvent::Aborted {
+                            key: key.clone(),
+                            reason: "replaced by a new handshake from the same peer".into(),
+                        });
+                    }
                     self.assocs.insert(key.clone(), a);
                     events.push(EndpointEvent::AssociateIndication {
                         key,
                         initiate: appl_data.unwrap_or_default(),
                     });
                 }
-                Ok(_) => self.flush_events(&mut a),
+                Ok(_) => {
+                    self.flush_events(&mut a);
+                    out.push(StanzaError::BadRequest.reply(id, from));
+                }
                 Err(e) => {
                     self.flush_events(&mut a);
-                    if let Some((k, pdu)) = e.rejection().and_then(|r| r.reply.clone()) {
-                        if let Ok(t) = String::from_utf8(pdu) {
-                            out.push(stanza(placement(k, None), id, from, &xml::env_wrap(&t)));
-                        }
-                    }
+                    let reply = e
+                        .rejection()
+                        .and_then(|r| r.reply.clone())
+                        .and_then(|(k, pdu)| {
+                            String::from_utf8(pdu)
+                                .ok()
+                                .map(|t| stanza(placement(k, None), id, from, &xml::env_wrap(&t)))
+                        });
+                    // Every iq set gets exactly one answer (RFC 6120 §8.2.3).
+                    out.push(reply.unwrap_or_else(|| StanzaError::BadRequest.reply(id, from)));
                 }
             }
             return (out, events);
         }
         let Some(mut a) = self.assocs.remove(&key) else {
+            self.sink.record(&super::XMPP_UNKNOWN_IQ_SECPDU.event(
+                format!(
+                    "{:?} for no association of {from} (assoID {})",
+                    r.kind, key.client_part
+                ),
+                Some(from),
+            ));
             if answerable {
                 out.push(StanzaError::ItemNotFound.reply(id, from));
             }
@@ -676,6 +772,7 @@ impl XmppEndpoint {
                 });
             }
             Ok(Output::ApplicationRejected { appl_data }) => {
+                self.forget(&key);
                 events.push(EndpointEvent::Rejected {
                     key,
                     reason: "application reject".into(),
@@ -684,6 +781,7 @@ impl XmppEndpoint {
                 return (out, events);
             }
             Ok(Output::SecurityRejected { diagnostic }) => {
+                self.forget(&key);
                 events.push(EndpointEvent::Rejected {
                     key,
                     reason: format!("security reject: {diagnostic:?}"),
@@ -696,6 +794,17 @@ impl XmppEndpoint {
                     self.sink.record(&f.event.event(f.detail, Some(from)));
                 }
                 if answerable && mms_class(&pdu) != MmsClass::Unconfirmed {
+                    if !self.server {
+                        // A client serves no requests.
+                        out.push(StanzaError::ServiceUnavailable.reply(id, from));
+                        self.assocs.insert(key, a);
+                        return (out, events);
+                    }
+                    if a.pending.len() >= MAX_PENDING_PER_ASSOCIATION {
+                        out.push(StanzaError::ResourceConstraint.reply(id, from));
+                        self.assocs.insert(key, a);
+                        return (out, events);
+                    }
                     if let Some(i) = invoke_id(&pdu) {
                         a.pending.insert(i, id.to_string());
                     }
@@ -717,6 +826,7 @@ impl XmppEndpoint {
                     out.push(held);
                 }
                 if a.engine.state() == State::Closed {
+                    self.forget(&key);
                     events.push(EndpointEvent::Released { key });
                     return (out, events);
                 }
@@ -746,6 +856,7 @@ impl XmppEndpoint {
                 if answerable {
                     out.push(StanzaError::BadRequest.reply(id, from));
                 }
+                self.forget(&key);
                 events.push(EndpointEvent::Aborted {
                     key,
                     reason: e.to_string(),
@@ -754,6 +865,7 @@ impl XmppEndpoint {
             }
         }
         if a.engine.state() == State::Closed {
+            self.forget(&key);
             return (out, events);
         }
         self.assocs.insert(key, a);

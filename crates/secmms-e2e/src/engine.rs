@@ -1398,7 +1398,10 @@ fn seal_ber(
                         Tag::OCTET_STRING,
                         crypto::cbc_ciphertext_len(pr_pdu.len()),
                     );
-                    crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut out)?;
+                    match keys.cbc() {
+                        Some(c) => c.encrypt_into(iv16, pr_pdu, &mut out)?,
+                        None => crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut out)?,
+                    }
                 }
                 None => out.extend_from_slice(pr_pdu),
             }
@@ -1458,7 +1461,10 @@ fn seal_xml(
                     let mut ct = Vec::with_capacity(
                         crypto::cbc_ciphertext_len(pr_pdu.len()) + 2 * crypto::AES_BLOCK,
                     );
-                    crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut ct)?;
+                    match keys.cbc() {
+                        Some(c) => c.encrypt_into(iv16, pr_pdu, &mut ct)?,
+                        None => crypto::cbc_encrypt_into(&keys.enc, iv16, pr_pdu, &mut ct)?,
+                    }
                     ct
                 }
                 None => pr_pdu.to_vec(),
@@ -1565,9 +1571,11 @@ fn open(
                 None => Ok(None),
                 Some(_) => {
                     let iv = t.token2.iv.as_deref().ok_or(())?;
-                    crypto::cbc_decrypt(&k.enc, iv, t.appl_data)
-                        .map(Some)
-                        .map_err(|_| ())
+                    let pt = match k.cbc() {
+                        Some(c) => c.decrypt(iv, t.appl_data),
+                        None => crypto::cbc_decrypt(&k.enc, iv, t.appl_data),
+                    };
+                    pt.map(Some).map_err(|_| ())
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! The key schedule of §13.3.1.3 (HKDF, RFC 5869, SHA-256) and the per-direction key state.
 
 use secmms_pki::crypto::{
-    self, sha256_concat, CryptoError, GmacKey, HmacKey, RandomSource, SHA256_LEN,
+    self, sha256_concat, CbcKey, CryptoError, GmacKey, HmacKey, RandomSource, SHA256_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -71,6 +71,8 @@ pub struct DirKeys {
     gmac: Option<GmacKey>,
     /// The HMAC ICV key with its keyed context, set up once per key (HMAC modes only).
     hmac: Option<HmacKey>,
+    /// The AES-CBC key with its keyed contexts, set up once per key (CBC modes only).
+    cbc: Option<CbcKey>,
 }
 
 impl std::fmt::Debug for DirKeys {
@@ -95,6 +97,11 @@ impl DirKeys {
     /// The keyed GMAC context of the ICV key; `None` unless the ICV algorithm is GMAC.
     pub fn gmac(&mut self) -> Option<&mut GmacKey> {
         self.gmac.as_mut()
+    }
+
+    /// The keyed AES-CBC contexts of the encryption key; `None` unless CBC was agreed.
+    pub fn cbc(&mut self) -> Option<&mut CbcKey> {
+        self.cbc.as_mut()
     }
 
     /// The keyed HMAC context of the ICV key; `None` unless the ICV algorithm is HMAC-SHA256.
@@ -154,6 +161,13 @@ pub fn derive(
         }
     };
     let (c2s_hmac, s2c_hmac) = (hmac_of(&c2s_icv)?, hmac_of(&s2c_icv)?);
+    let cbc_of = |k: &[u8]| -> Result<Option<CbcKey>, CryptoError> {
+        match mode {
+            ProtectionMode::NonAe { encr: Some(_), .. } => Ok(Some(CbcKey::new(k)?)),
+            _ => Ok(None),
+        }
+    };
+    let (c2s_cbc, s2c_cbc) = (cbc_of(&c2s_enc)?, cbc_of(&s2c_enc)?);
     let mut p1 = [0u8; 4];
     let mut p2 = [0u8; 4];
     rng.fill(&mut p1)?;
@@ -166,6 +180,7 @@ pub fn derive(
             counter: 0,
             gmac: c2s_gmac,
             hmac: c2s_hmac,
+            cbc: c2s_cbc,
         },
         s2c: DirKeys {
             enc: s2c_enc,
@@ -174,6 +189,7 @@ pub fn derive(
             counter: 0,
             gmac: s2c_gmac,
             hmac: s2c_hmac,
+            cbc: s2c_cbc,
         },
     })
 }

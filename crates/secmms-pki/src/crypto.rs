@@ -299,6 +299,73 @@ pub fn cbc_ciphertext_len(n: usize) -> usize {
     (n / AES_BLOCK + 1) * AES_BLOCK
 }
 
+/// An AES-CBC key set up once, with an encryption and a decryption context, for many PDUs
+/// under one key (only the IV changes per PDU): the per-PDU cipher fetch and key schedule cost
+/// more than encrypting a small PDU.
+pub struct CbcKey {
+    enc: openssl::cipher_ctx::CipherCtx,
+    dec: openssl::cipher_ctx::CipherCtx,
+}
+
+impl std::fmt::Debug for CbcKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CbcKey").finish_non_exhaustive()
+    }
+}
+
+impl CbcKey {
+    /// Keys AES-128-CBC (16-octet key) or AES-256-CBC (32-octet key) contexts.
+    pub fn new(key: &[u8]) -> Result<CbcKey> {
+        let cipher = match key.len() {
+            16 => openssl::cipher::Cipher::aes_128_cbc(),
+            32 => openssl::cipher::Cipher::aes_256_cbc(),
+            _ => return Err(CryptoError::BadLength("AES-CBC key")),
+        };
+        let mut enc = openssl::cipher_ctx::CipherCtx::new()?;
+        enc.encrypt_init(Some(cipher), Some(key), None)?;
+        let mut dec = openssl::cipher_ctx::CipherCtx::new()?;
+        dec.decrypt_init(Some(cipher), Some(key), None)?;
+        Ok(CbcKey { enc, dec })
+    }
+
+    /// Encrypts with PKCS#7 padding under `iv` (16 octets), appending the ciphertext to `out`.
+    pub fn encrypt_into(&mut self, iv: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if iv.len() != AES_BLOCK {
+            return Err(CryptoError::BadLength("CBC IV"));
+        }
+        self.enc.encrypt_init(None, None, Some(iv))?;
+        let start = out.len();
+        out.resize(start + plaintext.len() + 2 * AES_BLOCK, 0);
+        let mut n = self.enc.cipher_update(plaintext, Some(&mut out[start..]))?;
+        n += self.enc.cipher_final(&mut out[start + n..])?;
+        out.truncate(start + n);
+        Ok(())
+    }
+
+    /// Decrypts and removes PKCS#7 padding. A padding error is [`CryptoError::AuthFailed`];
+    /// callers authenticate the ciphertext first (encrypt-then-MAC).
+    pub fn decrypt(&mut self, iv: &[u8], ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        if iv.len() != AES_BLOCK {
+            return Err(CryptoError::BadLength("CBC IV"));
+        }
+        if ciphertext.is_empty() || ciphertext.len() % AES_BLOCK != 0 {
+            return Err(CryptoError::AuthFailed);
+        }
+        self.dec.decrypt_init(None, None, Some(iv))?;
+        let mut out = Zeroizing::new(vec![0u8; ciphertext.len() + AES_BLOCK]);
+        let n = self
+            .dec
+            .cipher_update(ciphertext, Some(&mut out[..]))
+            .map_err(|_| CryptoError::AuthFailed)?;
+        let m = self
+            .dec
+            .cipher_final(&mut out[n..])
+            .map_err(|_| CryptoError::AuthFailed)?;
+        out.truncate(n + m);
+        Ok(out)
+    }
+}
+
 /// AES-CBC encryption with PKCS#7 padding appending the ciphertext to `out`.
 pub fn cbc_encrypt_into(key: &[u8], iv: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
     if iv.len() != AES_BLOCK {
@@ -826,6 +893,39 @@ mod tests {
             okm.to_vec(),
             h("8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8")
         );
+    }
+
+    #[test]
+    fn keyed_cbc_matches_the_one_shot_functions() {
+        for key in [vec![0x2b; 16], vec![0x60; 32]] {
+            let mut k = CbcKey::new(&key).unwrap();
+            for (i, len) in [0usize, 1, 15, 16, 17, 100].into_iter().enumerate() {
+                let iv = [i as u8; 16];
+                let pt: Vec<u8> = (0..len).map(|b| b as u8).collect();
+                let mut ct = Vec::new();
+                k.encrypt_into(&iv, &pt, &mut ct).unwrap();
+                let mut one = Vec::new();
+                cbc_encrypt_into(&key, &iv, &pt, &mut one).unwrap();
+                assert_eq!(ct, one);
+                assert_eq!(&k.decrypt(&iv, &ct).unwrap()[..], &pt[..]);
+                assert_eq!(&cbc_decrypt(&key, &iv, &ct).unwrap()[..], &pt[..]);
+            }
+            // Bad padding and bad lengths are authentication failures.
+            let mut ct = Vec::new();
+            k.encrypt_into(&[0; 16], b"abc", &mut ct).unwrap();
+            let last = ct.len() - 1;
+            ct[last] ^= 0xff;
+            assert!(matches!(
+                k.decrypt(&[0; 16], &ct),
+                Err(CryptoError::AuthFailed)
+            ));
+            assert!(matches!(
+                k.decrypt(&[0; 16], &ct[..5]),
+                Err(CryptoError::AuthFailed)
+            ));
+            assert!(k.encrypt_into(&[0; 8], b"x", &mut Vec::new()).is_err());
+        }
+        assert!(CbcKey::new(&[0; 24]).is_err());
     }
 
     #[test]

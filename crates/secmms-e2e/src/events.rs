@@ -198,8 +198,13 @@ pub fn generic(group: u16, g: Generic) -> EventDef {
 
 /// Group 6.11 — a DtSecAbort without diagnostic was received (the peer raised an alarm).
 pub const DT_ABORT_ALARM_RCVD: EventDef = d(6, 11, "DT_SEC_ABORT_ALARM_RCVD", A);
-/// Groups 6.12–6.16 — a DtSecAbort with one of the listed diagnostics was received (§14.5).
-/// Other received DtDiagnostics have no captured catalogue entry and raise no event.
+/// A DtSecAbort with a diagnostic that has no captured catalogue entry (e.g. invalid sequence
+/// number) was received: a secmms-local event (`secmms:0.1`), so the receiver still records why
+/// the peer aborted.
+pub const DT_ABORT_OTHER_RCVD: EventDef = d(0, 1, "DT_SEC_ABORT_RCVD", E);
+
+/// Groups 6.12–6.16 — a DtSecAbort with one of the listed diagnostics was received (§14.5);
+/// [`DT_ABORT_OTHER_RCVD`] for the others.
 pub fn dt_abort_received(diag: crate::diag::DtDiagnostic) -> Option<EventDef> {
     use crate::diag::DtDiagnostic as D;
     let (n, m) = match diag {
@@ -208,7 +213,7 @@ pub fn dt_abort_received(diag: crate::diag::DtDiagnostic) -> Option<EventDef> {
         D::EncryptionRequired => (14, "DT_SEC_ABORT_ENCR_REQ_RCVD"),
         D::UnexpectedDhPublicKey => (15, "DT_SEC_ABORT_UNEXP_REKEY_RCVD"),
         D::UnexpectedChangedKeys => (16, "DT_SEC_ABORT_UNEXP_CHANGED_KEYS_RCVD"),
-        _ => return None,
+        _ => return Some(DT_ABORT_OTHER_RCVD),
     };
     Some(d(6, n, m, E))
 }

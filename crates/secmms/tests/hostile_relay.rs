@@ -286,11 +286,13 @@ async fn replayed_pdu_is_a_replay() {
 
 #[tokio::test]
 async fn reordered_pdus_break_the_time_and_sequence_rules() {
-    let (_, server, _) = attack(Attack::Reorder, Encrypt::Gcm).await;
+    let (_, server, client) = attack(Attack::Reorder, Encrypt::Gcm).await;
     assert!(
         server.contains(&"ENCR_INV_SEQ_TRF") || server.contains(&"ENCR_INV_TIME_TRF"),
         "{server:?}"
     );
+    // The victim records why the server aborted (a diagnostic outside the captured catalogue).
+    assert!(client.contains(&"DT_SEC_ABORT_RCVD"), "{client:?}");
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@
 //! Exit status of `check`: 0 when compliant (warnings allowed), 1 when an Annex G rule is
 //! violated, 2 when the file cannot be read.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -165,10 +164,7 @@ pub fn run(a: CertArgs) -> Result<ExitCode> {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    secmms::events::time::unix_secs()
 }
 
 fn progress(msg: &str) {
@@ -177,24 +173,8 @@ fn progress(msg: &str) {
 
 /// Writes a private key PEM readable by the owner only (0600), never printing it.
 fn write_private(path: &Path, key: &SigningKey) -> Result<()> {
-    let pem = key
-        .pkey()
-        .private_key_to_pem_pkcs8()
-        .context("encoding the private key")?;
-    let _ = std::fs::remove_file(path);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(&pem)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    secmms::security::write_private_key(path, key)
+        .with_context(|| format!("writing the private key {}", path.display()))
 }
 
 fn key_type(s: &str) -> Result<KeyType> {

@@ -15,21 +15,10 @@ use secmms::config::Config;
 use secmms::demo::DemoPki;
 use secmms::security::{AppMode, Encrypt};
 use secmms::server::Server;
-use secmms_pki::crypto::OsRandom;
-use secmms_pki::tooling::{
-    create_ca, issue_end_entity, pem, Binding, Ca, EndEntityRequest, KeyType, Validity,
-    DEFAULT_SUBJECT_FORM,
-};
+use secmms_pki::tooling::Binding;
 use secmms_xmpp::testing::Prosody;
 
 const REFERENCE: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 async fn point(name: &str, cfg: Config, addr: String, out: usize, secs: u64) -> f64 {
     let r = run(
@@ -90,37 +79,14 @@ async fn main() {
     let prosody = Prosody::start(&[("ied1", "b1"), ("scada", "b2")]).expect("prosody");
     let dir = prosody.dir.join("app");
     std::fs::create_dir_all(&dir).unwrap();
-    let v = Validity::days_from(now() - 60, 2);
-    let ca_key = KeyType::P256.generate().unwrap();
-    let ca_der = create_ca("bench CA", &ca_key, v, &mut OsRandom).unwrap();
-    let ca_p = dir.join("ca.pem");
-    std::fs::write(&ca_p, pem("CERTIFICATE", &ca_der)).unwrap();
-    let ca = Ca {
-        cert_der: ca_der,
-        key: ca_key,
-    };
+    let ca = secmms::demo::AppCa::create("bench CA", &dir.join("ca.pem")).expect("CA");
     let side = |user: &str, pw: &str| {
-        let k = KeyType::P256.generate().unwrap();
-        let der = issue_end_entity(
-            &EndEntityRequest {
-                binding: Binding::Jid(format!("{user}@localhost")),
-                subject_form: DEFAULT_SUBJECT_FORM,
-                role: None,
-                role_aor: String::new(),
-                crl_url: None,
-                validity: v,
-            },
-            k.pkey(),
-            &ca,
-            &mut OsRandom,
-        )
-        .unwrap();
         let (c, kp) = (
             dir.join(format!("{user}.pem")),
             dir.join(format!("{user}.key")),
         );
-        std::fs::write(&c, pem("CERTIFICATE", &der)).unwrap();
-        std::fs::write(&kp, k.pkey().private_key_to_pem_pkcs8().unwrap()).unwrap();
+        ca.issue_app(Binding::Jid(format!("{user}@localhost")), &c, &kp)
+            .expect("certificate");
         let mut cfg = Config {
             xmpp: Some(prosody.client_config(user, pw)),
             ..Config::default()
@@ -129,7 +95,7 @@ async fn main() {
         cfg.security.encrypt = enc;
         cfg.security.app_cert = Some(c);
         cfg.security.app_key = Some(kp);
-        cfg.security.ca = vec![ca_p.clone()];
+        cfg.security.ca = vec![ca.ca_pem.clone()];
         cfg
     };
     let scfg = side("ied1", "b1");

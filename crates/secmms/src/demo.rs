@@ -47,29 +47,92 @@ impl Drop for DemoPki {
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
+    crate::security::write_private_key(path, key).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
-    let pem = key
-        .pkey()
-        .private_key_to_pem_pkcs8()
-        .map_err(|e| e.to_string())?;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+/// A throw-away CA that writes Annex G application certificates (and TLS certificates) as PEM
+/// files: the demo's PKI, and the one the tests and benchmarks use. P-256 keys, valid for two
+/// days from a minute ago.
+pub struct AppCa {
+    ca: Ca,
+    validity: Validity,
+    /// The CA certificate (PEM), the trust anchor.
+    pub ca_pem: PathBuf,
+}
+
+impl std::fmt::Debug for AppCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCa")
+            .field("ca_pem", &self.ca_pem)
+            .finish_non_exhaustive()
     }
-    use std::io::Write;
-    opts.open(path)
-        .and_then(|mut f| f.write_all(&pem))
-        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn tool_err(e: secmms_pki::tooling::ToolError) -> String {
+    e.to_string()
+}
+
+fn write_cert(path: &Path, der: &[u8]) -> Result<(), String> {
+    std::fs::write(path, pem("CERTIFICATE", der)).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl AppCa {
+    /// Creates the CA (common name `cn`) and writes its certificate to `ca_pem`.
+    pub fn create(cn: &str, ca_pem: &Path) -> Result<AppCa, String> {
+        let validity = Validity::days_from(crate::events::time::unix_secs() - 60, DEMO_CERT_DAYS);
+        let key = KeyType::P256.generate().map_err(tool_err)?;
+        let der = create_ca(cn, &key, validity, &mut OsRandom).map_err(tool_err)?;
+        write_cert(ca_pem, &der)?;
+        Ok(AppCa {
+            ca: Ca { cert_der: der, key },
+            validity,
+            ca_pem: ca_pem.to_path_buf(),
+        })
+    }
+
+    /// Issues an Annex G application certificate bound to `binding` (G.6) and writes it and its
+    /// key (0600) to `cert` and `key`.
+    pub fn issue_app(&self, binding: Binding, cert: &Path, key: &Path) -> Result<(), String> {
+        let k = KeyType::P256.generate().map_err(tool_err)?;
+        let der = issue_end_entity(
+            &EndEntityRequest {
+                binding,
+                subject_form: DEFAULT_SUBJECT_FORM,
+                role: None,
+                role_aor: String::new(),
+                crl_url: None,
+                validity: self.validity,
+            },
+            k.pkey(),
+            &self.ca,
+            &mut OsRandom,
+        )
+        .map_err(tool_err)?;
+        write_cert(cert, &der)?;
+        write_key(key, &k)
+    }
+
+    /// Issues a TLS certificate for `localhost` / 127.0.0.1 (client and server use) and writes
+    /// it and its key to `cert` and `key`.
+    pub fn issue_tls(&self, common_name: &str, cert: &Path, key: &Path) -> Result<(), String> {
+        let k = KeyType::P256.generate().map_err(tool_err)?;
+        let der = issue_tls(
+            &TlsRequest {
+                common_name: common_name.to_string(),
+                dns: vec!["localhost".into()],
+                ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+                crl_url: None,
+                validity: self.validity,
+            },
+            k.pkey(),
+            &self.ca,
+            &mut OsRandom,
+        )
+        .map_err(tool_err)?;
+        write_cert(cert, &der)?;
+        write_key(key, &k)
+    }
 }
 
 impl DemoPki {
@@ -110,57 +173,19 @@ impl DemoPki {
     }
 
     fn fill(&mut self) -> Result<(), String> {
-        let e = |e: secmms_pki::tooling::ToolError| e.to_string();
-        let validity = Validity::days_from(unix_now() - 60, DEMO_CERT_DAYS);
-        let ca_key = KeyType::P256.generate().map_err(e)?;
-        let ca_der = create_ca("secmms demo CA", &ca_key, validity, &mut OsRandom).map_err(e)?;
-        std::fs::write(&self.ca, pem("CERTIFICATE", &ca_der)).map_err(|x| x.to_string())?;
-        let ca = Ca {
-            cert_der: ca_der,
-            key: ca_key,
-        };
+        let ca = AppCa::create("secmms demo CA", &self.ca)?;
         for (name, (cert, key)) in [("server", &self.server_tls), ("client", &self.client_tls)] {
-            let k = KeyType::P256.generate().map_err(e)?;
-            let der = issue_tls(
-                &TlsRequest {
-                    common_name: format!("secmms demo {name}"),
-                    dns: vec!["localhost".into()],
-                    ips: vec![std::net::IpAddr::from([127, 0, 0, 1])],
-                    crl_url: None,
-                    validity,
-                },
-                k.pkey(),
-                &ca,
-                &mut OsRandom,
-            )
-            .map_err(e)?;
-            std::fs::write(cert, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
-            write_key(key, &k)?;
+            ca.issue_tls(&format!("secmms demo {name}"), cert, key)?;
         }
         for (ap, (cert, key)) in [
             (&[1u64, 1, 1, 999, 1][..], &self.server_app),
             (&[1u64, 1, 1, 999][..], &self.client_app),
         ] {
-            let k = KeyType::P256.generate().map_err(e)?;
-            let der = issue_end_entity(
-                &EndEntityRequest {
-                    binding: Binding::Osi {
-                        ap_title: Oid::new(ap).map_err(|x| format!("{x:?}"))?,
-                        ae_qualifier: 12,
-                    },
-                    subject_form: DEFAULT_SUBJECT_FORM,
-                    role: None,
-                    role_aor: String::new(),
-                    crl_url: None,
-                    validity,
-                },
-                k.pkey(),
-                &ca,
-                &mut OsRandom,
-            )
-            .map_err(e)?;
-            std::fs::write(cert, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
-            write_key(key, &k)?;
+            let binding = Binding::Osi {
+                ap_title: Oid::new(ap).map_err(|x| format!("{x:?}"))?,
+                ae_qualifier: 12,
+            };
+            ca.issue_app(binding, cert, key)?;
         }
         Ok(())
     }
@@ -691,43 +716,19 @@ struct XmppDemoPki {
 impl XmppDemoPki {
     fn create(dir: &Path) -> Result<XmppDemoPki, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let e = |e: secmms_pki::tooling::ToolError| e.to_string();
-        let validity = Validity::days_from(unix_now() - 60, DEMO_CERT_DAYS);
-        let ca_key = KeyType::P256.generate().map_err(e)?;
-        let ca_der =
-            create_ca("secmms XMPP demo CA", &ca_key, validity, &mut OsRandom).map_err(e)?;
-        let ca_p = dir.join("app-ca.pem");
-        std::fs::write(&ca_p, pem("CERTIFICATE", &ca_der)).map_err(|x| x.to_string())?;
-        let ca = Ca {
-            cert_der: ca_der,
-            key: ca_key,
-        };
+        let ca = AppCa::create("secmms XMPP demo CA", &dir.join("app-ca.pem"))?;
         let issue = |jid: &str, name: &str| -> Result<(PathBuf, PathBuf), String> {
-            let k = KeyType::P256.generate().map_err(e)?;
-            let der = issue_end_entity(
-                &EndEntityRequest {
-                    binding: Binding::Jid(jid.into()),
-                    subject_form: DEFAULT_SUBJECT_FORM,
-                    role: None,
-                    role_aor: String::new(),
-                    crl_url: None,
-                    validity,
-                },
-                k.pkey(),
-                &ca,
-                &mut OsRandom,
-            )
-            .map_err(e)?;
-            let c = dir.join(format!("{name}-cert.pem"));
-            let kp = dir.join(format!("{name}-key.pem"));
-            std::fs::write(&c, pem("CERTIFICATE", &der)).map_err(|x| x.to_string())?;
-            write_key(&kp, &k)?;
-            Ok((c, kp))
+            let (c, k) = (
+                dir.join(format!("{name}-cert.pem")),
+                dir.join(format!("{name}-key.pem")),
+            );
+            ca.issue_app(Binding::Jid(jid.into()), &c, &k)?;
+            Ok((c, k))
         };
         let server = issue("ied1@localhost", "ied1")?;
         let client = issue("scada@localhost", "scada")?;
         Ok(XmppDemoPki {
-            ca: ca_p,
+            ca: ca.ca_pem.clone(),
             server,
             client,
         })

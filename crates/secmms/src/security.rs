@@ -402,6 +402,25 @@ pub fn load_key(path: &Path) -> Result<SigningKey, SecurityError> {
     SigningKey::from_pem(&bytes).map_err(|e| cred_err(path, format!("not a usable key: {e}")))
 }
 
+/// Writes a private key as PKCS#8 PEM readable by its owner only (0600 on Unix), replacing any
+/// file at `path`. The key is never printed or logged.
+pub fn write_private_key(path: &Path, key: &SigningKey) -> std::io::Result<()> {
+    use std::io::Write;
+    let pem = key
+        .pkey()
+        .private_key_to_pem_pkcs8()
+        .map_err(std::io::Error::other)?;
+    let _ = std::fs::remove_file(path);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(&pem)
+}
+
 /// A validator with the anchors and CRLs of these files.
 pub fn load_validator(
     anchors: &[PathBuf],
@@ -489,20 +508,6 @@ pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, Secur
     };
     let validator = Arc::new(load_validator(anchors, crls)?);
     Ok(e2e_context(s, certificate, key, validator))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// What the transport knows about one connection, for the profiles.
@@ -599,7 +604,7 @@ impl SecurityHandle {
     pub fn next_timer(&self) -> Option<std::time::Duration> {
         let ch = self.native.as_ref()?;
         let due = ch.next_timeout()?;
-        let now = unix_now_ms();
+        let now = crate::events::time::unix_millis();
         Some(std::time::Duration::from_millis(
             due.0.saturating_sub(now).max(0) as u64,
         ))
@@ -733,8 +738,13 @@ impl AppSecurity {
                     acfg.mms_authentication_as = parse_checked(o)?;
                 }
                 Inner::Compat(
-                    AProfileShared::new(acfg, table.clone(), Arc::new(unix_now), sink)?
-                        .with_millisecond_clock(Arc::new(unix_now_ms)),
+                    AProfileShared::new(
+                        acfg,
+                        table.clone(),
+                        Arc::new(crate::events::time::unix_secs),
+                        sink,
+                    )?
+                    .with_millisecond_clock(Arc::new(crate::events::time::unix_millis)),
                 )
             }
             AppMode::Native => {
@@ -751,7 +761,7 @@ impl AppSecurity {
                     ctx,
                     ncfg,
                     table.clone(),
-                    Arc::new(|| secmms_e2e::TimeStamp(unix_now_ms())),
+                    Arc::new(|| secmms_e2e::TimeStamp(crate::events::time::unix_millis())),
                     sink,
                 ))
             }

@@ -43,12 +43,7 @@ pub enum XmppEnvError {
 }
 
 fn now() -> TimeStamp {
-    TimeStamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
+    TimeStamp(crate::events::time::unix_millis())
 }
 
 /// The `[xmpp]` section of `cfg`, checked, with native mode required (clause 16 has no other

@@ -12,24 +12,12 @@ use secmms::security::{AppMode, Encrypt};
 use secmms::xmpp::{serve, XmppConnection};
 use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{Server as MmsServer, ServerConfig};
-use secmms_pki::crypto::OsRandom;
 use secmms_pki::event::MemorySink;
-use secmms_pki::tooling::{
-    create_ca, issue_end_entity, pem, Binding, Ca, EndEntityRequest, KeyType, Validity,
-    DEFAULT_SUBJECT_FORM,
-};
 use secmms_xmpp::testing::{require_prosody, Prosody};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// An application CA and JID-bound Annex G certificates (G.6.3) in `dir`.
 struct AppPki {
-    ca: Ca,
+    ca: secmms::demo::AppCa,
     ca_pem: PathBuf,
     dir: PathBuf,
 }
@@ -37,43 +25,20 @@ struct AppPki {
 impl AppPki {
     fn new(dir: &Path) -> AppPki {
         std::fs::create_dir_all(dir).unwrap();
-        let key = KeyType::P256.generate().unwrap();
-        let der = create_ca(
-            "app CA",
-            &key,
-            Validity::days_from(now() - 60, 2),
-            &mut OsRandom,
-        )
-        .unwrap();
-        let ca_pem = dir.join("app-ca.pem");
-        std::fs::write(&ca_pem, pem("CERTIFICATE", &der)).unwrap();
+        let ca = secmms::demo::AppCa::create("app CA", &dir.join("app-ca.pem")).unwrap();
         AppPki {
-            ca: Ca { cert_der: der, key },
-            ca_pem,
+            ca_pem: ca.ca_pem.clone(),
+            ca,
             dir: dir.to_path_buf(),
         }
     }
 
     fn issue(&self, jid: &str, name: &str) -> (PathBuf, PathBuf) {
-        let key = KeyType::P256.generate().unwrap();
-        let der = issue_end_entity(
-            &EndEntityRequest {
-                binding: Binding::Jid(jid.into()),
-                subject_form: DEFAULT_SUBJECT_FORM,
-                role: None,
-                role_aor: String::new(),
-                crl_url: None,
-                validity: Validity::days_from(now() - 60, 2),
-            },
-            key.pkey(),
-            &self.ca,
-            &mut OsRandom,
-        )
-        .unwrap();
         let c = self.dir.join(format!("{name}-cert.pem"));
         let k = self.dir.join(format!("{name}-key.pem"));
-        std::fs::write(&c, pem("CERTIFICATE", &der)).unwrap();
-        std::fs::write(&k, key.pkey().private_key_to_pem_pkcs8().unwrap()).unwrap();
+        self.ca
+            .issue_app(secmms_pki::tooling::Binding::Jid(jid.into()), &c, &k)
+            .unwrap();
         (c, k)
     }
 }

@@ -17,7 +17,7 @@
 
 pub mod log;
 pub mod syslog;
-mod time;
+pub mod time;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,6 +2,23 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Seconds since the Unix epoch now (0 if the clock is before it): the runtime's one clock for
+/// the sans-IO layers, which take time as a parameter.
+pub fn unix_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Formats `t` as an RFC 3339 UTC timestamp with microseconds, e.g.
 /// `2026-11-25T11:37:13.123456Z` (also a valid RFC 5424 TIMESTAMP). Times before 1970 are
 /// clamped to the epoch.

@@ -98,3 +98,28 @@ pub fn native_env(data: &[u8]) {
     }
     let _ = wire::transfer_kind(rest, limits);
 }
+
+/// Fuzz entry point of the clause 16 environment checks: the first octet picks the stanza kind
+/// (iq get/set/result/error or message), the rest is the raw ENV_4 element handed to
+/// [`crate::xmpp::receive`]; the same octets are also classified as an MMS PDU
+/// ([`crate::xmpp::mms_class`]) and checked against the stanza ([`crate::xmpp::check_transfer_class`]).
+pub fn xmpp_env(data: &[u8]) {
+    use crate::xmpp::{check_transfer_class, mms_class, receive, IqType, StanzaKind, XmlLimits};
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let kind = match sel % 5 {
+        0 => StanzaKind::Iq(IqType::Get),
+        1 => StanzaKind::Iq(IqType::Set),
+        2 => StanzaKind::Iq(IqType::Result),
+        3 => StanzaKind::Iq(IqType::Error),
+        _ => StanzaKind::Message,
+    };
+    let _ = mms_class(rest);
+    let _ = check_transfer_class(kind, rest);
+    let text = String::from_utf8_lossy(rest);
+    if let Ok(r) = receive(kind, &text, &XmlLimits::default()) {
+        // What was taken out is a slice of the input.
+        assert!(text.contains(r.secpdu));
+    }
+}

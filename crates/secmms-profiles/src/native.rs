@@ -817,6 +817,54 @@ fn plain_rejection(diagnostic: i64) -> Rejection {
     }
 }
 
+impl NativeHook {
+    /// RLRQ (ReleaseReq) or RLRE (ReleaseRsp, which ends the association): the MMS Conclude PDU
+    /// the association put in `ui` becomes the SecPDU's applData, and `ui` the one EXTERNAL on the
+    /// e2eSecurityAS context (Table 4).
+    fn decorate_release(
+        &mut self,
+        apdu: EnvApdu,
+        ui: &mut Vec<External>,
+    ) -> Result<(), AbortRequest> {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
+            return Err(AbortRequest::default());
+        };
+        let appl = mms_of(ui);
+        let (kind, what) = match apdu {
+            EnvApdu::Rlre => (SecPduKind::ReleaseRsp, "ReleaseRsp"),
+            _ => (SecPduKind::ReleaseReq, "ReleaseReq"),
+        };
+        let now = shared.now();
+        let value = match kind {
+            SecPduKind::ReleaseRsp => g.engine.release_rsp(appl.as_deref(), now),
+            _ => g.engine.release_req(appl.as_deref(), now),
+        }
+        .map_err(|e| e.to_string())
+        .and_then(|b| wire::encode(apdu, kind, b).map_err(|e| e.to_string()));
+        g.drain(&shared);
+        match value {
+            Ok(v) => {
+                *ui = wire::external(pcid, v);
+                if kind == SecPduKind::ReleaseRsp {
+                    g.phase = Phase::Closed;
+                    g.local_event(
+                        &shared,
+                        events::E2E_RELEASED,
+                        "released (ReleaseRsp sent)".into(),
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                g.local_event(&shared, events::E2E_LOCAL_FAILURE, format!("{what}: {e}"));
+                Err(AbortRequest::default())
+            }
+        }
+    }
+}
+
 impl AssociationSecurity for NativeHook {
     fn decorate_aarq(
         &mut self,
@@ -1363,34 +1411,7 @@ impl AssociationSecurity for NativeHook {
         _ctx: &SecurityContext<'_>,
         rlrq: &mut Rlrq,
     ) -> Result<(), AbortRequest> {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
-        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
-            return Err(AbortRequest::default());
-        };
-        let appl = mms_of(&rlrq.user_information);
-        let value = g
-            .engine
-            .release_req(appl.as_deref(), shared.now())
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                wire::encode(EnvApdu::Rlrq, SecPduKind::ReleaseReq, b).map_err(|e| e.to_string())
-            });
-        g.drain(&shared);
-        match value {
-            Ok(v) => {
-                rlrq.user_information = wire::external(pcid, v);
-                Ok(())
-            }
-            Err(e) => {
-                g.local_event(
-                    &shared,
-                    events::E2E_LOCAL_FAILURE,
-                    format!("ReleaseReq: {e}"),
-                );
-                Err(AbortRequest::default())
-            }
-        }
+        self.decorate_release(EnvApdu::Rlrq, &mut rlrq.user_information)
     }
 
     fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
@@ -1402,40 +1423,7 @@ impl AssociationSecurity for NativeHook {
         _ctx: &SecurityContext<'_>,
         rlre: &mut Rlre,
     ) -> Result<(), AbortRequest> {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
-        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
-            return Err(AbortRequest::default());
-        };
-        let appl = mms_of(&rlre.user_information);
-        let value = g
-            .engine
-            .release_rsp(appl.as_deref(), shared.now())
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                wire::encode(EnvApdu::Rlre, SecPduKind::ReleaseRsp, b).map_err(|e| e.to_string())
-            });
-        g.drain(&shared);
-        match value {
-            Ok(v) => {
-                rlre.user_information = wire::external(pcid, v);
-                g.phase = Phase::Closed;
-                g.local_event(
-                    &shared,
-                    events::E2E_RELEASED,
-                    "released (ReleaseRsp sent)".into(),
-                );
-                Ok(())
-            }
-            Err(e) => {
-                g.local_event(
-                    &shared,
-                    events::E2E_LOCAL_FAILURE,
-                    format!("ReleaseRsp: {e}"),
-                );
-                Err(AbortRequest::default())
-            }
-        }
+        self.decorate_release(EnvApdu::Rlre, &mut rlre.user_information)
     }
 
     fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {

@@ -145,19 +145,9 @@ fn confirmed_service_tag(pdu: &[u8]) -> Option<u8> {
     (t.class == secmms_ber::Class::Context && t.number <= 255).then_some(t.number as u8)
 }
 
+/// An attribute value escaped for single quotes (the XML escaper the SecPDU codec uses).
 pub(crate) fn escape_attr(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
+    quick_xml::escape::escape(s).into_owned()
 }
 
 /// The stanza carrying `env` (an ENV_4 element, see [`xml::env_wrap`]) to `to` (a full JID).

@@ -412,3 +412,25 @@ fn write_native_env_seeds() {
         std::fs::write(dir.join(name), data).unwrap();
     }
 }
+
+/// The clause 16 environment checks over every XML SecPDU of the e2e_xml corpus (wrapped or
+/// not) under each stanza kind, and over the native_env corpus as raw octets.
+#[test]
+fn replay_xmpp_env_over_the_xml_and_native_corpora() {
+    let mut n = 0;
+    for name in ["xmpp_env", "e2e_xml", "native_env"] {
+        for e in std::fs::read_dir(corpus(name)).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                let data = std::fs::read(&p).unwrap();
+                for sel in 0u8..5 {
+                    let mut v = vec![sel];
+                    v.extend_from_slice(&data);
+                    secmms_profiles::fuzzing::xmpp_env(&v);
+                }
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 40, "{n}");
+}

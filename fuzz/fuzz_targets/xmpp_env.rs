@@ -1,0 +1,8 @@
+//! Fuzz target: `secmms_profiles::fuzzing::xmpp_env` — the clause 16 environment checks (ENV_4
+//! unwrapping per stanza kind, MMS class of a transfer).
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    secmms_profiles::fuzzing::xmpp_env(data);
+});

@@ -21,6 +21,10 @@ struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `secmms=debug`. Also read from RUST_LOG.
     #[arg(long, global = true, default_value = "warn")]
     log: String,
+    /// Runtime worker threads: 0 = one per core, 1 = everything on one thread (no cross-thread
+    /// wake-ups; lowest latency per request on small machines).
+    #[arg(long, global = true, default_value_t = 0, env = "SECMMS_THREADS")]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
@@ -559,10 +563,17 @@ fn main() -> ExitCode {
         // subscriber would report its own write failure with eprintln!, which panics then.
         .log_internal_errors(false)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = match cli.threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        n => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if n > 1 {
+                b.worker_threads(n);
+            }
+            b
+        }
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::client::{Client, ClientError};
+use secmms_mms::pdu::{ConfirmedServiceRequest, ReadRequest, VariableAccessSpecification};
+
+use crate::client::{Client, ClientError, LoadSpec};
 use crate::config::Config;
 use crate::stats::Histogram;
 
@@ -188,7 +190,28 @@ pub async fn run(
     let done = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
     let start = Instant::now();
+    let read = ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::single(target.clone()),
+    });
     for c in &clients {
+        if c.runs_load() {
+            // The association task keeps the requests in flight itself (Client::load).
+            let spec = LoadSpec {
+                service: read.clone(),
+                outstanding: p.outstanding,
+                duration: p.duration,
+                completed: done.clone(),
+            };
+            let c = c.clone();
+            workers.spawn(async move {
+                match c.load(spec).await {
+                    Ok(o) => (o.latency, o.errors),
+                    Err(_) => (Histogram::new(), 1),
+                }
+            });
+            continue;
+        }
         for _ in 0..p.outstanding {
             let (c, stop, done, target) = (c.clone(), stop.clone(), done.clone(), target.clone());
             workers.spawn(async move {
@@ -227,7 +250,6 @@ pub async fn run(
         last = (Instant::now(), n);
     }
     stop.store(true, Ordering::Relaxed);
-    let seconds = start.elapsed().as_secs_f64();
     let mut hist = Histogram::new();
     let mut errors = 0;
     while let Some(r) = workers.join_next().await {
@@ -238,6 +260,8 @@ pub async fn run(
             errors += 1;
         }
     }
+    // Every request counted was answered by now: the window ends when the last one was.
+    let seconds = start.elapsed().as_secs_f64();
     for c in clients {
         let _ = c.release().await;
     }

@@ -3,9 +3,9 @@
 //! requests by invokeID, so up to the negotiated number of requests are outstanding at once.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityHandle};
+use crate::stats::Histogram;
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
@@ -87,7 +88,73 @@ pub(crate) enum Cmd {
     Release {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
+    Load {
+        spec: LoadSpec,
+        reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
+        permits: OwnedSemaphorePermit,
+    },
     Abort,
+}
+
+/// A closed-loop load on one association, run by the association's own task ([`Client::load`]):
+/// `outstanding` copies of `service` are kept in flight, a new one leaving as each answer
+/// arrives, until `duration` has passed. No task switch or channel per request, so the cost the
+/// load generator adds to every round trip is the encoding, the decoding and one clock reading.
+#[derive(Debug, Clone)]
+pub struct LoadSpec {
+    /// The confirmed service every request carries.
+    pub service: ConfirmedServiceRequest,
+    /// Requests kept in flight (capped by the negotiated outstanding-requests limit, which they
+    /// share with the association's other requests).
+    pub outstanding: usize,
+    /// How long new requests are issued; answers to the last ones are still awaited.
+    pub duration: Duration,
+    /// Incremented for every successful answer, for progress reports while the load runs.
+    pub completed: Arc<AtomicU64>,
+}
+
+/// What a [`Client::load`] run measured.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOutcome {
+    /// Round-trip time of every successful request.
+    pub latency: Histogram,
+    /// Requests answered with an error, a reject, a failed access, or not answered in time.
+    pub errors: u64,
+}
+
+/// The state of a running [`Cmd::Load`] inside the association task.
+struct LoadRun {
+    service: ConfirmedServiceRequest,
+    target: usize,
+    deadline: tokio::time::Instant,
+    request_timeout: Duration,
+    inflight: HashMap<u32, Instant>,
+    completed: Arc<AtomicU64>,
+    outcome: LoadOutcome,
+    reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
+    /// The load's share of the negotiated outstanding requests, held while it runs.
+    _permits: OwnedSemaphorePermit,
+}
+
+impl LoadRun {
+    /// Issuing new requests has stopped.
+    fn draining(&self) -> bool {
+        tokio::time::Instant::now() >= self.deadline
+    }
+
+    /// Records the answer to `id` if it belongs to the load; false if it does not.
+    fn answer(&mut self, id: u32, ok: bool) -> bool {
+        let Some(sent) = self.inflight.remove(&id) else {
+            return false;
+        };
+        if ok {
+            self.outcome.latency.record(sent.elapsed());
+            self.completed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.outcome.errors += 1;
+        }
+        true
+    }
 }
 
 struct Inner {
@@ -97,6 +164,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     closed: Arc<AtomicBool>,
     request_timeout: Duration,
+    runs_load: bool,
 }
 
 /// A handle to one MMS association. Cheap to clone; all clones share the association.
@@ -295,7 +363,15 @@ impl Client {
         ));
         let limits = negotiated.limits();
         let protection = handle.describe();
-        tokio::spawn(run_association(link, rx, limits, closed.clone(), handle));
+        let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
+        tokio::spawn(run_association(
+            link,
+            rx,
+            limits,
+            closed.clone(),
+            handle,
+            request_timeout,
+        ));
         Ok(Client {
             inner: Arc::new(Inner {
                 tx,
@@ -303,7 +379,8 @@ impl Client {
                 protection,
                 slots,
                 closed,
-                request_timeout: Duration::from_secs(cfg.client.request_timeout_secs.max(1)),
+                request_timeout,
+                runs_load: true,
             }),
         })
     }
@@ -328,6 +405,7 @@ impl Client {
                 slots,
                 closed,
                 request_timeout,
+                runs_load: false,
             }),
         }
     }
@@ -497,6 +575,56 @@ impl Client {
         self.write_name(&name, data).await
     }
 
+    /// Runs a closed-loop load on this association (see [`LoadSpec`]) and returns the latency of
+    /// every answered request. Used by `secmms bench`: the association task itself re-issues each
+    /// request as its answer arrives, so the generator costs the server under test as little
+    /// client time per round trip as possible. Other requests may share the association
+    /// meanwhile. Fails with [`ClientError::Usage`] on an association whose runner cannot run a
+    /// load (XMPP); use [`Client::request`] in a loop there.
+    pub async fn load(&self, spec: LoadSpec) -> Result<LoadOutcome, ClientError> {
+        if !self.inner.runs_load {
+            return Err(ClientError::Usage(
+                "this association cannot run a closed-loop load".into(),
+            ));
+        }
+        let t = self.inner.request_timeout;
+        let max = usize::from(self.inner.negotiated.max_serv_outstanding_calling.max(1));
+        let mut spec = spec;
+        spec.outstanding = spec.outstanding.clamp(1, max);
+        // The load's requests count against the negotiated limit like any other request.
+        let permits = tokio::time::timeout(
+            t,
+            self.inner
+                .slots
+                .clone()
+                .acquire_many_owned(spec.outstanding as u32),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout(t))?
+        .map_err(|_| ClientError::Closed)?;
+        let wait = spec.duration + t * 2;
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Cmd::Load {
+                spec,
+                reply,
+                permits,
+            })
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        match tokio::time::timeout(wait, rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ClientError::Closed),
+            Err(_) => Err(ClientError::Timeout(wait)),
+        }
+    }
+
+    /// True when [`Client::load`] is available on this association.
+    pub fn runs_load(&self) -> bool {
+        self.inner.runs_load
+    }
+
     /// Orderly release (MMS Conclude inside RLRQ). Waits at most [`RELEASE_TIMEOUT`] for the RLRE.
     pub async fn release(&self) -> Result<(), ClientError> {
         let (reply, rx) = oneshot::channel();
@@ -526,19 +654,21 @@ async fn run_association<S: Stream>(
     limits: MmsLimits,
     closed: Arc<AtomicBool>,
     security: SecurityHandle,
+    request_timeout: Duration,
 ) {
     let mut pending: HashMap<u32, Pending> = HashMap::new();
     let mut next_id: u32 = 1;
     let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut release_deadline = None;
     let mut deferred: Option<Cmd> = None;
+    let mut load: Option<LoadRun> = None;
     let result: Result<(), LinkError> = async {
         loop {
             while let Some(ev) = link.poll_event() {
                 match ev {
                     OsiEvent::Data { context_id, pdu } => {
                         match security.receive(link.assoc(), context_id, pdu) {
-                            Ok(Some(pdu)) => dispatch(&pdu, &limits, &mut pending),
+                            Ok(Some(pdu)) => dispatch_with_load(&pdu, &limits, &mut pending, load.as_mut()),
                             Ok(None) => {}
                             Err(e) => {
                                 // The abort is queued: send it, fail what is outstanding.
@@ -577,7 +707,28 @@ async fn run_association<S: Stream>(
                     // Never deferred; answer rather than drop silently.
                     let _ = reply.send(Err(ClientError::Closed));
                 }
+                Some(Cmd::Load {
+                    spec,
+                    reply,
+                    permits,
+                }) => {
+                    start_load(&mut load, spec, reply, permits, request_timeout);
+                }
                 None => {}
+            }
+            // A running load: top up what is in flight, or hand the result over once done.
+            if let Some(l) = load.as_mut() {
+                if let Err(e) = top_up_load(l, &mut next_id, &mut link, &security) {
+                    if link.assoc().is_closed() {
+                        link.shutdown().await;
+                        return Err(LinkError::Security(e));
+                    }
+                }
+                if l.draining() && l.inflight.is_empty() {
+                    if let Some(l) = load.take() {
+                        let _ = l.reply.send(Ok(l.outcome));
+                    }
+                }
             }
             link.flush().await?;
             let sleep = async {
@@ -591,6 +742,21 @@ async fn run_association<S: Stream>(
             let e2e_timer = async {
                 match timer {
                     Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            // A load wakes at its deadline (stop issuing) and once more when the answers it
+            // still waits for are late.
+            let load_at = load.as_ref().map(|l| {
+                if l.draining() {
+                    l.deadline + l.request_timeout
+                } else {
+                    l.deadline
+                }
+            });
+            let load_timer = async {
+                match load_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
@@ -634,12 +800,24 @@ async fn run_association<S: Stream>(
                         releasing = Some(reply);
                         release_deadline = Some(tokio::time::Instant::now() + RELEASE_TIMEOUT);
                     }
+                    Some(Cmd::Load { spec, reply, permits }) => {
+                        start_load(&mut load, spec, reply, permits, request_timeout);
+                    }
                     Some(Cmd::Abort) | None => {
                         let _ = link.assoc().abort();
                         link.shutdown().await;
                         return Ok(());
                     }
                 },
+                _ = load_timer => {
+                    if let Some(l) = load.as_mut() {
+                        if tokio::time::Instant::now() >= l.deadline + l.request_timeout {
+                            // The answers still missing are late: count them as failures.
+                            l.outcome.errors += l.inflight.len() as u64;
+                            l.inflight.clear();
+                        }
+                    }
+                }
                 _ = e2e_timer => {
                     if let Err(e) = security.on_timer(link.assoc()) {
                         link.shutdown().await;
@@ -661,6 +839,11 @@ async fn run_association<S: Stream>(
     for (_, p) in pending.drain() {
         let _ = p.reply.send(Err(ClientError::Closed));
     }
+    if let Some(mut l) = load.take() {
+        // The association ended under the load: what was in flight is lost.
+        l.outcome.errors += l.inflight.len() as u64;
+        let _ = l.reply.send(Ok(l.outcome));
+    }
     if let Some(r) = releasing.take() {
         // Once we asked to release, a peer that closes the connection or answers the RLRQ with
         // something other than an RLRE has still ended the association (some servers never
@@ -672,26 +855,132 @@ async fn run_association<S: Stream>(
     }
 }
 
+/// Starts a load unless one is running already.
+fn start_load(
+    load: &mut Option<LoadRun>,
+    spec: LoadSpec,
+    reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
+    permits: OwnedSemaphorePermit,
+    request_timeout: Duration,
+) {
+    if load.is_some() {
+        let _ = reply.send(Err(ClientError::Usage(
+            "a load is already running on this association".into(),
+        )));
+        return;
+    }
+    let target = spec.outstanding.max(1);
+    *load = Some(LoadRun {
+        service: spec.service,
+        target,
+        deadline: tokio::time::Instant::now() + spec.duration,
+        request_timeout,
+        inflight: HashMap::with_capacity(target),
+        completed: spec.completed,
+        outcome: LoadOutcome::default(),
+        reply,
+        _permits: permits,
+    });
+}
+
+/// Sends load requests until `target` are in flight (none once the deadline has passed).
+fn top_up_load<S: Stream>(
+    l: &mut LoadRun,
+    next_id: &mut u32,
+    link: &mut Link<S>,
+    security: &SecurityHandle,
+) -> Result<(), String> {
+    if l.draining() {
+        return Ok(());
+    }
+    while l.inflight.len() < l.target {
+        let id = *next_id;
+        *next_id = next_id.wrapping_add(1).max(1);
+        let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest {
+            invoke_id: id,
+            service: l.service.clone(),
+        })
+        .encode();
+        if let Err(e) = security.send(link.assoc(), &pdu) {
+            l.outcome.errors += 1;
+            // Stop issuing: the association is failing.
+            l.deadline = tokio::time::Instant::now();
+            return Err(e.to_string());
+        }
+        l.inflight.insert(id, Instant::now());
+    }
+    Ok(())
+}
+
+/// Whether a confirmed response counts as a successful load request: every access of a Read
+/// must have succeeded.
+fn load_response_ok(service: &ConfirmedServiceResponse) -> bool {
+    match service {
+        ConfirmedServiceResponse::Read(r) => r
+            .results
+            .iter()
+            .all(|a| matches!(a, AccessResult::Success(_))),
+        _ => true,
+    }
+}
+
+/// Routes an MMS PDU from the server to the running load, if it answers one of its requests,
+/// or to the caller waiting for it.
+fn dispatch_with_load(
+    pdu: &[u8],
+    limits: &MmsLimits,
+    pending: &mut HashMap<u32, Pending>,
+    load: Option<&mut LoadRun>,
+) {
+    let decoded = match MmsPdu::decode(pdu, limits) {
+        Ok(p) => p,
+        Err(e) => {
+            debug!("undecodable MMS PDU from the server: {e}");
+            return;
+        }
+    };
+    if let Some(l) = load {
+        let answer = match &decoded {
+            MmsPdu::ConfirmedResponse(r) => Some((r.invoke_id, load_response_ok(&r.service))),
+            MmsPdu::ConfirmedError(e) => Some((e.invoke_id, false)),
+            MmsPdu::Reject(r) => r.original_invoke_id.map(|id| (id, false)),
+            _ => None,
+        };
+        if let Some((id, ok)) = answer {
+            if l.answer(id, ok) {
+                return;
+            }
+        }
+    }
+    dispatch_decoded(decoded, pending);
+}
+
 pub(crate) fn dispatch(pdu: &[u8], limits: &MmsLimits, pending: &mut HashMap<u32, Pending>) {
     match MmsPdu::decode(pdu, limits) {
-        Ok(MmsPdu::ConfirmedResponse(r)) => {
+        Ok(p) => dispatch_decoded(p, pending),
+        Err(e) => debug!("undecodable MMS PDU from the server: {e}"),
+    }
+}
+
+fn dispatch_decoded(pdu: MmsPdu, pending: &mut HashMap<u32, Pending>) {
+    match pdu {
+        MmsPdu::ConfirmedResponse(r) => {
             if let Some(p) = pending.remove(&r.invoke_id) {
                 let _ = p.reply.send(Ok(r.service));
             }
         }
-        Ok(MmsPdu::ConfirmedError(e)) => {
+        MmsPdu::ConfirmedError(e) => {
             if let Some(p) = pending.remove(&e.invoke_id) {
                 let _ = p.reply.send(Err(ClientError::Service(e.error)));
             }
         }
-        Ok(MmsPdu::Reject(r)) => {
+        MmsPdu::Reject(r) => {
             if let Some(p) = r.original_invoke_id.and_then(|id| pending.remove(&id)) {
                 let _ = p
                     .reply
                     .send(Err(ClientError::Reject(format!("{:?}", r.reason))));
             }
         }
-        Ok(other) => debug!("ignoring unsolicited {other:?}"),
-        Err(e) => debug!("undecodable MMS PDU from the server: {e}"),
+        other => debug!("ignoring unsolicited {other:?}"),
     }
 }

@@ -237,6 +237,12 @@ pub struct ServerConfig {
     pub max_pdu_size: u32,
     /// Most outstanding requests the server accepts to negotiate.
     pub max_outstanding: u16,
+    /// Most responses coalesced into one write when a client pipelines requests: the answers
+    /// to a burst of requests read at once leave in groups of this many, so the client works on
+    /// the first ones while the server prepares the rest. 0 writes a whole burst at once (the
+    /// fewest system calls: best when many busy associations keep every core loaded anyway).
+    /// docs/PERFORMANCE.md has the measurements behind the default.
+    pub response_group: usize,
 }
 
 impl Default for ServerConfig {
@@ -249,6 +255,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 600,
             max_pdu_size: 65_000,
             max_outstanding: 16,
+            response_group: 4,
         }
     }
 }

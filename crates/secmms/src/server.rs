@@ -342,8 +342,11 @@ async fn serve_association<S: Stream>(
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
     link.set_write_timeout(idle);
     let mut negotiated = None;
+    let group = shared.cfg.server.response_group;
     let deadline = tokio::time::Instant::now() + associate_timeout;
     loop {
+        // Responses queued and not yet written (`server.response_group`).
+        let mut grouped = 0usize;
         while let Some(ev) = link.poll_event() {
             match ev {
                 OsiEvent::AssociateIndication { user_data, .. } => {
@@ -395,6 +398,12 @@ async fn serve_association<S: Stream>(
                         if let Err(e) = security.send(link.assoc(), &resp) {
                             link.shutdown().await;
                             return Err(LinkError::Security(e.to_string()));
+                        }
+                        grouped += 1;
+                        if grouped == group {
+                            // Let the client start on these while the rest are prepared.
+                            link.flush().await?;
+                            grouped = 0;
                         }
                     }
                 }

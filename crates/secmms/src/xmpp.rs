@@ -537,6 +537,13 @@ fn on_cmd(
                 }
             }
         }
+        ConnCmd::Assoc(_, Cmd::Load { reply, .. }) => {
+            // Client::load refuses before sending this; answer anyway rather than drop it.
+            let _ = reply.send(Err(ClientError::Usage(
+                "a closed-loop load is not run over XMPP".into(),
+            )));
+            Vec::new()
+        }
         ConnCmd::Assoc(key, Cmd::Abort) => {
             let out = ep.abort(&key).unwrap_or_default();
             if let Some(a) = assocs.remove(&key) {

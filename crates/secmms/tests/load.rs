@@ -1,0 +1,150 @@
+//! `Client::load` (the closed loop `secmms bench` runs inside the association task) and the
+//! server's `response_group` (pipelined answers written in groups): every request is answered
+//! and counted, failures are counted as errors, the load shares the negotiated
+//! outstanding-requests limit with ordinary requests, and a lost association ends the load.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secmms::client::{LoadOutcome, LoadSpec};
+use secmms::{Client, ClientError, Config, Server, ServerHandle};
+use secmms_mms::{
+    ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
+};
+
+const ANIN: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+
+async fn start_server(response_group: usize) -> ServerHandle {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.server.response_group = response_group;
+    Server::bind(cfg)
+        .await
+        .expect("bind")
+        .spawn()
+        .expect("spawn")
+}
+
+fn read_of(name: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::single(name),
+    })
+}
+
+async fn run_load(
+    c: &Client,
+    service: ConfirmedServiceRequest,
+    outstanding: usize,
+    ms: u64,
+) -> (Result<LoadOutcome, ClientError>, u64) {
+    let completed = Arc::new(AtomicU64::new(0));
+    let r = c
+        .load(LoadSpec {
+            service,
+            outstanding,
+            duration: Duration::from_millis(ms),
+            completed: completed.clone(),
+        })
+        .await;
+    (r, completed.load(Ordering::Relaxed))
+}
+
+#[tokio::test]
+async fn load_answers_every_request_for_each_response_group() {
+    for group in [0, 1, 3, 4, 16] {
+        let server = start_server(group).await;
+        let c = Client::connect(&server.addr.to_string(), &Config::default())
+            .await
+            .expect("associate");
+        assert!(c.runs_load());
+        let name = c.resolve(ANIN).await.expect("resolve");
+        let before = server.stats.requests.load(Ordering::Relaxed);
+        let (r, completed) = run_load(&c, read_of(name.clone()), 16, 300).await;
+        let o = r.expect("load");
+        assert_eq!(o.errors, 0, "group {group}");
+        assert!(
+            o.latency.count() > 16,
+            "group {group}: {}",
+            o.latency.count()
+        );
+        assert_eq!(completed, o.latency.count(), "group {group}");
+        // The server answered exactly what the load counted: nothing lost or invented.
+        let served = server.stats.requests.load(Ordering::Relaxed) - before;
+        assert_eq!(served, o.latency.count(), "group {group}");
+        // The association is intact afterwards.
+        assert!(matches!(
+            c.read_name(&name).await.expect("read after load"),
+            Data::FloatingPoint(_)
+        ));
+        c.release().await.expect("release");
+        server.shutdown();
+    }
+}
+
+#[tokio::test]
+async fn failed_accesses_are_errors_not_answers() {
+    let server = start_server(4).await;
+    let c = Client::connect(&server.addr.to_string(), &Config::default())
+        .await
+        .expect("associate");
+    let missing = ObjectName::domain("DEMOLD0", "GGIO1$MX$NoSuch$mag$f");
+    let (r, completed) = run_load(&c, read_of(missing), 4, 200).await;
+    let o = r.expect("load");
+    assert_eq!(o.latency.count(), 0);
+    assert_eq!(completed, 0);
+    assert!(o.errors > 4, "{}", o.errors);
+    c.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn load_shares_the_outstanding_limit_and_runs_one_at_a_time() {
+    let server = start_server(4).await;
+    let c = Client::connect(&server.addr.to_string(), &Config::default())
+        .await
+        .expect("associate");
+    let max = usize::from(c.negotiated().max_serv_outstanding_calling);
+    let name = c.resolve(ANIN).await.expect("resolve");
+    // Half the limit under load; ordinary requests still get through beside it.
+    let bg = {
+        let (c, name) = (c.clone(), name.clone());
+        tokio::spawn(async move { run_load(&c, read_of(name), max / 2, 600).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..20 {
+        c.read_name(&name).await.expect("read beside the load");
+    }
+    // A second load on the same association is refused while the first runs.
+    let (second, _) = run_load(&c, read_of(name.clone()), 1, 100).await;
+    assert!(matches!(second, Err(ClientError::Usage(_))), "{second:?}");
+    let (first, _) = bg.await.expect("task");
+    assert_eq!(first.expect("first load").errors, 0);
+    c.release().await.expect("release");
+}
+
+#[tokio::test]
+async fn aborted_association_ends_the_load_with_its_requests_counted_lost() {
+    let server = start_server(4).await;
+    let c = Client::connect(&server.addr.to_string(), &Config::default())
+        .await
+        .expect("associate");
+    let name = c.resolve(ANIN).await.expect("resolve");
+    let bg = {
+        let (c, name) = (c.clone(), name.clone());
+        tokio::spawn(async move { run_load(&c, read_of(name), 8, 10_000).await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let t = Instant::now();
+    c.abort().await;
+    let (r, completed) = tokio::time::timeout(Duration::from_secs(5), bg)
+        .await
+        .expect("the load ends with the association")
+        .expect("task");
+    let o = r.expect("outcome of the lost load");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(o.latency.count() > 0);
+    assert_eq!(completed, o.latency.count());
+    assert!(o.errors >= 1, "requests in flight at the abort are lost");
+    assert!(c.is_closed());
+}

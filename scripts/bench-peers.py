@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Foundation benchmark (issue 2): `secmms bench` -- the same client for every server -- against our
+server, the open61850 server and the `iec61850` server, all loading the same SCL model on loopback.
+
+Each round measures every (associations, outstanding) point against every server, the servers
+interleaved, so a slow minute of the machine hits all of them; the table gives the median of the
+rounds and every ratio is computed from medians of the same run. Beside the servers:
+
+* `secmms (response_group=0)`: our server writing each burst of pipelined responses in one
+  write, to show what the default `server.response_group = 4` changes;
+* the floor of one-outstanding rates: a bare blocking TCP ping-pong with the same octet counts
+  (crates/secmms/examples/tcp_pingpong.rs), measured before and after the rounds.
+
+Usage: scripts/bench-peers.py [--seconds S] [--rounds R]   (run from anywhere; builds first)
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POINTS = [(1, 1), (1, 16), (4, 16)]
+
+
+def ticks(pid):
+    """User and system CPU time of a process so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    hz = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / hz
+
+
+def wait_port(port, timeout=30):
+    import socket
+
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    py = os.environ.get("SECMMS_PYTHON", "target/peers-venv/bin/python")
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "secmms-cli"], check=True)
+    subprocess.run(
+        ["cargo", "build", "--release", "-q", "-p", "secmms", "--example", "tcp_pingpong"],
+        check=True,
+    )
+    binary = "target/release/secmms"
+    model = "tests/interop/demo.cid"
+    tmp = tempfile.mkdtemp()
+    coalesced_cfg = os.path.join(tmp, "coalesced.toml")
+    with open(coalesced_cfg, "w") as f:
+        f.write("[server]\nresponse_group = 0\n")
+    null = subprocess.DEVNULL
+    servers = [
+        ("secmms", 11102, [binary, "server", "--listen", "127.0.0.1:11102", "--model", model]),
+        (
+            "secmms (response_group=0)",
+            11105,
+            [binary, "server", "--listen", "127.0.0.1:11105", "--model", model,
+             "--config", coalesced_cfg],
+        ),
+        ("open61850", 11103, [py, "tests/interop/peers.py", "server", "open61850", "11103", "3600", model]),
+        ("iec61850", 11104, [py, "tests/interop/peers.py", "server", "iec61850", "11104", "3600", model]),
+    ]
+    procs = {}
+    try:
+        for name, port, cmd in servers:
+            procs[name] = subprocess.Popen(cmd, stdout=null, stderr=null)
+        for name, port, _ in servers:
+            if not wait_port(port):
+                sys.exit(f"{name} did not start on port {port}")
+
+        def floor():
+            out = subprocess.run(
+                ["target/release/examples/tcp_pingpong", str(args.seconds)],
+                capture_output=True, text=True, check=True,
+            ).stdout
+            return float(out.split()[1])
+
+        floors = [floor()]
+        results = {}  # (name, a, o) -> list of dicts
+        for r in range(args.rounds):
+            for a, o in POINTS:
+                for name, port, _ in servers:
+                    pid = procs[name].pid
+                    c0 = ticks(pid)
+                    t0 = os.times()
+                    run = subprocess.run(
+                        [binary, "bench", "--connect", f"127.0.0.1:{port}", "--associations", str(a),
+                         "--outstanding", str(o), "--duration", str(args.seconds), "--json"],
+                        capture_output=True, text=True,
+                    )
+                    t1 = os.times()
+                    c1 = ticks(pid)
+                    try:
+                        d = json.loads(run.stdout)
+                    except json.JSONDecodeError:
+                        d = {"requests": 0, "requests_per_sec": 0, "p50_us": 0, "p99_us": 0, "errors": -1}
+                    n = max(1, d["requests"])
+                    client_cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+                    d["server_cpu_us"] = (c1 - c0) * 1e6 / n
+                    d["client_cpu_us"] = client_cpu * 1e6 / n
+                    results.setdefault((name, a, o), []).append(d)
+                    print(f"round {r + 1}/{args.rounds}: {name} {a}x{o}: {d['requests_per_sec']:.0f}/s",
+                          file=sys.stderr)
+        floors.append(floor())
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    med = lambda xs: statistics.median(xs)
+    print(f"{args.rounds} rounds of {args.seconds:g} s per point; medians of the rounds "
+          f"(min-max of the rate in brackets)\n")
+    print("| server | associations | outstanding | req/s | p50 µs | p99 µs | server CPU µs/request "
+          "| client CPU µs/request | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    rate = {}
+    for name, _, _ in servers:
+        for a, o in POINTS:
+            rs = results[(name, a, o)]
+            rates = [d["requests_per_sec"] for d in rs]
+            rate[(name, a, o)] = med(rates)
+            print(f"| {name} | {a} | {o} | {med(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) "
+                  f"| {med([d['p50_us'] for d in rs]):.0f} | {med([d['p99_us'] for d in rs]):.0f} "
+                  f"| {med([d['server_cpu_us'] for d in rs]):.1f} | {med([d['client_cpu_us'] for d in rs]):.1f} "
+                  f"| {sum(d['errors'] for d in rs)} |")
+    print()
+    print(f"Floor of any one-outstanding rate (bare TCP ping-pong, 69/37 octets, blocking): "
+          f"{floors[0]:.0f}/s before, {floors[1]:.0f}/s after the rounds.\n")
+    for a, o in POINTS:
+        peers = {n: rate[(n, a, o)] for n in ("open61850", "iec61850")}
+        best = max(peers, key=peers.get)
+        ours = rate[("secmms", a, o)]
+        per_round = [
+            results[("secmms", a, o)][i]["requests_per_sec"]
+            / max(1, max(results[(p, a, o)][i]["requests_per_sec"] for p in peers))
+            for i in range(args.rounds)
+        ]
+        line = (f"- {a}x{o}: secmms / faster peer ({best}) = {ours / max(1, peers[best]):.2f}x "
+                f"(per round {', '.join(f'{x:.2f}' for x in per_round)})")
+        if o == 1:
+            fl = max(floors)
+            line += (f"; the faster peer reaches {peers[best] / fl:.0%} of the floor, so at most "
+                     f"{fl / max(1, peers[best]):.2f}x is possible for any server")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,7 +9,9 @@ rounds and every ratio is computed from medians of the same run. Beside the serv
 * `secmms (response_group=0)`: our server writing each burst of pipelined responses in one
   write, to show what the default `server.response_group = 4` changes;
 * the floor of one-outstanding rates: a bare blocking TCP ping-pong with the same octet counts
-  (crates/secmms/examples/tcp_pingpong.rs), measured before and after the rounds.
+  (crates/secmms/examples/tcp_pingpong.rs), measured before and after the rounds;
+* the 1x1 point once more with every server, the client and the floor pinned to one CPU
+  (`taskset`), where no wake-up crosses cores and the work per request shows instead.
 
 Usage: scripts/bench-peers.py [--seconds S] [--rounds R]   (run from anywhere; builds first)
 """
@@ -25,6 +27,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [(1, 1), (1, 16), (4, 16)]
+PINNED = (1, 1, "pinned")
 
 
 def ticks(pid):
@@ -86,40 +89,61 @@ def main():
             if not wait_port(port):
                 sys.exit(f"{name} did not start on port {port}")
 
-        def floor():
+        def floor(pin=None):
+            pre = ["taskset", "-c", pin] if pin else []
             out = subprocess.run(
-                ["target/release/examples/tcp_pingpong", str(args.seconds)],
+                pre + ["target/release/examples/tcp_pingpong", str(args.seconds)],
                 capture_output=True, text=True, check=True,
             ).stdout
             return float(out.split()[1])
 
+        def pin_servers(cpus):
+            for p in procs.values():
+                subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(p.pid)],
+                               stdout=null, check=True)
+
         floors = [floor()]
         results = {}  # (name, a, o) -> list of dicts
+        def measure(name, port, a, o, pin=None):
+            pid = procs[name].pid
+            pre = ["taskset", "-c", pin] if pin else []
+            c0 = ticks(pid)
+            t0 = os.times()
+            run = subprocess.run(
+                pre + [binary, "bench", "--connect", f"127.0.0.1:{port}", "--associations", str(a),
+                       "--outstanding", str(o), "--duration", str(args.seconds), "--json"],
+                capture_output=True, text=True,
+            )
+            t1 = os.times()
+            c1 = ticks(pid)
+            try:
+                d = json.loads(run.stdout)
+            except json.JSONDecodeError:
+                d = {"requests": 0, "requests_per_sec": 0, "p50_us": 0, "p99_us": 0, "errors": -1}
+            n = max(1, d["requests"])
+            client_cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
+            d["server_cpu_us"] = (c1 - c0) * 1e6 / n
+            d["client_cpu_us"] = client_cpu * 1e6 / n
+            return d
+
         for r in range(args.rounds):
             for a, o in POINTS:
                 for name, port, _ in servers:
-                    pid = procs[name].pid
-                    c0 = ticks(pid)
-                    t0 = os.times()
-                    run = subprocess.run(
-                        [binary, "bench", "--connect", f"127.0.0.1:{port}", "--associations", str(a),
-                         "--outstanding", str(o), "--duration", str(args.seconds), "--json"],
-                        capture_output=True, text=True,
-                    )
-                    t1 = os.times()
-                    c1 = ticks(pid)
-                    try:
-                        d = json.loads(run.stdout)
-                    except json.JSONDecodeError:
-                        d = {"requests": 0, "requests_per_sec": 0, "p50_us": 0, "p99_us": 0, "errors": -1}
-                    n = max(1, d["requests"])
-                    client_cpu = (t1.children_user - t0.children_user) + (t1.children_system - t0.children_system)
-                    d["server_cpu_us"] = (c1 - c0) * 1e6 / n
-                    d["client_cpu_us"] = client_cpu * 1e6 / n
+                    d = measure(name, port, a, o)
                     results.setdefault((name, a, o), []).append(d)
                     print(f"round {r + 1}/{args.rounds}: {name} {a}x{o}: {d['requests_per_sec']:.0f}/s",
                           file=sys.stderr)
         floors.append(floor())
+        # The same 1x1 point with everything on CPU 0.
+        pin_servers("0")
+        pinned_floors = [floor("0")]
+        for r in range(args.rounds):
+            for name, port, _ in servers:
+                d = measure(name, port, 1, 1, pin="0")
+                results.setdefault((name,) + PINNED, []).append(d)
+                print(f"round {r + 1}/{args.rounds}: {name} 1x1 pinned: {d['requests_per_sec']:.0f}/s",
+                      file=sys.stderr)
+        pinned_floors.append(floor("0"))
     finally:
         for p in procs.values():
             p.terminate()
@@ -137,30 +161,35 @@ def main():
     print("|---|---|---|---|---|---|---|---|---|")
     rate = {}
     for name, _, _ in servers:
-        for a, o in POINTS:
-            rs = results[(name, a, o)]
+        for point in POINTS + [PINNED]:
+            a, o = point[0], point[1]
+            rs = results[(name,) + point]
             rates = [d["requests_per_sec"] for d in rs]
-            rate[(name, a, o)] = med(rates)
-            print(f"| {name} | {a} | {o} | {med(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) "
+            rate[(name,) + point] = med(rates)
+            shown = f"{o} (one CPU)" if len(point) == 3 else f"{o}"
+            print(f"| {name} | {a} | {shown} | {med(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) "
                   f"| {med([d['p50_us'] for d in rs]):.0f} | {med([d['p99_us'] for d in rs]):.0f} "
                   f"| {med([d['server_cpu_us'] for d in rs]):.1f} | {med([d['client_cpu_us'] for d in rs]):.1f} "
                   f"| {sum(d['errors'] for d in rs)} |")
     print()
     print(f"Floor of any one-outstanding rate (bare TCP ping-pong, 69/37 octets, blocking): "
-          f"{floors[0]:.0f}/s before, {floors[1]:.0f}/s after the rounds.\n")
-    for a, o in POINTS:
-        peers = {n: rate[(n, a, o)] for n in ("open61850", "iec61850")}
+          f"{floors[0]:.0f}/s before, {floors[1]:.0f}/s after the rounds; on one CPU "
+          f"{pinned_floors[0]:.0f}/s before, {pinned_floors[1]:.0f}/s after.\n")
+    for point in POINTS + [PINNED]:
+        a, o = point[0], point[1]
+        peers = {n: rate[(n,) + point] for n in ("open61850", "iec61850")}
         best = max(peers, key=peers.get)
-        ours = rate[("secmms", a, o)]
+        ours = rate[("secmms",) + point]
         per_round = [
-            results[("secmms", a, o)][i]["requests_per_sec"]
-            / max(1, max(results[(p, a, o)][i]["requests_per_sec"] for p in peers))
+            results[("secmms",) + point][i]["requests_per_sec"]
+            / max(1, max(results[(p,) + point][i]["requests_per_sec"] for p in peers))
             for i in range(args.rounds)
         ]
-        line = (f"- {a}x{o}: secmms / faster peer ({best}) = {ours / max(1, peers[best]):.2f}x "
+        label = f"{a}x{o}" + (" on one CPU" if len(point) == 3 else "")
+        line = (f"- {label}: secmms / faster peer ({best}) = {ours / max(1, peers[best]):.2f}x "
                 f"(per round {', '.join(f'{x:.2f}' for x in per_round)})")
         if o == 1:
-            fl = max(floors)
+            fl = max(pinned_floors if len(point) == 3 else floors)
             line += (f"; the faster peer reaches {peers[best] / fl:.0%} of the floor, so at most "
                      f"{fl / max(1, peers[best]):.2f}x is possible for any server")
         print(line)

@@ -174,8 +174,10 @@ async fn bench_runs_the_load_over_tls_with_each_application_mode() {
             .expect("bind")
             .spawn()
             .expect("spawn");
-        let mut ccfg = Config::default();
-        ccfg.tls = pki.tls_config(false);
+        let mut ccfg = Config {
+            tls: pki.tls_config(false),
+            ..Config::default()
+        };
         pki.apply_security(&mut ccfg, false, mode, encrypt);
         let before = server.stats.requests.load(Ordering::Relaxed);
         let report = bench::run(

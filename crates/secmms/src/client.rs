@@ -431,25 +431,41 @@ impl Client {
         &self,
         service: ConfirmedServiceRequest,
     ) -> Result<ConfirmedServiceResponse, ClientError> {
+        let permit = self.slots(1).await?;
+        let (reply, rx) = oneshot::channel();
+        let cmd = Cmd::Request {
+            service,
+            reply,
+            permit,
+        };
+        self.submit(cmd, rx, self.inner.request_timeout).await
+    }
+
+    /// `n` of the negotiated outstanding-request slots, waiting at most the request timeout.
+    async fn slots(&self, n: u32) -> Result<OwnedSemaphorePermit, ClientError> {
         let t = self.inner.request_timeout;
-        let permit = tokio::time::timeout(t, self.inner.slots.clone().acquire_owned())
+        tokio::time::timeout(t, self.inner.slots.clone().acquire_many_owned(n))
             .await
             .map_err(|_| ClientError::Timeout(t))?
-            .map_err(|_| ClientError::Closed)?;
-        let (reply, rx) = oneshot::channel();
+            .map_err(|_| ClientError::Closed)
+    }
+
+    /// Hands `cmd` to the association task and waits at most `wait` for its answer on `rx`.
+    async fn submit<T>(
+        &self,
+        cmd: Cmd,
+        rx: oneshot::Receiver<Result<T, ClientError>>,
+        wait: Duration,
+    ) -> Result<T, ClientError> {
         self.inner
             .tx
-            .send(Cmd::Request {
-                service,
-                reply,
-                permit,
-            })
+            .send(cmd)
             .await
             .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(t, rx).await {
+        match tokio::time::timeout(wait, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout(t)),
+            Err(_) => Err(ClientError::Timeout(wait)),
         }
     }
 
@@ -587,37 +603,19 @@ impl Client {
                 "this association cannot run a closed-loop load".into(),
             ));
         }
-        let t = self.inner.request_timeout;
         let max = usize::from(self.inner.negotiated.max_serv_outstanding_calling.max(1));
         let mut spec = spec;
         spec.outstanding = spec.outstanding.clamp(1, max);
         // The load's requests count against the negotiated limit like any other request.
-        let permits = tokio::time::timeout(
-            t,
-            self.inner
-                .slots
-                .clone()
-                .acquire_many_owned(spec.outstanding as u32),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout(t))?
-        .map_err(|_| ClientError::Closed)?;
-        let wait = spec.duration + t * 2;
+        let permits = self.slots(spec.outstanding as u32).await?;
+        let wait = spec.duration + self.inner.request_timeout * 2;
         let (reply, rx) = oneshot::channel();
-        self.inner
-            .tx
-            .send(Cmd::Load {
-                spec,
-                reply,
-                permits,
-            })
-            .await
-            .map_err(|_| ClientError::Closed)?;
-        match tokio::time::timeout(wait, rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ClientError::Closed),
-            Err(_) => Err(ClientError::Timeout(wait)),
-        }
+        let cmd = Cmd::Load {
+            spec,
+            reply,
+            permits,
+        };
+        self.submit(cmd, rx, wait).await
     }
 
     /// True when [`Client::load`] is available on this association.

@@ -26,6 +26,15 @@ async fn start_server(response_group: usize) -> ServerHandle {
         .expect("spawn")
 }
 
+/// Associates with `server` and resolves the variable the loads read.
+async fn associate(server: &ServerHandle) -> (Client, ObjectName) {
+    let c = Client::connect(&server.addr.to_string(), &Config::default())
+        .await
+        .expect("associate");
+    let name = c.resolve(ANIN).await.expect("resolve");
+    (c, name)
+}
+
 fn read_of(name: ObjectName) -> ConfirmedServiceRequest {
     ConfirmedServiceRequest::Read(ReadRequest {
         specification_with_result: false,
@@ -55,11 +64,8 @@ async fn run_load(
 async fn load_answers_every_request_for_each_response_group() {
     for group in [0, 1, 3, 4, 16] {
         let server = start_server(group).await;
-        let c = Client::connect(&server.addr.to_string(), &Config::default())
-            .await
-            .expect("associate");
+        let (c, name) = associate(&server).await;
         assert!(c.runs_load());
-        let name = c.resolve(ANIN).await.expect("resolve");
         let before = server.stats.requests.load(Ordering::Relaxed);
         let (r, completed) = run_load(&c, read_of(name.clone()), 16, 300).await;
         let o = r.expect("load");
@@ -101,12 +107,9 @@ async fn failed_accesses_are_errors_not_answers() {
 #[tokio::test]
 async fn load_shares_the_outstanding_limit_and_runs_one_at_a_time() {
     let server = start_server(4).await;
-    let c = Client::connect(&server.addr.to_string(), &Config::default())
-        .await
-        .expect("associate");
+    let (c, name) = associate(&server).await;
     let max = usize::from(c.negotiated().max_serv_outstanding_calling);
-    let name = c.resolve(ANIN).await.expect("resolve");
-    // Half the limit under load; ordinary requests still get through beside it.
+    // Half the limit under load: ordinary requests get through beside it.
     let bg = {
         let (c, name) = (c.clone(), name.clone());
         tokio::spawn(async move { run_load(&c, read_of(name), max / 2, 600).await })
@@ -115,21 +118,36 @@ async fn load_shares_the_outstanding_limit_and_runs_one_at_a_time() {
     for _ in 0..20 {
         c.read_name(&name).await.expect("read beside the load");
     }
+    assert!(
+        !bg.is_finished(),
+        "the reads went through while the load ran"
+    );
     // A second load on the same association is refused while the first runs.
     let (second, _) = run_load(&c, read_of(name.clone()), 1, 100).await;
     assert!(matches!(second, Err(ClientError::Usage(_))), "{second:?}");
     let (first, _) = bg.await.expect("task");
     assert_eq!(first.expect("first load").errors, 0);
+
+    // The whole limit under load: an ordinary request waits until the load gives its slots back.
+    let bg = {
+        let (c, name) = (c.clone(), name.clone());
+        tokio::spawn(async move { run_load(&c, read_of(name), max, 600).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.read_name(&name).await.expect("read after the load");
+    assert!(
+        bg.is_finished(),
+        "a request went out beyond the negotiated limit"
+    );
+    let (full, _) = bg.await.expect("task");
+    assert_eq!(full.expect("full load").errors, 0);
     c.release().await.expect("release");
 }
 
 #[tokio::test]
 async fn aborted_association_ends_the_load_with_its_requests_counted_lost() {
     let server = start_server(4).await;
-    let c = Client::connect(&server.addr.to_string(), &Config::default())
-        .await
-        .expect("associate");
-    let name = c.resolve(ANIN).await.expect("resolve");
+    let (c, name) = associate(&server).await;
     let bg = {
         let (c, name) = (c.clone(), name.clone());
         tokio::spawn(async move { run_load(&c, read_of(name), 8, 10_000).await })

@@ -291,14 +291,82 @@ struct DemoArgs {
     /// Run over plain RFC 1006 instead of TLS (the demo uses TLS with its own PKI by default).
     #[arg(long)]
     no_tls: bool,
-    /// Operational environment: `osi` (default) or `xmpp` (MMS with E2E security through a
-    /// private Prosody started on loopback; needs the `prosody` package).
+    /// Operational environment: `osi` (default) or `xmpp` (MMS with E2E security through an XMPP
+    /// server: a private Prosody started on loopback, which needs the `prosody` package, or the
+    /// reachable server named by --xmpp-server).
     #[arg(long, value_name = "ENV", value_parser = ["osi", "xmpp"])]
     env: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    xmpp: DemoXmppArgs,
+}
+
+/// `demo --env xmpp` through an existing XMPP server instead of a private Prosody.
+#[derive(Args, Debug)]
+struct DemoXmppArgs {
+    /// XMPP demo: use this reachable server's client port (host:port) with two existing
+    /// accounts, instead of starting a private Prosody.
+    #[arg(long, value_name = "ADDR")]
+    xmpp_server: Option<String>,
+    /// XMPP demo: trust anchor for that server's TLS certificate (PEM); repeat for several.
+    #[arg(long, value_name = "PEM")]
+    xmpp_ca: Vec<PathBuf>,
+    /// XMPP demo: the account the MMS server logs in with (`user@domain`).
+    #[arg(long, value_name = "JID")]
+    server_jid: Option<String>,
+    /// XMPP demo: file holding the password of --server-jid.
+    #[arg(long, value_name = "FILE")]
+    server_password_file: Option<PathBuf>,
+    /// XMPP demo: the account the MMS client logs in with (`user@domain`).
+    #[arg(long, value_name = "JID")]
+    client_jid: Option<String>,
+    /// XMPP demo: file holding the password of --client-jid.
+    #[arg(long, value_name = "FILE")]
+    client_password_file: Option<PathBuf>,
+}
+
+impl DemoXmppArgs {
+    fn any(&self) -> bool {
+        self.xmpp_server.is_some()
+            || !self.xmpp_ca.is_empty()
+            || self.server_jid.is_some()
+            || self.server_password_file.is_some()
+            || self.client_jid.is_some()
+            || self.client_password_file.is_some()
+    }
+
+    /// The server the XMPP demo runs through.
+    fn server(&self) -> Result<secmms::demo::DemoXmppServer> {
+        let Some(addr) = &self.xmpp_server else {
+            if self.any() {
+                bail!("--xmpp-ca, --server-jid, --client-jid and their password files go with --xmpp-server");
+            }
+            return Ok(secmms::demo::DemoXmppServer::Private);
+        };
+        let account = |jid: &Option<String>, pw: &Option<PathBuf>, who: &str| {
+            let (Some(jid), Some(pw)) = (jid, pw) else {
+                bail!("--xmpp-server needs --{who}-jid and --{who}-password-file");
+            };
+            let x = secmms_xmpp::XmppConfig {
+                server: addr.clone(),
+                jid: jid.clone(),
+                password_file: Some(pw.clone()),
+                ca: self.xmpp_ca.clone(),
+                ..Default::default()
+            };
+            x.validate().with_context(|| format!("--{who}-jid {jid}"))?;
+            Ok(x)
+        };
+        let server = account(&self.server_jid, &self.server_password_file, "server")?;
+        let client = account(&self.client_jid, &self.client_password_file, "client")?;
+        if server.jid == client.jid {
+            bail!("the MMS server and client need two different accounts");
+        }
+        Ok(secmms::demo::DemoXmppServer::External { server, client })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -633,15 +701,28 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
         if opts.mode != AppMode::Native || a.no_tls || a.tls.tls {
             bail!("the XMPP demo runs native mode over the XMPP server's TLS: drop --mode, --no-tls and --tls");
         }
+        let server = a.xmpp.server()?;
         if !a.json {
+            let through = match &server {
+                secmms::demo::DemoXmppServer::Private => {
+                    "a private Prosody on loopback".to_string()
+                }
+                secmms::demo::DemoXmppServer::External { server, .. } => {
+                    format!("the XMPP server at {}", server.server)
+                }
+            };
             println!(
-                "secmms demo: MMS over XMPP through a private Prosody on loopback (native mode, encryption {})",
+                "secmms demo: MMS over XMPP through {through} (native mode, encryption {})",
                 opts.encrypt.name()
             );
         }
         let report =
-            secmms::demo::run_demo_xmpp(opts.encrypt, |step| print_step(a.json, step)).await;
+            secmms::demo::run_demo_xmpp_on(server, opts.encrypt, |step| print_step(a.json, step))
+                .await;
         return finish_demo(a.json, report);
+    }
+    if a.xmpp.any() {
+        bail!("--xmpp-server, --xmpp-ca, --server-jid and --client-jid are for --env xmpp");
     }
     if a.tls.cert.is_some() || a.tls.key.is_some() || !a.tls.ca.is_empty() {
         if !a.tls.tls {

@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 
-use secmms_xmpp::testing::{require_prosody, Prosody};
+use secmms_xmpp::prosody::{require_prosody, Prosody};
 
 #[test]
 fn server_and_client_over_xmpp_through_the_cli() {
@@ -161,4 +161,87 @@ fn demo_over_xmpp() {
     assert!(last.contains("E2E") && last.contains("AES-CBC"), "{last}");
     let rel = steps.iter().find(|s| s["name"] == "release").unwrap();
     assert!(rel["detail"].as_str().unwrap().contains("iq"), "{rel}");
+}
+
+/// `demo --env xmpp --xmpp-server …`: the demo runs through a server it did not start (here a
+/// Prosody started by the test, standing for the site's server) with two existing accounts.
+#[test]
+fn demo_over_an_external_xmpp_server() {
+    if !require_prosody("demo_over_an_external_xmpp_server") {
+        return;
+    }
+    let prosody = Prosody::start(&[("gw7", "pw-gw7"), ("hmi", "pw-hmi")]).unwrap();
+    let dir = prosody.dir.join("demo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("gw7.pw"), "pw-gw7\n").unwrap();
+    std::fs::write(dir.join("hmi.pw"), "pw-hmi\n").unwrap();
+    let d = |s: &str| dir.join(s).display().to_string();
+    let server = prosody.server();
+    let ca = prosody.ca.display().to_string();
+    let base = [
+        "demo",
+        "--env",
+        "xmpp",
+        "--xmpp-server",
+        &server,
+        "--xmpp-ca",
+        &ca,
+        "--server-jid",
+        "gw7@localhost",
+        "--server-password-file",
+    ];
+    let gw_pw = d("gw7.pw");
+    let hmi_pw = d("hmi.pw");
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        gw_pw.as_str(),
+        "--client-jid",
+        "hmi@localhost",
+        "--client-password-file",
+        hmi_pw.as_str(),
+    ]);
+    let out = secmms().args(&args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("through the XMPP server at {server}")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("gw7@localhost") && stdout.contains("hmi@localhost"));
+    assert!(
+        !stdout.contains("Prosody on"),
+        "no private server: {stdout}"
+    );
+    assert!(stdout.contains("demo: all"), "{stdout}");
+
+    // A wrong password is a failed step and a failing exit, not a hang.
+    std::fs::write(dir.join("bad.pw"), "nope\n").unwrap();
+    let bad = d("bad.pw");
+    let mut args: Vec<&str> = base.to_vec();
+    args.extend([
+        gw_pw.as_str(),
+        "--client-jid",
+        "hmi@localhost",
+        "--client-password-file",
+        bad.as_str(),
+    ]);
+    let out = secmms().args(&args).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+
+    // Half an account is a usage error.
+    let out = secmms()
+        .args(["demo", "--env", "xmpp", "--xmpp-server", &server])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--server-jid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

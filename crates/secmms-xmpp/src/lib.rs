@@ -25,10 +25,9 @@ pub mod config;
 pub mod error;
 pub mod fuzzing;
 pub mod limits;
+pub mod prosody;
 pub mod reconnect;
 pub mod stream;
-#[doc(hidden)]
-pub mod testing;
 mod tls;
 
 pub use client::{XmppClient, XmppReceiver, XmppSender};

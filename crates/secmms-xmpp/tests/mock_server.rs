@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod, SslVerifyMode};
 use secmms_xmpp::ns;
+use secmms_xmpp::prosody::{temp_dir, TestPki};
 use secmms_xmpp::stream::write::{self, MessageType};
 use secmms_xmpp::stream::{Element, StreamEvent, StreamLimits, StreamReader};
-use secmms_xmpp::testing::{temp_dir, TestPki};
 use secmms_xmpp::{SaslMechanism, StanzaKind, XmppClient, XmppConfig, XmppError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};

@@ -1,11 +1,11 @@
-//! Integration tests against a real Prosody 0.12 on loopback (see `secmms_xmpp::testing`).
+//! Integration tests against a real Prosody 0.12 on loopback (see `secmms_xmpp::prosody`).
 //! Without `prosody` installed they print `SKIPPED: …` and pass, except when `CI=true`.
 
 use std::time::{Duration, Instant};
 
 use secmms_xmpp::ns;
+use secmms_xmpp::prosody::{require_prosody, Prosody};
 use secmms_xmpp::stream::write::{self, IqType, MessageType};
-use secmms_xmpp::testing::{require_prosody, Prosody};
 use secmms_xmpp::{
     ClientEvent, ReconnectPolicy, ReconnectingClient, Stanza, StanzaKind, XmppClient, XmppError,
 };
@@ -226,8 +226,8 @@ async fn sasl_external_with_a_client_certificate() {
     }
     // A certificate for the right account from a CA the server does not trust is refused too
     // (the TLS handshake succeeds: Prosody asks for a certificate but does not insist).
-    let stranger_dir = secmms_xmpp::testing::temp_dir("secmms-xmpp-stranger").unwrap();
-    let stranger = secmms_xmpp::testing::TestPki::new(&stranger_dir, &["localhost"]).unwrap();
+    let stranger_dir = secmms_xmpp::prosody::temp_dir("secmms-xmpp-stranger").unwrap();
+    let stranger = secmms_xmpp::prosody::TestPki::new(&stranger_dir, &["localhost"]).unwrap();
     let (cert, key) = stranger.issue_client_cert("carol@ext.localhost").unwrap();
     let mut untrusted = cfg.clone();
     untrusted.cert = Some(cert);

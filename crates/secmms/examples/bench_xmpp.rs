@@ -16,7 +16,7 @@ use secmms::demo::DemoPki;
 use secmms::security::{AppMode, Encrypt};
 use secmms::server::Server;
 use secmms_pki::tooling::Binding;
-use secmms_xmpp::testing::Prosody;
+use secmms_xmpp::prosody::Prosody;
 
 const REFERENCE: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
 

@@ -10,6 +10,7 @@ use secmms_pki::tooling::{
     create_ca, issue_end_entity, issue_tls, pem, Binding, Ca, EndEntityRequest, KeyType,
     TlsRequest, Validity, DEFAULT_SUBJECT_FORM,
 };
+use secmms_xmpp::XmppConfig;
 use serde::Serialize;
 
 use crate::client::{Client, ClientError};
@@ -562,42 +563,103 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
     }
 }
 
-/// Runs the demo over XMPP (clause 16): a throw-away Prosody on loopback with two accounts, a
-/// PKI with Annex G application certificates bound to the JIDs (G.6.3), an MMS server and a
-/// client in native mode with `encrypt`. Needs the `prosody` package installed.
+/// The XMPP server the XMPP demo runs through.
+#[derive(Debug, Clone, Default)]
+pub enum DemoXmppServer {
+    /// A throw-away Prosody on loopback with two accounts of its own (needs the `prosody`
+    /// package).
+    #[default]
+    Private,
+    /// A reachable server where two accounts exist: the MMS server logs in with `server`, the
+    /// client with `client` (each names the server address, the JID, the password and the trust
+    /// anchors of the server's TLS certificate).
+    External {
+        /// The MMS server's account.
+        server: XmppConfig,
+        /// The MMS client's account.
+        client: XmppConfig,
+    },
+}
+
+/// Runs the demo over XMPP (clause 16) through a throw-away Prosody on loopback
+/// ([`DemoXmppServer::Private`]); see [`run_demo_xmpp_on`].
 pub async fn run_demo_xmpp(encrypt: Encrypt, on_step: impl FnMut(&DemoStep)) -> DemoReport {
-    use secmms_xmpp::testing::{prosody_available, Prosody};
+    run_demo_xmpp_on(DemoXmppServer::Private, encrypt, on_step).await
+}
+
+/// Runs the demo over XMPP (clause 16) through `server`: a PKI with Annex G application
+/// certificates bound to the two JIDs (G.6.3), an MMS server and a client in native mode with
+/// `encrypt`, browse, read, write and release end to end across the XMPP server.
+pub async fn run_demo_xmpp_on(
+    server: DemoXmppServer,
+    encrypt: Encrypt,
+    on_step: impl FnMut(&DemoStep),
+) -> DemoReport {
+    use secmms_xmpp::prosody::{prosody_available, Prosody};
     let mut rec = Recorder {
         steps: Vec::new(),
         on_step,
     };
     let t = Instant::now();
-    if !prosody_available() {
-        rec.record(
-            "start XMPP server",
-            t,
-            Err("the XMPP demo runs a private Prosody on loopback: install it (apt-get install prosody) or use the OSI demo".into()),
-        );
-        return failed(rec.steps);
-    }
-    let prosody = match Prosody::start(&[("ied1", "demo-ied1"), ("scada", "demo-scada")]) {
-        Ok(p) => p,
-        Err(e) => {
-            rec.record("start XMPP server", t, Err(e));
-            return failed(rec.steps);
+    // A private server lives as long as the demo (dropping it stops Prosody); an external one
+    // needs a temporary directory for the application PKI.
+    let mut private: Option<Prosody> = None;
+    let mut scratch: Option<TempDir> = None;
+    let (xs, xc, pki_dir) = match server {
+        DemoXmppServer::Private => {
+            if !prosody_available() {
+                rec.record(
+                    "start XMPP server",
+                    t,
+                    Err("the XMPP demo runs a private Prosody on loopback: install it (apt-get install prosody), name a reachable server (--xmpp-server), or use the OSI demo".into()),
+                );
+                return failed(rec.steps);
+            }
+            let prosody = match Prosody::start(&[("ied1", "demo-ied1"), ("scada", "demo-scada")]) {
+                Ok(p) => p,
+                Err(e) => {
+                    rec.record("start XMPP server", t, Err(e));
+                    return failed(rec.steps);
+                }
+            };
+            rec.record(
+                "start XMPP server",
+                t,
+                Ok(format!(
+                    "Prosody on {} (STARTTLS required, SASL PLAIN), accounts ied1@localhost and scada@localhost",
+                    prosody.server()
+                )),
+            );
+            let xs = prosody.client_config("ied1", "demo-ied1");
+            let xc = prosody.client_config("scada", "demo-scada");
+            let dir = prosody.dir.join("app");
+            private = Some(prosody);
+            (xs, xc, dir)
+        }
+        DemoXmppServer::External { server, client } => {
+            let dir = match TempDir::new("secmms-xmpp-demo") {
+                Ok(d) => d,
+                Err(e) => {
+                    rec.record("use XMPP server", t, Err(e));
+                    return failed(rec.steps);
+                }
+            };
+            let pki_dir = dir.path().to_path_buf();
+            scratch = Some(dir);
+            rec.record(
+                "use XMPP server",
+                t,
+                Ok(format!(
+                    "{} (STARTTLS required), accounts {} and {}",
+                    server.server, server.jid, client.jid
+                )),
+            );
+            (server, client, pki_dir)
         }
     };
-    rec.record(
-        "start XMPP server",
-        t,
-        Ok(format!(
-            "Prosody on {} (STARTTLS required, SASL PLAIN), accounts ied1@localhost and scada@localhost",
-            prosody.server()
-        )),
-    );
 
     let t = Instant::now();
-    let pki = match XmppDemoPki::create(&prosody.dir.join("app")) {
+    let pki = match XmppDemoPki::create(&pki_dir, &xs.jid, &xc.jid) {
         Ok(p) => p,
         Err(e) => {
             rec.record("build PKI", t, Err(e));
@@ -609,9 +671,9 @@ pub async fn run_demo_xmpp(encrypt: Encrypt, on_step: impl FnMut(&DemoStep)) -> 
         t,
         Ok("application CA and Annex G certificates bound to the JIDs (2.5.4.105)".into()),
     );
-    let side = |user: &str, pw: &str, cert: &(PathBuf, PathBuf)| {
+    let side = |x: XmppConfig, cert: &(PathBuf, PathBuf)| {
         let mut c = Config {
-            xmpp: Some(prosody.client_config(user, pw)),
+            xmpp: Some(x),
             ..Config::default()
         };
         c.security.mode = AppMode::Native;
@@ -621,8 +683,8 @@ pub async fn run_demo_xmpp(encrypt: Encrypt, on_step: impl FnMut(&DemoStep)) -> 
         c.security.ca = vec![pki.ca.clone()];
         c
     };
-    let scfg = side("ied1", "demo-ied1", &pki.server);
-    let ccfg = side("scada", "demo-scada", &pki.client);
+    let scfg = side(xs, &pki.server);
+    let ccfg = side(xc, &pki.client);
 
     let t = Instant::now();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
@@ -698,11 +760,31 @@ pub async fn run_demo_xmpp(encrypt: Encrypt, on_step: impl FnMut(&DemoStep)) -> 
     drop(conn);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     server.abort();
-    drop(prosody);
+    drop(private);
+    drop(scratch);
     let ok = rec.steps.iter().all(|s| s.ok);
     DemoReport {
         ok,
         steps: rec.steps,
+    }
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(prefix: &str) -> Result<TempDir, String> {
+        secmms_xmpp::prosody::temp_dir(prefix).map(TempDir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -714,7 +796,9 @@ struct XmppDemoPki {
 }
 
 impl XmppDemoPki {
-    fn create(dir: &Path) -> Result<XmppDemoPki, String> {
+    /// Certificates bound to the bare forms of `server_jid` and `client_jid`.
+    fn create(dir: &Path, server_jid: &str, client_jid: &str) -> Result<XmppDemoPki, String> {
+        let bare = |j: &str| j.split('/').next().unwrap_or(j).to_string();
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let ca = AppCa::create("secmms XMPP demo CA", &dir.join("app-ca.pem"))?;
         let issue = |jid: &str, name: &str| -> Result<(PathBuf, PathBuf), String> {
@@ -725,8 +809,8 @@ impl XmppDemoPki {
             ca.issue_app(Binding::Jid(jid.into()), &c, &k)?;
             Ok((c, k))
         };
-        let server = issue("ied1@localhost", "ied1")?;
-        let client = issue("scada@localhost", "scada")?;
+        let server = issue(&bare(server_jid), "server")?;
+        let client = issue(&bare(client_jid), "client")?;
         Ok(XmppDemoPki {
             ca: ca.ca_pem.clone(),
             server,

@@ -13,7 +13,7 @@ use secmms::xmpp::{serve, XmppConnection};
 use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{Server as MmsServer, ServerConfig};
 use secmms_pki::event::MemorySink;
-use secmms_xmpp::testing::{require_prosody, Prosody};
+use secmms_xmpp::prosody::{require_prosody, Prosody};
 
 /// An application CA and JID-bound Annex G certificates (G.6.3) in `dir`.
 struct AppPki {

@@ -1,4 +1,5 @@
-//! Test support (not part of the API): a throw-away Prosody server on loopback.
+//! A private, throw-away Prosody server on loopback: what `secmms demo --env xmpp` runs on, and
+//! what the XMPP tests and benchmarks start (Prosody 0.12 from the distribution's package).
 //!
 //! [`Prosody::start`] makes a temporary directory with a CA, a server certificate for
 //! `localhost` and `ext.localhost` (issued with `secmms_pki::tooling`), a `prosody.cfg.lua` on a
@@ -38,7 +39,7 @@ pub const EXTERNAL_DOMAIN: &str = "ext.localhost";
 /// How long to wait for the port to accept connections.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 
-const AUTH_MODULE: &str = r#"-- Written by the secmms test harness (crates/secmms-xmpp/src/testing.rs). Test use only.
+const AUTH_MODULE: &str = r#"-- Written by the secmms test harness (crates/secmms-xmpp/src/prosody.rs). Private servers only.
 -- SASL EXTERNAL for client connections: the account is the bare JID found in the subject of the
 -- TLS client certificate (X.520 jid attribute 2.5.4.105, else commonName), and only when the
 -- certificate chain verified against the configured cafile. No passwords on this host.
@@ -310,7 +311,7 @@ impl Prosody {
             lua_str(&key)
         );
         let cfg = format!(
-            r#"-- secmms test server (crates/secmms-xmpp/src/testing.rs)
+            r#"-- secmms private server (crates/secmms-xmpp/src/prosody.rs)
 {root}pidfile = {pid}
 data_path = {data}
 plugin_paths = {{ {plugins} }}

@@ -365,7 +365,10 @@ impl DemoXmppArgs {
         if server.jid == client.jid {
             bail!("the MMS server and client need two different accounts");
         }
-        Ok(secmms::demo::DemoXmppServer::External { server, client })
+        Ok(secmms::demo::DemoXmppServer::External {
+            server: Box::new(server),
+            client: Box::new(client),
+        })
     }
 }
 

@@ -575,9 +575,9 @@ pub enum DemoXmppServer {
     /// anchors of the server's TLS certificate).
     External {
         /// The MMS server's account.
-        server: XmppConfig,
+        server: Box<XmppConfig>,
         /// The MMS client's account.
-        client: XmppConfig,
+        client: Box<XmppConfig>,
     },
 }
 
@@ -654,7 +654,7 @@ pub async fn run_demo_xmpp_on(
                     server.server, server.jid, client.jid
                 )),
             );
-            (server, client, pki_dir)
+            (*server, *client, pki_dir)
         }
     };
 

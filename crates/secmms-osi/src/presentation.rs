@@ -484,6 +484,36 @@ fn write_results(w: &mut Writer, tag: Tag, results: &[ContextResult]) {
     });
 }
 
+/// The normal-mode-parameters of the SET of a CP-type or CPA-PPDU (`what`), after checking its
+/// mode-selector: only normal mode is supported. `None` when the SET carries no parameters.
+fn normal_mode_parameters<'a>(
+    b: &'a [u8],
+    limits: Limits,
+    what: &'static str,
+) -> Result<Option<Tlv<'a>>> {
+    let mut r = Reader::new(b, limits);
+    let set = r.expect(Tag::SET)?;
+    r.finish()?;
+    let mut mode = false;
+    let mut normal = None;
+    for e in set.children()? {
+        let e = e?;
+        match e.tag() {
+            t if t == Tag::context(0, true) => {
+                check_mode(&e)?;
+                mode = true;
+            }
+            t if t == Tag::context(1, true) => return Err(PresentationError::NotNormalMode),
+            t if t == Tag::context(2, true) => normal = Some(e),
+            _ => return Err(PresentationError::Invalid(what)),
+        }
+    }
+    if !mode {
+        return Err(PresentationError::Missing("mode-selector"));
+    }
+    Ok(normal)
+}
+
 fn is_user_data(tag: Tag) -> bool {
     tag == TAG_SIMPLY_ENCODED || tag == TAG_FULLY_ENCODED
 }
@@ -491,28 +521,8 @@ fn is_user_data(tag: Tag) -> bool {
 impl CpType {
     /// Decodes a CP-type (the user data of a CN SPDU).
     pub fn decode(b: &[u8], limits: Limits, max_psel: usize) -> Result<CpType> {
-        let mut r = Reader::new(b, limits);
-        let set = r.expect(Tag::SET)?;
-        r.finish()?;
         let mut cp = CpType::default();
-        let mut mode = false;
-        let mut normal = None;
-        for e in set.children()? {
-            let e = e?;
-            match e.tag() {
-                t if t == Tag::context(0, true) => {
-                    check_mode(&e)?;
-                    mode = true;
-                }
-                t if t == Tag::context(1, true) => return Err(PresentationError::NotNormalMode),
-                t if t == Tag::context(2, true) => normal = Some(e),
-                _ => return Err(PresentationError::Invalid("CP-type")),
-            }
-        }
-        if !mode {
-            return Err(PresentationError::Missing("mode-selector"));
-        }
-        let Some(normal) = normal else {
+        let Some(normal) = normal_mode_parameters(b, limits, "CP-type")? else {
             return Ok(cp);
         };
         for e in normal.children()? {
@@ -619,28 +629,8 @@ impl CpType {
 impl CpaPpdu {
     /// Decodes a CPA-PPDU (the user data of an AC SPDU).
     pub fn decode(b: &[u8], limits: Limits, max_psel: usize) -> Result<CpaPpdu> {
-        let mut r = Reader::new(b, limits);
-        let set = r.expect(Tag::SET)?;
-        r.finish()?;
         let mut cpa = CpaPpdu::default();
-        let mut mode = false;
-        let mut normal = None;
-        for e in set.children()? {
-            let e = e?;
-            match e.tag() {
-                t if t == Tag::context(0, true) => {
-                    check_mode(&e)?;
-                    mode = true;
-                }
-                t if t == Tag::context(1, true) => return Err(PresentationError::NotNormalMode),
-                t if t == Tag::context(2, true) => normal = Some(e),
-                _ => return Err(PresentationError::Invalid("CPA-PPDU")),
-            }
-        }
-        if !mode {
-            return Err(PresentationError::Missing("mode-selector"));
-        }
-        let Some(normal) = normal else {
+        let Some(normal) = normal_mode_parameters(b, limits, "CPA-PPDU")? else {
             return Ok(cpa);
         };
         for e in normal.children()? {

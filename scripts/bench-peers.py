@@ -167,6 +167,9 @@ def main():
             rates = [d["requests_per_sec"] for d in rs]
             rate[(name,) + point] = med(rates)
             shown = f"{o} (one CPU)" if len(point) == 3 else f"{o}"
+            allowed = min(d.get("effective_outstanding", o) for d in rs)
+            if allowed < o:
+                shown += f" (server allowed {allowed})"
             print(f"| {name} | {a} | {shown} | {med(rates):.0f} ({min(rates):.0f}-{max(rates):.0f}) "
                   f"| {med([d['p50_us'] for d in rs]):.0f} | {med([d['p99_us'] for d in rs]):.0f} "
                   f"| {med([d['server_cpu_us'] for d in rs]):.1f} | {med([d['client_cpu_us'] for d in rs]):.1f} "

@@ -930,6 +930,12 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
+        if report.effective_outstanding < report.outstanding {
+            eprintln!(
+                "note: the server negotiated at most {} outstanding requests per association",
+                report.effective_outstanding
+            );
+        }
         println!(
             "{} associations x {} outstanding, {:.1} s: {} requests, {} errors, {:.0} req/s, p50 {} us, p99 {} us",
             report.associations,

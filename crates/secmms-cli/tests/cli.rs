@@ -113,6 +113,7 @@ fn bench_reports_json() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["associations"], 2);
     assert_eq!(r["outstanding"], 4);
+    assert_eq!(r["effective_outstanding"], 4);
     assert_eq!(r["errors"], 0);
     assert!(r["requests"].as_u64().unwrap() > 0);
     assert!(r["p99_us"].as_u64().unwrap() >= r["p50_us"].as_u64().unwrap());

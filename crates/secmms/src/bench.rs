@@ -49,8 +49,11 @@ pub struct BenchReport {
     pub addr: String,
     /// Associations.
     pub associations: usize,
-    /// Outstanding requests per association.
+    /// Outstanding requests per association, as asked.
     pub outstanding: usize,
+    /// Outstanding requests per association actually kept: fewer than asked when the server
+    /// negotiated a lower limit in the initiate exchange (the smallest over the associations).
+    pub effective_outstanding: usize,
     /// Measured seconds.
     pub seconds: f64,
     /// Successful requests in the measured window.
@@ -186,6 +189,15 @@ pub async fn run(
             source,
         })?;
 
+    let effective_outstanding = clients
+        .iter()
+        .map(|c| {
+            p.outstanding.min(usize::from(
+                c.negotiated().max_serv_outstanding_calling.max(1),
+            ))
+        })
+        .min()
+        .unwrap_or(p.outstanding);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut workers = tokio::task::JoinSet::new();
@@ -270,6 +282,7 @@ pub async fn run(
         addr: p.addr,
         associations: p.associations,
         outstanding: p.outstanding,
+        effective_outstanding,
         seconds,
         requests,
         errors,

@@ -8,8 +8,7 @@ use secmms_mms::client::{self, ClientProposal};
 use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{InitiateOutcome, Server, ServerConfig};
 use secmms_mms::*;
-use std::fmt::Write as _;
-use std::process::Command;
+use secmms_testkit::{tshark_ready, Capture};
 
 fn ber(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut v = vec![tag];
@@ -35,10 +34,6 @@ fn wrap(mms: &[u8]) -> Vec<u8> {
     tpkt.extend(((payload.len() + 4) as u16).to_be_bytes());
     tpkt.extend(payload);
     tpkt
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-v").output().is_ok()
 }
 
 /// (direction, MMS PDU) pairs: I = client → server, O = server → client.
@@ -135,58 +130,23 @@ fn exchange() -> Vec<(char, Vec<u8>)> {
 
 #[test]
 fn tshark_decodes_our_pdus_cleanly() {
-    let ci = std::env::var("CI").map(|v| v == "true").unwrap_or(false);
-    if !have("tshark") || !have("text2pcap") {
-        assert!(!ci, "tshark/text2pcap required in CI");
-        eprintln!("tshark not installed: skipped");
+    if !tshark_ready(
+        "tshark/text2pcap required in CI",
+        "tshark not installed: skipped",
+    ) {
         return;
     }
     let pdus = exchange();
-    let mut dump = String::new();
-    for (dir, p) in &pdus {
-        let _ = writeln!(dump, "{dir}");
-        let hex: Vec<String> = wrap(p).iter().map(|b| format!("{b:02x}")).collect();
-        let _ = writeln!(dump, "000000 {}\n", hex.join(" "));
-    }
-    let dir = std::env::temp_dir().join(format!("secmms-mms-tshark-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let txt = dir.join("flow.txt");
-    let pcap = dir.join("flow.pcap");
-    std::fs::write(&txt, dump).unwrap();
-    let st = Command::new("text2pcap")
-        .args(["-q", "-D", "-4", "10.0.0.1,10.0.0.2", "-T", "50000,102"])
-        .arg(&txt)
-        .arg(&pcap)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let ctx = ["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""];
-    let bad = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args(ctx)
-        .args([
-            "-Y",
-            "_ws.malformed || _ws.expert.severity >= warning",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .unwrap();
-    let bad = String::from_utf8_lossy(&bad.stdout).to_string();
+    let packets: Vec<(bool, Vec<u8>)> =
+        pdus.iter().map(|(dir, p)| (*dir == 'I', wrap(p))).collect();
+    let capture = Capture::write("secmms-mms-tshark", &packets, 102);
+    let tshark = capture
+        .tshark()
+        .options(["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""]);
+    let bad = tshark.problems("_ws.malformed || _ws.expert.severity >= warning");
     assert!(bad.trim().is_empty(), "tshark complaints:\n{bad}");
-    let mms = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args(ctx)
-        .args(["-Y", "mms", "-T", "fields", "-e", "frame.number"])
-        .output()
-        .unwrap();
-    let frames = String::from_utf8_lossy(&mms.stdout).lines().count();
+    let mms = tshark.run(&["-Y", "mms", "-T", "fields", "-e", "frame.number"]);
+    let frames = mms.lines().count();
     assert_eq!(frames, pdus.len(), "every frame decodes as MMS");
-    let _ = std::fs::remove_dir_all(&dir);
+    capture.remove();
 }

@@ -4,16 +4,10 @@
 //! malformed packet or expert warning may appear. Skipped when tshark is missing, unless
 //! `CI=true`.
 
-use std::io::Write;
-use std::process::Command;
-
 use secmms_osi::acse::{Aarq, AuthenticationValue};
 use secmms_osi::security::{AbortRequest, AssociationSecurity, Role, SecurityContext};
 use secmms_osi::{Association, OsiConfig, OsiEvent};
-
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-v").output().is_ok()
-}
+use secmms_testkit::{tpkts, tshark_ready, Capture, TpktCheck};
 
 /// A password large enough to push the AARQ over 512 octets (PGI 194, several DTs).
 struct BigPassword;
@@ -77,73 +71,25 @@ fn transcript() -> Vec<(bool, Vec<u8>)> {
 }
 
 fn check(name: &str, packets: &[(bool, Vec<u8>)], needles: &[&str]) {
-    if !(have("tshark") && have("text2pcap")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "tshark missing in CI"
-        );
-        eprintln!("tshark not installed: skipped");
+    if !tshark_ready("tshark missing in CI", "tshark not installed: skipped") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("secmms-osi-tshark-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let txt = dir.join("flow.txt");
-    let pcap = dir.join("flow.pcap");
-    let mut f = std::fs::File::create(&txt).unwrap();
-    for (from_client, bytes) in packets {
-        // One TCP segment per TPKT keeps segments small (≤ 2052 octets).
-        let mut rest = &bytes[..];
-        while !rest.is_empty() {
-            let len = ((rest[2] as usize) << 8) | rest[3] as usize;
-            let (pkt, tail) = rest.split_at(len);
-            rest = tail;
-            writeln!(f, "{}", if *from_client { "I" } else { "O" }).unwrap();
-            for (i, chunk) in pkt.chunks(16).enumerate() {
-                write!(f, "{:06x}", i * 16).unwrap();
-                for b in chunk {
-                    write!(f, " {b:02x}").unwrap();
-                }
-                writeln!(f).unwrap();
-            }
-            writeln!(f).unwrap();
-        }
-    }
-    drop(f);
-    let st = Command::new("text2pcap")
-        .args(["-q", "-D", "-4", "10.0.0.1,10.0.0.2", "-T", "50000,102"])
-        .arg(&txt)
-        .arg(&pcap)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args([
-            "-Y",
-            "(_ws.malformed || _ws.expert.severity >= warning) && !tcp.analysis",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .unwrap();
-    let problems = String::from_utf8_lossy(&out.stdout);
+    // One TCP segment per TPKT keeps segments small (≤ 2052 octets).
+    let capture = Capture::write(
+        &format!("secmms-osi-tshark-{name}"),
+        &tpkts(packets, TpktCheck::Strict),
+        102,
+    );
+    let problems = capture
+        .tshark()
+        .problems("(_ws.malformed || _ws.expert.severity >= warning) && !tcp.analysis");
     assert!(
         problems.trim().is_empty(),
         "tshark reports problems:\n{problems}"
     );
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    let summary = capture.tshark().run(&[]);
     eprintln!("{summary}");
-    let _ = std::fs::remove_dir_all(&dir);
+    capture.remove();
     for needle in needles {
         assert!(summary.contains(needle), "{needle} not decoded:\n{summary}");
     }
@@ -170,8 +116,9 @@ fn tshark_decodes_full_association_cleanly() {
     );
 }
 
-#[test]
-fn tshark_decodes_abort_cleanly() {
+/// A fresh client and server with the client's INIT_REQ connect carried as far as the CN: the
+/// pair, and the CR, CC and CN exchanged on the way (true = client to server).
+fn connected() -> (Association, Association, Vec<(bool, Vec<u8>)>) {
     let mut c = Association::initiator(OsiConfig::default());
     let mut s = Association::responder(OsiConfig::server_default());
     let mut pk = Vec::new();
@@ -186,6 +133,12 @@ fn tshark_decodes_abort_cleanly() {
         b.handle_input(&bytes).unwrap();
         pk.push((from_client, bytes));
     }
+    (c, s, pk)
+}
+
+#[test]
+fn tshark_decodes_abort_cleanly() {
+    let (mut c, mut s, mut pk) = connected();
     s.accept(hex::decode(INIT_RSP).unwrap()).unwrap();
     let bytes = s.poll_transmit().unwrap();
     c.handle_input(&bytes).unwrap();
@@ -198,20 +151,7 @@ fn tshark_decodes_abort_cleanly() {
 #[test]
 fn tshark_decodes_refusal_and_provider_abort_cleanly() {
     use secmms_osi::acse::{associate_result, user_diagnostic, SourceDiagnostic};
-    let mut pk = Vec::new();
-    let mut c = Association::initiator(OsiConfig::default());
-    let mut s = Association::responder(OsiConfig::server_default());
-    c.connect(hex::decode(INIT_REQ).unwrap()).unwrap();
-    for from_client in [true, false, true] {
-        let (a, b) = if from_client {
-            (&mut c, &mut s)
-        } else {
-            (&mut s, &mut c)
-        };
-        let bytes = a.poll_transmit().unwrap();
-        b.handle_input(&bytes).unwrap();
-        pk.push((from_client, bytes));
-    }
+    let (_c, mut s, mut pk) = connected();
     s.reject(
         associate_result::REJECTED_PERMANENT,
         SourceDiagnostic::ServiceUser(user_diagnostic::AUTHENTICATION_FAILURE),
@@ -222,20 +162,7 @@ fn tshark_decodes_refusal_and_provider_abort_cleanly() {
     check("refuse", &pk, &["initiate-RequestPDU"]);
 
     // A responder answering a bad P-DATA with AB + ARP.
-    let mut pk = Vec::new();
-    let mut c = Association::initiator(OsiConfig::default());
-    let mut s = Association::responder(OsiConfig::server_default());
-    c.connect(hex::decode(INIT_REQ).unwrap()).unwrap();
-    for from_client in [true, false, true] {
-        let (a, b) = if from_client {
-            (&mut c, &mut s)
-        } else {
-            (&mut s, &mut c)
-        };
-        let bytes = a.poll_transmit().unwrap();
-        b.handle_input(&bytes).unwrap();
-        pk.push((from_client, bytes));
-    }
+    let (_c, mut s, mut pk) = connected();
     s.accept(hex::decode(INIT_RSP).unwrap()).unwrap();
     pk.push((false, s.poll_transmit().unwrap()));
     s.handle_input(&hex::decode("0300000d02f080010001003003020101").unwrap())

@@ -6,84 +6,17 @@
 
 mod tls_support;
 
-use std::io::Write;
-use std::pin::Pin;
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::task::{Context, Poll};
+use std::sync::{Arc, OnceLock};
 
 use secmms::tls::TlsContext;
 use secmms::{Client, Config, Server};
+use secmms_testkit::{have, Capture, Recording, WireLog};
 use tls_support::*;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 fn pki() -> &'static Pki {
     static P: OnceLock<Pki> = OnceLock::new();
     P.get_or_init(Pki::generate)
-}
-
-type Log = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
-
-/// A TCP stream that records the (encrypted) bytes each way (true = client to server).
-struct Recording {
-    inner: TcpStream,
-    log: Log,
-}
-
-impl AsyncRead for Recording {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            let new = buf.filled()[before..].to_vec();
-            if !new.is_empty() {
-                self.log.lock().unwrap().push((false, new));
-            }
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Recording {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.log.lock().unwrap().push((true, buf[..*n].to_vec()));
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-v").output().is_ok()
-}
-
-fn run_tshark(pcap: &std::path::Path, keylog: &std::path::Path, extra: &[&str]) -> String {
-    let o = Command::new("tshark")
-        .arg("-r")
-        .arg(pcap)
-        .arg("-o")
-        .arg(format!("tls.keylog_file:{}", keylog.display()))
-        .args(["-d", "tcp.port==3782,tls", "-d", "tls.port==3782,tpkt"])
-        .args(extra)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 async fn decrypt_and_decode(tls13: bool) {
@@ -111,16 +44,10 @@ async fn decrypt_and_decode(tls13: bool) {
     };
     ccfg.tls.tls13 = tls13;
     let ctx = TlsContext::client(&ccfg.tls, sink).unwrap();
-    let log: Log = Arc::default();
+    let log: WireLog = Arc::default();
     let tcp = TcpStream::connect(h.addr).await.unwrap();
     let tls = ctx
-        .connect(
-            Recording {
-                inner: tcp,
-                log: log.clone(),
-            },
-            "server",
-        )
+        .connect(Recording::new(tcp, log.clone()), "server")
         .await
         .unwrap();
     let c = Client::associate(tls, &ccfg).await.unwrap();
@@ -135,55 +62,31 @@ async fn decrypt_and_decode(tls13: bool) {
     h.shutdown();
 
     // text2pcap input: each recorded chunk as one TCP segment, client 10.0.0.1 -> server :3782.
-    let txt = dir.join("flow.txt");
-    let pcap = dir.join("flow.pcap");
-    let mut f = std::fs::File::create(&txt).unwrap();
-    for (from_client, chunk) in log.lock().unwrap().iter() {
-        for seg in chunk.chunks(1400) {
-            writeln!(f, "{}", if *from_client { "I" } else { "O" }).unwrap();
-            for (i, line) in seg.chunks(16).enumerate() {
-                write!(f, "{:06x}", i * 16).unwrap();
-                for b in line {
-                    write!(f, " {b:02x}").unwrap();
-                }
-                writeln!(f).unwrap();
-            }
-            writeln!(f).unwrap();
-        }
-    }
-    drop(f);
-    let st = Command::new("text2pcap")
-        .args(["-q", "-D", "-4", "10.0.0.1,10.0.0.2", "-T", "50000,3782"])
-        .arg(&txt)
-        .arg(&pcap)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let segments: Vec<(bool, Vec<u8>)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|(from_client, chunk)| chunk.chunks(1400).map(|seg| (*from_client, seg.to_vec())))
+        .collect();
+    let capture = Capture::write_in(&dir, &segments, 3782);
     assert!(
         std::fs::metadata(&keylog).unwrap().len() > 0,
         "key log written"
     );
 
-    let summary = run_tshark(&pcap, &keylog, &[]);
-    let mms = run_tshark(
-        &pcap,
-        &keylog,
-        &["-Y", "mms", "-T", "fields", "-e", "frame.number"],
-    );
-    let problems = run_tshark(
-        &pcap,
-        &keylog,
-        &[
-            "-Y",
-            "_ws.malformed || (_ws.expert.severity >= warning && !tcp.analysis)",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ],
-    );
+    let keylog_pref = format!("tls.keylog_file:{}", keylog.display());
+    let tshark = capture.tshark().options([
+        "-o",
+        keylog_pref.as_str(),
+        "-d",
+        "tcp.port==3782,tls",
+        "-d",
+        "tls.port==3782,tpkt",
+    ]);
+    let summary = tshark.run(&[]);
+    let mms = tshark.run(&["-Y", "mms", "-T", "fields", "-e", "frame.number"]);
+    let problems =
+        tshark.problems("_ws.malformed || (_ws.expert.severity >= warning && !tcp.analysis)");
     let mms_frames = mms.lines().filter(|l| !l.trim().is_empty()).count();
     assert!(
         mms_frames >= 10,
@@ -198,7 +101,7 @@ async fn decrypt_and_decode(tls13: bool) {
     ] {
         assert!(summary.contains(what), "{what} not decoded:\n{summary}");
     }
-    let verbose = run_tshark(&pcap, &keylog, &["-Y", "mms", "-V"]);
+    let verbose = tshark.run(&["-Y", "mms", "-V"]);
     for what in ["read", "write", "identify", "getNameList"] {
         assert!(verbose.contains(what), "MMS {what} not decoded");
     }
@@ -206,7 +109,7 @@ async fn decrypt_and_decode(tls13: bool) {
         problems.trim().is_empty(),
         "malformed or warning frames:\n{problems}\n{summary}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
+    capture.remove();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

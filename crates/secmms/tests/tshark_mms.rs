@@ -5,160 +5,31 @@
 //! A second test covers the server's answers to invalid requests (rejectPDU) and the initiate
 //! refusal, which our own client never provokes. Skipped when tshark is missing, unless CI=true.
 
-use std::io::Write;
-use std::pin::Pin;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use secmms::{Client, Config, Server};
 use secmms_mms::pdu::*;
 use secmms_mms::ObjectName;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use secmms_testkit::{tpkts, Capture, Recording, TpktCheck, WireLog};
 use tokio::net::TcpStream;
 
-type Log = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
-
-/// A stream that records what goes each way (true = client to server).
-struct Recording {
-    inner: TcpStream,
-    log: Log,
-}
-
-impl AsyncRead for Recording {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            let new = buf.filled()[before..].to_vec();
-            if !new.is_empty() {
-                self.log.lock().unwrap().push((false, new));
-            }
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Recording {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = &r {
-            self.log.lock().unwrap().push((true, buf[..*n].to_vec()));
-        }
-        r
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-fn have(tool: &str) -> bool {
-    Command::new(tool).arg("-v").output().is_ok()
-}
-
 fn tshark_ready() -> bool {
-    if have("tshark") && have("text2pcap") {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "tshark/text2pcap are required when CI=true"
-    );
-    eprintln!("SKIPPED: tshark not installed (scripts/test.sh installs it)");
-    false
-}
-
-/// Splits the recorded chunks into whole TPKTs per direction, in wire order.
-fn tpkts(log: &[(bool, Vec<u8>)]) -> Vec<(bool, Vec<u8>)> {
-    let mut bufs: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut out = Vec::new();
-    for (dir, chunk) in log {
-        let b = &mut bufs[*dir as usize];
-        b.extend_from_slice(chunk);
-        while b.len() >= 4 {
-            let len = ((b[2] as usize) << 8) | b[3] as usize;
-            if len < 4 || b.len() < len {
-                break;
-            }
-            out.push((*dir, b.drain(..len).collect()));
-        }
-    }
-    out
+    secmms_testkit::tshark_ready(
+        "tshark/text2pcap are required when CI=true",
+        "SKIPPED: tshark not installed (scripts/test.sh installs it)",
+    )
 }
 
 /// Writes a pcap of the packets and returns (problems, full decode summary).
 fn decode(name: &str, packets: &[(bool, Vec<u8>)]) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!("secmms-tshark-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let txt = dir.join("flow.txt");
-    let pcap = dir.join("flow.pcap");
-    let mut f = std::fs::File::create(&txt).unwrap();
-    for (from_client, pkt) in packets {
-        writeln!(f, "{}", if *from_client { "I" } else { "O" }).unwrap();
-        for (i, chunk) in pkt.chunks(16).enumerate() {
-            write!(f, "{:06x}", i * 16).unwrap();
-            for b in chunk {
-                write!(f, " {b:02x}").unwrap();
-            }
-            writeln!(f).unwrap();
-        }
-        writeln!(f).unwrap();
-    }
-    drop(f);
-    let st = Command::new("text2pcap")
-        .args(["-q", "-D", "-4", "10.0.0.1,10.0.0.2", "-T", "50000,102"])
-        .arg(&txt)
-        .arg(&pcap)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let problems = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .args([
-            "-Y",
-            "(_ws.malformed || _ws.expert.severity >= warning) && !tcp.analysis",
-            "-T",
-            "fields",
-            "-e",
-            "frame.number",
-            "-e",
-            "_ws.expert.message",
-        ])
-        .output()
-        .unwrap();
-    let brief = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let verbose = Command::new("tshark")
-        .arg("-r")
-        .arg(&pcap)
-        .arg("-V")
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let summary = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&brief.stdout),
-        String::from_utf8_lossy(&verbose.stdout)
-    );
-    (
-        String::from_utf8_lossy(&problems.stdout).into_owned(),
-        summary,
-    )
+    let capture = Capture::write(&format!("secmms-tshark-{name}"), packets, 102);
+    let tshark = capture.tshark();
+    let problems =
+        tshark.problems("(_ws.malformed || _ws.expert.severity >= warning) && !tcp.analysis");
+    let brief = tshark.run(&[]);
+    let verbose = tshark.run(&["-V"]);
+    capture.remove();
+    (problems, format!("{brief}\n{verbose}"))
 }
 
 fn vendor() -> ObjectName {
@@ -173,17 +44,11 @@ async fn tshark_decodes_every_pdu_of_a_live_association() {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     let server = Server::bind(cfg.clone()).await.unwrap().spawn().unwrap();
-    let log: Log = Arc::default();
+    let log: WireLog = Arc::default();
     let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let client = Client::associate(
-        Recording {
-            inner: tcp,
-            log: log.clone(),
-        },
-        &cfg,
-    )
-    .await
-    .unwrap();
+    let client = Client::associate(Recording::new(tcp, log.clone()), &cfg)
+        .await
+        .unwrap();
 
     client.identify().await.unwrap();
     client
@@ -271,7 +136,7 @@ async fn tshark_decodes_every_pdu_of_a_live_association() {
     client.release().await.unwrap();
     server.shutdown();
 
-    let packets = tpkts(&log.lock().unwrap());
+    let packets = tpkts(&log.lock().unwrap(), TpktCheck::Lenient);
     let (problems, summary) = decode("live", &packets);
     assert!(
         problems.trim().is_empty(),
@@ -364,7 +229,7 @@ fn tshark_decodes_reject_and_initiate_error() {
     ));
     s.send_data(&answer).unwrap();
     pump(false, &mut s, &mut c, &mut pk);
-    let (problems, summary) = decode("reject", &tpkts(&pk));
+    let (problems, summary) = decode("reject", &tpkts(&pk, TpktCheck::Lenient));
     // The request we made invalid on purpose is expected to be flagged; the answer must not be.
     let flagged: Vec<&str> = problems.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
@@ -395,7 +260,7 @@ fn tshark_decodes_reject_and_initiate_error() {
     while let Some(bytes) = s.poll_transmit() {
         pk.push((false, bytes));
     }
-    let (problems, summary) = decode("refuse", &tpkts(&pk));
+    let (problems, summary) = decode("refuse", &tpkts(&pk, TpktCheck::Lenient));
     assert!(
         problems.trim().is_empty(),
         "tshark reports problems:\n{problems}"

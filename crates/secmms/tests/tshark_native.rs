@@ -8,12 +8,8 @@
 //! Skipped when tshark or text2pcap is missing, unless CI=true.
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::pin::Pin;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::demo::DemoPki;
@@ -22,122 +18,27 @@ use secmms::{Client, Config, Server, ServerHandle};
 use secmms_e2e::SecPduKind;
 use secmms_pki::event::MemorySink;
 use secmms_profiles::native::wire;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use secmms_testkit::{ready_or_skip, runs, tpkts, Capture, Recording, TpktCheck, WireLog};
 use tokio::net::TcpStream;
 
 // ------------------------------------------------------------------ recording the wire
 
 /// Chunks as they crossed the socket: (client → server, bytes).
-type Wire = Arc<Mutex<Vec<(bool, Vec<u8>)>>>;
-
-/// The client's TCP stream, recording each direction. When `corrupt` is set, the next write
-/// leaves with its last octet inverted (and the flag is cleared once that octet is out).
-struct Tap {
-    tcp: TcpStream,
-    wire: Wire,
-    corrupt: Arc<AtomicBool>,
-}
-
-impl AsyncRead for Tap {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let start = buf.filled().len();
-        let polled = Pin::new(&mut self.tcp).poll_read(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > start {
-            let got = buf.filled()[start..].to_vec();
-            self.wire.lock().unwrap().push((false, got));
-        }
-        polled
-    }
-}
-
-impl AsyncWrite for Tap {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let mut out = buf.to_vec();
-        let corrupting = self.corrupt.load(Ordering::SeqCst) && !out.is_empty();
-        if corrupting {
-            let last = out.len() - 1;
-            out[last] ^= 0xFF;
-        }
-        let polled = Pin::new(&mut self.tcp).poll_write(cx, &out);
-        if let Poll::Ready(Ok(n)) = &polled {
-            if corrupting && *n == out.len() {
-                self.corrupt.store(false, Ordering::SeqCst);
-            }
-            self.wire.lock().unwrap().push((true, out[..*n].to_vec()));
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
-    }
-}
-
-/// Reassembles the recorded chunks into whole TPKTs, per direction, in the order they completed.
-fn tpkts(chunks: &[(bool, Vec<u8>)]) -> Vec<(bool, Vec<u8>)> {
-    let mut pending: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
-    let mut out = Vec::new();
-    for (to_server, chunk) in chunks {
-        let buf = &mut pending[usize::from(*to_server)];
-        buf.extend_from_slice(chunk);
-        loop {
-            if buf.len() < 4 {
-                break;
-            }
-            assert_eq!(buf[0], 3, "not a TPKT: {buf:02x?}");
-            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-            assert!(len >= 7, "TPKT too short: {buf:02x?}");
-            if buf.len() < len {
-                break;
-            }
-            out.push((*to_server, buf.drain(..len).collect()));
-        }
-    }
-    for (dir, rest) in pending.iter().enumerate() {
-        assert!(
-            rest.is_empty(),
-            "incomplete TPKT (direction {dir}): {rest:02x?}"
-        );
-    }
-    out
-}
+type Wire = WireLog;
 
 // ------------------------------------------------------------------ tshark
-
-fn tool_present(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// True when tshark and text2pcap can run; otherwise skips (saying why), or fails when CI=true.
 fn tshark_available() -> bool {
     let missing: Vec<&str> = ["tshark", "text2pcap"]
         .into_iter()
-        .filter(|t| !tool_present(t))
+        .filter(|t| !runs(t))
         .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true but {missing:?} cannot be run"
-    );
-    eprintln!("SKIPPED: {missing:?} not installed (apt package tshark)");
-    false
+    ready_or_skip(
+        missing.is_empty(),
+        &format!("CI=true but {missing:?} cannot be run"),
+        &format!("SKIPPED: {missing:?} not installed (apt package tshark)"),
+    )
 }
 
 /// The only expert item tolerated, and only on a frame carrying a SecPDU: Wireshark has no
@@ -224,61 +125,14 @@ fn parse_pdml(xml: &str) -> Vec<Frame> {
 /// server 10.0.0.2:102) and has tshark decode it. Returns what `tshark -Y` lists as malformed
 /// frames or expert errors (one line per frame: number, messages), and the full PDML decode.
 fn dissect(name: &str, packets: &[(bool, Vec<u8>)]) -> (String, Vec<Frame>) {
-    let dir = std::env::temp_dir().join(format!(
-        "secmms-tshark-native-{name}-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let hex = dir.join("packets.txt");
-    let pcap = dir.join("packets.pcap");
-    let mut f = std::fs::File::create(&hex).unwrap();
-    for (to_server, pkt) in packets {
-        // text2pcap -D: "I" goes from the first -4 address to the second.
-        writeln!(f, "{}", if *to_server { "I" } else { "O" }).unwrap();
-        for (row, bytes) in pkt.chunks(16).enumerate() {
-            let cells: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            writeln!(f, "{:06x} {}", row * 16, cells.join(" ")).unwrap();
-        }
-        writeln!(f).unwrap();
-    }
-    drop(f);
-    let st = Command::new("text2pcap")
-        .args(["-q", "-D", "-4", "10.0.0.1,10.0.0.2", "-T", "50000,102"])
-        .arg(&hex)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "text2pcap failed: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let tshark = |args: &[&str]| {
-        let o = Command::new("tshark")
-            .args(["-n", "-o", "ber.decode_unexpected:TRUE", "-r"])
-            .arg(&pcap)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "tshark {args:?} failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let problems = tshark(&[
-        "-Y",
-        "_ws.malformed || _ws.expert.severity >= error",
-        "-T",
-        "fields",
-        "-e",
-        "frame.number",
-        "-e",
-        "_ws.expert.message",
-    ]);
-    let pdml = tshark(&["-T", "pdml"]);
-    let _ = std::fs::remove_dir_all(&dir);
+    let capture = Capture::write(&format!("secmms-tshark-native-{name}"), packets, 102);
+    let tshark = capture
+        .tshark()
+        .options(["-n", "-o", "ber.decode_unexpected:TRUE"])
+        .require_success();
+    let problems = tshark.problems("_ws.malformed || _ws.expert.severity >= error");
+    let pdml = tshark.run(&["-T", "pdml"]);
+    capture.remove();
     let frames = parse_pdml(&pdml);
     assert_eq!(
         frames.len(),
@@ -469,7 +323,7 @@ fn census(name: &str, packets: &[(bool, Vec<u8>)], frames: &[Frame]) -> Census {
 /// Decodes the recorded connection with tshark: no malformed frame, no expert error, then the
 /// per-frame checks of [`census`].
 fn capture(name: &str, wire: &Wire) -> Census {
-    let packets = tpkts(&wire.lock().unwrap());
+    let packets = tpkts(&wire.lock().unwrap(), TpktCheck::Strict);
     let (problems, frames) = dissect(name, &packets);
     assert!(
         problems.is_empty(),
@@ -515,6 +369,8 @@ fn client_config(pki: &DemoPki, encrypt: Encrypt) -> Config {
 /// The recorded connection of one association.
 struct Recorded {
     wire: Wire,
+    /// When set, the client's next write leaves with its last octet inverted
+    /// ([`Recording::corrupting`]).
     corrupt: Arc<AtomicBool>,
 }
 
@@ -530,11 +386,7 @@ async fn associate(server: &ServerHandle, cfg: &Config) -> (Result<Client, Strin
         wire: Wire::default(),
         corrupt: Arc::default(),
     };
-    let tap = Tap {
-        tcp,
-        wire: rec.wire.clone(),
-        corrupt: rec.corrupt.clone(),
-    };
+    let tap = Recording::corrupting(tcp, rec.wire.clone(), rec.corrupt.clone());
     let client = Client::associate_with(tap, cfg, &security, &facts)
         .await
         .map_err(|e| e.to_string());
@@ -698,7 +550,7 @@ async fn tshark_decodes_native_rejection() {
     // first inner SEQUENCE claims 256 octets more than its parent holds, which only tshark's
     // generic BER decoding of the value can see) and once in the EXTERNAL around it (the ACSE
     // layer). tshark must flag the AARE, frame 4, and nothing else.
-    let packets = tpkts(&rec.wire.lock().unwrap());
+    let packets = tpkts(&rec.wire.lock().unwrap(), TpktCheck::Strict);
     let aare = &packets[3].1;
     // EXTERNAL { indirect-reference 5, single-ASN1-type [0] 82 hh ll { secReject [2] 82 hh ll {
     // SEQUENCE 82 hh ll ...

@@ -408,6 +408,12 @@ impl Association {
             Some(std::mem::take(&mut self.transmit))
         }
     }
+    /// How many events wait for [`Association::poll_event`] (e.g. the requests of one burst of
+    /// pipelined input).
+    pub fn queued_events(&self) -> usize {
+        self.events.len()
+    }
+
     /// The next event for the application.
     pub fn poll_event(&mut self) -> Option<OsiEvent> {
         self.events.pop_front()

@@ -240,9 +240,11 @@ pub struct ServerConfig {
     /// Most responses coalesced into one write when a client pipelines requests: the answers
     /// to a burst of requests read at once leave in groups of this many, so the client works on
     /// the first ones while the server prepares the rest. 0 writes a whole burst at once (the
-    /// fewest system calls: best when many busy associations keep every core loaded anyway).
+    /// fewest system calls: best when busy associations keep every core loaded anyway). Absent
+    /// (the default): adaptive: while no more associations are established than half the CPUs,
+    /// groups of a quarter of the burst (at least 1); beyond that, whole bursts.
     /// docs/PERFORMANCE.md has the measurements behind the default.
-    pub response_group: usize,
+    pub response_group: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -255,7 +257,7 @@ impl Default for ServerConfig {
             idle_timeout_secs: 600,
             max_pdu_size: 65_000,
             max_outstanding: 16,
-            response_group: 4,
+            response_group: None,
         }
     }
 }

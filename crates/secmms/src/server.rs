@@ -65,6 +65,35 @@ pub struct ServerStats {
     pub refused: AtomicU64,
     /// Connections whose TLS handshake was refused (the security event tells why).
     pub tls_refused: AtomicU64,
+    /// Associations established now (initiate exchanged, not yet ended).
+    pub established: AtomicU64,
+}
+
+/// Counts an established association in [`ServerStats::established`] while alive.
+struct Established<'a>(&'a AtomicU64);
+
+impl<'a> Established<'a> {
+    fn new(n: &'a AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Established(n)
+    }
+}
+
+impl Drop for Established<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// How many answers of a burst of `burst` pipelined requests go into one write
+/// (`server.response_group`; 0 = the whole burst).
+fn response_group(configured: Option<usize>, burst: usize, established: u64, cpus: usize) -> usize {
+    match configured {
+        Some(n) => n,
+        // Spare CPUs: let the client overlap with us. Busy CPUs: save system calls.
+        None if established <= (cpus / 2).max(1) as u64 => (burst / 4).max(1),
+        None => 0,
+    }
 }
 
 struct Shared {
@@ -342,11 +371,18 @@ async fn serve_association<S: Stream>(
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
     link.set_write_timeout(idle);
     let mut negotiated = None;
-    let group = shared.cfg.server.response_group;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut _established = None;
     let deadline = tokio::time::Instant::now() + associate_timeout;
     loop {
         // Responses queued and not yet written (`server.response_group`).
         let mut grouped = 0usize;
+        let group = response_group(
+            shared.cfg.server.response_group,
+            link.assoc_ref().queued_events(),
+            shared.stats.established.load(Ordering::Relaxed),
+            cpus,
+        );
         while let Some(ev) = link.poll_event() {
             match ev {
                 OsiEvent::AssociateIndication { user_data, .. } => {
@@ -360,6 +396,7 @@ async fn serve_association<S: Stream>(
                         } => {
                             link.assoc().accept(response)?;
                             shared.stats.associations.fetch_add(1, Ordering::Relaxed);
+                            _established = Some(Established::new(&shared.stats.established));
                             if let Some(p) = security.authenticated_peer() {
                                 debug!("application-layer peer authenticated: {p}");
                             }
@@ -454,3 +491,31 @@ async fn serve_association<S: Stream>(
 const ACSE_REJECTED_PERMANENT: i64 = 1;
 /// ACSE service-user diagnostic `no-reason-given` (X.227).
 const ACSE_USER_NO_REASON: i64 = 1;
+
+#[cfg(test)]
+mod tests {
+    use super::response_group;
+
+    #[test]
+    fn configured_group_is_used_as_is() {
+        assert_eq!(response_group(Some(0), 16, 1, 2), 0);
+        assert_eq!(response_group(Some(3), 16, 100, 2), 3);
+    }
+
+    #[test]
+    fn adaptive_group_is_a_quarter_of_the_burst_while_cpus_are_spare() {
+        // 2 CPUs: one established association leaves a CPU for the client.
+        assert_eq!(response_group(None, 16, 1, 2), 4);
+        assert_eq!(response_group(None, 5, 1, 2), 1);
+        assert_eq!(response_group(None, 1, 1, 2), 1);
+        assert_eq!(response_group(None, 0, 0, 1), 1);
+        // 8 CPUs: up to 4 associations.
+        assert_eq!(response_group(None, 32, 4, 8), 8);
+    }
+
+    #[test]
+    fn adaptive_group_is_the_whole_burst_when_cpus_are_busy() {
+        assert_eq!(response_group(None, 16, 2, 2), 0);
+        assert_eq!(response_group(None, 16, 5, 8), 0);
+    }
+}

@@ -809,18 +809,7 @@ async fn relay_down<S: Stream, D: Stream>(
         &up_pending,
     ) {
         Ok(None) => {}
-        Ok(Some(end)) => {
-            up.shutdown().await;
-            down.shutdown().await;
-            return Ok(end);
-        }
-        Err(e) => {
-            let _ = up.assoc().abort();
-            let _ = down.assoc().abort();
-            up.shutdown().await;
-            down.shutdown().await;
-            return Err(e);
-        }
+        end => return close_both(&mut up, &mut down, end).await,
     }
     up.flush().await.map_err(|e| e.to_string())?;
 
@@ -884,18 +873,7 @@ async fn relay_down<S: Stream, D: Stream>(
         let fd = down.flush().await;
         match outcome {
             Ok(None) => {}
-            Ok(Some(end)) => {
-                up.shutdown().await;
-                down.shutdown().await;
-                return Ok(end);
-            }
-            Err(e) => {
-                let _ = up.assoc().abort();
-                let _ = down.assoc().abort();
-                up.shutdown().await;
-                down.shutdown().await;
-                return Err(e);
-            }
+            end => return close_both(&mut up, &mut down, end).await,
         }
         if let Err(e) = fu.and(fd) {
             let _ = up.assoc().abort();
@@ -908,6 +886,26 @@ async fn relay_down<S: Stream, D: Stream>(
 }
 
 /// Queues on `to` the ABRT that arrived on `from` (its user-information renumbered).
+/// Closes both hops once forwarding ended the association: `Ok(Some(end))` after a release or
+/// a forwarded abort, `Err` after a failure (both hops are aborted first).
+async fn close_both<A: Stream, B: Stream>(
+    up: &mut Link<A>,
+    down: &mut Link<B>,
+    outcome: Result<Option<Ending>, String>,
+) -> Result<Ending, String> {
+    if outcome.is_err() {
+        let _ = up.assoc().abort();
+        let _ = down.assoc().abort();
+    }
+    up.shutdown().await;
+    down.shutdown().await;
+    match outcome {
+        Ok(Some(end)) => Ok(end),
+        Ok(None) => Err("association still running".into()),
+        Err(e) => Err(e),
+    }
+}
+
 fn forward_abort<A: Stream, B: Stream>(
     to: &mut Link<A>,
     from: &Link<B>,

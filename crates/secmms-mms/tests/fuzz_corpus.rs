@@ -6,10 +6,8 @@ use std::path::Path;
 #[test]
 fn replay_mms_corpus() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/mms");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        eprintln!("no corpus at {}", dir.display());
-        return;
-    };
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("the mms corpus at {} is missing: {e}", dir.display()));
     let mut n = 0;
     for e in entries {
         let p = e.unwrap().path();
@@ -19,5 +17,6 @@ fn replay_mms_corpus() {
             n += 1;
         }
     }
+    assert!(n > 0, "the mms corpus at {} holds no inputs", dir.display());
     eprintln!("replayed {n} corpus files");
 }

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::config::Config;
-use crate::link::{Link, LinkError};
+use crate::link::{LazyTimer, Link, LinkError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityHandle};
 use crate::stats::Histogram;
@@ -660,6 +660,10 @@ async fn run_association<S: Stream>(
     let mut release_deadline = None;
     let mut deferred: Option<Cmd> = None;
     let mut load: Option<LoadRun> = None;
+    // Timers kept across turns of the loop (a fresh sleep per turn costs a wake-up of the
+    // runtime's parked thread per request).
+    let mut e2e_timer_at = LazyTimer::default();
+    let mut load_timer_at = LazyTimer::default();
     let result: Result<(), LinkError> = async {
         loop {
             while let Some(ev) = link.poll_event() {
@@ -739,7 +743,7 @@ async fn run_association<S: Stream>(
             let timer = security.next_timer();
             let e2e_timer = async {
                 match timer {
-                    Some(t) => tokio::time::sleep(t).await,
+                    Some(t) => e2e_timer_at.wait_until(tokio::time::Instant::now() + t).await,
                     None => std::future::pending().await,
                 }
             };
@@ -754,7 +758,7 @@ async fn run_association<S: Stream>(
             });
             let load_timer = async {
                 match load_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
+                    Some(at) => load_timer_at.wait_until(at).await,
                     None => std::future::pending().await,
                 }
             };

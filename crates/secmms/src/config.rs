@@ -245,6 +245,25 @@ pub struct ServerConfig {
     /// groups of a quarter of the burst (at least 1); beyond that, whole bursts.
     /// docs/PERFORMANCE.md has the measurements behind the default.
     pub response_group: Option<usize>,
+    /// Microseconds an association keeps polling its socket after writing answers before its
+    /// thread sleeps (plain TCP and TLS over TCP). A client that has just been answered usually
+    /// sends its next request within tens of microseconds; polling through that gap saves the
+    /// kernel wake-up that otherwise dominates a one-outstanding round trip, at the price of CPU
+    /// time spent polling. 0 never polls. Absent (the default): adaptive:
+    /// [`ServerConfig::DEFAULT_BUSY_POLL_US`] while no more associations are established than
+    /// half the CPUs (never on one CPU), 0 beyond that. docs/PERFORMANCE.md has the measurements.
+    pub busy_poll_us: Option<u64>,
+    /// Threads dedicated to associations, each running its own single-threaded runtime; a new
+    /// association goes to the one with the fewest. An association then lives on one thread
+    /// that owns its socket's readiness, so its input wakes no other thread. 0 runs the
+    /// associations as tasks of the runtime that runs the server (for embedding in an
+    /// application's runtime). Absent (the default): one per CPU.
+    pub worker_threads: Option<usize>,
+}
+
+impl ServerConfig {
+    /// The adaptive polling window of [`ServerConfig::busy_poll_us`], microseconds.
+    pub const DEFAULT_BUSY_POLL_US: u64 = 100;
 }
 
 impl Default for ServerConfig {
@@ -258,6 +277,8 @@ impl Default for ServerConfig {
             max_pdu_size: 65_000,
             max_outstanding: 16,
             response_group: None,
+            busy_poll_us: None,
+            worker_threads: None,
         }
     }
 }

@@ -1,10 +1,12 @@
 //! Drives one sans-IO OSI association over a byte stream: the only place where the runtime moves
 //! bytes between a socket and `secmms_osi::Association`.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use secmms_osi::{Association, OsiError, OsiEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
 use crate::transport::Stream;
 
@@ -34,12 +36,46 @@ pub enum LinkError {
     Timeout(Duration),
 }
 
+/// One timer for a deadline that is set again and again, mostly later than before (an idle
+/// timeout renewed by every read, the end of a load).
+///
+/// A fresh `tokio::time::sleep` per wait registers a timer each time, and when the runtime's
+/// parked thread has no earlier timer, every registration wakes that thread: one needless
+/// cross-thread wake-up per request. This timer stays registered and only moves when it fires
+/// before the deadline asked for (at most once per timeout period) or when an earlier deadline
+/// is asked for.
+#[derive(Default)]
+pub(crate) struct LazyTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl LazyTimer {
+    /// Completes at `at` (at once if it has passed). Cancel-safe: dropping the future keeps the
+    /// timer for the next wait.
+    pub(crate) async fn wait_until(&mut self, at: Instant) {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() > at {
+            sleep.as_mut().reset(at);
+        }
+        loop {
+            sleep.as_mut().await;
+            if Instant::now() >= at {
+                return;
+            }
+            sleep.as_mut().reset(at);
+        }
+    }
+}
+
 /// A stream and the association running on it.
 pub struct Link<S> {
     stream: S,
     assoc: Association,
     buf: Vec<u8>,
     write_timeout: Option<Duration>,
+    read_timer: LazyTimer,
 }
 
 impl<S: Stream> Link<S> {
@@ -50,6 +86,7 @@ impl<S: Stream> Link<S> {
             assoc,
             buf: vec![0; READ_CHUNK],
             write_timeout: None,
+            read_timer: LazyTimer::default(),
         }
     }
 
@@ -108,9 +145,14 @@ impl<S: Stream> Link<S> {
     /// protocol error) is written before an error is returned.
     pub async fn read_input(&mut self, timeout: Option<Duration>) -> Result<(), LinkError> {
         let n = match timeout {
-            Some(t) => tokio::time::timeout(t, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| LinkError::Timeout(t))??,
+            Some(t) => {
+                let at = Instant::now() + t;
+                tokio::select! {
+                    biased;
+                    n = self.stream.read(&mut self.buf) => n?,
+                    () = self.read_timer.wait_until(at) => return Err(LinkError::Timeout(t)),
+                }
+            }
             None => self.stream.read(&mut self.buf).await?,
         };
         if n == 0 {
@@ -154,5 +196,49 @@ impl<S: Stream> Link<S> {
                 let _ = self.stream.shutdown().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn lazy_timer_completes_at_each_deadline_asked_for() {
+        let mut t = LazyTimer::default();
+        let start = Instant::now();
+        t.wait_until(start + 20 * MS).await;
+        assert!(start.elapsed() >= 20 * MS);
+        // A later deadline after the timer fired: waits for it, not less.
+        let at = Instant::now() + 30 * MS;
+        t.wait_until(at).await;
+        assert!(Instant::now() >= at);
+        // A deadline already passed: at once.
+        let now = Instant::now();
+        t.wait_until(now - MS).await;
+        assert!(now.elapsed() < 1000 * MS);
+    }
+
+    #[tokio::test]
+    async fn lazy_timer_follows_a_deadline_moved_later_or_earlier() {
+        let mut t = LazyTimer::default();
+        let start = Instant::now();
+        // Abandoned wait (as when the read wins the select) leaves the timer at +20 ms.
+        let abandoned = tokio::time::timeout(5 * MS, t.wait_until(start + 20 * MS)).await;
+        assert!(abandoned.is_err());
+        // Moved later: the early firing at +20 ms does not end the wait.
+        t.wait_until(start + 60 * MS).await;
+        assert!(start.elapsed() >= 60 * MS);
+        // Moved earlier than the registered deadline: the timer is brought forward.
+        let start = Instant::now();
+        let _ = tokio::time::timeout(5 * MS, t.wait_until(start + 10_000 * MS)).await;
+        let done = tokio::time::timeout(2_000 * MS, t.wait_until(start + 30 * MS)).await;
+        assert!(
+            done.is_ok(),
+            "an earlier deadline must not wait for the later one"
+        );
+        assert!(start.elapsed() >= 30 * MS);
     }
 }

@@ -16,12 +16,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::{Config, ServerConfig};
 use crate::link::{Link, LinkError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
-use crate::transport::{self, Stream};
+use crate::transport::{self, BusyPollPolicy, PollingTcpStream, Stream};
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The association threads (`server.worker_threads`) could not be started.
+    #[error("cannot start the association threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Counters of what the server did, shared with the tasks.
@@ -102,6 +105,92 @@ struct Shared {
     stats: Arc<ServerStats>,
     tls: Option<Arc<TlsContext>>,
     security: AppSecurity,
+}
+
+/// The threads that run associations when `server.worker_threads` asks for dedicated ones: each
+/// runs a single-threaded tokio runtime, so an association's socket, timers and task live on one
+/// thread that owns its I/O driver, and no other thread is woken when its input arrives.
+/// Dropping the pool stops the threads, which ends the associations they run.
+struct Workers {
+    threads: Vec<Worker>,
+    next: usize,
+}
+
+struct Worker {
+    handle: tokio::runtime::Handle,
+    /// Associations (and connections being set up) on this thread.
+    active: Arc<AtomicU64>,
+    /// Dropped with the pool: the thread's runtime then ends.
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Workers {
+    fn start(n: usize) -> std::io::Result<Workers> {
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name(format!("secmms-assoc-{i}"))
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stopped.await;
+                    });
+                })?;
+            let handle = rx
+                .recv()
+                .map_err(|_| std::io::Error::other("association thread ended at start"))??;
+            threads.push(Worker {
+                handle,
+                active: Arc::new(AtomicU64::new(0)),
+                _stop: stop,
+            });
+        }
+        Ok(Workers { threads, next: 0 })
+    }
+
+    /// The thread with the fewest associations (round robin among equals), and its counter.
+    fn pick(&mut self) -> (&tokio::runtime::Handle, Arc<AtomicU64>) {
+        let n = self.threads.len();
+        let mut best = self.next % n;
+        for k in 1..n {
+            let i = (self.next + k) % n;
+            if self.threads[i].active.load(Ordering::Relaxed)
+                < self.threads[best].active.load(Ordering::Relaxed)
+            {
+                best = i;
+            }
+        }
+        self.next = best + 1;
+        let w = &self.threads[best];
+        (&w.handle, w.active.clone())
+    }
+}
+
+/// Decrements a worker's association count when the association's task ends.
+struct Active(Arc<AtomicU64>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `server.worker_threads`: absent = one per CPU, 0 = none (associations run on the runtime
+/// that runs the server).
+fn worker_count(configured: Option<usize>) -> usize {
+    configured.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// A bound server.
@@ -227,6 +316,10 @@ impl Server {
         // `tls.crl_evaluation_period_secs`; a changed CRL forces renegotiation.
         let period = Duration::from_secs(self.shared.cfg.tls.crl_evaluation_period_secs.max(1));
         let mut crl_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let mut workers = match worker_count(self.shared.cfg.server.worker_threads) {
+            0 => None,
+            n => Some(Workers::start(n).map_err(ServerError::Workers)?),
+        };
         loop {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
@@ -262,7 +355,36 @@ impl Server {
             if let Err(e) = transport::configure_socket(&stream, &shared.cfg.tcp) {
                 debug!(%peer, "socket options: {e}");
             }
-            tokio::spawn(async move {
+            // The socket moves to the thread that serves the association (registered with that
+            // thread's I/O driver there).
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(%peer, "cannot hand the connection over: {e}");
+                    continue;
+                }
+            };
+            let policy = busy_poll_policy(&shared);
+            let (runtime, active) = match workers.as_mut() {
+                Some(w) => {
+                    let (h, a) = w.pick();
+                    (h.clone(), Some(a))
+                }
+                None => (tokio::runtime::Handle::current(), None),
+            };
+            let active = active.map(|a| {
+                a.fetch_add(1, Ordering::Relaxed);
+                Active(a)
+            });
+            runtime.spawn(async move {
+                let _active = active;
+                let stream = match tokio::net::TcpStream::from_std(stream) {
+                    Ok(s) => PollingTcpStream::new(s, policy),
+                    Err(e) => {
+                        debug!(%peer, "cannot register the connection: {e}");
+                        return;
+                    }
+                };
                 let mut facts = ConnectionFacts {
                     peer_address: Some(peer.ip()),
                     ..Default::default()
@@ -350,6 +472,33 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
         "toml" => Model::from_toml(&text).map_err(|e| fail(e.to_string())),
         _ => Model::from_scl(&text).map_err(|e| fail(e.to_string())),
     }
+}
+
+/// The polling window of `server.busy_poll_us` for one connection (see [`busy_poll_window`]).
+fn busy_poll_policy(shared: &Arc<Shared>) -> BusyPollPolicy {
+    let shared = shared.clone();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Arc::new(move || {
+        busy_poll_window(
+            shared.cfg.server.busy_poll_us,
+            shared.stats.established.load(Ordering::Relaxed),
+            cpus,
+        )
+    })
+}
+
+/// `server.busy_poll_us`: the configured window, or the adaptive one: polling while no more
+/// associations are established than half the CPUs (each polling association keeps a thread
+/// busy, and the clients need CPUs too), none on one CPU.
+fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> Duration {
+    let us = match configured {
+        Some(us) => us,
+        None if cpus >= 2 && established.saturating_mul(2) <= cpus as u64 => {
+            ServerConfig::DEFAULT_BUSY_POLL_US
+        }
+        None => 0,
+    };
+    Duration::from_micros(us)
 }
 
 /// Serves one association on any stream (TCP, or TLS after the handshake).
@@ -494,7 +643,82 @@ const ACSE_USER_NO_REASON: i64 = 1;
 
 #[cfg(test)]
 mod tests {
-    use super::response_group;
+    use super::{busy_poll_window, response_group, worker_count, Workers};
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    #[test]
+    fn configured_busy_poll_is_used_as_is() {
+        assert_eq!(busy_poll_window(Some(0), 0, 8), Duration::ZERO);
+        assert_eq!(
+            busy_poll_window(Some(250), 100, 1),
+            Duration::from_micros(250)
+        );
+    }
+
+    #[test]
+    fn adaptive_busy_poll_only_while_cpus_are_spare() {
+        let on = Duration::from_micros(super::ServerConfig::DEFAULT_BUSY_POLL_US);
+        assert_eq!(busy_poll_window(None, 1, 2), on);
+        assert_eq!(busy_poll_window(None, 4, 8), on);
+        assert_eq!(busy_poll_window(None, 2, 2), Duration::ZERO);
+        assert_eq!(busy_poll_window(None, 5, 8), Duration::ZERO);
+        // One CPU: polling would only take it from the peer.
+        assert_eq!(busy_poll_window(None, 0, 1), Duration::ZERO);
+        assert_eq!(busy_poll_window(None, 1, 1), Duration::ZERO);
+    }
+
+    #[test]
+    fn worker_threads_default_to_one_per_cpu() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(worker_count(None), cpus);
+        assert_eq!(worker_count(Some(0)), 0);
+        assert_eq!(worker_count(Some(3)), 3);
+    }
+
+    #[test]
+    fn associations_go_to_the_least_busy_thread() {
+        let mut w = Workers::start(3).unwrap();
+        // Equal counts: round robin.
+        let picks: Vec<_> = (0..3)
+            .map(|_| {
+                let (_, a) = w.pick();
+                a.fetch_add(1, Ordering::Relaxed);
+                a
+            })
+            .collect();
+        assert!(picks.iter().all(|a| a.load(Ordering::Relaxed) == 1));
+        // One thread's association ends: the next goes there.
+        picks[1].fetch_sub(1, Ordering::Relaxed);
+        let (_, a) = w.pick();
+        assert!(std::sync::Arc::ptr_eq(&a, &picks[1]));
+    }
+
+    #[test]
+    fn association_threads_run_tasks_and_stop_with_the_pool() {
+        let mut w = Workers::start(2).unwrap();
+        let (h, _) = w.pick();
+        let (tx, rx) = std::sync::mpsc::channel();
+        h.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            tx.send(std::thread::current().name().map(str::to_owned))
+                .unwrap();
+        });
+        let name = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert!(name.starts_with("secmms-assoc-"), "{name}");
+        // A task still running when the pool goes is dropped with its thread's runtime.
+        let (h, _) = w.pick();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        h.spawn(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await;
+        });
+        drop(w);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected)
+        );
+    }
 
     #[test]
     fn configured_group_is_used_as_is() {

@@ -1,12 +1,16 @@
 //! Byte-stream transports under RFC 1006: plain TCP here; TLS (clause 6) is
 //! [`crate::tls::TlsStream`] over the same TCP stream, another [`Stream`] implementation.
 
-use std::io;
+use std::future::Future;
+use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Any byte stream an association can run on (TCP, TLS over TCP, an in-memory pipe in tests).
@@ -97,9 +101,187 @@ pub fn local_addr(l: &TcpListener) -> io::Result<SocketAddr> {
     l.local_addr()
 }
 
+/// When a [`PollingTcpStream`] keeps polling after it has written: consulted each time a write
+/// arms the window, so a server can poll while it has CPUs to spare and stop when it has not.
+pub type BusyPollPolicy = Arc<dyn Fn() -> Duration + Send + Sync>;
+
+/// A TCP stream that, after each write, keeps polling its socket for the next input during a
+/// short window instead of letting the thread sleep at once.
+///
+/// A request/response peer that has just been answered usually sends its next request within a
+/// few tens of microseconds. A thread that goes to sleep in that gap has to be woken by the
+/// kernel when the request arrives, and on virtual machines whose idle CPUs halt at once that
+/// wake-up is most of a round trip's cost (docs/PERFORMANCE.md). Inside the window a read that
+/// finds nothing yields to the runtime (other tasks run, the I/O driver is polled without
+/// blocking) and tries again; after it, the stream waits for readiness like any tokio socket.
+///
+/// Only writes arm the window, so a peer that trickles octets without completing requests gets
+/// no polling. The window comes from a [`BusyPollPolicy`]; zero disables it.
+pub struct PollingTcpStream {
+    tcp: TcpStream,
+    policy: BusyPollPolicy,
+    /// Start and length of the current window, set by a write, cleared when it runs out.
+    armed: Option<(Instant, Duration)>,
+}
+
+impl PollingTcpStream {
+    /// Wraps a connected stream.
+    pub fn new(tcp: TcpStream, policy: BusyPollPolicy) -> Self {
+        PollingTcpStream {
+            tcp,
+            policy,
+            armed: None,
+        }
+    }
+
+    /// The underlying stream (for addresses and socket options).
+    pub fn get_ref(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// True while a write's polling window is open.
+    fn polling(&mut self) -> bool {
+        match self.armed {
+            Some((start, len)) if start.elapsed() < len => true,
+            Some(_) => {
+                self.armed = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl AsyncRead for PollingTcpStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        while self.polling() {
+            // Ask the socket itself: tokio's readiness only changes when the I/O driver has
+            // seen an event, and not sleeping is the point of the window.
+            let sock = socket2::SockRef::from(&self.tcp);
+            match (&*sock).read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Be polled again after the other ready tasks and a non-blocking look at
+                    // the I/O driver: a yield, not a sleep.
+                    let mut again = std::pin::pin!(tokio::task::yield_now());
+                    let _ = again.as_mut().poll(cx);
+                    return Poll::Pending;
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PollingTcpStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.tcp).poll_write(cx, data);
+        if let Poll::Ready(Ok(_)) = r {
+            let window = (self.policy)();
+            self.armed = (!window.is_zero()).then(|| (Instant::now(), window));
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn pair(window: Duration) -> (PollingTcpStream, TcpStream) {
+        let l = listen_tcp("127.0.0.1:0").await.unwrap();
+        let addr = local_addr(&l).unwrap().to_string();
+        let cfg = TcpConfig::default();
+        let (c, s) = tokio::join!(connect_tcp(&addr, &cfg), l.accept());
+        let policy: BusyPollPolicy = Arc::new(move || window);
+        (PollingTcpStream::new(s.unwrap().0, policy), c.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_write_opens_the_polling_window_and_it_closes() {
+        let (mut s, mut c) = pair(Duration::from_millis(50)).await;
+        assert!(!s.polling(), "no window before a write");
+        s.write_all(b"answer").await.unwrap();
+        assert!(s.polling(), "a write opens the window");
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf).await.unwrap();
+        // Input inside the window is read by polling the socket.
+        c.write_all(b"next").await.unwrap();
+        let mut got = [0u8; 4];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"next");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!s.polling(), "the window closes");
+        // After it, input is read through readiness.
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.write_all(b"late").await.unwrap();
+            c
+        });
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"late");
+        let mut c = late.await.unwrap();
+        // End of stream is seen both ways.
+        s.write_all(b"x").await.unwrap();
+        drop(s);
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"x");
+    }
+
+    #[tokio::test]
+    async fn a_polling_read_does_not_starve_other_tasks() {
+        // On a single-threaded runtime a read that polls must still let the other tasks run
+        // (a read that spun inside `poll_read` would hold the thread for the whole window).
+        let window = Duration::from_secs(3);
+        let (mut s, _c) = pair(window).await;
+        s.write_all(b"answer").await.unwrap();
+        let reader = tokio::spawn(async move {
+            let mut b = [0u8; 1];
+            let _ = s.read(&mut b).await;
+        });
+        let start = Instant::now();
+        let other = tokio::spawn(async { 42 });
+        assert_eq!(other.await.unwrap(), 42);
+        assert!(start.elapsed() < window / 3, "{:?}", start.elapsed());
+        reader.abort();
+    }
+
+    #[tokio::test]
+    async fn no_window_no_polling() {
+        let (mut s, mut c) = pair(Duration::ZERO).await;
+        s.write_all(b"answer").await.unwrap();
+        assert!(!s.polling());
+        c.write_all(b"req").await.unwrap();
+        let mut got = [0u8; 3];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"req");
+        // Only writes open the window: input alone does not.
+        assert!(!s.polling());
+    }
 
     #[tokio::test]
     async fn keepalive_is_applied() {

@@ -1,0 +1,118 @@
+//! The server's association threads (`server.worker_threads`) and its polling window
+//! (`server.busy_poll_us`): every combination serves concurrent associations completely and
+//! correctly, and stopping the server ends the associations its threads run.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use secmms::client::LoadSpec;
+use secmms::{Client, Config, Server, ServerHandle};
+use secmms_mms::{
+    ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
+};
+
+const ANIN: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+
+async fn start(worker_threads: Option<usize>, busy_poll_us: Option<u64>) -> ServerHandle {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.server.worker_threads = worker_threads;
+    cfg.server.busy_poll_us = busy_poll_us;
+    Server::bind(cfg)
+        .await
+        .expect("bind")
+        .spawn()
+        .expect("spawn")
+}
+
+fn read_of(name: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::single(name),
+    })
+}
+
+/// One association: a load at `outstanding`, then a read and a write read back, then release.
+async fn exercise(addr: String, outstanding: usize) -> u64 {
+    let c = Client::connect(&addr, &Config::default())
+        .await
+        .expect("associate");
+    let name = c.resolve(ANIN).await.expect("resolve");
+    let completed = Arc::new(AtomicU64::new(0));
+    let o = c
+        .load(LoadSpec {
+            service: read_of(name.clone()),
+            outstanding,
+            duration: Duration::from_millis(250),
+            completed: completed.clone(),
+        })
+        .await
+        .expect("load");
+    assert_eq!(o.errors, 0);
+    assert!(o.latency.count() > 0);
+    assert_eq!(completed.load(Ordering::Relaxed), o.latency.count());
+    assert!(matches!(
+        c.read_name(&name).await.expect("read"),
+        Data::FloatingPoint(_)
+    ));
+    c.release().await.expect("release");
+    o.latency.count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_thread_and_polling_setting_serves_concurrent_associations() {
+    for (threads, poll) in [
+        (None, None),
+        (Some(0), None),
+        (Some(0), Some(200)),
+        (Some(1), Some(0)),
+        (Some(1), Some(200)),
+        (Some(3), Some(0)),
+        (Some(3), Some(1_000)),
+    ] {
+        let server = start(threads, poll).await;
+        let addr = server.addr.to_string();
+        let before = server.stats.requests.load(Ordering::Relaxed);
+        let tasks: Vec<_> = [1, 5, 1, 16, 3]
+            .into_iter()
+            .map(|o| tokio::spawn(exercise(addr.clone(), o)))
+            .collect();
+        let mut counted = 0;
+        for t in tasks {
+            counted += t.await.expect("association task");
+        }
+        // Each association's load plus its read (resolving the name sends nothing).
+        let served = server.stats.requests.load(Ordering::Relaxed) - before;
+        assert_eq!(served, counted + 5, "threads {threads:?} poll {poll:?}");
+        // The server counts a release when the association's task ends, just after its answer.
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while server.stats.released.load(Ordering::Relaxed) < 5 && tokio::time::Instant::now() < end
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(server.stats.released.load(Ordering::Relaxed), 5);
+        assert_eq!(server.stats.failed.load(Ordering::Relaxed), 0);
+        server.shutdown();
+    }
+}
+
+#[tokio::test]
+async fn stopping_the_server_ends_the_associations_on_its_threads() {
+    for threads in [None, Some(2)] {
+        let server = start(threads, None).await;
+        let c = Client::connect(&server.addr.to_string(), &Config::default())
+            .await
+            .expect("associate");
+        let name = c.resolve(ANIN).await.expect("resolve");
+        c.read_name(&name).await.expect("read before the stop");
+        server.shutdown();
+        // The association's thread and runtime are gone: the connection closes.
+        let end = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !c.is_closed() && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(c.is_closed(), "threads {threads:?}");
+        assert!(c.read_name(&name).await.is_err());
+    }
+}

@@ -6,10 +6,13 @@ Each round measures every (associations, outstanding) point against every server
 interleaved, so a slow minute of the machine hits all of them; the table gives the median of the
 rounds and every ratio is computed from medians of the same run. Beside the servers:
 
-* `secmms (response_group=0)`: our server writing each burst of pipelined responses in one
-  write, to show what the default (adaptive `server.response_group`) changes;
-* the floor of one-outstanding rates: a bare blocking TCP ping-pong with the same octet counts
-  (crates/secmms/examples/tcp_pingpong.rs), measured before and after the rounds;
+* `secmms (no polling, shared runtime)`: our server with `busy_poll_us = 0` and
+  `worker_threads = 0` (associations sleep as soon as they wait, and run as tasks of the
+  multi-threaded runtime), to show what those two defaults change;
+* the floors of one-outstanding rates: a bare TCP ping-pong with the same octet counts
+  (crates/secmms/examples/tcp_pingpong.rs) whose server sleeps in `read` (the floor of every
+  server that sleeps between requests) or polls its socket (the floor of a polling server),
+  measured before and after the rounds;
 * the 1x1 point once more with every server, the client and the floor pinned to one CPU
   (`taskset`), where no wake-up crosses cores and the work per request shows instead.
 
@@ -68,17 +71,17 @@ def main():
     binary = "target/release/secmms"
     model = "tests/interop/demo.cid"
     tmp = tempfile.mkdtemp()
-    coalesced_cfg = os.path.join(tmp, "coalesced.toml")
-    with open(coalesced_cfg, "w") as f:
-        f.write("[server]\nresponse_group = 0\n")
+    plain_cfg = os.path.join(tmp, "no-polling.toml")
+    with open(plain_cfg, "w") as f:
+        f.write("[server]\nbusy_poll_us = 0\nworker_threads = 0\n")
     null = subprocess.DEVNULL
     servers = [
         ("secmms", 11102, [binary, "server", "--listen", "127.0.0.1:11102", "--model", model]),
         (
-            "secmms (response_group=0)",
+            "secmms (no polling, shared runtime)",
             11105,
             [binary, "server", "--listen", "127.0.0.1:11105", "--model", model,
-             "--config", coalesced_cfg],
+             "--config", plain_cfg],
         ),
         ("open61850", 11103, [py, "tests/interop/peers.py", "server", "open61850", "11103", "3600", model]),
         ("iec61850", 11104, [py, "tests/interop/peers.py", "server", "iec61850", "11104", "3600", model]),
@@ -91,10 +94,10 @@ def main():
             if not wait_port(port):
                 sys.exit(f"{name} did not start on port {port}")
 
-        def floor(pin=None):
+        def floor(pin=None, mode="blocking"):
             pre = ["taskset", "-c", pin] if pin else []
             out = subprocess.run(
-                pre + ["target/release/examples/tcp_pingpong", str(args.seconds)],
+                pre + ["target/release/examples/tcp_pingpong", str(args.seconds), mode],
                 capture_output=True, text=True, check=True,
             ).stdout
             return float(out.split()[1])
@@ -105,6 +108,7 @@ def main():
                                stdout=null, check=True)
 
         floors = [floor()]
+        polling_floors = [floor(mode="polling")]
         results = {}  # (name, a, o) -> list of dicts
         def measure(name, port, a, o, pin=None):
             pid = procs[name].pid
@@ -136,6 +140,7 @@ def main():
                     print(f"round {r + 1}/{args.rounds}: {name} {a}x{o}: {d['requests_per_sec']:.0f}/s",
                           file=sys.stderr)
         floors.append(floor())
+        polling_floors.append(floor(mode="polling"))
         # The same 1x1 point with everything on CPU 0.
         pin_servers("0")
         pinned_floors = [floor("0")]
@@ -177,9 +182,10 @@ def main():
                   f"| {med([d['server_cpu_us'] for d in rs]):.1f} | {med([d['client_cpu_us'] for d in rs]):.1f} "
                   f"| {sum(d['errors'] for d in rs)} |")
     print()
-    print(f"Floor of any one-outstanding rate (bare TCP ping-pong, 69/37 octets, blocking): "
-          f"{floors[0]:.0f}/s before, {floors[1]:.0f}/s after the rounds; on one CPU "
-          f"{pinned_floors[0]:.0f}/s before, {pinned_floors[1]:.0f}/s after.\n")
+    print(f"Floors of one-outstanding rates (bare TCP ping-pong, 69/37 octets, client blocking): "
+          f"server sleeping in read {floors[0]:.0f}/s before, {floors[1]:.0f}/s after the rounds "
+          f"(on one CPU {pinned_floors[0]:.0f}/s before, {pinned_floors[1]:.0f}/s after); "
+          f"server polling {polling_floors[0]:.0f}/s before, {polling_floors[1]:.0f}/s after.\n")
     for point in POINTS + [PINNED]:
         a, o = point[0], point[1]
         peers = {n: rate[(n,) + point] for n in ("open61850", "iec61850")}
@@ -193,10 +199,16 @@ def main():
         label = f"{a}x{o}" + (" on one CPU" if len(point) == 3 else "")
         line = (f"- {label}: secmms / faster peer ({best}) = {ours / max(1, peers[best]):.2f}x "
                 f"(per round {', '.join(f'{x:.2f}' for x in per_round)})")
-        if o == 1:
-            fl = max(pinned_floors if len(point) == 3 else floors)
-            line += (f"; the faster peer reaches {peers[best] / fl:.0%} of the floor, so at most "
-                     f"{fl / max(1, peers[best]):.2f}x is possible for any server")
+        if o == 1 and len(point) == 3:
+            fl = max(pinned_floors)
+            line += (f"; the faster peer reaches {peers[best] / fl:.0%} of the one-CPU floor, so "
+                     f"at most {fl / max(1, peers[best]):.2f}x is possible for any server there")
+        elif o == 1:
+            fl, pfl = max(floors), max(polling_floors)
+            line += (f"; the faster peer reaches {peers[best] / fl:.0%} of the sleeping-server "
+                     f"floor (a server that sleeps between requests could be at most "
+                     f"{fl / max(1, peers[best]):.2f}x faster); we reach {ours / pfl:.0%} of the "
+                     f"polling-server floor ({pfl / max(1, peers[best]):.2f}x the faster peer)")
         print(line)
 
 

@@ -22,7 +22,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "warn")]
     log: String,
     /// Runtime worker threads: 0 = one per core, 1 = everything on one thread (no cross-thread
-    /// wake-ups; lowest latency per request on small machines).
+    /// wake-ups; lowest latency per request on small machines). The server's associations run
+    /// on their own threads (`[server] worker_threads`); for `server` this sizes the rest.
     #[arg(long, global = true, default_value_t = 0, env = "SECMMS_THREADS")]
     threads: usize,
     #[command(subcommand)]

@@ -742,8 +742,8 @@ async fn run_association<S: Stream>(
             // Native mode: E2E key-refresh timers.
             let timer = security.next_timer();
             let e2e_timer = async {
-                match timer {
-                    Some(t) => e2e_timer_at.wait_until(tokio::time::Instant::now() + t).await,
+                match timer.and_then(|t| tokio::time::Instant::now().checked_add(t)) {
+                    Some(at) => e2e_timer_at.wait_until(at).await,
                     None => std::future::pending().await,
                 }
             };

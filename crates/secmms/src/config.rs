@@ -136,6 +136,26 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+        if self
+            .server
+            .busy_poll_us
+            .is_some_and(|us| us > ServerConfig::MAX_BUSY_POLL_US)
+        {
+            return Err(ConfigError::Value {
+                field: "server.busy_poll_us",
+                reason: format!("must be at most {}", ServerConfig::MAX_BUSY_POLL_US),
+            });
+        }
+        if self
+            .server
+            .worker_threads
+            .is_some_and(|n| n > ServerConfig::MAX_WORKER_THREADS)
+        {
+            return Err(ConfigError::Value {
+                field: "server.worker_threads",
+                reason: format!("must be at most {}", ServerConfig::MAX_WORKER_THREADS),
+            });
+        }
         if self.client.max_outstanding == 0 {
             return Err(ConfigError::Value {
                 field: "client.max_outstanding",
@@ -245,25 +265,34 @@ pub struct ServerConfig {
     /// groups of a quarter of the burst (at least 1); beyond that, whole bursts.
     /// docs/PERFORMANCE.md has the measurements behind the default.
     pub response_group: Option<usize>,
-    /// Microseconds an association keeps polling its socket after writing answers before its
-    /// thread sleeps (plain TCP and TLS over TCP). A client that has just been answered usually
-    /// sends its next request within tens of microseconds; polling through that gap saves the
-    /// kernel wake-up that otherwise dominates a one-outstanding round trip, at the price of CPU
-    /// time spent polling. 0 never polls. Absent (the default): adaptive:
+    /// Microseconds an established association keeps polling its socket after writing before
+    /// its thread sleeps (plain TCP and TLS over TCP). A client that has just been answered
+    /// often sends its next request within tens of microseconds; polling through that gap saves
+    /// the kernel wake-up that otherwise dominates a one-outstanding round trip, at the price of
+    /// CPU time spent polling. A peer whose last request did not come within the window is not
+    /// polled for until one does (`transport::PollingTcpStream`). 0 never polls; at most
+    /// [`ServerConfig::MAX_BUSY_POLL_US`]. Absent (the default): adaptive:
     /// [`ServerConfig::DEFAULT_BUSY_POLL_US`] while no more associations are established than
     /// half the CPUs (never on one CPU), 0 beyond that. docs/PERFORMANCE.md has the measurements.
     pub busy_poll_us: Option<u64>,
-    /// Threads dedicated to associations, each running its own single-threaded runtime; a new
-    /// association goes to the one with the fewest. An association then lives on one thread
-    /// that owns its socket's readiness, so its input wakes no other thread. 0 runs the
-    /// associations as tasks of the runtime that runs the server (for embedding in an
-    /// application's runtime). Absent (the default): one per CPU.
+    /// Threads dedicated to associations, each running its own single-threaded runtime, started
+    /// when the server binds; a new connection goes to the one serving the fewest connections.
+    /// An association then lives on one thread that owns its socket's readiness, so its input
+    /// wakes no other thread. 0 runs the associations as tasks of the runtime that runs the
+    /// server (for embedding in an application's runtime; with many busy associations on few
+    /// CPUs its work stealing gives more throughput, see docs/PERFORMANCE.md). At most
+    /// [`ServerConfig::MAX_WORKER_THREADS`]. Absent (the default): one per CPU.
     pub worker_threads: Option<usize>,
 }
 
 impl ServerConfig {
     /// The adaptive polling window of [`ServerConfig::busy_poll_us`], microseconds.
     pub const DEFAULT_BUSY_POLL_US: u64 = 100;
+    /// Largest [`ServerConfig::busy_poll_us`] accepted (10 ms: polling is for gaps of
+    /// microseconds; longer windows only burn CPU time).
+    pub const MAX_BUSY_POLL_US: u64 = 10_000;
+    /// Largest [`ServerConfig::worker_threads`] accepted.
+    pub const MAX_WORKER_THREADS: usize = 1024;
 }
 
 impl Default for ServerConfig {
@@ -327,6 +356,11 @@ mod tests {
         assert!(Config::from_toml("[osi]\ntpdu_size = 4096").is_err());
         assert!(Config::from_toml("[server]\nmax_associations = 0").is_err());
         assert!(Config::from_toml("[server]\nbogus = 1").is_err());
+        assert!(Config::from_toml("[server]\nbusy_poll_us = 10001").is_err());
+        assert!(Config::from_toml("[server]\nworker_threads = 1025").is_err());
+        let c = Config::from_toml("[server]\nbusy_poll_us = 10000\nworker_threads = 0").unwrap();
+        assert_eq!(c.server.busy_poll_us, Some(10_000));
+        assert_eq!(c.server.worker_threads, Some(0));
         let c =
             Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\n[tcp]\nkeepalive_idle_secs = 5")
                 .unwrap();

@@ -144,9 +144,9 @@ impl<S: Stream> Link<S> {
     /// association. Any reaction the association queued (for example an abort after a
     /// protocol error) is written before an error is returned.
     pub async fn read_input(&mut self, timeout: Option<Duration>) -> Result<(), LinkError> {
-        let n = match timeout {
-            Some(t) => {
-                let at = Instant::now() + t;
+        // A timeout too long to be a deadline (e.g. u64::MAX seconds for "never") waits forever.
+        let n = match timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?))) {
+            Some((t, at)) => {
                 tokio::select! {
                     biased;
                     n = self.stream.read(&mut self.buf) => n?,
@@ -225,16 +225,16 @@ mod tests {
     async fn lazy_timer_follows_a_deadline_moved_later_or_earlier() {
         let mut t = LazyTimer::default();
         let start = Instant::now();
-        // Abandoned wait (as when the read wins the select) leaves the timer at +20 ms.
-        let abandoned = tokio::time::timeout(5 * MS, t.wait_until(start + 20 * MS)).await;
+        // Abandoned wait (as when the read wins the select) leaves the timer at +300 ms.
+        let abandoned = tokio::time::timeout(5 * MS, t.wait_until(start + 300 * MS)).await;
         assert!(abandoned.is_err());
-        // Moved later: the early firing at +20 ms does not end the wait.
-        t.wait_until(start + 60 * MS).await;
-        assert!(start.elapsed() >= 60 * MS);
+        // Moved later: the early firing at +300 ms does not end the wait.
+        t.wait_until(start + 600 * MS).await;
+        assert!(start.elapsed() >= 600 * MS);
         // Moved earlier than the registered deadline: the timer is brought forward.
         let start = Instant::now();
-        let _ = tokio::time::timeout(5 * MS, t.wait_until(start + 10_000 * MS)).await;
-        let done = tokio::time::timeout(2_000 * MS, t.wait_until(start + 30 * MS)).await;
+        let _ = tokio::time::timeout(5 * MS, t.wait_until(start + 100_000 * MS)).await;
+        let done = tokio::time::timeout(20_000 * MS, t.wait_until(start + 30 * MS)).await;
         assert!(
             done.is_ok(),
             "an earlier deadline must not wait for the later one"

@@ -2,7 +2,7 @@
 //! protocol error, a slow or silent peer, or an abrupt close ends only that association's task.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,7 +160,7 @@ impl Workers {
         Ok(Workers { threads, next: 0 })
     }
 
-    /// The thread with the fewest associations (round robin among equals), and its counter.
+    /// The thread serving the fewest connections (round robin among equals), and its counter.
     fn pick(&mut self) -> (&tokio::runtime::Handle, Arc<AtomicU64>) {
         let n = self.threads.len();
         let mut best = self.next % n;
@@ -196,6 +196,8 @@ fn worker_count(configured: Option<usize>) -> usize {
 /// A bound server.
 pub struct Server {
     listener: TcpListener,
+    /// The association threads (`server.worker_threads`), started at bind.
+    workers: Option<Workers>,
     shared: Arc<Shared>,
     slots: Arc<Semaphore>,
     description: String,
@@ -217,7 +219,9 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Stops accepting and ends every association task.
+    /// Stops accepting and ends every association task. The tasks end as their threads'
+    /// runtimes (or the accept loop's own set of tasks) are dropped, just after this returns;
+    /// their peers see the TCP connection close.
     pub fn shutdown(self) {
         self.task.abort();
     }
@@ -261,8 +265,13 @@ impl Server {
                 source,
             })?;
         let slots = Arc::new(Semaphore::new(cfg.server.max_associations));
+        let workers = match worker_count(cfg.server.worker_threads) {
+            0 => None,
+            n => Some(Workers::start(n).map_err(ServerError::Workers)?),
+        };
         Ok(Server {
             listener,
+            workers,
             shared: Arc::new(Shared {
                 cfg,
                 mms,
@@ -311,16 +320,17 @@ impl Server {
     }
 
     /// Accepts connections until the task is cancelled.
-    pub async fn run(self) -> Result<(), ServerError> {
+    pub async fn run(mut self) -> Result<(), ServerError> {
         // §6.2 DECISION: revocation information re-evaluated at least every
         // `tls.crl_evaluation_period_secs`; a changed CRL forces renegotiation.
         let period = Duration::from_secs(self.shared.cfg.tls.crl_evaluation_period_secs.max(1));
         let mut crl_tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let mut workers = match worker_count(self.shared.cfg.server.worker_threads) {
-            0 => None,
-            n => Some(Workers::start(n).map_err(ServerError::Workers)?),
-        };
+        let mut workers = self.workers.take();
+        // Associations on this runtime (`worker_threads = 0`): owned here, so that ending the
+        // accept loop ends them, as dropping `workers` ends the others.
+        let mut local = tokio::task::JoinSet::new();
         loop {
+            while local.try_join_next().is_some() {}
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 _ = crl_tick.tick() => {
@@ -360,27 +370,18 @@ impl Server {
             let stream = match stream.into_std() {
                 Ok(s) => s,
                 Err(e) => {
+                    shared.stats.failed.fetch_add(1, Ordering::Relaxed);
                     debug!(%peer, "cannot hand the connection over: {e}");
                     continue;
                 }
             };
-            let policy = busy_poll_policy(&shared);
-            let (runtime, active) = match workers.as_mut() {
-                Some(w) => {
-                    let (h, a) = w.pick();
-                    (h.clone(), Some(a))
-                }
-                None => (tokio::runtime::Handle::current(), None),
-            };
-            let active = active.map(|a| {
-                a.fetch_add(1, Ordering::Relaxed);
-                Active(a)
-            });
-            runtime.spawn(async move {
-                let _active = active;
+            let established = Arc::new(AtomicBool::new(false));
+            let policy = busy_poll_policy(&shared, established.clone());
+            let association = async move {
                 let stream = match tokio::net::TcpStream::from_std(stream) {
                     Ok(s) => PollingTcpStream::new(s, policy),
                     Err(e) => {
+                        shared.stats.failed.fetch_add(1, Ordering::Relaxed);
                         debug!(%peer, "cannot register the connection: {e}");
                         return;
                     }
@@ -390,12 +391,12 @@ impl Server {
                     ..Default::default()
                 };
                 let r = match &shared.tls {
-                    None => serve_association(stream, &shared, &facts).await,
+                    None => serve_association(stream, &shared, &facts, &established).await,
                     Some(tls) => match tls.accept(stream, peer).await {
                         Ok(s) => {
                             facts.tls = true;
                             facts.tls_fingerprints = tls_fingerprints(s.ssl());
-                            serve_association(s, &shared, &facts).await
+                            serve_association(s, &shared, &facts, &established).await
                         }
                         Err(e) => {
                             shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
@@ -414,7 +415,21 @@ impl Server {
                     }
                 }
                 drop(permit);
-            });
+            };
+            match workers.as_mut() {
+                Some(w) => {
+                    let (runtime, active) = w.pick();
+                    active.fetch_add(1, Ordering::Relaxed);
+                    let active = Active(active);
+                    runtime.spawn(async move {
+                        let _active = active;
+                        association.await
+                    });
+                }
+                None => {
+                    local.spawn(association);
+                }
+            }
         }
     }
 
@@ -474,11 +489,17 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
     }
 }
 
-/// The polling window of `server.busy_poll_us` for one connection (see [`busy_poll_window`]).
-fn busy_poll_policy(shared: &Arc<Shared>) -> BusyPollPolicy {
+/// The polling window of `server.busy_poll_us` for one connection (see [`busy_poll_window`]):
+/// none until its association is established (`established` set by the association's task), so
+/// connections still being set up (handshakes, refusals) never poll. The CPU count is taken per
+/// connection, so a change of the process's CPU affinity (`taskset`) is honoured.
+fn busy_poll_policy(shared: &Arc<Shared>, established: Arc<AtomicBool>) -> BusyPollPolicy {
     let shared = shared.clone();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     Arc::new(move || {
+        if !established.load(Ordering::Relaxed) {
+            return Duration::ZERO;
+        }
         busy_poll_window(
             shared.cfg.server.busy_poll_us,
             shared.stats.established.load(Ordering::Relaxed),
@@ -506,6 +527,7 @@ async fn serve_association<S: Stream>(
     stream: S,
     shared: &Shared,
     facts: &ConnectionFacts,
+    established: &AtomicBool,
 ) -> Result<(), LinkError> {
     let osi = osi_config(&shared.cfg.osi, true)
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
@@ -546,6 +568,7 @@ async fn serve_association<S: Stream>(
                             link.assoc().accept(response)?;
                             shared.stats.associations.fetch_add(1, Ordering::Relaxed);
                             _established = Some(Established::new(&shared.stats.established));
+                            established.store(true, Ordering::Relaxed);
                             if let Some(p) = security.authenticated_peer() {
                                 debug!("application-layer peer authenticated: {p}");
                             }
@@ -643,9 +666,32 @@ const ACSE_USER_NO_REASON: i64 = 1;
 
 #[cfg(test)]
 mod tests {
-    use super::{busy_poll_window, response_group, worker_count, Workers};
-    use std::sync::atomic::Ordering;
+    use super::{busy_poll_policy, busy_poll_window, response_group, worker_count, Workers};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn connections_poll_only_once_their_association_is_established() {
+        let mut cfg = crate::Config::default();
+        cfg.server.listen = "127.0.0.1:0".into();
+        cfg.server.worker_threads = Some(1);
+        let server = super::Server::bind(cfg).await.unwrap();
+        let established = Arc::new(AtomicBool::new(false));
+        let policy = busy_poll_policy(&server.shared, established.clone());
+        server.shared.stats.established.store(1, Ordering::Relaxed);
+        assert_eq!(policy(), Duration::ZERO, "still being set up");
+        established.store(true, Ordering::Relaxed);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(policy(), busy_poll_window(None, 1, cpus));
+        // Too many associations established for the CPUs: no polling.
+        server
+            .shared
+            .stats
+            .established
+            .store(cpus as u64 + 1, Ordering::Relaxed);
+        assert_eq!(policy(), Duration::ZERO);
+    }
 
     #[test]
     fn configured_busy_poll_is_used_as_is() {

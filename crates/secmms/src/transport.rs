@@ -105,23 +105,34 @@ pub fn local_addr(l: &TcpListener) -> io::Result<SocketAddr> {
 /// arms the window, so a server can poll while it has CPUs to spare and stop when it has not.
 pub type BusyPollPolicy = Arc<dyn Fn() -> Duration + Send + Sync>;
 
-/// A TCP stream that, after each write, keeps polling its socket for the next input during a
-/// short window instead of letting the thread sleep at once.
+/// A TCP stream that, after a write, keeps polling its socket for the next input during a short
+/// window instead of letting the thread sleep at once.
 ///
-/// A request/response peer that has just been answered usually sends its next request within a
+/// A request/response peer that has just been answered often sends its next request within a
 /// few tens of microseconds. A thread that goes to sleep in that gap has to be woken by the
 /// kernel when the request arrives, and on virtual machines whose idle CPUs halt at once that
 /// wake-up is most of a round trip's cost (docs/PERFORMANCE.md). Inside the window a read that
 /// finds nothing yields to the runtime (other tasks run, the I/O driver is polled without
 /// blocking) and tries again; after it, the stream waits for readiness like any tokio socket.
 ///
-/// Only writes arm the window, so a peer that trickles octets without completing requests gets
-/// no polling. The window comes from a [`BusyPollPolicy`]; zero disables it.
+/// Polling costs CPU time, so it is kept for peers that use it:
+/// - only writes open the window: a peer that sends without being answered gets no polling;
+/// - a write opens it only if the first input after the previous write came within that
+///   write's window: a peer that answered slowly (a client polling once a second) is not polled
+///   for until it is quick again, which is seen on the next input even without polling;
+/// - reads inside the window spend the task's cooperative budget like any tokio read;
+/// - the window's length comes from a [`BusyPollPolicy`], asked at each write; zero disables it.
 pub struct PollingTcpStream {
     tcp: TcpStream,
     policy: BusyPollPolicy,
     /// Start and length of the current window, set by a write, cleared when it runs out.
     armed: Option<(Instant, Duration)>,
+    /// Time and window of the last write, until the first input after it is seen.
+    last_write: Option<(Instant, Duration)>,
+    /// The first input after the previous write came within its window (true at the start).
+    quick: bool,
+    /// Reads served by polling (inside a window).
+    polled_reads: u64,
 }
 
 impl PollingTcpStream {
@@ -131,12 +142,20 @@ impl PollingTcpStream {
             tcp,
             policy,
             armed: None,
+            last_write: None,
+            quick: true,
+            polled_reads: 0,
         }
     }
 
     /// The underlying stream (for addresses and socket options).
     pub fn get_ref(&self) -> &TcpStream {
         &self.tcp
+    }
+
+    /// Reads served by polling inside a window so far.
+    pub fn polled_reads(&self) -> u64 {
+        self.polled_reads
     }
 
     /// True while a write's polling window is open.
@@ -150,6 +169,13 @@ impl PollingTcpStream {
             None => false,
         }
     }
+
+    /// Input arrived: judge how quickly it followed our last write.
+    fn input_seen(&mut self) {
+        if let Some((at, window)) = self.last_write.take() {
+            self.quick = at.elapsed() <= window;
+        }
+    }
 }
 
 impl AsyncRead for PollingTcpStream {
@@ -159,12 +185,16 @@ impl AsyncRead for PollingTcpStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         while self.polling() {
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             // Ask the socket itself: tokio's readiness only changes when the I/O driver has
             // seen an event, and not sleeping is the point of the window.
             let sock = socket2::SockRef::from(&self.tcp);
             match (&*sock).read(buf.initialize_unfilled()) {
                 Ok(n) => {
+                    coop.made_progress();
                     buf.advance(n);
+                    self.polled_reads += 1;
+                    self.input_seen();
                     return Poll::Ready(Ok(()));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -178,7 +208,12 @@ impl AsyncRead for PollingTcpStream {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
-        Pin::new(&mut self.tcp).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.input_seen();
+        }
+        r
     }
 }
 
@@ -191,7 +226,9 @@ impl AsyncWrite for PollingTcpStream {
         let r = Pin::new(&mut self.tcp).poll_write(cx, data);
         if let Poll::Ready(Ok(_)) = r {
             let window = (self.policy)();
-            self.armed = (!window.is_zero()).then(|| (Instant::now(), window));
+            let now = Instant::now();
+            self.last_write = Some((now, window));
+            self.armed = (!window.is_zero() && self.quick).then_some((now, window));
         }
         r
     }
@@ -228,28 +265,74 @@ mod tests {
         assert!(s.polling(), "a write opens the window");
         let mut buf = [0u8; 6];
         c.read_exact(&mut buf).await.unwrap();
-        // Input inside the window is read by polling the socket.
-        c.write_all(b"next").await.unwrap();
-        let mut got = [0u8; 4];
-        s.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got, b"next");
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(!s.polling(), "the window closes");
-        // After it, input is read through readiness.
+        // After it, input is read through readiness, not by polling.
         let late = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             c.write_all(b"late").await.unwrap();
             c
         });
+        let mut got = [0u8; 4];
         s.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"late");
+        assert_eq!(s.polled_reads(), 0);
         let mut c = late.await.unwrap();
-        // End of stream is seen both ways.
+        // End of stream: what was written before the close arrives, then the end.
         s.write_all(b"x").await.unwrap();
         drop(s);
         let mut rest = Vec::new();
         c.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"x");
+    }
+
+    #[tokio::test]
+    async fn input_arriving_inside_the_window_is_read_by_polling() {
+        // Nothing is in the socket when the read starts: it finds nothing, yields, and must be
+        // polled again until the input arrives (a lost wake-up would hang here: no readiness is
+        // registered while polling).
+        let (mut s, mut c) = pair(Duration::from_secs(5)).await;
+        s.write_all(b"answer").await.unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.write_all(b"next").await.unwrap();
+            c
+        });
+        let mut got = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(4), s.read_exact(&mut got))
+            .await
+            .expect("the input must be read inside the window")
+            .unwrap();
+        assert_eq!(&got, b"next");
+        assert!(s.polled_reads() >= 1, "read by polling");
+        let mut c = writer.await.unwrap();
+        // The peer was quick (20 ms inside a 5 s window): the next answer opens a window again.
+        s.write_all(b"again").await.unwrap();
+        assert!(s.polling());
+        let mut buf = [0u8; 11];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"answeragain");
+    }
+
+    #[tokio::test]
+    async fn a_slow_peer_is_not_polled_for_until_it_is_quick_again() {
+        let (mut s, mut c) = pair(Duration::from_millis(30)).await;
+        let mut got = [0u8; 3];
+        let mut buf = [0u8; 1];
+        // Answer, then the next request comes only after the window: the peer is slow.
+        s.write_all(b"a").await.unwrap();
+        c.read_exact(&mut buf).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        c.write_all(b"req").await.unwrap();
+        s.read_exact(&mut got).await.unwrap();
+        s.write_all(b"b").await.unwrap();
+        assert!(!s.polling(), "no window for a peer that was slow");
+        c.read_exact(&mut buf).await.unwrap();
+        // The peer answers at once this time (seen through readiness): quick again.
+        c.write_all(b"req").await.unwrap();
+        s.read_exact(&mut got).await.unwrap();
+        s.write_all(b"c").await.unwrap();
+        assert!(s.polling(), "a window again once the peer is quick");
     }
 
     #[tokio::test]

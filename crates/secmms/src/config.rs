@@ -136,26 +136,23 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
-        if self
-            .server
-            .busy_poll_us
-            .is_some_and(|us| us > ServerConfig::MAX_BUSY_POLL_US)
-        {
-            return Err(ConfigError::Value {
-                field: "server.busy_poll_us",
-                reason: format!("must be at most {}", ServerConfig::MAX_BUSY_POLL_US),
-            });
-        }
-        if self
-            .server
-            .worker_threads
-            .is_some_and(|n| n > ServerConfig::MAX_WORKER_THREADS)
-        {
-            return Err(ConfigError::Value {
-                field: "server.worker_threads",
-                reason: format!("must be at most {}", ServerConfig::MAX_WORKER_THREADS),
-            });
-        }
+        let at_most = |field: &'static str, value: Option<u64>, max: u64| match value {
+            Some(v) if v > max => Err(ConfigError::Value {
+                field,
+                reason: format!("must be at most {max}"),
+            }),
+            _ => Ok(()),
+        };
+        at_most(
+            "server.busy_poll_us",
+            self.server.busy_poll_us,
+            ServerConfig::MAX_BUSY_POLL_US,
+        )?;
+        at_most(
+            "server.worker_threads",
+            self.server.worker_threads.map(|n| n as u64),
+            ServerConfig::MAX_WORKER_THREADS as u64,
+        )?;
         if self.client.max_outstanding == 0 {
             return Err(ConfigError::Value {
                 field: "client.max_outstanding",

@@ -187,10 +187,15 @@ impl Drop for Active {
     }
 }
 
+/// CPUs this process may run on now (its affinity and quota; 1 when unknown).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// `server.worker_threads`: absent = one per CPU, 0 = none (associations run on the runtime
 /// that runs the server).
 fn worker_count(configured: Option<usize>) -> usize {
-    configured.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    configured.unwrap_or_else(cpus)
 }
 
 /// A bound server.
@@ -495,7 +500,7 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
 /// connection, so a change of the process's CPU affinity (`taskset`) is honoured.
 fn busy_poll_policy(shared: &Arc<Shared>, established: Arc<AtomicBool>) -> BusyPollPolicy {
     let shared = shared.clone();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus();
     Arc::new(move || {
         if !established.load(Ordering::Relaxed) {
             return Duration::ZERO;
@@ -542,7 +547,7 @@ async fn serve_association<S: Stream>(
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
     link.set_write_timeout(idle);
     let mut negotiated = None;
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus();
     let mut _established = None;
     let deadline = tokio::time::Instant::now() + associate_timeout;
     loop {
@@ -666,7 +671,7 @@ const ACSE_USER_NO_REASON: i64 = 1;
 
 #[cfg(test)]
 mod tests {
-    use super::{busy_poll_policy, busy_poll_window, response_group, worker_count, Workers};
+    use super::{busy_poll_policy, busy_poll_window, cpus, response_group, worker_count, Workers};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
@@ -682,7 +687,7 @@ mod tests {
         server.shared.stats.established.store(1, Ordering::Relaxed);
         assert_eq!(policy(), Duration::ZERO, "still being set up");
         established.store(true, Ordering::Relaxed);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = cpus();
         assert_eq!(policy(), busy_poll_window(None, 1, cpus));
         // Too many associations established for the CPUs: no polling.
         server
@@ -716,7 +721,7 @@ mod tests {
 
     #[test]
     fn worker_threads_default_to_one_per_cpu() {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cpus = cpus();
         assert_eq!(worker_count(None), cpus);
         assert_eq!(worker_count(Some(0)), 0);
         assert_eq!(worker_count(Some(3)), 3);

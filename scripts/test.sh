@@ -22,14 +22,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 venv="$root/target/peers-venv"
-if ! "$venv/bin/python" -c 'import open61850, iec61850, cryptography' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import open61850, iec61850, cryptography, pyiec61850' >/dev/null 2>&1; then
   echo "==> creating the Python peer venv in $venv"
   python3 -m venv "$venv"
+  # pyiec61850-ng: libiec61850 1.6.1 with mbedTLS 3.6, the C stack most IEC 61850 products ship.
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    "open61850==0.9.12" "iec61850==0.14.0" "cryptography"
+    "open61850==0.9.12" "iec61850==0.14.0" "cryptography" "pyiec61850-ng==1.6.1.10"
 fi
 export SECMMS_PYTHON="$venv/bin/python"
 export SECMMS_PEERS_SCRIPT="$root/tests/interop/peers.py"
+export SECMMS_LIBIEC_SCRIPT="$root/tests/interop/libiec_peers.py"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

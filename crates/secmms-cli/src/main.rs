@@ -72,6 +72,20 @@ struct TlsArgs {
     /// Certificate revocation list (PEM); repeat for several.
     #[arg(long, value_name = "PEM")]
     crl: Vec<PathBuf>,
+    /// Client: the name or address the server's certificate must carry (sent as SNI when a
+    /// name). Default: the host of --connect (an IP address is checked against the
+    /// certificate's IP SANs, a name against its DNS SANs).
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// Client: do not check the server's identity (labs only; every connection raises a
+    /// TLS_SERVER_CHECK_SKIPPED alarm event). The chain is still checked.
+    #[arg(long)]
+    insecure_skip_server_check: bool,
+    /// Write the TLS secrets of every session to FILE (NSS key log format, mode 0600) so a
+    /// capture can be decrypted; each session raises a TLS_KEYLOG_ACTIVE warning event.
+    /// SSLKEYLOGFILE is ignored.
+    #[arg(long, value_name = "FILE")]
+    tls_keylog: Option<PathBuf>,
 }
 
 /// Application-security flags (IEC 62351-4 Table 1), shared by server, client, bench and demo.
@@ -93,6 +107,40 @@ struct SecArgs {
     /// HMAC-SHA256) or `none` (HMAC-SHA256 integrity only).
     #[arg(long, value_name = "ENCRYPTION", value_parser = ["none", "gcm", "cbc"])]
     encrypt: Option<String>,
+    /// Our AP-title (dotted OID). Default: the AP-title our application certificate binds
+    /// (Annex G.6.2: its 2.5.4.106 identity without the last arc); must match it when given.
+    #[arg(long, value_name = "OID")]
+    ap_title: Option<String>,
+    /// Our AE-qualifier. Default: the last arc of our application certificate's identity.
+    #[arg(long, value_name = "N")]
+    ae_qualifier: Option<i64>,
+}
+
+/// The peer a client calls (IEC 62351-4 Annex G.6.2): its titles are sent as called AP-title /
+/// AE-qualifier and its application certificate must bind them. Without them the client calls
+/// the IEC 61850 defaults (1.1.1.999.1 / 12) and raises a PEER_TITLE_UNCHECKED warning event.
+#[derive(Args, Debug, Default, Clone)]
+struct PeerTitleArgs {
+    /// The server's AP-title (dotted OID), checked against its certificate's binding.
+    #[arg(long, value_name = "OID")]
+    peer_ap_title: Option<String>,
+    /// The server's AE-qualifier, checked against its certificate's binding.
+    #[arg(long, value_name = "N")]
+    peer_ae_qualifier: Option<i64>,
+}
+
+impl PeerTitleArgs {
+    fn apply(&self, cfg: &mut Config) -> Result<()> {
+        if let Some(t) = &self.peer_ap_title {
+            cfg.osi.remote_ap_title = Some(t.clone());
+        }
+        if let Some(q) = self.peer_ae_qualifier {
+            cfg.osi.remote_ae_qualifier = Some(q);
+        }
+        cfg.validate()
+            .context("--peer-ap-title / --peer-ae-qualifier")?;
+        Ok(())
+    }
 }
 
 impl SecArgs {
@@ -121,6 +169,12 @@ impl SecArgs {
         }
         if let Some(k) = &self.app_key {
             cfg.security.app_key = Some(k.clone());
+        }
+        if let Some(t) = &self.ap_title {
+            cfg.osi.local_ap_title = Some(t.clone());
+        }
+        if let Some(q) = self.ae_qualifier {
+            cfg.osi.local_ae_qualifier = Some(q);
         }
         if cfg.security.mode == AppMode::Plain {
             if self.app_cert.is_some() || self.app_key.is_some() {
@@ -256,11 +310,21 @@ impl TlsArgs {
         if !tls_on && !app_ca && (!self.ca.is_empty() || !self.crl.is_empty()) {
             bail!("--ca and --crl need --tls or --mode compat|native");
         }
-        if cfg.tls.enabled && cfg.tls.keylog_file.is_none() {
-            // Diagnostics: the usual SSLKEYLOGFILE convention (Wireshark/tshark decryption).
-            if let Some(p) = std::env::var_os("SSLKEYLOGFILE") {
-                cfg.tls.keylog_file = Some(PathBuf::from(p));
-            }
+        if !tls_on
+            && (self.server_name.is_some()
+                || self.insecure_skip_server_check
+                || self.tls_keylog.is_some())
+        {
+            bail!("--server-name, --insecure-skip-server-check and --tls-keylog need --tls");
+        }
+        if let Some(n) = &self.server_name {
+            cfg.tls.server_name = Some(n.clone());
+        }
+        if self.insecure_skip_server_check {
+            cfg.tls.insecure_skip_server_check = true;
+        }
+        if let Some(p) = &self.tls_keylog {
+            cfg.tls.keylog_file = Some(p.clone());
         }
         cfg.validate().context("TLS settings")?;
         Ok(if cfg.tls.enabled {
@@ -402,6 +466,8 @@ struct ClientArgs {
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    peer: PeerTitleArgs,
     #[command(flatten)]
     xmpp: XmppArgs,
     /// TOML configuration file.
@@ -602,6 +668,8 @@ struct BenchArgs {
     tls: TlsArgs,
     #[command(flatten)]
     sec: SecArgs,
+    #[command(flatten)]
+    peer: PeerTitleArgs,
     #[command(flatten)]
     xmpp: XmppArgs,
 }
@@ -814,16 +882,48 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
         server.model_description(),
         server.variable_count()
     );
+    let tls = server.tls().cloned();
     tokio::select! {
         r = server.run() => r.context("server stopped")?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        _ = reload_on_sighup(tls) => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `SIGHUP`: re-reads the CRLs now (as the periodic evaluation would) and rebuilds the TLS
+/// context (empty session cache, fresh ticket keys), so no session of a revoked peer resumes.
+/// Never returns.
+async fn reload_on_sighup(tls: Option<std::sync::Arc<secmms::tls::TlsContext>>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return std::future::pending().await;
+        };
+        while hup.recv().await.is_some() {
+            match &tls {
+                Some(t) => {
+                    let changed = t.reload_crls();
+                    if !changed {
+                        t.rebuild();
+                    }
+                    eprintln!(
+                        "SIGHUP: CRLs re-read ({}), TLS context rebuilt",
+                        if changed { "changed" } else { "unchanged" }
+                    );
+                }
+                None => eprintln!("SIGHUP: no TLS context to reload"),
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 async fn client(a: ClientArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
     let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
+    a.peer.apply(&mut cfg)?;
     let addr = with_default_port(&a.connect, port);
     let client = if a.xmpp.apply(&mut cfg)? {
         let peer = cfg
@@ -897,6 +997,7 @@ async fn client(a: ClientArgs) -> Result<ExitCode> {
 async fn bench(a: BenchArgs) -> Result<ExitCode> {
     let mut cfg = load_config(a.config.as_ref())?;
     let port = apply_flags(&a.tls, &a.sec, &mut cfg)?;
+    a.peer.apply(&mut cfg)?;
     a.xmpp.apply(&mut cfg)?;
     if a.associations == 0 || a.outstanding == 0 {
         bail!("--associations and --outstanding must be at least 1");
@@ -936,6 +1037,9 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
                 "note: the server negotiated at most {} outstanding requests per association",
                 report.effective_outstanding
             );
+        }
+        for f in &report.failed_associations {
+            eprintln!("{f}");
         }
         println!(
             "{} associations x {} outstanding, {:.1} s: {} requests, {} errors, {:.0} req/s, p50 {} us, p99 {} us",

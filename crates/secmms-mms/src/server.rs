@@ -22,7 +22,8 @@
 use crate::data::{AccessResult, BitString, Data};
 use crate::error::{error_code, ErrorClass, MmsError, RejectPduType, RejectReason, ServiceError};
 use crate::limits::{
-    DEFAULT_MAX_PDU_SIZE, DEFAULT_MAX_SERV_OUTSTANDING, DEFAULT_NESTING_LEVEL, MIN_MAX_PDU_SIZE,
+    MmsLimits, DEFAULT_MAX_PDU_SIZE, DEFAULT_MAX_SERV_OUTSTANDING, DEFAULT_NESTING_LEVEL,
+    MIN_MAX_PDU_SIZE,
 };
 use crate::model::{
     Fc, Identity, Model, NamedVariableList, NodeKind, SharedModel, MAX_LISTS_PER_DOMAIN,
@@ -814,4 +815,25 @@ impl Association {
     pub fn is_concluded(&self) -> bool {
         self.concluded.load(Ordering::SeqCst)
     }
+
+    /// The MMS user data of the release response (RLRE) to a release request (RLRQ) carrying
+    /// `rlrq_user_data`: a conclude-ResponsePDU only when the RLRQ carries a conclude-RequestPDU
+    /// and MMS was not already concluded in the data phase. A peer that concluded first and then
+    /// releases (libiec61850 does) gets a bare RLRE: a second, unrequested conclude-ResponsePDU
+    /// would be a protocol error (ISO 9506-2 §8.4).
+    pub fn release_answer(&self, rlrq_user_data: Option<&[u8]>) -> Option<Vec<u8>> {
+        release_answer(self.is_concluded(), rlrq_user_data)
+    }
+}
+
+/// [`Association::release_answer`] for a runtime that has no [`Association`] (any longer):
+/// `concluded` tells whether conclude was already exchanged in the data phase.
+pub fn release_answer(concluded: bool, rlrq_user_data: Option<&[u8]>) -> Option<Vec<u8>> {
+    let asks_conclude = rlrq_user_data.is_some_and(|d| {
+        matches!(
+            MmsPdu::decode(d, &MmsLimits::default()),
+            Ok(MmsPdu::ConcludeRequest)
+        )
+    });
+    (asks_conclude && !concluded).then(|| MmsPdu::ConcludeResponse.encode())
 }

@@ -272,6 +272,11 @@ pub struct Association {
     transmit: Vec<u8>,
     events: VecDeque<OsiEvent>,
     pending_cn: Option<Vec<u8>>,
+    /// Octets of user data (the CP-type PPDU) in the CONNECT SPDU we sent, once sent.
+    cn_user_data_len: Option<usize>,
+    /// Set when the transport closed while we waited for the AC after a CONNECT that needed
+    /// Extended User Data: its user-data length.
+    lost_after_extended_cn: Option<usize>,
     contexts: Vec<NegotiatedContext>,
     acse_id: u32,
     mms_id: Option<u32>,
@@ -354,6 +359,8 @@ impl Association {
             transmit: Vec::new(),
             events: VecDeque::new(),
             pending_cn: None,
+            cn_user_data_len: None,
+            lost_after_extended_cn: None,
             contexts,
             acse_id: ACSE_CONTEXT_ID,
             mms_id: if role == Role::Initiator {
@@ -500,6 +507,15 @@ impl Association {
 
     // ---------------------------------------------------------------- initiator API
 
+    /// Initiator: when the association was lost while waiting for the AC (the peer closed the
+    /// transport after our CONNECT) and that CONNECT carried more than 512 octets of user data,
+    /// the octets it carried: such a CONNECT needs session version 2 with Extended User Data
+    /// (PGI 194, spec §10.1), and a peer whose session layer lacks it (libiec61850 takes only
+    /// one-octet CONNECT lengths) drops the connection without an answer. `None` otherwise.
+    pub fn connect_needed_extended_user_data(&self) -> Option<usize> {
+        self.lost_after_extended_cn
+    }
+
     /// Initiator: queue the CR; after the CC the CN/CP/AARQ carrying `user_data` (an MMS
     /// initiate-RequestPDU, already BER-encoded), decorated by the security hook, is sent.
     pub fn connect(&mut self, user_data: Vec<u8>) -> Result<(), OsiError> {
@@ -544,6 +560,9 @@ impl Association {
             user_data: Some(cp.encode()),
             ..Default::default()
         });
+        if let Spdu::Connect(c) = &cn {
+            self.cn_user_data_len = c.user_data.as_ref().map(Vec::len);
+        }
         let cn = cn.encode_with(self.cfg.cn_user_data_mode)?;
         self.queue_tpdu(&Tpdu::Cr(ConnectTpdu {
             dst_ref: 0,
@@ -835,6 +854,11 @@ impl Association {
             State::Closed => {}
             State::Idle | State::AwaitingCr => self.close(),
             State::AwaitingCc | State::AwaitingAc => {
+                if self.state == State::AwaitingAc {
+                    self.lost_after_extended_cn = self
+                        .cn_user_data_len
+                        .filter(|n| *n > crate::limits::CN_USER_DATA_MAX);
+                }
                 self.events.push_back(OsiEvent::AssociateRejected {
                     reason: RejectReason::Transport(cotp::dr_reason::NOT_SPECIFIED),
                     aare: None,

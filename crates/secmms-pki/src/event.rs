@@ -252,6 +252,20 @@ pub mod tls_events {
     pub const TLS_HANDSHAKE_FAILED: (EventId, &str) = (EventId::tls(15), "TLS_HANDSHAKE_FAILED");
     /// A TLS session was established. Notice.
     pub const TLS_ESTABLISHED: (EventId, &str) = (EventId::tls(16), "TLS_ESTABLISHED");
+    /// The TLS version changed between a session and its resumption or renegotiation (e.g. a
+    /// TLS 1.2 session offered for resumption in a TLS 1.3 handshake). Alarm.
+    pub const TLS_VERSION_CHANGED: (EventId, &str) = (EventId::tls(17), "TLS_VERSION_CHANGED");
+    /// The peer's certificate is valid but not on the configured allow-list of fingerprints.
+    /// Alarm.
+    pub const TLS_CERT_NOT_ALLOWED: (EventId, &str) = (EventId::tls(18), "TLS_CERT_NOT_ALLOWED");
+    /// TLS secrets of a session are written to a key log file (diagnostics). Warning.
+    pub const TLS_KEYLOG_ACTIVE: (EventId, &str) = (EventId::tls(19), "TLS_KEYLOG_ACTIVE");
+    /// The client does not check the server's identity (`insecure_skip_server_check`). Alarm.
+    pub const TLS_SERVER_CHECK_SKIPPED: (EventId, &str) =
+        (EventId::tls(20), "TLS_SERVER_CHECK_SKIPPED");
+    /// The server's certificate does not name the host or address the client expected. Alarm.
+    pub const TLS_SERVER_IDENTITY_MISMATCH: (EventId, &str) =
+        (EventId::tls(21), "TLS_SERVER_IDENTITY_MISMATCH");
 }
 // ---- END T-profile event ids ----
 

@@ -144,11 +144,30 @@ impl AProfileConfig {
 pub struct ConnectionInfo {
     /// The peer's IP address (for the §5.1 table).
     pub peer_address: Option<IpAddr>,
+    /// The peer's address and port: names the association in security events.
+    pub peer_socket: Option<std::net::SocketAddr>,
     /// True when the connection runs over TLS (§6).
     pub tls: bool,
     /// SHA-256 fingerprints of the TLS certificates of this connection (the peer's, and ours if
     /// the runtime likes): an authentication-value carrying one is refused (Annex G.2).
     pub tls_certificate_fingerprints: Vec<[u8; 32]>,
+}
+
+impl ConnectionInfo {
+    /// How security events name the association on this connection: the peer's address and
+    /// port, followed by the name of its §5.1 row when that is not the default row.
+    pub fn label(&self, row: Option<&str>) -> Option<String> {
+        let addr = self
+            .peer_socket
+            .map(|s| s.to_string())
+            .or_else(|| self.peer_address.map(|a| a.to_string()));
+        let row = row.filter(|r| *r != crate::policy::DEFAULT_ROW_NAME);
+        match (addr, row) {
+            (Some(a), Some(r)) => Some(format!("{a} ({r})")),
+            (Some(a), None) => Some(a),
+            (None, r) => r.map(str::to_string),
+        }
+    }
 }
 
 /// Errors building the shared profile.
@@ -414,6 +433,22 @@ pub fn identity_of(ap_title: Option<&Oid>, ae_qualifier: Option<i64>) -> Option<
     Oid::new(&arcs).ok().map(PeerIdentity::ApTitle)
 }
 
+/// An identity in words: `AP-title A / AE-qualifier Q` for an Annex G.6.2 binding.
+pub fn describe_identity(id: Option<&PeerIdentity>) -> String {
+    match id {
+        Some(PeerIdentity::ApTitle(o)) => match o.arcs().split_last() {
+            Some((q, ap)) if !ap.is_empty() && !o.arcs().is_empty() => {
+                let ap: Vec<String> = ap.iter().map(u64::to_string).collect();
+                format!("AP-title {} / AE-qualifier {q}", ap.join("."))
+            }
+            _ => format!("identity {o}"),
+        },
+        Some(PeerIdentity::Jid(j)) if j.is_empty() => "no AP-title / AE-qualifier".into(),
+        Some(PeerIdentity::Jid(j)) => format!("JID {j}"),
+        None => "no identity".into(),
+    }
+}
+
 fn form2_ap(t: &Option<ApTitle>) -> Option<&Oid> {
     match t {
         Some(ApTitle::Form2(o)) => Some(o),
@@ -558,14 +593,22 @@ pub fn verify_value(
     if let Some(want) = inp.expected_identity {
         if identity.as_ref() != Some(want) {
             return Err(AuthFailure::AddressMismatch(format!(
-                "subject {identity:?}, peer {want:?}"
+                "the certificate binds {}, the association names {}: the AP-title/AE-qualifier \
+                 expected for this peer (a client's --peer-ap-title/--peer-ae-qualifier, or the \
+                 calling side's own --ap-title/--ae-qualifier) must equal the certificate's \
+                 binding, or the certificate be reissued (Annex G.6.2)",
+                describe_identity(identity.as_ref()),
+                describe_identity(Some(want))
             )));
         }
     }
     if let Some(want) = inp.configured_subject {
         if identity.as_ref() != Some(want) {
             return Err(AuthFailure::AddressMismatch(format!(
-                "subject {identity:?}, configured {want:?}"
+                "the certificate binds {}, the peer's [[security.peers]] row wants \
+                 certificate_subject {}: change the row or reissue the certificate",
+                describe_identity(identity.as_ref()),
+                describe_identity(Some(want))
             )));
         }
     }
@@ -778,11 +821,7 @@ impl AProfile {
     }
 
     fn emit(&self, ev: AEvent, message: String) {
-        let who = self
-            .peer
-            .as_ref()
-            .map(|p| p.name.clone())
-            .or_else(|| self.conn.peer_address.map(|a| a.to_string()));
+        let who = self.conn.label(self.peer.as_ref().map(|p| p.name.as_str()));
         self.shared.sink.record(&SecurityEvent {
             id: ev.id,
             mnemonic: ev.mnemonic,

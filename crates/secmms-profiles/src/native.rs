@@ -396,10 +396,7 @@ impl NativeShared {
         policy: Option<PeerPolicy>,
         expected: Option<PeerIdentity>,
     ) -> (NativeHook, NativeChannel) {
-        let label = policy
-            .as_ref()
-            .map(|p| p.name.clone())
-            .or_else(|| conn.peer_address.map(|a| a.to_string()));
+        let label = conn.label(policy.as_ref().map(|p| p.name.as_str()));
         let state = Arc::new(Mutex::new(Inner {
             engine,
             phase: Phase::Idle,
@@ -523,7 +520,10 @@ struct Inner {
 impl Inner {
     /// The association label of events: the AssoID once known, else the peer's name/address.
     fn who(&self) -> Option<String> {
-        self.engine.asso_id().or_else(|| self.label.clone())
+        match (self.engine.asso_id(), &self.label) {
+            (Some(a), Some(l)) => Some(format!("{l} {a}")),
+            (a, l) => a.or_else(|| l.clone()),
+        }
     }
 
     /// Forwards the engine's queued events to the sink.
@@ -1038,7 +1038,7 @@ impl AssociationSecurity for NativeHook {
                 format!("no bilateral-table entry for {calling_ap}/{calling_ae}"),
             );
         };
-        g.label = Some(row.name.clone());
+        g.label = self.conn.label(Some(&row.name));
         if row.application != ApplicationSecurity::EndToEndSecure {
             return self.policy_reject(
                 &mut g,

@@ -72,6 +72,9 @@ impl PeerMatch {
     }
 }
 
+/// The name of the row that applies to peers matching no configured row (§5.1).
+pub const DEFAULT_ROW_NAME: &str = "default";
+
 /// One row of the bilateral table (§5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerPolicy {
@@ -119,7 +122,7 @@ impl PeerTable {
     pub fn require_a_profile() -> PeerTable {
         PeerTable {
             peers: Vec::new(),
-            default: Some(PeerPolicy::any("default")),
+            default: Some(PeerPolicy::any(DEFAULT_ROW_NAME)),
         }
     }
 
@@ -130,7 +133,7 @@ impl PeerTable {
             peers: Vec::new(),
             default: Some(PeerPolicy {
                 application: ApplicationSecurity::EndToEndSecure,
-                ..PeerPolicy::any("default")
+                ..PeerPolicy::any(DEFAULT_ROW_NAME)
             }),
         }
     }

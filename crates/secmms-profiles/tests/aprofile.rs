@@ -482,6 +482,7 @@ fn tls_certificate_reused_as_application_certificate_aborts() {
     // The transport reports the peer's TLS certificate: the same one the AARQ carries.
     let conn = ConnectionInfo {
         peer_address: None,
+        peer_socket: None,
         tls: true,
         tls_certificate_fingerprints: vec![secmms_pki::crypto::sha256(&fx.client_cert)],
     };

@@ -191,6 +191,9 @@ impl std::fmt::Debug for XmppConfig {
     }
 }
 
+/// Largest timeout or keep-alive period accepted, seconds (one day).
+pub const MAX_TIMEOUT_SECS: u64 = 86_400;
+
 fn cfg_err(field: &'static str, reason: impl Into<String>) -> XmppError {
     XmppError::Config {
         field,
@@ -291,6 +294,24 @@ impl XmppConfig {
         }
         if self.keepalive_secs != 0 && self.ping_timeout_secs == 0 {
             return Err(cfg_err("ping_timeout_secs", "must be at least 1 s"));
+        }
+        // Upper bounds: a timeout is added to a clock reading, so an absurd value must be
+        // refused here rather than overflow there.
+        for (field, v) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("step_timeout_secs", self.step_timeout_secs),
+            ("keepalive_secs", self.keepalive_secs),
+            ("ping_timeout_secs", self.ping_timeout_secs),
+        ] {
+            if v > MAX_TIMEOUT_SECS {
+                return Err(cfg_err(
+                    field,
+                    format!("must be at most {MAX_TIMEOUT_SECS} s"),
+                ));
+            }
+        }
+        if self.max_stanza_size > 16 * 1024 * 1024 {
+            return Err(cfg_err("max_stanza_size", "must be at most 16 MiB"));
         }
         if self.max_stanza_size < 10_000 {
             return Err(cfg_err(

@@ -60,6 +60,9 @@ pub struct BenchReport {
     pub requests: u64,
     /// Failed requests (timeouts, errors, lost associations).
     pub errors: u64,
+    /// Why associations ended during the run, one entry per association that did (index and
+    /// reason), so a failed run says why.
+    pub failed_associations: Vec<String>,
     /// Successful requests per second.
     pub requests_per_sec: f64,
     /// Median latency, microseconds.
@@ -219,7 +222,10 @@ pub async fn run(
             workers.spawn(async move {
                 match c.load(spec).await {
                     Ok(o) => (o.latency, o.errors),
-                    Err(_) => (Histogram::new(), 1),
+                    Err(e) => {
+                        tracing::warn!("load not run: {e}");
+                        (Histogram::new(), 1)
+                    }
                 }
             });
             continue;
@@ -274,6 +280,18 @@ pub async fn run(
     }
     // Every request counted was answered by now: the window ends when the last one was.
     let seconds = start.elapsed().as_secs_f64();
+    let failed_associations: Vec<String> = clients
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.is_closed())
+        .map(|(i, c)| {
+            format!(
+                "association {i}: {}",
+                c.end_reason()
+                    .unwrap_or_else(|| "ended (no reason recorded)".into())
+            )
+        })
+        .collect();
     for c in clients {
         let _ = c.release().await;
     }
@@ -286,6 +304,7 @@ pub async fn run(
         seconds,
         requests,
         errors,
+        failed_associations,
         requests_per_sec: requests as f64 / seconds,
         p50_us: hist.quantile_us(0.50),
         p99_us: hist.quantile_us(0.99),

@@ -51,6 +51,19 @@ pub enum ClientError {
     /// The server refused the association.
     #[error("association rejected: {0}")]
     Rejected(String),
+    /// The peer closed the connection, without an answer, right after our CONNECT, which
+    /// carried more than 512 octets and so needed session version 2 Extended User Data.
+    #[error(
+        "the peer closed the connection right after our session CONNECT ({octets} octets of user \
+         data): it most likely lacks ISO 8327 session version 2 Extended User Data (PGI 194), \
+         which a CONNECT over 512 octets needs (the certificate-carrying AARQ of compatibility \
+         and native mode always does; libiec61850 closes the connection this way); use plain \
+         mode or a peer that supports it"
+    )]
+    NoExtendedUserData {
+        /// User-data octets of the CONNECT sent.
+        octets: usize,
+    },
     /// The server answered with a Confirmed-ErrorPDU.
     #[error("service error: {0:?}")]
     Service(ServiceError),
@@ -120,6 +133,8 @@ pub struct LoadOutcome {
     pub latency: Histogram,
     /// Requests answered with an error, a reject, a failed access, or not answered in time.
     pub errors: u64,
+    /// Why the association ended during the load, if it did.
+    pub ended: Option<String>,
 }
 
 /// The state of a running [`Cmd::Load`] inside the association task.
@@ -163,9 +178,14 @@ struct Inner {
     protection: String,
     slots: Arc<Semaphore>,
     closed: Arc<AtomicBool>,
+    /// Why the association ended, when it ended otherwise than by our release.
+    ended: EndReason,
     request_timeout: Duration,
     runs_load: bool,
 }
+
+/// Why an association ended (set once by the task that runs it).
+pub(crate) type EndReason = Arc<std::sync::Mutex<Option<String>>>;
 
 /// A handle to one MMS association. Cheap to clone; all clones share the association.
 #[derive(Clone)]
@@ -209,6 +229,7 @@ impl Client {
             .map_err(LinkError::Io)?;
         let facts = ConnectionFacts {
             peer_address: stream.peer_addr().ok().map(|a| a.ip()),
+            peer_socket: stream.peer_addr().ok(),
             ..Default::default()
         };
         Self::associate_with(stream, cfg, &security, &facts).await
@@ -230,6 +251,7 @@ impl Client {
             .map_err(LinkError::Io)?;
         let facts = ConnectionFacts {
             peer_address: stream.peer_addr().ok().map(|a| a.ip()),
+            peer_socket: stream.peer_addr().ok(),
             ..Default::default()
         };
         Self::associate_with(stream, cfg, security, &facts).await
@@ -256,13 +278,15 @@ impl Client {
         let tcp = transport::connect_tcp(addr, &cfg.tcp)
             .await
             .map_err(LinkError::Io)?;
-        let peer_address = tcp.peer_addr().ok().map(|a| a.ip());
+        let peer_socket = tcp.peer_addr().ok();
+        let peer_address = peer_socket.map(|a| a.ip());
         let stream = tls
             .connect(tcp, addr)
             .await
             .map_err(|e| ClientError::Tls(e.to_string()))?;
         let facts = ConnectionFacts {
             peer_address,
+            peer_socket,
             tls: true,
             tls_fingerprints: tls_fingerprints(stream.ssl()),
         };
@@ -291,6 +315,13 @@ impl Client {
     ) -> Result<Client, ClientError> {
         cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
+        let called = match (&osi.remote_ap_title, osi.remote_ae_qualifier) {
+            (Some(ap), Some(ae)) if security.mode() != crate::security::AppMode::Plain => format!(
+                " (we called AP-title {ap} / AE-qualifier {ae}; if the server's certificate binds \
+                 other titles, give them with --peer-ap-title / --peer-ae-qualifier)"
+            ),
+            _ => String::new(),
+        };
         let (assoc, handle) = security
             .initiator(osi, facts)
             .map_err(|e| ClientError::Security(e.to_string()))?;
@@ -337,6 +368,7 @@ impl Client {
                         if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
                             detail.push_str(&format!("; E2E: {d:?}"));
                         }
+                        detail.push_str(&called);
                         return Err(ClientError::Rejected(detail));
                     }
                     OsiEvent::AbortIndication(a) => {
@@ -354,7 +386,12 @@ impl Client {
                 break n;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            link.read_input(Some(left)).await?;
+            if let Err(e) = link.read_input(Some(left)).await {
+                if let Some(octets) = link.assoc().connect_needed_extended_user_data() {
+                    return Err(ClientError::NoExtendedUserData { octets });
+                }
+                return Err(e.into());
+            }
         };
         let (tx, rx) = mpsc::channel(256);
         let closed = Arc::new(AtomicBool::new(false));
@@ -364,11 +401,13 @@ impl Client {
         let limits = negotiated.limits();
         let protection = handle.describe();
         let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
+        let ended = EndReason::default();
         tokio::spawn(run_association(
             link,
             rx,
             limits,
             closed.clone(),
+            ended.clone(),
             handle,
             request_timeout,
         ));
@@ -379,6 +418,7 @@ impl Client {
                 protection,
                 slots,
                 closed,
+                ended,
                 request_timeout,
                 runs_load: true,
             }),
@@ -404,6 +444,7 @@ impl Client {
                 protection,
                 slots,
                 closed,
+                ended: EndReason::default(),
                 request_timeout,
                 runs_load: false,
             }),
@@ -424,6 +465,15 @@ impl Client {
     /// True once the association has ended.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Relaxed)
+    }
+
+    /// Why the association ended, when it ended otherwise than by a release we asked for (the
+    /// peer aborted or closed the connection, a TLS or E2E check failed, ...).
+    pub fn end_reason(&self) -> Option<String> {
+        match self.inner.ended.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
     /// Sends one confirmed request and waits for its response (bounded by the request timeout).
@@ -651,6 +701,7 @@ async fn run_association<S: Stream>(
     mut rx: mpsc::Receiver<Cmd>,
     limits: MmsLimits,
     closed: Arc<AtomicBool>,
+    ended: EndReason,
     security: SecurityHandle,
     request_timeout: Duration,
 ) {
@@ -836,6 +887,13 @@ async fn run_association<S: Stream>(
         }
     }
     .await;
+    if let (Err(e), None) = (&result, &releasing) {
+        let reason = e.to_string();
+        tracing::warn!("association ended: {reason}");
+        if let Ok(mut g) = ended.lock() {
+            *g = Some(reason);
+        }
+    }
     closed.store(true, Ordering::Relaxed);
     link.shutdown().await;
     for (_, p) in pending.drain() {
@@ -844,6 +902,9 @@ async fn run_association<S: Stream>(
     if let Some(mut l) = load.take() {
         // The association ended under the load: what was in flight is lost.
         l.outcome.errors += l.inflight.len() as u64;
+        if let Err(e) = &result {
+            l.outcome.ended = Some(e.to_string());
+        }
         let _ = l.reply.send(Ok(l.outcome));
     }
     if let Some(r) = releasing.take() {

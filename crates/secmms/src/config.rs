@@ -130,12 +130,7 @@ impl Config {
         self.events.validate()?;
         self.security.validate(&self.tls.ca)?;
         self.relay.validate()?;
-        if self.server.max_associations == 0 {
-            return Err(ConfigError::Value {
-                field: "server.max_associations",
-                reason: "must be at least 1".into(),
-            });
-        }
+        self.check_bounds()?;
         let at_most = |field: &'static str, value: Option<u64>, max: u64| match value {
             Some(v) if v > max => Err(ConfigError::Value {
                 field,
@@ -153,20 +148,140 @@ impl Config {
             self.server.worker_threads.map(|n| n as u64),
             ServerConfig::MAX_WORKER_THREADS as u64,
         )?;
-        if self.client.max_outstanding == 0 {
-            return Err(ConfigError::Value {
-                field: "client.max_outstanding",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if !(64..=65_000).contains(&self.client.max_pdu_size) {
-            return Err(ConfigError::Value {
-                field: "client.max_pdu_size",
-                reason: "must be 64..=65000".into(),
-            });
+        Ok(())
+    }
+
+    /// Every numeric field against its range ([`bounds`]): a value outside is refused here
+    /// with the field's name, never met later as an overflow (a timeout of `u64::MAX` seconds
+    /// added to an `Instant`) or an allocation sized by configuration.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        use bounds::*;
+        let s = &self.server;
+        let c = &self.client;
+        let t = &self.tcp;
+        let r = &self.relay;
+        let checks: [(&'static str, u64, (u64, u64)); 21] = [
+            (
+                "server.max_associations",
+                s.max_associations as u64,
+                ASSOCIATIONS,
+            ),
+            (
+                "server.associate_timeout_secs",
+                s.associate_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            ("server.idle_timeout_secs", s.idle_timeout_secs, IDLE_SECS),
+            ("server.max_pdu_size", u64::from(s.max_pdu_size), PDU_SIZE),
+            (
+                "server.max_outstanding",
+                u64::from(s.max_outstanding),
+                OUTSTANDING,
+            ),
+            (
+                "server.response_group",
+                s.response_group.unwrap_or(0) as u64,
+                RESPONSE_GROUP,
+            ),
+            (
+                "client.associate_timeout_secs",
+                c.associate_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            (
+                "client.request_timeout_secs",
+                c.request_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            (
+                "client.max_outstanding",
+                u64::from(c.max_outstanding),
+                OUTSTANDING,
+            ),
+            ("client.max_pdu_size", u64::from(c.max_pdu_size), PDU_SIZE),
+            (
+                "tcp.keepalive_idle_secs",
+                t.keepalive_idle_secs,
+                KEEPALIVE_SECS,
+            ),
+            (
+                "tcp.keepalive_interval_secs",
+                t.keepalive_interval_secs,
+                KEEPALIVE_SECS,
+            ),
+            (
+                "tcp.keepalive_count",
+                u64::from(t.keepalive_count),
+                KEEPALIVE_COUNT,
+            ),
+            (
+                "tcp.connect_timeout_secs",
+                t.connect_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            (
+                "tls.handshake_timeout_secs",
+                self.tls.handshake_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            (
+                "tls.resumption_lifetime_secs",
+                self.tls.resumption_lifetime_secs,
+                (1, crate::tls::MAX_RENEGOTIATION_INTERVAL_SECS),
+            ),
+            (
+                "relay.max_associations",
+                r.max_associations as u64,
+                ASSOCIATIONS,
+            ),
+            (
+                "relay.associate_timeout_secs",
+                r.associate_timeout_secs,
+                TIMEOUT_SECS,
+            ),
+            ("relay.idle_timeout_secs", r.idle_timeout_secs, IDLE_SECS),
+            (
+                "security.time_window_secs",
+                self.security.time_window_secs,
+                (1, 86_400),
+            ),
+            (
+                "tls.max_cert_size",
+                self.tls.max_cert_size as u64,
+                (1024, 65_536),
+            ),
+        ];
+        for (field, value, (min, max)) in checks {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Value {
+                    field,
+                    reason: format!("{value} is outside {min}..={max}"),
+                });
+            }
         }
         Ok(())
     }
+}
+
+/// The range of every numeric configuration value (inclusive), checked by
+/// [`Config::validate`].
+pub mod bounds {
+    /// Associations served or relayed at once.
+    pub const ASSOCIATIONS: (u64, u64) = (1, 100_000);
+    /// Timeouts of one step (associate, request, connect, handshake): up to one hour.
+    pub const TIMEOUT_SECS: (u64, u64) = (1, 3_600);
+    /// Idle timeouts: 0 (never) up to one week.
+    pub const IDLE_SECS: (u64, u64) = (0, 604_800);
+    /// MMS PDU sizes proposed or accepted (the reassembled TSDU is at most 64 KiB, Annex H).
+    pub const PDU_SIZE: (u64, u64) = (64, 65_000);
+    /// Outstanding requests negotiated.
+    pub const OUTSTANDING: (u64, u64) = (1, 1_024);
+    /// Answers per write (0 = the whole burst).
+    pub const RESPONSE_GROUP: (u64, u64) = (0, 1_024);
+    /// TCP keep-alive idle time and probe interval.
+    pub const KEEPALIVE_SECS: (u64, u64) = (1, 86_400);
+    /// TCP keep-alive probes.
+    pub const KEEPALIVE_COUNT: (u64, u64) = (1, 127);
 }
 
 /// OSI addressing (selectors, AP-titles) and sizes. Selectors are hex strings. A field left out

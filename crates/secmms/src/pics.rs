@@ -193,7 +193,11 @@ pub fn statement(cfg: &Config) -> Pics {
     tables.push(PicsTable {
         number: 10,
         title: "Native-mode TLS cipher suites (Table 3)".into(),
-        rows: suite_rows("native", true),
+        rows: {
+            let mut rows = suite_rows("native", true);
+            rows.extend(tls13_rows(cfg));
+            rows
+        },
     });
 
     let gcm = native && enc == Encrypt::Gcm;
@@ -363,6 +367,43 @@ impl Pics {
     }
 }
 
+/// The TLS 1.3 rows (§6.2 DECISION: IEC 62351-3 Ed.2 permits TLS 1.3 beside the mandatory
+/// TLS 1.2; the 62351-4 tables list TLS 1.2 suites only).
+fn tls13_rows(cfg: &Config) -> Vec<PicsRow> {
+    let on = cfg.tls.enabled && cfg.tls.tls13;
+    let refresh = match cfg.tls.tls13_key_refresh {
+        crate::tls::Tls13KeyRefresh::KeyUpdate => "KeyUpdate",
+        crate::tls::Tls13KeyRefresh::NewAssociation => "a new association",
+    };
+    vec![
+        row(
+            "TLS 1.3 (RFC 8446): TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384",
+            "o (DECISION)",
+            Support::Yes,
+            on,
+            "IEC 62351-3 Ed.2 permits TLS 1.3; TLS 1.2 stays mandatory; tls.tls13",
+        ),
+        row(
+            "TLS 1.3 session tickets sent by the server",
+            "o (DECISION)",
+            Support::Yes,
+            on && cfg.tls.tls13_tickets > 0,
+            &format!(
+                "tls.tls13_tickets = {} (default 0: libiec61850's client drops a server that \
+                 sends tickets; a resumed session is re-checked against the CRLs)",
+                cfg.tls.tls13_tickets
+            ),
+        ),
+        row(
+            "TLS 1.3 key refresh",
+            "o (DECISION)",
+            Support::Yes,
+            on,
+            &format!("tls.tls13_key_refresh: {refresh} (default KeyUpdate)"),
+        ),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +438,23 @@ mod tests {
             .any(|r| r.item.contains("0x00A0") && r.support == Support::No));
         let md = p.to_markdown();
         assert!(md.contains("## Table 10") && md.contains("**no**"));
+        // TLS 1.3 is a DECISION row: in use with TLS 1.3 on, no tickets by default.
+        let tls13 = |p: &Pics, what: &str| {
+            p.tables[4]
+                .rows
+                .iter()
+                .find(|r| r.item.starts_with(what))
+                .map(|r| (r.in_use, r.status.clone()))
+                .unwrap()
+        };
+        assert_eq!(
+            tls13(&p, "TLS 1.3 (RFC 8446)"),
+            (true, "o (DECISION)".into())
+        );
+        assert!(!tls13(&p, "TLS 1.3 session tickets").0);
+        let mut with_tickets = cfg.clone();
+        with_tickets.tls.tls13_tickets = 2;
+        assert!(tls13(&statement(&with_tickets), "TLS 1.3 session tickets").0);
         // XMPP is in this build; in use only with an [xmpp] section.
         assert!(p.tables[0].rows[1].support == Support::Yes && !p.tables[0].rows[1].in_use);
         cfg.xmpp = Some(Default::default());

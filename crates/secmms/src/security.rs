@@ -333,7 +333,7 @@ impl SecurityConfig {
             UnknownPeers::RequireMode => Some(PeerPolicy {
                 application: Self::default_application(mode),
                 sisco_compat: self.sisco_compat,
-                ..PeerPolicy::any("default")
+                ..PeerPolicy::any(secmms_profiles::policy::DEFAULT_ROW_NAME)
             }),
         };
         Ok(PeerTable { peers, default })
@@ -368,6 +368,98 @@ pub enum SecurityError {
     /// The profile refused our credentials.
     #[error("application credentials: {0}")]
     Profile(#[from] ProfileError),
+    /// The configured local AP-title / AE-qualifier differ from the Annex G.6.2 binding of our
+    /// application certificate: every peer would refuse us with an address mismatch.
+    #[error(
+        "our AP-title/AE-qualifier {configured} do not match the application certificate \
+         {cert} (Annex G.6.2 binding {bound}): drop --ap-title/--ae-qualifier (and \
+         [osi] local_ap_title/local_ae_qualifier) to use the certificate's, set them to {bound}, \
+         or issue a certificate for {configured}"
+    )]
+    TitlesMismatch {
+        /// The titles configured, `AP-title / AE-qualifier`.
+        configured: String,
+        /// The titles the certificate binds, `AP-title / AE-qualifier`.
+        bound: String,
+        /// The certificate file.
+        cert: PathBuf,
+    },
+}
+
+/// The AP-title and AE-qualifier an Annex G.6.2 identity binds: the identity's arcs are the
+/// AP-title with the AE-qualifier appended as the last arc. `None` for an XMPP identity or an
+/// identity too short to split.
+pub fn titles_of_identity(id: &PeerIdentity) -> Option<(Oid, i64)> {
+    let PeerIdentity::ApTitle(oid) = id else {
+        return None;
+    };
+    let (last, ap) = oid.arcs().split_last()?;
+    let ap = Oid::new(ap).ok()?;
+    Some((ap, i64::try_from(*last).ok()?))
+}
+
+/// Runtime events of the clause 5.1 peer checks (domain `secmms`, group 5: no catalogue entry).
+pub mod events {
+    use secmms_pki::event::{EventId, SecurityEvent, Severity};
+
+    /// secmms:5.1 — we initiated an association without an expected peer AP-title /
+    /// AE-qualifier (`--peer-ap-title`, `--peer-ae-qualifier`, `[osi] remote_*`): the peer's
+    /// certificate was bound to the titles the peer answered with (compatibility mode) or to
+    /// the default called titles (native mode), not to an identity the operator chose.
+    pub const PEER_TITLE_UNCHECKED: (EventId, &str, Severity) = (
+        EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: 5,
+            number: 1,
+        },
+        "PEER_TITLE_UNCHECKED",
+        Severity::Warning,
+    );
+
+    /// The event `e` with its message and association.
+    pub fn event(
+        e: (EventId, &'static str, Severity),
+        message: String,
+        association: Option<String>,
+    ) -> SecurityEvent {
+        SecurityEvent {
+            id: e.0,
+            mnemonic: e.1,
+            severity: e.2,
+            message,
+            association,
+        }
+    }
+}
+
+/// Our titles: the configured ones must equal the certificate's binding; absent ones come from
+/// it. A certificate without an AP-title binding leaves the configured (or default) titles.
+fn local_titles(
+    osi: &crate::config::OsiSettings,
+    info: &CertInfo,
+    cert: &Path,
+) -> Result<Option<(Oid, i64)>, SecurityError> {
+    let Some((ap, ae)) = info.identity.as_ref().and_then(titles_of_identity) else {
+        return Ok(None);
+    };
+    let configured_ap = osi
+        .local_ap_title
+        .as_deref()
+        .map(|s| {
+            s.parse::<Oid>()
+                .map_err(|_| value_err("osi.local_ap_title", format!("`{s}` is not an OID")))
+        })
+        .transpose()?;
+    let want_ap = configured_ap.clone().unwrap_or_else(|| ap.clone());
+    let want_ae = osi.local_ae_qualifier.unwrap_or(ae);
+    if want_ap != ap || want_ae != ae {
+        return Err(SecurityError::TitlesMismatch {
+            configured: format!("{want_ap} / {want_ae}"),
+            bound: format!("{ap} / {ae}"),
+            cert: cert.to_owned(),
+        });
+    }
+    Ok(Some((ap, ae)))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, SecurityError> {
@@ -515,6 +607,8 @@ pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, Secur
 pub struct ConnectionFacts {
     /// The peer's IP address.
     pub peer_address: Option<IpAddr>,
+    /// The peer's address and port (names the association in events).
+    pub peer_socket: Option<std::net::SocketAddr>,
     /// True over TLS.
     pub tls: bool,
     /// SHA-256 fingerprints of the TLS certificates of the connection (ours and the peer's).
@@ -522,9 +616,19 @@ pub struct ConnectionFacts {
 }
 
 impl ConnectionFacts {
+    /// How events name the association: the peer's address and port when known.
+    pub fn label(&self) -> String {
+        match (self.peer_socket, self.peer_address) {
+            (Some(s), _) => s.to_string(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "unknown peer".into(),
+        }
+    }
+
     fn info(&self) -> ConnectionInfo {
         ConnectionInfo {
             peer_address: self.peer_address,
+            peer_socket: self.peer_socket,
             tls: self.tls,
             tls_certificate_fingerprints: self.tls_fingerprints.clone(),
         }
@@ -670,6 +774,13 @@ pub struct AppSecurity {
     inner: Inner,
     sisco_compat: bool,
     table: Arc<PeerTable>,
+    /// Our AP-title / AE-qualifier, from the certificate's Annex G.6.2 binding unless
+    /// configured (then checked equal to it).
+    local_titles: Option<(Oid, i64)>,
+    /// Whether the peer's titles were configured (else the peer's binding cannot be checked
+    /// against an identity the operator chose: `PEER_TITLE_UNCHECKED`).
+    peer_titles_configured: bool,
+    sink: Option<Arc<dyn SecurityEventSink>>,
 }
 
 impl std::fmt::Debug for AppSecurity {
@@ -688,6 +799,9 @@ impl AppSecurity {
             inner: Inner::Plain,
             sisco_compat: false,
             table: Arc::new(PeerTable::default()),
+            local_titles: None,
+            peer_titles_configured: false,
+            sink: None,
         }
     }
 
@@ -707,9 +821,9 @@ impl AppSecurity {
             return Err(value_err("security.app_cert", "missing").into());
         };
         let certificate = load_certificate(cert_p)?;
-        if let Err(e) = CertInfo::parse(&certificate) {
-            return Err(cred_err(cert_p, format!("unusable certificate: {e}")));
-        }
+        let info = CertInfo::parse(&certificate)
+            .map_err(|e| cred_err(cert_p, format!("unusable certificate: {e}")))?;
+        let local_titles = local_titles(&cfg.osi, &info, cert_p)?;
         let key = load_key(key_p)?;
         let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
         let crls = if s.crl.is_empty() {
@@ -742,7 +856,7 @@ impl AppSecurity {
                         acfg,
                         table.clone(),
                         Arc::new(crate::events::time::unix_secs),
-                        sink,
+                        sink.clone(),
                     )?
                     .with_millisecond_clock(Arc::new(crate::events::time::unix_millis)),
                 )
@@ -762,7 +876,7 @@ impl AppSecurity {
                     ncfg,
                     table.clone(),
                     Arc::new(|| secmms_e2e::TimeStamp(crate::events::time::unix_millis())),
-                    sink,
+                    sink.clone(),
                 ))
             }
         };
@@ -771,7 +885,52 @@ impl AppSecurity {
             inner,
             sisco_compat: s.sisco_compat,
             table: Arc::new(table),
+            local_titles,
+            peer_titles_configured: cfg.osi.remote_ap_title.is_some()
+                || cfg.osi.remote_ae_qualifier.is_some(),
+            sink: Some(sink),
         })
+    }
+
+    /// Our AP-title and AE-qualifier: the configured ones, or by default those our application
+    /// certificate binds (Annex G.6.2). `None` in plain mode.
+    pub fn local_titles(&self) -> Option<&(Oid, i64)> {
+        self.local_titles.as_ref()
+    }
+
+    fn set_local_titles(&self, osi: &mut OsiConfig) {
+        if let Some((ap, ae)) = &self.local_titles {
+            osi.local_ap_title = Some(ap.clone());
+            osi.local_ae_qualifier = Some(*ae);
+        }
+    }
+
+    fn warn_unchecked_peer(&self, osi: &OsiConfig, assoc: &str) {
+        if self.peer_titles_configured {
+            return;
+        }
+        let Some(sink) = &self.sink else { return };
+        let how = format!(
+            "the server's certificate is checked against the default called titles {} / {}{}",
+            osi.remote_ap_title
+                .as_ref()
+                .map_or("-".into(), |o| o.to_string()),
+            osi.remote_ae_qualifier
+                .map_or("-".into(), |q| q.to_string()),
+            if self.mode == AppMode::Compat {
+                " (or the responding titles its AARE names)"
+            } else {
+                ""
+            }
+        );
+        sink.record(&events::event(
+            events::PEER_TITLE_UNCHECKED,
+            format!(
+                "no expected peer AP-title/AE-qualifier configured; {how} (give \
+                 --peer-ap-title and --peer-ae-qualifier to check the server's identity)"
+            ),
+            Some(assoc.to_string()),
+        ));
     }
 
     /// The mode.
@@ -788,6 +947,7 @@ impl AppSecurity {
         match &self.inner {
             Inner::Plain => (Association::responder(osi), SecurityHandle::default()),
             Inner::Compat(shared) => {
+                self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Responder, false);
                 let hook = shared.responder(conn.info());
                 let handle = SecurityHandle {
@@ -800,6 +960,7 @@ impl AppSecurity {
                 )
             }
             Inner::Native(shared) => {
+                self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Responder);
                 let (hook, channel) = shared.responder(conn.info());
                 let handle = SecurityHandle {
@@ -826,7 +987,9 @@ impl AppSecurity {
             Inner::Compat(shared) => {
                 let row = self.row_for(&osi, conn)?;
                 let sisco = row.sisco_compat || self.sisco_compat;
+                self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Initiator, sisco);
+                self.warn_unchecked_peer(&osi, &conn.label());
                 let hook = shared.initiator_for(conn.info(), row, &osi);
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
@@ -839,7 +1002,9 @@ impl AppSecurity {
             }
             Inner::Native(shared) => {
                 let row = self.row_for(&osi, conn)?;
+                self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Initiator);
+                self.warn_unchecked_peer(&osi, &conn.label());
                 let (hook, channel) = shared.initiator_for(conn.info(), row, &osi);
                 let handle = SecurityHandle {
                     a_peer: None,

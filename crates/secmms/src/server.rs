@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::pdu::MmsPdu;
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
 use secmms_osi::acse::SourceDiagnostic;
 use secmms_osi::OsiEvent;
@@ -393,6 +392,7 @@ impl Server {
                 };
                 let mut facts = ConnectionFacts {
                     peer_address: Some(peer.ip()),
+                    peer_socket: Some(peer),
                     ..Default::default()
                 };
                 let r = match &shared.tls {
@@ -550,118 +550,131 @@ async fn serve_association<S: Stream>(
     let cpus = cpus();
     let mut _established = None;
     let deadline = tokio::time::Instant::now() + associate_timeout;
-    loop {
-        // Responses queued and not yet written (`server.response_group`).
-        let mut grouped = 0usize;
-        let group = response_group(
-            shared.cfg.server.response_group,
-            link.assoc_ref().queued_events(),
-            shared.stats.established.load(Ordering::Relaxed),
-            cpus,
-        );
-        while let Some(ev) = link.poll_event() {
-            match ev {
-                OsiEvent::AssociateIndication { user_data, .. } => {
-                    match shared
-                        .mms
-                        .accept_initiate(user_data.as_deref().unwrap_or_default())
-                    {
-                        InitiateOutcome::Accepted {
-                            response,
-                            association,
-                        } => {
-                            link.assoc().accept(response)?;
-                            shared.stats.associations.fetch_add(1, Ordering::Relaxed);
-                            _established = Some(Established::new(&shared.stats.established));
-                            established.store(true, Ordering::Relaxed);
-                            if let Some(p) = security.authenticated_peer() {
-                                debug!("application-layer peer authenticated: {p}");
+    let r = async {
+        loop {
+            // Responses queued and not yet written (`server.response_group`).
+            let mut grouped = 0usize;
+            let group = response_group(
+                shared.cfg.server.response_group,
+                link.assoc_ref().queued_events(),
+                shared.stats.established.load(Ordering::Relaxed),
+                cpus,
+            );
+            while let Some(ev) = link.poll_event() {
+                match ev {
+                    OsiEvent::AssociateIndication { user_data, .. } => {
+                        match shared
+                            .mms
+                            .accept_initiate(user_data.as_deref().unwrap_or_default())
+                        {
+                            InitiateOutcome::Accepted {
+                                response,
+                                association,
+                            } => {
+                                link.assoc().accept(response)?;
+                                shared.stats.associations.fetch_add(1, Ordering::Relaxed);
+                                _established = Some(Established::new(&shared.stats.established));
+                                established.store(true, Ordering::Relaxed);
+                                if let Some(p) = security.authenticated_peer() {
+                                    debug!("application-layer peer authenticated: {p}");
+                                }
+                                debug!("association protected by: {}", security.describe());
+                                negotiated = Some(association);
                             }
-                            debug!("association protected by: {}", security.describe());
-                            negotiated = Some(association);
-                        }
-                        InitiateOutcome::Refused { response, error } => {
-                            debug!("initiate refused: {error:?}");
-                            link.assoc().reject(
-                                ACSE_REJECTED_PERMANENT,
-                                SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
-                                Some(response),
-                            )?;
-                        }
-                        InitiateOutcome::Invalid(e) => {
-                            debug!("invalid initiate request: {e}");
-                            link.assoc().abort()?;
-                            link.shutdown().await;
-                            return Err(LinkError::Closed);
+                            InitiateOutcome::Refused { response, error } => {
+                                debug!("initiate refused: {error:?}");
+                                link.assoc().reject(
+                                    ACSE_REJECTED_PERMANENT,
+                                    SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
+                                    Some(response),
+                                )?;
+                            }
+                            InitiateOutcome::Invalid(e) => {
+                                debug!("invalid initiate request: {e}");
+                                link.assoc().abort()?;
+                                link.shutdown().await;
+                                return Err(LinkError::Closed);
+                            }
                         }
                     }
-                }
-                OsiEvent::Data { context_id, pdu } => {
-                    let Some(mms) = &negotiated else { continue };
-                    let pdu = match security.receive(link.assoc(), context_id, pdu) {
-                        Ok(Some(p)) => p,
-                        Ok(None) => continue,
-                        Err(e) => {
-                            // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
-                            link.shutdown().await;
-                            return Err(LinkError::Security(e.to_string()));
-                        }
-                    };
-                    if let Some(resp) = mms.handle_pdu(&pdu) {
-                        shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = security.send(link.assoc(), &resp) {
-                            link.shutdown().await;
-                            return Err(LinkError::Security(e.to_string()));
-                        }
-                        grouped += 1;
-                        if grouped == group {
-                            // Let the client start on these while the rest are prepared.
-                            link.flush().await?;
-                            grouped = 0;
-                        }
-                    }
-                }
-                OsiEvent::ReleaseIndication { .. } => {
-                    link.assoc()
-                        .release_response(Some(MmsPdu::ConcludeResponse.encode()))?;
-                    link.shutdown().await;
-                    return Ok(());
-                }
-                OsiEvent::AbortIndication(_) | OsiEvent::Closed => return Err(LinkError::Closed),
-                OsiEvent::ProtocolError(e) => {
-                    link.shutdown().await;
-                    return Err(LinkError::Osi(e));
-                }
-                _ => {}
-            }
-        }
-        link.flush().await?;
-        if link.assoc().is_closed() {
-            link.shutdown().await;
-            return Err(LinkError::Closed);
-        }
-        let wait = if negotiated.is_none() {
-            Some(deadline.saturating_duration_since(tokio::time::Instant::now()))
-        } else {
-            idle
-        };
-        // Native mode: the E2E key-refresh timers run between reads.
-        let timer = security.next_timer();
-        match (timer, wait) {
-            (Some(t), w) if !matches!(w, Some(w) if w <= t) => {
-                match link.read_input(Some(t)).await {
-                    Err(LinkError::Timeout(_)) => {
-                        if let Err(e) = security.on_timer(link.assoc()) {
-                            link.shutdown().await;
-                            return Err(LinkError::Security(e.to_string()));
+                    OsiEvent::Data { context_id, pdu } => {
+                        let Some(mms) = &negotiated else { continue };
+                        let pdu = match security.receive(link.assoc(), context_id, pdu) {
+                            Ok(Some(p)) => p,
+                            Ok(None) => continue,
+                            Err(e) => {
+                                // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
+                                link.shutdown().await;
+                                return Err(LinkError::Security(e.to_string()));
+                            }
+                        };
+                        if let Some(resp) = mms.handle_pdu(&pdu) {
+                            shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                            if let Err(e) = security.send(link.assoc(), &resp) {
+                                link.shutdown().await;
+                                return Err(LinkError::Security(e.to_string()));
+                            }
+                            grouped += 1;
+                            if grouped == group {
+                                // Let the client start on these while the rest are prepared.
+                                link.flush().await?;
+                                grouped = 0;
+                            }
                         }
                     }
-                    r => r?,
+                    OsiEvent::ReleaseIndication { user_data, .. } => {
+                        let concluded = negotiated.as_ref().is_some_and(|m| m.is_concluded());
+                        let answer =
+                            secmms_mms::server::release_answer(concluded, user_data.as_deref());
+                        link.assoc().release_response(answer)?;
+                        link.shutdown().await;
+                        return Ok(());
+                    }
+                    OsiEvent::AbortIndication(_) | OsiEvent::Closed => {
+                        return Err(LinkError::Closed)
+                    }
+                    OsiEvent::ProtocolError(e) => {
+                        link.shutdown().await;
+                        return Err(LinkError::Osi(e));
+                    }
+                    _ => {}
                 }
             }
-            _ => link.read_input(wait).await?,
+            link.flush().await?;
+            if link.assoc().is_closed() {
+                link.shutdown().await;
+                return Err(LinkError::Closed);
+            }
+            let wait = if negotiated.is_none() {
+                Some(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            } else {
+                idle
+            };
+            // Native mode: the E2E key-refresh timers run between reads.
+            let timer = security.next_timer();
+            match (timer, wait) {
+                (Some(t), w) if !matches!(w, Some(w) if w <= t) => {
+                    match link.read_input(Some(t)).await {
+                        Err(LinkError::Timeout(_)) => {
+                            if let Err(e) = security.on_timer(link.assoc()) {
+                                link.shutdown().await;
+                                return Err(LinkError::Security(e.to_string()));
+                            }
+                        }
+                        r => r?,
+                    }
+                }
+                _ => link.read_input(wait).await?,
+            }
         }
     }
+    .await;
+    if matches!(r, Err(LinkError::Closed)) {
+        // The peer closed: answer its TLS close_notify with ours (a TLS session that ends
+        // without one is dropped from the session cache).
+        link.shutdown().await;
+    }
+    r
 }
 
 /// ACSE result `rejected-permanent` (X.227).

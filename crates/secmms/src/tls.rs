@@ -404,9 +404,76 @@ pub struct TlsConfig {
     /// `TLS_CRL_UNAVAILABLE` warning (§6.2.8).
     pub ocsp_request: bool,
     /// Write TLS secrets in the NSS key log format to this file (diagnostics only: anyone who
-    /// reads it can decrypt the traffic).
+    /// reads it can decrypt the traffic). Only ever set explicitly (`--tls-keylog`; the
+    /// `SSLKEYLOGFILE` environment variable is ignored); the file is created with mode 0600 and
+    /// every session logged raises a `TLS_KEYLOG_ACTIVE` warning event.
     pub keylog_file: Option<PathBuf>,
+    /// Server: TLS 1.3 session tickets sent after each handshake (§6.2 DECISION: 0). A ticket
+    /// lets a client resume without a certificate check of its own, and libiec61850's TLS 1.3
+    /// client (mbedTLS 3.6) drops a server that sends any.
+    pub tls13_tickets: usize,
+    /// How keys are refreshed on a TLS 1.3 session when the interval or byte count is reached
+    /// (§6.2 DECISION: `key_update`). `new_association` ends the session instead, so the peer
+    /// associates again with a full handshake (for peers such as libiec61850 / mbedTLS 3.6.0
+    /// whose session ends on a KeyUpdate anyway).
+    pub tls13_key_refresh: Tls13KeyRefresh,
+    /// Client: skip the check of the server's identity (host name or IP address in its
+    /// certificate). For laboratories only: every connection raises a
+    /// `TLS_SERVER_CHECK_SKIPPED` alarm event.
+    pub insecure_skip_server_check: bool,
+    /// Accept only peers whose leaf certificate has one of these SHA-256 fingerprints (hex,
+    /// colons optional), in addition to the chain check; every peer when empty.
+    pub allowed_peer_fingerprints: Vec<String>,
+    /// OpenSSL read-ahead (several records per system call): `auto` (on, except on TLS 1.2
+    /// client sessions, where a HelloRequest arriving behind buffered records would make
+    /// OpenSSL 3.0 refuse the application data that follows it), `on` or `off`.
+    pub read_ahead: ReadAhead,
 }
+
+/// How a TLS 1.3 session refreshes its keys ([`TlsConfig::tls13_key_refresh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tls13KeyRefresh {
+    /// A KeyUpdate message (RFC 8446 §4.6.3), after the peer's certificate is checked again.
+    #[default]
+    KeyUpdate,
+    /// End the TLS session (close_notify); the peer associates again with a full handshake.
+    NewAssociation,
+}
+
+/// OpenSSL read-ahead ([`TlsConfig::read_ahead`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadAhead {
+    /// On, except on TLS 1.2 client sessions.
+    #[default]
+    Auto,
+    /// Always on.
+    On,
+    /// Always off.
+    Off,
+}
+
+/// Parses a SHA-256 fingerprint written as 64 hex digits, colons and spaces allowed.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let hex: String = s
+        .chars()
+        .filter(|c| *c != ':' && !c.is_whitespace())
+        .collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Largest number of TLS 1.3 tickets accepted in configuration.
+pub const MAX_TLS13_TICKETS: usize = 16;
+/// Largest fingerprint allow-list accepted.
+pub const MAX_ALLOWED_FINGERPRINTS: usize = 4096;
 
 impl Default for TlsConfig {
     fn default() -> Self {
@@ -432,6 +499,11 @@ impl Default for TlsConfig {
             ocsp_staple: None,
             ocsp_request: true,
             keylog_file: None,
+            tls13_tickets: 0,
+            tls13_key_refresh: Tls13KeyRefresh::KeyUpdate,
+            insecure_skip_server_check: false,
+            allowed_peer_fingerprints: Vec::new(),
+            read_ahead: ReadAhead::Auto,
         }
     }
 }
@@ -474,8 +546,28 @@ impl TlsConfig {
                 "must be 1..=86400 (at least every 24 h, §6.2)",
             ));
         }
-        if self.handshake_timeout_secs == 0 {
-            return Err(cfg_err("tls.handshake_timeout_secs", "must be at least 1"));
+        if !(1..=3600).contains(&self.handshake_timeout_secs) {
+            return Err(cfg_err("tls.handshake_timeout_secs", "must be 1..=3600"));
+        }
+        if self.tls13_tickets > MAX_TLS13_TICKETS {
+            return Err(cfg_err(
+                "tls.tls13_tickets",
+                format!("must be 0..={MAX_TLS13_TICKETS}"),
+            ));
+        }
+        if self.allowed_peer_fingerprints.len() > MAX_ALLOWED_FINGERPRINTS {
+            return Err(cfg_err(
+                "tls.allowed_peer_fingerprints",
+                format!("at most {MAX_ALLOWED_FINGERPRINTS} entries"),
+            ));
+        }
+        for f in &self.allowed_peer_fingerprints {
+            if parse_fingerprint(f).is_none() {
+                return Err(cfg_err(
+                    "tls.allowed_peer_fingerprints",
+                    format!("`{f}` is not a SHA-256 fingerprint (64 hex digits)"),
+                ));
+            }
         }
         if self.ca.len() > MAX_TRUST_ANCHORS {
             return Err(cfg_err(
@@ -597,6 +689,16 @@ pub enum TlsFinding {
     HandshakeFailed,
     /// Session established (notice).
     Established,
+    /// The TLS version changed at resumption or renegotiation.
+    VersionChanged,
+    /// The peer's certificate is not on the allow-list.
+    CertNotAllowed,
+    /// Secrets written to a key log (warning).
+    KeylogActive,
+    /// Server identity not checked by configuration.
+    ServerCheckSkipped,
+    /// The server's certificate does not name the expected host or address.
+    ServerIdentityMismatch,
 }
 
 impl TlsFinding {
@@ -620,6 +722,11 @@ impl TlsFinding {
             TlsFinding::KeysRefreshed => TLS_KEYS_REFRESHED,
             TlsFinding::HandshakeFailed => TLS_HANDSHAKE_FAILED,
             TlsFinding::Established => TLS_ESTABLISHED,
+            TlsFinding::VersionChanged => TLS_VERSION_CHANGED,
+            TlsFinding::CertNotAllowed => TLS_CERT_NOT_ALLOWED,
+            TlsFinding::KeylogActive => TLS_KEYLOG_ACTIVE,
+            TlsFinding::ServerCheckSkipped => TLS_SERVER_CHECK_SKIPPED,
+            TlsFinding::ServerIdentityMismatch => TLS_SERVER_IDENTITY_MISMATCH,
         }
     }
 
@@ -628,6 +735,7 @@ impl TlsFinding {
     pub fn severity(self) -> Severity {
         match self {
             TlsFinding::Disabled
+            | TlsFinding::KeylogActive
             | TlsFinding::CrlUnavailable
             | TlsFinding::CertExpired
             | TlsFinding::CertNotYetValid => Severity::Warning,
@@ -642,7 +750,11 @@ impl TlsFinding {
             | TlsFinding::CaUnknown
             | TlsFinding::CertSizeExceeded
             | TlsFinding::RenegotiationInsecure
-            | TlsFinding::RenegotiationIntervalExpired => Severity::Alarm,
+            | TlsFinding::RenegotiationIntervalExpired
+            | TlsFinding::VersionChanged
+            | TlsFinding::CertNotAllowed
+            | TlsFinding::ServerCheckSkipped
+            | TlsFinding::ServerIdentityMismatch => Severity::Alarm,
         }
     }
 
@@ -737,7 +849,9 @@ pub enum Role {
 
 /// A configured TLS context (server or client) and its event sink.
 pub struct TlsContext {
-    ctx: SslContext,
+    /// The current OpenSSL context; replaced by a rebuilt one (empty session cache, fresh
+    /// ticket keys) when revocation information changes.
+    ctx: std::sync::RwLock<SslContext>,
     role: Role,
     cfg: TlsConfig,
     sink: Arc<dyn SecurityEventSink>,
@@ -794,6 +908,37 @@ impl TlsContext {
         let mut enabled = cfg.clone();
         enabled.enabled = true;
         enabled.validate()?;
+        let (ctx, crl_digests) = build_ssl_context(cfg, role, sink.as_ref())?;
+        Ok(TlsContext {
+            ctx: std::sync::RwLock::new(ctx),
+            role,
+            cfg: cfg.clone(),
+            sink,
+            stats: Arc::new(TlsStats::default()),
+            generation: Arc::new(AtomicU64::new(0)),
+            notify: Arc::new(tokio::sync::Notify::new()),
+            crl_digests: Mutex::new(crl_digests),
+        })
+    }
+
+    /// The current OpenSSL context.
+    fn current(&self) -> SslContext {
+        match self.ctx.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+/// Builds the OpenSSL context of `cfg` for `role`; also returns the digests of the CRL files
+/// as loaded.
+#[allow(clippy::type_complexity)]
+fn build_ssl_context(
+    cfg: &TlsConfig,
+    role: Role,
+    sink: &dyn SecurityEventSink,
+) -> Result<(SslContext, Vec<Option<[u8; 32]>>), TlsError> {
+    {
         let method = match role {
             Role::Server => SslMethod::tls_server(),
             Role::Client => SslMethod::tls_client(),
@@ -801,7 +946,8 @@ impl TlsContext {
         let mut b = SslContextBuilder::new(method)?;
         // Read whole TLS records (and any that follow) in one system call rather than the
         // 5-octet header and the body in two: MMS PDUs are small, so this halves the reads.
-        b.set_read_ahead(true);
+        // (`auto` turns it off again on TLS 1.2 client sessions, see `TlsContext::new_ssl`.)
+        b.set_read_ahead(cfg.read_ahead != ReadAhead::Off);
         // §6.2 / 62351-3: TLS 1.2 mandatory, TLS 1.3 optional, nothing older.
         b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
         b.set_max_proto_version(Some(if cfg.tls13 {
@@ -922,7 +1068,7 @@ impl TlsContext {
         });
 
         if role == Role::Server {
-            b.set_client_hello_callback(client_hello_policy);
+            ffi::set_client_hello_callback(&mut b, client_hello_policy);
             if let Some(path) = &cfg.ocsp_staple {
                 match read_file(path, MAX_PEM_FILE) {
                     Ok(der) => {
@@ -940,15 +1086,15 @@ impl TlsContext {
         } else if cfg.ocsp_request {
             b.set_status_callback(check_stapled_ocsp)?;
         }
+        if role == Role::Server {
+            // §6.2 DECISION: no TLS 1.3 tickets unless configured (see `tls13_tickets`).
+            b.set_num_tickets(cfg.tls13_tickets)?;
+        }
         if let Some(path) = &cfg.keylog_file {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| TlsError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
+            let file = open_keylog(path).map_err(|e| TlsError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
             let file = Mutex::new(file);
             b.set_keylog_callback(move |_, line| {
                 use std::io::Write;
@@ -957,18 +1103,40 @@ impl TlsContext {
                 }
             });
         }
-        Ok(TlsContext {
-            ctx: b.build(),
-            role,
-            cfg: cfg.clone(),
-            sink,
-            stats: Arc::new(TlsStats::default()),
-            generation: Arc::new(AtomicU64::new(0)),
-            notify: Arc::new(tokio::sync::Notify::new()),
-            crl_digests: Mutex::new(crl_digests),
-        })
+        Ok((b.build(), crl_digests))
     }
+}
 
+/// Opens (creating or appending to) a TLS key log readable by its owner only (mode 0600).
+fn open_keylog(path: &Path) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        o.open(path)
+    }
+}
+
+/// The host part of `host:port`, `[v6]:port` or a bare host.
+fn host_of(peer: &str) -> &str {
+    if let Some(rest) = peer.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match peer.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.parse::<u16>().is_ok() => h,
+        _ => peer,
+    }
+}
+
+impl TlsContext {
     /// The counters of this context.
     pub fn stats(&self) -> Arc<TlsStats> {
         self.stats.clone()
@@ -1018,8 +1186,11 @@ impl TlsContext {
                     if digests.get(i).copied().flatten() == Some(digest) {
                         continue;
                     }
+                    // Streams established on the current context check their peers against
+                    // its store: give it the new CRLs too.
+                    let ctx = self.current();
                     for crl in &list {
-                        ffi::store_add_crl(self.ctx.cert_store(), crl);
+                        ffi::store_add_crl(ctx.cert_store(), crl);
                     }
                     if let Some(d) = digests.get_mut(i) {
                         *d = Some(digest);
@@ -1033,9 +1204,34 @@ impl TlsContext {
             }
         }
         if changed {
+            // New connections get a rebuilt context: an empty session cache and fresh ticket
+            // keys, so no session established before the change can be resumed (§6.2).
+            self.rebuild();
             self.force_renegotiation();
         }
         changed
+    }
+
+    /// Replaces the OpenSSL context by one built again from the configuration (files read
+    /// again): an empty session cache and fresh TLS ticket keys. Established streams keep
+    /// theirs. A failure keeps the current context and raises `TLS_CRL_UNAVAILABLE`.
+    pub fn rebuild(&self) -> bool {
+        match build_ssl_context(&self.cfg, self.role, self.sink.as_ref()) {
+            Ok((ctx, _)) => {
+                match self.ctx.write() {
+                    Ok(mut g) => *g = ctx,
+                    Err(p) => *p.into_inner() = ctx,
+                }
+                true
+            }
+            Err(e) => {
+                self.sink.record(&TlsFinding::CrlUnavailable.event(
+                    format!("TLS context not rebuilt, the previous one stays in use: {e}"),
+                    None,
+                ));
+                false
+            }
+        }
     }
 
     fn report(&self, kind: TlsFinding, detail: String, peer: &str) {
@@ -1043,24 +1239,48 @@ impl TlsContext {
             .record(&kind.event(format!("{peer}: {detail}"), Some(peer.to_string())));
     }
 
-    fn new_ssl(&self, findings: &Findings) -> Result<Ssl, TlsError> {
-        let mut ssl = Ssl::new(&self.ctx)?;
+    fn new_ssl(&self, findings: &Findings, peer: &str) -> Result<Ssl, TlsError> {
+        let mut ssl = Ssl::new(&self.current())?;
         if let Some(idx) = findings_index() {
             ssl.set_ex_data(idx, findings.clone());
         }
         let f = findings.clone();
         let max = self.cfg.max_cert_size;
+        let allowed: Arc<Vec<[u8; 32]>> = Arc::new(
+            self.cfg
+                .allowed_peer_fingerprints
+                .iter()
+                .filter_map(|s| parse_fingerprint(s))
+                .collect(),
+        );
         ssl.set_verify_callback(
             SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-            move |ok, ctx| verify_certificate(ok, ctx, max, &f),
+            move |ok, ctx| {
+                verify_certificate(ok, ctx, max, &f)
+                    && (ctx.error_depth() != 0 || check_allowed(ctx, &allowed, &f))
+            },
         );
         if self.role == Role::Client {
+            if self.cfg.read_ahead == ReadAhead::Auto {
+                // Off until the version is known: TLS 1.3 sessions turn it on again.
+                ffi::set_read_ahead(&ssl, false);
+            }
             if self.cfg.ocsp_request {
                 ssl.set_status_type(openssl::ssl::StatusType::OCSP)?;
             }
-            if let Some(name) = &self.cfg.server_name {
-                ssl.set_hostname(name)?;
-                ssl.param_mut().set_host(name)?;
+            // The server's identity: --server-name, else the host we connect to.
+            let expected = match &self.cfg.server_name {
+                Some(n) => Some(n.as_str()),
+                None if self.cfg.insecure_skip_server_check => None,
+                None => Some(host_of(peer)),
+            };
+            match expected.map(|h| (h, h.parse::<std::net::IpAddr>())) {
+                Some((_, Ok(ip))) => ssl.param_mut().set_ip(ip)?,
+                Some((name, Err(_))) => {
+                    ssl.set_hostname(name)?;
+                    ssl.param_mut().set_host(name)?;
+                }
+                None => {}
             }
         }
         Ok(ssl)
@@ -1074,7 +1294,11 @@ impl TlsContext {
         self.handshake(stream, peer.to_string()).await
     }
 
-    /// Runs the client handshake on a connected stream; `peer` names it in events.
+    /// Runs the client handshake on a connected stream. `peer` is the address connected to
+    /// (`host:port`, `[v6]:port` or a bare host): it names the session in events, and its host
+    /// is the identity the server's certificate must carry (an IP address against the IP SANs,
+    /// a name against the DNS SANs and sent as SNI) unless `server_name` overrides it or
+    /// `insecure_skip_server_check` is set.
     pub async fn connect<S>(&self, stream: S, peer: &str) -> Result<TlsStream<S>, TlsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -1087,7 +1311,19 @@ impl TlsContext {
         S: AsyncRead + AsyncWrite + Unpin,
     {
         let findings: Findings = Arc::default();
-        let ssl = self.new_ssl(&findings)?;
+        let ssl = self.new_ssl(&findings, &peer)?;
+        if self.role == Role::Client
+            && self.cfg.insecure_skip_server_check
+            && self.cfg.server_name.is_none()
+        {
+            self.report(
+                TlsFinding::ServerCheckSkipped,
+                "the server's identity is not checked (insecure_skip_server_check): any holder \
+                 of a certificate from the trust anchors can pose as this server"
+                    .into(),
+                &peer,
+            );
+        }
         let mut s = SslStream::new(ssl, stream)?;
         let timeout = Duration::from_secs(self.cfg.handshake_timeout_secs.max(1));
         let role = self.role;
@@ -1132,6 +1368,44 @@ impl TlsContext {
                 mnemonic: TlsFinding::RenegotiationInsecure.id().1,
                 detail,
             });
+        }
+        if ssl.session_reused() {
+            // §6.2: a resumed session skips the certificate exchange; check the peer's
+            // certificate of the session against today's trust store and CRLs.
+            if let Some((kind, detail)) = revalidate_peer(ssl) {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                let detail = format!("at session resumption: {detail}");
+                self.report(kind, detail.clone(), &peer);
+                return Err(TlsError::Handshake {
+                    mnemonic: kind.id().1,
+                    detail,
+                });
+            }
+        }
+        let tls13 = ssl.version2() == Some(SslVersion::TLS1_3);
+        if self.role == Role::Client && self.cfg.read_ahead == ReadAhead::Auto && tls13 {
+            ffi::set_read_ahead(ssl, true);
+        }
+        // Alarms the ClientHello callback prepared (a session of another version offered).
+        for (k, d) in found
+            .iter()
+            .filter(|(k, _)| *k == TlsFinding::VersionChanged)
+        {
+            let offered_tls12 = d.starts_with("a TLS 1.2 session");
+            if offered_tls12 == tls13 {
+                self.report(*k, d.clone(), &peer);
+            }
+        }
+        if let Some(path) = &self.cfg.keylog_file {
+            self.report(
+                TlsFinding::KeylogActive,
+                format!(
+                    "the secrets of this session are written to {} (anyone who reads it can \
+                     decrypt the traffic)",
+                    path.display()
+                ),
+                &peer,
+            );
         }
         self.stats.handshakes.fetch_add(1, Ordering::Relaxed);
         if ssl.session_reused() {
@@ -1250,12 +1524,13 @@ impl ProtocolId for openssl::ssl::SslCipherRef {
 /// The ClientHello policy of the server (runs before any suite is chosen): refuse TLS < 1.2
 /// offers and TLS 1.2 offers without RFC 5746, each with its event.
 fn client_hello_policy(
-    ssl: &mut SslRef,
+    hello: &ffi::ClientHello<'_>,
     alert: &mut SslAlert,
 ) -> Result<ClientHelloResponse, openssl::error::ErrorStack> {
+    let ssl = hello.ssl();
     let findings = findings_index().and_then(|i| ssl.ex_data(i)).cloned();
-    let legacy = ffi::client_hello_legacy_version(ssl);
-    let versions = ffi::client_hello_ext(ssl, EXT_SUPPORTED_VERSIONS);
+    let legacy = hello.legacy_version();
+    let versions = hello.ext(EXT_SUPPORTED_VERSIONS);
     let offers = |v: u16| match &versions {
         // supported_versions: length octet, then 2-octet versions.
         Some(body) => body
@@ -1285,7 +1560,7 @@ fn client_hello_policy(
         .unwrap_or_default()
         .chunks_exact(2)
         .any(|c| c == [0x00, 0xFF]);
-    let ri = ffi::client_hello_ext(ssl, EXT_RENEGOTIATION_INFO).is_some();
+    let ri = hello.ext(EXT_RENEGOTIATION_INFO).is_some();
     if offers(0x0303) && !scsv && !ri {
         return fail(
             TlsFinding::RenegotiationInsecure,
@@ -1293,6 +1568,27 @@ fn client_hello_policy(
             SslAlert::HANDSHAKE_FAILURE,
             alert,
         );
+    }
+    // A session offered for resumption whose version may differ from the one negotiated: a
+    // TLS 1.2 ticket (session_ticket) in a hello that offers TLS 1.3, or a TLS 1.3 PSK in one
+    // that also offers TLS 1.2. The handshake decides; `handshake` raises the alarm when the
+    // version did change.
+    if let Some(f) = &findings {
+        let ticket = hello.ext(EXT_SESSION_TICKET).is_some_and(|t| !t.is_empty());
+        if ticket && offers(0x0304) {
+            push(
+                f,
+                TlsFinding::VersionChanged,
+                "a TLS 1.2 session was offered for resumption in a TLS 1.3 handshake".into(),
+            );
+        }
+        if hello.ext(EXT_PRE_SHARED_KEY).is_some() && offers(0x0303) {
+            push(
+                f,
+                TlsFinding::VersionChanged,
+                "a TLS 1.3 session (PSK) was offered for resumption; TLS 1.2 was negotiated".into(),
+            );
+        }
     }
     Ok(ClientHelloResponse::SUCCESS)
 }
@@ -1371,6 +1667,31 @@ fn check_stapled_ocsp(ssl: &mut SslRef) -> Result<bool, openssl::error::ErrorSta
 const EXT_SUPPORTED_VERSIONS: u32 = 43;
 /// TLS extension `renegotiation_info` (RFC 5746).
 const EXT_RENEGOTIATION_INFO: u32 = 0xff01;
+/// TLS extension `session_ticket` (RFC 5077).
+const EXT_SESSION_TICKET: u32 = 35;
+/// TLS extension `pre_shared_key` (RFC 8446).
+const EXT_PRE_SHARED_KEY: u32 = 41;
+
+/// At depth 0: the leaf's SHA-256 fingerprint must be on the allow-list, when there is one.
+fn check_allowed(ctx: &X509StoreContextRef, allowed: &[[u8; 32]], findings: &Findings) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    let Some(der) = ctx.current_cert().and_then(|c| c.to_der().ok()) else {
+        return false;
+    };
+    let fp = openssl::sha::sha256(&der);
+    if allowed.contains(&fp) {
+        return true;
+    }
+    let hex: String = fp.iter().map(|b| format!("{b:02x}")).collect();
+    push(
+        findings,
+        TlsFinding::CertNotAllowed,
+        format!("certificate SHA-256 {hex} is not in tls.allowed_peer_fingerprints"),
+    );
+    false
+}
 
 /// Per-certificate verification: size limit, then OpenSSL's verdict mapped to findings.
 /// A missing or stale CRL is turned into a warning and accepted (§6.2.8).
@@ -1409,6 +1730,18 @@ fn verify_certificate(
         X509_V_ERR_CERT_HAS_EXPIRED => TlsFinding::CertExpired,
         X509_V_ERR_CERT_NOT_YET_VALID => TlsFinding::CertNotYetValid,
         X509_V_ERR_CERT_REVOKED => TlsFinding::CertRevoked,
+        X509_V_ERR_HOSTNAME_MISMATCH | X509_V_ERR_IP_ADDRESS_MISMATCH => {
+            push(
+                findings,
+                TlsFinding::ServerIdentityMismatch,
+                format!(
+                    "{detail}: the server's certificate does not name the host or address we \
+                     connected to; issue it with that name (`secmms cert issue --tls --ip ADDR \
+                     --dns NAME`), connect by a name it carries, or give --server-name"
+                ),
+            );
+            return false;
+        }
         X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT
         | X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
         | X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
@@ -1464,6 +1797,8 @@ const X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN: i32 = 19;
 const X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY: i32 = 20;
 const X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: i32 = 21;
 const X509_V_ERR_CERT_REVOKED: i32 = 23;
+const X509_V_ERR_HOSTNAME_MISMATCH: i32 = 62;
+const X509_V_ERR_IP_ADDRESS_MISMATCH: i32 = 64;
 
 // SSL_R_* reason codes (sslerr.h) used to classify handshake failures.
 const SSL_R_NO_SHARED_CIPHER: i32 = 193;
@@ -1560,6 +1895,9 @@ pub struct TlsStream<S> {
     timer: Pin<Box<Sleep>>,
     refreshes: u64,
     failed: bool,
+    tls13_key_refresh: Tls13KeyRefresh,
+    /// The version negotiated first; a renegotiation must keep it.
+    version: Option<SslVersion>,
 }
 
 impl<S> std::fmt::Debug for TlsStream<S> {
@@ -1594,7 +1932,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             timer: Box::pin(tokio::time::sleep_until(now + interval)),
             refreshes: 0,
             failed: false,
+            tls13_key_refresh: ctx.cfg.tls13_key_refresh,
+            version: None,
         }
+        .with_version()
+    }
+
+    fn with_version(mut self) -> Self {
+        self.version = self.inner.ssl().version2();
+        self
     }
 
     /// What was negotiated (current state; changes after a renegotiation).
@@ -1633,6 +1979,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     "peer certificate no longer valid",
+                ));
+            }
+            if self.tls13_key_refresh == Tls13KeyRefresh::NewAssociation {
+                self.failed = true;
+                self.report(
+                    TlsFinding::KeysRefreshed,
+                    "TLS 1.3 key refresh by a new association: session ended".into(),
+                );
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "TLS 1.3 key refresh: the session ends so the peer associates again",
                 ));
             }
             ffi::key_update(ssl).map_err(io::Error::other)?;
@@ -1703,6 +2060,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     self.report(k, d);
                 }
                 let info = TlsInfo::of(self.inner.ssl());
+                if self.inner.ssl().version2() != self.version {
+                    self.report(
+                        TlsFinding::VersionChanged,
+                        format!("renegotiation changed the version to {}", info.version),
+                    );
+                }
                 self.report(
                     TlsFinding::KeysRefreshed,
                     format!("TLS 1.2 renegotiation completed ({})", info.cipher),
@@ -1809,11 +2172,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     }
 }
 
-/// The OpenSSL calls the `openssl` crate does not wrap. This is the crate's only `unsafe` code.
+/// The OpenSSL calls the `openssl` crate does not wrap. This is the crate's only `unsafe` code;
+/// it is private to the crate, and the calls valid only in a callback are reachable only there.
 #[allow(unsafe_code)]
-pub mod ffi {
+pub(crate) mod ffi {
     use foreign_types::ForeignTypeRef;
-    use openssl::ssl::{SslContextBuilder, SslOptions, SslRef};
+    use openssl::ssl::{ClientHelloResponse, SslAlert, SslContextBuilder, SslOptions, SslRef};
     use std::os::raw::{c_int, c_long, c_uchar, c_uint};
 
     /// `SSL_OP_ALLOW_CLIENT_RENEGOTIATION` (OpenSSL 3.0, ssl.h: bit 8): accept renegotiations the
@@ -1824,6 +2188,7 @@ pub mod ffi {
     const SSL_KEY_UPDATE_REQUESTED: c_int = 1;
 
     extern "C" {
+        fn SSL_set_read_ahead(s: *mut openssl_sys::SSL, yes: c_int);
         fn SSL_renegotiate(s: *mut openssl_sys::SSL) -> c_int;
         fn SSL_renegotiate_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_key_update(s: *mut openssl_sys::SSL, updatetype: c_int) -> c_int;
@@ -1865,6 +2230,12 @@ pub mod ffi {
         } else {
             Err(openssl::error::ErrorStack::get())
         }
+    }
+
+    /// `SSL_set_read_ahead` on one connection.
+    pub fn set_read_ahead(ssl: &SslRef, yes: bool) {
+        // SAFETY: a valid SSL object; the call only sets a flag of its record layer.
+        unsafe { SSL_set_read_ahead(ssl.as_ptr(), c_int::from(yes)) }
     }
 
     /// `SSL_renegotiate_pending`: true while a renegotiation we started has not completed.
@@ -1920,33 +2291,63 @@ pub mod ffi {
         }
     }
 
-    /// `SSL_client_hello_get0_legacy_version` (only valid in the ClientHello callback).
-    pub fn client_hello_legacy_version(ssl: &SslRef) -> u16 {
-        // SAFETY: called from the ClientHello callback on the SSL object being handshaken.
-        let v: c_uint = unsafe { openssl_sys::SSL_client_hello_get0_legacy_version(ssl.as_ptr()) };
-        u16::try_from(v).unwrap_or(0)
+    /// The ClientHello being handled, readable only inside the ClientHello callback: the
+    /// `SSL_client_hello_get0_*` calls are valid only there, so a value of this type exists
+    /// only for the duration of a callback installed by [`set_client_hello_callback`].
+    pub(crate) struct ClientHello<'a> {
+        ssl: &'a SslRef,
     }
 
-    /// `SSL_client_hello_get0_ext`: the body of a ClientHello extension (only valid in the
-    /// ClientHello callback).
-    pub fn client_hello_ext(ssl: &SslRef, ext: u32) -> Option<Vec<u8>> {
-        let mut out: *const c_uchar = std::ptr::null();
-        let mut len: usize = 0;
-        // SAFETY: called from the ClientHello callback; OpenSSL sets `out`/`len` to a buffer it
-        // owns for the duration of the callback, which we copy before returning.
-        unsafe {
-            if openssl_sys::SSL_client_hello_get0_ext(
-                ssl.as_ptr(),
-                ext as c_uint,
-                &mut out,
-                &mut len,
-            ) != 1
-                || out.is_null()
-            {
-                return None;
-            }
-            Some(std::slice::from_raw_parts(out, len).to_vec())
+    impl ClientHello<'_> {
+        /// The connection being handshaken.
+        pub(crate) fn ssl(&self) -> &SslRef {
+            self.ssl
         }
+
+        /// `SSL_client_hello_get0_legacy_version`.
+        pub(crate) fn legacy_version(&self) -> u16 {
+            // SAFETY: a `ClientHello` only exists inside the ClientHello callback (see
+            // `set_client_hello_callback`), where this call is valid on the SSL handshaken.
+            let v: c_uint =
+                unsafe { openssl_sys::SSL_client_hello_get0_legacy_version(self.ssl.as_ptr()) };
+            u16::try_from(v).unwrap_or(0)
+        }
+
+        /// `SSL_client_hello_get0_ext`: the body of a ClientHello extension.
+        pub(crate) fn ext(&self, ext: u32) -> Option<Vec<u8>> {
+            let mut out: *const c_uchar = std::ptr::null();
+            let mut len: usize = 0;
+            // SAFETY: inside the ClientHello callback (see above); OpenSSL sets `out`/`len` to a
+            // buffer it owns for the duration of the callback, which is copied before returning.
+            unsafe {
+                if openssl_sys::SSL_client_hello_get0_ext(
+                    self.ssl.as_ptr(),
+                    ext as c_uint,
+                    &mut out,
+                    &mut len,
+                ) != 1
+                    || out.is_null()
+                {
+                    return None;
+                }
+                Some(std::slice::from_raw_parts(out, len).to_vec())
+            }
+        }
+    }
+
+    /// Installs `policy` as the ClientHello callback; it sees the hello through a
+    /// [`ClientHello`] that cannot outlive the callback.
+    pub(crate) fn set_client_hello_callback<F>(b: &mut SslContextBuilder, policy: F)
+    where
+        F: Fn(
+                &ClientHello<'_>,
+                &mut SslAlert,
+            ) -> Result<ClientHelloResponse, openssl::error::ErrorStack>
+            + Send
+            + Sync
+            + 'static,
+    {
+        b.set_client_hello_callback(move |ssl, alert| policy(&ClientHello { ssl }, alert));
     }
 }
 

@@ -171,9 +171,10 @@ pub async fn serve_ready(
                     },
                     None => Ok(Vec::new()),
                 },
-                EndpointEvent::ReleaseIndication { key, .. } => {
-                    assocs.remove(&key);
-                    ep.release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()))
+                EndpointEvent::ReleaseIndication { key, conclude } => {
+                    let concluded = assocs.remove(&key).is_some_and(|a| a.is_concluded());
+                    let answer = secmms_mms::server::release_answer(concluded, conclude.as_deref());
+                    ep.release_response(&key, answer.as_deref())
                 }
                 EndpointEvent::Released { key } | EndpointEvent::Aborted { key, .. } => {
                     assocs.remove(&key);

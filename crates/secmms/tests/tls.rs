@@ -201,7 +201,7 @@ async fn client_refuses_expired_server_certificate() {
     let (cev, csink) = sink();
     let ctx = TlsContext::client(&p.config(&p.client), csink).unwrap();
     let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let r = ctx.connect(tcp, "server").await;
+    let r = ctx.connect(tcp, "localhost").await;
     assert!(r.is_err());
     assert!(
         mnemonics(&cev).contains(&"TLS_CERT_EXPIRED"),
@@ -498,7 +498,7 @@ async fn ocsp_case(revoked: bool) -> (bool, Arc<MemorySink>) {
     let (cev, csink) = sink();
     let ctx = TlsContext::client(&p.config(&p.client), csink).unwrap();
     let tcp = tokio::net::TcpStream::connect(h.addr).await.unwrap();
-    let ok = ctx.connect(tcp, "server").await.is_ok();
+    let ok = ctx.connect(tcp, "localhost").await.is_ok();
     h.shutdown();
     (ok, cev)
 }

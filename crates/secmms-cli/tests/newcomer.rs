@@ -1,0 +1,179 @@
+//! The newcomer path (issue "The newcomer path", item 1): certificates straight from
+//! `secmms cert issue` into `secmms server` / `secmms client` flags, no TOML, in compatibility and
+//! native mode. The local AP-title / AE-qualifier come from each side's application certificate
+//! (Annex G.6.2); `--peer-ap-title` / `--peer-ae-qualifier` make the client check the server's
+//! binding, and without them the client warns (PEER_TITLE_UNCHECKED). Mismatches say which value
+//! to change.
+
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Dir {
+    fn p(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
+}
+
+fn run_ok(args: &[&str]) -> String {
+    let out = secmms().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "secmms {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Exactly the README's commands: a CA, the server's certificate for 1.1.1.999.1 / 12 and the
+/// client's for 1.1.1.999.2 / 13.
+fn newcomer_pki(name: &str) -> Dir {
+    let dir =
+        Dir(std::env::temp_dir().join(format!("secmms-newcomer-{name}-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    run_ok(&["cert", "ca", "--out", &dir.p("ca")]);
+    run_ok(&[
+        "cert",
+        "issue",
+        "--ca",
+        &dir.p("ca"),
+        "--ap-title",
+        "1.1.1.999.1",
+        "--ae-qualifier",
+        "12",
+        "--out",
+        &dir.p("server"),
+    ]);
+    run_ok(&[
+        "cert",
+        "issue",
+        "--ca",
+        &dir.p("ca"),
+        "--ap-title",
+        "1.1.1.999.2",
+        "--ae-qualifier",
+        "13",
+        "--out",
+        &dir.p("client"),
+    ]);
+    dir
+}
+
+fn side(dir: &Dir, who: &str, mode: &str) -> Vec<String> {
+    vec![
+        "--mode".into(),
+        mode.into(),
+        "--app-cert".into(),
+        dir.p(&format!("{who}/cert.pem")),
+        "--app-key".into(),
+        dir.p(&format!("{who}/key.pem")),
+        "--ca".into(),
+        dir.p("ca/ca.pem"),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn newcomer_path(mode: &str) {
+    let dir = newcomer_pki(mode);
+    let (_server, addr) = start_our_server(&strs(&side(&dir, "server", mode)));
+
+    // Without the server's titles: works, with a warning that they were not checked.
+    let mut args = side(&dir, "client", mode);
+    args.push("identify".into());
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{mode}: {err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vendor"));
+    assert!(err.contains("PEER_TITLE_UNCHECKED"), "{mode}: {err}");
+    // The event names the association by address and port.
+    let warn = err
+        .lines()
+        .find(|l| l.contains("PEER_TITLE_UNCHECKED"))
+        .unwrap();
+    assert!(
+        warn.contains(&addr),
+        "{mode}: association not named by {addr}: {warn}"
+    );
+
+    // With the server's titles: checked, no warning.
+    let mut args = side(&dir, "client", mode);
+    args.extend(
+        [
+            "--peer-ap-title",
+            "1.1.1.999.1",
+            "--peer-ae-qualifier",
+            "12",
+            "identify",
+        ]
+        .map(String::from),
+    );
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{mode}: {err}");
+    assert!(!err.contains("PEER_TITLE_UNCHECKED"), "{mode}: {err}");
+
+    // Expecting another server: refused, and the message says what to change.
+    let mut args = side(&dir, "client", mode);
+    args.extend(
+        [
+            "--peer-ap-title",
+            "1.1.1.999.7",
+            "--peer-ae-qualifier",
+            "12",
+            "identify",
+        ]
+        .map(String::from),
+    );
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{mode}: a wrong --peer-ap-title was accepted"
+    );
+    assert!(err.contains("1.1.1.999.7"), "{mode}: {err}");
+
+    // A local title that contradicts our certificate: refused before connecting, naming the
+    // flag and the value the certificate binds.
+    let mut args = side(&dir, "client", mode);
+    args.extend(
+        [
+            "--ap-title",
+            "1.1.1.999",
+            "--ae-qualifier",
+            "12",
+            "identify",
+        ]
+        .map(String::from),
+    );
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--ap-title") && err.contains("1.1.1.999.2 / 13"),
+        "{mode}: {err}"
+    );
+}
+
+#[test]
+fn newcomer_path_compat_mode() {
+    newcomer_path("compat");
+}
+
+#[test]
+fn newcomer_path_native_mode() {
+    newcomer_path("native");
+}

@@ -1898,7 +1898,17 @@ pub struct TlsStream<S> {
     tls13_key_refresh: Tls13KeyRefresh,
     /// The version negotiated first; a renegotiation must keep it.
     version: Option<SslVersion>,
+    /// Application data read while a TLS 1.2 renegotiation was driven from a write (see
+    /// [`TlsStream::settle_handshake`]), handed out by the next reads.
+    stash: Vec<u8>,
+    stash_pos: usize,
+    /// The waker of the last read that found nothing: woken when a write stashes data.
+    read_waker: Option<std::task::Waker>,
 }
+
+/// Most application data held back while a renegotiation completes (a peer sending more
+/// during its own renegotiation is cut off).
+const MAX_RENEGOTIATION_STASH: usize = 1 << 20;
 
 impl<S> std::fmt::Debug for TlsStream<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1934,6 +1944,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
             failed: false,
             tls13_key_refresh: ctx.cfg.tls13_key_refresh,
             version: None,
+            stash: Vec::new(),
+            stash_pos: 0,
+            read_waker: None,
         }
         .with_version()
     }
@@ -2040,6 +2053,93 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         }
     }
 
+    /// True while a TLS 1.2 (re)negotiation is under way on this session.
+    fn in_handshake(&self) -> bool {
+        let ssl = self.inner.ssl();
+        ssl.version2() == Some(SslVersion::TLS1_2)
+            && (ffi::in_init(ssl) || ffi::renegotiate_pending(ssl))
+    }
+
+    /// Before a write: while a TLS 1.2 renegotiation is under way (started by either side),
+    /// drive it from the read side and keep any application data that arrives meanwhile for the
+    /// next reads. OpenSSL accepts application data interleaved with a renegotiation only inside
+    /// `SSL_read`; a write that drove the handshake would meet the peer's pipelined answers and
+    /// fail with "unexpected record" (libiec61850 sends its HelloRequest right in front of
+    /// application data). `Ready(Ok)` once no handshake is under way.
+    fn settle_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Records already read but not processed may start a renegotiation (the peer's
+        // ClientHello or HelloRequest behind its application data): process them first, so no
+        // application data of ours lands in the middle of the peer's handshake (mbedTLS peers
+        // refuse it). No system call when nothing is buffered.
+        while self.inner.ssl().version2() == Some(SslVersion::TLS1_2)
+            && !self.in_handshake()
+            && ffi::has_pending(self.inner.ssl())
+            && self.stash.len() - self.stash_pos < MAX_RENEGOTIATION_STASH
+        {
+            match self.read_into_stash(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) | Poll::Pending => break,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+        while self.in_handshake() {
+            if self.stash.len() - self.stash_pos >= MAX_RENEGOTIATION_STASH {
+                self.failed = true;
+                self.report(
+                    TlsFinding::RenegotiationIntervalExpired,
+                    format!(
+                        "more than {MAX_RENEGOTIATION_STASH} octets of application data during \
+                         a renegotiation"
+                    ),
+                );
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "renegotiation not completed",
+                )));
+            }
+            match self.read_into_stash(cx) {
+                Poll::Ready(Ok(true)) => {}
+                Poll::Ready(Ok(false)) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "peer closed during a renegotiation",
+                    )))
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // The read may have completed the handshake without application data.
+                Poll::Pending if !self.in_handshake() => break,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// One `SSL_read` into the stash; `Ok(false)` at end of stream. A reader waiting for data
+    /// is woken when some arrives this way.
+    fn read_into_stash(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<bool>> {
+        let mut tmp = [0u8; 8192];
+        let mut rb = ReadBuf::new(&mut tmp);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => Poll::Ready(Ok(false)),
+            Poll::Ready(Ok(())) => {
+                if self.stash_pos > 0 && self.stash_pos == self.stash.len() {
+                    self.stash.clear();
+                    self.stash_pos = 0;
+                }
+                self.stash.extend_from_slice(rb.filled());
+                if let Some(w) = self.read_waker.take() {
+                    w.wake();
+                }
+                Poll::Ready(Ok(true))
+            }
+            Poll::Ready(Err(e)) => {
+                self.failed_during_refresh(&e);
+                Poll::Ready(Err(e))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     /// Drives the key refresh schedule; called before every read and write.
     fn drive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.failed {
@@ -2096,16 +2196,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         if self.pending.is_none() && due {
             self.seen_generation = generation;
             self.start_refresh()?;
-            // Push the HelloRequest / ClientHello / KeyUpdate out now; the rest of the handshake
-            // runs inside the following reads and writes.
-            match Pin::new(&mut self.inner).poll_do_handshake(cx) {
-                Poll::Ready(Err(e)) if e.io_error().is_none() => {
-                    return Err(io::Error::other(e.to_string()))
+            if self.inner.ssl().version2() != Some(SslVersion::TLS1_3) {
+                // TLS 1.2: push the HelloRequest / ClientHello out from the read side, where
+                // OpenSSL accepts the peer's application data still in flight.
+                if let Poll::Ready(Err(e)) = self.settle_handshake(cx) {
+                    return Err(e);
                 }
-                Poll::Ready(Err(e)) => {
-                    return Err(e.into_io_error().unwrap_or_else(io::Error::other))
+            } else {
+                // Push the KeyUpdate out now.
+                match Pin::new(&mut self.inner).poll_do_handshake(cx) {
+                    Poll::Ready(Err(e)) if e.io_error().is_none() => {
+                        return Err(io::Error::other(e.to_string()))
+                    }
+                    Poll::Ready(Err(e)) => {
+                        return Err(e.into_io_error().unwrap_or_else(io::Error::other))
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
         }
         let next = match self.pending {
@@ -2131,6 +2238,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
         this.drive(cx)?;
+        if this.stash_pos < this.stash.len() {
+            let n = buf.remaining().min(this.stash.len() - this.stash_pos);
+            buf.put_slice(&this.stash[this.stash_pos..this.stash_pos + n]);
+            this.stash_pos += n;
+            if this.stash_pos == this.stash.len() {
+                this.stash.clear();
+                this.stash_pos = 0;
+            }
+            this.bytes = this.bytes.saturating_add(n as u64);
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
         match &r {
@@ -2140,7 +2258,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<S> {
                     .saturating_add((buf.filled().len() - before) as u64)
             }
             Poll::Ready(Err(e)) => this.failed_during_refresh(e),
-            Poll::Pending => {}
+            Poll::Pending => this.read_waker = Some(cx.waker().clone()),
         }
         r
     }
@@ -2154,6 +2272,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
         this.drive(cx)?;
+        if this.settle_handshake(cx)?.is_pending() {
+            return Poll::Pending;
+        }
         let r = Pin::new(&mut this.inner).poll_write(cx, data);
         match &r {
             Poll::Ready(Ok(n)) => this.bytes = this.bytes.saturating_add(*n as u64),
@@ -2189,6 +2310,8 @@ pub(crate) mod ffi {
 
     extern "C" {
         fn SSL_set_read_ahead(s: *mut openssl_sys::SSL, yes: c_int);
+        fn SSL_in_init(s: *const openssl_sys::SSL) -> c_int;
+        fn SSL_has_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_renegotiate(s: *mut openssl_sys::SSL) -> c_int;
         fn SSL_renegotiate_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_key_update(s: *mut openssl_sys::SSL, updatetype: c_int) -> c_int;
@@ -2230,6 +2353,18 @@ pub(crate) mod ffi {
         } else {
             Err(openssl::error::ErrorStack::get())
         }
+    }
+
+    /// `SSL_in_init`: a handshake (first one or renegotiation) is under way.
+    pub fn in_init(ssl: &SslRef) -> bool {
+        // SAFETY: a valid SSL object; the call only reads its state machine.
+        unsafe { SSL_in_init(ssl.as_ptr()) == 1 }
+    }
+
+    /// `SSL_has_pending`: read but unprocessed record data is buffered.
+    pub fn has_pending(ssl: &SslRef) -> bool {
+        // SAFETY: a valid SSL object; the call only inspects its record buffers.
+        unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
     }
 
     /// `SSL_set_read_ahead` on one connection.

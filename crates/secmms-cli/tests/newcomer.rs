@@ -177,3 +177,90 @@ fn newcomer_path_compat_mode() {
 fn newcomer_path_native_mode() {
     newcomer_path("native");
 }
+
+/// The newcomer path over TLS: a TLS certificate from `secmms cert issue --tls --ip 127.0.0.1`,
+/// the client checks that it names the `--connect` address; key logging happens only with
+/// `--tls-keylog` (mode 0600, warning event), never because SSLKEYLOGFILE is set.
+#[test]
+fn newcomer_path_over_tls_with_explicit_key_log_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = newcomer_pki("tls");
+    for who in ["server", "client"] {
+        run_ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            &dir.p("ca"),
+            "--tls",
+            "--ip",
+            "127.0.0.1",
+            "--out",
+            &dir.p(&format!("{who}-tls")),
+        ]);
+    }
+    let tls = |who: &str| -> Vec<String> {
+        vec![
+            "--tls".into(),
+            "--cert".into(),
+            dir.p(&format!("{who}-tls/tls-cert.pem")),
+            "--key".into(),
+            dir.p(&format!("{who}-tls/tls-key.pem")),
+        ]
+    };
+    let mut server = tls("server");
+    server.extend(side(&dir, "server", "native"));
+    let (_server, addr) = start_our_server(&strs(&server));
+
+    let env_log = dir.p("env-keys.log");
+    let mut client = tls("client");
+    client.extend(side(&dir, "client", "native"));
+    let mut identify = client.clone();
+    identify.push("identify".into());
+    let out = secmms()
+        .args(["client", "--connect", &addr])
+        .args(&identify)
+        .env("SSLKEYLOGFILE", &env_log)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !std::path::Path::new(&env_log).exists(),
+        "SSLKEYLOGFILE must be ignored"
+    );
+
+    let log = dir.p("keys.log");
+    let mut logged = client.clone();
+    logged.extend(["--tls-keylog".into(), log.clone(), "identify".into()]);
+    let out = our_client(&addr, &strs(&logged));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("TLS_KEYLOG_ACTIVE"), "{err}");
+    let meta = std::fs::metadata(&log).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("SECRET"));
+
+    // The certificate names 127.0.0.1, not "localhost": connecting by that name is refused
+    // with the reason, unless --server-name says what to expect.
+    let port = addr.rsplit(':').next().unwrap();
+    let by_name = format!("localhost:{port}");
+    let out = our_client(&by_name, &strs(&identify));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("TLS_SERVER_IDENTITY_MISMATCH"), "{err}");
+    let mut named = client.clone();
+    named.extend([
+        "--server-name".into(),
+        "127.0.0.1".into(),
+        "identify".into(),
+    ]);
+    let out = our_client(&by_name, &strs(&named));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

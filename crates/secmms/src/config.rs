@@ -457,6 +457,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_numeric_value_is_bounded() {
+        // A timeout of u64::MAX seconds used to panic when added to an Instant: it is refused
+        // here, naming the field.
+        let huge = [
+            "[server]\nassociate_timeout_secs = 9223372036854775807",
+            "[server]\nidle_timeout_secs = 9223372036854775807",
+            "[client]\nrequest_timeout_secs = 9223372036854775807",
+            "[client]\nassociate_timeout_secs = 0",
+            "[tcp]\nconnect_timeout_secs = 9223372036854775807",
+            "[tcp]\nkeepalive_idle_secs = 0",
+            "[tls]\nhandshake_timeout_secs = 9223372036854775807",
+            "[relay]\nassociate_timeout_secs = 9223372036854775807",
+            "[server]\nmax_associations = 100000000",
+            "[server]\nmax_outstanding = 60000",
+            "[server]\nresponse_group = 100000",
+            "[tls]\ntls13_tickets = 1000",
+        ];
+        for text in huge {
+            let field = text.split(['[', ']']).nth(1).unwrap();
+            match Config::from_toml(text) {
+                Err(e) => assert!(e.to_string().contains(field), "{text}: {e}"),
+                Ok(_) => panic!("{text} was accepted"),
+            }
+        }
+        let c = Config::from_toml("[server]\nassociate_timeout_secs = 3600").unwrap();
+        assert_eq!(c.server.associate_timeout_secs, 3600);
+    }
+
+    #[test]
     fn empty_is_default() {
         assert_eq!(Config::from_toml("").unwrap(), Config::default());
     }

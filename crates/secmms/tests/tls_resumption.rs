@@ -344,3 +344,44 @@ async fn key_log_only_when_configured_mode_0600_with_warning() {
     assert_eq!(warn[0].severity, secmms_pki::event::Severity::Warning);
     h.shutdown();
 }
+
+/// `tls13_key_refresh = "new_association"`: when keys are due (forced here, as after a CRL
+/// update), the TLS 1.3 session ends instead of sending a KeyUpdate, with its event; the client
+/// associates again with a full handshake.
+#[tokio::test]
+async fn tls13_key_refresh_by_new_association() {
+    let p = pki();
+    let (ev, events) = sink();
+    let mut tls = p.config(&p.server);
+    tls.tls13_key_refresh = secmms::tls::Tls13KeyRefresh::NewAssociation;
+    let h = start(tls, events).await;
+    let ccfg = client_cfg(p.config(&p.client));
+    let (c, _) = connect_with_events(&h.addr.to_string(), &ccfg).await;
+    let c = c.unwrap();
+    c.identify().await.unwrap();
+    h.tls_trigger.as_ref().unwrap().force();
+    let mut ended = false;
+    for _ in 0..100 {
+        if c.identify().await.is_err() || c.is_closed() {
+            ended = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ended, "the session did not end; {:?}", mnemonics(&ev));
+    assert!(ev
+        .events()
+        .iter()
+        .any(|e| e.mnemonic == "TLS_KEYS_REFRESHED" && e.message.contains("new association")));
+    assert_eq!(
+        h.tls_stats
+            .as_ref()
+            .unwrap()
+            .key_updates
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    let (c, _) = connect_with_events(&h.addr.to_string(), &ccfg).await;
+    c.unwrap().identify().await.unwrap();
+    h.shutdown();
+}

@@ -10,7 +10,7 @@
 //!   per RFC 5746, or TLS 1.3 KeyUpdate) after the configured interval or byte count, and cuts off a
 //!   peer that does not complete a renegotiation in time.
 //!
-//! The one FFI module ([`ffi`]) wraps the few OpenSSL calls the `openssl` crate lacks
+//! The one private FFI module (`ffi`) wraps the few OpenSSL calls the `openssl` crate lacks
 //! (`SSL_renegotiate`, `SSL_key_update`, `SSL_renegotiate_pending`, the RFC 5746 support query,
 //! ClientHello extension lookup, automatic DHE parameters).
 

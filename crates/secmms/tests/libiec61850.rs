@@ -187,8 +187,10 @@ async fn our_tls_client(
     tls: TlsConfig,
 ) -> (Result<Client, ClientError>, Arc<MemorySink>, TlsContext) {
     let (ev, sink) = sink();
-    let mut cfg = Config::default();
-    cfg.tls = tls;
+    let cfg = Config {
+        tls,
+        ..Default::default()
+    };
     let ctx = TlsContext::client(&cfg.tls, sink).unwrap();
     let c = Client::connect_tls(&format!("127.0.0.1:{port}"), &cfg, &ctx).await;
     (c, ev, ctx)

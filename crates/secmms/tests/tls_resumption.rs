@@ -203,9 +203,10 @@ async fn tls12_session_offered_in_tls13_handshake_raises_version_alarm() {
 }
 
 fn client_cfg(tls: TlsConfig) -> Config {
-    let mut cfg = Config::default();
-    cfg.tls = tls;
-    cfg
+    Config {
+        tls,
+        ..Default::default()
+    }
 }
 
 async fn connect_with_events(
@@ -244,7 +245,7 @@ async fn client_checks_the_server_identity_by_default() {
     }
     // 127.0.0.2 reaches the same server, but the certificate does not name it.
     let (c, ev) = connect_with_events(&format!("127.0.0.2:{port}"), &ccfg).await;
-    let e = c.err().expect("an unnamed address must be refused");
+    let e = c.expect_err("an unnamed address must be refused");
     assert!(
         mnemonics(&ev).contains(&"TLS_SERVER_IDENTITY_MISMATCH"),
         "{e}; {:?}",

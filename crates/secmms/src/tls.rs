@@ -33,7 +33,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
 use secmms_pki::event::{tls_events, EventId, SecurityEvent, SecurityEventSink, Severity};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_openssl::SslStream;
 
@@ -424,9 +424,10 @@ pub struct TlsConfig {
     /// Accept only peers whose leaf certificate has one of these SHA-256 fingerprints (hex,
     /// colons optional), in addition to the chain check; every peer when empty.
     pub allowed_peer_fingerprints: Vec<String>,
-    /// OpenSSL read-ahead (several records per system call): `auto` (on, except on TLS 1.2
-    /// client sessions, where a HelloRequest arriving behind buffered records would make
-    /// OpenSSL 3.0 refuse the application data that follows it), `on` or `off`.
+    /// OpenSSL read-ahead (OpenSSL pulls several records at once): `auto` (on for servers, off
+    /// for clients, where a TLS 1.2 HelloRequest arriving in front of buffered application data
+    /// makes OpenSSL 3.0 refuse that data with "unexpected record"), `on` or `off`. The socket is
+    /// read through a buffer below OpenSSL either way, so system calls stay few.
     pub read_ahead: ReadAhead,
 }
 
@@ -445,7 +446,7 @@ pub enum Tls13KeyRefresh {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadAhead {
-    /// On, except on TLS 1.2 client sessions.
+    /// On for servers, off for clients.
     #[default]
     Auto,
     /// Always on.
@@ -886,6 +887,9 @@ fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|e| fail(e.to_string()))
 }
 
+/// Octets of the buffer through which OpenSSL reads the socket.
+const READ_BUFFER: usize = 32 * 1024;
+
 /// Largest PEM file read for certificates, keys and trust anchors.
 const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
 
@@ -1262,7 +1266,9 @@ impl TlsContext {
         );
         if self.role == Role::Client {
             if self.cfg.read_ahead == ReadAhead::Auto {
-                // Off until the version is known: TLS 1.3 sessions turn it on again.
+                // A client may be sent a HelloRequest (TLS 1.2) right in front of application
+                // data: OpenSSL must meet the records one at a time (the buffer below it keeps
+                // the socket reads large).
                 ffi::set_read_ahead(&ssl, false);
             }
             if self.cfg.ocsp_request {
@@ -1324,7 +1330,9 @@ impl TlsContext {
                 &peer,
             );
         }
-        let mut s = SslStream::new(ssl, stream)?;
+        // OpenSSL reads through a buffer of ours: with OpenSSL's read-ahead off it takes one
+        // record at a time (see `ReadAhead::Auto`) while the socket is still read in large chunks.
+        let mut s = SslStream::new(ssl, BufReader::with_capacity(READ_BUFFER, stream))?;
         let timeout = Duration::from_secs(self.cfg.handshake_timeout_secs.max(1));
         let role = self.role;
         let r = tokio::time::timeout(timeout, async {
@@ -1383,9 +1391,6 @@ impl TlsContext {
             }
         }
         let tls13 = ssl.version2() == Some(SslVersion::TLS1_3);
-        if self.role == Role::Client && self.cfg.read_ahead == ReadAhead::Auto && tls13 {
-            ffi::set_read_ahead(ssl, true);
-        }
         // Alarms the ClientHello callback prepared (a session of another version offered).
         for (k, d) in found
             .iter()
@@ -1876,7 +1881,7 @@ fn classify(
 /// is reached (TLS 1.2: RFC 5746 renegotiation; TLS 1.3: KeyUpdate) and fail with
 /// `PermissionDenied` when the peer does not complete a renegotiation within the grace time.
 pub struct TlsStream<S> {
-    inner: SslStream<S>,
+    inner: SslStream<BufReader<S>>,
     peer: String,
     /// What the verify callback saw during renegotiations (same collector as the handshake).
     findings: Findings,
@@ -1920,7 +1925,12 @@ impl<S> std::fmt::Debug for TlsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
-    fn new(inner: SslStream<S>, ctx: &TlsContext, peer: String, findings: Findings) -> Self {
+    fn new(
+        inner: SslStream<BufReader<S>>,
+        ctx: &TlsContext,
+        peer: String,
+        findings: Findings,
+    ) -> Self {
         let interval = Duration::from_secs(ctx.cfg.renegotiation_interval_secs);
         let now = Instant::now();
         TlsStream {
@@ -2067,21 +2077,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     /// fail with "unexpected record" (libiec61850 sends its HelloRequest right in front of
     /// application data). `Ready(Ok)` once no handshake is under way.
     fn settle_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        // Records already read but not processed may start a renegotiation (the peer's
-        // ClientHello or HelloRequest behind its application data): process them first, so no
-        // application data of ours lands in the middle of the peer's handshake (mbedTLS peers
-        // refuse it). No system call when nothing is buffered.
-        while self.inner.ssl().version2() == Some(SslVersion::TLS1_2)
-            && !self.in_handshake()
-            && ffi::has_pending(self.inner.ssl())
-            && self.stash.len() - self.stash_pos < MAX_RENEGOTIATION_STASH
-        {
-            match self.read_into_stash(cx) {
-                Poll::Ready(Ok(true)) => {}
-                Poll::Ready(Ok(false)) | Poll::Pending => break,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            }
-        }
         while self.in_handshake() {
             if self.stash.len() - self.stash_pos >= MAX_RENEGOTIATION_STASH {
                 self.failed = true;
@@ -2311,7 +2306,6 @@ pub(crate) mod ffi {
     extern "C" {
         fn SSL_set_read_ahead(s: *mut openssl_sys::SSL, yes: c_int);
         fn SSL_in_init(s: *const openssl_sys::SSL) -> c_int;
-        fn SSL_has_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_renegotiate(s: *mut openssl_sys::SSL) -> c_int;
         fn SSL_renegotiate_pending(s: *const openssl_sys::SSL) -> c_int;
         fn SSL_key_update(s: *mut openssl_sys::SSL, updatetype: c_int) -> c_int;
@@ -2359,12 +2353,6 @@ pub(crate) mod ffi {
     pub fn in_init(ssl: &SslRef) -> bool {
         // SAFETY: a valid SSL object; the call only reads its state machine.
         unsafe { SSL_in_init(ssl.as_ptr()) == 1 }
-    }
-
-    /// `SSL_has_pending`: read but unprocessed record data is buffered.
-    pub fn has_pending(ssl: &SslRef) -> bool {
-        // SAFETY: a valid SSL object; the call only inspects its record buffers.
-        unsafe { SSL_has_pending(ssl.as_ptr()) == 1 }
     }
 
     /// `SSL_set_read_ahead` on one connection.

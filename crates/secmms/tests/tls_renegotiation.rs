@@ -333,3 +333,59 @@ async fn silent_peer_misses_renegotiation_and_is_cut_off() {
     );
     h.shutdown();
 }
+
+/// Our client renegotiates (TLS 1.2, forced every 300 ms, as after a CRL update) while five
+/// tasks keep reads outstanding: the renegotiation is driven from the read side and the answers
+/// that arrive inside it are kept for the next read, so no request is lost.
+#[tokio::test]
+async fn forced_client_renegotiation_under_load_loses_nothing() {
+    let p = pki();
+    let (_sev, ssink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    let h = start(scfg, ssink).await;
+    let (ev, csink) = sink();
+    let ccfg = client_config(false);
+    let ctx = secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap();
+    let c = Client::connect_tls(&h.addr.to_string(), &ccfg, &ctx)
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    let trigger = ctx.renegotiation_trigger();
+    let forcing = tokio::spawn(async move {
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            trigger.force();
+        }
+    });
+    let stop = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let (c, name) = (c.clone(), name.clone());
+        tasks.spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while tokio::time::Instant::now() < stop {
+                match c.read_name(&name).await {
+                    Ok(_) => ok += 1,
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        });
+    }
+    let (mut ok, mut failed) = (0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        let (o, f) = r.unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    forcing.await.unwrap();
+    assert!(
+        ok > 0 && failed.is_empty(),
+        "{failed:?}; {:?}",
+        mnemonics(&ev)
+    );
+    assert!(ctx.stats().renegotiations.load(Ordering::Relaxed) >= 4);
+    c.release().await.unwrap();
+    h.shutdown();
+}

@@ -108,8 +108,11 @@ pub async fn run(
 ) -> Result<BenchReport, BenchError> {
     // One TLS client context for every association (resumption works across them).
     let tls = if p.config.tls.enabled {
+        let ip = p.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+        let tls_cfg = crate::client::tls_config_for(&p.config, ip)
+            .map_err(|source| BenchError::Associate { index: 0, source })?;
         Some(std::sync::Arc::new(crate::tls::TlsContext::client(
-            &p.config.tls,
+            &tls_cfg,
             std::sync::Arc::new(crate::tls::TracingSink),
         )?))
     } else {

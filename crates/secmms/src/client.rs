@@ -184,6 +184,24 @@ struct Inner {
     runs_load: bool,
 }
 
+/// The TLS settings towards the peer at `ip`: the server name of its `[[security.peers]]` row
+/// when `[tls] server_name` is not set.
+pub fn tls_config_for(
+    cfg: &Config,
+    ip: Option<std::net::IpAddr>,
+) -> Result<crate::tls::TlsConfig, ClientError> {
+    let mut tls = cfg.tls.clone();
+    if tls.server_name.is_none() {
+        let osi = osi_config(&cfg.osi, false)?;
+        tls.server_name = cfg.security.tls_server_name_for(
+            ip,
+            osi.remote_ap_title.as_ref(),
+            osi.remote_ae_qualifier,
+        );
+    }
+    Ok(tls)
+}
+
 /// Why an association ended (set once by the task that runs it).
 pub(crate) type EndReason = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -220,8 +238,8 @@ impl Client {
             .check_peer(&osi_config(&cfg.osi, false)?, ip)
             .map_err(|e| ClientError::Security(e.to_string()))?;
         if cfg.tls.enabled {
-            let tls =
-                TlsContext::client(&cfg.tls, sink).map_err(crate::config::ConfigError::from)?;
+            let tls = TlsContext::client(&tls_config_for(cfg, ip)?, sink)
+                .map_err(crate::config::ConfigError::from)?;
             return Self::connect_tls_with(addr, cfg, &tls, &security).await;
         }
         let stream = transport::connect_tcp(addr, &cfg.tcp)

@@ -153,6 +153,10 @@ pub struct PeerEntry {
     /// Initiator towards this peer: omit the mmsAuthenticationAS context (§11.3, SISCO style).
     #[serde(default)]
     pub sisco_compat: bool,
+    /// Client towards this peer over TLS: the name or IP address its TLS certificate must
+    /// carry (instead of the host connected to), unless `[tls] server_name` is set.
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
 }
 
 /// What happens to peers that match no `[[security.peers]]` row.
@@ -271,6 +275,25 @@ impl SecurityConfig {
             return Err(value_err("security.time_window_secs", "1 ..= 86400"));
         }
         self.table(AppMode::Compat).map(|_| ())
+    }
+
+    /// The TLS identity the first row matching a called peer names (`tls_server_name`), if
+    /// that row names one. Rows match as in [`SecurityConfig::table`]: fields left out match any
+    /// peer; the first match wins.
+    pub fn tls_server_name_for(
+        &self,
+        address: Option<IpAddr>,
+        ap_title: Option<&Oid>,
+        ae_qualifier: Option<i64>,
+    ) -> Option<String> {
+        let row = self.peers.iter().find(|p| {
+            p.address.map_or(true, |a| Some(a) == address)
+                && p.ap_title.as_deref().map_or(true, |t| {
+                    ap_title.is_some() && t.parse::<Oid>().ok().as_ref() == ap_title
+                })
+                && p.ae_qualifier.map_or(true, |q| Some(q) == ae_qualifier)
+        })?;
+        row.tls_server_name.clone()
     }
 
     fn default_application(mode: AppMode) -> ApplicationSecurity {

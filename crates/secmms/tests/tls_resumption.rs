@@ -386,3 +386,45 @@ async fn tls13_key_refresh_by_new_association() {
     c.unwrap().identify().await.unwrap();
     h.shutdown();
 }
+
+/// The server identity may come from the clause 5.1 peer table: a `[[security.peers]]` row with
+/// `tls_server_name` names what the certificate of the peer it matches must carry.
+#[tokio::test]
+async fn peer_table_row_names_the_server_identity() {
+    let p = pki();
+    let (_sev, ssink) = sink();
+    let mut cfg = Config::default();
+    cfg.server.listen = "0.0.0.0:0".into();
+    cfg.server.worker_threads = Some(0);
+    cfg.tls = p.config(&p.server);
+    let h = Server::bind_with_events(cfg, ssink)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.2:{}", h.addr.port());
+    let row = |name: &str| secmms::security::PeerEntry {
+        name: "ied".into(),
+        address: Some("127.0.0.2".parse().unwrap()),
+        ap_title: None,
+        ae_qualifier: None,
+        certificate_subject: None,
+        transport: Default::default(),
+        application: None,
+        sisco_compat: false,
+        tls_server_name: Some(name.into()),
+    };
+    let mut ccfg = client_cfg(p.config(&p.client));
+    // Without a row, 127.0.0.2 is not in the certificate: refused.
+    assert!(Client::connect(&addr, &ccfg).await.is_err());
+    // The row says the certificate names "localhost": accepted.
+    ccfg.security.peers = vec![row("localhost")];
+    let c = Client::connect(&addr, &ccfg).await.unwrap();
+    c.identify().await.unwrap();
+    c.release().await.unwrap();
+    // A row naming another host: refused.
+    ccfg.security.peers = vec![row("ied-7.example")];
+    let e = Client::connect(&addr, &ccfg).await.expect_err("wrong name");
+    assert!(e.to_string().contains("--server-name"), "{e}");
+    h.shutdown();
+}

@@ -47,7 +47,7 @@ async fn decrypt_and_decode(tls13: bool) {
     let log: WireLog = Arc::default();
     let tcp = TcpStream::connect(h.addr).await.unwrap();
     let tls = ctx
-        .connect(Recording::new(tcp, log.clone()), "server")
+        .connect(Recording::new(tcp, log.clone()), "localhost")
         .await
         .unwrap();
     let c = Client::associate(tls, &ccfg).await.unwrap();

@@ -287,11 +287,12 @@ impl SecurityConfig {
         ae_qualifier: Option<i64>,
     ) -> Option<String> {
         let row = self.peers.iter().find(|p| {
-            p.address.map_or(true, |a| Some(a) == address)
-                && p.ap_title.as_deref().map_or(true, |t| {
-                    ap_title.is_some() && t.parse::<Oid>().ok().as_ref() == ap_title
-                })
-                && p.ae_qualifier.map_or(true, |q| Some(q) == ae_qualifier)
+            PeerMatch {
+                address: p.address,
+                ap_title: p.ap_title.as_deref().and_then(|t| t.parse().ok()),
+                ae_qualifier: p.ae_qualifier,
+            }
+            .matches(address, ap_title, ae_qualifier)
         })?;
         row.tls_server_name.clone()
     }

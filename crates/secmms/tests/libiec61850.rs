@@ -21,7 +21,7 @@ mod tls_support;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -37,21 +37,6 @@ const REF: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
 fn pki() -> &'static Pki {
     static P: OnceLock<Pki> = OnceLock::new();
     P.get_or_init(Pki::generate)
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn python() -> String {
-    std::env::var("SECMMS_PYTHON").unwrap_or_else(|_| {
-        let venv = repo().join("target/peers-venv/bin/python");
-        if venv.exists() {
-            venv.display().to_string()
-        } else {
-            "python3".into()
-        }
-    })
 }
 
 fn script() -> PathBuf {
@@ -73,24 +58,6 @@ fn libiec() -> bool {
             .unwrap_or(false)
     });
     require(have, "libiec61850 (pip install pyiec61850-ng==1.6.1.10)")
-}
-
-/// A peer process, killed on drop.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn tls_args(who: &Issued) -> Vec<String> {

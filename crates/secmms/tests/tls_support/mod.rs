@@ -438,3 +438,40 @@ pub async fn wait_for(m: &MemorySink, mnemonic: &str) -> bool {
     }
     false
 }
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Python with the interop peers: SECMMS_PYTHON, else the venv scripts/test.sh makes, else
+/// python3.
+pub fn python() -> String {
+    std::env::var("SECMMS_PYTHON").unwrap_or_else(|_| {
+        let venv = repo().join("target/peers-venv/bin/python");
+        if venv.exists() {
+            venv.display().to_string()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
+/// A peer process, killed on drop.
+pub struct Peer(pub std::process::Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound and released; the small race is acceptable in tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

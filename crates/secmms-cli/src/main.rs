@@ -107,6 +107,13 @@ struct SecArgs {
     /// HMAC-SHA256) or `none` (HMAC-SHA256 integrity only).
     #[arg(long, value_name = "ENCRYPTION", value_parser = ["none", "gcm", "cbc"])]
     encrypt: Option<String>,
+    /// Native mode: require encryption of the data transfer (§13.3.1.5). A server refuses a
+    /// client that offers none with `encryption-required`; a client refuses a server that does
+    /// not select it. The TOML keys `[security] encryption`, `require_ae`, `dh_groups`,
+    /// `signatures`, `rekey_interval_secs`, `conf_params` and `protected_protocol` set the rest
+    /// of the policy.
+    #[arg(long)]
+    require_encryption: bool,
     /// Our AP-title (dotted OID). Default: the AP-title our application certificate binds
     /// (Annex G.6.2: its 2.5.4.106 identity without the last arc); must match it when given.
     #[arg(long, value_name = "OID")]
@@ -163,6 +170,12 @@ impl SecArgs {
             if cfg.security.mode != AppMode::Native {
                 bail!("--encrypt applies to --mode native only");
             }
+        }
+        if self.require_encryption {
+            if cfg.security.mode != AppMode::Native {
+                bail!("--require-encryption applies to --mode native only");
+            }
+            cfg.security.encryption = secmms::security::EncryptionRule::Required;
         }
         if let Some(c) = &self.app_cert {
             cfg.security.app_cert = Some(c.clone());

@@ -38,6 +38,11 @@ fn run_ok(args: &[&str]) -> String {
 /// Exactly the README's commands: a CA, the server's certificate for 1.1.1.999.1 / 12 and the
 /// client's for 1.1.1.999.2 / 13.
 fn newcomer_pki(name: &str) -> Dir {
+    newcomer_pki_form(name, "utf8")
+}
+
+/// [`newcomer_pki`] with the application certificates' subject in `form` (`--subject-form`).
+fn newcomer_pki_form(name: &str, form: &str) -> Dir {
     let dir =
         Dir(std::env::temp_dir().join(format!("secmms-newcomer-{name}-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&dir.0);
@@ -52,6 +57,8 @@ fn newcomer_pki(name: &str) -> Dir {
         "1.1.1.999.1",
         "--ae-qualifier",
         "12",
+        "--subject-form",
+        form,
         "--out",
         &dir.p("server"),
     ]);
@@ -64,6 +71,8 @@ fn newcomer_pki(name: &str) -> Dir {
         "1.1.1.999.2",
         "--ae-qualifier",
         "13",
+        "--subject-form",
+        form,
         "--out",
         &dir.p("client"),
     ]);
@@ -88,7 +97,11 @@ fn strs(v: &[String]) -> Vec<&str> {
 }
 
 fn newcomer_path(mode: &str) {
-    let dir = newcomer_pki(mode);
+    newcomer_path_form(mode, "utf8");
+}
+
+fn newcomer_path_form(mode: &str, form: &str) {
+    let dir = newcomer_pki_form(&format!("{mode}-{form}"), form);
     let (_server, addr) = start_our_server(&strs(&side(&dir, "server", mode)));
 
     // Without the server's titles: works, with a warning that they were not checked.
@@ -166,6 +179,24 @@ fn newcomer_path(mode: &str) {
         err.contains("--ap-title") && err.contains("1.1.1.999.2 / 13"),
         "{mode}: {err}"
     );
+}
+
+/// Annex G.6.2's own subject form (2.5.4.106 as an OBJECT IDENTIFIER), which OpenSSL 3.0 cannot
+/// load: `secmms cert issue --subject-form oid` certificates work in both modes, on both sides.
+#[test]
+fn oid_subject_form_certificates_work_in_compat_and_native_mode() {
+    let dir = newcomer_pki_form("oid-check", "oid");
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-in", &dir.p("server/cert.pem")])
+        .output();
+    if let Ok(out) = out {
+        assert!(
+            !out.status.success(),
+            "this OpenSSL loads the OID form; the test no longer shows the fallback"
+        );
+    }
+    newcomer_path_form("compat", "oid");
+    newcomer_path_form("native", "oid");
 }
 
 #[test]
@@ -263,4 +294,43 @@ fn newcomer_path_over_tls_with_explicit_key_log_only() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Native-mode policy from the command line (§13.3.1.5): a server started with
+/// `--require-encryption` refuses a client that offers `--encrypt none`, and the client prints
+/// the `encryption-required` diagnostic of the HandshakeSecReject; an encrypting client passes.
+/// A client cannot require encryption and offer none.
+#[test]
+fn require_encryption_is_enforced_and_explained() {
+    let dir = newcomer_pki("require-encryption");
+    let mut server = side(&dir, "server", "native");
+    server.push("--require-encryption".into());
+    let (_server, addr) = start_our_server(&strs(&server));
+
+    let mut args = side(&dir, "client", "native");
+    args.extend(["--encrypt", "none", "identify"].map(String::from));
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an unencrypted offer was accepted");
+    assert!(
+        err.contains("HandshakeSecReject") && err.contains("encryption-required"),
+        "{err}"
+    );
+    assert!(err.contains("SEC_REJECT_ENCR_REQUIRED_RCVD"), "{err}");
+
+    let mut args = side(&dir, "client", "native");
+    args.extend(["--encrypt", "cbc", "identify"].map(String::from));
+    let out = our_client(&addr, &strs(&args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut args = side(&dir, "client", "native");
+    args.extend(["--encrypt", "none", "--require-encryption", "identify"].map(String::from));
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--encrypt none"), "{err}");
 }

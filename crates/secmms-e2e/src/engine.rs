@@ -224,6 +224,9 @@ struct Core {
     local_num: u16,
     asso: Option<AssoId>,
     expected_peer: Option<PeerIdentity>,
+    /// SHA-256 fingerprints of certificates the peer may not sign with (Annex G.2: the TLS
+    /// certificates of this connection).
+    refused_certs: Vec<[u8; 32]>,
     peer: Option<PeerInfo>,
     offered: Vec<EphemeralKey>,
     my_dh: Option<EphemeralKey>,
@@ -258,6 +261,7 @@ impl Core {
             local_num: local_num % 1000,
             asso: None,
             expected_peer: None,
+            refused_certs: Vec::new(),
             peer: None,
             offered: Vec::new(),
             my_dh: None,
@@ -366,6 +370,7 @@ impl Core {
             body,
             sign,
             tbs,
+            unknown_diag: None,
         };
         let pdu = match kind {
             SecPduKind::ApplicationReject => SecPdu::ApplicationReject(p),
@@ -442,18 +447,32 @@ impl Core {
                 "sigAlg differs from Signature.algo",
             ));
         }
-        let cert = X509::from_der(pk_cert).map_err(|_| {
+        // Annex G.2: the application certificate is not one of this connection's TLS
+        // certificates. DECISION: an error with its diagnostic, not an alarm — it is what a
+        // misconfigured peer sends, and the diagnostic tells its operator what to change.
+        if !self.refused_certs.is_empty()
+            && self
+                .refused_certs
+                .contains(&secmms_pki::crypto::sha256(pk_cert))
+        {
+            return Err(hfail(
+                defs.pkcert_error,
+                HandshakeDiagnostic::InvalidPublicKeyCertificate,
+                "the application certificate is a TLS certificate of this connection (Annex G.2)",
+            ));
+        }
+        // OpenSSL when it can load the certificate, else the parsed SubjectPublicKeyInfo (the
+        // Annex G.6.2 OBJECT IDENTIFIER subject form OpenSSL 3.0 refuses).
+        let cert = X509::from_der(pk_cert).ok();
+        let key = match &cert {
+            Some(c) => c.public_key().ok(),
+            None => secmms_pki::cert::public_key_of(pk_cert).ok(),
+        }
+        .ok_or_else(|| {
             hfail(
                 defs.pkcert_error,
                 HandshakeDiagnostic::InvalidPublicKeyCertificate,
                 "pkCert not decodable",
-            )
-        })?;
-        let key = cert.public_key().map_err(|_| {
-            hfail(
-                defs.pkcert_error,
-                HandshakeDiagnostic::InvalidPublicKeyCertificate,
-                "pkCert public key",
             )
         })?;
         verify_sig(&key, alg, tbs, &sign.sign)
@@ -468,23 +487,26 @@ impl Core {
             })?,
             None => Vec::new(),
         };
-        let v = self
-            .ctx
-            .validator
-            .validate_parsed(pk_cert, &cert, &key, &path, now.unix_secs())
-            .map_err(|e| match e {
-                e if e.is_alarm() => fail(defs.pkcert_alarm, None, e.to_string()),
-                CertError::Path(m) => hfail(
-                    defs.pkcert_error,
-                    HandshakeDiagnostic::InvalidCertificationPath,
-                    m,
-                ),
-                e => hfail(
-                    defs.pkcert_error,
-                    HandshakeDiagnostic::InvalidPublicKeyCertificate,
-                    e.to_string(),
-                ),
-            })?;
+        let validated = match &cert {
+            Some(c) => self
+                .ctx
+                .validator
+                .validate_parsed(pk_cert, c, &key, &path, now.unix_secs()),
+            None => self.ctx.validator.validate(pk_cert, &path, now.unix_secs()),
+        };
+        let v = validated.map_err(|e| match e {
+            e if e.is_alarm() => fail(defs.pkcert_alarm, None, e.to_string()),
+            CertError::Path(m) => hfail(
+                defs.pkcert_error,
+                HandshakeDiagnostic::InvalidCertificationPath,
+                m,
+            ),
+            e => hfail(
+                defs.pkcert_error,
+                HandshakeDiagnostic::InvalidPublicKeyCertificate,
+                e.to_string(),
+            ),
+        })?;
         if let Some(exp) = &self.expected_peer {
             if v.info.identity.as_ref() != Some(exp) {
                 return Err(fail(
@@ -1191,6 +1213,7 @@ impl Core {
                     Token3Body::HandshakeDiag(d) => (d.map(Diagnostic::Handshake), None),
                     Token3Body::ApplData(a) => (None, a.clone()),
                 };
+                self.record_unknown_diag(kind, p.unknown_diag);
                 self.record_received_abort(kind, diagnostic);
                 self.close();
                 Ok(Output::Aborted {
@@ -1234,17 +1257,37 @@ impl Core {
         }
     }
 
+    /// Logs a received diagnostic number that names no value (§14.2 DECISION: handled as
+    /// `no-reason-given`, the raw number logged).
+    fn record_unknown_diag(&mut self, kind: SecPduKind, raw: Option<i64>) {
+        if let Some(raw) = raw {
+            let e = events::UNKNOWN_DIAG_RCVD.event(
+                format!("{kind:?} received with unknown diagnostic number {raw} (taken as no-reason-given)"),
+                self.asso_str().as_deref(),
+            );
+            self.push_event(e);
+        }
+    }
+
     fn record_received_abort(&mut self, kind: SecPduKind, diag: Option<Diagnostic>) {
         let def = match (kind, diag) {
             (SecPduKind::DtSecAbort, None) => Some(events::DT_ABORT_ALARM_RCVD),
             (SecPduKind::HandshakeSecAbort, None) => Some(events::SEC_ABORT_ALARM_RCVD),
             (SecPduKind::DtSecAbort, Some(Diagnostic::Dt(d))) => events::dt_abort_received(d),
+            (SecPduKind::HandshakeSecAbort, Some(Diagnostic::Handshake(d))) => {
+                Some(events::handshake_diag_received(false, d))
+            }
             _ => None,
         };
         if let Some(def) = def {
             let e = def.event(
                 match diag {
-                    Some(d) => format!("{kind:?} received with diagnostic {d:?}"),
+                    Some(Diagnostic::Dt(d)) => {
+                        format!("{kind:?} received with diagnostic {}", d.name())
+                    }
+                    Some(Diagnostic::Handshake(d)) => {
+                        format!("{kind:?} received with diagnostic {}", d.name())
+                    }
                     None => format!("{kind:?} received without diagnostic"),
                 },
                 self.asso_str().as_deref(),
@@ -1815,6 +1858,12 @@ macro_rules! common_api {
         pub fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {
             self.core.expected_peer = id;
         }
+        /// Certificates (SHA-256 of their DER) the peer's application certificate may not be:
+        /// the TLS certificates of this connection (Annex G.2). A HandshakeReq or HandshakeAcc
+        /// signed with one is refused with `invalid-public-key-certificate` (PKCERT_ERROR).
+        pub fn refuse_certificates(&mut self, fingerprints: &[[u8; 32]]) {
+            self.core.refused_certs = fingerprints.to_vec();
+        }
         /// Protects a PrPDU (one BER element) into a ClearTransfer or EncrTransfer, as agreed.
         pub fn protect(
             &mut self,
@@ -2004,15 +2053,24 @@ impl E2eClient {
                         .verify_token3(group, kind, bytes, now)
                         .map_err(|f| c.reject(f, None, now))?;
                     c.close();
+                    c.record_unknown_diag(kind, p.unknown_diag);
                     return Ok(match p.body {
                         Token3Body::HandshakeDiag(d) => {
-                            if d.is_none() {
-                                let e = events::SEC_REJECT_ALARM_RCVD.event(
-                                    "HandshakeSecReject without diagnostic",
-                                    c.asso_str().as_deref(),
-                                );
-                                c.push_event(e);
-                            }
+                            let (def, text) = match d {
+                                None => (
+                                    events::SEC_REJECT_ALARM_RCVD,
+                                    "HandshakeSecReject received without diagnostic".to_string(),
+                                ),
+                                Some(d) => (
+                                    events::handshake_diag_received(true, d),
+                                    format!(
+                                        "HandshakeSecReject received with diagnostic {}",
+                                        d.name()
+                                    ),
+                                ),
+                            };
+                            let e = def.event(text, c.asso_str().as_deref());
+                            c.push_event(e);
                             Output::SecurityRejected { diagnostic: d }
                         }
                         Token3Body::ApplData(a) => Output::ApplicationRejected { appl_data: a },
@@ -2448,8 +2506,13 @@ impl E2eServer {
         let req_tbs = c.req.as_ref().map(|r| r.tbs.clone()).unwrap_or_default();
         c.salt = keys::initial_salt(&req_tbs, &tbs);
         c.keys = Some(keys::derive(mode, &c.salt, &z, c.rng.as_mut())?);
+        // The HandshakeAcc names the protected protocol the request asked for (one of ours).
+        let pp = match &c.req {
+            Some(r) => r.pp.clone(),
+            None => c.ctx.config.protected_protocol.clone(),
+        };
         let h = Handshake {
-            pp: c.ctx.config.protected_protocol.clone(),
+            pp,
             token1,
             appl_data: appl_data.map(<[u8]>::to_vec),
             sign,

@@ -276,13 +276,221 @@ pub fn dt(encrypted: bool, c: DtCheck) -> EventDef {
         (false, DtCheck::UnexpChanged) => (10, "CLEAR_UNEXP_CHANGED_KEY_TRF", E),
         (true, DtCheck::UnexpChanged) => (11, "ENCR_UNEXP_CHANGED_KEY_TRF", E),
     };
+    // An AES IV belongs to EncrTransfer only (11.9); 10.9 is the clear unexpected-DH entry.
+    let g = if c == DtCheck::AesIv { 11 } else { g };
     d(g, n, m, s)
 }
 
-/// Local event (no catalogue entry): the client's rekey timed out.
-pub const REKEY_TIMEOUT: EventDef = EventDef {
-    group: 0,
-    number: 1,
-    mnemonic: "E2E_REKEY_TIMEOUT",
-    severity: E,
-};
+/// Local event (no catalogue entry): the client's rekey timed out (`secmms:0.2`).
+pub const REKEY_TIMEOUT: EventDef = d(0, 2, "E2E_REKEY_TIMEOUT", E);
+
+/// Local event `secmms:0.3`: a HandshakeSecReject arrived with a diagnostic that has no slot in
+/// 4.12–4.27 (see [`handshake_diag_received`]); the message names the diagnostic.
+pub const SEC_REJECT_OTHER_RCVD: EventDef = d(0, 3, "HANDSHAKE_SEC_REJECT_RCVD", E);
+/// Local event `secmms:0.4`: a HandshakeSecAbort arrived with a diagnostic that has no slot in
+/// 5.12–5.25.
+pub const SEC_ABORT_OTHER_RCVD: EventDef = d(0, 4, "HANDSHAKE_SEC_ABORT_RCVD", E);
+/// Local event `secmms:0.5`: a received diagnostic number names no value of §14.2 (it is
+/// handled as `no-reason-given`; the message carries the raw number).
+pub const UNKNOWN_DIAG_RCVD: EventDef = d(0, 5, "UNKNOWN_DIAGNOSTIC_RCVD", E);
+
+/// Mnemonics of 4.12–4.27, for the HandshakeDiagnostics codes 1–16 in order.
+const SEC_REJECT_DIAG_RCVD: [&str; 16] = [
+    "SEC_REJECT_PROT_ERR_RCVD",
+    "SEC_REJECT_PROT_NOT_SUP_RCVD",
+    "SEC_REJECT_INV_SIG_ALGO_RCVD",
+    "SEC_REJECT_UNEXP_VERSION_RCVD",
+    "SEC_REJECT_HMAC_NOT_SUP_RCVD",
+    "SEC_REJECT_ENCR_NOT_REQUIRED_RCVD",
+    "SEC_REJECT_ENCR_REQUIRED_RCVD",
+    "SEC_REJECT_INV_PKCERT_RCVD",
+    "SEC_REJECT_INV_CERT_PATH_RCVD",
+    "SEC_REJECT_INV_TIME_RCVD",
+    "SEC_REJECT_DH_GROUP_NOT_SUP_RCVD",
+    "SEC_REJECT_ILLEGAL_DH_GROUP_RCVD",
+    "SEC_REJECT_ICV_ALGO_NOT_SUP_RCVD",
+    "SEC_REJECT_ENCR_ALGO_NOT_SUP_RCVD",
+    "SEC_REJECT_AEA_ALGO_NOT_SUP_RCVD",
+    "SEC_REJECT_INV_ATTCERT_RCVD",
+];
+
+/// HandshakeDiagnostics codes of 5.12–5.25, in order, with their mnemonics: codes 1–16 without
+/// the two a client never sends (2 protected-protocol-not-supported, 11 dhGroup-not-supported).
+const SEC_ABORT_DIAG_RCVD: [(i64, &str); 14] = [
+    (1, "SEC_ABORT_PROT_ERR_RCVD"),
+    (3, "SEC_ABORT_INV_SIG_ALGO_RCVD"),
+    (4, "SEC_ABORT_UNEXP_VERSION_RCVD"),
+    (5, "SEC_ABORT_HMAC_NOT_SUP_RCVD"),
+    (6, "SEC_ABORT_ENCR_NOT_REQUIRED_RCVD"),
+    (7, "SEC_ABORT_ENCR_REQUIRED_RCVD"),
+    (8, "SEC_ABORT_INV_PKCERT_RCVD"),
+    (9, "SEC_ABORT_INV_CERT_PATH_RCVD"),
+    (10, "SEC_ABORT_INV_TIME_RCVD"),
+    (12, "SEC_ABORT_ILLEGAL_DH_GROUP_RCVD"),
+    (13, "SEC_ABORT_ICV_ALGO_NOT_SUP_RCVD"),
+    (14, "SEC_ABORT_ENCR_ALGO_NOT_SUP_RCVD"),
+    (15, "SEC_ABORT_AEA_ALGO_NOT_SUP_RCVD"),
+    (16, "SEC_ABORT_INV_ATTCERT_RCVD"),
+];
+
+/// The event for a received HandshakeSecReject (`reject`) or HandshakeSecAbort carrying a
+/// diagnostic (§14.5 groups 4.12–4.27 and 5.12–5.25, "one event per received diagnostic").
+///
+/// DECISION: the captured catalogue gives the ranges but not which diagnostic has which number.
+/// 4.12–4.27 are 16 entries, exactly the HandshakeDiagnostics codes 1–16 of the original text
+/// (before AMD1 added 17–25), so 4.(11+code). 5.12–5.25 are 14: the same codes without the two
+/// only a server sends (2 and 11). Diagnostics outside those slots (0 and the AMD1 values) raise
+/// [`SEC_REJECT_OTHER_RCVD`] / [`SEC_ABORT_OTHER_RCVD`], named in the message.
+pub fn handshake_diag_received(reject: bool, diag: crate::diag::HandshakeDiagnostic) -> EventDef {
+    let code = diag.code();
+    if reject {
+        match (1..=16).contains(&code) {
+            true => d(
+                4,
+                11 + code as u16,
+                SEC_REJECT_DIAG_RCVD[code as usize - 1],
+                E,
+            ),
+            false => SEC_REJECT_OTHER_RCVD,
+        }
+    } else {
+        match SEC_ABORT_DIAG_RCVD.iter().position(|(c, _)| *c == code) {
+            Some(i) => d(5, 12 + i as u16, SEC_ABORT_DIAG_RCVD[i].1, E),
+            None => SEC_ABORT_OTHER_RCVD,
+        }
+    }
+}
+
+/// Every event this catalogue can produce (for documentation and the id-uniqueness test).
+pub fn all() -> Vec<EventDef> {
+    use crate::diag::{DtDiagnostic, HandshakeDiagnostic};
+    let mut v = vec![
+        req::SIG_ALG_NOT_SUP,
+        req::SIG_ALG_MISMATCH,
+        req::INV_SIGNATURE,
+        req::PROT_NOT_SUP,
+        req::PROTOCOL_ERR,
+        req::PKCERT_ERROR,
+        req::PKCERT_ALARM,
+        req::ADDR_MISMATCH,
+        req::UNEXP_VERSION,
+        req::INV_TIME,
+        req::REPLAY,
+        req::UNSUP_DH_GROUP,
+        req::HMAC_NOT_SUP,
+        req::AEAD_NOT_SUP,
+        req::AEAD_NO_ENCR,
+        req::AE_ALG_NOT_SUP,
+        req::AE_REQUIRED,
+        req::ENCR_NOT_REQ,
+        req::ENCR_ALG_NOT_SUP,
+        req::ICV_ALG_NOT_SUP,
+        req::ENCR_NOT_REQUIRED,
+        acc::SIG_ALG_NOT_SUP,
+        acc::SIG_ALG_MISMATCH,
+        acc::INV_SIGNATURE,
+        acc::PROTOCOL_ERR,
+        acc::PKCERT_ERROR,
+        acc::PKCERT_ALARM,
+        acc::ADDR_MISMATCH,
+        acc::UNEXP_VERSION,
+        acc::INV_TIME,
+        acc::REPLAY,
+        acc::INV_DH_GROUP,
+        acc::HMAC_NOT_SUP,
+        acc::INV_AE_ALG,
+        acc::SINGLE_AE_ALG,
+        acc::AE_NOT_USED,
+        acc::INV_ENCR_ALG,
+        acc::SINGLE_ENCR_ALG,
+        acc::INV_ICV_ALG,
+        acc::SINGLE_ICV_ALG,
+        acc::ENCR_NOT_REQUIRED,
+        acc::ENCR_REQUIRED,
+        DT_ABORT_ALARM_RCVD,
+        DT_ABORT_OTHER_RCVD,
+        SEC_REJECT_ALARM_RCVD,
+        SEC_ABORT_ALARM_RCVD,
+        REKEY_TIMEOUT,
+        SEC_REJECT_OTHER_RCVD,
+        SEC_ABORT_OTHER_RCVD,
+        UNKNOWN_DIAG_RCVD,
+    ];
+    let generics = [
+        Generic::SigAlgNotSup,
+        Generic::SigAlgMismatch,
+        Generic::InvSignature,
+        Generic::ProtocolErr,
+        Generic::PkCertError,
+        Generic::PkCertAlarm,
+        Generic::AddrMismatch,
+        Generic::UnexpVersion,
+        Generic::InvTime,
+        Generic::Replay,
+    ];
+    for group in [3, 4, 5, 6, 7, 12, 13] {
+        v.extend(generics.iter().map(|g| generic(group, *g)));
+    }
+    for diag in DtDiagnostic::ALL {
+        v.extend(dt_abort_received(*diag));
+    }
+    for diag in HandshakeDiagnostic::ALL {
+        v.push(handshake_diag_received(true, *diag));
+        v.push(handshake_diag_received(false, *diag));
+    }
+    let checks = [
+        DtCheck::ProtocolErr,
+        DtCheck::WrongKind,
+        DtCheck::IcvAlg,
+        DtCheck::Nonce,
+        DtCheck::BadIcv,
+        DtCheck::InvTime,
+        DtCheck::Replay,
+        DtCheck::Seq,
+        DtCheck::AesIv,
+        DtCheck::UnexpDh,
+        DtCheck::UnexpChanged,
+    ];
+    for encrypted in [false, true] {
+        v.extend(checks.iter().map(|c| dt(encrypted, *c)));
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|e| seen.insert(*e));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::HandshakeDiagnostic as H;
+
+    #[test]
+    fn one_mnemonic_per_id() {
+        let mut by_id = std::collections::HashMap::new();
+        for e in all() {
+            if let Some(m) = by_id.insert(e.id(), e.mnemonic) {
+                assert_eq!(m, e.mnemonic, "{} names two events", e.id());
+            }
+        }
+        // The received-diagnostic slots fill 4.12–4.27 and 5.12–5.25 exactly.
+        for n in 12..=27 {
+            assert!(by_id.contains_key(&EventId::e2e(4, n)), "4.{n}");
+        }
+        for n in 12..=25 {
+            assert!(by_id.contains_key(&EventId::e2e(5, n)), "5.{n}");
+        }
+        assert!(!by_id.contains_key(&EventId::e2e(5, 26)));
+        assert_eq!(
+            handshake_diag_received(true, H::EncryptionRequired).id(),
+            EventId::e2e(4, 18)
+        );
+        assert_eq!(
+            handshake_diag_received(false, H::EncryptionRequired).id(),
+            EventId::e2e(5, 17)
+        );
+        assert_eq!(
+            handshake_diag_received(true, H::AeIsRequired),
+            SEC_REJECT_OTHER_RCVD
+        );
+    }
+}

@@ -275,6 +275,9 @@ pub struct Token3Pdu {
     pub sign: Signature,
     /// Content octets of `tbs` as sent or received.
     pub tbs: Vec<u8>,
+    /// The diagnostic number as received when it names no value of §14.2 (the body then holds
+    /// `no-reason-given`, DECISION of §14.2.1); `None` otherwise and when sending.
+    pub unknown_diag: Option<i64>,
 }
 
 /// ClearTransfer and EncrTransfer (§13.2): `{ tbp { token2, applData }, auth }`.
@@ -827,19 +830,25 @@ impl Token3Pdu {
             let n = (*n).check(Tag::ENUMERATED)?;
             Ok(n.as_i64()?)
         };
+        let mut unknown_diag = None;
         let body = match kind {
             SecPduKind::HandshakeSecReject | SecPduKind::HandshakeSecAbort => {
                 Token3Body::HandshakeDiag(match next {
-                    Some(n) => Some(
-                        HandshakeDiagnostic::from_code(diag(&n)?)
-                            .unwrap_or(HandshakeDiagnostic::NoReasonGiven),
-                    ),
+                    Some(n) => {
+                        let code = diag(&n)?;
+                        let d = HandshakeDiagnostic::from_code(code);
+                        unknown_diag = d.is_none().then_some(code);
+                        Some(d.unwrap_or(HandshakeDiagnostic::NoReasonGiven))
+                    }
                     None => None,
                 })
             }
             SecPduKind::DtSecAbort => Token3Body::DtDiag(match next {
                 Some(n) => {
-                    Some(DtDiagnostic::from_code(diag(&n)?).unwrap_or(DtDiagnostic::NoReasonGiven))
+                    let code = diag(&n)?;
+                    let d = DtDiagnostic::from_code(code);
+                    unknown_diag = d.is_none().then_some(code);
+                    Some(d.unwrap_or(DtDiagnostic::NoReasonGiven))
                 }
                 None => None,
             }),
@@ -854,6 +863,7 @@ impl Token3Pdu {
             body,
             sign,
             tbs: covered_octets(&tbs).to_vec(),
+            unknown_diag,
         })
     }
 }

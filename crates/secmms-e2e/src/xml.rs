@@ -1370,6 +1370,7 @@ impl<'a> Parser<'a> {
             body,
             sign,
             tbs: covered(src, start..end)?,
+            unknown_diag: None,
         })
     }
 
@@ -1613,6 +1614,7 @@ mod tests {
                 sign: vec![0xde, 0xad],
             },
             tbs,
+            unknown_diag: None,
         })
     }
 
@@ -1754,6 +1756,7 @@ mod tests {
                 algo: crate::alg::hmac_alg_id(),
                 sign: vec![1],
             },
+            unknown_diag: None,
         });
         let s = encode(&pdu).unwrap();
         assert!(s.contains("<applData>hAA=</applData>"));

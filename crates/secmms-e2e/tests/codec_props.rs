@@ -192,6 +192,7 @@ fn token3_pdu(kind: SecPduKind) -> impl Strategy<Value = Token3Pdu> {
             body,
             sign,
             tbs,
+            unknown_diag: None,
         }
     })
 }

@@ -967,7 +967,7 @@ fn dt00_no_reason_given_rekey_timeout() {
         Err(secmms_e2e::E2eError::Rejected(r)) => *r,
         o => panic!("{o:?}"),
     };
-    assert_dt(&r, D::NoReasonGiven, "secmms:0.1");
+    assert_dt(&r, D::NoReasonGiven, "secmms:0.2");
 }
 
 #[test]

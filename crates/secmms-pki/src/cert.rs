@@ -725,6 +725,237 @@ pub fn split_pki_path(der: &[u8]) -> Result<Vec<Vec<u8>>, CertError> {
     Ok(out)
 }
 
+/// The subject public key of a DER certificate, also for the certificates OpenSSL cannot load
+/// (the Annex G.6.2 subject form with an OBJECT IDENTIFIER value): the SubjectPublicKeyInfo is
+/// taken from the parsed certificate and handed to OpenSSL.
+pub fn public_key_of(der: &[u8]) -> Result<PKey<Public>, CertError> {
+    if let Ok(c) = X509::from_der(der) {
+        return c.public_key().map_err(|_| CertError::Profile("public key"));
+    }
+    let leaf = foreign::parse(der)?;
+    PKey::public_key_from_der(&leaf.spki).map_err(|_| CertError::Profile("public key"))
+}
+
+/// notBefore and notAfter of a DER certificate, seconds since the Unix epoch (any subject form).
+pub fn validity_of(der: &[u8]) -> Option<(i64, i64)> {
+    foreign::parse(der)
+        .ok()
+        .map(|c| (c.not_before, c.not_after))
+}
+
+/// Certificates OpenSSL 3.0 cannot load: a leaf whose subject carries 2.5.4.106 as an OBJECT
+/// IDENTIFIER (the Annex G.6.2 form; `d2i_X509_NAME` refuses a non-string attribute value).
+/// The leaf is parsed with `x509-parser`; its signature is checked with OpenSSL over the
+/// TBSCertificate octets as received; the chain above it (the issuer up to an anchor) is
+/// validated with OpenSSL's store; what the store would have checked on the leaf is done here:
+/// the issuer's name, CA flag, keyCertSign and path length, the leaf's validity period and the
+/// issuer's CRLs.
+mod foreign {
+    use super::*;
+    use openssl::hash::MessageDigest;
+    use openssl::sign::Verifier;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    /// What the validation needs of a parsed leaf (copies of the received octets).
+    pub(super) struct Leaf {
+        pub tbs: Vec<u8>,
+        pub sig_alg: Vec<u64>,
+        pub signature: Vec<u8>,
+        pub issuer: Vec<u8>,
+        pub serial: Vec<u8>,
+        pub spki: Vec<u8>,
+        pub not_before: i64,
+        pub not_after: i64,
+    }
+
+    pub(super) fn parse(der: &[u8]) -> Result<Leaf, CertError> {
+        if der.len() > MAX_CERT_LEN {
+            return Err(CertError::Malformed("certificate too large"));
+        }
+        let (rest, c) =
+            X509Certificate::from_der(der).map_err(|_| CertError::Malformed("certificate"))?;
+        if !rest.is_empty() || c.signature_value.unused_bits != 0 {
+            return Err(CertError::Malformed("certificate"));
+        }
+        let sig_alg = c
+            .signature_algorithm
+            .algorithm
+            .iter()
+            .map(|i| i.collect::<Vec<u64>>())
+            .ok_or(CertError::Malformed("signature algorithm"))?;
+        let tbs = &c.tbs_certificate;
+        Ok(Leaf {
+            tbs: tbs.as_ref().to_vec(),
+            sig_alg,
+            signature: c.signature_value.data.to_vec(),
+            issuer: tbs.issuer.as_raw().to_vec(),
+            serial: tbs.raw_serial().to_vec(),
+            spki: tbs.subject_pki.raw.to_vec(),
+            not_before: c.validity().not_before.timestamp(),
+            not_after: c.validity().not_after.timestamp(),
+        })
+    }
+
+    fn digest_of(alg: &[u64]) -> Option<MessageDigest> {
+        Some(match alg {
+            [1, 2, 840, 113549, 1, 1, 11] | [1, 2, 840, 10045, 4, 3, 2] => MessageDigest::sha256(),
+            [1, 2, 840, 113549, 1, 1, 12] | [1, 2, 840, 10045, 4, 3, 3] => MessageDigest::sha384(),
+            [1, 2, 840, 113549, 1, 1, 13] | [1, 2, 840, 10045, 4, 3, 4] => MessageDigest::sha512(),
+            _ => return None,
+        })
+    }
+
+    /// True when `issuer`'s key made `leaf`'s signature over the received TBS octets.
+    pub(super) fn signed_by(leaf: &Leaf, issuer: &X509) -> bool {
+        let (Some(md), Ok(key)) = (digest_of(&leaf.sig_alg), issuer.public_key()) else {
+            return false;
+        };
+        let Ok(mut v) = Verifier::new(md, &key) else {
+            return false;
+        };
+        if key.id() == openssl::pkey::Id::RSA
+            && v.set_rsa_padding(openssl::rsa::Padding::PKCS1).is_err()
+        {
+            return false;
+        }
+        v.verify_oneshot(&leaf.signature, &leaf.tbs)
+            .unwrap_or(false)
+    }
+
+    /// CA flag (basicConstraints cA) and, when keyUsage is present, keyCertSign.
+    pub(super) fn may_issue(ca: &X509) -> bool {
+        let Ok(der) = ca.to_der() else { return false };
+        let Ok((_, c)) = X509Certificate::from_der(&der) else {
+            return false;
+        };
+        let is_ca = matches!(c.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+        let signs = match c.key_usage() {
+            Ok(Some(ku)) => ku.value.key_cert_sign(),
+            Ok(None) => true,
+            Err(_) => false,
+        };
+        is_ca && signs
+    }
+
+    /// pathLenConstraint of a CA certificate, if any.
+    pub(super) fn path_len(ca: &X509) -> Option<u32> {
+        let der = ca.to_der().ok()?;
+        let (_, c) = X509Certificate::from_der(&der).ok()?;
+        c.basic_constraints().ok()??.value.path_len_constraint
+    }
+}
+
+impl OpenSslValidator {
+    /// [`CertValidator::validate`] for a leaf OpenSSL cannot load (see [`foreign`]).
+    fn validate_unloadable(
+        &self,
+        leaf_der: &[u8],
+        path_der: &[Vec<u8>],
+        now: i64,
+    ) -> Result<ValidatedCert, CertError> {
+        let leaf = foreign::parse(leaf_der)?;
+        let info = CertInfo::parse(leaf_der)?;
+        let public_key =
+            PKey::public_key_from_der(&leaf.spki).map_err(|_| CertError::Profile("public key"))?;
+        let warnings = check_annex_g(&info, &public_key)?;
+        if path_der.len() > MAX_PATH_CERTS {
+            return Err(CertError::Malformed("certPath too long"));
+        }
+        let mut path = Vec::with_capacity(path_der.len());
+        for p in path_der {
+            path.push(X509::from_der(p).map_err(|_| CertError::Malformed("certPath entry"))?);
+        }
+        // The issuer: a certificate of the path or an anchor whose subject is the leaf's issuer
+        // name (compared as received, DER) and whose key made the leaf's signature.
+        let issuer = path
+            .iter()
+            .chain(self.anchors.iter())
+            .find(|c| {
+                c.subject_name().to_der().ok().as_deref() == Some(leaf.issuer.as_slice())
+                    && foreign::signed_by(&leaf, c)
+            })
+            .cloned()
+            .ok_or_else(|| CertError::Path("unable to get local issuer certificate".into()))?;
+        if !foreign::may_issue(&issuer) {
+            return Err(CertError::Path("invalid CA certificate".into()));
+        }
+        if now < leaf.not_before {
+            return Err(CertError::Path("certificate is not yet valid".into()));
+        }
+        if now > leaf.not_after {
+            return Err(CertError::Path("certificate has expired".into()));
+        }
+        // The chain from the issuer up to an anchor, by OpenSSL's store.
+        let mut rest = Stack::new()?;
+        for c in path
+            .iter()
+            .filter(|c| c.to_der().ok() != issuer.to_der().ok())
+        {
+            rest.push(c.clone())?;
+        }
+        let store = self.store(now)?;
+        let mut ctx = X509StoreContext::new()?;
+        let (ok, err, verified): (bool, String, Vec<X509>) =
+            ctx.init(&store, &issuer, &rest, |c| {
+                let ok = c.verify_cert()?;
+                let err = c.error().error_string().to_string();
+                let v = c
+                    .chain()
+                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
+                    .unwrap_or_default();
+                Ok((ok, err, v))
+            })?;
+        if !ok {
+            return Err(CertError::Path(err));
+        }
+        // OpenSSL saw the issuer as the end of the path: one more CA lies below each
+        // certificate above it than it counted.
+        for (k, ca) in verified.iter().enumerate().skip(1) {
+            if let Some(limit) = foreign::path_len(ca) {
+                if (limit as usize) < k {
+                    return Err(CertError::Path("path length constraint exceeded".into()));
+                }
+            }
+        }
+        // Revocation of the leaf by the issuer's CRLs, then of the chain above.
+        let issuer_key = issuer.public_key()?;
+        let serial = openssl::bn::BigNum::from_slice(&leaf.serial)?;
+        let serial = openssl::asn1::Asn1Integer::from_bn(&serial)?;
+        for crl in &self.crls {
+            if crl.issuer_name().try_cmp(issuer.subject_name()).ok()
+                != Some(std::cmp::Ordering::Equal)
+                || !crl.verify(&issuer_key).unwrap_or(false)
+            {
+                continue;
+            }
+            if matches!(crl.get_by_serial(&serial), CrlStatus::Revoked(_)) {
+                return Err(CertError::Revoked);
+            }
+        }
+        if self.is_revoked(&verified) {
+            return Err(CertError::Revoked);
+        }
+        Ok(ValidatedCert {
+            public_key,
+            info,
+            warnings,
+            fingerprint: crate::crypto::sha256(leaf_der),
+        })
+    }
+
+    fn store(&self, now: i64) -> Result<openssl::x509::store::X509Store, CertError> {
+        let mut sb = X509StoreBuilder::new()?;
+        for a in &self.anchors {
+            sb.add_cert(a.clone())?;
+        }
+        let mut param = X509VerifyParam::new()?;
+        param.set_time(now as _);
+        param.set_depth(MAX_CHAIN_DEPTH);
+        sb.set_param(&param)?;
+        Ok(sb.build())
+    }
+}
+
 impl CertValidator for OpenSslValidator {
     fn validate(
         &self,
@@ -732,7 +963,11 @@ impl CertValidator for OpenSslValidator {
         path_der: &[Vec<u8>],
         now: i64,
     ) -> Result<ValidatedCert, CertError> {
-        let leaf = X509::from_der(leaf_der).map_err(|_| CertError::Malformed("certificate"))?;
+        let leaf = match X509::from_der(leaf_der) {
+            Ok(l) => l,
+            // The Annex G.6.2 OBJECT IDENTIFIER subject form, which OpenSSL cannot load.
+            Err(_) => return self.validate_unloadable(leaf_der, path_der, now),
+        };
         let public_key = leaf
             .public_key()
             .map_err(|_| CertError::Profile("public key"))?;
@@ -757,15 +992,7 @@ impl CertValidator for OpenSslValidator {
         for p in path_der {
             chain.push(X509::from_der(p).map_err(|_| CertError::Malformed("certPath entry"))?)?;
         }
-        let mut sb = X509StoreBuilder::new()?;
-        for a in &self.anchors {
-            sb.add_cert(a.clone())?;
-        }
-        let mut param = X509VerifyParam::new()?;
-        param.set_time(now as _);
-        param.set_depth(MAX_CHAIN_DEPTH);
-        sb.set_param(&param)?;
-        let store = sb.build();
+        let store = self.store(now)?;
         let mut ctx = X509StoreContext::new()?;
         let (ok, err, verified): (bool, String, Vec<X509>) =
             ctx.init(&store, leaf, &chain, |c| {

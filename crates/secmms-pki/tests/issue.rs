@@ -610,3 +610,91 @@ fn jid_binding_and_tls_certificate() {
     assert!(r.has(AnnexGRule::TlsPurposeOnApplicationCert));
     assert!(r.has(AnnexGRule::SubjectIdentityMissing));
 }
+
+/// Annex G.6.2's OBJECT IDENTIFIER subject form through [`OpenSslValidator`]: OpenSSL cannot
+/// load the leaf, so it is parsed in Rust, its signature checked with OpenSSL over the received
+/// TBS octets and the chain above it validated by OpenSSL's store. Good, expired, not yet valid,
+/// revoked, foreign-CA and tampered certificates get the answers the UTF8 form gets.
+#[test]
+fn oid_form_is_validated_without_openssl_loading_the_leaf() {
+    use secmms_pki::cert::{CertValidator, OpenSslValidator};
+    use secmms_pki::CertError;
+    let ca = ca(KeyType::P256);
+    let key = KeyType::P256.generate().unwrap();
+    let der = issue_end_entity(&ee_req(SubjectForm::Oid), key.pkey(), &ca, &mut OsRandom).unwrap();
+    assert!(openssl::x509::X509::from_der(&der).is_err());
+    let mut v = OpenSslValidator::new();
+    v.add_anchor_der(&ca.cert_der).unwrap();
+
+    let ok = v.validate(&der, &[], NOW).unwrap();
+    assert_eq!(
+        ok.info.identity,
+        Some(PeerIdentity::ApTitle("1.1.1.999.1.12".parse().unwrap()))
+    );
+    assert_eq!(
+        ok.public_key.public_key_to_der().unwrap(),
+        key.pkey().public_key_to_der().unwrap()
+    );
+    assert_eq!(
+        secmms_pki::cert::public_key_of(&der)
+            .unwrap()
+            .public_key_to_der()
+            .unwrap(),
+        key.pkey().public_key_to_der().unwrap()
+    );
+
+    // Validity period.
+    let e = v.validate(&der, &[], NOW + 800 * 86_400).unwrap_err();
+    assert_eq!(e, CertError::Path("certificate has expired".into()));
+    let e = v.validate(&der, &[], NOW - 3_600).unwrap_err();
+    assert_eq!(e, CertError::Path("certificate is not yet valid".into()));
+
+    // Another CA: no issuer.
+    let other = ca_with_name("another CA");
+    let mut w = OpenSslValidator::new();
+    w.add_anchor_der(&other.cert_der).unwrap();
+    assert!(matches!(
+        w.validate(&der, &[], NOW),
+        Err(CertError::Path(_))
+    ));
+
+    // A changed octet in the TBS: the signature no longer verifies, so no issuer is found.
+    let mut bad = der.clone();
+    let i = bad.len() / 2;
+    bad[i] ^= 0x01;
+    assert!(v.validate(&bad, &[], NOW).is_err());
+
+    // Revoked by the CA's CRL.
+    let serial = cert_serial(&der).unwrap();
+    let crl = issue_crl(
+        &ca,
+        &[RevokedEntry {
+            serial,
+            revoked_at: NOW - 30,
+        }],
+        2,
+        NOW - 30,
+        NOW + 86_400,
+    )
+    .unwrap();
+    let mut r = v.clone();
+    r.add_crl(openssl::x509::X509Crl::from_der(&crl).unwrap());
+    assert_eq!(r.validate(&der, &[], NOW).unwrap_err(), CertError::Revoked);
+    // A CRL of the same CA that does not list it changes nothing.
+    let empty = issue_crl(&ca, &[], 3, NOW - 30, NOW + 86_400).unwrap();
+    let mut r = v.clone();
+    r.add_crl(openssl::x509::X509Crl::from_der(&empty).unwrap());
+    assert!(r.validate(&der, &[], NOW).is_ok());
+}
+
+fn ca_with_name(name: &str) -> Ca {
+    let key = KeyType::P256.generate().unwrap();
+    let cert_der = create_ca(
+        name,
+        &key,
+        Validity::days_from(NOW - 86_400, 3650),
+        &mut OsRandom,
+    )
+    .unwrap();
+    Ca { cert_der, key }
+}

@@ -34,7 +34,6 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use openssl::x509::X509;
 use secmms_ber::Oid;
 use secmms_osi::acse::{
     abort_diagnostic, associate_result, requirements_authentication, user_diagnostic, Aare, Aarq,
@@ -66,10 +65,35 @@ pub const DEFAULT_MMS_AUTHENTICATION_AS: &[u64] = &[1, 0, 840, 0, 1, 1, 4, 1];
 /// AE-qualifier appended; default of [`AProfileConfig::require_address_binding`].
 pub const REQUIRE_ADDRESS_BINDING: bool = true;
 /// DECISION (§11.1 tolerance): the authentication functional unit (`sender-acse-requirements`
-/// / `responder-acse-requirements` = `07 80`) is always set on send but is not checked on
-/// receive. SISCO accepts stacks that set the wrong bit; what proves authentication is the
-/// mechanism-name together with a verified MMS-Authentication-value.
-pub const CHECK_ACSE_REQUIREMENTS_ON_RECEIVE: bool = false;
+/// / `responder-acse-requirements` = `07 80`) is set on send and checked on receive whenever
+/// the AARQ / AARE carries a mechanism-name or an authentication value. A value with the
+/// authentication bit (bit 0) clear is refused (AP_ACSE_REQUIREMENTS_MISSING: AARQ rejected with
+/// `authentication-required`, AARE answered with an ABRT `authentication-required`). The one
+/// known wrong bit — the low bit of the first octet set instead of bit 0, which SISCO's stack
+/// accepts from "some stacks" — is tolerated with a warning (AP_ACSE_REQUIREMENTS_WRONG_BIT)
+/// while this is true; [`AProfileConfig::tolerate_acse_requirements_low_bit`] switches it.
+pub const TOLERATE_ACSE_REQUIREMENTS_LOW_BIT: bool = true;
+
+/// What a received sender- / responder-acse-requirements says about the authentication
+/// functional unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcseRequirements {
+    /// Bit 0 (authentication) is set.
+    Authentication,
+    /// Bit 0 is clear but the low bit of the first octet is set: the known wrong bit.
+    WrongLowBit,
+    /// Absent, or the authentication bit is not set.
+    Missing,
+}
+
+/// Classifies a received ACSE-requirements BIT STRING (X.227: bit 0 = authentication).
+pub fn acse_requirements(bits: Option<&secmms_osi::presentation::BitString>) -> AcseRequirements {
+    match bits.and_then(|b| b.bits.first()) {
+        Some(o) if o & 0x80 != 0 => AcseRequirements::Authentication,
+        Some(o) if o & 0x01 != 0 => AcseRequirements::WrongLowBit,
+        _ => AcseRequirements::Missing,
+    }
+}
 
 /// The A-profile mechanism-name as an [`Oid`].
 pub fn mechanism_name() -> Oid {
@@ -107,6 +131,9 @@ pub struct AProfileConfig {
     pub time_window_secs: i64,
     /// Check the Annex G.6.2 subject binding (default [`REQUIRE_ADDRESS_BINDING`]).
     pub require_address_binding: bool,
+    /// Accept the known wrong ACSE-requirements bit with a warning (default
+    /// [`TOLERATE_ACSE_REQUIREMENTS_LOW_BIT`]); when false it is refused like a missing bit.
+    pub tolerate_acse_requirements_low_bit: bool,
     /// SHA-256 fingerprints of our own TLS certificates. An authentication-value carrying one of
     /// them is refused (Annex G.2); [`AProfileShared::new`] refuses our own application
     /// certificate if it is one of them. The peer's TLS certificate comes per connection in
@@ -134,6 +161,7 @@ impl AProfileConfig {
             mms_authentication_as: const_oid(DEFAULT_MMS_AUTHENTICATION_AS),
             time_window_secs: TIME_WINDOW_SECS,
             require_address_binding: REQUIRE_ADDRESS_BINDING,
+            tolerate_acse_requirements_low_bit: TOLERATE_ACSE_REQUIREMENTS_LOW_BIT,
             tls_certificate_fingerprints: Vec::new(),
         }
     }
@@ -667,12 +695,12 @@ fn classify_cert_error(e: CertError, der: &[u8], now: i64) -> AuthFailure {
 }
 
 fn validity_failure(der: &[u8], now: i64) -> Option<AuthFailure> {
-    let cert = X509::from_der(der).ok()?;
-    let t = openssl::asn1::Asn1Time::from_unix(now as _).ok()?;
-    if cert.not_after().compare(&t).ok()? == std::cmp::Ordering::Less {
+    // Read without OpenSSL, so the Annex G.6.2 OBJECT IDENTIFIER subject form is covered too.
+    let (not_before, not_after) = secmms_pki::cert::validity_of(der)?;
+    if now > not_after {
         return Some(AuthFailure::Expired);
     }
-    if cert.not_before().compare(&t).ok()? == std::cmp::Ordering::Greater {
+    if now < not_before {
         return Some(AuthFailure::NotYetValid);
     }
     None
@@ -833,6 +861,32 @@ impl AProfile {
 
     fn now(&self) -> i64 {
         (self.shared.clock)()
+    }
+
+    /// The ACSE-requirements check of [`TOLERATE_ACSE_REQUIREMENTS_LOW_BIT`]: false when the
+    /// association must be refused (the event is raised here).
+    fn requirements_accepted(
+        &mut self,
+        bits: Option<&secmms_osi::presentation::BitString>,
+        which: &str,
+    ) -> bool {
+        match acse_requirements(bits) {
+            AcseRequirements::Authentication => true,
+            AcseRequirements::WrongLowBit if self.shared.cfg.tolerate_acse_requirements_low_bit => {
+                self.emit(
+                    events::ACSE_REQUIREMENTS_WRONG_BIT,
+                    format!("{which}-acse-requirements sets the low bit instead of authentication (bit 0); tolerated"),
+                );
+                true
+            }
+            r => {
+                self.emit(
+                    events::ACSE_REQUIREMENTS_MISSING,
+                    format!("{which}-acse-requirements {bits:?} does not select the authentication functional unit ({r:?})"),
+                );
+                false
+            }
+        }
     }
 
     fn tls_fingerprints(&self) -> Vec<[u8; 32]> {
@@ -1001,7 +1055,6 @@ impl AssociationSecurity for AProfile {
             return AssociateVerdict::Reject(reject(user_diagnostic::NO_REASON_GIVEN));
         }
         let required = peer.application == ApplicationSecurity::Secure;
-        // ACSE-requirements are not looked at (CHECK_ACSE_REQUIREMENTS_ON_RECEIVE).
         match &aarq.mechanism_name {
             None if !required && aarq.calling_authentication_value.is_none() => {
                 self.phase = Phase::AarqAccepted {
@@ -1029,6 +1082,10 @@ impl AssociationSecurity for AProfile {
                 ));
             }
             Some(_) => {}
+        }
+        if !self.requirements_accepted(aarq.sender_acse_requirements.as_ref(), "AARQ sender") {
+            self.phase = Phase::Done;
+            return AssociateVerdict::Reject(reject(user_diagnostic::AUTHENTICATION_REQUIRED));
         }
         let expected = identity_of(ap, ae);
         match self.verify(aarq.calling_authentication_value.as_ref(), expected) {
@@ -1097,6 +1154,10 @@ impl AssociationSecurity for AProfile {
                 ));
             }
             Some(_) => {}
+        }
+        if !self.requirements_accepted(aare.responder_acse_requirements.as_ref(), "AARE responder")
+        {
+            return Verdict::Abort(abort(abort_diagnostic::AUTHENTICATION_REQUIRED));
         }
         // Binding: the responding titles when the AARE carries them, else the called ones.
         let expected = identity_of(

@@ -1,7 +1,11 @@
 //! Security events of the A-security-profile (IEC 62351-4 §11.4, §5.1).
 //!
 //! The 62351-14 catalogue entries of the A-profile were not captured (spec §14.5 lists only E2E
-//! events), so these ids are secmms numbers: domain `IEC62351-4`, group 11 (clause 11).
+//! events), so these ids are secmms numbers: domain `secmms`, group 11 (clause 11).
+//! DECISION: the domain is the local one, not `IEC62351-4`, because `IEC62351-4:11.x` is the
+//! catalogue's EncrTransfer group (§14.5); one id names one event across every profile.
+//! Severities follow §6.2.8 where it speaks: a revoked certificate is an incident, an expired
+//! (or not yet valid) one a warning — the association is still refused.
 //! DECISION: one id per distinct failure, so a log reader learns which check failed even though
 //! the peer does not (every certificate, time, replay and signature failure is the same
 //! `authentication-failure` abort on the wire).
@@ -24,7 +28,11 @@ pub struct AEvent {
 
 const fn ev(number: u16, mnemonic: &'static str, severity: Severity) -> AEvent {
     AEvent {
-        id: EventId::e2e(GROUP_A_PROFILE, number),
+        id: EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: GROUP_A_PROFILE,
+            number,
+        },
         mnemonic,
         severity,
     }
@@ -38,10 +46,10 @@ pub const MECHANISM_UNKNOWN: AEvent = ev(2, "AP_MECHANISM_UNKNOWN", Severity::Er
 pub const VALUE_MALFORMED: AEvent = ev(3, "AP_VALUE_MALFORMED", Severity::Error);
 /// The certificate exceeds 8 192 octets (§11.2, Annex G.3).
 pub const CERT_TOO_LARGE: AEvent = ev(4, "AP_CERT_TOO_LARGE", Severity::Error);
-/// The certificate has expired (§11.4 step 2).
-pub const CERT_EXPIRED: AEvent = ev(5, "AP_CERT_EXPIRED", Severity::Error);
-/// The certificate is not yet valid (§11.4 step 2).
-pub const CERT_NOT_YET_VALID: AEvent = ev(6, "AP_CERT_NOT_YET_VALID", Severity::Error);
+/// The certificate has expired (§11.4 step 2; warning class per §6.2.8, still refused).
+pub const CERT_EXPIRED: AEvent = ev(5, "AP_CERT_EXPIRED", Severity::Warning);
+/// The certificate is not yet valid (§11.4 step 2; ranked with an expired one).
+pub const CERT_NOT_YET_VALID: AEvent = ev(6, "AP_CERT_NOT_YET_VALID", Severity::Warning);
 /// The certificate is revoked (§11.4 step 2; incident class per §6.2.8).
 pub const CERT_REVOKED: AEvent = ev(7, "AP_CERT_REVOKED", Severity::Incident);
 /// No trust anchor issued the certificate (§11.4 step 2).
@@ -75,8 +83,16 @@ pub const TIME_INVALID: AEvent = ev(20, "AP_TIME_INVALID", Severity::Error);
 /// Our own value could not be built (signing failed).
 pub const LOCAL_FAILURE: AEvent = ev(21, "AP_LOCAL_FAILURE", Severity::Error);
 
+/// The AARQ / AARE carries A-profile authentication but its ACSE-requirements do not select the
+/// authentication functional unit (§11.1; refused).
+pub const ACSE_REQUIREMENTS_MISSING: AEvent =
+    ev(22, "AP_ACSE_REQUIREMENTS_MISSING", Severity::Error);
+/// The ACSE-requirements set the known wrong low bit instead of bit 0 (§11.1 tolerance DECISION).
+pub const ACSE_REQUIREMENTS_WRONG_BIT: AEvent =
+    ev(23, "AP_ACSE_REQUIREMENTS_WRONG_BIT", Severity::Warning);
+
 /// Every A-profile event (for documentation and tests).
-pub const ALL: [AEvent; 21] = [
+pub const ALL: [AEvent; 23] = [
     MECHANISM_REQUIRED,
     MECHANISM_UNKNOWN,
     VALUE_MALFORMED,
@@ -98,6 +114,8 @@ pub const ALL: [AEvent; 21] = [
     PEER_ABORTED,
     TIME_INVALID,
     LOCAL_FAILURE,
+    ACSE_REQUIREMENTS_MISSING,
+    ACSE_REQUIREMENTS_WRONG_BIT,
 ];
 
 #[cfg(test)]
@@ -106,7 +124,7 @@ mod tests {
     fn ids_are_distinct() {
         for (i, a) in super::ALL.iter().enumerate() {
             assert_eq!(a.id.number as usize, i + 1);
-            assert_eq!(a.id.to_string(), format!("IEC62351-4:11.{}", i + 1));
+            assert_eq!(a.id.to_string(), format!("secmms:11.{}", i + 1));
         }
     }
 }

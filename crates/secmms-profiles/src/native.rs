@@ -144,6 +144,13 @@ pub struct NativeConfig {
     /// Responder: the called titles must name our certificate's identity (default
     /// [`CHECK_CALLED_TITLE`]).
     pub check_called_title: bool,
+    /// Annex G.2: refuse a peer whose application certificate is a TLS certificate of the
+    /// connection (default true).
+    pub separate_certificates: bool,
+    /// SHA-256 fingerprints of our own TLS certificates, refused as the peer's application
+    /// certificate too when `separate_certificates` is on (the connection's come per
+    /// connection in [`ConnectionInfo::tls_certificate_fingerprints`]).
+    pub tls_certificate_fingerprints: Vec<[u8; 32]>,
 }
 
 impl Default for NativeConfig {
@@ -153,6 +160,8 @@ impl Default for NativeConfig {
             e2e_mms_ac: const_oid(DEFAULT_E2E_MMS_AC),
             require_address_binding: REQUIRE_ADDRESS_BINDING,
             check_called_title: CHECK_CALLED_TITLE,
+            separate_certificates: true,
+            tls_certificate_fingerprints: Vec::new(),
         }
     }
 }
@@ -225,6 +234,66 @@ pub enum NativeDiagnostic {
         /// ABRT abort-source.
         source: i64,
     },
+}
+
+impl std::fmt::Display for NativeDiagnostic {
+    /// One line for an operator: who refused, with which SecPDU, and the §14.2 diagnostic by
+    /// its standard name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn diag(d: &Option<Diagnostic>) -> String {
+            match d {
+                Some(Diagnostic::Handshake(h)) => h.name().to_string(),
+                Some(Diagnostic::Dt(t)) => t.name().to_string(),
+                None => "no diagnostic (alarm)".to_string(),
+            }
+        }
+        match self {
+            NativeDiagnostic::Environment {
+                mnemonic, osi_diag, ..
+            } => write!(
+                f,
+                "we refused the OSI environment ({mnemonic}; osiDiag {osi_diag:?})"
+            ),
+            NativeDiagnostic::Security {
+                mnemonic,
+                cause,
+                sent,
+                ..
+            } => {
+                write!(f, "we refused ({mnemonic}): {}", diag(cause))?;
+                match sent {
+                    Some(k) => write!(f, ", sent {k:?}"),
+                    None => Ok(()),
+                }
+            }
+            NativeDiagnostic::Policy(p) => write!(f, "refused by our peer table: {p}"),
+            NativeDiagnostic::Local(p) => write!(f, "local failure: {p}"),
+            NativeDiagnostic::ApplicationRejected { .. } => {
+                write!(f, "the peer's application refused (ApplicationReject)")
+            }
+            NativeDiagnostic::SecurityRejected { diagnostic } => write!(
+                f,
+                "the peer refused the E2E handshake (HandshakeSecReject): {}",
+                diag(&diagnostic.map(Diagnostic::Handshake))
+            ),
+            NativeDiagnostic::PlainRejection { result, diagnostic } => write!(
+                f,
+                "the peer refused with a plain AARE (result {result}, {diagnostic:?})"
+            ),
+            NativeDiagnostic::PeerAborted {
+                kind, diagnostic, ..
+            } => write!(f, "the peer aborted with {kind:?}: {}", diag(diagnostic)),
+            NativeDiagnostic::PeerOsiDiagnostic { code, diagnostic } => {
+                write!(f, "the peer aborted with osiDiag {code} ({diagnostic:?})")
+            }
+            NativeDiagnostic::PeerAbortUnprotected { source } => {
+                write!(
+                    f,
+                    "the peer aborted without E2E content (abort-source {source})"
+                )
+            }
+        }
+    }
 }
 
 /// Errors of the data-phase API ([`NativeChannel`]). Each maps to what went on the wire.
@@ -345,11 +414,9 @@ impl NativeShared {
 
     /// The hook and the data-phase channel of a server-side association on `conn`.
     pub fn responder(&self, conn: ConnectionInfo) -> (NativeHook, NativeChannel) {
-        let engine = Engine::Server(E2eServer::new(
-            self.ctx.clone(),
-            (self.random)(),
-            self.local_number(),
-        ));
+        let mut server = E2eServer::new(self.ctx.clone(), (self.random)(), self.local_number());
+        server.refuse_certificates(&self.refused_certificates(&conn));
+        let engine = Engine::Server(server);
         self.pair(Role::Responder, conn, engine, None, None)
     }
 
@@ -362,12 +429,20 @@ impl NativeShared {
         peer: PeerPolicy,
         peer_identity: Option<PeerIdentity>,
     ) -> (NativeHook, NativeChannel) {
-        let engine = Engine::Client(E2eClient::new(
-            self.ctx.clone(),
-            (self.random)(),
-            self.local_number(),
-        ));
+        let mut client = E2eClient::new(self.ctx.clone(), (self.random)(), self.local_number());
+        client.refuse_certificates(&self.refused_certificates(&conn));
+        let engine = Engine::Client(client);
         self.pair(Role::Initiator, conn, engine, Some(peer), peer_identity)
+    }
+
+    /// Annex G.2: the certificates a peer's application certificate may not be on `conn`.
+    fn refused_certificates(&self, conn: &ConnectionInfo) -> Vec<[u8; 32]> {
+        if !self.cfg.separate_certificates {
+            return Vec::new();
+        }
+        let mut v = self.cfg.tls_certificate_fingerprints.clone();
+        v.extend_from_slice(&conn.tls_certificate_fingerprints);
+        v
     }
 
     /// [`NativeShared::initiator`] with the peer identity taken from `osi`'s called AP-title and

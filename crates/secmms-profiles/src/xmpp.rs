@@ -266,6 +266,16 @@ pub const XMPP_UNKNOWN_MSG_SECPDU: XmppEvent = ev(5, "XMPP_UNKNOW_MSG_SECPDU");
 /// 18.6 — the stanza `type` does not fit the SecPDU.
 pub const XMPP_INVTYPE_SPEC: XmppEvent = ev(6, "XMPP_INVTYPE_SPEC");
 
+/// Every group-18 event (for documentation and the id-uniqueness test).
+pub const ALL: [XmppEvent; 6] = [
+    XMPP_IQ_MISSING,
+    XMPP_MSG_MISSING,
+    XMPP_ENV_NS_INV,
+    XMPP_UNKNOWN_IQ_SECPDU,
+    XMPP_UNKNOWN_MSG_SECPDU,
+    XMPP_INVTYPE_SPEC,
+];
+
 /// The stanza kinds that can carry a SecPDU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StanzaKind {

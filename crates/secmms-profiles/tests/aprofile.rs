@@ -259,6 +259,55 @@ fn no_mechanism_is_rejected_with_diagnostic_12() {
     assert_rejected(&o, &fx.server, 12, events::MECHANISM_REQUIRED);
 }
 
+/// §11.1: an AARQ with A-profile authentication whose sender-acse-requirements do not select
+/// the authentication functional unit is rejected with authentication-required (14).
+#[test]
+fn acse_requirements_without_authentication_are_rejected() {
+    let fx = fixture();
+    let o = go(&fx, |a| a.sender_acse_requirements = None);
+    assert_rejected(&o, &fx.server, 14, events::ACSE_REQUIREMENTS_MISSING);
+    let fx = fixture();
+    let o = go(&fx, |a| {
+        a.sender_acse_requirements = Some(secmms_osi::presentation::BitString {
+            unused: 6,
+            bits: vec![0x40],
+        })
+    });
+    assert_rejected(&o, &fx.server, 14, events::ACSE_REQUIREMENTS_MISSING);
+}
+
+/// The §11.1 tolerance DECISION: the known wrong low bit is accepted with a warning, and
+/// refused when the tolerance is switched off.
+#[test]
+fn acse_requirements_wrong_low_bit_is_tolerated_by_configuration() {
+    let wrong = |a: &mut secmms_osi::acse::Aarq| {
+        a.sender_acse_requirements = Some(secmms_osi::presentation::BitString {
+            unused: 0,
+            bits: vec![0x01],
+        })
+    };
+    let fx = fixture();
+    let o = go(&fx, wrong);
+    assert_accepted(&o);
+    assert_eq!(
+        fx.server.mnemonics(),
+        vec!["AP_ACSE_REQUIREMENTS_WRONG_BIT", "AP_AUTHENTICATED"]
+    );
+    assert_eq!(
+        fx.server.sink.events()[0].severity,
+        secmms_pki::event::Severity::Warning
+    );
+
+    let mut fx = fixture();
+    let sc = fx.ca.valid(server_identity(), 2);
+    let mut cfg =
+        secmms_profiles::AProfileConfig::new(Some(sc), std::sync::Arc::new(validator(&fx.ca)));
+    cfg.tolerate_acse_requirements_low_bit = false;
+    fx.server = Side::with_config(cfg, PeerTable::require_a_profile());
+    let o = go(&fx, wrong);
+    assert_rejected(&o, &fx.server, 14, events::ACSE_REQUIREMENTS_MISSING);
+}
+
 #[test]
 fn wrong_mechanism_is_rejected_with_diagnostic_11() {
     let fx = fixture();

@@ -384,7 +384,7 @@ impl Client {
                                 _ => format!("{reason:?}"),
                             };
                         if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
-                            detail.push_str(&format!("; E2E: {d:?}"));
+                            detail.push_str(&format!("; E2E: {d}"));
                         }
                         detail.push_str(&called);
                         return Err(ClientError::Rejected(detail));
@@ -392,7 +392,7 @@ impl Client {
                     OsiEvent::AbortIndication(a) => {
                         let mut detail = format!("aborted: {a:?}");
                         if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
-                            detail.push_str(&format!("; E2E: {d:?}"));
+                            detail.push_str(&format!("; E2E: {d}"));
                         }
                         return Err(ClientError::Rejected(detail));
                     }

@@ -31,7 +31,8 @@ use openssl::x509::{X509Crl, X509};
 use secmms_ber::Oid;
 use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
 use secmms_e2e::{
-    Context as E2eContext, Credentials as E2eCredentials, E2eConfig, ModeOffer, ProtectionMode,
+    Context as E2eContext, Credentials as E2eCredentials, E2eConfig, EncryptionPolicy, ModeOffer,
+    ProtectionMode,
 };
 use secmms_osi::security::Role;
 use secmms_osi::{Association, OsiConfig};
@@ -159,6 +160,85 @@ pub struct PeerEntry {
     pub tls_server_name: Option<String>,
 }
 
+/// Native mode: what the policy says about encrypting the data transfer (§13.3.1.5
+/// `encryption`; `--require-encryption`). Both sides apply it: a server refuses an offer that
+/// breaks it with a HandshakeSecReject, a client aborts a HandshakeAcc that breaks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncryptionRule {
+    /// Either is accepted (default).
+    #[default]
+    Optional,
+    /// Encryption (AES-GCM or AES-CBC) is required: `encryption-required` otherwise.
+    Required,
+    /// Encryption is not allowed: `encryption-not-required` (non-AE) or
+    /// `aea-select-but-encryp-not-supp` (AE) otherwise.
+    Forbidden,
+}
+
+/// Native mode: a Diffie-Hellman group by its configuration name (§13.3.1.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DhGroupName {
+    /// ECDH over secp256r1 (DH group 23 of the PICS).
+    #[serde(rename = "ecdh-p256")]
+    EcdhP256,
+    /// 2048-bit MODP of RFC 3526 (group 14).
+    #[serde(rename = "modp2048")]
+    Modp2048,
+    /// ECDH over brainpoolP256r1 (group 28).
+    #[serde(rename = "ecdh-brainpool-p256r1")]
+    EcdhBrainpoolP256r1,
+}
+
+impl DhGroupName {
+    /// The engine's group.
+    pub fn group(self) -> secmms_pki::DhGroup {
+        match self {
+            DhGroupName::EcdhP256 => secmms_pki::DhGroup::EcdhP256,
+            DhGroupName::Modp2048 => secmms_pki::DhGroup::Modp2048,
+            DhGroupName::EcdhBrainpoolP256r1 => secmms_pki::DhGroup::EcdhBrainpoolP256r1,
+        }
+    }
+}
+
+/// Native mode: a signature algorithm by its configuration name (§13.3.1.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignatureName {
+    /// sha256WithRSAEncryption.
+    #[serde(rename = "rsa-sha256")]
+    RsaSha256,
+    /// ecdsa-with-SHA256.
+    #[serde(rename = "ecdsa-sha256")]
+    EcdsaSha256,
+}
+
+impl SignatureName {
+    /// The engine's algorithm.
+    pub fn algorithm(self) -> secmms_pki::SignatureAlgorithm {
+        match self {
+            SignatureName::RsaSha256 => secmms_pki::SignatureAlgorithm::RsaPkcs1Sha256,
+            SignatureName::EcdsaSha256 => secmms_pki::SignatureAlgorithm::EcdsaSha256,
+        }
+    }
+}
+
+/// Native mode: a bit of `confParams` (§13.1.3 ConfidentialityParms) we announce besides
+/// `applProtected`, which is always set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfParam {
+    /// tlsProtected(0): the link under us is TLS.
+    #[serde(rename = "tls-protected")]
+    TlsProtected,
+    /// vpn(2): the link under us is a VPN.
+    #[serde(rename = "vpn")]
+    Vpn,
+}
+
+/// Bounds of the native-mode key-refresh interval (§13.3.3: 15 minutes to 24 hours).
+pub const REKEY_INTERVAL_SECS: (u64, u64) = (900, 86_400);
+/// Default key-refresh interval: one hour.
+pub const DEFAULT_REKEY_INTERVAL_SECS: u64 = 3_600;
+
 /// What happens to peers that match no `[[security.peers]]` row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -185,8 +265,32 @@ pub struct SecurityConfig {
     pub ca: Vec<PathBuf>,
     /// CRLs for the application certificates (PEM); `[tls] crl` when empty.
     pub crl: Vec<PathBuf>,
-    /// Native mode: data-transfer protection (`--encrypt`).
+    /// Native mode: data-transfer protection we offer as a client (`--encrypt`).
     pub encrypt: Encrypt,
+    /// Native mode: the encryption rule both roles enforce (`--require-encryption` sets
+    /// `required`). A client whose own `encrypt` breaks it is a configuration error.
+    pub encryption: EncryptionRule,
+    /// Native mode: only authenticated encryption (AES-GCM) is accepted (§13.3.1.5
+    /// `ae-is-required`); with `encrypt` other than `gcm` a client is misconfigured.
+    pub require_ae: bool,
+    /// Native mode: Diffie-Hellman groups. A client offers them in this order; a server accepts
+    /// only these. Empty: the client offers `ecdh-p256`, the server accepts all three.
+    pub dh_groups: Vec<DhGroupName>,
+    /// Native mode: signature algorithms accepted from the peer (empty: both).
+    pub signatures: Vec<SignatureName>,
+    /// Native mode: the key-refresh interval, seconds (900 ..= 86400; default 3600).
+    pub rekey_interval_secs: u64,
+    /// Native mode: `confParams` bits announced besides `applProtected`.
+    pub conf_params: Vec<ConfParam>,
+    /// Native mode: the `pp` token of the protected protocol we send (default `IEC61850-8-1`).
+    pub protected_protocol: Option<String>,
+    /// Native mode: the `pp` tokens a server accepts (empty: only `protected_protocol`).
+    pub accepted_protocols: Vec<String>,
+    /// Annex G.2: a peer's application certificate that is a TLS certificate of the
+    /// connection (the peer's or ours) is refused, in both modes (default true). Off only for
+    /// a peer that cannot be fixed; the refusal is AP_TLS_CERT_REUSED (compat) or PKCERT_ERROR
+    /// with `invalid-public-key-certificate` (native).
+    pub separate_certificates: bool,
     /// Accepted clock difference, seconds (§11.4 and §13.1.2: 600).
     pub time_window_secs: u64,
     /// Client, compatibility mode: omit the mmsAuthenticationAS context (§11.3 DECISION).
@@ -217,6 +321,15 @@ impl Default for SecurityConfig {
             ca: Vec::new(),
             crl: Vec::new(),
             encrypt: Encrypt::Gcm,
+            encryption: EncryptionRule::Optional,
+            require_ae: false,
+            dh_groups: Vec::new(),
+            signatures: Vec::new(),
+            rekey_interval_secs: DEFAULT_REKEY_INTERVAL_SECS,
+            conf_params: Vec::new(),
+            protected_protocol: None,
+            accepted_protocols: Vec::new(),
+            separate_certificates: true,
             time_window_secs: DEFAULT_TIME_WINDOW_SECS,
             sisco_compat: false,
             unknown_peers: UnknownPeers::RequireMode,
@@ -273,6 +386,58 @@ impl SecurityConfig {
         }
         if !(1..=86_400).contains(&self.time_window_secs) {
             return Err(value_err("security.time_window_secs", "1 ..= 86400"));
+        }
+        let (lo, hi) = REKEY_INTERVAL_SECS;
+        if !(lo..=hi).contains(&self.rekey_interval_secs) {
+            return Err(value_err(
+                "security.rekey_interval_secs",
+                format!("{lo} ..= {hi} (§13.3.3: 15 minutes to 24 hours)"),
+            ));
+        }
+        match (self.encryption, self.encrypt) {
+            (EncryptionRule::Required, Encrypt::None) => {
+                return Err(value_err(
+                    "security.encryption",
+                    "encryption is required (--require-encryption) but --encrypt none offers none",
+                ))
+            }
+            (EncryptionRule::Forbidden, Encrypt::Gcm | Encrypt::Cbc) => {
+                return Err(value_err(
+                    "security.encryption",
+                    format!(
+                        "encryption is forbidden but --encrypt {} offers it (use --encrypt none)",
+                        self.encrypt.name()
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        if self.require_ae && self.encrypt != Encrypt::Gcm {
+            return Err(value_err(
+                "security.require_ae",
+                format!(
+                    "authenticated encryption is required but --encrypt {} does not offer it",
+                    self.encrypt.name()
+                ),
+            ));
+        }
+        if self.require_ae && self.encryption == EncryptionRule::Forbidden {
+            return Err(value_err(
+                "security.require_ae",
+                "require_ae and encryption = \"forbidden\" exclude each other",
+            ));
+        }
+        for pp in self
+            .protected_protocol
+            .iter()
+            .chain(&self.accepted_protocols)
+        {
+            if pp.is_empty() || pp.len() > 64 || !pp.is_ascii() {
+                return Err(value_err(
+                    "security.protected_protocol",
+                    format!("`{pp}`: 1 to 64 ASCII characters"),
+                ));
+            }
         }
         self.table(AppMode::Compat).map(|_| ())
     }
@@ -508,8 +673,30 @@ pub fn load_certificate(path: &Path) -> Result<Vec<u8>, SecurityError> {
     } else {
         X509::from_der(&bytes)
     };
-    x.and_then(|c| c.to_der())
-        .map_err(|e| cred_err(path, format!("not a certificate: {e}")))
+    match x.and_then(|c| c.to_der()) {
+        Ok(der) => Ok(der),
+        Err(e) => {
+            // OpenSSL 3.0 cannot load the Annex G.6.2 OBJECT IDENTIFIER subject form
+            // (`secmms cert issue --subject-form oid`): take the DER out of the PEM here and
+            // accept it when it parses as a certificate with a usable key.
+            let der = pem_body(&bytes, "CERTIFICATE").unwrap_or(bytes);
+            match secmms_pki::cert::public_key_of(&der) {
+                Ok(_) => Ok(der),
+                Err(_) => Err(cred_err(path, format!("not a certificate: {e}"))),
+            }
+        }
+    }
+}
+
+/// The DER inside the first PEM block labelled `label`, if any.
+fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)? + begin.len();
+    let stop = start + text[start..].find(&end)?;
+    let b64: String = text[start..stop].split_whitespace().collect();
+    openssl::base64::decode_block(&b64).ok()
 }
 
 /// Reads a private key (PEM).
@@ -575,21 +762,7 @@ pub fn e2e_context(
     key: SigningKey,
     validator: Arc<OpenSslValidator>,
 ) -> E2eContext {
-    let mut e2e = E2eConfig {
-        time_window_ms: s.time_window_secs.saturating_mul(1000),
-        ..E2eConfig::default()
-    };
-    e2e.offer = match s.encrypt {
-        Encrypt::Gcm => ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
-        Encrypt::Cbc => ModeOffer::NonAe {
-            encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
-            icv: vec![IcvAlg::HmacSha256],
-        },
-        Encrypt::None => ModeOffer::NonAe {
-            encr: Vec::new(),
-            icv: vec![IcvAlg::HmacSha256],
-        },
-    };
+    let e2e = e2e_config(s);
     E2eContext {
         config: Arc::new(e2e),
         credentials: Arc::new(E2eCredentials {
@@ -601,6 +774,55 @@ pub fn e2e_context(
         validator,
         replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
     }
+}
+
+/// The E2E engine configuration the `[security]` section describes (§13.3.1.5 policy, both
+/// roles): the offer follows `encrypt`, the rule `encryption` and `require_ae`, the groups,
+/// signatures, rekey interval, `confParams` and `pp` their keys. The PICS reads the same value.
+pub fn e2e_config(s: &SecurityConfig) -> E2eConfig {
+    let mut e2e = E2eConfig {
+        time_window_ms: s.time_window_secs.saturating_mul(1000),
+        rekey_interval_ms: s.rekey_interval_secs.saturating_mul(1000),
+        require_ae: s.require_ae,
+        encryption: match s.encryption {
+            EncryptionRule::Optional => EncryptionPolicy::Optional,
+            EncryptionRule::Required => EncryptionPolicy::Required,
+            EncryptionRule::Forbidden => EncryptionPolicy::Forbidden,
+        },
+        ..E2eConfig::default()
+    };
+    if !s.dh_groups.is_empty() {
+        e2e.offer_groups = s.dh_groups.iter().map(|g| g.group()).collect();
+        e2e.accept_groups = e2e.offer_groups.clone();
+    }
+    if !s.signatures.is_empty() {
+        e2e.allowed_signatures = s.signatures.iter().map(|g| g.algorithm()).collect();
+    }
+    for c in &s.conf_params {
+        match c {
+            ConfParam::TlsProtected => e2e.conf_params.tls_protected = true,
+            ConfParam::Vpn => e2e.conf_params.vpn = true,
+        }
+    }
+    if let Some(pp) = &s.protected_protocol {
+        e2e.protected_protocol = pp.clone();
+        e2e.accepted_protocols = vec![pp.clone()];
+    }
+    if !s.accepted_protocols.is_empty() {
+        e2e.accepted_protocols = s.accepted_protocols.clone();
+    }
+    e2e.offer = match s.encrypt {
+        Encrypt::Gcm => ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
+        Encrypt::Cbc => ModeOffer::NonAe {
+            encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+        Encrypt::None => ModeOffer::NonAe {
+            encr: Vec::new(),
+            icv: vec![IcvAlg::HmacSha256],
+        },
+    };
+    e2e
 }
 
 /// Loads the application credentials and trust anchors `cfg.security` names (with `[tls]` as
@@ -804,6 +1026,9 @@ pub struct AppSecurity {
     /// Whether the peer's titles were configured (else the peer's binding cannot be checked
     /// against an identity the operator chose: `PEER_TITLE_UNCHECKED`).
     peer_titles_configured: bool,
+    /// Annex G.2 on (`[security] separate_certificates`): the connection's TLS certificates
+    /// are handed to the profiles to refuse as application certificates.
+    separate_certificates: bool,
     sink: Option<Arc<dyn SecurityEventSink>>,
 }
 
@@ -825,8 +1050,17 @@ impl AppSecurity {
             table: Arc::new(PeerTable::default()),
             local_titles: None,
             peer_titles_configured: false,
+            separate_certificates: true,
             sink: None,
         }
+    }
+
+    fn conn_info(&self, conn: &ConnectionFacts) -> ConnectionInfo {
+        let mut info = conn.info();
+        if !self.separate_certificates {
+            info.tls_certificate_fingerprints.clear();
+        }
+        info
     }
 
     /// Builds the context the configuration asks for: reads the application certificate, key,
@@ -857,12 +1091,19 @@ impl AppSecurity {
         };
         let validator = Arc::new(load_validator(anchors, crls)?);
         let mut own_tls = Vec::new();
-        if cfg.tls.enabled {
+        if cfg.tls.enabled && s.separate_certificates {
             if let Some(p) = &cfg.tls.cert {
                 if let Ok(der) = load_certificate(p) {
                     own_tls.push(sha256(&der));
                 }
             }
+        }
+        if own_tls.contains(&sha256(&certificate)) {
+            return Err(cred_err(
+                cert_p,
+                "the application certificate is our TLS certificate; Annex G.2 wants separate \
+                 ones (or set [security] separate_certificates = false)",
+            ));
         }
         let table = s.table(s.mode)?;
         let inner = match s.mode {
@@ -887,8 +1128,11 @@ impl AppSecurity {
             }
             AppMode::Native => {
                 let ctx = e2e_context(s, certificate, key, validator);
-                let _ = own_tls;
-                let mut ncfg = NativeConfig::default();
+                let mut ncfg = NativeConfig {
+                    separate_certificates: s.separate_certificates,
+                    tls_certificate_fingerprints: own_tls,
+                    ..NativeConfig::default()
+                };
                 if let Some(o) = &s.e2e_security_as {
                     ncfg.e2e_security_as = parse_checked(o)?;
                 }
@@ -912,6 +1156,7 @@ impl AppSecurity {
             local_titles,
             peer_titles_configured: cfg.osi.remote_ap_title.is_some()
                 || cfg.osi.remote_ae_qualifier.is_some(),
+            separate_certificates: s.separate_certificates,
             sink: Some(sink),
         })
     }
@@ -973,7 +1218,7 @@ impl AppSecurity {
             Inner::Compat(shared) => {
                 self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Responder, false);
-                let hook = shared.responder(conn.info());
+                let hook = shared.responder(self.conn_info(conn));
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
                     native: None,
@@ -986,7 +1231,7 @@ impl AppSecurity {
             Inner::Native(shared) => {
                 self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Responder);
-                let (hook, channel) = shared.responder(conn.info());
+                let (hook, channel) = shared.responder(self.conn_info(conn));
                 let handle = SecurityHandle {
                     a_peer: None,
                     native: Some(channel),
@@ -1014,7 +1259,7 @@ impl AppSecurity {
                 self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Initiator, sisco);
                 self.warn_unchecked_peer(&osi, &conn.label());
-                let hook = shared.initiator_for(conn.info(), row, &osi);
+                let hook = shared.initiator_for(self.conn_info(conn), row, &osi);
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
                     native: None,
@@ -1029,7 +1274,7 @@ impl AppSecurity {
                 self.set_local_titles(&mut osi);
                 shared.prepare_osi_config(&mut osi, Role::Initiator);
                 self.warn_unchecked_peer(&osi, &conn.label());
-                let (hook, channel) = shared.initiator_for(conn.info(), row, &osi);
+                let (hook, channel) = shared.initiator_for(self.conn_info(conn), row, &osi);
                 let handle = SecurityHandle {
                     a_peer: None,
                     native: Some(channel),

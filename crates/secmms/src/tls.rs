@@ -703,6 +703,33 @@ pub enum TlsFinding {
 }
 
 impl TlsFinding {
+    /// Every finding (for documentation and the id-uniqueness test).
+    pub const ALL: [TlsFinding; 21] = [
+        TlsFinding::Disabled,
+        TlsFinding::InsecureVersion,
+        TlsFinding::CipherDisallowed,
+        TlsFinding::CertUnavailable,
+        TlsFinding::CertExpired,
+        TlsFinding::CertNotYetValid,
+        TlsFinding::CertRevoked,
+        TlsFinding::CaUnknown,
+        TlsFinding::CertSizeExceeded,
+        TlsFinding::CertInvalid,
+        TlsFinding::CrlUnavailable,
+        TlsFinding::RenegotiationInsecure,
+        TlsFinding::RenegotiationIntervalExpired,
+        TlsFinding::KeysRefreshed,
+        TlsFinding::HandshakeFailed,
+        TlsFinding::Established,
+        TlsFinding::VersionChanged,
+        TlsFinding::CertNotAllowed,
+        TlsFinding::KeylogActive,
+        TlsFinding::ServerCheckSkipped,
+        TlsFinding::ServerIdentityMismatch,
+    ];
+}
+
+impl TlsFinding {
     /// Event id and mnemonic.
     pub fn id(self) -> (EventId, &'static str) {
         use tls_events::*;

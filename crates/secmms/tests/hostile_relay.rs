@@ -79,6 +79,7 @@ impl Hostile {
                 sign: vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
             },
             tbs,
+            unknown_diag: None,
         })
         .encode();
         let value = wire::encode(EnvApdu::Abrt, SecPduKind::DtSecAbort, forged).unwrap();

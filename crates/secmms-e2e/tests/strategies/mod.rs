@@ -182,6 +182,7 @@ pub fn token3_pdu(kind: SecPduKind) -> impl Strategy<Value = Token3Pdu> {
         token3,
         body,
         sign,
+        unknown_diag: None,
     })
 }
 

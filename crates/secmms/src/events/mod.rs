@@ -210,6 +210,55 @@ impl EventsConfig {
 mod tests {
     use super::*;
 
+    /// One id names one event across every profile (TLS, A-profile, E2E, OSI and XMPP
+    /// environments, runtime checks), and every mnemonic has one id.
+    #[test]
+    fn one_mnemonic_per_id_across_every_profile() {
+        use std::collections::HashMap;
+        let mut all: Vec<(String, &'static str)> = Vec::new();
+        for f in crate::tls::TlsFinding::ALL {
+            let (id, m) = f.id();
+            all.push((id.to_string(), m));
+        }
+        for e in secmms_profiles::events::ALL {
+            all.push((e.id.to_string(), e.mnemonic));
+        }
+        for e in secmms_e2e::events::all() {
+            all.push((e.id().to_string(), e.mnemonic));
+        }
+        for e in secmms_profiles::native::events::CATALOGUE
+            .iter()
+            .chain(secmms_profiles::native::events::LOCAL.iter())
+        {
+            all.push((e.id.to_string(), e.mnemonic));
+        }
+        for e in secmms_profiles::xmpp::ALL {
+            all.push((e.id.to_string(), e.mnemonic));
+        }
+        let (id, m, _) = crate::security::events::PEER_TITLE_UNCHECKED;
+        all.push((id.to_string(), m));
+        let mut by_id: HashMap<&str, &str> = HashMap::new();
+        let mut by_name: HashMap<&str, &str> = HashMap::new();
+        for (id, m) in &all {
+            if let Some(other) = by_id.insert(id, m) {
+                assert_eq!(other, *m, "{id} names two events");
+            }
+            // The generic checks of groups 3–7, 12 and 13 share their base mnemonics (the
+            // suffixed names were not captured, §14.5); the id tells them apart.
+            let generic = ["3", "4", "5", "6", "7", "12", "13"]
+                .iter()
+                .any(|g| id.starts_with(&format!("IEC62351-4:{g}.")));
+            if let Some(other) = by_name.insert(m, id) {
+                if !generic {
+                    assert_eq!(other, id.as_str(), "{m} has two ids");
+                }
+            }
+        }
+        assert!(by_id.len() > 200, "{} ids", by_id.len());
+        assert_eq!(by_id.get("secmms:11.5"), Some(&"AP_CERT_EXPIRED"));
+        assert_eq!(by_id.get("IEC62351-4:11.5"), Some(&"ENCR_BAD_ICV_TRF"));
+    }
+
     #[test]
     fn fanout_reaches_every_sink() {
         let a = Arc::new(MemorySink::new());

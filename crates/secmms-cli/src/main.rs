@@ -551,6 +551,12 @@ fn pics(a: PicsArgs) -> Result<ExitCode> {
             _ => secmms::security::Encrypt::Gcm,
         };
     }
+    if a.sec.require_encryption {
+        cfg.security.encryption = secmms::security::EncryptionRule::Required;
+    }
+    if !a.tls.crl.is_empty() {
+        cfg.tls.crl = a.tls.crl.clone();
+    }
     let p = secmms::pics::statement(&cfg);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);

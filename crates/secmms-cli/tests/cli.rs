@@ -154,3 +154,59 @@ fn pics_prints_tables_6_to_13_for_the_configuration() {
     // Static DH suites are marked unsupported.
     assert!(md.contains("**no**"));
 }
+
+/// Every "supported" answer comes from the configuration (and the build and library): the same
+/// rows read no in a plain configuration and yes with TLS and native mode, and
+/// `--require-encryption` takes the unencrypted mode away.
+#[test]
+fn pics_answers_change_with_the_configuration() {
+    let row = |args: &[&str], table: u64, item: &str| -> String {
+        let out = secmms()
+            .arg("pics")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let t = p["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["number"] == table)
+            .unwrap();
+        let r = t["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["item"].as_str().unwrap().starts_with(item))
+            .unwrap_or_else(|| panic!("{t}"));
+        r["support"].as_str().unwrap().to_string()
+    };
+    let suite = "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256";
+    assert_eq!(row(&[], 10, suite), "no");
+    assert_eq!(row(&["--tls"], 10, suite), "yes");
+    let clear = "Non-AE: no encryption";
+    assert_eq!(row(&[], 9, clear), "no");
+    assert_eq!(row(&["--mode", "native"], 9, clear), "yes");
+    assert_eq!(
+        row(
+            &[
+                "--mode",
+                "native",
+                "--encrypt",
+                "gcm",
+                "--require-encryption"
+            ],
+            9,
+            clear
+        ),
+        "no"
+    );
+    assert_eq!(row(&["--mode", "compat"], 7, "Compatibility"), "yes");
+    assert_eq!(row(&["--mode", "native"], 7, "Compatibility"), "no");
+}

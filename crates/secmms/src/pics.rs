@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::security::{AppMode, Encrypt};
-use crate::tls::{conformance_statement, Requirement, SuiteMode};
+use crate::tls::{conformance_statement, Requirement};
 
 /// Whether this build can do an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -69,17 +69,147 @@ fn row(item: &str, status: &str, support: Support, in_use: bool, note: &str) -> 
     }
 }
 
-/// Whether the E2E environment over XMPP is in this build (clause 16).
-pub const XMPP_SUPPORTED: bool = true;
+/// What this build contains. No Cargo feature gates these parts today, so every field is true;
+/// the statement still reads them from here (never from a literal), so a build that leaves a
+/// part out states it, and the test with [`Build::NONE`] shows no answer is hard-coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Build {
+    /// The OSI stack (secmms-osi): RFC 1006, TP0, session, presentation, ACSE.
+    pub osi: bool,
+    /// The XMPP environment (secmms-xmpp and the clause 16 mapping).
+    pub xmpp: bool,
+    /// The A-security-profile (clause 11).
+    pub aprofile: bool,
+    /// The E2E engine of native mode (clauses 13–15).
+    pub native_e2e: bool,
+    /// The upper-layer relay (§15.5, `secmms relay`).
+    pub relay: bool,
+    /// The T-profile (clause 6, OpenSSL).
+    pub tls: bool,
+}
 
-/// Builds the statement for `cfg`.
+impl Build {
+    /// This build.
+    pub const THIS: Build = Build {
+        osi: true,
+        xmpp: true,
+        aprofile: true,
+        native_e2e: true,
+        relay: true,
+        tls: true,
+    };
+    /// A build without any of the parts (for tests of the derivation).
+    pub const NONE: Build = Build {
+        osi: false,
+        xmpp: false,
+        aprofile: false,
+        native_e2e: false,
+        relay: false,
+        tls: false,
+    };
+}
+
+/// What the linked OpenSSL can do, asked at run time.
+#[derive(Debug, Clone)]
+pub struct Library {
+    /// The suites of both tables with whether the library implements them.
+    pub suites: Vec<crate::tls::SuiteSupport>,
+    /// TLS 1.3 is available.
+    pub tls13: bool,
+    /// The brainpoolP256r1 curve is available (some distributions build OpenSSL without it).
+    pub brainpool: bool,
+}
+
+impl Library {
+    /// Asks the linked OpenSSL.
+    pub fn probe() -> Library {
+        let tls13 = openssl::ssl::SslContextBuilder::new(openssl::ssl::SslMethod::tls())
+            .and_then(|mut b| b.set_min_proto_version(Some(openssl::ssl::SslVersion::TLS1_3)))
+            .is_ok();
+        let brainpool =
+            openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::BRAINPOOL_P256R1).is_ok();
+        Library {
+            suites: conformance_statement(),
+            tls13,
+            brainpool,
+        }
+    }
+
+    /// A library that can do nothing (for tests of the derivation).
+    pub fn none() -> Library {
+        Library {
+            suites: conformance_statement()
+                .into_iter()
+                .map(|mut s| {
+                    s.supported = false;
+                    s
+                })
+                .collect(),
+            tls13: false,
+            brainpool: false,
+        }
+    }
+}
+
+fn yes(b: bool) -> Support {
+    if b {
+        Support::Yes
+    } else {
+        Support::No
+    }
+}
+
+/// Builds the statement for `cfg` with this build and the linked OpenSSL.
 pub fn statement(cfg: &Config) -> Pics {
-    use Support::{No, Yes};
+    statement_with(cfg, &Build::THIS, &Library::probe())
+}
+
+/// Builds the statement for `cfg`, `build` and `lib`. "Supported" is what this build, this
+/// library and this configuration would accept or offer; "in use" is what the configuration
+/// offers or prefers as initiator.
+pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
+    use crate::security::e2e_config;
+    use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
+    use secmms_e2e::{EncryptionPolicy, ModeOffer};
+    use secmms_pki::{DhGroup, SignatureAlgorithm};
+
     let mode = cfg.security.mode;
-    let native = mode == AppMode::Native;
-    let compat = mode == AppMode::Compat;
-    let tls = cfg.tls.enabled;
+    let xmpp_cfg = cfg.xmpp.is_some();
+    let osi = build.osi && !xmpp_cfg;
+    let native = build.native_e2e && mode == AppMode::Native;
+    let compat = build.aprofile && mode == AppMode::Compat && osi;
+    let xmpp = build.xmpp && xmpp_cfg && native;
+    let tls = build.tls && cfg.tls.enabled;
     let enc = cfg.security.encrypt;
+    let e2e = e2e_config(&cfg.security);
+    let offer_ae = matches!(&e2e.offer, ModeOffer::Ae(_));
+    let offered_encr: &[EncrAlg] = match &e2e.offer {
+        ModeOffer::NonAe { encr, .. } => encr,
+        ModeOffer::Ae(_) => &[],
+    };
+    let offered_ae: &[AeAlg] = match &e2e.offer {
+        ModeOffer::Ae(a) => a,
+        ModeOffer::NonAe { .. } => &[],
+    };
+    // What native mode accepts under its policy (§13.3.1.5).
+    let ae_ok =
+        native && !e2e.allowed_ae.is_empty() && e2e.encryption != EncryptionPolicy::Forbidden;
+    let cbc_ok = native
+        && !e2e.allowed_encr.is_empty()
+        && !e2e.require_ae
+        && e2e.encryption != EncryptionPolicy::Forbidden;
+    let clear_ok = native && !e2e.require_ae && e2e.encryption != EncryptionPolicy::Required;
+    let hmac_ok = (cbc_ok || clear_ok) && e2e.allowed_icv.contains(&IcvAlg::HmacSha256);
+    let gmac_ok = (cbc_ok || clear_ok)
+        && (e2e.allowed_icv.contains(&IcvAlg::Gmac128)
+            || e2e.allowed_icv.contains(&IcvAlg::Gmac256));
+    let sig = |a: SignatureAlgorithm| native && e2e.allowed_signatures.contains(&a);
+    let group_ok = |g: DhGroup| {
+        native
+            && (e2e.accept_groups.contains(&g) || e2e.offer_groups.contains(&g))
+            && (g != DhGroup::EcdhBrainpoolP256r1 || lib.brainpool)
+    };
+    let group_offered = |g: DhGroup| native && e2e.offer_groups.first() == Some(&g);
     let mut tables = Vec::new();
 
     tables.push(PicsTable {
@@ -89,16 +219,17 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "OSI (IEC 61850-8-1, ICCP)",
                 "c[2]",
-                Yes,
-                cfg.xmpp.is_none(),
+                yes(osi),
+                osi,
                 "RFC 1006 / TP0 / session v2 / presentation / ACSE (secmms-osi); relay §15.5",
             ),
             row(
                 "XMPP (IEC 61850-8-2)",
                 "c[2]",
-                if XMPP_SUPPORTED { Yes } else { No },
-                cfg.xmpp.is_some(),
-                "--env xmpp: secmms-xmpp transport, secmms_profiles::xmpp mapping, XML SecPDUs",
+                yes(xmpp),
+                xmpp,
+                "an [xmpp] section and --mode native: secmms-xmpp transport, \
+                 secmms_profiles::xmpp mapping, XML SecPDUs",
             ),
         ],
     });
@@ -110,45 +241,43 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "Compatibility mode (A-security-profile, clause 11; OSI only)",
                 "c[3]",
-                Yes,
+                yes(compat),
                 compat,
                 "secmms-profiles::aprofile; --mode compat",
             ),
             row(
                 "Native mode (E2E security, clauses 12-15)",
                 "c[4]",
-                Yes,
+                yes(native),
                 native,
                 "secmms-e2e engine, secmms-profiles::native; --mode native",
             ),
         ],
     });
 
-    let suites = conformance_statement();
-    let suite_rows = |table: &str, mode_in_use: bool| -> Vec<PicsRow> {
-        suites
+    let offered = cfg.tls.offered_suites().unwrap_or_default();
+    let suite_rows = |table: &str| -> Vec<PicsRow> {
+        lib.suites
             .iter()
             .filter(|s| s.table == table)
             .map(|s| {
-                let offered = tls
-                    && mode_in_use
-                    && s.supported
-                    && (cfg.tls.suites.is_empty()
-                        || cfg.tls.suites.iter().any(|n| {
-                            crate::tls::find_suite(n).is_some_and(|f| f.iana == s.suite.iana)
-                        }));
+                let on = tls && s.supported && offered.iter().any(|o| o.iana == s.suite.iana);
                 row(
                     &format!("{} (0x{:04X})", s.suite.name, s.suite.iana),
                     match s.suite.requirement {
                         Requirement::Mandatory => "m",
                         Requirement::Optional => "o",
                     },
-                    if s.supported { Yes } else { No },
-                    offered,
+                    yes(on),
+                    on,
                     if s.suite.openssl.is_none() {
                         "static DH: no maintained TLS library implements it"
                     } else if !s.supported {
                         "not in the linked OpenSSL build"
+                    } else if !tls {
+                        "TLS is off in this configuration (--tls)"
+                    } else if !on {
+                        "not in tls.suites / the tls.mode table"
                     } else {
                         ""
                     },
@@ -159,7 +288,7 @@ pub fn statement(cfg: &Config) -> Pics {
     tables.push(PicsTable {
         number: 8,
         title: "Compatibility-mode TLS cipher suites (Table 2)".into(),
-        rows: suite_rows("compat", cfg.tls.mode == SuiteMode::Compat),
+        rows: suite_rows("compat"),
     });
 
     tables.push(PicsTable {
@@ -169,21 +298,21 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "Authenticated encryption (AES-GCM)",
                 "c[2]",
-                Yes,
-                native && enc == Encrypt::Gcm,
-                "--encrypt gcm",
+                yes(ae_ok),
+                native && offer_ae,
+                "--encrypt gcm; [security] encryption, require_ae",
             ),
             row(
                 "Non-AE: AES-CBC + HMAC-SHA256",
                 "c[2]",
-                Yes,
+                yes(cbc_ok),
                 native && enc == Encrypt::Cbc,
                 "--encrypt cbc",
             ),
             row(
                 "Non-AE: no encryption, HMAC-SHA256 ICV",
                 "c[2]",
-                Yes,
+                yes(clear_ok),
                 native && enc == Encrypt::None,
                 "--encrypt none",
             ),
@@ -194,15 +323,12 @@ pub fn statement(cfg: &Config) -> Pics {
         number: 10,
         title: "Native-mode TLS cipher suites (Table 3)".into(),
         rows: {
-            let mut rows = suite_rows("native", true);
-            rows.extend(tls13_rows(cfg));
+            let mut rows = suite_rows("native");
+            rows.extend(tls13_rows(cfg, tls && lib.tls13));
             rows
         },
     });
 
-    let gcm = native && enc == Encrypt::Gcm;
-    let cbc = native && enc == Encrypt::Cbc;
-    let hmac = native && enc != Encrypt::Gcm;
     tables.push(PicsTable {
         number: 11,
         title: "E2E cryptographic algorithms (clause 8)".into(),
@@ -210,35 +336,81 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "rsaEncryption (RSA >= 2048) public keys",
                 "m",
-                Yes,
-                native,
+                yes(sig(SignatureAlgorithm::RsaPkcs1Sha256)),
+                sig(SignatureAlgorithm::RsaPkcs1Sha256),
+                "[security] signatures",
+            ),
+            row(
+                "ecPublicKey on secp256r1",
+                "m",
+                yes(sig(SignatureAlgorithm::EcdsaSha256)),
+                sig(SignatureAlgorithm::EcdsaSha256),
                 "",
             ),
-            row("ecPublicKey on secp256r1", "m", Yes, native, ""),
-            row("ecPublicKey on brainpoolP256r1", "m", Yes, native, ""),
-            row("sha256WithRSAEncryption signature", "m", Yes, native, ""),
-            row("ecdsa-with-SHA256 signature", "m", Yes, native, ""),
+            row(
+                "ecPublicKey on brainpoolP256r1",
+                "m",
+                yes(sig(SignatureAlgorithm::EcdsaSha256) && lib.brainpool),
+                sig(SignatureAlgorithm::EcdsaSha256) && lib.brainpool,
+                if lib.brainpool {
+                    ""
+                } else {
+                    "the linked OpenSSL has no brainpool curves"
+                },
+            ),
+            row(
+                "sha256WithRSAEncryption signature",
+                "m",
+                yes(sig(SignatureAlgorithm::RsaPkcs1Sha256)),
+                sig(SignatureAlgorithm::RsaPkcs1Sha256),
+                "",
+            ),
+            row(
+                "ecdsa-with-SHA256 signature",
+                "m",
+                yes(sig(SignatureAlgorithm::EcdsaSha256)),
+                sig(SignatureAlgorithm::EcdsaSha256),
+                "",
+            ),
             row(
                 "aes128-CBC",
                 "c[5]",
-                Yes,
-                cbc,
+                yes(cbc_ok && e2e.allowed_encr.contains(&EncrAlg::Aes128Cbc)),
+                native && offered_encr.contains(&EncrAlg::Aes128Cbc),
                 "offered first with --encrypt cbc",
             ),
-            row("aes256-CBC", "c[5]", Yes, false, "accepted as server"),
+            row(
+                "aes256-CBC",
+                "c[5]",
+                yes(cbc_ok && e2e.allowed_encr.contains(&EncrAlg::Aes256Cbc)),
+                native && offered_encr.contains(&EncrAlg::Aes256Cbc),
+                "offered second with --encrypt cbc",
+            ),
             row(
                 "aes128-GCM",
                 "c[6]",
-                Yes,
-                gcm,
+                yes(ae_ok && e2e.allowed_ae.contains(&AeAlg::Aes128Gcm)),
+                native && offered_ae.contains(&AeAlg::Aes128Gcm),
                 "offered first with --encrypt gcm",
             ),
-            row("aes256-GCM", "c[6]", Yes, gcm, "offered second"),
-            row("hmacWithSHA256 ICV", "c[7]", Yes, hmac, ""),
+            row(
+                "aes256-GCM",
+                "c[6]",
+                yes(ae_ok && e2e.allowed_ae.contains(&AeAlg::Aes256Gcm)),
+                native && offered_ae.contains(&AeAlg::Aes256Gcm),
+                "offered second",
+            ),
+            row(
+                "hmacWithSHA256 ICV",
+                "c[7]",
+                yes(hmac_ok),
+                native && !offer_ae,
+                "",
+            ),
             row(
                 "GMAC (aes128/256-GCM) ICV",
                 "c[7]",
-                Yes,
+                yes(gmac_ok),
                 false,
                 "accepted as server",
             ),
@@ -252,35 +424,45 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "DH group 14 (MODP-2048, RFC 3526)",
                 "—",
-                Yes,
-                false,
-                "accepted as server",
+                yes(group_ok(DhGroup::Modp2048)),
+                group_offered(DhGroup::Modp2048),
+                "[security] dh_groups",
             ),
             row(
                 "DH group \"23\" (ECDH P-256)",
                 "—",
-                Yes,
-                native,
+                yes(group_ok(DhGroup::EcdhP256)),
+                group_offered(DhGroup::EcdhP256),
                 "offered by default",
             ),
             row(
                 "DH group 28 (ECDH brainpoolP256r1)",
                 "—",
-                Yes,
-                false,
-                "accepted as server",
+                yes(group_ok(DhGroup::EcdhBrainpoolP256r1)),
+                group_offered(DhGroup::EcdhBrainpoolP256r1),
+                "",
             ),
             row(
                 "HKDF-SHA256 (RFC 5869) key schedule",
                 "—",
-                Yes,
+                yes(native),
                 native,
                 "spec §13.3.1.3",
             ),
-            row("Key refresh (15 min - 24 h)", "—", Yes, native, ""),
+            row(
+                "Key refresh (15 min - 24 h)",
+                "—",
+                yes(native),
+                native,
+                &format!(
+                    "every {} s ([security] rekey_interval_secs)",
+                    e2e.effective_rekey_interval_ms() / 1000
+                ),
+            ),
         ],
     });
 
+    let relay_in_use = cfg.relay.to.is_some() || !cfg.relay.routes.is_empty();
     tables.push(PicsTable {
         number: 13,
         title: "Environment features (not captured; secmms reconstruction)".into(),
@@ -288,30 +470,44 @@ pub fn statement(cfg: &Config) -> Pics {
             row(
                 "OSI: SecPDUs in ACSE user-information and P-DATA (Table 4)",
                 "—",
-                Yes,
-                native,
+                yes(native && osi),
+                native && osi,
                 "",
             ),
             row(
                 "OSI: upper-layer relay (§15.5)",
                 "—",
-                Yes,
-                false,
-                "secmms relay",
+                yes(build.relay && build.osi),
+                build.relay && build.osi && relay_in_use,
+                "secmms relay; [relay] to / routes",
             ),
             row(
                 "OSI: A-profile over TLS (Table 1 row 3)",
                 "—",
-                Yes,
+                yes(compat && tls),
                 compat && tls,
                 "",
             ),
             row(
                 "XMPP: iq/message stanza mapping, ENV_4 wrapper, assoID demultiplexing, release collision",
                 "—",
-                if XMPP_SUPPORTED { Yes } else { No },
-                cfg.xmpp.is_some(),
+                yes(xmpp),
+                xmpp,
                 "secmms_profiles::xmpp",
+            ),
+            row(
+                "Annex G.2: TLS and application certificates kept apart",
+                "—",
+                yes((compat || native) && cfg.security.separate_certificates),
+                (compat || native) && cfg.security.separate_certificates,
+                "[security] separate_certificates",
+            ),
+            row(
+                "CRLs for TLS and application certificates (§6.2.8)",
+                "—",
+                yes(!cfg.tls.crl.is_empty() || !cfg.security.crl.is_empty()),
+                !cfg.tls.crl.is_empty() || !cfg.security.crl.is_empty(),
+                "--crl; [tls] crl, [security] crl",
             ),
         ],
     });
@@ -325,7 +521,16 @@ pub fn statement(cfg: &Config) -> Pics {
         },
         mode.name(),
         if native {
-            format!(", encryption {}", enc.name())
+            format!(
+                ", encryption {} (policy {:?}{})",
+                enc.name(),
+                cfg.security.encryption,
+                if cfg.security.require_ae {
+                    ", AE required"
+                } else {
+                    ""
+                }
+            )
         } else {
             String::new()
         }
@@ -368,26 +573,28 @@ impl Pics {
 }
 
 /// The TLS 1.3 rows (§6.2 DECISION: IEC 62351-3 Ed.2 permits TLS 1.3 beside the mandatory
-/// TLS 1.2; the 62351-4 tables list TLS 1.2 suites only).
-fn tls13_rows(cfg: &Config) -> Vec<PicsRow> {
-    let on = cfg.tls.enabled && cfg.tls.tls13;
+/// TLS 1.2; the 62351-4 tables list TLS 1.2 suites only). `available`: TLS is on and the library
+/// has TLS 1.3.
+fn tls13_rows(cfg: &Config, available: bool) -> Vec<PicsRow> {
+    let on = available && cfg.tls.tls13;
     let refresh = match cfg.tls.tls13_key_refresh {
         crate::tls::Tls13KeyRefresh::KeyUpdate => "KeyUpdate",
         crate::tls::Tls13KeyRefresh::NewAssociation => "a new association",
     };
+    let tickets = on && cfg.tls.tls13_tickets > 0;
     vec![
         row(
             "TLS 1.3 (RFC 8446): TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384",
             "o (DECISION)",
-            Support::Yes,
+            yes(on),
             on,
             "IEC 62351-3 Ed.2 permits TLS 1.3; TLS 1.2 stays mandatory; tls.tls13",
         ),
         row(
             "TLS 1.3 session tickets sent by the server",
             "o (DECISION)",
-            Support::Yes,
-            on && cfg.tls.tls13_tickets > 0,
+            yes(tickets),
+            tickets,
             &format!(
                 "tls.tls13_tickets = {} (default 0: libiec61850's client drops a server that \
                  sends tickets; a resumed session is re-checked against the CRLs)",
@@ -397,7 +604,7 @@ fn tls13_rows(cfg: &Config) -> Vec<PicsRow> {
         row(
             "TLS 1.3 key refresh",
             "o (DECISION)",
-            Support::Yes,
+            yes(on),
             on,
             &format!("tls.tls13_key_refresh: {refresh} (default KeyUpdate)"),
         ),
@@ -407,59 +614,126 @@ fn tls13_rows(cfg: &Config) -> Vec<PicsRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::{DhGroupName, EncryptionRule};
+
+    /// The row of table `n` whose item starts with `item`: (supported, in use).
+    fn at(p: &Pics, n: u8, item: &str) -> (bool, bool) {
+        let r = p
+            .tables
+            .iter()
+            .find(|t| t.number == n)
+            .unwrap()
+            .rows
+            .iter()
+            .find(|r| r.item.starts_with(item))
+            .unwrap_or_else(|| panic!("table {n}: no {item}"));
+        (r.support == Support::Yes, r.in_use)
+    }
+
+    fn native() -> Config {
+        let mut cfg = Config::default();
+        cfg.security.mode = AppMode::Native;
+        cfg
+    }
 
     #[test]
-    fn tables_6_to_13_follow_the_configuration() {
-        let mut cfg = Config::default();
-        let p = statement(&cfg);
+    fn no_answer_is_hard_coded() {
+        // Without the parts in the build and with a library that can do nothing, no row says
+        // yes, whatever the configuration asks for.
+        let mut cfg = native();
+        cfg.tls.enabled = true;
+        cfg.tls.tls13 = true;
+        cfg.xmpp = Some(Default::default());
+        cfg.relay.to = Some("127.0.0.1:102".into());
+        let p = statement_with(&cfg, &Build::NONE, &Library::none());
+        for t in &p.tables {
+            for r in &t.rows {
+                assert!(
+                    r.support == Support::No && !r.in_use,
+                    "table {}: {}",
+                    t.number,
+                    r.item
+                );
+            }
+        }
         assert_eq!(
             p.tables.iter().map(|t| t.number).collect::<Vec<_>>(),
             (6..=13).collect::<Vec<_>>()
         );
-        // Plain configuration: no mode, no suite in use.
-        assert!(p.tables[1].rows.iter().all(|r| !r.in_use));
-        cfg.security.mode = AppMode::Native;
-        cfg.security.encrypt = Encrypt::Cbc;
-        cfg.tls.enabled = true;
-        let p = statement(&cfg);
-        assert!(p.tables[1].rows[1].in_use && !p.tables[1].rows[0].in_use);
-        let t9 = &p.tables[3];
-        assert!(t9.rows[1].in_use && !t9.rows[0].in_use);
-        // Native suites offered over TLS include the mandatory ECDHE-ECDSA GCM suite; static DH
-        // is never supported.
-        let t10 = &p.tables[4];
-        assert!(t10
-            .rows
-            .iter()
-            .any(|r| r.item.contains("0xC02B") && r.in_use && r.support == Support::Yes));
-        assert!(t10
-            .rows
-            .iter()
-            .any(|r| r.item.contains("0x00A0") && r.support == Support::No));
-        let md = p.to_markdown();
-        assert!(md.contains("## Table 10") && md.contains("**no**"));
-        // TLS 1.3 is a DECISION row: in use with TLS 1.3 on, no tickets by default.
-        let tls13 = |p: &Pics, what: &str| {
-            p.tables[4]
-                .rows
-                .iter()
-                .find(|r| r.item.starts_with(what))
-                .map(|r| (r.in_use, r.status.clone()))
-                .unwrap()
-        };
+    }
+
+    #[test]
+    fn answers_follow_the_configuration() {
+        // Plain TCP, plain mode: OSI only; no mode, suite or E2E algorithm.
+        let plain = Config::default();
+        let p = statement(&plain);
+        assert_eq!(at(&p, 6, "OSI"), (true, true));
+        assert_eq!(at(&p, 6, "XMPP"), (false, false));
+        assert_eq!(at(&p, 7, "Native mode"), (false, false));
         assert_eq!(
-            tls13(&p, "TLS 1.3 (RFC 8446)"),
-            (true, "o (DECISION)".into())
+            at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+            (false, false)
         );
-        assert!(!tls13(&p, "TLS 1.3 session tickets").0);
-        let mut with_tickets = cfg.clone();
-        with_tickets.tls.tls13_tickets = 2;
-        assert!(tls13(&statement(&with_tickets), "TLS 1.3 session tickets").0);
-        // XMPP is in this build; in use only with an [xmpp] section.
-        assert!(p.tables[0].rows[1].support == Support::Yes && !p.tables[0].rows[1].in_use);
-        cfg.xmpp = Some(Default::default());
-        let p = statement(&cfg);
-        assert!(p.tables[0].rows[1].in_use && !p.tables[0].rows[0].in_use);
+        assert_eq!(at(&p, 9, "Authenticated encryption"), (false, false));
+        assert_eq!(at(&p, 12, "DH group 14"), (false, false));
+
+        // TLS on: the native suites; a suites list narrows them.
+        let mut tls = Config::default();
+        tls.tls.enabled = true;
+        let p = statement(&tls);
+        assert_eq!(
+            at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
+            (true, true)
+        );
+        assert_eq!(at(&p, 10, "TLS_DH_RSA_WITH_AES_128_GCM_SHA256").0, false);
+        tls.tls.suites = vec!["0xC02F".into()];
+        let p = statement(&tls);
+        assert_eq!(
+            at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").0,
+            false
+        );
+        assert_eq!(at(&p, 10, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256").0, true);
+        // TLS 1.3 tickets follow tls13_tickets.
+        tls.tls.tls13 = true;
+        assert_eq!(at(&statement(&tls), 10, "TLS 1.3 session tickets").0, false);
+        tls.tls.tls13_tickets = 2;
+        assert_eq!(
+            at(&statement(&tls), 10, "TLS 1.3 session tickets"),
+            (true, true)
+        );
+
+        // Native mode: every encryption mode by default...
+        let mut n = native();
+        let p = statement(&n);
+        assert_eq!(at(&p, 7, "Native mode"), (true, true));
+        assert_eq!(at(&p, 9, "Authenticated encryption"), (true, true));
+        assert_eq!(at(&p, 9, "Non-AE: no encryption"), (true, false));
+        assert_eq!(at(&p, 12, "DH group 14"), (true, false));
+        assert_eq!(at(&p, 12, "DH group \"23\""), (true, true));
+        // ...encryption required removes the clear mode, require_ae the CBC one...
+        n.security.encryption = EncryptionRule::Required;
+        n.security.require_ae = true;
+        let p = statement(&n);
+        assert_eq!(at(&p, 9, "Non-AE: no encryption").0, false);
+        assert_eq!(at(&p, 9, "Non-AE: AES-CBC").0, false);
+        assert_eq!(at(&p, 11, "aes128-CBC").0, false);
+        assert_eq!(at(&p, 11, "hmacWithSHA256 ICV").0, false);
+        // ...and dh_groups the groups.
+        let mut n = native();
+        n.security.dh_groups = vec![DhGroupName::Modp2048];
+        n.security.encrypt = Encrypt::Cbc;
+        let p = statement(&n);
+        assert_eq!(at(&p, 12, "DH group 14"), (true, true));
+        assert_eq!(at(&p, 12, "DH group \"23\""), (false, false));
+        assert_eq!(at(&p, 11, "aes256-CBC"), (true, true));
+        assert_eq!(at(&p, 9, "Non-AE: AES-CBC"), (true, true));
+
+        // XMPP: an [xmpp] section in native mode.
+        n.xmpp = Some(Default::default());
+        let p = statement(&n);
+        assert_eq!(at(&p, 6, "XMPP"), (true, true));
+        assert_eq!(at(&p, 6, "OSI"), (false, false));
+        assert!(p.to_markdown().contains("## Table 13"));
         assert!(serde_json::to_string(&p).unwrap().contains("\"number\":13"));
     }
 }

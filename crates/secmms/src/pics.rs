@@ -685,17 +685,14 @@ mod tests {
             at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"),
             (true, true)
         );
-        assert_eq!(at(&p, 10, "TLS_DH_RSA_WITH_AES_128_GCM_SHA256").0, false);
+        assert!(!at(&p, 10, "TLS_DH_RSA_WITH_AES_128_GCM_SHA256").0);
         tls.tls.suites = vec!["0xC02F".into()];
         let p = statement(&tls);
-        assert_eq!(
-            at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").0,
-            false
-        );
-        assert_eq!(at(&p, 10, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256").0, true);
+        assert!(!at(&p, 10, "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256").0);
+        assert!(at(&p, 10, "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256").0);
         // TLS 1.3 tickets follow tls13_tickets.
         tls.tls.tls13 = true;
-        assert_eq!(at(&statement(&tls), 10, "TLS 1.3 session tickets").0, false);
+        assert!(!at(&statement(&tls), 10, "TLS 1.3 session tickets").0);
         tls.tls.tls13_tickets = 2;
         assert_eq!(
             at(&statement(&tls), 10, "TLS 1.3 session tickets"),
@@ -714,10 +711,10 @@ mod tests {
         n.security.encryption = EncryptionRule::Required;
         n.security.require_ae = true;
         let p = statement(&n);
-        assert_eq!(at(&p, 9, "Non-AE: no encryption").0, false);
-        assert_eq!(at(&p, 9, "Non-AE: AES-CBC").0, false);
-        assert_eq!(at(&p, 11, "aes128-CBC").0, false);
-        assert_eq!(at(&p, 11, "hmacWithSHA256 ICV").0, false);
+        assert!(!at(&p, 9, "Non-AE: no encryption").0);
+        assert!(!at(&p, 9, "Non-AE: AES-CBC").0);
+        assert!(!at(&p, 11, "aes128-CBC").0);
+        assert!(!at(&p, 11, "hmacWithSHA256 ICV").0);
         // ...and dh_groups the groups.
         let mut n = native();
         n.security.dh_groups = vec![DhGroupName::Modp2048];

@@ -902,38 +902,51 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
         server.variable_count()
     );
     let tls = server.tls().cloned();
+    let crl = server.crl_reloader();
     tokio::select! {
         r = server.run() => r.context("server stopped")?,
         _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
-        _ = reload_on_sighup(tls) => {}
+        _ = reload_on_sighup(crl, tls) => {}
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `SIGHUP`: re-reads the CRLs now (as the periodic evaluation would) and rebuilds the TLS
-/// context (empty session cache, fresh ticket keys), so no session of a revoked peer resumes.
-/// Never returns.
-async fn reload_on_sighup(tls: Option<std::sync::Arc<secmms::tls::TlsContext>>) {
+/// `SIGHUP`: re-reads the CRLs now (as the periodic evaluation would): TLS ones, then the
+/// application-certificate ones, whose change makes every live association re-check its peer
+/// (a revoked peer is aborted). The TLS context is rebuilt (empty session cache, fresh ticket
+/// keys), so no session of a revoked peer resumes. Never returns.
+async fn reload_on_sighup(
+    crl: secmms::server::CrlReloader,
+    tls: Option<std::sync::Arc<secmms::tls::TlsContext>>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let Ok(mut hup) = signal(SignalKind::hangup()) else {
             return std::future::pending().await;
         };
+        let word = |b: bool| if b { "changed" } else { "unchanged" };
         while hup.recv().await.is_some() {
-            match &tls {
-                Some(t) => {
-                    let changed = t.reload_crls();
-                    if !changed {
-                        t.rebuild();
-                    }
-                    eprintln!(
-                        "SIGHUP: CRLs re-read ({}), TLS context rebuilt",
-                        if changed { "changed" } else { "unchanged" }
-                    );
+            let r = crl.reload();
+            if let Some(t) = &tls {
+                let changed = r.tls_changed || t.reload_crls();
+                if !changed {
+                    t.rebuild();
                 }
-                None => eprintln!("SIGHUP: no TLS context to reload"),
+                eprintln!(
+                    "SIGHUP: TLS CRLs re-read ({}), TLS context rebuilt",
+                    word(changed)
+                );
             }
+            eprintln!(
+                "SIGHUP: application-certificate CRLs re-read ({}{})",
+                word(r.app_changed),
+                if r.app_changed {
+                    "; every association re-checks its peer"
+                } else {
+                    ""
+                }
+            );
         }
     }
     std::future::pending().await

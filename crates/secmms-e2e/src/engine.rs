@@ -1858,6 +1858,31 @@ macro_rules! common_api {
         pub fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {
             self.core.expected_peer = id;
         }
+        /// The peer's application certificate (DER) once the handshake verified it.
+        pub fn peer_certificate(&self) -> Option<&[u8]> {
+            self.core.peer.as_ref().map(|p| p.cert.as_slice())
+        }
+        /// Ends an established association because the peer's certificate is now revoked
+        /// (a reloaded CRL): the DtSecAbort (diagnostic `no-reason-given`) comes back in the
+        /// [`E2eError::Rejected`] and the `E2E_PEER_CERT_REVOKED` incident is queued.
+        /// Outside the data-transfer phase it returns [`E2eError::State`] and does nothing.
+        pub fn abort_revoked_peer(&mut self, detail: &str, now: TimeStamp) -> E2eError {
+            match self.core.state {
+                State::Established
+                | State::ReleaseSent
+                | State::ReleaseReceived
+                | State::ReleaseCollision => self.core.reject(
+                    dfail(
+                        events::PEER_CERT_REVOKED,
+                        DtDiagnostic::NoReasonGiven,
+                        detail.to_string(),
+                    ),
+                    Some(SecPduKind::DtSecAbort),
+                    now,
+                ),
+                s => E2eError::State(s),
+            }
+        }
         /// Certificates (SHA-256 of their DER) the peer's application certificate may not be:
         /// the TLS certificates of this connection (Annex G.2). A HandshakeReq or HandshakeAcc
         /// signed with one is refused with `invalid-public-key-certificate` (PKCERT_ERROR).

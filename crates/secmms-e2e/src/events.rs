@@ -290,6 +290,10 @@ pub const SEC_REJECT_OTHER_RCVD: EventDef = d(0, 3, "HANDSHAKE_SEC_REJECT_RCVD",
 /// Local event `secmms:0.4`: a HandshakeSecAbort arrived with a diagnostic that has no slot in
 /// 5.12–5.25.
 pub const SEC_ABORT_OTHER_RCVD: EventDef = d(0, 4, "HANDSHAKE_SEC_ABORT_RCVD", E);
+/// Local event `secmms:0.6`: the peer's certificate was found revoked while the association
+/// was established (a CRL reloaded, §6.2.8 incident class); the association ends with a
+/// DtSecAbort.
+pub const PEER_CERT_REVOKED: EventDef = d(0, 6, "E2E_PEER_CERT_REVOKED", Severity::Incident);
 /// Local event `secmms:0.5`: a received diagnostic number names no value of §14.2 (it is
 /// handled as `no-reason-given`; the message carries the raw number).
 pub const UNKNOWN_DIAG_RCVD: EventDef = d(0, 5, "UNKNOWN_DIAGNOSTIC_RCVD", E);
@@ -415,6 +419,7 @@ pub fn all() -> Vec<EventDef> {
         SEC_REJECT_OTHER_RCVD,
         SEC_ABORT_OTHER_RCVD,
         UNKNOWN_DIAG_RCVD,
+        PEER_CERT_REVOKED,
     ];
     let generics = [
         Generic::SigAlgNotSup,

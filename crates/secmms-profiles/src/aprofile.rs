@@ -298,6 +298,36 @@ pub struct AProfileShared {
     sink: Arc<dyn SecurityEventSink>,
 }
 
+impl AProfileShared {
+    /// Validates an authenticated peer's certificate again (after the CRLs were reloaded). A
+    /// peer now revoked raises `AP_CERT_REVOKED` (incident, naming `association`) and gets the
+    /// ABRT to send (authentication-failure, as for any certificate failure, §11.4); any other
+    /// result leaves the association alone (only revocation is re-evaluated).
+    pub fn recheck_peer(
+        &self,
+        peer: &AuthenticatedPeer,
+        association: Option<String>,
+    ) -> Result<(), AbortRequest> {
+        let now = (self.clock)();
+        match self.cfg.validator.validate(&peer.certificate, &[], now) {
+            Err(CertError::Revoked) => {
+                let ev = events::CERT_REVOKED;
+                self.sink.record(&SecurityEvent {
+                    id: ev.id,
+                    mnemonic: ev.mnemonic,
+                    severity: ev.severity,
+                    message: "the peer's application certificate is revoked by a reloaded CRL; \
+                              association aborted"
+                        .into(),
+                    association,
+                });
+                Err(abort(abort_diagnostic::AUTHENTICATION_FAILURE))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl std::fmt::Debug for AProfileShared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AProfileShared")
@@ -577,6 +607,8 @@ pub struct AuthenticatedPeer {
     pub identity: Option<PeerIdentity>,
     /// Which octets the signature covered.
     pub signed_over: SignedOver,
+    /// The peer's application certificate (DER), for re-checks after a CRL reload.
+    pub certificate: Vec<u8>,
 }
 
 /// Inputs of [`verify_value`] besides the value.
@@ -671,6 +703,7 @@ pub fn verify_value(
         fingerprint,
         identity,
         signed_over,
+        certificate: v.certificate.clone(),
     })
 }
 

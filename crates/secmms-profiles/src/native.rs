@@ -563,6 +563,12 @@ impl Engine {
     fn next_timeout(&self) -> Option<TimeStamp> {
         on_engine!(self, e => e.next_timeout())
     }
+    fn peer_certificate(&self) -> Option<Vec<u8>> {
+        on_engine!(self, e => e.peer_certificate().map(<[u8]>::to_vec))
+    }
+    fn abort_revoked_peer(&mut self, detail: &str, now: TimeStamp) -> E2eError {
+        on_engine!(self, e => e.abort_revoked_peer(detail, now))
+    }
 }
 
 /// Where the OSI mapping of one association is.
@@ -1795,6 +1801,37 @@ impl NativeChannel {
                 Ok(())
             }
             Err(e) => self.fail(g, assoc, e),
+        }
+    }
+
+    /// Validates the peer's certificate again (after the CRLs were reloaded). A peer now revoked
+    /// ends the association: a DtSecAbort is queued on `assoc`, the `E2E_PEER_CERT_REVOKED`
+    /// incident raised and [`NativeError::Security`] returned. Other validation results (a
+    /// certificate that merely expired meanwhile, a path that needs the certPath the peer sent
+    /// once) leave the association alone: only revocation is re-evaluated.
+    pub fn recheck_peer(&self, assoc: &mut Association) -> Result<(), NativeError> {
+        let mut g = lock(&self.state);
+        if g.phase != Phase::Established {
+            return Ok(());
+        }
+        let Some(cert) = g.engine.peer_certificate() else {
+            return Ok(());
+        };
+        let now = self.shared.now();
+        match self
+            .shared
+            .ctx
+            .validator
+            .validate(&cert, &[], now.unix_secs())
+        {
+            Err(secmms_pki::CertError::Revoked) => {
+                let e = g.engine.abort_revoked_peer(
+                    "the peer's application certificate is revoked by a reloaded CRL",
+                    now,
+                );
+                self.fail(g, assoc, e)
+            }
+            _ => Ok(()),
         }
     }
 

@@ -34,6 +34,10 @@ pub enum LinkError {
     /// No input arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// A wait for input ended because the wake signal ([`Link::set_wake`]) changed; nothing
+    /// was read.
+    #[error("woken before any input arrived")]
+    Woken,
 }
 
 /// One timer for a deadline that is set again and again, mostly later than before (an idle
@@ -76,6 +80,15 @@ pub struct Link<S> {
     buf: Vec<u8>,
     write_timeout: Option<Duration>,
     read_timer: LazyTimer,
+    wake: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+/// True when `wake` changed; never completes once its sender is gone.
+async fn changed(wake: &mut tokio::sync::watch::Receiver<u64>) -> bool {
+    match wake.changed().await {
+        Ok(()) => true,
+        Err(_) => std::future::pending().await,
+    }
 }
 
 impl<S: Stream> Link<S> {
@@ -87,7 +100,15 @@ impl<S: Stream> Link<S> {
             buf: vec![0; READ_CHUNK],
             write_timeout: None,
             read_timer: LazyTimer::default(),
+            wake: None,
         }
+    }
+
+    /// A signal whose every change ends a waiting [`Link::read_input`] with
+    /// [`LinkError::Woken`] before anything is read (the server uses it to re-check live
+    /// associations after a CRL reload).
+    pub fn set_wake(&mut self, wake: tokio::sync::watch::Receiver<u64>) {
+        self.wake = Some(wake);
     }
 
     /// Bounds every [`Link::flush`] (and so every write): a peer that stops reading cannot
@@ -145,15 +166,31 @@ impl<S: Stream> Link<S> {
     /// protocol error) is written before an error is returned.
     pub async fn read_input(&mut self, timeout: Option<Duration>) -> Result<(), LinkError> {
         // A timeout too long to be a deadline (e.g. u64::MAX seconds for "never") waits forever.
-        let n = match timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?))) {
-            Some((t, at)) => {
+        let deadline = timeout.and_then(|t| Some((t, Instant::now().checked_add(t)?)));
+        let n = match (deadline, self.wake.as_mut()) {
+            (Some((t, at)), Some(wake)) => {
+                tokio::select! {
+                    biased;
+                    n = self.stream.read(&mut self.buf) => n?,
+                    () = self.read_timer.wait_until(at) => return Err(LinkError::Timeout(t)),
+                    true = changed(wake) => return Err(LinkError::Woken),
+                }
+            }
+            (Some((t, at)), None) => {
                 tokio::select! {
                     biased;
                     n = self.stream.read(&mut self.buf) => n?,
                     () = self.read_timer.wait_until(at) => return Err(LinkError::Timeout(t)),
                 }
             }
-            None => self.stream.read(&mut self.buf).await?,
+            (None, Some(wake)) => {
+                tokio::select! {
+                    biased;
+                    n = self.stream.read(&mut self.buf) => n?,
+                    true = changed(wake) => return Err(LinkError::Woken),
+                }
+            }
+            (None, None) => self.stream.read(&mut self.buf).await?,
         };
         if n == 0 {
             // Tell the association, so its state and events reflect the lost transport.

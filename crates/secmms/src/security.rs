@@ -742,11 +742,139 @@ pub fn load_validator(
         }
     }
     for p in crls {
-        let bytes = read(p)?;
-        let crl = X509Crl::from_pem(&bytes).map_err(|e| cred_err(p, format!("not a CRL: {e}")))?;
-        v.add_crl(crl);
+        for crl in read_crls(p)? {
+            v.add_crl(crl);
+        }
     }
     Ok(v)
+}
+
+/// Every CRL in a file: PEM (one or more `X509 CRL` blocks) or one DER CRL.
+fn read_crls(p: &Path) -> Result<Vec<X509Crl>, SecurityError> {
+    let bytes = read(p)?;
+    let bad = |e: String| cred_err(p, format!("not a CRL: {e}"));
+    if !bytes.starts_with(b"-----") && !bytes.iter().take(64).all(u8::is_ascii) {
+        return Ok(vec![
+            X509Crl::from_der(&bytes).map_err(|e| bad(e.to_string()))?
+        ]);
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|e| bad(e.to_string()))?;
+    let end = "-----END X509 CRL-----";
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("-----BEGIN X509 CRL-----") {
+        let Some(j) = rest[i..].find(end) else { break };
+        let block = &rest[i..i + j + end.len()];
+        out.push(X509Crl::from_pem(block.as_bytes()).map_err(|e| bad(e.to_string()))?);
+        rest = &rest[i + j + end.len()..];
+    }
+    if out.is_empty() {
+        return Err(bad("no X509 CRL block".into()));
+    }
+    Ok(out)
+}
+
+/// The application-certificate validator of a running process: the configured trust anchors and
+/// CRLs, with the CRLs read again on demand ([`ReloadableValidator::reload`]: on the TLS
+/// schedule, `crl_evaluation_period_secs`, and on SIGHUP). Both profiles share one.
+pub struct ReloadableValidator {
+    anchors: Vec<PathBuf>,
+    crls: Vec<PathBuf>,
+    current: std::sync::RwLock<Arc<OpenSslValidator>>,
+    digest: std::sync::Mutex<[u8; 32]>,
+}
+
+impl std::fmt::Debug for ReloadableValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableValidator")
+            .field("anchors", &self.anchors)
+            .field("crls", &self.crls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReloadableValidator {
+    /// Reads the anchors and CRLs.
+    pub fn load(anchors: &[PathBuf], crls: &[PathBuf]) -> Result<Self, SecurityError> {
+        let v = load_validator(anchors, crls)?;
+        Ok(ReloadableValidator {
+            anchors: anchors.to_vec(),
+            crls: crls.to_vec(),
+            current: std::sync::RwLock::new(Arc::new(v)),
+            digest: std::sync::Mutex::new(Self::digest_of(crls)?),
+        })
+    }
+
+    fn digest_of(crls: &[PathBuf]) -> Result<[u8; 32], SecurityError> {
+        let mut all = Vec::new();
+        for p in crls {
+            all.extend_from_slice(p.as_os_str().as_encoded_bytes());
+            all.push(0);
+            all.extend_from_slice(&sha256(&read(p)?));
+        }
+        Ok(sha256(&all))
+    }
+
+    /// Reads the CRL files again. `Ok(true)` when they changed (the new CRLs are in force; live
+    /// associations should be re-checked), `Ok(false)` when they did not. On an error (a file
+    /// missing or unreadable) the CRLs in force stay.
+    pub fn reload(&self) -> Result<bool, SecurityError> {
+        let digest = Self::digest_of(&self.crls)?;
+        let mut d = match self.digest.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if *d == digest {
+            return Ok(false);
+        }
+        let fresh = Arc::new(load_validator(&self.anchors, &self.crls)?);
+        match self.current.write() {
+            Ok(mut g) => *g = fresh,
+            Err(p) => *p.into_inner() = fresh,
+        }
+        *d = digest;
+        Ok(true)
+    }
+
+    fn current(&self) -> Arc<OpenSslValidator> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+}
+
+impl secmms_pki::CertValidator for ReloadableValidator {
+    fn validate(
+        &self,
+        leaf_der: &[u8],
+        path_der: &[Vec<u8>],
+        now: i64,
+    ) -> Result<secmms_pki::ValidatedCert, secmms_pki::CertError> {
+        self.current().validate(leaf_der, path_der, now)
+    }
+
+    fn validate_parsed(
+        &self,
+        leaf_der: &[u8],
+        leaf: &X509,
+        public_key: &openssl::pkey::PKey<openssl::pkey::Public>,
+        path_der: &[Vec<u8>],
+        now: i64,
+    ) -> Result<secmms_pki::ValidatedCert, secmms_pki::CertError> {
+        self.current()
+            .validate_parsed(leaf_der, leaf, public_key, path_der, now)
+    }
+
+    fn validate_attribute_cert(
+        &self,
+        acert_der: &[u8],
+        holder: &secmms_pki::ValidatedCert,
+        now: i64,
+    ) -> Result<(), secmms_pki::CertError> {
+        self.current()
+            .validate_attribute_cert(acert_der, holder, now)
+    }
 }
 
 fn parse_checked(s: &str) -> Result<Oid, SecurityError> {
@@ -760,7 +888,7 @@ pub fn e2e_context(
     s: &SecurityConfig,
     certificate: Vec<u8>,
     key: SigningKey,
-    validator: Arc<OpenSslValidator>,
+    validator: Arc<dyn secmms_pki::CertValidator>,
 ) -> E2eContext {
     let e2e = e2e_config(s);
     E2eContext {
@@ -899,6 +1027,10 @@ pub fn tls_fingerprints(ssl: &openssl::ssl::SslRef) -> Vec<[u8; 32]> {
 pub struct SecurityHandle {
     a_peer: Option<PeerHandle>,
     native: Option<NativeChannel>,
+    /// Compatibility mode: the profile, to re-check the peer after a CRL reload.
+    a_shared: Option<AProfileShared>,
+    /// How events name this association.
+    label: Option<String>,
 }
 
 impl std::fmt::Debug for SecurityHandle {
@@ -915,6 +1047,10 @@ pub enum DataError {
     /// The association is gone or cannot carry data.
     #[error(transparent)]
     Osi(#[from] secmms_osi::OsiError),
+    /// Compatibility mode: the peer's application certificate is now revoked; the ABRT
+    /// (authentication-failure) was queued and `AP_CERT_REVOKED` raised.
+    #[error("the peer's application certificate is revoked (CRL reloaded); association aborted")]
+    PeerRevoked,
     /// An E2E check failed; the abort the standard prescribes was queued and the event raised.
     #[error("E2E security: {0}")]
     Native(#[from] NativeError),
@@ -958,6 +1094,33 @@ impl SecurityHandle {
         Some(std::time::Duration::from_millis(
             due.0.saturating_sub(now).max(0) as u64,
         ))
+    }
+
+    /// Validates the peer's application certificate again after the CRLs were reloaded
+    /// ([`AppSecurity::reload_crls`]). A revoked peer ends the association with the abort the
+    /// profile prescribes, queued on `assoc`: an ABRT with authentication-failure in
+    /// compatibility mode (`AP_CERT_REVOKED`), a DtSecAbort in native mode
+    /// (`E2E_PEER_CERT_REVOKED`); the error says so. Nothing happens before authentication, in
+    /// plain mode or while the peer stays valid.
+    pub fn recheck_peer(&self, assoc: &mut Association) -> Result<(), DataError> {
+        if let Some(ch) = &self.native {
+            return Ok(ch.recheck_peer(assoc)?);
+        }
+        let (Some(shared), Some(handle)) = (&self.a_shared, &self.a_peer) else {
+            return Ok(());
+        };
+        let peer = match handle.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let Some(peer) = peer else { return Ok(()) };
+        match shared.recheck_peer(&peer, self.label.clone()) {
+            Ok(()) => Ok(()),
+            Err(req) => {
+                assoc.abort_with(req)?;
+                Err(DataError::PeerRevoked)
+            }
+        }
     }
 
     /// Runs the native-mode timers.
@@ -1029,6 +1192,8 @@ pub struct AppSecurity {
     /// Annex G.2 on (`[security] separate_certificates`): the connection's TLS certificates
     /// are handed to the profiles to refuse as application certificates.
     separate_certificates: bool,
+    /// The application-certificate validator, for CRL reloads (`None` in plain mode).
+    validator: Option<Arc<ReloadableValidator>>,
     sink: Option<Arc<dyn SecurityEventSink>>,
 }
 
@@ -1051,7 +1216,19 @@ impl AppSecurity {
             local_titles: None,
             peer_titles_configured: false,
             separate_certificates: true,
+            validator: None,
             sink: None,
+        }
+    }
+
+    /// Reads the CRLs of the application certificates again (`[security] crl`, or `[tls] crl`).
+    /// `Ok(true)` when they changed: the caller then re-checks its live associations
+    /// ([`SecurityHandle::recheck_peer`]). `Ok(false)` when unchanged or in plain mode. On an
+    /// error the CRLs in force stay.
+    pub fn reload_crls(&self) -> Result<bool, SecurityError> {
+        match &self.validator {
+            Some(v) => v.reload(),
+            None => Ok(false),
         }
     }
 
@@ -1089,7 +1266,7 @@ impl AppSecurity {
         } else {
             &s.crl
         };
-        let validator = Arc::new(load_validator(anchors, crls)?);
+        let validator = Arc::new(ReloadableValidator::load(anchors, crls)?);
         let mut own_tls = Vec::new();
         if cfg.tls.enabled && s.separate_certificates {
             if let Some(p) = &cfg.tls.cert {
@@ -1109,8 +1286,10 @@ impl AppSecurity {
         let inner = match s.mode {
             AppMode::Plain => Inner::Plain,
             AppMode::Compat => {
-                let mut acfg =
-                    AProfileConfig::new(Some(Credentials { certificate, key }), validator);
+                let mut acfg = AProfileConfig::new(
+                    Some(Credentials { certificate, key }),
+                    validator.clone() as Arc<dyn secmms_pki::CertValidator>,
+                );
                 acfg.time_window_secs = s.time_window_secs as i64;
                 acfg.tls_certificate_fingerprints = own_tls;
                 if let Some(o) = &s.mms_authentication_as {
@@ -1127,7 +1306,7 @@ impl AppSecurity {
                 )
             }
             AppMode::Native => {
-                let ctx = e2e_context(s, certificate, key, validator);
+                let ctx = e2e_context(s, certificate, key, validator.clone());
                 let mut ncfg = NativeConfig {
                     separate_certificates: s.separate_certificates,
                     tls_certificate_fingerprints: own_tls,
@@ -1157,6 +1336,7 @@ impl AppSecurity {
             peer_titles_configured: cfg.osi.remote_ap_title.is_some()
                 || cfg.osi.remote_ae_qualifier.is_some(),
             separate_certificates: s.separate_certificates,
+            validator: Some(validator),
             sink: Some(sink),
         })
     }
@@ -1222,6 +1402,8 @@ impl AppSecurity {
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
                     native: None,
+                    a_shared: Some(shared.clone()),
+                    label: Some(conn.label()),
                 };
                 (
                     Association::with_security(Role::Responder, osi, Box::new(hook)),
@@ -1235,6 +1417,8 @@ impl AppSecurity {
                 let handle = SecurityHandle {
                     a_peer: None,
                     native: Some(channel),
+                    a_shared: None,
+                    label: Some(conn.label()),
                 };
                 (
                     Association::with_security(Role::Responder, osi, Box::new(hook)),
@@ -1263,6 +1447,8 @@ impl AppSecurity {
                 let handle = SecurityHandle {
                     a_peer: Some(hook.peer_handle()),
                     native: None,
+                    a_shared: Some(shared.clone()),
+                    label: Some(conn.label()),
                 };
                 Ok((
                     Association::with_security(Role::Initiator, osi, Box::new(hook)),
@@ -1278,6 +1464,8 @@ impl AppSecurity {
                 let handle = SecurityHandle {
                     a_peer: None,
                     native: Some(channel),
+                    a_shared: None,
+                    label: Some(conn.label()),
                 };
                 Ok((
                     Association::with_security(Role::Initiator, osi, Box::new(hook)),

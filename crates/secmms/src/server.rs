@@ -104,6 +104,59 @@ struct Shared {
     stats: Arc<ServerStats>,
     tls: Option<Arc<TlsContext>>,
     security: AppSecurity,
+    /// Bumped when the application-certificate CRLs changed: every live association re-checks
+    /// its peer ([`SecurityHandle::recheck_peer`](crate::security::SecurityHandle::recheck_peer)).
+    revocations: tokio::sync::watch::Sender<u64>,
+}
+
+/// What a CRL reload found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CrlReload {
+    /// The TLS CRLs (`[tls] crl`) changed: every TLS association renegotiates or updates its
+    /// keys, and a revoked peer is dropped there.
+    pub tls_changed: bool,
+    /// The application-certificate CRLs (`[security] crl`, else `[tls] crl`) changed: every
+    /// established compat or native association re-checked its peer, and a revoked one ended
+    /// with the abort its profile prescribes.
+    pub app_changed: bool,
+}
+
+/// Reloads the server's CRLs on demand (SIGHUP) — the server also does it every
+/// `tls.crl_evaluation_period_secs`. Cheap to clone.
+#[derive(Clone)]
+pub struct CrlReloader {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for CrlReloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CrlReloader").finish_non_exhaustive()
+    }
+}
+
+impl CrlReloader {
+    /// Reads the TLS and application CRL files again; what changed takes effect at once (see
+    /// [`CrlReload`]). A file that cannot be read leaves the CRLs in force and is reported.
+    pub fn reload(&self) -> CrlReload {
+        let mut out = CrlReload::default();
+        if let Some(t) = &self.shared.tls {
+            if !t.config().crl.is_empty() {
+                out.tls_changed = t.reload_crls();
+            }
+        }
+        match self.shared.security.reload_crls() {
+            Ok(true) => {
+                out.app_changed = true;
+                self.shared
+                    .revocations
+                    .send_modify(|g| *g = g.wrapping_add(1));
+                info!("application-certificate CRLs changed: re-checking every association");
+            }
+            Ok(false) => {}
+            Err(e) => warn!("application-certificate CRLs not reloaded (the old ones stay): {e}"),
+        }
+        out
+    }
 }
 
 /// The threads that run associations when `server.worker_threads` asks for dedicated ones: each
@@ -219,6 +272,8 @@ pub struct ServerHandle {
     pub tls_trigger: Option<RenegotiationTrigger>,
     /// The TLS context, when TLS is on ([`TlsContext::reload_crls`]).
     pub tls: Option<Arc<TlsContext>>,
+    /// Reloads the TLS and application CRLs now.
+    pub crl: CrlReloader,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -282,6 +337,7 @@ impl Server {
                 stats: Arc::new(ServerStats::default()),
                 tls,
                 security,
+                revocations: tokio::sync::watch::channel(0).0,
             }),
             slots,
             description,
@@ -318,6 +374,13 @@ impl Server {
         self.shared.tls.as_ref().map(|t| t.stats())
     }
 
+    /// Reloads the TLS and application CRLs on demand (SIGHUP).
+    pub fn crl_reloader(&self) -> CrlReloader {
+        CrlReloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The TLS context, when TLS is on (e.g. to reload CRLs or force renegotiation).
     pub fn tls(&self) -> Option<&Arc<TlsContext>> {
         self.shared.tls.as_ref()
@@ -338,10 +401,9 @@ impl Server {
             let accepted = tokio::select! {
                 a = self.listener.accept() => a,
                 _ = crl_tick.tick() => {
-                    if let Some(t) = &self.shared.tls {
-                        if !t.config().crl.is_empty() && t.reload_crls() {
-                            info!("CRL changed: renegotiating every TLS association");
-                        }
+                    let r = self.crl_reloader().reload();
+                    if r.tls_changed {
+                        info!("CRL changed: renegotiating every TLS association");
                     }
                     continue;
                 }
@@ -445,6 +507,7 @@ impl Server {
         let tls_stats = self.tls_stats();
         let tls_trigger = self.tls().map(|t| t.renegotiation_trigger());
         let tls_ctx = self.tls().cloned();
+        let crl = self.crl_reloader();
         let task = tokio::spawn(async move {
             let _ = self.run().await;
         });
@@ -454,6 +517,7 @@ impl Server {
             tls_stats,
             tls_trigger,
             tls: tls_ctx,
+            crl,
             task,
         })
     }
@@ -538,6 +602,7 @@ async fn serve_association<S: Stream>(
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
     let (assoc, security) = shared.security.responder(osi, facts);
     let mut link = Link::new(stream, assoc);
+    link.set_wake(shared.revocations.subscribe());
     let associate_timeout = Duration::from_secs(shared.cfg.server.associate_timeout_secs.max(1));
     let idle = match shared.cfg.server.idle_timeout_secs {
         0 => None,
@@ -652,7 +717,7 @@ async fn serve_association<S: Stream>(
             };
             // Native mode: the E2E key-refresh timers run between reads.
             let timer = security.next_timer();
-            match (timer, wait) {
+            let read = match (timer, wait) {
                 (Some(t), w) if !matches!(w, Some(w) if w <= t) => {
                     match link.read_input(Some(t)).await {
                         Err(LinkError::Timeout(_)) => {
@@ -660,11 +725,22 @@ async fn serve_association<S: Stream>(
                                 link.shutdown().await;
                                 return Err(LinkError::Security(e.to_string()));
                             }
+                            Ok(())
                         }
-                        r => r?,
+                        r => r,
                     }
                 }
-                _ => link.read_input(wait).await?,
+                _ => link.read_input(wait).await,
+            };
+            match read {
+                // The application CRLs changed: is the peer still valid (§6.2.8)?
+                Err(LinkError::Woken) => {
+                    if let Err(e) = security.recheck_peer(link.assoc()) {
+                        link.shutdown().await;
+                        return Err(LinkError::Security(e.to_string()));
+                    }
+                }
+                r => r?,
             }
         }
     }

@@ -107,6 +107,12 @@ pub struct IssueArgs {
     /// CRL distribution point URL (Annex G.5; no reasons, the CA is the CRL issuer).
     #[arg(long, value_name = "URL")]
     pub crl_url: Option<String>,
+    /// OCSP responder URL written in authorityInfoAccess (RFC 6960), e.g.
+    /// http://127.0.0.1:8888. The CA directory keeps an OpenSSL index.txt, so
+    /// `openssl ocsp -index DIR/index.txt -CA DIR/ca.pem -rsigner DIR/ca.pem -rkey DIR/ca.key
+    /// -port 8888` answers for it.
+    #[arg(long, value_name = "URL")]
+    pub ocsp_url: Option<String>,
     /// Validity in days (Annex G.4: typically 2-3 years).
     #[arg(long, default_value_t = DEFAULT_EE_DAYS)]
     pub days: u32,
@@ -209,6 +215,8 @@ fn ca(a: CaArgs) -> Result<ExitCode> {
     std::fs::write(a.out.join("ca.pem"), pem("CERTIFICATE", &der))?;
     std::fs::write(a.out.join("crlnumber"), "0\n")?;
     std::fs::write(a.out.join("revoked.txt"), "")?;
+    std::fs::write(a.out.join(INDEX), "")?;
+    std::fs::write(a.out.join(format!("{INDEX}.attr")), "unique_subject = no\n")?;
     println!(
         "CA \"{}\" ({}, {} days) in {}: ca.pem, ca.key (0600)",
         a.name,
@@ -250,6 +258,7 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
                 dns: a.dns.clone(),
                 ips: a.ip.clone(),
                 crl_url: a.crl_url.clone(),
+                ocsp_url: a.ocsp_url.clone(),
                 validity,
             },
             key.pkey(),
@@ -259,6 +268,7 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
         write_private(&a.out.join("tls-key.pem"), &key)?;
         std::fs::write(a.out.join("tls-cert.pem"), pem("CERTIFICATE", &der))?;
+        index_add(&a.ca, &der, validity)?;
         println!(
             "TLS certificate CN={cn} ({}, serial {}) in {}: tls-cert.pem, tls-key.pem (0600)",
             a.key_type,
@@ -286,12 +296,14 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         role: a.role,
         role_aor: a.aor.clone(),
         crl_url: a.crl_url.clone(),
+        ocsp_url: a.ocsp_url.clone(),
         validity,
     };
     let der = issue_end_entity(&req, key.pkey(), &ca, &mut OsRandom)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     write_private(&a.out.join("key.pem"), &key)?;
     std::fs::write(a.out.join("cert.pem"), pem("CERTIFICATE", &der))?;
+    index_add(&a.ca, &der, validity)?;
     let report = lint(&der);
     let subject = match binding.identity().map_err(|e| anyhow::anyhow!("{e}"))? {
         secmms_pki::PeerIdentity::ApTitle(o) => format!("2.5.4.106={o}"),
@@ -308,6 +320,54 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         println!("note: OID subject form: OpenSSL-based tools cannot load this certificate");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The CA's certificate database in OpenSSL's `index.txt` format (read by `openssl ocsp -index`):
+/// one line per issued certificate, `V` (valid) or `R` (revoked, with its time).
+const INDEX: &str = "index.txt";
+
+/// Records an issued certificate in the CA's index.txt.
+fn index_add(ca_dir: &Path, der: &[u8], validity: Validity) -> Result<()> {
+    use std::io::Write;
+    let serial = cert_serial(der).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let serial_hex = hex(&serial).to_ascii_uppercase();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(ca_dir.join(INDEX))
+        .with_context(|| format!("opening {}/{INDEX}", ca_dir.display()))?;
+    // The subject column is for people; OCSP looks certificates up by serial.
+    writeln!(
+        f,
+        "V\t{}\t\t{serial_hex}\tunknown\t/CN=secmms {serial_hex}",
+        secmms_pki::tooling::index_time(validity.not_after)
+    )?;
+    Ok(())
+}
+
+/// Marks the revoked serials `R` in the CA's index.txt (lines of other tools are kept).
+fn index_revoke(ca_dir: &Path, revoked: &[RevokedEntry]) -> Result<()> {
+    let p = ca_dir.join(INDEX);
+    let Ok(text) = std::fs::read_to_string(&p) else {
+        return Ok(());
+    };
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut f: Vec<String> = line.split('\t').map(str::to_string).collect();
+        if f.len() >= 6 && f[0] == "V" {
+            if let Some(r) = revoked
+                .iter()
+                .find(|r| hex(&r.serial).eq_ignore_ascii_case(&f[3]))
+            {
+                f[0] = "R".into();
+                f[2] = secmms_pki::tooling::index_time(r.revoked_at);
+            }
+        }
+        out.push_str(&f.join("\t"));
+        out.push('\n');
+    }
+    std::fs::write(&p, out).with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
 }
 
 fn hex(b: &[u8]) -> String {
@@ -378,6 +438,7 @@ fn crl(a: CrlArgs) -> Result<ExitCode> {
         idx.push_str(&format!("{} {}\n", hex(&r.serial), r.revoked_at));
     }
     std::fs::write(&index_p, idx)?;
+    index_revoke(&a.ca, &revoked)?;
     std::fs::write(&num_p, format!("{number}\n"))?;
     println!(
         "CRL number {number} with {} revoked certificate(s) ({added} new), next update in {} day(s): {}",

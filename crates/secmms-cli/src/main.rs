@@ -86,6 +86,14 @@ struct TlsArgs {
     /// SSLKEYLOGFILE is ignored.
     #[arg(long, value_name = "FILE")]
     tls_keylog: Option<PathBuf>,
+    /// Look the peer's TLS certificate up over OCSP after each handshake (RFC 6960):
+    /// `soft-fail` refuses a revoked peer and only warns (TLS_OCSP_UNAVAILABLE) when no answer
+    /// comes; `hard-fail` refuses then too.
+    #[arg(long, value_name = "POLICY", value_parser = ["off", "soft-fail", "hard-fail"])]
+    ocsp_check: Option<String>,
+    /// The OCSP responder (http://host:port/); default: the certificate's authorityInfoAccess.
+    #[arg(long, value_name = "URL")]
+    ocsp_responder: Option<String>,
 }
 
 /// Application-security flags (IEC 62351-4 Table 1), shared by server, client, bench and demo.
@@ -338,6 +346,19 @@ impl TlsArgs {
         }
         if let Some(p) = &self.tls_keylog {
             cfg.tls.keylog_file = Some(p.clone());
+        }
+        if let Some(c) = &self.ocsp_check {
+            if !tls_on {
+                bail!("--ocsp-check needs --tls");
+            }
+            cfg.tls.ocsp_check = match c.as_str() {
+                "soft-fail" => secmms::ocsp::OcspCheck::SoftFail,
+                "hard-fail" => secmms::ocsp::OcspCheck::HardFail,
+                _ => secmms::ocsp::OcspCheck::Off,
+            };
+        }
+        if let Some(u) = &self.ocsp_responder {
+            cfg.tls.ocsp_responder = Some(u.clone());
         }
         cfg.validate().context("TLS settings")?;
         Ok(if cfg.tls.enabled {

@@ -266,6 +266,9 @@ pub mod tls_events {
     /// The server's certificate does not name the host or address the client expected. Alarm.
     pub const TLS_SERVER_IDENTITY_MISMATCH: (EventId, &str) =
         (EventId::tls(21), "TLS_SERVER_IDENTITY_MISMATCH");
+    /// No usable OCSP answer for the peer's certificate (responder down, unverifiable or
+    /// unknown); warning under soft-fail, refusal under hard-fail (§6.2.8).
+    pub const TLS_OCSP_UNAVAILABLE: (EventId, &str) = (EventId::tls(22), "TLS_OCSP_UNAVAILABLE");
 }
 // ---- END T-profile event ids ----
 

@@ -39,6 +39,7 @@ fn ee_req(form: SubjectForm) -> EndEntityRequest {
         role: Some(255),
         role_aor: "Outstation".into(),
         crl_url: Some("http://ca.example/ca.crl".into()),
+        ocsp_url: None,
         validity: Validity::days_from(NOW - 60, 730),
     }
 }
@@ -595,6 +596,7 @@ fn jid_binding_and_tls_certificate() {
             dns: vec!["ied1.example".into()],
             ips: vec!["127.0.0.1".parse().unwrap()],
             crl_url: None,
+            ocsp_url: None,
             validity: Validity::days_from(NOW, 365),
         },
         key.pkey(),

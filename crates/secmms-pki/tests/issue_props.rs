@@ -31,6 +31,7 @@ fn fixture() -> &'static (Ca, SigningKey, Vec<u8>) {
             role: Some(7),
             role_aor: "x".into(),
             crl_url: Some("http://ca/ca.crl".into()),
+            ocsp_url: None,
             validity: Validity::days_from(1_700_000_000, 730),
         };
         let der = issue_end_entity(&req, ee.pkey(), &ca, &mut OsRandom).unwrap();
@@ -74,6 +75,7 @@ proptest! {
             role,
             role_aor: "aor".into(),
             crl_url: None,
+            ocsp_url: None,
             validity: Validity::days_from(1_700_000_000, 30),
         };
         let der = issue_end_entity(&req, ee.pkey(), ca, &mut OsRandom).unwrap();
@@ -94,6 +96,7 @@ proptest! {
             role: None,
             role_aor: String::new(),
             crl_url: None,
+            ocsp_url: None,
             validity: Validity::days_from(1_700_000_000, 30),
         };
         let der = issue_end_entity(&req, ee.pkey(), ca, &mut OsRandom).unwrap();
@@ -115,6 +118,7 @@ proptest! {
             role: None,
             role_aor: String::new(),
             crl_url: None,
+            ocsp_url: None,
             validity: v,
         };
         let der = issue_end_entity(&req, ee.pkey(), ca, &mut rng).unwrap();

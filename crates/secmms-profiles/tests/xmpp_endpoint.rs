@@ -47,6 +47,7 @@ fn creds(p: &Pki, jid: &str) -> Credentials {
             role: None,
             role_aor: String::new(),
             crl_url: None,
+            ocsp_url: None,
             validity: Validity::days_from(NOW - 3600, 10),
         },
         key.pkey(),

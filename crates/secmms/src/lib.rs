@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod events;
 pub mod link;
+pub mod ocsp;
 pub mod osi;
 pub mod pics;
 pub mod relay;

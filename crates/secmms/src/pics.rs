@@ -503,6 +503,13 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
                 "[security] separate_certificates",
             ),
             row(
+                "OCSP lookups of the peers' TLS certificates (§6.2.8, RFC 6960)",
+                "—",
+                yes(tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off),
+                tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off,
+                "[tls] ocsp_check soft-fail | hard-fail, ocsp_responder; --ocsp-check",
+            ),
+            row(
                 "CRLs for TLS and application certificates (§6.2.8)",
                 "—",
                 yes(!cfg.tls.crl.is_empty() || !cfg.security.crl.is_empty()),

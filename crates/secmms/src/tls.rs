@@ -403,6 +403,14 @@ pub struct TlsConfig {
     /// the server (`TLS_CERT_REVOKED`); a missing, stale or unverifiable one is only a
     /// `TLS_CRL_UNAVAILABLE` warning (§6.2.8).
     pub ocsp_request: bool,
+    /// OCSP lookups of the peer's certificate after each handshake (RFC 6960, §6.2.8): `off`
+    /// (default), `soft-fail` (a revoked peer is refused, no answer is a TLS_OCSP_UNAVAILABLE
+    /// warning) or `hard-fail` (no usable answer refuses the peer too). See [`crate::ocsp`].
+    pub ocsp_check: crate::ocsp::OcspCheck,
+    /// The OCSP responder (`http://host:port/`); default: the certificate's authorityInfoAccess.
+    pub ocsp_responder: Option<String>,
+    /// How long one OCSP lookup may take, seconds (1 ..= 60; default 5).
+    pub ocsp_timeout_secs: u64,
     /// Write TLS secrets in the NSS key log format to this file (diagnostics only: anyone who
     /// reads it can decrypt the traffic). Only ever set explicitly (`--tls-keylog`; the
     /// `SSLKEYLOGFILE` environment variable is ignored); the file is created with mode 0600 and
@@ -499,6 +507,9 @@ impl Default for TlsConfig {
             server_name: None,
             ocsp_staple: None,
             ocsp_request: true,
+            ocsp_check: crate::ocsp::OcspCheck::Off,
+            ocsp_responder: None,
+            ocsp_timeout_secs: 5,
             keylog_file: None,
             tls13_tickets: 0,
             tls13_key_refresh: Tls13KeyRefresh::KeyUpdate,
@@ -538,6 +549,17 @@ impl TlsConfig {
         }
         if !(1024..=65_536).contains(&self.max_cert_size) {
             return Err(cfg_err("tls.max_cert_size", "must be 1024..=65536"));
+        }
+        if !(1..=60).contains(&self.ocsp_timeout_secs) {
+            return Err(cfg_err("tls.ocsp_timeout_secs", "must be 1..=60"));
+        }
+        if let Some(u) = &self.ocsp_responder {
+            if !u.starts_with("http://") || u.len() > 2048 {
+                return Err(cfg_err(
+                    "tls.ocsp_responder",
+                    "must be an http:// URL (RFC 6960 Appendix A) of at most 2048 characters",
+                ));
+            }
         }
         if self.crl_evaluation_period_secs == 0
             || self.crl_evaluation_period_secs > DEFAULT_CRL_EVALUATION_PERIOD_SECS
@@ -700,11 +722,13 @@ pub enum TlsFinding {
     ServerCheckSkipped,
     /// The server's certificate does not name the expected host or address.
     ServerIdentityMismatch,
+    /// No usable OCSP answer for the peer's certificate.
+    OcspUnavailable,
 }
 
 impl TlsFinding {
     /// Every finding (for documentation and the id-uniqueness test).
-    pub const ALL: [TlsFinding; 21] = [
+    pub const ALL: [TlsFinding; 22] = [
         TlsFinding::Disabled,
         TlsFinding::InsecureVersion,
         TlsFinding::CipherDisallowed,
@@ -726,6 +750,7 @@ impl TlsFinding {
         TlsFinding::KeylogActive,
         TlsFinding::ServerCheckSkipped,
         TlsFinding::ServerIdentityMismatch,
+        TlsFinding::OcspUnavailable,
     ];
 }
 
@@ -755,6 +780,7 @@ impl TlsFinding {
             TlsFinding::KeylogActive => TLS_KEYLOG_ACTIVE,
             TlsFinding::ServerCheckSkipped => TLS_SERVER_CHECK_SKIPPED,
             TlsFinding::ServerIdentityMismatch => TLS_SERVER_IDENTITY_MISMATCH,
+            TlsFinding::OcspUnavailable => TLS_OCSP_UNAVAILABLE,
         }
     }
 
@@ -765,6 +791,7 @@ impl TlsFinding {
             TlsFinding::Disabled
             | TlsFinding::KeylogActive
             | TlsFinding::CrlUnavailable
+            | TlsFinding::OcspUnavailable
             | TlsFinding::CertExpired
             | TlsFinding::CertNotYetValid => Severity::Warning,
             TlsFinding::KeysRefreshed | TlsFinding::Established => Severity::Notice,
@@ -889,6 +916,8 @@ pub struct TlsContext {
     notify: Arc<tokio::sync::Notify>,
     /// SHA-256 of each configured CRL file as last loaded (None: not loadable).
     crl_digests: Mutex<Vec<Option<[u8; 32]>>>,
+    /// OCSP lookups (`ocsp_check` not off).
+    ocsp: Option<crate::ocsp::OcspChecker>,
 }
 
 impl std::fmt::Debug for TlsContext {
@@ -949,6 +978,12 @@ impl TlsContext {
             generation: Arc::new(AtomicU64::new(0)),
             notify: Arc::new(tokio::sync::Notify::new()),
             crl_digests: Mutex::new(crl_digests),
+            ocsp: (cfg.ocsp_check != crate::ocsp::OcspCheck::Off).then(|| {
+                crate::ocsp::OcspChecker::new(
+                    cfg.ocsp_responder.clone(),
+                    Duration::from_secs(cfg.ocsp_timeout_secs.clamp(1, 60)),
+                )
+            }),
         })
     }
 
@@ -1265,6 +1300,57 @@ impl TlsContext {
         }
     }
 
+    /// The OCSP step after a handshake ([`crate::ocsp`]): `Some(error)` when the peer must be
+    /// refused; events are raised here.
+    async fn check_ocsp(&self, ssl: &SslRef, peer: &str) -> Option<TlsError> {
+        use crate::ocsp::{OcspCheck, OcspVerdict};
+        let checker = self.ocsp.as_ref()?;
+        let leaf = ssl.peer_certificate()?;
+        let ctx = ssl.ssl_context().to_owned();
+        let mut chain = openssl::stack::Stack::new().ok()?;
+        if let Some(c) = ssl.peer_cert_chain() {
+            for x in c {
+                let _ = chain.push(x.to_owned());
+            }
+        }
+        let verdict = match crate::ocsp::issuer_of(&leaf, &chain, ctx.cert_store()) {
+            Some(issuer) => {
+                checker
+                    .check(&leaf, &issuer, &chain, ctx.cert_store())
+                    .await
+            }
+            None => {
+                OcspVerdict::Unavailable("the issuer of the peer's certificate is not known".into())
+            }
+        };
+        let refuse = |kind: TlsFinding, detail: String| {
+            self.report(kind, detail.clone(), peer);
+            Some(TlsError::Handshake {
+                mnemonic: kind.id().1,
+                detail,
+            })
+        };
+        match verdict {
+            OcspVerdict::Good => None,
+            OcspVerdict::Revoked => refuse(
+                TlsFinding::CertRevoked,
+                "OCSP: the peer's certificate is revoked".into(),
+            ),
+            OcspVerdict::Unavailable(why) if self.cfg.ocsp_check == OcspCheck::HardFail => refuse(
+                TlsFinding::OcspUnavailable,
+                format!("{why} (ocsp_check = hard-fail)"),
+            ),
+            OcspVerdict::Unavailable(why) => {
+                self.report(
+                    TlsFinding::OcspUnavailable,
+                    format!("{why}; the peer is let in (ocsp_check = soft-fail)"),
+                    peer,
+                );
+                None
+            }
+        }
+    }
+
     fn report(&self, kind: TlsFinding, detail: String, peer: &str) {
         self.sink
             .record(&kind.event(format!("{peer}: {detail}"), Some(peer.to_string())));
@@ -1417,6 +1503,11 @@ impl TlsContext {
                 });
             }
         }
+        if let Some(refusal) = self.check_ocsp(ssl, &peer).await {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(refusal);
+        }
+        let ssl = s.ssl();
         let tls13 = ssl.version2() == Some(SslVersion::TLS1_3);
         // Alarms the ClientHello callback prepared (a session of another version offered).
         for (k, d) in found

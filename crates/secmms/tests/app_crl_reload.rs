@@ -67,6 +67,7 @@ impl Pki {
             role: None,
             role_aor: String::new(),
             crl_url: None,
+            ocsp_url: None,
             validity: Validity::days_from(now() - 3_600, 30),
         };
         let der = issue_end_entity(&req, key.pkey(), &self.ca, &mut OsRandom).unwrap();

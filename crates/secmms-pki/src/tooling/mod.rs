@@ -282,6 +282,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// `t` (seconds since the Unix epoch) as the `YYMMDDHHMMSSZ` text OpenSSL's CA database
+/// (`index.txt`) uses.
+pub fn index_time(t: i64) -> String {
+    let (y, mo, d) = civil_from_days(t.div_euclid(86_400));
+    let secs = t.rem_euclid(86_400);
+    format!(
+        "{:02}{mo:02}{d:02}{:02}{:02}{:02}Z",
+        y.rem_euclid(100),
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    )
+}
+
 /// Writes an X.509 `Time`: UTCTime for 1950–2049, GeneralizedTime otherwise (RFC 5280 §4.1.2.5).
 fn write_time(w: &mut Writer, t: i64) -> Result<(), ToolError> {
     let days = t.div_euclid(86_400);
@@ -563,6 +577,8 @@ pub struct EndEntityRequest {
     pub role_aor: String,
     /// CRL distribution point URL (G.5), if any.
     pub crl_url: Option<String>,
+    /// OCSP responder URL (authorityInfoAccess id-ad-ocsp), if any.
+    pub ocsp_url: Option<String>,
     /// Validity period.
     pub validity: Validity,
 }
@@ -600,6 +616,40 @@ pub fn crl_distribution_points(url: &str) -> Vec<u8> {
     w.finish()
 }
 
+/// The authorityInfoAccess value naming one OCSP responder (RFC 5280 §4.2.2.1, RFC 6960).
+pub fn authority_info_access_ocsp(url: &str) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.constructed(Tag::SEQUENCE, |w| {
+        w.constructed(Tag::SEQUENCE, |w| {
+            w.tlv(Tag::OID, &oid_content(OID_OCSP));
+            w.octets(Tag::context(6, false), url.as_bytes());
+        })
+    });
+    w.finish()
+}
+
+fn url_extensions(
+    ext: &mut Writer,
+    crl_url: &Option<String>,
+    ocsp_url: &Option<String>,
+) -> Result<(), ToolError> {
+    if let Some(url) = crl_url {
+        if url.is_empty() || !is_ia5(url) {
+            return Err(ToolError::Invalid("CRL URL must be printable ASCII".into()));
+        }
+        extension(ext, OID_CRL_DP, false, &crl_distribution_points(url));
+    }
+    if let Some(url) = ocsp_url {
+        if url.is_empty() || !is_ia5(url) {
+            return Err(ToolError::Invalid(
+                "OCSP URL must be printable ASCII".into(),
+            ));
+        }
+        extension(ext, OID_AIA, false, &authority_info_access_ocsp(url));
+    }
+    Ok(())
+}
+
 fn aki_value(ski: &[u8; 20]) -> Vec<u8> {
     let mut w = Writer::new();
     w.constructed(Tag::SEQUENCE, |w| w.octets(Tag::context(0, false), ski));
@@ -633,12 +683,7 @@ pub fn issue_end_entity<T: HasPublic>(
         &key_usage_value(KU_DIGITAL_SIGNATURE | KU_KEY_AGREEMENT),
     );
     extension(&mut ext, OID_AKI, false, &aki_value(&facts.ski));
-    if let Some(url) = &req.crl_url {
-        if url.is_empty() || !is_ia5(url) {
-            return Err(ToolError::Invalid("CRL URL must be printable ASCII".into()));
-        }
-        extension(&mut ext, OID_CRL_DP, false, &crl_distribution_points(url));
-    }
+    url_extensions(&mut ext, &req.crl_url, &req.ocsp_url)?;
     if let Some(role) = req.role {
         extension(
             &mut ext,
@@ -680,6 +725,8 @@ pub struct TlsRequest {
     pub ips: Vec<std::net::IpAddr>,
     /// CRL distribution point URL, if any.
     pub crl_url: Option<String>,
+    /// OCSP responder URL (authorityInfoAccess id-ad-ocsp), if any.
+    pub ocsp_url: Option<String>,
     /// Validity period.
     pub validity: Validity,
 }
@@ -733,12 +780,7 @@ pub fn issue_tls<T: HasPublic>(
         extension(&mut ext, OID_SAN, false, &san.finish());
     }
     extension(&mut ext, OID_AKI, false, &aki_value(&facts.ski));
-    if let Some(url) = &req.crl_url {
-        if url.is_empty() || !is_ia5(url) {
-            return Err(ToolError::Invalid("CRL URL must be printable ASCII".into()));
-        }
-        extension(&mut ext, OID_CRL_DP, false, &crl_distribution_points(url));
-    }
+    url_extensions(&mut ext, &req.crl_url, &req.ocsp_url)?;
     let serial = random_serial(rng)?;
     let alg = sig_alg_id(&ca.key);
     let tbs = tbs_der(&Tbs {
@@ -951,6 +993,7 @@ mod tests {
             role: None,
             role_aor: String::new(),
             crl_url: None,
+            ocsp_url: None,
             validity: v,
         };
         let ee = issue_end_entity(&req, ca1.key.pkey(), &ca1, &mut rng).unwrap();

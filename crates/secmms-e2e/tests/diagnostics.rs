@@ -1342,3 +1342,115 @@ fn replayed_appl_abort_is_an_alarm() {
     assert_eq!(r.event.severity, Severity::Alarm);
     assert!(r.reply.is_none(), "no answer to an abort");
 }
+
+// ------------------------------------------------------------------ order of the §14.4 checks
+
+/// A non-AE (HMAC, no encryption) pair: the ICV sits in `auth`, so a test can corrupt it
+/// independently of the token.
+fn established_hmac() -> Pair {
+    established(
+        non_ae(vec![], vec![IcvAlg::HmacSha256]),
+        non_ae(vec![], vec![IcvAlg::HmacSha256]),
+    )
+}
+
+/// §14.4 DECISION (engine `unprotect_inner`, step 9 before step 5): the legality of the rekey
+/// fields depends only on clear fields and local state, so it is checked with the structural
+/// checks, before the ICV. A server PDU that carries changedKey while no rekey is pending AND has
+/// a corrupted ICV is therefore reported as `unexpected-changedKeys` (an error with its
+/// diagnostic), not as the BAD_ICV alarm.
+#[test]
+fn order_rekey_legality_before_icv_changed_key() {
+    let mut p = established_hmac();
+    let (k, b) = p.server.protect(PR, NOW).unwrap();
+    assert_eq!(k, SecPduKind::ClearTransfer);
+    let b = reassemble(k, &b, |t| {
+        t.token2.changed_key = true;
+        t.auth.as_mut().unwrap().icv[0] ^= 0xff;
+    });
+    let r = rejection(p.client.receive(k, &b, NOW));
+    assert_dt(&r, D::UnexpectedChangedKeys, "IEC62351-4:10.10");
+    assert_eq!(r.event.severity, Severity::Error);
+    assert_eq!(r.event.mnemonic, "CLEAR_UNEXP_CHANGED_KEY_TRF");
+}
+
+/// The same DECISION for a direction violation: a `rekey` public value from the server (only the
+/// client may send one) with a corrupted ICV is a protocol error with its diagnostic.
+#[test]
+fn order_rekey_legality_before_icv_rekey_from_server() {
+    let mut p = established_hmac();
+    let (k, b) = p.server.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| {
+        t.token2.rekey = Some(vec![4; 65]);
+        t.auth.as_mut().unwrap().icv[0] ^= 0xff;
+    });
+    let r = rejection(p.client.receive(k, &b, NOW));
+    assert_dt(&r, D::ProtocolError, "IEC62351-4:10.1");
+    assert_eq!(r.event.severity, Severity::Error);
+}
+
+/// Twin of the two tests above: the same server PDU with only the ICV corrupted (rekey fields
+/// legal) gives the BAD_ICV alarm, whose DtSecAbort withholds the diagnostic.
+#[test]
+fn order_only_bad_icv_is_the_bad_icv_alarm() {
+    let mut p = established_hmac();
+    let (k, b) = p.server.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.auth.as_mut().unwrap().icv[0] ^= 0xff);
+    let r = rejection(p.client.receive(k, &b, NOW));
+    assert_alarm(&r, "IEC62351-4:10.5");
+    assert_eq!(r.event.mnemonic, "CLEAR_BAD_ICV_TRF");
+    assert_eq!(r.cause, None);
+    assert_eq!(r.reply.as_ref().unwrap().0, SecPduKind::DtSecAbort);
+}
+
+// ------------------------------------------------------------------ unknown received diagnostics
+
+/// A DtSecAbort whose diagnostic is a number outside DtDiagnostics (99) is taken as
+/// `no-reason-given` (§14.2 DECISION) and the raw number is logged as
+/// `UNKNOWN_DIAGNOSTIC_RCVD` (secmms:0.5).
+#[test]
+fn received_dt_sec_abort_with_unknown_diagnostic_number() {
+    let mut p = established(cfg(), cfg());
+    // A genuine DtSecAbort from the server (answer to a transfer with a wrong assoID) ...
+    let (k, b) = p.client.protect(PR, NOW).unwrap();
+    let b = reassemble(k, &b, |t| t.token2.asso_id = AssoId::new("1:8").unwrap());
+    let (kind, abort) = rejection(p.server.receive(k, &b, NOW)).reply.unwrap();
+    assert_eq!(kind, SecPduKind::DtSecAbort);
+    // ... whose diagnostic ENUMERATED is rewritten to 99 and the tbs re-signed. The body is
+    // encoded with a known value first; its last content octet is the one-octet ENUMERATED value.
+    let mut pdu = match SecPdu::decode(kind, &abort, Default::default()).unwrap() {
+        SecPdu::DtSecAbort(x) => x,
+        o => panic!("{o:?}"),
+    };
+    let mut tbs = Token3Pdu::tbs_content(&pdu.token3, &Token3Body::DtDiag(Some(D::NoReasonGiven)));
+    let n = tbs.len();
+    assert_eq!(
+        &tbs[n - 3..],
+        &[0x0a, 0x01, 0x00],
+        "ENUMERATED 0 at the end"
+    );
+    tbs[n - 1] = 99;
+    pdu.tbs = tbs;
+    pdu.sign.sign = server_key().sign(&pdu.tbs).unwrap();
+    let forged = SecPdu::DtSecAbort(pdu).encode();
+    match SecPdu::decode(kind, &forged, Default::default()).unwrap() {
+        SecPdu::DtSecAbort(x) => assert_eq!(x.unknown_diag, Some(99)),
+        o => panic!("{o:?}"),
+    }
+    match p.client.receive(kind, &forged, NOW).unwrap() {
+        Output::Aborted { diagnostic, .. } => {
+            assert_eq!(diagnostic, Some(Diagnostic::Dt(D::NoReasonGiven)))
+        }
+        o => panic!("{o:?}"),
+    }
+    let mut events = Vec::new();
+    while let Some(e) = p.client.poll_event() {
+        events.push(e);
+    }
+    let e = events
+        .iter()
+        .find(|e| e.id.to_string() == "secmms:0.5")
+        .unwrap_or_else(|| panic!("no secmms:0.5 in {events:?}"));
+    assert_eq!(e.mnemonic, "UNKNOWN_DIAGNOSTIC_RCVD");
+    assert!(e.message.contains("99"), "{}", e.message);
+}

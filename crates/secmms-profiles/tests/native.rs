@@ -205,6 +205,7 @@ struct Wrap {
     aarq: Edit<Aarq>,
     aare: Edit<Aare>,
     rlrq: Edit<Rlrq>,
+    abrt: Edit<Abrt>,
 }
 
 impl Wrap {
@@ -217,6 +218,7 @@ impl Wrap {
                 aarq: None,
                 aare: None,
                 rlrq: None,
+                abrt: None,
             },
             seen,
         )
@@ -273,7 +275,10 @@ impl AssociationSecurity for Wrap {
         self.inner.check_rlre(c, r)
     }
     fn decorate_abrt(&mut self, c: &SecurityContext<'_>, a: &mut Abrt) {
-        self.inner.decorate_abrt(c, a)
+        self.inner.decorate_abrt(c, a);
+        if let Some(f) = &mut self.abrt {
+            f(a);
+        }
     }
     fn check_abrt(&mut self, c: &SecurityContext<'_>, a: &Abrt) {
         self.seen.lock().unwrap().abrt.push(a.clone());
@@ -297,6 +302,8 @@ struct Edits {
     aarq: Edit<Aarq>,
     aare: Edit<Aare>,
     rlrq: Edit<Rlrq>,
+    /// Client side: applied to the ABRT it sends.
+    abrt: Edit<Abrt>,
 }
 
 fn client_osi(side: &E2eSide) -> OsiConfig {
@@ -323,6 +330,7 @@ impl Pair {
         let (mut sw, sseen) = Wrap::new(shook);
         cw.aarq = edits.aarq;
         cw.rlrq = edits.rlrq;
+        cw.abrt = edits.abrt;
         sw.aare = edits.aare;
         Pair {
             c: Association::with_security(Role::Initiator, cosi, Box::new(cw)),
@@ -1353,4 +1361,215 @@ fn handles_are_thread_safe() {
     send_sync::<NativeChannel>();
     send::<NativeHook>();
     send_sync::<NativeError>();
+}
+
+// ------------------------------------------------------------------ §15.7 checks not covered above
+
+/// The catalogue id of an environment event mnemonic.
+fn env_event_id(mnemonic: &str) -> secmms_pki::event::EventId {
+    ev::CATALOGUE
+        .iter()
+        .chain(&ev::LOCAL)
+        .find(|d| d.mnemonic == mnemonic)
+        .unwrap_or_else(|| panic!("{mnemonic} not in the catalogue"))
+        .id
+}
+
+#[test]
+fn env_missing_called_ae_qualifier() {
+    // 15.10: no called-AE-qualifier, so the responder cannot see that the AARQ names it.
+    assert_env_reject(|a| a.called_ae_qualifier = None, 1, "INV_CALLED_AE_QUAL_RQ");
+}
+
+#[test]
+fn env_called_ae_qualifier_not_ours() {
+    // 15.10: the called AP-title is ours (1.1.1.999.1) but the AE-qualifier is not (ours is 12).
+    assert_env_reject(
+        |a| a.called_ae_qualifier = Some(secmms_osi::acse::AeQualifier::Form2(13)),
+        1,
+        "INV_CALLED_AE_QUAL_RQ",
+    );
+    assert_eq!(
+        env_event_id("INV_CALLED_AE_QUAL_RQ").to_string(),
+        "IEC62351-4:15.10"
+    );
+}
+
+#[test]
+fn env_aare_responding_ae_qualifier_not_the_called_one() {
+    // 15.14: the AARE's responding-AE-qualifier differs from the called one the AARQ sent.
+    assert_aare_abort(
+        |a| a.responding_ae_qualifier = Some(secmms_osi::acse::AeQualifier::Form2(13)),
+        OsiDiagnostic::InvalidCalledAeQualifier,
+        "INV_CALLED_AE_QUAL_RE",
+    );
+    assert_eq!(
+        env_event_id("INV_CALLED_AE_QUAL_RE").to_string(),
+        "IEC62351-4:15.14"
+    );
+}
+
+/// The client's RLRQ (data phase) was edited; the server must abort with osiDiag `d` instead of
+/// answering with an RLRE (§15.7 DECISION "after association: ABRT with osiDiag"), raise exactly
+/// `event`, and never run the engine; the client must record the received osiDiag.
+fn assert_rlrq_env_abort(
+    edit: impl FnMut(&mut Rlrq) + Send + 'static,
+    d: OsiDiagnostic,
+    event: &str,
+) {
+    let fx = fixture(gcm());
+    let mut p = Pair::new(
+        &fx,
+        Edits {
+            rlrq: Some(Box::new(edit)),
+            ..Edits::default()
+        },
+    );
+    p.establish();
+    p.c.release(Some(CONCLUDE_REQ.to_vec())).unwrap();
+    p.c2s();
+    let sev = events(&mut p.s);
+    assert!(
+        matches!(
+            sev.as_slice(),
+            [
+                OsiEvent::AbortIndication(secmms_osi::AbortInfo {
+                    origin: AbortOrigin::LocalSecurity,
+                    ..
+                }),
+                OsiEvent::Closed
+            ]
+        ),
+        "no release indication: {sev:?}"
+    );
+    assert_eq!(fx.server.mnemonics(), vec!["E2E_ESTABLISHED", event]);
+    let id = env_event_id(event);
+    assert_eq!(fx.server.events()[1].id, id);
+    assert_eq!(
+        p.sch.last_diagnostic(),
+        Some(NativeDiagnostic::Environment {
+            event: id,
+            mnemonic: fx.server.events()[1].mnemonic,
+            osi_diag: Some(d)
+        })
+    );
+    // On the wire: ABRT { source user, [30] EXTERNAL { 5, AssoAbort.osiDiag [3] d } }.
+    p.s2c();
+    let cev = events(&mut p.c);
+    let [OsiEvent::AbortIndication(info), OsiEvent::Closed] = cev.as_slice() else {
+        panic!("{cev:?}")
+    };
+    assert_eq!(info.origin, AbortOrigin::PeerUser);
+    let abrt = info.abrt.as_ref().unwrap();
+    assert_eq!(abrt.source, 0);
+    assert_eq!(
+        e2e_value(&abrt.user_information),
+        vec![0x83, 0x01, d.code() as u8]
+    );
+    assert_eq!(
+        p.cch.last_diagnostic(),
+        Some(NativeDiagnostic::PeerOsiDiagnostic {
+            code: d.code(),
+            diagnostic: Some(d)
+        })
+    );
+    assert_eq!(fx.client.mnemonics().last(), Some(&"E2E_OSI_DIAG_RCVD"));
+    assert!(p.cseen.lock().unwrap().rlre.is_empty(), "no RLRE");
+}
+
+#[test]
+fn env_rlrq_wrong_indirect_reference() {
+    // 15.2 in the data phase: the ReleaseReq's EXTERNAL names the MMS context (3), not pcid 5.
+    assert_rlrq_env_abort(
+        |r| r.user_information[0].indirect_reference = Some(3),
+        OsiDiagnostic::InvalidIndirectReference,
+        "OSI_INV_INDR_REF",
+    );
+}
+
+#[test]
+fn env_rlrq_external_not_size_1() {
+    // 15.1 in the data phase: two EXTERNALs in the RLRQ's user-information.
+    assert_rlrq_env_abort(
+        |r| {
+            let e = r.user_information[0].clone();
+            r.user_information.push(e);
+        },
+        OsiDiagnostic::OsiEnvProtocolError,
+        "OSI_ENV_PROT_ERR",
+    );
+}
+
+#[test]
+fn acse_provider_abort_in_the_data_phase_is_acse_prot_err() {
+    // 15.4: the peer's ACSE provider aborts (abort-source acse-service-provider, as secmms-osi
+    // sends on an ACSE protocol error); simulated by rewriting the client's ABRT on the wire.
+    let fx = fixture(gcm());
+    let mut p = Pair::new(
+        &fx,
+        Edits {
+            abrt: Some(Box::new(|a: &mut Abrt| {
+                a.source = secmms_osi::acse::abort_source::SERVICE_PROVIDER;
+                a.diagnostic = Some(secmms_osi::acse::abort_diagnostic::PROTOCOL_ERROR);
+                a.user_information.clear();
+            })),
+            ..Edits::default()
+        },
+    );
+    p.establish();
+    p.c.abort().unwrap();
+    p.c2s();
+    let sev = events(&mut p.s);
+    let [OsiEvent::AbortIndication(info), OsiEvent::Closed] = sev.as_slice() else {
+        panic!("{sev:?}")
+    };
+    let abrt = info.abrt.as_ref().unwrap();
+    assert_eq!(abrt.source, 1, "acse-service-provider on the wire");
+    assert!(abrt.user_information.is_empty());
+    assert_eq!(
+        fx.server.mnemonics(),
+        vec!["E2E_ESTABLISHED", "ACSE_PROT_ERR"]
+    );
+    assert_eq!(fx.server.events()[1].id.to_string(), "IEC62351-4:15.4");
+    assert_eq!(
+        p.sch.last_diagnostic(),
+        Some(NativeDiagnostic::PeerAbortUnprotected { source: 1 })
+    );
+    assert!(p.s.is_closed());
+}
+
+#[test]
+fn env_abrt_wrong_indirect_reference_is_logged_not_answered() {
+    // 15.2 on a data-phase ABRT: the ApplAbort's EXTERNAL names pcid 3. An abort is never
+    // answered; the server logs the event and records an unprotected peer abort.
+    let fx = fixture(gcm());
+    let mut p = Pair::new(
+        &fx,
+        Edits {
+            abrt: Some(Box::new(|a: &mut Abrt| {
+                a.user_information[0].indirect_reference = Some(3);
+            })),
+            ..Edits::default()
+        },
+    );
+    p.establish();
+    p.c.abort().unwrap();
+    p.c2s();
+    let sev = events(&mut p.s);
+    assert!(
+        matches!(
+            sev.as_slice(),
+            [OsiEvent::AbortIndication(_), OsiEvent::Closed]
+        ),
+        "{sev:?}"
+    );
+    assert_eq!(
+        fx.server.mnemonics(),
+        vec!["E2E_ESTABLISHED", "OSI_INV_INDR_REF"]
+    );
+    assert_eq!(
+        p.sch.last_diagnostic(),
+        Some(NativeDiagnostic::PeerAbortUnprotected { source: 0 })
+    );
+    assert!(p.s.poll_transmit().is_none(), "nothing sent back");
 }

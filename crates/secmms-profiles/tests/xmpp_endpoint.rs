@@ -2,6 +2,7 @@
 //! to the JIDs (G.6.3): handshake, data in each protection mode, release, two associations between
 //! the same JIDs, release collision, aborts, and a tampering path.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
@@ -14,7 +15,7 @@ use secmms_pki::tooling::{
     DEFAULT_SUBJECT_FORM,
 };
 use secmms_pki::OpenSslValidator;
-use secmms_profiles::xmpp::{AssocKey, EndpointEvent, XmppEndpoint};
+use secmms_profiles::xmpp::{AssocKey, EndpointError, EndpointEvent, XmppEndpoint};
 use secmms_profiles::xmpp::{IqType, StanzaKind};
 
 const NOW: i64 = 1_750_000_000;
@@ -64,6 +65,43 @@ fn creds(p: &Pki, jid: &str) -> Credentials {
 }
 
 fn endpoint(p: &Pki, jid: &str, server: bool, offer: ModeOffer) -> (XmppEndpoint, Arc<MemorySink>) {
+    endpoint_with_clock(
+        p,
+        jid,
+        server,
+        offer,
+        Arc::new(|| TimeStamp::from_unix_secs(NOW)),
+    )
+}
+
+/// A clock the test moves (milliseconds since the epoch), shared by the endpoints given it.
+fn test_clock() -> Arc<AtomicI64> {
+    Arc::new(AtomicI64::new(NOW * 1000))
+}
+
+fn clocked(
+    p: &Pki,
+    jid: &str,
+    server: bool,
+    clock: &Arc<AtomicI64>,
+) -> (XmppEndpoint, Arc<MemorySink>) {
+    let c = clock.clone();
+    endpoint_with_clock(
+        p,
+        jid,
+        server,
+        offers().remove(0),
+        Arc::new(move || TimeStamp(c.load(Ordering::SeqCst))),
+    )
+}
+
+fn endpoint_with_clock(
+    p: &Pki,
+    jid: &str,
+    server: bool,
+    offer: ModeOffer,
+    clock: secmms_profiles::native::NativeClock,
+) -> (XmppEndpoint, Arc<MemorySink>) {
     let cfg = E2eConfig {
         offer,
         ..E2eConfig::default()
@@ -75,15 +113,7 @@ fn endpoint(p: &Pki, jid: &str, server: bool, offer: ModeOffer) -> (XmppEndpoint
         replay: Arc::new(Mutex::new(ReplayCache::new())),
     };
     let sink = Arc::new(MemorySink::new());
-    (
-        XmppEndpoint::new(
-            ctx,
-            server,
-            Arc::new(|| TimeStamp::from_unix_secs(NOW)),
-            sink.clone(),
-        ),
-        sink,
-    )
+    (XmppEndpoint::new(ctx, server, clock, sink.clone()), sink)
 }
 
 /// Splits a stanza the endpoint built: (kind, id, env).
@@ -418,4 +448,243 @@ fn hostile_stanzas_do_not_disturb_associations() {
         matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }, EndpointEvent::AssociateIndication { .. }] if *key == sk),
         "{ev:?}"
     );
+}
+
+// ------------------------------------------------------------------ peer unavailable (§16.5)
+
+const OTHER_SERVER: &str = "ied2@example.org/IEC";
+
+#[test]
+fn drop_peer_ends_that_peers_associations_only() {
+    let p = pki();
+    let offer = offers().remove(0);
+    let (mut c, csink) = endpoint(&p, CLIENT, false, offer.clone());
+    let (mut s, _) = endpoint(&p, SERVER, true, offer.clone());
+    let (mut s2, _) = endpoint(&p, OTHER_SERVER, true, offer);
+    let (ck1, _) = establish(&mut c, &mut s);
+    let (ck2, _) = establish(&mut c, &mut s);
+    // A third association, with another peer.
+    let (ck3, st) = c.associate(OTHER_SERVER, INIT_REQ).unwrap();
+    let (_, ev) = deliver(&mut s2, CLIENT, st);
+    let [EndpointEvent::AssociateIndication { key: sk3, .. }] = ev.as_slice() else {
+        panic!("{ev:?}")
+    };
+    let acc = s2.accept(sk3, INIT_RSP).unwrap();
+    deliver(&mut c, OTHER_SERVER, acc);
+    assert_eq!(c.associations().len(), 3);
+    let before = csink.events().len();
+    // Another resource of the peer's account going away ends nothing.
+    assert!(c.drop_peer(Some("ied1@example.org/other")).is_empty());
+    // The peer's resource goes unavailable: both its associations end, locally.
+    let mut ev = c.drop_peer(Some(SERVER));
+    ev.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    for (e, k) in ev.iter().zip([&ck1, &ck2]) {
+        assert!(
+            matches!(e, EndpointEvent::Aborted { key, .. } if key == k),
+            "{e:?}"
+        );
+    }
+    assert_eq!(c.associations(), vec![ck3.clone()]);
+    assert_eq!(csink.events().len(), before, "no security event, no stanza");
+    // The association with the other peer still carries data.
+    let (_, ev) = deliver(&mut s2, CLIENT, c.send(&ck3, &read_req(4)).unwrap());
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Data { .. }]),
+        "{ev:?}"
+    );
+    // The bare JID (the whole account unavailable) ends the rest.
+    let ev = c.drop_peer(Some("ied2@example.org"));
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }] if *key == ck3),
+        "{ev:?}"
+    );
+    assert!(c.associations().is_empty());
+}
+
+// ------------------------------------------------------------------ rekey timeout (§13.3.2)
+
+/// Establishes over a shared test clock, then lets the client start a rekey whose answer never
+/// comes: returns the endpoints, the client's key and the instant the rekey started.
+fn pending_rekey(
+    p: &Pki,
+    clock: &Arc<AtomicI64>,
+) -> (
+    XmppEndpoint,
+    Arc<MemorySink>,
+    XmppEndpoint,
+    AssocKey,
+    AssocKey,
+    i64,
+) {
+    let (mut c, csink) = clocked(p, CLIENT, false, clock);
+    let (mut s, _) = clocked(p, SERVER, true, clock);
+    let (ck, sk) = establish(&mut c, &mut s);
+    assert_eq!(c.next_timeout(), None);
+    // Past the rekey interval (default 1 h): the next protected PDU carries the rekey value.
+    clock.fetch_add(
+        secmms_e2e::config::DEFAULT_REKEY_INTERVAL_MS as i64 + 1,
+        Ordering::SeqCst,
+    );
+    let started = clock.load(Ordering::SeqCst);
+    let req = c.send(&ck, &read_req(1)).unwrap();
+    assert_eq!(req.len(), 1);
+    // The request is never delivered, so no changedKey comes back.
+    (c, csink, s, ck, sk, started)
+}
+
+#[test]
+fn rekey_timeout_fires_from_handle_timeout() {
+    let p = pki();
+    let clock = test_clock();
+    let (mut c, csink, mut s, ck, sk, started) = pending_rekey(&p, &clock);
+    let timeout = secmms_e2e::config::DEFAULT_REKEY_TIMEOUT_MS as i64;
+    assert_eq!(c.next_timeout(), Some(TimeStamp(started + timeout + 1)));
+    // Not yet due: nothing happens.
+    clock.store(started + timeout, Ordering::SeqCst);
+    let (out, ev) = c.handle_timeout();
+    assert!(out.is_empty() && ev.is_empty());
+    assert_eq!(c.associations(), vec![ck.clone()]);
+    // Due: DtSecAbort in a message, E2E_REKEY_TIMEOUT, the association gone.
+    clock.store(started + timeout + 1, Ordering::SeqCst);
+    let (out, ev) = c.handle_timeout();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with("<message"), "{out:?}");
+    assert!(out[0].contains("DtSecAbort"), "{out:?}");
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }] if *key == ck),
+        "{ev:?}"
+    );
+    let e = csink
+        .events()
+        .into_iter()
+        .find(|e| e.mnemonic == "E2E_REKEY_TIMEOUT")
+        .expect("rekey timeout event");
+    assert_eq!(e.id.to_string(), "secmms:0.2");
+    assert!(c.associations().is_empty());
+    assert_eq!(c.next_timeout(), None);
+    // The server learns of it and ends its side too.
+    let (_, ev) = deliver(&mut s, CLIENT, out);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }] if *key == sk),
+        "{ev:?}"
+    );
+    assert!(s.associations().is_empty());
+}
+
+#[test]
+fn rekey_timeout_found_by_send_still_sends_the_abort() {
+    let p = pki();
+    let clock = test_clock();
+    let (mut c, csink, mut s, ck, sk, started) = pending_rekey(&p, &clock);
+    // No timer run: the next send finds the timeout itself.
+    clock.store(
+        started + secmms_e2e::config::DEFAULT_REKEY_TIMEOUT_MS as i64 + 1,
+        Ordering::SeqCst,
+    );
+    let stanzas = match c.send(&ck, &read_req(2)) {
+        Err(EndpointError::Aborted { key, stanzas, .. }) => {
+            assert_eq!(key, ck);
+            stanzas
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        stanzas.len() == 1 && stanzas[0].contains("DtSecAbort"),
+        "{stanzas:?}"
+    );
+    assert!(csink
+        .events()
+        .iter()
+        .any(|e| e.mnemonic == "E2E_REKEY_TIMEOUT"));
+    assert!(c.associations().is_empty());
+    assert!(matches!(
+        c.send(&ck, &read_req(3)),
+        Err(EndpointError::Unknown(_))
+    ));
+    let (_, ev) = deliver(&mut s, CLIENT, stanzas);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { key, .. }] if *key == sk),
+        "{ev:?}"
+    );
+}
+
+// ------------------------------------------------------------------ stanza errors (§16.4)
+
+fn condition_of(st: &str) -> Option<&str> {
+    let i = st.find("<error")?;
+    let rest = &st[i..];
+    let j = rest.find('>')? + 1;
+    let cond = &rest[j..];
+    let cond = cond.strip_prefix('<')?;
+    cond.split([' ', '/', '>']).next()
+}
+
+#[test]
+fn data_iq_for_no_association_is_item_not_found() {
+    let p = pki();
+    let offer = offers().remove(0);
+    let (mut c, _) = endpoint(&p, CLIENT, false, offer.clone());
+    let (mut s, ssink) = endpoint(&p, SERVER, true, offer);
+    let (ck, sk) = establish(&mut c, &mut s);
+    let req = c.send(&ck, &read_req(6)).unwrap();
+    let (_, req_id, _) = parse(&req[0]);
+    // The same data iq from another JID: that peer has no association with this assoID.
+    let stranger = "intruder@example.org/IEC";
+    let (out, ev) = deliver(&mut s, stranger, req.clone());
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with(&format!("<iq type='error' id='{req_id}' to='{stranger}'>")));
+    assert_eq!(condition_of(&out[0]), Some("item-not-found"), "{}", out[0]);
+    assert!(out[0].contains("type='cancel'"));
+    let e = ssink.events().pop().unwrap();
+    assert_eq!(e.mnemonic, "XMPP_UNKNOW_IQ_SECPDU");
+    assert_eq!(e.id.to_string(), "IEC62351-4:18.4");
+    assert_eq!(s.associations(), vec![sk.clone()], "associations unchanged");
+    // The genuine sender is still served.
+    let (_, ev) = deliver(&mut s, CLIENT, req);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Data { key, .. }] if *key == sk),
+        "{ev:?}"
+    );
+    // After the association ended, a late data iq for it is item-not-found as well.
+    let late = c.send(&ck, &read_req(7)).unwrap();
+    deliver(&mut s, CLIENT, c.abort(&ck).unwrap());
+    assert!(s.associations().is_empty());
+    let (out, ev) = deliver(&mut s, CLIENT, late);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(condition_of(&out[0]), Some("item-not-found"), "{out:?}");
+}
+
+#[test]
+fn handshake_req_to_a_client_endpoint_is_unexpected_request() {
+    let p = pki();
+    let offer = offers().remove(0);
+    let (mut c, _) = endpoint(&p, CLIENT, false, offer.clone());
+    // Another client endpoint (it serves no associations) receives the HandshakeReq.
+    let (mut other, osink) = endpoint(&p, SERVER, false, offer);
+    let (_, st) = c.associate(SERVER, INIT_REQ).unwrap();
+    let (_, id, _) = parse(&st[0]);
+    let (out, ev) = deliver(&mut other, CLIENT, st);
+    assert!(ev.is_empty(), "{ev:?}");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].starts_with(&format!("<iq type='error' id='{id}' to='{CLIENT}'>")));
+    assert_eq!(
+        condition_of(&out[0]),
+        Some("unexpected-request"),
+        "{}",
+        out[0]
+    );
+    assert!(other.associations().is_empty());
+    assert_eq!(
+        osink.events().pop().map(|e| e.mnemonic),
+        Some("XMPP_UNKNOW_IQ_SECPDU")
+    );
+    // The stanza error ends the client's pending association (it came from the called JID).
+    let (_, ev) = deliver(&mut c, SERVER, out);
+    assert!(
+        matches!(ev.as_slice(), [EndpointEvent::Aborted { .. }]),
+        "{ev:?}"
+    );
+    assert!(c.associations().is_empty());
 }

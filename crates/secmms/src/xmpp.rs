@@ -18,7 +18,9 @@ use secmms_mms::pdu::{ConfirmedRequest, MmsPdu};
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer};
 use secmms_mms::MmsLimits;
 use secmms_pki::event::SecurityEventSink;
-use secmms_profiles::xmpp::{AssocKey, EndpointEvent, IqType, StanzaKind, XmppEndpoint};
+use secmms_profiles::xmpp::{
+    AssocKey, EndpointError, EndpointEvent, IqType, StanzaKind, XmppEndpoint,
+};
 use secmms_xmpp::stream::{Stanza, StanzaKind as XKind};
 use secmms_xmpp::{XmppClient, XmppConfig, XmppSender};
 use tokio::sync::{mpsc, oneshot};
@@ -86,6 +88,29 @@ fn classify(st: &Stanza) -> Option<(StanzaKind, Option<String>)> {
     Some((kind, env))
 }
 
+/// The sender of a presence of type `unavailable` (RFC 6121 §4.5): that peer (a full JID: one
+/// resource; a bare JID: the whole account) is gone, and its associations end locally (§16.5).
+fn unavailable_peer(st: &Stanza) -> Option<&str> {
+    if st.kind != XKind::Presence || st.type_.as_deref() != Some("unavailable") {
+        return None;
+    }
+    st.from.as_deref().filter(|f| !f.is_empty())
+}
+
+/// How long to wait for the endpoint's next E2E timer (`None`: no timer running).
+fn timer_wait(ep: &XmppEndpoint) -> Option<Duration> {
+    ep.next_timeout()
+        .map(|t| Duration::from_millis(u64::try_from(t.0.saturating_sub(now().0)).unwrap_or(0)))
+}
+
+/// Sleeps for `wait`, or forever when there is nothing to wait for.
+async fn sleep_or_pending(wait: Option<Duration>) {
+    match wait {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn send_all(tx: &XmppSender, out: Vec<String>) -> Result<(), secmms_xmpp::XmppError> {
     for s in out {
         tx.send(&s).await?;
@@ -119,8 +144,41 @@ pub async fn serve_ready(
     info!("serving MMS over XMPP as {jid}");
     on_ready(&jid);
     let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
+    enum Wake {
+        Event(secmms_xmpp::ClientEvent),
+        Timer,
+    }
     loop {
-        let st = match conn.next_event().await? {
+        // Native mode: the E2E timers run between stanzas, as over OSI (server.rs). While the
+        // link is down there is no association, hence no timer.
+        let wait = if conn.sender().is_some() {
+            timer_wait(&ep)
+        } else {
+            None
+        };
+        let wake = tokio::select! {
+            ev = conn.next_event() => Wake::Event(ev?),
+            _ = sleep_or_pending(wait) => Wake::Timer,
+        };
+        let event = match wake {
+            Wake::Event(ev) => ev,
+            Wake::Timer => {
+                let (out, events) = ep.handle_timeout();
+                if let Some(tx) = conn.sender() {
+                    if let Err(e) = send_all(&tx, out).await {
+                        warn!("XMPP send: {e}");
+                    }
+                }
+                for ev in events {
+                    if let EndpointEvent::Aborted { key, reason } = ev {
+                        debug!("XMPP association {key:?} aborted: {reason}");
+                        assocs.remove(&key);
+                    }
+                }
+                continue;
+            }
+        };
+        let st = match event {
             secmms_xmpp::ClientEvent::Stanza(st) => st,
             secmms_xmpp::ClientEvent::Disconnected(e) => {
                 warn!("XMPP link lost ({e}); every association ends, reconnecting");
@@ -136,6 +194,16 @@ pub async fn serve_ready(
         let Some(tx) = conn.sender() else {
             continue;
         };
+        if let Some(peer) = unavailable_peer(&st) {
+            // Like a lost link, for that peer only: no stanza to send.
+            for ev in ep.drop_peer(Some(peer)) {
+                if let EndpointEvent::Aborted { key, .. } = ev {
+                    debug!("XMPP association {key:?} ended: {peer} unavailable");
+                    assocs.remove(&key);
+                }
+            }
+            continue;
+        }
         let Some((kind, env)) = classify(&st) else {
             continue;
         };
@@ -187,6 +255,18 @@ pub async fn serve_ready(
             match out {
                 Ok(o) => {
                     if let Err(e) = send_all(&tx, o).await {
+                        warn!("XMPP send: {e}");
+                    }
+                }
+                Err(EndpointError::Aborted {
+                    key,
+                    reason,
+                    stanzas,
+                }) => {
+                    // The engine ended the association while protecting: its abort still goes out.
+                    warn!("XMPP association {key:?} aborted: {reason}");
+                    assocs.remove(&key);
+                    if let Err(e) = send_all(&tx, stanzas).await {
                         warn!("XMPP send: {e}");
                     }
                 }
@@ -325,9 +405,17 @@ async fn run_connection(
     let mut assocs: HashMap<AssocKey, ClientAssoc> = HashMap::new();
     let result: Result<(), secmms_xmpp::XmppError> = async {
         loop {
+            let wait = timer_wait(&ep);
             tokio::select! {
                 st = rx.recv() => {
                     let st = st?;
+                    if let Some(peer) = unavailable_peer(&st) {
+                        // §16.5: that peer's associations end locally, as on link loss.
+                        for ev in ep.drop_peer(Some(peer)) {
+                            on_event(ev, &mut ep, &mut assocs, &ctx);
+                        }
+                        continue;
+                    }
                     let Some((kind, env)) = classify(&st) else { continue };
                     let from = st.from.clone().unwrap_or_default();
                     let (mut out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
@@ -341,6 +429,16 @@ async fn run_connection(
                 cmd = crx.recv() => {
                     let Some(cmd) = cmd else { return Ok(()) };
                     let out = on_cmd(cmd, &mut ep, &mut assocs);
+                    if let Err(e) = send_all(&tx, out).await {
+                        warn!("XMPP send: {e}");
+                    }
+                }
+                _ = sleep_or_pending(wait) => {
+                    // Native mode: the E2E timers (rekey timeout: DtSecAbort, association ends).
+                    let (mut out, events) = ep.handle_timeout();
+                    for ev in events {
+                        out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
+                    }
                     if let Err(e) = send_all(&tx, out).await {
                         warn!("XMPP send: {e}");
                     }
@@ -516,6 +614,17 @@ fn on_cmd(
                     );
                     out
                 }
+                Err(EndpointError::Aborted {
+                    reason, stanzas, ..
+                }) => {
+                    // E.g. the rekey timeout, found lazily: the DtSecAbort goes out and the
+                    // association ends for every waiter.
+                    let _ = reply.send(Err(ClientError::Security(reason.clone())));
+                    if let Some(a) = assocs.remove(&key) {
+                        end_assoc(a, Err(ClientError::Rejected(reason)));
+                    }
+                    stanzas
+                }
                 Err(e) => {
                     let _ = reply.send(Err(ClientError::Security(e.to_string())));
                     Vec::new()
@@ -557,3 +666,36 @@ fn on_cmd(
 
 /// How long [`Client::release`] over XMPP may wait (the same bound as over OSI).
 pub const XMPP_RELEASE_TIMEOUT: Duration = RELEASE_TIMEOUT;
+
+#[cfg(test)]
+mod tests {
+    use super::{classify, unavailable_peer};
+    use secmms_xmpp::stream::check_outgoing;
+    use secmms_xmpp::StreamLimits;
+
+    fn stanza(raw: &str) -> secmms_xmpp::Stanza {
+        check_outgoing(raw, &StreamLimits::default()).unwrap()
+    }
+
+    #[test]
+    fn presence_unavailable_names_the_peer_to_drop() {
+        // §16.5: the runtime ends that peer's associations (drop_peer) before classify.
+        let st = stanza("<presence type='unavailable' from='ied1@example.org/IEC'/>");
+        assert_eq!(unavailable_peer(&st), Some("ied1@example.org/IEC"));
+        assert!(
+            classify(&st).is_none(),
+            "presence never reaches the endpoint"
+        );
+        let st = stanza("<presence type='unavailable' from='ied1@example.org'/>");
+        assert_eq!(unavailable_peer(&st), Some("ied1@example.org"));
+        // Available presence, other types, no sender, other stanzas: nothing to drop.
+        for raw in [
+            "<presence from='ied1@example.org/IEC'/>",
+            "<presence type='unsubscribed' from='ied1@example.org/IEC'/>",
+            "<presence type='unavailable'/>",
+            "<message type='normal' from='ied1@example.org/IEC' id='m1'/>",
+        ] {
+            assert_eq!(unavailable_peer(&stanza(raw)), None, "{raw}");
+        }
+    }
+}

@@ -425,3 +425,80 @@ async fn server_reconnects_after_the_xmpp_server_restarts() {
     assert!(!server.is_finished());
     server.abort();
 }
+
+/// The next iq stanza `rx` receives (skipping presence and messages), within 5 s.
+async fn next_iq(rx: &mut secmms_xmpp::XmppReceiver) -> secmms_xmpp::Stanza {
+    loop {
+        let st = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("an iq within 5 s")
+            .unwrap();
+        if st.kind == secmms_xmpp::StanzaKind::Iq {
+            return st;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
+    use secmms_mms::pdu::{ConfirmedRequest, ConfirmedServiceRequest, MmsPdu};
+    use secmms_profiles::xmpp::EndpointEvent as E;
+    if !require_prosody("peer_presence_unavailable_ends_its_associations_at_the_server") {
+        return;
+    }
+    let prosody = Prosody::start(&[("ied1", "pw"), ("scada", "pw")]).unwrap();
+    let app = AppPki::new(&prosody.dir.join("app"));
+    let scfg = cfg(&prosody, &app, "ied1", "ied1", Encrypt::Gcm);
+    let mms = MmsServer::new(
+        SharedModel::new(Model::default_demo()),
+        ServerConfig::default(),
+    );
+    let server = tokio::spawn(async move { serve(&scfg, mms, Arc::new(MemorySink::new())).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The client side by hand (raw XMPP client and endpoint), to send presence itself.
+    let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
+    let mut cep = endpoint_for(&ccfg, false, Arc::new(MemorySink::new()));
+    let (ctx, mut crx) = secmms_xmpp::XmppClient::connect(ccfg.xmpp.as_ref().unwrap())
+        .await
+        .unwrap()
+        .split();
+    let initiate =
+        secmms_mms::client::initiate_request_pdu(&secmms_mms::client::ClientProposal::default());
+    let (ck, out) = cep.associate(SERVER_JID, &initiate).unwrap();
+    for o in out {
+        ctx.send(&o).await.unwrap();
+    }
+    let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
+    assert!(matches!(ev.as_slice(), [E::Established { .. }]), "{ev:?}");
+    let identify = |id| {
+        MmsPdu::ConfirmedRequest(ConfirmedRequest {
+            invoke_id: id,
+            service: ConfirmedServiceRequest::Identify,
+        })
+        .encode()
+    };
+    // The association serves a request.
+    for o in cep.send(&ck, &identify(1)).unwrap() {
+        ctx.send(&o).await.unwrap();
+    }
+    let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
+    assert!(matches!(ev.as_slice(), [E::Data { .. }]), "{ev:?}");
+    // Our resource becomes unavailable to the server (directed presence, RFC 6121 §4.6): the
+    // server ends our associations locally (§16.5).
+    ctx.send(&format!("<presence to='{SERVER_JID}'/>"))
+        .await
+        .unwrap();
+    ctx.send(&format!("<presence type='unavailable' to='{SERVER_JID}'/>"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next request on it finds no association there: item-not-found (§16.4).
+    for o in cep.send(&ck, &identify(2)).unwrap() {
+        ctx.send(&o).await.unwrap();
+    }
+    let st = next_iq(&mut crx).await;
+    assert_eq!(st.type_.as_deref(), Some("error"), "{}", st.raw);
+    assert!(st.raw.contains("item-not-found"), "{}", st.raw);
+    assert!(!server.is_finished());
+    server.abort();
+}

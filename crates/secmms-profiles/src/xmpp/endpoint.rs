@@ -107,6 +107,18 @@ pub enum EndpointError {
     /// The engine produced something that is not UTF-8 XML (configuration error).
     #[error("the engine is not in XML mode")]
     NotXml,
+    /// The E2E engine aborted the association while serving the call (for example the
+    /// client's rekey timeout found by [`XmppEndpoint::send`]). The association is gone, its
+    /// security events are recorded; `stanzas` (the DtSecAbort message) must still be sent.
+    #[error("association {key:?} aborted: {reason}")]
+    Aborted {
+        /// The association that ended.
+        key: AssocKey,
+        /// What happened.
+        reason: String,
+        /// The stanzas to send to the peer.
+        stanzas: Vec<String>,
+    },
 }
 
 enum Engine {
@@ -170,6 +182,18 @@ impl Engine {
         match self {
             Engine::Client(c) => c.state(),
             Engine::Server(s) => s.state(),
+        }
+    }
+    fn handle_timeout(&mut self, now: secmms_e2e::TimeStamp) -> Result<(), E2eError> {
+        match self {
+            Engine::Client(c) => c.handle_timeout(now),
+            Engine::Server(s) => s.handle_timeout(now),
+        }
+    }
+    fn next_timeout(&self) -> Option<secmms_e2e::TimeStamp> {
+        match self {
+            Engine::Client(c) => c.next_timeout(),
+            Engine::Server(s) => s.next_timeout(),
         }
     }
     fn events(&mut self) -> Vec<SecurityEvent> {
@@ -342,6 +366,26 @@ impl XmppEndpoint {
         self.assocs.remove(key)
     }
 
+    /// An association (already out of the table) whose engine failed: records the engine's
+    /// events and returns the reply SecPDU (DtSecAbort, …) as a stanza, if the failure has one.
+    fn engine_abort(&mut self, key: &AssocKey, mut a: Assoc, e: &E2eError) -> Vec<String> {
+        self.forget(key);
+        self.flush_events(&mut a);
+        let mut out = Vec::new();
+        if let Some((k, pdu)) = e.rejection().and_then(|r| r.reply.clone()) {
+            if let Ok(t) = String::from_utf8(pdu) {
+                let id = self.new_id("a");
+                out.push(stanza(
+                    placement(k, None),
+                    &id,
+                    &a.peer_full,
+                    &xml::env_wrap(&t),
+                ));
+            }
+        }
+        out
+    }
+
     /// Client: opens an association with `peer` (a full JID) carrying the MMS
     /// Initiate-RequestPDU; returns its key and the stanza to send.
     pub fn associate(
@@ -466,7 +510,24 @@ impl XmppEndpoint {
         let now = (self.clock)();
         let id_new = self.new_id("d");
         let a = self.with(key)?;
-        let (kind, secpdu) = a.engine.protect(pdu, now)?;
+        let (kind, secpdu) = match a.engine.protect(pdu, now) {
+            Ok(x) => x,
+            // The engine ended the association (the rekey timeout runs lazily here too): the
+            // DtSecAbort goes out, the events are recorded, the association is gone.
+            Err(e @ E2eError::Rejected(_)) => {
+                let a = self
+                    .assocs
+                    .remove(key)
+                    .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+                let stanzas = self.engine_abort(key, a, &e);
+                return Err(EndpointError::Aborted {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                    stanzas,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
         let env = xml::env_wrap(&text(secpdu)?);
         let p = placement(kind, Some(pdu));
         let (id, remember) = match (p, mms_class(pdu)) {
@@ -580,17 +641,20 @@ impl XmppEndpoint {
         )])
     }
 
-    /// The peer (or the XMPP link) went away: every association with `peer` (a bare JID; all
-    /// when `None`) ends locally (§16.5).
+    /// The peer (or the XMPP link) went away: its associations end locally (§16.5), with no
+    /// stanza sent. `peer` a bare JID: every association with that account; a full JID (a
+    /// resource's presence became unavailable): those running with that resource only; `None`
+    /// (the link dropped): all.
     pub fn drop_peer(&mut self, peer: Option<&str>) -> Vec<EndpointEvent> {
         let keys: Vec<_> = self
             .assocs
-            .keys()
-            .filter(|k| match peer {
+            .iter()
+            .filter(|(k, a)| match peer {
                 None => true,
-                Some(p) => k.peer == bare_jid(p),
+                Some(p) if p.contains('/') => a.peer_full == p,
+                Some(p) => k.peer == p,
             })
-            .cloned()
+            .map(|(k, _)| k.clone())
             .collect();
         keys.into_iter()
             .map(|key| {
@@ -601,6 +665,52 @@ impl XmppEndpoint {
                 }
             })
             .collect()
+    }
+
+    /// When [`Self::handle_timeout`] should next run: the earliest timer of any association's
+    /// engine (client rekey timeout, server old-key grace period), if one is running.
+    pub fn next_timeout(&self) -> Option<secmms_e2e::TimeStamp> {
+        self.assocs
+            .values()
+            .filter_map(|a| a.engine.next_timeout())
+            .min()
+    }
+
+    /// Runs the engines' timers that are due at the clock's now, as the OSI runtime does through
+    /// `NativeChannel::handle_timeout`. A client whose rekey went unanswered past
+    /// `rekey_timeout_ms` (§13.3.2) aborts: the DtSecAbort message is returned to send, the
+    /// `E2E_REKEY_TIMEOUT` event is recorded and the association ends with
+    /// [`EndpointEvent::Aborted`].
+    pub fn handle_timeout(&mut self) -> (Vec<String>, Vec<EndpointEvent>) {
+        let now = (self.clock)();
+        let mut out = Vec::new();
+        let mut events = Vec::new();
+        let mut due: Vec<AssocKey> = self
+            .assocs
+            .iter()
+            .filter(|(_, a)| a.engine.next_timeout().is_some_and(|t| t <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.sort();
+        for key in due {
+            let Some(mut a) = self.assocs.remove(&key) else {
+                continue;
+            };
+            match a.engine.handle_timeout(now) {
+                Ok(()) => {
+                    self.flush_events(&mut a);
+                    self.assocs.insert(key, a);
+                }
+                Err(e) => {
+                    out.extend(self.engine_abort(&key, a, &e));
+                    events.push(EndpointEvent::Aborted {
+                        key,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        (out, events)
     }
 
     /// Handles one arriving stanza: `kind` and `id` from its top element, `from` the sender's

@@ -1454,3 +1454,234 @@ fn received_dt_sec_abort_with_unknown_diagnostic_number() {
     assert_eq!(e.mnemonic, "UNKNOWN_DIAGNOSTIC_RCVD");
     assert!(e.message.contains("99"), "{}", e.message);
 }
+
+/// §14.5 groups 4.12–4.27 and 5.12–5.25: every HandshakeDiagnostics value received in a signed
+/// HandshakeSecReject (client side) and HandshakeSecAbort (server side) raises its event —
+/// 4.(11+code) / the 5.x slot of `handshake_diag_received`, or the local `secmms:0.3` /
+/// `secmms:0.4` for the values without a slot — and one without a diagnostic the alarm 4.11 / 5.11.
+#[test]
+fn every_received_handshake_diagnostic_raises_its_event() {
+    use secmms_e2e::events::{
+        handshake_diag_received, SEC_ABORT_ALARM_RCVD, SEC_REJECT_ALARM_RCVD,
+    };
+    let drain = |e: &mut dyn FnMut() -> Option<secmms_pki::event::SecurityEvent>| {
+        let mut v = Vec::new();
+        while let Some(x) = e() {
+            v.push(x);
+        }
+        v
+    };
+    let mut diags: Vec<Option<H>> = H::ALL.iter().copied().map(Some).collect();
+    diags.push(None);
+    for d in diags {
+        // A genuine HandshakeSecReject (the server serves another protocol), its diagnostic
+        // replaced by `d` and signed again by the server.
+        let scfg = E2eConfig {
+            accepted_protocols: vec!["TASE.2".into()],
+            ..cfg()
+        };
+        let mut p = pair(cfg(), scfg);
+        let req = p.client.handshake_req(Some(INIT_REQ), NOW).unwrap();
+        let r = rejection(p.server.receive(SecPduKind::HandshakeReq, &req, NOW));
+        let (kind, bytes) = r.reply.unwrap();
+        assert_eq!(kind, SecPduKind::HandshakeSecReject);
+        let mut pdu = match SecPdu::decode(kind, &bytes, Default::default()).unwrap() {
+            SecPdu::HandshakeSecReject(x) => x,
+            o => panic!("{o:?}"),
+        };
+        pdu.body = Token3Body::HandshakeDiag(d);
+        pdu.tbs = Token3Pdu::tbs_content(&pdu.token3, &pdu.body);
+        pdu.sign.sign = server_key().sign(&pdu.tbs).unwrap();
+        let forged = SecPdu::HandshakeSecReject(pdu).encode();
+        match p.client.receive(kind, &forged, NOW).unwrap() {
+            Output::SecurityRejected { diagnostic } => assert_eq!(diagnostic, d),
+            o => panic!("{o:?}"),
+        }
+        let want = match d {
+            Some(d) => handshake_diag_received(true, d),
+            None => SEC_REJECT_ALARM_RCVD,
+        };
+        let got = drain(&mut || p.client.poll_event());
+        assert!(
+            got.iter()
+                .any(|e| e.id == want.id() && e.mnemonic == want.mnemonic),
+            "{d:?}: {want:?} not in {got:?}"
+        );
+
+        // A genuine HandshakeSecAbort (the client refuses a HandshakeAcc naming another DH
+        // group), its diagnostic replaced by `d`, signed again by the client.
+        let mut p = pair(cfg(), cfg());
+        let req = p.client.handshake_req(Some(INIT_REQ), NOW).unwrap();
+        p.server
+            .receive(SecPduKind::HandshakeReq, &req, NOW)
+            .unwrap();
+        let acc = p.server.accept(Some(INIT_RSP), NOW).unwrap();
+        let acc = resign_handshake(SecPduKind::HandshakeAcc, &acc, &server_key(), |t| {
+            t.dh_key[0].group = 14
+        });
+        let r = rejection(p.client.receive(SecPduKind::HandshakeAcc, &acc, NOW));
+        let (kind, bytes) = r.reply.unwrap();
+        assert_eq!(kind, SecPduKind::HandshakeSecAbort);
+        let mut pdu = match SecPdu::decode(kind, &bytes, Default::default()).unwrap() {
+            SecPdu::HandshakeSecAbort(x) => x,
+            o => panic!("{o:?}"),
+        };
+        pdu.body = Token3Body::HandshakeDiag(d);
+        pdu.tbs = Token3Pdu::tbs_content(&pdu.token3, &pdu.body);
+        pdu.sign.sign = client_key().sign(&pdu.tbs).unwrap();
+        let forged = SecPdu::HandshakeSecAbort(pdu).encode();
+        match p.server.receive(kind, &forged, NOW).unwrap() {
+            Output::Aborted { diagnostic, .. } => {
+                assert_eq!(diagnostic, d.map(Diagnostic::Handshake))
+            }
+            o => panic!("{o:?}"),
+        }
+        let want = match d {
+            Some(d) => handshake_diag_received(false, d),
+            None => SEC_ABORT_ALARM_RCVD,
+        };
+        let got = drain(&mut || p.server.poll_event());
+        assert!(
+            got.iter()
+                .any(|e| e.id == want.id() && e.mnemonic == want.mnemonic),
+            "{d:?}: {want:?} not in {got:?}"
+        );
+    }
+}
+
+/// The received-diagnostic slots as docs/EVENTS.md tabulates them (a known-answer table: code,
+/// SecReject event, SecAbort event).
+#[test]
+fn received_handshake_diagnostic_slots_match_the_documented_table() {
+    use secmms_e2e::events::handshake_diag_received;
+    let table: [(i64, &str, &str, Option<(&str, &str)>); 16] = [
+        (
+            1,
+            "IEC62351-4:4.12",
+            "SEC_REJECT_PROT_ERR_RCVD",
+            Some(("IEC62351-4:5.12", "SEC_ABORT_PROT_ERR_RCVD")),
+        ),
+        (2, "IEC62351-4:4.13", "SEC_REJECT_PROT_NOT_SUP_RCVD", None),
+        (
+            3,
+            "IEC62351-4:4.14",
+            "SEC_REJECT_INV_SIG_ALGO_RCVD",
+            Some(("IEC62351-4:5.13", "SEC_ABORT_INV_SIG_ALGO_RCVD")),
+        ),
+        (
+            4,
+            "IEC62351-4:4.15",
+            "SEC_REJECT_UNEXP_VERSION_RCVD",
+            Some(("IEC62351-4:5.14", "SEC_ABORT_UNEXP_VERSION_RCVD")),
+        ),
+        (
+            5,
+            "IEC62351-4:4.16",
+            "SEC_REJECT_HMAC_NOT_SUP_RCVD",
+            Some(("IEC62351-4:5.15", "SEC_ABORT_HMAC_NOT_SUP_RCVD")),
+        ),
+        (
+            6,
+            "IEC62351-4:4.17",
+            "SEC_REJECT_ENCR_NOT_REQUIRED_RCVD",
+            Some(("IEC62351-4:5.16", "SEC_ABORT_ENCR_NOT_REQUIRED_RCVD")),
+        ),
+        (
+            7,
+            "IEC62351-4:4.18",
+            "SEC_REJECT_ENCR_REQUIRED_RCVD",
+            Some(("IEC62351-4:5.17", "SEC_ABORT_ENCR_REQUIRED_RCVD")),
+        ),
+        (
+            8,
+            "IEC62351-4:4.19",
+            "SEC_REJECT_INV_PKCERT_RCVD",
+            Some(("IEC62351-4:5.18", "SEC_ABORT_INV_PKCERT_RCVD")),
+        ),
+        (
+            9,
+            "IEC62351-4:4.20",
+            "SEC_REJECT_INV_CERT_PATH_RCVD",
+            Some(("IEC62351-4:5.19", "SEC_ABORT_INV_CERT_PATH_RCVD")),
+        ),
+        (
+            10,
+            "IEC62351-4:4.21",
+            "SEC_REJECT_INV_TIME_RCVD",
+            Some(("IEC62351-4:5.20", "SEC_ABORT_INV_TIME_RCVD")),
+        ),
+        (
+            11,
+            "IEC62351-4:4.22",
+            "SEC_REJECT_DH_GROUP_NOT_SUP_RCVD",
+            None,
+        ),
+        (
+            12,
+            "IEC62351-4:4.23",
+            "SEC_REJECT_ILLEGAL_DH_GROUP_RCVD",
+            Some(("IEC62351-4:5.21", "SEC_ABORT_ILLEGAL_DH_GROUP_RCVD")),
+        ),
+        (
+            13,
+            "IEC62351-4:4.24",
+            "SEC_REJECT_ICV_ALGO_NOT_SUP_RCVD",
+            Some(("IEC62351-4:5.22", "SEC_ABORT_ICV_ALGO_NOT_SUP_RCVD")),
+        ),
+        (
+            14,
+            "IEC62351-4:4.25",
+            "SEC_REJECT_ENCR_ALGO_NOT_SUP_RCVD",
+            Some(("IEC62351-4:5.23", "SEC_ABORT_ENCR_ALGO_NOT_SUP_RCVD")),
+        ),
+        (
+            15,
+            "IEC62351-4:4.26",
+            "SEC_REJECT_AEA_ALGO_NOT_SUP_RCVD",
+            Some(("IEC62351-4:5.24", "SEC_ABORT_AEA_ALGO_NOT_SUP_RCVD")),
+        ),
+        (
+            16,
+            "IEC62351-4:4.27",
+            "SEC_REJECT_INV_ATTCERT_RCVD",
+            Some(("IEC62351-4:5.25", "SEC_ABORT_INV_ATTCERT_RCVD")),
+        ),
+    ];
+    for (code, rej_id, rej_m, abort) in table {
+        let d = H::from_code(code).unwrap();
+        let e = handshake_diag_received(true, d);
+        assert_eq!((e.id().to_string().as_str(), e.mnemonic), (rej_id, rej_m));
+        let e = handshake_diag_received(false, d);
+        match abort {
+            Some((id, m)) => assert_eq!((e.id().to_string().as_str(), e.mnemonic), (id, m)),
+            None => assert_eq!(
+                (e.id().to_string().as_str(), e.mnemonic),
+                ("secmms:0.4", "HANDSHAKE_SEC_ABORT_RCVD")
+            ),
+        }
+    }
+    let alarms = [
+        secmms_e2e::events::SEC_REJECT_ALARM_RCVD,
+        secmms_e2e::events::SEC_ABORT_ALARM_RCVD,
+    ];
+    assert_eq!(
+        alarms.map(|e| (e.id().to_string(), e.mnemonic)),
+        [
+            (
+                "IEC62351-4:4.11".to_string(),
+                "HANDSHAKE_SEC_REJECT_ALARM_RCVD"
+            ),
+            (
+                "IEC62351-4:5.11".to_string(),
+                "HANDSHAKE_SEC_ABORT_ALARM_RCVD"
+            )
+        ]
+    );
+    for d in [H::NoReasonGiven, H::AeIsRequired, H::SingleIcvAlgoRequired] {
+        let e = handshake_diag_received(true, d);
+        assert_eq!(
+            (e.id().to_string().as_str(), e.mnemonic),
+            ("secmms:0.3", "HANDSHAKE_SEC_REJECT_RCVD")
+        );
+    }
+}

@@ -210,11 +210,8 @@ impl EventsConfig {
 mod tests {
     use super::*;
 
-    /// One id names one event across every profile (TLS, A-profile, E2E, OSI and XMPP
-    /// environments, runtime checks), and every mnemonic has one id.
-    #[test]
-    fn one_mnemonic_per_id_across_every_profile() {
-        use std::collections::HashMap;
+    /// Every event of every catalogue, as (id, mnemonic).
+    fn catalogue() -> Vec<(String, &'static str)> {
         let mut all: Vec<(String, &'static str)> = Vec::new();
         for f in crate::tls::TlsFinding::ALL {
             let (id, m) = f.id();
@@ -237,6 +234,109 @@ mod tests {
         }
         let (id, m, _) = crate::security::events::PEER_TITLE_UNCHECKED;
         all.push((id.to_string(), m));
+        all
+    }
+
+    /// Events that no test names yet (by mnemonic or id). The list may only shrink: an event
+    /// added without a test that provokes it fails here, and so does an entry whose event a
+    /// test now names (take it out).
+    ///
+    /// What is left (issue 13): the generic signed-PDU checks of groups 3–7, 12 and 13 (shared
+    /// base mnemonics), some data-transfer checks (sequence, time, replay on ClearTransfer,
+    /// unexpected DH key, ICV algorithm on EncrTransfer), received DtSecAbort diagnostics,
+    /// `INV_CALLING_*_RE` (never raised by design: the responder's calling titles are not in
+    /// the AARE), local failures that no input provokes, and three XMPP environment checks
+    /// that only the unit tests of `secmms_profiles::xmpp` reach by constant.
+    const NOT_YET_NAMED_BY_A_TEST: &[&str] = &[
+        "ADDR_MISMATCH",
+        "AP_CERT_INVALID",
+        "AP_LOCAL_FAILURE",
+        "AP_REPLAY_CACHE_FULL",
+        "CLEAR_INV_SEQ_TRF",
+        "CLEAR_INV_TIME_TRF",
+        "CLEAR_REPLAY_TRF",
+        "CLEAR_UNEXP_DH_KEY_TRF",
+        "DT_SEC_ABORT_ENCR_NOT_SEL_RCVD",
+        "DT_SEC_ABORT_ENCR_REQ_RCVD",
+        "DT_SEC_ABORT_UNEXP_CHANGED_KEYS_RCVD",
+        "DT_SEC_ABORT_UNEXP_REKEY_RCVD",
+        "E2E_LOCAL_FAILURE",
+        "ENCR_INV_ICV_ALGO_TRF",
+        "INV_CALLING_AE_QUAL_RE",
+        "INV_CALLING_AP_TITLE_RE",
+        "INV_TIME",
+        "PKCERT_ALARM",
+        "PKCERT_ALARM_ASS_ACC",
+        "PKCERT_ERROR",
+        "PROTOCOL_ERR",
+        "REPLAY_DETEC",
+        "SIGNATURE_ALGO_MISMATCH",
+        "SIGNATURE_ALGO_NOT_SUP",
+        "UNEXP_VERSION",
+        "XMPP_ENV_NS_INV",
+        "XMPP_MSG_MISSING",
+        "XMPP_UNKNOW_MSG_SECPDU",
+    ];
+
+    /// docs/EVENTS.md: every event is raised and named by a test — checked by looking for its
+    /// mnemonic or id in the tests of the workspace.
+    #[test]
+    fn every_event_is_named_by_a_test() {
+        fn walk(dir: &std::path::Path, out: &mut String) {
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.ends_with("secmms/src/events/mod.rs") {
+                    // This file lists events to check them, which names nothing.
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    let in_tests = p.components().any(|c| c.as_os_str() == "tests");
+                    match (in_tests, text.find("#[cfg(test)]")) {
+                        (true, _) => out.push_str(&text),
+                        (false, Some(i)) => out.push_str(&text[i..]),
+                        (false, None) => {}
+                    }
+                }
+            }
+        }
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut tests = String::new();
+        walk(&crates, &mut tests);
+        // The catalogue tables themselves name every event; look only at test code.
+        let mut missing: Vec<&str> = catalogue()
+            .into_iter()
+            .filter(|(id, m)| {
+                // By mnemonic, by id, or by the constant of the same name (the A-profile's
+                // constants drop the `AP_` prefix: `events::CERT_EXPIRED`).
+                let constant = format!("events::{}", m.strip_prefix("AP_").unwrap_or(m));
+                !tests.contains(&format!("\"{m}\""))
+                    && !tests.contains(&format!("\"{id}\""))
+                    && !tests.contains(&format!("{constant},"))
+                    && !tests.contains(&format!("{constant})"))
+            })
+            .map(|(_, m)| m)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        let listed: Vec<&str> = NOT_YET_NAMED_BY_A_TEST.to_vec();
+        let new: Vec<&&str> = missing.iter().filter(|m| !listed.contains(m)).collect();
+        let done: Vec<&&str> = listed.iter().filter(|m| !missing.contains(m)).collect();
+        assert!(
+            new.is_empty() && done.is_empty(),
+            "events no test names: {new:?}; listed but now named (remove them): {done:?}"
+        );
+    }
+
+    /// One id names one event across every profile (TLS, A-profile, E2E, OSI and XMPP
+    /// environments, runtime checks), and every mnemonic has one id.
+    #[test]
+    fn one_mnemonic_per_id_across_every_profile() {
+        use std::collections::HashMap;
+        let all = catalogue();
         let mut by_id: HashMap<&str, &str> = HashMap::new();
         let mut by_name: HashMap<&str, &str> = HashMap::new();
         for (id, m) in &all {

@@ -1554,7 +1554,9 @@ fn every_received_handshake_diagnostic_raises_its_event() {
 #[test]
 fn received_handshake_diagnostic_slots_match_the_documented_table() {
     use secmms_e2e::events::handshake_diag_received;
-    let table: [(i64, &str, &str, Option<(&str, &str)>); 16] = [
+    /// Code, SecReject (id, mnemonic), SecAbort (id, mnemonic) when it has a slot.
+    type Row = (i64, &'static str, &'static str, Option<(&'static str, &'static str)>);
+    let table: [Row; 16] = [
         (
             1,
             "IEC62351-4:4.12",

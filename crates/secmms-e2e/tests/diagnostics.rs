@@ -1555,7 +1555,12 @@ fn every_received_handshake_diagnostic_raises_its_event() {
 fn received_handshake_diagnostic_slots_match_the_documented_table() {
     use secmms_e2e::events::handshake_diag_received;
     /// Code, SecReject (id, mnemonic), SecAbort (id, mnemonic) when it has a slot.
-    type Row = (i64, &'static str, &'static str, Option<(&'static str, &'static str)>);
+    type Row = (
+        i64,
+        &'static str,
+        &'static str,
+        Option<(&'static str, &'static str)>,
+    );
     let table: [Row; 16] = [
         (
             1,

@@ -1692,3 +1692,66 @@ fn received_handshake_diagnostic_slots_match_the_documented_table() {
         );
     }
 }
+
+/// §14.5 6.12–6.16: a received DtSecAbort with one of the listed diagnostics raises its event
+/// (the others the local `secmms:0.1`), for a genuine DtSecAbort whose diagnostic is replaced
+/// and signed again by the server.
+#[test]
+fn every_received_dt_diagnostic_raises_its_event() {
+    let expected: [(D, &str, &str); 6] = [
+        (
+            D::ProtocolError,
+            "IEC62351-4:6.12",
+            "DT_SEC_ABORT_PROT_ERR_RCVD",
+        ),
+        (
+            D::EncryptionNotSelected,
+            "IEC62351-4:6.13",
+            "DT_SEC_ABORT_ENCR_NOT_SEL_RCVD",
+        ),
+        (
+            D::EncryptionRequired,
+            "IEC62351-4:6.14",
+            "DT_SEC_ABORT_ENCR_REQ_RCVD",
+        ),
+        (
+            D::UnexpectedDhPublicKey,
+            "IEC62351-4:6.15",
+            "DT_SEC_ABORT_UNEXP_REKEY_RCVD",
+        ),
+        (
+            D::UnexpectedChangedKeys,
+            "IEC62351-4:6.16",
+            "DT_SEC_ABORT_UNEXP_CHANGED_KEYS_RCVD",
+        ),
+        (D::InvalidSequenceNumber, "secmms:0.1", "DT_SEC_ABORT_RCVD"),
+    ];
+    for (d, id, mnemonic) in expected {
+        let mut p = established(cfg(), cfg());
+        let (k, b) = p.client.protect(PR, NOW).unwrap();
+        let b = reassemble(k, &b, |t| t.token2.asso_id = AssoId::new("1:8").unwrap());
+        let (kind, abort) = rejection(p.server.receive(k, &b, NOW)).reply.unwrap();
+        let mut pdu = match SecPdu::decode(kind, &abort, Default::default()).unwrap() {
+            SecPdu::DtSecAbort(x) => x,
+            o => panic!("{o:?}"),
+        };
+        pdu.body = Token3Body::DtDiag(Some(d));
+        pdu.tbs = Token3Pdu::tbs_content(&pdu.token3, &pdu.body);
+        pdu.sign.sign = server_key().sign(&pdu.tbs).unwrap();
+        let forged = SecPdu::DtSecAbort(pdu).encode();
+        match p.client.receive(kind, &forged, NOW).unwrap() {
+            Output::Aborted { diagnostic, .. } => assert_eq!(diagnostic, Some(Diagnostic::Dt(d))),
+            o => panic!("{o:?}"),
+        }
+        let mut events = Vec::new();
+        while let Some(e) = p.client.poll_event() {
+            events.push(e);
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| e.id.to_string() == id && e.mnemonic == mnemonic),
+            "{d:?}: {id} {mnemonic} not in {events:?}"
+        );
+    }
+}

@@ -243,7 +243,7 @@ mod tests {
     ///
     /// What is left (issue 13): the generic signed-PDU checks of groups 3–7, 12 and 13 (shared
     /// base mnemonics), some data-transfer checks (sequence, time, replay on ClearTransfer,
-    /// unexpected DH key, ICV algorithm on EncrTransfer), received DtSecAbort diagnostics,
+    /// unexpected DH key, ICV algorithm on EncrTransfer),
     /// `INV_CALLING_*_RE` (never raised by design: the responder's calling titles are not in
     /// the AARE), local failures that no input provokes, and three XMPP environment checks
     /// that only the unit tests of `secmms_profiles::xmpp` reach by constant.
@@ -256,10 +256,6 @@ mod tests {
         "CLEAR_INV_TIME_TRF",
         "CLEAR_REPLAY_TRF",
         "CLEAR_UNEXP_DH_KEY_TRF",
-        "DT_SEC_ABORT_ENCR_NOT_SEL_RCVD",
-        "DT_SEC_ABORT_ENCR_REQ_RCVD",
-        "DT_SEC_ABORT_UNEXP_CHANGED_KEYS_RCVD",
-        "DT_SEC_ABORT_UNEXP_REKEY_RCVD",
         "E2E_LOCAL_FAILURE",
         "ENCR_INV_ICV_ALGO_TRF",
         "INV_CALLING_AE_QUAL_RE",

@@ -893,21 +893,7 @@ impl OpenSslValidator {
         {
             rest.push(c.clone())?;
         }
-        let store = self.store(now)?;
-        let mut ctx = X509StoreContext::new()?;
-        let (ok, err, verified): (bool, String, Vec<X509>) =
-            ctx.init(&store, &issuer, &rest, |c| {
-                let ok = c.verify_cert()?;
-                let err = c.error().error_string().to_string();
-                let v = c
-                    .chain()
-                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
-                    .unwrap_or_default();
-                Ok((ok, err, v))
-            })?;
-        if !ok {
-            return Err(CertError::Path(err));
-        }
+        let verified = self.verify_chain(&issuer, &rest, now)?;
         // OpenSSL saw the issuer as the end of the path: one more CA lies below each
         // certificate above it than it counted.
         for (k, ca) in verified.iter().enumerate().skip(1) {
@@ -941,6 +927,32 @@ impl OpenSslValidator {
             warnings,
             fingerprint: crate::crypto::sha256(leaf_der),
         })
+    }
+
+    /// Validates `leaf` with the intermediate `chain` against the anchors at `now` with
+    /// OpenSSL's store; the verified chain, leaf first.
+    fn verify_chain(
+        &self,
+        leaf: &X509,
+        chain: &openssl::stack::StackRef<X509>,
+        now: i64,
+    ) -> Result<Vec<X509>, CertError> {
+        let store = self.store(now)?;
+        let mut ctx = X509StoreContext::new()?;
+        let (ok, err, verified): (bool, String, Vec<X509>) =
+            ctx.init(&store, leaf, chain, |c| {
+                let ok = c.verify_cert()?;
+                let err = c.error().error_string().to_string();
+                let v = c
+                    .chain()
+                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
+                    .unwrap_or_default();
+                Ok((ok, err, v))
+            })?;
+        if !ok {
+            return Err(CertError::Path(err));
+        }
+        Ok(verified)
     }
 
     fn store(&self, now: i64) -> Result<openssl::x509::store::X509Store, CertError> {
@@ -992,21 +1004,7 @@ impl CertValidator for OpenSslValidator {
         for p in path_der {
             chain.push(X509::from_der(p).map_err(|_| CertError::Malformed("certPath entry"))?)?;
         }
-        let store = self.store(now)?;
-        let mut ctx = X509StoreContext::new()?;
-        let (ok, err, verified): (bool, String, Vec<X509>) =
-            ctx.init(&store, leaf, &chain, |c| {
-                let ok = c.verify_cert()?;
-                let err = c.error().error_string().to_string();
-                let v = c
-                    .chain()
-                    .map(|s| s.iter().map(|x| x.to_owned()).collect())
-                    .unwrap_or_default();
-                Ok((ok, err, v))
-            })?;
-        if !ok {
-            return Err(CertError::Path(err));
-        }
+        let verified = self.verify_chain(leaf, &chain, now)?;
         if self.is_revoked(&verified) {
             return Err(CertError::Revoked);
         }

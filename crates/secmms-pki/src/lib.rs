@@ -24,6 +24,23 @@ pub mod crypto;
 pub mod event;
 pub mod tooling;
 
+/// Fuzz entry points (used by `fuzz/` and by the corpus replay test).
+pub mod fuzzing {
+    use crate::cert::{public_key_of, split_pki_path, validity_of, CertInfo, CertValidator};
+
+    /// A peer's certificate as it arrives: the Annex G facts, the key and validity read also for
+    /// certificates OpenSSL cannot load, a PkiPath, and validation (the Rust-parsed path
+    /// included) against an anchor that issued none of them. Must never panic.
+    pub fn certificate(data: &[u8]) {
+        let _ = CertInfo::parse(data);
+        let _ = public_key_of(data);
+        let _ = validity_of(data);
+        let _ = split_pki_path(data);
+        let v = crate::cert::OpenSslValidator::new();
+        let _ = v.validate(data, &[data.to_vec()], 1_760_000_000);
+    }
+}
+
 pub use cert::{CertError, CertValidator, OpenSslValidator, PeerIdentity, ValidatedCert};
 pub use crypto::{
     CryptoError, DhGroup, EphemeralKey, RandomSource, SignatureAlgorithm, SigningKey,

@@ -186,7 +186,7 @@ fn request_der(leaf: &X509Ref, issuer: &X509Ref) -> Result<Vec<u8>, openssl::err
 
 /// Verifies a response and finds the status of `leaf`: the verdict and how long it may be
 /// reused (seconds).
-fn evaluate(
+pub(crate) fn evaluate(
     der: &[u8],
     leaf: &X509Ref,
     issuer: &X509Ref,

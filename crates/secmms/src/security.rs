@@ -679,24 +679,13 @@ pub fn load_certificate(path: &Path) -> Result<Vec<u8>, SecurityError> {
             // OpenSSL 3.0 cannot load the Annex G.6.2 OBJECT IDENTIFIER subject form
             // (`secmms cert issue --subject-form oid`): take the DER out of the PEM here and
             // accept it when it parses as a certificate with a usable key.
-            let der = pem_body(&bytes, "CERTIFICATE").unwrap_or(bytes);
+            let der = secmms_pki::tooling::pem_or_der("CERTIFICATE", &bytes).unwrap_or(bytes);
             match secmms_pki::cert::public_key_of(&der) {
                 Ok(_) => Ok(der),
                 Err(_) => Err(cred_err(path, format!("not a certificate: {e}"))),
             }
         }
     }
-}
-
-/// The DER inside the first PEM block labelled `label`, if any.
-fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(pem).ok()?;
-    let begin = format!("-----BEGIN {label}-----");
-    let end = format!("-----END {label}-----");
-    let start = text.find(&begin)? + begin.len();
-    let stop = start + text[start..].find(&end)?;
-    let b64: String = text[start..stop].split_whitespace().collect();
-    openssl::base64::decode_block(&b64).ok()
 }
 
 /// Reads a private key (PEM).

@@ -1720,7 +1720,6 @@ fn client_hello_policy(
 /// else that is not a verified "good" → warning only (§6.2.8: missing revocation information
 /// never ends a session).
 fn check_stapled_ocsp(ssl: &mut SslRef) -> Result<bool, openssl::error::ErrorStack> {
-    use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspFlag, OcspResponse, OcspResponseStatus};
     let findings = findings_index().and_then(|i| ssl.ex_data(i)).cloned();
     let note = |kind: TlsFinding, detail: String| {
         if let Some(f) = &findings {
@@ -1733,11 +1732,6 @@ fn check_stapled_ocsp(ssl: &mut SslRef) -> Result<bool, openssl::error::ErrorSta
         return Ok(true);
     };
     let verdict = (|| -> Result<Option<(TlsFinding, String)>, String> {
-        let resp = OcspResponse::from_der(der).map_err(|e| e.to_string())?;
-        if resp.status() != OcspResponseStatus::SUCCESSFUL {
-            return Err(format!("OCSP response status {:?}", resp.status()));
-        }
-        let basic = resp.basic().map_err(|e| e.to_string())?;
         let leaf = ssl.peer_certificate().ok_or("no server certificate")?;
         let store = ssl.ssl_context().cert_store();
         let mut chain = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
@@ -1746,32 +1740,21 @@ fn check_stapled_ocsp(ssl: &mut SslRef) -> Result<bool, openssl::error::ErrorSta
                 chain.push(x.to_owned()).map_err(|e| e.to_string())?;
             }
         }
-        basic
-            .verify(&chain, store, OcspFlag::empty())
-            .map_err(|e| format!("OCSP signature: {e}"))?;
-        let issuer = chain
-            .iter()
-            .map(|c| c.to_owned())
-            .chain(store.all_certificates())
-            .find(|c| c.issued(&leaf) == X509VerifyResult::OK)
+        let issuer = crate::ocsp::issuer_of(&leaf, &chain, store)
             .ok_or("issuer of the server certificate not found")?;
-        let id = OcspCertId::from_cert(openssl::hash::MessageDigest::sha1(), &leaf, &issuer)
-            .map_err(|e| e.to_string())?;
-        let st = basic
-            .find_status(&id)
-            .ok_or("no status for the server certificate")?;
-        st.check_validity(300, None)
-            .map_err(|e| format!("OCSP response out of date: {e}"))?;
-        if st.status == OcspCertStatus::REVOKED {
-            return Ok(Some((
+        match crate::ocsp::evaluate(der, &leaf, &issuer, &chain, store)
+            .map_err(|e| format!("stapled OCSP response: {e}"))?
+            .0
+        {
+            crate::ocsp::OcspVerdict::Good => Ok(None),
+            crate::ocsp::OcspVerdict::Revoked => Ok(Some((
                 TlsFinding::CertRevoked,
                 "stapled OCSP response: server certificate revoked".into(),
-            )));
+            ))),
+            crate::ocsp::OcspVerdict::Unavailable(why) => {
+                Err(format!("stapled OCSP response: {why}"))
+            }
         }
-        if st.status != OcspCertStatus::GOOD {
-            return Err("stapled OCSP response: status unknown".into());
-        }
-        Ok(None)
     })();
     match verdict {
         Ok(None) => Ok(true),

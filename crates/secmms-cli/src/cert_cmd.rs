@@ -18,17 +18,19 @@ use secmms_pki::cert::FindingSeverity;
 use secmms_pki::crypto::{OsRandom, SigningKey};
 use secmms_pki::tooling::lint::lint;
 use secmms_pki::tooling::{
-    cert_serial, create_ca, issue_crl, issue_end_entity, issue_tls, issued_by, pem, pem_or_der,
-    Binding, Ca, EndEntityRequest, KeyType, RevokedEntry, SubjectForm, TlsRequest, Validity,
-    DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS, DEFAULT_EE_DAYS,
+    cert_serial, create_ca, issue_attribute_cert, issue_crl, issue_end_entity, issue_tls,
+    issued_by, pem, pem_or_der, AttributeCertRequest, Binding, Ca, EndEntityRequest, KeyType,
+    RevokedEntry, SubjectForm, TlsRequest, Validity, DEFAULT_CA_DAYS, DEFAULT_CRL_DAYS,
+    DEFAULT_EE_DAYS,
 };
 
 const SUBJECT_FORM_HELP: &str = "How the 2.5.4.106 value is encoded. `oid` is the Annex G.6.2 \
 syntax (and the spec's DECISION), but OpenSSL 3.0 cannot load such a certificate at all \
-(`openssl x509`, `openssl verify` and OpenSSL-based validators, secmms' own included, fail; \
-mbedTLS is reported to fail too; pyca/cryptography 48 loads it but cannot decode the subject). `utf8` is the \
+(`openssl x509`, `openssl verify` and OpenSSL-based validators fail; mbedTLS is reported to \
+fail too; pyca/cryptography 48 loads it but cannot decode the subject). secmms itself accepts it \
+as a peer's application certificate (it reads such a leaf without OpenSSL). `utf8` is the \
 tolerated dotted-string form that every tool reads and that Annex G-aware peers accept with a \
-warning. Default: utf8, so that issued certificates work with secmms and OpenSSL today.";
+warning. Default: utf8, so that issued certificates work with OpenSSL-based peers today.";
 
 /// `secmms cert ...`
 #[derive(Args, Debug)]
@@ -44,6 +46,9 @@ pub enum CertCommand {
     Ca(CaArgs),
     /// Issue an Annex G application certificate (or, with --tls, a separate TLS certificate).
     Issue(Box<IssueArgs>),
+    /// Issue an IEC 62351-8 attribute certificate (roles) for an application certificate, signed
+    /// by an attribute authority (a CA directory); native mode sends it as attCert.
+    IssueAc(IssueAcArgs),
     /// Issue or update the CA's CRL, optionally revoking certificates first.
     Crl(CrlArgs),
     /// Lint a certificate against Annex G and explain each finding (exit 0 only if compliant).
@@ -68,6 +73,31 @@ pub struct CaArgs {
     /// Overwrite an existing CA in DIR.
     #[arg(long)]
     pub force: bool,
+}
+
+/// Arguments of `secmms cert issue-ac`.
+#[derive(Args, Debug)]
+pub struct IssueAcArgs {
+    /// The attribute authority: a CA directory made by `secmms cert ca` (it may be the CA that
+    /// issued the holder's certificate, or one of its own).
+    #[arg(long, value_name = "DIR")]
+    pub aa: PathBuf,
+    /// The holder's application certificate (PEM or DER): the attribute certificate is bound to
+    /// its issuer and serial number.
+    #[arg(long, value_name = "PEM")]
+    pub holder: PathBuf,
+    /// IEC 62351-8 role (RoleId) to grant; repeat for several.
+    #[arg(long = "role", value_name = "N", required = true)]
+    pub roles: Vec<u32>,
+    /// Area of responsibility written with the roles.
+    #[arg(long, default_value = "secmms", value_name = "TEXT")]
+    pub aor: String,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Output file (PEM `ATTRIBUTE CERTIFICATE`).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 /// Arguments of `secmms cert issue`.
@@ -164,6 +194,7 @@ pub fn run(a: CertArgs) -> Result<ExitCode> {
     match a.cmd {
         CertCommand::Ca(a) => ca(a),
         CertCommand::Issue(a) => issue(*a),
+        CertCommand::IssueAc(a) => issue_ac(a),
         CertCommand::Crl(a) => crl(a),
         CertCommand::Check(a) => Ok(check(a)),
     }
@@ -235,6 +266,40 @@ fn load_ca(dir: &Path) -> Result<Ca> {
         .with_context(|| format!("reading {}/ca.key", dir.display()))?;
     let key = SigningKey::from_pem(&key).map_err(|e| anyhow::anyhow!("CA key: {e}"))?;
     Ok(Ca { cert_der, key })
+}
+
+fn issue_ac(a: IssueAcArgs) -> Result<ExitCode> {
+    let aa = load_ca(&a.aa)?;
+    let holder =
+        std::fs::read(&a.holder).with_context(|| format!("reading {}", a.holder.display()))?;
+    let holder = pem_or_der("CERTIFICATE", &holder)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.holder.display()))?;
+    let der = issue_attribute_cert(
+        &AttributeCertRequest {
+            holder_cert: holder,
+            roles: a.roles.clone(),
+            aor: a.aor.clone(),
+            validity: Validity::days_from(now(), a.days),
+        },
+        &aa,
+        &mut OsRandom,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&a.out, pem("ATTRIBUTE CERTIFICATE", &der))
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let roles: Vec<String> = a.roles.iter().map(u32::to_string).collect();
+    println!(
+        "attribute certificate (roles {}, {} days, {} octets) for {} in {}",
+        roles.join(", "),
+        a.days,
+        der.len(),
+        a.holder.display(),
+        a.out.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn issue(a: IssueArgs) -> Result<ExitCode> {

@@ -122,6 +122,15 @@ struct SecArgs {
     /// of the policy.
     #[arg(long)]
     require_encryption: bool,
+    /// Native mode: our IEC 62351-8 attribute certificate (from `secmms cert issue-ac`), sent as
+    /// attCert in the handshake (§13.3.1.6).
+    #[arg(long, value_name = "PEM")]
+    attribute_cert: Option<PathBuf>,
+    /// Native mode: an attribute authority whose attribute certificates peers may present (PEM
+    /// certificate); repeat for several. Without one, a peer's attCert is refused with
+    /// invalid-attribute-certificate.
+    #[arg(long, value_name = "PEM")]
+    attribute_authority: Vec<PathBuf>,
     /// Our AP-title (dotted OID). Default: the AP-title our application certificate binds
     /// (Annex G.6.2: its 2.5.4.106 identity without the last arc); must match it when given.
     #[arg(long, value_name = "OID")]
@@ -190,6 +199,12 @@ impl SecArgs {
         }
         if let Some(k) = &self.app_key {
             cfg.security.app_key = Some(k.clone());
+        }
+        if let Some(a) = &self.attribute_cert {
+            cfg.security.attribute_certificate = Some(a.clone());
+        }
+        if !self.attribute_authority.is_empty() {
+            cfg.security.attribute_authorities = self.attribute_authority.clone();
         }
         if let Some(t) = &self.ap_title {
             cfg.osi.local_ap_title = Some(t.clone());

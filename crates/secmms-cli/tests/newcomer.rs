@@ -334,3 +334,120 @@ fn require_encryption_is_enforced_and_explained() {
     assert!(!out.status.success());
     assert!(err.contains("--encrypt none"), "{err}");
 }
+
+/// Attribute certificates (§13.3.1.6) from the command line: `secmms cert issue-ac` binds roles
+/// to an application certificate; a native server that trusts the attribute authority accepts
+/// the client presenting it, and refuses with `invalid-attribute-certificate` one made for
+/// another holder, or any when it trusts no authority. The other direction too: the client
+/// checks the attCert of the server's HandshakeAcc.
+#[test]
+fn attribute_certificates_are_validated_both_ways() {
+    let dir = newcomer_pki("attribute-cert");
+    run_ok(&[
+        "cert",
+        "ca",
+        "--name",
+        "role authority",
+        "--out",
+        &dir.p("aa"),
+    ]);
+    for (holder, out) in [
+        ("client/cert.pem", "client/roles.pem"),
+        ("server/cert.pem", "server/roles.pem"),
+        // Issued for the server's certificate, presented by the client.
+        ("server/cert.pem", "client/stolen.pem"),
+    ] {
+        let o = secmms()
+            .args(["cert", "issue-ac", "--aa", &dir.p("aa"), "--holder"])
+            .args([
+                &dir.p(holder),
+                "--role",
+                "2",
+                "--role",
+                "5",
+                "--out",
+                &dir.p(out),
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).contains("roles 2, 5"));
+        let pem = std::fs::read_to_string(dir.0.join(out)).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN ATTRIBUTE CERTIFICATE-----"),
+            "{pem}"
+        );
+    }
+    let aa = dir.p("aa/ca.pem");
+
+    // Server trusting the authority.
+    let mut server = side(&dir, "server", "native");
+    server.extend(["--attribute-authority".into(), aa.clone()]);
+    let (_server, addr) = start_our_server(&strs(&server));
+    let client = |extra: &[&str]| {
+        let mut args = side(&dir, "client", "native");
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.push("identify".into());
+        our_client(&addr, &strs(&args))
+    };
+    let out = client(&["--attribute-cert", &dir.p("client/roles.pem")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No attCert at all is fine: it is optional.
+    let out = client(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = client(&["--attribute-cert", &dir.p("client/stolen.pem")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "another holder's attribute certificate was accepted"
+    );
+    assert!(err.contains("invalid-attribute-certificate"), "{err}");
+
+    // A server that trusts no attribute authority refuses every attCert.
+    let (_bare, bare_addr) = start_our_server(&strs(&side(&dir, "server", "native")));
+    let mut args = side(&dir, "client", "native");
+    args.extend(["--attribute-cert", &dir.p("client/roles.pem"), "identify"].map(String::from));
+    let out = our_client(&bare_addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("invalid-attribute-certificate"), "{err}");
+
+    // The server presents its own; a client without the authority refuses the HandshakeAcc,
+    // one with it goes through.
+    let mut server = side(&dir, "server", "native");
+    server.extend(["--attribute-cert".into(), dir.p("server/roles.pem")]);
+    let (_presenting, p_addr) = start_our_server(&strs(&server));
+    let mut args = side(&dir, "client", "native");
+    args.push("identify".into());
+    let out = our_client(&p_addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "an unverifiable attCert was accepted"
+    );
+    assert!(err.contains("attribute certificate"), "{err}");
+    let mut args = side(&dir, "client", "native");
+    args.extend(["--attribute-authority", &aa, "identify"].map(String::from));
+    let out = our_client(&p_addr, &strs(&args));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Compatibility mode has no attCert: the flag is refused with the reason.
+    let mut args = side(&dir, "client", "compat");
+    args.extend(["--attribute-cert", &dir.p("client/roles.pem"), "identify"].map(String::from));
+    let out = our_client(&addr, &strs(&args));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("native"), "{err}");
+}

@@ -51,7 +51,7 @@ pub enum CertError {
     Revoked,
     /// The attribute certificate is invalid (maps to `invalid-attribute-certificate`).
     #[error("attribute certificate invalid: {0}")]
-    AttributeCert(&'static str),
+    AttributeCert(String),
     /// OpenSSL failed internally.
     #[error("OpenSSL failure: {0}")]
     OpenSsl(String),
@@ -86,6 +86,8 @@ pub struct CertInfo {
     pub version: i64,
     /// Serial number content octets.
     pub serial: Vec<u8>,
+    /// The issuer Name (raw DER), e.g. to bind an attribute certificate's holder.
+    pub issuer_name: Vec<u8>,
     /// True when the serial number is negative.
     pub serial_negative: bool,
     /// `tbsCertificate.signature` (raw TLV).
@@ -149,7 +151,7 @@ impl CertInfo {
         };
         let serial = t.expect(Tag::INTEGER).map_err(m)?;
         let inner = t.expect(Tag::SEQUENCE).map_err(m)?;
-        t.expect(Tag::SEQUENCE).map_err(m)?; // issuer
+        let issuer = t.expect(Tag::SEQUENCE).map_err(m)?;
         t.expect(Tag::SEQUENCE).map_err(m)?; // validity
         let subject = t.expect(Tag::SEQUENCE).map_err(m)?;
         t.expect(Tag::SEQUENCE).map_err(m)?; // subjectPublicKeyInfo
@@ -192,6 +194,7 @@ impl CertInfo {
         Ok(CertInfo {
             version,
             serial: sc.to_vec(),
+            issuer_name: issuer.raw().to_vec(),
             serial_negative: sc.first().is_some_and(|b| b & 0x80 != 0),
             inner_sig_alg: inner.raw().to_vec(),
             outer_sig_alg: outer.raw().to_vec(),
@@ -627,19 +630,26 @@ pub trait CertValidator: Send + Sync {
         self.validate(leaf_der, path_der, now)
     }
 
-    /// Validates an IEC 62351-8 attribute certificate of the holder. The default accepts any
-    /// well-formed DER SEQUENCE; RBAC deployments override it.
+    /// Validates an IEC 62351-8 attribute certificate of the holder (§13.3.1.6, §14.3 step 14):
+    /// see [`crate::acert::validate`]. The default knows no attribute authority and so refuses
+    /// every attribute certificate (after checking that it is one); [`OpenSslValidator`]
+    /// validates against its configured authorities.
     fn validate_attribute_cert(
         &self,
         acert_der: &[u8],
-        _holder: &ValidatedCert,
-        _now: i64,
+        holder: &ValidatedCert,
+        now: i64,
     ) -> Result<(), CertError> {
-        let mut r = Reader::new(acert_der, Limits::default());
-        match r.expect(Tag::SEQUENCE) {
-            Ok(t) if r.finish().is_ok() && t.children().is_ok() => Ok(()),
-            _ => Err(CertError::AttributeCert("not a DER SEQUENCE")),
-        }
+        crate::acert::validate(
+            acert_der,
+            crate::acert::Holder {
+                issuer: &holder.info.issuer_name,
+                serial: &holder.info.serial,
+            },
+            &[],
+            now,
+        )
+        .map(|_| ())
     }
 }
 
@@ -649,6 +659,7 @@ pub trait CertValidator: Send + Sync {
 pub struct OpenSslValidator {
     anchors: Vec<X509>,
     crls: Vec<std::sync::Arc<X509Crl>>,
+    attribute_authorities: Vec<X509>,
 }
 
 impl std::fmt::Debug for OpenSslValidator {
@@ -674,6 +685,12 @@ impl OpenSslValidator {
         self.anchors
             .push(X509::from_der(der).map_err(|_| CertError::Malformed("anchor"))?);
         Ok(())
+    }
+    /// Adds an attribute authority: attribute certificates it signed are accepted
+    /// ([`CertValidator::validate_attribute_cert`]). Without one, every attribute certificate is
+    /// refused.
+    pub fn add_attribute_authority(&mut self, cert: X509) {
+        self.attribute_authorities.push(cert);
     }
     /// Adds a CRL. CRLs are consulted for every certificate of the validated chain whose issuer
     /// signed the CRL.
@@ -1015,6 +1032,24 @@ impl CertValidator for OpenSslValidator {
             fingerprint: crate::crypto::sha256(leaf_der),
         })
     }
+
+    fn validate_attribute_cert(
+        &self,
+        acert_der: &[u8],
+        holder: &ValidatedCert,
+        now: i64,
+    ) -> Result<(), CertError> {
+        crate::acert::validate(
+            acert_der,
+            crate::acert::Holder {
+                issuer: &holder.info.issuer_name,
+                serial: &holder.info.serial,
+            },
+            &self.attribute_authorities,
+            now,
+        )
+        .map(|_| ())
+    }
 }
 
 /// Test and tooling helpers that issue Annex G certificates with OpenSSL.
@@ -1288,6 +1323,7 @@ mod tests {
             info: CertInfo {
                 version: 2,
                 serial: vec![1],
+                issuer_name: vec![],
                 serial_negative: false,
                 inner_sig_alg: vec![],
                 outer_sig_alg: vec![],
@@ -1300,7 +1336,8 @@ mod tests {
             warnings: vec![],
             fingerprint: [0; 32],
         };
-        assert!(V.validate_attribute_cert(&[0x30, 0x00], &vc, 0).is_ok());
+        // Without an attribute authority nothing is accepted, well-formed or not.
+        assert!(V.validate_attribute_cert(&[0x30, 0x00], &vc, 0).is_err());
         assert!(V.validate_attribute_cert(&[0x04, 0x00], &vc, 0).is_err());
     }
 }

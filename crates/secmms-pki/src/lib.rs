@@ -5,6 +5,8 @@
 //!   HMAC-SHA256, GMAC, AES-GCM and AES-CBC, and a [`crypto::RandomSource`] abstraction.
 //! * [`cert`] — Annex G certificate checks, environment binding (G.6) and the
 //!   [`cert::CertValidator`] trait with an OpenSSL-store default.
+//! * [`acert`] — IEC 62351-8 attribute certificates (the E2E `attCert`): parsing and validation
+//!   against configured attribute authorities.
 //! * [`event`] — [`event::SecurityEvent`] and [`event::SecurityEventSink`] (62351-14 style).
 //! * [`tooling`] — Annex G certificate tooling behind `secmms cert`: CA, end-entity and TLS
 //!   certificates built over `secmms-ber`, CRLs, and the named-finding lint
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod acert;
 pub mod cert;
 pub mod crypto;
 pub mod event;
@@ -36,6 +39,7 @@ pub mod fuzzing {
         let _ = public_key_of(data);
         let _ = validity_of(data);
         let _ = split_pki_path(data);
+        let _ = crate::acert::parse(data);
         let v = crate::cert::OpenSslValidator::new();
         let _ = v.validate(data, &[data.to_vec()], 1_760_000_000);
     }

@@ -510,6 +510,21 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
                 "[tls] ocsp_check soft-fail | hard-fail, ocsp_responder; --ocsp-check",
             ),
             row(
+                "Attribute certificates (attCert, §13.3.1.6): validated against attribute authorities",
+                "—",
+                yes(native && !cfg.security.attribute_authorities.is_empty()),
+                native && !cfg.security.attribute_authorities.is_empty(),
+                "[security] attribute_authorities (--attribute-authority); without one every \
+                 attCert is refused with invalid-attribute-certificate",
+            ),
+            row(
+                "Attribute certificate presented (attCert in our handshake)",
+                "—",
+                yes(native && cfg.security.attribute_certificate.is_some()),
+                native && cfg.security.attribute_certificate.is_some(),
+                "[security] attribute_certificate (--attribute-cert); secmms cert issue-ac",
+            ),
+            row(
                 "CRLs for TLS and application certificates (§6.2.8)",
                 "—",
                 yes(!cfg.tls.crl.is_empty() || !cfg.security.crl.is_empty()),
@@ -731,6 +746,23 @@ mod tests {
         assert_eq!(at(&p, 12, "DH group \"23\""), (false, false));
         assert_eq!(at(&p, 11, "aes256-CBC"), (true, true));
         assert_eq!(at(&p, 9, "Non-AE: AES-CBC"), (true, true));
+
+        // Attribute certificates: accepted only with an authority configured.
+        let mut a = native();
+        assert_eq!(
+            at(&statement(&a), 13, "Attribute certificates"),
+            (false, false)
+        );
+        a.security.attribute_authorities = vec!["aa.pem".into()];
+        a.security.attribute_certificate = Some("roles.pem".into());
+        assert_eq!(
+            at(&statement(&a), 13, "Attribute certificates"),
+            (true, true)
+        );
+        assert_eq!(
+            at(&statement(&a), 13, "Attribute certificate presented"),
+            (true, true)
+        );
 
         // XMPP: an [xmpp] section in native mode.
         n.xmpp = Some(Default::default());

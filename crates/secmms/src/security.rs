@@ -265,6 +265,14 @@ pub struct SecurityConfig {
     pub ca: Vec<PathBuf>,
     /// CRLs for the application certificates (PEM); `[tls] crl` when empty.
     pub crl: Vec<PathBuf>,
+    /// Native mode: our IEC 62351-8 attribute certificate (PEM `ATTRIBUTE CERTIFICATE` or DER;
+    /// `--attribute-cert`), sent as `attCert` in the handshake (§13.3.1.6). Made by
+    /// `secmms cert issue-ac` for our application certificate.
+    pub attribute_certificate: Option<PathBuf>,
+    /// Native mode: the attribute authorities whose attribute certificates a peer may present
+    /// (PEM certificates; `--attribute-authority`). Empty: a peer's `attCert` is refused with
+    /// `invalid-attribute-certificate` (it cannot be validated).
+    pub attribute_authorities: Vec<PathBuf>,
     /// Native mode: data-transfer protection we offer as a client (`--encrypt`).
     pub encrypt: Encrypt,
     /// Native mode: the encryption rule both roles enforce (`--require-encryption` sets
@@ -320,6 +328,8 @@ impl Default for SecurityConfig {
             app_key: None,
             ca: Vec::new(),
             crl: Vec::new(),
+            attribute_certificate: None,
+            attribute_authorities: Vec::new(),
             encrypt: Encrypt::Gcm,
             encryption: EncryptionRule::Optional,
             require_ae: false,
@@ -351,6 +361,14 @@ fn value_err(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl SecurityConfig {
     /// Checks the section on its own (files are read when the security context is built).
     pub fn validate(&self, tls_ca: &[PathBuf]) -> Result<(), ConfigError> {
+        if self.mode != AppMode::Native
+            && (self.attribute_certificate.is_some() || !self.attribute_authorities.is_empty())
+        {
+            return Err(value_err(
+                "security.attribute_certificate",
+                "attribute certificates travel in the E2E handshake: they need mode `native`",
+            ));
+        }
         if self.mode != AppMode::Plain {
             if self.app_cert.is_none() || self.app_key.is_none() {
                 return Err(value_err(
@@ -713,12 +731,37 @@ pub fn write_private_key(path: &Path, key: &SigningKey) -> std::io::Result<()> {
     opts.open(path)?.write_all(&pem)
 }
 
-/// A validator with the anchors and CRLs of these files.
+/// Our attribute certificate (`[security] attribute_certificate`), DER, checked to be one.
+pub fn load_attribute_certificate(s: &SecurityConfig) -> Result<Option<Vec<u8>>, SecurityError> {
+    let Some(p) = &s.attribute_certificate else {
+        return Ok(None);
+    };
+    let bytes = read(p)?;
+    let der = secmms_pki::tooling::pem_or_der("ATTRIBUTE CERTIFICATE", &bytes)
+        .map_err(|e| cred_err(p, format!("not an attribute certificate: {e}")))?;
+    secmms_pki::acert::parse(&der)
+        .map_err(|e| cred_err(p, format!("not a usable attribute certificate: {e}")))?;
+    Ok(Some(der))
+}
+
+/// A validator with the anchors, CRLs and attribute authorities of these files.
 pub fn load_validator(
     anchors: &[PathBuf],
     crls: &[PathBuf],
+    attribute_authorities: &[PathBuf],
 ) -> Result<OpenSslValidator, SecurityError> {
     let mut v = OpenSslValidator::new();
+    for p in attribute_authorities {
+        let bytes = read(p)?;
+        let certs = X509::stack_from_pem(&bytes)
+            .map_err(|e| cred_err(p, format!("not PEM certificates: {e}")))?;
+        if certs.is_empty() {
+            return Err(cred_err(p, "no certificate"));
+        }
+        for c in certs {
+            v.add_attribute_authority(c);
+        }
+    }
     for p in anchors {
         let bytes = read(p)?;
         let certs = X509::stack_from_pem(&bytes)
@@ -769,6 +812,7 @@ fn read_crls(p: &Path) -> Result<Vec<X509Crl>, SecurityError> {
 pub struct ReloadableValidator {
     anchors: Vec<PathBuf>,
     crls: Vec<PathBuf>,
+    attribute_authorities: Vec<PathBuf>,
     current: std::sync::RwLock<Arc<OpenSslValidator>>,
     digest: std::sync::Mutex<[u8; 32]>,
 }
@@ -783,12 +827,17 @@ impl std::fmt::Debug for ReloadableValidator {
 }
 
 impl ReloadableValidator {
-    /// Reads the anchors and CRLs.
-    pub fn load(anchors: &[PathBuf], crls: &[PathBuf]) -> Result<Self, SecurityError> {
-        let v = load_validator(anchors, crls)?;
+    /// Reads the anchors, CRLs and attribute authorities.
+    pub fn load(
+        anchors: &[PathBuf],
+        crls: &[PathBuf],
+        attribute_authorities: &[PathBuf],
+    ) -> Result<Self, SecurityError> {
+        let v = load_validator(anchors, crls, attribute_authorities)?;
         Ok(ReloadableValidator {
             anchors: anchors.to_vec(),
             crls: crls.to_vec(),
+            attribute_authorities: attribute_authorities.to_vec(),
             current: std::sync::RwLock::new(Arc::new(v)),
             digest: std::sync::Mutex::new(Self::digest_of(crls)?),
         })
@@ -816,7 +865,11 @@ impl ReloadableValidator {
         if *d == digest {
             return Ok(false);
         }
-        let fresh = Arc::new(load_validator(&self.anchors, &self.crls)?);
+        let fresh = Arc::new(load_validator(
+            &self.anchors,
+            &self.crls,
+            &self.attribute_authorities,
+        )?);
         match self.current.write() {
             Ok(mut g) => *g = fresh,
             Err(p) => *p.into_inner() = fresh,
@@ -877,6 +930,7 @@ pub fn e2e_context(
     s: &SecurityConfig,
     certificate: Vec<u8>,
     key: SigningKey,
+    att_cert: Option<Vec<u8>>,
     validator: Arc<dyn secmms_pki::CertValidator>,
 ) -> E2eContext {
     let e2e = e2e_config(s);
@@ -886,7 +940,7 @@ pub fn e2e_context(
             key,
             cert_der: certificate,
             cert_path: None,
-            att_cert: None,
+            att_cert,
         }),
         validator,
         replay: Arc::new(std::sync::Mutex::new(secmms_e2e::replay::ReplayCache::new())),
@@ -961,8 +1015,9 @@ pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, Secur
     } else {
         &s.crl
     };
-    let validator = Arc::new(load_validator(anchors, crls)?);
-    Ok(e2e_context(s, certificate, key, validator))
+    let validator = Arc::new(load_validator(anchors, crls, &s.attribute_authorities)?);
+    let att_cert = load_attribute_certificate(s)?;
+    Ok(e2e_context(s, certificate, key, att_cert, validator))
 }
 
 /// What the transport knows about one connection, for the profiles.
@@ -1255,7 +1310,11 @@ impl AppSecurity {
         } else {
             &s.crl
         };
-        let validator = Arc::new(ReloadableValidator::load(anchors, crls)?);
+        let validator = Arc::new(ReloadableValidator::load(
+            anchors,
+            crls,
+            &s.attribute_authorities,
+        )?);
         let mut own_tls = Vec::new();
         if cfg.tls.enabled && s.separate_certificates {
             if let Some(p) = &cfg.tls.cert {
@@ -1295,7 +1354,8 @@ impl AppSecurity {
                 )
             }
             AppMode::Native => {
-                let ctx = e2e_context(s, certificate, key, validator.clone());
+                let att_cert = load_attribute_certificate(s)?;
+                let ctx = e2e_context(s, certificate, key, att_cert, validator.clone());
                 let mut ncfg = NativeConfig {
                     separate_certificates: s.separate_certificates,
                     tls_certificate_fingerprints: own_tls,

@@ -804,6 +804,121 @@ pub struct RevokedEntry {
     pub revoked_at: i64,
 }
 
+/// Options of an IEC 62351-8 attribute certificate (`secmms cert issue-ac`).
+#[derive(Debug, Clone)]
+pub struct AttributeCertRequest {
+    /// The holder's entity (application) certificate, DER: the attribute certificate names its
+    /// issuer and serial number (`holder.baseCertificateID`).
+    pub holder_cert: Vec<u8>,
+    /// The IEC 62351-8 roles (RoleId) of the IECUserRoles attribute.
+    pub roles: Vec<u32>,
+    /// Area of responsibility written with the roles.
+    pub aor: String,
+    /// Validity period (attrCertValidityPeriod).
+    pub validity: Validity,
+}
+
+/// `t` as a GeneralizedTime `YYYYMMDDHHMMSSZ` (RFC 5755 §4.2.6).
+fn write_generalized(w: &mut Writer, t: i64) -> Result<(), ToolError> {
+    let (y, mo, d) = civil_from_days(t.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return Err(ToolError::Invalid("time outside years 0000-9999".into()));
+    }
+    let secs = t.rem_euclid(86_400);
+    let v = format!(
+        "{y:04}{mo:02}{d:02}{:02}{:02}{:02}Z",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
+    w.octets(Tag::GENERALIZED_TIME, v.as_bytes());
+    Ok(())
+}
+
+/// Issues a v2 attribute certificate (X.509 / RFC 5755) signed by the attribute authority `aa`:
+/// holder bound by baseCertificateID to `req.holder_cert`, issuer in v2Form (the authority's
+/// subject as a directoryName), a 128-bit random serial, GeneralizedTime validity, and one
+/// IECUserRoles attribute (1.0.62351.8.1) carrying the roles in the Annex G.5 layout.
+/// DECISION: the attribute reuses the IECUserRoles extension's OID and value, as IEC 62351-8
+/// does for the attribute-certificate profile; no AC extensions are written.
+pub fn issue_attribute_cert(
+    req: &AttributeCertRequest,
+    aa: &Ca,
+    rng: &mut dyn RandomSource,
+) -> Result<Vec<u8>, ToolError> {
+    if req.roles.is_empty() {
+        return Err(ToolError::Invalid(
+            "an attribute certificate needs a role".into(),
+        ));
+    }
+    if req.validity.not_after <= req.validity.not_before {
+        return Err(ToolError::Invalid("notAfter must follow notBefore".into()));
+    }
+    let holder = crate::cert::CertInfo::parse(&req.holder_cert)?;
+    let facts = ca_facts(&aa.cert_der)?;
+    let serial = random_serial(rng)?;
+    let alg = sig_alg_id(&aa.key);
+    let mut roles = Writer::new();
+    roles.constructed(Tag::SEQUENCE, |w| {
+        w.constructed(Tag::SEQUENCE, |w| {
+            w.constructed(Tag::SEQUENCE, |w| {
+                for r in &req.roles {
+                    w.unsigned(Tag::INTEGER, u64::from(*r));
+                }
+            });
+            w.octets(Tag::UTF8_STRING, req.aor.as_bytes());
+            w.integer(Tag::INTEGER, ROLE_REVISION);
+            w.octets(Tag::UTF8_STRING, ROLE_DEFINITION.as_bytes());
+            w.integer(Tag::ENUMERATED, ROLE_OPERATION);
+        })
+    });
+    let roles = roles.finish();
+    let mut times = Writer::new();
+    let mut err = Ok(());
+    times.constructed(Tag::SEQUENCE, |w| {
+        err = write_generalized(w, req.validity.not_before)
+            .and_then(|_| write_generalized(w, req.validity.not_after));
+    });
+    err?;
+    let times = times.finish();
+    let mut w = Writer::new();
+    w.constructed(Tag::SEQUENCE, |w| {
+        w.integer(Tag::INTEGER, 1); // v2
+        w.constructed(Tag::SEQUENCE, |w| {
+            // holder.baseCertificateID [0] IssuerSerial
+            w.constructed(Tag::context(0, true), |w| {
+                w.constructed(Tag::SEQUENCE, |w| {
+                    w.constructed(Tag::context(4, true), |w| w.raw(&holder.issuer_name))
+                });
+                w.tlv(Tag::INTEGER, &holder.serial);
+            })
+        });
+        // issuer v2Form [0] { issuerName GeneralNames }
+        w.constructed(Tag::context(0, true), |w| {
+            w.constructed(Tag::SEQUENCE, |w| {
+                w.constructed(Tag::context(4, true), |w| w.raw(&facts.subject))
+            })
+        });
+        w.raw(&alg);
+        w.tlv(Tag::INTEGER, &unsigned_content(&serial));
+        w.raw(&times);
+        w.constructed(Tag::SEQUENCE, |w| {
+            w.constructed(Tag::SEQUENCE, |w| {
+                w.tlv(Tag::OID, &oid_content(OID_IEC_USER_ROLES));
+                w.constructed(Tag::SET, |w| w.raw(&roles));
+            })
+        });
+    });
+    let der = sign_tbs(&w.finish(), &aa.key)?;
+    if der.len() > MAX_CERT_LEN {
+        return Err(ToolError::Invalid(format!(
+            "attribute certificate is {} octets, above the limit of {MAX_CERT_LEN}",
+            der.len()
+        )));
+    }
+    Ok(der)
+}
+
 /// Issues a v2 CRL (RFC 5280 §5) signed by `ca`, with cRLNumber and authorityKeyIdentifier.
 pub fn issue_crl(
     ca: &Ca,

@@ -277,3 +277,213 @@ async fn ocsp_good_revoked_unknown_and_responder_down() {
     soft.shutdown();
     hard.shutdown();
 }
+
+/// A CA whose application certificates (Annex G, `--ap-title`) name the responder: `server`,
+/// `good`, `revoked` (revoked in the index) and `unknown` (left out of it).
+fn app_lab() -> Lab {
+    let dir = Dir(std::env::temp_dir().join(format!("secmms-app-ocsp-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let d = &dir.0;
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    run_ok(&["cert", "ca", "--out", &p(d, "ca")]);
+    for (who, ap, q) in [
+        ("server", "1.1.1.999.1", "12"),
+        ("good", "1.1.1.999.2", "13"),
+        ("revoked", "1.1.1.999.2", "14"),
+        ("unknown", "1.1.1.999.2", "15"),
+    ] {
+        run_ok(&[
+            "cert",
+            "issue",
+            "--ca",
+            &p(d, "ca"),
+            "--ap-title",
+            ap,
+            "--ae-qualifier",
+            q,
+            "--ocsp-url",
+            &url,
+            "--out",
+            &p(d, who),
+        ]);
+    }
+    run_ok(&[
+        "cert",
+        "crl",
+        "--ca",
+        &p(d, "ca"),
+        "--revoke",
+        &p(d, "revoked/cert.pem"),
+        "--out",
+        &p(d, "ca/crl.pem"),
+    ]);
+    let index = std::fs::read_to_string(d.join("ca/index.txt")).unwrap();
+    let der = secmms_pki::tooling::pem_or_der(
+        "CERTIFICATE",
+        &std::fs::read(d.join("unknown/cert.pem")).unwrap(),
+    )
+    .unwrap();
+    let serial: String = secmms_pki::tooling::cert_serial(&der)
+        .unwrap()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    let kept: String = index
+        .lines()
+        .filter(|l| !l.contains(&serial))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(d.join("ca/index.txt"), kept).unwrap();
+    Lab { dir, port }
+}
+
+fn app_config(lab: &Lab, mode: secmms::security::AppMode, who: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.security.mode = mode;
+    cfg.security.app_cert = Some(lab.dir.0.join(format!("{who}/cert.pem")));
+    cfg.security.app_key = Some(lab.dir.0.join(format!("{who}/key.pem")));
+    cfg.security.ca = vec![lab.dir.0.join("ca/ca.pem")];
+    cfg
+}
+
+async fn app_server(
+    lab: &Lab,
+    mode: secmms::security::AppMode,
+    check: OcspCheck,
+    responder: Option<String>,
+) -> (secmms::ServerHandle, Arc<MemorySink>) {
+    let mut cfg = app_config(lab, mode, "server");
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.server.worker_threads = Some(0);
+    // Only the application certificates are looked up: [tls] stays off.
+    cfg.security.ocsp_check = Some(check);
+    cfg.security.ocsp_responder = responder;
+    cfg.tls.ocsp_timeout_secs = 2;
+    let events = Arc::new(MemorySink::new());
+    let sink: Arc<dyn SecurityEventSink> = events.clone();
+    let h = Server::bind_with_events(cfg, sink)
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    (h, events)
+}
+
+/// Associates as `who`: `Ok(())` when an identify went through, else the client's error.
+async fn app_associate(
+    lab: &Lab,
+    mode: secmms::security::AppMode,
+    addr: std::net::SocketAddr,
+    who: &str,
+) -> Result<(), String> {
+    let cfg = app_config(lab, mode, who);
+    let c = Client::connect(&addr.to_string(), &cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.identify().await.map_err(|e| e.to_string())?;
+    let _ = c.release().await;
+    Ok(())
+}
+
+/// OCSP for the peers' application certificates (§6.2.8), both modes, against the real
+/// responder: looked up when the association request has verified and before it is answered;
+/// revoked is refused (compat: ABRT + AP_CERT_REVOKED; native: HandshakeSecReject with
+/// invalid-public-key-certificate + E2E_PEER_CERT_REVOKED), unknown and responder-down are let
+/// in with a warning under soft-fail and refused under hard-fail, answers are cached.
+#[tokio::test]
+async fn ocsp_for_application_certificates_in_both_modes() {
+    use secmms::security::AppMode;
+    if !require("openssl", have_tool("openssl")) {
+        return;
+    }
+    let lab = app_lab();
+    let mut ocsp = responder(&lab.dir.0.join("ca"), lab.port);
+    for (mode, revoked_ev, unavailable_ev) in [
+        (AppMode::Compat, "AP_CERT_REVOKED", "AP_OCSP_UNAVAILABLE"),
+        (
+            AppMode::Native,
+            "E2E_PEER_CERT_REVOKED",
+            "E2E_PEER_OCSP_UNAVAILABLE",
+        ),
+    ] {
+        let (h, ev) = app_server(&lab, mode, OcspCheck::SoftFail, None).await;
+        app_associate(&lab, mode, h.addr, "good")
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: good refused: {e}"));
+        let e = app_associate(&lab, mode, h.addr, "revoked")
+            .await
+            .expect_err("revoked accepted");
+        if mode == AppMode::Native {
+            assert!(e.contains("invalid-public-key-certificate"), "{e}");
+        }
+        assert_eq!(
+            count(&ev, revoked_ev, "OCSP"),
+            1,
+            "{mode:?}: {:?}",
+            ev.events()
+        );
+        app_associate(&lab, mode, h.addr, "unknown")
+            .await
+            .unwrap_or_else(|e| panic!("{mode:?}: unknown refused under soft-fail: {e}"));
+        assert_eq!(
+            count(&ev, unavailable_ev, "soft-fail"),
+            1,
+            "{:?}",
+            ev.events()
+        );
+
+        let (hard, hev) = app_server(&lab, mode, OcspCheck::HardFail, None).await;
+        app_associate(&lab, mode, hard.addr, "good").await.unwrap();
+        assert!(app_associate(&lab, mode, hard.addr, "unknown")
+            .await
+            .is_err());
+        assert!(app_associate(&lab, mode, hard.addr, "revoked")
+            .await
+            .is_err());
+        assert_eq!(
+            count(&hev, unavailable_ev, "hard-fail"),
+            1,
+            "{:?}",
+            hev.events()
+        );
+        h.shutdown();
+        hard.shutdown();
+
+        // A responder that is not there: soft-fail lets in with a warning, hard-fail refuses.
+        let down = Some(format!("http://127.0.0.1:{}", free_port()));
+        let (soft, sev) = app_server(&lab, mode, OcspCheck::SoftFail, down.clone()).await;
+        app_associate(&lab, mode, soft.addr, "good").await.unwrap();
+        assert_eq!(
+            count(&sev, unavailable_ev, "soft-fail"),
+            1,
+            "{:?}",
+            sev.events()
+        );
+        let (hard, hev) = app_server(&lab, mode, OcspCheck::HardFail, down).await;
+        assert!(app_associate(&lab, mode, hard.addr, "good").await.is_err());
+        assert_eq!(count(&hev, unavailable_ev, "hard-fail"), 1);
+        soft.shutdown();
+        hard.shutdown();
+    }
+
+    // Answers are cached until nextUpdate: with the responder gone, a server that asked once
+    // still knows.
+    let (h, ev) = app_server(&lab, AppMode::Compat, OcspCheck::HardFail, None).await;
+    app_associate(&lab, AppMode::Compat, h.addr, "good")
+        .await
+        .unwrap();
+    let _ = ocsp.0.kill();
+    let _ = ocsp.0.wait();
+    app_associate(&lab, AppMode::Compat, h.addr, "good")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&ev, "AP_OCSP_UNAVAILABLE", ""),
+        0,
+        "{:?}",
+        ev.events()
+    );
+    h.shutdown();
+}

@@ -294,6 +294,11 @@ pub const SEC_ABORT_OTHER_RCVD: EventDef = d(0, 4, "HANDSHAKE_SEC_ABORT_RCVD", E
 /// was established (a CRL reloaded, §6.2.8 incident class); the association ends with a
 /// DtSecAbort.
 pub const PEER_CERT_REVOKED: EventDef = d(0, 6, "E2E_PEER_CERT_REVOKED", Severity::Incident);
+/// Local event `secmms:0.7`: no usable OCSP answer for the peer's application certificate
+/// (§6.2.8; responder down, `unknown`, or a certificate OpenSSL cannot load). Under
+/// `ocsp_check = soft-fail` the association goes on; under `hard-fail` it is refused. Raised by
+/// the runtime, which makes the OCSP lookup.
+pub const PEER_OCSP_UNAVAILABLE: EventDef = d(0, 7, "E2E_PEER_OCSP_UNAVAILABLE", Severity::Warning);
 /// Local event `secmms:0.5`: a received diagnostic number names no value of §14.2 (it is
 /// handled as `no-reason-given`; the message carries the raw number).
 pub const UNKNOWN_DIAG_RCVD: EventDef = d(0, 5, "UNKNOWN_DIAGNOSTIC_RCVD", E);
@@ -420,6 +425,7 @@ pub fn all() -> Vec<EventDef> {
         SEC_ABORT_OTHER_RCVD,
         UNKNOWN_DIAG_RCVD,
         PEER_CERT_REVOKED,
+        PEER_OCSP_UNAVAILABLE,
     ];
     let generics = [
         Generic::SigAlgNotSup,

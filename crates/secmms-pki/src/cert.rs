@@ -680,6 +680,10 @@ impl OpenSslValidator {
     pub fn add_anchor(&mut self, cert: X509) {
         self.anchors.push(cert);
     }
+    /// The trust anchors.
+    pub fn anchors(&self) -> &[X509] {
+        &self.anchors
+    }
     /// Adds a trust anchor from DER.
     pub fn add_anchor_der(&mut self, der: &[u8]) -> Result<(), CertError> {
         self.anchors

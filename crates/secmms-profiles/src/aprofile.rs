@@ -299,6 +299,31 @@ pub struct AProfileShared {
 }
 
 impl AProfileShared {
+    /// Refuses an authenticated peer for a reason found outside clause 11 (the runtime's OCSP
+    /// lookup: revoked, or no answer under hard-fail): raises `event` with `message` (naming
+    /// `association`) and returns the ABRT to send, authentication-failure as for any
+    /// certificate failure (§11.4).
+    pub fn refuse_peer(
+        &self,
+        event: AEvent,
+        message: String,
+        association: Option<String>,
+    ) -> AbortRequest {
+        self.record(event, message, association);
+        abort(abort_diagnostic::AUTHENTICATION_FAILURE)
+    }
+
+    /// Raises an A-profile event naming `association`.
+    pub fn record(&self, event: AEvent, message: String, association: Option<String>) {
+        self.sink.record(&SecurityEvent {
+            id: event.id,
+            mnemonic: event.mnemonic,
+            severity: event.severity,
+            message,
+            association,
+        });
+    }
+
     /// Validates an authenticated peer's certificate again (after the CRLs were reloaded). A
     /// peer now revoked raises `AP_CERT_REVOKED` (incident, naming `association`) and gets the
     /// ABRT to send (authentication-failure, as for any certificate failure, §11.4); any other

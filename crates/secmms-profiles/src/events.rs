@@ -90,9 +90,13 @@ pub const ACSE_REQUIREMENTS_MISSING: AEvent =
 /// The ACSE-requirements set the known wrong low bit instead of bit 0 (§11.1 tolerance DECISION).
 pub const ACSE_REQUIREMENTS_WRONG_BIT: AEvent =
     ev(23, "AP_ACSE_REQUIREMENTS_WRONG_BIT", Severity::Warning);
+/// No usable OCSP answer for the peer's application certificate (§6.2.8: responder down,
+/// `unknown`, a certificate OpenSSL cannot load). `ocsp_check = soft-fail` lets the peer in,
+/// `hard-fail` refuses it (ABRT authentication-failure). Raised by the runtime's OCSP lookup.
+pub const OCSP_UNAVAILABLE: AEvent = ev(24, "AP_OCSP_UNAVAILABLE", Severity::Warning);
 
 /// Every A-profile event (for documentation and tests).
-pub const ALL: [AEvent; 23] = [
+pub const ALL: [AEvent; 24] = [
     MECHANISM_REQUIRED,
     MECHANISM_UNKNOWN,
     VALUE_MALFORMED,
@@ -116,6 +120,7 @@ pub const ALL: [AEvent; 23] = [
     LOCAL_FAILURE,
     ACSE_REQUIREMENTS_MISSING,
     ACSE_REQUIREMENTS_WRONG_BIT,
+    OCSP_UNAVAILABLE,
 ];
 
 #[cfg(test)]

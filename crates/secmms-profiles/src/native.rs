@@ -480,6 +480,7 @@ impl NativeShared {
             policy,
             last: None,
             label,
+            pending_reject: None,
         }));
         let hook = NativeHook {
             shared: self.clone(),
@@ -596,6 +597,9 @@ struct Inner {
     policy: Option<PeerPolicy>,
     last: Option<NativeDiagnostic>,
     label: Option<String>,
+    /// Responder: the user-information of a HandshakeSecReject decided after the HandshakeReq
+    /// was verified ([`NativeChannel::refuse_peer`]); `decorate_aare` puts it in the AARE.
+    pending_reject: Option<Vec<External>>,
 }
 
 impl Inner {
@@ -1207,6 +1211,19 @@ impl AssociationSecurity for NativeHook {
     ) -> Result<(), AbortRequest> {
         let shared = self.shared.clone();
         let mut g = lock(&self.state);
+        if let Some(ui) = g.pending_reject.take() {
+            // A refusal decided after the HandshakeReq verified (refuse_peer).
+            g.phase = Phase::Closed;
+            if aare.result == associate_result::ACCEPTED {
+                return Err(AbortRequest::default());
+            }
+            aare.mechanism_name = None;
+            aare.responding_authentication_value = None;
+            aare.responder_acse_requirements = None;
+            aare.result_source_diagnostic = SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC);
+            aare.user_information = ui;
+            return Ok(());
+        }
         if g.phase != Phase::AwaitingDecision {
             // Our own rejection (environment, policy or HandshakeSecReject) goes out unchanged.
             let accepting = aare.result == associate_result::ACCEPTED;
@@ -1802,6 +1819,74 @@ impl NativeChannel {
             }
             Err(e) => self.fail(g, assoc, e),
         }
+    }
+
+    /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        lock(&self.state).engine.peer_certificate()
+    }
+
+    /// Responder, after the HandshakeReq was verified and before the association is answered:
+    /// refuses the peer for a reason found outside clause 14 — the runtime's OCSP lookup says
+    /// its certificate is revoked, or gave no answer under hard-fail. Queues on `assoc` the
+    /// rejecting AARE with a HandshakeSecReject carrying `diag`, raises `event` with `detail`,
+    /// and returns [`NativeError::Security`]. Outside that moment it does nothing and returns
+    /// [`NativeError::NotEstablished`].
+    pub fn refuse_peer(
+        &self,
+        assoc: &mut Association,
+        diag: HandshakeDiagnostic,
+        event: secmms_e2e::events::EventDef,
+        detail: String,
+    ) -> Result<(), NativeError> {
+        let mut g = lock(&self.state);
+        if g.phase != Phase::AwaitingDecision {
+            return Err(NativeError::NotEstablished);
+        }
+        let now = self.shared.now();
+        let bytes = match &mut g.engine {
+            Engine::Server(s) => s.security_reject(diag, now),
+            Engine::Client(_) => Err(E2eError::Config("refuse_peer on a client association")),
+        };
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                g.drain(&self.shared);
+                return Err(NativeError::Engine(e));
+            }
+        };
+        g.drain(&self.shared);
+        let e = SecurityEvent {
+            id: event.id(),
+            mnemonic: event.mnemonic,
+            severity: event.severity,
+            message: detail.clone(),
+            association: g.who(),
+        };
+        self.shared.record(&e);
+        g.last = Some(NativeDiagnostic::Security {
+            event: e.id,
+            mnemonic: event.mnemonic,
+            cause: Some(Diagnostic::Handshake(diag)),
+            sent: Some(SecPduKind::HandshakeSecReject),
+        });
+        let user_information = wire::encode(EnvApdu::Aare, SecPduKind::HandshakeSecReject, bytes)
+            .ok()
+            .zip(g.e2e_pcid)
+            .map(|(v, p)| wire::external(p, v))
+            .unwrap_or_default();
+        g.pending_reject = Some(user_information);
+        drop(g);
+        assoc.reject(
+            SEC_REJECT_RESULT,
+            SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC),
+            None,
+        )?;
+        Err(NativeError::Security {
+            event: e,
+            cause: Some(Diagnostic::Handshake(diag)),
+            sent: Some(SecPduKind::HandshakeSecReject),
+        })
     }
 
     /// Validates the peer's certificate again (after the CRLs were reloaded). A peer now revoked

@@ -170,6 +170,46 @@ impl OcspChecker {
     }
 }
 
+impl OcspChecker {
+    /// The status of a peer's application certificate (`leaf_der`, DER) issued by one of
+    /// `anchors` (§6.2.8 for the A-profile and E2E certificates). A certificate OpenSSL
+    /// cannot load (the Annex G.6.2 OID subject form) cannot be named in a request: that is
+    /// [`OcspVerdict::Unavailable`], like a silent responder.
+    pub async fn check_der(&self, leaf_der: &[u8], anchors: &[X509]) -> OcspVerdict {
+        let Ok(leaf) = X509::from_der(leaf_der) else {
+            return OcspVerdict::Unavailable(
+                "OpenSSL cannot load the certificate (e.g. the OID subject form), so no OCSP \
+                 request can name it"
+                    .into(),
+            );
+        };
+        let store = match anchor_store(anchors) {
+            Ok(s) => s,
+            Err(e) => return OcspVerdict::Unavailable(format!("trust anchors: {e}")),
+        };
+        let chain = match openssl::stack::Stack::<X509>::new() {
+            Ok(c) => c,
+            Err(e) => return OcspVerdict::Unavailable(e.to_string()),
+        };
+        match issuer_of(&leaf, &chain, &store) {
+            Some(issuer) => self.check(&leaf, &issuer, &chain, &store).await,
+            None => OcspVerdict::Unavailable(
+                "the issuer of the certificate is not among the trust anchors".into(),
+            ),
+        }
+    }
+}
+
+fn anchor_store(
+    anchors: &[X509],
+) -> Result<openssl::x509::store::X509Store, openssl::error::ErrorStack> {
+    let mut b = openssl::x509::store::X509StoreBuilder::new()?;
+    for a in anchors {
+        b.add_cert(a.clone())?;
+    }
+    Ok(b.build())
+}
+
 /// The first OCSP responder URL in the certificate's authorityInfoAccess.
 fn aia_url(leaf: &X509Ref) -> Option<String> {
     let list = leaf.ocsp_responders().ok()?;

@@ -463,6 +463,8 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
     });
 
     let relay_in_use = cfg.relay.to.is_some() || !cfg.relay.routes.is_empty();
+    let app_ocsp =
+        cfg.security.ocsp_check.unwrap_or(cfg.tls.ocsp_check) != crate::ocsp::OcspCheck::Off;
     tables.push(PicsTable {
         number: 13,
         title: "Environment features (not captured; secmms reconstruction)".into(),
@@ -508,6 +510,13 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
                 yes(tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off),
                 tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off,
                 "[tls] ocsp_check soft-fail | hard-fail, ocsp_responder; --ocsp-check",
+            ),
+            row(
+                "OCSP lookups of the peers' application certificates (§6.2.8; server side)",
+                "—",
+                yes((compat || native) && app_ocsp),
+                (compat || native) && app_ocsp,
+                "[security] ocsp_check (default: [tls] ocsp_check), ocsp_responder",
             ),
             row(
                 "Attribute certificates (attCert, §13.3.1.6): validated against attribute authorities",
@@ -763,6 +772,10 @@ mod tests {
             at(&statement(&a), 13, "Attribute certificate presented"),
             (true, true)
         );
+        let app_ocsp = "OCSP lookups of the peers' application";
+        assert_eq!(at(&statement(&a), 13, app_ocsp), (false, false));
+        a.security.ocsp_check = Some(crate::ocsp::OcspCheck::SoftFail);
+        assert_eq!(at(&statement(&a), 13, app_ocsp), (true, true));
 
         // XMPP: an [xmpp] section in native mode.
         n.xmpp = Some(Default::default());

@@ -273,6 +273,13 @@ pub struct SecurityConfig {
     /// (PEM certificates; `--attribute-authority`). Empty: a peer's `attCert` is refused with
     /// `invalid-attribute-certificate` (it cannot be validated).
     pub attribute_authorities: Vec<PathBuf>,
+    /// OCSP for the peers' application certificates (§6.2.8): `off`, `soft-fail` or
+    /// `hard-fail`, looked up after the association request verified and before it is
+    /// answered. Unset: as `[tls] ocsp_check` (so `--ocsp-check` covers both).
+    pub ocsp_check: Option<crate::ocsp::OcspCheck>,
+    /// The OCSP responder for application certificates; unset: `[tls] ocsp_responder`, else
+    /// the certificate's authorityInfoAccess.
+    pub ocsp_responder: Option<String>,
     /// Native mode: data-transfer protection we offer as a client (`--encrypt`).
     pub encrypt: Encrypt,
     /// Native mode: the encryption rule both roles enforce (`--require-encryption` sets
@@ -330,6 +337,8 @@ impl Default for SecurityConfig {
             crl: Vec::new(),
             attribute_certificate: None,
             attribute_authorities: Vec::new(),
+            ocsp_check: None,
+            ocsp_responder: None,
             encrypt: Encrypt::Gcm,
             encryption: EncryptionRule::Optional,
             require_ae: false,
@@ -361,6 +370,14 @@ fn value_err(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl SecurityConfig {
     /// Checks the section on its own (files are read when the security context is built).
     pub fn validate(&self, tls_ca: &[PathBuf]) -> Result<(), ConfigError> {
+        if let Some(u) = &self.ocsp_responder {
+            if !u.starts_with("http://") || u.len() > 2048 {
+                return Err(value_err(
+                    "security.ocsp_responder",
+                    "must be an http:// URL (RFC 6960 Appendix A) of at most 2048 characters",
+                ));
+            }
+        }
         if self.mode != AppMode::Native
             && (self.attribute_certificate.is_some() || !self.attribute_authorities.is_empty())
         {
@@ -878,6 +895,11 @@ impl ReloadableValidator {
         Ok(true)
     }
 
+    /// The trust anchors in force.
+    pub fn anchors(&self) -> Vec<X509> {
+        self.current().anchors().to_vec()
+    }
+
     fn current(&self) -> Arc<OpenSslValidator> {
         match self.current.read() {
             Ok(g) => g.clone(),
@@ -1075,6 +1097,17 @@ pub struct SecurityHandle {
     a_shared: Option<AProfileShared>,
     /// How events name this association.
     label: Option<String>,
+    /// OCSP for the peer's application certificate.
+    ocsp: Option<Arc<AppOcsp>>,
+}
+
+/// OCSP for application certificates (§6.2.8): the policy, the checker with its cache, and the
+/// anchors the issuer is found among.
+struct AppOcsp {
+    check: crate::ocsp::OcspCheck,
+    checker: crate::ocsp::OcspChecker,
+    validator: Arc<ReloadableValidator>,
+    sink: Arc<dyn SecurityEventSink>,
 }
 
 impl std::fmt::Debug for SecurityHandle {
@@ -1098,6 +1131,11 @@ pub enum DataError {
     /// An E2E check failed; the abort the standard prescribes was queued and the event raised.
     #[error("E2E security: {0}")]
     Native(#[from] NativeError),
+    /// Compatibility mode: the OCSP lookup of the peer's application certificate refused it
+    /// (revoked, or no answer under hard-fail); the ABRT (authentication-failure) was queued
+    /// and the event raised.
+    #[error("the peer's application certificate failed the OCSP check: {0}")]
+    OcspRefused(String),
 }
 
 impl SecurityHandle {
@@ -1165,6 +1203,82 @@ impl SecurityHandle {
                 Err(DataError::PeerRevoked)
             }
         }
+    }
+
+    /// OCSP for the peer's application certificate (§6.2.8), when `ocsp_check` is not off: a
+    /// server calls it on the association indication, after the profile verified the request
+    /// and before answering it. A revoked certificate is refused — compatibility mode with an
+    /// ABRT authentication-failure and `AP_CERT_REVOKED`, native mode with a HandshakeSecReject
+    /// (`invalid-public-key-certificate`) and `E2E_PEER_CERT_REVOKED` — and so is one without
+    /// a usable answer under hard-fail; under soft-fail that raises `AP_OCSP_UNAVAILABLE` /
+    /// `E2E_PEER_OCSP_UNAVAILABLE` (warning) and the association goes on. The refusal is
+    /// queued on `assoc` and the error says why.
+    pub async fn check_peer_ocsp(&self, assoc: &mut Association) -> Result<(), DataError> {
+        use crate::ocsp::{OcspCheck, OcspVerdict};
+        let Some(o) = &self.ocsp else { return Ok(()) };
+        let cert = match (&self.native, &self.a_peer) {
+            (Some(ch), _) => ch.peer_certificate(),
+            (None, Some(h)) => {
+                let g = match h.lock() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                g.as_ref().map(|p| p.certificate.clone())
+            }
+            _ => None,
+        };
+        let Some(cert) = cert else { return Ok(()) };
+        let verdict = o.checker.check_der(&cert, &o.validator.anchors()).await;
+        let (revoked, why) = match verdict {
+            OcspVerdict::Good => return Ok(()),
+            OcspVerdict::Revoked => (
+                true,
+                "OCSP: the peer's application certificate is revoked".to_string(),
+            ),
+            OcspVerdict::Unavailable(why) => (false, format!("OCSP: {why}")),
+        };
+        let refuse = revoked || o.check == OcspCheck::HardFail;
+        let why = if !revoked && refuse {
+            format!("{why} (ocsp_check = hard-fail: refused)")
+        } else if !revoked {
+            format!("{why} (ocsp_check = soft-fail: let in)")
+        } else {
+            why
+        };
+        if let Some(ch) = &self.native {
+            let event = if revoked {
+                secmms_e2e::events::PEER_CERT_REVOKED
+            } else {
+                secmms_e2e::events::PEER_OCSP_UNAVAILABLE
+            };
+            if !refuse {
+                o.sink.record(&secmms_pki::event::SecurityEvent {
+                    id: event.id(),
+                    mnemonic: event.mnemonic,
+                    severity: event.severity,
+                    message: why,
+                    association: self.label.clone(),
+                });
+                return Ok(());
+            }
+            let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
+            return Ok(ch.refuse_peer(assoc, diag, event, why)?);
+        }
+        let Some(shared) = &self.a_shared else {
+            return Ok(());
+        };
+        let event = if revoked {
+            secmms_profiles::events::CERT_REVOKED
+        } else {
+            secmms_profiles::events::OCSP_UNAVAILABLE
+        };
+        if !refuse {
+            shared.record(event, why, self.label.clone());
+            return Ok(());
+        }
+        let req = shared.refuse_peer(event, why.clone(), self.label.clone());
+        assoc.abort_with(req)?;
+        Err(DataError::OcspRefused(why))
     }
 
     /// Runs the native-mode timers.
@@ -1238,6 +1352,8 @@ pub struct AppSecurity {
     separate_certificates: bool,
     /// The application-certificate validator, for CRL reloads (`None` in plain mode).
     validator: Option<Arc<ReloadableValidator>>,
+    /// OCSP for the peers' application certificates (`None` when off or in plain mode).
+    ocsp: Option<Arc<AppOcsp>>,
     sink: Option<Arc<dyn SecurityEventSink>>,
 }
 
@@ -1261,6 +1377,7 @@ impl AppSecurity {
             peer_titles_configured: false,
             separate_certificates: true,
             validator: None,
+            ocsp: None,
             sink: None,
         }
     }
@@ -1330,6 +1447,20 @@ impl AppSecurity {
                  ones (or set [security] separate_certificates = false)",
             ));
         }
+        let ocsp_check = s.ocsp_check.unwrap_or(cfg.tls.ocsp_check);
+        let ocsp = (ocsp_check != crate::ocsp::OcspCheck::Off).then(|| {
+            Arc::new(AppOcsp {
+                check: ocsp_check,
+                checker: crate::ocsp::OcspChecker::new(
+                    s.ocsp_responder
+                        .clone()
+                        .or_else(|| cfg.tls.ocsp_responder.clone()),
+                    std::time::Duration::from_secs(cfg.tls.ocsp_timeout_secs.clamp(1, 60)),
+                ),
+                validator: validator.clone(),
+                sink: sink.clone(),
+            })
+        });
         let table = s.table(s.mode)?;
         let inner = match s.mode {
             AppMode::Plain => Inner::Plain,
@@ -1385,6 +1516,7 @@ impl AppSecurity {
             peer_titles_configured: cfg.osi.remote_ap_title.is_some()
                 || cfg.osi.remote_ae_qualifier.is_some(),
             separate_certificates: s.separate_certificates,
+            ocsp,
             validator: Some(validator),
             sink: Some(sink),
         })
@@ -1453,6 +1585,7 @@ impl AppSecurity {
                     native: None,
                     a_shared: Some(shared.clone()),
                     label: Some(conn.label()),
+                    ocsp: self.ocsp.clone(),
                 };
                 (
                     Association::with_security(Role::Responder, osi, Box::new(hook)),
@@ -1468,6 +1601,7 @@ impl AppSecurity {
                     native: Some(channel),
                     a_shared: None,
                     label: Some(conn.label()),
+                    ocsp: self.ocsp.clone(),
                 };
                 (
                     Association::with_security(Role::Responder, osi, Box::new(hook)),
@@ -1498,6 +1632,7 @@ impl AppSecurity {
                     native: None,
                     a_shared: Some(shared.clone()),
                     label: Some(conn.label()),
+                    ocsp: self.ocsp.clone(),
                 };
                 Ok((
                     Association::with_security(Role::Initiator, osi, Box::new(hook)),
@@ -1515,6 +1650,7 @@ impl AppSecurity {
                     native: Some(channel),
                     a_shared: None,
                     label: Some(conn.label()),
+                    ocsp: self.ocsp.clone(),
                 };
                 Ok((
                     Association::with_security(Role::Initiator, osi, Box::new(hook)),

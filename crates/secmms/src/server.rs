@@ -628,6 +628,12 @@ async fn serve_association<S: Stream>(
             while let Some(ev) = link.poll_event() {
                 match ev {
                     OsiEvent::AssociateIndication { user_data, .. } => {
+                        // §6.2.8: OCSP for the peer's application certificate, before the
+                        // AARE (or HandshakeAcc) goes out.
+                        if let Err(e) = security.check_peer_ocsp(link.assoc()).await {
+                            link.shutdown().await;
+                            return Err(LinkError::Security(e.to_string()));
+                        }
                         match shared
                             .mms
                             .accept_initiate(user_data.as_deref().unwrap_or_default())

@@ -1573,3 +1573,123 @@ fn env_abrt_wrong_indirect_reference_is_logged_not_answered() {
     );
     assert!(p.s.poll_transmit().is_none(), "nothing sent back");
 }
+
+// ------------------------------------------------------------------ single selection (§14.3)
+
+/// A server whose HandshakeAcc selects more than one algorithm — re-signed with the server's own
+/// key, so only the selection is wrong — through both OSI stacks: the client refuses it with a
+/// HandshakeSecAbort in the ABRT carrying the single-selection diagnostic and raises its event;
+/// the server verifies that HandshakeSecAbort and logs the diagnostic it names.
+#[test]
+fn single_selection_diagnostics_travel_in_the_abrt() {
+    use secmms_e2e::pdu::{ClearToken1, EncrMode, Handshake, SecPdu};
+    use secmms_profiles::native::wire::{self, EnvApdu, EnvValue};
+    let cases: [(ModeOffer, EncrMode, HandshakeDiagnostic, &str); 3] = [
+        (
+            ModeOffer::Ae(vec![AeAlg::Aes128Gcm, AeAlg::Aes256Gcm]),
+            EncrMode::Aea(vec![AeAlg::Aes128Gcm.id(), AeAlg::Aes256Gcm.id()]),
+            HandshakeDiagnostic::SingleAeAlgorithmRequired,
+            "IEC62351-4:2.14",
+        ),
+        (
+            ModeOffer::NonAe {
+                encr: vec![EncrAlg::Aes128Cbc, EncrAlg::Aes256Cbc],
+                icv: vec![IcvAlg::HmacSha256],
+            },
+            EncrMode::NonAea {
+                encr: Some(vec![EncrAlg::Aes128Cbc.id(), EncrAlg::Aes256Cbc.id()]),
+                icv: vec![IcvAlg::HmacSha256.id()],
+            },
+            HandshakeDiagnostic::SingleEncryptAlgoRequired,
+            "IEC62351-4:2.17",
+        ),
+        (
+            ModeOffer::NonAe {
+                encr: vec![],
+                icv: vec![IcvAlg::HmacSha256, IcvAlg::Gmac128],
+            },
+            EncrMode::NonAea {
+                encr: None,
+                icv: vec![IcvAlg::HmacSha256.id(), IcvAlg::Gmac128.id()],
+            },
+            HandshakeDiagnostic::SingleIcvAlgoRequired,
+            "IEC62351-4:2.19",
+        ),
+    ];
+    for (offer, selection, diag, event_id) in cases {
+        let fx = fixture(offer);
+        let key = fx.server.shared.context().credentials.key.clone();
+        let edit = move |a: &mut Aare| {
+            let pcid = a.user_information[0].indirect_reference.unwrap() as u32;
+            let v = e2e_value(&a.user_information);
+            let EnvValue::SecPdu { kind, pdu } =
+                wire::decode(EnvApdu::Aare, &v, Limits::default()).unwrap()
+            else {
+                panic!("no SecPDU in the AARE")
+            };
+            assert_eq!(kind, SecPduKind::HandshakeAcc);
+            let mut h: Handshake = match SecPdu::decode(kind, &pdu, Limits::default()).unwrap() {
+                SecPdu::HandshakeAcc(h) => h,
+                other => panic!("{other:?}"),
+            };
+            let t: &mut ClearToken1 = &mut h.token1;
+            t.encr_mode = selection.clone();
+            h.tbs = Handshake::tbs_content(&h.token1, h.appl_data.as_deref());
+            h.sign.sign = key.sign(&h.tbs).unwrap();
+            let value =
+                wire::encode(EnvApdu::Aare, kind, SecPdu::HandshakeAcc(h).encode()).unwrap();
+            a.user_information = wire::external(pcid, value);
+        };
+        let mut p = Pair::new(
+            &fx,
+            Edits {
+                aare: Some(Box::new(edit)),
+                ..Edits::default()
+            },
+        );
+        let sev = p.connect();
+        assert!(matches!(
+            sev.as_slice(),
+            [OsiEvent::AssociateIndication { .. }]
+        ));
+        p.s.accept(hex::decode(INIT_RSP).unwrap()).unwrap();
+        p.s2c();
+        let cev = events(&mut p.c);
+        assert!(
+            matches!(
+                cev.as_slice(),
+                [OsiEvent::AbortIndication(_), OsiEvent::Closed]
+            ),
+            "{diag:?}: {cev:?}"
+        );
+        let raised = fx.client.events();
+        assert!(
+            raised.iter().any(|e| e.id.to_string() == event_id),
+            "{diag:?}: {raised:?}"
+        );
+        match p.cch.last_diagnostic() {
+            Some(NativeDiagnostic::Security { cause, sent, .. }) => {
+                assert_eq!(cause, Some(Diagnostic::Handshake(diag)));
+                assert_eq!(sent, Some(SecPduKind::HandshakeSecAbort));
+            }
+            other => panic!("{diag:?}: {other:?}"),
+        }
+        // The ABRT reaches the server with the verified HandshakeSecAbort and its diagnostic.
+        p.c2s();
+        let sev = events(&mut p.s);
+        assert!(
+            matches!(
+                sev.as_slice(),
+                [OsiEvent::AbortIndication(_), OsiEvent::Closed]
+            ),
+            "{sev:?}"
+        );
+        let got = fx.server.events();
+        assert!(
+            got.iter().any(
+                |e| e.mnemonic == "HANDSHAKE_SEC_ABORT_RCVD" && e.message.contains(diag.name())
+            ),
+            "{diag:?}: {got:?}"
+        );
+    }
+}

@@ -501,8 +501,18 @@ impl Association {
     }
 
     fn protocol_error(&mut self, e: OsiError) {
+        self.tell_security(&e);
         self.events.push_back(OsiEvent::ProtocolError(e));
         self.close();
+    }
+
+    /// Lets the security hook see a protocol error we detected (§15.7 ACSE_PROT_ERR).
+    fn tell_security(&mut self, e: &OsiError) {
+        let ctx = SecurityContext {
+            role: self.role,
+            contexts: &self.contexts,
+        };
+        self.security.protocol_error(&ctx, e);
     }
 
     // ---------------------------------------------------------------- initiator API
@@ -683,6 +693,7 @@ impl Association {
         user_data: Option<Vec<u8>>,
         e: OsiError,
     ) -> Result<(), OsiError> {
+        self.tell_security(&e);
         self.events.push_back(OsiEvent::ProtocolError(e));
         self.send_refuse(reason, user_data)
     }

@@ -177,6 +177,9 @@ pub trait AssociationSecurity: Send {
     fn decorate_abrt(&mut self, _ctx: &SecurityContext<'_>, _abrt: &mut Abrt) {}
     /// Observe a received ABRT (the association is over whatever this returns).
     fn check_abrt(&mut self, _ctx: &SecurityContext<'_>, _abrt: &Abrt) {}
+    /// Observe a protocol error our own stack detected in what the peer sent (the association
+    /// is over: `OsiEvent::ProtocolError` and a refuse, abort or disconnect follow).
+    fn protocol_error(&mut self, _ctx: &SecurityContext<'_>, _error: &crate::OsiError) {}
 }
 
 /// The no-op hook: plain MMS without ACSE security.

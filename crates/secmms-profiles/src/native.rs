@@ -1560,6 +1560,24 @@ impl AssociationSecurity for NativeHook {
         }
     }
 
+    fn protocol_error(&mut self, _ctx: &SecurityContext<'_>, error: &OsiError) {
+        let shared = self.shared.clone();
+        let mut g = lock(&self.state);
+        let phase = std::mem::replace(&mut g.phase, Phase::Closed);
+        if matches!(phase, Phase::Refused | Phase::Closed) {
+            return;
+        }
+        // §15.7: an ACSE protocol error of an E2E association, here found by our own stack
+        // (DECISION: every upper-layer protocol error after the connection began counts; the
+        // association ends with the provider abort the stack sends).
+        g.env_event(
+            &shared,
+            events::ACSE_PROT_ERR,
+            format!("protocol error detected locally: {error}"),
+            None,
+        );
+    }
+
     fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
         let shared = self.shared.clone();
         let mut g = lock(&self.state);

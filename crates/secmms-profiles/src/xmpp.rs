@@ -488,6 +488,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.event, XMPP_ENV_NS_INV);
+        assert_eq!(e.event.mnemonic, "XMPP_ENV_NS_INV");
         assert_eq!(e.reply, Some(StanzaError::FeatureNotImplemented));
         let e = receive(StanzaKind::Iq(IqType::Get), "<e2e xmlns='http://www.iec.ch/62351/2018/ENV_4'><Nonsense xmlns='http://www.iec.ch/62351/2018/E2E_4'/></e2e>", &lim).unwrap_err();
         assert_eq!(e.event, XMPP_UNKNOWN_IQ_SECPDU);
@@ -495,6 +496,7 @@ mod tests {
         // The same in a message: event 18.5 and never a stanza error.
         let e = receive(StanzaKind::Message, "<e2e xmlns='http://www.iec.ch/62351/2018/ENV_4'><Nonsense xmlns='http://www.iec.ch/62351/2018/E2E_4'/></e2e>", &lim).unwrap_err();
         assert_eq!(e.event, XMPP_UNKNOWN_MSG_SECPDU);
+        assert_eq!(e.event.mnemonic, "XMPP_UNKNOW_MSG_SECPDU");
         assert_eq!(e.reply, None);
         // A result iq is never answered with an error either.
         let e = receive(StanzaKind::Iq(IqType::Result), "<garbage", &lim).unwrap_err();
@@ -512,6 +514,7 @@ mod tests {
         let report = [0xa3, 0x02, 0xa0, 0x00];
         let e = check_transfer_class(StanzaKind::Iq(IqType::Result), &report).unwrap_err();
         assert_eq!(e.event, XMPP_MSG_MISSING);
+        assert_eq!(e.event.mnemonic, "XMPP_MSG_MISSING");
     }
 
     #[test]

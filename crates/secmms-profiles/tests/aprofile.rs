@@ -897,3 +897,74 @@ fn initiator_refuses_transport_not_meeting_policy() {
         .all(|e| !matches!(e, OsiEvent::AssociateIndication { .. })));
     assert_eq!(fx.client.mnemonics(), vec!["AP_POLICY_REFUSED"]);
 }
+
+/// §11.4 step 2, any other certificate failure: a certificate outside the Annex G profile
+/// (no digitalSignature in keyUsage) is an authentication failure with `AP_CERT_INVALID`.
+#[test]
+fn certificate_outside_the_annex_g_profile_aborts() {
+    use secmms_pki::cert::issue::{issue, CertSpec};
+    let mut fx = fixture();
+    let key = SigningKey::generate_rsa(2048).unwrap();
+    let mut spec = CertSpec::end_entity(client_identity(), T0 - 3600, T0 + 3600, 3);
+    spec.digital_signature = false;
+    let cert = issue(&spec, &key, Some((&fx.ca.cert, &fx.ca.key))).unwrap();
+    with_client_cert(
+        &mut fx,
+        secmms_profiles::Credentials {
+            certificate: cert.to_der().unwrap(),
+            key,
+        },
+    );
+    let o = go(&fx, |_| {});
+    assert_auth_abort(&o, &fx.server, events::CERT_INVALID);
+}
+
+/// The replay cache fails closed: when it is full of live entries, a new association is
+/// refused (`AP_REPLAY_CACHE_FULL`) rather than let in unchecked.
+#[test]
+fn full_replay_cache_refuses_the_association() {
+    let fx = fixture();
+    let cache = fx.server.shared.replay_cache();
+    for i in 0..secmms_profiles::limits::MAX_REPLAY_ENTRIES {
+        let key = secmms_pki::crypto::sha256(&i.to_be_bytes());
+        assert_ne!(
+            cache.insert(&key, b"20260101000000Z", T0, 600),
+            secmms_profiles::aprofile::ReplayCheck::Full
+        );
+    }
+    let o = go(&fx, |_| {});
+    assert_auth_abort(&o, &fx.server, events::REPLAY_CACHE_FULL);
+}
+
+/// A side without its own credentials cannot build the authentication value: the AARQ is not
+/// sent, the connect fails with the local abort, and `AP_LOCAL_FAILURE` says why.
+#[test]
+fn missing_own_credentials_is_a_local_failure() {
+    use secmms_osi::security::Role;
+    let fx = fixture();
+    let bare = Side::with_config(
+        secmms_profiles::aprofile::AProfileConfig::new(
+            None,
+            std::sync::Arc::new(validator(&fx.ca)),
+        ),
+        PeerTable::require_a_profile(),
+    );
+    let mut c = secmms_osi::Association::with_security(
+        Role::Initiator,
+        client_osi(&bare, false),
+        Box::new(client_hook(&bare, PeerPolicy::any("server"))),
+    );
+    let r = c.connect(hex::decode(INIT_REQ).unwrap());
+    assert!(
+        matches!(r, Err(secmms_osi::OsiError::SecurityAbort(_))),
+        "{r:?}"
+    );
+    let raised = bare.sink.events();
+    assert!(
+        raised
+            .iter()
+            .any(|e| e.mnemonic == "AP_LOCAL_FAILURE"
+                && e.message.contains("no A-profile credentials")),
+        "{raised:?}"
+    );
+}

@@ -284,6 +284,9 @@ impl AssociationSecurity for Wrap {
         self.seen.lock().unwrap().abrt.push(a.clone());
         self.inner.check_abrt(c, a)
     }
+    fn protocol_error(&mut self, c: &SecurityContext<'_>, e: &secmms_osi::OsiError) {
+        self.inner.protocol_error(c, e)
+    }
 }
 
 // ------------------------------------------------------------------ two associations in memory
@@ -1692,4 +1695,82 @@ fn single_selection_diagnostics_travel_in_the_abrt() {
             "{diag:?}: {got:?}"
         );
     }
+}
+
+/// §15.7 / 15.4 for an ACSE protocol error our own stack finds: an RLRQ whose ACSE APDU is not
+/// decodable ends the E2E association with `ACSE_PROT_ERR` (the provider's own detection, not
+/// only the peer's provider ABRT).
+#[test]
+fn own_acse_protocol_error_raises_15_4() {
+    let fx = fixture(gcm());
+    let mut p = Pair::new(&fx, Edits::default());
+    p.establish();
+    p.c.release(None).unwrap();
+    let mut wire = Vec::new();
+    while let Some(b) = p.c.poll_transmit() {
+        wire.extend(b);
+    }
+    // The RLRQ is [APPLICATION 2] (0x62), the single-ASN1-type [0] of the PDV on the ACSE
+    // context (`02 01 01 A0 len 62`): make its tag one ACSE does not define.
+    let pdv = wire
+        .windows(4)
+        .position(|w| w == [0x02, 0x01, 0x01, 0xa0])
+        .expect("ACSE PDV");
+    let len_at = pdv + 4;
+    let at = len_at
+        + 1
+        + if wire[len_at] & 0x80 != 0 {
+            usize::from(wire[len_at] & 0x7f)
+        } else {
+            0
+        };
+    assert_eq!(wire[at], 0x62, "RLRQ tag");
+    wire[at] = 0x7f;
+    let _ = p.s.handle_input(&wire);
+    let sev = events(&mut p.s);
+    assert!(
+        sev.iter().any(|e| matches!(e, OsiEvent::ProtocolError(_))),
+        "{sev:?}"
+    );
+    let raised = fx.server.events();
+    let e = raised
+        .iter()
+        .find(|e| e.mnemonic == "ACSE_PROT_ERR")
+        .unwrap_or_else(|| panic!("{raised:?}"));
+    assert_eq!(e.id.to_string(), "IEC62351-4:15.4");
+    assert!(e.message.contains("detected locally"), "{}", e.message);
+}
+
+/// §13.5 DECISION: an application rejection without an MMS PDU cannot be an ApplicationReject
+/// (applData is mandatory); the AARE goes out without a SecPDU and `E2E_LOCAL_FAILURE` says why.
+#[test]
+fn application_rejection_without_mms_pdu_is_a_local_failure() {
+    let fx = fixture(gcm());
+    let mut p = Pair::new(&fx, Edits::default());
+    let sev = p.connect();
+    assert!(matches!(
+        sev.as_slice(),
+        [OsiEvent::AssociateIndication { .. }]
+    ));
+    p.s.reject(
+        associate_result::REJECTED_PERMANENT,
+        SourceDiagnostic::ServiceUser(1),
+        None,
+    )
+    .unwrap();
+    p.s2c();
+    let raised = fx.server.events();
+    let e = raised
+        .iter()
+        .find(|e| e.mnemonic == "E2E_LOCAL_FAILURE")
+        .unwrap_or_else(|| panic!("{raised:?}"));
+    assert_eq!(e.id.to_string(), "secmms:15.3");
+    assert!(e.message.contains("without an MMS PDU"), "{}", e.message);
+    // The client sees a plain rejection (no SecPDU to verify).
+    let cev = events(&mut p.c);
+    assert!(
+        matches!(cev.first(), Some(OsiEvent::AssociateRejected { .. })),
+        "{cev:?}"
+    );
+    assert!(fx.client.mnemonics().contains(&"E2E_PLAIN_REJECT_RCVD"));
 }

@@ -9,9 +9,11 @@
 //! Numbering of 15.7–15.14 (spec §15.7 gives only the pattern
 //! `INV_CALLING/CALLED_AP_TITLE / _AE_QUAL (_RQ/_RE)`): DECISION — the four AARQ entries first
 //! (calling AP-title, calling AE-qualifier, called AP-title, called AE-qualifier), then the same
-//! four for the AARE. An AARE carries no calling titles, so secmms never raises
-//! [`INV_CALLING_AP_TITLE_RE`] and [`INV_CALLING_AE_QUAL_RE`]; its responding titles are checked
-//! under the `CALLED` entries (they name the called entity).
+//! four for the AARE. An AARE carries no calling titles, so 15.11 `INV_CALLING_AP_TITLE_RE` and
+//! 15.12 `INV_CALLING_AE_QUAL_RE` name checks that cannot exist: DECISION — they are not
+//! defined here (no event without a check that raises it) and their numbers stay unused; the
+//! AARE's responding titles are checked under the `CALLED` entries (they name the called
+//! entity).
 
 use secmms_pki::event::{EventId, SecurityEvent, Severity};
 
@@ -83,10 +85,6 @@ pub const INV_CALLING_AE_QUAL_RQ: EnvEvent = ev(8, "INV_CALLING_AE_QUAL_RQ");
 pub const INV_CALLED_AP_TITLE_RQ: EnvEvent = ev(9, "INV_CALLED_AP_TITLE_RQ");
 /// 15.10 — AARQ called-AE-qualifier missing, not form 2, or not ours.
 pub const INV_CALLED_AE_QUAL_RQ: EnvEvent = ev(10, "INV_CALLED_AE_QUAL_RQ");
-/// 15.11 — AARE calling-AP-title (defined for completeness; an AARE has none, never raised).
-pub const INV_CALLING_AP_TITLE_RE: EnvEvent = ev(11, "INV_CALLING_AP_TITLE_RE");
-/// 15.12 — AARE calling-AE-qualifier (defined for completeness; never raised).
-pub const INV_CALLING_AE_QUAL_RE: EnvEvent = ev(12, "INV_CALLING_AE_QUAL_RE");
 /// 15.13 — AARE responding-AP-title present but not form 2 or not the called one.
 pub const INV_CALLED_AP_TITLE_RE: EnvEvent = ev(13, "INV_CALLED_AP_TITLE_RE");
 /// 15.14 — AARE responding-AE-qualifier present but not form 2 or not the called one.
@@ -98,7 +96,7 @@ pub const AUTH_MECH_NOT_USED_RQ: EnvEvent = ev(15, "AUTH_MECH_NOT_USED_RQ");
 pub const AUTH_MECH_NOT_USED_ABT: EnvEvent = ev(16, "AUTH_MECH_NOT_USED_ABT");
 
 /// Every group-15 catalogue entry, in number order.
-pub const CATALOGUE: [EnvEvent; 16] = [
+pub const CATALOGUE: [EnvEvent; 14] = [
     OSI_ENV_PROT_ERR,
     OSI_INV_INDR_REF,
     OSI_INV_PCI,
@@ -109,8 +107,6 @@ pub const CATALOGUE: [EnvEvent; 16] = [
     INV_CALLING_AE_QUAL_RQ,
     INV_CALLED_AP_TITLE_RQ,
     INV_CALLED_AE_QUAL_RQ,
-    INV_CALLING_AP_TITLE_RE,
-    INV_CALLING_AE_QUAL_RE,
     INV_CALLED_AP_TITLE_RE,
     INV_CALLED_AE_QUAL_RE,
     AUTH_MECH_NOT_USED_RQ,
@@ -148,8 +144,10 @@ mod tests {
 
     #[test]
     fn numbering() {
-        for (i, e) in CATALOGUE.iter().enumerate() {
-            assert_eq!(e.id.to_string(), format!("IEC62351-4:15.{}", i + 1));
+        // 15.11 and 15.12 (calling titles of an AARE) are left unused.
+        let numbers = (1..=16).filter(|n| !matches!(n, 11 | 12));
+        for (e, n) in CATALOGUE.iter().zip(numbers) {
+            assert_eq!(e.id.to_string(), format!("IEC62351-4:15.{n}"));
         }
         for (i, e) in LOCAL.iter().enumerate() {
             assert_eq!(e.id.to_string(), format!("secmms:15.{}", i + 1));
@@ -157,6 +155,6 @@ mod tests {
         let mut m: Vec<_> = CATALOGUE.iter().chain(&LOCAL).map(|e| e.mnemonic).collect();
         m.sort_unstable();
         m.dedup();
-        assert_eq!(m.len(), 22);
+        assert_eq!(m.len(), 20);
     }
 }

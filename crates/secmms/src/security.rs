@@ -1101,6 +1101,78 @@ pub struct SecurityHandle {
     ocsp: Option<Arc<AppOcsp>>,
 }
 
+/// What an OCSP answer about a peer's application certificate means under `ocsp_check`.
+pub(crate) struct OcspOutcome {
+    /// The responder said revoked.
+    pub(crate) revoked: bool,
+    /// The peer is refused (revoked, or no answer under hard-fail).
+    pub(crate) refuse: bool,
+    /// The reason, for the event.
+    pub(crate) why: String,
+}
+
+/// `None` when the answer is good; otherwise what to do and say (§6.2.8: revoked refuses, no
+/// usable answer warns under soft-fail and refuses under hard-fail).
+pub(crate) fn ocsp_outcome(
+    check: crate::ocsp::OcspCheck,
+    verdict: crate::ocsp::OcspVerdict,
+) -> Option<OcspOutcome> {
+    use crate::ocsp::{OcspCheck, OcspVerdict};
+    let (revoked, why) = match verdict {
+        OcspVerdict::Good => return None,
+        OcspVerdict::Revoked => (
+            true,
+            "OCSP: the peer's application certificate is revoked".to_string(),
+        ),
+        OcspVerdict::Unavailable(why) => (false, format!("OCSP: {why}")),
+    };
+    let refuse = revoked || check == OcspCheck::HardFail;
+    let why = if revoked {
+        why
+    } else if refuse {
+        format!("{why} (ocsp_check = hard-fail: refused)")
+    } else {
+        format!("{why} (ocsp_check = soft-fail: let in)")
+    };
+    Some(OcspOutcome {
+        revoked,
+        refuse,
+        why,
+    })
+}
+
+/// OCSP of the peers' application certificates on the XMPP path: the policy, the checker and
+/// the anchors (`None` when `ocsp_check` is off).
+pub(crate) struct PeerOcsp {
+    pub(crate) check: crate::ocsp::OcspCheck,
+    pub(crate) checker: crate::ocsp::OcspChecker,
+    pub(crate) anchors: Vec<X509>,
+}
+
+impl PeerOcsp {
+    /// From the configuration (`[security] ocsp_*`, else `[tls] ocsp_*`).
+    pub(crate) fn from_config(
+        cfg: &crate::config::Config,
+    ) -> Result<Option<PeerOcsp>, SecurityError> {
+        let s = &cfg.security;
+        let check = s.ocsp_check.unwrap_or(cfg.tls.ocsp_check);
+        if check == crate::ocsp::OcspCheck::Off {
+            return Ok(None);
+        }
+        let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
+        Ok(Some(PeerOcsp {
+            check,
+            checker: crate::ocsp::OcspChecker::new(
+                s.ocsp_responder
+                    .clone()
+                    .or_else(|| cfg.tls.ocsp_responder.clone()),
+                std::time::Duration::from_secs(cfg.tls.ocsp_timeout_secs.clamp(1, 60)),
+            ),
+            anchors: load_validator(anchors, &[], &[])?.anchors().to_vec(),
+        }))
+    }
+}
+
 /// OCSP for application certificates (§6.2.8): the policy, the checker with its cache, and the
 /// anchors the issuer is found among.
 struct AppOcsp {
@@ -1214,7 +1286,6 @@ impl SecurityHandle {
     /// `E2E_PEER_OCSP_UNAVAILABLE` (warning) and the association goes on. The refusal is
     /// queued on `assoc` and the error says why.
     pub async fn check_peer_ocsp(&self, assoc: &mut Association) -> Result<(), DataError> {
-        use crate::ocsp::{OcspCheck, OcspVerdict};
         let Some(o) = &self.ocsp else { return Ok(()) };
         let cert = match (&self.native, &self.a_peer) {
             (Some(ch), _) => ch.peer_certificate(),
@@ -1229,21 +1300,13 @@ impl SecurityHandle {
         };
         let Some(cert) = cert else { return Ok(()) };
         let verdict = o.checker.check_der(&cert, &o.validator.anchors()).await;
-        let (revoked, why) = match verdict {
-            OcspVerdict::Good => return Ok(()),
-            OcspVerdict::Revoked => (
-                true,
-                "OCSP: the peer's application certificate is revoked".to_string(),
-            ),
-            OcspVerdict::Unavailable(why) => (false, format!("OCSP: {why}")),
-        };
-        let refuse = revoked || o.check == OcspCheck::HardFail;
-        let why = if !revoked && refuse {
-            format!("{why} (ocsp_check = hard-fail: refused)")
-        } else if !revoked {
-            format!("{why} (ocsp_check = soft-fail: let in)")
-        } else {
-            why
+        let Some(OcspOutcome {
+            revoked,
+            refuse,
+            why,
+        }) = ocsp_outcome(o.check, verdict)
+        else {
+            return Ok(());
         };
         if let Some(ch) = &self.native {
             let event = if revoked {

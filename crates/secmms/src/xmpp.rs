@@ -73,6 +73,38 @@ fn endpoint(
     Ok(XmppEndpoint::new(ctx, server, Arc::new(now), sink))
 }
 
+/// The OCSP step of a server association (§6.2.8): `Some(event)` when the peer must be
+/// refused with it; a soft-fail warning is recorded on `sink` and `None` returned.
+async fn peer_ocsp(
+    ocsp: &Option<crate::security::PeerOcsp>,
+    cert: Option<Vec<u8>>,
+    key: &AssocKey,
+    sink: &dyn SecurityEventSink,
+) -> Option<secmms_pki::event::SecurityEvent> {
+    let o = ocsp.as_ref()?;
+    let cert = cert?;
+    let verdict = o.checker.check_der(&cert, &o.anchors).await;
+    let out = crate::security::ocsp_outcome(o.check, verdict)?;
+    let def = if out.revoked {
+        secmms_e2e::events::PEER_CERT_REVOKED
+    } else {
+        secmms_e2e::events::PEER_OCSP_UNAVAILABLE
+    };
+    let event = secmms_pki::event::SecurityEvent {
+        id: def.id(),
+        mnemonic: def.mnemonic,
+        severity: def.severity,
+        message: out.why,
+        association: Some(format!("{} {}", key.peer, key.client_part)),
+    };
+    if out.refuse {
+        Some(event)
+    } else {
+        sink.record(&event);
+        None
+    }
+}
+
 /// The stanza kind and ENV_4 payload of an arriving stanza, for the endpoint.
 fn classify(st: &Stanza) -> Option<(StanzaKind, Option<String>)> {
     let kind = match st.kind {
@@ -136,7 +168,8 @@ pub async fn serve_ready(
     on_ready: impl FnOnce(&str),
 ) -> Result<(), XmppEnvError> {
     let xc = xmpp_config(cfg)?;
-    let mut ep = endpoint(cfg, true, sink)?;
+    let ocsp = crate::security::PeerOcsp::from_config(cfg)?;
+    let mut ep = endpoint(cfg, true, sink.clone())?;
     // The reconnection policy of `[xmpp.reconnect]`: a lost link ends every association
     // locally (§16.5) and the server comes back when the XMPP server does.
     let mut conn = secmms_xmpp::ReconnectingClient::connect(xc.clone()).await?;
@@ -217,6 +250,19 @@ pub async fn serve_ready(
         for ev in events {
             let out = match ev {
                 EndpointEvent::AssociateIndication { key, initiate } => {
+                    // §6.2.8: OCSP for the peer's application certificate before the
+                    // HandshakeAcc goes out, as over OSI.
+                    let cert = ep.peer_certificate(&key);
+                    if let Some(refusal) = peer_ocsp(&ocsp, cert, &key, sink.as_ref()).await {
+                        let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
+                        let out = ep.security_reject(&key, diag, refusal);
+                        if let Ok(o) = out {
+                            if let Err(e) = send_all(&tx, o).await {
+                                warn!("XMPP send: {e}");
+                            }
+                        }
+                        continue;
+                    }
                     match mms.accept_initiate(&initiate) {
                         InitiateOutcome::Accepted {
                             response,

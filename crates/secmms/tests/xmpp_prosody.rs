@@ -502,3 +502,71 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
     assert!(!server.is_finished());
     server.abort();
 }
+
+/// OCSP of the client's application certificate on the XMPP path (§6.2.8), as over OSI: with
+/// the responder unreachable, a soft-fail server lets the client in with
+/// `E2E_PEER_OCSP_UNAVAILABLE` (warning); a hard-fail server refuses it with a HandshakeSecReject
+/// (`invalid-public-key-certificate`) in the iq result, and the client says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocsp_of_the_peer_certificate_over_xmpp() {
+    use secmms::ocsp::OcspCheck;
+    if !require_prosody("ocsp_of_the_peer_certificate_over_xmpp") {
+        return;
+    }
+    let prosody = Prosody::start(&[("ied1", "pw"), ("ied2", "pw"), ("scada", "pw")]).unwrap();
+    let app = AppPki::new(&prosody.dir.join("app"));
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let mut servers = Vec::new();
+    let mut sinks = Vec::new();
+    for (user, check) in [("ied1", OcspCheck::SoftFail), ("ied2", OcspCheck::HardFail)] {
+        let mut scfg = cfg(&prosody, &app, user, user, Encrypt::Gcm);
+        scfg.security.ocsp_check = Some(check);
+        scfg.security.ocsp_responder = Some(down.clone());
+        scfg.tls.ocsp_timeout_secs = 2;
+        let mms = MmsServer::new(
+            SharedModel::new(Model::default_demo()),
+            ServerConfig::default(),
+        );
+        let sink = Arc::new(MemorySink::new());
+        sinks.push(sink.clone());
+        servers.push(tokio::spawn(async move { serve(&scfg, mms, sink).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
+    let conn = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new()))
+        .await
+        .unwrap();
+
+    let c = conn.associate("ied1@localhost/IEC").await.unwrap();
+    c.identify().await.unwrap();
+    c.release().await.unwrap();
+    let soft = sinks[0].events();
+    assert!(
+        soft.iter()
+            .any(|e| e.mnemonic == "E2E_PEER_OCSP_UNAVAILABLE"
+                && e.message.contains("soft-fail")
+                && e.id.to_string() == "secmms:0.7"),
+        "{soft:?}"
+    );
+
+    let Err(e) = conn.associate("ied2@localhost/IEC").await else {
+        panic!("hard-fail server accepted a certificate it could not check")
+    };
+    assert!(
+        e.to_string().contains("invalid-public-key-certificate"),
+        "{e}"
+    );
+    let hard = sinks[1].events();
+    assert!(
+        hard.iter()
+            .any(|e| e.mnemonic == "E2E_PEER_OCSP_UNAVAILABLE" && e.message.contains("hard-fail")),
+        "{hard:?}"
+    );
+    for s in servers {
+        assert!(!s.is_finished());
+        s.abort();
+    }
+}

@@ -478,6 +478,44 @@ impl XmppEndpoint {
         Ok(vec![out])
     }
 
+    /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
+    pub fn peer_certificate(&self, key: &AssocKey) -> Option<Vec<u8>> {
+        let a = self.assocs.get(key)?;
+        match &a.engine {
+            Engine::Client(c) => c.peer_certificate(),
+            Engine::Server(s) => s.peer_certificate(),
+        }
+        .map(<[u8]>::to_vec)
+    }
+
+    /// Server: refuses the indicated association for a reason outside clause 14 (the runtime's
+    /// OCSP lookup of the peer's certificate): a HandshakeSecReject with `diag` in the iq
+    /// result, and `event` recorded.
+    pub fn security_reject(
+        &mut self,
+        key: &AssocKey,
+        diag: secmms_e2e::HandshakeDiagnostic,
+        event: SecurityEvent,
+    ) -> Result<Vec<String>, EndpointError> {
+        let now = (self.clock)();
+        let mut a = self
+            .remove_assoc(key)
+            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
+        let Engine::Server(s) = &mut a.engine else {
+            return Err(E2eError::State(a.engine.state()).into());
+        };
+        let rej = text(s.security_reject(diag, now)?)?;
+        let id = a.answer_id.take().unwrap_or_default();
+        self.flush_events(&mut a);
+        self.sink.record(&event);
+        Ok(vec![stanza(
+            Placement::Iq(IqType::Result),
+            &id,
+            &a.peer_full,
+            &xml::env_wrap(&rej),
+        )])
+    }
+
     /// Server: refuses the indicated association with the MMS Initiate-ErrorPDU
     /// (ApplicationReject).
     pub fn reject(
@@ -894,7 +932,10 @@ impl XmppEndpoint {
                 self.forget(&key);
                 events.push(EndpointEvent::Rejected {
                     key,
-                    reason: format!("security reject: {diagnostic:?}"),
+                    reason: format!(
+                        "security reject (HandshakeSecReject): {}",
+                        diagnostic.map_or("no diagnostic (the peer raised an alarm)", |d| d.name())
+                    ),
                     initiate_error: None,
                 });
                 return (out, events);

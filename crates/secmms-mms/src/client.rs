@@ -449,27 +449,10 @@ pub enum Incoming {
 
 /// Classifies a PDU received on an association.
 pub fn parse_incoming(bytes: &[u8], neg: &Negotiated) -> Result<Incoming, ClientError> {
-    Ok(match MmsPdu::decode(bytes, &neg.limits())? {
-        MmsPdu::ConfirmedResponse(r) => Incoming::Answer {
-            invoke_id: r.invoke_id,
-            result: Ok(r.service),
-        },
-        MmsPdu::ConfirmedError(e) => Incoming::Answer {
-            invoke_id: e.invoke_id,
-            result: Err(ClientError::Service {
-                invoke_id: e.invoke_id,
-                error: e.error,
-            }),
-        },
-        MmsPdu::Reject(r) if r.original_invoke_id.is_some() => Incoming::Answer {
-            invoke_id: r.original_invoke_id.unwrap_or(0),
-            result: Err(ClientError::Rejected(r)),
-        },
-        MmsPdu::InformationReport(r) => Incoming::Report(r),
-        MmsPdu::ConcludeResponse => Incoming::Concluded,
-        MmsPdu::ConcludeError(e) => Incoming::ConcludeRefused(e),
-        other => Incoming::Other(other),
-    })
+    Ok(crate::session::classify(MmsPdu::decode(
+        bytes,
+        &neg.limits(),
+    )?))
 }
 
 /// Decodes the answer to request `invoke_id`.

@@ -13,6 +13,7 @@
 //! | [`model`] | the IEC 61850 model mapped to MMS (IEC 61850-8-1), SCL / TOML / built-in loaders |
 //! | [`server`] | initiate negotiation and the services over a shared model |
 //! | [`client`] | object references, initiate proposal, request builders, response parsers |
+//! | [`session`] | the sans-IO client session: invoke IDs, outstanding limit, pending table, conclude |
 //! | [`value`] | value text parsing, `Display`, and a serde value tree |
 //!
 //! The crate is sans-IO: no sockets, no clock, no randomness. Every decoder takes
@@ -43,6 +44,7 @@ pub mod model;
 pub mod name;
 pub mod pdu;
 pub mod server;
+pub mod session;
 pub mod value;
 
 pub use data::{

@@ -1,0 +1,205 @@
+//! The sans-IO MMS client session against the sans-IO server, with no runtime: initiate,
+//! pipelined requests up to the negotiated limit, answers matched by invokeID, errors and
+//! rejects, reports, unmatched answers, conclude, and a lost association.
+
+use secmms_mms::client::{ClientError, ClientProposal};
+use secmms_mms::error::{ErrorClass, ServiceError};
+use secmms_mms::model::{Model, SharedModel};
+use secmms_mms::name::ObjectName;
+use secmms_mms::pdu::{
+    ConfirmedError, ConfirmedResponse, ConfirmedServiceRequest, ConfirmedServiceResponse,
+    InformationReport, VariableAccessSpecification,
+};
+use secmms_mms::server::{Association, InitiateOutcome, Server, ServerConfig};
+use secmms_mms::session::{ClientEvent, ClientSession, SessionError, SessionState};
+use secmms_mms::MmsPdu;
+
+fn server() -> Server {
+    Server::new(
+        SharedModel::new(Model::default_demo()),
+        ServerConfig::default(),
+    )
+}
+
+fn connect(outstanding: u16) -> (ClientSession<u32>, Association) {
+    let proposal = ClientProposal {
+        max_serv_outstanding_calling: outstanding,
+        ..ClientProposal::default()
+    };
+    let mut s = ClientSession::new(proposal);
+    assert_eq!(s.state(), SessionState::Initiating);
+    let InitiateOutcome::Accepted {
+        response,
+        association,
+    } = server().accept_initiate(&s.initiate_request())
+    else {
+        panic!("initiate refused")
+    };
+    let n = s.handle_initiate_response(&response).unwrap();
+    assert_eq!(n.max_serv_outstanding_calling, outstanding);
+    assert_eq!(s.state(), SessionState::Established);
+    assert_eq!(s.max_outstanding(), usize::from(outstanding));
+    (s, association)
+}
+
+fn identity() -> secmms_mms::pdu::IdentifyResponse {
+    secmms_mms::pdu::IdentifyResponse {
+        vendor: "v".into(),
+        model: "m".into(),
+        revision: "1".into(),
+        abstract_syntaxes: None,
+    }
+}
+
+fn identify() -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Identify
+}
+
+#[test]
+fn pipelined_requests_up_to_the_negotiated_limit_are_answered_by_invoke_id() {
+    let (mut s, a) = connect(3);
+    let mut sent = Vec::new();
+    for token in [10, 11, 12] {
+        let (id, pdu) = s.request(identify(), token).unwrap();
+        sent.push((id, pdu));
+    }
+    assert_eq!(s.outstanding(), 3);
+    // The fourth waits for an answer: the token comes back untouched.
+    let (err, token) = s.request(identify(), 13).unwrap_err();
+    assert_eq!(err, SessionError::TooManyOutstanding(3));
+    assert_eq!(token, 13);
+    // Distinct invokeIDs, never 0.
+    let mut ids: Vec<u32> = sent.iter().map(|(i, _)| *i).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    assert!(!ids.contains(&0));
+    // Answers arrive out of order; each brings back its own token.
+    for (k, (id, pdu)) in sent.iter().enumerate().rev() {
+        let answer = a.handle_pdu(pdu).unwrap();
+        match s.handle_pdu(&answer) {
+            ClientEvent::Answer {
+                token,
+                invoke_id,
+                result,
+            } => {
+                assert_eq!(invoke_id, *id);
+                assert_eq!(token, 10 + k as u32);
+                assert!(matches!(result, Ok(ConfirmedServiceResponse::Identify(_))));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(s.outstanding(), 0);
+    assert!(s.request(identify(), 14).is_ok());
+}
+
+#[test]
+fn errors_rejects_reports_and_strays_are_told_apart() {
+    let (mut s, _a) = connect(5);
+    let (id, _) = s.request(identify(), 1).unwrap();
+    let error = ServiceError {
+        class: ErrorClass::Access(2),
+        additional_code: None,
+        additional_description: None,
+    };
+    let pdu = MmsPdu::ConfirmedError(ConfirmedError {
+        invoke_id: id,
+        modifier_position: None,
+        error: error.clone(),
+    })
+    .encode();
+    match s.handle_pdu(&pdu) {
+        ClientEvent::Answer {
+            token: 1,
+            result: Err(ClientError::Service { error: e, .. }),
+            ..
+        } => assert_eq!(e, error),
+        other => panic!("{other:?}"),
+    }
+    // The same answer again names nothing outstanding.
+    assert!(matches!(
+        s.handle_pdu(&pdu),
+        ClientEvent::Unmatched { invoke_id } if invoke_id == id
+    ));
+    // A confirmed response for an invokeID never used.
+    let stray = MmsPdu::ConfirmedResponse(ConfirmedResponse {
+        invoke_id: 4242,
+        service: ConfirmedServiceResponse::Identify(identity()),
+    })
+    .encode();
+    assert!(matches!(
+        s.handle_pdu(&stray),
+        ClientEvent::Unmatched { invoke_id: 4242 }
+    ));
+    // A report arrives unasked.
+    let report = MmsPdu::InformationReport(InformationReport {
+        spec: VariableAccessSpecification::VariableListName(ObjectName::VmdSpecific("RPT".into())),
+        results: Vec::new(),
+    })
+    .encode();
+    assert!(matches!(s.handle_pdu(&report), ClientEvent::Report(_)));
+    // Garbage is reported, not fatal.
+    assert!(matches!(
+        s.handle_pdu(&[0xff, 0x00]),
+        ClientEvent::Unexpected(_)
+    ));
+    // A conclude answer nobody asked for.
+    assert!(matches!(
+        s.handle_pdu(&MmsPdu::ConcludeResponse.encode()),
+        ClientEvent::Unexpected(_)
+    ));
+}
+
+#[test]
+fn conclude_waits_for_outstanding_answers() {
+    let (mut s, a) = connect(2);
+    let (_, pdu) = s.request(identify(), 7).unwrap();
+    assert_eq!(s.conclude(), Err(SessionError::Outstanding(1)));
+    let answer = a.handle_pdu(&pdu).unwrap();
+    assert!(matches!(
+        s.handle_pdu(&answer),
+        ClientEvent::Answer { token: 7, .. }
+    ));
+    let conclude = s.conclude().unwrap();
+    assert_eq!(s.state(), SessionState::Concluding);
+    // No new requests once concluding.
+    assert!(matches!(
+        s.request(identify(), 8),
+        Err((SessionError::State(SessionState::Concluding), 8))
+    ));
+    let rsp = a.handle_pdu(&conclude).unwrap();
+    assert!(matches!(s.handle_pdu(&rsp), ClientEvent::Concluded));
+    assert_eq!(s.state(), SessionState::Concluded);
+    assert!(a.is_concluded());
+}
+
+#[test]
+fn a_lost_association_fails_every_outstanding_request() {
+    let (mut s, _a) = connect(4);
+    for t in 0..4 {
+        s.request(identify(), t).unwrap();
+    }
+    let mut failed = s.fail_all();
+    failed.sort_unstable();
+    assert_eq!(failed, vec![0, 1, 2, 3]);
+    assert_eq!(s.state(), SessionState::Failed);
+    assert!(s.request(identify(), 9).is_err());
+}
+
+#[test]
+fn refused_initiate_fails_the_session() {
+    let mut s: ClientSession<()> = ClientSession::new(ClientProposal::default());
+    let refusal = MmsPdu::InitiateError(ServiceError {
+        class: ErrorClass::Initiate(1),
+        additional_code: None,
+        additional_description: None,
+    })
+    .encode();
+    assert!(matches!(
+        s.handle_initiate_response(&refusal),
+        Err(ClientError::Refused(_))
+    ));
+    assert_eq!(s.state(), SessionState::Failed);
+    assert!(s.request(identify(), ()).is_err());
+}

@@ -268,6 +268,11 @@ impl<T> ClientSession<T> {
         Ok(MmsPdu::ConcludeRequest.encode())
     }
 
+    /// Takes back the token of request `invoke_id` (it could not be sent after all).
+    pub fn forget(&mut self, invoke_id: u32) -> Option<T> {
+        self.pending.remove(&invoke_id)
+    }
+
     /// The association ended: every outstanding request's token, to fail them. The session is
     /// over.
     pub fn fail_all(&mut self) -> Vec<T> {

@@ -1036,10 +1036,30 @@ fn dispatch_with_load(
     dispatch_decoded(decoded, pending);
 }
 
-pub(crate) fn dispatch(pdu: &[u8], limits: &MmsLimits, pending: &mut HashMap<u32, Pending>) {
-    match MmsPdu::decode(pdu, limits) {
-        Ok(p) => dispatch_decoded(p, pending),
-        Err(e) => debug!("undecodable MMS PDU from the server: {e}"),
+/// Hands an event of an MMS client session to the caller waiting for it.
+pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>) {
+    use secmms_mms::client::ClientError as MmsClientError;
+    use secmms_mms::session::ClientEvent;
+    match ev {
+        ClientEvent::Answer { token, result, .. } => {
+            let r = match result {
+                Ok(s) => Ok(s),
+                Err(MmsClientError::Service { error, .. }) => Err(ClientError::Service(error)),
+                Err(MmsClientError::Rejected(r)) => {
+                    Err(ClientError::Reject(format!("{:?}", r.reason)))
+                }
+                Err(e) => Err(ClientError::Reject(e.to_string())),
+            };
+            let _ = token.reply.send(r);
+        }
+        ClientEvent::Report(r) => debug!("ignoring an unsolicited report: {r:?}"),
+        ClientEvent::Unmatched { invoke_id } => {
+            debug!("answer for invokeID {invoke_id}, which nothing waits for")
+        }
+        ClientEvent::Unexpected(what) => debug!("ignoring {what}"),
+        ClientEvent::Concluded | ClientEvent::ConcludeRefused(_) => {
+            debug!("conclude answer outside a release")
+        }
     }
 }
 

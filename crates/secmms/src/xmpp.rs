@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use secmms_e2e::TimeStamp;
 use secmms_mms::client::{self as mms_client, ClientProposal};
-use secmms_mms::pdu::{ConfirmedRequest, MmsPdu};
+use secmms_mms::pdu::MmsPdu;
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer};
-use secmms_mms::MmsLimits;
+use secmms_mms::session::ClientSession;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::xmpp::{
     AssocKey, EndpointError, EndpointEvent, IqType, StanzaKind, XmppEndpoint,
@@ -26,7 +26,7 @@ use secmms_xmpp::{XmppClient, XmppConfig, XmppSender};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::client::{dispatch, Client, ClientError, Cmd, Pending, RELEASE_TIMEOUT};
+use crate::client::{Client, ClientError, Cmd, Pending, RELEASE_TIMEOUT};
 use crate::config::Config;
 use crate::security::{load_e2e_context, AppMode};
 
@@ -348,7 +348,7 @@ type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
 enum ConnCmd {
     Associate {
         peer: String,
-        initiate: Vec<u8>,
+        proposal: ClientProposal,
         reply: EstablishReply,
     },
     Assoc(AssocKey, Cmd),
@@ -356,11 +356,10 @@ enum ConnCmd {
 
 struct ClientAssoc {
     establishing: Option<EstablishReply>,
-    pending: HashMap<u32, Pending>,
-    next_id: u32,
+    /// The MMS session: invoke IDs, the outstanding requests and their reply channels.
+    session: ClientSession<Pending>,
     releasing: Option<oneshot::Sender<Result<(), ClientError>>>,
     closed: Arc<AtomicBool>,
-    limits: MmsLimits,
 }
 
 /// One client-side XMPP connection carrying any number of E2E associations.
@@ -418,7 +417,7 @@ impl XmppConnection {
         self.tx
             .send(ConnCmd::Associate {
                 peer: peer.to_string(),
-                initiate: mms_client::initiate_request_pdu(&proposal),
+                proposal: proposal.clone(),
                 reply,
             })
             .await
@@ -503,7 +502,7 @@ async fn run_connection(
 
 fn end_assoc(mut a: ClientAssoc, r: Result<(), ClientError>) {
     a.closed.store(true, Ordering::Relaxed);
-    for (_, p) in a.pending.drain() {
+    for p in a.session.fail_all() {
         let _ = p.reply.send(Err(ClientError::Closed));
     }
     if let Some(e) = a.establishing.take() {
@@ -528,6 +527,10 @@ fn on_event(
             let Some(reply) = a.establishing.take() else {
                 return Vec::new();
             };
+            // The caller reads the same initiate-ResponsePDU (and reports a refusal).
+            if let Err(e) = a.session.handle_initiate_response(&initiate) {
+                debug!("initiate response of {key:?}: {e}");
+            }
             let Some(fwd) = ctx.upgrade() else {
                 return ep.abort(&key).unwrap_or_default();
             };
@@ -565,7 +568,7 @@ fn on_event(
         }
         EndpointEvent::Data { key, pdu } => {
             if let Some(a) = assocs.get_mut(&key) {
-                dispatch(&pdu, &a.limits, &mut a.pending);
+                crate::client::deliver(a.session.handle_pdu(&pdu));
             }
             Vec::new()
         }
@@ -608,28 +611,29 @@ fn on_cmd(
     match cmd {
         ConnCmd::Associate {
             peer,
-            initiate,
+            proposal,
             reply,
-        } => match ep.associate(&peer, &initiate) {
-            Ok((key, out)) => {
-                assocs.insert(
-                    key,
-                    ClientAssoc {
-                        establishing: Some(reply),
-                        pending: HashMap::new(),
-                        next_id: 1,
-                        releasing: None,
-                        closed: Arc::new(AtomicBool::new(false)),
-                        limits: MmsLimits::default(),
-                    },
-                );
-                out
+        } => {
+            let session = ClientSession::new(proposal);
+            match ep.associate(&peer, &session.initiate_request()) {
+                Ok((key, out)) => {
+                    assocs.insert(
+                        key,
+                        ClientAssoc {
+                            establishing: Some(reply),
+                            session,
+                            releasing: None,
+                            closed: Arc::new(AtomicBool::new(false)),
+                        },
+                    );
+                    out
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    Vec::new()
+                }
             }
-            Err(e) => {
-                let _ = reply.send(Err(ClientError::Security(e.to_string())));
-                Vec::new()
-            }
-        },
+        }
         ConnCmd::Assoc(
             key,
             Cmd::Request {
@@ -642,37 +646,36 @@ fn on_cmd(
                 let _ = reply.send(Err(ClientError::Closed));
                 return Vec::new();
             };
-            let id = a.next_id;
-            a.next_id = a.next_id.wrapping_add(1).max(1);
-            let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest {
-                invoke_id: id,
-                service,
-            })
-            .encode();
-            match ep.send(&key, &pdu) {
-                Ok(out) => {
-                    a.pending.insert(
-                        id,
-                        Pending {
-                            reply,
-                            _permit: permit,
-                        },
-                    );
-                    out
+            let pending = Pending {
+                reply,
+                _permit: permit,
+            };
+            let (id, pdu) = match a.session.request(service, pending) {
+                Ok(x) => x,
+                Err((e, p)) => {
+                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                    return Vec::new();
                 }
+            };
+            match ep.send(&key, &pdu) {
+                Ok(out) => out,
                 Err(EndpointError::Aborted {
                     reason, stanzas, ..
                 }) => {
                     // E.g. the rekey timeout, found lazily: the DtSecAbort goes out and the
                     // association ends for every waiter.
-                    let _ = reply.send(Err(ClientError::Security(reason.clone())));
+                    if let Some(p) = a.session.forget(id) {
+                        let _ = p.reply.send(Err(ClientError::Security(reason.clone())));
+                    }
                     if let Some(a) = assocs.remove(&key) {
                         end_assoc(a, Err(ClientError::Rejected(reason)));
                     }
                     stanzas
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    if let Some(p) = a.session.forget(id) {
+                        let _ = p.reply.send(Err(ClientError::Security(e.to_string())));
+                    }
                     Vec::new()
                 }
             }

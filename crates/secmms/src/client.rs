@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
-    ConfirmedRequest, ConfirmedServiceRequest, ConfirmedServiceResponse, GetNameListRequest,
-    MmsPdu, Negotiated, ObjectClass, ObjectScope, ReadRequest, VariableAccessSpecification,
-    WriteRequest, WriteResult,
+    ConfirmedServiceRequest, ConfirmedServiceResponse, GetNameListRequest, MmsPdu, Negotiated,
+    ObjectClass, ObjectScope, ReadRequest, VariableAccessSpecification, WriteRequest, WriteResult,
 };
+use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
 use secmms_osi::OsiEvent;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
@@ -416,14 +416,13 @@ impl Client {
         let slots = Arc::new(Semaphore::new(
             negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
-        let limits = negotiated.limits();
         let protection = handle.describe();
         let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
         let ended = EndReason::default();
         tokio::spawn(run_association(
             link,
             rx,
-            limits,
+            ClientSession::established(proposal.clone(), negotiated.clone()),
             closed.clone(),
             ended.clone(),
             handle,
@@ -714,17 +713,23 @@ pub(crate) struct Pending {
     pub(crate) _permit: OwnedSemaphorePermit,
 }
 
+/// Who waits for the answer to a request of the association task.
+enum Waiter {
+    /// A caller of [`Client`].
+    Caller(Pending),
+    /// The running load (its own table times the request).
+    Load,
+}
+
 async fn run_association<S: Stream>(
     mut link: Link<S>,
     mut rx: mpsc::Receiver<Cmd>,
-    limits: MmsLimits,
+    mut session: ClientSession<Waiter>,
     closed: Arc<AtomicBool>,
     ended: EndReason,
     security: SecurityHandle,
     request_timeout: Duration,
 ) {
-    let mut pending: HashMap<u32, Pending> = HashMap::new();
-    let mut next_id: u32 = 1;
     let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
     let mut release_deadline = None;
     let mut deferred: Option<Cmd> = None;
@@ -739,7 +744,7 @@ async fn run_association<S: Stream>(
                 match ev {
                     OsiEvent::Data { context_id, pdu } => {
                         match security.receive(link.assoc(), context_id, pdu) {
-                            Ok(Some(pdu)) => dispatch_with_load(&pdu, &limits, &mut pending, load.as_mut()),
+                            Ok(Some(pdu)) => dispatch_with_load(&pdu, &mut session, load.as_mut()),
                             Ok(None) => {}
                             Err(e) => {
                                 // The abort is queued: send it, fail what is outstanding.
@@ -789,7 +794,7 @@ async fn run_association<S: Stream>(
             }
             // A running load: top up what is in flight, or hand the result over once done.
             if let Some(l) = load.as_mut() {
-                if let Err(e) = top_up_load(l, &mut next_id, &mut link, &security) {
+                if let Err(e) = top_up_load(l, &mut session, &mut link, &security) {
                     if link.assoc().is_closed() {
                         link.shutdown().await;
                         return Err(LinkError::Security(e));
@@ -840,13 +845,22 @@ async fn run_association<S: Stream>(
                         let mut next = Some((service, reply, permit));
                         let mut budget = MAX_REQUESTS_PER_WRITE;
                         while let Some((service, reply, permit)) = next.take() {
-                            let id = next_id;
-                            next_id = next_id.wrapping_add(1).max(1);
-                            let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id: id, service }).encode();
+                            let waiter = Waiter::Caller(Pending { reply, _permit: permit });
+                            let (id, pdu) = match session.request(service, waiter) {
+                                Ok(x) => x,
+                                Err((e, w)) => {
+                                    if let Waiter::Caller(p) = w {
+                                        let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                                    }
+                                    continue;
+                                }
+                            };
                             match security.send(link.assoc(), &pdu) {
-                                Ok(()) => { pending.insert(id, Pending { reply, _permit: permit }); }
+                                Ok(()) => {}
                                 Err(e) => {
-                                    let _ = reply.send(Err(LinkError::Security(e.to_string()).into()));
+                                    if let Some(Waiter::Caller(p)) = session.forget(id) {
+                                        let _ = p.reply.send(Err(LinkError::Security(e.to_string()).into()));
+                                    }
                                     // A failed E2E check has queued its abort: the association
                                     // is over, send the abort and end.
                                     if link.assoc().is_closed() {
@@ -885,7 +899,9 @@ async fn run_association<S: Stream>(
                         if tokio::time::Instant::now() >= l.deadline + l.request_timeout {
                             // The answers still missing are late: count them as failures.
                             l.outcome.errors += l.inflight.len() as u64;
-                            l.inflight.clear();
+                            for (id, _) in l.inflight.drain() {
+                                session.forget(id);
+                            }
                         }
                     }
                 }
@@ -914,8 +930,10 @@ async fn run_association<S: Stream>(
     }
     closed.store(true, Ordering::Relaxed);
     link.shutdown().await;
-    for (_, p) in pending.drain() {
-        let _ = p.reply.send(Err(ClientError::Closed));
+    for w in session.fail_all() {
+        if let Waiter::Caller(p) = w {
+            let _ = p.reply.send(Err(ClientError::Closed));
+        }
     }
     if let Some(mut l) = load.take() {
         // The association ended under the load: what was in flight is lost.
@@ -967,7 +985,7 @@ fn start_load(
 /// Sends load requests until `target` are in flight (none once the deadline has passed).
 fn top_up_load<S: Stream>(
     l: &mut LoadRun,
-    next_id: &mut u32,
+    session: &mut ClientSession<Waiter>,
     link: &mut Link<S>,
     security: &SecurityHandle,
 ) -> Result<(), String> {
@@ -975,14 +993,13 @@ fn top_up_load<S: Stream>(
         return Ok(());
     }
     while l.inflight.len() < l.target {
-        let id = *next_id;
-        *next_id = next_id.wrapping_add(1).max(1);
-        let pdu = MmsPdu::ConfirmedRequest(ConfirmedRequest {
-            invoke_id: id,
-            service: l.service.clone(),
-        })
-        .encode();
+        // The load's permits keep it within the negotiated limit; should callers' late
+        // answers still hold slots, it waits for them.
+        let Ok((id, pdu)) = session.request(l.service.clone(), Waiter::Load) else {
+            break;
+        };
         if let Err(e) = security.send(link.assoc(), &pdu) {
+            session.forget(id);
             l.outcome.errors += 1;
             // Stop issuing: the association is failing.
             l.deadline = tokio::time::Instant::now();
@@ -1007,33 +1024,33 @@ fn load_response_ok(service: &ConfirmedServiceResponse) -> bool {
 
 /// Routes an MMS PDU from the server to the running load, if it answers one of its requests,
 /// or to the caller waiting for it.
-fn dispatch_with_load(
-    pdu: &[u8],
-    limits: &MmsLimits,
-    pending: &mut HashMap<u32, Pending>,
-    load: Option<&mut LoadRun>,
-) {
-    let decoded = match MmsPdu::decode(pdu, limits) {
-        Ok(p) => p,
-        Err(e) => {
-            debug!("undecodable MMS PDU from the server: {e}");
-            return;
-        }
-    };
-    if let Some(l) = load {
-        let answer = match &decoded {
-            MmsPdu::ConfirmedResponse(r) => Some((r.invoke_id, load_response_ok(&r.service))),
-            MmsPdu::ConfirmedError(e) => Some((e.invoke_id, false)),
-            MmsPdu::Reject(r) => r.original_invoke_id.map(|id| (id, false)),
-            _ => None,
-        };
-        if let Some((id, ok)) = answer {
-            if l.answer(id, ok) {
-                return;
+fn dispatch_with_load(pdu: &[u8], session: &mut ClientSession<Waiter>, load: Option<&mut LoadRun>) {
+    use secmms_mms::session::ClientEvent;
+    match session.handle_pdu(pdu) {
+        ClientEvent::Answer {
+            token: Waiter::Load,
+            invoke_id,
+            result,
+        } => {
+            if let Some(l) = load {
+                l.answer(invoke_id, result.as_ref().is_ok_and(load_response_ok));
             }
         }
+        ClientEvent::Answer {
+            token: Waiter::Caller(p),
+            invoke_id,
+            result,
+        } => deliver(ClientEvent::Answer {
+            token: p,
+            invoke_id,
+            result,
+        }),
+        ClientEvent::Report(r) => deliver(ClientEvent::Report(r)),
+        ClientEvent::Unmatched { invoke_id } => deliver(ClientEvent::Unmatched { invoke_id }),
+        ClientEvent::Unexpected(w) => deliver(ClientEvent::Unexpected(w)),
+        ClientEvent::Concluded => deliver(ClientEvent::Concluded),
+        ClientEvent::ConcludeRefused(e) => deliver(ClientEvent::ConcludeRefused(e)),
     }
-    dispatch_decoded(decoded, pending);
 }
 
 /// Hands an event of an MMS client session to the caller waiting for it.
@@ -1060,28 +1077,5 @@ pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>) {
         ClientEvent::Concluded | ClientEvent::ConcludeRefused(_) => {
             debug!("conclude answer outside a release")
         }
-    }
-}
-
-fn dispatch_decoded(pdu: MmsPdu, pending: &mut HashMap<u32, Pending>) {
-    match pdu {
-        MmsPdu::ConfirmedResponse(r) => {
-            if let Some(p) = pending.remove(&r.invoke_id) {
-                let _ = p.reply.send(Ok(r.service));
-            }
-        }
-        MmsPdu::ConfirmedError(e) => {
-            if let Some(p) = pending.remove(&e.invoke_id) {
-                let _ = p.reply.send(Err(ClientError::Service(e.error)));
-            }
-        }
-        MmsPdu::Reject(r) => {
-            if let Some(p) = r.original_invoke_id.and_then(|id| pending.remove(&id)) {
-                let _ = p
-                    .reply
-                    .send(Err(ClientError::Reject(format!("{:?}", r.reason))));
-            }
-        }
-        other => debug!("ignoring unsolicited {other:?}"),
     }
 }

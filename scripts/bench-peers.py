@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Foundation benchmark (issue 2): `secmms bench` -- the same client for every server -- against our
-server, the open61850 server and the `iec61850` server, all loading the same SCL model on loopback.
+server, the open61850 server and the `iec61850` server, all loading the same SCL model on loopback,
+and libiec61850 1.6's server (pyiec61850-ng) with its own demo model holding the same variable.
 
 Each round measures every (associations, outstanding) point against every server, the servers
 interleaved, so a slow minute of the machine hits all of them; the table gives the median of the
@@ -85,6 +86,10 @@ def main():
         ),
         ("open61850", 11103, [py, "tests/interop/peers.py", "server", "open61850", "11103", "3600", model]),
         ("iec61850", 11104, [py, "tests/interop/peers.py", "server", "iec61850", "11104", "3600", model]),
+        # libiec61850 1.6 (pyiec61850-ng), the C stack most products ship; its own demo model
+        # holds the variable the load reads (DEMOLD0/GGIO1.AnIn1.mag.f [MX]).
+        ("libiec61850", 11106, [py, "tests/interop/libiec_peers.py", "server", "--port", "11106",
+                                "--seconds", "3600"]),
     ]
     procs = {}
     try:
@@ -188,7 +193,7 @@ def main():
           f"server polling {polling_floors[0]:.0f}/s before, {polling_floors[1]:.0f}/s after.\n")
     for point in POINTS + [PINNED]:
         a, o = point[0], point[1]
-        peers = {n: rate[(n,) + point] for n in ("open61850", "iec61850")}
+        peers = {n: rate[(n,) + point] for n in ("open61850", "iec61850", "libiec61850")}
         best = max(peers, key=peers.get)
         ours = rate[("secmms",) + point]
         per_round = [

@@ -1774,3 +1774,86 @@ fn application_rejection_without_mms_pdu_is_a_local_failure() {
     );
     assert!(fx.client.mnemonics().contains(&"E2E_PLAIN_REJECT_RCVD"));
 }
+
+// ------------------------------------------------------------------ key refresh over OSI (§13.3.2)
+
+/// Key refresh through both OSI stacks with a fake clock: past the rekey interval the client's
+/// next transfer carries its new DH value, the server answers with changedKeys, and data keeps
+/// flowing both ways under the new keys with no alarm.
+#[test]
+fn key_refresh_over_osi_with_a_fake_clock() {
+    let fx = fixture(gcm());
+    let mut p = Pair::new(&fx, Edits::default());
+    p.establish();
+    let exchange = |p: &mut Pair, id: u8| -> (usize, usize) {
+        p.cch.send(&mut p.c, &mms_pdu(id, 10)).unwrap();
+        let up = p.c2s().len();
+        let got = p.server_receives();
+        assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
+        p.sch.send(&mut p.s, &mms_pdu(id, 10)).unwrap();
+        let down = p.s2c().len();
+        let got = p.client_receives();
+        assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
+        (up, down)
+    };
+    let (up0, down0) = exchange(&mut p, 1);
+    let interval = secmms_e2e::config::DEFAULT_REKEY_INTERVAL_MS as i64 + 1;
+    fx.client.advance_ms(interval);
+    fx.server.advance_ms(interval);
+    // The rekey request (dhPublicKey) and the answer (changedKeys) make these two transfers
+    // larger than the same transfers before.
+    let (up1, down1) = exchange(&mut p, 2);
+    assert!(up1 > up0 + 32, "no rekey value sent: {up0} -> {up1}");
+    assert!(down1 > down0, "no rekey answer sent: {down0} -> {down1}");
+    // Afterwards no DH value travels any more, and both ends still agree on the keys.
+    let (up2, _) = exchange(&mut p, 3);
+    assert!(up2 + 32 < up1, "rekey value sent again: {up1} -> {up2}");
+    assert_eq!(p.cch.next_timeout(), None, "no rekey pending any more");
+    no_alarms(&fx.client);
+    no_alarms(&fx.server);
+}
+
+/// The rekey timeout through both OSI stacks: the server never answers the client's rekey; once
+/// `rekey_timeout_ms` has passed, `NativeChannel::handle_timeout` ends the association with a
+/// DtSecAbort in the ABRT and `E2E_REKEY_TIMEOUT`; the server receives the abort.
+#[test]
+fn rekey_timeout_over_osi_aborts_with_dt_sec_abort() {
+    let fx = fixture(gcm());
+    let mut p = Pair::new(&fx, Edits::default());
+    p.establish();
+    assert_eq!(p.cch.next_timeout(), None);
+    fx.client
+        .advance_ms(secmms_e2e::config::DEFAULT_REKEY_INTERVAL_MS as i64 + 1);
+    // The transfer carrying the rekey value is lost on the way.
+    p.cch.send(&mut p.c, &mms_pdu(1, 10)).unwrap();
+    while p.c.poll_transmit().is_some() {}
+    let due = p.cch.next_timeout().expect("rekey timer running");
+    // Not yet due: nothing happens.
+    p.cch.handle_timeout(&mut p.c).unwrap();
+    assert!(p.c.poll_transmit().is_none());
+    fx.client
+        .advance_ms(secmms_e2e::config::DEFAULT_REKEY_TIMEOUT_MS as i64 + 1);
+    assert!(TimeStamp(fx.client.clock.load(Ordering::SeqCst)) >= due);
+    let r = p.cch.handle_timeout(&mut p.c);
+    assert!(
+        matches!(
+            r,
+            Err(NativeError::Security {
+                sent: Some(SecPduKind::DtSecAbort),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert!(fx.client.mnemonics().contains(&"E2E_REKEY_TIMEOUT"));
+    p.c2s();
+    let sev = events(&mut p.s);
+    assert!(
+        matches!(
+            sev.as_slice(),
+            [OsiEvent::AbortIndication(_), OsiEvent::Closed]
+        ),
+        "{sev:?}"
+    );
+    assert!(!p.sch.is_established());
+}

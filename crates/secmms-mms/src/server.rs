@@ -811,6 +811,31 @@ impl Association {
         out
     }
 
+    /// Encodes an unsolicited InformationReport for this association (the base of IEC 61850
+    /// reporting). Refused when the client did not announce the informationReport service in
+    /// its initiate (ServiceSupportOptions bit [`INFORMATION_REPORT_BIT`]), when MMS was
+    /// concluded, or when the PDU would exceed the negotiated maximum PDU size.
+    pub fn information_report(
+        &self,
+        report: InformationReport,
+    ) -> Result<Vec<u8>, UnsolicitedError> {
+        if self.is_concluded() {
+            return Err(UnsolicitedError::Concluded);
+        }
+        if !self.negotiated.peer_services.get(INFORMATION_REPORT_BIT) {
+            return Err(UnsolicitedError::NotSupportedByPeer);
+        }
+        let pdu = MmsPdu::InformationReport(report).encode();
+        let max = self.negotiated.max_pdu_size as usize;
+        if pdu.len() > max {
+            return Err(UnsolicitedError::TooLarge {
+                size: pdu.len(),
+                max,
+            });
+        }
+        Ok(pdu)
+    }
+
     /// True once a conclude-RequestPDU was answered.
     pub fn is_concluded(&self) -> bool {
         self.concluded.load(Ordering::SeqCst)
@@ -824,6 +849,28 @@ impl Association {
     pub fn release_answer(&self, rlrq_user_data: Option<&[u8]>) -> Option<Vec<u8>> {
         release_answer(self.is_concluded(), rlrq_user_data)
     }
+}
+
+/// ServiceSupportOptions bit of the unconfirmed informationReport service (ISO 9506-2 §7.2.1).
+pub const INFORMATION_REPORT_BIT: usize = 79;
+
+/// Why an unsolicited PDU could not be built ([`Association::information_report`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsolicitedError {
+    /// The client did not announce the informationReport service.
+    #[error("the client did not announce the informationReport service in its initiate")]
+    NotSupportedByPeer,
+    /// MMS was concluded on this association.
+    #[error("MMS is concluded on this association")]
+    Concluded,
+    /// The PDU exceeds the negotiated maximum PDU size.
+    #[error("the report is {size} octets, above the negotiated maximum of {max}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// Negotiated maximum.
+        max: usize,
+    },
 }
 
 /// [`Association::release_answer`] for a runtime that has no [`Association`] (any longer):

@@ -203,3 +203,50 @@ fn refused_initiate_fails_the_session() {
     assert_eq!(s.state(), SessionState::Failed);
     assert!(s.request(identify(), ()).is_err());
 }
+
+/// Unsolicited PDUs out (the server side of the session): an InformationReport reaches the
+/// client session as a report; it is refused to a client that did not announce the service,
+/// when larger than the negotiated PDU size, and after conclude.
+#[test]
+fn information_reports_go_out_only_where_they_may() {
+    use secmms_mms::data::{AccessResult, Data};
+    use secmms_mms::server::UnsolicitedError;
+    let report = |n: usize| InformationReport {
+        spec: VariableAccessSpecification::VariableListName(ObjectName::DomainSpecific {
+            domain: "DEMOLD0".into(),
+            item: "LLN0$dataset".into(),
+        }),
+        results: vec![AccessResult::Success(Data::VisibleString("x".repeat(n)))],
+    };
+    let (mut s, a) = connect(2);
+    let pdu = a.information_report(report(8)).unwrap();
+    match s.handle_pdu(&pdu) {
+        ClientEvent::Report(r) => assert_eq!(r, report(8)),
+        other => panic!("{other:?}"),
+    }
+    let max = a.negotiated().max_pdu_size as usize;
+    assert!(matches!(
+        a.information_report(report(max)),
+        Err(UnsolicitedError::TooLarge { .. })
+    ));
+    let conclude = s.conclude().unwrap();
+    a.handle_pdu(&conclude).unwrap();
+    assert_eq!(
+        a.information_report(report(8)),
+        Err(UnsolicitedError::Concluded)
+    );
+
+    // A client whose ServiceSupportOptions lack informationReport (bit 79).
+    let mut init = secmms_mms::client::initiate_request(&ClientProposal::default());
+    init.services_supported
+        .set(secmms_mms::server::INFORMATION_REPORT_BIT, false);
+    let InitiateOutcome::Accepted { association, .. } =
+        server().accept_initiate(&MmsPdu::InitiateRequest(init).encode())
+    else {
+        panic!("refused")
+    };
+    assert_eq!(
+        association.information_report(report(8)),
+        Err(UnsolicitedError::NotSupportedByPeer)
+    );
+}

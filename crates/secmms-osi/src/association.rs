@@ -260,12 +260,15 @@ pub enum OsiEvent {
     Closed,
 }
 
-/// The sans-IO association.
-pub struct Association {
+/// The sans-IO association. `H` is its security hook: boxed (`Box<dyn AssociationSecurity>`,
+/// the default, as [`Association::with_security`] makes it) or a concrete type held by value
+/// ([`Association::with_hook`]), which its owner reaches between calls through
+/// [`Association::security`] and [`Association::security_mut`].
+pub struct Association<H: AssociationSecurity = Box<dyn AssociationSecurity>> {
     role: Role,
     cfg: OsiConfig,
     state: State,
-    security: Box<dyn AssociationSecurity>,
+    security: H,
     tpkt: TpktDecoder,
     reassembler: Reassembler,
     tpdu_size: TpduSize,
@@ -284,7 +287,7 @@ pub struct Association {
     peer_application_context: Option<Oid>,
 }
 
-impl std::fmt::Debug for Association {
+impl<H: AssociationSecurity> std::fmt::Debug for Association<H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Association")
             .field("role", &self.role)
@@ -315,12 +318,29 @@ impl Association {
     pub fn responder(cfg: OsiConfig) -> Self {
         Self::with_security(Role::Responder, cfg, Box::new(NoSecurity))
     }
-    /// An association in `role` with a security hook.
+    /// An association in `role` with a (boxed) security hook.
     pub fn with_security(
         role: Role,
         cfg: OsiConfig,
         security: Box<dyn AssociationSecurity>,
     ) -> Self {
+        Self::with_hook(role, cfg, security)
+    }
+}
+
+impl<H: AssociationSecurity> Association<H> {
+    /// The security hook, between calls (e.g. to reach the state it keeps).
+    pub fn security(&self) -> &H {
+        &self.security
+    }
+
+    /// The security hook, mutably, between calls.
+    pub fn security_mut(&mut self) -> &mut H {
+        &mut self.security
+    }
+
+    /// An association in `role` whose security hook is held by value.
+    pub fn with_hook(role: Role, cfg: OsiConfig, security: H) -> Self {
         let max_initial = (1usize << TPDU_SIZE_CODE_ACCEPT_MAX) + TPKT_HEADER_LEN;
         let reassembler = Reassembler::new(cfg.limits.max_tsdu);
         let mut contexts = vec![

@@ -182,8 +182,178 @@ pub trait AssociationSecurity: Send {
     fn protocol_error(&mut self, _ctx: &SecurityContext<'_>, _error: &crate::OsiError) {}
 }
 
+/// A boxed hook is a hook (the default of [`crate::Association`]): every call goes to the box.
+impl<T: AssociationSecurity + ?Sized> AssociationSecurity for Box<T> {
+    fn decorate_aarq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        (**self).decorate_aarq(ctx, aarq)
+    }
+    fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
+        (**self).check_aarq(ctx, aarq)
+    }
+    fn decorate_aare(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aare: &mut Aare,
+    ) -> Result<(), AbortRequest> {
+        (**self).decorate_aare(ctx, aare)
+    }
+    fn unsupported_application_context(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) {
+        (**self).unsupported_application_context(ctx, aarq)
+    }
+    fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
+        (**self).check_aare(ctx, aare)
+    }
+    fn check_rejecting_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
+        (**self).check_rejecting_aare(ctx, aare)
+    }
+    fn decorate_rlrq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        rlrq: &mut Rlrq,
+    ) -> Result<(), AbortRequest> {
+        (**self).decorate_rlrq(ctx, rlrq)
+    }
+    fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
+        (**self).check_rlrq(ctx, rlrq)
+    }
+    fn decorate_rlre(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        rlre: &mut Rlre,
+    ) -> Result<(), AbortRequest> {
+        (**self).decorate_rlre(ctx, rlre)
+    }
+    fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
+        (**self).check_rlre(ctx, rlre)
+    }
+    fn decorate_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
+        (**self).decorate_abrt(ctx, abrt)
+    }
+    fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
+        (**self).check_abrt(ctx, abrt)
+    }
+    fn protocol_error(&mut self, ctx: &SecurityContext<'_>, error: &crate::OsiError) {
+        (**self).protocol_error(ctx, error)
+    }
+}
+
 /// The no-op hook: plain MMS without ACSE security.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoSecurity;
 
 impl AssociationSecurity for NoSecurity {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acse::{Aare, Aarq, Abrt, Rlre, Rlrq};
+
+    /// Counts every call it gets.
+    #[derive(Default)]
+    struct Counting(Vec<&'static str>);
+
+    impl AssociationSecurity for Counting {
+        fn decorate_aarq(
+            &mut self,
+            _: &SecurityContext<'_>,
+            _: &mut Aarq,
+        ) -> Result<(), AbortRequest> {
+            self.0.push("decorate_aarq");
+            Ok(())
+        }
+        fn check_aarq(&mut self, _: &SecurityContext<'_>, _: &Aarq) -> AssociateVerdict {
+            self.0.push("check_aarq");
+            AssociateVerdict::Accept { user_data: None }
+        }
+        fn decorate_aare(
+            &mut self,
+            _: &SecurityContext<'_>,
+            _: &mut Aare,
+        ) -> Result<(), AbortRequest> {
+            self.0.push("decorate_aare");
+            Ok(())
+        }
+        fn unsupported_application_context(&mut self, _: &SecurityContext<'_>, _: &Aarq) {
+            self.0.push("unsupported_application_context");
+        }
+        fn check_aare(&mut self, _: &SecurityContext<'_>, _: &Aare) -> Verdict {
+            self.0.push("check_aare");
+            Verdict::ACCEPT
+        }
+        fn check_rejecting_aare(&mut self, _: &SecurityContext<'_>, _: &Aare) -> Option<Vec<u8>> {
+            self.0.push("check_rejecting_aare");
+            None
+        }
+        fn decorate_rlrq(
+            &mut self,
+            _: &SecurityContext<'_>,
+            _: &mut Rlrq,
+        ) -> Result<(), AbortRequest> {
+            self.0.push("decorate_rlrq");
+            Ok(())
+        }
+        fn check_rlrq(&mut self, _: &SecurityContext<'_>, _: &Rlrq) -> Verdict {
+            self.0.push("check_rlrq");
+            Verdict::ACCEPT
+        }
+        fn decorate_rlre(
+            &mut self,
+            _: &SecurityContext<'_>,
+            _: &mut Rlre,
+        ) -> Result<(), AbortRequest> {
+            self.0.push("decorate_rlre");
+            Ok(())
+        }
+        fn check_rlre(&mut self, _: &SecurityContext<'_>, _: &Rlre) -> Verdict {
+            self.0.push("check_rlre");
+            Verdict::ACCEPT
+        }
+        fn decorate_abrt(&mut self, _: &SecurityContext<'_>, _: &mut Abrt) {
+            self.0.push("decorate_abrt");
+        }
+        fn check_abrt(&mut self, _: &SecurityContext<'_>, _: &Abrt) {
+            self.0.push("check_abrt");
+        }
+        fn protocol_error(&mut self, _: &SecurityContext<'_>, _: &crate::OsiError) {
+            self.0.push("protocol_error");
+        }
+    }
+
+    /// A boxed hook forwards every method of the trait (none falls back to a default).
+    #[test]
+    fn a_box_forwards_every_call() {
+        let ctx = SecurityContext {
+            role: Role::Initiator,
+            contexts: &[],
+        };
+        let oid: secmms_ber::Oid = "1.0.9506.2.3".parse().unwrap();
+        let aarq = || Aarq::new(oid.clone());
+        let aare = || {
+            Aare::new(
+                oid.clone(),
+                0,
+                crate::acse::SourceDiagnostic::ServiceUser(0),
+            )
+        };
+        let mut b: Box<Counting> = Box::default();
+        let h: &mut dyn AssociationSecurity = &mut b;
+        let _ = h.decorate_aarq(&ctx, &mut aarq());
+        let _ = h.check_aarq(&ctx, &aarq());
+        let _ = h.decorate_aare(&ctx, &mut aare());
+        h.unsupported_application_context(&ctx, &aarq());
+        let _ = h.check_aare(&ctx, &aare());
+        let _ = h.check_rejecting_aare(&ctx, &aare());
+        let _ = h.decorate_rlrq(&ctx, &mut Rlrq::default());
+        let _ = h.check_rlrq(&ctx, &Rlrq::default());
+        let _ = h.decorate_rlre(&ctx, &mut Rlre::default());
+        let _ = h.check_rlre(&ctx, &Rlre::default());
+        h.decorate_abrt(&ctx, &mut Abrt::default());
+        h.check_abrt(&ctx, &Abrt::default());
+        h.protocol_error(&ctx, &crate::OsiError::Unexpected("test"));
+        assert_eq!(b.0.len(), 13, "{:?}", b.0);
+    }
+}

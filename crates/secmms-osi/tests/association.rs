@@ -842,3 +842,33 @@ proptest::proptest! {
         proptest::prop_assert_eq!(server.poll_event(), Some(OsiEvent::Data { context_id: 3, pdu }));
     }
 }
+
+/// A hook held by value (`with_hook`) behaves exactly as the same hook boxed (the CONNECT
+/// carrying the AARQ it decorated is the same octets), and its owner reaches it between calls.
+#[test]
+fn concrete_and_boxed_hooks_give_the_same_bytes() {
+    /// CR → CC → CN: the octets of the CN carrying the AARQ.
+    fn cn_of<H: AssociationSecurity>(c: &mut Association<H>) -> Vec<u8> {
+        let mut server = Association::responder(OsiConfig::server_default());
+        c.connect(mms_pdu(0xA8, 20)).unwrap();
+        while let Some(b) = c.poll_transmit() {
+            server.handle_input(&b).unwrap();
+        }
+        while let Some(b) = server.poll_transmit() {
+            c.handle_input(&b).unwrap();
+        }
+        std::iter::from_fn(|| c.poll_transmit()).flatten().collect()
+    }
+    let cfg = OsiConfig::default();
+    let mut boxed = Association::with_security(Role::Initiator, cfg.clone(), Box::new(ToyAuth));
+    let mut concrete = Association::with_hook(Role::Initiator, cfg, ToyAuth);
+    let b = cn_of(&mut boxed);
+    let c = cn_of(&mut concrete);
+    // The hook's mechanism-name (2.2.3.1) is in the AARQ.
+    assert!(
+        b.windows(3).any(|w| w == [0x52, 0x03, 0x01]),
+        "no AARQ in {b:02x?}"
+    );
+    assert_eq!(b, c);
+    let _hook: &mut ToyAuth = concrete.security_mut();
+}

@@ -364,3 +364,23 @@ pub fn validate(
     }
     Ok(ac)
 }
+
+/// [`validate`] for the entity certificate a handshake validated (its issuer and serial bind
+/// the holder): what [`crate::cert::CertValidator::validate_attribute_cert`] runs.
+pub fn validate_for(
+    der: &[u8],
+    holder: &crate::cert::ValidatedCert,
+    authorities: &[X509],
+    now: i64,
+) -> Result<(), CertError> {
+    validate(
+        der,
+        Holder {
+            issuer: &holder.info.issuer_name,
+            serial: &holder.info.serial,
+        },
+        authorities,
+        now,
+    )
+    .map(|_| ())
+}

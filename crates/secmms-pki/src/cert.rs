@@ -640,16 +640,7 @@ pub trait CertValidator: Send + Sync {
         holder: &ValidatedCert,
         now: i64,
     ) -> Result<(), CertError> {
-        crate::acert::validate(
-            acert_der,
-            crate::acert::Holder {
-                issuer: &holder.info.issuer_name,
-                serial: &holder.info.serial,
-            },
-            &[],
-            now,
-        )
-        .map(|_| ())
+        crate::acert::validate_for(acert_der, holder, &[], now)
     }
 }
 
@@ -1043,16 +1034,7 @@ impl CertValidator for OpenSslValidator {
         holder: &ValidatedCert,
         now: i64,
     ) -> Result<(), CertError> {
-        crate::acert::validate(
-            acert_der,
-            crate::acert::Holder {
-                issuer: &holder.info.issuer_name,
-                serial: &holder.info.serial,
-            },
-            &self.attribute_authorities,
-            now,
-        )
-        .map(|_| ())
+        crate::acert::validate_for(acert_der, holder, &self.attribute_authorities, now)
     }
 }
 

@@ -1141,26 +1141,24 @@ pub(crate) fn ocsp_outcome(
     })
 }
 
-/// OCSP of the peers' application certificates on the XMPP path: the policy, the checker and
-/// the anchors (`None` when `ocsp_check` is off).
+/// OCSP of the peers' application certificates (§6.2.8): the policy, the checker with its
+/// cache, and the anchors the issuer is found among. Used by both OSI profiles and by XMPP.
 pub(crate) struct PeerOcsp {
-    pub(crate) check: crate::ocsp::OcspCheck,
-    pub(crate) checker: crate::ocsp::OcspChecker,
-    pub(crate) anchors: Vec<X509>,
+    check: crate::ocsp::OcspCheck,
+    checker: crate::ocsp::OcspChecker,
+    anchors: Arc<ReloadableValidator>,
 }
 
 impl PeerOcsp {
-    /// From the configuration (`[security] ocsp_*`, else `[tls] ocsp_*`).
+    /// From the configuration (`[security] ocsp_*`, else `[tls] ocsp_*`); `None` when
+    /// `ocsp_check` is off.
     pub(crate) fn from_config(
         cfg: &crate::config::Config,
-    ) -> Result<Option<PeerOcsp>, SecurityError> {
+        anchors: Arc<ReloadableValidator>,
+    ) -> Option<PeerOcsp> {
         let s = &cfg.security;
         let check = s.ocsp_check.unwrap_or(cfg.tls.ocsp_check);
-        if check == crate::ocsp::OcspCheck::Off {
-            return Ok(None);
-        }
-        let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
-        Ok(Some(PeerOcsp {
+        (check != crate::ocsp::OcspCheck::Off).then(|| PeerOcsp {
             check,
             checker: crate::ocsp::OcspChecker::new(
                 s.ocsp_responder
@@ -1168,17 +1166,21 @@ impl PeerOcsp {
                     .or_else(|| cfg.tls.ocsp_responder.clone()),
                 std::time::Duration::from_secs(cfg.tls.ocsp_timeout_secs.clamp(1, 60)),
             ),
-            anchors: load_validator(anchors, &[], &[])?.anchors().to_vec(),
-        }))
+            anchors,
+        })
+    }
+
+    /// Looks `cert` (DER) up: `None` when the answer is good.
+    pub(crate) async fn outcome(&self, cert: &[u8]) -> Option<OcspOutcome> {
+        let verdict = self.checker.check_der(cert, &self.anchors.anchors()).await;
+        ocsp_outcome(self.check, verdict)
     }
 }
 
-/// OCSP for application certificates (§6.2.8): the policy, the checker with its cache, and the
-/// anchors the issuer is found among.
+/// OCSP for the application certificates of OSI associations, with the sink its soft-fail
+/// warnings go to.
 struct AppOcsp {
-    check: crate::ocsp::OcspCheck,
-    checker: crate::ocsp::OcspChecker,
-    validator: Arc<ReloadableValidator>,
+    ocsp: PeerOcsp,
     sink: Arc<dyn SecurityEventSink>,
 }
 
@@ -1299,12 +1301,11 @@ impl SecurityHandle {
             _ => None,
         };
         let Some(cert) = cert else { return Ok(()) };
-        let verdict = o.checker.check_der(&cert, &o.validator.anchors()).await;
         let Some(OcspOutcome {
             revoked,
             refuse,
             why,
-        }) = ocsp_outcome(o.check, verdict)
+        }) = o.ocsp.outcome(&cert).await
         else {
             return Ok(());
         };
@@ -1510,17 +1511,9 @@ impl AppSecurity {
                  ones (or set [security] separate_certificates = false)",
             ));
         }
-        let ocsp_check = s.ocsp_check.unwrap_or(cfg.tls.ocsp_check);
-        let ocsp = (ocsp_check != crate::ocsp::OcspCheck::Off).then(|| {
+        let ocsp = PeerOcsp::from_config(cfg, validator.clone()).map(|ocsp| {
             Arc::new(AppOcsp {
-                check: ocsp_check,
-                checker: crate::ocsp::OcspChecker::new(
-                    s.ocsp_responder
-                        .clone()
-                        .or_else(|| cfg.tls.ocsp_responder.clone()),
-                    std::time::Duration::from_secs(cfg.tls.ocsp_timeout_secs.clamp(1, 60)),
-                ),
-                validator: validator.clone(),
+                ocsp,
                 sink: sink.clone(),
             })
         });

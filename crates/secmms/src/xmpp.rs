@@ -81,10 +81,7 @@ async fn peer_ocsp(
     key: &AssocKey,
     sink: &dyn SecurityEventSink,
 ) -> Option<secmms_pki::event::SecurityEvent> {
-    let o = ocsp.as_ref()?;
-    let cert = cert?;
-    let verdict = o.checker.check_der(&cert, &o.anchors).await;
-    let out = crate::security::ocsp_outcome(o.check, verdict)?;
+    let out = ocsp.as_ref()?.outcome(&cert?).await?;
     let def = if out.revoked {
         secmms_e2e::events::PEER_CERT_REVOKED
     } else {
@@ -168,7 +165,19 @@ pub async fn serve_ready(
     on_ready: impl FnOnce(&str),
 ) -> Result<(), XmppEnvError> {
     let xc = xmpp_config(cfg)?;
-    let ocsp = crate::security::PeerOcsp::from_config(cfg)?;
+    let anchors = if cfg.security.ca.is_empty() {
+        &cfg.tls.ca
+    } else {
+        &cfg.security.ca
+    };
+    let ocsp = crate::security::PeerOcsp::from_config(
+        cfg,
+        Arc::new(crate::security::ReloadableValidator::load(
+            anchors,
+            &[],
+            &[],
+        )?),
+    );
     let mut ep = endpoint(cfg, true, sink.clone())?;
     // The reconnection policy of `[xmpp.reconnect]`: a lost link ends every association
     // locally (§16.5) and the server comes back when the XMPP server does.

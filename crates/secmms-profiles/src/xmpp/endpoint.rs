@@ -497,23 +497,9 @@ impl XmppEndpoint {
         diag: secmms_e2e::HandshakeDiagnostic,
         event: SecurityEvent,
     ) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
-        let mut a = self
-            .remove_assoc(key)
-            .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
-        let Engine::Server(s) = &mut a.engine else {
-            return Err(E2eError::State(a.engine.state()).into());
-        };
-        let rej = text(s.security_reject(diag, now)?)?;
-        let id = a.answer_id.take().unwrap_or_default();
-        self.flush_events(&mut a);
+        let out = self.refuse(key, |s, now| s.security_reject(diag, now))?;
         self.sink.record(&event);
-        Ok(vec![stanza(
-            Placement::Iq(IqType::Result),
-            &id,
-            &a.peer_full,
-            &xml::env_wrap(&rej),
-        )])
+        Ok(out)
     }
 
     /// Server: refuses the indicated association with the MMS Initiate-ErrorPDU
@@ -523,6 +509,16 @@ impl XmppEndpoint {
         key: &AssocKey,
         initiate_error: &[u8],
     ) -> Result<Vec<String>, EndpointError> {
+        self.refuse(key, |s, now| s.appl_reject(initiate_error, now))
+    }
+
+    /// Ends the indicated server association with the refusing SecPDU `build` makes, sent in
+    /// the iq result answering its HandshakeReq.
+    fn refuse(
+        &mut self,
+        key: &AssocKey,
+        build: impl FnOnce(&mut E2eServer, secmms_e2e::TimeStamp) -> Result<Vec<u8>, E2eError>,
+    ) -> Result<Vec<String>, EndpointError> {
         let now = (self.clock)();
         let mut a = self
             .remove_assoc(key)
@@ -530,7 +526,7 @@ impl XmppEndpoint {
         let Engine::Server(s) = &mut a.engine else {
             return Err(E2eError::State(a.engine.state()).into());
         };
-        let rej = text(s.appl_reject(initiate_error, now)?)?;
+        let rej = text(build(s, now)?)?;
         let id = a.answer_id.take().unwrap_or_default();
         self.flush_events(&mut a);
         Ok(vec![stanza(

@@ -333,7 +333,16 @@ impl AProfileShared {
         peer: &AuthenticatedPeer,
         association: Option<String>,
     ) -> Result<(), AbortRequest> {
-        let now = (self.clock)();
+        self.recheck_peer_at(peer, association, (self.clock)())
+    }
+
+    /// [`Self::recheck_peer`] at `now` (Unix seconds).
+    pub fn recheck_peer_at(
+        &self,
+        peer: &AuthenticatedPeer,
+        association: Option<String>,
+        now: i64,
+    ) -> Result<(), AbortRequest> {
         match self.cfg.validator.validate(&peer.certificate, &[], now) {
             Err(CertError::Revoked) => {
                 let ev = events::CERT_REVOKED;
@@ -846,6 +855,9 @@ pub struct AProfile {
     peer_identity: Option<PeerIdentity>,
     phase: Phase,
     authenticated: PeerHandle,
+    /// The time of the current call in Unix milliseconds ([`AProfile::set_now`]); the shared
+    /// clocks when unset.
+    now_ms: Option<i64>,
 }
 
 impl std::fmt::Debug for AProfile {
@@ -889,7 +901,25 @@ impl AProfile {
             peer_identity,
             phase: Phase::Idle,
             authenticated: Arc::new(Mutex::new(None)),
+            now_ms: None,
         }
+    }
+
+    /// Sets the time (Unix milliseconds) of the calls that follow: the 10-minute window and
+    /// certificate validity are checked at its second, our own values carry it. Until it is set,
+    /// the shared clocks are read at every call.
+    pub fn set_now(&mut self, now_ms: i64) {
+        self.now_ms = Some(now_ms);
+    }
+
+    /// The shared state this hook was built from.
+    pub fn shared(&self) -> &AProfileShared {
+        &self.shared
+    }
+
+    /// The label of this association in events (the peer's name or address).
+    pub fn label(&self) -> Option<String> {
+        self.conn.label(self.peer.as_ref().map(|p| p.name.as_str()))
     }
 
     /// The peer verified on this association, if any.
@@ -918,7 +948,10 @@ impl AProfile {
     }
 
     fn now(&self) -> i64 {
-        (self.shared.clock)()
+        match self.now_ms {
+            Some(ms) => ms.div_euclid(1000),
+            None => (self.shared.clock)(),
+        }
     }
 
     /// The ACSE-requirements check of [`TOLERATE_ACSE_REQUIREMENTS_LOW_BIT`]: false when the
@@ -1006,8 +1039,9 @@ impl AProfile {
             );
             return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
         };
-        let time = match &self.shared.ms_clock {
-            Some(ms) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms()),
+        let time = match (self.now_ms, &self.shared.ms_clock) {
+            (Some(ms), _) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms),
+            (None, Some(ms)) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms()),
             _ => self.shared.stamps.next(self.now()),
         };
         match build_value_at(creds, time) {

@@ -7,6 +7,8 @@
 //!   [`secmms_osi::security::AssociationSecurity`] hook that carries the SecPDUs of
 //!   `secmms_e2e` in the ACSE APDUs and P-DATA (Table 4), with its §15.7 checks and group-15
 //!   events, and the [`native::NativeChannel`] the runtime uses in the data phase.
+//! * [`secure`] — one sans-IO [`secure::SecureAssociation`]: the OSI association and its
+//!   protection (none, A-profile or native) in one object, time passed in as [`secure::Now`].
 //! * [`value`] — the MMS-Authentication-value codec (§11.2) and its GeneralizedTime rules.
 //! * [`policy`] — the bilateral peer table of §5.1 (transport and application security per peer).
 //! * [`events`] — the security events the A-profile records.
@@ -26,6 +28,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod native;
 pub mod policy;
+pub mod secure;
 pub mod value;
 pub mod xmpp;
 

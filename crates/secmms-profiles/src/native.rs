@@ -51,9 +51,13 @@
 //! * a failed E2E check (clause 14, done by the engine): HandshakeSecReject in the AARE,
 //!   HandshakeSecAbort or DtSecAbort in an ABRT, as the engine's [`E2eRejection::reply`] says.
 //!
-//! Locking: the hook (owned by the `Association`) and the [`NativeChannel`] share one mutex.
-//! Channel methods release it before calling an `Association` method that may call back into the
-//! hook (`abort_with` → `decorate_abrt`), so the two never deadlock.
+//! Ownership: [`NativeState`] is the state of one association, hook and data phase in one
+//! value; an owner that holds the association by value (`Association<NativeState>`, or
+//! `crate::secure::SecureAssociation` through `Protection::Native`) reaches it between
+//! association calls without a lock, and applies the [`Fault`]s of the data-phase methods to the
+//! association itself. [`NativeHook`] + [`NativeChannel`] are the older pair sharing that state
+//! under a mutex for a boxed hook; channel methods release the lock before calling an
+//! `Association` method that may call back into the hook (`abort_with` → `decorate_abrt`).
 
 pub mod events;
 pub mod wire;
@@ -412,12 +416,18 @@ impl NativeShared {
         }
     }
 
-    /// The hook and the data-phase channel of a server-side association on `conn`.
+    /// The hook and the data-phase channel of a server-side association on `conn`, sharing one
+    /// [`NativeState`] under a lock.
     pub fn responder(&self, conn: ConnectionInfo) -> (NativeHook, NativeChannel) {
+        locked(self.responder_state(conn))
+    }
+
+    /// The owned state of a server-side association on `conn`.
+    pub fn responder_state(&self, conn: ConnectionInfo) -> NativeState {
         let mut server = E2eServer::new(self.ctx.clone(), (self.random)(), self.local_number());
         server.refuse_certificates(&self.refused_certificates(&conn));
         let engine = Engine::Server(server);
-        self.pair(Role::Responder, conn, engine, None, None)
+        self.state(Role::Responder, conn, engine, None, None)
     }
 
     /// The hook and channel of a client-side association on `conn` towards the peer described
@@ -429,10 +439,20 @@ impl NativeShared {
         peer: PeerPolicy,
         peer_identity: Option<PeerIdentity>,
     ) -> (NativeHook, NativeChannel) {
+        locked(self.initiator_state(conn, peer, peer_identity))
+    }
+
+    /// The owned state of a client-side association (see [`Self::initiator`]).
+    pub fn initiator_state(
+        &self,
+        conn: ConnectionInfo,
+        peer: PeerPolicy,
+        peer_identity: Option<PeerIdentity>,
+    ) -> NativeState {
         let mut client = E2eClient::new(self.ctx.clone(), (self.random)(), self.local_number());
         client.refuse_certificates(&self.refused_certificates(&conn));
         let engine = Engine::Client(client);
-        self.pair(Role::Initiator, conn, engine, Some(peer), peer_identity)
+        self.state(Role::Initiator, conn, engine, Some(peer), peer_identity)
     }
 
     /// Annex G.2: the certificates a peer's application certificate may not be on `conn`.
@@ -463,38 +483,35 @@ impl NativeShared {
         self.next_num.fetch_add(1, Ordering::Relaxed) % 1000
     }
 
-    fn pair(
+    fn state(
         &self,
         role: Role,
         conn: ConnectionInfo,
         engine: Engine,
         policy: Option<PeerPolicy>,
         expected: Option<PeerIdentity>,
-    ) -> (NativeHook, NativeChannel) {
+    ) -> NativeState {
         let label = conn.label(policy.as_ref().map(|p| p.name.as_str()));
-        let state = Arc::new(Mutex::new(Inner {
-            engine,
-            phase: Phase::Idle,
-            e2e_pcid: None,
-            peer: None,
-            policy,
-            last: None,
-            label,
-            pending_reject: None,
-        }));
-        let hook = NativeHook {
-            shared: self.clone(),
-            state: state.clone(),
-            role,
-            conn,
-            expected,
-            called: (None, None),
-        };
-        let channel = NativeChannel {
-            shared: self.clone(),
-            state,
-        };
-        (hook, channel)
+        NativeState {
+            inner: Inner {
+                engine,
+                phase: Phase::Idle,
+                e2e_pcid: None,
+                peer: None,
+                policy,
+                last: None,
+                label,
+                pending_reject: None,
+            },
+            hook: HookCtx {
+                shared: self.clone(),
+                role,
+                conn,
+                expected,
+                called: (None, None),
+                now: None,
+            },
+        }
     }
 
     fn now(&self) -> TimeStamp {
@@ -685,7 +702,16 @@ fn osi_diag_abort(pcid: u32, d: OsiDiagnostic) -> AbortRequest {
     }
 }
 
-fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+/// The old hook and channel pair sharing `state`.
+fn locked(state: NativeState) -> (NativeHook, NativeChannel) {
+    let state = Arc::new(Mutex::new(state));
+    let channel = NativeChannel {
+        state: state.clone(),
+    };
+    (NativeHook { state }, channel)
+}
+
+fn lock(m: &Mutex<NativeState>) -> MutexGuard<'_, NativeState> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -761,23 +787,62 @@ fn kernel_only_violation(mech: bool, value: bool, requirements: bool) -> Option<
 
 /// The clause 15 hook of one association (both roles). Build it with [`NativeShared::responder`]
 /// or [`NativeShared::initiator`] and box it into `Association::with_security`.
-pub struct NativeHook {
+/// The per-association context of the clause 15 mapping besides the engine state: the shared
+/// configuration, the role, the connection, the titles and the time of the current call.
+struct HookCtx {
     shared: NativeShared,
-    state: Arc<Mutex<Inner>>,
     role: Role,
     conn: ConnectionInfo,
     /// Initiator: the identity the server's certificate must carry, if given.
     expected: Option<PeerIdentity>,
     /// Initiator: the called AP-title and AE-qualifier sent in the AARQ.
     called: (Option<Oid>, Option<i64>),
+    /// The time of the current call ([`NativeState::set_now`]); the shared clock when unset.
+    now: Option<TimeStamp>,
+}
+
+impl HookCtx {
+    fn now(&self) -> TimeStamp {
+        self.now.unwrap_or_else(|| self.shared.now())
+    }
+}
+
+/// The clause 15 state of one association, owned: the E2E engine and the OSI mapping's phase,
+/// with the [`AssociationSecurity`] hook of the ACSE APDUs and the data-phase operations
+/// ([`NativeState::protect`], [`NativeState::unprotect`], …) whose results the owner applies to
+/// the association. Held by value in an `Association<NativeState>` (or a
+/// `crate::secure::Protection`), it needs no lock: its owner reaches it between association
+/// calls through `Association::security_mut`. Build it with [`NativeShared::responder_state`]
+/// or [`NativeShared::initiator_state`].
+pub struct NativeState {
+    inner: Inner,
+    hook: HookCtx,
+}
+
+impl std::fmt::Debug for NativeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeState")
+            .field("role", &self.hook.role)
+            .field("conn", &self.hook.conn)
+            .field("phase", &self.inner.phase)
+            .field("e2e_pcid", &self.inner.e2e_pcid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The clause 15 hook of one association (both roles) sharing its state with a
+/// [`NativeChannel`] through a mutex. Build it with [`NativeShared::responder`] or
+/// [`NativeShared::initiator`] and box it into `Association::with_security`. (An owner that
+/// holds the association by value uses [`NativeState`] directly, without the lock.)
+pub struct NativeHook {
+    state: Arc<Mutex<NativeState>>,
 }
 
 impl std::fmt::Debug for NativeHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NativeHook")
-            .field("role", &self.role)
-            .field("conn", &self.conn)
-            .finish_non_exhaustive()
+            .field("state", &*lock(&self.state))
+            .finish()
     }
 }
 
@@ -785,11 +850,12 @@ impl NativeHook {
     /// The channel sharing this hook's state.
     pub fn channel(&self) -> NativeChannel {
         NativeChannel {
-            shared: self.shared.clone(),
             state: self.state.clone(),
         }
     }
+}
 
+impl HookCtx {
     /// Responder: refuses the AARQ with an AARE without SecPDU (§15.7 DECISION).
     fn env_reject(
         &self,
@@ -902,17 +968,17 @@ fn plain_rejection(diagnostic: i64) -> Rejection {
     }
 }
 
-impl NativeHook {
+impl HookCtx {
     /// RLRQ (ReleaseReq) or RLRE (ReleaseRsp, which ends the association): the MMS Conclude PDU
     /// the association put in `ui` becomes the SecPDU's applData, and `ui` the one EXTERNAL on the
     /// e2eSecurityAS context (Table 4).
     fn decorate_release(
         &mut self,
+        g: &mut Inner,
         apdu: EnvApdu,
         ui: &mut Vec<External>,
     ) -> Result<(), AbortRequest> {
         let shared = self.shared.clone();
-        let mut g = lock(&self.state);
         let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
             return Err(AbortRequest::default());
         };
@@ -921,7 +987,7 @@ impl NativeHook {
             EnvApdu::Rlre => (SecPduKind::ReleaseRsp, "ReleaseRsp"),
             _ => (SecPduKind::ReleaseReq, "ReleaseReq"),
         };
-        let now = shared.now();
+        let now = self.now();
         let value = match kind {
             SecPduKind::ReleaseRsp => g.engine.release_rsp(appl.as_deref(), now),
             _ => g.engine.release_req(appl.as_deref(), now),
@@ -950,15 +1016,15 @@ impl NativeHook {
     }
 }
 
-impl AssociationSecurity for NativeHook {
+impl AssociationSecurity for NativeState {
     fn decorate_aarq(
         &mut self,
         ctx: &SecurityContext<'_>,
         aarq: &mut Aarq,
     ) -> Result<(), AbortRequest> {
-        let shared = self.shared.clone();
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let cfg = &shared.cfg;
-        let mut g = lock(&self.state);
         let refuse = |g: &mut Inner, ev: EnvEvent, msg: String| -> Result<(), AbortRequest> {
             g.local_event(&shared, ev, msg);
             g.phase = Phase::Closed;
@@ -966,14 +1032,14 @@ impl AssociationSecurity for NativeHook {
         };
         let Some(policy) = g.policy.clone() else {
             return refuse(
-                &mut g,
+                g,
                 events::E2E_POLICY_REFUSED,
                 "no peer policy for the initiator".into(),
             );
         };
         if policy.application != ApplicationSecurity::EndToEndSecure {
             return refuse(
-                &mut g,
+                g,
                 events::E2E_POLICY_REFUSED,
                 format!(
                     "peer row requires {:?}, not END-TO-END SECURE",
@@ -981,16 +1047,16 @@ impl AssociationSecurity for NativeHook {
                 ),
             );
         }
-        if !policy.transport.allows(self.conn.tls) {
+        if !policy.transport.allows(h.conn.tls) {
             return refuse(
-                &mut g,
+                g,
                 events::E2E_POLICY_REFUSED,
                 format!("transport does not meet {:?}", policy.transport),
             );
         }
         if aarq.application_context_name != cfg.e2e_mms_ac {
             return refuse(
-                &mut g,
+                g,
                 events::E2E_LOCAL_FAILURE,
                 format!(
                     "application context {} is not e2eMmsAC (prepare_osi_config not applied)",
@@ -1000,30 +1066,30 @@ impl AssociationSecurity for NativeHook {
         }
         let Some(pcid) = ctx.context_id(&cfg.e2e_security_as) else {
             return refuse(
-                &mut g,
+                g,
                 events::E2E_LOCAL_FAILURE,
                 "e2eSecurityAS is not proposed (prepare_osi_config not applied)".into(),
             );
         };
-        self.called = (
+        h.called = (
             form2_ap(&aarq.called_ap_title).cloned(),
             form2_ae(&aarq.called_ae_qualifier),
         );
-        let binding = self
+        let binding = h
             .expected
             .clone()
-            .or_else(|| identity_of(self.called.0.as_ref(), self.called.1));
+            .or_else(|| identity_of(h.called.0.as_ref(), h.called.1));
         let expected = match expected_identity(
             cfg.require_address_binding,
             binding,
             policy.certificate_subject.as_ref(),
         ) {
             Ok(e) => e,
-            Err(msg) => return refuse(&mut g, events::E2E_POLICY_REFUSED, msg),
+            Err(msg) => return refuse(g, events::E2E_POLICY_REFUSED, msg),
         };
         g.engine.set_expected_peer(expected);
         let appl = mms_of(&aarq.user_information);
-        let now = shared.now();
+        let now = h.now();
         let bytes = match &mut g.engine {
             Engine::Client(c) => c.handshake_req(appl.as_deref(), now),
             Engine::Server(_) => Err(E2eError::Config("initiator hook with a server engine")),
@@ -1034,13 +1100,7 @@ impl AssociationSecurity for NativeHook {
         g.drain(&shared);
         let value = match value {
             Ok(v) => v,
-            Err(e) => {
-                return refuse(
-                    &mut g,
-                    events::E2E_LOCAL_FAILURE,
-                    format!("HandshakeReq: {e}"),
-                )
-            }
+            Err(e) => return refuse(g, events::E2E_LOCAL_FAILURE, format!("HandshakeReq: {e}")),
         };
         // Kernel only (§15.1): the security travels in user-information alone.
         aarq.user_information = wire::external(pcid, value);
@@ -1053,12 +1113,12 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
-        let shared = self.shared.clone();
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let cfg = &shared.cfg;
-        let mut g = lock(&self.state);
         if g.phase != Phase::Idle {
-            return self.env_reject(
-                &mut g,
+            return h.env_reject(
+                g,
                 events::OSI_ENV_PROT_ERR,
                 "second AARQ".into(),
                 ENV_REJECT_DIAGNOSTIC,
@@ -1066,8 +1126,8 @@ impl AssociationSecurity for NativeHook {
         }
         // 15.5: application context.
         if aarq.application_context_name != cfg.e2e_mms_ac {
-            return self.env_reject(
-                &mut g,
+            return h.env_reject(
+                g,
                 events::INV_APPL_CNTX_RQ,
                 format!(
                     "application-context-name {} is not e2eMmsAC {}",
@@ -1077,9 +1137,9 @@ impl AssociationSecurity for NativeHook {
             );
         }
         // 15.7–15.10: titles (needed for the Annex G.6 binding).
-        let (calling_ap, calling_ae) = match self.check_titles(aarq) {
+        let (calling_ap, calling_ae) = match h.check_titles(aarq) {
             Ok(t) => t,
-            Err((ev, msg)) => return self.env_reject(&mut g, ev, msg, ENV_REJECT_DIAGNOSTIC),
+            Err((ev, msg)) => return h.env_reject(g, ev, msg, ENV_REJECT_DIAGNOSTIC),
         };
         // 15.15: ACSE kernel only.
         if let Some(what) = kernel_only_violation(
@@ -1087,8 +1147,8 @@ impl AssociationSecurity for NativeHook {
             aarq.calling_authentication_value.is_some(),
             aarq.sender_acse_requirements.is_some(),
         ) {
-            return self.env_reject(
-                &mut g,
+            return h.env_reject(
+                g,
                 events::AUTH_MECH_NOT_USED_RQ,
                 format!("AARQ carries {what} (not allowed in native mode)"),
                 ENV_REJECT_DIAGNOSTIC,
@@ -1101,43 +1161,38 @@ impl AssociationSecurity for NativeHook {
         let pdu = match decoded {
             Ok(EnvValue::SecPdu { pdu, .. }) => pdu,
             Ok(EnvValue::OsiDiag(_)) => {
-                return self.env_reject(
-                    &mut g,
+                return h.env_reject(
+                    g,
                     events::OSI_ENV_PROT_ERR,
                     "osiDiag in an AARQ".into(),
                     ENV_REJECT_DIAGNOSTIC,
                 )
             }
-            Err(e) => {
-                return self.env_reject(&mut g, e.event(), e.to_string(), ENV_REJECT_DIAGNOSTIC)
-            }
+            Err(e) => return h.env_reject(g, e.event(), e.to_string(), ENV_REJECT_DIAGNOSTIC),
         };
         // §5.1: the bilateral-table row must ask for END-TO-END SECURE.
         let Some(row) = shared
             .table
-            .find(self.conn.peer_address, Some(&calling_ap), Some(calling_ae))
+            .find(h.conn.peer_address, Some(&calling_ap), Some(calling_ae))
             .cloned()
         else {
-            return self.policy_reject(
-                &mut g,
+            return h.policy_reject(
+                g,
                 format!("no bilateral-table entry for {calling_ap}/{calling_ae}"),
             );
         };
-        g.label = self.conn.label(Some(&row.name));
+        g.label = h.conn.label(Some(&row.name));
         if row.application != ApplicationSecurity::EndToEndSecure {
-            return self.policy_reject(
-                &mut g,
+            return h.policy_reject(
+                g,
                 format!(
                     "peer row requires {:?}, not END-TO-END SECURE",
                     row.application
                 ),
             );
         }
-        if !row.transport.allows(self.conn.tls) {
-            return self.policy_reject(
-                &mut g,
-                format!("transport does not meet {:?}", row.transport),
-            );
+        if !row.transport.allows(h.conn.tls) {
+            return h.policy_reject(g, format!("transport does not meet {:?}", row.transport));
         }
         let expected = match expected_identity(
             cfg.require_address_binding,
@@ -1145,14 +1200,12 @@ impl AssociationSecurity for NativeHook {
             row.certificate_subject.as_ref(),
         ) {
             Ok(e) => e,
-            Err(msg) => return self.policy_reject(&mut g, msg),
+            Err(msg) => return h.policy_reject(g, msg),
         };
         g.policy = Some(row);
         g.e2e_pcid = pcid;
         g.engine.set_expected_peer(expected);
-        let out = g
-            .engine
-            .receive(SecPduKind::HandshakeReq, &pdu, shared.now());
+        let out = g.engine.receive(SecPduKind::HandshakeReq, &pdu, h.now());
         match out {
             Ok(Output::HandshakeRequested { appl_data, peer }) => {
                 g.drain(&shared);
@@ -1191,9 +1244,9 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn unsupported_application_context(&mut self, _ctx: &SecurityContext<'_>, aarq: &Aarq) {
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
         g.env_event(
-            &self.shared,
+            &h.shared,
             events::INV_APPL_CNTX_RQ,
             format!(
                 "application-context-name {} not accepted by the association",
@@ -1209,8 +1262,8 @@ impl AssociationSecurity for NativeHook {
         _ctx: &SecurityContext<'_>,
         aare: &mut Aare,
     ) -> Result<(), AbortRequest> {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         if let Some(ui) = g.pending_reject.take() {
             // A refusal decided after the HandshakeReq verified (refuse_peer).
             g.phase = Phase::Closed;
@@ -1247,7 +1300,7 @@ impl AssociationSecurity for NativeHook {
         aare.mechanism_name = None;
         aare.responding_authentication_value = None;
         aare.responder_acse_requirements = None;
-        let now = shared.now();
+        let now = h.now();
         if aare.result == associate_result::ACCEPTED {
             let acc = match &mut g.engine {
                 Engine::Server(s) => s.accept(appl.as_deref(), now),
@@ -1316,12 +1369,12 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
-        let shared = self.shared.clone();
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let cfg = &shared.cfg;
-        let mut g = lock(&self.state);
         if g.phase != Phase::AwaitingAare {
-            let r = self.env_abort(
-                &mut g,
+            let r = h.env_abort(
+                g,
                 ctx,
                 events::OSI_ENV_PROT_ERR,
                 "unexpected AARE".into(),
@@ -1331,8 +1384,8 @@ impl AssociationSecurity for NativeHook {
         }
         // 15.6: application context.
         if aare.application_context_name != cfg.e2e_mms_ac {
-            let r = self.env_abort(
-                &mut g,
+            let r = h.env_abort(
+                g,
                 ctx,
                 events::INV_APPL_CNTX_RE,
                 format!(
@@ -1349,8 +1402,8 @@ impl AssociationSecurity for NativeHook {
             aare.responding_authentication_value.is_some(),
             aare.responder_acse_requirements.is_some(),
         ) {
-            let r = self.env_abort(
-                &mut g,
+            let r = h.env_abort(
+                g,
                 ctx,
                 events::AUTH_MECH_NOT_USED_ABT,
                 format!("AARE carries {what} (not allowed in native mode)"),
@@ -1359,7 +1412,7 @@ impl AssociationSecurity for NativeHook {
             return Verdict::Abort(r);
         }
         // 15.13 / 15.14: responding titles, when present, are the called ones.
-        let responding = match self.check_responding_titles(aare) {
+        let responding = match h.check_responding_titles(aare) {
             Ok(id) => id,
             Err((ev, msg)) => {
                 let d = if ev == events::INV_CALLED_AP_TITLE_RE {
@@ -1367,7 +1420,7 @@ impl AssociationSecurity for NativeHook {
                 } else {
                     OsiDiagnostic::InvalidCalledAeQualifier
                 };
-                return Verdict::Abort(self.env_abort(&mut g, ctx, ev, msg, d));
+                return Verdict::Abort(h.env_abort(g, ctx, ev, msg, d));
             }
         };
         // 15.1 / 15.2: one EXTERNAL on the (still accepted) e2eSecurityAS context, [0] HandshakeAcc.
@@ -1382,8 +1435,8 @@ impl AssociationSecurity for NativeHook {
                 pdu,
             }) => pdu,
             Ok(other) => {
-                let r = self.env_abort(
-                    &mut g,
+                let r = h.env_abort(
+                    g,
                     ctx,
                     events::OSI_ENV_PROT_ERR,
                     format!("accepting AARE carries {other:?}, not assoAccept"),
@@ -1392,18 +1445,16 @@ impl AssociationSecurity for NativeHook {
                 return Verdict::Abort(r);
             }
             Err(e) => {
-                let r = self.env_abort(&mut g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
+                let r = h.env_abort(g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
                 return Verdict::Abort(r);
             }
         };
-        if self.expected.is_none() && self.called.0.is_none() && cfg.require_address_binding {
+        if h.expected.is_none() && h.called.0.is_none() && cfg.require_address_binding {
             // Called titles unknown: bind to the responding ones the AARE names.
             g.engine
                 .set_expected_peer(Some(responding.unwrap_or_else(no_identity)));
         }
-        let out = g
-            .engine
-            .receive(SecPduKind::HandshakeAcc, &pdu, shared.now());
+        let out = g.engine.receive(SecPduKind::HandshakeAcc, &pdu, h.now());
         let abort_pcid = g.abort_pcid(ctx, cfg);
         match out {
             Ok(Output::Established { appl_data }) => {
@@ -1440,8 +1491,8 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn check_rejecting_aare(&mut self, _ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         if g.phase != Phase::AwaitingAare {
             return None;
         }
@@ -1476,7 +1527,7 @@ impl AssociationSecurity for NativeHook {
                 return None;
             }
         };
-        let out = g.engine.receive(kind, &pdu, shared.now());
+        let out = g.engine.receive(kind, &pdu, h.now());
         g.drain(&shared);
         match out {
             Ok(Output::ApplicationRejected { appl_data }) => {
@@ -1509,11 +1560,13 @@ impl AssociationSecurity for NativeHook {
         _ctx: &SecurityContext<'_>,
         rlrq: &mut Rlrq,
     ) -> Result<(), AbortRequest> {
-        self.decorate_release(EnvApdu::Rlrq, &mut rlrq.user_information)
+        self.hook
+            .decorate_release(&mut self.inner, EnvApdu::Rlrq, &mut rlrq.user_information)
     }
 
     fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
-        self.check_release(ctx, EnvApdu::Rlrq, &rlrq.user_information)
+        self.hook
+            .check_release(&mut self.inner, ctx, EnvApdu::Rlrq, &rlrq.user_information)
     }
 
     fn decorate_rlre(
@@ -1521,16 +1574,18 @@ impl AssociationSecurity for NativeHook {
         _ctx: &SecurityContext<'_>,
         rlre: &mut Rlre,
     ) -> Result<(), AbortRequest> {
-        self.decorate_release(EnvApdu::Rlre, &mut rlre.user_information)
+        self.hook
+            .decorate_release(&mut self.inner, EnvApdu::Rlre, &mut rlre.user_information)
     }
 
     fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
-        self.check_release(ctx, EnvApdu::Rlre, &rlre.user_information)
+        self.hook
+            .check_release(&mut self.inner, ctx, EnvApdu::Rlre, &rlre.user_information)
     }
 
     fn decorate_abrt(&mut self, _ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if !abrt.user_information.is_empty()
             || matches!(phase, Phase::Idle | Phase::Refused | Phase::Closed)
@@ -1544,7 +1599,7 @@ impl AssociationSecurity for NativeHook {
         };
         let value = g
             .engine
-            .appl_abort(None, shared.now())
+            .appl_abort(None, h.now())
             .map_err(|e| e.to_string())
             .and_then(|b| {
                 wire::encode(EnvApdu::Abrt, SecPduKind::ApplAbort, b).map_err(|e| e.to_string())
@@ -1561,8 +1616,8 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn protocol_error(&mut self, _ctx: &SecurityContext<'_>, error: &OsiError) {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if matches!(phase, Phase::Refused | Phase::Closed) {
             return;
@@ -1579,8 +1634,8 @@ impl AssociationSecurity for NativeHook {
     }
 
     fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
-        let shared = self.shared.clone();
-        let mut g = lock(&self.state);
+        let NativeState { inner: g, hook: h } = self;
+        let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if matches!(phase, Phase::Idle | Phase::Refused | Phase::Closed) {
             return;
@@ -1614,7 +1669,7 @@ impl AssociationSecurity for NativeHook {
                 g.last = Some(NativeDiagnostic::PeerOsiDiagnostic { code, diagnostic });
             }
             Ok(EnvValue::SecPdu { kind, pdu }) => {
-                let out = g.engine.receive(kind, &pdu, shared.now());
+                let out = g.engine.receive(kind, &pdu, h.now());
                 g.drain(&shared);
                 match out {
                     Ok(Output::Aborted {
@@ -1646,20 +1701,20 @@ impl AssociationSecurity for NativeHook {
     }
 }
 
-impl NativeHook {
+impl HookCtx {
     /// RLRQ / RLRE checks (§15.6): the SecPDU must verify; a ReleaseReq that does not is
     /// answered by an ABRT with DtSecAbort ([`RELEASE_FAILURE_REPLY`]).
     fn check_release(
         &mut self,
+        g: &mut Inner,
         ctx: &SecurityContext<'_>,
         apdu: EnvApdu,
         ui: &[External],
     ) -> Verdict {
         let shared = self.shared.clone();
-        let mut g = lock(&self.state);
         if g.phase != Phase::Established {
             let r = self.env_abort(
-                &mut g,
+                g,
                 ctx,
                 events::OSI_ENV_PROT_ERR,
                 format!("{apdu:?} outside the data-transfer phase"),
@@ -1673,7 +1728,7 @@ impl NativeHook {
             Ok(EnvValue::SecPdu { kind, pdu }) => (kind, pdu),
             Ok(EnvValue::OsiDiag(_)) => {
                 let r = self.env_abort(
-                    &mut g,
+                    g,
                     ctx,
                     events::OSI_ENV_PROT_ERR,
                     format!("osiDiag in an {apdu:?}"),
@@ -1682,11 +1737,11 @@ impl NativeHook {
                 return Verdict::Abort(r);
             }
             Err(e) => {
-                let r = self.env_abort(&mut g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
+                let r = self.env_abort(g, ctx, e.event(), e.to_string(), e.osi_diagnostic());
                 return Verdict::Abort(r);
             }
         };
-        let out = g.engine.receive(kind, &pdu, shared.now());
+        let out = g.engine.receive(kind, &pdu, self.now());
         let pcid = g.abort_pcid(ctx, &shared.cfg);
         match out {
             Ok(Output::ReleaseRequested { appl_data }) => {
@@ -1729,62 +1784,61 @@ impl NativeHook {
     }
 }
 
-// ------------------------------------------------------------------ the data-phase channel
+// ------------------------------------------------------------------ the data phase
 
-/// The runtime's handle on an association's E2E state for the data phase. It shares the hook's
-/// state; every method that needs it takes the `Association` the hook lives in.
-#[derive(Clone)]
-pub struct NativeChannel {
-    shared: NativeShared,
-    state: Arc<Mutex<Inner>>,
+/// A data-phase failure of [`NativeState`]: the error to report and, when the standard
+/// prescribes one, the abort its owner queues on the association (`Association::abort_with`).
+/// The event is already raised.
+#[derive(Debug)]
+pub struct Fault {
+    /// The ABRT to send (DtSecAbort, or `osiDiag`), if any.
+    pub abort: Option<AbortRequest>,
+    /// What went wrong.
+    pub error: NativeError,
 }
 
-impl std::fmt::Debug for NativeChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let g = lock(&self.state);
-        f.debug_struct("NativeChannel")
-            .field("phase", &g.phase)
-            .field("e2e_pcid", &g.e2e_pcid)
-            .field("peer", &g.peer)
-            .finish_non_exhaustive()
+impl From<NativeError> for Box<Fault> {
+    fn from(error: NativeError) -> Self {
+        Box::new(Fault { abort: None, error })
     }
 }
 
-impl NativeChannel {
-    /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed) and queues it with
-    /// `assoc.send_data_on` on the e2eSecurityAS context.
-    pub fn send(&self, assoc: &mut Association, mms_pdu: &[u8]) -> Result<(), NativeError> {
-        let mut g = lock(&self.state);
-        let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
-            return Err(NativeError::NotEstablished);
+impl NativeState {
+    /// Sets the time of the calls that follow (the hook's and the data phase's). Until it is
+    /// set, the [`NativeShared`] clock is read at every call.
+    pub fn set_now(&mut self, now: TimeStamp) {
+        self.hook.now = Some(now);
+    }
+
+    /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed): the presentation context
+    /// of e2eSecurityAS and the value to send on it (`Association::send_data_on`).
+    pub fn protect(&mut self, mms_pdu: &[u8]) -> Result<(u32, Vec<u8>), Box<Fault>> {
+        let (Phase::Established, Some(pcid)) = (self.inner.phase, self.inner.e2e_pcid) else {
+            return Err(NativeError::NotEstablished.into());
         };
-        let out = g.engine.protect(mms_pdu, self.shared.now());
+        let out = self.inner.engine.protect(mms_pdu, self.hook.now());
         match out {
             Ok((_, bytes)) => {
-                g.drain(&self.shared);
-                drop(g);
-                assoc.send_data_on(pcid, &bytes)?;
-                Ok(())
+                self.inner.drain(&self.hook.shared);
+                Ok((pcid, bytes))
             }
-            Err(e) => self.fail(g, assoc, e),
+            Err(e) => Err(self.fail(e)),
         }
     }
 
-    /// Handles a received `OsiEvent::Data`: `Ok(Some(mms))` for a verified (and decrypted)
-    /// transfer. Every transfer of this engine carries a PrPDU, so `Ok(None)` is not produced
-    /// today; it stays in the signature for PDUs without application data. On `Err` the ABRT
-    /// (DtSecAbort, or `osiDiag` invalid-pci for data on another context) is already queued on
-    /// `assoc` and the event raised.
-    pub fn receive(
-        &self,
-        assoc: &mut Association,
+    /// Checks a received P-DATA value (`OsiEvent::Data`): `Ok(Some(mms))` for a verified (and
+    /// decrypted) transfer. Every transfer of this engine carries a PrPDU, so `Ok(None)` is not
+    /// produced today; it stays for PDUs without application data. Data on another context
+    /// than e2eSecurityAS fails with the `osiDiag` invalid-pci abort (§15.6).
+    pub fn unprotect(
+        &mut self,
         context_id: u32,
         pdu: &[u8],
-    ) -> Result<Option<Vec<u8>>, NativeError> {
-        let shared = &self.shared;
-        let mut g = lock(&self.state);
+    ) -> Result<Option<Vec<u8>>, Box<Fault>> {
+        let NativeState { inner: g, hook: h } = self;
+        let shared = &h.shared;
         let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
-            return Err(NativeError::NotEstablished);
+            return Err(NativeError::NotEstablished.into());
         };
         if context_id != pcid {
             // §15.6: after establishment every PrPDU travels inside a transfer SecPDU.
@@ -1796,12 +1850,13 @@ impl NativeChannel {
                 Some(d),
             );
             g.phase = Phase::Closed;
-            drop(g);
-            assoc.abort_with(osi_diag_abort(pcid, d))?;
-            return Err(NativeError::Environment {
-                event,
-                diagnostic: d,
-            });
+            return Err(Box::new(Fault {
+                abort: Some(osi_diag_abort(pcid, d)),
+                error: NativeError::Environment {
+                    event,
+                    diagnostic: d,
+                },
+            }));
         }
         let encrypted = g.engine.protection().is_some_and(|m| m.encrypted());
         let kind = wire::transfer_kind(pdu, shared.limits()).unwrap_or(if encrypted {
@@ -1809,7 +1864,7 @@ impl NativeChannel {
         } else {
             SecPduKind::ClearTransfer
         });
-        let out = g.engine.receive(kind, pdu, shared.now());
+        let out = g.engine.receive(kind, pdu, h.now());
         match out {
             Ok(Output::Data(d)) => {
                 g.drain(shared);
@@ -1819,29 +1874,298 @@ impl NativeChannel {
                 g.drain(shared);
                 Ok(None)
             }
-            Err(e) => self.fail(g, assoc, e),
+            Err(e) => Err(self.fail(e)),
         }
+    }
+
+    /// Runs the engine's timers (rekey timeout, old-key grace) as of the current time; a rekey
+    /// timeout fails with the DtSecAbort to send. Early calls do nothing.
+    pub fn handle_timeout(&mut self) -> Result<(), Box<Fault>> {
+        if self.inner.phase != Phase::Established {
+            return Ok(());
+        }
+        match self.inner.engine.handle_timeout(self.hook.now()) {
+            Ok(()) => {
+                self.inner.drain(&self.hook.shared);
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Responder, after the HandshakeReq was verified and before the association is answered:
+    /// refuses the peer for a reason found outside clause 14 (OCSP). Prepares the
+    /// HandshakeSecReject carrying `diag` for the rejecting AARE, raises `event` with `detail`
+    /// and returns the error to report once the owner has called `Association::reject` with
+    /// [`SEC_REJECT_RESULT`] / [`REJECT_DIAGNOSTIC`] (the hook then puts the SecPDU in the
+    /// AARE). Outside that moment it returns `Err(NativeError::NotEstablished)`.
+    pub fn refuse_peer(
+        &mut self,
+        diag: HandshakeDiagnostic,
+        event: secmms_e2e::events::EventDef,
+        detail: String,
+    ) -> Result<NativeError, NativeError> {
+        let NativeState { inner: g, hook: h } = self;
+        if g.phase != Phase::AwaitingDecision {
+            return Err(NativeError::NotEstablished);
+        }
+        let now = h.now();
+        let bytes = match &mut g.engine {
+            Engine::Server(s) => s.security_reject(diag, now),
+            Engine::Client(_) => Err(E2eError::Config("refuse_peer on a client association")),
+        };
+        g.drain(&h.shared);
+        let bytes = bytes.map_err(NativeError::Engine)?;
+        let e = SecurityEvent {
+            id: event.id(),
+            mnemonic: event.mnemonic,
+            severity: event.severity,
+            message: detail,
+            association: g.who(),
+        };
+        h.shared.record(&e);
+        g.last = Some(NativeDiagnostic::Security {
+            event: e.id,
+            mnemonic: event.mnemonic,
+            cause: Some(Diagnostic::Handshake(diag)),
+            sent: Some(SecPduKind::HandshakeSecReject),
+        });
+        let user_information = wire::encode(EnvApdu::Aare, SecPduKind::HandshakeSecReject, bytes)
+            .ok()
+            .zip(g.e2e_pcid)
+            .map(|(v, p)| wire::external(p, v))
+            .unwrap_or_default();
+        g.pending_reject = Some(user_information);
+        Ok(NativeError::Security {
+            event: e,
+            cause: Some(Diagnostic::Handshake(diag)),
+            sent: Some(SecPduKind::HandshakeSecReject),
+        })
+    }
+
+    /// Validates the peer's certificate again (after the CRLs were reloaded). A peer now
+    /// revoked fails with the DtSecAbort to send and the `E2E_PEER_CERT_REVOKED` incident
+    /// raised. Other validation results leave the association alone: only revocation is
+    /// re-evaluated.
+    pub fn recheck_peer(&mut self) -> Result<(), Box<Fault>> {
+        if self.inner.phase != Phase::Established {
+            return Ok(());
+        }
+        let Some(cert) = self.inner.engine.peer_certificate() else {
+            return Ok(());
+        };
+        let now = self.hook.now();
+        match self
+            .hook
+            .shared
+            .ctx
+            .validator
+            .validate(&cert, &[], now.unix_secs())
+        {
+            Err(secmms_pki::CertError::Revoked) => {
+                let e = self.inner.engine.abort_revoked_peer(
+                    "the peer's application certificate is revoked by a reloaded CRL",
+                    now,
+                );
+                Err(self.fail(e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// When [`Self::handle_timeout`] should next run, if a timer is running.
+    pub fn next_timeout(&self) -> Option<TimeStamp> {
+        self.inner.engine.next_timeout()
+    }
+
+    /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        self.inner.engine.peer_certificate()
+    }
+
+    /// The protection agreed in the handshake.
+    pub fn protection(&self) -> Option<ProtectionMode> {
+        self.inner.engine.protection()
+    }
+
+    /// The authenticated peer (the identity in its verified certificate).
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.inner.peer.as_ref()
+    }
+
+    /// What the last failure, rejection or abort was.
+    pub fn last_diagnostic(&self) -> Option<&NativeDiagnostic> {
+        self.inner.last.as_ref()
+    }
+
+    /// True in the data-transfer phase.
+    pub fn is_established(&self) -> bool {
+        self.inner.phase == Phase::Established
+    }
+
+    /// The presentation context of e2eSecurityAS, once known.
+    pub fn e2e_context_id(&self) -> Option<u32> {
+        self.inner.e2e_pcid
+    }
+
+    /// The E2E engine's state.
+    pub fn engine_state(&self) -> E2eState {
+        self.inner.engine.state()
+    }
+
+    /// The AssoID (§13.3.1.1), once known.
+    pub fn asso_id(&self) -> Option<String> {
+        self.inner.engine.asso_id()
+    }
+
+    /// The label of this association in events: the AssoID once known, else the peer's name or
+    /// address.
+    pub fn label(&self) -> Option<String> {
+        self.inner.who()
+    }
+
+    /// Turns an engine error into the fault: a failed check closes the association with the
+    /// engine's reply in an ABRT.
+    fn fail(&mut self, e: E2eError) -> Box<Fault> {
+        let g = &mut self.inner;
+        let shared = &self.hook.shared;
+        let E2eError::Rejected(r) = e else {
+            g.drain(shared);
+            return NativeError::Engine(e).into();
+        };
+        g.security_failure(shared, &r);
+        g.phase = Phase::Closed;
+        let pcid = g.e2e_pcid.unwrap_or(FIRST_EXTRA_CONTEXT_ID);
+        let sent = r.reply.as_ref().map(|(k, _)| *k);
+        let req = g.abort_with_reply(r.reply, pcid);
+        Box::new(Fault {
+            abort: Some(req),
+            error: NativeError::Security {
+                event: r.event,
+                cause: r.cause,
+                sent,
+            },
+        })
+    }
+}
+
+/// The old hook forwards every call to the state under the lock.
+impl AssociationSecurity for NativeHook {
+    fn decorate_aarq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aarq: &mut Aarq,
+    ) -> Result<(), AbortRequest> {
+        lock(&self.state).decorate_aarq(ctx, aarq)
+    }
+    fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
+        lock(&self.state).check_aarq(ctx, aarq)
+    }
+    fn unsupported_application_context(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) {
+        lock(&self.state).unsupported_application_context(ctx, aarq)
+    }
+    fn decorate_aare(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        aare: &mut Aare,
+    ) -> Result<(), AbortRequest> {
+        lock(&self.state).decorate_aare(ctx, aare)
+    }
+    fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
+        lock(&self.state).check_aare(ctx, aare)
+    }
+    fn check_rejecting_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
+        lock(&self.state).check_rejecting_aare(ctx, aare)
+    }
+    fn decorate_rlrq(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        rlrq: &mut Rlrq,
+    ) -> Result<(), AbortRequest> {
+        lock(&self.state).decorate_rlrq(ctx, rlrq)
+    }
+    fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
+        lock(&self.state).check_rlrq(ctx, rlrq)
+    }
+    fn decorate_rlre(
+        &mut self,
+        ctx: &SecurityContext<'_>,
+        rlre: &mut Rlre,
+    ) -> Result<(), AbortRequest> {
+        lock(&self.state).decorate_rlre(ctx, rlre)
+    }
+    fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
+        lock(&self.state).check_rlre(ctx, rlre)
+    }
+    fn decorate_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
+        lock(&self.state).decorate_abrt(ctx, abrt)
+    }
+    fn protocol_error(&mut self, ctx: &SecurityContext<'_>, error: &OsiError) {
+        lock(&self.state).protocol_error(ctx, error)
+    }
+    fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
+        lock(&self.state).check_abrt(ctx, abrt)
+    }
+}
+
+/// The runtime's handle on an association's E2E state for the data phase, beside a boxed
+/// [`NativeHook`]: it shares the hook's state under a lock; every method that needs it takes
+/// the `Association` the hook lives in.
+#[derive(Clone)]
+pub struct NativeChannel {
+    state: Arc<Mutex<NativeState>>,
+}
+
+impl std::fmt::Debug for NativeChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeChannel")
+            .field("state", &*lock(&self.state))
+            .finish()
+    }
+}
+
+/// Queues a fault's abort on the association (the lock is released) and returns its error.
+fn apply<T>(f: Fault, assoc: &mut Association) -> Result<T, NativeError> {
+    if let Some(req) = f.abort {
+        assoc.abort_with(req)?;
+    }
+    Err(f.error)
+}
+
+impl NativeChannel {
+    /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed) and queues it with
+    /// `assoc.send_data_on` on the e2eSecurityAS context.
+    pub fn send(&self, assoc: &mut Association, mms_pdu: &[u8]) -> Result<(), NativeError> {
+        let r = lock(&self.state).protect(mms_pdu);
+        match r {
+            Ok((pcid, bytes)) => Ok(assoc.send_data_on(pcid, &bytes)?),
+            Err(f) => apply(*f, assoc),
+        }
+    }
+
+    /// Handles a received `OsiEvent::Data`: see [`NativeState::unprotect`]. On `Err` the ABRT
+    /// (DtSecAbort, or `osiDiag` invalid-pci for data on another context) is already queued on
+    /// `assoc` and the event raised.
+    pub fn receive(
+        &self,
+        assoc: &mut Association,
+        context_id: u32,
+        pdu: &[u8],
+    ) -> Result<Option<Vec<u8>>, NativeError> {
+        let r = lock(&self.state).unprotect(context_id, pdu);
+        r.or_else(|f| apply(*f, assoc))
     }
 
     /// Runs the engine's timers (rekey timeout, old-key grace); a rekey timeout aborts with
     /// DtSecAbort (queued on `assoc`).
     pub fn handle_timeout(&self, assoc: &mut Association) -> Result<(), NativeError> {
-        let mut g = lock(&self.state);
-        if g.phase != Phase::Established {
-            return Ok(());
-        }
-        match g.engine.handle_timeout(self.shared.now()) {
-            Ok(()) => {
-                g.drain(&self.shared);
-                Ok(())
-            }
-            Err(e) => self.fail(g, assoc, e),
-        }
+        let r = lock(&self.state).handle_timeout();
+        r.or_else(|f| apply(*f, assoc))
     }
 
     /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
-        lock(&self.state).engine.peer_certificate()
+        lock(&self.state).peer_certificate()
     }
 
     /// Responder, after the HandshakeReq was verified and before the association is answered:
@@ -1857,54 +2181,13 @@ impl NativeChannel {
         event: secmms_e2e::events::EventDef,
         detail: String,
     ) -> Result<(), NativeError> {
-        let mut g = lock(&self.state);
-        if g.phase != Phase::AwaitingDecision {
-            return Err(NativeError::NotEstablished);
-        }
-        let now = self.shared.now();
-        let bytes = match &mut g.engine {
-            Engine::Server(s) => s.security_reject(diag, now),
-            Engine::Client(_) => Err(E2eError::Config("refuse_peer on a client association")),
-        };
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                g.drain(&self.shared);
-                return Err(NativeError::Engine(e));
-            }
-        };
-        g.drain(&self.shared);
-        let e = SecurityEvent {
-            id: event.id(),
-            mnemonic: event.mnemonic,
-            severity: event.severity,
-            message: detail.clone(),
-            association: g.who(),
-        };
-        self.shared.record(&e);
-        g.last = Some(NativeDiagnostic::Security {
-            event: e.id,
-            mnemonic: event.mnemonic,
-            cause: Some(Diagnostic::Handshake(diag)),
-            sent: Some(SecPduKind::HandshakeSecReject),
-        });
-        let user_information = wire::encode(EnvApdu::Aare, SecPduKind::HandshakeSecReject, bytes)
-            .ok()
-            .zip(g.e2e_pcid)
-            .map(|(v, p)| wire::external(p, v))
-            .unwrap_or_default();
-        g.pending_reject = Some(user_information);
-        drop(g);
+        let e = lock(&self.state).refuse_peer(diag, event, detail)?;
         assoc.reject(
             SEC_REJECT_RESULT,
             SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC),
             None,
         )?;
-        Err(NativeError::Security {
-            event: e,
-            cause: Some(Diagnostic::Handshake(diag)),
-            sent: Some(SecPduKind::HandshakeSecReject),
-        })
+        Err(e)
     }
 
     /// Validates the peer's certificate again (after the CRLs were reloaded). A peer now revoked
@@ -1913,95 +2196,48 @@ impl NativeChannel {
     /// certificate that merely expired meanwhile, a path that needs the certPath the peer sent
     /// once) leave the association alone: only revocation is re-evaluated.
     pub fn recheck_peer(&self, assoc: &mut Association) -> Result<(), NativeError> {
-        let mut g = lock(&self.state);
-        if g.phase != Phase::Established {
-            return Ok(());
-        }
-        let Some(cert) = g.engine.peer_certificate() else {
-            return Ok(());
-        };
-        let now = self.shared.now();
-        match self
-            .shared
-            .ctx
-            .validator
-            .validate(&cert, &[], now.unix_secs())
-        {
-            Err(secmms_pki::CertError::Revoked) => {
-                let e = g.engine.abort_revoked_peer(
-                    "the peer's application certificate is revoked by a reloaded CRL",
-                    now,
-                );
-                self.fail(g, assoc, e)
-            }
-            _ => Ok(()),
-        }
+        let r = lock(&self.state).recheck_peer();
+        r.or_else(|f| apply(*f, assoc))
     }
 
     /// When [`Self::handle_timeout`] should next run, if a timer is running.
     pub fn next_timeout(&self) -> Option<TimeStamp> {
-        lock(&self.state).engine.next_timeout()
+        lock(&self.state).next_timeout()
     }
 
     /// The protection agreed in the handshake.
     pub fn protection(&self) -> Option<ProtectionMode> {
-        lock(&self.state).engine.protection()
+        lock(&self.state).protection()
     }
 
     /// The authenticated peer (the identity in its verified certificate).
     pub fn peer(&self) -> Option<PeerIdentity> {
-        lock(&self.state).peer.clone()
+        lock(&self.state).peer().cloned()
     }
 
     /// What the last failure, rejection or abort was.
     pub fn last_diagnostic(&self) -> Option<NativeDiagnostic> {
-        lock(&self.state).last.clone()
+        lock(&self.state).last_diagnostic().cloned()
     }
 
     /// True in the data-transfer phase.
     pub fn is_established(&self) -> bool {
-        lock(&self.state).phase == Phase::Established
+        lock(&self.state).is_established()
     }
 
     /// The presentation context of e2eSecurityAS, once known.
     pub fn e2e_context_id(&self) -> Option<u32> {
-        lock(&self.state).e2e_pcid
+        lock(&self.state).e2e_context_id()
     }
 
     /// The E2E engine's state.
     pub fn engine_state(&self) -> E2eState {
-        lock(&self.state).engine.state()
+        lock(&self.state).engine_state()
     }
 
     /// The AssoID (§13.3.1.1), once known.
     pub fn asso_id(&self) -> Option<String> {
-        lock(&self.state).engine.asso_id()
-    }
-
-    /// Turns an engine error into the abort and the error returned (lock released before the
-    /// association calls back into the hook).
-    fn fail<T>(
-        &self,
-        mut g: MutexGuard<'_, Inner>,
-        assoc: &mut Association,
-        e: E2eError,
-    ) -> Result<T, NativeError> {
-        let E2eError::Rejected(r) = e else {
-            g.drain(&self.shared);
-            return Err(NativeError::Engine(e));
-        };
-        g.security_failure(&self.shared, &r);
-        g.phase = Phase::Closed;
-        let pcid = g.e2e_pcid.unwrap_or(FIRST_EXTRA_CONTEXT_ID);
-        let sent = r.reply.as_ref().map(|(k, _)| *k);
-        let req = g.abort_with_reply(r.reply, pcid);
-        drop(g);
-        assoc.abort_with(req)?;
-        Err(NativeError::Security {
-            event: r.event,
-            cause: r.cause,
-            sent,
-        })
+        lock(&self.state).asso_id()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod driver;
 pub mod events;
 pub mod link;
 pub mod ocsp;

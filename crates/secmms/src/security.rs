@@ -43,6 +43,7 @@ use secmms_pki::PeerIdentity;
 use secmms_profiles::aprofile::{PeerHandle, ProfileError};
 use secmms_profiles::native::{NativeChannel, NativeConfig, NativeError, NativeShared};
 use secmms_profiles::policy::PeerMatch;
+use secmms_profiles::secure::{Now, Protection, ProtectionError, SecureAssociation, Timeouts};
 use secmms_profiles::{
     AProfileConfig, AProfileShared, ApplicationSecurity, ConnectionInfo, Credentials, PeerPolicy,
     PeerTable, TransportSecurity,
@@ -1714,6 +1715,81 @@ impl AppSecurity {
                 ))
             }
         }
+    }
+
+    /// A server-side [`SecureAssociation`] on a connection with these facts (the owned form of
+    /// [`Self::responder`]: one object, no lock, time passed in).
+    pub fn secure_responder(
+        &self,
+        mut osi: OsiConfig,
+        conn: &ConnectionFacts,
+        timeouts: Timeouts,
+        now: Now,
+    ) -> SecureAssociation {
+        let protection = match &self.inner {
+            Inner::Plain => Protection::Plain,
+            Inner::Compat(shared) => {
+                self.set_local_titles(&mut osi);
+                shared.prepare_osi_config(&mut osi, Role::Responder, false);
+                Protection::AProfile(Box::new(shared.responder(self.conn_info(conn))))
+            }
+            Inner::Native(shared) => {
+                self.set_local_titles(&mut osi);
+                shared.prepare_osi_config(&mut osi, Role::Responder);
+                Protection::Native(Box::new(shared.responder_state(self.conn_info(conn))))
+            }
+        };
+        SecureAssociation::new(Role::Responder, osi, protection, timeouts, now)
+    }
+
+    /// OCSP for the peer's application certificate (§6.2.8) on a [`SecureAssociation`], when
+    /// `ocsp_check` is not off: a server calls it on the association indication, before
+    /// answering. A revoked certificate is refused (the profile's refusal is queued on `sa`),
+    /// and so is one without a usable answer under hard-fail; under soft-fail that raises
+    /// `AP_OCSP_UNAVAILABLE` / `E2E_PEER_OCSP_UNAVAILABLE` (warning) naming `label` and the
+    /// association goes on.
+    pub async fn check_peer_ocsp_secure(
+        &self,
+        sa: &mut SecureAssociation,
+        label: &str,
+    ) -> Result<(), ProtectionError> {
+        let Some(o) = &self.ocsp else { return Ok(()) };
+        let Some(cert) = sa.protection().peer_certificate() else {
+            return Ok(());
+        };
+        let Some(OcspOutcome {
+            revoked,
+            refuse,
+            why,
+        }) = o.ocsp.outcome(&cert).await
+        else {
+            return Ok(());
+        };
+        if refuse {
+            return match sa.refuse_peer(revoked, why, crate::driver::now()) {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+        }
+        match &self.inner {
+            Inner::Native(_) => {
+                let event = secmms_e2e::events::PEER_OCSP_UNAVAILABLE;
+                o.sink.record(&secmms_pki::event::SecurityEvent {
+                    id: event.id(),
+                    mnemonic: event.mnemonic,
+                    severity: event.severity,
+                    message: why,
+                    association: Some(label.to_string()),
+                });
+            }
+            Inner::Compat(shared) => shared.record(
+                secmms_profiles::events::OCSP_UNAVAILABLE,
+                why,
+                Some(label.to_string()),
+            ),
+            Inner::Plain => {}
+        }
+        Ok(())
     }
 
     /// Checks, before any connection is made, that the §5.1 table lets us call the peer at

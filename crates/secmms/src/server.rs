@@ -9,14 +9,15 @@ use std::time::Duration;
 use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
 use secmms_osi::acse::SourceDiagnostic;
-use secmms_osi::OsiEvent;
+use secmms_profiles::secure::{SecureEvent, TimerKind, Timeouts};
 use secmms_pki::event::SecurityEventSink;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerConfig};
-use crate::link::{Link, LinkError};
+use crate::driver::{self, SecureLink, Turn};
+use crate::link::LinkError;
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
@@ -591,7 +592,9 @@ fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> D
     Duration::from_micros(us)
 }
 
-/// Serves one association on any stream (TCP, or TLS after the handshake).
+/// Serves one association on any stream (TCP, or TLS after the handshake): a
+/// [`SecureAssociation`](secmms_profiles::secure::SecureAssociation) driven by a
+/// [`SecureLink`], answering with the MMS server.
 async fn serve_association<S: Stream>(
     stream: S,
     shared: &Shared,
@@ -600,88 +603,93 @@ async fn serve_association<S: Stream>(
 ) -> Result<(), LinkError> {
     let osi = osi_config(&shared.cfg.osi, true)
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
-    let (assoc, security) = shared.security.responder(osi, facts);
-    let mut link = Link::new(stream, assoc);
-    link.set_wake(shared.revocations.subscribe());
     let associate_timeout = Duration::from_secs(shared.cfg.server.associate_timeout_secs.max(1));
     let idle = match shared.cfg.server.idle_timeout_secs {
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
+    let timeouts = Timeouts {
+        associate: Some(associate_timeout),
+        idle,
+        release: None,
+    };
+    let now = driver::now();
+    let sa = shared.security.secure_responder(osi, facts, timeouts, now);
+    let mut link = SecureLink::new(stream, sa, now);
+    link.set_wake(shared.revocations.subscribe());
     // A peer that sends requests but never reads the responses blocks our writes once the socket
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
     link.set_write_timeout(idle);
+    let label = facts.label();
     let mut negotiated = None;
     let cpus = cpus();
     let mut _established = None;
-    let deadline = tokio::time::Instant::now() + associate_timeout;
     let r = async {
         loop {
             // Responses queued and not yet written (`server.response_group`).
             let mut grouped = 0usize;
             let group = response_group(
                 shared.cfg.server.response_group,
-                link.assoc_ref().queued_events(),
+                link.sa_ref().queued_events(),
                 shared.stats.established.load(Ordering::Relaxed),
                 cpus,
             );
-            while let Some(ev) = link.poll_event() {
+            while let Some(ev) = link.sa().poll_event() {
                 match ev {
-                    OsiEvent::AssociateIndication { user_data, .. } => {
+                    SecureEvent::AssociateIndication { initiate, .. } => {
                         // §6.2.8: OCSP for the peer's application certificate, before the
                         // AARE (or HandshakeAcc) goes out.
-                        if let Err(e) = security.check_peer_ocsp(link.assoc()).await {
+                        if let Err(e) = shared
+                            .security
+                            .check_peer_ocsp_secure(link.sa(), &label)
+                            .await
+                        {
                             link.shutdown().await;
                             return Err(LinkError::Security(e.to_string()));
                         }
+                        let now = link.refresh_now();
                         match shared
                             .mms
-                            .accept_initiate(user_data.as_deref().unwrap_or_default())
+                            .accept_initiate(initiate.as_deref().unwrap_or_default())
                         {
                             InitiateOutcome::Accepted {
                                 response,
                                 association,
                             } => {
-                                link.assoc().accept(response)?;
+                                link.sa().accept(response, now)?;
                                 shared.stats.associations.fetch_add(1, Ordering::Relaxed);
                                 _established = Some(Established::new(&shared.stats.established));
                                 established.store(true, Ordering::Relaxed);
-                                if let Some(p) = security.authenticated_peer() {
+                                let protection = link.sa_ref().protection();
+                                if let Some(p) = protection.peer_name() {
                                     debug!("application-layer peer authenticated: {p}");
                                 }
-                                debug!("association protected by: {}", security.describe());
+                                debug!("association protected by: {}", protection.describe());
                                 negotiated = Some(association);
                             }
                             InitiateOutcome::Refused { response, error } => {
                                 debug!("initiate refused: {error:?}");
-                                link.assoc().reject(
+                                link.sa().reject(
                                     ACSE_REJECTED_PERMANENT,
                                     SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
                                     Some(response),
+                                    now,
                                 )?;
                             }
                             InitiateOutcome::Invalid(e) => {
                                 debug!("invalid initiate request: {e}");
-                                link.assoc().abort()?;
+                                link.sa().abort(now)?;
                                 link.shutdown().await;
                                 return Err(LinkError::Closed);
                             }
                         }
                     }
-                    OsiEvent::Data { context_id, pdu } => {
+                    SecureEvent::Mms(pdu) => {
                         let Some(mms) = &negotiated else { continue };
-                        let pdu = match security.receive(link.assoc(), context_id, pdu) {
-                            Ok(Some(p)) => p,
-                            Ok(None) => continue,
-                            Err(e) => {
-                                // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
-                                link.shutdown().await;
-                                return Err(LinkError::Security(e.to_string()));
-                            }
-                        };
                         if let Some(resp) = mms.handle_pdu(&pdu) {
                             shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                            if let Err(e) = security.send(link.assoc(), &resp) {
+                            let now = link.now();
+                            if let Err(e) = link.sa().send_mms(&resp, now) {
                                 link.shutdown().await;
                                 return Err(LinkError::Security(e.to_string()));
                             }
@@ -693,18 +701,31 @@ async fn serve_association<S: Stream>(
                             }
                         }
                     }
-                    OsiEvent::ReleaseIndication { user_data, .. } => {
+                    SecureEvent::SecurityFailure(e) => {
+                        // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
+                        link.shutdown().await;
+                        return Err(LinkError::Security(e.to_string()));
+                    }
+                    SecureEvent::ReleaseIndication { conclude } => {
                         let concluded = negotiated.as_ref().is_some_and(|m| m.is_concluded());
                         let answer =
-                            secmms_mms::server::release_answer(concluded, user_data.as_deref());
-                        link.assoc().release_response(answer)?;
+                            secmms_mms::server::release_answer(concluded, conclude.as_deref());
+                        let now = link.now();
+                        link.sa().release_response(answer, now)?;
                         link.shutdown().await;
                         return Ok(());
                     }
-                    OsiEvent::AbortIndication(_) | OsiEvent::Closed => {
+                    SecureEvent::TimedOut(kind) => {
+                        let t = match kind {
+                            TimerKind::Associate => associate_timeout,
+                            _ => idle.unwrap_or_default(),
+                        };
+                        return Err(LinkError::Timeout(t));
+                    }
+                    SecureEvent::Aborted(_) | SecureEvent::Closed => {
                         return Err(LinkError::Closed)
                     }
-                    OsiEvent::ProtocolError(e) => {
+                    SecureEvent::ProtocolError(e) => {
                         link.shutdown().await;
                         return Err(LinkError::Osi(e));
                     }
@@ -712,41 +733,21 @@ async fn serve_association<S: Stream>(
                 }
             }
             link.flush().await?;
-            if link.assoc().is_closed() {
+            if link.sa_ref().is_closed() {
                 link.shutdown().await;
                 return Err(LinkError::Closed);
             }
-            let wait = if negotiated.is_none() {
-                Some(deadline.saturating_duration_since(tokio::time::Instant::now()))
-            } else {
-                idle
-            };
-            // Native mode: the E2E key-refresh timers run between reads.
-            let timer = security.next_timer();
-            let read = match (timer, wait) {
-                (Some(t), w) if !matches!(w, Some(w) if w <= t) => {
-                    match link.read_input(Some(t)).await {
-                        Err(LinkError::Timeout(_)) => {
-                            if let Err(e) = security.on_timer(link.assoc()) {
-                                link.shutdown().await;
-                                return Err(LinkError::Security(e.to_string()));
-                            }
-                            Ok(())
-                        }
-                        r => r,
-                    }
-                }
-                _ => link.read_input(wait).await,
-            };
-            match read {
+            match link.wait().await? {
+                Turn::Input | Turn::Timer => {}
+                Turn::Closed => return Err(LinkError::Closed),
                 // The application CRLs changed: is the peer still valid (§6.2.8)?
-                Err(LinkError::Woken) => {
-                    if let Err(e) = security.recheck_peer(link.assoc()) {
+                Turn::Woken => {
+                    let now = link.now();
+                    if let Err(e) = link.sa().recheck_peer(now) {
                         link.shutdown().await;
                         return Err(LinkError::Security(e.to_string()));
                     }
                 }
-                r => r?,
             }
         }
     }

@@ -17,7 +17,13 @@ rounds and every ratio is computed from medians of the same run. Beside the serv
 * the 1x1 point once more with every server, the client and the floor pinned to one CPU
   (`taskset`), where no wake-up crosses cores and the work per request shows instead.
 
-Usage: scripts/bench-peers.py [--seconds S] [--rounds R]   (run from anywhere; builds first)
+With `--baseline BINARY` (a `secmms` built from an earlier commit), that binary's server runs as
+one more server, `secmms (baseline)`, interleaved with the others, and the table ends with the
+ratio of our server to it at every point: the before/after comparison of a change, measured in
+the same run (the client is always the current binary).
+
+Usage: scripts/bench-peers.py [--seconds S] [--rounds R] [--baseline BINARY]
+(run from anywhere; builds first)
 """
 
 import argparse
@@ -61,6 +67,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline", help="a secmms binary of an earlier commit to compare with")
     args = ap.parse_args()
     os.chdir(ROOT)
     py = os.environ.get("SECMMS_PYTHON", "target/peers-venv/bin/python")
@@ -91,6 +98,10 @@ def main():
         ("libiec61850", 11106, [py, "tests/interop/libiec_peers.py", "server", "--port", "11106",
                                 "--seconds", "3600"]),
     ]
+    if args.baseline:
+        servers.insert(1, ("secmms (baseline)", 11107,
+                           [os.path.abspath(args.baseline), "server", "--listen", "127.0.0.1:11107",
+                            "--model", model]))
     procs = {}
     try:
         for name, port, cmd in servers:
@@ -215,6 +226,17 @@ def main():
                      f"{fl / max(1, peers[best]):.2f}x faster); we reach {ours / pfl:.0%} of the "
                      f"polling-server floor ({pfl / max(1, peers[best]):.2f}x the faster peer)")
         print(line)
+    if args.baseline:
+        print()
+        for point in POINTS + [PINNED]:
+            a, o = point[0], point[1]
+            new = results[("secmms",) + point]
+            old = results[("secmms (baseline)",) + point]
+            per_round = [n["requests_per_sec"] / max(1, b["requests_per_sec"]) for n, b in zip(new, old)]
+            label = f"{a}x{o}" + (" on one CPU" if len(point) == 3 else "")
+            print(f"- {label}: secmms / baseline = "
+                  f"{rate[('secmms',) + point] / max(1, rate[('secmms (baseline)',) + point]):.3f} "
+                  f"(per round {', '.join(f'{x:.3f}' for x in per_round)})")
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ use secmms_mms::pdu::{
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
-use secmms_osi::OsiEvent;
+use secmms_profiles::secure::{SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::config::Config;
-use crate::link::{LazyTimer, Link, LinkError};
+use crate::driver::{self, Either, SecureLink, Turn};
+use crate::link::{LazyTimer, LinkError};
 use crate::osi::osi_config;
-use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityHandle};
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::stats::Histogram;
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
@@ -340,10 +341,17 @@ impl Client {
             ),
             _ => String::new(),
         };
-        let (assoc, handle) = security
-            .initiator(osi, facts)
+        let timeout = Duration::from_secs(cfg.client.associate_timeout_secs.max(1));
+        let timeouts = Timeouts {
+            associate: Some(timeout),
+            idle: None,
+            release: Some(RELEASE_TIMEOUT),
+        };
+        let now = driver::now();
+        let sa = security
+            .secure_initiator(osi, facts, timeouts, now)
             .map_err(|e| ClientError::Security(e.to_string()))?;
-        let mut link = Link::new(stream, assoc);
+        let mut link = SecureLink::new(stream, sa, now);
         // A server that stops reading must not block the association task forever.
         link.set_write_timeout(Some(Duration::from_secs(
             cfg.client.request_timeout_secs.max(1),
@@ -354,18 +362,30 @@ impl Client {
             max_serv_outstanding_called: cfg.client.max_outstanding,
             ..Default::default()
         };
-        link.assoc()
-            .connect(mms_client::initiate_request_pdu(&proposal))
+        link.sa()
+            .connect(mms_client::initiate_request_pdu(&proposal), now)
             .map_err(LinkError::from)?;
         link.flush().await?;
-        let timeout = Duration::from_secs(cfg.client.associate_timeout_secs.max(1));
-        let deadline = tokio::time::Instant::now() + timeout;
+        // What a connection that ended during the set-up means: a peer that could not take our
+        // extended CONNECT user data, or the transport failure itself.
+        let lost = |link: &SecureLink<S>, e: LinkError| -> ClientError {
+            match link
+                .sa_ref()
+                .association()
+                .connect_needed_extended_user_data()
+            {
+                Some(octets) => ClientError::NoExtendedUserData { octets },
+                None => e.into(),
+            }
+        };
         let negotiated = loop {
             let mut outcome = None;
-            while let Some(ev) = link.poll_event() {
+            while let Some(ev) = link.sa().poll_event() {
                 match ev {
-                    OsiEvent::AssociateConfirm { user_data, .. } => {
-                        let bytes = user_data.ok_or_else(|| {
+                    SecureEvent::Established {
+                        initiate_response, ..
+                    } => {
+                        let bytes = initiate_response.ok_or_else(|| {
                             ClientError::Unexpected("AARE without MMS data".into())
                         })?;
                         outcome = Some(
@@ -373,42 +393,46 @@ impl Client {
                                 .map_err(|e| ClientError::Rejected(e.to_string()))?,
                         );
                     }
-                    OsiEvent::AssociateRejected {
-                        reason, user_data, ..
+                    SecureEvent::Rejected {
+                        reason,
+                        initiate_error,
+                        ..
                     } => {
-                        let mut detail =
-                            match user_data.map(|b| MmsPdu::decode(&b, &MmsLimits::default())) {
-                                Some(Ok(MmsPdu::InitiateError(e))) => {
-                                    format!("{reason:?}, initiate error {e:?}")
-                                }
-                                _ => format!("{reason:?}"),
-                            };
-                        if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
+                        let mut detail = match initiate_error
+                            .map(|b| MmsPdu::decode(&b, &MmsLimits::default()))
+                        {
+                            Some(Ok(MmsPdu::InitiateError(e))) => {
+                                format!("{reason:?}, initiate error {e:?}")
+                            }
+                            _ => format!("{reason:?}"),
+                        };
+                        if let Some(d) = link.sa_ref().last_diagnostic() {
                             detail.push_str(&format!("; E2E: {d}"));
                         }
                         detail.push_str(&called);
                         return Err(ClientError::Rejected(detail));
                     }
-                    OsiEvent::AbortIndication(a) => {
+                    SecureEvent::Aborted(a) => {
                         let mut detail = format!("aborted: {a:?}");
-                        if let Some(d) = handle.native().and_then(|c| c.last_diagnostic()) {
+                        if let Some(d) = link.sa_ref().last_diagnostic() {
                             detail.push_str(&format!("; E2E: {d}"));
                         }
                         return Err(ClientError::Rejected(detail));
                     }
-                    OsiEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
+                    SecureEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
+                    SecureEvent::TimedOut(_) => {
+                        return Err(lost(&link, LinkError::Timeout(timeout)));
+                    }
                     _ => {}
                 }
             }
             if let Some(n) = outcome {
                 break n;
             }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if let Err(e) = link.read_input(Some(left)).await {
-                if let Some(octets) = link.assoc().connect_needed_extended_user_data() {
-                    return Err(ClientError::NoExtendedUserData { octets });
-                }
-                return Err(e.into());
+            match link.wait().await {
+                Ok(Turn::Closed) => return Err(lost(&link, LinkError::Closed)),
+                Ok(_) => {}
+                Err(e) => return Err(lost(&link, e)),
             }
         };
         let (tx, rx) = mpsc::channel(256);
@@ -416,7 +440,7 @@ impl Client {
         let slots = Arc::new(Semaphore::new(
             negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
-        let protection = handle.describe();
+        let protection = link.sa_ref().protection().describe();
         let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
         let ended = EndReason::default();
         tokio::spawn(run_association(
@@ -425,7 +449,6 @@ impl Client {
             ClientSession::established(proposal.clone(), negotiated.clone()),
             closed.clone(),
             ended.clone(),
-            handle,
             request_timeout,
         ));
         Ok(Client {
@@ -722,60 +745,62 @@ enum Waiter {
 }
 
 async fn run_association<S: Stream>(
-    mut link: Link<S>,
+    mut link: SecureLink<S>,
     mut rx: mpsc::Receiver<Cmd>,
     mut session: ClientSession<Waiter>,
     closed: Arc<AtomicBool>,
     ended: EndReason,
-    security: SecurityHandle,
     request_timeout: Duration,
 ) {
     let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
-    let mut release_deadline = None;
     let mut deferred: Option<Cmd> = None;
     let mut load: Option<LoadRun> = None;
-    // Timers kept across turns of the loop (a fresh sleep per turn costs a wake-up of the
-    // runtime's parked thread per request).
-    let mut e2e_timer_at = LazyTimer::default();
+    // The load's timer, kept across turns (a fresh sleep per turn costs a wake-up of the
+    // runtime's parked thread per request); the association's own deadlines (E2E key refresh,
+    // release) are the link's.
     let mut load_timer_at = LazyTimer::default();
     let result: Result<(), LinkError> = async {
         loop {
-            while let Some(ev) = link.poll_event() {
+            while let Some(ev) = link.sa().poll_event() {
                 match ev {
-                    OsiEvent::Data { context_id, pdu } => {
-                        match security.receive(link.assoc(), context_id, pdu) {
-                            Ok(Some(pdu)) => dispatch_with_load(&pdu, &mut session, load.as_mut()),
-                            Ok(None) => {}
-                            Err(e) => {
-                                // The abort is queued: send it, fail what is outstanding.
-                                link.shutdown().await;
-                                return Err(LinkError::Security(e.to_string()));
-                            }
-                        }
+                    SecureEvent::Mms(pdu) => dispatch_with_load(&pdu, &mut session, load.as_mut()),
+                    SecureEvent::SecurityFailure(e) => {
+                        // The abort is queued: send it, fail what is outstanding.
+                        link.shutdown().await;
+                        return Err(LinkError::Security(e.to_string()));
                     }
-                    OsiEvent::ReleaseConfirm { .. } => {
+                    SecureEvent::Released { .. } => {
                         if let Some(r) = releasing.take() {
                             let _ = r.send(Ok(()));
                         }
                         return Ok(());
                     }
-                    OsiEvent::AbortIndication(a) => {
+                    SecureEvent::TimedOut(_) => {
+                        // The peer never answered the release: close anyway.
+                        if let Some(r) = releasing.take() {
+                            let _ = r.send(Ok(()));
+                        }
+                        link.shutdown().await;
+                        return Ok(());
+                    }
+                    SecureEvent::Aborted(a) => {
                         debug!("association aborted: {a:?}");
                         return Err(LinkError::Closed);
                     }
-                    OsiEvent::ProtocolError(e) => return Err(LinkError::Osi(e)),
-                    OsiEvent::Closed => return Err(LinkError::Closed),
+                    SecureEvent::ProtocolError(e) => return Err(LinkError::Osi(e)),
+                    SecureEvent::Closed => return Err(LinkError::Closed),
                     _ => {}
                 }
             }
+            let now = link.now();
             match deferred.take() {
                 Some(Cmd::Release { reply }) => {
-                    link.assoc().release(Some(MmsPdu::ConcludeRequest.encode()))?;
+                    link.sa()
+                        .release(Some(MmsPdu::ConcludeRequest.encode()), now)?;
                     releasing = Some(reply);
-                    release_deadline = Some(tokio::time::Instant::now() + RELEASE_TIMEOUT);
                 }
                 Some(Cmd::Abort) => {
-                    let _ = link.assoc().abort();
+                    let _ = link.sa().abort(now);
                     link.shutdown().await;
                     return Ok(());
                 }
@@ -794,8 +819,8 @@ async fn run_association<S: Stream>(
             }
             // A running load: top up what is in flight, or hand the result over once done.
             if let Some(l) = load.as_mut() {
-                if let Err(e) = top_up_load(l, &mut session, &mut link, &security) {
-                    if link.assoc().is_closed() {
+                if let Err(e) = top_up_load(l, &mut session, &mut link) {
+                    if link.sa_ref().is_closed() {
                         link.shutdown().await;
                         return Err(LinkError::Security(e));
                     }
@@ -807,20 +832,6 @@ async fn run_association<S: Stream>(
                 }
             }
             link.flush().await?;
-            let sleep = async {
-                match release_deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            // Native mode: E2E key-refresh timers.
-            let timer = security.next_timer();
-            let e2e_timer = async {
-                match timer.and_then(|t| tokio::time::Instant::now().checked_add(t)) {
-                    Some(at) => e2e_timer_at.wait_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             // A load wakes at its deadline (stop issuing) and once more when the answers it
             // still waits for are late.
             let load_at = load.as_ref().map(|l| {
@@ -836,65 +847,16 @@ async fn run_association<S: Stream>(
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                n = link.read_raw() => { let n = n?; link.feed(n).await?; }
-                cmd = rx.recv(), if releasing.is_none() => match cmd {
-                    Some(Cmd::Request { service, reply, permit }) => {
-                        // Take every request already queued, so they leave in one write (and,
-                        // over TLS, one record); the rest of the queue waits for the next turn.
-                        let mut next = Some((service, reply, permit));
-                        let mut budget = MAX_REQUESTS_PER_WRITE;
-                        while let Some((service, reply, permit)) = next.take() {
-                            let waiter = Waiter::Caller(Pending { reply, _permit: permit });
-                            let (id, pdu) = match session.request(service, waiter) {
-                                Ok(x) => x,
-                                Err((e, w)) => {
-                                    if let Waiter::Caller(p) = w {
-                                        let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
-                                    }
-                                    continue;
-                                }
-                            };
-                            match security.send(link.assoc(), &pdu) {
-                                Ok(()) => {}
-                                Err(e) => {
-                                    if let Some(Waiter::Caller(p)) = session.forget(id) {
-                                        let _ = p.reply.send(Err(LinkError::Security(e.to_string()).into()));
-                                    }
-                                    // A failed E2E check has queued its abort: the association
-                                    // is over, send the abort and end.
-                                    if link.assoc().is_closed() {
-                                        link.shutdown().await;
-                                        return Err(LinkError::Security(e.to_string()));
-                                    }
-                                }
-                            }
-                            budget -= 1;
-                            if budget == 0 {
-                                break;
-                            }
-                            match rx.try_recv() {
-                                Ok(Cmd::Request { service, reply, permit }) => next = Some((service, reply, permit)),
-                                Ok(other) => deferred = Some(other),
-                                Err(_) => {}
-                            }
-                        }
-                    }
-                    Some(Cmd::Release { reply }) => {
-                        link.assoc().release(Some(MmsPdu::ConcludeRequest.encode()))?;
-                        releasing = Some(reply);
-                        release_deadline = Some(tokio::time::Instant::now() + RELEASE_TIMEOUT);
-                    }
-                    Some(Cmd::Load { spec, reply, permits }) => {
-                        start_load(&mut load, spec, reply, permits, request_timeout);
-                    }
-                    Some(Cmd::Abort) | None => {
-                        let _ = link.assoc().abort();
-                        link.shutdown().await;
-                        return Ok(());
-                    }
-                },
-                _ = load_timer => {
+            let taking = releasing.is_none();
+            let other = async {
+                tokio::select! {
+                    cmd = rx.recv(), if taking => Some(cmd),
+                    () = load_timer => None,
+                }
+            };
+            let cmd = match link.wait_with(other).await? {
+                Either::Link(_) => continue,
+                Either::Other(None) => {
                     if let Some(l) = load.as_mut() {
                         if tokio::time::Instant::now() >= l.deadline + l.request_timeout {
                             // The answers still missing are late: count them as failures.
@@ -904,16 +866,76 @@ async fn run_association<S: Stream>(
                             }
                         }
                     }
+                    continue;
                 }
-                _ = e2e_timer => {
-                    if let Err(e) = security.on_timer(link.assoc()) {
-                        link.shutdown().await;
-                        return Err(LinkError::Security(e.to_string()));
+                Either::Other(Some(cmd)) => cmd,
+            };
+            let now = link.now();
+            match cmd {
+                Some(Cmd::Request {
+                    service,
+                    reply,
+                    permit,
+                }) => {
+                    // Take every request already queued, so they leave in one write (and, over
+                    // TLS, one record); the rest of the queue waits for the next turn.
+                    let mut next = Some((service, reply, permit));
+                    let mut budget = MAX_REQUESTS_PER_WRITE;
+                    while let Some((service, reply, permit)) = next.take() {
+                        let waiter = Waiter::Caller(Pending {
+                            reply,
+                            _permit: permit,
+                        });
+                        let (id, pdu) = match session.request(service, waiter) {
+                            Ok(x) => x,
+                            Err((e, w)) => {
+                                if let Waiter::Caller(p) = w {
+                                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                                }
+                                continue;
+                            }
+                        };
+                        if let Err(e) = link.sa().send_mms(&pdu, now) {
+                            if let Some(Waiter::Caller(p)) = session.forget(id) {
+                                let _ =
+                                    p.reply.send(Err(LinkError::Security(e.to_string()).into()));
+                            }
+                            // A failed E2E check has queued its abort: the association is
+                            // over, send the abort and end.
+                            if link.sa_ref().is_closed() {
+                                link.shutdown().await;
+                                return Err(LinkError::Security(e.to_string()));
+                            }
+                        }
+                        budget -= 1;
+                        if budget == 0 {
+                            break;
+                        }
+                        match rx.try_recv() {
+                            Ok(Cmd::Request {
+                                service,
+                                reply,
+                                permit,
+                            }) => next = Some((service, reply, permit)),
+                            Ok(other) => deferred = Some(other),
+                            Err(_) => {}
+                        }
                     }
                 }
-                _ = sleep => {
-                    // The peer never answered the release: close anyway.
-                    if let Some(r) = releasing.take() { let _ = r.send(Ok(())); }
+                Some(Cmd::Release { reply }) => {
+                    link.sa()
+                        .release(Some(MmsPdu::ConcludeRequest.encode()), now)?;
+                    releasing = Some(reply);
+                }
+                Some(Cmd::Load {
+                    spec,
+                    reply,
+                    permits,
+                }) => {
+                    start_load(&mut load, spec, reply, permits, request_timeout);
+                }
+                Some(Cmd::Abort) | None => {
+                    let _ = link.sa().abort(now);
                     link.shutdown().await;
                     return Ok(());
                 }
@@ -986,8 +1008,7 @@ fn start_load(
 fn top_up_load<S: Stream>(
     l: &mut LoadRun,
     session: &mut ClientSession<Waiter>,
-    link: &mut Link<S>,
-    security: &SecurityHandle,
+    link: &mut SecureLink<S>,
 ) -> Result<(), String> {
     if l.draining() {
         return Ok(());
@@ -998,7 +1019,8 @@ fn top_up_load<S: Stream>(
         let Ok((id, pdu)) = session.request(l.service.clone(), Waiter::Load) else {
             break;
         };
-        if let Err(e) = security.send(link.assoc(), &pdu) {
+        let now = link.now();
+        if let Err(e) = link.sa().send_mms(&pdu, now) {
             session.forget(id);
             l.outcome.errors += 1;
             // Stop issuing: the association is failing.

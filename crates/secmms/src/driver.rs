@@ -39,6 +39,22 @@ pub enum Turn {
     Woken,
 }
 
+/// What ended a [`SecureLink::wait_with`].
+#[derive(Debug)]
+pub enum Either<T> {
+    /// The link's own turn.
+    Link(Turn),
+    /// The other future completed; nothing was read.
+    Other(T),
+}
+
+/// What a wait saw, before the association is told.
+enum Raw {
+    Read(std::io::Result<usize>),
+    Timer,
+    Woken,
+}
+
 /// A stream and the secure association running on it.
 pub struct SecureLink<S> {
     stream: S,
@@ -142,37 +158,63 @@ impl<S: Stream> SecureLink<S> {
         Ok(())
     }
 
-    /// Waits for the next thing to happen and hands it to the association at the time it
-    /// happened: input, the end of the stream, the association's deadline, or the wake signal.
+    /// Writes what the association queued, then waits for the next thing to happen and hands
+    /// it to the association at the time it happened: input, the end of the stream, the
+    /// association's deadline, or the wake signal.
     pub async fn wait(&mut self) -> Result<Turn, LinkError> {
+        self.flush().await?;
         let at = self.sa.poll_timeout();
         let r = tokio::select! {
             biased;
-            n = self.stream.read(&mut self.buf) => Some(n?),
-            () = until(&mut self.timer, at) => None,
-            true = changed(&mut self.wake) => {
+            n = self.stream.read(&mut self.buf) => Raw::Read(n),
+            () = until(&mut self.timer, at) => Raw::Timer,
+            true = changed(&mut self.wake) => Raw::Woken,
+        };
+        self.finish(r).await
+    }
+
+    /// [`Self::wait`], or `other` if it completes first (the client's commands and load
+    /// timer); the branches are polled in random order, so none starves the others.
+    pub async fn wait_with<T>(
+        &mut self,
+        other: impl std::future::Future<Output = T>,
+    ) -> Result<Either<T>, LinkError> {
+        self.flush().await?;
+        let at = self.sa.poll_timeout();
+        let r = tokio::select! {
+            n = self.stream.read(&mut self.buf) => Raw::Read(n),
+            () = until(&mut self.timer, at) => Raw::Timer,
+            true = changed(&mut self.wake) => Raw::Woken,
+            t = other => {
                 self.now = now();
-                return Ok(Turn::Woken);
+                return Ok(Either::Other(t));
             }
         };
+        self.finish(r).await.map(Either::Link)
+    }
+
+    async fn finish(&mut self, r: Raw) -> Result<Turn, LinkError> {
         self.now = now();
         match r {
-            Some(0) => {
-                self.sa.transport_closed(self.now);
-                Ok(Turn::Closed)
-            }
-            Some(n) => {
-                if let Err(e) = self.sa.handle_input(&self.buf[..n], self.now) {
-                    // The reaction the association queued goes out before the error.
-                    let _ = self.flush().await;
-                    return Err(e.into());
+            Raw::Read(n) => match n? {
+                0 => {
+                    self.sa.transport_closed(self.now);
+                    Ok(Turn::Closed)
                 }
-                Ok(Turn::Input)
-            }
-            None => {
+                n => {
+                    if let Err(e) = self.sa.handle_input(&self.buf[..n], self.now) {
+                        // The reaction the association queued goes out before the error.
+                        let _ = self.flush().await;
+                        return Err(e.into());
+                    }
+                    Ok(Turn::Input)
+                }
+            },
+            Raw::Timer => {
                 self.sa.handle_timeout(self.now);
                 Ok(Turn::Timer)
             }
+            Raw::Woken => Ok(Turn::Woken),
         }
     }
 

@@ -1742,6 +1742,54 @@ impl AppSecurity {
         SecureAssociation::new(Role::Responder, osi, protection, timeouts, now)
     }
 
+    /// A client-side [`SecureAssociation`] towards the peer `osi` calls (the owned form of
+    /// [`Self::initiator`]). Refused when the §5.1 table has no row for that peer.
+    pub fn secure_initiator(
+        &self,
+        mut osi: OsiConfig,
+        conn: &ConnectionFacts,
+        timeouts: Timeouts,
+        now: Now,
+    ) -> Result<SecureAssociation, SecurityError> {
+        let protection = match &self.inner {
+            Inner::Plain => Protection::Plain,
+            Inner::Compat(shared) => {
+                let row = self.row_for(&osi, conn)?;
+                let sisco = row.sisco_compat || self.sisco_compat;
+                self.set_local_titles(&mut osi);
+                shared.prepare_osi_config(&mut osi, Role::Initiator, sisco);
+                self.warn_unchecked_peer(&osi, &conn.label());
+                Protection::AProfile(Box::new(shared.initiator_for(
+                    self.conn_info(conn),
+                    row,
+                    &osi,
+                )))
+            }
+            Inner::Native(shared) => {
+                let row = self.row_for(&osi, conn)?;
+                self.set_local_titles(&mut osi);
+                shared.prepare_osi_config(&mut osi, Role::Initiator);
+                self.warn_unchecked_peer(&osi, &conn.label());
+                let id = secmms_profiles::aprofile::identity_of(
+                    osi.remote_ap_title.as_ref(),
+                    osi.remote_ae_qualifier,
+                );
+                Protection::Native(Box::new(shared.initiator_state(
+                    self.conn_info(conn),
+                    row,
+                    id,
+                )))
+            }
+        };
+        Ok(SecureAssociation::new(
+            Role::Initiator,
+            osi,
+            protection,
+            timeouts,
+            now,
+        ))
+    }
+
     /// OCSP for the peer's application certificate (§6.2.8) on a [`SecureAssociation`], when
     /// `ocsp_check` is not off: a server calls it on the association indication, before
     /// answering. A revoked certificate is refused (the profile's refusal is queued on `sa`),

@@ -9,8 +9,8 @@ use std::time::Duration;
 use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
 use secmms_osi::acse::SourceDiagnostic;
-use secmms_profiles::secure::{SecureEvent, TimerKind, Timeouts};
 use secmms_pki::event::SecurityEventSink;
+use secmms_profiles::secure::{SecureEvent, Timeouts, TimerKind};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -106,7 +106,7 @@ struct Shared {
     tls: Option<Arc<TlsContext>>,
     security: AppSecurity,
     /// Bumped when the application-certificate CRLs changed: every live association re-checks
-    /// its peer ([`SecurityHandle::recheck_peer`](crate::security::SecurityHandle::recheck_peer)).
+    /// its peer (`SecureAssociation::recheck_peer`).
     revocations: tokio::sync::watch::Sender<u64>,
 }
 
@@ -722,9 +722,7 @@ async fn serve_association<S: Stream>(
                         };
                         return Err(LinkError::Timeout(t));
                     }
-                    SecureEvent::Aborted(_) | SecureEvent::Closed => {
-                        return Err(LinkError::Closed)
-                    }
+                    SecureEvent::Aborted(_) | SecureEvent::Closed => return Err(LinkError::Closed),
                     SecureEvent::ProtocolError(e) => {
                         link.shutdown().await;
                         return Err(LinkError::Osi(e));

@@ -163,7 +163,9 @@ fn main() {
             let sctx = pki.context(cfg, sc.clone());
             let handshake = || {
                 let fresh = |c: &secmms_e2e::Context| secmms_e2e::Context {
-                    replay: Default::default(),
+                    replay: std::sync::Arc::new(std::sync::Mutex::new(
+                        secmms_e2e::replay::ReplayCache::new(),
+                    )),
                     ..c.clone()
                 };
                 let mut cl = E2eClient::new(fresh(&cctx), Box::new(OsRandom), 1);

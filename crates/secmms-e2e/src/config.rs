@@ -205,7 +205,7 @@ pub struct Context {
     /// Certificate validation.
     pub validator: Arc<dyn secmms_pki::CertValidator>,
     /// Handshake replay cache shared by all associations of the endpoint (§14.3 step 10).
-    pub replay: Arc<std::sync::Mutex<crate::replay::ReplayCache>>,
+    pub replay: Arc<dyn crate::replay::HandshakeReplay>,
 }
 
 impl std::fmt::Debug for Context {

@@ -533,24 +533,14 @@ impl Core {
         now: TimeStamp,
     ) -> bool {
         let k = SecPduKind::ALL.iter().position(|x| *x == kind).unwrap_or(0) as u8;
-        match self.ctx.replay.lock() {
-            Ok(mut c) => c.check_and_insert(
-                peer.fingerprint,
-                time,
-                asso,
-                k,
-                now,
-                self.ctx.config.time_window_ms.saturating_mul(2),
-            ),
-            Err(p) => p.into_inner().check_and_insert(
-                peer.fingerprint,
-                time,
-                asso,
-                k,
-                now,
-                self.ctx.config.time_window_ms.saturating_mul(2),
-            ),
-        }
+        self.ctx.replay.check_and_insert(
+            peer.fingerprint,
+            time,
+            asso,
+            k,
+            now,
+            self.ctx.config.time_window_ms.saturating_mul(2),
+        )
     }
 
     /// The ten generic checks of a received ClearToken3 PDU (groups 3–7, 12, 13).

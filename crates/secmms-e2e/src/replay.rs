@@ -2,6 +2,7 @@
 //! time window is a replay.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Mutex;
 
 use crate::limits::MAX_REPLAY_ENTRIES;
 use crate::time::TimeStamp;
@@ -57,5 +58,40 @@ impl ReplayCache {
         self.set.insert(key.clone());
         self.order.push_back(key);
         true
+    }
+}
+
+/// The process-wide store of handshake replay detection, shared by every association of an
+/// endpoint (§14.3 step 10) and injected through [`crate::Context::replay`]: the engines of many
+/// associations (on many threads) call it, so it synchronises itself.
+pub trait HandshakeReplay: Send + Sync {
+    /// [`ReplayCache::check_and_insert`]: false when the entry was already present.
+    fn check_and_insert(
+        &self,
+        sender: [u8; 32],
+        time: TimeStamp,
+        asso: &str,
+        kind: u8,
+        now: TimeStamp,
+        window_ms: u64,
+    ) -> bool;
+}
+
+/// The plain cache behind a mutex: what the runtime and the tests use.
+impl HandshakeReplay for Mutex<ReplayCache> {
+    fn check_and_insert(
+        &self,
+        sender: [u8; 32],
+        time: TimeStamp,
+        asso: &str,
+        kind: u8,
+        now: TimeStamp,
+        window_ms: u64,
+    ) -> bool {
+        let mut g = match self.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.check_and_insert(sender, time, asso, kind, now, window_ms)
     }
 }

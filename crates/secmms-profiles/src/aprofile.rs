@@ -8,10 +8,12 @@
 //! # use secmms_profiles::policy::*;
 //! # use secmms_osi::{Association, OsiConfig, Role};
 //! # fn cfg() -> AProfileConfig { unimplemented!() }
+//! # fn replay_store() -> Arc<dyn AuthReplay> { unimplemented!() }
 //! let shared = AProfileShared::new(
 //!     cfg(),                                   // own certificate + key, validator, options
 //!     PeerTable::require_a_profile(),          // §5.1 bilateral table
-//!     Arc::new(|| 1_750_000_000),              // clock: Unix seconds (sans-IO)
+//!     replay_store(),                          // process-wide replay detection (§11.4)
+//!     Arc::new(|| 1_750_000_000),              // clock when no time is set
 //!     Arc::new(secmms_pki::event::MemorySink::new()),
 //! ).unwrap();
 //! // Server, one per accepted TCP/TLS connection:
@@ -32,7 +34,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use secmms_ber::Oid;
 use secmms_osi::acse::{
@@ -212,13 +215,12 @@ pub enum ProfileError {
     Key(String),
 }
 
-/// Replay-cache map: (certificate SHA-256, time octets) → expiry (Unix seconds).
-type ReplayMap = HashMap<([u8; 32], Vec<u8>), i64>;
-
-/// Replay cache (§11.4 step 4 DECISION): (SHA-256 of the certificate, time string) → expiry.
+/// Replay detection of the A-profile (§11.4 step 4 DECISION): (SHA-256 of the certificate, time
+/// string) → expiry (Unix seconds), bounded by [`MAX_REPLAY_ENTRIES`]. A plain table; the
+/// process shares one through an [`AuthReplay`] the runtime implements.
 #[derive(Debug, Default)]
-pub struct ReplayCache {
-    entries: Mutex<ReplayMap>,
+pub struct ReplayTable {
+    entries: HashMap<([u8; 32], Vec<u8>), i64>,
 }
 
 /// Result of a replay-cache insertion.
@@ -232,41 +234,33 @@ pub enum ReplayCheck {
     Full,
 }
 
-impl ReplayCache {
-    /// An empty cache.
+impl ReplayTable {
+    /// An empty table.
     pub fn new() -> Self {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ReplayMap> {
-        match self.entries.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
     /// Whether the value was seen and is still live at `now`.
     pub fn contains(&self, cert: &[u8; 32], time: &[u8], now: i64) -> bool {
-        self.lock()
+        self.entries
             .get(&(*cert, time.to_vec()))
             .is_some_and(|&exp| exp > now)
     }
 
     /// Remembers the value until `now + REPLAY_WINDOW_SECS + window` (long enough that the time
     /// is stale before the entry goes).
-    pub fn insert(&self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck {
-        let mut g = self.lock();
+    pub fn insert(&mut self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck {
         let key = (*cert, time.to_vec());
-        if g.get(&key).is_some_and(|&exp| exp > now) {
+        if self.entries.get(&key).is_some_and(|&exp| exp > now) {
             return ReplayCheck::Replayed;
         }
-        if g.len() >= MAX_REPLAY_ENTRIES {
-            g.retain(|_, exp| *exp > now);
-            if g.len() >= MAX_REPLAY_ENTRIES {
+        if self.entries.len() >= MAX_REPLAY_ENTRIES {
+            self.entries.retain(|_, exp| *exp > now);
+            if self.entries.len() >= MAX_REPLAY_ENTRIES {
                 return ReplayCheck::Full;
             }
         }
-        g.insert(
+        self.entries.insert(
             key,
             now.saturating_add(REPLAY_WINDOW_SECS)
                 .saturating_add(window),
@@ -276,11 +270,28 @@ impl ReplayCache {
 
     /// Number of stored entries.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.entries.len()
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The process-wide replay store of the A-profile, shared by every association (a value seen
+/// by one is a replay for all, §11.4) and injected into [`AProfileShared::new`]. Associations
+/// on many threads call it, so the runtime's implementation synchronises itself (a
+/// [`ReplayTable`] behind a lock, typically); the profile holds no lock of its own.
+pub trait AuthReplay: Send + Sync {
+    /// [`ReplayTable::contains`].
+    fn contains(&self, cert: &[u8; 32], time: &[u8], now: i64) -> bool;
+    /// [`ReplayTable::insert`].
+    fn insert(&self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck;
+    /// Number of stored entries.
+    fn len(&self) -> usize;
+    /// True when empty.
+    fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -294,7 +305,7 @@ pub struct AProfileShared {
     cfg: Arc<AProfileConfig>,
     table: Arc<PeerTable>,
     clock: Clock,
-    replay: Arc<ReplayCache>,
+    replay: Arc<dyn AuthReplay>,
     sink: Arc<dyn SecurityEventSink>,
 }
 
@@ -372,10 +383,12 @@ impl std::fmt::Debug for AProfileShared {
 }
 
 impl AProfileShared {
-    /// Checks our credentials (size, key, Annex G.2 separation) and builds the shared state.
+    /// Checks our credentials (size, key, Annex G.2 separation) and builds the shared state;
+    /// `replay` is the process-wide replay store (§11.4).
     pub fn new(
         cfg: AProfileConfig,
         table: PeerTable,
+        replay: Arc<dyn AuthReplay>,
         clock: Clock,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Self, ProfileError> {
@@ -397,7 +410,7 @@ impl AProfileShared {
             cfg: Arc::new(cfg),
             table: Arc::new(table),
             clock,
-            replay: Arc::new(ReplayCache::new()),
+            replay,
             sink,
         })
     }
@@ -410,9 +423,9 @@ impl AProfileShared {
         self
     }
 
-    /// The replay cache (for inspection).
-    pub fn replay_cache(&self) -> &ReplayCache {
-        &self.replay
+    /// The replay store (for inspection).
+    pub fn replay_cache(&self) -> &dyn AuthReplay {
+        self.replay.as_ref()
     }
 
     /// Adds the mmsAuthenticationAS context to `osi` where §11.1/§11.3 want it: always as
@@ -475,8 +488,8 @@ pub const TIME_WITH_MILLISECONDS: bool = true;
 /// [`TIME_WITH_MILLISECONDS`]).
 #[derive(Debug, Default)]
 pub struct TimeStamps {
-    /// The last value handed out (Unix milliseconds) and a spare counter.
-    last: Mutex<(i64, u32)>,
+    /// The last value handed out (Unix milliseconds).
+    last: AtomicI64,
 }
 
 impl TimeStamps {
@@ -489,12 +502,17 @@ impl TimeStamps {
     /// millisecond fraction, moved one millisecond past the previous value when it would repeat
     /// it. At most one value per millisecond is handed out.
     pub fn next_ms(&self, now_ms: i64) -> Vec<u8> {
-        let mut g = match self.last.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+        let mut prev = self.last.load(Ordering::Relaxed);
+        let ms = loop {
+            let ms = now_ms.max(prev.saturating_add(1));
+            match self
+                .last
+                .compare_exchange_weak(prev, ms, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break ms,
+                Err(seen) => prev = seen,
+            }
         };
-        let ms = now_ms.max(g.0.saturating_add(1));
-        *g = (ms, 0);
         let secs = ms.div_euclid(1000);
         let n = ms.rem_euclid(1000);
         let base = format_time(secs);
@@ -510,10 +528,6 @@ impl TimeStamps {
         out.into_bytes()
     }
 }
-
-/// Where the hook publishes the peer it authenticated, readable by the runtime after the
-/// `Association` took ownership of the boxed hook (see [`AProfile::peer_handle`]).
-pub type PeerHandle = Arc<Mutex<Option<AuthenticatedPeer>>>;
 
 /// The Annex G.6.2 identity of an AP-title and AE-qualifier: the AE-qualifier appended to the
 /// AP-title as a last arc. `None` unless both are form 2 and the qualifier is non-negative.
@@ -660,8 +674,8 @@ pub struct VerifyInput<'a> {
     pub expected_identity: Option<&'a PeerIdentity>,
     /// A further subject required by the peer's §5.1 row.
     pub configured_subject: Option<&'a PeerIdentity>,
-    /// The replay cache.
-    pub replay: &'a ReplayCache,
+    /// The replay store.
+    pub replay: &'a dyn AuthReplay,
 }
 
 /// Verifies a decoded MMS-Authentication-value in the order of §11.4: size, Annex G.2
@@ -854,7 +868,7 @@ pub struct AProfile {
     peer: Option<PeerPolicy>,
     peer_identity: Option<PeerIdentity>,
     phase: Phase,
-    authenticated: PeerHandle,
+    authenticated: Option<AuthenticatedPeer>,
     /// The time of the current call in Unix milliseconds ([`AProfile::set_now`]); the shared
     /// clocks when unset.
     now_ms: Option<i64>,
@@ -900,7 +914,7 @@ impl AProfile {
             peer,
             peer_identity,
             phase: Phase::Idle,
-            authenticated: Arc::new(Mutex::new(None)),
+            authenticated: None,
             now_ms: None,
         }
     }
@@ -924,15 +938,6 @@ impl AProfile {
 
     /// The peer verified on this association, if any.
     pub fn authenticated_peer(&self) -> Option<AuthenticatedPeer> {
-        match self.authenticated.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// A handle that shows the authenticated peer once verification succeeded; take it before
-    /// boxing the hook into the `Association`.
-    pub fn peer_handle(&self) -> PeerHandle {
         self.authenticated.clone()
     }
 
@@ -1011,7 +1016,7 @@ impl AProfile {
                 None
             },
             configured_subject: configured.as_ref(),
-            replay: &self.shared.replay,
+            replay: self.shared.replay.as_ref(),
         };
         let peer = verify_value(&v, &inp)?;
         if peer.signed_over != SignedOver::RawTime {
@@ -1024,10 +1029,7 @@ impl AProfile {
             events::AUTHENTICATED,
             format!("peer authenticated: {:?}", peer.identity),
         );
-        match self.authenticated.lock() {
-            Ok(mut g) => *g = Some(peer),
-            Err(p) => *p.into_inner() = Some(peer),
-        }
+        self.authenticated = Some(peer);
         Ok(indirect)
     }
 
@@ -1394,7 +1396,7 @@ mod tests {
 
     #[test]
     fn replay_cache_expiry_and_bound() {
-        let c = ReplayCache::new();
+        let mut c = ReplayTable::new();
         let k = [1u8; 32];
         assert_eq!(c.insert(&k, b"t", 100, 600), ReplayCheck::Fresh);
         assert!(c.contains(&k, b"t", 100));
@@ -1403,7 +1405,7 @@ mod tests {
         assert_eq!(c.insert(&k, b"t", 100 + 1200, 600), ReplayCheck::Fresh);
         assert_eq!(c.len(), 1);
         // Bounded: full of live entries → refused (fail closed); once they expire → purged.
-        let c = ReplayCache::new();
+        let mut c = ReplayTable::new();
         for i in 0..MAX_REPLAY_ENTRIES {
             assert_eq!(c.insert(&k, &i.to_be_bytes(), 0, 600), ReplayCheck::Fresh);
         }

@@ -6,7 +6,7 @@
 //! * [`native`] — E2E security in the OSI environment (clause 15, native mode): an
 //!   [`secmms_osi::security::AssociationSecurity`] hook that carries the SecPDUs of
 //!   `secmms_e2e` in the ACSE APDUs and P-DATA (Table 4), with its §15.7 checks and group-15
-//!   events, and the [`native::NativeChannel`] the runtime uses in the data phase.
+//!   events, and the data-phase operations of [`native::NativeState`].
 //! * [`secure`] — one sans-IO [`secure::SecureAssociation`]: the OSI association and its
 //!   protection (none, A-profile or native) in one object, time passed in as [`secure::Now`].
 //! * [`value`] — the MMS-Authentication-value codec (§11.2) and its GeneralizedTime rules.
@@ -34,7 +34,6 @@ pub mod xmpp;
 
 pub use aprofile::{AProfile, AProfileConfig, AProfileShared, ConnectionInfo, Credentials};
 pub use native::{
-    NativeChannel, NativeClock, NativeConfig, NativeDiagnostic, NativeError, NativeHook,
-    NativeShared,
+    NativeClock, NativeConfig, NativeDiagnostic, NativeError, NativeShared, NativeState,
 };
 pub use policy::{ApplicationSecurity, PeerPolicy, PeerTable, TransportSecurity};

@@ -1,22 +1,24 @@
-//! E2E security in the OSI environment — IEC 62351-4 clause 15, *native mode* — as an
-//! [`AssociationSecurity`] hook for `secmms_osi::Association`, driving the sans-IO E2E engine
-//! ([`E2eClient`] / [`E2eServer`]).
+//! E2E security in the OSI environment — IEC 62351-4 clause 15, *native mode* — as the
+//! [`NativeState`] of one association: an [`AssociationSecurity`] hook for
+//! `secmms_osi::Association` and the data-phase operations, driving the sans-IO E2E engine
+//! ([`E2eClient`] / [`E2eServer`]). Most users take it through
+//! [`crate::secure::SecureAssociation`] (`Protection::Native`), which applies it all.
 //!
 //! Table 4 (§15.3) as implemented:
 //!
 //! | SecPDU | carried in | done by |
 //! |---|---|---|
-//! | HandshakeReq | AARQ user-information | [`NativeHook`]: `decorate_aarq` / `check_aarq` |
-//! | HandshakeAcc, ApplicationReject, HandshakeSecReject | AARE user-information (`HandshakeRsp` CHOICE `[0]`/`[1]`/`[2]`) | `decorate_aare` / `check_aare`, `check_rejecting_aare` |
-//! | HandshakeSecAbort, DtSecAbort, ApplAbort, OsiDiagnostics | ABRT user-information (`AssoAbort` CHOICE `[0]`–`[3]`) | `decorate_abrt` / `check_abrt`, [`NativeChannel`] |
+//! | HandshakeReq | AARQ user-information | [`NativeState`] as hook: `decorate_aarq` / `check_aarq` |
+//! | HandshakeAcc, ApplicationReject, HandshakeSecReject | AARE user-information (`HandshakeRsp` CHOICE `[0]`/`[1]`/`[2]`) | `decorate_aare` / `check_aare`, `check_rejecting_aare`, [`NativeState::refuse_peer`] |
+//! | HandshakeSecAbort, DtSecAbort, ApplAbort, OsiDiagnostics | ABRT user-information (`AssoAbort` CHOICE `[0]`–`[3]`) | `decorate_abrt` / `check_abrt`, the [`Fault`]s of the data phase |
 //! | ReleaseReq / ReleaseRsp | RLRQ / RLRE user-information | `decorate_rlrq` … `check_rlre` |
-//! | ClearTransfer / EncrTransfer | P-DATA on the e2eSecurityAS context | [`NativeChannel::send`] / [`NativeChannel::receive`] |
+//! | ClearTransfer / EncrTransfer | P-DATA on the e2eSecurityAS context | [`NativeState::protect`] / [`NativeState::unprotect`] |
 //!
 //! The user-information of every APDU is exactly one EXTERNAL whose indirect-reference is the
 //! presentation context of e2eSecurityAS (codec in [`wire`]). The ACSE is kernel only: no
 //! mechanism-name, authentication-value or ACSE-requirements (§15.1).
 //!
-//! Construction (what the runtime does):
+//! Construction, and the data phase by hand (what `SecureAssociation` does):
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use secmms_profiles::native::*;
@@ -27,20 +29,24 @@
 //!     e2e_context(),                        // credentials, validator, E2E policy
 //!     NativeConfig::default(),              // OIDs (spec §9 placeholders) and §15.7 knobs
 //!     PeerTable::require_end_to_end(),      // §5.1 bilateral table
-//!     Arc::new(|| secmms_e2e::TimeStamp::from_unix_secs(1_750_000_000)), // clock (sans-IO)
+//!     Arc::new(|| secmms_e2e::TimeStamp::from_unix_secs(1_750_000_000)), // clock when unset
 //!     Arc::new(secmms_pki::event::MemorySink::new()),
 //! );
 //! // Server, one per accepted connection:
 //! let mut osi = OsiConfig::server_default();
 //! shared.prepare_osi_config(&mut osi, Role::Responder);
-//! let (hook, channel) = shared.responder(ConnectionInfo::default());
-//! let mut assoc = Association::with_security(Role::Responder, osi, Box::new(hook));
+//! let state = shared.responder_state(ConnectionInfo::default());
+//! let mut assoc = Association::with_hook(Role::Responder, osi, state);
 //! // ... on OsiEvent::Data { context_id, pdu }:
 //! # let (context_id, pdu) = (5, vec![]);
-//! match channel.receive(&mut assoc, context_id, &pdu) {
+//! assoc.security_mut().set_now(secmms_e2e::TimeStamp::from_unix_secs(1_750_000_001));
+//! match assoc.security_mut().unprotect(context_id, &pdu) {
 //!     Ok(Some(mms)) => { /* hand the MMS PDU to the server */ }
 //!     Ok(None) => {}
-//!     Err(e) => { /* the abort is already queued on `assoc`; flush and close */ }
+//!     Err(fault) => {
+//!         // Queue the prescribed abort, then flush and close.
+//!         if let Some(req) = fault.abort { let _ = assoc.abort_with(req); }
+//!     }
 //! }
 //! ```
 //!
@@ -51,19 +57,15 @@
 //! * a failed E2E check (clause 14, done by the engine): HandshakeSecReject in the AARE,
 //!   HandshakeSecAbort or DtSecAbort in an ABRT, as the engine's [`E2eRejection::reply`] says.
 //!
-//! Ownership: [`NativeState`] is the state of one association, hook and data phase in one
-//! value; an owner that holds the association by value (`Association<NativeState>`, or
-//! `crate::secure::SecureAssociation` through `Protection::Native`) reaches it between
-//! association calls without a lock, and applies the [`Fault`]s of the data-phase methods to the
-//! association itself. [`NativeHook`] + [`NativeChannel`] are the older pair sharing that state
-//! under a mutex for a boxed hook; channel methods release the lock before calling an
-//! `Association` method that may call back into the hook (`abort_with` → `decorate_abrt`).
+//! Ownership: the owner of the association reaches the state between association calls
+//! (`Association::security_mut`) without a lock; the borrow checker orders "ask the engine,
+//! then call the association (which may call the hook back)".
 
 pub mod events;
 pub mod wire;
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use secmms_ber::{Limits, Oid};
 use secmms_e2e::pdu::SecPdu;
@@ -79,7 +81,7 @@ use secmms_osi::association::FIRST_EXTRA_CONTEXT_ID;
 use secmms_osi::security::{
     AbortRequest, AssociateVerdict, AssociationSecurity, Rejection, Role, SecurityContext, Verdict,
 };
-use secmms_osi::{Association, OsiConfig, OsiError};
+use secmms_osi::{OsiConfig, OsiError};
 use secmms_pki::cert::CertInfo;
 use secmms_pki::crypto::{OsRandom, RandomSource};
 use secmms_pki::event::{EventId, SecurityEvent, SecurityEventSink};
@@ -300,7 +302,7 @@ impl std::fmt::Display for NativeDiagnostic {
     }
 }
 
-/// Errors of the data-phase API ([`NativeChannel`]). Each maps to what went on the wire.
+/// Errors of the data phase ([`Fault::error`]). Each maps to what went on the wire.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NativeError {
     /// The E2E association is not (or no longer) in the data-transfer phase.
@@ -416,12 +418,6 @@ impl NativeShared {
         }
     }
 
-    /// The hook and the data-phase channel of a server-side association on `conn`, sharing one
-    /// [`NativeState`] under a lock.
-    pub fn responder(&self, conn: ConnectionInfo) -> (NativeHook, NativeChannel) {
-        locked(self.responder_state(conn))
-    }
-
     /// The owned state of a server-side association on `conn`.
     pub fn responder_state(&self, conn: ConnectionInfo) -> NativeState {
         let mut server = E2eServer::new(self.ctx.clone(), (self.random)(), self.local_number());
@@ -430,19 +426,9 @@ impl NativeShared {
         self.state(Role::Responder, conn, engine, None, None)
     }
 
-    /// The hook and channel of a client-side association on `conn` towards the peer described
-    /// by `peer` (its §5.1 row). `peer_identity` is the identity the server's certificate must
+    /// The owned state of a client-side association on `conn` towards the peer described by
+    /// `peer` (its §5.1 row). `peer_identity` is the identity the server's certificate must
     /// carry (Annex G.6.2); `None` takes it from the AARQ's called AP-title and AE-qualifier.
-    pub fn initiator(
-        &self,
-        conn: ConnectionInfo,
-        peer: PeerPolicy,
-        peer_identity: Option<PeerIdentity>,
-    ) -> (NativeHook, NativeChannel) {
-        locked(self.initiator_state(conn, peer, peer_identity))
-    }
-
-    /// The owned state of a client-side association (see [`Self::initiator`]).
     pub fn initiator_state(
         &self,
         conn: ConnectionInfo,
@@ -465,16 +451,16 @@ impl NativeShared {
         v
     }
 
-    /// [`NativeShared::initiator`] with the peer identity taken from `osi`'s called AP-title and
-    /// AE-qualifier (`remote_ap_title`, `remote_ae_qualifier`), the usual case.
-    pub fn initiator_for(
+    /// [`NativeShared::initiator_state`] with the peer identity taken from `osi`'s called
+    /// AP-title and AE-qualifier (`remote_ap_title`, `remote_ae_qualifier`), the usual case.
+    pub fn initiator_state_for(
         &self,
         conn: ConnectionInfo,
         peer: PeerPolicy,
         osi: &OsiConfig,
-    ) -> (NativeHook, NativeChannel) {
+    ) -> NativeState {
         let id = identity_of(osi.remote_ap_title.as_ref(), osi.remote_ae_qualifier);
-        self.initiator(conn, peer, id)
+        self.initiator_state(conn, peer, id)
     }
 
     /// The `c` / `s` number of the next AssoID (§13.3.1.1 DECISION: unique among live
@@ -615,7 +601,7 @@ struct Inner {
     last: Option<NativeDiagnostic>,
     label: Option<String>,
     /// Responder: the user-information of a HandshakeSecReject decided after the HandshakeReq
-    /// was verified ([`NativeChannel::refuse_peer`]); `decorate_aare` puts it in the AARE.
+    /// was verified ([`NativeState::refuse_peer`]); `decorate_aare` puts it in the AARE.
     pending_reject: Option<Vec<External>>,
 }
 
@@ -699,22 +685,6 @@ fn osi_diag_abort(pcid: u32, d: OsiDiagnostic) -> AbortRequest {
     AbortRequest {
         diagnostic: None,
         user_information: wire::external(pcid, wire::encode_osi_diag(d)),
-    }
-}
-
-/// The old hook and channel pair sharing `state`.
-fn locked(state: NativeState) -> (NativeHook, NativeChannel) {
-    let state = Arc::new(Mutex::new(state));
-    let channel = NativeChannel {
-        state: state.clone(),
-    };
-    (NativeHook { state }, channel)
-}
-
-fn lock(m: &Mutex<NativeState>) -> MutexGuard<'_, NativeState> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 
@@ -827,31 +797,6 @@ impl std::fmt::Debug for NativeState {
             .field("phase", &self.inner.phase)
             .field("e2e_pcid", &self.inner.e2e_pcid)
             .finish_non_exhaustive()
-    }
-}
-
-/// The clause 15 hook of one association (both roles) sharing its state with a
-/// [`NativeChannel`] through a mutex. Build it with [`NativeShared::responder`] or
-/// [`NativeShared::initiator`] and box it into `Association::with_security`. (An owner that
-/// holds the association by value uses [`NativeState`] directly, without the lock.)
-pub struct NativeHook {
-    state: Arc<Mutex<NativeState>>,
-}
-
-impl std::fmt::Debug for NativeHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeHook")
-            .field("state", &*lock(&self.state))
-            .finish()
-    }
-}
-
-impl NativeHook {
-    /// The channel sharing this hook's state.
-    pub fn channel(&self) -> NativeChannel {
-        NativeChannel {
-            state: self.state.clone(),
-        }
     }
 }
 
@@ -2046,198 +1991,6 @@ impl NativeState {
                 sent,
             },
         })
-    }
-}
-
-/// The old hook forwards every call to the state under the lock.
-impl AssociationSecurity for NativeHook {
-    fn decorate_aarq(
-        &mut self,
-        ctx: &SecurityContext<'_>,
-        aarq: &mut Aarq,
-    ) -> Result<(), AbortRequest> {
-        lock(&self.state).decorate_aarq(ctx, aarq)
-    }
-    fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
-        lock(&self.state).check_aarq(ctx, aarq)
-    }
-    fn unsupported_application_context(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) {
-        lock(&self.state).unsupported_application_context(ctx, aarq)
-    }
-    fn decorate_aare(
-        &mut self,
-        ctx: &SecurityContext<'_>,
-        aare: &mut Aare,
-    ) -> Result<(), AbortRequest> {
-        lock(&self.state).decorate_aare(ctx, aare)
-    }
-    fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
-        lock(&self.state).check_aare(ctx, aare)
-    }
-    fn check_rejecting_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
-        lock(&self.state).check_rejecting_aare(ctx, aare)
-    }
-    fn decorate_rlrq(
-        &mut self,
-        ctx: &SecurityContext<'_>,
-        rlrq: &mut Rlrq,
-    ) -> Result<(), AbortRequest> {
-        lock(&self.state).decorate_rlrq(ctx, rlrq)
-    }
-    fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
-        lock(&self.state).check_rlrq(ctx, rlrq)
-    }
-    fn decorate_rlre(
-        &mut self,
-        ctx: &SecurityContext<'_>,
-        rlre: &mut Rlre,
-    ) -> Result<(), AbortRequest> {
-        lock(&self.state).decorate_rlre(ctx, rlre)
-    }
-    fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
-        lock(&self.state).check_rlre(ctx, rlre)
-    }
-    fn decorate_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
-        lock(&self.state).decorate_abrt(ctx, abrt)
-    }
-    fn protocol_error(&mut self, ctx: &SecurityContext<'_>, error: &OsiError) {
-        lock(&self.state).protocol_error(ctx, error)
-    }
-    fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
-        lock(&self.state).check_abrt(ctx, abrt)
-    }
-}
-
-/// The runtime's handle on an association's E2E state for the data phase, beside a boxed
-/// [`NativeHook`]: it shares the hook's state under a lock; every method that needs it takes
-/// the `Association` the hook lives in.
-#[derive(Clone)]
-pub struct NativeChannel {
-    state: Arc<Mutex<NativeState>>,
-}
-
-impl std::fmt::Debug for NativeChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NativeChannel")
-            .field("state", &*lock(&self.state))
-            .finish()
-    }
-}
-
-/// Queues a fault's abort on the association (the lock is released) and returns its error.
-fn apply<T>(f: Fault, assoc: &mut Association) -> Result<T, NativeError> {
-    if let Some(req) = f.abort {
-        assoc.abort_with(req)?;
-    }
-    Err(f.error)
-}
-
-impl NativeChannel {
-    /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed) and queues it with
-    /// `assoc.send_data_on` on the e2eSecurityAS context.
-    pub fn send(&self, assoc: &mut Association, mms_pdu: &[u8]) -> Result<(), NativeError> {
-        let r = lock(&self.state).protect(mms_pdu);
-        match r {
-            Ok((pcid, bytes)) => Ok(assoc.send_data_on(pcid, &bytes)?),
-            Err(f) => apply(*f, assoc),
-        }
-    }
-
-    /// Handles a received `OsiEvent::Data`: see [`NativeState::unprotect`]. On `Err` the ABRT
-    /// (DtSecAbort, or `osiDiag` invalid-pci for data on another context) is already queued on
-    /// `assoc` and the event raised.
-    pub fn receive(
-        &self,
-        assoc: &mut Association,
-        context_id: u32,
-        pdu: &[u8],
-    ) -> Result<Option<Vec<u8>>, NativeError> {
-        let r = lock(&self.state).unprotect(context_id, pdu);
-        r.or_else(|f| apply(*f, assoc))
-    }
-
-    /// Runs the engine's timers (rekey timeout, old-key grace); a rekey timeout aborts with
-    /// DtSecAbort (queued on `assoc`).
-    pub fn handle_timeout(&self, assoc: &mut Association) -> Result<(), NativeError> {
-        let r = lock(&self.state).handle_timeout();
-        r.or_else(|f| apply(*f, assoc))
-    }
-
-    /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
-    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
-        lock(&self.state).peer_certificate()
-    }
-
-    /// Responder, after the HandshakeReq was verified and before the association is answered:
-    /// refuses the peer for a reason found outside clause 14 — the runtime's OCSP lookup says
-    /// its certificate is revoked, or gave no answer under hard-fail. Queues on `assoc` the
-    /// rejecting AARE with a HandshakeSecReject carrying `diag`, raises `event` with `detail`,
-    /// and returns [`NativeError::Security`]. Outside that moment it does nothing and returns
-    /// [`NativeError::NotEstablished`].
-    pub fn refuse_peer(
-        &self,
-        assoc: &mut Association,
-        diag: HandshakeDiagnostic,
-        event: secmms_e2e::events::EventDef,
-        detail: String,
-    ) -> Result<(), NativeError> {
-        let e = lock(&self.state).refuse_peer(diag, event, detail)?;
-        assoc.reject(
-            SEC_REJECT_RESULT,
-            SourceDiagnostic::ServiceUser(REJECT_DIAGNOSTIC),
-            None,
-        )?;
-        Err(e)
-    }
-
-    /// Validates the peer's certificate again (after the CRLs were reloaded). A peer now revoked
-    /// ends the association: a DtSecAbort is queued on `assoc`, the `E2E_PEER_CERT_REVOKED`
-    /// incident raised and [`NativeError::Security`] returned. Other validation results (a
-    /// certificate that merely expired meanwhile, a path that needs the certPath the peer sent
-    /// once) leave the association alone: only revocation is re-evaluated.
-    pub fn recheck_peer(&self, assoc: &mut Association) -> Result<(), NativeError> {
-        let r = lock(&self.state).recheck_peer();
-        r.or_else(|f| apply(*f, assoc))
-    }
-
-    /// When [`Self::handle_timeout`] should next run, if a timer is running.
-    pub fn next_timeout(&self) -> Option<TimeStamp> {
-        lock(&self.state).next_timeout()
-    }
-
-    /// The protection agreed in the handshake.
-    pub fn protection(&self) -> Option<ProtectionMode> {
-        lock(&self.state).protection()
-    }
-
-    /// The authenticated peer (the identity in its verified certificate).
-    pub fn peer(&self) -> Option<PeerIdentity> {
-        lock(&self.state).peer().cloned()
-    }
-
-    /// What the last failure, rejection or abort was.
-    pub fn last_diagnostic(&self) -> Option<NativeDiagnostic> {
-        lock(&self.state).last_diagnostic().cloned()
-    }
-
-    /// True in the data-transfer phase.
-    pub fn is_established(&self) -> bool {
-        lock(&self.state).is_established()
-    }
-
-    /// The presentation context of e2eSecurityAS, once known.
-    pub fn e2e_context_id(&self) -> Option<u32> {
-        lock(&self.state).e2e_context_id()
-    }
-
-    /// The E2E engine's state.
-    pub fn engine_state(&self) -> E2eState {
-        lock(&self.state).engine_state()
-    }
-
-    /// The AssoID (§13.3.1.1), once known.
-    pub fn asso_id(&self) -> Option<String> {
-        lock(&self.state).asso_id()
     }
 }
 

@@ -156,25 +156,23 @@ fn assert_accepted(o: &Outcome) -> (Box<secmms_osi::acse::Aarq>, Box<secmms_osi:
 fn happy_path_both_sides_verify() {
     let fx = fixture();
     let server_hook = fx.server.shared.responder(ConnectionInfo::default());
-    let server_peer = server_hook.peer_handle();
     let client = fx.client.shared.initiator_for(
         ConnectionInfo::default(),
         PeerPolicy::any("server"),
         &client_osi(&fx.client, false),
     );
-    let client_peer = client.peer_handle();
-    let o = run(
+    let (o, c, s) = run_with(
         client_osi(&fx.client, false),
-        Box::new(client),
+        client,
         server_osi(&fx.server),
-        Box::new(server_hook),
+        server_hook,
     );
     let (aarq, aare) = assert_accepted(&o);
-    let sp = server_peer.lock().unwrap().clone().unwrap();
+    let sp = s.security().authenticated_peer().unwrap();
     assert_eq!(sp.identity, Some(client_identity()));
     assert_eq!(sp.signed_over, secmms_profiles::value::SignedOver::RawTime);
     assert_eq!(sp.fingerprint, secmms_pki::crypto::sha256(&fx.client_cert));
-    let cp = client_peer.lock().unwrap().clone().unwrap();
+    let cp = c.security().authenticated_peer().unwrap();
     assert_eq!(cp.identity, Some(server_identity()));
     // Each side verified the other's value.
     assert_eq!(fx.server.mnemonics(), vec!["AP_AUTHENTICATED"]);
@@ -510,6 +508,7 @@ fn oversize_certificate_aborts() {
             std::sync::Arc::new(validator(&fx.ca))
         ),
         PeerTable::require_a_profile(),
+        replay_store(),
         std::sync::Arc::new(|| T0),
         std::sync::Arc::new(secmms_pki::event::MemorySink::new()),
     )
@@ -549,6 +548,7 @@ fn own_tls_certificate_is_refused_as_application_certificate() {
     let r = secmms_profiles::AProfileShared::new(
         cfg,
         PeerTable::require_a_profile(),
+        replay_store(),
         std::sync::Arc::new(|| T0),
         std::sync::Arc::new(secmms_pki::event::MemorySink::new()),
     );

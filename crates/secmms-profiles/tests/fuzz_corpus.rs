@@ -17,7 +17,7 @@ use secmms_osi::{Association, OsiConfig, OsiEvent};
 use secmms_profiles::aprofile::build_value;
 use secmms_profiles::fuzzing::{aprofile_value, native_env};
 use secmms_profiles::native::wire::{self, EnvApdu, EnvValue, OsiDiagnostic};
-use secmms_profiles::native::{NativeConfig, NativeShared};
+use secmms_profiles::native::{NativeConfig, NativeShared, NativeState};
 
 fn corpus_dir() -> PathBuf {
     corpus("aprofile")
@@ -205,13 +205,17 @@ fn native_side(ca: &Ca, creds: secmms_profiles::Credentials, offer: ModeOffer) -
 
 /// Client and server associations with the native hooks, and their data channels.
 struct NativePair {
-    c: Association,
-    s: Association,
-    cch: secmms_profiles::native::NativeChannel,
-    sch: secmms_profiles::native::NativeChannel,
+    c: Association<NativeState>,
+    s: Association<NativeState>,
 }
 
 impl NativePair {
+    /// Protects and queues one MMS PDU from the client.
+    fn client_sends(&mut self, pdu: &[u8]) {
+        let (pcid, bytes) = self.c.security_mut().protect(pdu).unwrap();
+        self.c.send_data_on(pcid, &bytes).unwrap();
+    }
+
     fn new(client: &NativeShared, server: &NativeShared) -> NativePair {
         let mut cosi = OsiConfig::default();
         client.prepare_osi_config(&mut cosi, Role::Initiator);
@@ -220,13 +224,15 @@ impl NativePair {
         let policy = secmms_profiles::PeerTable::require_end_to_end()
             .default
             .unwrap();
-        let (chook, cch) = client.initiator_for(Default::default(), policy, &cosi);
-        let (shook, sch) = server.responder(Default::default());
+        let id = secmms_profiles::aprofile::identity_of(
+            cosi.remote_ap_title.as_ref(),
+            cosi.remote_ae_qualifier,
+        );
+        let chook = client.initiator_state(Default::default(), policy, id);
+        let shook = server.responder_state(Default::default());
         NativePair {
-            c: Association::with_security(Role::Initiator, cosi, Box::new(chook)),
-            s: Association::with_security(Role::Responder, sosi, Box::new(shook)),
-            cch,
-            sch,
+            c: Association::with_hook(Role::Initiator, cosi, chook),
+            s: Association::with_hook(Role::Responder, sosi, shook),
         }
     }
 
@@ -298,15 +304,18 @@ fn write_native_env_seeds() {
         EnvApdu::Aare,
         env_value(&aare.user_information),
     ));
-    p.cch
-        .send(&mut p.c, &[0xA0, 0x03, 0x02, 0x01, 0x01])
-        .unwrap();
+    p.client_sends(&[0xA0, 0x03, 0x02, 0x01, 0x01]);
     p.pump();
     let sev = events(&mut p.s);
     let [OsiEvent::Data { context_id, pdu }] = sev.as_slice() else {
         panic!("{sev:?}")
     };
-    assert!(p.sch.receive(&mut p.s, *context_id, pdu).unwrap().is_some());
+    assert!(p
+        .s
+        .security_mut()
+        .unprotect(*context_id, pdu)
+        .unwrap()
+        .is_some());
     seeds.push(("pdata-encr", EnvApdu::Aarq, pdu.clone()));
     p.c.release(Some(vec![0x8B, 0x00])).unwrap();
     p.pump();
@@ -343,9 +352,7 @@ fn write_native_env_seeds() {
         cev.as_slice(),
         [OsiEvent::AssociateConfirm { .. }]
     ));
-    p.cch
-        .send(&mut p.c, &[0xA0, 0x03, 0x02, 0x01, 0x02])
-        .unwrap();
+    p.client_sends(&[0xA0, 0x03, 0x02, 0x01, 0x02]);
     p.pump();
     let sev = events(&mut p.s);
     let [OsiEvent::Data { pdu, .. }] = sev.as_slice() else {

@@ -27,10 +27,11 @@ use secmms_osi::{AbortOrigin, Association, OsiConfig, OsiEvent, RejectReason};
 use secmms_pki::crypto::{Curve, SigningKey};
 use secmms_pki::event::{MemorySink, SecurityEvent, Severity};
 use secmms_pki::PeerIdentity;
+use secmms_profiles::aprofile::identity_of;
 use secmms_profiles::native::events as ev;
 use secmms_profiles::native::wire::OsiDiagnostic;
 use secmms_profiles::native::{
-    NativeChannel, NativeConfig, NativeDiagnostic, NativeError, NativeHook, NativeShared,
+    Fault, NativeConfig, NativeDiagnostic, NativeError, NativeShared, NativeState,
     DEFAULT_E2E_MMS_AC, DEFAULT_E2E_SECURITY_AS,
 };
 use secmms_profiles::{ConnectionInfo, Credentials, PeerPolicy, PeerTable};
@@ -200,7 +201,7 @@ type Edit<T> = Option<Box<dyn FnMut(&mut T) + Send>>;
 /// The native hook with a record of what it received and optional edits of what it sends
 /// (applied after the hook decorated the APDU).
 struct Wrap {
-    inner: NativeHook,
+    inner: NativeState,
     seen: Arc<Mutex<Seen>>,
     aarq: Edit<Aarq>,
     aare: Edit<Aare>,
@@ -209,7 +210,7 @@ struct Wrap {
 }
 
 impl Wrap {
-    fn new(inner: NativeHook) -> (Wrap, Arc<Mutex<Seen>>) {
+    fn new(inner: NativeState) -> (Wrap, Arc<Mutex<Seen>>) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         (
             Wrap {
@@ -291,11 +292,46 @@ impl AssociationSecurity for Wrap {
 
 // ------------------------------------------------------------------ two associations in memory
 
+/// An association whose native state the test reaches between calls.
+type Assoc = Association<Wrap>;
+
+/// The native state of `a`.
+fn st(a: &Assoc) -> &NativeState {
+    &a.security().inner
+}
+
+/// Queues a fault's abort on `a` and returns its error (what a runtime does).
+fn apply<T>(a: &mut Assoc, f: Fault) -> Result<T, NativeError> {
+    if let Some(req) = f.abort {
+        a.abort_with(req)?;
+    }
+    Err(f.error)
+}
+
+/// Protects one MMS PDU and queues it on the e2eSecurityAS context.
+fn send(a: &mut Assoc, pdu: &[u8]) -> Result<(), NativeError> {
+    let r = a.security_mut().inner.protect(pdu);
+    match r {
+        Ok((pcid, bytes)) => Ok(a.send_data_on(pcid, &bytes)?),
+        Err(f) => apply(a, *f),
+    }
+}
+
+/// Checks one received P-DATA value; a failure queues the abort.
+fn receive(a: &mut Assoc, context_id: u32, pdu: &[u8]) -> Result<Option<Vec<u8>>, NativeError> {
+    let r = a.security_mut().inner.unprotect(context_id, pdu);
+    r.or_else(|f| apply(a, *f))
+}
+
+/// Runs the E2E timers at the state's clock.
+fn handle_timeout(a: &mut Assoc) -> Result<(), NativeError> {
+    let r = a.security_mut().inner.handle_timeout();
+    r.or_else(|f| apply(a, *f))
+}
+
 struct Pair {
-    c: Association,
-    s: Association,
-    cch: NativeChannel,
-    sch: NativeChannel,
+    c: Assoc,
+    s: Assoc,
     cseen: Arc<Mutex<Seen>>,
     sseen: Arc<Mutex<Seen>>,
 }
@@ -324,11 +360,12 @@ fn server_osi(side: &E2eSide) -> OsiConfig {
 impl Pair {
     fn new(fx: &Fx, edits: Edits) -> Pair {
         let cosi = client_osi(&fx.client);
-        let (chook, cch) =
-            fx.client
-                .shared
-                .initiator_for(ConnectionInfo::default(), e2e_policy(), &cosi);
-        let (shook, sch) = fx.server.shared.responder(ConnectionInfo::default());
+        let chook = fx.client.shared.initiator_state(
+            ConnectionInfo::default(),
+            e2e_policy(),
+            identity_of(cosi.remote_ap_title.as_ref(), cosi.remote_ae_qualifier),
+        );
+        let shook = fx.server.shared.responder_state(ConnectionInfo::default());
         let (mut cw, cseen) = Wrap::new(chook);
         let (mut sw, sseen) = Wrap::new(shook);
         cw.aarq = edits.aarq;
@@ -336,10 +373,8 @@ impl Pair {
         cw.abrt = edits.abrt;
         sw.aare = edits.aare;
         Pair {
-            c: Association::with_security(Role::Initiator, cosi, Box::new(cw)),
-            s: Association::with_security(Role::Responder, server_osi(&fx.server), Box::new(sw)),
-            cch,
-            sch,
+            c: Association::with_hook(Role::Initiator, cosi, cw),
+            s: Association::with_hook(Role::Responder, server_osi(&fx.server), sw),
             cseen,
             sseen,
         }
@@ -393,18 +428,15 @@ impl Pair {
             user_data.as_deref(),
             Some(&hex::decode(INIT_RSP).unwrap()[..])
         );
-        assert!(self.cch.is_established() && self.sch.is_established());
+        assert!(st(&self.c).is_established() && st(&self.s).is_established());
     }
 
     /// Delivers the data events of `a` through its channel.
-    fn receive_all(
-        a: &mut Association,
-        ch: &NativeChannel,
-    ) -> Vec<Result<Option<Vec<u8>>, NativeError>> {
+    fn receive_all(a: &mut Assoc) -> Vec<Result<Option<Vec<u8>>, NativeError>> {
         let mut out = Vec::new();
         for e in events(a) {
             match e {
-                OsiEvent::Data { context_id, pdu } => out.push(ch.receive(a, context_id, &pdu)),
+                OsiEvent::Data { context_id, pdu } => out.push(receive(a, context_id, &pdu)),
                 other => panic!("unexpected event {other:?}"),
             }
         }
@@ -412,11 +444,11 @@ impl Pair {
     }
 
     fn server_receives(&mut self) -> Vec<Result<Option<Vec<u8>>, NativeError>> {
-        Self::receive_all(&mut self.s, &self.sch)
+        Self::receive_all(&mut self.s)
     }
 
     fn client_receives(&mut self) -> Vec<Result<Option<Vec<u8>>, NativeError>> {
-        Self::receive_all(&mut self.c, &self.cch)
+        Self::receive_all(&mut self.c)
     }
 }
 
@@ -447,21 +479,21 @@ fn full_cycle(offer: ModeOffer, expected: ProtectionMode) {
     let fx = fixture(offer);
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    assert_eq!(p.cch.protection(), Some(expected));
-    assert_eq!(p.sch.protection(), Some(expected));
-    assert_eq!(p.sch.peer(), Some(client_identity()));
-    assert_eq!(p.cch.peer(), Some(server_identity()));
-    assert_eq!(p.cch.e2e_context_id(), Some(5));
-    assert_eq!(p.sch.e2e_context_id(), Some(5));
-    let asso = p.cch.asso_id().unwrap();
-    assert_eq!(Some(&asso), p.sch.asso_id().as_ref());
+    assert_eq!(st(&p.c).protection(), Some(expected));
+    assert_eq!(st(&p.s).protection(), Some(expected));
+    assert_eq!(st(&p.s).peer().cloned(), Some(client_identity()));
+    assert_eq!(st(&p.c).peer().cloned(), Some(server_identity()));
+    assert_eq!(st(&p.c).e2e_context_id(), Some(5));
+    assert_eq!(st(&p.s).e2e_context_id(), Some(5));
+    let asso = st(&p.c).asso_id().unwrap();
+    assert_eq!(Some(&asso), st(&p.s).asso_id().as_ref());
     assert!(asso.contains(':'), "AssoID c:s, got {asso}");
 
     // Data both ways, small and segmented (5 000 octets > one 2 048-octet TPDU), several PDUs
     // in the same millisecond (sequence numbers 0, 1, 2 …).
     for (i, size) in [0usize, 5000, 10].into_iter().enumerate() {
         let req = mms_pdu(i as u8, size);
-        p.cch.send(&mut p.c, &req).unwrap();
+        send(&mut p.c, &req).unwrap();
         let wire = p.c2s();
         // Encrypted modes hide the PrPDU; the clear mode carries it verbatim.
         assert_eq!(
@@ -473,7 +505,7 @@ fn full_cycle(offer: ModeOffer, expected: ProtectionMode) {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&req[..]));
         let rsp = mms_pdu(100 + i as u8, size);
-        p.sch.send(&mut p.s, &rsp).unwrap();
+        send(&mut p.s, &rsp).unwrap();
         p.s2c();
         let got = p.client_receives();
         assert_eq!(got[0].as_ref().unwrap().as_deref(), Some(&rsp[..]));
@@ -481,8 +513,8 @@ fn full_cycle(offer: ModeOffer, expected: ProtectionMode) {
     // A later time value restarts the sequence numbers.
     fx.client.advance_ms(1500);
     fx.server.advance_ms(1500);
-    p.cch.send(&mut p.c, &mms_pdu(9, 3)).unwrap();
-    p.cch.send(&mut p.c, &mms_pdu(10, 3)).unwrap();
+    send(&mut p.c, &mms_pdu(9, 3)).unwrap();
+    send(&mut p.c, &mms_pdu(10, 3)).unwrap();
     p.c2s();
     let got = p.server_receives();
     assert_eq!(got.len(), 2);
@@ -511,9 +543,9 @@ fn full_cycle(offer: ModeOffer, expected: ProtectionMode) {
     assert_eq!(user_data.as_deref(), Some(CONCLUDE_RSP));
     assert_eq!(e2e_value(&rlre.user_information)[0], 0x30);
     assert!(p.s.is_closed() && p.c.is_closed());
-    assert!(!p.cch.is_established());
+    assert!(!st(&p.c).is_established());
     assert!(matches!(
-        p.cch.send(&mut p.c, &mms_pdu(1, 1)),
+        send(&mut p.c, &mms_pdu(1, 1)),
         Err(NativeError::NotEstablished)
     ));
     // Only the success notices were raised.
@@ -521,8 +553,8 @@ fn full_cycle(offer: ModeOffer, expected: ProtectionMode) {
         assert_eq!(side.mnemonics(), vec!["E2E_ESTABLISHED", "E2E_RELEASED"]);
         no_alarms(side);
     }
-    assert_eq!(p.cch.last_diagnostic(), None);
-    assert_eq!(p.sch.last_diagnostic(), None);
+    assert_eq!(st(&p.c).last_diagnostic().cloned(), None);
+    assert_eq!(st(&p.s).last_diagnostic().cloned(), None);
 }
 
 #[test]
@@ -626,7 +658,7 @@ fn data_both_ways_is_on_the_e2e_context() {
     let fx = fixture(hmac_only());
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    p.cch.send(&mut p.c, &mms_pdu(1, 0)).unwrap();
+    send(&mut p.c, &mms_pdu(1, 0)).unwrap();
     let wire = p.c2s();
     // P-DATA: 61 L 30 L 02 01 05 A0 L 30 … (§15.4).
     let at = find(&wire, &[0x02, 0x01, 0x05, 0xA0]).expect("PDV on pcid 5");
@@ -637,7 +669,7 @@ fn data_both_ways_is_on_the_e2e_context() {
     };
     assert_eq!(pdu[0], 0x30, "ClearTransfer");
     assert_eq!(
-        p.sch.receive(&mut p.s, 5, pdu).unwrap().as_deref(),
+        receive(&mut p.s, 5, pdu).unwrap().as_deref(),
         Some(&mms_pdu(1, 0)[..])
     );
 }
@@ -687,7 +719,7 @@ fn application_reject_reaches_the_client() {
     assert_eq!(v[0], 0xA1, "HandshakeRsp.applReject [1]");
     assert!(find(&v, INIT_ERR).is_some());
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::ApplicationRejected {
             appl_data: Some(INIT_ERR.to_vec())
         })
@@ -740,15 +772,17 @@ fn untrusted_certificate_is_rejected_with_handshake_sec_reject() {
     assert_eq!(sevs.len(), 1, "{sevs:?}");
     assert_eq!(sevs[0].mnemonic, "PKCERT_ERROR_ASS_REQ");
     assert_eq!(sevs[0].id.to_string(), "IEC62351-4:1.6");
-    let Some(NativeDiagnostic::SecurityRejected { diagnostic }) = p.cch.last_diagnostic() else {
-        panic!("{:?}", p.cch.last_diagnostic())
+    let Some(NativeDiagnostic::SecurityRejected { diagnostic }) =
+        st(&p.c).last_diagnostic().cloned()
+    else {
+        panic!("{:?}", st(&p.c).last_diagnostic().cloned())
     };
     assert_eq!(
         diagnostic,
         Some(HandshakeDiagnostic::InvalidCertificationPath)
     );
     assert!(matches!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::Security {
             sent: Some(SecPduKind::HandshakeSecReject),
             ..
@@ -773,7 +807,7 @@ fn address_mismatch_is_an_alarm_reject_without_diagnostic() {
     assert_eq!(fx.server.events()[0].severity, Severity::Alarm);
     // Alarm: the HandshakeSecReject carries no diagnostic; the client records 4.11.
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::SecurityRejected { diagnostic: None })
     );
     assert_eq!(
@@ -835,7 +869,7 @@ fn assert_env_reject_with(
     // The client learns that the refusal carried no SecPDU.
     assert_eq!(fx.client.mnemonics(), vec!["E2E_PLAIN_REJECT_RCVD"]);
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PlainRejection {
             result: 1,
             diagnostic: SourceDiagnostic::ServiceUser(diag)
@@ -974,7 +1008,7 @@ fn assert_aare_abort(edit: impl FnMut(&mut Aare) + Send + 'static, d: OsiDiagnos
     );
     assert_eq!(fx.client.mnemonics(), vec![event]);
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::Environment {
             event: fx.client.events()[0].id,
             mnemonic: fx.client.events()[0].mnemonic,
@@ -995,7 +1029,7 @@ fn assert_aare_abort(edit: impl FnMut(&mut Aare) + Send + 'static, d: OsiDiagnos
         "AssoAbort.osiDiag [3]"
     );
     assert_eq!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerOsiDiagnostic {
             code: d.code(),
             diagnostic: Some(d)
@@ -1084,7 +1118,7 @@ fn bare_mms_on_the_mms_context_is_invalid_pci() {
         vec![0x83, 0x01, 0x02]
     );
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerOsiDiagnostic {
             code: 2,
             diagnostic: Some(OsiDiagnostic::InvalidPci)
@@ -1104,7 +1138,7 @@ fn assert_client_got_dt_sec_abort(p: &mut Pair, fx: &Fx) {
     let v = e2e_value(&info.abrt.as_ref().unwrap().user_information);
     assert_eq!(v[0], 0xA1, "AssoAbort.dtSecAbort [1]");
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerAborted {
             kind: SecPduKind::DtSecAbort,
             diagnostic: None,
@@ -1121,7 +1155,7 @@ fn tampered_clear_transfer_is_aborted_with_dt_sec_abort() {
     let fx = fixture(hmac_only());
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    p.cch.send(&mut p.c, &mms_pdu(1, 0)).unwrap();
+    send(&mut p.c, &mms_pdu(1, 0)).unwrap();
     let mut wire = p.c.poll_transmit().unwrap();
     // Flip one octet of the PrPDU inside the transmitted TPKT (covered by the ICV).
     let at = find(&wire, b"SECMMS-MARKER").unwrap();
@@ -1149,7 +1183,7 @@ fn replayed_transfer_is_aborted_with_dt_sec_abort() {
     let fx = fixture(gcm());
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    p.cch.send(&mut p.c, &mms_pdu(1, 0)).unwrap();
+    send(&mut p.c, &mms_pdu(1, 0)).unwrap();
     let wire = p.c.poll_transmit().unwrap();
     p.s.handle_input(&wire).unwrap();
     let got = p.server_receives();
@@ -1175,7 +1209,7 @@ fn clear_transfer_when_encryption_was_agreed_is_refused() {
     let fx = fixture(cbc_hmac());
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    p.cch.send(&mut p.c, &mms_pdu(1, 0)).unwrap();
+    send(&mut p.c, &mms_pdu(1, 0)).unwrap();
     p.c2s();
     let evs = events(&mut p.s);
     let [OsiEvent::Data { pdu, .. }] = evs.as_slice() else {
@@ -1191,7 +1225,7 @@ fn clear_transfer_when_encryption_was_agreed_is_refused() {
     let off = token2.raw().as_ptr() as usize - pdu.as_ptr() as usize + token2.raw().len();
     assert_eq!(pdu[off], 0x04);
     pdu[off] = 0x80;
-    let got = p.sch.receive(&mut p.s, 5, &pdu);
+    let got = receive(&mut p.s, 5, &pdu);
     let Err(NativeError::Security { event, cause, .. }) = got else {
         panic!("{got:?}")
     };
@@ -1207,7 +1241,7 @@ fn assert_client_got_dt_sec_abort_with(p: &mut Pair, d: secmms_e2e::DtDiagnostic
     p.s2c();
     let _ = events(&mut p.c);
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerAborted {
             kind: SecPduKind::DtSecAbort,
             diagnostic: Some(Diagnostic::Dt(d)),
@@ -1230,7 +1264,7 @@ fn application_abort_carries_appl_abort() {
     let v = e2e_value(&info.abrt.as_ref().unwrap().user_information);
     assert_eq!(v[0], 0xA2, "AssoAbort.applAbort [2]");
     assert_eq!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerAborted {
             kind: SecPduKind::ApplAbort,
             diagnostic: None,
@@ -1277,7 +1311,7 @@ fn release_request_failing_verification_is_answered_by_dt_sec_abort() {
     assert_eq!(last.mnemonic, "INV_SIGNATURE");
     assert_eq!(last.id.to_string(), "IEC62351-4:12.3");
     assert!(matches!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::Security {
             sent: Some(SecPduKind::DtSecAbort),
             ..
@@ -1293,15 +1327,15 @@ fn channel_refuses_before_establishment() {
     let fx = fixture(gcm());
     let mut p = Pair::new(&fx, Edits::default());
     assert!(matches!(
-        p.cch.send(&mut p.c, &mms_pdu(1, 0)),
+        send(&mut p.c, &mms_pdu(1, 0)),
         Err(NativeError::NotEstablished)
     ));
     assert!(matches!(
-        p.sch.receive(&mut p.s, 5, &[0x30, 0x00]),
+        receive(&mut p.s, 5, &[0x30, 0x00]),
         Err(NativeError::NotEstablished)
     ));
-    assert_eq!(p.cch.next_timeout(), None);
-    assert!(p.cch.handle_timeout(&mut p.c).is_ok());
+    assert_eq!(st(&p.c).next_timeout(), None);
+    assert!(handle_timeout(&mut p.c).is_ok());
 }
 
 #[test]
@@ -1337,12 +1371,12 @@ fn fuzz_entry_point_accepts_real_and_broken_values() {
 fn initiator_refuses_a_peer_row_without_end_to_end_security() {
     let fx = fixture(gcm());
     let cosi = client_osi(&fx.client);
-    let (hook, ch) = fx.client.shared.initiator_for(
+    let state = fx.client.shared.initiator_state(
         ConnectionInfo::default(),
         PeerPolicy::any("compat-only"),
-        &cosi,
+        identity_of(cosi.remote_ap_title.as_ref(), cosi.remote_ae_qualifier),
     );
-    let mut c = Association::with_security(Role::Initiator, cosi, Box::new(hook));
+    let mut c = Association::with_hook(Role::Initiator, cosi, state);
     let r = c.connect(hex::decode(INIT_REQ).unwrap());
     assert!(
         matches!(r, Err(secmms_osi::OsiError::SecurityAbort(_))),
@@ -1350,7 +1384,7 @@ fn initiator_refuses_a_peer_row_without_end_to_end_security() {
     );
     assert!(c.poll_transmit().is_none(), "nothing sent");
     assert!(matches!(
-        ch.last_diagnostic(),
+        c.security().last_diagnostic(),
         Some(NativeDiagnostic::Policy(_))
     ));
     assert_eq!(fx.client.mnemonics(), vec!["E2E_POLICY_REFUSED"]);
@@ -1361,8 +1395,8 @@ fn handles_are_thread_safe() {
     fn send_sync<T: Send + Sync>() {}
     fn send<T: Send>() {}
     send_sync::<NativeShared>();
-    send_sync::<NativeChannel>();
-    send::<NativeHook>();
+    send::<NativeState>();
+    send::<secmms_profiles::secure::SecureAssociation>();
     send_sync::<NativeError>();
 }
 
@@ -1449,7 +1483,7 @@ fn assert_rlrq_env_abort(
     let id = env_event_id(event);
     assert_eq!(fx.server.events()[1].id, id);
     assert_eq!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::Environment {
             event: id,
             mnemonic: fx.server.events()[1].mnemonic,
@@ -1470,7 +1504,7 @@ fn assert_rlrq_env_abort(
         vec![0x83, 0x01, d.code() as u8]
     );
     assert_eq!(
-        p.cch.last_diagnostic(),
+        st(&p.c).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerOsiDiagnostic {
             code: d.code(),
             diagnostic: Some(d)
@@ -1535,7 +1569,7 @@ fn acse_provider_abort_in_the_data_phase_is_acse_prot_err() {
     );
     assert_eq!(fx.server.events()[1].id.to_string(), "IEC62351-4:15.4");
     assert_eq!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerAbortUnprotected { source: 1 })
     );
     assert!(p.s.is_closed());
@@ -1571,7 +1605,7 @@ fn env_abrt_wrong_indirect_reference_is_logged_not_answered() {
         vec!["E2E_ESTABLISHED", "OSI_INV_INDR_REF"]
     );
     assert_eq!(
-        p.sch.last_diagnostic(),
+        st(&p.s).last_diagnostic().cloned(),
         Some(NativeDiagnostic::PeerAbortUnprotected { source: 0 })
     );
     assert!(p.s.poll_transmit().is_none(), "nothing sent back");
@@ -1670,7 +1704,7 @@ fn single_selection_diagnostics_travel_in_the_abrt() {
             raised.iter().any(|e| e.id.to_string() == event_id),
             "{diag:?}: {raised:?}"
         );
-        match p.cch.last_diagnostic() {
+        match st(&p.c).last_diagnostic().cloned() {
             Some(NativeDiagnostic::Security { cause, sent, .. }) => {
                 assert_eq!(cause, Some(Diagnostic::Handshake(diag)));
                 assert_eq!(sent, Some(SecPduKind::HandshakeSecAbort));
@@ -1786,11 +1820,11 @@ fn key_refresh_over_osi_with_a_fake_clock() {
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
     let exchange = |p: &mut Pair, id: u8| -> (usize, usize) {
-        p.cch.send(&mut p.c, &mms_pdu(id, 10)).unwrap();
+        send(&mut p.c, &mms_pdu(id, 10)).unwrap();
         let up = p.c2s().len();
         let got = p.server_receives();
         assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
-        p.sch.send(&mut p.s, &mms_pdu(id, 10)).unwrap();
+        send(&mut p.s, &mms_pdu(id, 10)).unwrap();
         let down = p.s2c().len();
         let got = p.client_receives();
         assert!(matches!(got.as_slice(), [Ok(Some(_))]), "{got:?}");
@@ -1808,33 +1842,33 @@ fn key_refresh_over_osi_with_a_fake_clock() {
     // Afterwards no DH value travels any more, and both ends still agree on the keys.
     let (up2, _) = exchange(&mut p, 3);
     assert!(up2 + 32 < up1, "rekey value sent again: {up1} -> {up2}");
-    assert_eq!(p.cch.next_timeout(), None, "no rekey pending any more");
+    assert_eq!(st(&p.c).next_timeout(), None, "no rekey pending any more");
     no_alarms(&fx.client);
     no_alarms(&fx.server);
 }
 
 /// The rekey timeout through both OSI stacks: the server never answers the client's rekey; once
-/// `rekey_timeout_ms` has passed, `NativeChannel::handle_timeout` ends the association with a
+/// `rekey_timeout_ms` has passed, `NativeState::handle_timeout` ends the association with a
 /// DtSecAbort in the ABRT and `E2E_REKEY_TIMEOUT`; the server receives the abort.
 #[test]
 fn rekey_timeout_over_osi_aborts_with_dt_sec_abort() {
     let fx = fixture(gcm());
     let mut p = Pair::new(&fx, Edits::default());
     p.establish();
-    assert_eq!(p.cch.next_timeout(), None);
+    assert_eq!(st(&p.c).next_timeout(), None);
     fx.client
         .advance_ms(secmms_e2e::config::DEFAULT_REKEY_INTERVAL_MS as i64 + 1);
     // The transfer carrying the rekey value is lost on the way.
-    p.cch.send(&mut p.c, &mms_pdu(1, 10)).unwrap();
+    send(&mut p.c, &mms_pdu(1, 10)).unwrap();
     while p.c.poll_transmit().is_some() {}
-    let due = p.cch.next_timeout().expect("rekey timer running");
+    let due = st(&p.c).next_timeout().expect("rekey timer running");
     // Not yet due: nothing happens.
-    p.cch.handle_timeout(&mut p.c).unwrap();
+    handle_timeout(&mut p.c).unwrap();
     assert!(p.c.poll_transmit().is_none());
     fx.client
         .advance_ms(secmms_e2e::config::DEFAULT_REKEY_TIMEOUT_MS as i64 + 1);
     assert!(TimeStamp(fx.client.clock.load(Ordering::SeqCst)) >= due);
-    let r = p.cch.handle_timeout(&mut p.c);
+    let r = handle_timeout(&mut p.c);
     assert!(
         matches!(
             r,
@@ -1855,5 +1889,5 @@ fn rekey_timeout_over_osi_aborts_with_dt_sec_abort() {
         ),
         "{sev:?}"
     );
-    assert!(!p.sch.is_established());
+    assert!(!st(&p.s).is_established());
 }

@@ -177,6 +177,7 @@ fn aprofile_side(ca: &Ca, id: PeerIdentity, serial: u8) -> (AProfileShared, Arc<
     let shared = AProfileShared::new(
         cfg,
         PeerTable::require_a_profile(),
+        replay_store(),
         no_clock(),
         sink.clone(),
     )

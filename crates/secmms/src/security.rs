@@ -32,16 +32,15 @@ use secmms_ber::Oid;
 use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
 use secmms_e2e::{
     Context as E2eContext, Credentials as E2eCredentials, E2eConfig, EncryptionPolicy, ModeOffer,
-    ProtectionMode,
 };
 use secmms_osi::security::Role;
-use secmms_osi::{Association, OsiConfig};
+use secmms_osi::OsiConfig;
 use secmms_pki::cert::{CertInfo, OpenSslValidator};
 use secmms_pki::crypto::{sha256, SigningKey};
 use secmms_pki::event::SecurityEventSink;
 use secmms_pki::PeerIdentity;
-use secmms_profiles::aprofile::{PeerHandle, ProfileError};
-use secmms_profiles::native::{NativeChannel, NativeConfig, NativeError, NativeShared};
+use secmms_profiles::aprofile::{AuthReplay, ProfileError, ReplayCheck, ReplayTable};
+use secmms_profiles::native::{NativeConfig, NativeShared};
 use secmms_profiles::policy::PeerMatch;
 use secmms_profiles::secure::{Now, Protection, ProtectionError, SecureAssociation, Timeouts};
 use secmms_profiles::{
@@ -1088,20 +1087,6 @@ pub fn tls_fingerprints(ssl: &openssl::ssl::SslRef) -> Vec<[u8; 32]> {
     out
 }
 
-/// What an association learned about its peer's application-layer authentication, and (native
-/// mode) the channel its MMS PDUs travel through.
-#[derive(Clone, Default)]
-pub struct SecurityHandle {
-    a_peer: Option<PeerHandle>,
-    native: Option<NativeChannel>,
-    /// Compatibility mode: the profile, to re-check the peer after a CRL reload.
-    a_shared: Option<AProfileShared>,
-    /// How events name this association.
-    label: Option<String>,
-    /// OCSP for the peer's application certificate.
-    ocsp: Option<Arc<AppOcsp>>,
-}
-
 /// What an OCSP answer about a peer's application certificate means under `ocsp_check`.
 pub(crate) struct OcspOutcome {
     /// The responder said revoked.
@@ -1185,210 +1170,26 @@ struct AppOcsp {
     sink: Arc<dyn SecurityEventSink>,
 }
 
-impl std::fmt::Debug for SecurityHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecurityHandle")
-            .field("native", &self.native.is_some())
-            .finish_non_exhaustive()
+/// The process's A-profile replay store (§11.4): one table behind a lock, shared by every
+/// association.
+#[derive(Default)]
+struct AuthReplayStore(std::sync::Mutex<ReplayTable>);
+
+impl AuthReplayStore {
+    fn table(&self) -> std::sync::MutexGuard<'_, ReplayTable> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-/// Errors of the native-mode data path.
-#[derive(Debug, thiserror::Error)]
-pub enum DataError {
-    /// The association is gone or cannot carry data.
-    #[error(transparent)]
-    Osi(#[from] secmms_osi::OsiError),
-    /// Compatibility mode: the peer's application certificate is now revoked; the ABRT
-    /// (authentication-failure) was queued and `AP_CERT_REVOKED` raised.
-    #[error("the peer's application certificate is revoked (CRL reloaded); association aborted")]
-    PeerRevoked,
-    /// An E2E check failed; the abort the standard prescribes was queued and the event raised.
-    #[error("E2E security: {0}")]
-    Native(#[from] NativeError),
-    /// Compatibility mode: the OCSP lookup of the peer's application certificate refused it
-    /// (revoked, or no answer under hard-fail); the ABRT (authentication-failure) was queued
-    /// and the event raised.
-    #[error("the peer's application certificate failed the OCSP check: {0}")]
-    OcspRefused(String),
-}
-
-impl SecurityHandle {
-    /// Sends one MMS PDU: as plain P-DATA on the MMS context, or protected on the
-    /// e2eSecurityAS context in native mode.
-    pub fn send(&self, assoc: &mut Association, mms: &[u8]) -> Result<(), DataError> {
-        match &self.native {
-            None => Ok(assoc.send_data(mms)?),
-            Some(ch) => Ok(ch.send(assoc, mms)?),
-        }
+impl AuthReplay for AuthReplayStore {
+    fn contains(&self, cert: &[u8; 32], time: &[u8], now: i64) -> bool {
+        self.table().contains(cert, time, now)
     }
-
-    /// Unwraps one received P-DATA value into an MMS PDU. In native mode a failed check has
-    /// already queued the abort (DtSecAbort or osiDiag) on `assoc` when this returns an error.
-    pub fn receive(
-        &self,
-        assoc: &mut Association,
-        context_id: u32,
-        pdu: Vec<u8>,
-    ) -> Result<Option<Vec<u8>>, DataError> {
-        match &self.native {
-            // Without E2E, MMS is only accepted on the MMS context (not, e.g., on the A-profile's
-            // mmsAuthenticationAS context).
-            None if assoc.mms_context_id() != Some(context_id) => {
-                tracing::debug!("P-DATA on presentation context {context_id} ignored (not MMS)");
-                Ok(None)
-            }
-            None => Ok(Some(pdu)),
-            Some(ch) => Ok(ch.receive(assoc, context_id, &pdu)?),
-        }
+    fn insert(&self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck {
+        self.table().insert(cert, time, now, window)
     }
-
-    /// When the native-mode timers (key refresh) next need [`Self::on_timer`].
-    pub fn next_timer(&self) -> Option<std::time::Duration> {
-        let ch = self.native.as_ref()?;
-        let due = ch.next_timeout()?;
-        let now = crate::events::time::unix_millis();
-        Some(std::time::Duration::from_millis(
-            due.0.saturating_sub(now).max(0) as u64,
-        ))
-    }
-
-    /// Validates the peer's application certificate again after the CRLs were reloaded
-    /// ([`AppSecurity::reload_crls`]). A revoked peer ends the association with the abort the
-    /// profile prescribes, queued on `assoc`: an ABRT with authentication-failure in
-    /// compatibility mode (`AP_CERT_REVOKED`), a DtSecAbort in native mode
-    /// (`E2E_PEER_CERT_REVOKED`); the error says so. Nothing happens before authentication, in
-    /// plain mode or while the peer stays valid.
-    pub fn recheck_peer(&self, assoc: &mut Association) -> Result<(), DataError> {
-        if let Some(ch) = &self.native {
-            return Ok(ch.recheck_peer(assoc)?);
-        }
-        let (Some(shared), Some(handle)) = (&self.a_shared, &self.a_peer) else {
-            return Ok(());
-        };
-        let peer = match handle.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        };
-        let Some(peer) = peer else { return Ok(()) };
-        match shared.recheck_peer(&peer, self.label.clone()) {
-            Ok(()) => Ok(()),
-            Err(req) => {
-                assoc.abort_with(req)?;
-                Err(DataError::PeerRevoked)
-            }
-        }
-    }
-
-    /// OCSP for the peer's application certificate (§6.2.8), when `ocsp_check` is not off: a
-    /// server calls it on the association indication, after the profile verified the request
-    /// and before answering it. A revoked certificate is refused — compatibility mode with an
-    /// ABRT authentication-failure and `AP_CERT_REVOKED`, native mode with a HandshakeSecReject
-    /// (`invalid-public-key-certificate`) and `E2E_PEER_CERT_REVOKED` — and so is one without
-    /// a usable answer under hard-fail; under soft-fail that raises `AP_OCSP_UNAVAILABLE` /
-    /// `E2E_PEER_OCSP_UNAVAILABLE` (warning) and the association goes on. The refusal is
-    /// queued on `assoc` and the error says why.
-    pub async fn check_peer_ocsp(&self, assoc: &mut Association) -> Result<(), DataError> {
-        let Some(o) = &self.ocsp else { return Ok(()) };
-        let cert = match (&self.native, &self.a_peer) {
-            (Some(ch), _) => ch.peer_certificate(),
-            (None, Some(h)) => {
-                let g = match h.lock() {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
-                g.as_ref().map(|p| p.certificate.clone())
-            }
-            _ => None,
-        };
-        let Some(cert) = cert else { return Ok(()) };
-        let Some(OcspOutcome {
-            revoked,
-            refuse,
-            why,
-        }) = o.ocsp.outcome(&cert).await
-        else {
-            return Ok(());
-        };
-        if let Some(ch) = &self.native {
-            let event = if revoked {
-                secmms_e2e::events::PEER_CERT_REVOKED
-            } else {
-                secmms_e2e::events::PEER_OCSP_UNAVAILABLE
-            };
-            if !refuse {
-                o.sink.record(&secmms_pki::event::SecurityEvent {
-                    id: event.id(),
-                    mnemonic: event.mnemonic,
-                    severity: event.severity,
-                    message: why,
-                    association: self.label.clone(),
-                });
-                return Ok(());
-            }
-            let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
-            return Ok(ch.refuse_peer(assoc, diag, event, why)?);
-        }
-        let Some(shared) = &self.a_shared else {
-            return Ok(());
-        };
-        let event = if revoked {
-            secmms_profiles::events::CERT_REVOKED
-        } else {
-            secmms_profiles::events::OCSP_UNAVAILABLE
-        };
-        if !refuse {
-            shared.record(event, why, self.label.clone());
-            return Ok(());
-        }
-        let req = shared.refuse_peer(event, why.clone(), self.label.clone());
-        assoc.abort_with(req)?;
-        Err(DataError::OcspRefused(why))
-    }
-
-    /// Runs the native-mode timers.
-    pub fn on_timer(&self, assoc: &mut Association) -> Result<(), DataError> {
-        match &self.native {
-            None => Ok(()),
-            Some(ch) => Ok(ch.handle_timeout(assoc)?),
-        }
-    }
-
-    /// The native-mode channel, when the association runs E2E security.
-    pub fn native(&self) -> Option<&NativeChannel> {
-        self.native.as_ref()
-    }
-
-    /// What protects the association's data, in words (after establishment).
-    pub fn describe(&self) -> String {
-        match &self.native {
-            Some(ch) => match ch.protection() {
-                Some(ProtectionMode::Ae(a)) => format!("E2E AEAD {a:?}"),
-                Some(ProtectionMode::NonAe { encr: Some(e), icv }) => {
-                    format!("E2E {e:?} + {icv:?} ICV")
-                }
-                Some(ProtectionMode::NonAe { encr: None, icv }) => {
-                    format!("E2E {icv:?} ICV, not encrypted")
-                }
-                None => "E2E (not established)".into(),
-            },
-            None if self.a_peer.is_some() => "A-security-profile".into(),
-            None => "none".into(),
-        }
-    }
-
-    /// The peer identity the application layer authenticated, if any.
-    pub fn authenticated_peer(&self) -> Option<String> {
-        let h = self.a_peer.as_ref()?;
-        let g = match h.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        g.as_ref().map(|p| match &p.identity {
-            Some(PeerIdentity::ApTitle(o)) => o.to_string(),
-            Some(PeerIdentity::Jid(j)) => j.clone(),
-            None => "certificate without a bound identity".to_string(),
-        })
+    fn len(&self) -> usize {
+        self.table().len()
     }
 }
 
@@ -1449,7 +1250,7 @@ impl AppSecurity {
 
     /// Reads the CRLs of the application certificates again (`[security] crl`, or `[tls] crl`).
     /// `Ok(true)` when they changed: the caller then re-checks its live associations
-    /// ([`SecurityHandle::recheck_peer`]). `Ok(false)` when unchanged or in plain mode. On an
+    /// ([`SecureAssociation::recheck_peer`]). `Ok(false)` when unchanged or in plain mode. On an
     /// error the CRLs in force stay.
     pub fn reload_crls(&self) -> Result<bool, SecurityError> {
         match &self.validator {
@@ -1535,6 +1336,7 @@ impl AppSecurity {
                     AProfileShared::new(
                         acfg,
                         table.clone(),
+                        Arc::new(AuthReplayStore::default()),
                         Arc::new(crate::events::time::unix_secs),
                         sink.clone(),
                     )?
@@ -1625,100 +1427,8 @@ impl AppSecurity {
         self.mode
     }
 
-    /// A server-side association on a connection with these facts.
-    pub fn responder(
-        &self,
-        mut osi: OsiConfig,
-        conn: &ConnectionFacts,
-    ) -> (Association, SecurityHandle) {
-        match &self.inner {
-            Inner::Plain => (Association::responder(osi), SecurityHandle::default()),
-            Inner::Compat(shared) => {
-                self.set_local_titles(&mut osi);
-                shared.prepare_osi_config(&mut osi, Role::Responder, false);
-                let hook = shared.responder(self.conn_info(conn));
-                let handle = SecurityHandle {
-                    a_peer: Some(hook.peer_handle()),
-                    native: None,
-                    a_shared: Some(shared.clone()),
-                    label: Some(conn.label()),
-                    ocsp: self.ocsp.clone(),
-                };
-                (
-                    Association::with_security(Role::Responder, osi, Box::new(hook)),
-                    handle,
-                )
-            }
-            Inner::Native(shared) => {
-                self.set_local_titles(&mut osi);
-                shared.prepare_osi_config(&mut osi, Role::Responder);
-                let (hook, channel) = shared.responder(self.conn_info(conn));
-                let handle = SecurityHandle {
-                    a_peer: None,
-                    native: Some(channel),
-                    a_shared: None,
-                    label: Some(conn.label()),
-                    ocsp: self.ocsp.clone(),
-                };
-                (
-                    Association::with_security(Role::Responder, osi, Box::new(hook)),
-                    handle,
-                )
-            }
-        }
-    }
-
-    /// A client-side association towards the peer `osi` calls. Refused when the §5.1 table has
-    /// no row for that peer.
-    pub fn initiator(
-        &self,
-        mut osi: OsiConfig,
-        conn: &ConnectionFacts,
-    ) -> Result<(Association, SecurityHandle), SecurityError> {
-        match &self.inner {
-            Inner::Plain => Ok((Association::initiator(osi), SecurityHandle::default())),
-            Inner::Compat(shared) => {
-                let row = self.row_for(&osi, conn)?;
-                let sisco = row.sisco_compat || self.sisco_compat;
-                self.set_local_titles(&mut osi);
-                shared.prepare_osi_config(&mut osi, Role::Initiator, sisco);
-                self.warn_unchecked_peer(&osi, &conn.label());
-                let hook = shared.initiator_for(self.conn_info(conn), row, &osi);
-                let handle = SecurityHandle {
-                    a_peer: Some(hook.peer_handle()),
-                    native: None,
-                    a_shared: Some(shared.clone()),
-                    label: Some(conn.label()),
-                    ocsp: self.ocsp.clone(),
-                };
-                Ok((
-                    Association::with_security(Role::Initiator, osi, Box::new(hook)),
-                    handle,
-                ))
-            }
-            Inner::Native(shared) => {
-                let row = self.row_for(&osi, conn)?;
-                self.set_local_titles(&mut osi);
-                shared.prepare_osi_config(&mut osi, Role::Initiator);
-                self.warn_unchecked_peer(&osi, &conn.label());
-                let (hook, channel) = shared.initiator_for(self.conn_info(conn), row, &osi);
-                let handle = SecurityHandle {
-                    a_peer: None,
-                    native: Some(channel),
-                    a_shared: None,
-                    label: Some(conn.label()),
-                    ocsp: self.ocsp.clone(),
-                };
-                Ok((
-                    Association::with_security(Role::Initiator, osi, Box::new(hook)),
-                    handle,
-                ))
-            }
-        }
-    }
-
-    /// A server-side [`SecureAssociation`] on a connection with these facts (the owned form of
-    /// [`Self::responder`]: one object, no lock, time passed in).
+    /// A server-side [`SecureAssociation`] on a connection with these facts (one object, no lock, time
+    /// passed in).
     pub fn secure_responder(
         &self,
         mut osi: OsiConfig,
@@ -1742,8 +1452,8 @@ impl AppSecurity {
         SecureAssociation::new(Role::Responder, osi, protection, timeouts, now)
     }
 
-    /// A client-side [`SecureAssociation`] towards the peer `osi` calls (the owned form of
-    /// [`Self::initiator`]). Refused when the §5.1 table has no row for that peer.
+    /// A client-side [`SecureAssociation`] towards the peer `osi` calls. Refused when the §5.1
+    /// table has no row for that peer.
     pub fn secure_initiator(
         &self,
         mut osi: OsiConfig,
@@ -1841,7 +1551,7 @@ impl AppSecurity {
     }
 
     /// Checks, before any connection is made, that the §5.1 table lets us call the peer at
-    /// `address` with the titles of `osi` (the same check [`Self::initiator`] makes).
+    /// `address` with the titles of `osi` (the same check [`Self::secure_initiator`] makes).
     pub fn check_peer(
         &self,
         osi: &OsiConfig,

@@ -27,12 +27,12 @@ use secmms_osi::{Association, OsiConfig, OsiEvent};
 use secmms_pki::event::MemorySink;
 use secmms_pki::tooling::Binding;
 use secmms_profiles::native::wire::{self, EnvApdu, EnvValue};
-use secmms_profiles::native::{NativeConfig, NativeHook, NativeShared};
+use secmms_profiles::native::{NativeConfig, NativeShared, NativeState};
 use secmms_profiles::{ConnectionInfo, PeerTable};
 
 /// The native hook with the AARE's HandshakeAcc rewritten by `edit` and re-signed.
 struct Rewriting {
-    inner: NativeHook,
+    inner: NativeState,
     key: secmms_pki::SigningKey,
     selection: EncrMode,
 }
@@ -150,7 +150,7 @@ fn serve_one(listener: TcpListener, cfg: Config, selection: EncrMode) {
     );
     let mut osi = OsiConfig::server_default();
     shared.prepare_osi_config(&mut osi, Role::Responder);
-    let (hook, _channel) = shared.responder(ConnectionInfo::default());
+    let hook = shared.responder_state(ConnectionInfo::default());
     let mut assoc = Association::with_security(
         Role::Responder,
         osi,

@@ -711,7 +711,7 @@ impl XmppEndpoint {
     }
 
     /// Runs the engines' timers that are due at the clock's now, as the OSI runtime does through
-    /// `NativeChannel::handle_timeout`. A client whose rekey went unanswered past
+    /// `SecureAssociation::handle_timeout`. A client whose rekey went unanswered past
     /// `rekey_timeout_ms` (§13.3.2) aborts: the DtSecAbort message is returned to send, the
     /// `E2E_REKEY_TIMEOUT` event is recorded and the association ends with
     /// [`EndpointEvent::Aborted`].

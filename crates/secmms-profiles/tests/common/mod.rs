@@ -13,7 +13,7 @@ use secmms_pki::cert::issue::{issue, CertSpec};
 use secmms_pki::crypto::{sha256, Curve, SigningKey};
 use secmms_pki::event::{MemorySink, SecurityEvent};
 use secmms_pki::{OpenSslValidator, PeerIdentity};
-use secmms_profiles::aprofile::{identity_of, AProfile};
+use secmms_profiles::aprofile::{identity_of, AProfile, AuthReplay, ReplayCheck, ReplayTable};
 use secmms_profiles::{
     AProfileConfig, AProfileShared, ConnectionInfo, Credentials, PeerPolicy, PeerTable,
 };
@@ -138,7 +138,8 @@ impl Side {
     pub fn with_config(cfg: AProfileConfig, table: PeerTable) -> Side {
         let sink = Arc::new(MemorySink::new());
         let clock = TestClock::new(T0);
-        let shared = AProfileShared::new(cfg, table, clock.clock(), sink.clone()).unwrap();
+        let shared =
+            AProfileShared::new(cfg, table, replay_store(), clock.clock(), sink.clone()).unwrap();
         Side {
             shared,
             sink,
@@ -152,6 +153,33 @@ impl Side {
             .map(|e: &SecurityEvent| e.mnemonic)
             .collect()
     }
+}
+
+/// A process-wide A-profile replay store for tests: one table behind a lock (what the runtime
+/// does too).
+#[derive(Default)]
+pub struct SharedReplay(std::sync::Mutex<ReplayTable>);
+
+impl SharedReplay {
+    fn table(&self) -> std::sync::MutexGuard<'_, ReplayTable> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl AuthReplay for SharedReplay {
+    fn contains(&self, cert: &[u8; 32], time: &[u8], now: i64) -> bool {
+        self.table().contains(cert, time, now)
+    }
+    fn insert(&self, cert: &[u8; 32], time: &[u8], now: i64, window: i64) -> ReplayCheck {
+        self.table().insert(cert, time, now, window)
+    }
+    fn len(&self) -> usize {
+        self.table().len()
+    }
+}
+
+pub fn replay_store() -> Arc<dyn AuthReplay> {
+    Arc::new(SharedReplay::default())
 }
 
 pub fn validator(ca: &Ca) -> OpenSslValidator {
@@ -207,9 +235,9 @@ pub fn client_hook(side: &Side, policy: PeerPolicy) -> AProfile {
         .initiator(ConnectionInfo::default(), policy, Some(server_identity()))
 }
 
-pub fn pump(
-    a: &mut Association,
-    b: &mut Association,
+pub fn pump<A: AssociationSecurity, B: AssociationSecurity>(
+    a: &mut Association<A>,
+    b: &mut Association<B>,
     log: &mut Vec<(bool, Vec<u8>)>,
     from_client: bool,
 ) {
@@ -219,7 +247,7 @@ pub fn pump(
     }
 }
 
-pub fn events(a: &mut Association) -> Vec<OsiEvent> {
+pub fn events<H: AssociationSecurity>(a: &mut Association<H>) -> Vec<OsiEvent> {
     std::iter::from_fn(|| a.poll_event()).collect()
 }
 
@@ -242,8 +270,19 @@ pub fn run(
     server_cfg: OsiConfig,
     server: Box<dyn AssociationSecurity>,
 ) -> Outcome {
-    let mut c = Association::with_security(Role::Initiator, client_cfg, client);
-    let mut s = Association::with_security(Role::Responder, server_cfg, server);
+    run_with(client_cfg, client, server_cfg, server).0
+}
+
+/// [`run`] with hooks held by value, returning both associations so their hooks can be
+/// inspected afterwards.
+pub fn run_with<C: AssociationSecurity, S: AssociationSecurity>(
+    client_cfg: OsiConfig,
+    client: C,
+    server_cfg: OsiConfig,
+    server: S,
+) -> (Outcome, Association<C>, Association<S>) {
+    let mut c = Association::with_hook(Role::Initiator, client_cfg, client);
+    let mut s = Association::with_hook(Role::Responder, server_cfg, server);
     let mut log = Vec::new();
     c.connect(hex::decode(INIT_REQ).unwrap()).unwrap();
     pump(&mut c, &mut s, &mut log, true);
@@ -261,11 +300,12 @@ pub fn run(
     // The client's reaction (e.g. an ABRT after a bad AARE) reaches the server.
     pump(&mut c, &mut s, &mut log, true);
     server_events.extend(events(&mut s));
-    Outcome {
+    let o = Outcome {
         server: server_events,
         client: client_events,
         packets: log,
-    }
+    };
+    (o, c, s)
 }
 
 pub fn fingerprint(c: &Credentials) -> [u8; 32] {

@@ -13,7 +13,6 @@
 //!     cfg(),                                   // own certificate + key, validator, options
 //!     PeerTable::require_a_profile(),          // §5.1 bilateral table
 //!     replay_store(),                          // process-wide replay detection (§11.4)
-//!     Arc::new(|| 1_750_000_000),              // clock when no time is set
 //!     Arc::new(secmms_pki::event::MemorySink::new()),
 //! ).unwrap();
 //! // Server, one per accepted TCP/TLS connection:
@@ -107,9 +106,6 @@ fn const_oid(arcs: &[u64]) -> Oid {
     // Only called with the valid constants of this module (checked by a unit test).
     Oid::new(arcs).unwrap_or_else(|_| unreachable!("constant OID"))
 }
-
-/// Clock: seconds since the Unix epoch, UTC. Passed in (sans-IO).
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Our own A-profile credentials: the application certificate (not the TLS one, Annex G.2) and
 /// its private key.
@@ -296,15 +292,14 @@ pub trait AuthReplay: Send + Sync {
     }
 }
 
-/// Everything the associations of one process share: configuration, §5.1 table, clock, replay
-/// cache and event sink. Cheap to clone.
+/// Everything the associations of one process share: configuration, §5.1 table, replay store
+/// and event sink. Cheap to clone. No clock: every association gets its time from its owner
+/// ([`AProfile::set_now`]).
 #[derive(Clone)]
 pub struct AProfileShared {
     stamps: Arc<TimeStamps>,
-    ms_clock: Option<Clock>,
     cfg: Arc<AProfileConfig>,
     table: Arc<PeerTable>,
-    clock: Clock,
     replay: Arc<dyn AuthReplay>,
     sink: Arc<dyn SecurityEventSink>,
 }
@@ -335,19 +330,11 @@ impl AProfileShared {
         });
     }
 
-    /// Validates an authenticated peer's certificate again (after the CRLs were reloaded). A
-    /// peer now revoked raises `AP_CERT_REVOKED` (incident, naming `association`) and gets the
-    /// ABRT to send (authentication-failure, as for any certificate failure, §11.4); any other
-    /// result leaves the association alone (only revocation is re-evaluated).
-    pub fn recheck_peer(
-        &self,
-        peer: &AuthenticatedPeer,
-        association: Option<String>,
-    ) -> Result<(), AbortRequest> {
-        self.recheck_peer_at(peer, association, (self.clock)())
-    }
-
-    /// [`Self::recheck_peer`] at `now` (Unix seconds).
+    /// Validates an authenticated peer's certificate again at `now` (Unix seconds; after the
+    /// CRLs were reloaded). A peer now revoked raises `AP_CERT_REVOKED` (incident, naming
+    /// `association`) and gets the ABRT to send (authentication-failure, as for any certificate
+    /// failure, §11.4); any other result leaves the association alone (only revocation is
+    /// re-evaluated).
     pub fn recheck_peer_at(
         &self,
         peer: &AuthenticatedPeer,
@@ -389,7 +376,6 @@ impl AProfileShared {
         cfg: AProfileConfig,
         table: PeerTable,
         replay: Arc<dyn AuthReplay>,
-        clock: Clock,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Self, ProfileError> {
         if let Some(c) = &cfg.credentials {
@@ -406,21 +392,11 @@ impl AProfileShared {
         }
         Ok(AProfileShared {
             stamps: Arc::new(TimeStamps::default()),
-            ms_clock: None,
             cfg: Arc::new(cfg),
             table: Arc::new(table),
-            clock,
             replay,
             sink,
         })
-    }
-
-    /// Gives a clock in Unix milliseconds for the time of our own authentication values, so
-    /// that associations opened within one second carry distinct times (see
-    /// [`TIME_WITH_MILLISECONDS`]).
-    pub fn with_millisecond_clock(mut self, clock: Clock) -> Self {
-        self.ms_clock = Some(clock);
-        self
     }
 
     /// The replay store (for inspection).
@@ -478,8 +454,8 @@ impl AProfileShared {
 
 /// DECISION (§11.2, §11.4 replay check): the peer refuses a (certificate, time) pair it has
 /// already seen, so whole seconds would refuse the second association a client opens within one
-/// second. The time we send therefore carries milliseconds when a millisecond clock is given
-/// ([`AProfileShared::with_millisecond_clock`]; `YYYYMMDDHHMMSS.fffZ`, DER-valid: no trailing
+/// second. The time we send therefore carries the milliseconds of the call's time
+/// ([`AProfile::set_now`]; `YYYYMMDDHHMMSS.fffZ`, DER-valid: no trailing
 /// zeros, no fraction when it is zero), and is moved one millisecond on when it would repeat our
 /// previous value. Receivers drop the fraction when checking the 10-minute window.
 pub const TIME_WITH_MILLISECONDS: bool = true;
@@ -869,8 +845,7 @@ pub struct AProfile {
     peer_identity: Option<PeerIdentity>,
     phase: Phase,
     authenticated: Option<AuthenticatedPeer>,
-    /// The time of the current call in Unix milliseconds ([`AProfile::set_now`]); the shared
-    /// clocks when unset.
+    /// The time of the current call in Unix milliseconds ([`AProfile::set_now`]).
     now_ms: Option<i64>,
 }
 
@@ -920,8 +895,9 @@ impl AProfile {
     }
 
     /// Sets the time (Unix milliseconds) of the calls that follow: the 10-minute window and
-    /// certificate validity are checked at its second, our own values carry it. Until it is set,
-    /// the shared clocks are read at every call.
+    /// certificate validity are checked at its second, our own values carry it. The owner
+    /// stamps it before every call (`SecureAssociation` does); a hook never given a time runs at
+    /// the epoch, where every certificate is invalid: it fails closed.
     pub fn set_now(&mut self, now_ms: i64) {
         self.now_ms = Some(now_ms);
     }
@@ -953,10 +929,7 @@ impl AProfile {
     }
 
     fn now(&self) -> i64 {
-        match self.now_ms {
-            Some(ms) => ms.div_euclid(1000),
-            None => (self.shared.clock)(),
-        }
+        self.now_ms.unwrap_or(0).div_euclid(1000)
     }
 
     /// The ACSE-requirements check of [`TOLERATE_ACSE_REQUIREMENTS_LOW_BIT`]: false when the
@@ -1041,10 +1014,10 @@ impl AProfile {
             );
             return Err(abort(abort_diagnostic::NO_REASON_GIVEN));
         };
-        let time = match (self.now_ms, &self.shared.ms_clock) {
-            (Some(ms), _) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms),
-            (None, Some(ms)) if TIME_WITH_MILLISECONDS => self.shared.stamps.next_ms(ms()),
-            _ => self.shared.stamps.next(self.now()),
+        let time = if TIME_WITH_MILLISECONDS {
+            self.shared.stamps.next_ms(self.now_ms.unwrap_or(0))
+        } else {
+            self.shared.stamps.next(self.now())
         };
         match build_value_at(creds, time) {
             Ok(v) => Ok(wrap_value(&v, indirect)),

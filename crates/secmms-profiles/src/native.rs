@@ -29,7 +29,6 @@
 //!     e2e_context(),                        // credentials, validator, E2E policy
 //!     NativeConfig::default(),              // OIDs (spec §9 placeholders) and §15.7 knobs
 //!     PeerTable::require_end_to_end(),      // §5.1 bilateral table
-//!     Arc::new(|| secmms_e2e::TimeStamp::from_unix_secs(1_750_000_000)), // clock when unset
 //!     Arc::new(secmms_pki::event::MemorySink::new()),
 //! );
 //! // Server, one per accepted connection:
@@ -129,7 +128,8 @@ fn const_oid(arcs: &[u64]) -> Oid {
     Oid::new(arcs).unwrap_or_else(|_| unreachable!("constant OID"))
 }
 
-/// Clock: the current UTC time (sans-IO; passed in).
+/// The clock of the XMPP endpoint ([`crate::xmpp::XmppEndpoint`]), which still reads time
+/// itself; the OSI profiles take it as an argument.
 pub type NativeClock = Arc<dyn Fn() -> TimeStamp + Send + Sync>;
 
 /// A source of per-association random sources ([`OsRandom`] unless replaced with
@@ -335,13 +335,13 @@ pub enum NativeError {
 }
 
 /// Everything the associations of one process share: the E2E context, the mapping's
-/// configuration, the §5.1 table, the clock, the event sink. Cheap to clone.
+/// configuration, the §5.1 table, the event sink. Cheap to clone. No clock: every association
+/// gets its time from its owner ([`NativeState::set_now`]).
 #[derive(Clone)]
 pub struct NativeShared {
     ctx: Context,
     cfg: Arc<NativeConfig>,
     table: Arc<PeerTable>,
-    clock: NativeClock,
     sink: Arc<dyn SecurityEventSink>,
     random: RandomFactory,
     next_num: Arc<AtomicU16>,
@@ -364,7 +364,6 @@ impl NativeShared {
         ctx: Context,
         cfg: NativeConfig,
         table: PeerTable,
-        clock: NativeClock,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Self {
         let own_identity = CertInfo::parse(&ctx.credentials.cert_der)
@@ -374,7 +373,6 @@ impl NativeShared {
             ctx,
             cfg: Arc::new(cfg),
             table: Arc::new(table),
-            clock,
             sink,
             random: Arc::new(|| Box::new(OsRandom)),
             next_num: Arc::new(AtomicU16::new(1)),
@@ -498,10 +496,6 @@ impl NativeShared {
                 now: None,
             },
         }
-    }
-
-    fn now(&self) -> TimeStamp {
-        (self.clock)()
     }
 
     fn limits(&self) -> Limits {
@@ -767,13 +761,15 @@ struct HookCtx {
     expected: Option<PeerIdentity>,
     /// Initiator: the called AP-title and AE-qualifier sent in the AARQ.
     called: (Option<Oid>, Option<i64>),
-    /// The time of the current call ([`NativeState::set_now`]); the shared clock when unset.
+    /// The time of the current call ([`NativeState::set_now`]).
     now: Option<TimeStamp>,
 }
 
 impl HookCtx {
+    /// The time of the current call. An association that was never given one runs at the
+    /// epoch, where every certificate and SecPDU time is invalid: it fails closed.
     fn now(&self) -> TimeStamp {
-        self.now.unwrap_or_else(|| self.shared.now())
+        self.now.unwrap_or(TimeStamp(0))
     }
 }
 
@@ -1749,8 +1745,8 @@ impl From<NativeError> for Box<Fault> {
 }
 
 impl NativeState {
-    /// Sets the time of the calls that follow (the hook's and the data phase's). Until it is
-    /// set, the [`NativeShared`] clock is read at every call.
+    /// Sets the time of the calls that follow (the hook's and the data phase's): the owner
+    /// stamps it before every call that may reach the engine (`SecureAssociation` does).
     pub fn set_now(&mut self, now: TimeStamp) {
         self.hook.now = Some(now);
     }

@@ -59,7 +59,7 @@ fn go_with(
         client_osi(&fx.client, sisco),
         Box::new(hook),
         server_osi(&fx.server),
-        Box::new(fx.server.shared.responder(server_conn)),
+        Box::new(fx.server.responder(server_conn)),
     )
 }
 
@@ -155,8 +155,8 @@ fn assert_accepted(o: &Outcome) -> (Box<secmms_osi::acse::Aarq>, Box<secmms_osi:
 #[test]
 fn happy_path_both_sides_verify() {
     let fx = fixture();
-    let server_hook = fx.server.shared.responder(ConnectionInfo::default());
-    let client = fx.client.shared.initiator_for(
+    let server_hook = fx.server.responder(ConnectionInfo::default());
+    let client = fx.client.initiator_for(
         ConnectionInfo::default(),
         PeerPolicy::any("server"),
         &client_osi(&fx.client, false),
@@ -509,7 +509,6 @@ fn oversize_certificate_aborts() {
         ),
         PeerTable::require_a_profile(),
         replay_store(),
-        std::sync::Arc::new(|| T0),
         std::sync::Arc::new(secmms_pki::event::MemorySink::new()),
     )
     .is_err());
@@ -549,7 +548,6 @@ fn own_tls_certificate_is_refused_as_application_certificate() {
         cfg,
         PeerTable::require_a_profile(),
         replay_store(),
-        std::sync::Arc::new(|| T0),
         std::sync::Arc::new(secmms_pki::event::MemorySink::new()),
     );
     assert_eq!(
@@ -882,7 +880,7 @@ fn initiator_refuses_transport_not_meeting_policy() {
     let mut s = secmms_osi::Association::with_security(
         secmms_osi::Role::Responder,
         server_osi(&fx.server),
-        Box::new(fx.server.shared.responder(ConnectionInfo::default())),
+        Box::new(fx.server.responder(ConnectionInfo::default())),
     );
     let mut log = Vec::new();
     // The hook runs when the AARQ is built: connect() itself refuses.

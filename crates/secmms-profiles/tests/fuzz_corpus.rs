@@ -70,7 +70,7 @@ fn write_seeds() {
         client_osi(&client, false),
         Box::new(client_hook(&client, secmms_profiles::PeerPolicy::any("s"))),
         server_osi(&server),
-        Box::new(server.shared.responder(Default::default())),
+        Box::new(server.responder(Default::default())),
     );
     let (
         secmms_osi::OsiEvent::AssociateIndication { aarq, .. },
@@ -198,7 +198,6 @@ fn native_side(ca: &Ca, creds: secmms_profiles::Credentials, offer: ModeOffer) -
         ctx,
         NativeConfig::default(),
         secmms_profiles::PeerTable::require_end_to_end(),
-        Arc::new(|| TimeStamp(T0 * 1000)),
         Arc::new(secmms_pki::event::MemorySink::new()),
     )
 }
@@ -228,8 +227,11 @@ impl NativePair {
             cosi.remote_ap_title.as_ref(),
             cosi.remote_ae_qualifier,
         );
-        let chook = client.initiator_state(Default::default(), policy, id);
-        let shook = server.responder_state(Default::default());
+        let mut chook = client.initiator_state(Default::default(), policy, id);
+        let mut shook = server.responder_state(Default::default());
+        // A fixed time for the whole exchange.
+        chook.set_now(TimeStamp(T0 * 1000));
+        shook.set_now(TimeStamp(T0 * 1000));
         NativePair {
             c: Association::with_hook(Role::Initiator, cosi, chook),
             s: Association::with_hook(Role::Responder, sosi, shook),

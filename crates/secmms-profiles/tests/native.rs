@@ -103,14 +103,7 @@ impl E2eSide {
         };
         let sink = Arc::new(MemorySink::new());
         let clock = Arc::new(AtomicI64::new(T0 * 1000));
-        let c = clock.clone();
-        let shared = NativeShared::new(
-            ctx,
-            NativeConfig::default(),
-            table,
-            Arc::new(move || TimeStamp(c.load(Ordering::SeqCst))),
-            sink.clone(),
-        );
+        let shared = NativeShared::new(ctx, NativeConfig::default(), table, sink.clone());
         E2eSide {
             shared,
             sink,
@@ -202,6 +195,8 @@ type Edit<T> = Option<Box<dyn FnMut(&mut T) + Send>>;
 /// (applied after the hook decorated the APDU).
 struct Wrap {
     inner: NativeState,
+    /// The side's clock (Unix ms), stamped on the state before every call.
+    clock: Arc<AtomicI64>,
     seen: Arc<Mutex<Seen>>,
     aarq: Edit<Aarq>,
     aare: Edit<Aare>,
@@ -210,11 +205,12 @@ struct Wrap {
 }
 
 impl Wrap {
-    fn new(inner: NativeState) -> (Wrap, Arc<Mutex<Seen>>) {
+    fn new(inner: NativeState, clock: Arc<AtomicI64>) -> (Wrap, Arc<Mutex<Seen>>) {
         let seen = Arc::new(Mutex::new(Seen::default()));
         (
             Wrap {
                 inner,
+                clock,
                 seen: seen.clone(),
                 aarq: None,
                 aare: None,
@@ -226,9 +222,18 @@ impl Wrap {
     }
 }
 
+impl Wrap {
+    /// The state, given the side's time (what `SecureAssociation` does with each call's `Now`).
+    fn stamped(&mut self) -> &mut NativeState {
+        self.inner
+            .set_now(TimeStamp(self.clock.load(Ordering::SeqCst)));
+        &mut self.inner
+    }
+}
+
 impl AssociationSecurity for Wrap {
     fn decorate_aarq(&mut self, c: &SecurityContext<'_>, a: &mut Aarq) -> Result<(), AbortRequest> {
-        self.inner.decorate_aarq(c, a)?;
+        self.stamped().decorate_aarq(c, a)?;
         if let Some(f) = &mut self.aarq {
             f(a);
         }
@@ -236,14 +241,14 @@ impl AssociationSecurity for Wrap {
     }
     fn check_aarq(&mut self, c: &SecurityContext<'_>, a: &Aarq) -> AssociateVerdict {
         self.seen.lock().unwrap().aarq.push(a.clone());
-        self.inner.check_aarq(c, a)
+        self.stamped().check_aarq(c, a)
     }
     fn unsupported_application_context(&mut self, c: &SecurityContext<'_>, a: &Aarq) {
         self.seen.lock().unwrap().aarq.push(a.clone());
-        self.inner.unsupported_application_context(c, a)
+        self.stamped().unsupported_application_context(c, a)
     }
     fn decorate_aare(&mut self, c: &SecurityContext<'_>, a: &mut Aare) -> Result<(), AbortRequest> {
-        self.inner.decorate_aare(c, a)?;
+        self.stamped().decorate_aare(c, a)?;
         if let Some(f) = &mut self.aare {
             f(a);
         }
@@ -251,14 +256,14 @@ impl AssociationSecurity for Wrap {
     }
     fn check_aare(&mut self, c: &SecurityContext<'_>, a: &Aare) -> Verdict {
         self.seen.lock().unwrap().aare.push(a.clone());
-        self.inner.check_aare(c, a)
+        self.stamped().check_aare(c, a)
     }
     fn check_rejecting_aare(&mut self, c: &SecurityContext<'_>, a: &Aare) -> Option<Vec<u8>> {
         self.seen.lock().unwrap().rejecting.push(a.clone());
-        self.inner.check_rejecting_aare(c, a)
+        self.stamped().check_rejecting_aare(c, a)
     }
     fn decorate_rlrq(&mut self, c: &SecurityContext<'_>, r: &mut Rlrq) -> Result<(), AbortRequest> {
-        self.inner.decorate_rlrq(c, r)?;
+        self.stamped().decorate_rlrq(c, r)?;
         if let Some(f) = &mut self.rlrq {
             f(r);
         }
@@ -266,27 +271,27 @@ impl AssociationSecurity for Wrap {
     }
     fn check_rlrq(&mut self, c: &SecurityContext<'_>, r: &Rlrq) -> Verdict {
         self.seen.lock().unwrap().rlrq.push(r.clone());
-        self.inner.check_rlrq(c, r)
+        self.stamped().check_rlrq(c, r)
     }
     fn decorate_rlre(&mut self, c: &SecurityContext<'_>, r: &mut Rlre) -> Result<(), AbortRequest> {
-        self.inner.decorate_rlre(c, r)
+        self.stamped().decorate_rlre(c, r)
     }
     fn check_rlre(&mut self, c: &SecurityContext<'_>, r: &Rlre) -> Verdict {
         self.seen.lock().unwrap().rlre.push(r.clone());
-        self.inner.check_rlre(c, r)
+        self.stamped().check_rlre(c, r)
     }
     fn decorate_abrt(&mut self, c: &SecurityContext<'_>, a: &mut Abrt) {
-        self.inner.decorate_abrt(c, a);
+        self.stamped().decorate_abrt(c, a);
         if let Some(f) = &mut self.abrt {
             f(a);
         }
     }
     fn check_abrt(&mut self, c: &SecurityContext<'_>, a: &Abrt) {
         self.seen.lock().unwrap().abrt.push(a.clone());
-        self.inner.check_abrt(c, a)
+        self.stamped().check_abrt(c, a)
     }
     fn protocol_error(&mut self, c: &SecurityContext<'_>, e: &secmms_osi::OsiError) {
-        self.inner.protocol_error(c, e)
+        self.stamped().protocol_error(c, e)
     }
 }
 
@@ -310,7 +315,7 @@ fn apply<T>(a: &mut Assoc, f: Fault) -> Result<T, NativeError> {
 
 /// Protects one MMS PDU and queues it on the e2eSecurityAS context.
 fn send(a: &mut Assoc, pdu: &[u8]) -> Result<(), NativeError> {
-    let r = a.security_mut().inner.protect(pdu);
+    let r = a.security_mut().stamped().protect(pdu);
     match r {
         Ok((pcid, bytes)) => Ok(a.send_data_on(pcid, &bytes)?),
         Err(f) => apply(a, *f),
@@ -319,13 +324,13 @@ fn send(a: &mut Assoc, pdu: &[u8]) -> Result<(), NativeError> {
 
 /// Checks one received P-DATA value; a failure queues the abort.
 fn receive(a: &mut Assoc, context_id: u32, pdu: &[u8]) -> Result<Option<Vec<u8>>, NativeError> {
-    let r = a.security_mut().inner.unprotect(context_id, pdu);
+    let r = a.security_mut().stamped().unprotect(context_id, pdu);
     r.or_else(|f| apply(a, *f))
 }
 
 /// Runs the E2E timers at the state's clock.
 fn handle_timeout(a: &mut Assoc) -> Result<(), NativeError> {
-    let r = a.security_mut().inner.handle_timeout();
+    let r = a.security_mut().stamped().handle_timeout();
     r.or_else(|f| apply(a, *f))
 }
 
@@ -366,8 +371,8 @@ impl Pair {
             identity_of(cosi.remote_ap_title.as_ref(), cosi.remote_ae_qualifier),
         );
         let shook = fx.server.shared.responder_state(ConnectionInfo::default());
-        let (mut cw, cseen) = Wrap::new(chook);
-        let (mut sw, sseen) = Wrap::new(shook);
+        let (mut cw, cseen) = Wrap::new(chook, fx.client.clock.clone());
+        let (mut sw, sseen) = Wrap::new(shook, fx.server.clock.clone());
         cw.aarq = edits.aarq;
         cw.rlrq = edits.rlrq;
         cw.abrt = edits.abrt;
@@ -1371,11 +1376,12 @@ fn fuzz_entry_point_accepts_real_and_broken_values() {
 fn initiator_refuses_a_peer_row_without_end_to_end_security() {
     let fx = fixture(gcm());
     let cosi = client_osi(&fx.client);
-    let state = fx.client.shared.initiator_state(
+    let mut state = fx.client.shared.initiator_state(
         ConnectionInfo::default(),
         PeerPolicy::any("compat-only"),
         identity_of(cosi.remote_ap_title.as_ref(), cosi.remote_ae_qualifier),
     );
+    state.set_now(TimeStamp(T0 * 1000));
     let mut c = Association::with_hook(Role::Initiator, cosi, state);
     let r = c.connect(hex::decode(INIT_REQ).unwrap());
     assert!(

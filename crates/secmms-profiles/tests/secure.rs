@@ -2,7 +2,7 @@
 //! release in plain, A-profile and native mode (every protection), rekey and rekey timeout,
 //! the OSI timeouts (associate, idle, release), a bad PDU in a burst, OCSP refusal in both
 //! profiles, a revocation recheck, process-wide replay detection, and a layer around the
-//! protection. The profiles' own clocks panic when read: time only comes in as `Now`.
+//! protection. The profiles have no clock: time only comes in as `Now`.
 
 mod common;
 
@@ -54,15 +54,6 @@ fn mms(id: u8, filler: usize) -> Vec<u8> {
     w.finish()
 }
 
-/// A clock that fails the test when a profile reads it instead of the `Now` it was given.
-fn no_native_clock() -> secmms_profiles::NativeClock {
-    Arc::new(|| panic!("the native profile read its clock closure"))
-}
-
-fn no_clock() -> secmms_profiles::aprofile::Clock {
-    Arc::new(|| panic!("the A-profile read its clock closure"))
-}
-
 /// A validator that reports revocation once `revoked` is set (a CRL reload, as the runtime's
 /// reloadable validator does).
 struct Revocable {
@@ -111,7 +102,6 @@ impl NativeSide {
             ctx,
             NativeConfig::default(),
             PeerTable::require_end_to_end(),
-            no_native_clock(),
             sink.clone(),
         );
         NativeSide {
@@ -178,7 +168,6 @@ fn aprofile_side(ca: &Ca, id: PeerIdentity, serial: u8) -> (AProfileShared, Arc<
         cfg,
         PeerTable::require_a_profile(),
         replay_store(),
-        no_clock(),
         sink.clone(),
     )
     .unwrap();

@@ -27,7 +27,7 @@ fn tshark_decodes_authenticated_aarq_and_aare() {
         client_osi(&client, false),
         Box::new(client_hook(&client, PeerPolicy::any("server"))),
         server_osi(&server),
-        Box::new(server.shared.responder(Default::default())),
+        Box::new(server.responder(Default::default())),
     );
     assert_eq!(client.mnemonics(), vec!["AP_AUTHENTICATED"]);
     let capture = Capture::write(

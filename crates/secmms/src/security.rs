@@ -1332,16 +1332,12 @@ impl AppSecurity {
                 if let Some(o) = &s.mms_authentication_as {
                     acfg.mms_authentication_as = parse_checked(o)?;
                 }
-                Inner::Compat(
-                    AProfileShared::new(
-                        acfg,
-                        table.clone(),
-                        Arc::new(AuthReplayStore::default()),
-                        Arc::new(crate::events::time::unix_secs),
-                        sink.clone(),
-                    )?
-                    .with_millisecond_clock(Arc::new(crate::events::time::unix_millis)),
-                )
+                Inner::Compat(AProfileShared::new(
+                    acfg,
+                    table.clone(),
+                    Arc::new(AuthReplayStore::default()),
+                    sink.clone(),
+                )?)
             }
             AppMode::Native => {
                 let att_cert = load_attribute_certificate(s)?;
@@ -1357,13 +1353,7 @@ impl AppSecurity {
                 if let Some(o) = &s.e2e_mms_ac {
                     ncfg.e2e_mms_ac = parse_checked(o)?;
                 }
-                Inner::Native(NativeShared::new(
-                    ctx,
-                    ncfg,
-                    table.clone(),
-                    Arc::new(|| secmms_e2e::TimeStamp(crate::events::time::unix_millis())),
-                    sink.clone(),
-                ))
+                Inner::Native(NativeShared::new(ctx, ncfg, table.clone(), sink.clone()))
             }
         };
         Ok(AppSecurity {

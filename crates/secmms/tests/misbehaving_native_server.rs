@@ -39,15 +39,19 @@ struct Rewriting {
 
 impl AssociationSecurity for Rewriting {
     fn decorate_aarq(&mut self, c: &SecurityContext<'_>, a: &mut Aarq) -> Result<(), AbortRequest> {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.decorate_aarq(c, a)
     }
     fn check_aarq(&mut self, c: &SecurityContext<'_>, a: &Aarq) -> AssociateVerdict {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_aarq(c, a)
     }
     fn unsupported_application_context(&mut self, c: &SecurityContext<'_>, a: &Aarq) {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.unsupported_application_context(c, a)
     }
     fn decorate_aare(&mut self, c: &SecurityContext<'_>, a: &mut Aare) -> Result<(), AbortRequest> {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.decorate_aare(c, a)?;
         let pcid = a.user_information[0].indirect_reference.unwrap() as u32;
         let v = a.user_information[0].single_value().unwrap().to_vec();
@@ -69,27 +73,35 @@ impl AssociationSecurity for Rewriting {
         Ok(())
     }
     fn check_aare(&mut self, c: &SecurityContext<'_>, a: &Aare) -> Verdict {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_aare(c, a)
     }
     fn check_rejecting_aare(&mut self, c: &SecurityContext<'_>, a: &Aare) -> Option<Vec<u8>> {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_rejecting_aare(c, a)
     }
     fn decorate_rlrq(&mut self, c: &SecurityContext<'_>, r: &mut Rlrq) -> Result<(), AbortRequest> {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.decorate_rlrq(c, r)
     }
     fn check_rlrq(&mut self, c: &SecurityContext<'_>, r: &Rlrq) -> Verdict {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_rlrq(c, r)
     }
     fn decorate_rlre(&mut self, c: &SecurityContext<'_>, r: &mut Rlre) -> Result<(), AbortRequest> {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.decorate_rlre(c, r)
     }
     fn check_rlre(&mut self, c: &SecurityContext<'_>, r: &Rlre) -> Verdict {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_rlre(c, r)
     }
     fn decorate_abrt(&mut self, c: &SecurityContext<'_>, a: &mut Abrt) {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.decorate_abrt(c, a)
     }
     fn check_abrt(&mut self, c: &SecurityContext<'_>, a: &Abrt) {
+        self.inner.set_now(TimeStamp(secmms_pki_now()));
         self.inner.check_abrt(c, a)
     }
 }
@@ -145,7 +157,6 @@ fn serve_one(listener: TcpListener, cfg: Config, selection: EncrMode) {
         ctx,
         NativeConfig::default(),
         PeerTable::require_end_to_end(),
-        Arc::new(|| TimeStamp(secmms_pki_now())),
         Arc::new(MemorySink::new()),
     );
     let mut osi = OsiConfig::server_default();

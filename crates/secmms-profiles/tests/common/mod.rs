@@ -119,9 +119,9 @@ impl TestClock {
     pub fn set(&self, t: i64) {
         self.0.store(t, Ordering::SeqCst)
     }
-    pub fn clock(&self) -> secmms_profiles::aprofile::Clock {
-        let a = self.0.clone();
-        Arc::new(move || a.load(Ordering::SeqCst))
+    /// The time now, Unix milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst) * 1000
     }
 }
 
@@ -138,12 +138,42 @@ impl Side {
     pub fn with_config(cfg: AProfileConfig, table: PeerTable) -> Side {
         let sink = Arc::new(MemorySink::new());
         let clock = TestClock::new(T0);
-        let shared =
-            AProfileShared::new(cfg, table, replay_store(), clock.clock(), sink.clone()).unwrap();
+        let shared = AProfileShared::new(cfg, table, replay_store(), sink.clone()).unwrap();
         Side {
             shared,
             sink,
             clock,
+        }
+    }
+    /// The hook of a server-side association, stamped with this side's clock at every call.
+    pub fn responder(&self, conn: ConnectionInfo) -> Stamped {
+        Stamped {
+            inner: self.shared.responder(conn),
+            clock: self.clock.clone(),
+        }
+    }
+    /// The hook of a client-side association (see `AProfileShared::initiator`).
+    pub fn initiator(
+        &self,
+        conn: ConnectionInfo,
+        policy: PeerPolicy,
+        peer: Option<PeerIdentity>,
+    ) -> Stamped {
+        Stamped {
+            inner: self.shared.initiator(conn, policy, peer),
+            clock: self.clock.clone(),
+        }
+    }
+    /// The hook of a client-side association calling the titles of `osi`.
+    pub fn initiator_for(
+        &self,
+        conn: ConnectionInfo,
+        policy: PeerPolicy,
+        osi: &OsiConfig,
+    ) -> Stamped {
+        Stamped {
+            inner: self.shared.initiator_for(conn, policy, osi),
+            clock: self.clock.clone(),
         }
     }
     pub fn mnemonics(&self) -> Vec<&'static str> {
@@ -188,9 +218,72 @@ pub fn validator(ca: &Ca) -> OpenSslValidator {
     v
 }
 
+/// An A-profile hook given the time of a settable test clock before every call (what
+/// `SecureAssociation` does with the `Now` of each call).
+pub struct Stamped {
+    pub inner: AProfile,
+    pub clock: TestClock,
+}
+
+impl Stamped {
+    fn now(&mut self) -> &mut AProfile {
+        self.inner.set_now(self.clock.now_ms());
+        &mut self.inner
+    }
+    pub fn authenticated_peer(&self) -> Option<secmms_profiles::aprofile::AuthenticatedPeer> {
+        self.inner.authenticated_peer()
+    }
+}
+
+impl AssociationSecurity for Stamped {
+    fn decorate_aarq(&mut self, c: &SecurityContext<'_>, a: &mut Aarq) -> Result<(), AbortRequest> {
+        self.now().decorate_aarq(c, a)
+    }
+    fn check_aarq(
+        &mut self,
+        c: &SecurityContext<'_>,
+        a: &Aarq,
+    ) -> secmms_osi::security::AssociateVerdict {
+        self.now().check_aarq(c, a)
+    }
+    fn unsupported_application_context(&mut self, c: &SecurityContext<'_>, a: &Aarq) {
+        self.now().unsupported_application_context(c, a)
+    }
+    fn decorate_aare(
+        &mut self,
+        c: &SecurityContext<'_>,
+        a: &mut secmms_osi::acse::Aare,
+    ) -> Result<(), AbortRequest> {
+        self.now().decorate_aare(c, a)
+    }
+    fn check_aare(
+        &mut self,
+        c: &SecurityContext<'_>,
+        a: &secmms_osi::acse::Aare,
+    ) -> secmms_osi::security::Verdict {
+        self.now().check_aare(c, a)
+    }
+    fn check_rejecting_aare(
+        &mut self,
+        c: &SecurityContext<'_>,
+        a: &secmms_osi::acse::Aare,
+    ) -> Option<Vec<u8>> {
+        self.now().check_rejecting_aare(c, a)
+    }
+    fn decorate_abrt(&mut self, c: &SecurityContext<'_>, a: &mut secmms_osi::acse::Abrt) {
+        self.now().decorate_abrt(c, a)
+    }
+    fn check_abrt(&mut self, c: &SecurityContext<'_>, a: &secmms_osi::acse::Abrt) {
+        self.now().check_abrt(c, a)
+    }
+    fn protocol_error(&mut self, c: &SecurityContext<'_>, e: &secmms_osi::OsiError) {
+        self.now().protocol_error(c, e)
+    }
+}
+
 /// A client hook that lets the test change the AARQ after the A-profile decorated it.
 pub struct Tamper {
-    pub inner: AProfile,
+    pub inner: Stamped,
     pub f: Box<dyn FnMut(&mut Aarq) + Send>,
 }
 
@@ -230,9 +323,8 @@ pub fn server_osi(side: &Side) -> OsiConfig {
     osi
 }
 
-pub fn client_hook(side: &Side, policy: PeerPolicy) -> AProfile {
-    side.shared
-        .initiator(ConnectionInfo::default(), policy, Some(server_identity()))
+pub fn client_hook(side: &Side, policy: PeerPolicy) -> Stamped {
+    side.initiator(ConnectionInfo::default(), policy, Some(server_identity()))
 }
 
 pub fn pump<A: AssociationSecurity, B: AssociationSecurity>(

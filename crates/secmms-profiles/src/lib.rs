@@ -33,7 +33,5 @@ pub mod value;
 pub mod xmpp;
 
 pub use aprofile::{AProfile, AProfileConfig, AProfileShared, ConnectionInfo, Credentials};
-pub use native::{
-    NativeClock, NativeConfig, NativeDiagnostic, NativeError, NativeShared, NativeState,
-};
+pub use native::{NativeConfig, NativeDiagnostic, NativeError, NativeShared, NativeState};
 pub use policy::{ApplicationSecurity, PeerPolicy, PeerTable, TransportSecurity};

@@ -128,10 +128,6 @@ fn const_oid(arcs: &[u64]) -> Oid {
     Oid::new(arcs).unwrap_or_else(|_| unreachable!("constant OID"))
 }
 
-/// The clock of the XMPP endpoint ([`crate::xmpp::XmppEndpoint`]), which still reads time
-/// itself; the OSI profiles take it as an argument.
-pub type NativeClock = Arc<dyn Fn() -> TimeStamp + Send + Sync>;
-
 /// A source of per-association random sources ([`OsRandom`] unless replaced with
 /// [`NativeShared::with_random`]).
 pub type RandomFactory = Arc<dyn Fn() -> Box<dyn RandomSource> + Send + Sync>;

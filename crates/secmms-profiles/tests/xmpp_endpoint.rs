@@ -19,6 +19,90 @@ use secmms_profiles::xmpp::{AssocKey, EndpointError, EndpointEvent, XmppEndpoint
 use secmms_profiles::xmpp::{IqType, StanzaKind};
 
 const NOW: i64 = 1_750_000_000;
+
+/// The clock a test gives an endpoint (Unix milliseconds).
+type Clock = Arc<dyn Fn() -> TimeStamp + Send + Sync>;
+
+/// An endpoint and the clock the test gives it: every call passes the clock's time (the
+/// endpoint takes time as an argument), everything else reaches the endpoint itself.
+struct Ep {
+    inner: XmppEndpoint,
+    clock: Clock,
+}
+
+impl std::ops::Deref for Ep {
+    type Target = XmppEndpoint;
+    fn deref(&self) -> &XmppEndpoint {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Ep {
+    fn deref_mut(&mut self) -> &mut XmppEndpoint {
+        &mut self.inner
+    }
+}
+
+type Sent = Result<Vec<String>, EndpointError>;
+
+#[allow(dead_code)] // the whole endpoint API, whether or not every test calls it
+impl Ep {
+    fn associate(
+        &mut self,
+        peer: &str,
+        initiate: &[u8],
+    ) -> Result<(AssocKey, Vec<String>), EndpointError> {
+        let now = (self.clock)();
+        self.inner.associate(peer, initiate, now)
+    }
+    fn accept(&mut self, key: &AssocKey, initiate: &[u8]) -> Sent {
+        let now = (self.clock)();
+        self.inner.accept(key, initiate, now)
+    }
+    fn reject(&mut self, key: &AssocKey, initiate_error: &[u8]) -> Sent {
+        let now = (self.clock)();
+        self.inner.reject(key, initiate_error, now)
+    }
+    fn security_reject(
+        &mut self,
+        key: &AssocKey,
+        diag: secmms_e2e::HandshakeDiagnostic,
+        event: secmms_pki::event::SecurityEvent,
+    ) -> Sent {
+        let now = (self.clock)();
+        self.inner.security_reject(key, diag, event, now)
+    }
+    fn send(&mut self, key: &AssocKey, pdu: &[u8]) -> Sent {
+        let now = (self.clock)();
+        self.inner.send(key, pdu, now)
+    }
+    fn release(&mut self, key: &AssocKey, conclude: Option<&[u8]>) -> Sent {
+        let now = (self.clock)();
+        self.inner.release(key, conclude, now)
+    }
+    fn release_response(&mut self, key: &AssocKey, conclude: Option<&[u8]>) -> Sent {
+        let now = (self.clock)();
+        self.inner.release_response(key, conclude, now)
+    }
+    fn abort(&mut self, key: &AssocKey) -> Sent {
+        let now = (self.clock)();
+        self.inner.abort(key, now)
+    }
+    fn handle_timeout(&mut self) -> (Vec<String>, Vec<EndpointEvent>) {
+        let now = (self.clock)();
+        self.inner.handle_timeout(now)
+    }
+    fn handle(
+        &mut self,
+        kind: StanzaKind,
+        id: &str,
+        from: &str,
+        env: Option<&str>,
+    ) -> (Vec<String>, Vec<EndpointEvent>) {
+        let now = (self.clock)();
+        self.inner.handle(kind, id, from, env, now)
+    }
+}
 const CLIENT: &str = "scada@example.org/IEC";
 const SERVER: &str = "ied1@example.org/IEC";
 
@@ -64,7 +148,7 @@ fn creds(p: &Pki, jid: &str) -> Credentials {
     }
 }
 
-fn endpoint(p: &Pki, jid: &str, server: bool, offer: ModeOffer) -> (XmppEndpoint, Arc<MemorySink>) {
+fn endpoint(p: &Pki, jid: &str, server: bool, offer: ModeOffer) -> (Ep, Arc<MemorySink>) {
     endpoint_with_clock(
         p,
         jid,
@@ -79,12 +163,7 @@ fn test_clock() -> Arc<AtomicI64> {
     Arc::new(AtomicI64::new(NOW * 1000))
 }
 
-fn clocked(
-    p: &Pki,
-    jid: &str,
-    server: bool,
-    clock: &Arc<AtomicI64>,
-) -> (XmppEndpoint, Arc<MemorySink>) {
+fn clocked(p: &Pki, jid: &str, server: bool, clock: &Arc<AtomicI64>) -> (Ep, Arc<MemorySink>) {
     let c = clock.clone();
     endpoint_with_clock(
         p,
@@ -100,8 +179,8 @@ fn endpoint_with_clock(
     jid: &str,
     server: bool,
     offer: ModeOffer,
-    clock: secmms_profiles::native::NativeClock,
-) -> (XmppEndpoint, Arc<MemorySink>) {
+    clock: Clock,
+) -> (Ep, Arc<MemorySink>) {
     let cfg = E2eConfig {
         offer,
         ..E2eConfig::default()
@@ -113,7 +192,13 @@ fn endpoint_with_clock(
         replay: Arc::new(Mutex::new(ReplayCache::new())),
     };
     let sink = Arc::new(MemorySink::new());
-    (XmppEndpoint::new(ctx, server, clock, sink.clone()), sink)
+    (
+        Ep {
+            inner: XmppEndpoint::new(ctx, server, sink.clone()),
+            clock,
+        },
+        sink,
+    )
 }
 
 /// Splits a stanza the endpoint built: (kind, id, env).
@@ -137,11 +222,7 @@ fn parse(st: &str) -> (StanzaKind, String, Option<String>) {
 }
 
 /// Delivers `stanzas` (sent by `from`) to `to`; returns what `to` sends back and its events.
-fn deliver(
-    to: &mut XmppEndpoint,
-    from: &str,
-    stanzas: Vec<String>,
-) -> (Vec<String>, Vec<EndpointEvent>) {
+fn deliver(to: &mut Ep, from: &str, stanzas: Vec<String>) -> (Vec<String>, Vec<EndpointEvent>) {
     let mut out = Vec::new();
     let mut ev = Vec::new();
     for s in stanzas {
@@ -163,7 +244,7 @@ fn read_rsp(invoke: u8) -> Vec<u8> {
     vec![0xa1, 0x05, 0x02, 0x01, invoke, 0xa4, 0x00]
 }
 
-fn establish(c: &mut XmppEndpoint, s: &mut XmppEndpoint) -> (AssocKey, AssocKey) {
+fn establish(c: &mut Ep, s: &mut Ep) -> (AssocKey, AssocKey) {
     let (ck, st) = c.associate(SERVER, INIT_REQ).unwrap();
     assert!(st[0].starts_with("<iq type='set'"), "{}", st[0]);
     let (out, ev) = deliver(s, CLIENT, st);
@@ -509,14 +590,7 @@ fn drop_peer_ends_that_peers_associations_only() {
 fn pending_rekey(
     p: &Pki,
     clock: &Arc<AtomicI64>,
-) -> (
-    XmppEndpoint,
-    Arc<MemorySink>,
-    XmppEndpoint,
-    AssocKey,
-    AssocKey,
-    i64,
-) {
+) -> (Ep, Arc<MemorySink>, Ep, AssocKey, AssocKey, i64) {
     let (mut c, csink) = clocked(p, CLIENT, false, clock);
     let (mut s, _) = clocked(p, SERVER, true, clock);
     let (ck, sk) = establish(&mut c, &mut s);

@@ -44,8 +44,9 @@ pub enum XmppEnvError {
     Xmpp(#[from] secmms_xmpp::XmppError),
 }
 
+/// The calendar time of the runtime's one clock ([`crate::driver::now`]).
 fn now() -> TimeStamp {
-    TimeStamp(crate::events::time::unix_millis())
+    crate::driver::now().wall
 }
 
 /// The `[xmpp]` section of `cfg`, checked, with native mode required (clause 16 has no other
@@ -70,7 +71,7 @@ fn endpoint(
     sink: Arc<dyn SecurityEventSink>,
 ) -> Result<XmppEndpoint, XmppEnvError> {
     let ctx = load_e2e_context(cfg)?;
-    Ok(XmppEndpoint::new(ctx, server, Arc::new(now), sink))
+    Ok(XmppEndpoint::new(ctx, server, sink))
 }
 
 /// The OCSP step of a server association (§6.2.8): `Some(event)` when the peer must be
@@ -205,7 +206,7 @@ pub async fn serve_ready(
         let event = match wake {
             Wake::Event(ev) => ev,
             Wake::Timer => {
-                let (out, events) = ep.handle_timeout();
+                let (out, events) = ep.handle_timeout(now());
                 if let Some(tx) = conn.sender() {
                     if let Err(e) = send_all(&tx, out).await {
                         warn!("XMPP send: {e}");
@@ -250,7 +251,13 @@ pub async fn serve_ready(
             continue;
         };
         let from = st.from.clone().unwrap_or_default();
-        let (out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
+        let (out, events) = ep.handle(
+            kind,
+            st.id.as_deref().unwrap_or(""),
+            &from,
+            env.as_deref(),
+            now(),
+        );
         // A stanza that cannot be sent (e.g. refused by the writer's limits) must not end the
         // server; a lost link shows up as `Disconnected` on the next event.
         if let Err(e) = send_all(&tx, out).await {
@@ -264,7 +271,7 @@ pub async fn serve_ready(
                     let cert = ep.peer_certificate(&key);
                     if let Some(refusal) = peer_ocsp(&ocsp, cert, &key, sink.as_ref()).await {
                         let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
-                        let out = ep.security_reject(&key, diag, refusal);
+                        let out = ep.security_reject(&key, diag, refusal, now());
                         if let Ok(o) = out {
                             if let Err(e) = send_all(&tx, o).await {
                                 warn!("XMPP send: {e}");
@@ -278,18 +285,20 @@ pub async fn serve_ready(
                             association,
                         } => {
                             assocs.insert(key.clone(), association);
-                            ep.accept(&key, &response)
+                            ep.accept(&key, &response, now())
                         }
-                        InitiateOutcome::Refused { response, .. } => ep.reject(&key, &response),
+                        InitiateOutcome::Refused { response, .. } => {
+                            ep.reject(&key, &response, now())
+                        }
                         InitiateOutcome::Invalid(e) => {
                             debug!("invalid initiate over XMPP: {e}");
-                            ep.abort(&key)
+                            ep.abort(&key, now())
                         }
                     }
                 }
                 EndpointEvent::Data { key, pdu } => match assocs.get(&key) {
                     Some(a) => match a.handle_pdu(&pdu) {
-                        Some(resp) => ep.send(&key, &resp),
+                        Some(resp) => ep.send(&key, &resp, now()),
                         None => Ok(Vec::new()),
                     },
                     None => Ok(Vec::new()),
@@ -297,7 +306,7 @@ pub async fn serve_ready(
                 EndpointEvent::ReleaseIndication { key, conclude } => {
                     let concluded = assocs.remove(&key).is_some_and(|a| a.is_concluded());
                     let answer = secmms_mms::server::release_answer(concluded, conclude.as_deref());
-                    ep.release_response(&key, answer.as_deref())
+                    ep.release_response(&key, answer.as_deref(), now())
                 }
                 EndpointEvent::Released { key } | EndpointEvent::Aborted { key, .. } => {
                     assocs.remove(&key);
@@ -472,7 +481,7 @@ async fn run_connection(
                     }
                     let Some((kind, env)) = classify(&st) else { continue };
                     let from = st.from.clone().unwrap_or_default();
-                    let (mut out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref());
+                    let (mut out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref(), now());
                     for ev in events {
                         out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
                     }
@@ -489,7 +498,7 @@ async fn run_connection(
                 }
                 _ = sleep_or_pending(wait) => {
                     // Native mode: the E2E timers (rekey timeout: DtSecAbort, association ends).
-                    let (mut out, events) = ep.handle_timeout();
+                    let (mut out, events) = ep.handle_timeout(now());
                     for ev in events {
                         out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
                     }
@@ -541,7 +550,7 @@ fn on_event(
                 debug!("initiate response of {key:?}: {e}");
             }
             let Some(fwd) = ctx.upgrade() else {
-                return ep.abort(&key).unwrap_or_default();
+                return ep.abort(&key, now()).unwrap_or_default();
             };
             // Each client gets its own command channel, forwarded with its key.
             let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(256);
@@ -555,7 +564,7 @@ fn on_event(
                 if let Some(a) = assocs.remove(&key) {
                     end_assoc(a, Err(ClientError::Closed));
                 }
-                return ep.abort(&key).unwrap_or_default();
+                return ep.abort(&key, now()).unwrap_or_default();
             }
             tokio::spawn(async move {
                 while let Some(c) = cmd_rx.recv().await {
@@ -598,7 +607,7 @@ fn on_event(
             // The server releases: answer (Conclude-Response) and end the association, unless
             // we released too (collision): then our own release completes it.
             let out = ep
-                .release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()))
+                .release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()), now())
                 .unwrap_or_default();
             let collision = assocs.get(&key).is_some_and(|a| a.releasing.is_some());
             if !collision {
@@ -624,7 +633,7 @@ fn on_cmd(
             reply,
         } => {
             let session = ClientSession::new(proposal);
-            match ep.associate(&peer, &session.initiate_request()) {
+            match ep.associate(&peer, &session.initiate_request(), now()) {
                 Ok((key, out)) => {
                     assocs.insert(
                         key,
@@ -666,7 +675,7 @@ fn on_cmd(
                     return Vec::new();
                 }
             };
-            match ep.send(&key, &pdu) {
+            match ep.send(&key, &pdu, now()) {
                 Ok(out) => out,
                 Err(EndpointError::Aborted {
                     reason, stanzas, ..
@@ -694,7 +703,7 @@ fn on_cmd(
                 let _ = reply.send(Ok(()));
                 return Vec::new();
             };
-            match ep.release(&key, Some(&MmsPdu::ConcludeRequest.encode())) {
+            match ep.release(&key, Some(&MmsPdu::ConcludeRequest.encode()), now()) {
                 Ok(out) => {
                     a.releasing = Some(reply);
                     out
@@ -713,7 +722,7 @@ fn on_cmd(
             Vec::new()
         }
         ConnCmd::Assoc(key, Cmd::Abort) => {
-            let out = ep.abort(&key).unwrap_or_default();
+            let out = ep.abort(&key, now()).unwrap_or_default();
             if let Some(a) = assocs.remove(&key) {
                 end_assoc(a, Ok(()));
             }

@@ -169,28 +169,18 @@ fn runtime_contexts_associate_in_memory() {
     };
     let sc = mk("ied1@localhost", "s");
     let cc = mk("scada@localhost", "c");
-    let clock: secmms_profiles::native::NativeClock = Arc::new(|| {
-        secmms_e2e::TimeStamp(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis() as i64,
-        )
-    });
     let sink = Arc::new(MemorySink::new());
     let mut s = secmms_profiles::xmpp::XmppEndpoint::new(
         secmms::security::load_e2e_context(&sc).unwrap(),
         true,
-        clock.clone(),
         sink.clone(),
     );
     let mut c = secmms_profiles::xmpp::XmppEndpoint::new(
         secmms::security::load_e2e_context(&cc).unwrap(),
         false,
-        clock,
         sink.clone(),
     );
-    let (_, st) = c.associate(SERVER_JID, &[0xa8, 0x00]).unwrap();
+    let (_, st) = c.associate(SERVER_JID, &[0xa8, 0x00], wall_now()).unwrap();
     let i = st[0].find("<e2e").unwrap();
     let env = &st[0][i..st[0].rfind("</iq>").unwrap()];
     let id_start = st[0].find("id='").unwrap() + 4;
@@ -200,6 +190,7 @@ fn runtime_contexts_associate_in_memory() {
         id,
         "scada@localhost/IEC",
         Some(env),
+        wall_now(),
     );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(ev.len(), 1, "{:?}", sink.events());
@@ -237,6 +228,7 @@ async fn pump_until(
             st.id.as_deref().unwrap_or(""),
             st.from.as_deref().unwrap_or(""),
             env.as_deref(),
+            wall_now(),
         );
         for o in out {
             tx.send(&o).await.unwrap();
@@ -244,6 +236,16 @@ async fn pump_until(
         all.extend(ev);
     }
     all
+}
+
+/// The time now, for the endpoints (they take it as an argument).
+fn wall_now() -> secmms_e2e::TimeStamp {
+    secmms_e2e::TimeStamp(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
 }
 
 fn endpoint_for(
@@ -254,14 +256,6 @@ fn endpoint_for(
     secmms_profiles::xmpp::XmppEndpoint::new(
         secmms::security::load_e2e_context(cfg).unwrap(),
         server,
-        Arc::new(|| {
-            secmms_e2e::TimeStamp(
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_millis() as i64,
-            )
-        }),
         sink,
     )
 }
@@ -289,7 +283,9 @@ async fn release_collision_and_injection_through_prosody() {
         .split();
 
     // Handshake through Prosody.
-    let (ck, out) = cep.associate(SERVER_JID, &[0xa8, 0x00]).unwrap();
+    let (ck, out) = cep
+        .associate(SERVER_JID, &[0xa8, 0x00], wall_now())
+        .unwrap();
     for o in out {
         ctx.send(&o).await.unwrap();
     }
@@ -298,17 +294,17 @@ async fn release_collision_and_injection_through_prosody() {
         panic!("{ev:?}")
     };
     let sk = sk.clone();
-    for o in sep.accept(&sk, &[0xa9, 0x00]).unwrap() {
+    for o in sep.accept(&sk, &[0xa9, 0x00], wall_now()).unwrap() {
         stx.send(&o).await.unwrap();
     }
     let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
     assert!(matches!(ev.as_slice(), [E::Established { .. }]), "{ev:?}");
 
     // Release collision: both ends send ReleaseReq before seeing the other's.
-    for o in cep.release(&ck, None).unwrap() {
+    for o in cep.release(&ck, None, wall_now()).unwrap() {
         ctx.send(&o).await.unwrap();
     }
-    for o in sep.release(&sk, None).unwrap() {
+    for o in sep.release(&sk, None, wall_now()).unwrap() {
         stx.send(&o).await.unwrap();
     }
     let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
@@ -322,10 +318,13 @@ async fn release_collision_and_injection_through_prosody() {
         "{ev:?}"
     );
     // The client answers at once, the server only after the client's answer arrived.
-    for o in cep.release_response(&ck, None).unwrap() {
+    for o in cep.release_response(&ck, None, wall_now()).unwrap() {
         ctx.send(&o).await.unwrap();
     }
-    assert!(sep.release_response(&sk, None).unwrap().is_empty());
+    assert!(sep
+        .release_response(&sk, None, wall_now())
+        .unwrap()
+        .is_empty());
     let ev = pump_until(&mut srx, &stx, &mut sep, |e| {
         e.iter().any(|x| matches!(x, E::Released { .. }))
     })
@@ -347,7 +346,9 @@ async fn release_collision_and_injection_through_prosody() {
         .await
         .unwrap()
         .split();
-    let (_, hs) = mep.associate(SERVER_JID, &[0xa8, 0x00]).unwrap();
+    let (_, hs) = mep
+        .associate(SERVER_JID, &[0xa8, 0x00], wall_now())
+        .unwrap();
     // The HandshakeReq as an iq of type get (it must be set).
     let wrong = hs[0].replacen("type='set'", "type='get'", 1);
     mtx.send(&wrong).await.unwrap();
@@ -464,7 +465,7 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
         .split();
     let initiate =
         secmms_mms::client::initiate_request_pdu(&secmms_mms::client::ClientProposal::default());
-    let (ck, out) = cep.associate(SERVER_JID, &initiate).unwrap();
+    let (ck, out) = cep.associate(SERVER_JID, &initiate, wall_now()).unwrap();
     for o in out {
         ctx.send(&o).await.unwrap();
     }
@@ -478,7 +479,7 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
         .encode()
     };
     // The association serves a request.
-    for o in cep.send(&ck, &identify(1)).unwrap() {
+    for o in cep.send(&ck, &identify(1), wall_now()).unwrap() {
         ctx.send(&o).await.unwrap();
     }
     let ev = pump_until(&mut crx, &ctx, &mut cep, |e| !e.is_empty()).await;
@@ -493,7 +494,7 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The next request on it finds no association there: item-not-found (§16.4).
-    for o in cep.send(&ck, &identify(2)).unwrap() {
+    for o in cep.send(&ck, &identify(2), wall_now()).unwrap() {
         ctx.send(&o).await.unwrap();
     }
     let st = next_iq(&mut crx).await;

@@ -21,7 +21,6 @@ use super::{
     check_transfer_class, mms_class, placement, receive, stanza, IqType, MmsClass, Placement,
     StanzaError, StanzaKind, XmlLimits,
 };
-use crate::native::NativeClock;
 
 /// Identifies an association: the peer's bare JID and the client part of the assoID.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -226,7 +225,6 @@ struct Assoc {
 pub struct XmppEndpoint {
     server: bool,
     ctx: Context,
-    clock: NativeClock,
     sink: Arc<dyn SecurityEventSink>,
     limits: XmlLimits,
     assocs: HashMap<AssocKey, Assoc>,
@@ -301,12 +299,7 @@ fn asso_client_part(pdu: &SecPdu) -> Option<String> {
 impl XmppEndpoint {
     /// An endpoint in the client (`server = false`) or server role. The engine configuration is
     /// switched to the XML encoding.
-    pub fn new(
-        mut ctx: Context,
-        server: bool,
-        clock: NativeClock,
-        sink: Arc<dyn SecurityEventSink>,
-    ) -> Self {
+    pub fn new(mut ctx: Context, server: bool, sink: Arc<dyn SecurityEventSink>) -> Self {
         if ctx.config.encoding != WireEncoding::Xml {
             let mut c = (*ctx.config).clone();
             c.encoding = WireEncoding::Xml;
@@ -316,7 +309,6 @@ impl XmppEndpoint {
         XmppEndpoint {
             server,
             ctx,
-            clock,
             sink,
             limits,
             assocs: HashMap::new(),
@@ -392,6 +384,7 @@ impl XmppEndpoint {
         &mut self,
         peer: &str,
         initiate: &[u8],
+        now: secmms_e2e::TimeStamp,
     ) -> Result<(AssocKey, Vec<String>), EndpointError> {
         // A free client number for this peer (1..=999).
         let bare = bare_jid(peer).to_string();
@@ -415,7 +408,6 @@ impl XmppEndpoint {
         let n = num.ok_or(EndpointError::Exhausted)?;
         let mut c = E2eClient::new(self.ctx.clone(), self.rng(), n);
         c.set_expected_peer(Some(PeerIdentity::Jid(bare.clone())));
-        let now = (self.clock)();
         let req = text(c.handshake_req(Some(initiate), now)?)?;
         let key = AssocKey {
             peer: bare,
@@ -455,8 +447,8 @@ impl XmppEndpoint {
         &mut self,
         key: &AssocKey,
         initiate: &[u8],
+        now: secmms_e2e::TimeStamp,
     ) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
         let a = self.with(key)?;
         let Engine::Server(s) = &mut a.engine else {
             return Err(E2eError::State(a.engine.state()).into());
@@ -496,8 +488,9 @@ impl XmppEndpoint {
         key: &AssocKey,
         diag: secmms_e2e::HandshakeDiagnostic,
         event: SecurityEvent,
+        now: secmms_e2e::TimeStamp,
     ) -> Result<Vec<String>, EndpointError> {
-        let out = self.refuse(key, |s, now| s.security_reject(diag, now))?;
+        let out = self.refuse(key, now, |s, now| s.security_reject(diag, now))?;
         self.sink.record(&event);
         Ok(out)
     }
@@ -508,8 +501,9 @@ impl XmppEndpoint {
         &mut self,
         key: &AssocKey,
         initiate_error: &[u8],
+        now: secmms_e2e::TimeStamp,
     ) -> Result<Vec<String>, EndpointError> {
-        self.refuse(key, |s, now| s.appl_reject(initiate_error, now))
+        self.refuse(key, now, |s, now| s.appl_reject(initiate_error, now))
     }
 
     /// Ends the indicated server association with the refusing SecPDU `build` makes, sent in
@@ -517,9 +511,9 @@ impl XmppEndpoint {
     fn refuse(
         &mut self,
         key: &AssocKey,
+        now: secmms_e2e::TimeStamp,
         build: impl FnOnce(&mut E2eServer, secmms_e2e::TimeStamp) -> Result<Vec<u8>, E2eError>,
     ) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
         let mut a = self
             .remove_assoc(key)
             .ok_or_else(|| EndpointError::Unknown(key.clone()))?;
@@ -540,8 +534,12 @@ impl XmppEndpoint {
     /// Sends one MMS PDU on an established association: a request in a new iq get/set, a
     /// response or error in the iq result answering its request, an unconfirmed PDU in a
     /// message.
-    pub fn send(&mut self, key: &AssocKey, pdu: &[u8]) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
+    pub fn send(
+        &mut self,
+        key: &AssocKey,
+        pdu: &[u8],
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Vec<String>, EndpointError> {
         let id_new = self.new_id("d");
         let a = self.with(key)?;
         let (kind, secpdu) = match a.engine.protect(pdu, now) {
@@ -607,8 +605,8 @@ impl XmppEndpoint {
         &mut self,
         key: &AssocKey,
         conclude: Option<&[u8]>,
+        now: secmms_e2e::TimeStamp,
     ) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
         let id = self.new_id("r");
         let a = self.with(key)?;
         let req = text(a.engine.release_req(conclude, now)?)?;
@@ -630,8 +628,8 @@ impl XmppEndpoint {
         &mut self,
         key: &AssocKey,
         conclude: Option<&[u8]>,
+        now: secmms_e2e::TimeStamp,
     ) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
         let server = self.server;
         let a = self.with(key)?;
         let in_collision = a.engine.state() == State::ReleaseCollision;
@@ -659,8 +657,11 @@ impl XmppEndpoint {
     }
 
     /// Aborts the association (ApplAbort in a message).
-    pub fn abort(&mut self, key: &AssocKey) -> Result<Vec<String>, EndpointError> {
-        let now = (self.clock)();
+    pub fn abort(
+        &mut self,
+        key: &AssocKey,
+        now: secmms_e2e::TimeStamp,
+    ) -> Result<Vec<String>, EndpointError> {
         let id = self.new_id("a");
         let mut a = self
             .remove_assoc(key)
@@ -710,13 +711,15 @@ impl XmppEndpoint {
             .min()
     }
 
-    /// Runs the engines' timers that are due at the clock's now, as the OSI runtime does through
+    /// Runs the engines' timers that are due at `now`, as the OSI runtime does through
     /// `SecureAssociation::handle_timeout`. A client whose rekey went unanswered past
     /// `rekey_timeout_ms` (§13.3.2) aborts: the DtSecAbort message is returned to send, the
     /// `E2E_REKEY_TIMEOUT` event is recorded and the association ends with
     /// [`EndpointEvent::Aborted`].
-    pub fn handle_timeout(&mut self) -> (Vec<String>, Vec<EndpointEvent>) {
-        let now = (self.clock)();
+    pub fn handle_timeout(
+        &mut self,
+        now: secmms_e2e::TimeStamp,
+    ) -> (Vec<String>, Vec<EndpointEvent>) {
         let mut out = Vec::new();
         let mut events = Vec::new();
         let mut due: Vec<AssocKey> = self
@@ -757,6 +760,7 @@ impl XmppEndpoint {
         id: &str,
         from: &str,
         env: Option<&str>,
+        now: secmms_e2e::TimeStamp,
     ) -> (Vec<String>, Vec<EndpointEvent>) {
         let mut out = Vec::new();
         let mut events = Vec::new();
@@ -827,7 +831,6 @@ impl XmppEndpoint {
             peer: bare_jid(from).to_string(),
             client_part: part,
         };
-        let now = (self.clock)();
         if r.kind == SecPduKind::HandshakeReq {
             if !self.server {
                 self.sink.record(

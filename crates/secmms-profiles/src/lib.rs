@@ -16,9 +16,11 @@
 //! * [`fuzzing`] — the entry points of the `aprofile` fuzz target and of the OSI-environment
 //!   decoder of clause 15.
 //!
-//! Sans-IO: time comes from a clock closure given at construction; no sockets. The E2E mapping
-//! takes its randomness from a [`secmms_pki::crypto::RandomSource`] (OpenSSL's CSPRNG unless
-//! replaced).
+//! Sans-IO: no sockets, no clock and no lock. Time is an argument of every call
+//! ([`secure::Now`] for OSI associations, a `TimeStamp` for the XMPP endpoint); state shared by
+//! the associations of a process (replay stores) is injected through traits the runtime
+//! implements. The E2E mapping takes its randomness from a
+//! [`secmms_pki::crypto::RandomSource`] (OpenSSL's CSPRNG unless replaced).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

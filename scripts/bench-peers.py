@@ -35,32 +35,13 @@ import sys
 import tempfile
 import time
 
+from bench_common import ticks, wait_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # 5 outstanding is what both peers allow (they negotiate at most 5 in the initiate exchange), so
 # the 5-outstanding points compare every server at the same depth; at 16 the peers keep 5.
 POINTS = [(1, 1), (1, 5), (1, 16), (4, 5), (4, 16)]
 PINNED = (1, 1, "pinned")
-
-
-def ticks(pid):
-    """User and system CPU time of a process so far, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    hz = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / hz
-
-
-def wait_port(port, timeout=30):
-    import socket
-
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.2)
-    return False
 
 
 def main():

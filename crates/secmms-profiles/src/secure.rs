@@ -69,14 +69,15 @@ impl Now {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Now {
             wall: TimeStamp(self.wall.0.saturating_add(ms)),
-            mono: self.mono + d,
+            mono: self.mono.checked_add(d).unwrap_or(self.mono),
         }
     }
 
     /// The monotonic instant of the calendar time `t`, as seen from this moment.
     pub fn instant_of(self, t: TimeStamp) -> Instant {
         let ms = t.0.saturating_sub(self.wall.0).max(0);
-        self.mono + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+        let d = Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+        self.mono.checked_add(d).unwrap_or(self.mono)
     }
 }
 
@@ -363,6 +364,12 @@ pub enum SecureEvent {
     Closed,
 }
 
+/// The instant `timeout` after `now`; `None` (never) without a timeout or when it is too long
+/// to be an instant (a configured `u64::MAX` seconds waits forever instead of overflowing).
+fn deadline(now: Now, timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|d| now.mono.checked_add(d))
+}
+
 /// One association with its protection, sans-IO: see the [module documentation](self).
 pub struct SecureAssociation<L: Layer = Protection> {
     assoc: Association<L>,
@@ -410,7 +417,7 @@ impl<L: Layer> SecureAssociation<L> {
             last: now,
             established: false,
             timed_out: false,
-            associate_at: timeouts.associate.map(|d| now.mono + d),
+            associate_at: deadline(now, timeouts.associate),
             idle_at: None,
             release_at: None,
             events: VecDeque::new(),
@@ -426,7 +433,7 @@ impl<L: Layer> SecureAssociation<L> {
     fn now_established(&mut self, now: Now) {
         self.established = true;
         self.associate_at = None;
-        self.idle_at = self.timeouts.idle.map(|d| now.mono + d);
+        self.idle_at = deadline(now, self.timeouts.idle);
     }
 
     /// Initiator: sends the AARQ carrying the MMS initiate-RequestPDU.
@@ -539,7 +546,7 @@ impl<L: Layer> SecureAssociation<L> {
     pub fn release(&mut self, conclude: Option<Vec<u8>>, now: Now) -> Result<(), OsiError> {
         self.enter(now);
         self.assoc.release(conclude)?;
-        self.release_at = self.timeouts.release.map(|d| now.mono + d);
+        self.release_at = deadline(now, self.timeouts.release);
         Ok(())
     }
 
@@ -590,7 +597,7 @@ impl<L: Layer> SecureAssociation<L> {
     pub fn handle_input(&mut self, bytes: &[u8], now: Now) -> Result<(), OsiError> {
         self.enter(now);
         if self.established {
-            self.idle_at = self.timeouts.idle.map(|d| now.mono + d);
+            self.idle_at = deadline(now, self.timeouts.idle);
         }
         self.assoc.handle_input(bytes)
     }

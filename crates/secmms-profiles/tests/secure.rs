@@ -899,3 +899,24 @@ fn application_reject_reaches_the_client() {
     };
     assert_eq!(initiate_error.as_deref(), Some(&err_pdu[..]));
 }
+
+/// A timeout too long to be an instant (from a configuration) means "never", not a panic.
+#[test]
+fn an_enormous_timeout_waits_forever() {
+    let now = t0();
+    let huge = Some(Duration::from_secs(u64::MAX));
+    let t = Timeouts {
+        associate: huge,
+        idle: huge,
+        release: huge,
+    };
+    let mut c = plain(Role::Initiator, t, now);
+    let mut s = plain(Role::Responder, t, now);
+    assert_eq!(s.poll_timeout(), None);
+    establish(&mut c, &mut s, now);
+    c.release(None, now).unwrap();
+    assert_eq!(c.poll_timeout(), None);
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(now.after(Duration::from_secs(86_400)));
+    assert!(s.poll_event().is_none() && !s.is_closed());
+}

@@ -8,14 +8,8 @@ use secmms_e2e::TimeStamp;
 use secmms_profiles::secure::{Now, SecureAssociation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::link::{LazyTimer, LinkError};
+use crate::link::{write_coalesced, LazyTimer, LinkError, READ_CHUNK};
 use crate::transport::Stream;
-
-/// Largest coalesced write (a TLS record carries at most 16 KiB of plaintext).
-const MAX_BATCH: usize = 16 * 1024;
-
-/// Read buffer size: one maximal TPKT.
-const READ_CHUNK: usize = 65_536;
 
 /// The current time, read once per turn: the calendar (Unix milliseconds) and the monotonic
 /// clock.
@@ -142,20 +136,8 @@ impl<S: Stream> SecureLink<S> {
     }
 
     async fn flush_all(&mut self) -> Result<(), LinkError> {
-        let Some(mut batch) = self.sa.poll_transmit() else {
-            return Ok(());
-        };
-        while let Some(out) = self.sa.poll_transmit() {
-            if batch.len() + out.len() > MAX_BATCH {
-                self.stream.write_all(&batch).await?;
-                batch = out;
-            } else {
-                batch.extend_from_slice(&out);
-            }
-        }
-        self.stream.write_all(&batch).await?;
-        self.stream.flush().await?;
-        Ok(())
+        let sa = &mut self.sa;
+        write_coalesced(&mut self.stream, || sa.poll_transmit()).await
     }
 
     /// Writes what the association queued, then waits for the next thing to happen and hands

@@ -14,7 +14,30 @@ use crate::transport::Stream;
 const MAX_BATCH: usize = 16 * 1024;
 
 /// Read buffer size: one maximal TPKT.
-const READ_CHUNK: usize = 65_536;
+pub(crate) const READ_CHUNK: usize = 65_536;
+
+/// Writes every chunk `next` yields, coalesced into writes of at most [`MAX_BATCH`] octets (the
+/// answers to several pipelined requests leave in one system call and, over TLS, one record),
+/// then flushes. Nothing queued: nothing written.
+pub(crate) async fn write_coalesced<S: Stream>(
+    stream: &mut S,
+    mut next: impl FnMut() -> Option<Vec<u8>>,
+) -> Result<(), LinkError> {
+    let Some(mut batch) = next() else {
+        return Ok(());
+    };
+    while let Some(out) = next() {
+        if batch.len() + out.len() > MAX_BATCH {
+            stream.write_all(&batch).await?;
+            batch = out;
+        } else {
+            batch.extend_from_slice(&out);
+        }
+    }
+    stream.write_all(&batch).await?;
+    stream.flush().await?;
+    Ok(())
+}
 
 /// Errors of the link between a stream and an association.
 #[derive(Debug, thiserror::Error)]
@@ -138,22 +161,8 @@ impl<S: Stream> Link<S> {
     }
 
     async fn flush_all(&mut self) -> Result<(), LinkError> {
-        // Coalesce everything queued (e.g. the answers to several pipelined requests) into one
-        // write: one system call, and over TLS one record instead of one per PDU.
-        let Some(mut batch) = self.assoc.poll_transmit() else {
-            return Ok(());
-        };
-        while let Some(out) = self.assoc.poll_transmit() {
-            if batch.len() + out.len() > MAX_BATCH {
-                self.stream.write_all(&batch).await?;
-                batch = out;
-            } else {
-                batch.extend_from_slice(&out);
-            }
-        }
-        self.stream.write_all(&batch).await?;
-        self.stream.flush().await?;
-        Ok(())
+        let assoc = &mut self.assoc;
+        write_coalesced(&mut self.stream, || assoc.poll_transmit()).await
     }
 
     /// Next event, if any.

@@ -30,6 +30,7 @@ pub mod fuzzing;
 pub mod limits;
 pub mod native;
 pub mod policy;
+pub mod relay;
 pub mod secure;
 pub mod value;
 pub mod xmpp;

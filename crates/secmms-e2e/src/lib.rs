@@ -29,6 +29,7 @@ pub mod keys;
 pub mod limits;
 pub mod pdu;
 pub mod replay;
+pub mod roles;
 pub mod time;
 pub mod xml;
 
@@ -42,4 +43,5 @@ pub use diag::{Diagnostic, DtDiagnostic, HandshakeDiagnostic};
 pub use engine::{E2eClient, E2eError, E2eServer, Output, Rejection, Role, State};
 pub use keys::ProtectionMode;
 pub use pdu::{SecPdu, SecPduKind};
+pub use roles::E2eEngine;
 pub use time::TimeStamp;

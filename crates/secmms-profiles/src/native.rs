@@ -69,8 +69,8 @@ use std::sync::Arc;
 use secmms_ber::{Limits, Oid};
 use secmms_e2e::pdu::SecPdu;
 use secmms_e2e::{
-    Context, Diagnostic, E2eClient, E2eError, E2eServer, HandshakeDiagnostic, Output,
-    ProtectionMode, SecPduKind, State as E2eState, TimeStamp,
+    Context, Diagnostic, E2eClient, E2eEngine as Engine, E2eError, E2eServer, HandshakeDiagnostic,
+    Output, ProtectionMode, SecPduKind, State as E2eState, TimeStamp,
 };
 use secmms_osi::acse::{
     abort_source, associate_result, user_diagnostic, Aare, Aarq, Abrt, AeQualifier, ApTitle,
@@ -504,66 +504,6 @@ impl NativeShared {
 }
 
 // ------------------------------------------------------------------ per-association state
-
-/// The engine of one association, in its role.
-enum Engine {
-    Client(E2eClient),
-    Server(E2eServer),
-}
-
-macro_rules! on_engine {
-    ($e:expr, $x:ident => $body:expr) => {
-        match $e {
-            Engine::Client($x) => $body,
-            Engine::Server($x) => $body,
-        }
-    };
-}
-
-impl Engine {
-    fn state(&self) -> E2eState {
-        on_engine!(self, e => e.state())
-    }
-    fn protection(&self) -> Option<ProtectionMode> {
-        on_engine!(self, e => e.protection())
-    }
-    fn asso_id(&self) -> Option<String> {
-        on_engine!(self, e => e.asso_id().map(|a| a.as_str().to_string()))
-    }
-    fn poll_event(&mut self) -> Option<SecurityEvent> {
-        on_engine!(self, e => e.poll_event())
-    }
-    fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {
-        on_engine!(self, e => e.set_expected_peer(id))
-    }
-    fn receive(&mut self, k: SecPduKind, b: &[u8], now: TimeStamp) -> Result<Output, E2eError> {
-        on_engine!(self, e => e.receive(k, b, now))
-    }
-    fn protect(&mut self, pr: &[u8], now: TimeStamp) -> Result<(SecPduKind, Vec<u8>), E2eError> {
-        on_engine!(self, e => e.protect(pr, now))
-    }
-    fn release_req(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
-        on_engine!(self, e => e.release_req(a, now))
-    }
-    fn release_rsp(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
-        on_engine!(self, e => e.release_rsp(a, now))
-    }
-    fn appl_abort(&mut self, a: Option<&[u8]>, now: TimeStamp) -> Result<Vec<u8>, E2eError> {
-        on_engine!(self, e => e.appl_abort(a, now))
-    }
-    fn handle_timeout(&mut self, now: TimeStamp) -> Result<(), E2eError> {
-        on_engine!(self, e => e.handle_timeout(now))
-    }
-    fn next_timeout(&self) -> Option<TimeStamp> {
-        on_engine!(self, e => e.next_timeout())
-    }
-    fn peer_certificate(&self) -> Option<Vec<u8>> {
-        on_engine!(self, e => e.peer_certificate().map(<[u8]>::to_vec))
-    }
-    fn abort_revoked_peer(&mut self, detail: &str, now: TimeStamp) -> E2eError {
-        on_engine!(self, e => e.abort_revoked_peer(detail, now))
-    }
-}
 
 /// Where the OSI mapping of one association is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

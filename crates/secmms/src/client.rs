@@ -20,7 +20,7 @@ use tracing::debug;
 
 use crate::config::Config;
 use crate::driver::{self, Either, SecureLink, Turn};
-use crate::link::{LazyTimer, LinkError};
+use crate::driver::{LazyTimer, LinkError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::stats::Histogram;
@@ -173,8 +173,33 @@ impl LoadRun {
     }
 }
 
+/// Where a [`Client`]'s commands go.
+pub(crate) enum CmdTx {
+    /// The association's own task.
+    Own(mpsc::Sender<Cmd>),
+    /// The task of an XMPP connection that carries many associations: each command travels
+    /// with the key of its association.
+    Keyed(
+        mpsc::Sender<crate::xmpp::ConnCmd>,
+        secmms_profiles::xmpp::AssocKey,
+    ),
+}
+
+impl CmdTx {
+    /// Hands `cmd` over; `Err` when the task is gone.
+    async fn send(&self, cmd: Cmd) -> Result<(), ()> {
+        match self {
+            CmdTx::Own(tx) => tx.send(cmd).await.map_err(drop),
+            CmdTx::Keyed(tx, key) => tx
+                .send(crate::xmpp::ConnCmd::Assoc(key.clone(), cmd))
+                .await
+                .map_err(drop),
+        }
+    }
+}
+
 struct Inner {
-    tx: mpsc::Sender<Cmd>,
+    tx: CmdTx,
     negotiated: Negotiated,
     protection: String,
     slots: Arc<Semaphore>,
@@ -453,7 +478,7 @@ impl Client {
         ));
         Ok(Client {
             inner: Arc::new(Inner {
-                tx,
+                tx: CmdTx::Own(tx),
                 negotiated,
                 protection,
                 slots,
@@ -468,7 +493,7 @@ impl Client {
     /// A client whose association is run by another task (e.g. the XMPP connection task) that
     /// consumes the commands of `tx` and sets `closed` when the association ends.
     pub(crate) fn from_parts(
-        tx: mpsc::Sender<Cmd>,
+        tx: CmdTx,
         negotiated: Negotiated,
         protection: String,
         closed: Arc<AtomicBool>,

@@ -2,14 +2,102 @@
 //! [`SecureAssociation`]: the runtime's one clock ([`now`]), coalesced and time-bounded writes,
 //! and one wait per turn for input, the association's next timeout or a wake signal.
 
+use std::pin::Pin;
 use std::time::Duration;
 
 use secmms_e2e::TimeStamp;
+use secmms_osi::OsiError;
 use secmms_profiles::secure::{Now, SecureAssociation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::{Instant, Sleep};
 
-use crate::link::{write_coalesced, LazyTimer, LinkError, READ_CHUNK};
 use crate::transport::Stream;
+
+/// Largest coalesced write (a TLS record carries at most 16 KiB of plaintext).
+const MAX_BATCH: usize = 16 * 1024;
+
+/// Read buffer size: one maximal TPKT.
+pub(crate) const READ_CHUNK: usize = 65_536;
+
+/// Writes every chunk `next` yields, coalesced into writes of at most [`MAX_BATCH`] octets (the
+/// answers to several pipelined requests leave in one system call and, over TLS, one record),
+/// then flushes. Nothing queued: nothing written.
+pub(crate) async fn write_coalesced<S: Stream>(
+    stream: &mut S,
+    mut next: impl FnMut() -> Option<Vec<u8>>,
+) -> Result<(), LinkError> {
+    let Some(mut batch) = next() else {
+        return Ok(());
+    };
+    while let Some(out) = next() {
+        if batch.len() + out.len() > MAX_BATCH {
+            stream.write_all(&batch).await?;
+            batch = out;
+        } else {
+            batch.extend_from_slice(&out);
+        }
+    }
+    stream.write_all(&batch).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+/// Errors of the link between a stream and an association.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The stream failed.
+    #[error("transport error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The peer violated the OSI protocols; the reaction (ER, AB, ABRT…) was sent.
+    #[error("protocol error: {0}")]
+    Osi(#[from] OsiError),
+    /// The peer closed the connection.
+    #[error("connection closed by the peer")]
+    Closed,
+    /// An application-layer security check failed; the abort it calls for was sent.
+    #[error("{0}")]
+    Security(String),
+    /// No input arrived in time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// A wait for input ended because the wake signal ([`SecureLink::set_wake`]) changed; nothing
+    /// was read.
+    #[error("woken before any input arrived")]
+    Woken,
+}
+
+/// One timer for a deadline that is set again and again, mostly later than before (an idle
+/// timeout renewed by every read, the end of a load).
+///
+/// A fresh `tokio::time::sleep` per wait registers a timer each time, and when the runtime's
+/// parked thread has no earlier timer, every registration wakes that thread: one needless
+/// cross-thread wake-up per request. This timer stays registered and only moves when it fires
+/// before the deadline asked for (at most once per timeout period) or when an earlier deadline
+/// is asked for.
+#[derive(Default)]
+pub(crate) struct LazyTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl LazyTimer {
+    /// Completes at `at` (at once if it has passed). Cancel-safe: dropping the future keeps the
+    /// timer for the next wait.
+    pub(crate) async fn wait_until(&mut self, at: Instant) {
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() > at {
+            sleep.as_mut().reset(at);
+        }
+        loop {
+            sleep.as_mut().await;
+            if Instant::now() >= at {
+                return;
+            }
+            sleep.as_mut().reset(at);
+        }
+    }
+}
 
 /// The current time, read once per turn: the calendar (Unix milliseconds) and the monotonic
 /// clock.
@@ -72,9 +160,9 @@ async fn changed(wake: &mut Option<tokio::sync::watch::Receiver<u64>>) -> bool {
 }
 
 /// Completes at `at`, or never.
-async fn until(timer: &mut LazyTimer, at: Option<std::time::Instant>) {
+pub(crate) async fn until(timer: &mut LazyTimer, at: Option<std::time::Instant>) {
     match at {
-        Some(at) => timer.wait_until(tokio::time::Instant::from_std(at)).await,
+        Some(at) => timer.wait_until(Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }
@@ -211,5 +299,49 @@ impl<S: Stream> SecureLink<S> {
                 let _ = self.stream.shutdown().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn lazy_timer_completes_at_each_deadline_asked_for() {
+        let mut t = LazyTimer::default();
+        let start = Instant::now();
+        t.wait_until(start + 20 * MS).await;
+        assert!(start.elapsed() >= 20 * MS);
+        // A later deadline after the timer fired: waits for it, not less.
+        let at = Instant::now() + 30 * MS;
+        t.wait_until(at).await;
+        assert!(Instant::now() >= at);
+        // A deadline already passed: at once.
+        let now = Instant::now();
+        t.wait_until(now - MS).await;
+        assert!(now.elapsed() < 1000 * MS);
+    }
+
+    #[tokio::test]
+    async fn lazy_timer_follows_a_deadline_moved_later_or_earlier() {
+        let mut t = LazyTimer::default();
+        let start = Instant::now();
+        // Abandoned wait (as when the read wins the select) leaves the timer at +300 ms.
+        let abandoned = tokio::time::timeout(5 * MS, t.wait_until(start + 300 * MS)).await;
+        assert!(abandoned.is_err());
+        // Moved later: the early firing at +300 ms does not end the wait.
+        t.wait_until(start + 600 * MS).await;
+        assert!(start.elapsed() >= 600 * MS);
+        // Moved earlier than the registered deadline: the timer is brought forward.
+        let start = Instant::now();
+        let _ = tokio::time::timeout(5 * MS, t.wait_until(start + 100_000 * MS)).await;
+        let done = tokio::time::timeout(20_000 * MS, t.wait_until(start + 30 * MS)).await;
+        assert!(
+            done.is_ok(),
+            "an earlier deadline must not wait for the later one"
+        );
+        assert!(start.elapsed() >= 30 * MS);
     }
 }

@@ -15,7 +15,6 @@ pub mod config;
 pub mod demo;
 pub mod driver;
 pub mod events;
-pub mod link;
 pub mod ocsp;
 pub mod osi;
 pub mod pics;

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError};
-use crate::link::{write_coalesced, LazyTimer, READ_CHUNK};
+use crate::driver::{until, write_coalesced, LazyTimer, READ_CHUNK};
 use crate::osi::osi_config;
 use crate::tls::TlsContext;
 use crate::transport::{self, BoxStream, Stream};
@@ -438,14 +438,6 @@ async fn flush_hop<S: Stream>(
 async fn read_down(down: &mut Option<BoxStream>, buf: &mut [u8]) -> std::io::Result<usize> {
     match down {
         Some(d) => d.read(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Completes at `at`, or never.
-async fn until(timer: &mut LazyTimer, at: Option<Instant>) {
-    match at {
-        Some(at) => timer.wait_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }

@@ -16,8 +16,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerConfig};
+use crate::driver::LinkError;
 use crate::driver::{self, SecureLink, Turn};
-use crate::link::LinkError;
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};

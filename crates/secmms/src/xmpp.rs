@@ -26,8 +26,9 @@ use secmms_xmpp::{XmppClient, XmppConfig, XmppSender};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::client::{Client, ClientError, Cmd, Pending, RELEASE_TIMEOUT};
+use crate::client::{Client, ClientError, Cmd, CmdTx, Pending, RELEASE_TIMEOUT};
 use crate::config::Config;
+use crate::driver::{until, LazyTimer};
 use crate::security::{load_e2e_context, AppMode};
 
 /// Errors of the XMPP environment.
@@ -127,18 +128,10 @@ fn unavailable_peer(st: &Stanza) -> Option<&str> {
     st.from.as_deref().filter(|f| !f.is_empty())
 }
 
-/// How long to wait for the endpoint's next E2E timer (`None`: no timer running).
-fn timer_wait(ep: &XmppEndpoint) -> Option<Duration> {
+/// The monotonic instant of the endpoint's next E2E timer (`None`: no timer running).
+fn next_timer(ep: &XmppEndpoint) -> Option<std::time::Instant> {
     ep.next_timeout()
-        .map(|t| Duration::from_millis(u64::try_from(t.0.saturating_sub(now().0)).unwrap_or(0)))
-}
-
-/// Sleeps for `wait`, or forever when there is nothing to wait for.
-async fn sleep_or_pending(wait: Option<Duration>) {
-    match wait {
-        Some(d) => tokio::time::sleep(d).await,
-        None => std::future::pending().await,
-    }
+        .map(|t| crate::driver::now().instant_of(t))
 }
 
 async fn send_all(tx: &XmppSender, out: Vec<String>) -> Result<(), secmms_xmpp::XmppError> {
@@ -187,6 +180,7 @@ pub async fn serve_ready(
     info!("serving MMS over XMPP as {jid}");
     on_ready(&jid);
     let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
+    let mut timer = LazyTimer::default();
     enum Wake {
         Event(secmms_xmpp::ClientEvent),
         Timer,
@@ -194,14 +188,14 @@ pub async fn serve_ready(
     loop {
         // Native mode: the E2E timers run between stanzas, as over OSI (server.rs). While the
         // link is down there is no association, hence no timer.
-        let wait = if conn.sender().is_some() {
-            timer_wait(&ep)
+        let at = if conn.sender().is_some() {
+            next_timer(&ep)
         } else {
             None
         };
         let wake = tokio::select! {
             ev = conn.next_event() => Wake::Event(ev?),
-            _ = sleep_or_pending(wait) => Wake::Timer,
+            () = until(&mut timer, at) => Wake::Timer,
         };
         let event = match wake {
             Wake::Event(ev) => ev,
@@ -359,11 +353,12 @@ pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(
 }
 
 /// What an association being established reports to its [`XmppConnection::associate`] call:
-/// its key, the MMS Initiate-Response, its command channel and its closed flag.
-type Established = (AssocKey, Vec<u8>, mpsc::Sender<Cmd>, Arc<AtomicBool>);
+/// its key, the MMS Initiate-Response and its closed flag.
+type Established = (AssocKey, Vec<u8>, Arc<AtomicBool>);
 type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
 
-enum ConnCmd {
+/// A command to the connection task: open an association, or one of an association's own.
+pub(crate) enum ConnCmd {
     Associate {
         peer: String,
         proposal: ClientProposal,
@@ -441,17 +436,18 @@ impl XmppConnection {
             .await
             .map_err(|_| ClientError::Closed)?;
         let t = Duration::from_secs(self.cfg.client.associate_timeout_secs.max(1));
-        let (key, initiate_rsp, cmd_tx, closed) = tokio::time::timeout(t, rx)
+        let (key, initiate_rsp, closed) = tokio::time::timeout(t, rx)
             .await
             .map_err(|_| ClientError::Timeout(t))?
             .map_err(|_| ClientError::Closed)??;
         let negotiated = mms_client::parse_initiate_response(&initiate_rsp, &proposal)
             .map_err(|e| ClientError::Rejected(e.to_string()))?;
         debug!("XMPP association {key:?} established");
+        let label = format!("E2E over XMPP ({} ↔ {peer})", self.jid);
         Ok(Client::from_parts(
-            cmd_tx,
+            CmdTx::Keyed(self.tx.clone(), key),
             negotiated,
-            format!("E2E over XMPP ({} ↔ {peer})", self.jid),
+            label,
             closed,
             Duration::from_secs(self.cfg.client.request_timeout_secs.max(1)),
         ))
@@ -466,9 +462,10 @@ async fn run_connection(
 ) {
     let (tx, mut rx) = conn.split();
     let mut assocs: HashMap<AssocKey, ClientAssoc> = HashMap::new();
+    let mut timer = LazyTimer::default();
     let result: Result<(), secmms_xmpp::XmppError> = async {
         loop {
-            let wait = timer_wait(&ep);
+            let at = next_timer(&ep);
             tokio::select! {
                 st = rx.recv() => {
                     let st = st?;
@@ -496,7 +493,7 @@ async fn run_connection(
                         warn!("XMPP send: {e}");
                     }
                 }
-                _ = sleep_or_pending(wait) => {
+                () = until(&mut timer, at) => {
                     // Native mode: the E2E timers (rekey timeout: DtSecAbort, association ends).
                     let (mut out, events) = ep.handle_timeout(now());
                     for ev in events {
@@ -549,30 +546,17 @@ fn on_event(
             if let Err(e) = a.session.handle_initiate_response(&initiate) {
                 debug!("initiate response of {key:?}: {e}");
             }
-            let Some(fwd) = ctx.upgrade() else {
+            if ctx.upgrade().is_none() {
                 return ep.abort(&key, now()).unwrap_or_default();
-            };
-            // Each client gets its own command channel, forwarded with its key.
-            let (cmd_tx, mut cmd_rx) = mpsc::channel::<Cmd>(256);
-            let k = key.clone();
+            }
             let closed = a.closed.clone();
-            if reply
-                .send(Ok((key.clone(), initiate, cmd_tx, closed)))
-                .is_err()
-            {
+            if reply.send(Ok((key.clone(), initiate, closed))).is_err() {
                 // Nobody waits any more (the associate call timed out): end it at once.
                 if let Some(a) = assocs.remove(&key) {
                     end_assoc(a, Err(ClientError::Closed));
                 }
                 return ep.abort(&key, now()).unwrap_or_default();
             }
-            tokio::spawn(async move {
-                while let Some(c) = cmd_rx.recv().await {
-                    if fwd.send(ConnCmd::Assoc(k.clone(), c)).await.is_err() {
-                        break;
-                    }
-                }
-            });
             Vec::new()
         }
         EndpointEvent::Rejected { key, reason, .. } => {

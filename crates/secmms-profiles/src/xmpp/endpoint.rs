@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use secmms_e2e::pdu::SecPdu;
 use secmms_e2e::{
-    xml, Context, E2eClient, E2eError, E2eServer, Output, SecPduKind, State, WireEncoding,
+    xml, Context, E2eClient, E2eEngine as Engine, E2eError, E2eServer, Output, SecPduKind, State,
+    WireEncoding,
 };
 use secmms_pki::crypto::{OsRandom, RandomSource};
 use secmms_pki::event::{SecurityEvent, SecurityEventSink};
@@ -118,96 +119,6 @@ pub enum EndpointError {
         /// The stanzas to send to the peer.
         stanzas: Vec<String>,
     },
-}
-
-enum Engine {
-    Client(E2eClient),
-    Server(E2eServer),
-}
-
-impl Engine {
-    fn receive(
-        &mut self,
-        kind: SecPduKind,
-        b: &[u8],
-        now: secmms_e2e::TimeStamp,
-    ) -> Result<Output, E2eError> {
-        match self {
-            Engine::Client(c) => c.receive(kind, b, now),
-            Engine::Server(s) => s.receive(kind, b, now),
-        }
-    }
-    fn protect(
-        &mut self,
-        pdu: &[u8],
-        now: secmms_e2e::TimeStamp,
-    ) -> Result<(SecPduKind, Vec<u8>), E2eError> {
-        match self {
-            Engine::Client(c) => c.protect(pdu, now),
-            Engine::Server(s) => s.protect(pdu, now),
-        }
-    }
-    fn release_req(
-        &mut self,
-        a: Option<&[u8]>,
-        now: secmms_e2e::TimeStamp,
-    ) -> Result<Vec<u8>, E2eError> {
-        match self {
-            Engine::Client(c) => c.release_req(a, now),
-            Engine::Server(s) => s.release_req(a, now),
-        }
-    }
-    fn release_rsp(
-        &mut self,
-        a: Option<&[u8]>,
-        now: secmms_e2e::TimeStamp,
-    ) -> Result<Vec<u8>, E2eError> {
-        match self {
-            Engine::Client(c) => c.release_rsp(a, now),
-            Engine::Server(s) => s.release_rsp(a, now),
-        }
-    }
-    fn appl_abort(
-        &mut self,
-        a: Option<&[u8]>,
-        now: secmms_e2e::TimeStamp,
-    ) -> Result<Vec<u8>, E2eError> {
-        match self {
-            Engine::Client(c) => c.appl_abort(a, now),
-            Engine::Server(s) => s.appl_abort(a, now),
-        }
-    }
-    fn state(&self) -> State {
-        match self {
-            Engine::Client(c) => c.state(),
-            Engine::Server(s) => s.state(),
-        }
-    }
-    fn handle_timeout(&mut self, now: secmms_e2e::TimeStamp) -> Result<(), E2eError> {
-        match self {
-            Engine::Client(c) => c.handle_timeout(now),
-            Engine::Server(s) => s.handle_timeout(now),
-        }
-    }
-    fn next_timeout(&self) -> Option<secmms_e2e::TimeStamp> {
-        match self {
-            Engine::Client(c) => c.next_timeout(),
-            Engine::Server(s) => s.next_timeout(),
-        }
-    }
-    fn events(&mut self) -> Vec<SecurityEvent> {
-        let mut out = Vec::new();
-        loop {
-            let e = match self {
-                Engine::Client(c) => c.poll_event(),
-                Engine::Server(s) => s.poll_event(),
-            };
-            match e {
-                Some(e) => out.push(e),
-                None => return out,
-            }
-        }
-    }
 }
 
 struct Assoc {
@@ -336,7 +247,7 @@ impl XmppEndpoint {
     }
 
     fn flush_events(&self, a: &mut Assoc) {
-        for e in a.engine.events() {
+        for e in a.engine.take_events() {
             self.sink.record(&e);
         }
     }
@@ -473,11 +384,7 @@ impl XmppEndpoint {
     /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
     pub fn peer_certificate(&self, key: &AssocKey) -> Option<Vec<u8>> {
         let a = self.assocs.get(key)?;
-        match &a.engine {
-            Engine::Client(c) => c.peer_certificate(),
-            Engine::Server(s) => s.peer_certificate(),
-        }
-        .map(<[u8]>::to_vec)
+        a.engine.peer_certificate()
     }
 
     /// Server: refuses the indicated association for a reason outside clause 14 (the runtime's

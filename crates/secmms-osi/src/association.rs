@@ -1192,26 +1192,7 @@ impl<H: AssociationSecurity> Association<H> {
             (State::Associated | State::AwaitingRlre, Spdu::Data(d)) => self.on_data(&d),
             (State::Associated, Spdu::Finish(f)) => self.on_fn(f),
             (State::AwaitingRlre, Spdu::Disconnect(d)) => self.on_dn(d),
-            (State::AwaitingRlre, Spdu::Finish(f)) => {
-                // iec61850-rust answers FN with an FN carrying an empty PGI 193 (reference §9
-                // item 10). Tolerated as the end of the release: reported as a confirm with
-                // whatever RLRE it carries (usually none), then closed.
-                let rlre = f
-                    .user_data
-                    .as_deref()
-                    .and_then(|u| self.acse_apdu_bytes(u).ok())
-                    .and_then(|a| match a {
-                        Apdu::Rlre(r) => Some(r),
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                self.events.push_back(OsiEvent::ReleaseConfirm {
-                    rlre: Box::new(rlre),
-                    user_data: None,
-                });
-                self.close();
-                Ok(())
-            }
+            (State::AwaitingRlre, Spdu::Finish(f)) => self.on_fn_while_releasing(f),
             (State::AwaitingRlre, Spdu::NotFinished(_)) => {
                 self.events.push_back(OsiEvent::ReleaseRefused);
                 self.state = State::Associated;
@@ -1675,6 +1656,52 @@ impl<H: AssociationSecurity> Association<H> {
             }
             Verdict::Abort(req) => self.local_security_abort(req),
         }
+    }
+
+    /// An FN while our own FN waits for its DN: a release collision, or iec61850-rust's answer
+    /// to FN (an FN carrying an empty PGI 193, reference §9 item 10). Either way it ends the
+    /// release, reported as a confirm; but whatever ACSE APDU it carries still goes through the
+    /// security hook first (an RLRE through `check_rlre`, the peer's own RLRQ through
+    /// `check_rlrq`), so a protected release (an E2E ReleaseRsp or ReleaseReq) is verified and
+    /// a forged one aborts the association.
+    fn on_fn_while_releasing(&mut self, f: session::Release) -> Result<(), OsiError> {
+        let apdu = f
+            .user_data
+            .as_deref()
+            .and_then(|u| self.acse_apdu_bytes(u).ok());
+        let ctx = SecurityContext {
+            role: self.role,
+            contexts: &self.contexts,
+        };
+        let (rlre, verdict) = match apdu {
+            Some(Apdu::Rlre(r)) => {
+                let v = self.security.check_rlre(&ctx, &r);
+                (r, Some(v))
+            }
+            Some(Apdu::Rlrq(q)) => {
+                // The peer's release request: verified, but it is not an answer, so it carries
+                // no confirm data.
+                let v = match self.security.check_rlrq(&ctx, &q) {
+                    Verdict::Accept { .. } => Verdict::Accept { user_data: None },
+                    abort => abort,
+                };
+                (Rlre::default(), Some(v))
+            }
+            _ => (Rlre::default(), None),
+        };
+        let user_data = match verdict {
+            Some(Verdict::Abort(req)) => return self.local_security_abort(req),
+            Some(Verdict::Accept { user_data }) => {
+                user_data.or_else(|| ext_for(&rlre.user_information, self.mms_id))
+            }
+            None => None,
+        };
+        self.events.push_back(OsiEvent::ReleaseConfirm {
+            rlre: Box::new(rlre),
+            user_data,
+        });
+        self.close();
+        Ok(())
     }
 
     fn on_dn(&mut self, d: session::Release) -> Result<(), OsiError> {

@@ -872,3 +872,91 @@ fn concrete_and_boxed_hooks_give_the_same_bytes() {
     assert_eq!(b, c);
     let _hook: &mut ToyAuth = concrete.security_mut();
 }
+
+/// Counts the release checks and, when `refuse` is set, aborts on the peer's RLRQ.
+#[derive(Default)]
+struct ReleaseWatch {
+    rlrq_checks: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    refuse: bool,
+}
+
+impl AssociationSecurity for ReleaseWatch {
+    fn check_rlrq(
+        &mut self,
+        _ctx: &SecurityContext<'_>,
+        _rlrq: &secmms_osi::acse::Rlrq,
+    ) -> secmms_osi::security::Verdict {
+        self.rlrq_checks
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.refuse {
+            secmms_osi::security::Verdict::Abort(AbortRequest {
+                diagnostic: Some(abort_diagnostic::AUTHENTICATION_FAILURE),
+                user_information: Vec::new(),
+            })
+        } else {
+            secmms_osi::security::Verdict::Accept { user_data: None }
+        }
+    }
+}
+
+/// Both ends release at once (each FN meets the other's FN): the peer's RLRQ still goes through
+/// the security hook, the release ends for both when it passes, and a refused one aborts.
+#[test]
+fn release_collision_checks_the_peers_rlrq() {
+    for refuse in [false, true] {
+        let checks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut client = Association::with_security(
+            Role::Initiator,
+            OsiConfig::default(),
+            Box::new(ReleaseWatch {
+                rlrq_checks: checks.clone(),
+                refuse,
+            }),
+        );
+        let mut server = Association::responder(OsiConfig::server_default());
+        associate(&mut client, &mut server, mms_pdu(8, 10));
+        server.accept(mms_pdu(9, 10)).unwrap();
+        pump(&mut server, &mut client);
+        events(&mut client);
+        client.release(Some(mms_pdu(11, 2))).unwrap();
+        server.release(Some(mms_pdu(11, 2))).unwrap();
+        // Cross the two FNs.
+        let to_server = client.poll_transmit().unwrap();
+        let to_client = server.poll_transmit().unwrap();
+        client.handle_input(&to_client).unwrap();
+        server.handle_input(&to_server).unwrap();
+        assert_eq!(
+            checks.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "refuse={refuse}"
+        );
+        let ev = events(&mut client);
+        if refuse {
+            assert!(
+                matches!(ev.first(), Some(OsiEvent::AbortIndication(_))),
+                "{ev:?}"
+            );
+            // The ABRT is queued; the server, whose own check passed, had already ended its
+            // release when the FNs crossed.
+            assert!(client.poll_transmit().is_some(), "ABRT queued");
+            let ev = events(&mut server);
+            assert!(
+                matches!(ev.first(), Some(OsiEvent::ReleaseConfirm { .. })),
+                "{ev:?}"
+            );
+        } else {
+            let [OsiEvent::ReleaseConfirm { user_data, .. }, OsiEvent::Closed] = ev.as_slice()
+            else {
+                panic!("{ev:?}")
+            };
+            // The peer's RLRQ is not an answer: no confirm data.
+            assert_eq!(user_data, &None);
+            let ev = events(&mut server);
+            assert!(
+                matches!(ev.first(), Some(OsiEvent::ReleaseConfirm { .. })),
+                "{ev:?}"
+            );
+        }
+        assert!(client.is_closed());
+    }
+}

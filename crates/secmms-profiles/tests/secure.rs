@@ -920,3 +920,51 @@ fn an_enormous_timeout_waits_forever() {
     s.handle_timeout(now.after(Duration::from_secs(86_400)));
     assert!(s.poll_event().is_none() && !s.is_closed());
 }
+
+/// Native mode, both ends release at once over OSI (their FNs cross): each end verifies the
+/// other's E2E ReleaseReq and both end released. A ReleaseReq altered on the way is caught:
+/// that end aborts instead.
+#[test]
+fn native_release_collision_over_osi_is_verified() {
+    for tamper in [false, true] {
+        let (_ca, cside, sside) = native_pair(ModeOffer::Ae(vec![AeAlg::Aes128Gcm]));
+        let now = t0();
+        let mut c = cside.client(now, Timeouts::default());
+        let mut s = sside.server(now, Timeouts::default());
+        establish(&mut c, &mut s, now);
+        c.release(Some(CONCLUDE_REQ.to_vec()), now).unwrap();
+        s.release(Some(CONCLUDE_REQ.to_vec()), now).unwrap();
+        let to_s = c.poll_transmit().unwrap();
+        let mut to_c = s.poll_transmit().unwrap();
+        if tamper {
+            // The last octets of the FN are inside the ReleaseReq's signature.
+            let n = to_c.len();
+            to_c[n - 3] ^= 0x01;
+        }
+        let _ = c.handle_input(&to_c, now);
+        s.handle_input(&to_s, now).unwrap();
+        let cev = drain(&mut c);
+        let sev = drain(&mut s);
+        assert!(
+            matches!(sev.first(), Some(SecureEvent::Released { .. })),
+            "server {sev:?}"
+        );
+        if tamper {
+            assert!(
+                !cev.iter()
+                    .any(|e| matches!(e, SecureEvent::Released { .. })),
+                "client {cev:?}"
+            );
+            assert!(c.is_closed());
+            assert!(c.poll_transmit().is_some(), "the client's abort is queued");
+            let m = cside.mnemonics();
+            assert_eq!(m, vec!["E2E_ESTABLISHED", "INV_SIGNATURE"]);
+        } else {
+            assert!(
+                matches!(cev.first(), Some(SecureEvent::Released { .. })),
+                "client {cev:?}"
+            );
+            assert!(c.is_closed() && s.is_closed());
+        }
+    }
+}

@@ -308,118 +308,168 @@ pub fn parse_initiate_response(
     }
 }
 
-fn request(invoke_id: u32, service: ConfirmedServiceRequest) -> Vec<u8> {
+/// The confirmed-RequestPDU carrying `service` with `invoke_id`: what
+/// [`ClientSession::request`](crate::session::ClientSession::request) sends, for tests and
+/// tools that build PDUs by hand.
+pub fn request_pdu(invoke_id: u32, service: ConfirmedServiceRequest) -> Vec<u8> {
     MmsPdu::ConfirmedRequest(ConfirmedRequest { invoke_id, service }).encode()
 }
 
-/// Identify-Request.
-pub fn identify_request_pdu(invoke_id: u32) -> Vec<u8> {
-    request(invoke_id, ConfirmedServiceRequest::Identify)
+// ---------------------------------------------------------------- service builders
+//
+// Each builds one confirmed service request; a `ClientSession` numbers it and tracks its
+// answer. The `*_request_pdu` forms wrap them for callers that want the octets with a given
+// invokeID.
+
+/// Identify.
+pub fn identify() -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Identify
 }
 
-/// GetNameList-Request.
+/// GetNameList of `object_class` in `scope`, continuing after `continue_after`.
+pub fn get_name_list(
+    object_class: ObjectClass,
+    scope: ObjectScope,
+    continue_after: Option<String>,
+) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::GetNameList(GetNameListRequest {
+        object_class,
+        scope,
+        continue_after,
+    })
+}
+
+/// Read of MMS named variables.
+pub fn read_names(names: &[ObjectName]) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::ListOfVariable(
+            names.iter().cloned().map(VariableSpec::named).collect(),
+        ),
+    })
+}
+
+/// Read of one named variable.
+pub fn read_name(name: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::single(name),
+    })
+}
+
+/// Read of references (each with its FC, or a whole LN; others are skipped — use
+/// [`ObjectReference::resolve_fc`] first).
+pub fn read(refs: &[ObjectReference]) -> ConfirmedServiceRequest {
+    let names: Vec<ObjectName> = refs
+        .iter()
+        .filter_map(ObjectReference::object_name)
+        .collect();
+    read_names(&names)
+}
+
+/// Read of a named variable list (data set).
+pub fn read_list(list: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Read(ReadRequest {
+        specification_with_result: false,
+        spec: VariableAccessSpecification::VariableListName(list),
+    })
+}
+
+/// Write of one variable.
+pub fn write(name: ObjectName, value: Data) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::Write(WriteRequest {
+        spec: VariableAccessSpecification::single(name),
+        data: vec![value],
+    })
+}
+
+/// GetVariableAccessAttributes.
+pub fn get_variable_access_attributes(name: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::GetVariableAccessAttributes(name)
+}
+
+/// DefineNamedVariableList.
+pub fn define_list(name: ObjectName, members: &[ObjectName]) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::DefineNamedVariableList(DefineNamedVariableListRequest {
+        name,
+        variables: members.iter().cloned().map(VariableSpec::named).collect(),
+    })
+}
+
+/// GetNamedVariableListAttributes.
+pub fn get_list_attributes(name: ObjectName) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::GetNamedVariableListAttributes(name)
+}
+
+/// DeleteNamedVariableList of specific lists.
+pub fn delete_lists(names: &[ObjectName]) -> ConfirmedServiceRequest {
+    ConfirmedServiceRequest::DeleteNamedVariableList(DeleteNamedVariableListRequest {
+        scope: delete_scope::SPECIFIC,
+        names: Some(names.to_vec()),
+        domain: None,
+    })
+}
+
+/// Identify-Request PDU.
+pub fn identify_request_pdu(invoke_id: u32) -> Vec<u8> {
+    request_pdu(invoke_id, identify())
+}
+
+/// GetNameList-Request PDU.
 pub fn get_name_list_request_pdu(
     invoke_id: u32,
     object_class: ObjectClass,
     scope: ObjectScope,
     continue_after: Option<String>,
 ) -> Vec<u8> {
-    request(
+    request_pdu(
         invoke_id,
-        ConfirmedServiceRequest::GetNameList(GetNameListRequest {
-            object_class,
-            scope,
-            continue_after,
-        }),
+        get_name_list(object_class, scope, continue_after),
     )
 }
 
-/// Read-Request of MMS names.
+/// Read-Request PDU of MMS names.
 pub fn read_names_request_pdu(invoke_id: u32, names: &[ObjectName]) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::Read(ReadRequest {
-            specification_with_result: false,
-            spec: VariableAccessSpecification::ListOfVariable(
-                names.iter().cloned().map(VariableSpec::named).collect(),
-            ),
-        }),
-    )
+    request_pdu(invoke_id, read_names(names))
 }
 
-/// Read-Request of references (each with its FC, or a whole LN; others are skipped — use
-/// [`ObjectReference::resolve_fc`] first).
+/// Read-Request PDU of references ([`read`]).
 pub fn read_request_pdu(invoke_id: u32, refs: &[ObjectReference]) -> Vec<u8> {
-    let names: Vec<ObjectName> = refs
-        .iter()
-        .filter_map(ObjectReference::object_name)
-        .collect();
-    read_names_request_pdu(invoke_id, &names)
+    request_pdu(invoke_id, read(refs))
 }
 
-/// Read-Request of a named variable list (data set).
+/// Read-Request PDU of a named variable list.
 pub fn read_list_request_pdu(invoke_id: u32, list: ObjectName) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::Read(ReadRequest {
-            specification_with_result: false,
-            spec: VariableAccessSpecification::VariableListName(list),
-        }),
-    )
+    request_pdu(invoke_id, read_list(list))
 }
 
-/// Write-Request of one variable.
+/// Write-Request PDU of one variable.
 pub fn write_request_pdu(invoke_id: u32, name: ObjectName, value: Data) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::Write(WriteRequest {
-            spec: VariableAccessSpecification::single(name),
-            data: vec![value],
-        }),
-    )
+    request_pdu(invoke_id, write(name, value))
 }
 
-/// GetVariableAccessAttributes-Request.
+/// GetVariableAccessAttributes-Request PDU.
 pub fn get_variable_access_attributes_request_pdu(invoke_id: u32, name: ObjectName) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::GetVariableAccessAttributes(name),
-    )
+    request_pdu(invoke_id, get_variable_access_attributes(name))
 }
 
-/// DefineNamedVariableList-Request.
+/// DefineNamedVariableList-Request PDU.
 pub fn define_list_request_pdu(
     invoke_id: u32,
     name: ObjectName,
     members: &[ObjectName],
 ) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::DefineNamedVariableList(DefineNamedVariableListRequest {
-            name,
-            variables: members.iter().cloned().map(VariableSpec::named).collect(),
-        }),
-    )
+    request_pdu(invoke_id, define_list(name, members))
 }
 
-/// GetNamedVariableListAttributes-Request.
+/// GetNamedVariableListAttributes-Request PDU.
 pub fn get_list_attributes_request_pdu(invoke_id: u32, name: ObjectName) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::GetNamedVariableListAttributes(name),
-    )
+    request_pdu(invoke_id, get_list_attributes(name))
 }
 
-/// DeleteNamedVariableList-Request of specific lists.
+/// DeleteNamedVariableList-Request PDU of specific lists.
 pub fn delete_list_request_pdu(invoke_id: u32, names: &[ObjectName]) -> Vec<u8> {
-    request(
-        invoke_id,
-        ConfirmedServiceRequest::DeleteNamedVariableList(DeleteNamedVariableListRequest {
-            scope: delete_scope::SPECIFIC,
-            names: Some(names.to_vec()),
-            domain: None,
-        }),
-    )
+    request_pdu(invoke_id, delete_lists(names))
 }
 
 /// conclude-RequestPDU.

@@ -56,4 +56,4 @@ pub use limits::MmsLimits;
 pub use model::{Model, SharedModel};
 pub use name::ObjectName;
 pub use pdu::*;
-pub use server::{Association, InitiateOutcome, Server, ServerConfig};
+pub use server::{InitiateOutcome, Server, ServerConfig, ServerSession};

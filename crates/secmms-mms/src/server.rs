@@ -119,7 +119,7 @@ pub enum InitiateOutcome {
         /// initiate-ResponsePDU octets.
         response: Vec<u8>,
         /// The association state.
-        association: Association,
+        association: ServerSession,
     },
     /// Refused by MMS: send `response` (an initiate-ErrorPDU) and release.
     Refused {
@@ -248,9 +248,9 @@ impl Server {
         }
     }
 
-    /// Association state for negotiated parameters.
-    pub fn association(&self, negotiated: Negotiated) -> Association {
-        Association {
+    /// The session of one association, for negotiated parameters.
+    pub fn association(&self, negotiated: Negotiated) -> ServerSession {
+        ServerSession {
             server: self.clone(),
             negotiated,
             aa_lists: Mutex::new(BTreeMap::new()),
@@ -259,7 +259,7 @@ impl Server {
     }
 
     /// Executes one confirmed service. Application-association-specific lists are not
-    /// available here (use [`Association::handle`]).
+    /// available here (use [`ServerSession::handle`]).
     pub fn handle(
         &self,
         req: ConfirmedServiceRequest,
@@ -269,7 +269,7 @@ impl Server {
     }
 
     /// Decodes a PDU, executes it and encodes the answer (response, error or reject); `None`
-    /// when nothing is to be sent. Without association state (see [`Association::handle_pdu`]).
+    /// when nothing is to be sent. Without association state (see [`ServerSession::handle_pdu`]).
     pub fn handle_pdu(&self, bytes: &[u8], neg: &Negotiated) -> Option<Vec<u8>> {
         self.handle_pdu_inner(bytes, neg, None).0
     }
@@ -766,19 +766,22 @@ fn read_var(model: &Model, v: &VariableSpec) -> AccessResult {
     }
 }
 
-/// The state of one MMS association: negotiated parameters, application-association-specific
-/// named variable lists, and whether conclude was exchanged. `Send + Sync`; requests may be
-/// handled from several tasks. Every request is answered synchronously, so the number of
-/// outstanding requests (maxServOutstandingCalling) is the runtime's to enforce if it queues.
+/// The sans-IO MMS server session of one association (the counterpart of
+/// [`ClientSession`](crate::session::ClientSession)): negotiated parameters,
+/// application-association-specific named variable lists, conclude, and unsolicited
+/// InformationReports out. `Send + Sync`; requests may be handled from several tasks. Every
+/// request is answered as it is handled, before the next one is read, so the server never
+/// holds more than one outstanding request and the negotiated maxServOutstandingCalling binds
+/// the client (its [`ClientSession`](crate::session::ClientSession) enforces it).
 #[derive(Debug)]
-pub struct Association {
+pub struct ServerSession {
     server: Server,
     negotiated: Negotiated,
     aa_lists: AaLists,
     concluded: AtomicBool,
 }
 
-impl Association {
+impl ServerSession {
     /// The negotiated parameters.
     pub fn negotiated(&self) -> &Negotiated {
         &self.negotiated
@@ -800,7 +803,7 @@ impl Association {
 
     /// Decodes a PDU, executes it and encodes the answer; `None` when nothing is to be sent.
     /// After a conclude-RequestPDU the answer is the conclude-ResponsePDU and
-    /// [`Association::is_concluded`] turns true: the runtime then releases the association.
+    /// [`ServerSession::is_concluded`] turns true: the runtime then releases the association.
     pub fn handle_pdu(&self, bytes: &[u8]) -> Option<Vec<u8>> {
         let (out, concluded) =
             self.server
@@ -854,7 +857,7 @@ impl Association {
 /// ServiceSupportOptions bit of the unconfirmed informationReport service (ISO 9506-2 §7.2.1).
 pub const INFORMATION_REPORT_BIT: usize = 79;
 
-/// Why an unsolicited PDU could not be built ([`Association::information_report`]).
+/// Why an unsolicited PDU could not be built ([`ServerSession::information_report`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsolicitedError {
     /// The client did not announce the informationReport service.
@@ -873,7 +876,7 @@ pub enum UnsolicitedError {
     },
 }
 
-/// [`Association::release_answer`] for a runtime that has no [`Association`] (any longer):
+/// [`ServerSession::release_answer`] for a runtime that has no [`ServerSession`] (any longer):
 /// `concluded` tells whether conclude was already exchanged in the data phase.
 pub fn release_answer(concluded: bool, rlrq_user_data: Option<&[u8]>) -> Option<Vec<u8>> {
     let asks_conclude = rlrq_user_data.is_some_and(|d| {

@@ -4,6 +4,9 @@
 //! the PDUs and attaches to each request a token of its own (a reply channel, a load-generator
 //! slot, a test marker) that comes back with the answer.
 //!
+//! Its server counterpart is [`ServerSession`] (in [`crate::server`]): initiate negotiation,
+//! the confirmed services, conclude and unsolicited InformationReports out.
+//!
 //! ```
 //! use secmms_mms::client::ClientProposal;
 //! use secmms_mms::pdu::{ConfirmedResponse, ConfirmedServiceRequest, ConfirmedServiceResponse};
@@ -33,6 +36,7 @@
 //! }
 //! ```
 
+pub use crate::server::ServerSession;
 use std::collections::HashMap;
 
 use crate::client::{

@@ -6,7 +6,7 @@ use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{InitiateOutcome, Server, ServerConfig};
 use secmms_mms::*;
 
-fn setup() -> (Server, Association) {
+fn setup() -> (Server, ServerSession) {
     let server = Server::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
@@ -25,7 +25,7 @@ fn setup() -> (Server, Association) {
 }
 
 fn call(
-    a: &Association,
+    a: &ServerSession,
     pdu: Vec<u8>,
     invoke: u32,
 ) -> Result<ConfirmedServiceResponse, client::ClientError> {
@@ -33,7 +33,7 @@ fn call(
     client::parse_confirmed(&reply, invoke, a.negotiated())
 }
 
-fn read1(a: &Association, domain: &str, item: &str) -> AccessResult {
+fn read1(a: &ServerSession, domain: &str, item: &str) -> AccessResult {
     let r = call(
         a,
         client::read_names_request_pdu(1, &[ObjectName::domain(domain, item)]),

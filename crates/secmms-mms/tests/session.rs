@@ -10,7 +10,7 @@ use secmms_mms::pdu::{
     ConfirmedError, ConfirmedResponse, ConfirmedServiceRequest, ConfirmedServiceResponse,
     InformationReport, VariableAccessSpecification,
 };
-use secmms_mms::server::{Association, InitiateOutcome, Server, ServerConfig};
+use secmms_mms::server::{InitiateOutcome, Server, ServerConfig, ServerSession};
 use secmms_mms::session::{ClientEvent, ClientSession, SessionError, SessionState};
 use secmms_mms::MmsPdu;
 
@@ -21,7 +21,7 @@ fn server() -> Server {
     )
 }
 
-fn connect(outstanding: u16) -> (ClientSession<u32>, Association) {
+fn connect(outstanding: u16) -> (ClientSession<u32>, ServerSession) {
     let proposal = ClientProposal {
         max_serv_outstanding_calling: outstanding,
         ..ClientProposal::default()

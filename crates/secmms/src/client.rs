@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
-    ConfirmedServiceRequest, ConfirmedServiceResponse, GetNameListRequest, MmsPdu, Negotiated,
-    ObjectClass, ObjectScope, ReadRequest, VariableAccessSpecification, WriteRequest, WriteResult,
+    ConfirmedServiceRequest, ConfirmedServiceResponse, MmsPdu, Negotiated, ObjectClass,
+    ObjectScope, WriteResult,
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
@@ -586,7 +586,7 @@ impl Client {
 
     /// MMS Identify.
     pub async fn identify(&self) -> Result<secmms_mms::pdu::IdentifyResponse, ClientError> {
-        match self.request(ConfirmedServiceRequest::Identify).await? {
+        match self.request(mms_client::identify()).await? {
             ConfirmedServiceResponse::Identify(i) => Ok(i),
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
         }
@@ -601,14 +601,11 @@ impl Client {
         let mut out: Vec<String> = Vec::new();
         // Bounded: a server that keeps saying moreFollows cannot keep us here forever.
         for _ in 0..10_000 {
-            let req = ConfirmedServiceRequest::GetNameList(GetNameListRequest {
-                object_class: class,
-                scope: match domain {
-                    Some(d) => ObjectScope::Domain(d.to_string()),
-                    None => ObjectScope::Vmd,
-                },
-                continue_after: out.last().cloned(),
-            });
+            let scope = match domain {
+                Some(d) => ObjectScope::Domain(d.to_string()),
+                None => ObjectScope::Vmd,
+            };
+            let req = mms_client::get_name_list(class, scope, out.last().cloned());
             match self.request(req).await? {
                 ConfirmedServiceResponse::GetNameList(r) => {
                     let more = r.more_follows && !r.identifiers.is_empty();
@@ -649,11 +646,7 @@ impl Client {
 
     /// Reads one variable by object name.
     pub async fn read_name(&self, name: &ObjectName) -> Result<Data, ClientError> {
-        let req = ConfirmedServiceRequest::Read(ReadRequest {
-            specification_with_result: false,
-            spec: VariableAccessSpecification::single(name.clone()),
-        });
-        match self.request(req).await? {
+        match self.request(mms_client::read_name(name.clone())).await? {
             ConfirmedServiceResponse::Read(mut r) if r.results.len() == 1 => {
                 match r.results.remove(0) {
                     AccessResult::Success(d) => Ok(d),
@@ -672,11 +665,7 @@ impl Client {
 
     /// Writes one variable.
     pub async fn write_name(&self, name: &ObjectName, value: Data) -> Result<(), ClientError> {
-        let req = ConfirmedServiceRequest::Write(WriteRequest {
-            spec: VariableAccessSpecification::single(name.clone()),
-            data: vec![value],
-        });
-        match self.request(req).await? {
+        match self.request(mms_client::write(name.clone(), value)).await? {
             ConfirmedServiceResponse::Write(r) => match r.as_slice() {
                 [WriteResult::Success] => Ok(()),
                 [WriteResult::Failure(e)] => Err(ClientError::Access(e.to_string())),
@@ -693,9 +682,7 @@ impl Client {
     pub async fn write_str(&self, reference: &str, value: &str) -> Result<(), ClientError> {
         let name = self.resolve(reference).await?;
         let ty = match self
-            .request(ConfirmedServiceRequest::GetVariableAccessAttributes(
-                name.clone(),
-            ))
+            .request(mms_client::get_variable_access_attributes(name.clone()))
             .await?
         {
             ConfirmedServiceResponse::GetVariableAccessAttributes(a) => a.type_description,

@@ -179,7 +179,7 @@ pub async fn serve_ready(
     let jid = conn.jid().unwrap_or_default().to_string();
     info!("serving MMS over XMPP as {jid}");
     on_ready(&jid);
-    let mut assocs: HashMap<AssocKey, secmms_mms::server::Association> = HashMap::new();
+    let mut assocs: HashMap<AssocKey, secmms_mms::server::ServerSession> = HashMap::new();
     let mut timer = LazyTimer::default();
     enum Wake {
         Event(secmms_xmpp::ClientEvent),

@@ -36,6 +36,12 @@ enum Command {
     /// every step succeeded).
     Demo(DemoArgs),
     /// Serve an IEC 61850 model over MMS.
+    ///
+    /// As a daemon the server tunes itself for the machine it owns: one association thread per
+    /// CPU and a short busy-poll window after each answer while CPUs are spare (`[server]
+    /// worker_threads`, `busy_poll_us`; docs/PERFORMANCE.md). A program that embeds
+    /// `secmms::server::Server` gets neither unless its configuration asks: its associations
+    /// run on the program's own runtime.
     Server(ServerArgs),
     /// Talk to an MMS server: identify, browse, read, write.
     Client(ClientArgs),
@@ -922,7 +928,9 @@ async fn server(a: ServerArgs) -> Result<ExitCode> {
     if let Some(m) = a.model {
         cfg.server.model = Some(m);
     }
-    let server = secmms::server::Server::bind(cfg)
+    // The daemon owns its machine: association threads and busy polling unless configured
+    // otherwise (an embedded `Server::bind` has neither).
+    let server = secmms::server::Server::bind_tuned(cfg, secmms::server::Tuning::Daemon)
         .await
         .context("starting the server")?;
     eprintln!(

@@ -357,9 +357,11 @@ pub struct ServerConfig {
     /// the kernel wake-up that otherwise dominates a one-outstanding round trip, at the price of
     /// CPU time spent polling. A peer whose last request did not come within the window is not
     /// polled for until one does (`transport::PollingTcpStream`). 0 never polls; at most
-    /// [`ServerConfig::MAX_BUSY_POLL_US`]. Absent (the default): adaptive:
-    /// [`ServerConfig::DEFAULT_BUSY_POLL_US`] while no more associations are established than
-    /// half the CPUs (never on one CPU), 0 beyond that. docs/PERFORMANCE.md has the measurements.
+    /// [`ServerConfig::MAX_BUSY_POLL_US`]. Absent (the default): 0 for a server embedded in
+    /// another program (`Server::bind`); for `secmms server`, the daemon
+    /// (`Tuning::Daemon`), adaptive: [`ServerConfig::DEFAULT_BUSY_POLL_US`] while no more
+    /// associations are established than half the CPUs (never on one CPU), 0 beyond that.
+    /// docs/PERFORMANCE.md has the measurements.
     pub busy_poll_us: Option<u64>,
     /// Threads dedicated to associations, each running its own single-threaded runtime, started
     /// when the server binds; a new connection goes to the one serving the fewest connections.
@@ -367,7 +369,9 @@ pub struct ServerConfig {
     /// wakes no other thread. 0 runs the associations as tasks of the runtime that runs the
     /// server (for embedding in an application's runtime; with many busy associations on few
     /// CPUs its work stealing gives more throughput, see docs/PERFORMANCE.md). At most
-    /// [`ServerConfig::MAX_WORKER_THREADS`]. Absent (the default): one per CPU.
+    /// [`ServerConfig::MAX_WORKER_THREADS`]. Absent (the default): 0 for a server embedded in
+    /// another program (`Server::bind`); one per CPU for `secmms server`, the daemon
+    /// (`Tuning::Daemon`).
     pub worker_threads: Option<usize>,
 }
 

@@ -28,4 +28,4 @@ pub mod xmpp;
 
 pub use client::{Client, ClientError};
 pub use config::Config;
-pub use server::{Server, ServerHandle};
+pub use server::{Server, ServerHandle, Tuning};

@@ -245,10 +245,35 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// `server.worker_threads`: absent = one per CPU, 0 = none (associations run on the runtime
-/// that runs the server).
+/// `server.worker_threads`: absent = one per CPU (the daemon's tuning; an embedded server has
+/// it resolved to 0 at bind), 0 = none (associations run on the runtime that runs the server).
 fn worker_count(configured: Option<usize>) -> usize {
     configured.unwrap_or_else(cpus)
+}
+
+/// Whom the performance settings a configuration leaves unset (`server.worker_threads`,
+/// `server.busy_poll_us`) should suit. Settings the configuration gives are used as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Tuning {
+    /// A server inside someone else's program (the default of [`Server::bind`]): associations
+    /// are tasks on the caller's tokio runtime (a current-thread one works), the server starts
+    /// no thread of its own and never busy-polls.
+    #[default]
+    Embedded,
+    /// `secmms server`, the daemon, which owns its machine: one single-threaded runtime per CPU
+    /// for associations, and the adaptive busy-poll window after each answer (docs/PERFORMANCE.md).
+    Daemon,
+}
+
+impl Tuning {
+    /// `cfg` with the settings it leaves unset filled in for this tuning.
+    fn resolve(self, mut cfg: Config) -> Config {
+        if self == Tuning::Embedded {
+            cfg.server.worker_threads.get_or_insert(0);
+            cfg.server.busy_poll_us.get_or_insert(0);
+        }
+        cfg
+    }
 }
 
 /// A bound server.
@@ -291,12 +316,21 @@ impl Server {
     /// Loads the model named by the configuration (or the built-in demo model) and binds.
     /// Security events go where the `[events]` section says (tracing by default; the
     /// tamper-evident log and syslog when configured).
+    ///
+    /// The server suits embedding ([`Tuning::Embedded`]): no thread of its own, no busy
+    /// polling, unless the configuration asks for them; [`Server::bind_tuned`] chooses.
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
+        Self::bind_tuned(cfg, Tuning::Embedded).await
+    }
+
+    /// Like [`Server::bind`], with the unset performance settings chosen by `tuning`
+    /// (`secmms server` binds with [`Tuning::Daemon`]).
+    pub async fn bind_tuned(cfg: Config, tuning: Tuning) -> Result<Server, ServerError> {
         let sink = cfg
             .events
             .build()
             .map_err(crate::config::ConfigError::from)?;
-        Self::bind_with_events(cfg, Arc::new(sink)).await
+        Self::bind_inner(cfg, Arc::new(sink), tuning).await
     }
 
     /// Like [`Server::bind`], with the sink that receives the security events (TLS refusals,
@@ -305,6 +339,15 @@ impl Server {
         cfg: Config,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Server, ServerError> {
+        Self::bind_inner(cfg, sink, Tuning::Embedded).await
+    }
+
+    async fn bind_inner(
+        cfg: Config,
+        sink: Arc<dyn SecurityEventSink>,
+        tuning: Tuning,
+    ) -> Result<Server, ServerError> {
+        let cfg = tuning.resolve(cfg);
         cfg.validate()?;
         let tls = if cfg.tls.enabled {
             Some(Arc::new(TlsContext::server(&cfg.tls, sink.clone())?))
@@ -775,7 +818,9 @@ mod tests {
         let mut cfg = crate::Config::default();
         cfg.server.listen = "127.0.0.1:0".into();
         cfg.server.worker_threads = Some(1);
-        let server = super::Server::bind(cfg).await.unwrap();
+        let server = super::Server::bind_tuned(cfg, super::Tuning::Daemon)
+            .await
+            .unwrap();
         let established = Arc::new(AtomicBool::new(false));
         let policy = busy_poll_policy(&server.shared, established.clone());
         server.shared.stats.established.store(1, Ordering::Relaxed);

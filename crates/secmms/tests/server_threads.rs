@@ -1,6 +1,7 @@
 //! The server's association threads (`server.worker_threads`) and its polling window
 //! (`server.busy_poll_us`): every combination serves concurrent associations completely and
-//! correctly, and stopping the server ends the associations its threads run.
+//! correctly, and stopping the server ends the associations its threads run. Absent settings
+//! take the daemon's tuning here (`Tuning::Daemon`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,7 +20,8 @@ async fn start(worker_threads: Option<usize>, busy_poll_us: Option<u64>) -> Serv
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.worker_threads = worker_threads;
     cfg.server.busy_poll_us = busy_poll_us;
-    Server::bind(cfg)
+    // Absent settings take the daemon's tuning (one thread per CPU, adaptive polling).
+    Server::bind_tuned(cfg, secmms::server::Tuning::Daemon)
         .await
         .expect("bind")
         .spawn()

@@ -53,7 +53,7 @@ pub use data::{
 };
 pub use error::{DataAccessError, ErrorClass, MmsError, RejectPduType, RejectReason, ServiceError};
 pub use limits::MmsLimits;
-pub use model::{Model, SharedModel};
+pub use model::{Change, ChangeOrigin, Model, ModelObserver, SharedModel};
 pub use name::ObjectName;
 pub use pdu::*;
-pub use server::{InitiateOutcome, Server, ServerConfig, ServerSession};
+pub use server::{InitiateOutcome, ReportContent, Server, ServerConfig, ServerSession};

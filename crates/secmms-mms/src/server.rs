@@ -26,8 +26,8 @@ use crate::limits::{
     MIN_MAX_PDU_SIZE,
 };
 use crate::model::{
-    Fc, Identity, Model, NamedVariableList, NodeKind, SharedModel, MAX_LISTS_PER_DOMAIN,
-    MAX_LIST_MEMBERS,
+    Change, ChangeOrigin, Fc, Identity, Model, NamedVariableList, NodeKind, SharedModel,
+    MAX_LISTS_PER_DOMAIN, MAX_LIST_MEMBERS,
 };
 use crate::name::ObjectName;
 use crate::pdu::*;
@@ -519,14 +519,20 @@ impl Server {
                 error_code::DEFINITION_TYPE_INCONSISTENT,
             )));
         }
-        Ok(targets
+        let mut changes = Vec::new();
+        let results = targets
             .iter()
             .zip(w.data)
-            .map(|(t, d)| match self.write_var(&mut model, t, d) {
-                Ok(()) => WriteResult::Success,
-                Err(e) => WriteResult::Failure(e),
-            })
-            .collect())
+            .map(
+                |(t, d)| match self.write_var(&mut model, t, d, &mut changes) {
+                    Ok(()) => WriteResult::Success,
+                    Err(e) => WriteResult::Failure(e),
+                },
+            )
+            .collect();
+        drop(model);
+        self.model.notify(&changes);
+        Ok(results)
     }
 
     fn write_var(
@@ -534,6 +540,7 @@ impl Server {
         model: &mut Model,
         t: &VariableSpec,
         d: Data,
+        changes: &mut Vec<Change>,
     ) -> Result<(), DataAccessError> {
         let ObjectName::DomainSpecific { domain, item } = &t.name else {
             return Err(DataAccessError::ObjectNonExistent);
@@ -562,7 +569,8 @@ impl Server {
                 return Err(DataAccessError::TypeInconsistent);
             }
             if let Some(n) = dom.resolve_mut(item) {
-                n.store(v);
+                n.store(v.clone());
+                changes.push(client_change(domain, item, v));
             }
             return Ok(());
         }
@@ -589,12 +597,14 @@ impl Server {
             }
         }
         if let Some(n) = dom.resolve_mut(item) {
-            n.store(d);
+            n.store(d.clone());
+            changes.push(client_change(domain, item, d));
         }
         if let Some((st, v)) = mirror {
             if let Some(n) = dom.resolve_mut(&st) {
                 if n.accepts(&v) {
-                    n.store(v);
+                    n.store(v.clone());
+                    changes.push(client_change(domain, &st, v));
                 }
             }
         }
@@ -839,6 +849,33 @@ impl ServerSession {
         Ok(pdu)
     }
 
+    /// An InformationReport of the current values of `content` (IEC 61850 reporting sends the
+    /// members of a data set this way): the values are read as a Read request with the same
+    /// variable access specification would read them, so a missing variable travels as its
+    /// access failure; then [`ServerSession::information_report`]'s checks apply. A named
+    /// variable list that does not exist is [`UnsolicitedError::Read`].
+    pub fn report(&self, content: ReportContent) -> Result<Vec<u8>, UnsolicitedError> {
+        let spec = match content {
+            ReportContent::Variables(names) => VariableAccessSpecification::ListOfVariable(
+                names.into_iter().map(VariableSpec::named).collect(),
+            ),
+            ReportContent::List(name) => VariableAccessSpecification::VariableListName(name),
+        };
+        let read = ConfirmedServiceRequest::Read(ReadRequest {
+            specification_with_result: false,
+            spec: spec.clone(),
+        });
+        match self.handle(read).map_err(UnsolicitedError::Read)? {
+            ConfirmedServiceResponse::Read(r) => self.information_report(InformationReport {
+                spec,
+                results: r.results,
+            }),
+            _ => Err(UnsolicitedError::Read(ServiceError::new(
+                ErrorClass::Service(error_code::OTHER),
+            ))),
+        }
+    }
+
     /// True once a conclude-RequestPDU was answered.
     pub fn is_concluded(&self) -> bool {
         self.concluded.load(Ordering::SeqCst)
@@ -854,12 +891,33 @@ impl ServerSession {
     }
 }
 
+fn client_change(domain: &str, item: &str, value: Data) -> Change {
+    Change {
+        domain: domain.to_string(),
+        item: item.to_string(),
+        value,
+        origin: ChangeOrigin::Client,
+    }
+}
+
 /// ServiceSupportOptions bit of the unconfirmed informationReport service (ISO 9506-2 §7.2.1).
 pub const INFORMATION_REPORT_BIT: usize = 79;
+
+/// What an InformationReport of [`ServerSession::report`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportContent {
+    /// These named variables (listOfVariable).
+    Variables(Vec<ObjectName>),
+    /// The members of this named variable list (variableListName), e.g. a data set.
+    List(ObjectName),
+}
 
 /// Why an unsolicited PDU could not be built ([`ServerSession::information_report`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnsolicitedError {
+    /// The values could not be read (e.g. no such named variable list).
+    #[error("the report's values cannot be read: {0}")]
+    Read(ServiceError),
     /// The client did not announce the informationReport service.
     #[error("the client did not announce the informationReport service in its initiate")]
     NotSupportedByPeer,

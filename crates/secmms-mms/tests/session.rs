@@ -250,3 +250,111 @@ fn information_reports_go_out_only_where_they_may() {
         Err(UnsolicitedError::NotSupportedByPeer)
     );
 }
+
+/// A live model: the application's `set` and a client's Write both reach the observers, with
+/// their origin; a refused write reaches none. A report carries the values of the moment.
+#[test]
+fn model_changes_are_observed_and_reports_carry_current_values() {
+    use secmms_mms::data::{AccessResult, Data};
+    use secmms_mms::model::{Change, ChangeOrigin};
+    use secmms_mms::server::{ReportContent, UnsolicitedError};
+    use secmms_mms::FloatingPoint;
+    use std::sync::{Arc, Mutex};
+
+    let model = SharedModel::new(Model::default_demo());
+    let seen: Arc<Mutex<Vec<Change>>> = Arc::default();
+    let sink = seen.clone();
+    model.observe(Arc::new(move |c: &Change| {
+        sink.lock().unwrap().push(c.clone())
+    }));
+    let server = Server::new(model.clone(), ServerConfig::default());
+    let mut s = ClientSession::new(ClientProposal::default());
+    let InitiateOutcome::Accepted {
+        response,
+        association: a,
+    } = server.accept_initiate(&s.initiate_request())
+    else {
+        panic!("refused")
+    };
+    s.handle_initiate_response(&response).unwrap();
+
+    // The application feeds a live value.
+    let (dom, mag) = ("DEMOLD0", "GGIO1$MX$AnIn1$mag$f");
+    assert!(model.set(dom, mag, Data::FloatingPoint(FloatingPoint::from_f32(42.0))));
+    assert!(!model.set(dom, mag, Data::Boolean(true)), "wrong type");
+    assert!(!model.set(dom, "GGIO1$MX$Nothing", Data::Boolean(true)));
+    // A client writes a description (DC is writable) and tries MX (read-only).
+    let vendor = ObjectName::DomainSpecific {
+        domain: dom.into(),
+        item: "LLN0$DC$NamPlt$vendor".into(),
+    };
+    let text = Data::VisibleString("live".into());
+    let (id, pdu) = s
+        .request(secmms_mms::client::write(vendor.clone(), text.clone()), 1)
+        .unwrap();
+    let rsp = a.handle_pdu(&pdu).unwrap();
+    assert!(
+        matches!(s.handle_pdu(&rsp), ClientEvent::Answer { .. }),
+        "{id}"
+    );
+    let mx = ObjectName::DomainSpecific {
+        domain: dom.into(),
+        item: mag.into(),
+    };
+    let (_, pdu) = s
+        .request(
+            secmms_mms::client::write(
+                mx.clone(),
+                Data::FloatingPoint(FloatingPoint::from_f32(0.0)),
+            ),
+            2,
+        )
+        .unwrap();
+    a.handle_pdu(&pdu).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            Change {
+                domain: dom.into(),
+                item: mag.into(),
+                value: Data::FloatingPoint(FloatingPoint::from_f32(42.0)),
+                origin: ChangeOrigin::Application,
+            },
+            Change {
+                domain: dom.into(),
+                item: "LLN0$DC$NamPlt$vendor".into(),
+                value: text.clone(),
+                origin: ChangeOrigin::Client,
+            },
+        ]
+    );
+
+    // The report reads the values of the moment; a missing variable is its access failure.
+    let missing = ObjectName::DomainSpecific {
+        domain: dom.into(),
+        item: "GGIO1$MX$Nothing".into(),
+    };
+    let pdu = a
+        .report(ReportContent::Variables(vec![mx, vendor, missing]))
+        .unwrap();
+    let ClientEvent::Report(r) = s.handle_pdu(&pdu) else {
+        panic!("not a report")
+    };
+    assert_eq!(r.results.len(), 3);
+    assert_eq!(
+        r.results[0],
+        AccessResult::Success(Data::FloatingPoint(FloatingPoint::from_f32(42.0)))
+    );
+    assert_eq!(r.results[1], AccessResult::Success(text));
+    assert!(matches!(r.results[2], AccessResult::Failure(_)));
+    // A list that does not exist cannot be reported.
+    let nolist = ObjectName::DomainSpecific {
+        domain: dom.into(),
+        item: "LLN0$NoSuchDataSet".into(),
+    };
+    assert!(matches!(
+        a.report(ReportContent::List(nolist)),
+        Err(UnsolicitedError::Read(_))
+    ));
+}

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
-    ConfirmedServiceRequest, ConfirmedServiceResponse, MmsPdu, Negotiated, ObjectClass,
-    ObjectScope, WriteResult,
+    ConfirmedServiceRequest, ConfirmedServiceResponse, InformationReport, MmsPdu, Negotiated,
+    ObjectClass, ObjectScope, WriteResult,
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
@@ -199,6 +199,8 @@ impl CmdTx {
 }
 
 struct Inner {
+    /// The receiving end of the association's unsolicited reports, until taken.
+    reports: std::sync::Mutex<Option<mpsc::Receiver<InformationReport>>>,
     tx: CmdTx,
     negotiated: Negotiated,
     protection: String,
@@ -468,9 +470,11 @@ impl Client {
         let protection = link.sa_ref().protection().describe();
         let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
         let ended = EndReason::default();
+        let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
         tokio::spawn(run_association(
             link,
             rx,
+            reports_tx,
             ClientSession::established(proposal.clone(), negotiated.clone()),
             closed.clone(),
             ended.clone(),
@@ -486,6 +490,7 @@ impl Client {
                 ended,
                 request_timeout,
                 runs_load: true,
+                reports: std::sync::Mutex::new(Some(reports_rx)),
             }),
         })
     }
@@ -498,6 +503,7 @@ impl Client {
         protection: String,
         closed: Arc<AtomicBool>,
         request_timeout: Duration,
+        reports: mpsc::Receiver<InformationReport>,
     ) -> Client {
         let slots = Arc::new(Semaphore::new(
             negotiated.max_serv_outstanding_calling.max(1) as usize,
@@ -512,8 +518,20 @@ impl Client {
                 ended: EndReason::default(),
                 request_timeout,
                 runs_load: false,
+                reports: std::sync::Mutex::new(Some(reports)),
             }),
         }
+    }
+
+    /// The unsolicited InformationReports of this association (IEC 61850 reports arrive this
+    /// way), in order of arrival; `None` once taken (there is one receiver). The association
+    /// queues at most [`REPORT_QUEUE`] reports nobody has read; later ones are dropped.
+    pub fn reports(&self) -> Option<mpsc::Receiver<InformationReport>> {
+        self.inner
+            .reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// What the initiate exchange settled.
@@ -756,9 +774,11 @@ enum Waiter {
     Load,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_association<S: Stream>(
     mut link: SecureLink<S>,
     mut rx: mpsc::Receiver<Cmd>,
+    reports: ReportTx,
     mut session: ClientSession<Waiter>,
     closed: Arc<AtomicBool>,
     ended: EndReason,
@@ -775,7 +795,9 @@ async fn run_association<S: Stream>(
         loop {
             while let Some(ev) = link.sa().poll_event() {
                 match ev {
-                    SecureEvent::Mms(pdu) => dispatch_with_load(&pdu, &mut session, load.as_mut()),
+                    SecureEvent::Mms(pdu) => {
+                        dispatch_with_load(&pdu, &mut session, load.as_mut(), &reports)
+                    }
                     SecureEvent::SecurityFailure(e) => {
                         // The abort is queued: send it, fail what is outstanding.
                         link.shutdown().await;
@@ -1058,7 +1080,12 @@ fn load_response_ok(service: &ConfirmedServiceResponse) -> bool {
 
 /// Routes an MMS PDU from the server to the running load, if it answers one of its requests,
 /// or to the caller waiting for it.
-fn dispatch_with_load(pdu: &[u8], session: &mut ClientSession<Waiter>, load: Option<&mut LoadRun>) {
+fn dispatch_with_load(
+    pdu: &[u8],
+    session: &mut ClientSession<Waiter>,
+    load: Option<&mut LoadRun>,
+    reports: &ReportTx,
+) {
     use secmms_mms::session::ClientEvent;
     match session.handle_pdu(pdu) {
         ClientEvent::Answer {
@@ -1074,21 +1101,33 @@ fn dispatch_with_load(pdu: &[u8], session: &mut ClientSession<Waiter>, load: Opt
             token: Waiter::Caller(p),
             invoke_id,
             result,
-        } => deliver(ClientEvent::Answer {
-            token: p,
-            invoke_id,
-            result,
-        }),
-        ClientEvent::Report(r) => deliver(ClientEvent::Report(r)),
-        ClientEvent::Unmatched { invoke_id } => deliver(ClientEvent::Unmatched { invoke_id }),
-        ClientEvent::Unexpected(w) => deliver(ClientEvent::Unexpected(w)),
-        ClientEvent::Concluded => deliver(ClientEvent::Concluded),
-        ClientEvent::ConcludeRefused(e) => deliver(ClientEvent::ConcludeRefused(e)),
+        } => deliver(
+            ClientEvent::Answer {
+                token: p,
+                invoke_id,
+                result,
+            },
+            reports,
+        ),
+        ClientEvent::Report(r) => deliver(ClientEvent::Report(r), reports),
+        ClientEvent::Unmatched { invoke_id } => {
+            deliver(ClientEvent::Unmatched { invoke_id }, reports)
+        }
+        ClientEvent::Unexpected(w) => deliver(ClientEvent::Unexpected(w), reports),
+        ClientEvent::Concluded => deliver(ClientEvent::Concluded, reports),
+        ClientEvent::ConcludeRefused(e) => deliver(ClientEvent::ConcludeRefused(e), reports),
     }
 }
 
-/// Hands an event of an MMS client session to the caller waiting for it.
-pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>) {
+/// Where a client's unsolicited InformationReports go ([`Client::reports`]): a bounded queue;
+/// a report that finds it full (nobody reads) is dropped and logged.
+pub(crate) type ReportTx = mpsc::Sender<InformationReport>;
+
+/// Queue depth of [`Client::reports`].
+pub const REPORT_QUEUE: usize = 1024;
+
+/// Hands an event of an MMS client session to the caller waiting for it; a report to `reports`.
+pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>, reports: &ReportTx) {
     use secmms_mms::client::ClientError as MmsClientError;
     use secmms_mms::session::ClientEvent;
     match ev {
@@ -1103,7 +1142,11 @@ pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>) {
             };
             let _ = token.reply.send(r);
         }
-        ClientEvent::Report(r) => debug!("ignoring an unsolicited report: {r:?}"),
+        ClientEvent::Report(r) => {
+            if let Err(e) = reports.try_send(r) {
+                debug!("unsolicited report dropped: {e}");
+            }
+        }
         ClientEvent::Unmatched { invoke_id } => {
             debug!("answer for invokeID {invoke_id}, which nothing waits for")
         }

@@ -15,6 +15,7 @@ pub mod config;
 pub mod demo;
 pub mod driver;
 pub mod events;
+pub mod live;
 pub mod ocsp;
 pub mod osi;
 pub mod pics;
@@ -28,4 +29,4 @@ pub mod xmpp;
 
 pub use client::{Client, ClientError};
 pub use config::Config;
-pub use server::{Server, ServerHandle, Tuning};
+pub use server::{Server, ServerBuilder, ServerHandle, Tuning};

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig as MmsServerConfig};
+use secmms_mms::server::{
+    InitiateOutcome, ReportContent, Server as MmsServer, ServerConfig as MmsServerConfig,
+};
 use secmms_osi::acse::SourceDiagnostic;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::secure::{SecureEvent, Timeouts, TimerKind};
@@ -17,7 +19,8 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerConfig};
 use crate::driver::LinkError;
-use crate::driver::{self, SecureLink, Turn};
+use crate::driver::{self, Either, SecureLink, Turn};
+use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
@@ -108,6 +111,8 @@ struct Shared {
     /// Bumped when the application-certificate CRLs changed: every live association re-checks
     /// its peer (`SecureAssociation::recheck_peer`).
     revocations: tokio::sync::watch::Sender<u64>,
+    /// The established associations and their command channels (reports).
+    registry: Arc<Registry>,
 }
 
 /// What a CRL reload found.
@@ -300,10 +305,33 @@ pub struct ServerHandle {
     pub tls: Option<Arc<TlsContext>>,
     /// Reloads the TLS and application CRLs now.
     pub crl: CrlReloader,
+    registry: Arc<Registry>,
+    model: SharedModel,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ServerHandle {
+    /// The model the server serves (see [`Server::model`]).
+    pub fn model(&self) -> &SharedModel {
+        &self.model
+    }
+
+    /// The associations established now.
+    pub fn associations(&self) -> Vec<AssociationInfo> {
+        self.registry.associations()
+    }
+
+    /// Sends an unsolicited InformationReport of the current values of `content` (named
+    /// variables, or the members of a named variable list such as a data set) on association
+    /// `id`, through its protection; returns once it is queued for sending.
+    pub async fn report(
+        &self,
+        id: AssociationId,
+        content: ReportContent,
+    ) -> Result<(), ReportError> {
+        self.registry.report(id, content).await
+    }
+
     /// Stops accepting and ends every association task. The tasks end as their threads'
     /// runtimes (or the accept loop's own set of tasks) are dropped, just after this returns;
     /// their peers see the TCP connection close.
@@ -330,7 +358,7 @@ impl Server {
             .events
             .build()
             .map_err(crate::config::ConfigError::from)?;
-        Self::bind_inner(cfg, Arc::new(sink), tuning).await
+        Self::bind_inner(cfg, Arc::new(sink), tuning, None).await
     }
 
     /// Like [`Server::bind`], with the sink that receives the security events (TLS refusals,
@@ -339,13 +367,20 @@ impl Server {
         cfg: Config,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Server, ServerError> {
-        Self::bind_inner(cfg, sink, Tuning::Embedded).await
+        Self::bind_inner(cfg, sink, Tuning::Embedded, None).await
+    }
+
+    /// The front door for a program that embeds a server: sections of the configuration, a
+    /// live model, the event sink and the tuning, then [`ServerBuilder::bind`].
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
     }
 
     async fn bind_inner(
         cfg: Config,
         sink: Arc<dyn SecurityEventSink>,
         tuning: Tuning,
+        live_model: Option<SharedModel>,
     ) -> Result<Server, ServerError> {
         let cfg = tuning.resolve(cfg);
         cfg.validate()?;
@@ -356,11 +391,15 @@ impl Server {
             None
         };
         let security = AppSecurity::build(&cfg, sink.clone())?;
-        let (model, description) = match &cfg.server.model {
-            Some(p) => (load_model(p)?, p.display().to_string()),
-            None => (Model::default_demo(), "built-in demo model".to_string()),
+        let (model, description) = match (live_model, &cfg.server.model) {
+            (Some(m), _) => (m, "model of the application".to_string()),
+            (None, Some(p)) => (SharedModel::new(load_model(p)?), p.display().to_string()),
+            (None, None) => (
+                SharedModel::new(Model::default_demo()),
+                "built-in demo model".to_string(),
+            ),
         };
-        let mms = MmsServer::new(SharedModel::new(model), server_options(&cfg));
+        let mms = MmsServer::new(model, server_options(&cfg));
         let listener = transport::listen_tcp(&cfg.server.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -382,6 +421,7 @@ impl Server {
                 tls,
                 security,
                 revocations: tokio::sync::watch::channel(0).0,
+                registry: Arc::default(),
             }),
             slots,
             description,
@@ -552,6 +592,8 @@ impl Server {
         let tls_trigger = self.tls().map(|t| t.renegotiation_trigger());
         let tls_ctx = self.tls().cloned();
         let crl = self.crl_reloader();
+        let registry = self.shared.registry.clone();
+        let model = self.model();
         let task = tokio::spawn(async move {
             let _ = self.run().await;
         });
@@ -562,8 +604,122 @@ impl Server {
             tls_trigger,
             tls: tls_ctx,
             crl,
+            registry,
+            model,
             task,
         })
+    }
+
+    /// The model the server serves: the application sets, reads and observes its values
+    /// while the server runs ([`SharedModel::set`], [`SharedModel::observe`]).
+    pub fn model(&self) -> SharedModel {
+        self.shared.mms.model().clone()
+    }
+}
+
+/// Builds a [`Server`] section by section ([`Server::builder`]). What is not given keeps the
+/// default of [`Config`]; [`ServerBuilder::config`] takes a whole configuration (the TOML file
+/// of `secmms server`) to start from.
+#[derive(Default)]
+pub struct ServerBuilder {
+    cfg: Config,
+    model: Option<SharedModel>,
+    sink: Option<Arc<dyn SecurityEventSink>>,
+    tuning: Tuning,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("listen", &self.cfg.server.listen)
+            .field("tuning", &self.tuning)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerBuilder {
+    /// Starts from a whole configuration (every section).
+    pub fn config(mut self, cfg: Config) -> Self {
+        self.cfg = cfg;
+        self
+    }
+
+    /// The address to listen on (`host:port`; 102 is RFC 1006's port, 3782 with TLS).
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.cfg.server.listen = addr.into();
+        self
+    }
+
+    /// TCP socket options (Annex H keep-alive).
+    pub fn tcp(mut self, tcp: crate::transport::TcpConfig) -> Self {
+        self.cfg.tcp = tcp;
+        self
+    }
+
+    /// TLS (clause 6); its `enabled` field turns it on.
+    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+        self.cfg.tls = tls;
+        self
+    }
+
+    /// Application-layer security: plain, compatibility or native mode, credentials, peers.
+    pub fn security(mut self, security: crate::security::SecurityConfig) -> Self {
+        self.cfg.security = security;
+        self
+    }
+
+    /// OSI addressing (selectors, AP-titles) and sizes.
+    pub fn osi(mut self, osi: crate::config::OsiSettings) -> Self {
+        self.cfg.osi = osi;
+        self
+    }
+
+    /// Limits, timeouts and tuning settings of the server (`[server]`); its `listen` and
+    /// `model` fields are replaced by [`Self::listen`] and [`Self::model`] when those are given
+    /// after it.
+    pub fn limits(mut self, server: ServerConfig) -> Self {
+        self.cfg.server = server;
+        self
+    }
+
+    /// Where security events go, as configured (`[events]`); see [`Self::events`].
+    pub fn events_config(mut self, events: crate::events::EventsConfig) -> Self {
+        self.cfg.events = events;
+        self
+    }
+
+    /// The sink that receives the security events (instead of the `[events]` outputs).
+    pub fn events(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
+    /// The live model to serve (instead of `[server] model` or the built-in demo model). Keep
+    /// a clone: the application sets values in it while the server runs, reads what clients
+    /// wrote, and registers observers of every change.
+    pub fn model(mut self, model: SharedModel) -> Self {
+        self.model = Some(model);
+        self
+    }
+
+    /// Whom unset performance settings suit ([`Tuning::Embedded`] by default).
+    pub fn tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// Validates the configuration, loads the credentials and binds.
+    pub async fn bind(self) -> Result<Server, ServerError> {
+        let sink = match self.sink {
+            Some(s) => s,
+            None => Arc::new(
+                self.cfg
+                    .events
+                    .build()
+                    .map_err(crate::config::ConfigError::from)?,
+            ),
+        };
+        Server::bind_inner(self.cfg, sink, self.tuning, self.model).await
     }
 }
 
@@ -635,6 +791,20 @@ fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> D
     Duration::from_micros(us)
 }
 
+/// Sends an InformationReport of `content` on an established association.
+fn send_report<S: Stream>(
+    link: &mut SecureLink<S>,
+    session: Option<&secmms_mms::server::ServerSession>,
+    content: ReportContent,
+    now: secmms_profiles::secure::Now,
+) -> Result<(), ReportError> {
+    let session = session.ok_or(ReportError::Ended)?;
+    let pdu = session.report(content)?;
+    link.sa()
+        .send_mms(&pdu, now)
+        .map_err(|e| ReportError::Protection(e.to_string()))
+}
+
 /// Serves one association on any stream (TCP, or TLS after the handshake): a
 /// [`SecureAssociation`](secmms_profiles::secure::SecureAssociation) driven by a
 /// [`SecureLink`], answering with the MMS server.
@@ -664,7 +834,10 @@ async fn serve_association<S: Stream>(
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
     link.set_write_timeout(idle);
     let label = facts.label();
-    let mut negotiated = None;
+    let mut negotiated: Option<secmms_mms::server::ServerSession> = None;
+    // Once established: listed for the application, which may send reports.
+    let mut registered = None;
+    let mut commands: Option<tokio::sync::mpsc::Receiver<AssocCmd>> = None;
     let cpus = cpus();
     let mut _established = None;
     let r = async {
@@ -708,6 +881,13 @@ async fn serve_association<S: Stream>(
                                     debug!("application-layer peer authenticated: {p}");
                                 }
                                 debug!("association protected by: {}", protection.describe());
+                                let peer = match protection.peer_name() {
+                                    Some(p) => format!("{label} ({p})"),
+                                    None => label.clone(),
+                                };
+                                let (r, rx) = shared.registry.register(peer, protection.describe());
+                                registered = Some(r);
+                                commands = Some(rx);
                                 negotiated = Some(association);
                             }
                             InitiateOutcome::Refused { response, error } => {
@@ -778,7 +958,23 @@ async fn serve_association<S: Stream>(
                 link.shutdown().await;
                 return Err(LinkError::Closed);
             }
-            match link.wait().await? {
+            let turn = match commands.as_mut() {
+                None => link.wait().await?,
+                Some(rx) => match link.wait_with(rx.recv()).await? {
+                    Either::Link(t) => t,
+                    Either::Other(Some(AssocCmd::Report { content, reply })) => {
+                        let now = link.now();
+                        let r = send_report(&mut link, negotiated.as_ref(), content, now);
+                        let _ = reply.send(r);
+                        continue;
+                    }
+                    Either::Other(None) => {
+                        commands = None;
+                        continue;
+                    }
+                },
+            };
+            match turn {
                 Turn::Input | Turn::Timer => {}
                 Turn::Closed => return Err(LinkError::Closed),
                 // The application CRLs changed: is the peer still valid (§6.2.8)?

@@ -353,8 +353,13 @@ pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(
 }
 
 /// What an association being established reports to its [`XmppConnection::associate`] call:
-/// its key, the MMS Initiate-Response and its closed flag.
-type Established = (AssocKey, Vec<u8>, Arc<AtomicBool>);
+/// its key, the MMS Initiate-Response, its closed flag and its reports.
+type Established = (
+    AssocKey,
+    Vec<u8>,
+    Arc<AtomicBool>,
+    mpsc::Receiver<secmms_mms::pdu::InformationReport>,
+);
 type EstablishReply = oneshot::Sender<Result<Established, ClientError>>;
 
 /// A command to the connection task: open an association, or one of an association's own.
@@ -369,6 +374,8 @@ pub(crate) enum ConnCmd {
 
 struct ClientAssoc {
     establishing: Option<EstablishReply>,
+    /// Where the association's unsolicited reports go ([`Client::reports`]).
+    reports: crate::client::ReportTx,
     /// The MMS session: invoke IDs, the outstanding requests and their reply channels.
     session: ClientSession<Pending>,
     releasing: Option<oneshot::Sender<Result<(), ClientError>>>,
@@ -436,7 +443,7 @@ impl XmppConnection {
             .await
             .map_err(|_| ClientError::Closed)?;
         let t = Duration::from_secs(self.cfg.client.associate_timeout_secs.max(1));
-        let (key, initiate_rsp, closed) = tokio::time::timeout(t, rx)
+        let (key, initiate_rsp, closed, reports) = tokio::time::timeout(t, rx)
             .await
             .map_err(|_| ClientError::Timeout(t))?
             .map_err(|_| ClientError::Closed)??;
@@ -450,6 +457,7 @@ impl XmppConnection {
             label,
             closed,
             Duration::from_secs(self.cfg.client.request_timeout_secs.max(1)),
+            reports,
         ))
     }
 }
@@ -550,7 +558,12 @@ fn on_event(
                 return ep.abort(&key, now()).unwrap_or_default();
             }
             let closed = a.closed.clone();
-            if reply.send(Ok((key.clone(), initiate, closed))).is_err() {
+            let (reports_tx, reports_rx) = mpsc::channel(crate::client::REPORT_QUEUE);
+            a.reports = reports_tx;
+            if reply
+                .send(Ok((key.clone(), initiate, closed, reports_rx)))
+                .is_err()
+            {
                 // Nobody waits any more (the associate call timed out): end it at once.
                 if let Some(a) = assocs.remove(&key) {
                     end_assoc(a, Err(ClientError::Closed));
@@ -570,7 +583,7 @@ fn on_event(
         }
         EndpointEvent::Data { key, pdu } => {
             if let Some(a) = assocs.get_mut(&key) {
-                crate::client::deliver(a.session.handle_pdu(&pdu));
+                crate::client::deliver(a.session.handle_pdu(&pdu), &a.reports);
             }
             Vec::new()
         }
@@ -623,6 +636,8 @@ fn on_cmd(
                         key,
                         ClientAssoc {
                             establishing: Some(reply),
+                            // Replaced by the caller's queue once established.
+                            reports: mpsc::channel(1).0,
                             session,
                             releasing: None,
                             closed: Arc::new(AtomicBool::new(false)),

@@ -726,40 +726,134 @@ impl ReportControl {
     }
 }
 
-/// A model shared by every association of a server. Readers and writers take the lock for one
-/// request at a time; a request that fails changes nothing.
-#[derive(Debug, Clone, Default)]
-pub struct SharedModel(Arc<RwLock<Model>>);
+/// Who changed a value of a [`SharedModel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOrigin {
+    /// The application, through [`SharedModel::set`].
+    Application,
+    /// A client, through an MMS Write (or a direct-control Oper mirrored into `stVal`).
+    Client,
+}
+
+/// One value change of a [`SharedModel`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// The domain (logical device) of the variable.
+    pub domain: String,
+    /// The MMS item name (`LN$FC$DO$DA`).
+    pub item: String,
+    /// The new value of `item`.
+    pub value: Data,
+    /// Who changed it.
+    pub origin: ChangeOrigin,
+}
+
+/// Told of every change of a [`SharedModel`] ([`SharedModel::observe`]), after the change is
+/// made and the model's lock released (an observer may read the model). Observers run on the
+/// thread that made the change: one that has slow work to do hands it elsewhere (a channel).
+pub trait ModelObserver: Send + Sync {
+    /// One change.
+    fn changed(&self, change: &Change);
+}
+
+impl<F: Fn(&Change) + Send + Sync> ModelObserver for F {
+    fn changed(&self, change: &Change) {
+        self(change)
+    }
+}
+
+#[derive(Default)]
+struct SharedInner {
+    model: RwLock<Model>,
+    observers: RwLock<Vec<Arc<dyn ModelObserver>>>,
+}
+
+/// A model shared by every association of a server and the application that serves it: the
+/// application sets and reads values while clients read and write them, and observers learn of
+/// every change. Readers and writers take the lock for one request at a time; a request that
+/// fails changes nothing.
+#[derive(Clone, Default)]
+pub struct SharedModel(Arc<SharedInner>);
+
+impl std::fmt::Debug for SharedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedModel")
+            .field("observers", &self.observers().len())
+            .finish_non_exhaustive()
+    }
+}
 
 impl SharedModel {
     /// Wraps a model.
     pub fn new(model: Model) -> Self {
-        SharedModel(Arc::new(RwLock::new(model)))
+        SharedModel(Arc::new(SharedInner {
+            model: RwLock::new(model),
+            observers: RwLock::new(Vec::new()),
+        }))
     }
     /// Read access. A poisoned lock (a panic elsewhere while writing) is recovered: every
     /// update is checked before it is applied, so the model stays consistent.
     pub fn read(&self) -> RwLockReadGuard<'_, Model> {
-        self.0.read().unwrap_or_else(|e| e.into_inner())
+        self.0.model.read().unwrap_or_else(|e| e.into_inner())
     }
-    /// Write access (see [`SharedModel::read`] on poisoning).
+    /// Write access (see [`SharedModel::read`] on poisoning). Changes made through this guard
+    /// are not reported to observers; [`SharedModel::set`] reports its own.
     pub fn write(&self) -> RwLockWriteGuard<'_, Model> {
-        self.0.write().unwrap_or_else(|e| e.into_inner())
+        self.0.model.write().unwrap_or_else(|e| e.into_inner())
     }
-    /// Sets the value of an existing attribute from the application side (no FC checks).
-    /// Returns false when the variable does not exist or the value does not fit its type.
+    /// Sets the value of an existing attribute from the application side (no FC checks) and
+    /// tells the observers. Returns false when the variable does not exist or the value does
+    /// not fit its type.
     pub fn set(&self, domain: &str, item: &str, value: Data) -> bool {
-        let mut m = self.write();
-        match m.domain_mut(domain).and_then(|d| d.resolve_mut(item)) {
-            Some(n) if n.accepts(&value) => {
-                n.store(value);
-                true
+        let stored = {
+            let mut m = self.write();
+            match m.domain_mut(domain).and_then(|d| d.resolve_mut(item)) {
+                Some(n) if n.accepts(&value) => {
+                    n.store(value.clone());
+                    true
+                }
+                _ => false,
             }
-            _ => false,
+        };
+        if stored {
+            self.notify(&[Change {
+                domain: domain.to_string(),
+                item: item.to_string(),
+                value,
+                origin: ChangeOrigin::Application,
+            }]);
         }
+        stored
     }
     /// Reads a variable.
     pub fn get(&self, domain: &str, item: &str) -> Option<Data> {
         self.read().read(domain, item)
+    }
+    /// Registers an observer of every later change (see [`ModelObserver`]).
+    pub fn observe(&self, observer: Arc<dyn ModelObserver>) {
+        self.0
+            .observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
+    }
+    fn observers(&self) -> Vec<Arc<dyn ModelObserver>> {
+        self.0
+            .observers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Tells the observers of `changes` (called with the model's lock released).
+    pub(crate) fn notify(&self, changes: &[Change]) {
+        if changes.is_empty() {
+            return;
+        }
+        for o in self.observers() {
+            for c in changes {
+                o.changed(c);
+            }
+        }
     }
 }
 

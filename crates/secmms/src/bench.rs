@@ -91,6 +91,9 @@ pub enum BenchError {
     /// The TLS client context could not be built.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The XMPP connection could not be made.
+    #[error("XMPP: {0}")]
+    Xmpp(crate::xmpp::XmppEnvError),
     /// The reference does not resolve or cannot be read.
     #[error("cannot read {reference}: {source}")]
     Probe {
@@ -126,7 +129,7 @@ pub async fn run(
         )
         .map_err(|e| BenchError::Associate {
             index: 0,
-            source: crate::client::ClientError::Security(e.to_string()),
+            source: crate::client::ClientError::Security(e),
         })?,
     );
     // Over XMPP: one connection, every association on it (clause 16).
@@ -137,10 +140,7 @@ pub async fn run(
                 std::sync::Arc::new(crate::tls::TracingSink),
             )
             .await
-            .map_err(|e| BenchError::Associate {
-                index: 0,
-                source: crate::client::ClientError::Security(e.to_string()),
-            })?,
+            .map_err(BenchError::Xmpp)?,
             peer.clone(),
         )),
         _ => None,

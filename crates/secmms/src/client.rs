@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
     ConfirmedServiceRequest, ConfirmedServiceResponse, InformationReport, MmsPdu, Negotiated,
-    ObjectClass, ObjectScope, WriteResult,
+    ObjectClass, ObjectScope, RejectPdu, WriteResult,
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
-use secmms_profiles::secure::{SecureEvent, Timeouts};
+use secmms_profiles::secure::{ProtectionError, SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
@@ -45,13 +45,20 @@ pub enum ClientError {
     Config(#[from] crate::config::ConfigError),
     /// The TLS handshake failed (the security event tells why).
     #[error("TLS: {0}")]
-    Tls(String),
+    Tls(#[from] crate::tls::TlsError),
     /// The application-security context could not be built, or refused the peer (§5.1).
     #[error("application security: {0}")]
-    Security(String),
-    /// The server refused the association.
+    Security(#[from] crate::security::SecurityError),
+    /// Over XMPP: the endpoint refused the call, or its E2E engine ended the association.
+    #[error("XMPP: {0}")]
+    Xmpp(Arc<secmms_profiles::xmpp::EndpointError>),
+    /// The server refused the association, or it was aborted while being established: the
+    /// OSI/ACSE outcome, the MMS initiate-ErrorPDU and the E2E diagnostic, as they came.
     #[error("association rejected: {0}")]
-    Rejected(String),
+    Rejected(Box<Refusal>),
+    /// The server's initiate-ResponsePDU could not be used (undecodable, or it refused).
+    #[error("initiate: {0}")]
+    Initiate(secmms_mms::client::ClientError),
     /// The peer closed the connection, without an answer, right after our CONNECT, which
     /// carried more than 512 octets and so needed session version 2 Extended User Data.
     #[error(
@@ -69,11 +76,14 @@ pub enum ClientError {
     #[error("service error: {0:?}")]
     Service(ServiceError),
     /// The server rejected the request (RejectPDU).
-    #[error("request rejected by the server: {0}")]
-    Reject(String),
+    #[error("request rejected by the server: {:?}", .0.reason)]
+    Reject(RejectPdu),
+    /// The server's answer could not be decoded, or did not fit the request.
+    #[error("answer: {0}")]
+    Answer(secmms_mms::client::ClientError),
     /// A variable could not be accessed.
     #[error("data access error: {0}")]
-    Access(String),
+    Access(secmms_mms::DataAccessError),
     /// The response did not match the request.
     #[error("unexpected response: {0}")]
     Unexpected(String),
@@ -89,6 +99,46 @@ pub enum ClientError {
     /// MMS encoding or decoding failed.
     #[error("MMS: {0}")]
     Mms(#[from] secmms_mms::MmsError),
+}
+
+/// Why an association was not established ([`ClientError::Rejected`]).
+#[derive(Debug, Clone, Default)]
+pub struct Refusal {
+    /// The OSI refusal: the AARE's result and source diagnostic (ACSE), or the transport,
+    /// session or presentation refusal. `None` when the association was aborted instead, or
+    /// over XMPP.
+    pub reason: Option<secmms_osi::RejectReason>,
+    /// The abort received (or raised locally) while the association was being established.
+    pub abort: Option<secmms_osi::AbortInfo>,
+    /// The MMS initiate-ErrorPDU of the server, when its MMS layer refused.
+    pub initiate_error: Option<ServiceError>,
+    /// Native mode: the E2E diagnostic (the peer's HandshakeSecReject, or our own check's),
+    /// with the security event it raised.
+    pub e2e: Option<secmms_profiles::native::NativeDiagnostic>,
+    /// Anything else worth saying (the called titles, the XMPP endpoint's words).
+    pub detail: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.reason {
+            parts.push(format!("{r:?}"));
+        }
+        if let Some(a) = &self.abort {
+            parts.push(format!("aborted: {a:?}"));
+        }
+        if let Some(e) = &self.initiate_error {
+            parts.push(format!("initiate error {e:?}"));
+        }
+        if let Some(d) = &self.e2e {
+            parts.push(format!("E2E: {d}"));
+        }
+        if !self.detail.is_empty() {
+            parts.push(self.detail.clone());
+        }
+        f.write_str(&parts.join("; "))
+    }
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
@@ -258,13 +308,12 @@ impl Client {
                 .build()
                 .map_err(crate::config::ConfigError::from)?,
         );
-        let security = AppSecurity::build(cfg, sink.clone())
-            .map_err(|e| ClientError::Security(e.to_string()))?;
+        let security = AppSecurity::build(cfg, sink.clone()).map_err(ClientError::Security)?;
         // Refuse a peer the §5.1 table does not allow before any traffic.
         let ip = addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
         security
             .check_peer(&osi_config(&cfg.osi, false)?, ip)
-            .map_err(|e| ClientError::Security(e.to_string()))?;
+            .map_err(ClientError::Security)?;
         if cfg.tls.enabled {
             let tls = TlsContext::client(&tls_config_for(cfg, ip)?, sink)
                 .map_err(crate::config::ConfigError::from)?;
@@ -326,10 +375,7 @@ impl Client {
             .map_err(LinkError::Io)?;
         let peer_socket = tcp.peer_addr().ok();
         let peer_address = peer_socket.map(|a| a.ip());
-        let stream = tls
-            .connect(tcp, addr)
-            .await
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let stream = tls.connect(tcp, addr).await.map_err(ClientError::Tls)?;
         let facts = ConnectionFacts {
             peer_address,
             peer_socket,
@@ -377,7 +423,7 @@ impl Client {
         let now = driver::now();
         let sa = security
             .secure_initiator(osi, facts, timeouts, now)
-            .map_err(|e| ClientError::Security(e.to_string()))?;
+            .map_err(ClientError::Security)?;
         let mut link = SecureLink::new(stream, sa, now);
         // A server that stops reading must not block the association task forever.
         link.set_write_timeout(Some(Duration::from_secs(
@@ -417,7 +463,7 @@ impl Client {
                         })?;
                         outcome = Some(
                             mms_client::parse_initiate_response(&bytes, &proposal)
-                                .map_err(|e| ClientError::Rejected(e.to_string()))?,
+                                .map_err(ClientError::Initiate)?,
                         );
                     }
                     SecureEvent::Rejected {
@@ -425,26 +471,26 @@ impl Client {
                         initiate_error,
                         ..
                     } => {
-                        let mut detail = match initiate_error
+                        let initiate_error = match initiate_error
                             .map(|b| MmsPdu::decode(&b, &MmsLimits::default()))
                         {
-                            Some(Ok(MmsPdu::InitiateError(e))) => {
-                                format!("{reason:?}, initiate error {e:?}")
-                            }
-                            _ => format!("{reason:?}"),
+                            Some(Ok(MmsPdu::InitiateError(e))) => Some(e),
+                            _ => None,
                         };
-                        if let Some(d) = link.sa_ref().last_diagnostic() {
-                            detail.push_str(&format!("; E2E: {d}"));
-                        }
-                        detail.push_str(&called);
-                        return Err(ClientError::Rejected(detail));
+                        return Err(ClientError::Rejected(Box::new(Refusal {
+                            reason: Some(reason),
+                            abort: None,
+                            initiate_error,
+                            e2e: link.sa_ref().last_diagnostic().cloned(),
+                            detail: called.trim().to_string(),
+                        })));
                     }
                     SecureEvent::Aborted(a) => {
-                        let mut detail = format!("aborted: {a:?}");
-                        if let Some(d) = link.sa_ref().last_diagnostic() {
-                            detail.push_str(&format!("; E2E: {d}"));
-                        }
-                        return Err(ClientError::Rejected(detail));
+                        return Err(ClientError::Rejected(Box::new(Refusal {
+                            abort: Some(a),
+                            e2e: link.sa_ref().last_diagnostic().cloned(),
+                            ..Refusal::default()
+                        })));
                     }
                     SecureEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
                     SecureEvent::TimedOut(_) => {
@@ -668,7 +714,7 @@ impl Client {
             ConfirmedServiceResponse::Read(mut r) if r.results.len() == 1 => {
                 match r.results.remove(0) {
                     AccessResult::Success(d) => Ok(d),
-                    AccessResult::Failure(e) => Err(ClientError::Access(e.to_string())),
+                    AccessResult::Failure(e) => Err(ClientError::Access(e)),
                 }
             }
             other => Err(ClientError::Unexpected(format!("{other:?}"))),
@@ -686,7 +732,7 @@ impl Client {
         match self.request(mms_client::write(name.clone(), value)).await? {
             ConfirmedServiceResponse::Write(r) => match r.as_slice() {
                 [WriteResult::Success] => Ok(()),
-                [WriteResult::Failure(e)] => Err(ClientError::Access(e.to_string())),
+                [WriteResult::Failure(e)] => Err(ClientError::Access(*e)),
                 other => Err(ClientError::Unexpected(format!(
                     "{} write results",
                     other.len()
@@ -801,7 +847,7 @@ async fn run_association<S: Stream>(
                     SecureEvent::SecurityFailure(e) => {
                         // The abort is queued: send it, fail what is outstanding.
                         link.shutdown().await;
-                        return Err(LinkError::Security(e.to_string()));
+                        return Err(e.into());
                     }
                     SecureEvent::Released { .. } => {
                         if let Some(r) = releasing.take() {
@@ -856,7 +902,7 @@ async fn run_association<S: Stream>(
                 if let Err(e) = top_up_load(l, &mut session, &mut link) {
                     if link.sa_ref().is_closed() {
                         link.shutdown().await;
-                        return Err(LinkError::Security(e));
+                        return Err(e.into());
                     }
                 }
                 if l.draining() && l.inflight.is_empty() {
@@ -930,15 +976,15 @@ async fn run_association<S: Stream>(
                             }
                         };
                         if let Err(e) = link.sa().send_mms(&pdu, now) {
+                            let e = Arc::new(e);
                             if let Some(Waiter::Caller(p)) = session.forget(id) {
-                                let _ =
-                                    p.reply.send(Err(LinkError::Security(e.to_string()).into()));
+                                let _ = p.reply.send(Err(LinkError::Security(e.clone()).into()));
                             }
                             // A failed E2E check has queued its abort: the association is
                             // over, send the abort and end.
                             if link.sa_ref().is_closed() {
                                 link.shutdown().await;
-                                return Err(LinkError::Security(e.to_string()));
+                                return Err(LinkError::Security(e));
                             }
                         }
                         budget -= 1;
@@ -1043,7 +1089,7 @@ fn top_up_load<S: Stream>(
     l: &mut LoadRun,
     session: &mut ClientSession<Waiter>,
     link: &mut SecureLink<S>,
-) -> Result<(), String> {
+) -> Result<(), ProtectionError> {
     if l.draining() {
         return Ok(());
     }
@@ -1059,7 +1105,7 @@ fn top_up_load<S: Stream>(
             l.outcome.errors += 1;
             // Stop issuing: the association is failing.
             l.deadline = tokio::time::Instant::now();
-            return Err(e.to_string());
+            return Err(e);
         }
         l.inflight.insert(id, Instant::now());
     }
@@ -1135,10 +1181,8 @@ pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>, reports: &R
             let r = match result {
                 Ok(s) => Ok(s),
                 Err(MmsClientError::Service { error, .. }) => Err(ClientError::Service(error)),
-                Err(MmsClientError::Rejected(r)) => {
-                    Err(ClientError::Reject(format!("{:?}", r.reason)))
-                }
-                Err(e) => Err(ClientError::Reject(e.to_string())),
+                Err(MmsClientError::Rejected(r)) => Err(ClientError::Reject(r)),
+                Err(e) => Err(ClientError::Answer(e)),
             };
             let _ = token.reply.send(r);
         }

@@ -3,11 +3,12 @@
 //! and one wait per turn for input, the association's next timeout or a wake signal.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secmms_e2e::TimeStamp;
 use secmms_osi::OsiError;
-use secmms_profiles::secure::{Now, SecureAssociation};
+use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 
@@ -54,9 +55,11 @@ pub enum LinkError {
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
-    /// An application-layer security check failed; the abort it calls for was sent.
-    #[error("{0}")]
-    Security(String),
+    /// An application-layer security check failed; the abort it calls for was sent. The error
+    /// keeps what the standard says of it: the E2E diagnostic and the security event (id,
+    /// mnemonic) in native mode, the refusal in compatibility mode.
+    #[error(transparent)]
+    Security(Arc<ProtectionError>),
     /// No input arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
@@ -64,6 +67,12 @@ pub enum LinkError {
     /// was read.
     #[error("woken before any input arrived")]
     Woken,
+}
+
+impl From<ProtectionError> for LinkError {
+    fn from(e: ProtectionError) -> Self {
+        LinkError::Security(Arc::new(e))
+    }
 }
 
 /// One timer for a deadline that is set again and again, mostly later than before (an idle

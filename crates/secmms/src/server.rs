@@ -861,7 +861,7 @@ async fn serve_association<S: Stream>(
                             .await
                         {
                             link.shutdown().await;
-                            return Err(LinkError::Security(e.to_string()));
+                            return Err(e.into());
                         }
                         let now = link.refresh_now();
                         match shared
@@ -914,7 +914,7 @@ async fn serve_association<S: Stream>(
                             let now = link.now();
                             if let Err(e) = link.sa().send_mms(&resp, now) {
                                 link.shutdown().await;
-                                return Err(LinkError::Security(e.to_string()));
+                                return Err(e.into());
                             }
                             grouped += 1;
                             if grouped == group {
@@ -927,7 +927,7 @@ async fn serve_association<S: Stream>(
                     SecureEvent::SecurityFailure(e) => {
                         // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
                         link.shutdown().await;
-                        return Err(LinkError::Security(e.to_string()));
+                        return Err(e.into());
                     }
                     SecureEvent::ReleaseIndication { conclude } => {
                         let concluded = negotiated.as_ref().is_some_and(|m| m.is_concluded());
@@ -982,7 +982,7 @@ async fn serve_association<S: Stream>(
                     let now = link.now();
                     if let Err(e) = link.sa().recheck_peer(now) {
                         link.shutdown().await;
-                        return Err(LinkError::Security(e.to_string()));
+                        return Err(e.into());
                     }
                 }
             }

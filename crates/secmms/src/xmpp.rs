@@ -26,7 +26,7 @@ use secmms_xmpp::{XmppClient, XmppConfig, XmppSender};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
-use crate::client::{Client, ClientError, Cmd, CmdTx, Pending, RELEASE_TIMEOUT};
+use crate::client::{Client, ClientError, Cmd, CmdTx, Pending, Refusal, RELEASE_TIMEOUT};
 use crate::config::Config;
 use crate::driver::{until, LazyTimer};
 use crate::security::{load_e2e_context, AppMode};
@@ -448,7 +448,7 @@ impl XmppConnection {
             .map_err(|_| ClientError::Timeout(t))?
             .map_err(|_| ClientError::Closed)??;
         let negotiated = mms_client::parse_initiate_response(&initiate_rsp, &proposal)
-            .map_err(|e| ClientError::Rejected(e.to_string()))?;
+            .map_err(ClientError::Initiate)?;
         debug!("XMPP association {key:?} established");
         let label = format!("E2E over XMPP ({} ↔ {peer})", self.jid);
         Ok(Client::from_parts(
@@ -523,6 +523,14 @@ async fn run_connection(
     }
 }
 
+/// The error of an association the XMPP endpoint ended (`reason` in its words).
+fn aborted(reason: String) -> ClientError {
+    ClientError::Rejected(Box::new(Refusal {
+        detail: format!("aborted: {reason}"),
+        ..Refusal::default()
+    }))
+}
+
 fn end_assoc(mut a: ClientAssoc, r: Result<(), ClientError>) {
     a.closed.store(true, Ordering::Relaxed);
     for p in a.session.fail_all() {
@@ -572,10 +580,24 @@ fn on_event(
             }
             Vec::new()
         }
-        EndpointEvent::Rejected { key, reason, .. } => {
+        EndpointEvent::Rejected {
+            key,
+            reason,
+            initiate_error,
+        } => {
             if let Some(mut a) = assocs.remove(&key) {
                 if let Some(reply) = a.establishing.take() {
-                    let _ = reply.send(Err(ClientError::Rejected(reason)));
+                    let initiate_error = match initiate_error
+                        .map(|b| MmsPdu::decode(&b, &secmms_mms::MmsLimits::default()))
+                    {
+                        Some(Ok(MmsPdu::InitiateError(e))) => Some(e),
+                        _ => None,
+                    };
+                    let _ = reply.send(Err(ClientError::Rejected(Box::new(Refusal {
+                        initiate_error,
+                        detail: reason,
+                        ..Refusal::default()
+                    }))));
                 }
                 end_assoc(a, Err(ClientError::Closed));
             }
@@ -596,7 +618,7 @@ fn on_event(
         EndpointEvent::Aborted { key, reason } => {
             debug!("XMPP association {key:?} aborted: {reason}");
             if let Some(a) = assocs.remove(&key) {
-                end_assoc(a, Err(ClientError::Rejected(reason)));
+                end_assoc(a, Err(aborted(reason)));
             }
             Vec::new()
         }
@@ -646,7 +668,7 @@ fn on_cmd(
                     out
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    let _ = reply.send(Err(ClientError::Xmpp(Arc::new(e))));
                     Vec::new()
                 }
             }
@@ -677,21 +699,28 @@ fn on_cmd(
             match ep.send(&key, &pdu, now()) {
                 Ok(out) => out,
                 Err(EndpointError::Aborted {
-                    reason, stanzas, ..
+                    key: k,
+                    reason,
+                    stanzas,
                 }) => {
                     // E.g. the rekey timeout, found lazily: the DtSecAbort goes out and the
                     // association ends for every waiter.
+                    let e = Arc::new(EndpointError::Aborted {
+                        key: k,
+                        reason,
+                        stanzas: Vec::new(),
+                    });
                     if let Some(p) = a.session.forget(id) {
-                        let _ = p.reply.send(Err(ClientError::Security(reason.clone())));
+                        let _ = p.reply.send(Err(ClientError::Xmpp(e.clone())));
                     }
                     if let Some(a) = assocs.remove(&key) {
-                        end_assoc(a, Err(ClientError::Rejected(reason)));
+                        end_assoc(a, Err(ClientError::Xmpp(e)));
                     }
                     stanzas
                 }
                 Err(e) => {
                     if let Some(p) = a.session.forget(id) {
-                        let _ = p.reply.send(Err(ClientError::Security(e.to_string())));
+                        let _ = p.reply.send(Err(ClientError::Xmpp(Arc::new(e))));
                     }
                     Vec::new()
                 }
@@ -708,7 +737,7 @@ fn on_cmd(
                     out
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(ClientError::Security(e.to_string())));
+                    let _ = reply.send(Err(ClientError::Xmpp(Arc::new(e))));
                     Vec::new()
                 }
             }

@@ -20,6 +20,8 @@ struct Outcome {
     client: Vec<SecurityEvent>,
     /// The protection the client reports once established.
     protection: Option<String>,
+    /// The typed refusal the client got, when the server refused.
+    refusal: Option<secmms::client::Refusal>,
 }
 
 impl Outcome {
@@ -67,15 +69,18 @@ async fn run(
     let client_events = Arc::new(MemorySink::new());
     let csink: Arc<dyn SecurityEventSink> = client_events.clone();
     let security = AppSecurity::build(&ccfg, csink).unwrap();
-    let (error, protection) =
+    let (error, protection, refusal) =
         match Client::connect_shared(&h.addr.to_string(), &ccfg, None, &security).await {
             Ok(c) => {
                 c.identify().await.unwrap();
                 let p = c.protection().to_string();
                 c.release().await.unwrap();
-                (None, Some(p))
+                (None, Some(p), None)
             }
-            Err(e) => (Some(e.to_string()), None),
+            Err(secmms::ClientError::Rejected(r)) => {
+                (Some(format!("association rejected: {r}")), None, Some(*r))
+            }
+            Err(e) => (Some(e.to_string()), None, None),
         };
     // The server records its events before it answers; give its task a moment to finish.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -85,6 +90,7 @@ async fn run(
         server: server_events.events(),
         client: client_events.events(),
         protection,
+        refusal,
     }
 }
 
@@ -108,6 +114,19 @@ async fn server_requiring_encryption_refuses_a_client_offering_none() {
     )
     .await;
     refused(&o, "encryption-required");
+    // The same outcome, typed, from the wire to the caller: the AARE's ACSE result and the
+    // verified HandshakeSecReject's diagnostic.
+    let r = o.refusal.as_ref().expect("a typed refusal");
+    assert!(
+        matches!(r.reason, Some(secmms_osi::RejectReason::Acse { .. })),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.e2e,
+        Some(secmms_profiles::NativeDiagnostic::SecurityRejected {
+            diagnostic: Some(secmms_e2e::HandshakeDiagnostic::EncryptionRequired)
+        })
+    );
     assert!(
         o.server_has("ENCR_NOT_REQUESTED_ASS_REQ", "IEC62351-4:1.18"),
         "{:?}",

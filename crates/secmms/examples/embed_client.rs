@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use secmms::security::{AppMode, Encrypt, SecurityConfig};
 use secmms::tls::TlsConfig;
-use secmms::{Client, Config};
+use secmms::Client;
 
 fn args() -> HashMap<String, String> {
     let v: Vec<String> = std::env::args().skip(1).collect();
@@ -41,27 +41,30 @@ fn path(a: &HashMap<String, String>, key: &str) -> PathBuf {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = args();
-    let cfg = Config {
-        tls: TlsConfig {
-            enabled: true,
-            cert: Some(path(&a, "tls-cert")),
-            key: Some(path(&a, "tls-key")),
-            ca: vec![path(&a, "ca")],
-            ..TlsConfig::default()
-        },
-        security: SecurityConfig {
-            mode: AppMode::Native,
-            encrypt: Encrypt::Gcm,
-            app_cert: Some(path(&a, "app-cert")),
-            app_key: Some(path(&a, "app-key")),
-            ca: vec![path(&a, "ca")],
-            ..SecurityConfig::default()
-        },
-        ..Config::default()
+    // Transport security: TLS with our own certificate (mutual authentication).
+    let tls = TlsConfig {
+        enabled: true,
+        cert: Some(path(&a, "tls-cert")),
+        key: Some(path(&a, "tls-key")),
+        ca: vec![path(&a, "ca")],
+        ..TlsConfig::default()
+    };
+    // Application security: E2E in native mode, offering AES-GCM.
+    let security = SecurityConfig {
+        mode: AppMode::Native,
+        encrypt: Encrypt::Gcm,
+        app_cert: Some(path(&a, "app-cert")),
+        app_key: Some(path(&a, "app-key")),
+        ca: vec![path(&a, "ca")],
+        ..SecurityConfig::default()
     };
     let server = a.get("server").cloned().unwrap_or("127.0.0.1:3782".into());
 
-    let client = Client::connect(&server, &cfg).await?;
+    let client = Client::builder()
+        .tls(tls)
+        .security(security)
+        .connect(&server)
+        .await?;
     // Take the report queue first: reports that arrive before anyone reads are kept.
     let mut reports = client.reports().ok_or("report queue already taken")?;
     println!("associated: {}", client.protection());

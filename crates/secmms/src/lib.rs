@@ -1,9 +1,31 @@
-//! Tokio runtime for secmms: the byte-stream transports (RFC 1006 over TCP on port 102, and over
-//! TLS on port 3782 per IEC 62351-4 clause 6, see [`tls`]), the MMS client with many outstanding
-//! requests, the MMS server with one isolated task per association, the `bench` load generator, the demo, and TOML configuration.
+//! Tokio runtime for secmms: IEC 62351-4 secured MMS (IEC 61850-8-1, ICCP) over RFC 1006 on
+//! TCP (port 102) or TLS (port 3782, clause 6, see [`tls`]), and over XMPP (clause 16, see
+//! [`xmpp`]).
 //!
-//! All protocol logic lives in the sans-IO crates (`secmms-osi`, `secmms-mms`, `secmms-e2e`); this
-//! crate only moves bytes and time.
+//! # Front door
+//!
+//! A product embeds a server with [`Server::builder`] and a client with [`Client::builder`]:
+//! typed sections of the configuration (TLS, application security, OSI addressing, limits),
+//! then `bind` or `connect`. The server serves a live [`SharedModel`](secmms_mms::SharedModel)
+//! the program feeds and observes, and sends InformationReports to its associations
+//! ([`ServerHandle::report`]); a client receives them on [`Client::reports`]. An embedded server
+//! runs on the program's own tokio runtime, with no thread of its own ([`Tuning`]). Runnable
+//! examples: `examples/embed_server.rs`, `examples/embed_client.rs`.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use secmms::{Client, Server};
+//! let server = Server::builder().listen("127.0.0.1:10102").bind().await?.spawn()?;
+//! let client = Client::builder().connect("127.0.0.1:10102").await?;
+//! println!("{:?}", client.read("DEMOLD0/LLN0.NamPlt.vendor[DC]").await?);
+//! client.release().await?;
+//! server.shutdown();
+//! # Ok(()) }
+//! ```
+//!
+//! All protocol logic lives in the sans-IO crates (`secmms-osi`, `secmms-mms`, `secmms-e2e`,
+//! `secmms-profiles`); this crate moves bytes and time, and holds the TOML configuration the
+//! `secmms` command reads ([`Config`]).
 // `unsafe` is denied everywhere except the documented FFI module `tls::ffi` (OpenSSL calls the
 // `openssl` crate does not wrap: renegotiation, key update).
 #![deny(unsafe_code)]
@@ -27,6 +49,6 @@ pub mod tls;
 pub mod transport;
 pub mod xmpp;
 
-pub use client::{Client, ClientError};
+pub use client::{Client, ClientBuilder, ClientError};
 pub use config::Config;
 pub use server::{Server, ServerBuilder, ServerHandle, Tuning};

@@ -391,7 +391,7 @@ impl TlsArgs {
 }
 
 /// One line naming what a demo runs.
-fn describe_opts(o: &secmms::demo::DemoOptions) -> String {
+fn describe_opts(o: &secmms_tools::demo::DemoOptions) -> String {
     let mut s = format!(
         "{}, mode {}",
         if o.tls { "TLS" } else { "no TLS" },
@@ -459,12 +459,12 @@ impl DemoXmppArgs {
     }
 
     /// The server the XMPP demo runs through.
-    fn server(&self) -> Result<secmms::demo::DemoXmppServer> {
+    fn server(&self) -> Result<secmms_tools::demo::DemoXmppServer> {
         let Some(addr) = &self.xmpp_server else {
             if self.any() {
                 bail!("--xmpp-ca, --server-jid, --client-jid and their password files go with --xmpp-server");
             }
-            return Ok(secmms::demo::DemoXmppServer::Private);
+            return Ok(secmms_tools::demo::DemoXmppServer::Private);
         };
         let account = |jid: &Option<String>, pw: &Option<PathBuf>, who: &str| {
             let (Some(jid), Some(pw)) = (jid, pw) else {
@@ -485,7 +485,7 @@ impl DemoXmppArgs {
         if server.jid == client.jid {
             bail!("the MMS server and client need two different accounts");
         }
-        Ok(secmms::demo::DemoXmppServer::External {
+        Ok(secmms_tools::demo::DemoXmppServer::External {
             server: Box::new(server),
             client: Box::new(client),
         })
@@ -599,7 +599,7 @@ fn pics(a: PicsArgs) -> Result<ExitCode> {
     if !a.tls.crl.is_empty() {
         cfg.tls.crl = a.tls.crl.clone();
     }
-    let p = secmms::pics::statement(&cfg);
+    let p = secmms_tools::pics::statement(&cfg);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&p)?);
     } else {
@@ -811,7 +811,7 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
     if a.no_tls && a.tls.tls {
         bail!("--tls and --no-tls contradict each other");
     }
-    let mut opts = secmms::demo::DemoOptions::default();
+    let mut opts = secmms_tools::demo::DemoOptions::default();
     if let Some(m) = &a.sec.mode {
         opts.mode = match m.as_str() {
             "plain" => AppMode::Plain,
@@ -837,10 +837,10 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
         let server = a.xmpp.server()?;
         if !a.json {
             let through = match &server {
-                secmms::demo::DemoXmppServer::Private => {
+                secmms_tools::demo::DemoXmppServer::Private => {
                     "a private Prosody on loopback".to_string()
                 }
-                secmms::demo::DemoXmppServer::External { server, .. } => {
+                secmms_tools::demo::DemoXmppServer::External { server, .. } => {
                     format!("the XMPP server at {}", server.server)
                 }
             };
@@ -849,9 +849,10 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
                 opts.encrypt.name()
             );
         }
-        let report =
-            secmms::demo::run_demo_xmpp_on(server, opts.encrypt, |step| print_step(a.json, step))
-                .await;
+        let report = secmms_tools::demo::run_demo_xmpp_on(server, opts.encrypt, |step| {
+            print_step(a.json, step)
+        })
+        .await;
         return finish_demo(a.json, report);
     }
     if a.xmpp.any() {
@@ -871,18 +872,18 @@ async fn demo(a: DemoArgs) -> Result<ExitCode> {
             describe_opts(&opts)
         );
     }
-    let report = secmms::demo::run_demo_opts(opts, |step| print_step(a.json, step)).await;
+    let report = secmms_tools::demo::run_demo_opts(opts, |step| print_step(a.json, step)).await;
     finish_demo(a.json, report)
 }
 
-fn print_step(json: bool, step: &secmms::demo::DemoStep) {
+fn print_step(json: bool, step: &secmms_tools::demo::DemoStep) {
     if !json {
         let mark = if step.ok { "ok  " } else { "FAIL" };
         println!("[{mark}] {:<28} {}", step.name, step.detail);
     }
 }
 
-fn finish_demo(json: bool, report: secmms::demo::DemoReport) -> Result<ExitCode> {
+fn finish_demo(json: bool, report: secmms_tools::demo::DemoReport) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.ok {
@@ -1081,7 +1082,7 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
     if !(a.duration > 0.0 && a.duration <= 86_400.0) {
         bail!("--duration must be between 0 and 86400 seconds");
     }
-    let params = secmms::bench::BenchParams {
+    let params = secmms_tools::bench::BenchParams {
         addr: match (&a.connect, cfg.xmpp.is_some()) {
             (Some(c), _) => with_default_port(c, port),
             (None, true) => String::new(),
@@ -1094,7 +1095,7 @@ async fn bench(a: BenchArgs) -> Result<ExitCode> {
         config: cfg,
     };
     let quiet = a.json;
-    let report = secmms::bench::run(params, move |p| {
+    let report = secmms_tools::bench::run(params, move |p| {
         if !quiet {
             eprintln!(
                 "  {:>5.1}s  {:>9} requests  {:>9.0} req/s",

@@ -31,16 +31,13 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod bench;
 pub mod client;
 pub mod config;
-pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod live;
 pub mod ocsp;
 pub mod osi;
-pub mod pics;
 pub mod relay;
 pub mod security;
 pub mod server;

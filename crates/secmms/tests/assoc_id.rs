@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use secmms::demo::DemoPki;
 use secmms::security::AppMode;
 use secmms::{Client, Config, Server};
 use secmms_pki::event::{MemorySink, SecurityEventSink};
+use secmms_tools::demo::DemoPki;
 
 fn secured(mode: AppMode, pki: &DemoPki, server: bool) -> Config {
     let mut cfg = Config::default();

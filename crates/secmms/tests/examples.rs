@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use secmms::demo::DemoPki;
+use secmms_tools::demo::DemoPki;
 
 /// The example binary `name`, built by `cargo test` into `target/<profile>/examples`.
 fn example(name: &str) -> PathBuf {

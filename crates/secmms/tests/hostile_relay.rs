@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use secmms::config::Config;
-use secmms::demo::DemoPki;
 use secmms::relay::{Relay, Tap, TapAction, TapContext};
 use secmms::security::{AppMode, AppSecurity, Encrypt};
 use secmms::server::Server;
@@ -19,6 +18,7 @@ use secmms_e2e::{DtDiagnostic, TimeStamp};
 use secmms_osi::security::AbortRequest;
 use secmms_pki::event::MemorySink;
 use secmms_profiles::native::wire::{self, EnvApdu};
+use secmms_tools::demo::DemoPki;
 
 /// The association the tap attacks (numbered by the relay in order of establishment).
 const VICTIM: u64 = 1;

@@ -436,7 +436,7 @@ async fn compat_and_native_client_get_a_clear_reason_from_libiec61850() {
     }
     let (_peer, port) = libiec_server(&[]).await;
     let parent = temp_dir("libiec-appsec");
-    let demo = secmms::demo::DemoPki::create(&parent).unwrap();
+    let demo = secmms_tools::demo::DemoPki::create(&parent).unwrap();
     for mode in [
         secmms::security::AppMode::Compat,
         secmms::security::AppMode::Native,

@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use secmms::demo::DemoPki;
 use secmms::live::ReportError;
 use secmms::security::{AppMode, Encrypt};
 use secmms::{Client, Config, Server};
 use secmms_mms::model::{Change, ChangeOrigin, Model, SharedModel};
 use secmms_mms::server::{ReportContent, UnsolicitedError};
 use secmms_mms::{AccessResult, Data, FloatingPoint, ObjectName};
+use secmms_tools::demo::DemoPki;
 use tokio::sync::mpsc;
 
 const DOM: &str = "DEMOLD0";

@@ -171,9 +171,9 @@ async fn aborted_association_ends_the_load_with_its_requests_counted_lost() {
 /// through the same protection path as every other request (E2E protect/verify in native mode).
 #[tokio::test]
 async fn bench_runs_the_load_over_tls_with_each_application_mode() {
-    use secmms::bench::{self, BenchParams};
-    use secmms::demo::DemoPki;
     use secmms::security::{AppMode, Encrypt};
+    use secmms_tools::bench::{self, BenchParams};
+    use secmms_tools::demo::DemoPki;
 
     let pki = DemoPki::create(&std::env::temp_dir()).expect("pki");
     for (mode, encrypt) in [

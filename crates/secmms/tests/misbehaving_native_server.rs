@@ -108,7 +108,7 @@ impl AssociationSecurity for Rewriting {
 
 struct Pki {
     dir: std::path::PathBuf,
-    ca: secmms::demo::AppCa,
+    ca: secmms_tools::demo::AppCa,
 }
 
 impl Drop for Pki {
@@ -124,7 +124,7 @@ fn pki(name: &str) -> Pki {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let ca = secmms::demo::AppCa::create("CA", &dir.join("ca.pem")).unwrap();
+    let ca = secmms_tools::demo::AppCa::create("CA", &dir.join("ca.pem")).unwrap();
     for (who, ap, q) in [("server", "1.1.1.999.1", 12), ("client", "1.1.1.999.2", 13)] {
         ca.issue_app(
             Binding::Osi {

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use secmms::demo::DemoPki;
 use secmms::security::{
     AppMode, AppSecurity, ConfParam, DhGroupName, Encrypt, EncryptionRule, SecurityConfig,
     SignatureName,
 };
 use secmms::{Client, Config, Server};
 use secmms_pki::event::{MemorySink, SecurityEvent, SecurityEventSink};
+use secmms_tools::demo::DemoPki;
 
 struct Outcome {
     /// The client's error, or `None` when the association was established (and released).

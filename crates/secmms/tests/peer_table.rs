@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use secmms::config::Config;
-use secmms::demo::DemoPki;
 use secmms::security::{AppMode, Encrypt};
 use secmms::server::Server;
 use secmms::Client;
 use secmms_pki::event::MemorySink;
+use secmms_tools::demo::DemoPki;
 
 fn mnemonics(sink: &MemorySink) -> Vec<String> {
     sink.events()

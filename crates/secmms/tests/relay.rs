@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use secmms::config::Config;
-use secmms::demo::DemoPki;
 use secmms::relay::{Relay, RelayHandle};
 use secmms::security::{AppMode, Encrypt};
 use secmms::server::Server;
 use secmms::{Client, ServerHandle};
 use secmms_pki::event::MemorySink;
+use secmms_tools::demo::DemoPki;
 
 struct Chain {
     server: ServerHandle,

@@ -6,10 +6,10 @@
 
 use std::sync::Arc;
 
-use secmms::demo::DemoPki;
 use secmms::security::{AppMode, AppSecurity, Encrypt};
 use secmms::{Client, Config, Server};
 use secmms_pki::event::{MemorySink, SecurityEvent, SecurityEventSink};
+use secmms_tools::demo::DemoPki;
 
 /// Connects a client that uses its application certificate as TLS certificate too. Returns the
 /// client's error (if any) and the server's events.

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secmms::demo::DemoPki;
 use secmms::security::{AppMode, AppSecurity, ConnectionFacts, Encrypt};
 use secmms::{Client, Config, Server, ServerHandle};
 use secmms_e2e::SecPduKind;
 use secmms_pki::event::MemorySink;
 use secmms_profiles::native::wire;
 use secmms_testkit::{ready_or_skip, runs, tpkts, Capture, Recording, TpktCheck, WireLog};
+use secmms_tools::demo::DemoPki;
 use tokio::net::TcpStream;
 
 // ------------------------------------------------------------------ recording the wire

@@ -17,7 +17,7 @@ use secmms_xmpp::prosody::{require_prosody, Prosody};
 
 /// An application CA and JID-bound Annex G certificates (G.6.3) in `dir`.
 struct AppPki {
-    ca: secmms::demo::AppCa,
+    ca: secmms_tools::demo::AppCa,
     ca_pem: PathBuf,
     dir: PathBuf,
 }
@@ -25,7 +25,7 @@ struct AppPki {
 impl AppPki {
     fn new(dir: &Path) -> AppPki {
         std::fs::create_dir_all(dir).unwrap();
-        let ca = secmms::demo::AppCa::create("app CA", &dir.join("app-ca.pem")).unwrap();
+        let ca = secmms_tools::demo::AppCa::create("app CA", &dir.join("app-ca.pem")).unwrap();
         AppPki {
             ca_pem: ca.ca_pem.clone(),
             ca,

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use secmms_mms::pdu::{ConfirmedServiceRequest, ReadRequest, VariableAccessSpecification};
 
-use crate::client::{Client, ClientError, LoadSpec};
-use crate::config::Config;
-use crate::stats::Histogram;
+use secmms::client::{Client, ClientError, LoadSpec};
+use secmms::config::Config;
+use secmms::stats::Histogram;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -90,10 +90,10 @@ pub enum BenchError {
     },
     /// The TLS client context could not be built.
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] secmms::tls::TlsError),
     /// The XMPP connection could not be made.
     #[error("XMPP: {0}")]
-    Xmpp(crate::xmpp::XmppEnvError),
+    Xmpp(secmms::xmpp::XmppEnvError),
     /// The reference does not resolve or cannot be read.
     #[error("cannot read {reference}: {source}")]
     Probe {
@@ -112,32 +112,32 @@ pub async fn run(
     // One TLS client context for every association (resumption works across them).
     let tls = if p.config.tls.enabled {
         let ip = p.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-        let tls_cfg = crate::client::tls_config_for(&p.config, ip)
+        let tls_cfg = secmms::client::tls_config_for(&p.config, ip)
             .map_err(|source| BenchError::Associate { index: 0, source })?;
-        Some(std::sync::Arc::new(crate::tls::TlsContext::client(
+        Some(std::sync::Arc::new(secmms::tls::TlsContext::client(
             &tls_cfg,
-            std::sync::Arc::new(crate::tls::TracingSink),
+            std::sync::Arc::new(secmms::tls::TracingSink),
         )?))
     } else {
         None
     };
     // One application-security context (credentials, replay cache) for every association.
     let security = std::sync::Arc::new(
-        crate::security::AppSecurity::build(
+        secmms::security::AppSecurity::build(
             &p.config,
-            std::sync::Arc::new(crate::tls::TracingSink),
+            std::sync::Arc::new(secmms::tls::TracingSink),
         )
         .map_err(|e| BenchError::Associate {
             index: 0,
-            source: crate::client::ClientError::Security(e),
+            source: secmms::client::ClientError::Security(e),
         })?,
     );
     // Over XMPP: one connection, every association on it (clause 16).
     let xmpp = match (&p.config.xmpp, &p.config.client.xmpp_peer) {
         (Some(_), Some(peer)) => Some((
-            crate::xmpp::XmppConnection::connect(
+            secmms::xmpp::XmppConnection::connect(
                 &p.config,
-                std::sync::Arc::new(crate::tls::TracingSink),
+                std::sync::Arc::new(secmms::tls::TracingSink),
             )
             .await
             .map_err(BenchError::Xmpp)?,

@@ -1,21 +1,21 @@
 //! E2E-protected MMS read rate through Prosody (clause 16) against the same over OSI (clause 15),
-//! in one run with the same load generator (`secmms::bench`) and the same server model:
+//! in one run with the same load generator (`secmms_tools::bench`) and the same server model:
 //!
 //! * native mode over OSI, plain TCP;
 //! * native mode over OSI with TLS;
 //! * native mode over XMPP through a private Prosody on loopback (STARTTLS to the server).
 //!
-//! `cargo run --release -p secmms --example bench_xmpp -- [SECONDS] [gcm|cbc|none]`
+//! `cargo run --release -p secmms-tools --example bench_xmpp -- [SECONDS] [gcm|cbc|none]`
 //! (default 10 s per point, AES-GCM). Prints a Markdown table for docs/PERFORMANCE.md.
 
 use std::time::Duration;
 
-use secmms::bench::{run, BenchParams};
 use secmms::config::Config;
-use secmms::demo::DemoPki;
 use secmms::security::{AppMode, Encrypt};
 use secmms::server::Server;
 use secmms_pki::tooling::Binding;
+use secmms_tools::bench::{run, BenchParams};
+use secmms_tools::demo::DemoPki;
 use secmms_xmpp::prosody::Prosody;
 
 const REFERENCE: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
@@ -79,7 +79,7 @@ async fn main() {
     let prosody = Prosody::start(&[("ied1", "b1"), ("scada", "b2")]).expect("prosody");
     let dir = prosody.dir.join("app");
     std::fs::create_dir_all(&dir).unwrap();
-    let ca = secmms::demo::AppCa::create("bench CA", &dir.join("ca.pem")).expect("CA");
+    let ca = secmms_tools::demo::AppCa::create("bench CA", &dir.join("ca.pem")).expect("CA");
     let side = |user: &str, pw: &str| {
         let (c, kp) = (
             dir.join(format!("{user}.pem")),

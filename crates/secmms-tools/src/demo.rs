@@ -13,11 +13,11 @@ use secmms_pki::tooling::{
 use secmms_xmpp::XmppConfig;
 use serde::Serialize;
 
-use crate::client::{Client, ClientError};
-use crate::config::Config;
-use crate::security::{AppMode, Encrypt};
-use crate::server::Server;
-use crate::tls::TlsConfig;
+use secmms::client::{Client, ClientError};
+use secmms::config::Config;
+use secmms::security::{AppMode, Encrypt};
+use secmms::server::Server;
+use secmms::tls::TlsConfig;
 
 /// Days the demo's throw-away certificates are valid.
 const DEMO_CERT_DAYS: u32 = 2;
@@ -49,7 +49,7 @@ impl Drop for DemoPki {
 }
 
 fn write_key(path: &Path, key: &SigningKey) -> Result<(), String> {
-    crate::security::write_private_key(path, key).map_err(|e| format!("{}: {e}", path.display()))
+    secmms::security::write_private_key(path, key).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A throw-away CA that writes Annex G application certificates (and TLS certificates) as PEM
@@ -81,7 +81,7 @@ fn write_cert(path: &Path, der: &[u8]) -> Result<(), String> {
 impl AppCa {
     /// Creates the CA (common name `cn`) and writes its certificate to `ca_pem`.
     pub fn create(cn: &str, ca_pem: &Path) -> Result<AppCa, String> {
-        let validity = Validity::days_from(crate::events::time::unix_secs() - 60, DEMO_CERT_DAYS);
+        let validity = Validity::days_from(secmms::events::time::unix_secs() - 60, DEMO_CERT_DAYS);
         let key = KeyType::P256.generate().map_err(tool_err)?;
         let der = create_ca(cn, &key, validity, &mut OsRandom).map_err(tool_err)?;
         write_cert(ca_pem, &der)?;
@@ -692,7 +692,7 @@ pub async fn run_demo_xmpp_on(
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
     let server = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
-        crate::xmpp::serve_config(&scfg, move |jid| {
+        secmms::xmpp::serve_config(&scfg, move |jid| {
             if let Some(r) = ready.take() {
                 let _ = r.send(jid.to_string());
             }
@@ -722,8 +722,8 @@ pub async fn run_demo_xmpp_on(
     );
 
     let t = Instant::now();
-    let sink = std::sync::Arc::new(crate::tls::TracingSink);
-    let client = match crate::xmpp::XmppConnection::connect(&ccfg, sink).await {
+    let sink = std::sync::Arc::new(secmms::tls::TracingSink);
+    let client = match secmms::xmpp::XmppConnection::connect(&ccfg, sink).await {
         Ok(conn) => match conn.associate(&server_jid).await {
             Ok(c) => Ok((conn, c)),
             Err(e) => Err(e.to_string()),

@@ -8,9 +8,9 @@
 
 use serde::Serialize;
 
-use crate::config::Config;
-use crate::security::{AppMode, Encrypt};
-use crate::tls::{conformance_statement, Requirement};
+use secmms::config::Config;
+use secmms::security::{AppMode, Encrypt};
+use secmms::tls::{conformance_statement, Requirement};
 
 /// Whether this build can do an item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -113,7 +113,7 @@ impl Build {
 #[derive(Debug, Clone)]
 pub struct Library {
     /// The suites of both tables with whether the library implements them.
-    pub suites: Vec<crate::tls::SuiteSupport>,
+    pub suites: Vec<secmms::tls::SuiteSupport>,
     /// TLS 1.3 is available.
     pub tls13: bool,
     /// The brainpoolP256r1 curve is available (some distributions build OpenSSL without it).
@@ -168,7 +168,7 @@ pub fn statement(cfg: &Config) -> Pics {
 /// library and this configuration would accept or offer; "in use" is what the configuration
 /// offers or prefers as initiator.
 pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
-    use crate::security::e2e_config;
+    use secmms::security::e2e_config;
     use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
     use secmms_e2e::{EncryptionPolicy, ModeOffer};
     use secmms_pki::{DhGroup, SignatureAlgorithm};
@@ -464,7 +464,7 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
 
     let relay_in_use = cfg.relay.to.is_some() || !cfg.relay.routes.is_empty();
     let app_ocsp =
-        cfg.security.ocsp_check.unwrap_or(cfg.tls.ocsp_check) != crate::ocsp::OcspCheck::Off;
+        cfg.security.ocsp_check.unwrap_or(cfg.tls.ocsp_check) != secmms::ocsp::OcspCheck::Off;
     tables.push(PicsTable {
         number: 13,
         title: "Environment features (not captured; secmms reconstruction)".into(),
@@ -507,8 +507,8 @@ pub fn statement_with(cfg: &Config, build: &Build, lib: &Library) -> Pics {
             row(
                 "OCSP lookups of the peers' TLS certificates (§6.2.8, RFC 6960)",
                 "—",
-                yes(tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off),
-                tls && cfg.tls.ocsp_check != crate::ocsp::OcspCheck::Off,
+                yes(tls && cfg.tls.ocsp_check != secmms::ocsp::OcspCheck::Off),
+                tls && cfg.tls.ocsp_check != secmms::ocsp::OcspCheck::Off,
                 "[tls] ocsp_check soft-fail | hard-fail, ocsp_responder; --ocsp-check",
             ),
             row(
@@ -609,8 +609,8 @@ impl Pics {
 fn tls13_rows(cfg: &Config, available: bool) -> Vec<PicsRow> {
     let on = available && cfg.tls.tls13;
     let refresh = match cfg.tls.tls13_key_refresh {
-        crate::tls::Tls13KeyRefresh::KeyUpdate => "KeyUpdate",
-        crate::tls::Tls13KeyRefresh::NewAssociation => "a new association",
+        secmms::tls::Tls13KeyRefresh::KeyUpdate => "KeyUpdate",
+        secmms::tls::Tls13KeyRefresh::NewAssociation => "a new association",
     };
     let tickets = on && cfg.tls.tls13_tickets > 0;
     vec![
@@ -645,7 +645,7 @@ fn tls13_rows(cfg: &Config, available: bool) -> Vec<PicsRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::{DhGroupName, EncryptionRule};
+    use secmms::security::{DhGroupName, EncryptionRule};
 
     /// The row of table `n` whose item starts with `item`: (supported, in use).
     fn at(p: &Pics, n: u8, item: &str) -> (bool, bool) {
@@ -774,7 +774,7 @@ mod tests {
         );
         let app_ocsp = "OCSP lookups of the peers' application";
         assert_eq!(at(&statement(&a), 13, app_ocsp), (false, false));
-        a.security.ocsp_check = Some(crate::ocsp::OcspCheck::SoftFail);
+        a.security.ocsp_check = Some(secmms::ocsp::OcspCheck::SoftFail);
         assert_eq!(at(&statement(&a), 13, app_ocsp), (true, true));
 
         // XMPP: an [xmpp] section in native mode.

@@ -1,0 +1,294 @@
+//! The whole pipeline for one capture: frames → TCP segments → reassembled streams → PDUs.
+
+use std::collections::HashMap;
+
+use crate::capture::Frame;
+use crate::link;
+use crate::osi::{FrameInfo, Output, StreamDecoder};
+use crate::record::{Item, Notice};
+use crate::tcp::{Direction, EventKind, Reassembler, ReassemblyLimits};
+
+/// What `--filter` selects. Every given criterion must hold; notices pass when their stream
+/// matches (or they have none) and no service or object criterion is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Only this stream.
+    pub stream: Option<u64>,
+    /// Only PDUs of this MMS service (exact, case-insensitive; also matches the PDU name).
+    pub service: Option<String>,
+    /// Only PDUs naming an object that contains this text.
+    pub object: Option<String>,
+}
+
+impl Filter {
+    /// Parses `stream=N`, `service=NAME` or `object=TEXT` (comma-separated for several).
+    pub fn parse(s: &str) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for part in s.split(',').filter(|p| !p.is_empty()) {
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("filter `{part}`: expected key=value"))?;
+            match k.trim() {
+                "stream" => {
+                    f.stream = Some(
+                        v.trim()
+                            .parse()
+                            .map_err(|_| format!("filter `{part}`: stream is a number"))?,
+                    )
+                }
+                "service" => f.service = Some(v.trim().to_string()),
+                "object" => f.object = Some(v.trim().to_string()),
+                other => {
+                    return Err(format!(
+                        "filter key `{other}`: use stream, service or object"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// True when `item` passes.
+    pub fn matches(&self, item: &Item) -> bool {
+        match item {
+            Item::Pdu(p) => {
+                self.stream.map_or(true, |s| s == p.stream)
+                    && self.service.as_ref().map_or(true, |want| {
+                        p.service
+                            .as_deref()
+                            .is_some_and(|s| s.eq_ignore_ascii_case(want))
+                            || p.pdu.eq_ignore_ascii_case(want)
+                    })
+                    && self
+                        .object
+                        .as_ref()
+                        .map_or(true, |o| p.objects.iter().any(|x| x.contains(o.as_str())))
+            }
+            Item::Notice(n) => {
+                self.service.is_none()
+                    && self.object.is_none()
+                    && self
+                        .stream
+                        .map_or(true, |s| n.stream.map_or(true, |ns| ns == s))
+            }
+        }
+    }
+}
+
+/// Counters over a whole capture.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Frames read.
+    pub frames: u64,
+    /// TCP segments handed to the reassembler.
+    pub segments: u64,
+    /// Streams seen.
+    pub streams: u64,
+    /// PDUs decoded.
+    pub pdus: u64,
+    /// Octets received again (retransmissions, overlapping fronts).
+    pub retransmitted: u64,
+    /// Octets of overlapping out-of-order segments dropped.
+    pub overlapped: u64,
+    /// Octets never captured (gaps).
+    pub gap_octets: u64,
+    /// Items counted as problems.
+    pub problems: u64,
+}
+
+/// The decoder of one capture.
+#[derive(Debug)]
+pub struct Decoder {
+    reasm: Reassembler,
+    streams: HashMap<u64, StreamDecoder>,
+    verbose: bool,
+    stats: Stats,
+}
+
+impl Decoder {
+    /// A decoder; `verbose` keeps the `-V` tree in every record.
+    pub fn new(limits: ReassemblyLimits, verbose: bool) -> Self {
+        Decoder {
+            reasm: Reassembler::new(limits),
+            streams: HashMap::new(),
+            verbose,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    fn push(&mut self, item: Item, out: &mut Vec<Item>) {
+        if item.has_problem() {
+            self.stats.problems += 1;
+        }
+        if matches!(item, Item::Pdu(_)) {
+            self.stats.pdus += 1;
+        }
+        out.push(item);
+    }
+
+    /// Reports a capture-level problem (the reader failed after `frame`).
+    pub fn capture_error(&mut self, frame: u64, detail: String, out: &mut Vec<Item>) {
+        let n = notice(frame, None, "capture-error", detail, true);
+        self.push(n, out);
+    }
+
+    /// Decodes one frame.
+    pub fn frame(&mut self, f: &Frame, out: &mut Vec<Item>) {
+        self.stats.frames += 1;
+        let info = FrameInfo {
+            number: f.number,
+            time_ns: f.time_ns,
+        };
+        let seg = match link::parse(f.link_type, &f.data) {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(e) => {
+                let (event, detail) = if f.truncated() {
+                    (
+                        "truncated",
+                        format!(
+                            "captured {} of {} octets; {e}",
+                            f.data.len(),
+                            f.original_len
+                        ),
+                    )
+                } else {
+                    ("link-error", e.to_string())
+                };
+                let n = notice(f.number, None, event, detail, true);
+                return self.push(n, out);
+            }
+        };
+        self.stats.segments += 1;
+        let mut events = Vec::new();
+        self.reasm.push(&seg, f.number, &mut events);
+        if f.truncated() && seg.cut > 0 {
+            let stream = events.first().map(|e| (e.stream, e.direction));
+            let d = format!(
+                "captured {} of {} octets: {} TCP payload octets of {} missing",
+                f.data.len(),
+                f.original_len,
+                seg.cut,
+                seg.endpoints
+            );
+            let n = notice(f.number, stream, "truncated", d, true);
+            self.push(n, out);
+        }
+        self.events(events, info, out);
+    }
+
+    /// Ends the capture: holes become gaps, waiting data is decoded.
+    pub fn finish(&mut self, out: &mut Vec<Item>) {
+        let mut events = Vec::new();
+        self.reasm.finish(&mut events);
+        self.events(
+            events,
+            FrameInfo {
+                number: 0,
+                time_ns: None,
+            },
+            out,
+        );
+    }
+
+    fn events(
+        &mut self,
+        events: Vec<crate::tcp::StreamEvent>,
+        info: FrameInfo,
+        out: &mut Vec<Item>,
+    ) {
+        for ev in events {
+            let mut outputs = Vec::new();
+            match ev.kind {
+                EventKind::Opened { client, handshake } => {
+                    self.stats.streams += 1;
+                    self.streams
+                        .insert(ev.stream, StreamDecoder::new(ev.stream, &client));
+                    let d = format!(
+                        "{client}{}",
+                        if handshake {
+                            ""
+                        } else {
+                            " (handshake not captured; client is the higher port)"
+                        }
+                    );
+                    let n = notice(
+                        ev.frame,
+                        Some((ev.stream, ev.direction)),
+                        "stream-open",
+                        d,
+                        false,
+                    );
+                    self.push(n, out);
+                }
+                EventKind::Data(bytes) => {
+                    let fi = FrameInfo {
+                        number: ev.frame,
+                        time_ns: if ev.frame == info.number {
+                            info.time_ns
+                        } else {
+                            None
+                        },
+                    };
+                    if let Some(sd) = self.streams.get_mut(&ev.stream) {
+                        sd.data(ev.direction, &bytes, fi, self.verbose, &mut outputs);
+                    }
+                }
+                EventKind::Gap(n) => {
+                    self.stats.gap_octets += n;
+                    if let Some(sd) = self.streams.get_mut(&ev.stream) {
+                        sd.gap(ev.direction, n);
+                    }
+                    let d = format!("{n} octets not captured");
+                    let it = notice(ev.frame, Some((ev.stream, ev.direction)), "gap", d, true);
+                    self.push(it, out);
+                }
+                EventKind::Retransmission(n) => self.stats.retransmitted += n as u64,
+                EventKind::Overlap(n) => self.stats.overlapped += n as u64,
+                EventKind::Closed(_) => {}
+                EventKind::Evicted => {
+                    self.streams.remove(&ev.stream);
+                    let d = "stream table full: stream closed to follow a new one".to_string();
+                    let it = notice(
+                        ev.frame,
+                        Some((ev.stream, Direction::ToServer)),
+                        "evicted",
+                        d,
+                        true,
+                    );
+                    self.push(it, out);
+                }
+            }
+            for o in outputs {
+                let item = match o {
+                    Output::Pdu(p) => Item::Pdu(p),
+                    Output::Notice(n) => Item::Notice(n),
+                };
+                self.push(item, out);
+            }
+        }
+    }
+}
+
+fn notice(
+    frame: u64,
+    at: Option<(u64, Direction)>,
+    event: &'static str,
+    detail: String,
+    problem: bool,
+) -> Item {
+    Item::Notice(Notice {
+        kind: "event",
+        frame,
+        stream: at.map(|a| a.0),
+        direction: at.map(|a| a.1.arrow()),
+        event,
+        detail,
+        problem,
+    })
+}

@@ -87,6 +87,8 @@ pub struct Segment {
     pub fin: bool,
     /// RST flag.
     pub rst: bool,
+    /// Acknowledgment number, when the ACK flag is set.
+    pub ack: Option<u32>,
     /// The payload octets the capture holds.
     pub payload: Vec<u8>,
     /// Payload octets the IP header announces but the capture does not hold (snap length).
@@ -214,6 +216,7 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
         syn: tcp.syn(),
         fin: tcp.fin(),
         rst: tcp.rst(),
+        ack: tcp.ack().then(|| tcp.acknowledgment_number()),
         payload: tcp.payload().to_vec(),
         cut,
     }))

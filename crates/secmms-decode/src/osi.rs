@@ -314,13 +314,22 @@ impl StreamDecoder {
                 let first = h.tsdu_offset.take().unwrap_or(off);
                 let partial = std::mem::take(&mut h.partial);
                 let mut r = self.base_record(dir, first, frame);
+                // Tree offsets are stream offsets when the TSDU came in one TPKT (header 4 +
+                // DT header 3), TSDU offsets otherwise.
+                let one = first == off;
+                let base = if one { first + 7 } else { 0 };
                 if verbose {
                     r.tree.push(format!(
-                        "TPKT at stream offset {first}; TSDU of {} octets",
-                        tsdu.len()
+                        "TPKT at stream offset {first}, TSDU of {} octets{}",
+                        tsdu.len(),
+                        if one {
+                            "; @ = stream offset"
+                        } else {
+                            " from several DTs; @ = TSDU offset"
+                        }
                     ));
                 }
-                self.session(&tsdu, &mut r, frame, verbose);
+                self.session(&tsdu, base, &mut r, frame, verbose);
                 if partial && !r.problems.is_empty() {
                     // The TSDU may have begun before the resynchronisation point.
                     r.notes.push(format!(
@@ -346,7 +355,14 @@ impl StreamDecoder {
         out.push(Output::Pdu(Box::new(r)));
     }
 
-    fn session(&mut self, tsdu: &[u8], r: &mut PduRecord, frame: FrameInfo, verbose: bool) {
+    fn session(
+        &mut self,
+        tsdu: &[u8],
+        base: u64,
+        r: &mut PduRecord,
+        frame: FrameInfo,
+        verbose: bool,
+    ) {
         r.layers.push("ses");
         let spdu = match Spdu::decode(tsdu, MAX_SSEL_LEN) {
             Ok(s) => s,
@@ -383,7 +399,14 @@ impl StreamDecoder {
         };
         r.layers.push("pres");
         if verbose {
-            tree::ber_tree(ud, 2, &mut r.tree);
+            // The PPDU closes the SPDU (PGI 193/194 last, or the DT user information).
+            let at = if tsdu.ends_with(ud) {
+                (tsdu.len() - ud.len()) as u64
+            } else {
+                0
+            };
+            r.tree.push(format!("  PRES {kind} at @{}", base + at));
+            tree::ber_tree(ud, base + at, 2, &mut r.tree);
         }
         let user_data = match kind {
             "CP" => match CpType::decode(ud, ber, MAX_PSEL_LEN) {

@@ -80,7 +80,7 @@ impl TcpFlow {
     }
 
     /// Builds the Ethernet frame of one segment (`to_server` selects the direction) at sequence
-    /// number `seq`, with `syn`.
+    /// number `seq`, with `syn`; other segments acknowledge all the peer sent.
     pub fn frame(
         &self,
         to_server: bool,
@@ -96,11 +96,15 @@ impl TcpFlow {
         } else {
             (self.server, self.client)
         };
+        let peer = self.seq[usize::from(to_server)];
         let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
             .ipv4(src.0.octets(), dst.0.octets(), 64)
             .tcp(src.1, dst.1, seq, 65_535);
         if syn {
             b = b.syn();
+        } else {
+            // Acknowledge everything the peer has sent so far.
+            b = b.ack(peer);
         }
         let mut out = Vec::with_capacity(b.size(payload.len()));
         b.write(&mut out, payload)

@@ -233,6 +233,28 @@ impl Reassembler {
             Direction::ToClient
         };
         let id = s.id;
+        // The peer acknowledged octets of the other direction that are still a hole here: it
+        // received them and the capture did not — a gap now rather than at the end.
+        if let Some(ack) = seg.ack {
+            let other = &mut s.halves[1 - dir.index()];
+            if let Some(next) = other.next_seq {
+                if !other.pending.is_empty() && (ack.wrapping_sub(next) as i32) > 0 {
+                    let mut emit_other = |kind| {
+                        out.push(StreamEvent {
+                            stream: id,
+                            direction: if dir == Direction::ToServer {
+                                Direction::ToClient
+                            } else {
+                                Direction::ToServer
+                            },
+                            frame,
+                            kind,
+                        })
+                    };
+                    flush_to(other, ack, &mut emit_other);
+                }
+            }
+        }
         let mut emit = |kind| {
             out.push(StreamEvent {
                 stream: id,
@@ -449,6 +471,25 @@ fn drain(h: &mut Half, emit: &mut impl FnMut(EventKind)) {
         }
         let skip = (h.delivered - s) as usize;
         deliver(h, &d[skip..], emit);
+    }
+}
+
+/// Declares the holes below sequence number `ack` gaps and delivers what becomes contiguous.
+fn flush_to(h: &mut Half, ack: u32, emit: &mut impl FnMut(EventKind)) {
+    let Some(next) = h.next_seq else {
+        return;
+    };
+    let limit = h.delivered + u64::from(ack.wrapping_sub(next));
+    drain(h, emit);
+    while let Some((&s, _)) = h.pending.first_key_value() {
+        if s >= limit {
+            break;
+        }
+        if s > h.delivered {
+            emit(EventKind::Gap(s - h.delivered));
+            advance(h, s - h.delivered);
+        }
+        drain(h, emit);
     }
 }
 

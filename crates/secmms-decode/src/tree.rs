@@ -5,10 +5,10 @@ use secmms_ber::{Class, Limits, Reader, Tlv};
 
 use crate::limits::{MAX_TREE_DEPTH, MAX_TREE_NODES};
 
-/// Appends the BER tree of `bytes` to `out`, indented by `indent` levels. Offsets are relative
-/// to the start of `bytes`. Stops at [`MAX_TREE_DEPTH`] and [`MAX_TREE_NODES`]; an encoding
+/// Appends the BER tree of `bytes` to `out`, indented by `indent` levels. Offsets are those of
+/// `bytes` plus `base` (the caller's position of `bytes` in its stream or TSDU). Stops at [`MAX_TREE_DEPTH`] and [`MAX_TREE_NODES`]; an encoding
 /// error ends the tree with a line saying where.
-pub fn ber_tree(bytes: &[u8], indent: usize, out: &mut Vec<String>) {
+pub fn ber_tree(bytes: &[u8], base: u64, indent: usize, out: &mut Vec<String>) {
     let limits = Limits {
         max_depth: MAX_TREE_DEPTH + 1,
         max_len: bytes.len().max(1),
@@ -17,7 +17,7 @@ pub fn ber_tree(bytes: &[u8], indent: usize, out: &mut Vec<String>) {
     let mut nodes = 0usize;
     while !r.is_empty() {
         match r.read() {
-            Ok(t) => walk(bytes, &t, indent, 0, &mut nodes, out),
+            Ok(t) => walk(bytes, base, &t, indent, 0, &mut nodes, out),
             Err(e) => {
                 out.push(format!(
                     "{}@{:04x} BER error: {e}",
@@ -38,8 +38,10 @@ fn offset_of(base: &[u8], part: &[u8]) -> usize {
     (part.as_ptr() as usize).saturating_sub(base.as_ptr() as usize)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn walk(
     base: &[u8],
+    at: u64,
     t: &Tlv<'_>,
     indent: usize,
     depth: usize,
@@ -61,9 +63,9 @@ fn walk(
         Class::Private => "P",
     };
     let head = format!(
-        "{}@{:04x} [{class} {}{}] len {}",
+        "{}@{} [{class} {}{}] len {}",
         pad(indent),
-        offset_of(base, t.raw()),
+        at + offset_of(base, t.raw()) as u64,
         tag.number,
         if tag.constructed { " cons" } else { "" },
         t.content().len()
@@ -73,7 +75,7 @@ fn walk(
         if let Ok(mut c) = t.children() {
             while !c.is_empty() {
                 match c.read() {
-                    Ok(k) => walk(base, &k, indent + 1, depth + 1, nodes, out),
+                    Ok(k) => walk(base, at, &k, indent + 1, depth + 1, nodes, out),
                     Err(e) => {
                         out.push(format!("{}BER error: {e}", pad(indent + 1)));
                         break;

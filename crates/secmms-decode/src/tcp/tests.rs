@@ -22,6 +22,7 @@ fn seg(to_server: bool, seq: u32, data: &[u8]) -> Segment {
         syn: false,
         fin: false,
         rst: false,
+        ack: None,
         payload: data.to_vec(),
         cut: 0,
     }
@@ -287,4 +288,37 @@ fn rst_closes_once() {
             .count(),
         1
     );
+}
+
+#[test]
+fn an_acknowledged_hole_is_a_gap_at_once() {
+    let mut ack = seg(false, 0, b"");
+    ack.ack = Some(12);
+    let (out, ev) = run(
+        ReassemblyLimits::default(),
+        &[
+            syn(true, 0),
+            seg(true, 1, b"ab"),
+            seg(true, 6, b"fgh"),
+            ack.clone(),
+            seg(true, 9, b"ijk"),
+        ],
+    );
+    assert_eq!(out[0], b"ab???fghijk");
+    let gap = ev
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Gap(_)))
+        .unwrap();
+    assert_eq!((gap.frame, gap.direction), (4, Direction::ToServer));
+    // An acknowledgment below the hole changes nothing.
+    ack.ack = Some(2);
+    let (_, ev) = run(
+        ReassemblyLimits::default(),
+        &[syn(true, 0), seg(true, 1, b"ab"), seg(true, 6, b"f"), ack],
+    );
+    let gap = ev
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::Gap(_)))
+        .unwrap();
+    assert_eq!(gap.frame, 0);
 }

@@ -251,6 +251,9 @@ impl Decoder {
                 EventKind::Retransmission(n) => self.stats.retransmitted += n as u64,
                 EventKind::Overlap(n) => self.stats.overlapped += n as u64,
                 EventKind::Closed(_) => {}
+                EventKind::Replaced => {
+                    self.streams.remove(&ev.stream);
+                }
                 EventKind::Evicted => {
                     self.streams.remove(&ev.stream);
                     let d = "stream table full: stream closed to follow a new one".to_string();

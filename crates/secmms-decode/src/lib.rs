@@ -75,6 +75,8 @@
 
 pub mod capture;
 pub mod decoder;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod link;
 pub mod mms;

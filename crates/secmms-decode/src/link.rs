@@ -197,8 +197,8 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
             usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4)
         }
         Some(LaxNetSlice::Ipv6(v6)) => {
-            let ext =
-                v6.payload().payload.as_ptr() as usize - v6.header().slice().as_ptr() as usize;
+            let ext = (v6.payload().payload.as_ptr() as usize)
+                .saturating_sub(v6.header().slice().as_ptr() as usize);
             (usize::from(v6.header().payload_length()) + 40).saturating_sub(ext)
         }
         _ => 0,

@@ -95,6 +95,9 @@ pub enum EventKind {
     Closed(CloseReason),
     /// The stream was dropped to make room for another.
     Evicted,
+    /// A new connection (SYN) reuses the stream's addresses and ports: the old stream ends
+    /// here and a new one opens.
+    Replaced,
 }
 
 /// One reassembler event.
@@ -185,7 +188,14 @@ impl Reassembler {
                 && seg.endpoints == s.client
                 && (s.ended || s.halves.iter().any(|h| h.delivered > 0));
             if reused {
-                self.streams.remove(&k);
+                if let Some(old) = self.streams.remove(&k) {
+                    out.push(StreamEvent {
+                        stream: old.id,
+                        direction: Direction::ToServer,
+                        frame,
+                        kind: EventKind::Replaced,
+                    });
+                }
             }
         }
         if !self.streams.contains_key(&k) {

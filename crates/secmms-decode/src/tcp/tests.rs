@@ -272,6 +272,12 @@ fn new_syn_on_a_used_tuple_is_a_new_stream() {
         })
         .collect();
     assert_eq!(data, vec![(0, b"a".to_vec()), (1, b"b".to_vec())]);
+    assert_eq!(
+        ev.iter()
+            .filter(|e| e.kind == EventKind::Replaced && e.stream == 0)
+            .count(),
+        1
+    );
 }
 
 #[test]

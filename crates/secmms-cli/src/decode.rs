@@ -17,6 +17,7 @@ use secmms_decode::capture::{CaptureError, CaptureReader};
 use secmms_decode::decoder::{Decoder, Filter};
 use secmms_decode::record::Item;
 use secmms_decode::tcp::ReassemblyLimits;
+use secmms_decode::tls::KeyLog;
 
 const AFTER_HELP: &str = "\
 OUTPUT
@@ -28,6 +29,11 @@ OUTPUT
   src, dst, offset, layers (array), pdu, service, invoke_id (number or null), objects (array),
   result, verified (true, false or null when nothing was checked), problems (array) and notes
   (array). An event has \"type\":\"event\", frame, stream, direction, event, detail, problem.
+
+TLS
+  --tls-keylog FILE decrypts TLS 1.3 (AES-128-GCM, AES-256-GCM) streams with the secrets of an
+  NSS key log (SSLKEYLOGFILE); without it a TLS stream is named, not decoded. TLS 1.2 is not
+  decrypted yet.
 
 FILTER
   --filter stream=N | service=NAME | object=TEXT, comma-separated to combine.
@@ -51,6 +57,9 @@ pub struct DecodeArgs {
     /// Only some PDUs: `stream=N`, `service=NAME`, `object=TEXT` (comma-separated).
     #[arg(long)]
     pub filter: Option<String>,
+    /// NSS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 AES-GCM streams.
+    #[arg(long, value_name = "FILE")]
+    pub tls_keylog: Option<PathBuf>,
     /// Most TCP streams followed at once.
     #[arg(long, default_value_t = secmms_decode::limits::DEFAULT_MAX_STREAMS)]
     pub max_streams: usize,
@@ -81,6 +90,21 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(2));
+        }
+    };
+    let keylog = match &a.tls_keylog {
+        None => None,
+        Some(p) => {
+            let parsed = std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| KeyLog::parse(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("error: key log {}: {e}", p.display());
+                    return Ok(ExitCode::from(2));
+                }
+            }
         }
     };
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -114,6 +138,9 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let mut decoder = Decoder::new(limits, a.verbose);
+    if let Some(k) = keylog {
+        decoder = decoder.with_tls_keylog(k);
+    }
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut items = Vec::new();

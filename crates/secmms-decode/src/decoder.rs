@@ -7,6 +7,18 @@ use crate::link;
 use crate::osi::{FrameInfo, Output, StreamDecoder};
 use crate::record::{Item, Notice};
 use crate::tcp::{Direction, EventKind, Reassembler, ReassemblyLimits};
+use crate::tls::{looks_like_tls, KeyLog, TlsOutput, TlsStream};
+
+/// How a stream is read, decided by its first octets.
+#[derive(Debug)]
+enum Mode {
+    /// RFC 1006 in the clear.
+    Plain,
+    /// TLS, decrypted with the key log.
+    Tls(Box<TlsStream>),
+    /// TLS without a key log: passed over.
+    Opaque,
+}
 
 /// What `--filter` selects. Every given criterion must hold; notices pass when their stream
 /// matches (or they have none) and no service or object criterion is given.
@@ -101,6 +113,8 @@ pub struct Stats {
 pub struct Decoder {
     reasm: Reassembler,
     streams: HashMap<u64, StreamDecoder>,
+    modes: HashMap<u64, Mode>,
+    keylog: Option<KeyLog>,
     verbose: bool,
     stats: Stats,
 }
@@ -111,9 +125,17 @@ impl Decoder {
         Decoder {
             reasm: Reassembler::new(limits),
             streams: HashMap::new(),
+            modes: HashMap::new(),
+            keylog: None,
             verbose,
             stats: Stats::default(),
         }
+    }
+
+    /// Decrypts TLS streams with `keys` (`--tls-keylog`).
+    pub fn with_tls_keylog(mut self, keys: KeyLog) -> Self {
+        self.keylog = Some(keys);
+        self
     }
 
     /// The counters so far.
@@ -235,9 +257,7 @@ impl Decoder {
                             None
                         },
                     };
-                    if let Some(sd) = self.streams.get_mut(&ev.stream) {
-                        sd.data(ev.direction, &bytes, fi, self.verbose, &mut outputs);
-                    }
+                    self.stream_data(ev.stream, ev.direction, &bytes, fi, &mut outputs);
                 }
                 EventKind::Gap(n) => {
                     self.stats.gap_octets += n;
@@ -253,9 +273,11 @@ impl Decoder {
                 EventKind::Closed(_) => {}
                 EventKind::Replaced => {
                     self.streams.remove(&ev.stream);
+                    self.modes.remove(&ev.stream);
                 }
                 EventKind::Evicted => {
                     self.streams.remove(&ev.stream);
+                    self.modes.remove(&ev.stream);
                     let d = "stream table full: stream closed to follow a new one".to_string();
                     let it = notice(
                         ev.frame,
@@ -276,6 +298,77 @@ impl Decoder {
             }
         }
     }
+}
+
+impl Decoder {
+    /// Routes in-order octets of a stream: TLS first when the stream starts with a TLS record.
+    fn stream_data(
+        &mut self,
+        stream: u64,
+        dir: Direction,
+        bytes: &[u8],
+        fi: FrameInfo,
+        outputs: &mut Vec<Output>,
+    ) {
+        let Some(sd) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let mode = self.modes.entry(stream).or_insert_with(|| {
+            if looks_like_tls(bytes) {
+                if self.keylog.is_some() {
+                    sd.set_tls();
+                    Mode::Tls(Box::default())
+                } else {
+                    outputs.push(Output::Notice(Notice {
+                        kind: "event",
+                        frame: fi.number,
+                        stream: Some(stream),
+                        direction: Some(dir.arrow()),
+                        event: "tls",
+                        detail: "TLS stream: not decrypted (no --tls-keylog)".into(),
+                        problem: false,
+                    }));
+                    Mode::Opaque
+                }
+            } else {
+                Mode::Plain
+            }
+        });
+        match mode {
+            Mode::Plain => sd.data(dir, bytes, fi, self.verbose, outputs),
+            Mode::Opaque => {}
+            Mode::Tls(t) => {
+                let mut tls_out = Vec::new();
+                let empty = KeyLog::default();
+                let keys = self.keylog.as_ref().unwrap_or(&empty);
+                t.push(
+                    usize::from(dir == Direction::ToClient),
+                    bytes,
+                    keys,
+                    &mut tls_out,
+                );
+                for o in tls_out {
+                    match o {
+                        TlsOutput::Plain(_, p) => sd.data(dir, &p, fi, self.verbose, outputs),
+                        TlsOutput::Note(n) => outputs.push(tls_notice(stream, dir, fi, n, false)),
+                        TlsOutput::Problem(n) => outputs.push(tls_notice(stream, dir, fi, n, true)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn tls_notice(stream: u64, dir: Direction, fi: FrameInfo, detail: String, problem: bool) -> Output {
+    Output::Notice(Notice {
+        kind: "event",
+        frame: fi.number,
+        stream: Some(stream),
+        direction: Some(dir.arrow()),
+        event: "tls",
+        detail,
+        problem,
+    })
 }
 
 fn notice(

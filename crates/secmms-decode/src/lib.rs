@@ -8,11 +8,16 @@
 //! | [`capture`] | pcap and pcapng files (several interfaces and timestamp resolutions) |
 //! | [`link`] | Ethernet (802.1Q), Linux cooked v1/v2, BSD loopback, raw IP → IPv4/IPv6 → TCP |
 //! | [`tcp`] | TCP reassembly in both directions, bounded, with gaps reported |
+//! | [`tls`] | TLS 1.3 AES-GCM decryption from an NSS key log |
 //! | [`osi`] | TPKT (with resynchronisation), COTP, session, presentation, ACSE, MMS, E2E |
 //! | [`mms`], [`secure`], [`tree`] | MMS summary, A-profile and E2E checks, the `-V` tree |
 //! | [`decoder`] | the pipeline and `--filter` |
 //! | [`record`] | what is reported, as text and JSON |
 //! | [`synth`] | writing captures (tests, plaintext export) |
+//!
+//! With a key log ([`tls::KeyLog`], [`decoder::Decoder::with_tls_keylog`]) a stream that starts
+//! with a TLS record is decrypted first (TLS 1.3, AES-GCM suites); its PDUs name `tls` as their
+//! outer layer. Without one, a TLS stream is reported (`"event":"tls"`) and passed over.
 //!
 //! Every stage has limits ([`limits`]) and typed errors; nothing panics on any input. TCP is
 //! followed on any port: a stream whose octets frame as TPKT + COTP is decoded whatever its
@@ -31,7 +36,7 @@
 //! | `direction` | `"c>s"` from the side that opened the connection, else `"s>c"` |
 //! | `src`, `dst` | `address:port` |
 //! | `offset` | stream offset of the PDU's first TPKT in its direction |
-//! | `layers` | array, outermost first, of `tpkt`, `cotp`, `ses`, `pres`, `acse`, `aprofile`, `mms`, `e2e` |
+//! | `layers` | array, outermost first, of `tls`, `tpkt`, `cotp`, `ses`, `pres`, `acse`, `aprofile`, `mms`, `e2e` |
 //! | `pdu` | innermost PDU, e.g. `CR`, `AARE`, `confirmed-RequestPDU`, `ClearTransfer/confirmed-RequestPDU` |
 //! | `service` | MMS service name (`read`, `getNameList`, `informationReport`, …) or `null` |
 //! | `invoke_id` | MMS invokeID (number) or `null` |
@@ -42,7 +47,7 @@
 //! | `notes` | array of remarks: assumed presentation contexts, what could not be checked |
 //!
 //! An event (`"type":"event"`) has `frame`, `stream` and `direction` (or `null`), `event`
-//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `link-error`,
+//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `link-error`, `tls`,
 //! `capture-error`, `malformed`, `evicted`), `detail` and `problem` (true when it counts
 //! for exit status 1).
 //!
@@ -85,4 +90,5 @@ pub mod record;
 pub mod secure;
 pub mod synth;
 pub mod tcp;
+pub mod tls;
 pub mod tree;

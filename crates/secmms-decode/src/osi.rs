@@ -85,6 +85,7 @@ pub struct StreamDecoder {
     negotiated: bool,
     assumed_noted: bool,
     limits: OsiLimits,
+    tls: bool,
 }
 
 /// Output of the stream decoder.
@@ -137,6 +138,7 @@ impl StreamDecoder {
             negotiated: false,
             assumed_noted: false,
             limits: OsiLimits::default(),
+            tls: false,
         }
     }
 
@@ -157,6 +159,11 @@ impl StreamDecoder {
             detail,
             problem,
         })
+    }
+
+    /// The stream's octets come out of TLS: records name `tls` as their outer layer.
+    pub fn set_tls(&mut self) {
+        self.tls = true;
     }
 
     /// Octets were lost in `dir`: framing must be found again.
@@ -263,7 +270,11 @@ impl StreamDecoder {
             src,
             dst,
             offset,
-            layers: vec!["tpkt", "cotp"],
+            layers: if self.tls {
+                vec!["tls", "tpkt", "cotp"]
+            } else {
+                vec!["tpkt", "cotp"]
+            },
             ..Default::default()
         }
     }
@@ -282,7 +293,7 @@ impl StreamDecoder {
             Ok(t) => t,
             Err(e) => {
                 let mut r = self.base_record(dir, off, frame);
-                r.layers = vec!["tpkt"];
+                r.layers.retain(|l| *l != "cotp");
                 r.pdu = "TPDU".into();
                 r.problems.push(format!("COTP: {e}"));
                 out.push(Output::Pdu(Box::new(r)));

@@ -24,8 +24,8 @@ pub struct PduRecord {
     pub dst: String,
     /// Stream offset of the first TPKT of the PDU in its direction.
     pub offset: u64,
-    /// Layers decoded, outermost first: `tpkt`, `cotp`, `ses`, `pres`, `acse`, `mms`, `e2e`,
-    /// `aprofile`.
+    /// Layers decoded, outermost first: `tls`, `tpkt`, `cotp`, `ses`, `pres`, `acse`,
+    /// `aprofile`, `mms`, `e2e`.
     pub layers: Vec<&'static str>,
     /// The innermost PDU decoded, e.g. `CR`, `AARQ`, `confirmed-RequestPDU`, `ClearTransfer`.
     pub pdu: String,
@@ -61,7 +61,7 @@ pub struct Notice {
     /// Direction concerned, if any.
     pub direction: Option<&'static str>,
     /// What happened: `capture-error`, `link-error`, `truncated`, `gap`, `resync`,
-    /// `resync-failed`, `stream-open`, `evicted`, `retransmissions`.
+    /// `resync-failed`, `malformed`, `stream-open`, `evicted`, `tls`.
     pub event: &'static str,
     /// Details in words.
     pub detail: String,

@@ -35,6 +35,10 @@ TLS
   NSS key log (SSLKEYLOGFILE); without it a TLS stream is named, not decoded. TLS 1.2 is not
   decrypted yet.
 
+PLAINTEXT
+  --write-plain OUT.pcapng writes every stream's RFC 1006 octets, TLS removed, as TCP on port 102,
+  so that Wireshark's own dissectors show them. E2E protection stays (it needs the E2E keys).
+
 FILTER
   --filter stream=N | service=NAME | object=TEXT, comma-separated to combine.
 
@@ -60,6 +64,10 @@ pub struct DecodeArgs {
     /// NSS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 AES-GCM streams.
     #[arg(long, value_name = "FILE")]
     pub tls_keylog: Option<PathBuf>,
+    /// Write the streams' RFC 1006 octets with TLS removed to this pcapng, on port 102, for
+    /// Wireshark's own dissectors (E2E protection is not removed).
+    #[arg(long, value_name = "OUT.pcapng")]
+    pub write_plain: Option<PathBuf>,
     /// Most TCP streams followed at once.
     #[arg(long, default_value_t = secmms_decode::limits::DEFAULT_MAX_STREAMS)]
     pub max_streams: usize,
@@ -141,6 +149,19 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
     if let Some(k) = keylog {
         decoder = decoder.with_tls_keylog(k);
     }
+    let mut plain_out = match &a.write_plain {
+        None => None,
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => {
+                decoder = decoder.with_plain_export();
+                Some(BufWriter::new(f))
+            }
+            Err(e) => {
+                eprintln!("error: cannot create {}: {e}", p.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
+    };
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut items = Vec::new();
@@ -160,6 +181,9 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
             }
         }
         emit(&mut out, &mut items, &filter, a.json, a.verbose)?;
+        if let Some(w) = plain_out.as_mut() {
+            w.write_all(&decoder.take_plain())?;
+        }
         if progress && last_report.elapsed().as_secs() >= 2 {
             last_report = std::time::Instant::now();
             let done = count.load(std::sync::atomic::Ordering::Relaxed);
@@ -170,6 +194,10 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
     decoder.finish(&mut items);
     emit(&mut out, &mut items, &filter, a.json, a.verbose)?;
     out.flush()?;
+    if let Some(mut w) = plain_out {
+        w.write_all(&decoder.take_plain())?;
+        w.flush()?;
+    }
     let s = decoder.stats();
     if !a.quiet {
         eprintln!(

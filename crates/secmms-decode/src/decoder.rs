@@ -115,8 +115,44 @@ pub struct Decoder {
     streams: HashMap<u64, StreamDecoder>,
     modes: HashMap<u64, Mode>,
     keylog: Option<KeyLog>,
+    plain: Option<PlainExport>,
     verbose: bool,
     stats: Stats,
+}
+
+/// The `--write-plain` export: every stream's RFC 1006 octets, TLS removed, re-sent as TCP on
+/// port 102 between the stream's IPv4 addresses (10.0.0.1 / 10.0.0.2 for IPv6 streams).
+#[derive(Debug, Default)]
+struct PlainExport {
+    out: crate::synth::PcapNgStream,
+    flows: HashMap<u64, crate::synth::TcpFlow>,
+    clients: HashMap<u64, crate::link::Endpoints>,
+}
+
+impl PlainExport {
+    fn data(&mut self, stream: u64, dir: Direction, bytes: &[u8], time_ns: Option<i128>) {
+        let t = time_ns.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
+        let Some(c) = self.clients.get(&stream) else {
+            return;
+        };
+        let v4 = |a: std::net::IpAddr, fallback: [u8; 4]| match a {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => fallback.into(),
+        };
+        let (client, server) = (
+            (v4(c.src, [10, 0, 0, 1]), c.src_port),
+            (v4(c.dst, [10, 0, 0, 2]), 102),
+        );
+        let out = &mut self.out;
+        let flow = self.flows.entry(stream).or_insert_with(|| {
+            let mut f = crate::synth::TcpFlow::new(client, server, t);
+            // The SYNs cannot fail: no payload.
+            let _ = f.handshake_ng(out, t);
+            f
+        });
+        // A chunk is at most one reassembled delivery; it is cut into 16 KiB segments.
+        let _ = flow.send_ng(out, dir == Direction::ToServer, bytes, t);
+    }
 }
 
 impl Decoder {
@@ -127,9 +163,26 @@ impl Decoder {
             streams: HashMap::new(),
             modes: HashMap::new(),
             keylog: None,
+            plain: None,
             verbose,
             stats: Stats::default(),
         }
+    }
+
+    /// Exports every stream's plaintext RFC 1006 octets as a pcapng on port 102
+    /// (`--write-plain`): TLS is removed; E2E protection is not (that needs the E2E keys).
+    /// Collect the file with [`Decoder::take_plain`].
+    pub fn with_plain_export(mut self) -> Self {
+        self.plain = Some(PlainExport::default());
+        self
+    }
+
+    /// The export octets produced since the last call (empty without [`Decoder::with_plain_export`]).
+    pub fn take_plain(&mut self) -> Vec<u8> {
+        self.plain
+            .as_mut()
+            .map(|p| p.out.take())
+            .unwrap_or_default()
     }
 
     /// Decrypts TLS streams with `keys` (`--tls-keylog`).
@@ -229,6 +282,9 @@ impl Decoder {
             match ev.kind {
                 EventKind::Opened { client, handshake } => {
                     self.stats.streams += 1;
+                    if let Some(p) = self.plain.as_mut() {
+                        p.clients.insert(ev.stream, client);
+                    }
                     self.streams
                         .insert(ev.stream, StreamDecoder::new(ev.stream, &client));
                     let d = format!(
@@ -274,10 +330,18 @@ impl Decoder {
                 EventKind::Replaced => {
                     self.streams.remove(&ev.stream);
                     self.modes.remove(&ev.stream);
+                    if let Some(p) = self.plain.as_mut() {
+                        p.flows.remove(&ev.stream);
+                        p.clients.remove(&ev.stream);
+                    }
                 }
                 EventKind::Evicted => {
                     self.streams.remove(&ev.stream);
                     self.modes.remove(&ev.stream);
+                    if let Some(p) = self.plain.as_mut() {
+                        p.flows.remove(&ev.stream);
+                        p.clients.remove(&ev.stream);
+                    }
                     let d = "stream table full: stream closed to follow a new one".to_string();
                     let it = notice(
                         ev.frame,
@@ -334,8 +398,14 @@ impl Decoder {
                 Mode::Plain
             }
         });
+        let plain = &mut self.plain;
         match mode {
-            Mode::Plain => sd.data(dir, bytes, fi, self.verbose, outputs),
+            Mode::Plain => {
+                if let Some(p) = plain {
+                    p.data(stream, dir, bytes, fi.time_ns);
+                }
+                sd.data(dir, bytes, fi, self.verbose, outputs)
+            }
             Mode::Opaque => {}
             Mode::Tls(t) => {
                 let mut tls_out = Vec::new();
@@ -349,7 +419,12 @@ impl Decoder {
                 );
                 for o in tls_out {
                     match o {
-                        TlsOutput::Plain(_, p) => sd.data(dir, &p, fi, self.verbose, outputs),
+                        TlsOutput::Plain(_, p) => {
+                            if let Some(x) = plain.as_mut() {
+                                x.data(stream, dir, &p, fi.time_ns);
+                            }
+                            sd.data(dir, &p, fi, self.verbose, outputs)
+                        }
                         TlsOutput::Note(n) => outputs.push(tls_notice(stream, dir, fi, n, false)),
                         TlsOutput::Problem(n) => outputs.push(tls_notice(stream, dir, fi, n, true)),
                     }

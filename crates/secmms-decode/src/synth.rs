@@ -57,6 +57,67 @@ impl PcapFile {
     }
 }
 
+/// A pcapng writer that hands its output out in pieces ([`PcapNgStream::take`]), so a long
+/// export never sits in memory: one section, one Ethernet interface with nanosecond
+/// timestamps, Enhanced Packet Blocks.
+#[derive(Debug, Clone)]
+pub struct PcapNgStream {
+    out: Vec<u8>,
+}
+
+fn ng_block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
+    let pad = (4 - body.len() % 4) % 4;
+    let len = (12 + body.len() + pad) as u32;
+    out.extend_from_slice(&kind.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&[0; 3][..pad]);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+impl Default for PcapNgStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PcapNgStream {
+    /// A stream that starts with the section header and the interface description.
+    pub fn new() -> Self {
+        let mut out = Vec::new();
+        let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        shb.extend_from_slice(&1u16.to_le_bytes());
+        shb.extend_from_slice(&0u16.to_le_bytes());
+        shb.extend_from_slice(&u64::MAX.to_le_bytes()); // section length unknown
+        ng_block(&mut out, 0x0a0d_0d0a, &shb);
+        let mut idb = (LINKTYPE_ETHERNET as u16).to_le_bytes().to_vec();
+        idb.extend_from_slice(&[0, 0]);
+        idb.extend_from_slice(&0u32.to_le_bytes()); // no snap length
+        idb.extend_from_slice(&9u16.to_le_bytes()); // if_tsresol
+        idb.extend_from_slice(&1u16.to_le_bytes());
+        idb.extend_from_slice(&[9, 0, 0, 0]); // 10^-9 s
+        idb.extend_from_slice(&[0, 0, 0, 0]); // opt_endofopt
+        ng_block(&mut out, 1, &idb);
+        PcapNgStream { out }
+    }
+
+    /// Appends one frame captured at `time_ns`.
+    pub fn frame(&mut self, time_ns: u64, frame: &[u8]) {
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((time_ns >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(time_ns as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        epb.extend_from_slice(frame);
+        ng_block(&mut self.out, 6, &epb);
+    }
+
+    /// The octets written since the last call.
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+}
+
 /// One TCP connection written as Ethernet frames: both sides' sequence numbers are tracked, so
 /// a receiver reassembles what [`TcpFlow::send`] was given.
 #[derive(Debug, Clone)]
@@ -144,6 +205,32 @@ impl TcpFlow {
         let (f, _) = self.next(to_server, payload)?;
         self.tick();
         file.record(self.time_ns, &f, f.len() as u32);
+        Ok(())
+    }
+
+    /// Writes `payload` as segments of at most 16 KiB at `time_ns` into a pcapng stream.
+    pub fn send_ng(
+        &mut self,
+        out: &mut PcapNgStream,
+        to_server: bool,
+        payload: &[u8],
+        time_ns: u64,
+    ) -> Result<(), SynthError> {
+        for chunk in payload.chunks(16 * 1024) {
+            let (f, _) = self.next(to_server, chunk)?;
+            out.frame(time_ns, &f);
+        }
+        Ok(())
+    }
+
+    /// The SYNs of both sides into a pcapng stream.
+    pub fn handshake_ng(&mut self, out: &mut PcapNgStream, time_ns: u64) -> Result<(), SynthError> {
+        for to_server in [true, false] {
+            let i = usize::from(!to_server);
+            let f = self.frame(to_server, self.seq[i], true, &[])?;
+            self.seq[i] = self.seq[i].wrapping_add(1);
+            out.frame(time_ns, &f);
+        }
         Ok(())
     }
 

@@ -264,3 +264,50 @@ fn key_log_parsing() {
     assert!(KeyLog::parse("CLIENT_RANDOM zz 00").is_err());
     assert!(KeyLog::parse(&format!("CLIENT_RANDOM {r}")).is_err());
 }
+
+#[test]
+fn plaintext_export_decodes_the_same_and_in_tshark() {
+    let (file, keys) = tls_capture("TLS_AES_256_GCM_SHA384");
+    let mut r = CaptureReader::new(Cursor::new(file)).unwrap();
+    let mut d = Decoder::new(ReassemblyLimits::default(), false)
+        .with_tls_keylog(KeyLog::parse(&keys).unwrap())
+        .with_plain_export();
+    let mut items = Vec::new();
+    let mut plain = Vec::new();
+    while let Some(f) = r.next_frame() {
+        d.frame(&f.unwrap(), &mut items);
+        plain.extend(d.take_plain());
+    }
+    d.finish(&mut items);
+    plain.extend(d.take_plain());
+    let again = decode(plain.clone(), None);
+    let names = |it: &[Item]| -> Vec<(String, Option<u32>)> {
+        pdus(it)
+            .iter()
+            .map(|p| (p.pdu.clone(), p.invoke_id))
+            .collect()
+    };
+    assert_eq!(names(&again), names(&items));
+    assert_eq!(names(&again).len(), 4);
+    assert!(
+        pdus(&again).iter().all(|p| p.layers[0] == "tpkt"),
+        "no TLS left"
+    );
+    if !secmms_testkit::tshark_ready("tshark missing in CI", "tshark not installed: skipped") {
+        return;
+    }
+    let path =
+        std::env::temp_dir().join(format!("secmms-decode-plain-{}.pcapng", std::process::id()));
+    std::fs::write(&path, &plain).unwrap();
+    // The association (CP) is not in this capture: tell Wireshark the MMS context, as one
+    // would for any capture started mid-association (reference §13.4).
+    let t = secmms_testkit::Tshark::new(&path).options(["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""]);
+    let problems = t.problems("_ws.malformed || _ws.expert.severity >= error");
+    let summary = t.run(&[]);
+    std::fs::remove_file(&path).ok();
+    assert!(problems.trim().is_empty(), "tshark: {problems}");
+    assert!(
+        summary.contains("confirmed-RequestPDU") && summary.contains("confirmed-ResponsePDU"),
+        "{summary}"
+    );
+}

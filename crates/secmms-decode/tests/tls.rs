@@ -301,7 +301,8 @@ fn plaintext_export_decodes_the_same_and_in_tshark() {
     std::fs::write(&path, &plain).unwrap();
     // The association (CP) is not in this capture: tell Wireshark the MMS context, as one
     // would for any capture started mid-association (reference §13.4).
-    let t = secmms_testkit::Tshark::new(&path).options(["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""]);
+    let t = secmms_testkit::Tshark::new(&path)
+        .options(["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""]);
     let problems = t.problems("_ws.malformed || _ws.expert.severity >= error");
     let summary = t.run(&[]);
     std::fs::remove_file(&path).ok();

@@ -47,7 +47,7 @@
 //! | `notes` | array of remarks: assumed presentation contexts, what could not be checked |
 //!
 //! An event (`"type":"event"`) has `frame`, `stream` and `direction` (or `null`), `event`
-//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `link-error`, `tls`,
+//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `not-rfc1006`, `link-error`, `tls`,
 //! `capture-error`, `malformed`, `evicted`), `detail` and `problem` (true when it counts
 //! for exit status 1).
 //!

@@ -73,6 +73,10 @@ struct Half {
     partial: bool,
     /// A resynchronisation failure was reported and not yet cleared.
     lost_reported: bool,
+    /// Octets skipped while looking for a TPKT since framing was lost.
+    skipped: u64,
+    /// The direction never carried RFC 1006: its octets are ignored.
+    given_up: bool,
 }
 
 /// Decoder state of one stream.
@@ -86,6 +90,8 @@ pub struct StreamDecoder {
     assumed_noted: bool,
     limits: OsiLimits,
     tls: bool,
+    /// A TPKT was framed in this stream: losing framing later is a problem.
+    seen_tpkt: bool,
 }
 
 /// Output of the stream decoder.
@@ -139,6 +145,7 @@ impl StreamDecoder {
             assumed_noted: false,
             limits: OsiLimits::default(),
             tls: false,
+            seen_tpkt: false,
         }
     }
 
@@ -186,6 +193,9 @@ impl StreamDecoder {
         out: &mut Vec<Output>,
     ) {
         let i = idx(dir);
+        if self.halves[i].given_up {
+            return;
+        }
         self.halves[i].buf.extend_from_slice(bytes);
         loop {
             if !self.halves[i].synced && !self.resync(dir, frame.number, out) {
@@ -213,6 +223,8 @@ impl StreamDecoder {
                 return;
             }
             let tpkt: Vec<u8> = h.buf.drain(..len).collect();
+            self.seen_tpkt = true;
+            let h = &mut self.halves[i];
             let off = h.offset;
             h.offset += len as u64;
             self.tpkt(dir, off, &tpkt, frame, verbose, out);
@@ -221,6 +233,7 @@ impl StreamDecoder {
 
     /// Looks for a TPKT start; true when found (the octets before it are dropped).
     fn resync(&mut self, dir: Direction, frame: u64, out: &mut Vec<Output>) -> bool {
+        let seen_tpkt = self.seen_tpkt;
         let i = idx(dir);
         let h = &mut self.halves[i];
         let at_start = h.offset == 0;
@@ -229,30 +242,43 @@ impl StreamDecoder {
         match found {
             Some(k) => {
                 h.buf.drain(..k);
-                let from = h.offset;
                 h.offset += k as u64;
+                h.skipped += k as u64;
                 h.synced = true;
                 h.lost_reported = false;
-                if from != 0 || k != 0 {
+                if h.skipped != 0 || h.offset != 0 {
                     h.partial = true;
                     let d = format!(
-                        "TPKT + DT found at stream offset {}, {k} octets skipped",
-                        h.offset
+                        "TPKT + DT found at stream offset {}, {} octets skipped",
+                        h.offset, h.skipped
                     );
+                    h.skipped = 0;
                     out.push(self.notice(dir, frame, "resync", d, false));
                 }
                 true
             }
             None => {
-                if h.buf.len() > MAX_RESYNC_SCAN {
-                    let drop = h.buf.len() - 6;
-                    h.buf.drain(..drop);
-                    h.offset += drop as u64;
-                    if !h.lost_reported {
-                        h.lost_reported = true;
-                        let d = format!("no TPKT + DT header in {drop} octets");
-                        out.push(self.notice(dir, frame, "resync-failed", d, true));
-                    }
+                // No TPKT starts before the last 6 octets: drop them now (linear scanning).
+                let drop = h.buf.len().saturating_sub(6);
+                h.buf.drain(..drop);
+                h.offset += drop as u64;
+                h.skipped += drop as u64;
+                if h.skipped > MAX_RESYNC_SCAN as u64 && !h.lost_reported {
+                    h.lost_reported = true;
+                    let skipped = h.skipped;
+                    let n = if seen_tpkt {
+                        let d = format!("no TPKT + DT header in {skipped} octets");
+                        self.notice(dir, frame, "resync-failed", d, true)
+                    } else {
+                        // Never RFC 1006 in this stream: some other protocol, passed over.
+                        h.given_up = true;
+                        h.buf.clear();
+                        let d = format!(
+                            "no TPKT in the first {skipped} octets: not RFC 1006, not decoded"
+                        );
+                        self.notice(dir, frame, "not-rfc1006", d, false)
+                    };
+                    out.push(n);
                 }
                 false
             }

@@ -30,6 +30,11 @@ OUTPUT
   result, verified (true, false or null when nothing was checked), problems (array) and notes
   (array). An event has \"type\":\"event\", frame, stream, direction, event, detail, problem.
 
+CERTIFICATES
+  A-profile values and E2E handshakes are verified with the key of the certificate they carry.
+  --ca FILE (repeatable) also validates that certificate: path to the anchor, validity at the
+  frame's time, Annex G. Without --ca the notes say \"chain not checked\".
+
 TLS
   --tls-keylog FILE decrypts TLS 1.3 (AES-128-GCM, AES-256-GCM) streams with the secrets of an
   NSS key log (SSLKEYLOGFILE); without it a TLS stream is named, not decoded. TLS 1.2 is not
@@ -64,6 +69,10 @@ pub struct DecodeArgs {
     /// NSS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 AES-GCM streams.
     #[arg(long, value_name = "FILE")]
     pub tls_keylog: Option<PathBuf>,
+    /// Trust anchor (PEM or DER CA certificate; repeatable): A-profile and E2E handshake
+    /// certificates are then also validated (path, validity, Annex G).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
     /// Write the streams' RFC 1006 octets with TLS removed to this pcapng, on port 102, for
     /// Wireshark's own dissectors (E2E protection is not removed).
     #[arg(long, value_name = "OUT.pcapng")]
@@ -148,6 +157,23 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
     let mut decoder = Decoder::new(limits, a.verbose);
     if let Some(k) = keylog {
         decoder = decoder.with_tls_keylog(k);
+    }
+    if !a.ca.is_empty() {
+        let mut v = secmms_pki::OpenSslValidator::new();
+        for p in &a.ca {
+            let loaded = std::fs::read(p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    secmms_pki::tooling::pem_or_der("CERTIFICATE", &b).map_err(|e| e.to_string())
+                })
+                .and_then(|der| v.add_anchor_der(&der).map_err(|e| e.to_string()));
+            if let Err(e) = loaded {
+                eprintln!("error: trust anchor {}: {e}", p.display());
+                return Ok(ExitCode::from(2));
+            }
+        }
+        decoder =
+            decoder.with_trust_anchors(secmms_decode::secure::TrustAnchors(std::sync::Arc::new(v)));
     }
     let mut plain_out = match &a.write_plain {
         None => None,

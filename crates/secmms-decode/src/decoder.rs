@@ -116,6 +116,7 @@ pub struct Decoder {
     modes: HashMap<u64, Mode>,
     keylog: Option<KeyLog>,
     plain: Option<PlainExport>,
+    anchors: Option<crate::secure::TrustAnchors>,
     verbose: bool,
     stats: Stats,
 }
@@ -164,6 +165,7 @@ impl Decoder {
             modes: HashMap::new(),
             keylog: None,
             plain: None,
+            anchors: None,
             verbose,
             stats: Stats::default(),
         }
@@ -183,6 +185,13 @@ impl Decoder {
             .as_mut()
             .map(|p| p.out.take())
             .unwrap_or_default()
+    }
+
+    /// Validates A-profile and E2E handshake certificates with `anchors` too (`--ca`): path,
+    /// validity at the frame's time, Annex G.
+    pub fn with_trust_anchors(mut self, anchors: crate::secure::TrustAnchors) -> Self {
+        self.anchors = Some(anchors);
+        self
     }
 
     /// Decrypts TLS streams with `keys` (`--tls-keylog`).
@@ -285,8 +294,11 @@ impl Decoder {
                     if let Some(p) = self.plain.as_mut() {
                         p.clients.insert(ev.stream, client);
                     }
-                    self.streams
-                        .insert(ev.stream, StreamDecoder::new(ev.stream, &client));
+                    let mut sd = StreamDecoder::new(ev.stream, &client);
+                    if let Some(a) = &self.anchors {
+                        sd.set_anchors(a.clone());
+                    }
+                    self.streams.insert(ev.stream, sd);
                     let d = format!(
                         "{client}{}",
                         if handshake {

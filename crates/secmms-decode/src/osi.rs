@@ -92,6 +92,9 @@ pub struct StreamDecoder {
     tls: bool,
     /// A TPKT was framed in this stream: losing framing later is a problem.
     seen_tpkt: bool,
+    anchors: Option<crate::secure::TrustAnchors>,
+    /// Capture time (Unix seconds) of the TSDU being decoded.
+    now: Option<i64>,
 }
 
 /// Output of the stream decoder.
@@ -146,6 +149,8 @@ impl StreamDecoder {
             limits: OsiLimits::default(),
             tls: false,
             seen_tpkt: false,
+            anchors: None,
+            now: None,
         }
     }
 
@@ -166,6 +171,11 @@ impl StreamDecoder {
             detail,
             problem,
         })
+    }
+
+    /// Certificates (A-profile, E2E pkCert) are also validated by these anchors (`--ca`).
+    pub fn set_anchors(&mut self, anchors: crate::secure::TrustAnchors) {
+        self.anchors = Some(anchors);
     }
 
     /// The stream's octets come out of TLS: records name `tls` as their outer layer.
@@ -401,6 +411,7 @@ impl StreamDecoder {
         verbose: bool,
     ) {
         r.layers.push("ses");
+        self.now = frame.time_ns.map(|t| t.div_euclid(1_000_000_000) as i64);
         let spdu = match Spdu::decode(tsdu, MAX_SSEL_LEN) {
             Ok(s) => s,
             Err(e) => {
@@ -543,7 +554,7 @@ impl StreamDecoder {
         match self.syntax(ctx, v, r) {
             Syntax::Mms => mms_into(v, r),
             Syntax::Acse => self.acse(v, r, frame),
-            Syntax::E2e => e2e_transfer(v, r, self.limits.ber),
+            Syntax::E2e => e2e_transfer(v, r, self.limits.ber, self.now),
             Syntax::Other(Some(o)) => r.notes.push(format!("context {ctx} ({o}) not decoded")),
             Syntax::Other(None) => r
                 .problems
@@ -561,7 +572,12 @@ impl StreamDecoder {
         let (name, env, ui) = match &apdu {
             Apdu::Aarq(a) => {
                 if a.calling_authentication_value.is_some() || a.mechanism_name.is_some() {
-                    aprofile_into(a.calling_authentication_value.as_ref(), now, r);
+                    aprofile_into(
+                        a.calling_authentication_value.as_ref(),
+                        now,
+                        self.anchors.as_ref().map(|a| &*a.0),
+                        r,
+                    );
                 }
                 ("AARQ", EnvApdu::Aarq, &a.user_information)
             }
@@ -573,7 +589,12 @@ impl StreamDecoder {
                     n => format!("result {n}"),
                 });
                 if a.responding_authentication_value.is_some() || a.mechanism_name.is_some() {
-                    aprofile_into(a.responding_authentication_value.as_ref(), now, r);
+                    aprofile_into(
+                        a.responding_authentication_value.as_ref(),
+                        now,
+                        self.anchors.as_ref().map(|a| &*a.0),
+                        r,
+                    );
                 }
                 ("AARE", EnvApdu::Aare, &a.user_information)
             }
@@ -601,7 +622,14 @@ impl StreamDecoder {
         };
         match syn {
             Syntax::E2e => match wire::decode(env, v, self.limits.ber) {
-                Ok(EnvValue::SecPdu { kind, pdu }) => secpdu_into(kind, &pdu, r, self.limits.ber),
+                Ok(EnvValue::SecPdu { kind, pdu }) => secpdu_into(
+                    kind,
+                    &pdu,
+                    r,
+                    self.limits.ber,
+                    self.now,
+                    self.anchors.as_ref().map(|a| &*a.0),
+                ),
                 Ok(EnvValue::OsiDiag(n)) => {
                     r.layers.push("e2e");
                     r.result = Some(format!("OsiDiagnostics {n}"));
@@ -641,18 +669,29 @@ fn merge_verified(r: &mut PduRecord, ok: bool) {
     r.verified = Some(r.verified.unwrap_or(true) && ok);
 }
 
+fn chain_note(anchors: Option<&dyn secmms_pki::CertValidator>) -> &'static str {
+    if anchors.is_some() {
+        "chain and Annex G validated"
+    } else {
+        "chain not checked"
+    }
+}
+
 fn aprofile_into(
     av: Option<&secmms_osi::acse::AuthenticationValue>,
     now: Option<i64>,
+    anchors: Option<&dyn secmms_pki::CertValidator>,
     r: &mut PduRecord,
 ) {
     r.layers.push("aprofile");
-    match verify_aprofile(av, now) {
+    match verify_aprofile(av, now, anchors) {
         Ok(v) => {
             merge_verified(r, true);
             r.notes.push(format!(
-                "A-profile: certificate sha256 {}, time {}, signature verified (chain not checked)",
-                v.fingerprint, v.time
+                "A-profile: certificate sha256 {}, time {}, signature verified ({})",
+                v.fingerprint,
+                v.time,
+                chain_note(anchors)
             ));
         }
         Err(e) => {
@@ -662,7 +701,14 @@ fn aprofile_into(
     }
 }
 
-fn secpdu_into(kind: SecPduKind, pdu: &[u8], r: &mut PduRecord, ber: secmms_ber::Limits) {
+fn secpdu_into(
+    kind: SecPduKind,
+    pdu: &[u8],
+    r: &mut PduRecord,
+    ber: secmms_ber::Limits,
+    now: Option<i64>,
+    anchors: Option<&dyn secmms_pki::CertValidator>,
+) {
     r.layers.push("e2e");
     let decoded = match SecPdu::decode(kind, pdu, ber) {
         Ok(p) => p,
@@ -680,12 +726,13 @@ fn secpdu_into(kind: SecPduKind, pdu: &[u8], r: &mut PduRecord, ber: secmms_ber:
     if let Some(m) = inner {
         mms_into(&m, r);
     }
-    match verify_e2e(&decoded) {
+    match verify_e2e(&decoded, now, anchors) {
         Some(Ok(())) => {
             merge_verified(r, true);
             r.notes.push(format!(
-                "{} signature verified (chain not checked)",
-                kind_name(kind)
+                "{} signature verified ({})",
+                kind_name(kind),
+                chain_note(anchors)
             ));
         }
         Some(Err(e)) => {
@@ -730,9 +777,10 @@ fn inner_is_none(pdu: &str) -> bool {
     )
 }
 
-fn e2e_transfer(v: &[u8], r: &mut PduRecord, ber: secmms_ber::Limits) {
+fn e2e_transfer(v: &[u8], r: &mut PduRecord, ber: secmms_ber::Limits, now: Option<i64>) {
     match wire::transfer_kind(v, ber) {
-        Some(kind) => secpdu_into(kind, v, r, ber),
+        // Transfers carry no certificate: no anchors needed.
+        Some(kind) => secpdu_into(kind, v, r, ber, now, None),
         None => {
             r.layers.push("e2e");
             r.problems

@@ -5,8 +5,8 @@
 //! * A-profile: the value decodes; the certificate parses, is within 8 192 octets and valid at
 //!   the frame's time; the `time` is a GeneralizedTime within [`AUTH_TIME_WINDOW`] of the
 //!   frame's time; the signature verifies with the certificate's key over one of the signed
-//!   forms the live stack accepts. The chain to a trust anchor is not checked (no `--ca` yet):
-//!   the verdict says so.
+//!   forms the live stack accepts. With trust anchors (`--ca`) the certificate is also
+//!   validated: path, validity, Annex G; without them the verdict says the chain was not checked.
 //! * E2E handshake (HandshakeReq / HandshakeAcc): the signature over the received `tbs` with
 //!   the key of `pkCert` in ClearToken1. Transfers: structure only — their ICVs need the
 //!   session keys, which a capture does not hold.
@@ -14,10 +14,21 @@
 use secmms_e2e::{SecPdu, SecPduKind};
 use secmms_osi::acse::AuthenticationValue;
 use secmms_pki::crypto::{algorithm_for, verify_signature};
+use secmms_pki::CertValidator;
 use secmms_profiles::aprofile::extract_value;
 use secmms_profiles::value::{parse_time, MmsAuthenticationValue};
 
 use crate::limits::AUTH_TIME_WINDOW;
+
+/// Trust anchors (`--ca`): a certificate validator shared by every stream.
+#[derive(Clone)]
+pub struct TrustAnchors(pub std::sync::Arc<dyn CertValidator>);
+
+impl std::fmt::Debug for TrustAnchors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TrustAnchors")
+    }
+}
 
 /// Largest certificate in an authentication value (IEC 62351-4 Annex G: 8 192 octets).
 pub const MAX_CERTIFICATE_LEN: usize = 8192;
@@ -53,6 +64,10 @@ pub enum VerifyError {
     /// The signature does not verify.
     #[error("signature invalid")]
     BadSignature,
+    /// The certificate does not validate against the trust anchors (`--ca`): path, validity,
+    /// revocation or an Annex G rule.
+    #[error("certificate not trusted: {0}")]
+    Untrusted(String),
 }
 
 /// What a verified A-profile value showed.
@@ -66,15 +81,40 @@ pub struct AuthVerdict {
 
 /// Verifies an ACSE authentication value as an A-profile MMS-Authentication-value, at
 /// `now` (Unix seconds, the frame's time; `None` skips the time checks).
+///
+/// With `anchors` the certificate is also validated by them (path, validity, revocation lists
+/// loaded into the validator, Annex G rules), at `now` or, without a time, at its own
+/// notBefore.
 pub fn verify_aprofile(
     av: Option<&AuthenticationValue>,
     now: Option<i64>,
+    anchors: Option<&dyn CertValidator>,
 ) -> Result<AuthVerdict, VerifyError> {
     let (v, _) = extract_value(av).map_err(|e| VerifyError::Malformed(e.to_string()))?;
-    verify_value(&v, now)
+    verify_value(&v, now, anchors)
 }
 
-fn verify_value(v: &MmsAuthenticationValue, now: Option<i64>) -> Result<AuthVerdict, VerifyError> {
+fn validate_chain(
+    der: &[u8],
+    now: Option<i64>,
+    anchors: Option<&dyn CertValidator>,
+) -> Result<(), VerifyError> {
+    let Some(a) = anchors else {
+        return Ok(());
+    };
+    let at = now
+        .or_else(|| secmms_pki::cert::validity_of(der).map(|v| v.0))
+        .unwrap_or(0);
+    a.validate(der, &[], at)
+        .map(|_| ())
+        .map_err(|e| VerifyError::Untrusted(e.to_string()))
+}
+
+fn verify_value(
+    v: &MmsAuthenticationValue,
+    now: Option<i64>,
+    anchors: Option<&dyn CertValidator>,
+) -> Result<AuthVerdict, VerifyError> {
     if v.certificate.len() > MAX_CERTIFICATE_LEN {
         return Err(VerifyError::Certificate(format!(
             "{} octets exceeds {MAX_CERTIFICATE_LEN}",
@@ -106,6 +146,7 @@ fn verify_value(v: &MmsAuthenticationValue, now: Option<i64>) -> Result<AuthVerd
     if !ok {
         return Err(VerifyError::BadSignature);
     }
+    validate_chain(&v.certificate, now, anchors)?;
     Ok(AuthVerdict {
         fingerprint: hex_string(&secmms_pki::crypto::sha256(&v.certificate)),
         time: String::from_utf8_lossy(&v.time).into_owned(),
@@ -119,7 +160,13 @@ pub fn hex_string(b: &[u8]) -> String {
 
 /// Verifies the signature of an E2E HandshakeReq or HandshakeAcc over its `tbs` with the
 /// key of its own `pkCert`; `None` for other SecPDUs (nothing a capture lets one check).
-pub fn verify_e2e(pdu: &SecPdu) -> Option<Result<(), VerifyError>> {
+///
+/// With `anchors`, `pkCert` is also validated by them at `now`.
+pub fn verify_e2e(
+    pdu: &SecPdu,
+    now: Option<i64>,
+    anchors: Option<&dyn CertValidator>,
+) -> Option<Result<(), VerifyError>> {
     let (SecPdu::HandshakeReq(h) | SecPdu::HandshakeAcc(h)) = pdu else {
         return None;
     };
@@ -127,7 +174,8 @@ pub fn verify_e2e(pdu: &SecPdu) -> Option<Result<(), VerifyError>> {
         let key = secmms_pki::cert::public_key_of(&h.token1.pk_cert)
             .map_err(|e| VerifyError::Certificate(e.to_string()))?;
         let alg = algorithm_for(&key).map_err(|e| VerifyError::Certificate(e.to_string()))?;
-        verify_signature(&key, alg, &h.tbs, &h.sign.sign).map_err(|_| VerifyError::BadSignature)
+        verify_signature(&key, alg, &h.tbs, &h.sign.sign).map_err(|_| VerifyError::BadSignature)?;
+        validate_chain(&h.token1.pk_cert, now, anchors)
     })();
     Some(r)
 }

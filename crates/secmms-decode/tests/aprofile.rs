@@ -9,12 +9,24 @@ use std::io::Cursor;
 use secmms_decode::capture::CaptureReader;
 use secmms_decode::decoder::Decoder;
 use secmms_decode::record::{Item, PduRecord};
+use secmms_decode::secure::TrustAnchors;
 use secmms_decode::tcp::ReassemblyLimits;
+use secmms_pki::crypto::{Curve, OsRandom, SigningKey};
+use secmms_pki::tooling::{
+    create_ca, issue_end_entity, Binding, Ca, EndEntityRequest, SubjectForm, Validity,
+};
 use secmms_profiles::value::format_time;
 
 fn aarq_record(file: Vec<u8>) -> (PduRecord, usize) {
+    aarq_record_with(file, None)
+}
+
+fn aarq_record_with(file: Vec<u8>, anchors: Option<TrustAnchors>) -> (PduRecord, usize) {
     let mut r = CaptureReader::new(Cursor::new(file)).unwrap();
     let mut d = Decoder::new(ReassemblyLimits::default(), true);
+    if let Some(a) = anchors {
+        d = d.with_trust_anchors(a);
+    }
     let mut items = Vec::new();
     while let Some(f) = r.next_frame() {
         d.frame(&f.unwrap(), &mut items);
@@ -97,6 +109,61 @@ fn stale_time_fails() {
         r.problems
             .iter()
             .any(|p| p.contains("from the capture time")),
+        "{:?}",
+        r.problems
+    );
+}
+
+fn ca(name: &str) -> Ca {
+    let key = SigningKey::generate_ec(Curve::P256).unwrap();
+    let cert_der = create_ca(
+        name,
+        &key,
+        Validity::days_from(common::NOW - 86_400, 30),
+        &mut OsRandom,
+    )
+    .unwrap();
+    Ca { cert_der, key }
+}
+
+fn anchors(ca: &Ca) -> TrustAnchors {
+    let mut v = secmms_pki::OpenSslValidator::new();
+    v.add_anchor_der(&ca.cert_der).unwrap();
+    TrustAnchors(std::sync::Arc::new(v))
+}
+
+#[test]
+fn trust_anchors_validate_the_certificate() {
+    let issuer = ca("decode CA");
+    let stranger = ca("other CA");
+    let key = SigningKey::generate_ec(Curve::P256).unwrap();
+    let req = EndEntityRequest {
+        binding: Binding::Osi {
+            ap_title: "1.1.1.999".parse().unwrap(),
+            ae_qualifier: 12,
+        },
+        subject_form: SubjectForm::Utf8,
+        role: None,
+        role_aor: String::new(),
+        crl_url: None,
+        ocsp_url: None,
+        validity: Validity::days_from(common::NOW - 3600, 2),
+    };
+    let cert = issue_end_entity(&req, key.pkey(), &issuer, &mut OsRandom).unwrap();
+    let file = common::aarq_capture_with(cert, &key, |_| {});
+    let (r, problems) = aarq_record_with(file.clone(), Some(anchors(&issuer)));
+    assert_eq!((r.verified, problems), (Some(true), 0), "{:?}", r.problems);
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("chain and Annex G validated")),
+        "{:?}",
+        r.notes
+    );
+    let (r, problems) = aarq_record_with(file, Some(anchors(&stranger)));
+    assert_eq!((r.verified, problems), (Some(false), 1));
+    assert!(
+        r.problems.iter().any(|p| p.contains("not trusted")),
         "{:?}",
         r.problems
     );

@@ -2,6 +2,7 @@
 //! AARQ carrying an MMS-Authentication-value signed with a fresh P-256 key, then the MMS
 //! initiate. `tamper` may change the authentication value before it is wrapped.
 //! Shared by the secmms-decode and secmms-cli tests (included with `#[path]`).
+#![allow(dead_code)] // each including test uses a part
 
 use std::net::Ipv4Addr;
 
@@ -26,7 +27,7 @@ fn tpkt(tpdu: &Tpdu) -> Vec<u8> {
     secmms_osi::tpkt::encode(&tpdu.encode().unwrap()).unwrap()
 }
 
-/// The capture (classic pcap bytes).
+/// The capture (classic pcap bytes), signed by a fresh self-signed certificate.
 pub fn aarq_capture(tamper: impl FnOnce(&mut MmsAuthenticationValue)) -> Vec<u8> {
     let key = SigningKey::generate_ec(Curve::P256).unwrap();
     let cert = create_ca(
@@ -36,6 +37,15 @@ pub fn aarq_capture(tamper: impl FnOnce(&mut MmsAuthenticationValue)) -> Vec<u8>
         &mut OsRandom,
     )
     .unwrap();
+    aarq_capture_with(cert, &key, tamper)
+}
+
+/// The capture, signed with `key` whose certificate is `cert`.
+pub fn aarq_capture_with(
+    cert: Vec<u8>,
+    key: &SigningKey,
+    tamper: impl FnOnce(&mut MmsAuthenticationValue),
+) -> Vec<u8> {
     let time = format_time(NOW - 5).into_bytes();
     let signature = key.sign(&time).unwrap();
     let mut value = MmsAuthenticationValue {

@@ -167,4 +167,18 @@ fn trust_anchors_validate_the_certificate() {
         "{:?}",
         r.problems
     );
+    // A flipped byte in the CA's signature over the certificate: invisible without anchors
+    // (the key and the value's signature are intact), refused with them.
+    let mut c = issue_end_entity(&req, key.pkey(), &issuer, &mut OsRandom).unwrap();
+    let last = c.len() - 1;
+    c[last] ^= 0x01;
+    let flipped = common::aarq_capture_with(c, &key, |_| {});
+    let (r, _) = aarq_record_with(flipped.clone(), None);
+    assert_eq!(
+        r.verified,
+        Some(true),
+        "without --ca only the value's own signature is checked"
+    );
+    let (r, problems) = aarq_record_with(flipped, Some(anchors(&issuer)));
+    assert_eq!((r.verified, problems), (Some(false), 1), "{:?}", r.problems);
 }

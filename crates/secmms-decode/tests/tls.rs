@@ -312,3 +312,42 @@ fn plaintext_export_decodes_the_same_and_in_tshark() {
         "{summary}"
     );
 }
+
+#[test]
+fn decryption_agrees_with_tshark() {
+    if !secmms_testkit::tshark_ready("tshark missing in CI", "tshark not installed: skipped") {
+        return;
+    }
+    let (file, keys) = tls_capture("TLS_AES_128_GCM_SHA256");
+    let ours: Vec<u32> = pdus(&decode(file.clone(), Some(&keys)))
+        .iter()
+        .filter_map(|p| p.invoke_id)
+        .collect();
+    let dir = std::env::temp_dir();
+    let (cap, kl) = (
+        dir.join(format!("secmms-decode-tls-{}.pcap", std::process::id())),
+        dir.join(format!("secmms-decode-tls-{}.keys", std::process::id())),
+    );
+    std::fs::write(&cap, &file).unwrap();
+    std::fs::write(&kl, &keys).unwrap();
+    let t = secmms_testkit::Tshark::new(&cap).options([
+        "-o".to_string(),
+        format!("tls.keylog_file:{}", kl.display()),
+        "-d".into(),
+        "tcp.port==3782,tls".into(),
+        "-d".into(),
+        "tls.port==3782,tpkt".into(),
+        "-o".into(),
+        "uat:pres_context_list:\"3\",\"1.0.9506.2.1\"".into(),
+    ]);
+    let out = t.run(&["-Y", "mms", "-T", "fields", "-e", "mms.invokeID"]);
+    std::fs::remove_file(&cap).ok();
+    std::fs::remove_file(&kl).ok();
+    let theirs: Vec<u32> = out
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(ours, vec![2, 2]);
+    assert_eq!(theirs, ours);
+}

@@ -49,7 +49,7 @@ fn run(limits: ReassemblyLimits, segs: &[Segment]) -> ([Vec<u8>; 2], Vec<StreamE
         let d = &mut out[e.direction.index()];
         match &e.kind {
             EventKind::Data(b) => d.extend_from_slice(b),
-            EventKind::Gap(n) => d.extend(std::iter::repeat_n(b'?', *n as usize)),
+            EventKind::Gap(n) => d.extend(std::iter::repeat(b'?').take(*n as usize)),
             _ => {}
         }
     }

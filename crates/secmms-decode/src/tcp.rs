@@ -40,8 +40,8 @@ impl Default for ReassemblyLimits {
 /// Direction within a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Direction {
-    /// From the side that opened the connection (sent the SYN), or — when the handshake was
-    /// not captured — from the side with the higher port.
+    /// From the side that opened the connection (sent the SYN without ACK, or received the
+    /// SYN+ACK), or — when the handshake was not captured — from the side with the higher port.
     ToServer,
     /// The other way.
     ToClient,
@@ -202,9 +202,15 @@ impl Reassembler {
             if self.streams.len() >= self.limits.max_streams.max(1) {
                 self.evict(frame, out);
             }
-            // The client is the SYN sender (SYN without ACK cannot be told from SYN+ACK here,
-            // so the first SYN seen wins); otherwise the higher port.
-            let client = if seg.syn || seg.endpoints.src_port >= seg.endpoints.dst_port {
+            // The client sends the SYN without ACK; a SYN+ACK seen first comes from the server;
+            // without a SYN the higher port is taken as the client.
+            let client = if seg.syn {
+                if seg.ack.is_some() {
+                    seg.endpoints.reversed()
+                } else {
+                    seg.endpoints
+                }
+            } else if seg.endpoints.src_port >= seg.endpoints.dst_port {
                 seg.endpoints
             } else {
                 seg.endpoints.reversed()

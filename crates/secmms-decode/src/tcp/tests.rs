@@ -328,3 +328,22 @@ fn an_acknowledged_hole_is_a_gap_at_once() {
         .unwrap();
     assert_eq!(gap.frame, 0);
 }
+
+#[test]
+fn syn_ack_seen_first_still_names_the_client() {
+    let mut syn_ack = syn(false, 5000);
+    syn_ack.ack = Some(101);
+    let (out, ev) = run(
+        ReassemblyLimits::default(),
+        &[
+            syn_ack,
+            syn(true, 100),
+            seg(true, 101, b"req"),
+            seg(false, 5001, b"rsp"),
+        ],
+    );
+    assert!(
+        matches!(ev[0].kind, EventKind::Opened { handshake: true, client } if client == ep(true))
+    );
+    assert_eq!(out, [b"req".to_vec(), b"rsp".to_vec()]);
+}

@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use secmms::config::Config;
 
 mod cert_cmd;
+mod decode;
 mod log_cmd;
 
 /// Secure MMS (IEC 62351-4) for IEC 61850 and ICCP: server, client, load generator and demo.
@@ -57,6 +58,9 @@ enum Command {
     Log(log_cmd::LogArgs),
     /// Annex G certificate tooling: `ca`, `issue`, `crl`, `check FILE [--json]`.
     Cert(cert_cmd::CertArgs),
+    /// Decode MMS in a pcap/pcapng capture (any port): TPKT to MMS, A-profile authentication
+    /// value verified, E2E SecPDUs (exit 0 only if everything decoded and verified).
+    Decode(decode::DecodeArgs),
 }
 
 /// TLS flags (IEC 62351-4 clause 6), shared by every command. They override the configuration's
@@ -800,6 +804,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Pics(a) => pics(a),
         Command::Log(a) => log_cmd::run(a),
         Command::Cert(a) => cert_cmd::run(a),
+        Command::Decode(a) => decode::run(a),
     }
 }
 

@@ -5,7 +5,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use secmms_mms::client::{self, ClientProposal};
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{Server, ServerConfig};
+use secmms_mms::server::{ServerConfig, Vmd};
 use secmms_mms::*;
 
 fn read_request() -> MmsPdu {
@@ -62,7 +62,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decode read response", |b| {
         b.iter(|| MmsPdu::decode(black_box(&resp_bytes), &lim).unwrap())
     });
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );

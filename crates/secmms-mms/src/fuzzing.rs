@@ -4,7 +4,7 @@ use crate::client::{self, ClientProposal};
 use crate::limits::MmsLimits;
 use crate::model::{Model, SharedModel};
 use crate::pdu::MmsPdu;
-use crate::server::{Server, ServerConfig};
+use crate::server::{ServerConfig, Vmd};
 use std::sync::OnceLock;
 
 /// The demo model, built once and cloned per input (each input starts from the same state).
@@ -33,7 +33,7 @@ pub fn mms(data: &[u8]) -> bool {
         .map(|p| p == *pdu)
         .unwrap_or(false);
     }
-    let server = Server::new(SharedModel::new(demo()), ServerConfig::default());
+    let server = Vmd::new(SharedModel::new(demo()), ServerConfig::default());
     let _ = server.accept_initiate(data);
     let proposal = ClientProposal::default();
     let neg = server

@@ -56,4 +56,4 @@ pub use limits::MmsLimits;
 pub use model::{Change, ChangeOrigin, Model, ModelObserver, SharedModel};
 pub use name::ObjectName;
 pub use pdu::*;
-pub use server::{InitiateOutcome, ReportContent, Server, ServerConfig, ServerSession};
+pub use server::{InitiateOutcome, ReportContent, ServerConfig, ServerSession, Vmd};

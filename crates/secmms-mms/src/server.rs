@@ -5,11 +5,11 @@
 //! initiate, conclude ends the association":
 //!
 //! ```
-//! use secmms_mms::server::{Server, ServerConfig, InitiateOutcome};
+//! use secmms_mms::server::{Vmd, ServerConfig, InitiateOutcome};
 //! use secmms_mms::model::{Model, SharedModel};
 //! use secmms_mms::client;
 //!
-//! let server = Server::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
+//! let server = Vmd::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
 //! let InitiateOutcome::Accepted { response, association } =
 //!     server.accept_initiate(&client::initiate_request_pdu(&client::ClientProposal::default()))
 //! else { panic!("refused") };
@@ -80,7 +80,7 @@ const NAME_LIST_OVERHEAD: usize = 32;
 /// item 11: stacks differ): definition / object-undefined (ISO 9506-2 §7.4.1).
 pub const UNDEFINED_OBJECT: ServiceError = ServiceError::object_undefined();
 
-/// Server configuration.
+/// Configuration of a [`Vmd`]: identity, limits, writable functional constraints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Identify answer.
@@ -111,7 +111,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// The result of [`Server::accept_initiate`].
+/// The result of [`Vmd::accept_initiate`].
 #[derive(Debug)]
 pub enum InitiateOutcome {
     /// Accepted: send `response` (an initiate-ResponsePDU) and use `association` from now on.
@@ -134,17 +134,19 @@ pub enum InitiateOutcome {
 
 type AaLists = Mutex<BTreeMap<String, NamedVariableList>>;
 
-/// An MMS server over a shared model. Cheap to clone; shared by every association.
+/// The MMS server of one device over a shared model: its virtual manufacturing device (VMD,
+/// ISO 9506-1), which answers the initiate of each association and serves its
+/// [`ServerSession`]. Cheap to clone; shared by every association.
 #[derive(Debug, Clone)]
-pub struct Server {
+pub struct Vmd {
     model: SharedModel,
     config: Arc<ServerConfig>,
 }
 
-impl Server {
+impl Vmd {
     /// A server for `model`.
     pub fn new(model: SharedModel, config: ServerConfig) -> Self {
-        Server {
+        Vmd {
             model,
             config: Arc::new(config),
         }
@@ -785,7 +787,7 @@ fn read_var(model: &Model, v: &VariableSpec) -> AccessResult {
 /// the client (its [`ClientSession`](crate::session::ClientSession) enforces it).
 #[derive(Debug)]
 pub struct ServerSession {
-    server: Server,
+    server: Vmd,
     negotiated: Negotiated,
     aa_lists: AaLists,
     concluded: AtomicBool,
@@ -798,7 +800,7 @@ impl ServerSession {
     }
 
     /// The server.
-    pub fn server(&self) -> &Server {
+    pub fn server(&self) -> &Vmd {
         &self.server
     }
 

@@ -10,12 +10,12 @@
 //! ```
 //! use secmms_mms::client::ClientProposal;
 //! use secmms_mms::pdu::{ConfirmedResponse, ConfirmedServiceRequest, ConfirmedServiceResponse};
-//! use secmms_mms::server::{InitiateOutcome, Server, ServerConfig};
+//! use secmms_mms::server::{InitiateOutcome, Vmd, ServerConfig};
 //! use secmms_mms::session::{ClientEvent, ClientSession};
 //! use secmms_mms::model::{Model, SharedModel};
 //! use secmms_mms::MmsPdu;
 //!
-//! let server = Server::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
+//! let server = Vmd::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
 //! let mut session: ClientSession<&str> = ClientSession::new(ClientProposal::default());
 //! let InitiateOutcome::Accepted { response, association } =
 //!     server.accept_initiate(&session.initiate_request())

@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{Server, ServerConfig};
+use secmms_mms::server::{ServerConfig, Vmd};
 use secmms_mms::*;
 
 fn ident() -> impl Strategy<Value = String> {
@@ -379,7 +379,7 @@ proptest! {
     #[test]
     fn decoder_and_server_never_panic(bytes in vec(any::<u8>(), 0..256)) {
         let _ = MmsPdu::decode(&bytes, &MmsLimits::default());
-        let server = Server::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
+        let server = Vmd::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
         let _ = server.accept_initiate(&bytes);
         let a = server.association(secmms_mms::client::parse_initiate_response(
             &MmsPdu::InitiateResponse(secmms_mms::client::initiate_request(&Default::default())).encode(),
@@ -393,7 +393,7 @@ proptest! {
         let mut b = p.encode();
         let i = pos % b.len();
         b[i] = byte;
-        let server = Server::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
+        let server = Vmd::new(SharedModel::new(Model::default_demo()), ServerConfig::default());
         let neg = secmms_mms::client::parse_initiate_response(
             &MmsPdu::InitiateResponse(secmms_mms::client::initiate_request(&Default::default())).encode(),
             &Default::default(),

@@ -3,11 +3,11 @@
 use secmms_mms::client::{self, ClientProposal, ObjectReference};
 use secmms_mms::error::error_code;
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{InitiateOutcome, Server, ServerConfig};
+use secmms_mms::server::{InitiateOutcome, ServerConfig, Vmd};
 use secmms_mms::*;
 
-fn setup() -> (Server, ServerSession) {
-    let server = Server::new(
+fn setup() -> (Vmd, ServerSession) {
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -45,7 +45,7 @@ fn read1(a: &ServerSession, domain: &str, item: &str) -> AccessResult {
 
 #[test]
 fn initiate_negotiates_minimum() {
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -173,7 +173,7 @@ fn identify_status_and_browse() {
 
 #[test]
 fn get_name_list_pages_fit_the_pdu_size() {
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -509,7 +509,7 @@ fn malformed_and_unsupported_pdus() {
 
 #[test]
 fn nesting_beyond_negotiated_is_rejected() {
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -538,7 +538,7 @@ fn nesting_beyond_negotiated_is_rejected() {
 
 #[test]
 fn responses_larger_than_the_pdu_size_become_errors() {
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );

@@ -10,12 +10,12 @@ use secmms_mms::pdu::{
     ConfirmedError, ConfirmedResponse, ConfirmedServiceRequest, ConfirmedServiceResponse,
     InformationReport, VariableAccessSpecification,
 };
-use secmms_mms::server::{InitiateOutcome, Server, ServerConfig, ServerSession};
+use secmms_mms::server::{InitiateOutcome, ServerConfig, ServerSession, Vmd};
 use secmms_mms::session::{ClientEvent, ClientSession, SessionError, SessionState};
 use secmms_mms::MmsPdu;
 
-fn server() -> Server {
-    Server::new(
+fn server() -> Vmd {
+    Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     )
@@ -267,7 +267,7 @@ fn model_changes_are_observed_and_reports_carry_current_values() {
     model.observe(Arc::new(move |c: &Change| {
         sink.lock().unwrap().push(c.clone())
     }));
-    let server = Server::new(model.clone(), ServerConfig::default());
+    let server = Vmd::new(model.clone(), ServerConfig::default());
     let mut s = ClientSession::new(ClientProposal::default());
     let InitiateOutcome::Accepted {
         response,

@@ -6,7 +6,7 @@
 
 use secmms_mms::client::{self, ClientProposal};
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{InitiateOutcome, Server, ServerConfig};
+use secmms_mms::server::{InitiateOutcome, ServerConfig, Vmd};
 use secmms_mms::*;
 use secmms_testkit::{tshark_ready, Capture};
 
@@ -38,7 +38,7 @@ fn wrap(mms: &[u8]) -> Vec<u8> {
 
 /// (direction, MMS PDU) pairs: I = client → server, O = server → client.
 fn exchange() -> Vec<(char, Vec<u8>)> {
-    let server = Server::new(
+    let server = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );

@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{
-    InitiateOutcome, ReportContent, Server as MmsServer, ServerConfig as MmsServerConfig,
-};
+use secmms_mms::server::{InitiateOutcome, ReportContent, ServerConfig as VmdConfig, Vmd};
 use secmms_osi::acse::SourceDiagnostic;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::secure::{SecureEvent, Timeouts, TimerKind};
@@ -104,7 +102,7 @@ fn response_group(configured: Option<usize>, burst: usize, established: u64, cpu
 
 struct Shared {
     cfg: Config,
-    mms: MmsServer,
+    mms: Vmd,
     stats: Arc<ServerStats>,
     tls: Option<Arc<TlsContext>>,
     security: AppSecurity,
@@ -399,7 +397,7 @@ impl Server {
                 "built-in demo model".to_string(),
             ),
         };
-        let mms = MmsServer::new(model, server_options(&cfg));
+        let mms = Vmd::new(model, server_options(&cfg));
         let listener = transport::listen_tcp(&cfg.server.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -724,8 +722,8 @@ impl ServerBuilder {
 }
 
 /// The MMS service options `cfg` asks for.
-pub fn server_options(cfg: &Config) -> MmsServerConfig {
-    MmsServerConfig {
+pub fn server_options(cfg: &Config) -> VmdConfig {
+    VmdConfig {
         max_pdu_size: cfg.server.max_pdu_size,
         max_serv_outstanding: cfg.server.max_outstanding,
         ..Default::default()

@@ -15,7 +15,7 @@ use std::time::Duration;
 use secmms_e2e::TimeStamp;
 use secmms_mms::client::{self as mms_client, ClientProposal};
 use secmms_mms::pdu::MmsPdu;
-use secmms_mms::server::{InitiateOutcome, Server as MmsServer};
+use secmms_mms::server::{InitiateOutcome, Vmd};
 use secmms_mms::session::ClientSession;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::xmpp::{
@@ -145,7 +145,7 @@ async fn send_all(tx: &XmppSender, out: Vec<String>) -> Result<(), secmms_xmpp::
 /// HandshakeReq, from any JID whose certificate binds it (Annex G.6.3).
 pub async fn serve(
     cfg: &Config,
-    mms: MmsServer,
+    mms: Vmd,
     sink: Arc<dyn SecurityEventSink>,
 ) -> Result<(), XmppEnvError> {
     serve_ready(cfg, mms, sink, |_| {}).await
@@ -154,7 +154,7 @@ pub async fn serve(
 /// Like [`serve`]; `on_ready` is called with our full JID once the connection is bound.
 pub async fn serve_ready(
     cfg: &Config,
-    mms: MmsServer,
+    mms: Vmd,
     sink: Arc<dyn SecurityEventSink>,
     on_ready: impl FnOnce(&str),
 ) -> Result<(), XmppEnvError> {
@@ -345,7 +345,7 @@ pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(
         Some(p) => crate::server::load_model(p).map_err(|e| XmppEnvError::Config(e.to_string()))?,
         None => secmms_mms::model::Model::default_demo(),
     };
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         secmms_mms::model::SharedModel::new(model),
         crate::server::server_options(cfg),
     );

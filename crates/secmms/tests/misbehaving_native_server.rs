@@ -18,7 +18,7 @@ use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
 use secmms_e2e::pdu::{EncrMode, Handshake, SecPdu};
 use secmms_e2e::TimeStamp;
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig};
+use secmms_mms::server::{InitiateOutcome, ServerConfig, Vmd};
 use secmms_osi::acse::{Aare, Aarq, Abrt, Rlre, Rlrq};
 use secmms_osi::security::{
     AbortRequest, AssociateVerdict, AssociationSecurity, Role, SecurityContext, Verdict,
@@ -171,7 +171,7 @@ fn serve_one(listener: TcpListener, cfg: Config, selection: EncrMode) {
             selection,
         }),
     );
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );

@@ -176,10 +176,10 @@ fn tshark_decodes_reject_and_initiate_error() {
         return;
     }
     use secmms_mms::model::{Model, SharedModel};
-    use secmms_mms::server::{InitiateOutcome, Server as MmsServer, ServerConfig};
+    use secmms_mms::server::{InitiateOutcome, ServerConfig, Vmd};
     use secmms_osi::{Association, OsiConfig, OsiEvent};
 
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );

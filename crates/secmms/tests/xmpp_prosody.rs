@@ -11,7 +11,7 @@ use secmms::config::Config;
 use secmms::security::{AppMode, Encrypt};
 use secmms::xmpp::{serve, XmppConnection};
 use secmms_mms::model::{Model, SharedModel};
-use secmms_mms::server::{Server as MmsServer, ServerConfig};
+use secmms_mms::server::{ServerConfig, Vmd};
 use secmms_pki::event::MemorySink;
 use secmms_xmpp::prosody::{require_prosody, Prosody};
 
@@ -72,7 +72,7 @@ async fn mms_over_xmpp_through_prosody() {
     let app = AppPki::new(&prosody.dir.join("app"));
     let server_events = Arc::new(MemorySink::new());
     let scfg = cfg(&prosody, &app, "ied1", "ied1", Encrypt::Gcm);
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -393,7 +393,7 @@ async fn server_reconnects_after_the_xmpp_server_restarts() {
         x.reconnect.max_delay_ms = 500;
         x.reconnect.max_attempts = 50;
     }
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -450,7 +450,7 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
     let prosody = Prosody::start(&[("ied1", "pw"), ("scada", "pw")]).unwrap();
     let app = AppPki::new(&prosody.dir.join("app"));
     let scfg = cfg(&prosody, &app, "ied1", "ied1", Encrypt::Gcm);
-    let mms = MmsServer::new(
+    let mms = Vmd::new(
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
@@ -527,7 +527,7 @@ async fn ocsp_of_the_peer_certificate_over_xmpp() {
         scfg.security.ocsp_check = Some(check);
         scfg.security.ocsp_responder = Some(down.clone());
         scfg.tls.ocsp_timeout_secs = 2;
-        let mms = MmsServer::new(
+        let mms = Vmd::new(
             SharedModel::new(Model::default_demo()),
             ServerConfig::default(),
         );

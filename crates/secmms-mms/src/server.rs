@@ -33,7 +33,7 @@ use crate::name::ObjectName;
 use crate::pdu::*;
 use crate::DataAccessError;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// MMS version this implementation negotiates at most (ISO 9506-2:2003 = version 1).
@@ -257,6 +257,7 @@ impl Vmd {
             negotiated,
             aa_lists: Mutex::new(BTreeMap::new()),
             concluded: AtomicBool::new(false),
+            unsent: AtomicUsize::new(0),
         }
     }
 
@@ -273,14 +274,17 @@ impl Vmd {
     /// Decodes a PDU, executes it and encodes the answer (response, error or reject); `None`
     /// when nothing is to be sent. Without association state (see [`ServerSession::handle_pdu`]).
     pub fn handle_pdu(&self, bytes: &[u8], neg: &Negotiated) -> Option<Vec<u8>> {
-        self.handle_pdu_inner(bytes, neg, None).0
+        self.handle_pdu_inner(bytes, neg, None, None).0
     }
 
+    /// `unsent`: the session's count of answers not yet reported sent; a confirmed request
+    /// that finds it at the negotiated limit is rejected instead of served.
     fn handle_pdu_inner(
         &self,
         bytes: &[u8],
         neg: &Negotiated,
         aa: Option<&AaLists>,
+        unsent: Option<&AtomicUsize>,
     ) -> (Option<Vec<u8>>, bool) {
         let reject = |invoke: Option<u32>, pdu: RejectPduType, code: i64| {
             Some(
@@ -301,6 +305,21 @@ impl Vmd {
         match pdu {
             MmsPdu::ConfirmedRequest(r) => {
                 let invoke_id = r.invoke_id;
+                if let Some(n) = unsent {
+                    let limit = usize::from(neg.max_serv_outstanding_calling.max(1));
+                    if n.load(Ordering::SeqCst) >= limit {
+                        // ISO 9506-2 §7.1 / RejectPDU: more requests outstanding than negotiated.
+                        return (
+                            reject(
+                                Some(invoke_id),
+                                RejectPduType::ConfirmedRequest,
+                                crate::error::reject_code::MAX_SERV_OUTSTANDING_EXCEEDED,
+                            ),
+                            false,
+                        );
+                    }
+                    n.fetch_add(1, Ordering::SeqCst);
+                }
                 let out = match self.dispatch(r.service, neg, aa) {
                     Ok(service) => {
                         let enc =
@@ -791,6 +810,10 @@ pub struct ServerSession {
     negotiated: Negotiated,
     aa_lists: AaLists,
     concluded: AtomicBool,
+    /// Confirmed requests answered since the runtime last reported its answers sent
+    /// ([`ServerSession::answers_sent`]): the requests still outstanding as far as the server
+    /// can tell.
+    unsent: AtomicUsize,
 }
 
 impl ServerSession {
@@ -817,9 +840,12 @@ impl ServerSession {
     /// After a conclude-RequestPDU the answer is the conclude-ResponsePDU and
     /// [`ServerSession::is_concluded`] turns true: the runtime then releases the association.
     pub fn handle_pdu(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        let (out, concluded) =
-            self.server
-                .handle_pdu_inner(bytes, &self.negotiated, Some(&self.aa_lists));
+        let (out, concluded) = self.server.handle_pdu_inner(
+            bytes,
+            &self.negotiated,
+            Some(&self.aa_lists),
+            Some(&self.unsent),
+        );
         if concluded {
             self.concluded.store(true, Ordering::SeqCst);
         }
@@ -876,6 +902,16 @@ impl ServerSession {
                 ErrorClass::Service(error_code::OTHER),
             ))),
         }
+    }
+
+    /// The runtime wrote every answer handed out so far: those requests are no longer
+    /// outstanding. Until it says so, at most the negotiated maxServOutstandingCalling
+    /// confirmed requests are served; any further one gets a RejectPDU
+    /// (confirmed-requestPDU, max-serv-outstanding-exceeded) and is not executed, so a client
+    /// that pipelines past its limit, or never reads, cannot make the server hold more answers
+    /// than it agreed to.
+    pub fn answers_sent(&self) {
+        self.unsent.store(0, Ordering::SeqCst);
     }
 
     /// True once a conclude-RequestPDU was answered.

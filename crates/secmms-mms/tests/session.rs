@@ -358,3 +358,52 @@ fn model_changes_are_observed_and_reports_carry_current_values() {
         Err(UnsolicitedError::Read(_))
     ));
 }
+
+/// The server side of the outstanding limit: past the negotiated maxServOutstandingCalling
+/// answers not yet written, a confirmed request is rejected (max-serv-outstanding-exceeded)
+/// and not executed; once the runtime reports its answers sent, requests are served again.
+#[test]
+fn the_server_rejects_requests_past_the_negotiated_outstanding_limit() {
+    use secmms_mms::client::{request_pdu, write};
+    use secmms_mms::data::Data;
+    use secmms_mms::error::reject_code;
+    use secmms_mms::error::RejectPduType;
+    let (_, a) = connect(3);
+    let vendor = ObjectName::DomainSpecific {
+        domain: "DEMOLD0".into(),
+        item: "LLN0$DC$NamPlt$vendor".into(),
+    };
+    let answers: Vec<MmsPdu> = (1..=5u32)
+        .map(|i| {
+            // Each request writes its own value, so an executed one would show in the model.
+            let pdu = request_pdu(
+                i,
+                write(vendor.clone(), Data::VisibleString(format!("w{i}"))),
+            );
+            MmsPdu::decode(&a.handle_pdu(&pdu).unwrap(), &Default::default()).unwrap()
+        })
+        .collect();
+    for (i, ans) in answers.iter().enumerate() {
+        match (i < 3, ans) {
+            (true, MmsPdu::ConfirmedResponse(r)) => assert_eq!(r.invoke_id, i as u32 + 1),
+            (false, MmsPdu::Reject(r)) => {
+                assert_eq!(r.original_invoke_id, Some(i as u32 + 1));
+                assert_eq!(r.reason.pdu, RejectPduType::ConfirmedRequest);
+                assert_eq!(r.reason.code, reject_code::MAX_SERV_OUTSTANDING_EXCEEDED);
+            }
+            other => panic!("answer {i}: {other:?}"),
+        }
+    }
+    // The rejected writes were not executed: the third one is the last value.
+    let model = a.server().model();
+    assert_eq!(
+        model.get("DEMOLD0", "LLN0$DC$NamPlt$vendor"),
+        Some(Data::VisibleString("w3".into()))
+    );
+    a.answers_sent();
+    let pdu = request_pdu(6, identify());
+    assert!(matches!(
+        MmsPdu::decode(&a.handle_pdu(&pdu).unwrap(), &Default::default()).unwrap(),
+        MmsPdu::ConfirmedResponse(_)
+    ));
+}

@@ -918,6 +918,7 @@ async fn serve_association<S: Stream>(
                             if grouped == group {
                                 // Let the client start on these while the rest are prepared.
                                 link.flush().await?;
+                                mms.answers_sent();
                                 grouped = 0;
                             }
                         }
@@ -952,6 +953,11 @@ async fn serve_association<S: Stream>(
                 }
             }
             link.flush().await?;
+            // Everything answered is written: those requests are no longer outstanding
+            // (`ServerSession` refuses more than the negotiated number in between).
+            if let Some(mms) = &negotiated {
+                mms.answers_sent();
+            }
             if link.sa_ref().is_closed() {
                 link.shutdown().await;
                 return Err(LinkError::Closed);

@@ -888,3 +888,62 @@ async fn peer_that_never_reads_is_cut_off() {
     eprintln!("writer finished on its own: {finished}");
     server.shutdown();
 }
+
+/// A peer that pipelines far past its negotiated outstanding limit in one write: every request
+/// gets exactly one answer, but only up to the limit are served between two writes of the
+/// server; the rest are rejected (max-serv-outstanding-exceeded) instead of being executed and
+/// held, and the association goes on.
+#[tokio::test]
+async fn pipelining_past_the_negotiated_limit_is_rejected() {
+    let mut cfg = server_config(30);
+    // Whole bursts per write, so every request of the burst meets the same count.
+    cfg.server.response_group = Some(0);
+    let h = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let (mut stream, mut assoc) = raw_associate(&h.addr.to_string()).await.unwrap();
+    let limit = usize::from(
+        ClientProposal::default()
+            .max_serv_outstanding_calling
+            .min(16),
+    );
+    let n = 3 * limit + 7;
+    let mut burst = Vec::new();
+    for i in 0..n {
+        burst.extend(
+            data_bytes(
+                &mut assoc,
+                &read_request(i as u32 + 1, "LLN0$DC$NamPlt$vendor"),
+            )
+            .unwrap(),
+        );
+    }
+    stream.write_all(&burst).await.unwrap();
+    let (mut served, mut rejected) = (0, 0);
+    for _ in 0..n {
+        let pdu = read_data(&mut stream, &mut assoc).await.unwrap();
+        match MmsPdu::decode(&pdu, &Default::default()).unwrap() {
+            MmsPdu::ConfirmedResponse(_) => served += 1,
+            MmsPdu::Reject(r) => {
+                assert_eq!(
+                    r.reason.code,
+                    secmms_mms::error::reject_code::MAX_SERV_OUTSTANDING_EXCEEDED
+                );
+                rejected += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(served + rejected, n);
+    assert!(served >= limit, "served {served} of {n}");
+    assert!(rejected > 0, "nothing rejected: served {served} of {n}");
+    // The association still works.
+    stream
+        .write_all(&data_bytes(&mut assoc, &read_request(9999, "LLN0$DC$NamPlt$vendor")).unwrap())
+        .await
+        .unwrap();
+    let pdu = read_data(&mut stream, &mut assoc).await.unwrap();
+    assert!(matches!(
+        MmsPdu::decode(&pdu, &Default::default()).unwrap(),
+        MmsPdu::ConfirmedResponse(_)
+    ));
+    h.shutdown();
+}

@@ -839,13 +839,26 @@ impl ServerSession {
     /// Decodes a PDU, executes it and encodes the answer; `None` when nothing is to be sent.
     /// After a conclude-RequestPDU the answer is the conclude-ResponsePDU and
     /// [`ServerSession::is_concluded`] turns true: the runtime then releases the association.
+    /// For a caller that sends each answer before it handles the next PDU; one that queues
+    /// answers uses [`ServerSession::handle_queued_pdu`].
     pub fn handle_pdu(&self, bytes: &[u8]) -> Option<Vec<u8>> {
-        let (out, concluded) = self.server.handle_pdu_inner(
-            bytes,
-            &self.negotiated,
-            Some(&self.aa_lists),
-            Some(&self.unsent),
-        );
+        self.handle_bytes(bytes, None)
+    }
+
+    /// [`ServerSession::handle_pdu`] for a caller that queues the answers of a burst before
+    /// writing them, and calls [`ServerSession::answers_sent`] once it has written them. Until
+    /// then at most the negotiated maxServOutstandingCalling confirmed requests are served; any
+    /// further one gets a RejectPDU (confirmed-requestPDU, max-serv-outstanding-exceeded) and
+    /// is not executed, so a client that pipelines past its limit, or never reads, cannot make
+    /// the server hold more answers than it agreed to.
+    pub fn handle_queued_pdu(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        self.handle_bytes(bytes, Some(&self.unsent))
+    }
+
+    fn handle_bytes(&self, bytes: &[u8], unsent: Option<&AtomicUsize>) -> Option<Vec<u8>> {
+        let (out, concluded) =
+            self.server
+                .handle_pdu_inner(bytes, &self.negotiated, Some(&self.aa_lists), unsent);
         if concluded {
             self.concluded.store(true, Ordering::SeqCst);
         }
@@ -904,12 +917,8 @@ impl ServerSession {
         }
     }
 
-    /// The runtime wrote every answer handed out so far: those requests are no longer
-    /// outstanding. Until it says so, at most the negotiated maxServOutstandingCalling
-    /// confirmed requests are served; any further one gets a RejectPDU
-    /// (confirmed-requestPDU, max-serv-outstanding-exceeded) and is not executed, so a client
-    /// that pipelines past its limit, or never reads, cannot make the server hold more answers
-    /// than it agreed to.
+    /// The runtime wrote every answer [`ServerSession::handle_queued_pdu`] handed out so far:
+    /// those requests are no longer outstanding.
     pub fn answers_sent(&self) {
         self.unsent.store(0, Ordering::SeqCst);
     }

@@ -359,8 +359,8 @@ fn model_changes_are_observed_and_reports_carry_current_values() {
     ));
 }
 
-/// The server side of the outstanding limit: past the negotiated maxServOutstandingCalling
-/// answers not yet written, a confirmed request is rejected (max-serv-outstanding-exceeded)
+/// The server side of the outstanding limit (`handle_queued_pdu`): past the negotiated
+/// maxServOutstandingCalling answers not yet written, a confirmed request is rejected (max-serv-outstanding-exceeded)
 /// and not executed; once the runtime reports its answers sent, requests are served again.
 #[test]
 fn the_server_rejects_requests_past_the_negotiated_outstanding_limit() {
@@ -380,7 +380,7 @@ fn the_server_rejects_requests_past_the_negotiated_outstanding_limit() {
                 i,
                 write(vendor.clone(), Data::VisibleString(format!("w{i}"))),
             );
-            MmsPdu::decode(&a.handle_pdu(&pdu).unwrap(), &Default::default()).unwrap()
+            MmsPdu::decode(&a.handle_queued_pdu(&pdu).unwrap(), &Default::default()).unwrap()
         })
         .collect();
     for (i, ans) in answers.iter().enumerate() {
@@ -400,10 +400,16 @@ fn the_server_rejects_requests_past_the_negotiated_outstanding_limit() {
         model.get("DEMOLD0", "LLN0$DC$NamPlt$vendor"),
         Some(Data::VisibleString("w3".into()))
     );
+    // handle_pdu is for callers that send each answer at once: it does not count.
+    let pdu = request_pdu(7, identify());
+    assert!(matches!(
+        MmsPdu::decode(&a.handle_pdu(&pdu).unwrap(), &Default::default()).unwrap(),
+        MmsPdu::ConfirmedResponse(_)
+    ));
     a.answers_sent();
     let pdu = request_pdu(6, identify());
     assert!(matches!(
-        MmsPdu::decode(&a.handle_pdu(&pdu).unwrap(), &Default::default()).unwrap(),
+        MmsPdu::decode(&a.handle_queued_pdu(&pdu).unwrap(), &Default::default()).unwrap(),
         MmsPdu::ConfirmedResponse(_)
     ));
 }

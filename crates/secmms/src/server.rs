@@ -907,7 +907,7 @@ async fn serve_association<S: Stream>(
                     }
                     SecureEvent::Mms(pdu) => {
                         let Some(mms) = &negotiated else { continue };
-                        if let Some(resp) = mms.handle_pdu(&pdu) {
+                        if let Some(resp) = mms.handle_queued_pdu(&pdu) {
                             shared.stats.requests.fetch_add(1, Ordering::Relaxed);
                             let now = link.now();
                             if let Err(e) = link.sa().send_mms(&resp, now) {

@@ -292,11 +292,8 @@ pub async fn serve_ready(
                 }
                 EndpointEvent::Data { key, pdu } => match assocs.get(&key) {
                     Some(a) => match a.handle_pdu(&pdu) {
-                        Some(resp) => {
-                            // Each answer leaves with its stanza at once.
-                            a.answers_sent();
-                            ep.send(&key, &resp, now())
-                        }
+                        // Each answer leaves with its stanza at once.
+                        Some(resp) => ep.send(&key, &resp, now()),
                         None => Ok(Vec::new()),
                     },
                     None => Ok(Vec::new()),

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use secmms_pki::calendar::{civil_from_days, days_from_civil};
+
 /// A UTC instant with millisecond resolution, counted from the Unix epoch. The engine never
 /// reads a clock: every call takes the current time as a `TimeStamp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -16,29 +18,6 @@ pub struct TimeError;
 pub const MAX_FRACTION_DIGITS: usize = 9;
 
 const MS_PER_DAY: i64 = 86_400_000;
-
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
@@ -92,8 +71,8 @@ impl TimeStamp {
             }
         };
         push(y, 4);
-        push(m, 2);
-        push(d, 2);
+        push(i64::from(m), 2);
+        push(i64::from(d), 2);
         push(secs / 3600, 2);
         push((secs / 60) % 60, 2);
         push(secs % 60, 2);

@@ -22,6 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod acert;
+pub mod calendar;
 pub mod cert;
 pub mod crypto;
 pub mod event;

@@ -14,6 +14,7 @@ pub mod lint;
 use openssl::pkey::{HasPublic, PKey};
 use secmms_ber::{Limits, Oid, Reader, Tag, Writer};
 
+use crate::calendar::civil_from_days;
 use crate::cert::{CertError, ATTR_JID, ATTR_OBJECT_IDENTIFIER, MAX_CERT_LEN};
 use crate::crypto::{Curve, RandomSource, SignatureAlgorithm, SigningKey};
 
@@ -267,20 +268,6 @@ pub fn random_serial(rng: &mut dyn RandomSource) -> Result<[u8; SERIAL_LEN], Too
 }
 
 // ------------------------------------------------------------------ DER helpers
-
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
 
 /// `t` (seconds since the Unix epoch) as the `YYMMDDHHMMSSZ` text OpenSSL's CA database
 /// (`index.txt`) uses.

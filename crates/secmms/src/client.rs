@@ -27,6 +27,11 @@ use crate::stats::Histogram;
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
+mod builder;
+mod refusal;
+pub use builder::ClientBuilder;
+pub use refusal::Refusal;
+
 /// Most queued requests sent in one write.
 const MAX_REQUESTS_PER_WRITE: usize = 64;
 
@@ -99,46 +104,6 @@ pub enum ClientError {
     /// MMS encoding or decoding failed.
     #[error("MMS: {0}")]
     Mms(#[from] secmms_mms::MmsError),
-}
-
-/// Why an association was not established ([`ClientError::Rejected`]).
-#[derive(Debug, Clone, Default)]
-pub struct Refusal {
-    /// The OSI refusal: the AARE's result and source diagnostic (ACSE), or the transport,
-    /// session or presentation refusal. `None` when the association was aborted instead, or
-    /// over XMPP.
-    pub reason: Option<secmms_osi::RejectReason>,
-    /// The abort received (or raised locally) while the association was being established.
-    pub abort: Option<secmms_osi::AbortInfo>,
-    /// The MMS initiate-ErrorPDU of the server, when its MMS layer refused.
-    pub initiate_error: Option<ServiceError>,
-    /// Native mode: the E2E diagnostic (the peer's HandshakeSecReject, or our own check's),
-    /// with the security event it raised.
-    pub e2e: Option<secmms_profiles::native::NativeDiagnostic>,
-    /// Anything else worth saying (the called titles, the XMPP endpoint's words).
-    pub detail: String,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut parts = Vec::new();
-        if let Some(r) = &self.reason {
-            parts.push(format!("{r:?}"));
-        }
-        if let Some(a) = &self.abort {
-            parts.push(format!("aborted: {a:?}"));
-        }
-        if let Some(e) = &self.initiate_error {
-            parts.push(format!("initiate error {e:?}"));
-        }
-        if let Some(d) = &self.e2e {
-            parts.push(format!("E2E: {d}"));
-        }
-        if !self.detail.is_empty() {
-            parts.push(self.detail.clone());
-        }
-        f.write_str(&parts.join("; "))
-    }
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
@@ -294,81 +259,6 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client")
             .field("negotiated", &self.inner.negotiated)
             .finish()
-    }
-}
-
-/// Builds a [`Client`] section by section ([`Client::builder`]). What is not given keeps the
-/// default of [`Config`]; [`ClientBuilder::config`] takes a whole configuration to start from.
-#[derive(Default)]
-pub struct ClientBuilder {
-    cfg: Config,
-    sink: Option<Arc<dyn secmms_pki::event::SecurityEventSink>>,
-}
-
-impl std::fmt::Debug for ClientBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientBuilder")
-            .field("tls", &self.cfg.tls.enabled)
-            .field("mode", &self.cfg.security.mode)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientBuilder {
-    /// Starts from a whole configuration (every section).
-    pub fn config(mut self, cfg: Config) -> Self {
-        self.cfg = cfg;
-        self
-    }
-
-    /// TCP socket options (Annex H keep-alive).
-    pub fn tcp(mut self, tcp: crate::transport::TcpConfig) -> Self {
-        self.cfg.tcp = tcp;
-        self
-    }
-
-    /// TLS (clause 6); its `enabled` field turns it on.
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
-        self.cfg.tls = tls;
-        self
-    }
-
-    /// Application-layer security: plain, compatibility or native mode, credentials, peers.
-    pub fn security(mut self, security: crate::security::SecurityConfig) -> Self {
-        self.cfg.security = security;
-        self
-    }
-
-    /// OSI addressing (selectors, AP-titles, the peer's titles) and sizes.
-    pub fn osi(mut self, osi: crate::config::OsiSettings) -> Self {
-        self.cfg.osi = osi;
-        self
-    }
-
-    /// Timeouts and what the initiate proposes (`[client]`).
-    pub fn limits(mut self, client: crate::config::ClientConfig) -> Self {
-        self.cfg.client = client;
-        self
-    }
-
-    /// Where security events go, as configured (`[events]`); see [`Self::events`].
-    pub fn events_config(mut self, events: crate::events::EventsConfig) -> Self {
-        self.cfg.events = events;
-        self
-    }
-
-    /// The sink that receives the security events (instead of the `[events]` outputs).
-    pub fn events(mut self, sink: Arc<dyn secmms_pki::event::SecurityEventSink>) -> Self {
-        self.sink = Some(sink);
-        self
-    }
-
-    /// Validates the configuration, connects to `addr` (`host:port`) and associates.
-    pub async fn connect(self, addr: &str) -> Result<Client, ClientError> {
-        match self.sink {
-            Some(sink) => Client::connect_with_events(addr, &self.cfg, sink).await,
-            None => Client::connect(addr, &self.cfg).await,
-        }
     }
 }
 

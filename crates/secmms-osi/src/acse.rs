@@ -143,6 +143,23 @@ pub enum ApTitle {
     Other(Vec<u8>),
 }
 
+/// The form-2 OID of an optional AP-title (what IEC 61850 uses); `None` when absent or in
+/// another form.
+pub fn form2_ap_title(t: &Option<ApTitle>) -> Option<&Oid> {
+    match t {
+        Some(ApTitle::Form2(o)) => Some(o),
+        _ => None,
+    }
+}
+
+/// The form-2 INTEGER of an optional AE-qualifier; `None` when absent or in another form.
+pub fn form2_ae_qualifier(q: &Option<AeQualifier>) -> Option<i64> {
+    match q {
+        Some(AeQualifier::Form2(v)) => Some(*v),
+        _ => None,
+    }
+}
+
 /// AE-qualifier (X.227): form 2 (INTEGER) is what IEC 61850 uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AeQualifier {

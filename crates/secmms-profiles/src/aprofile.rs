@@ -39,7 +39,7 @@ use std::sync::Arc;
 use secmms_ber::Oid;
 use secmms_osi::acse::{
     abort_diagnostic, associate_result, requirements_authentication, user_diagnostic, Aare, Aarq,
-    Abrt, AeQualifier, ApTitle, AuthenticationValue, External, ExternalEncoding, SourceDiagnostic,
+    Abrt, AuthenticationValue, External, ExternalEncoding, SourceDiagnostic,
 };
 use secmms_osi::security::{
     AbortRequest, AssociateVerdict, AssociationSecurity, Rejection, Role, SecurityContext, Verdict,

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use secmms_ber::Oid;
 use secmms_osi::acse::{
-    associate_result, provider_diagnostic, user_diagnostic, Aare, Aarq, Abrt, AeQualifier, ApTitle,
-    AuthenticationValue, External, Rlre, Rlrq, SourceDiagnostic,
+    associate_result, form2_ae_qualifier, form2_ap_title, provider_diagnostic, user_diagnostic,
+    Aare, Aarq, Abrt, AuthenticationValue, External, Rlre, Rlrq, SourceDiagnostic,
 };
 use secmms_osi::security::{
     AbortRequest, AssociationSecurity, NegotiatedContext, Role, SecurityContext,
@@ -223,22 +223,6 @@ impl AssociationSecurity for Passthrough {
             rlre.user_information = remap(&ui, &from, ctx.contexts);
         }
         Ok(())
-    }
-}
-
-/// Form-2 AP-title as an OID.
-pub fn title_oid(t: &Option<ApTitle>) -> Option<Oid> {
-    match t {
-        Some(ApTitle::Form2(o)) => Some(o.clone()),
-        _ => None,
-    }
-}
-
-/// Form-2 AE-qualifier as an integer.
-pub fn qualifier(q: &Option<AeQualifier>) -> Option<i64> {
-    match q {
-        Some(AeQualifier::Form2(n)) => Some(*n),
-        _ => None,
     }
 }
 
@@ -473,10 +457,10 @@ impl Splice {
             })
             .map(|c| c.abstract_syntax.clone())
             .collect();
-        osi.remote_ap_title = title_oid(&aarq.called_ap_title);
-        osi.remote_ae_qualifier = qualifier(&aarq.called_ae_qualifier);
-        osi.local_ap_title = title_oid(&aarq.calling_ap_title);
-        osi.local_ae_qualifier = qualifier(&aarq.calling_ae_qualifier);
+        osi.remote_ap_title = form2_ap_title(&aarq.called_ap_title).cloned();
+        osi.remote_ae_qualifier = form2_ae_qualifier(&aarq.called_ae_qualifier);
+        osi.local_ap_title = form2_ap_title(&aarq.calling_ap_title).cloned();
+        osi.local_ae_qualifier = form2_ae_qualifier(&aarq.calling_ae_qualifier);
         let hook = Passthrough {
             aarq: Some((aarq, up_contexts)),
             ..Passthrough::default()
@@ -567,8 +551,8 @@ impl Splice {
         match ev {
             OsiEvent::AssociateIndication { aarq, user_data } => {
                 self.events.push_back(SpliceEvent::Route {
-                    called_ap_title: title_oid(&aarq.called_ap_title),
-                    called_ae_qualifier: qualifier(&aarq.called_ae_qualifier),
+                    called_ap_title: form2_ap_title(&aarq.called_ap_title).cloned(),
+                    called_ae_qualifier: form2_ae_qualifier(&aarq.called_ae_qualifier),
                 });
                 self.aarq = Some((aarq, user_data));
                 self.phase = Phase::Routing;

@@ -151,11 +151,11 @@ fn association_data_and_release_cross_the_splice_unchanged() {
     // The titles are the client's, not the relay's own.
     let client_cfg = OsiConfig::default();
     assert_eq!(
-        secmms_profiles::relay::title_oid(&aarq.calling_ap_title),
+        secmms_osi::acse::form2_ap_title(&aarq.calling_ap_title).cloned(),
         client_cfg.local_ap_title
     );
     assert_eq!(
-        secmms_profiles::relay::qualifier(&aarq.calling_ae_qualifier),
+        secmms_osi::acse::form2_ae_qualifier(&aarq.calling_ae_qualifier),
         client_cfg.local_ae_qualifier
     );
     assert_eq!(
@@ -175,7 +175,7 @@ fn association_data_and_release_cross_the_splice_unchanged() {
     };
     assert_eq!(user_data.as_deref(), Some(&rsp[..]));
     assert_eq!(
-        secmms_profiles::relay::title_oid(&aare.responding_ap_title),
+        secmms_osi::acse::form2_ap_title(&aare.responding_ap_title).cloned(),
         OsiConfig::server_default().local_ap_title
     );
 

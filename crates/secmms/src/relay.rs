@@ -36,9 +36,10 @@ use crate::tls::TlsContext;
 use crate::transport::{self, BoxStream, Stream};
 
 /// Default e2eSecurityAS relayed (spec §9 DECISION placeholder 1.0.62351.4.1.1.1).
-pub const DEFAULT_RELAYED_E2E_SECURITY_AS: &[u64] = &[1, 0, 62351, 4, 1, 1, 1];
+pub const DEFAULT_RELAYED_E2E_SECURITY_AS: &[u64] =
+    secmms_profiles::native::DEFAULT_E2E_SECURITY_AS;
 /// Default e2eMmsAC relayed (spec §9 DECISION placeholder 1.0.62351.4.2.1).
-pub const DEFAULT_RELAYED_E2E_MMS_AC: &[u64] = &[1, 0, 62351, 4, 2, 1];
+pub const DEFAULT_RELAYED_E2E_MMS_AC: &[u64] = secmms_profiles::native::DEFAULT_E2E_MMS_AC;
 
 /// One route: associations whose called AP-title (and AE-qualifier, when given) match go to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 //! address binding), and the failures each check reports.
 
 use super::*;
+pub(super) use secmms_osi::acse::{form2_ae_qualifier as form2_ae, form2_ap_title as form2_ap};
 
 /// DECISION (§11.2, §11.4 replay check): the peer refuses a (certificate, time) pair it has
 /// already seen, so whole seconds would refuse the second association a client opens within one
@@ -80,20 +81,6 @@ pub fn describe_identity(id: Option<&PeerIdentity>) -> String {
         Some(PeerIdentity::Jid(j)) if j.is_empty() => "no AP-title / AE-qualifier".into(),
         Some(PeerIdentity::Jid(j)) => format!("JID {j}"),
         None => "no identity".into(),
-    }
-}
-
-pub(super) fn form2_ap(t: &Option<ApTitle>) -> Option<&Oid> {
-    match t {
-        Some(ApTitle::Form2(o)) => Some(o),
-        _ => None,
-    }
-}
-
-pub(super) fn form2_ae(q: &Option<AeQualifier>) -> Option<i64> {
-    match q {
-        Some(AeQualifier::Form2(v)) => Some(*v),
-        _ => None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! ACSE).
 
 use super::*;
+pub(super) use secmms_osi::acse::form2_ap_title as form2_ap;
 
 impl Inner {
     /// The association label of events: the AssoID once known, else the peer's name/address.
@@ -91,13 +92,7 @@ pub(super) fn osi_diag_abort(pcid: u32, d: OsiDiagnostic) -> AbortRequest {
     }
 }
 
-pub(super) fn form2_ap(t: &Option<ApTitle>) -> Option<&Oid> {
-    match t {
-        Some(ApTitle::Form2(o)) => Some(o),
-        _ => None,
-    }
-}
-
+/// The form-2 AE-qualifier, refused when negative (an AE-qualifier names an entity here).
 pub(super) fn form2_ae(q: &Option<AeQualifier>) -> Option<i64> {
     match q {
         Some(AeQualifier::Form2(v)) if *v >= 0 => Some(*v),

@@ -14,13 +14,12 @@ use secmms_mms::pdu::{
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
-use secmms_profiles::secure::{ProtectionError, SecureEvent, Timeouts};
+use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation, SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::config::Config;
-use crate::driver::{self, Either, SecureLink, Turn};
-use crate::driver::{LazyTimer, LinkError};
+use crate::driver::{self, drive, ByteStream, LinkError, Machine, Port, Step};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
 use crate::stats::Histogram;
@@ -31,9 +30,6 @@ mod builder;
 mod refusal;
 pub use builder::ClientBuilder;
 pub use refusal::Refusal;
-
-/// Most queued requests sent in one write.
-const MAX_REQUESTS_PER_WRITE: usize = 64;
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
 /// a release; reference §9 item 10).
@@ -153,33 +149,40 @@ pub struct LoadOutcome {
     pub ended: Option<String>,
 }
 
-/// The state of a running [`Cmd::Load`] inside the association task.
+/// The state of a running [`Cmd::Load`] inside the association's machine.
 struct LoadRun {
     service: ConfirmedServiceRequest,
     target: usize,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
     request_timeout: Duration,
+    /// When each request in flight was sent (the time of the turn that sent it).
     inflight: HashMap<u32, Instant>,
     completed: Arc<AtomicU64>,
     outcome: LoadOutcome,
     reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
     /// The load's share of the negotiated outstanding requests, held while it runs.
     _permits: OwnedSemaphorePermit,
+    /// The deadline was seen to pass: no new request leaves.
+    drained: bool,
 }
 
 impl LoadRun {
-    /// Issuing new requests has stopped.
-    fn draining(&self) -> bool {
-        tokio::time::Instant::now() >= self.deadline
+    /// Issuing new requests has stopped at `now`.
+    fn draining(&mut self, now: Instant) -> bool {
+        self.drained |= now >= self.deadline;
+        self.drained
     }
 
-    /// Records the answer to `id` if it belongs to the load; false if it does not.
-    fn answer(&mut self, id: u32, ok: bool) -> bool {
+    /// Records the answer to `id`, received at `now`, if it belongs to the load; false if it
+    /// does not.
+    fn answer(&mut self, id: u32, ok: bool, now: Instant) -> bool {
         let Some(sent) = self.inflight.remove(&id) else {
             return false;
         };
         if ok {
-            self.outcome.latency.record(sent.elapsed());
+            self.outcome
+                .latency
+                .record(now.saturating_duration_since(sent));
             self.completed.fetch_add(1, Ordering::Relaxed);
         } else {
             self.outcome.errors += 1;
@@ -404,107 +407,41 @@ impl Client {
         let sa = security
             .secure_initiator(osi, facts, timeouts, now)
             .map_err(ClientError::Security)?;
-        let mut link = SecureLink::new(stream, sa, now);
-        // A server that stops reading must not block the association task forever.
-        link.set_write_timeout(Some(Duration::from_secs(
-            cfg.client.request_timeout_secs.max(1),
-        )));
+        let mut sa = sa;
         let proposal = ClientProposal {
             max_pdu_size: cfg.client.max_pdu_size,
             max_serv_outstanding_calling: cfg.client.max_outstanding,
             max_serv_outstanding_called: cfg.client.max_outstanding,
             ..Default::default()
         };
-        link.sa()
-            .connect(mms_client::initiate_request_pdu(&proposal), now)
+        sa.connect(mms_client::initiate_request_pdu(&proposal), now)
             .map_err(LinkError::from)?;
-        link.flush().await?;
-        // What a connection that ended during the set-up means: a peer that could not take our
-        // extended CONNECT user data, or the transport failure itself.
-        let lost = |link: &SecureLink<S>, e: LinkError| -> ClientError {
-            match link
-                .sa_ref()
-                .association()
-                .connect_needed_extended_user_data()
-            {
-                Some(octets) => ClientError::NoExtendedUserData { octets },
-                None => e.into(),
-            }
-        };
-        let negotiated = loop {
-            let mut outcome = None;
-            while let Some(ev) = link.sa().poll_event() {
-                match ev {
-                    SecureEvent::Established {
-                        initiate_response, ..
-                    } => {
-                        let bytes = initiate_response.ok_or_else(|| {
-                            ClientError::Unexpected("AARE without MMS data".into())
-                        })?;
-                        outcome = Some(
-                            mms_client::parse_initiate_response(&bytes, &proposal)
-                                .map_err(ClientError::Initiate)?,
-                        );
-                    }
-                    SecureEvent::Rejected {
-                        reason,
-                        initiate_error,
-                        ..
-                    } => {
-                        let initiate_error = match initiate_error
-                            .map(|b| MmsPdu::decode(&b, &MmsLimits::default()))
-                        {
-                            Some(Ok(MmsPdu::InitiateError(e))) => Some(e),
-                            _ => None,
-                        };
-                        return Err(ClientError::Rejected(Box::new(Refusal {
-                            reason: Some(reason),
-                            abort: None,
-                            initiate_error,
-                            e2e: link.sa_ref().last_diagnostic().cloned(),
-                            detail: called.trim().to_string(),
-                        })));
-                    }
-                    SecureEvent::Aborted(a) => {
-                        return Err(ClientError::Rejected(Box::new(Refusal {
-                            abort: Some(a),
-                            e2e: link.sa_ref().last_diagnostic().cloned(),
-                            ..Refusal::default()
-                        })));
-                    }
-                    SecureEvent::ProtocolError(e) => return Err(LinkError::Osi(e).into()),
-                    SecureEvent::TimedOut(_) => {
-                        return Err(lost(&link, LinkError::Timeout(timeout)));
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(n) = outcome {
-                break n;
-            }
-            match link.wait().await {
-                Ok(Turn::Closed) => return Err(lost(&link, LinkError::Closed)),
-                Ok(_) => {}
-                Err(e) => return Err(lost(&link, e)),
-            }
-        };
         let (tx, rx) = mpsc::channel(256);
         let closed = Arc::new(AtomicBool::new(false));
-        let slots = Arc::new(Semaphore::new(
-            negotiated.max_serv_outstanding_calling.max(1) as usize,
-        ));
-        let protection = link.sa_ref().protection().describe();
         let request_timeout = Duration::from_secs(cfg.client.request_timeout_secs.max(1));
         let ended = EndReason::default();
         let (reports_tx, reports_rx) = mpsc::channel(REPORT_QUEUE);
-        tokio::spawn(run_association(
-            link,
-            rx,
-            reports_tx,
-            ClientSession::established(proposal.clone(), negotiated.clone()),
-            closed.clone(),
-            ended.clone(),
+        let (setup_tx, setup_rx) = oneshot::channel();
+        let m = ClientMachine {
+            sa,
+            proposal,
+            setup: Some(setup_tx),
+            called,
+            associate_timeout: timeout,
+            rx: Some(rx),
+            reports: reports_tx,
+            session: None,
+            releasing: None,
+            load: None,
             request_timeout,
+            result: None,
+        };
+        // A server that stops reading must not block the association task forever.
+        let transport = ByteStream::new(stream, Some(request_timeout));
+        tokio::spawn(run_association(m, transport, closed.clone(), ended.clone()));
+        let (negotiated, protection) = setup_rx.await.map_err(|_| ClientError::Closed)??;
+        let slots = Arc::new(Semaphore::new(
+            negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
         Ok(Client {
             inner: Arc::new(Inner {
@@ -800,210 +737,381 @@ enum Waiter {
     Load,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_association<S: Stream>(
-    mut link: SecureLink<S>,
-    mut rx: mpsc::Receiver<Cmd>,
+/// The client side of one association, as a [`Machine`] on a byte stream: the set-up (answered
+/// on `setup`), then the MMS client session fed by the [`Client`] handles' commands, the
+/// closed-loop load, and the release.
+struct ClientMachine {
+    sa: SecureAssociation,
+    proposal: ClientProposal,
+    /// Answered once the association is established or refused.
+    setup: Option<oneshot::Sender<Result<(Negotiated, String), ClientError>>>,
+    /// What we called, for a refusal's message.
+    called: String,
+    associate_timeout: Duration,
+    rx: Option<mpsc::Receiver<Cmd>>,
     reports: ReportTx,
-    mut session: ClientSession<Waiter>,
-    closed: Arc<AtomicBool>,
-    ended: EndReason,
+    /// The MMS session, once established.
+    session: Option<ClientSession<Waiter>>,
+    releasing: Option<oneshot::Sender<Result<(), ClientError>>>,
+    load: Option<LoadRun>,
     request_timeout: Duration,
-) {
-    let mut releasing: Option<oneshot::Sender<Result<(), ClientError>>> = None;
-    let mut deferred: Option<Cmd> = None;
-    let mut load: Option<LoadRun> = None;
-    // The load's timer, kept across turns (a fresh sleep per turn costs a wake-up of the
-    // runtime's parked thread per request); the association's own deadlines (E2E key refresh,
-    // release) are the link's.
-    let mut load_timer_at = LazyTimer::default();
-    let result: Result<(), LinkError> = async {
-        loop {
-            while let Some(ev) = link.sa().poll_event() {
-                match ev {
-                    SecureEvent::Mms(pdu) => {
-                        dispatch_with_load(&pdu, &mut session, load.as_mut(), &reports)
-                    }
-                    SecureEvent::SecurityFailure(e) => {
-                        // The abort is queued: send it, fail what is outstanding.
-                        link.shutdown().await;
-                        return Err(e.into());
-                    }
-                    SecureEvent::Released { .. } => {
-                        if let Some(r) = releasing.take() {
-                            let _ = r.send(Ok(()));
-                        }
-                        return Ok(());
-                    }
-                    SecureEvent::TimedOut(_) => {
-                        // The peer never answered the release: close anyway.
-                        if let Some(r) = releasing.take() {
-                            let _ = r.send(Ok(()));
-                        }
-                        link.shutdown().await;
-                        return Ok(());
-                    }
-                    SecureEvent::Aborted(a) => {
-                        debug!("association aborted: {a:?}");
-                        return Err(LinkError::Closed);
-                    }
-                    SecureEvent::ProtocolError(e) => return Err(LinkError::Osi(e)),
-                    SecureEvent::Closed => return Err(LinkError::Closed),
-                    _ => {}
+    result: Option<Result<(), LinkError>>,
+}
+
+impl ClientMachine {
+    /// Ends the association with `r`; a set-up still waiting hears why.
+    fn end(&mut self, r: Result<(), LinkError>) {
+        if let Some(setup) = self.setup.take() {
+            let e = match &r {
+                Ok(()) => ClientError::Closed,
+                Err(LinkError::Closed) => self.lost(LinkError::Closed),
+                Err(LinkError::Timeout(t)) => self.lost(LinkError::Timeout(*t)),
+                Err(LinkError::Io(e)) => {
+                    self.lost(LinkError::Io(std::io::Error::new(e.kind(), e.to_string())))
                 }
-            }
-            let now = link.now();
-            match deferred.take() {
-                Some(Cmd::Release { reply }) => {
-                    link.sa()
-                        .release(Some(MmsPdu::ConcludeRequest.encode()), now)?;
-                    releasing = Some(reply);
-                }
-                Some(Cmd::Abort) => {
-                    let _ = link.sa().abort(now);
-                    link.shutdown().await;
-                    return Ok(());
-                }
-                Some(Cmd::Request { reply, .. }) => {
-                    // Never deferred; answer rather than drop silently.
-                    let _ = reply.send(Err(ClientError::Closed));
-                }
-                Some(Cmd::Load {
-                    spec,
-                    reply,
-                    permits,
-                }) => {
-                    start_load(&mut load, spec, reply, permits, request_timeout);
-                }
-                None => {}
-            }
-            // A running load: top up what is in flight, or hand the result over once done.
-            if let Some(l) = load.as_mut() {
-                if let Err(e) = top_up_load(l, &mut session, &mut link) {
-                    if link.sa_ref().is_closed() {
-                        link.shutdown().await;
-                        return Err(e.into());
-                    }
-                }
-                if l.draining() && l.inflight.is_empty() {
-                    if let Some(l) = load.take() {
-                        let _ = l.reply.send(Ok(l.outcome));
-                    }
-                }
-            }
-            link.flush().await?;
-            // A load wakes at its deadline (stop issuing) and once more when the answers it
-            // still waits for are late.
-            let load_at = load.as_ref().map(|l| {
-                if l.draining() {
-                    l.deadline + l.request_timeout
-                } else {
-                    l.deadline
-                }
-            });
-            let load_timer = async {
-                match load_at {
-                    Some(at) => load_timer_at.wait_until(at).await,
-                    None => std::future::pending().await,
-                }
+                Err(LinkError::Osi(e)) => LinkError::Osi(e.clone()).into(),
+                Err(LinkError::Security(e)) => LinkError::Security(e.clone()).into(),
             };
-            let taking = releasing.is_none();
-            let other = async {
-                tokio::select! {
-                    cmd = rx.recv(), if taking => Some(cmd),
-                    () = load_timer => None,
-                }
-            };
-            let cmd = match link.wait_with(other).await? {
-                Either::Link(_) => continue,
-                Either::Other(None) => {
-                    if let Some(l) = load.as_mut() {
-                        if tokio::time::Instant::now() >= l.deadline + l.request_timeout {
-                            // The answers still missing are late: count them as failures.
-                            l.outcome.errors += l.inflight.len() as u64;
-                            for (id, _) in l.inflight.drain() {
-                                session.forget(id);
-                            }
-                        }
-                    }
-                    continue;
-                }
-                Either::Other(Some(cmd)) => cmd,
-            };
-            let now = link.now();
-            match cmd {
-                Some(Cmd::Request {
-                    service,
-                    reply,
-                    permit,
-                }) => {
-                    // Take every request already queued, so they leave in one write (and, over
-                    // TLS, one record); the rest of the queue waits for the next turn.
-                    let mut next = Some((service, reply, permit));
-                    let mut budget = MAX_REQUESTS_PER_WRITE;
-                    while let Some((service, reply, permit)) = next.take() {
-                        let waiter = Waiter::Caller(Pending {
-                            reply,
-                            _permit: permit,
-                        });
-                        let (id, pdu) = match session.request(service, waiter) {
-                            Ok(x) => x,
-                            Err((e, w)) => {
-                                if let Waiter::Caller(p) = w {
-                                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
-                                }
-                                continue;
-                            }
+            let _ = setup.send(Err(e));
+        }
+        self.result.get_or_insert(r);
+    }
+
+    /// What a connection that ended during the set-up means: a peer that could not take our
+    /// extended CONNECT user data, or the transport failure itself.
+    fn lost(&self, e: LinkError) -> ClientError {
+        match self.sa.association().connect_needed_extended_user_data() {
+            Some(octets) => ClientError::NoExtendedUserData { octets },
+            None => e.into(),
+        }
+    }
+
+    /// Fails the set-up with `e` and ends.
+    fn refuse(&mut self, e: ClientError) {
+        if let Some(setup) = self.setup.take() {
+            let _ = setup.send(Err(e));
+        }
+        self.result.get_or_insert(Ok(()));
+    }
+
+    /// An event while the association is being set up.
+    fn setup_event(&mut self, ev: SecureEvent) {
+        match ev {
+            SecureEvent::Established {
+                initiate_response, ..
+            } => {
+                let Some(bytes) = initiate_response else {
+                    return self.refuse(ClientError::Unexpected("AARE without MMS data".into()));
+                };
+                match mms_client::parse_initiate_response(&bytes, &self.proposal) {
+                    Ok(n) => {
+                        self.session =
+                            Some(ClientSession::established(self.proposal.clone(), n.clone()));
+                        let protection = self.sa.protection().describe();
+                        let delivered = match self.setup.take() {
+                            Some(s) => s.send(Ok((n, protection))).is_ok(),
+                            None => false,
                         };
-                        if let Err(e) = link.sa().send_mms(&pdu, now) {
-                            let e = Arc::new(e);
-                            if let Some(Waiter::Caller(p)) = session.forget(id) {
-                                let _ = p.reply.send(Err(LinkError::Security(e.clone()).into()));
-                            }
-                            // A failed E2E check has queued its abort: the association is
-                            // over, send the abort and end.
-                            if link.sa_ref().is_closed() {
-                                link.shutdown().await;
-                                return Err(LinkError::Security(e));
-                            }
-                        }
-                        budget -= 1;
-                        if budget == 0 {
-                            break;
-                        }
-                        match rx.try_recv() {
-                            Ok(Cmd::Request {
-                                service,
-                                reply,
-                                permit,
-                            }) => next = Some((service, reply, permit)),
-                            Ok(other) => deferred = Some(other),
-                            Err(_) => {}
+                        if !delivered {
+                            // Nobody waits for it any more: end it at once.
+                            self.rx = None;
                         }
                     }
+                    Err(e) => self.refuse(ClientError::Initiate(e)),
                 }
-                Some(Cmd::Release { reply }) => {
-                    link.sa()
-                        .release(Some(MmsPdu::ConcludeRequest.encode()), now)?;
-                    releasing = Some(reply);
+            }
+            SecureEvent::Rejected {
+                reason,
+                initiate_error,
+                ..
+            } => {
+                let initiate_error =
+                    match initiate_error.map(|b| MmsPdu::decode(&b, &MmsLimits::default())) {
+                        Some(Ok(MmsPdu::InitiateError(e))) => Some(e),
+                        _ => None,
+                    };
+                let refusal = Refusal {
+                    reason: Some(reason),
+                    abort: None,
+                    initiate_error,
+                    e2e: self.sa.last_diagnostic().cloned(),
+                    detail: self.called.trim().to_string(),
+                };
+                self.refuse(ClientError::Rejected(Box::new(refusal)));
+            }
+            SecureEvent::Aborted(a) => {
+                let refusal = Refusal {
+                    abort: Some(a),
+                    e2e: self.sa.last_diagnostic().cloned(),
+                    ..Refusal::default()
+                };
+                self.refuse(ClientError::Rejected(Box::new(refusal)));
+            }
+            SecureEvent::ProtocolError(e) => self.end(Err(LinkError::Osi(e))),
+            SecureEvent::TimedOut(_) => self.end(Err(LinkError::Timeout(self.associate_timeout))),
+            SecureEvent::SecurityFailure(e) => self.end(Err(e.into())),
+            SecureEvent::Closed => self.end(Err(LinkError::Closed)),
+            _ => {}
+        }
+    }
+
+    /// An event of the established association.
+    fn event(&mut self, ev: SecureEvent, now: Now) {
+        match ev {
+            SecureEvent::Mms(pdu) => {
+                if let Some(session) = self.session.as_mut() {
+                    dispatch_with_load(&pdu, session, self.load.as_mut(), &self.reports, now)
                 }
-                Some(Cmd::Load {
+            }
+            // The abort is queued: it goes out, what is outstanding fails.
+            SecureEvent::SecurityFailure(e) => self.end(Err(e.into())),
+            SecureEvent::Released { .. } => {
+                if let Some(r) = self.releasing.take() {
+                    let _ = r.send(Ok(()));
+                }
+                self.end(Ok(()));
+            }
+            SecureEvent::TimedOut(_) => {
+                // The peer never answered the release: close anyway.
+                if let Some(r) = self.releasing.take() {
+                    let _ = r.send(Ok(()));
+                }
+                self.end(Ok(()));
+            }
+            SecureEvent::Aborted(a) => {
+                debug!("association aborted: {a:?}");
+                self.end(Err(LinkError::Closed));
+            }
+            SecureEvent::ProtocolError(e) => self.end(Err(LinkError::Osi(e))),
+            SecureEvent::Closed => self.end(Err(LinkError::Closed)),
+            _ => {}
+        }
+    }
+
+    /// Sends one caller's request.
+    fn request(&mut self, service: ConfirmedServiceRequest, pending: Pending, now: Now) {
+        let Some(session) = self.session.as_mut() else {
+            let _ = pending.reply.send(Err(ClientError::Closed));
+            return;
+        };
+        let (id, pdu) = match session.request(service, Waiter::Caller(pending)) {
+            Ok(x) => x,
+            Err((e, w)) => {
+                if let Waiter::Caller(p) = w {
+                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                }
+                return;
+            }
+        };
+        if let Err(e) = self.sa.send_mms(&pdu, now) {
+            let e = Arc::new(e);
+            if let Some(Waiter::Caller(p)) = session.forget(id) {
+                let _ = p.reply.send(Err(LinkError::Security(e.clone()).into()));
+            }
+            // A failed E2E check has queued its abort: the association is over.
+            if self.sa.is_closed() {
+                self.end(Err(LinkError::Security(e)));
+            }
+        }
+    }
+
+    /// Sends load requests until `target` are in flight (none once the deadline has passed).
+    fn top_up_load(&mut self, now: Now) -> Result<(), ProtectionError> {
+        let (Some(l), Some(session)) = (self.load.as_mut(), self.session.as_mut()) else {
+            return Ok(());
+        };
+        if l.draining(now.mono) {
+            return Ok(());
+        }
+        while l.inflight.len() < l.target {
+            // The load's permits keep it within the negotiated limit; should callers' late
+            // answers still hold slots, it waits for them.
+            let Ok((id, pdu)) = session.request(l.service.clone(), Waiter::Load) else {
+                break;
+            };
+            if let Err(e) = self.sa.send_mms(&pdu, now) {
+                session.forget(id);
+                l.outcome.errors += 1;
+                // Stop issuing: the association is failing.
+                l.deadline = now.mono;
+                return Err(e);
+            }
+            l.inflight.insert(id, now.mono);
+        }
+        Ok(())
+    }
+}
+
+impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
+    type Cmd = Cmd;
+    type Effect = ();
+
+    fn handle_input(&mut self, _: Port, input: &[u8], now: Now) {
+        if let Err(e) = self.sa.handle_input(input, now) {
+            self.end(Err(LinkError::Osi(e)));
+        }
+    }
+
+    fn transport_closed(&mut self, _: Port, error: Option<std::io::Error>, now: Now) {
+        match error {
+            // During the set-up a closed connection is the answer: say what it most likely
+            // means (see `lost`).
+            None if self.setup.is_some() => {
+                self.sa.transport_closed(now);
+                self.end(Err(LinkError::Closed));
+            }
+            None => self.sa.transport_closed(now),
+            Some(e) => self.end(Err(LinkError::Io(e))),
+        }
+    }
+
+    fn write_failed(&mut self, _: Port, error: LinkError, _: Now) {
+        self.end(Err(error));
+    }
+
+    fn commands(&mut self) -> Option<&mut mpsc::Receiver<Cmd>> {
+        // Nothing is sent before the association is established, nor once we release.
+        if self.session.is_none() || self.releasing.is_some() || self.result.is_some() {
+            return None;
+        }
+        self.rx.as_mut()
+    }
+
+    fn handle_cmd(&mut self, cmd: Option<Cmd>, now: Now) -> bool {
+        match cmd {
+            // Requests already queued leave together, in one write (and, over TLS, one
+            // record); the rest of the queue waits for the next turn.
+            Some(Cmd::Request {
+                service,
+                reply,
+                permit,
+            }) => {
+                let pending = Pending {
+                    reply,
+                    _permit: permit,
+                };
+                self.request(service, pending, now);
+                self.result.is_none()
+            }
+            Some(Cmd::Release { reply }) => {
+                match self.sa.release(Some(MmsPdu::ConcludeRequest.encode()), now) {
+                    Ok(()) => self.releasing = Some(reply),
+                    Err(e) => {
+                        let _ = reply.send(Ok(()));
+                        self.end(Err(e.into()));
+                    }
+                }
+                false
+            }
+            Some(Cmd::Load {
+                spec,
+                reply,
+                permits,
+            }) => {
+                start_load(
+                    &mut self.load,
                     spec,
                     reply,
                     permits,
-                }) => {
-                    start_load(&mut load, spec, reply, permits, request_timeout);
-                }
-                Some(Cmd::Abort) | None => {
-                    let _ = link.sa().abort(now);
-                    link.shutdown().await;
-                    return Ok(());
+                    self.request_timeout,
+                    now,
+                );
+                false
+            }
+            Some(Cmd::Abort) | None => {
+                let _ = self.sa.abort(now);
+                self.end(Ok(()));
+                false
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.sa.handle_timeout(now);
+        if let (Some(l), Some(session)) = (self.load.as_mut(), self.session.as_mut()) {
+            if now.mono >= l.deadline + l.request_timeout {
+                // The answers still missing are late: count them as failures.
+                l.outcome.errors += l.inflight.len() as u64;
+                for (id, _) in l.inflight.drain() {
+                    session.forget(id);
                 }
             }
         }
     }
-    .await;
-    if let (Err(e), None) = (&result, &releasing) {
+
+    fn process(&mut self, now: Now) -> Step<(), ByteStream<S>> {
+        while self.result.is_none() {
+            let Some(ev) = self.sa.poll_event() else {
+                break;
+            };
+            if self.session.is_some() {
+                self.event(ev, now);
+            } else {
+                self.setup_event(ev);
+            }
+        }
+        if self.result.is_some() {
+            return Step::Done;
+        }
+        if self.session.is_some() && self.rx.is_none() && self.releasing.is_none() {
+            // Every handle is gone (or the set-up's caller left): abort.
+            let _ = self.sa.abort(now);
+            self.end(Ok(()));
+            return Step::Done;
+        }
+        // A running load: top up what is in flight, or hand the result over once done.
+        if self.load.is_some() {
+            if let Err(e) = self.top_up_load(now) {
+                if self.sa.is_closed() {
+                    self.end(Err(e.into()));
+                    return Step::Done;
+                }
+            }
+            if let Some(l) = self.load.as_mut() {
+                if l.draining(now.mono) && l.inflight.is_empty() {
+                    if let Some(l) = self.load.take() {
+                        let _ = l.reply.send(Ok(l.outcome));
+                    }
+                }
+            }
+        }
+        Step::Idle
+    }
+
+    fn poll_transmit(&mut self, _: Port) -> Option<Vec<u8>> {
+        self.sa.poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        // A load wakes at its deadline (stop issuing) and once more when the answers it still
+        // waits for are late.
+        let load = self.load.as_ref().map(|l| {
+            if l.drained {
+                l.deadline + l.request_timeout
+            } else {
+                l.deadline
+            }
+        });
+        match (self.sa.poll_timeout(), load) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Runs a client association to its end, then tells the handles and every waiter.
+async fn run_association<S: Stream>(
+    mut m: ClientMachine,
+    transport: ByteStream<S>,
+    closed: Arc<AtomicBool>,
+    ended: EndReason,
+) {
+    drive(&mut m, transport, None).await;
+    let result = m.result.take().unwrap_or(Err(LinkError::Closed));
+    if let Some(setup) = m.setup.take() {
+        let _ = setup.send(Err(ClientError::Closed));
+    }
+    if let (Err(e), None, Some(_)) = (&result, &m.releasing, &m.session) {
         let reason = e.to_string();
         tracing::warn!("association ended: {reason}");
         if let Ok(mut g) = ended.lock() {
@@ -1011,13 +1119,14 @@ async fn run_association<S: Stream>(
         }
     }
     closed.store(true, Ordering::Relaxed);
-    link.shutdown().await;
-    for w in session.fail_all() {
-        if let Waiter::Caller(p) = w {
-            let _ = p.reply.send(Err(ClientError::Closed));
+    if let Some(session) = m.session.as_mut() {
+        for w in session.fail_all() {
+            if let Waiter::Caller(p) = w {
+                let _ = p.reply.send(Err(ClientError::Closed));
+            }
         }
     }
-    if let Some(mut l) = load.take() {
+    if let Some(mut l) = m.load.take() {
         // The association ended under the load: what was in flight is lost.
         l.outcome.errors += l.inflight.len() as u64;
         if let Err(e) = &result {
@@ -1025,7 +1134,7 @@ async fn run_association<S: Stream>(
         }
         let _ = l.reply.send(Ok(l.outcome));
     }
-    if let Some(r) = releasing.take() {
+    if let Some(r) = m.releasing.take() {
         // Once we asked to release, a peer that closes the connection or answers the RLRQ with
         // something other than an RLRE has still ended the association (some servers never
         // answer a release, others answer FN with FN; reference §9 item 10).
@@ -1043,6 +1152,7 @@ fn start_load(
     reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
     permits: OwnedSemaphorePermit,
     request_timeout: Duration,
+    now: Now,
 ) {
     if load.is_some() {
         let _ = reply.send(Err(ClientError::Usage(
@@ -1054,42 +1164,15 @@ fn start_load(
     *load = Some(LoadRun {
         service: spec.service,
         target,
-        deadline: tokio::time::Instant::now() + spec.duration,
+        deadline: now.mono + spec.duration,
         request_timeout,
         inflight: HashMap::with_capacity(target),
         completed: spec.completed,
         outcome: LoadOutcome::default(),
         reply,
         _permits: permits,
+        drained: false,
     });
-}
-
-/// Sends load requests until `target` are in flight (none once the deadline has passed).
-fn top_up_load<S: Stream>(
-    l: &mut LoadRun,
-    session: &mut ClientSession<Waiter>,
-    link: &mut SecureLink<S>,
-) -> Result<(), ProtectionError> {
-    if l.draining() {
-        return Ok(());
-    }
-    while l.inflight.len() < l.target {
-        // The load's permits keep it within the negotiated limit; should callers' late
-        // answers still hold slots, it waits for them.
-        let Ok((id, pdu)) = session.request(l.service.clone(), Waiter::Load) else {
-            break;
-        };
-        let now = link.now();
-        if let Err(e) = link.sa().send_mms(&pdu, now) {
-            session.forget(id);
-            l.outcome.errors += 1;
-            // Stop issuing: the association is failing.
-            l.deadline = tokio::time::Instant::now();
-            return Err(e);
-        }
-        l.inflight.insert(id, Instant::now());
-    }
-    Ok(())
 }
 
 /// Whether a confirmed response counts as a successful load request: every access of a Read
@@ -1111,6 +1194,7 @@ fn dispatch_with_load(
     session: &mut ClientSession<Waiter>,
     load: Option<&mut LoadRun>,
     reports: &ReportTx,
+    now: Now,
 ) {
     use secmms_mms::session::ClientEvent;
     match session.handle_pdu(pdu) {
@@ -1120,7 +1204,11 @@ fn dispatch_with_load(
             result,
         } => {
             if let Some(l) = load {
-                l.answer(invoke_id, result.as_ref().is_ok_and(load_response_ok));
+                l.answer(
+                    invoke_id,
+                    result.as_ref().is_ok_and(load_response_ok),
+                    now.mono,
+                );
             }
         }
         ClientEvent::Answer {
@@ -1178,5 +1266,265 @@ pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>, reports: &R
         ClientEvent::Concluded | ClientEvent::ConcludeRefused(_) => {
             debug!("conclude answer outside a release")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The client machine pumped by hand against a plain server association: no runtime, no
+    //! socket, a clock that only moves when the test moves it.
+
+    use super::*;
+    use secmms_mms::model::{Model, SharedModel};
+    use secmms_mms::server::{InitiateOutcome, ServerConfig as VmdConfig, Vmd};
+
+    type S = ByteStream<tokio::io::DuplexStream>;
+
+    struct Peer {
+        sa: SecureAssociation,
+        vmd: Vmd,
+        session: Option<secmms_mms::server::ServerSession>,
+    }
+
+    impl Peer {
+        fn new(now: Now) -> Peer {
+            let cfg = Config::default();
+            let sa = AppSecurity::plain().secure_responder(
+                osi_config(&cfg.osi, true).unwrap(),
+                &ConnectionFacts::default(),
+                Timeouts::default(),
+                now,
+            );
+            let vmd = Vmd::new(
+                SharedModel::new(Model::default_demo()),
+                VmdConfig {
+                    max_serv_outstanding: 8,
+                    ..Default::default()
+                },
+            );
+            Peer {
+                sa,
+                vmd,
+                session: None,
+            }
+        }
+
+        /// Takes what the client sent and answers as a server does, unless `mute`; returns
+        /// the number of MMS requests taken (mute: of writes dropped).
+        fn take(&mut self, m: &mut ClientMachine, now: Now, mute: bool) -> usize {
+            let mut n = 0;
+            while let Some(b) = Machine::<S>::poll_transmit(m, Port::Up) {
+                if mute {
+                    n += 1;
+                } else {
+                    self.sa.handle_input(&b, now).unwrap();
+                }
+            }
+            while let Some(ev) = self.sa.poll_event() {
+                match ev {
+                    SecureEvent::AssociateIndication { initiate, .. } => {
+                        match self.vmd.accept_initiate(&initiate.unwrap()) {
+                            InitiateOutcome::Accepted {
+                                response,
+                                association,
+                            } => {
+                                self.sa.accept(response, now).unwrap();
+                                self.session = Some(association);
+                            }
+                            _ => panic!("refused"),
+                        }
+                    }
+                    SecureEvent::Mms(pdu) => {
+                        n += 1;
+                        if let Some(r) = self.session.as_ref().unwrap().handle_queued_pdu(&pdu) {
+                            self.sa.send_mms(&r, now).unwrap();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(s) = &self.session {
+                s.answers_sent();
+            }
+            while let Some(b) = self.sa.poll_transmit() {
+                Machine::<S>::handle_input(m, Port::Up, &b, now);
+            }
+            n
+        }
+    }
+
+    type Setup = oneshot::Receiver<Result<(Negotiated, String), ClientError>>;
+
+    fn machine(now: Now) -> (ClientMachine, mpsc::Sender<Cmd>, Setup) {
+        let cfg = Config::default();
+        let mut sa = AppSecurity::plain()
+            .secure_initiator(
+                osi_config(&cfg.osi, false).unwrap(),
+                &ConnectionFacts::default(),
+                Timeouts {
+                    associate: Some(Duration::from_secs(10)),
+                    idle: None,
+                    release: Some(RELEASE_TIMEOUT),
+                },
+                now,
+            )
+            .unwrap();
+        let proposal = ClientProposal {
+            max_serv_outstanding_calling: 8,
+            max_serv_outstanding_called: 8,
+            ..Default::default()
+        };
+        sa.connect(mms_client::initiate_request_pdu(&proposal), now)
+            .unwrap();
+        let (tx, rx) = mpsc::channel(16);
+        let (setup, setup_rx) = oneshot::channel();
+        let m = ClientMachine {
+            sa,
+            proposal,
+            setup: Some(setup),
+            called: String::new(),
+            associate_timeout: Duration::from_secs(10),
+            rx: Some(rx),
+            reports: mpsc::channel(4).0,
+            session: None,
+            releasing: None,
+            load: None,
+            request_timeout: Duration::from_secs(2),
+            result: None,
+        };
+        (m, tx, setup_rx)
+    }
+
+    fn established(now: Now) -> (ClientMachine, Peer, mpsc::Sender<Cmd>) {
+        let (mut m, tx, mut setup) = machine(now);
+        let mut peer = Peer::new(now);
+        // CR / CC, then the AARQ / AARE.
+        for _ in 0..4 {
+            assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+            peer.take(&mut m, now, false);
+        }
+        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+        let (negotiated, _) = setup.try_recv().unwrap().unwrap();
+        assert_eq!(negotiated.max_serv_outstanding_calling, 8);
+        (m, peer, tx)
+    }
+
+    #[test]
+    fn a_release_without_rlre_ends_at_the_release_timeout() {
+        let now = driver::now();
+        let (mut m, mut peer, _tx) = established(now);
+        let (reply, mut released) = oneshot::channel();
+        assert!(!Machine::<S>::handle_cmd(
+            &mut m,
+            Some(Cmd::Release { reply }),
+            now
+        ));
+        assert!(
+            Machine::<S>::commands(&mut m).is_none(),
+            "no command is taken while releasing"
+        );
+        // The RLRQ leaves; the peer never answers.
+        assert!(peer.take(&mut m, now, true) >= 1);
+        assert_eq!(
+            Machine::<S>::poll_timeout(&m),
+            Some(now.mono + RELEASE_TIMEOUT)
+        );
+        let early = now.after(RELEASE_TIMEOUT / 2);
+        Machine::<S>::handle_timeout(&mut m, early);
+        assert!(matches!(Machine::<S>::process(&mut m, early), Step::Idle));
+        assert!(released.try_recv().is_err(), "not yet");
+        let late = now.after(RELEASE_TIMEOUT);
+        Machine::<S>::handle_timeout(&mut m, late);
+        assert!(matches!(Machine::<S>::process(&mut m, late), Step::Done));
+        assert!(matches!(released.try_recv(), Ok(Ok(()))));
+        assert!(matches!(m.result, Some(Ok(()))));
+    }
+
+    #[test]
+    fn a_request_is_answered_through_the_session() {
+        let now = driver::now();
+        let (mut m, mut peer, _tx) = established(now);
+        let (reply, mut answer) = oneshot::channel();
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        let cmd = Cmd::Request {
+            service: mms_client::identify(),
+            reply,
+            permit,
+        };
+        assert!(Machine::<S>::handle_cmd(&mut m, Some(cmd), now));
+        assert_eq!(peer.take(&mut m, now, false), 1);
+        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+        assert!(matches!(
+            answer.try_recv(),
+            Ok(Ok(ConfirmedServiceResponse::Identify(_)))
+        ));
+    }
+
+    #[test]
+    fn a_load_keeps_its_requests_in_flight_and_its_deadlines_come_out_of_poll_timeout() {
+        let now = driver::now();
+        let (mut m, mut peer, _tx) = established(now);
+        let (reply, mut outcome) = oneshot::channel();
+        let permits = Arc::new(Semaphore::new(2))
+            .try_acquire_many_owned(2)
+            .unwrap();
+        let spec = LoadSpec {
+            service: mms_client::identify(),
+            outstanding: 2,
+            duration: Duration::from_secs(10),
+            completed: Arc::default(),
+        };
+        let completed = spec.completed.clone();
+        Machine::<S>::handle_cmd(
+            &mut m,
+            Some(Cmd::Load {
+                spec,
+                reply,
+                permits,
+            }),
+            now,
+        );
+        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+        assert_eq!(
+            Machine::<S>::poll_timeout(&m),
+            Some(now.mono + Duration::from_secs(10)),
+            "the load's deadline"
+        );
+        // Two in flight; each answer sends the next one, in the same turn.
+        let t1 = now.after(Duration::from_millis(3));
+        assert_eq!(peer.take(&mut m, t1, false), 2);
+        assert!(matches!(Machine::<S>::process(&mut m, t1), Step::Idle));
+        assert_eq!(completed.load(Ordering::Relaxed), 2);
+        // The deadline passes with two more in flight, which the peer never answers.
+        let end = now.after(Duration::from_secs(10));
+        assert!(peer.take(&mut m, end, true) >= 1);
+        Machine::<S>::handle_timeout(&mut m, end);
+        assert!(matches!(Machine::<S>::process(&mut m, end), Step::Idle));
+        assert_eq!(
+            Machine::<S>::poll_timeout(&m),
+            Some(now.mono + Duration::from_secs(12)),
+            "then the late answers' deadline"
+        );
+        assert!(outcome.try_recv().is_err());
+        let late = now.after(Duration::from_secs(12));
+        Machine::<S>::handle_timeout(&mut m, late);
+        assert!(matches!(Machine::<S>::process(&mut m, late), Step::Idle));
+        let o = outcome.try_recv().unwrap().unwrap();
+        assert_eq!(o.errors, 2, "the two never answered");
+        assert_eq!(o.latency.count(), 2);
+        assert!(Machine::<S>::poll_timeout(&m).is_none());
+    }
+
+    #[test]
+    fn a_closed_connection_during_the_set_up_is_a_clear_error() {
+        let now = driver::now();
+        let (mut m, _tx, mut setup) = machine(now);
+        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+        Machine::<S>::transport_closed(&mut m, Port::Up, None, now);
+        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Done));
+        assert!(matches!(
+            setup.try_recv(),
+            Ok(Err(ClientError::Link(LinkError::Closed)))
+        ));
     }
 }

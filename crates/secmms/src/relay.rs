@@ -23,17 +23,17 @@ use secmms_ber::Oid;
 use secmms_osi::OsiConfig;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::relay::{Ending, Hop, Splice, SpliceEvent, SpliceTimeouts};
+use secmms_profiles::secure::Now;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ConfigError};
-use crate::driver::{until, write_coalesced, LazyTimer, READ_CHUNK};
+use crate::driver::{drive, ByteStream, LinkError, Machine, Port, Step};
 use crate::osi::osi_config;
 use crate::tls::TlsContext;
-use crate::transport::{self, BoxStream, Stream};
+use crate::transport::{self, BoxStream};
 
 /// Default e2eSecurityAS relayed (spec §9 DECISION placeholder 1.0.62351.4.1.1.1).
 pub const DEFAULT_RELAYED_E2E_SECURITY_AS: &[u64] =
@@ -360,9 +360,9 @@ impl Relay {
             let _ = transport::configure_socket(&stream, &shared.cfg.tcp);
             tokio::spawn(async move {
                 let r = match &shared.tls_in {
-                    None => relay_one(stream, &shared).await,
+                    None => relay_one(Box::new(stream), shared.clone()).await,
                     Some(tls) => match tls.accept(stream, peer).await {
-                        Ok(s) => relay_one(s, &shared).await,
+                        Ok(s) => relay_one(Box::new(s), shared.clone()).await,
                         Err(e) => Err(format!("TLS from the previous hop: {e}")),
                     },
                 };
@@ -422,57 +422,194 @@ fn write_bound(sh: &RelayShared) -> Duration {
     }
 }
 
-/// Writes what the splice queued for `hop` within `bound`.
-async fn flush_hop<S: Stream>(
-    stream: &mut S,
-    sp: &mut Splice,
-    hop: Hop,
-    bound: Duration,
-) -> Result<(), String> {
-    match tokio::time::timeout(bound, write_coalesced(stream, || sp.poll_transmit(hop))).await {
-        Ok(r) => r.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("write timed out after {bound:?}")),
-    }
-}
-
-/// Reads from the next hop, or waits forever while there is none.
-async fn read_down(down: &mut Option<BoxStream>, buf: &mut [u8]) -> std::io::Result<usize> {
-    match down {
-        Some(d) => d.read(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Connects the next hop (TCP, then TLS when configured) before `deadline`.
-async fn dial(sh: &RelayShared, to: &str, deadline: Option<Instant>) -> Result<BoxStream, String> {
+async fn dial(
+    sh: Arc<RelayShared>,
+    to: String,
+    deadline: Option<Instant>,
+) -> Result<ByteStream<HopStream>, String> {
     let left = deadline
         .map(|d| d.saturating_duration_since(Instant::now()))
         .unwrap_or(Duration::from_secs(
             sh.cfg.relay.associate_timeout_secs.max(1),
         ));
     let connect = async {
-        let tcp = transport::connect_tcp(to, &sh.cfg.tcp)
+        let tcp = transport::connect_tcp(&to, &sh.cfg.tcp)
             .await
             .map_err(|e| format!("next hop {to}: {e}"))?;
         match &sh.tls_out {
             None => Ok(Box::new(tcp) as BoxStream),
-            Some(tls) => match tls.connect(tcp, to).await {
+            Some(tls) => match tls.connect(tcp, &to).await {
                 Ok(s) => Ok(Box::new(s) as BoxStream),
                 Err(e) => Err(format!("TLS to the next hop {to}: {e}")),
             },
         }
     };
     match tokio::time::timeout(left, connect).await {
-        Ok(r) => r,
+        Ok(r) => r.map(|s| ByteStream::new(HopStream(s), Some(write_bound(&sh)))),
         Err(_) => Err(format!("next hop {to}: connect timeout")),
     }
 }
 
-/// Relays one association arriving on `up`: the splice does the protocol, this loop moves
-/// bytes between the two streams and the splice, dials the next hop when the splice asks for
-/// it, and wakes the splice at its deadline.
-async fn relay_one<S: Stream>(mut up: S, sh: &RelayShared) -> Result<Ending, String> {
-    let mut sp = Splice::new(
+/// A hop's stream (TCP or TLS), boxed. A named type rather than `Box<dyn Stream>` in the
+/// machine's type: a trait object's lifetime bound inside the spawned future's type would make
+/// the compiler ask for the machine at every lifetime.
+struct HopStream(BoxStream);
+
+impl tokio::io::AsyncRead for HopStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for HopStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.0).poll_shutdown(cx)
+    }
+}
+
+fn hop(port: Port) -> Hop {
+    match port {
+        Port::Up => Hop::Up,
+        Port::Down => Hop::Down,
+    }
+}
+
+/// One relayed association as a [`Machine`]: the splice does the protocol; the driver moves bytes
+/// between the two hops and the splice, dials the next hop when the splice asks for it
+/// ([`Step::Connect`]) and wakes the splice at its deadline.
+struct RelayMachine {
+    sh: Arc<RelayShared>,
+    sp: Splice,
+    /// PDUs forwarded already counted in the stats.
+    counted: u64,
+    /// The first transport failure, which explains an abort.
+    error: Option<String>,
+    result: Option<Result<Ending, String>>,
+}
+
+impl Machine<ByteStream<HopStream>> for RelayMachine {
+    type Cmd = ();
+    type Effect = ();
+
+    fn handle_input(&mut self, port: Port, input: &[u8], now: Now) {
+        self.sp.handle_input(hop(port), input, now.mono);
+    }
+
+    fn transport_closed(&mut self, port: Port, error: Option<std::io::Error>, now: Now) {
+        if let Some(e) = error {
+            let side = match port {
+                Port::Up => "previous hop",
+                Port::Down => "next hop",
+            };
+            self.error.get_or_insert(format!("{side}: {e}"));
+        }
+        self.sp.transport_closed(hop(port), now.mono);
+    }
+
+    fn write_failed(&mut self, port: Port, error: LinkError, now: Now) {
+        // Whatever one hop's write failure leaves, the other hop is aborted through the splice.
+        self.error.get_or_insert(error.to_string());
+        self.sp.transport_closed(hop(port), now.mono);
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.sp.handle_timeout(now.mono);
+    }
+
+    fn process(&mut self, _: Now) -> Step<(), ByteStream<HopStream>> {
+        if self.result.is_some() {
+            return Step::Done;
+        }
+        while let Some(ev) = self.sp.poll_event() {
+            match ev {
+                SpliceEvent::Route {
+                    called_ap_title,
+                    called_ae_qualifier,
+                } => match self.sh.route(called_ap_title.as_ref(), called_ae_qualifier) {
+                    None => {
+                        debug!("no route for the called AP-title; rejecting");
+                        self.sp.no_route();
+                    }
+                    Some(to) => {
+                        let dial = dial(
+                            self.sh.clone(),
+                            to.to_string(),
+                            self.sp.associate_deadline(),
+                        );
+                        return Step::Connect(Box::pin(dial));
+                    }
+                },
+                SpliceEvent::Established => {
+                    self.sh.stats.associations.fetch_add(1, Ordering::Relaxed);
+                }
+                SpliceEvent::Ended(how) => {
+                    self.result = Some(match (how, &self.error) {
+                        (Ending::Aborted, Some(e)) => Err(e.clone()),
+                        (how, _) => Ok(how),
+                    });
+                }
+                SpliceEvent::Failed(why) => {
+                    self.result = Some(Err(why));
+                }
+            }
+        }
+        let n = self.sp.forwarded();
+        self.sh
+            .stats
+            .pdus
+            .fetch_add(n - self.counted, Ordering::Relaxed);
+        self.counted = n;
+        if self.result.is_some() {
+            // What the splice queued last (the abort of the other hop) goes out first.
+            return Step::Done;
+        }
+        Step::Idle
+    }
+
+    fn connected(&mut self, result: Result<(), String>, _: Now) {
+        match result {
+            Ok(()) => {
+                let _ = self.sp.connect_down();
+            }
+            Err(why) => self.sp.next_hop_failed(why),
+        }
+    }
+
+    fn poll_transmit(&mut self, port: Port) -> Option<Vec<u8>> {
+        self.sp.poll_transmit(hop(port))
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.sp.poll_timeout()
+    }
+}
+
+/// Relays one association arriving on `up`.
+async fn relay_one(up: BoxStream, sh: Arc<RelayShared>) -> Result<Ending, String> {
+    let sp = Splice::new(
         sh.hop_config(true)?,
         sh.hop_config(false)?,
         sh.tap.clone(),
@@ -480,89 +617,15 @@ async fn relay_one<S: Stream>(mut up: S, sh: &RelayShared) -> Result<Ending, Str
         sh.timeouts(),
         Instant::now(),
     );
-    let bound = write_bound(sh);
-    let mut down: Option<BoxStream> = None;
-    let mut up_buf = vec![0; READ_CHUNK];
-    let mut down_buf = vec![0; READ_CHUNK];
-    let mut timer = LazyTimer::default();
-    let mut counted = 0;
-    let mut error: Option<String> = None;
-    loop {
-        let mut result = None;
-        while let Some(ev) = sp.poll_event() {
-            match ev {
-                SpliceEvent::Route {
-                    called_ap_title,
-                    called_ae_qualifier,
-                } => match sh.route(called_ap_title.as_ref(), called_ae_qualifier) {
-                    None => {
-                        debug!("no route for the called AP-title; rejecting");
-                        sp.no_route();
-                    }
-                    Some(to) => match dial(sh, to, sp.associate_deadline()).await {
-                        Ok(s) => {
-                            down = Some(s);
-                            let _ = sp.connect_down();
-                        }
-                        Err(why) => sp.next_hop_failed(why),
-                    },
-                },
-                SpliceEvent::Established => {
-                    sh.stats.associations.fetch_add(1, Ordering::Relaxed);
-                }
-                SpliceEvent::Ended(how) => result = Some(Ok(how)),
-                SpliceEvent::Failed(why) => result = Some(Err(why)),
-            }
-        }
-        let n = sp.forwarded();
-        sh.stats.pdus.fetch_add(n - counted, Ordering::Relaxed);
-        counted = n;
-        // Whatever one hop's write failure leaves, the other hop is aborted through the splice.
-        if let Err(e) = flush_hop(&mut up, &mut sp, Hop::Up, bound).await {
-            sp.transport_closed(Hop::Up, Instant::now());
-            error.get_or_insert(e);
-        }
-        if let Some(d) = down.as_mut() {
-            if let Err(e) = flush_hop(d, &mut sp, Hop::Down, bound).await {
-                sp.transport_closed(Hop::Down, Instant::now());
-                error.get_or_insert(e);
-            }
-        }
-        if let Some(r) = result {
-            let _ = flush_hop(&mut up, &mut sp, Hop::Up, bound).await;
-            let _ = tokio::time::timeout(bound, tokio::io::AsyncWriteExt::shutdown(&mut up)).await;
-            if let Some(d) = down.as_mut() {
-                let _ = flush_hop(d, &mut sp, Hop::Down, bound).await;
-                let _ = tokio::time::timeout(bound, tokio::io::AsyncWriteExt::shutdown(d)).await;
-            }
-            return match (r, error) {
-                (Ok(Ending::Aborted), Some(e)) => Err(e),
-                (r, _) => r,
-            };
-        }
-        if sp.is_done() {
-            // A write failure above ended it: its event is taken at the top.
-            continue;
-        }
-        let at = sp.poll_timeout();
-        tokio::select! {
-            r = up.read(&mut up_buf) => match r {
-                Ok(0) => sp.transport_closed(Hop::Up, Instant::now()),
-                Ok(n) => sp.handle_input(Hop::Up, &up_buf[..n], Instant::now()),
-                Err(e) => {
-                    error.get_or_insert(format!("previous hop: {e}"));
-                    sp.transport_closed(Hop::Up, Instant::now());
-                }
-            },
-            r = read_down(&mut down, &mut down_buf) => match r {
-                Ok(0) => sp.transport_closed(Hop::Down, Instant::now()),
-                Ok(n) => sp.handle_input(Hop::Down, &down_buf[..n], Instant::now()),
-                Err(e) => {
-                    error.get_or_insert(format!("next hop: {e}"));
-                    sp.transport_closed(Hop::Down, Instant::now());
-                }
-            },
-            () = until(&mut timer, at) => sp.handle_timeout(Instant::now()),
-        }
-    }
+    let up = ByteStream::new(HopStream(up), Some(write_bound(&sh)));
+    let mut m = RelayMachine {
+        sh,
+        sp,
+        counted: 0,
+        error: None,
+        result: None,
+    };
+    drive(&mut m, up, None).await;
+    m.result
+        .unwrap_or_else(|| Err("the relay ended without an outcome".into()))
 }

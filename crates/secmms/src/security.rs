@@ -1490,31 +1490,42 @@ impl AppSecurity {
         ))
     }
 
-    /// OCSP for the peer's application certificate (§6.2.8) on a [`SecureAssociation`], when
-    /// `ocsp_check` is not off: a server calls it on the association indication, before
-    /// answering. A revoked certificate is refused (the profile's refusal is queued on `sa`),
-    /// and so is one without a usable answer under hard-fail; under soft-fail that raises
-    /// `AP_OCSP_UNAVAILABLE` / `E2E_PEER_OCSP_UNAVAILABLE` (warning) naming `label` and the
-    /// association goes on.
-    pub async fn check_peer_ocsp_secure(
+    /// The OCSP look-up of §6.2.8 for the peer's application certificate of `sa`, as a future
+    /// that borrows nothing (the driver awaits it while the association waits); `None` when
+    /// OCSP is off or the peer has no application certificate. Its result goes to
+    /// [`Self::apply_peer_ocsp`] before the AARE (or HandshakeAcc) leaves.
+    pub(crate) fn peer_ocsp_lookup(
+        &self,
+        sa: &SecureAssociation,
+    ) -> Option<crate::driver::BoxFuture<Option<OcspOutcome>>> {
+        let o = self.ocsp.clone()?;
+        let cert = sa.protection().peer_certificate()?;
+        Some(Box::pin(async move { o.ocsp.outcome(&cert).await }))
+    }
+
+    /// Acts on an OCSP outcome of [`Self::peer_ocsp_lookup`]: a refused peer gets the abort its
+    /// profile prescribes (queued on `sa`; the error says why), a soft-fail warning becomes an
+    /// event naming `label`.
+    pub(crate) fn apply_peer_ocsp(
         &self,
         sa: &mut SecureAssociation,
+        outcome: Option<OcspOutcome>,
         label: &str,
+        now: secmms_profiles::secure::Now,
     ) -> Result<(), ProtectionError> {
-        let Some(o) = &self.ocsp else { return Ok(()) };
-        let Some(cert) = sa.protection().peer_certificate() else {
-            return Ok(());
-        };
-        let Some(OcspOutcome {
-            revoked,
-            refuse,
-            why,
-        }) = o.ocsp.outcome(&cert).await
+        let (
+            Some(o),
+            Some(OcspOutcome {
+                revoked,
+                refuse,
+                why,
+            }),
+        ) = (&self.ocsp, outcome)
         else {
             return Ok(());
         };
         if refuse {
-            return match sa.refuse_peer(revoked, why, crate::driver::now()) {
+            return match sa.refuse_peer(revoked, why, now) {
                 Some(e) => Err(e),
                 None => Ok(()),
             };

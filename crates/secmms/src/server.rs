@@ -10,14 +10,14 @@ use secmms_mms::model::{Model, SharedModel};
 use secmms_mms::server::{InitiateOutcome, ReportContent, ServerConfig as VmdConfig, Vmd};
 use secmms_osi::acse::SourceDiagnostic;
 use secmms_pki::event::SecurityEventSink;
-use secmms_profiles::secure::{SecureEvent, Timeouts, TimerKind};
+use secmms_profiles::secure::{Now, SecureAssociation, SecureEvent, Timeouts, TimerKind};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ServerConfig};
 use crate::driver::LinkError;
-use crate::driver::{self, Either, SecureLink, Turn};
+use crate::driver::{self, drive, ByteStream, Machine, Port, Step};
 use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
@@ -789,23 +789,273 @@ fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> D
     Duration::from_micros(us)
 }
 
-/// Sends an InformationReport of `content` on an established association.
-fn send_report<S: Stream>(
-    link: &mut SecureLink<S>,
-    session: Option<&secmms_mms::server::ServerSession>,
-    content: ReportContent,
-    now: secmms_profiles::secure::Now,
-) -> Result<(), ReportError> {
-    let session = session.ok_or(ReportError::Ended)?;
-    let pdu = session.report(content)?;
-    link.sa()
-        .send_mms(&pdu, now)
-        .map_err(|e| ReportError::Protection(e.to_string()))
+/// The MMS server side of one association, as a [`Machine`] on a byte stream (TCP, or TLS after
+/// the handshake): a [`SecureAssociation`] answered by the MMS server session, with the OCSP
+/// step before the association is accepted, reports from the application, and the CRL re-check.
+struct ServerMachine<'a> {
+    shared: &'a Shared,
+    sa: SecureAssociation,
+    label: String,
+    /// Set once the association is established (the connection's busy-poll policy reads it).
+    established: &'a AtomicBool,
+    /// Counts the association in [`ServerStats::established`] while it lives.
+    counted: Option<Established<'a>>,
+    /// The MMS session once the initiate was accepted.
+    session: Option<secmms_mms::server::ServerSession>,
+    /// Listed for the application, which may send reports, once established.
+    registered: Option<crate::live::Registered<'a>>,
+    commands: Option<tokio::sync::mpsc::Receiver<AssocCmd>>,
+    /// The initiate request waiting for the OCSP answer.
+    indication: Option<Vec<u8>>,
+    associate_timeout: Duration,
+    idle: Option<Duration>,
+    cpus: usize,
+    /// A new turn began: the response group is sized again for the burst that arrived.
+    turn: bool,
+    grouped: usize,
+    group: usize,
+    result: Option<Result<(), LinkError>>,
+}
+
+impl<'a> ServerMachine<'a> {
+    fn end(&mut self, r: Result<(), LinkError>) {
+        self.result.get_or_insert(r);
+    }
+
+    /// Answers the MMS initiate of an associate indication.
+    fn on_indication(&mut self, initiate: &[u8], now: Now) -> Result<(), LinkError> {
+        let shared = self.shared;
+        match shared.mms.accept_initiate(initiate) {
+            InitiateOutcome::Accepted {
+                response,
+                association,
+            } => {
+                self.sa.accept(response, now)?;
+                shared.stats.associations.fetch_add(1, Ordering::Relaxed);
+                self.counted = Some(Established::new(&shared.stats.established));
+                self.established.store(true, Ordering::Relaxed);
+                let protection = self.sa.protection();
+                if let Some(p) = protection.peer_name() {
+                    debug!("application-layer peer authenticated: {p}");
+                }
+                debug!("association protected by: {}", protection.describe());
+                let peer = match protection.peer_name() {
+                    Some(p) => format!("{} ({p})", self.label),
+                    None => self.label.clone(),
+                };
+                let (r, rx) = shared.registry.register(peer, protection.describe());
+                self.registered = Some(r);
+                self.commands = Some(rx);
+                self.session = Some(association);
+            }
+            InitiateOutcome::Refused { response, error } => {
+                debug!("initiate refused: {error:?}");
+                self.sa.reject(
+                    ACSE_REJECTED_PERMANENT,
+                    SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
+                    Some(response),
+                    now,
+                )?;
+            }
+            InitiateOutcome::Invalid(e) => {
+                debug!("invalid initiate request: {e}");
+                self.sa.abort(now)?;
+                return Err(LinkError::Closed);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends an InformationReport of `content` on the established association.
+    fn send_report(&mut self, content: ReportContent, now: Now) -> Result<(), ReportError> {
+        let session = self.session.as_ref().ok_or(ReportError::Ended)?;
+        let pdu = session.report(content)?;
+        self.sa
+            .send_mms(&pdu, now)
+            .map_err(|e| ReportError::Protection(e.to_string()))
+    }
+}
+
+impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
+    type Cmd = AssocCmd;
+    type Effect = Option<crate::security::OcspOutcome>;
+
+    fn handle_input(&mut self, _: Port, input: &[u8], now: Now) {
+        self.turn = true;
+        if let Err(e) = self.sa.handle_input(input, now) {
+            self.end(Err(LinkError::Osi(e)));
+        }
+    }
+
+    fn transport_closed(&mut self, _: Port, error: Option<std::io::Error>, now: Now) {
+        match error {
+            None => self.sa.transport_closed(now),
+            Some(e) => self.end(Err(LinkError::Io(e))),
+        }
+    }
+
+    fn write_failed(&mut self, _: Port, error: LinkError, _: Now) {
+        self.end(Err(error));
+    }
+
+    fn commands(&mut self) -> Option<&mut tokio::sync::mpsc::Receiver<AssocCmd>> {
+        self.commands.as_mut()
+    }
+
+    fn handle_cmd(&mut self, cmd: Option<AssocCmd>, now: Now) -> bool {
+        self.turn = true;
+        match cmd {
+            Some(AssocCmd::Report { content, reply }) => {
+                let r = self.send_report(content, now);
+                let _ = reply.send(r);
+                true
+            }
+            None => {
+                self.commands = None;
+                false
+            }
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Now) {
+        self.turn = true;
+        self.sa.handle_timeout(now);
+    }
+
+    fn handle_wake(&mut self, now: Now) {
+        // The application CRLs changed: is the peer still valid (§6.2.8)?
+        if let Err(e) = self.sa.recheck_peer(now) {
+            self.end(Err(e.into()));
+        }
+    }
+
+    fn process(&mut self, now: Now) -> Step<Self::Effect, ByteStream<S>> {
+        if self.result.is_some() {
+            return Step::Done;
+        }
+        if self.indication.is_some() {
+            // Waiting for the OCSP answer ([`Self::complete`]).
+            return Step::Idle;
+        }
+        if std::mem::take(&mut self.turn) {
+            self.grouped = 0;
+            self.group = response_group(
+                self.shared.cfg.server.response_group,
+                self.sa.queued_events(),
+                self.shared.stats.established.load(Ordering::Relaxed),
+                self.cpus,
+            );
+        }
+        while let Some(ev) = self.sa.poll_event() {
+            match ev {
+                SecureEvent::AssociateIndication { initiate, .. } => {
+                    let initiate = initiate.unwrap_or_default();
+                    // §6.2.8: OCSP for the peer's application certificate, before the AARE (or
+                    // HandshakeAcc) goes out.
+                    if let Some(lookup) = self.shared.security.peer_ocsp_lookup(&self.sa) {
+                        self.indication = Some(initiate);
+                        return Step::Effect(lookup);
+                    }
+                    if let Err(e) = self.on_indication(&initiate, now) {
+                        self.end(Err(e));
+                        return Step::Done;
+                    }
+                }
+                SecureEvent::Mms(pdu) => {
+                    let Some(mms) = &self.session else { continue };
+                    if let Some(resp) = mms.handle_queued_pdu(&pdu) {
+                        self.shared.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        if let Err(e) = self.sa.send_mms(&resp, now) {
+                            self.end(Err(e.into()));
+                            return Step::Done;
+                        }
+                        self.grouped += 1;
+                        if self.grouped == self.group {
+                            // Let the client start on these while the rest are prepared.
+                            self.grouped = 0;
+                            return Step::Flush;
+                        }
+                    }
+                }
+                SecureEvent::SecurityFailure(e) => {
+                    // The abort (DtSecAbort / osiDiag) is queued: it goes out, then we stop.
+                    self.end(Err(e.into()));
+                    return Step::Done;
+                }
+                SecureEvent::ReleaseIndication { conclude } => {
+                    let concluded = self.session.as_ref().is_some_and(|m| m.is_concluded());
+                    let answer = secmms_mms::server::release_answer(concluded, conclude.as_deref());
+                    let r = self
+                        .sa
+                        .release_response(answer, now)
+                        .map_err(LinkError::from);
+                    self.end(r);
+                    return Step::Done;
+                }
+                SecureEvent::TimedOut(kind) => {
+                    let t = match kind {
+                        TimerKind::Associate => self.associate_timeout,
+                        _ => self.idle.unwrap_or_default(),
+                    };
+                    self.end(Err(LinkError::Timeout(t)));
+                    return Step::Done;
+                }
+                // The peer closed: our TLS close_notify answers its own (a TLS session that
+                // ends without one is dropped from the session cache).
+                SecureEvent::Aborted(_) | SecureEvent::Closed => {
+                    self.end(Err(LinkError::Closed));
+                    return Step::Done;
+                }
+                SecureEvent::ProtocolError(e) => {
+                    self.end(Err(LinkError::Osi(e)));
+                    return Step::Done;
+                }
+                _ => {}
+            }
+        }
+        if self.sa.is_closed() {
+            self.end(Err(LinkError::Closed));
+            return Step::Done;
+        }
+        Step::Idle
+    }
+
+    fn complete(&mut self, outcome: Self::Effect, now: Now) {
+        let Some(initiate) = self.indication.take() else {
+            return;
+        };
+        let r = self
+            .shared
+            .security
+            .apply_peer_ocsp(&mut self.sa, outcome, &self.label, now)
+            .map_err(LinkError::from)
+            .and_then(|()| self.on_indication(&initiate, now));
+        if let Err(e) = r {
+            self.end(Err(e));
+        }
+        // The events after the indication are taken in the next `process`.
+        self.turn = true;
+    }
+
+    fn flushed(&mut self) {
+        // Everything answered is written: those requests are no longer outstanding
+        // (`ServerSession` refuses more than the negotiated number in between).
+        if let Some(mms) = &self.session {
+            mms.answers_sent();
+        }
+    }
+
+    fn poll_transmit(&mut self, _: Port) -> Option<Vec<u8>> {
+        self.sa.poll_transmit()
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        self.sa.poll_timeout()
+    }
 }
 
 /// Serves one association on any stream (TCP, or TLS after the handshake): a
-/// [`SecureAssociation`](secmms_profiles::secure::SecureAssociation) driven by a
-/// [`SecureLink`], answering with the MMS server.
+/// [`ServerMachine`] run by the [`drive`]r.
 async fn serve_association<S: Stream>(
     stream: S,
     shared: &Shared,
@@ -824,181 +1074,32 @@ async fn serve_association<S: Stream>(
         idle,
         release: None,
     };
-    let now = driver::now();
-    let sa = shared.security.secure_responder(osi, facts, timeouts, now);
-    let mut link = SecureLink::new(stream, sa, now);
-    link.set_wake(shared.revocations.subscribe());
+    let sa = shared
+        .security
+        .secure_responder(osi, facts, timeouts, driver::now());
+    let mut m = ServerMachine {
+        shared,
+        sa,
+        label: facts.label(),
+        established,
+        counted: None,
+        session: None,
+        registered: None,
+        commands: None,
+        indication: None,
+        associate_timeout,
+        idle,
+        cpus: cpus(),
+        turn: true,
+        grouped: 0,
+        group: 0,
+        result: None,
+    };
     // A peer that sends requests but never reads the responses blocks our writes once the socket
     // buffers are full; the idle timeout bounds those writes as it bounds reads.
-    link.set_write_timeout(idle);
-    let label = facts.label();
-    let mut negotiated: Option<secmms_mms::server::ServerSession> = None;
-    // Once established: listed for the application, which may send reports.
-    let mut registered = None;
-    let mut commands: Option<tokio::sync::mpsc::Receiver<AssocCmd>> = None;
-    let cpus = cpus();
-    let mut _established = None;
-    let r = async {
-        loop {
-            // Responses queued and not yet written (`server.response_group`).
-            let mut grouped = 0usize;
-            let group = response_group(
-                shared.cfg.server.response_group,
-                link.sa_ref().queued_events(),
-                shared.stats.established.load(Ordering::Relaxed),
-                cpus,
-            );
-            while let Some(ev) = link.sa().poll_event() {
-                match ev {
-                    SecureEvent::AssociateIndication { initiate, .. } => {
-                        // §6.2.8: OCSP for the peer's application certificate, before the
-                        // AARE (or HandshakeAcc) goes out.
-                        if let Err(e) = shared
-                            .security
-                            .check_peer_ocsp_secure(link.sa(), &label)
-                            .await
-                        {
-                            link.shutdown().await;
-                            return Err(e.into());
-                        }
-                        let now = link.refresh_now();
-                        match shared
-                            .mms
-                            .accept_initiate(initiate.as_deref().unwrap_or_default())
-                        {
-                            InitiateOutcome::Accepted {
-                                response,
-                                association,
-                            } => {
-                                link.sa().accept(response, now)?;
-                                shared.stats.associations.fetch_add(1, Ordering::Relaxed);
-                                _established = Some(Established::new(&shared.stats.established));
-                                established.store(true, Ordering::Relaxed);
-                                let protection = link.sa_ref().protection();
-                                if let Some(p) = protection.peer_name() {
-                                    debug!("application-layer peer authenticated: {p}");
-                                }
-                                debug!("association protected by: {}", protection.describe());
-                                let peer = match protection.peer_name() {
-                                    Some(p) => format!("{label} ({p})"),
-                                    None => label.clone(),
-                                };
-                                let (r, rx) = shared.registry.register(peer, protection.describe());
-                                registered = Some(r);
-                                commands = Some(rx);
-                                negotiated = Some(association);
-                            }
-                            InitiateOutcome::Refused { response, error } => {
-                                debug!("initiate refused: {error:?}");
-                                link.sa().reject(
-                                    ACSE_REJECTED_PERMANENT,
-                                    SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
-                                    Some(response),
-                                    now,
-                                )?;
-                            }
-                            InitiateOutcome::Invalid(e) => {
-                                debug!("invalid initiate request: {e}");
-                                link.sa().abort(now)?;
-                                link.shutdown().await;
-                                return Err(LinkError::Closed);
-                            }
-                        }
-                    }
-                    SecureEvent::Mms(pdu) => {
-                        let Some(mms) = &negotiated else { continue };
-                        if let Some(resp) = mms.handle_queued_pdu(&pdu) {
-                            shared.stats.requests.fetch_add(1, Ordering::Relaxed);
-                            let now = link.now();
-                            if let Err(e) = link.sa().send_mms(&resp, now) {
-                                link.shutdown().await;
-                                return Err(e.into());
-                            }
-                            grouped += 1;
-                            if grouped == group {
-                                // Let the client start on these while the rest are prepared.
-                                link.flush().await?;
-                                mms.answers_sent();
-                                grouped = 0;
-                            }
-                        }
-                    }
-                    SecureEvent::SecurityFailure(e) => {
-                        // The abort (DtSecAbort / osiDiag) is queued; send it and stop.
-                        link.shutdown().await;
-                        return Err(e.into());
-                    }
-                    SecureEvent::ReleaseIndication { conclude } => {
-                        let concluded = negotiated.as_ref().is_some_and(|m| m.is_concluded());
-                        let answer =
-                            secmms_mms::server::release_answer(concluded, conclude.as_deref());
-                        let now = link.now();
-                        link.sa().release_response(answer, now)?;
-                        link.shutdown().await;
-                        return Ok(());
-                    }
-                    SecureEvent::TimedOut(kind) => {
-                        let t = match kind {
-                            TimerKind::Associate => associate_timeout,
-                            _ => idle.unwrap_or_default(),
-                        };
-                        return Err(LinkError::Timeout(t));
-                    }
-                    SecureEvent::Aborted(_) | SecureEvent::Closed => return Err(LinkError::Closed),
-                    SecureEvent::ProtocolError(e) => {
-                        link.shutdown().await;
-                        return Err(LinkError::Osi(e));
-                    }
-                    _ => {}
-                }
-            }
-            link.flush().await?;
-            // Everything answered is written: those requests are no longer outstanding
-            // (`ServerSession` refuses more than the negotiated number in between).
-            if let Some(mms) = &negotiated {
-                mms.answers_sent();
-            }
-            if link.sa_ref().is_closed() {
-                link.shutdown().await;
-                return Err(LinkError::Closed);
-            }
-            let turn = match commands.as_mut() {
-                None => link.wait().await?,
-                Some(rx) => match link.wait_with(rx.recv()).await? {
-                    Either::Link(t) => t,
-                    Either::Other(Some(AssocCmd::Report { content, reply })) => {
-                        let now = link.now();
-                        let r = send_report(&mut link, negotiated.as_ref(), content, now);
-                        let _ = reply.send(r);
-                        continue;
-                    }
-                    Either::Other(None) => {
-                        commands = None;
-                        continue;
-                    }
-                },
-            };
-            match turn {
-                Turn::Input | Turn::Timer => {}
-                Turn::Closed => return Err(LinkError::Closed),
-                // The application CRLs changed: is the peer still valid (§6.2.8)?
-                Turn::Woken => {
-                    let now = link.now();
-                    if let Err(e) = link.sa().recheck_peer(now) {
-                        link.shutdown().await;
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-    }
-    .await;
-    if matches!(r, Err(LinkError::Closed)) {
-        // The peer closed: answer its TLS close_notify with ours (a TLS session that ends
-        // without one is dropped from the session cache).
-        link.shutdown().await;
-    }
-    r
+    let transport = ByteStream::new(stream, idle);
+    drive(&mut m, transport, Some(shared.revocations.subscribe())).await;
+    m.result.unwrap_or(Err(LinkError::Closed))
 }
 
 /// ACSE result `rejected-permanent` (X.227).
@@ -1035,6 +1136,233 @@ mod tests {
             .established
             .store(cpus as u64 + 1, Ordering::Relaxed);
         assert_eq!(policy(), Duration::ZERO);
+    }
+
+    /// A server machine on the plain demo model, with `response_group` and a client-side
+    /// association established with it, pumped by hand (no runtime, no socket).
+    mod machine {
+        use super::super::*;
+        use secmms_mms::client::{self as mms_client, ClientProposal};
+        use secmms_mms::pdu::ConfirmedServiceResponse;
+        use secmms_mms::session::{ClientEvent, ClientSession};
+        use secmms_profiles::secure::Now;
+
+        type S = ByteStream<tokio::io::DuplexStream>;
+
+        fn shared(group: usize, outstanding: u16) -> Shared {
+            let mut cfg = Config::default();
+            cfg.server.response_group = Some(group);
+            cfg.server.max_outstanding = outstanding;
+            let mms = Vmd::new(
+                SharedModel::new(Model::default_demo()),
+                server_options(&cfg),
+            );
+            Shared {
+                cfg,
+                mms,
+                stats: Arc::default(),
+                tls: None,
+                security: AppSecurity::plain(),
+                revocations: tokio::sync::watch::channel(0).0,
+                registry: Arc::default(),
+            }
+        }
+
+        fn machine<'a>(
+            shared: &'a Shared,
+            established: &'a AtomicBool,
+            now: Now,
+        ) -> ServerMachine<'a> {
+            let osi = osi_config(&shared.cfg.osi, true).unwrap();
+            let sa = shared.security.secure_responder(
+                osi,
+                &ConnectionFacts::default(),
+                Timeouts::default(),
+                now,
+            );
+            ServerMachine {
+                shared,
+                sa,
+                label: "test".into(),
+                established,
+                counted: None,
+                session: None,
+                registered: None,
+                commands: None,
+                indication: None,
+                associate_timeout: Duration::from_secs(10),
+                idle: None,
+                cpus: 2,
+                turn: true,
+                grouped: 0,
+                group: 0,
+                result: None,
+            }
+        }
+
+        /// Runs `process` until idle, calling `flushed` after each `Flush` as the driver does;
+        /// returns the number of flushes and every output.
+        fn run(m: &mut ServerMachine<'_>, now: Now) -> (usize, Vec<u8>) {
+            let mut flushes = 0;
+            let mut out = Vec::new();
+            loop {
+                let step: Step<_, S> = Machine::<S>::process(m, now);
+                match step {
+                    Step::Idle => break,
+                    Step::Flush => {
+                        flushes += 1;
+                        while let Some(b) = Machine::<S>::poll_transmit(m, Port::Up) {
+                            out.extend(b);
+                        }
+                        Machine::<S>::flushed(m);
+                    }
+                    _ => panic!("unexpected step"),
+                }
+            }
+            while let Some(b) = Machine::<S>::poll_transmit(m, Port::Up) {
+                out.extend(b);
+            }
+            (flushes, out)
+        }
+
+        /// A plain client association established with `m`, and its MMS session.
+        fn associate(
+            m: &mut ServerMachine<'_>,
+            outstanding: u16,
+            now: Now,
+        ) -> (
+            secmms_profiles::secure::SecureAssociation,
+            ClientSession<u32>,
+        ) {
+            let cfg = Config::default();
+            let osi = osi_config(&cfg.osi, false).unwrap();
+            let mut c = AppSecurity::plain()
+                .secure_initiator(osi, &ConnectionFacts::default(), Timeouts::default(), now)
+                .unwrap();
+            let proposal = ClientProposal {
+                max_serv_outstanding_calling: outstanding,
+                max_serv_outstanding_called: outstanding,
+                ..Default::default()
+            };
+            c.connect(mms_client::initiate_request_pdu(&proposal), now)
+                .unwrap();
+            // CR / CC, then the AARQ / AARE.
+            assert!(
+                !m.established.load(Ordering::Relaxed),
+                "not before the accept"
+            );
+            for _ in 0..4 {
+                while let Some(b) = c.poll_transmit() {
+                    Machine::<S>::handle_input(m, Port::Up, &b, now);
+                }
+                let (flushes, answer) = run(m, now);
+                assert_eq!(flushes, 0);
+                c.handle_input(&answer, now).unwrap();
+            }
+            assert!(m.established.load(Ordering::Relaxed), "set at the accept");
+            let negotiated = loop {
+                match c.poll_event() {
+                    Some(SecureEvent::Established {
+                        initiate_response: Some(r),
+                        ..
+                    }) => break mms_client::parse_initiate_response(&r, &proposal).unwrap(),
+                    Some(_) => {}
+                    None => panic!("not established"),
+                }
+            };
+            (c, ClientSession::established(proposal, negotiated))
+        }
+
+        #[test]
+        fn a_burst_of_16_with_groups_of_4_is_written_in_four_flushes() {
+            let now = crate::driver::now();
+            let shared = shared(4, 16);
+            let established = AtomicBool::new(false);
+            let mut m = machine(&shared, &established, now);
+            let (mut c, mut session) = associate(&mut m, 16, now);
+            let name = secmms_mms::ObjectName::DomainSpecific {
+                domain: "DEMOLD0".into(),
+                item: "GGIO1$ST$Ind1$stVal".into(),
+            };
+            let mut burst = Vec::new();
+            for i in 0..16 {
+                let (_, pdu) = session
+                    .request(mms_client::read_name(name.clone()), i)
+                    .unwrap();
+                c.send_mms(&pdu, now).unwrap();
+                while let Some(b) = c.poll_transmit() {
+                    burst.extend(b);
+                }
+            }
+            Machine::<S>::handle_input(&mut m, Port::Up, &burst, now);
+            let (flushes, answers) = run(&mut m, now);
+            assert_eq!(flushes, 4, "16 answers in groups of 4");
+            c.handle_input(&answers, now).unwrap();
+            let mut answered = 0;
+            while let Some(ev) = c.poll_event() {
+                if let SecureEvent::Mms(pdu) = ev {
+                    match session.handle_pdu(&pdu) {
+                        ClientEvent::Answer { result, .. } => {
+                            assert!(matches!(result, Ok(ConfirmedServiceResponse::Read(_))));
+                            answered += 1;
+                        }
+                        _ => panic!("not an answer"),
+                    }
+                }
+            }
+            assert_eq!(answered, 16);
+            assert_eq!(shared.stats.requests.load(Ordering::Relaxed), 16);
+        }
+
+        #[test]
+        fn the_whole_burst_goes_in_one_write_with_group_0() {
+            let now = crate::driver::now();
+            let shared = shared(0, 16);
+            let established = AtomicBool::new(false);
+            let mut m = machine(&shared, &established, now);
+            let (mut c, mut session) = associate(&mut m, 16, now);
+            let mut burst = Vec::new();
+            for i in 0..8 {
+                let (_, pdu) = session.request(mms_client::identify(), i).unwrap();
+                c.send_mms(&pdu, now).unwrap();
+                while let Some(b) = c.poll_transmit() {
+                    burst.extend(b);
+                }
+            }
+            Machine::<S>::handle_input(&mut m, Port::Up, &burst, now);
+            let (flushes, answers) = run(&mut m, now);
+            assert_eq!(flushes, 0);
+            assert!(!answers.is_empty());
+        }
+
+        #[test]
+        fn an_idle_timeout_ends_the_machine_with_a_timeout() {
+            let now = crate::driver::now();
+            let shared = shared(0, 5);
+            let established = AtomicBool::new(false);
+            let mut m = machine(&shared, &established, now);
+            m.sa = shared.security.secure_responder(
+                osi_config(&shared.cfg.osi, true).unwrap(),
+                &ConnectionFacts::default(),
+                Timeouts {
+                    associate: Some(Duration::from_secs(10)),
+                    idle: None,
+                    release: None,
+                },
+                now,
+            );
+            let at = Machine::<S>::poll_timeout(&m).expect("the associate timer runs");
+            assert_eq!(at, now.mono + Duration::from_secs(10));
+            // Early: nothing happens.
+            Machine::<S>::handle_timeout(&mut m, now.after(Duration::from_secs(5)));
+            assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+            let late = now.after(Duration::from_secs(10));
+            Machine::<S>::handle_timeout(&mut m, late);
+            assert!(matches!(Machine::<S>::process(&mut m, late), Step::Done));
+            assert!(
+                matches!(m.result, Some(Err(LinkError::Timeout(t))) if t == Duration::from_secs(10))
+            );
+        }
     }
 
     #[test]

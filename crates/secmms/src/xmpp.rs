@@ -7,7 +7,7 @@
 //! * [`XmppConnection`]: a client connection from which any number of [`Client`]s associate
 //!   with peers (several with the same peer at once, told apart by assoID, §16.5).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use secmms_mms::pdu::MmsPdu;
 use secmms_mms::server::{InitiateOutcome, Vmd};
 use secmms_mms::session::ClientSession;
 use secmms_pki::event::SecurityEventSink;
+use secmms_profiles::secure::Now;
 use secmms_profiles::xmpp::{
     AssocKey, EndpointError, EndpointEvent, IqType, StanzaKind, XmppEndpoint,
 };
@@ -28,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use crate::client::{Client, ClientError, Cmd, CmdTx, Pending, Refusal, RELEASE_TIMEOUT};
 use crate::config::Config;
-use crate::driver::{until, LazyTimer};
+use crate::driver::{drive, LinkError, Machine, Port, Step, Transport};
 use crate::security::{load_e2e_context, AppMode};
 
 /// Errors of the XMPP environment.
@@ -43,11 +44,6 @@ pub enum XmppEnvError {
     /// The XMPP connection failed.
     #[error("XMPP: {0}")]
     Xmpp(#[from] secmms_xmpp::XmppError),
-}
-
-/// The calendar time of the runtime's one clock ([`crate::driver::now`]).
-fn now() -> TimeStamp {
-    crate::driver::now().wall
 }
 
 /// The `[xmpp]` section of `cfg`, checked, with native mode required (clause 16 has no other
@@ -78,12 +74,12 @@ fn endpoint(
 /// The OCSP step of a server association (§6.2.8): `Some(event)` when the peer must be
 /// refused with it; a soft-fail warning is recorded on `sink` and `None` returned.
 async fn peer_ocsp(
-    ocsp: &Option<crate::security::PeerOcsp>,
+    ocsp: Option<&crate::security::PeerOcsp>,
     cert: Option<Vec<u8>>,
     key: &AssocKey,
     sink: &dyn SecurityEventSink,
 ) -> Option<secmms_pki::event::SecurityEvent> {
-    let out = ocsp.as_ref()?.outcome(&cert?).await?;
+    let out = ocsp?.outcome(&cert?).await?;
     let def = if out.revoked {
         secmms_e2e::events::PEER_CERT_REVOKED
     } else {
@@ -128,17 +124,81 @@ fn unavailable_peer(st: &Stanza) -> Option<&str> {
     st.from.as_deref().filter(|f| !f.is_empty())
 }
 
-/// The monotonic instant of the endpoint's next E2E timer (`None`: no timer running).
-fn next_timer(ep: &XmppEndpoint) -> Option<std::time::Instant> {
-    ep.next_timeout()
-        .map(|t| crate::driver::now().instant_of(t))
+/// The server's XMPP link (reconnecting) as a [`Transport`]: its events in, stanzas out on
+/// the current session. A stanza that cannot be sent (e.g. refused by the writer's limits) does
+/// not end the server; a lost link shows up as [`secmms_xmpp::ClientEvent::Disconnected`].
+struct ServerLink {
+    conn: secmms_xmpp::ReconnectingClient,
+    event: Option<secmms_xmpp::ClientEvent>,
 }
 
-async fn send_all(tx: &XmppSender, out: Vec<String>) -> Result<(), secmms_xmpp::XmppError> {
-    for s in out {
-        tx.send(&s).await?;
+impl Transport for ServerLink {
+    type In<'a> = Option<secmms_xmpp::ClientEvent>;
+    type Out = String;
+    type Error = secmms_xmpp::XmppError;
+
+    async fn ready(&mut self) -> Result<bool, secmms_xmpp::XmppError> {
+        self.event = Some(self.conn.next_event().await?);
+        Ok(true)
     }
-    Ok(())
+
+    fn input(&mut self) -> Option<secmms_xmpp::ClientEvent> {
+        self.event.take()
+    }
+
+    async fn send(
+        &mut self,
+        next: &mut (dyn FnMut() -> Option<String> + Send),
+    ) -> Result<(), LinkError> {
+        let tx = self.conn.sender();
+        while let Some(stanza) = next() {
+            if let Some(tx) = &tx {
+                if let Err(e) = tx.send(&stanza).await {
+                    warn!("XMPP send: {e}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {}
+}
+
+/// A client's XMPP connection as a [`Transport`]: stanzas in and out; a send failure is
+/// logged (the receiving half reports a lost link).
+struct ClientLink {
+    tx: XmppSender,
+    rx: secmms_xmpp::XmppReceiver,
+    stanza: Option<Stanza>,
+}
+
+impl Transport for ClientLink {
+    type In<'a> = Option<Stanza>;
+    type Out = String;
+    type Error = secmms_xmpp::XmppError;
+
+    async fn ready(&mut self) -> Result<bool, secmms_xmpp::XmppError> {
+        self.stanza = Some(self.rx.recv().await?);
+        Ok(true)
+    }
+
+    fn input(&mut self) -> Option<Stanza> {
+        self.stanza.take()
+    }
+
+    async fn send(
+        &mut self,
+        next: &mut (dyn FnMut() -> Option<String> + Send),
+    ) -> Result<(), LinkError> {
+        while let Some(stanza) = next() {
+            if let Err(e) = self.tx.send(&stanza).await {
+                warn!("XMPP send: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn shutdown(&mut self) {}
 }
 
 /// Serves the MMS model of `mms` over XMPP until the connection ends: one E2E association per
@@ -172,166 +232,243 @@ pub async fn serve_ready(
             &[],
         )?),
     );
-    let mut ep = endpoint(cfg, true, sink.clone())?;
+    let ep = endpoint(cfg, true, sink.clone())?;
     // The reconnection policy of `[xmpp.reconnect]`: a lost link ends every association
     // locally (§16.5) and the server comes back when the XMPP server does.
-    let mut conn = secmms_xmpp::ReconnectingClient::connect(xc.clone()).await?;
+    let conn = secmms_xmpp::ReconnectingClient::connect(xc.clone()).await?;
     let jid = conn.jid().unwrap_or_default().to_string();
     info!("serving MMS over XMPP as {jid}");
     on_ready(&jid);
-    let mut assocs: HashMap<AssocKey, secmms_mms::server::ServerSession> = HashMap::new();
-    let mut timer = LazyTimer::default();
-    enum Wake {
-        Event(secmms_xmpp::ClientEvent),
-        Timer,
+    let mut m = ServerEndpoint {
+        ep,
+        mms,
+        ocsp: ocsp.map(Arc::new),
+        sink,
+        assocs: HashMap::new(),
+        out: VecDeque::new(),
+        pending: VecDeque::new(),
+        connected: true,
+        waiting: None,
+        now: crate::driver::now(),
+        result: None,
+    };
+    drive(&mut m, ServerLink { conn, event: None }, None).await;
+    match m.result {
+        Some(Err(e)) => Err(e.into()),
+        _ => Ok(()),
     }
-    loop {
-        // Native mode: the E2E timers run between stanzas, as over OSI (server.rs). While the
-        // link is down there is no association, hence no timer.
-        let at = if conn.sender().is_some() {
-            next_timer(&ep)
-        } else {
-            None
-        };
-        let wake = tokio::select! {
-            ev = conn.next_event() => Wake::Event(ev?),
-            () = until(&mut timer, at) => Wake::Timer,
-        };
-        let event = match wake {
-            Wake::Event(ev) => ev,
-            Wake::Timer => {
-                let (out, events) = ep.handle_timeout(now());
-                if let Some(tx) = conn.sender() {
-                    if let Err(e) = send_all(&tx, out).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
-                for ev in events {
-                    if let EndpointEvent::Aborted { key, reason } = ev {
-                        debug!("XMPP association {key:?} aborted: {reason}");
-                        assocs.remove(&key);
-                    }
-                }
-                continue;
+}
+
+/// The XMPP server endpoint as a [`Machine`]: the stanza mapping and E2E associations of the
+/// endpoint, an MMS server session per association, the OCSP step before each HandshakeAcc.
+struct ServerEndpoint {
+    ep: XmppEndpoint,
+    mms: Vmd,
+    ocsp: Option<Arc<crate::security::PeerOcsp>>,
+    sink: Arc<dyn SecurityEventSink>,
+    assocs: HashMap<AssocKey, secmms_mms::server::ServerSession>,
+    out: VecDeque<String>,
+    /// Endpoint events not yet acted on.
+    pending: VecDeque<EndpointEvent>,
+    /// The XMPP link is up (while it is down there is no association, hence no timer).
+    connected: bool,
+    /// The association whose OCSP answer is awaited, with its initiate request.
+    waiting: Option<(AssocKey, Vec<u8>)>,
+    /// The time of the last turn.
+    now: Now,
+    result: Option<Result<(), secmms_xmpp::XmppError>>,
+}
+
+impl ServerEndpoint {
+    /// Queues what the endpoint produced; an association the engine ended while protecting
+    /// still sends its abort.
+    fn emit(&mut self, out: Result<Vec<String>, EndpointError>) {
+        match out {
+            Ok(o) => self.out.extend(o),
+            Err(EndpointError::Aborted {
+                key,
+                reason,
+                stanzas,
+            }) => {
+                warn!("XMPP association {key:?} aborted: {reason}");
+                self.assocs.remove(&key);
+                self.out.extend(stanzas);
+            }
+            Err(e) => warn!("XMPP association: {e}"),
+        }
+    }
+
+    /// Answers the MMS initiate of an associate indication (after OCSP).
+    fn accept(&mut self, key: AssocKey, initiate: &[u8], now: Now) {
+        let out = match self.mms.accept_initiate(initiate) {
+            InitiateOutcome::Accepted {
+                response,
+                association,
+            } => {
+                self.assocs.insert(key.clone(), association);
+                self.ep.accept(&key, &response, now.wall)
+            }
+            InitiateOutcome::Refused { response, .. } => self.ep.reject(&key, &response, now.wall),
+            InitiateOutcome::Invalid(e) => {
+                debug!("invalid initiate over XMPP: {e}");
+                self.ep.abort(&key, now.wall)
             }
         };
+        self.emit(out);
+    }
+
+    fn take(&mut self, (out, events): (Vec<String>, Vec<EndpointEvent>)) {
+        self.out.extend(out);
+        self.pending.extend(events);
+    }
+}
+
+impl Machine<ServerLink> for ServerEndpoint {
+    type Cmd = ();
+    type Effect = Option<secmms_pki::event::SecurityEvent>;
+
+    fn handle_input(&mut self, _: Port, event: Option<secmms_xmpp::ClientEvent>, now: Now) {
+        self.now = now;
         let st = match event {
-            secmms_xmpp::ClientEvent::Stanza(st) => st,
-            secmms_xmpp::ClientEvent::Disconnected(e) => {
+            Some(secmms_xmpp::ClientEvent::Stanza(st)) => st,
+            Some(secmms_xmpp::ClientEvent::Disconnected(e)) => {
                 warn!("XMPP link lost ({e}); every association ends, reconnecting");
-                ep.drop_peer(None);
-                assocs.clear();
-                continue;
+                self.ep.drop_peer(None);
+                self.assocs.clear();
+                self.pending.clear();
+                self.waiting = None;
+                self.connected = false;
+                return;
             }
-            secmms_xmpp::ClientEvent::Reconnected { jid } => {
+            Some(secmms_xmpp::ClientEvent::Reconnected { jid }) => {
                 info!("XMPP link back as {jid}");
-                continue;
+                self.connected = true;
+                return;
             }
+            None => return,
         };
-        let Some(tx) = conn.sender() else {
-            continue;
-        };
+        if !self.connected {
+            return;
+        }
         if let Some(peer) = unavailable_peer(&st) {
             // Like a lost link, for that peer only: no stanza to send.
-            for ev in ep.drop_peer(Some(peer)) {
+            for ev in self.ep.drop_peer(Some(peer)) {
                 if let EndpointEvent::Aborted { key, .. } = ev {
                     debug!("XMPP association {key:?} ended: {peer} unavailable");
-                    assocs.remove(&key);
+                    self.assocs.remove(&key);
                 }
             }
-            continue;
+            return;
         }
         let Some((kind, env)) = classify(&st) else {
-            continue;
+            return;
         };
         let from = st.from.clone().unwrap_or_default();
-        let (out, events) = ep.handle(
+        let r = self.ep.handle(
             kind,
             st.id.as_deref().unwrap_or(""),
             &from,
             env.as_deref(),
-            now(),
+            now.wall,
         );
-        // A stanza that cannot be sent (e.g. refused by the writer's limits) must not end the
-        // server; a lost link shows up as `Disconnected` on the next event.
-        if let Err(e) = send_all(&tx, out).await {
-            warn!("XMPP send: {e}");
+        self.take(r);
+    }
+
+    fn transport_closed(&mut self, _: Port, error: Option<secmms_xmpp::XmppError>, _: Now) {
+        self.result
+            .get_or_insert(error.map_or(Err(secmms_xmpp::XmppError::Closed), Err));
+    }
+
+    fn write_failed(&mut self, _: Port, _: LinkError, _: Now) {}
+
+    fn handle_timeout(&mut self, now: Now) {
+        // Native mode: the E2E timers run between stanzas, as over OSI.
+        self.now = now;
+        let r = self.ep.handle_timeout(now.wall);
+        self.take(r);
+    }
+
+    fn process(&mut self, now: Now) -> Step<Self::Effect, ServerLink> {
+        self.now = now;
+        if self.result.is_some() {
+            return Step::Done;
         }
-        for ev in events {
+        if self.waiting.is_some() {
+            return Step::Idle;
+        }
+        while let Some(ev) = self.pending.pop_front() {
             let out = match ev {
                 EndpointEvent::AssociateIndication { key, initiate } => {
                     // §6.2.8: OCSP for the peer's application certificate before the
                     // HandshakeAcc goes out, as over OSI.
-                    let cert = ep.peer_certificate(&key);
-                    if let Some(refusal) = peer_ocsp(&ocsp, cert, &key, sink.as_ref()).await {
-                        let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
-                        let out = ep.security_reject(&key, diag, refusal, now());
-                        if let Ok(o) = out {
-                            if let Err(e) = send_all(&tx, o).await {
-                                warn!("XMPP send: {e}");
-                            }
-                        }
-                        continue;
+                    let cert = self.ep.peer_certificate(&key);
+                    if let (Some(ocsp), Some(cert)) = (self.ocsp.clone(), cert) {
+                        let sink = self.sink.clone();
+                        let k = key.clone();
+                        self.waiting = Some((key, initiate));
+                        return Step::Effect(Box::pin(async move {
+                            peer_ocsp(Some(&ocsp), Some(cert), &k, sink.as_ref()).await
+                        }));
                     }
-                    match mms.accept_initiate(&initiate) {
-                        InitiateOutcome::Accepted {
-                            response,
-                            association,
-                        } => {
-                            assocs.insert(key.clone(), association);
-                            ep.accept(&key, &response, now())
-                        }
-                        InitiateOutcome::Refused { response, .. } => {
-                            ep.reject(&key, &response, now())
-                        }
-                        InitiateOutcome::Invalid(e) => {
-                            debug!("invalid initiate over XMPP: {e}");
-                            ep.abort(&key, now())
-                        }
-                    }
+                    self.accept(key, &initiate, now);
+                    continue;
                 }
-                EndpointEvent::Data { key, pdu } => match assocs.get(&key) {
+                EndpointEvent::Data { key, pdu } => match self.assocs.get(&key) {
                     Some(a) => match a.handle_pdu(&pdu) {
-                        // Each answer leaves with its stanza at once.
-                        Some(resp) => ep.send(&key, &resp, now()),
+                        Some(resp) => self.ep.send(&key, &resp, now.wall),
                         None => Ok(Vec::new()),
                     },
                     None => Ok(Vec::new()),
                 },
                 EndpointEvent::ReleaseIndication { key, conclude } => {
-                    let concluded = assocs.remove(&key).is_some_and(|a| a.is_concluded());
+                    let concluded = self.assocs.remove(&key).is_some_and(|a| a.is_concluded());
                     let answer = secmms_mms::server::release_answer(concluded, conclude.as_deref());
-                    ep.release_response(&key, answer.as_deref(), now())
+                    self.ep.release_response(&key, answer.as_deref(), now.wall)
                 }
-                EndpointEvent::Released { key } | EndpointEvent::Aborted { key, .. } => {
-                    assocs.remove(&key);
+                EndpointEvent::Released { key } => {
+                    self.assocs.remove(&key);
+                    Ok(Vec::new())
+                }
+                EndpointEvent::Aborted { key, reason } => {
+                    debug!("XMPP association {key:?} aborted: {reason}");
+                    self.assocs.remove(&key);
                     Ok(Vec::new())
                 }
                 EndpointEvent::Established { .. } | EndpointEvent::Rejected { .. } => {
                     Ok(Vec::new())
                 }
             };
-            match out {
-                Ok(o) => {
-                    if let Err(e) = send_all(&tx, o).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
-                Err(EndpointError::Aborted {
-                    key,
-                    reason,
-                    stanzas,
-                }) => {
-                    // The engine ended the association while protecting: its abort still goes out.
-                    warn!("XMPP association {key:?} aborted: {reason}");
-                    assocs.remove(&key);
-                    if let Err(e) = send_all(&tx, stanzas).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
-                Err(e) => warn!("XMPP association: {e}"),
-            }
+            self.emit(out);
         }
+        Step::Idle
+    }
+
+    fn complete(&mut self, refusal: Self::Effect, now: Now) {
+        self.now = now;
+        let Some((key, initiate)) = self.waiting.take() else {
+            return;
+        };
+        match refusal {
+            Some(event) => {
+                let diag = secmms_e2e::HandshakeDiagnostic::InvalidPublicKeyCertificate;
+                let out = self.ep.security_reject(&key, diag, event, now.wall);
+                if let Ok(o) = out {
+                    self.out.extend(o);
+                }
+            }
+            None => self.accept(key, &initiate, now),
+        }
+    }
+
+    fn poll_transmit(&mut self, _: Port) -> Option<String> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        if !self.connected {
+            return None;
+        }
+        self.ep.next_timeout().map(|t| self.now.instant_of(t))
     }
 }
 
@@ -463,63 +600,132 @@ impl XmppConnection {
     }
 }
 
-async fn run_connection(
-    conn: XmppClient,
-    mut ep: XmppEndpoint,
-    mut crx: mpsc::Receiver<ConnCmd>,
+/// The client side of an XMPP connection as a [`Machine`]: the endpoint, and per association
+/// the MMS client session and what its [`Client`] handles wait for.
+struct ClientEndpoint {
+    ep: XmppEndpoint,
+    assocs: HashMap<AssocKey, ClientAssoc>,
+    crx: mpsc::Receiver<ConnCmd>,
+    /// Tells whether any handle is left (the task keeps no strong sender).
     ctx: mpsc::WeakSender<ConnCmd>,
-) {
-    let (tx, mut rx) = conn.split();
-    let mut assocs: HashMap<AssocKey, ClientAssoc> = HashMap::new();
-    let mut timer = LazyTimer::default();
-    let result: Result<(), secmms_xmpp::XmppError> = async {
-        loop {
-            let at = next_timer(&ep);
-            tokio::select! {
-                st = rx.recv() => {
-                    let st = st?;
-                    if let Some(peer) = unavailable_peer(&st) {
-                        // §16.5: that peer's associations end locally, as on link loss.
-                        for ev in ep.drop_peer(Some(peer)) {
-                            on_event(ev, &mut ep, &mut assocs, &ctx);
-                        }
-                        continue;
-                    }
-                    let Some((kind, env)) = classify(&st) else { continue };
-                    let from = st.from.clone().unwrap_or_default();
-                    let (mut out, events) = ep.handle(kind, st.id.as_deref().unwrap_or(""), &from, env.as_deref(), now());
-                    for ev in events {
-                        out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
-                    }
-                    if let Err(e) = send_all(&tx, out).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
-                cmd = crx.recv() => {
-                    let Some(cmd) = cmd else { return Ok(()) };
-                    let out = on_cmd(cmd, &mut ep, &mut assocs);
-                    if let Err(e) = send_all(&tx, out).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
-                () = until(&mut timer, at) => {
-                    // Native mode: the E2E timers (rekey timeout: DtSecAbort, association ends).
-                    let (mut out, events) = ep.handle_timeout(now());
-                    for ev in events {
-                        out.extend(on_event(ev, &mut ep, &mut assocs, &ctx));
-                    }
-                    if let Err(e) = send_all(&tx, out).await {
-                        warn!("XMPP send: {e}");
-                    }
-                }
+    out: VecDeque<String>,
+    /// The time of the last turn.
+    now: Now,
+    result: Option<Result<(), secmms_xmpp::XmppError>>,
+}
+
+impl Machine<ClientLink> for ClientEndpoint {
+    type Cmd = ConnCmd;
+    type Effect = ();
+
+    fn handle_input(&mut self, _: Port, st: Option<Stanza>, now: Now) {
+        let Some(st) = st else { return };
+        if let Some(peer) = unavailable_peer(&st) {
+            // §16.5: that peer's associations end locally, as on link loss.
+            for ev in self.ep.drop_peer(Some(peer)) {
+                let o = on_event(ev, &mut self.ep, &mut self.assocs, &self.ctx, now.wall);
+                self.out.extend(o);
+            }
+            return;
+        }
+        let Some((kind, env)) = classify(&st) else {
+            return;
+        };
+        let from = st.from.clone().unwrap_or_default();
+        let (out, events) = self.ep.handle(
+            kind,
+            st.id.as_deref().unwrap_or(""),
+            &from,
+            env.as_deref(),
+            now.wall,
+        );
+        self.out.extend(out);
+        for ev in events {
+            let o = on_event(ev, &mut self.ep, &mut self.assocs, &self.ctx, now.wall);
+            self.out.extend(o);
+        }
+    }
+
+    fn transport_closed(&mut self, _: Port, error: Option<secmms_xmpp::XmppError>, _: Now) {
+        self.result
+            .get_or_insert(error.map_or(Err(secmms_xmpp::XmppError::Closed), Err));
+    }
+
+    fn write_failed(&mut self, _: Port, _: LinkError, _: Now) {}
+
+    fn commands(&mut self) -> Option<&mut mpsc::Receiver<ConnCmd>> {
+        Some(&mut self.crx)
+    }
+
+    fn handle_cmd(&mut self, cmd: Option<ConnCmd>, now: Now) -> bool {
+        match cmd {
+            Some(cmd) => {
+                let o = on_cmd(cmd, &mut self.ep, &mut self.assocs, now.wall);
+                self.out.extend(o);
+                true
+            }
+            None => {
+                // Every handle is gone.
+                self.result.get_or_insert(Ok(()));
+                false
             }
         }
     }
-    .await;
-    if let Err(e) = result {
+
+    fn handle_timeout(&mut self, now: Now) {
+        // Native mode: the E2E timers (rekey timeout: DtSecAbort, association ends).
+        let (out, events) = self.ep.handle_timeout(now.wall);
+        self.out.extend(out);
+        for ev in events {
+            let o = on_event(ev, &mut self.ep, &mut self.assocs, &self.ctx, now.wall);
+            self.out.extend(o);
+        }
+    }
+
+    fn process(&mut self, now: Now) -> Step<(), ClientLink> {
+        self.now = now;
+        if self.result.is_some() {
+            return Step::Done;
+        }
+        Step::Idle
+    }
+
+    fn poll_transmit(&mut self, _: Port) -> Option<String> {
+        self.out.pop_front()
+    }
+
+    fn poll_timeout(&self) -> Option<std::time::Instant> {
+        let t = self.ep.next_timeout()?;
+        Some(self.now.instant_of(t))
+    }
+}
+
+async fn run_connection(
+    conn: XmppClient,
+    ep: XmppEndpoint,
+    crx: mpsc::Receiver<ConnCmd>,
+    ctx: mpsc::WeakSender<ConnCmd>,
+) {
+    let (tx, rx) = conn.split();
+    let mut m = ClientEndpoint {
+        ep,
+        assocs: HashMap::new(),
+        crx,
+        ctx,
+        out: VecDeque::new(),
+        now: crate::driver::now(),
+        result: None,
+    };
+    let link = ClientLink {
+        tx,
+        rx,
+        stanza: None,
+    };
+    drive(&mut m, link, None).await;
+    if let Some(Err(e)) = m.result {
         warn!("XMPP connection ended: {e}");
     }
-    for (_, a) in assocs.drain() {
+    for (_, a) in m.assocs.drain() {
         end_assoc(a, Err(ClientError::Closed));
     }
 }
@@ -550,6 +756,7 @@ fn on_event(
     ep: &mut XmppEndpoint,
     assocs: &mut HashMap<AssocKey, ClientAssoc>,
     ctx: &mpsc::WeakSender<ConnCmd>,
+    now: TimeStamp,
 ) -> Vec<String> {
     match ev {
         EndpointEvent::Established { key, initiate } => {
@@ -564,7 +771,7 @@ fn on_event(
                 debug!("initiate response of {key:?}: {e}");
             }
             if ctx.upgrade().is_none() {
-                return ep.abort(&key, now()).unwrap_or_default();
+                return ep.abort(&key, now).unwrap_or_default();
             }
             let closed = a.closed.clone();
             let (reports_tx, reports_rx) = mpsc::channel(crate::client::REPORT_QUEUE);
@@ -577,7 +784,7 @@ fn on_event(
                 if let Some(a) = assocs.remove(&key) {
                     end_assoc(a, Err(ClientError::Closed));
                 }
-                return ep.abort(&key, now()).unwrap_or_default();
+                return ep.abort(&key, now).unwrap_or_default();
             }
             Vec::new()
         }
@@ -627,7 +834,7 @@ fn on_event(
             // The server releases: answer (Conclude-Response) and end the association, unless
             // we released too (collision): then our own release completes it.
             let out = ep
-                .release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()), now())
+                .release_response(&key, Some(&MmsPdu::ConcludeResponse.encode()), now)
                 .unwrap_or_default();
             let collision = assocs.get(&key).is_some_and(|a| a.releasing.is_some());
             if !collision {
@@ -645,6 +852,7 @@ fn on_cmd(
     cmd: ConnCmd,
     ep: &mut XmppEndpoint,
     assocs: &mut HashMap<AssocKey, ClientAssoc>,
+    now: TimeStamp,
 ) -> Vec<String> {
     match cmd {
         ConnCmd::Associate {
@@ -653,7 +861,7 @@ fn on_cmd(
             reply,
         } => {
             let session = ClientSession::new(proposal);
-            match ep.associate(&peer, &session.initiate_request(), now()) {
+            match ep.associate(&peer, &session.initiate_request(), now) {
                 Ok((key, out)) => {
                     assocs.insert(
                         key,
@@ -697,7 +905,7 @@ fn on_cmd(
                     return Vec::new();
                 }
             };
-            match ep.send(&key, &pdu, now()) {
+            match ep.send(&key, &pdu, now) {
                 Ok(out) => out,
                 Err(EndpointError::Aborted {
                     key: k,
@@ -732,7 +940,7 @@ fn on_cmd(
                 let _ = reply.send(Ok(()));
                 return Vec::new();
             };
-            match ep.release(&key, Some(&MmsPdu::ConcludeRequest.encode()), now()) {
+            match ep.release(&key, Some(&MmsPdu::ConcludeRequest.encode()), now) {
                 Ok(out) => {
                     a.releasing = Some(reply);
                     out
@@ -751,7 +959,7 @@ fn on_cmd(
             Vec::new()
         }
         ConnCmd::Assoc(key, Cmd::Abort) => {
-            let out = ep.abort(&key, now()).unwrap_or_default();
+            let out = ep.abort(&key, now).unwrap_or_default();
             if let Some(a) = assocs.remove(&key) {
                 end_assoc(a, Ok(()));
             }

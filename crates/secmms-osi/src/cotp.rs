@@ -75,6 +75,9 @@ pub enum CotpError {
     /// A transport selector longer than the limit.
     #[error("transport selector of {0} octets too long")]
     SelectorTooLong(usize),
+    /// A CR TPDU whose destination reference is not zero.
+    #[error("CR TPDU with destination reference {0:#06x}, expected 0")]
+    CrDestinationReference(u16),
     /// A DT TPDU without user data.
     #[error("DT TPDU without user data")]
     EmptyData,
@@ -264,6 +267,10 @@ impl Tpdu {
             CODE_CR | CODE_CC => {
                 if li < 6 {
                     return Err(CotpError::BadLengthIndicator(li));
+                }
+                // X.224 §13.3.3: a CR's DST-REF is zero.
+                if code & 0xF0 == CODE_CR && u16_at(hdr, 1) != 0 {
+                    return Err(CotpError::CrDestinationReference(u16_at(hdr, 1)));
                 }
                 let mut t = ConnectTpdu {
                     dst_ref: u16_at(hdr, 1),
@@ -583,10 +590,30 @@ mod tests {
             })
     }
 
+    #[test]
+    fn a_cr_with_a_destination_reference_is_refused() {
+        let cr = ConnectTpdu {
+            dst_ref: 0x1234,
+            src_ref: 1,
+            class_options: 0,
+            tpdu_size: None,
+            calling_tsel: None,
+            called_tsel: None,
+        };
+        let b = Tpdu::Cr(cr.clone()).encode().unwrap();
+        assert_eq!(
+            Tpdu::decode(&b, 4),
+            Err(CotpError::CrDestinationReference(0x1234))
+        );
+        // A CC carries the peer's reference there.
+        let b = Tpdu::Cc(cr).encode().unwrap();
+        assert!(Tpdu::decode(&b, 4).is_ok());
+    }
+
     proptest! {
         #[test]
         fn roundtrip(t in prop_oneof![
-            arb_connect().prop_map(Tpdu::Cr),
+            arb_connect().prop_map(|c| Tpdu::Cr(ConnectTpdu { dst_ref: 0, ..c })),
             arb_connect().prop_map(Tpdu::Cc),
             (any::<u16>(), any::<u16>(), any::<u8>(), proptest::option::of(proptest::collection::vec(any::<u8>(), 0..20)))
                 .prop_map(|(d, s, r, a)| Tpdu::Dr(DisconnectTpdu { dst_ref: d, src_ref: s, reason: r, additional_info: a })),

@@ -11,6 +11,9 @@ pub enum TpktError {
     /// The version octet is not 3.
     #[error("TPKT version {0}, expected 3")]
     BadVersion(u8),
+    /// The reserved octet is not 0.
+    #[error("TPKT reserved octet {0:#04x}, expected 0")]
+    Reserved(u8),
     /// The length is below 7 (cannot hold a class-0 TPDU).
     #[error("TPKT length {0} below the minimum of 7")]
     TooShort(usize),
@@ -94,7 +97,11 @@ impl TpktDecoder {
         if avail.len() < TPKT_HEADER_LEN {
             return Ok(None);
         }
-        // The reserved octet is ignored (open61850 behaviour, reference §2).
+        // RFC 1006: the reserved octet is 0 (libiec61850 requires it; open61850 ignores it,
+        // reference §2). Anything else is not a TPKT stream we can trust to frame.
+        if avail[1] != 0 {
+            return Err(self.fail(TpktError::Reserved(avail[1])));
+        }
         let len = ((avail[2] as usize) << 8) | avail[3] as usize;
         if len < TPKT_MIN_LEN {
             return Err(self.fail(TpktError::TooShort(len)));
@@ -163,6 +170,9 @@ mod tests {
             Err(TpktError::TooLong { len: 101, max: 100 })
         );
         assert!(encode(&vec![0; 65_532]).is_err());
+        let mut d = TpktDecoder::new(100);
+        d.push(&[3, 0xff, 0, 10, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(d.next_tpdu(), Err(TpktError::Reserved(0xff)));
     }
 
     proptest! {

@@ -90,6 +90,9 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     /// From our release request until the peer answers.
     pub release: Option<Duration>,
+    /// From the first octet of a PDU until its last (a TPKT, or a TSDU split over several
+    /// DTs), established or not; octets do not renew it.
+    pub pdu: Option<Duration>,
 }
 
 /// Which OSI-level timeout ran out ([`SecureEvent::TimedOut`]).
@@ -101,6 +104,8 @@ pub enum TimerKind {
     Idle,
     /// [`Timeouts::release`].
     Release,
+    /// [`Timeouts::pdu`].
+    Pdu,
 }
 
 /// The protection of one association, held by value in its `Association` as its hook.
@@ -380,6 +385,8 @@ pub struct SecureAssociation<L: Layer = Protection> {
     associate_at: Option<Instant>,
     idle_at: Option<Instant>,
     release_at: Option<Instant>,
+    /// The deadline of the PDU being received ([`Timeouts::pdu`]).
+    pdu_at: Option<Instant>,
     events: VecDeque<SecureEvent>,
 }
 
@@ -420,6 +427,7 @@ impl<L: Layer> SecureAssociation<L> {
             associate_at: deadline(now, timeouts.associate),
             idle_at: None,
             release_at: None,
+            pdu_at: None,
             events: VecDeque::new(),
         }
     }
@@ -599,7 +607,18 @@ impl<L: Layer> SecureAssociation<L> {
         if self.established {
             self.idle_at = deadline(now, self.timeouts.idle);
         }
-        self.assoc.handle_input(bytes)
+        let before = self.assoc.tpdus_received();
+        let r = self.assoc.handle_input(bytes);
+        // A PDU left incomplete must be completed in time: from its first octet, or from the
+        // end of the previous PDU when this input completed one.
+        self.pdu_at = match self.assoc.input_pending() {
+            false => None,
+            true if self.pdu_at.is_none() || self.assoc.tpdus_received() != before => {
+                deadline(now, self.timeouts.pdu)
+            }
+            true => self.pdu_at,
+        };
+        r
     }
 
     /// The transport ended (FIN, RST, TLS close).
@@ -635,6 +654,8 @@ impl<L: Layer> SecureAssociation<L> {
             Some(TimerKind::Release)
         } else if self.established && due(self.idle_at) {
             Some(TimerKind::Idle)
+        } else if due(self.pdu_at) {
+            Some(TimerKind::Pdu)
         } else {
             None
         };
@@ -643,6 +664,7 @@ impl<L: Layer> SecureAssociation<L> {
             self.associate_at = None;
             self.idle_at = None;
             self.release_at = None;
+            self.pdu_at = None;
             self.events.push_back(SecureEvent::TimedOut(k));
         }
     }
@@ -664,7 +686,7 @@ impl<L: Layer> SecureAssociation<L> {
         } else {
             [self.associate_at, self.release_at]
         };
-        osi.into_iter().chain([e2e]).flatten().min()
+        osi.into_iter().chain([self.pdu_at, e2e]).flatten().min()
     }
 
     /// The next octets to write, if any.

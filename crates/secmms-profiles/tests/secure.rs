@@ -618,10 +618,83 @@ fn idle_deadline_moves_with_every_input() {
 }
 
 #[test]
+fn a_pdu_must_be_completed_in_time_whatever_octets_trickle_in() {
+    let now = t0();
+    let t = Timeouts {
+        idle: Some(Duration::from_secs(600)),
+        pdu: Some(Duration::from_secs(10)),
+        ..Timeouts::default()
+    };
+    let mut c = plain(Role::Initiator, Timeouts::default(), now);
+    let mut s = plain(Role::Responder, t, now);
+    establish(&mut c, &mut s, now);
+    assert_eq!(s.poll_timeout(), Some(now.mono + Duration::from_secs(600)));
+    // A whole request: no PDU deadline.
+    c.send_mms(&mms(1, 0), now).unwrap();
+    let whole = c.poll_transmit().unwrap();
+    s.handle_input(&whole, now).unwrap();
+    assert!(matches!(drain(&mut s).as_slice(), [SecureEvent::Mms(_)]));
+    assert_eq!(s.poll_timeout(), Some(now.mono + Duration::from_secs(600)));
+    // The next one trickles in an octet every 4 s: each renews the idle timer, none the
+    // PDU deadline, which counts from the first octet.
+    c.send_mms(&mms(2, 0), now).unwrap();
+    let pdu = c.poll_transmit().unwrap();
+    let mut at = now;
+    for (i, octet) in pdu[..3].iter().enumerate() {
+        at = now.after(Duration::from_secs(4 * i as u64));
+        s.handle_input(std::slice::from_ref(octet), at).unwrap();
+        assert_eq!(s.poll_timeout(), Some(now.mono + Duration::from_secs(10)));
+        s.handle_timeout(at);
+        assert!(s.poll_event().is_none());
+    }
+    s.handle_timeout(now.after(Duration::from_secs(10)));
+    assert!(matches!(
+        s.poll_event(),
+        Some(SecureEvent::TimedOut(TimerKind::Pdu))
+    ));
+    assert!(s.is_closed());
+    assert!(at.mono < now.mono + Duration::from_secs(10));
+}
+
+#[test]
+fn completing_a_pdu_starts_the_next_ones_deadline() {
+    let now = t0();
+    let t = Timeouts {
+        pdu: Some(Duration::from_secs(10)),
+        ..Timeouts::default()
+    };
+    let mut c = plain(Role::Initiator, Timeouts::default(), now);
+    let mut s = plain(Role::Responder, t, now);
+    establish(&mut c, &mut s, now);
+    c.send_mms(&mms(1, 0), now).unwrap();
+    c.send_mms(&mms(2, 0), now).unwrap();
+    let mut both = Vec::new();
+    while let Some(b) = c.poll_transmit() {
+        both.extend(b);
+    }
+    let first = both.len() / 2;
+    // Half of the first PDU at 0 s; the rest of it and half of the second at 8 s: the
+    // deadline now counts from 8 s (a busy peer streaming PDUs is never cut off).
+    s.handle_input(&both[..first / 2], now).unwrap();
+    assert_eq!(s.poll_timeout(), Some(now.mono + Duration::from_secs(10)));
+    let t8 = now.after(Duration::from_secs(8));
+    s.handle_input(&both[first / 2..first + 3], t8).unwrap();
+    assert_eq!(s.poll_timeout(), Some(t8.mono + Duration::from_secs(10)));
+    s.handle_timeout(now.after(Duration::from_secs(12)));
+    let t9 = now.after(Duration::from_secs(9));
+    s.handle_input(&both[first + 3..], t9).unwrap();
+    assert_eq!(s.poll_timeout(), None, "nothing partly received");
+    let ev = drain(&mut s);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev.iter().all(|e| matches!(e, SecureEvent::Mms(_))));
+}
+
+#[test]
 fn release_timeout_without_an_answer() {
     let now = t0();
     let t = Timeouts {
         release: Some(Duration::from_secs(3)),
+        pdu: None,
         ..Timeouts::default()
     };
     let mut c = plain(Role::Initiator, t, now);
@@ -909,6 +982,7 @@ fn an_enormous_timeout_waits_forever() {
         associate: huge,
         idle: huge,
         release: huge,
+        pdu: huge,
     };
     let mut c = plain(Role::Initiator, t, now);
     let mut s = plain(Role::Responder, t, now);

@@ -402,6 +402,7 @@ impl Client {
             associate: Some(timeout),
             idle: None,
             release: Some(RELEASE_TIMEOUT),
+            pdu: None,
         };
         let now = driver::now();
         let sa = security
@@ -771,6 +772,7 @@ impl ClientMachine {
                 }
                 Err(LinkError::Osi(e)) => LinkError::Osi(e.clone()).into(),
                 Err(LinkError::Security(e)) => LinkError::Security(e.clone()).into(),
+                Err(LinkError::Refused(why)) => LinkError::Refused(why.clone()).into(),
             };
             let _ = setup.send(Err(e));
         }
@@ -1365,6 +1367,7 @@ mod tests {
                     associate: Some(Duration::from_secs(10)),
                     idle: None,
                     release: Some(RELEASE_TIMEOUT),
+                    pdu: None,
                 },
                 now,
             )

@@ -144,12 +144,25 @@ impl Config {
         let t = &self.tcp;
         let r = &self.relay;
         // The [tls], [security] and [xmpp] sections bound their own values in their validate().
-        let checks: [(&'static str, u64, (u64, u64)); 19] = [
+        let checks: [(&'static str, u64, (u64, u64)); 24] = [
             (
                 "server.max_associations",
                 s.max_associations as u64,
                 ASSOCIATIONS,
             ),
+            ("server.max_pending", s.max_pending as u64, ASSOCIATIONS),
+            (
+                "server.max_pending_per_source",
+                s.max_pending_per_source as u64,
+                ASSOCIATIONS,
+            ),
+            (
+                "server.max_associations_per_source",
+                s.max_associations_per_source as u64,
+                (0, ASSOCIATIONS.1),
+            ),
+            ("server.pdu_timeout_secs", s.pdu_timeout_secs, IDLE_SECS),
+            ("server.write_stall_secs", s.write_stall_secs, IDLE_SECS),
             (
                 "server.associate_timeout_secs",
                 s.associate_timeout_secs,
@@ -333,12 +346,29 @@ pub struct ServerConfig {
     pub listen: String,
     /// Model file: `.cid`/`.icd`/`.scd`/`.xml` (SCL) or `.toml`. The built-in demo model when absent.
     pub model: Option<PathBuf>,
-    /// Most associations served at once; further connections are refused at the transport.
+    /// Most associations established at once; one more is rejected (ACSE rejected-transient)
+    /// once its security checks have passed.
     pub max_associations: usize,
-    /// Seconds a new connection has to complete the association.
+    /// Most connections still being set up at once (TLS handshake, association, its checks):
+    /// when a new connection finds them all taken, the oldest of them is dropped to make room,
+    /// so connections that never authenticate cannot keep legitimate ones out.
+    pub max_pending: usize,
+    /// Most connections being set up from one source address; one more from that address is
+    /// refused at once.
+    pub max_pending_per_source: usize,
+    /// Most connections (being set up or established) from one source address; 0: no limit.
+    pub max_associations_per_source: usize,
+    /// Seconds a new connection has to complete the association (input does not renew it).
     pub associate_timeout_secs: u64,
     /// Seconds without any input after which an association is aborted (0 = never).
     pub idle_timeout_secs: u64,
+    /// Seconds a PDU may take from its first octet to its last (a TPKT, or a TSDU over several
+    /// DTs), before and after the association is established; octets arriving do not renew it,
+    /// so a peer that trickles octets cannot hold the association (0 = no limit).
+    pub pdu_timeout_secs: u64,
+    /// Seconds a write may wait for a peer that does not read (its socket buffers full) before
+    /// the association is dropped; meanwhile it is served no further input (0 = no limit).
+    pub write_stall_secs: u64,
     /// Largest MMS PDU the server accepts to negotiate.
     pub max_pdu_size: u32,
     /// Most outstanding requests the server accepts to negotiate.
@@ -391,8 +421,13 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:102".into(),
             model: None,
             max_associations: 1000,
+            max_pending: 100,
+            max_pending_per_source: 10,
+            max_associations_per_source: 0,
             associate_timeout_secs: 10,
             idle_timeout_secs: 600,
+            pdu_timeout_secs: 30,
+            write_stall_secs: 30,
             max_pdu_size: 65_000,
             max_outstanding: 16,
             response_group: None,

@@ -58,6 +58,11 @@ pub enum LinkError {
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
+    /// We refused the connection or the association (the reason says why: admission control,
+    /// a failed TLS handshake, an invalid initiate, a failed E2E check); the reaction the
+    /// protocol has for it (AARE reject, ABRT) was sent.
+    #[error("refused: {0}")]
+    Refused(String),
     /// An application-layer security check failed; the abort it calls for was sent. The error
     /// keeps what the standard says of it: the E2E diagnostic and the security event (id,
     /// mnemonic) in native mode, the refusal in compatibility mode.

@@ -31,6 +31,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub(crate) mod admission;
 pub mod client;
 pub mod config;
 pub mod driver;

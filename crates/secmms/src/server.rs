@@ -12,12 +12,13 @@ use secmms_osi::acse::SourceDiagnostic;
 use secmms_pki::event::SecurityEventSink;
 use secmms_profiles::secure::{Now, SecureAssociation, SecureEvent, Timeouts, TimerKind};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
+use crate::admission::{Admission, Limits, Stage, Ticket};
 use crate::config::{Config, ServerConfig};
 use crate::driver::LinkError;
 use crate::driver::{self, drive, ByteStream, Machine, Port, Step};
+use crate::events::ratelimit::{left_out, LogLimiter};
 use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
@@ -65,8 +66,13 @@ pub struct ServerStats {
     pub failed: AtomicU64,
     /// Confirmed requests answered.
     pub requests: AtomicU64,
-    /// Connections refused because `max_associations` were open.
+    /// Connections and associations refused by admission control: a source address over its
+    /// share (`max_pending_per_source`, `max_associations_per_source`), or an association past
+    /// `max_associations`.
     pub refused: AtomicU64,
+    /// Connections still being set up that were dropped to make room for a new one
+    /// (`max_pending`).
+    pub evicted: AtomicU64,
     /// Connections whose TLS handshake was refused (the security event tells why).
     pub tls_refused: AtomicU64,
     /// Associations established now (initiate exchanged, not yet ended).
@@ -111,6 +117,8 @@ struct Shared {
     revocations: tokio::sync::watch::Sender<u64>,
     /// The established associations and their command channels (reports).
     registry: Arc<Registry>,
+    /// Who gets a connection place ([`crate::admission`]).
+    admission: Arc<Admission>,
 }
 
 /// What a CRL reload found.
@@ -285,7 +293,6 @@ pub struct Server {
     /// The association threads (`server.worker_threads`), started at bind.
     workers: Option<Workers>,
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
     description: String,
 }
 
@@ -404,7 +411,12 @@ impl Server {
                 addr: cfg.server.listen.clone(),
                 source,
             })?;
-        let slots = Arc::new(Semaphore::new(cfg.server.max_associations));
+        let admission = Admission::new(Limits {
+            max_pending: cfg.server.max_pending,
+            max_pending_per_source: cfg.server.max_pending_per_source,
+            max_established: cfg.server.max_associations,
+            max_per_source: cfg.server.max_associations_per_source,
+        });
         let workers = match worker_count(cfg.server.worker_threads) {
             0 => None,
             n => Some(Workers::start(n).map_err(ServerError::Workers)?),
@@ -420,8 +432,8 @@ impl Server {
                 security,
                 revocations: tokio::sync::watch::channel(0).0,
                 registry: Arc::default(),
+                admission,
             }),
-            slots,
             description,
         })
     }
@@ -478,6 +490,7 @@ impl Server {
         // Associations on this runtime (`worker_threads = 0`): owned here, so that ending the
         // accept loop ends them, as dropping `workers` ends the others.
         let mut local = tokio::task::JoinSet::new();
+        let mut accept_backoff = Duration::ZERO;
         loop {
             while local.try_join_next().is_some() {}
             let accepted = tokio::select! {
@@ -493,23 +506,54 @@ impl Server {
             let (stream, peer) = match accepted {
                 Ok(x) => x,
                 Err(e) => {
-                    // Resource exhaustion (EMFILE) must not end the server.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Resource exhaustion (EMFILE) must not end the server: back off, more
+                    // each time it repeats (at most a second), and say so once in a while.
+                    if let Some(n) = ACCEPT_FAILED.check(std::time::Instant::now()) {
+                        warn!("accept failed: {e}{}", left_out(n));
+                    }
+                    accept_backoff =
+                        (accept_backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                    tokio::time::sleep(accept_backoff).await;
                     continue;
                 }
             };
+            accept_backoff = Duration::ZERO;
             let shared = self.shared.clone();
             shared.stats.connections.fetch_add(1, Ordering::Relaxed);
-            let permit = match self.slots.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
+            // A client that spoke at once (its CR or ClientHello is already here) ranks above
+            // silent connections should the pending places run out.
+            let sock = socket2::SockRef::from(&stream);
+            let mut first = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+            let (stage, probe) = match sock.peek(&mut first) {
+                Ok(n) if n > 0 => (Stage::Talking, None),
+                _ => (Stage::Accepted, sock.try_clone().ok()),
+            };
+            let (ticket, evicted) = match shared.admission.admit(peer.ip(), stage, probe) {
+                Ok(x) => x,
+                Err(why) => {
                     shared.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    warn!(%peer, "refusing connection: max_associations reached");
+                    if let Some(n) = REFUSED.check(std::time::Instant::now()) {
+                        warn!(%peer, "refusing connection: {why}{}", left_out(n));
+                    }
                     drop(stream);
                     continue;
                 }
             };
+            if let Some(handle) = evicted {
+                shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                if let Some(h) = handle {
+                    h.abort();
+                }
+                if let Some(n) = EVICTED.check(std::time::Instant::now()) {
+                    warn!(
+                        %peer,
+                        "server.max_pending connections are being set up: the oldest was dropped \
+                         to make room{}",
+                        left_out(n)
+                    );
+                }
+            }
+            let id = ticket.id();
             if let Err(e) = transport::configure_socket(&stream, &shared.cfg.tcp) {
                 debug!(%peer, "socket options: {e}");
             }
@@ -540,16 +584,17 @@ impl Server {
                     ..Default::default()
                 };
                 let r = match &shared.tls {
-                    None => serve_association(stream, &shared, &facts, &established).await,
+                    None => serve_association(stream, &shared, &facts, &established, ticket).await,
                     Some(tls) => match tls.accept(stream, peer).await {
                         Ok(s) => {
+                            ticket.progress(Stage::Talking);
                             facts.tls = true;
                             facts.tls_fingerprints = tls_fingerprints(s.ssl());
-                            serve_association(s, &shared, &facts, &established).await
+                            serve_association(s, &shared, &facts, &established, ticket).await
                         }
                         Err(e) => {
                             shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-                            Err(LinkError::Io(std::io::Error::other(e.to_string())))
+                            Err(LinkError::Refused(format!("TLS: {e}")))
                         }
                     },
                 };
@@ -558,25 +603,34 @@ impl Server {
                         shared.stats.released.fetch_add(1, Ordering::Relaxed);
                         debug!(%peer, "association released");
                     }
+                    // The peer went away: nothing to report beyond the counter.
+                    Err(LinkError::Closed) => {
+                        shared.stats.failed.fetch_add(1, Ordering::Relaxed);
+                        info!(%peer, "association ended: {}", LinkError::Closed);
+                    }
+                    // A refusal, a failed check, a timeout: its real cause, once in a while.
                     Err(e) => {
                         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        info!(%peer, "association ended: {e}");
+                        if let Some(n) = ENDED.check(std::time::Instant::now()) {
+                            warn!(%peer, "association ended: {e}{}", left_out(n));
+                        }
                     }
                 }
-                drop(permit);
             };
             match workers.as_mut() {
                 Some(w) => {
                     let (runtime, active) = w.pick();
                     active.fetch_add(1, Ordering::Relaxed);
                     let active = Active(active);
-                    runtime.spawn(async move {
+                    let task = runtime.spawn(async move {
                         let _active = active;
                         association.await
                     });
+                    self.shared.admission.attach(id, task.abort_handle());
                 }
                 None => {
-                    local.spawn(association);
+                    let handle = local.spawn(association);
+                    self.shared.admission.attach(id, handle);
                 }
             }
         }
@@ -795,6 +849,8 @@ fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> D
 struct ServerMachine<'a> {
     shared: &'a Shared,
     sa: SecureAssociation,
+    /// The connection's place ([`crate::admission`]): pending until the accept.
+    ticket: Ticket,
     label: String,
     /// Set once the association is established (the connection's busy-poll policy reads it).
     established: &'a AtomicBool,
@@ -809,6 +865,7 @@ struct ServerMachine<'a> {
     indication: Option<Vec<u8>>,
     associate_timeout: Duration,
     idle: Option<Duration>,
+    pdu: Option<Duration>,
     cpus: usize,
     /// A new turn began: the response group is sized again for the burst that arrived.
     turn: bool,
@@ -825,6 +882,20 @@ impl<'a> ServerMachine<'a> {
     /// Answers the MMS initiate of an associate indication.
     fn on_indication(&mut self, initiate: &[u8], now: Now) -> Result<(), LinkError> {
         let shared = self.shared;
+        if !self.ticket.promote() {
+            // Its checks passed, but there is no place for one more established association.
+            shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+            self.sa.reject(
+                ACSE_REJECTED_TRANSIENT,
+                SourceDiagnostic::ServiceUser(ACSE_USER_NO_REASON),
+                None,
+                now,
+            )?;
+            return Err(LinkError::Refused(format!(
+                "server.max_associations ({}) associations are established",
+                shared.cfg.server.max_associations
+            )));
+        }
         match shared.mms.accept_initiate(initiate) {
             InitiateOutcome::Accepted {
                 response,
@@ -858,9 +929,10 @@ impl<'a> ServerMachine<'a> {
                 )?;
             }
             InitiateOutcome::Invalid(e) => {
-                debug!("invalid initiate request: {e}");
                 self.sa.abort(now)?;
-                return Err(LinkError::Closed);
+                return Err(LinkError::Refused(format!(
+                    "invalid MMS initiate request ({e}); aborted"
+                )));
             }
         }
         Ok(())
@@ -882,6 +954,9 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
 
     fn handle_input(&mut self, _: Port, input: &[u8], now: Now) {
         self.turn = true;
+        if self.session.is_none() {
+            self.ticket.progress(Stage::Talking);
+        }
         if let Err(e) = self.sa.handle_input(input, now) {
             self.end(Err(LinkError::Osi(e)));
         }
@@ -949,6 +1024,7 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
         while let Some(ev) = self.sa.poll_event() {
             match ev {
                 SecureEvent::AssociateIndication { initiate, .. } => {
+                    self.ticket.progress(Stage::Checking);
                     let initiate = initiate.unwrap_or_default();
                     // §6.2.8: OCSP for the peer's application certificate, before the AARE (or
                     // HandshakeAcc) goes out.
@@ -995,15 +1071,21 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
                 SecureEvent::TimedOut(kind) => {
                     let t = match kind {
                         TimerKind::Associate => self.associate_timeout,
+                        TimerKind::Pdu => self.pdu.unwrap_or_default(),
                         _ => self.idle.unwrap_or_default(),
                     };
                     self.end(Err(LinkError::Timeout(t)));
                     return Step::Done;
                 }
                 // The peer closed: our TLS close_notify answers its own (a TLS session that
-                // ends without one is dropped from the session cache).
+                // ends without one is dropped from the session cache). Before the association
+                // was established, a close after our refusal is that refusal.
                 SecureEvent::Aborted(_) | SecureEvent::Closed => {
-                    self.end(Err(LinkError::Closed));
+                    let r = match (self.session.is_none(), self.sa.last_diagnostic()) {
+                        (true, Some(d)) => LinkError::Refused(format!("E2E: {d}")),
+                        _ => LinkError::Closed,
+                    };
+                    self.end(Err(r));
                     return Step::Done;
                 }
                 SecureEvent::ProtocolError(e) => {
@@ -1061,6 +1143,7 @@ async fn serve_association<S: Stream>(
     shared: &Shared,
     facts: &ConnectionFacts,
     established: &AtomicBool,
+    ticket: Ticket,
 ) -> Result<(), LinkError> {
     let osi = osi_config(&shared.cfg.osi, true)
         .map_err(|e| LinkError::Io(std::io::Error::other(e.to_string())))?;
@@ -1069,10 +1152,12 @@ async fn serve_association<S: Stream>(
         0 => None,
         s => Some(Duration::from_secs(s)),
     };
+    let pdu = secs(shared.cfg.server.pdu_timeout_secs);
     let timeouts = Timeouts {
         associate: Some(associate_timeout),
         idle,
         release: None,
+        pdu,
     };
     let sa = shared
         .security
@@ -1080,6 +1165,7 @@ async fn serve_association<S: Stream>(
     let mut m = ServerMachine {
         shared,
         sa,
+        ticket,
         label: facts.label(),
         established,
         counted: None,
@@ -1089,6 +1175,7 @@ async fn serve_association<S: Stream>(
         indication: None,
         associate_timeout,
         idle,
+        pdu,
         cpus: cpus(),
         turn: true,
         grouped: 0,
@@ -1096,14 +1183,32 @@ async fn serve_association<S: Stream>(
         result: None,
     };
     // A peer that sends requests but never reads the responses blocks our writes once the socket
-    // buffers are full; the idle timeout bounds those writes as it bounds reads.
-    let transport = ByteStream::new(stream, idle);
+    // buffers are full; it is dropped after `write_stall_secs`, and not read meanwhile.
+    let transport = ByteStream::new(stream, secs(shared.cfg.server.write_stall_secs));
     drive(&mut m, transport, Some(shared.revocations.subscribe())).await;
     m.result.unwrap_or(Err(LinkError::Closed))
 }
 
 /// ACSE result `rejected-permanent` (X.227).
 const ACSE_REJECTED_PERMANENT: i64 = 1;
+/// ACSE result `rejected-transient` (X.227).
+const ACSE_REJECTED_TRANSIENT: i64 = 2;
+
+/// `Some(n seconds)`, or `None` for 0 (no limit).
+fn secs(n: u64) -> Option<Duration> {
+    (n > 0).then(|| Duration::from_secs(n))
+}
+
+/// Shortest and longest pause after a failed accept (EMFILE and the like).
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The server's rate-limited log lines: failed accepts, refused connections, dropped pending
+/// connections, associations ended by a refusal, a failed check or a timeout.
+static ACCEPT_FAILED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static EVICTED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
+static ENDED: LogLimiter = LogLimiter::new(10, Duration::from_secs(10));
 /// ACSE service-user diagnostic `no-reason-given` (X.227).
 const ACSE_USER_NO_REASON: i64 = 1;
 
@@ -1165,6 +1270,12 @@ mod tests {
                 security: AppSecurity::plain(),
                 revocations: tokio::sync::watch::channel(0).0,
                 registry: Arc::default(),
+                admission: Admission::new(Limits {
+                    max_pending: 10,
+                    max_pending_per_source: 10,
+                    max_established: 10,
+                    max_per_source: 0,
+                }),
             }
         }
 
@@ -1180,9 +1291,18 @@ mod tests {
                 Timeouts::default(),
                 now,
             );
+            let (ticket, _) = shared
+                .admission
+                .admit(
+                    std::net::IpAddr::from([127, 0, 0, 1]),
+                    Stage::Accepted,
+                    None,
+                )
+                .unwrap();
             ServerMachine {
                 shared,
                 sa,
+                ticket,
                 label: "test".into(),
                 established,
                 counted: None,
@@ -1192,6 +1312,7 @@ mod tests {
                 indication: None,
                 associate_timeout: Duration::from_secs(10),
                 idle: None,
+                pdu: None,
                 cpus: 2,
                 turn: true,
                 grouped: 0,
@@ -1348,6 +1469,7 @@ mod tests {
                     associate: Some(Duration::from_secs(10)),
                     idle: None,
                     release: None,
+                    pdu: None,
                 },
                 now,
             );

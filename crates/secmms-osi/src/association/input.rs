@@ -14,7 +14,10 @@ impl<H: AssociationSecurity> Association<H> {
         self.tpkt.push(bytes);
         while self.state != State::Closed {
             match self.tpkt.next_tpdu() {
-                Ok(Some(t)) => self.on_tpdu(&t)?,
+                Ok(Some(t)) => {
+                    self.tpdus_received += 1;
+                    self.on_tpdu(&t)?
+                }
                 Ok(None) => break,
                 Err(e) => {
                     // The stream cannot be framed: nothing can be sent that the peer would parse.

@@ -281,6 +281,8 @@ pub struct Association<H: AssociationSecurity = Box<dyn AssociationSecurity>> {
     state: State,
     security: H,
     tpkt: TpktDecoder,
+    /// Complete TPKTs taken from the input ([`Association::tpdus_received`]).
+    tpdus_received: u64,
     reassembler: Reassembler,
     tpdu_size: TpduSize,
     transmit: Vec<u8>,
@@ -385,6 +387,7 @@ impl<H: AssociationSecurity> Association<H> {
             },
             security,
             tpkt: TpktDecoder::new(max_initial),
+            tpdus_received: 0,
             reassembler,
             tpdu_size: TpduSize::S128,
             transmit: Vec::new(),
@@ -446,6 +449,18 @@ impl<H: AssociationSecurity> Association<H> {
             Some(std::mem::take(&mut self.transmit))
         }
     }
+    /// True while input is partly received: a TPKT whose octets have not all arrived, or a
+    /// TSDU whose last DT (EOT) has not. A deadline for completing it (bytes do not renew it)
+    /// keeps a peer that trickles octets from holding the association.
+    pub fn input_pending(&self) -> bool {
+        self.tpkt.buffered() > 0 || self.reassembler.in_progress()
+    }
+
+    /// Complete TPKTs taken from the input so far.
+    pub fn tpdus_received(&self) -> u64 {
+        self.tpdus_received
+    }
+
     /// How many events wait for [`Association::poll_event`] (e.g. the requests of one burst of
     /// pipelined input).
     pub fn queued_events(&self) -> usize {

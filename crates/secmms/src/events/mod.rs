@@ -16,6 +16,7 @@
 //! into a ready [`FanoutSink`]. See `docs/EVENTS.md` for the formats and the threat model.
 
 pub mod log;
+pub mod ratelimit;
 pub mod syslog;
 pub mod time;
 

@@ -35,7 +35,7 @@ pub struct CertSpec {
 
 /// DECISION (Annex G practical notes): certificates issued by these helpers carry the
 /// 2.5.4.106 value as a UTF8String dotted OID, because OpenSSL — like mbedTLS in the CCLI-LAB interop notes —
-/// rejects an OBJECT IDENTIFIER attribute value in a Name. [`CertInfo::parse`] accepts both.
+/// rejects an OBJECT IDENTIFIER attribute value in a Name. [`CertInfo::parse`](super::CertInfo::parse) accepts both.
 pub const DOTTED_STRING_IDENTITY: bool = true;
 
 impl CertSpec {

@@ -33,6 +33,8 @@
 
 use std::fmt;
 
+pub mod calendar;
+pub mod hex;
 mod oid;
 pub use oid::Oid;
 

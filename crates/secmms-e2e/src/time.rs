@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use secmms_pki::calendar::{civil_from_days, days_from_civil};
+use secmms_ber::calendar::{civil_from_days, days_from_civil};
 
 /// A UTC instant with millisecond resolution, counted from the Unix epoch. The engine never
 /// reads a clock: every call takes the current time as a `TimeStamp`.

@@ -25,6 +25,7 @@
 //! ```
 
 use crate::data::{BitString, Data, TimeOfDay, TypeDescription, UtcTime};
+use secmms_ber::calendar::civil_from_days;
 use serde::Serialize;
 use std::fmt;
 
@@ -205,13 +206,7 @@ fn parse_hex(t: &str) -> Result<Vec<u8>, ValueError> {
         .chars()
         .filter(|c| !matches!(c, ':' | ' ' | '-'))
         .collect();
-    if h.len() % 2 != 0 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(err(t, "hex octets"));
-    }
-    (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).map_err(|_| err(t, "hex octets")))
-        .collect()
+    secmms_ber::hex::decode(&h).ok_or_else(|| err(t, "hex octets"))
 }
 
 /// A short name of a type (`FLOAT32`, `visible-string(-255)`, `structure{3}`).
@@ -240,20 +235,6 @@ pub fn type_name(ty: &TypeDescription) -> String {
         TypeDescription::MmsString(n) => format!("mMSString({n})"),
         TypeDescription::UtcTime => "utc-time".into(),
     }
-}
-
-/// Civil date from days since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// Renders a UtcTime as ISO 8601 (`2026-11-25T10:00:00.500000Z`).

@@ -8,7 +8,8 @@
 use crate::acse::{Aare, Aarq, Abrt, External, Rlre, Rlrq, SourceDiagnostic};
 use secmms_ber::Oid;
 
-/// Which end of the association the hook runs in.
+/// Which end of the ACSE association (X.227) the hook runs in: the one that sends the AARQ or the
+/// one that answers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Sends the AARQ (client).

@@ -22,7 +22,7 @@
 #![deny(missing_docs)]
 
 pub mod acert;
-pub mod calendar;
+pub use secmms_ber::calendar;
 pub mod cert;
 pub mod crypto;
 pub mod event;

@@ -12,8 +12,8 @@
 //! The decoder keeps the received octets of `time` (content and whole TLV): the signature is
 //! verified over them as received, never over a re-encoding.
 
+use secmms_ber::calendar::{civil_from_days, days_from_civil};
 use secmms_ber::{BerError, Limits, Reader, Tag, Writer};
-use secmms_pki::calendar::{civil_from_days, days_from_civil};
 
 use crate::limits::{MAX_AUTH_VALUE_LEN, MAX_SIGNATURE_LEN, MAX_TIME_LEN};
 

@@ -309,7 +309,7 @@ pub struct OsiSettings {
 /// Decodes a hex selector string.
 pub fn parse_hex(field: &'static str, s: &str, max: usize) -> Result<Vec<u8>, ConfigError> {
     let s = s.trim();
-    let bytes = hex_decode(s).ok_or_else(|| ConfigError::Value {
+    let bytes = secmms_ber::hex::decode(s).ok_or_else(|| ConfigError::Value {
         field,
         reason: format!("`{s}` is not hex"),
     })?;
@@ -320,16 +320,6 @@ pub fn parse_hex(field: &'static str, s: &str, max: usize) -> Result<Vec<u8>, Co
         });
     }
     Ok(bytes)
-}
-
-fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 impl OsiSettings {

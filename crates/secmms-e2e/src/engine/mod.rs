@@ -70,7 +70,9 @@ use record::check_prpdu;
 use rekey::Rekey;
 use verify::SignedDefs;
 
-/// The role of an association end.
+/// The role of an association end in the E2E handshake (clause 14): the one that sends
+/// HandshakeReq or the one that answers it, whatever the transport below (over XMPP both ends are
+/// clients of the XMPP server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Sends HandshakeReq.

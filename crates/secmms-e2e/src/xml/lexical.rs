@@ -44,26 +44,12 @@ pub(super) fn put_base64(out: &mut String, v: &[u8]) {
     }
 }
 
-pub(super) fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
-}
-
 pub(super) fn parse_hex(s: &str, max: usize, what: &'static str) -> XResult<Vec<u8>> {
-    let s = trim_ws(s).as_bytes();
-    if s.len() % 2 != 0 || s.len() / 2 > max {
+    let s = trim_ws(s);
+    if s.len() / 2 > max {
         return Err(XmlError::Invalid(what));
     }
-    s.chunks(2)
-        .map(|p| match (hex_val(p[0]), hex_val(p[1])) {
-            (Some(h), Some(l)) => Ok(h << 4 | l),
-            _ => Err(XmlError::Invalid(what)),
-        })
-        .collect()
+    secmms_ber::hex::decode(s).ok_or(XmlError::Invalid(what))
 }
 
 pub(super) fn b64_val(c: u8) -> Option<u32> {

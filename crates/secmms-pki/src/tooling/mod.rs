@@ -14,9 +14,9 @@ pub mod lint;
 use openssl::pkey::{HasPublic, PKey};
 use secmms_ber::{Limits, Oid, Reader, Tag, Writer};
 
-use crate::calendar::civil_from_days;
 use crate::cert::{CertError, ATTR_JID, ATTR_OBJECT_IDENTIFIER, MAX_CERT_LEN};
 use crate::crypto::{Curve, RandomSource, SignatureAlgorithm, SigningKey};
+use secmms_ber::calendar::civil_from_days;
 
 /// Length of a certificate serial number in octets: a 128-bit value (Annex G.4 serialNumber).
 pub const SERIAL_LEN: usize = 16;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use secmms_pki::calendar::civil_from_days;
+use secmms_ber::calendar::civil_from_days;
 
 /// Seconds since the Unix epoch now (0 if the clock is before it): the runtime's one clock for
 /// the sans-IO layers, which take time as a parameter.

@@ -158,7 +158,8 @@ fn cfg_err(field: &'static str, reason: impl Into<String>) -> TlsError {
 // Context
 // ---------------------------------------------------------------------------------------------
 
-/// Which side of the handshake a context serves.
+/// Which side of the TLS handshake a context serves (the side that accepts or opens the TCP
+/// connection; a relay is a server towards one hop and a client towards the next).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Accepts connections (port 3782).

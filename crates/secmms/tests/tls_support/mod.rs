@@ -257,16 +257,7 @@ fn utc_time_secs(secs: i64) -> Vec<u8> {
         .as_secs() as i64
         + secs;
     let (d, s) = (now.div_euclid(86_400), now.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = d + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + if month <= 2 { 1 } else { 0 };
+    let (year, month, day) = secmms_ber::calendar::civil_from_days(d);
     let text = format!(
         "{:02}{:02}{:02}{:02}{:02}{:02}Z",
         year % 100,

@@ -2,9 +2,9 @@
 //! record, AES-GCM (RFC 5288) or AES-CBC with HMAC, MAC-then-encrypt (RFC 5246 §6.2.3.2) or
 //! encrypt-then-MAC (RFC 7366).
 //!
-//! Every primitive is OpenSSL's: the PRF (the private module `prf`), AES-GCM (`secmms_pki::crypto`),
-//! AES-CBC without padding and HMAC (`openssl::symm`, `openssl::sign`), and the MAC comparison
-//! (`openssl::memcmp::eq`, constant time).
+//! Every primitive is OpenSSL's: the PRF (the private module `prf`), AES-GCM
+//! (`secmms_pki::crypto`), AES-CBC without padding and HMAC (`openssl::symm`, `openssl::sign`),
+//! and the MAC comparison (`openssl::memcmp::eq`, constant time).
 
 use openssl::hash::MessageDigest;
 use openssl::md::{Md, MdRef};

@@ -36,9 +36,12 @@ CERTIFICATES
   frame's time, Annex G. Without --ca the notes say \"chain not checked\".
 
 TLS
-  --tls-keylog FILE decrypts TLS 1.3 (AES-128-GCM, AES-256-GCM) streams with the secrets of an
-  NSS key log (SSLKEYLOGFILE); without it a TLS stream is named, not decoded. TLS 1.2 is not
-  decrypted yet.
+  --tls-keylog FILE decrypts TLS streams with the secrets of an NSS key log (SSLKEYLOGFILE, or
+  what `secmms server|client --tls-keylog` writes): TLS 1.3 (AES-128-GCM, AES-256-GCM) and
+  TLS 1.2 from its CLIENT_RANDOM master secrets, AES-GCM and AES-CBC suites (HMAC-SHA1/256/384,
+  MAC-then-encrypt or encrypt-then-MAC), renegotiations included. A connection the key log has
+  no secret for, another suite or TLS 1.0/1.1 is a problem naming why; without --tls-keylog a TLS
+  stream is named, not decoded.
 
 PLAINTEXT
   --write-plain OUT.pcapng writes every stream's RFC 1006 octets, TLS removed, as TCP on port 102,
@@ -66,7 +69,8 @@ pub struct DecodeArgs {
     /// Only some PDUs: `stream=N`, `service=NAME`, `object=TEXT` (comma-separated).
     #[arg(long)]
     pub filter: Option<String>,
-    /// NSS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 AES-GCM streams.
+    /// NSS key log (SSLKEYLOGFILE format) to decrypt TLS 1.3 (AES-GCM) and TLS 1.2 (AES-GCM,
+    /// AES-CBC) streams.
     #[arg(long, value_name = "FILE")]
     pub tls_keylog: Option<PathBuf>,
     /// Trust anchor (PEM or DER CA certificate; repeatable): A-profile and E2E handshake

@@ -206,6 +206,7 @@ fn help_documents_the_json_fields_and_exit_status() {
         "EXIT STATUS",
         "--filter",
         "-V",
+        "TLS 1.2 from its CLIENT_RANDOM master secrets",
     ] {
         assert!(h.contains(w), "{w} not in --help");
     }

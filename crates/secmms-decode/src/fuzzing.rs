@@ -8,6 +8,7 @@ use crate::decoder::Decoder;
 use crate::link::{Endpoints, Segment};
 use crate::osi::{FrameInfo, StreamDecoder};
 use crate::tcp::{Direction, EventKind, Reassembler, ReassemblyLimits};
+use crate::tls::{KeyLog, TlsOutput, TlsStream, MAX_RECORD_LEN};
 
 /// Any octets as a capture file, decoded to the end: no panic, and the reader stops after an
 /// error.
@@ -146,5 +147,51 @@ pub fn stream(data: &[u8]) {
         };
         s.data(dir, chunk, fi, true, &mut out);
         out.clear();
+    }
+}
+
+/// The ClientHello random that [`tls`]'s key log knows: 32 octets of 0x11.
+pub const TLS_FUZZ_RANDOM: [u8; 32] = [0x11; 32];
+
+/// Octets as the two directions of one TLS stream, decrypted with a key log that has a TLS 1.2
+/// master secret (48 octets of 0x22) and TLS 1.3 secrets for the ClientHello random
+/// [`TLS_FUZZ_RANDOM`]. The input is a sequence of chunks: one octet (bit 0: direction), two
+/// octets of length (big-endian), then that many octets (the last chunk may be shorter). Checks:
+/// no panic, nothing buffered beyond one record, nothing after a problem.
+pub fn tls(data: &[u8]) {
+    let random = "11".repeat(32);
+    let keys = KeyLog::parse(&format!(
+        "CLIENT_RANDOM {random} {}\n\
+         CLIENT_HANDSHAKE_TRAFFIC_SECRET {random} {}\n\
+         SERVER_HANDSHAKE_TRAFFIC_SECRET {random} {}\n\
+         CLIENT_TRAFFIC_SECRET_0 {random} {}\n\
+         SERVER_TRAFFIC_SECRET_0 {random} {}\n",
+        "22".repeat(48),
+        "33".repeat(32),
+        "44".repeat(32),
+        "55".repeat(32),
+        "66".repeat(32),
+    ))
+    .expect("fixed key log parses");
+    let mut t = TlsStream::new();
+    let mut out = Vec::new();
+    let mut rest = data;
+    let mut stopped = false;
+    while rest.len() >= 3 {
+        let dir = usize::from(rest[0] & 1);
+        let len = usize::from(u16::from_be_bytes([rest[1], rest[2]]));
+        let chunk = &rest[3..(3 + len).min(rest.len())];
+        rest = &rest[3 + chunk.len()..];
+        t.push(dir, chunk, &keys, &mut out);
+        assert!(
+            t.buffered() < 5 + MAX_RECORD_LEN,
+            "more than a record buffered"
+        );
+        for o in out.drain(..) {
+            assert!(!stopped, "output after a problem: {o:?}");
+            if matches!(o, TlsOutput::Problem(_)) {
+                stopped = true;
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! | [`capture`] | pcap and pcapng files (several interfaces and timestamp resolutions) |
 //! | [`link`] | Ethernet (802.1Q), Linux cooked v1/v2, BSD loopback, raw IP → IPv4/IPv6 → TCP |
 //! | [`tcp`] | TCP reassembly in both directions, bounded, with gaps reported |
-//! | [`tls`] | TLS 1.3 AES-GCM decryption from an NSS key log |
+//! | [`tls`] | TLS 1.3 (AES-GCM) and TLS 1.2 (AES-GCM, AES-CBC) decryption from an NSS key log |
 //! | [`osi`] | TPKT (with resynchronisation), COTP, session, presentation, ACSE, MMS, E2E |
 //! | [`mms`], [`secure`], [`tree`] | MMS summary, A-profile and E2E checks, the `-V` tree |
 //! | [`decoder`] | the pipeline and `--filter` |
@@ -16,8 +16,10 @@
 //! | [`synth`] | writing captures (tests, plaintext export) |
 //!
 //! With a key log ([`tls::KeyLog`], [`decoder::Decoder::with_tls_keylog`]) a stream that starts
-//! with a TLS record is decrypted first (TLS 1.3, AES-GCM suites); its PDUs name `tls` as their
-//! outer layer. Without one, a TLS stream is reported (`"event":"tls"`) and passed over.
+//! with a TLS record is decrypted first: TLS 1.3 with the AES-GCM suites, TLS 1.2 with the
+//! AES-GCM and AES-CBC suites ([`tls::tls12::Suite12`]), renegotiations included; its PDUs name
+//! `tls` as their outer layer. Without one, a TLS stream is reported (`"event":"tls"`) and passed
+//! over.
 //!
 //! Every stage has limits ([`limits`]) and typed errors; nothing panics on any input. TCP is
 //! followed on any port: a stream whose octets frame as TPKT + COTP is decoded whatever its
@@ -75,7 +77,8 @@
 //! decoder.finish(&mut items);
 //! assert!(items.is_empty());
 //! ```
-#![forbid(unsafe_code)]
+// The only `unsafe` code is the private `tls::prf` module (OpenSSL's TLS 1.2 PRF setters).
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod capture;

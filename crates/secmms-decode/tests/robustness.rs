@@ -59,12 +59,67 @@ proptest! {
         }
         fuzzing::stream(&data);
     }
+
+    #[test]
+    fn random_tls_streams(data in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        fuzzing::tls(&data);
+    }
+
+    #[test]
+    fn tls12_handshake_then_random_records(records in proptest::collection::vec((any::<bool>(), any::<u8>(), proptest::collection::vec(any::<u8>(), 0..100)), 0..12)) {
+        // A TLS 1.2 ClientHello and ServerHello the fuzz key log has a master secret for, both
+        // ChangeCipherSpecs, then records of random type and content: the decryption paths.
+        let mut data = tls12_hello_chunks();
+        for (to_client, kind, body) in &records {
+            let mut rec = vec![*kind % 4 + 20, 3, 3];
+            rec.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            rec.extend_from_slice(body);
+            data.push(u8::from(*to_client));
+            data.extend_from_slice(&(rec.len() as u16).to_be_bytes());
+            data.extend_from_slice(&rec);
+        }
+        fuzzing::tls(&data);
+    }
+}
+
+/// [`fuzzing::tls`] chunks: ClientHello (random [`fuzzing::TLS_FUZZ_RANDOM`]), ServerHello
+/// (ECDHE-RSA-AES128-GCM-SHA256), ChangeCipherSpec both ways.
+fn tls12_hello_chunks() -> Vec<u8> {
+    fn record(dir: u8, kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![dir];
+        v.extend_from_slice(&((body.len() + 5) as u16).to_be_bytes());
+        v.extend_from_slice(&[kind, 3, 3]);
+        v.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        v.extend_from_slice(body);
+        v
+    }
+    fn handshake(kind: u8, body: &[u8]) -> Vec<u8> {
+        let mut v = vec![kind, 0, (body.len() >> 8) as u8, body.len() as u8];
+        v.extend_from_slice(body);
+        v
+    }
+    let mut ch = vec![3, 3];
+    ch.extend_from_slice(&fuzzing::TLS_FUZZ_RANDOM);
+    ch.extend_from_slice(&[0, 0, 2, 0xc0, 0x2f, 1, 0, 0, 0]);
+    let mut sh = vec![3, 3];
+    sh.extend_from_slice(&[0x77; 32]);
+    sh.extend_from_slice(&[0, 0xc0, 0x2f, 0, 0, 0]);
+    let mut data = record(0, 22, &handshake(1, &ch));
+    data.extend(record(1, 22, &handshake(2, &sh)));
+    data.extend(record(0, 20, &[1]));
+    data.extend(record(1, 20, &[1]));
+    data
 }
 
 #[test]
 fn corpus_seeds_replay() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
-    for target in ["decode_capture", "decode_reassembly", "decode_stream"] {
+    for target in [
+        "decode_capture",
+        "decode_reassembly",
+        "decode_stream",
+        "decode_tls",
+    ] {
         let Ok(entries) = std::fs::read_dir(dir.join(target)) else {
             continue;
         };
@@ -73,6 +128,7 @@ fn corpus_seeds_replay() {
             match target {
                 "decode_capture" => fuzzing::capture(&data),
                 "decode_reassembly" => fuzzing::reassembly(&data),
+                "decode_tls" => fuzzing::tls(&data),
                 _ => fuzzing::stream(&data),
             }
         }

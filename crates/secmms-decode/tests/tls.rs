@@ -1,6 +1,8 @@
-//! TLS 1.3 decryption with an NSS key log: a TLS connection made here by OpenSSL in memory
-//! (both suites, AES-128-GCM-SHA256 and AES-256-GCM-SHA384), carrying RFC 1006 / MMS, written as a
-//! capture together with the key log OpenSSL wrote.
+//! TLS decryption with an NSS key log: a TLS connection made here by OpenSSL in memory, carrying
+//! RFC 1006 / MMS, written as a capture together with the key log OpenSSL wrote. TLS 1.3 with both
+//! suites (AES-128-GCM-SHA256 and AES-256-GCM-SHA384); TLS 1.2 with AES-GCM (SHA-256 and SHA-384
+//! PRF) and AES-CBC with HMAC-SHA1, -SHA256 and -SHA384, each CBC suite with encrypt-then-MAC
+//! (OpenSSL's default) and without (MAC-then-encrypt).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -10,7 +12,8 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use openssl::ssl::{
-    ErrorCode, SslAcceptor, SslConnector, SslMethod, SslStream, SslVerifyMode, SslVersion,
+    ErrorCode, SslAcceptor, SslConnector, SslMethod, SslOptions, SslStream, SslVerifyMode,
+    SslVersion,
 };
 use openssl::x509::X509;
 use secmms_decode::capture::CaptureReader;
@@ -20,7 +23,7 @@ use secmms_decode::synth::{PcapFile, TcpFlow, LINKTYPE_ETHERNET};
 use secmms_decode::tcp::ReassemblyLimits;
 use secmms_decode::tls::KeyLog;
 use secmms_pki::crypto::{Curve, OsRandom, SigningKey};
-use secmms_pki::tooling::{create_ca, Validity};
+use secmms_pki::tooling::{create_ca, issue_tls, Ca, TlsRequest, Validity};
 
 type Log = Rc<RefCell<Vec<(bool, Vec<u8>)>>>;
 
@@ -73,28 +76,76 @@ fn mms_tpkt(mms: &[u8]) -> Vec<u8> {
 const READ: &str = "a02e020102a429a127a0253023a021a11f1a0744454d4f4c44301a144747494f31244d5824416e496e31246d61672466";
 const READ_RSP: &str = "a10a020102a405a10383010 0";
 
+/// `SSL_OP_NO_ENCRYPT_THEN_MAC` (OpenSSL 3 ssl.h: bit 19), which the `openssl` crate does not name.
+const NO_ENCRYPT_THEN_MAC: SslOptions = SslOptions::from_bits_retain(1 << 19);
+
+/// What the connection negotiates.
+#[derive(Clone, Copy)]
+enum Version<'a> {
+    /// TLS 1.3 with this suite.
+    Tls13(&'a str),
+    /// TLS 1.2 with this OpenSSL cipher list; `etm`: encrypt-then-MAC allowed (CBC suites).
+    Tls12 { ciphers: &'a str, etm: bool },
+}
+
 /// Runs a TLS 1.3 connection with `suite`; returns (capture, key log).
 fn tls_capture(suite: &str) -> (Vec<u8>, String) {
+    tls_capture_with(Version::Tls13(suite))
+}
+
+/// Runs a TLS connection as `version` says; returns (capture, key log).
+fn tls_capture_with(version: Version) -> (Vec<u8>, String) {
+    // A CA and a TLS leaf under it (keyUsage digitalSignature: OpenSSL offers no ECDSA suite
+    // of TLS 1.2 with a certificate that may only sign certificates).
+    let validity = Validity::days_from(1_700_000_000, 3650);
+    let ca_key = SigningKey::generate_ec(Curve::P256).unwrap();
+    let ca = Ca {
+        cert_der: create_ca("tls test CA", &ca_key, validity, &mut OsRandom).unwrap(),
+        key: ca_key,
+    };
     let key = SigningKey::generate_ec(Curve::P256).unwrap();
-    let cert = create_ca(
-        "tls test",
-        &key,
-        Validity::days_from(1_700_000_000, 3650),
-        &mut OsRandom,
-    )
-    .unwrap();
+    let request = TlsRequest {
+        common_name: "tls test".into(),
+        dns: Vec::new(),
+        ips: Vec::new(),
+        crl_url: None,
+        ocsp_url: None,
+        validity,
+    };
+    let cert = issue_tls(&request, key.pkey(), &ca, &mut OsRandom).unwrap();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut cb = SslConnector::builder(SslMethod::tls_client()).unwrap();
     cb.set_verify(SslVerifyMode::NONE);
-    cb.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
-    cb.set_ciphersuites(suite).unwrap();
+    match version {
+        Version::Tls13(suite) => {
+            cb.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+            cb.set_ciphersuites(suite).unwrap();
+        }
+        Version::Tls12 { ciphers, etm } => {
+            cb.set_max_proto_version(Some(SslVersion::TLS1_2)).unwrap();
+            cb.set_cipher_list(ciphers).unwrap();
+            if !etm {
+                cb.set_options(NO_ENCRYPT_THEN_MAC);
+            }
+        }
+    }
     let l = lines.clone();
     cb.set_keylog_callback(move |_, line| l.lock().unwrap().push(line.to_string()));
     let connector = cb.build();
-    let mut ab = SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).unwrap();
+    let mut ab = match version {
+        Version::Tls13(suite) => {
+            let mut ab = SslAcceptor::mozilla_modern_v5(SslMethod::tls_server()).unwrap();
+            ab.set_ciphersuites(suite).unwrap();
+            ab
+        }
+        Version::Tls12 { ciphers, .. } => {
+            let mut ab = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+            ab.set_cipher_list(ciphers).unwrap();
+            ab
+        }
+    };
     ab.set_private_key(key.pkey()).unwrap();
     ab.set_certificate(&X509::from_der(&cert).unwrap()).unwrap();
-    ab.set_ciphersuites(suite).unwrap();
     let acceptor = ab.build();
 
     let log: Log = Rc::default();
@@ -319,17 +370,33 @@ fn decryption_agrees_with_tshark() {
         return;
     }
     let (file, keys) = tls_capture("TLS_AES_128_GCM_SHA256");
-    let ours: Vec<u32> = pdus(&decode(file.clone(), Some(&keys)))
+    assert_eq!(tshark_invoke_ids(&file, &keys, "13"), vec![2, 2]);
+    let (file, keys) = tls_capture_with(Version::Tls12 {
+        ciphers: "ECDHE-ECDSA-AES128-SHA256",
+        etm: false,
+    });
+    assert_eq!(tshark_invoke_ids(&file, &keys, "12"), vec![2, 2]);
+}
+
+/// Our invokeIDs of the MMS PDUs in `file` decrypted with `keys`, checked equal to tshark's.
+fn tshark_invoke_ids(file: &[u8], keys: &str, tag: &str) -> Vec<u32> {
+    let ours: Vec<u32> = pdus(&decode(file.to_vec(), Some(keys)))
         .iter()
         .filter_map(|p| p.invoke_id)
         .collect();
     let dir = std::env::temp_dir();
     let (cap, kl) = (
-        dir.join(format!("secmms-decode-tls-{}.pcap", std::process::id())),
-        dir.join(format!("secmms-decode-tls-{}.keys", std::process::id())),
+        dir.join(format!(
+            "secmms-decode-tls{tag}-{}.pcap",
+            std::process::id()
+        )),
+        dir.join(format!(
+            "secmms-decode-tls{tag}-{}.keys",
+            std::process::id()
+        )),
     );
-    std::fs::write(&cap, &file).unwrap();
-    std::fs::write(&kl, &keys).unwrap();
+    std::fs::write(&cap, file).unwrap();
+    std::fs::write(&kl, keys).unwrap();
     let t = secmms_testkit::Tshark::new(&cap).options([
         "-o".to_string(),
         format!("tls.keylog_file:{}", kl.display()),
@@ -348,6 +415,60 @@ fn decryption_agrees_with_tshark() {
         .filter(|l| !l.is_empty())
         .map(|l| l.trim().parse().unwrap())
         .collect();
-    assert_eq!(ours, vec![2, 2]);
-    assert_eq!(theirs, ours);
+    assert_eq!(theirs, ours, "tshark decrypts the same PDUs");
+    ours
+}
+
+#[test]
+fn tls12_gcm_and_cbc_suites_with_and_without_encrypt_then_mac() {
+    // The key is ECDSA P-256: the ECDHE-ECDSA suites.
+    for (ciphers, code, what) in [
+        ("ECDHE-ECDSA-AES128-GCM-SHA256", "0xc02b", "AES-128-GCM"),
+        ("ECDHE-ECDSA-AES256-GCM-SHA384", "0xc02c", "AES-256-GCM"),
+        ("ECDHE-ECDSA-AES128-SHA", "0xc009", "AES-128-CBC HMAC-SHA1"),
+        ("ECDHE-ECDSA-AES256-SHA", "0xc00a", "AES-256-CBC HMAC-SHA1"),
+        (
+            "ECDHE-ECDSA-AES128-SHA256",
+            "0xc023",
+            "AES-128-CBC HMAC-SHA256",
+        ),
+        (
+            "ECDHE-ECDSA-AES256-SHA384",
+            "0xc024",
+            "AES-256-CBC HMAC-SHA384",
+        ),
+    ] {
+        for etm in [true, false] {
+            let (file, keys) = tls_capture_with(Version::Tls12 { ciphers, etm });
+            assert!(keys.contains("CLIENT_RANDOM "), "{keys}");
+            let items = decode(file, Some(&keys));
+            let problems: Vec<_> = items
+                .iter()
+                .filter(|i| i.has_problem())
+                .map(Item::json)
+                .collect();
+            assert!(problems.is_empty(), "{ciphers} {etm}: {problems:#?}");
+            let p = pdus(&items);
+            let names: Vec<_> = p.iter().map(|r| r.pdu.as_str()).collect();
+            assert_eq!(
+                names,
+                vec!["CR", "CC", "confirmed-RequestPDU", "confirmed-ResponsePDU"],
+                "{ciphers} {etm}"
+            );
+            assert!(p.iter().all(|r| r.layers[0] == "tls"));
+            assert_eq!(p[2].objects, vec!["DEMOLD0/GGIO1$MX$AnIn1$mag$f"]);
+            let mode = match (what.contains("CBC"), etm) {
+                (false, _) => "",
+                (true, true) => " encrypt-then-MAC",
+                (true, false) => " MAC-then-encrypt",
+            };
+            let note = format!("TLS 1.2 {code} {what}{mode}: keys from the key log");
+            assert!(
+                items
+                    .iter()
+                    .any(|i| matches!(i, Item::Notice(n) if n.detail == note)),
+                "{note} missing"
+            );
+        }
+    }
 }

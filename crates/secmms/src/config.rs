@@ -357,7 +357,8 @@ pub struct ServerConfig {
     /// so a peer that trickles octets cannot hold the association (0 = no limit).
     pub pdu_timeout_secs: u64,
     /// Seconds a write may wait for a peer that does not read (its socket buffers full) before
-    /// the association is dropped; meanwhile it is served no further input (0 = no limit).
+    /// the association is dropped; meanwhile it is served no further input. The idle timeout
+    /// bounds it too when shorter (0 = no limit of its own).
     pub write_stall_secs: u64,
     /// Largest MMS PDU the server accepts to negotiate.
     pub max_pdu_size: u32,
@@ -411,8 +412,8 @@ impl Default for ServerConfig {
             listen: "0.0.0.0:102".into(),
             model: None,
             max_associations: 1000,
-            max_pending: 100,
-            max_pending_per_source: 10,
+            max_pending: 256,
+            max_pending_per_source: 128,
             max_associations_per_source: 0,
             associate_timeout_secs: 10,
             idle_timeout_secs: 600,

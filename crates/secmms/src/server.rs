@@ -1183,8 +1183,13 @@ async fn serve_association<S: Stream>(
         result: None,
     };
     // A peer that sends requests but never reads the responses blocks our writes once the socket
-    // buffers are full; it is dropped after `write_stall_secs`, and not read meanwhile.
-    let transport = ByteStream::new(stream, secs(shared.cfg.server.write_stall_secs));
+    // buffers are full; it is dropped after `write_stall_secs` (or the idle timeout, if shorter),
+    // and not read meanwhile.
+    let stall = match (secs(shared.cfg.server.write_stall_secs), idle) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let transport = ByteStream::new(stream, stall);
     drive(&mut m, transport, Some(shared.revocations.subscribe())).await;
     m.result.unwrap_or(Err(LinkError::Closed))
 }

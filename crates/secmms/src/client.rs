@@ -2,8 +2,7 @@
 //! number of [`Client`] clones send confirmed requests through it. Responses are matched to
 //! requests by invokeID, so up to the negotiated number of requests are outstanding at once.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,13 +21,15 @@ use crate::config::Config;
 use crate::driver::{self, drive, ByteStream, LinkError, Machine, Port, Step};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
-use crate::stats::Histogram;
 use crate::tls::TlsContext;
 use crate::transport::{self, Stream};
 
 mod builder;
+mod load;
 mod refusal;
 pub use builder::ClientBuilder;
+use load::{load_response_ok, start_load, LoadRun};
+pub use load::{LoadOutcome, LoadSpec};
 pub use refusal::Refusal;
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
@@ -119,76 +120,6 @@ pub(crate) enum Cmd {
         permits: OwnedSemaphorePermit,
     },
     Abort,
-}
-
-/// A closed-loop load on one association, run by the association's own task ([`Client::load`]):
-/// `outstanding` copies of `service` are kept in flight, a new one leaving as each answer
-/// arrives, until `duration` has passed. No task switch or channel per request, so the cost the
-/// load generator adds to every round trip is the encoding, the decoding and one clock reading.
-#[derive(Debug, Clone)]
-pub struct LoadSpec {
-    /// The confirmed service every request carries.
-    pub service: ConfirmedServiceRequest,
-    /// Requests kept in flight (capped by the negotiated outstanding-requests limit, which they
-    /// share with the association's other requests).
-    pub outstanding: usize,
-    /// How long new requests are issued; answers to the last ones are still awaited.
-    pub duration: Duration,
-    /// Incremented for every successful answer, for progress reports while the load runs.
-    pub completed: Arc<AtomicU64>,
-}
-
-/// What a [`Client::load`] run measured.
-#[derive(Debug, Clone, Default)]
-pub struct LoadOutcome {
-    /// Round-trip time of every successful request.
-    pub latency: Histogram,
-    /// Requests answered with an error, a reject, a failed access, or not answered in time.
-    pub errors: u64,
-    /// Why the association ended during the load, if it did.
-    pub ended: Option<String>,
-}
-
-/// The state of a running [`Cmd::Load`] inside the association's machine.
-struct LoadRun {
-    service: ConfirmedServiceRequest,
-    target: usize,
-    deadline: Instant,
-    request_timeout: Duration,
-    /// When each request in flight was sent (the time of the turn that sent it).
-    inflight: HashMap<u32, Instant>,
-    completed: Arc<AtomicU64>,
-    outcome: LoadOutcome,
-    reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
-    /// The load's share of the negotiated outstanding requests, held while it runs.
-    _permits: OwnedSemaphorePermit,
-    /// The deadline was seen to pass: no new request leaves.
-    drained: bool,
-}
-
-impl LoadRun {
-    /// Issuing new requests has stopped at `now`.
-    fn draining(&mut self, now: Instant) -> bool {
-        self.drained |= now >= self.deadline;
-        self.drained
-    }
-
-    /// Records the answer to `id`, received at `now`, if it belongs to the load; false if it
-    /// does not.
-    fn answer(&mut self, id: u32, ok: bool, now: Instant) -> bool {
-        let Some(sent) = self.inflight.remove(&id) else {
-            return false;
-        };
-        if ok {
-            self.outcome
-                .latency
-                .record(now.saturating_duration_since(sent));
-            self.completed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.outcome.errors += 1;
-        }
-        true
-    }
 }
 
 /// Where a [`Client`]'s commands go.
@@ -1147,48 +1078,6 @@ async fn run_association<S: Stream>(
     }
 }
 
-/// Starts a load unless one is running already.
-fn start_load(
-    load: &mut Option<LoadRun>,
-    spec: LoadSpec,
-    reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
-    permits: OwnedSemaphorePermit,
-    request_timeout: Duration,
-    now: Now,
-) {
-    if load.is_some() {
-        let _ = reply.send(Err(ClientError::Usage(
-            "a load is already running on this association".into(),
-        )));
-        return;
-    }
-    let target = spec.outstanding.max(1);
-    *load = Some(LoadRun {
-        service: spec.service,
-        target,
-        deadline: now.mono + spec.duration,
-        request_timeout,
-        inflight: HashMap::with_capacity(target),
-        completed: spec.completed,
-        outcome: LoadOutcome::default(),
-        reply,
-        _permits: permits,
-        drained: false,
-    });
-}
-
-/// Whether a confirmed response counts as a successful load request: every access of a Read
-/// must have succeeded.
-fn load_response_ok(service: &ConfirmedServiceResponse) -> bool {
-    match service {
-        ConfirmedServiceResponse::Read(r) => r
-            .results
-            .iter()
-            .all(|a| matches!(a, AccessResult::Success(_))),
-        _ => true,
-    }
-}
-
 /// Routes an MMS PDU from the server to the running load, if it answers one of its requests,
 /// or to the caller waiting for it.
 fn dispatch_with_load(
@@ -1272,262 +1161,4 @@ pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>, reports: &R
 }
 
 #[cfg(test)]
-mod tests {
-    //! The client machine pumped by hand against a plain server association: no runtime, no
-    //! socket, a clock that only moves when the test moves it.
-
-    use super::*;
-    use secmms_mms::model::{Model, SharedModel};
-    use secmms_mms::server::{InitiateOutcome, ServerConfig as VmdConfig, Vmd};
-
-    type S = ByteStream<tokio::io::DuplexStream>;
-
-    struct Peer {
-        sa: SecureAssociation,
-        vmd: Vmd,
-        session: Option<secmms_mms::server::ServerSession>,
-    }
-
-    impl Peer {
-        fn new(now: Now) -> Peer {
-            let cfg = Config::default();
-            let sa = AppSecurity::plain().secure_responder(
-                osi_config(&cfg.osi, true).unwrap(),
-                &ConnectionFacts::default(),
-                Timeouts::default(),
-                now,
-            );
-            let vmd = Vmd::new(
-                SharedModel::new(Model::default_demo()),
-                VmdConfig {
-                    max_serv_outstanding: 8,
-                    ..Default::default()
-                },
-            );
-            Peer {
-                sa,
-                vmd,
-                session: None,
-            }
-        }
-
-        /// Takes what the client sent and answers as a server does, unless `mute`; returns
-        /// the number of MMS requests taken (mute: of writes dropped).
-        fn take(&mut self, m: &mut ClientMachine, now: Now, mute: bool) -> usize {
-            let mut n = 0;
-            while let Some(b) = Machine::<S>::poll_transmit(m, Port::Up) {
-                if mute {
-                    n += 1;
-                } else {
-                    self.sa.handle_input(&b, now).unwrap();
-                }
-            }
-            while let Some(ev) = self.sa.poll_event() {
-                match ev {
-                    SecureEvent::AssociateIndication { initiate, .. } => {
-                        match self.vmd.accept_initiate(&initiate.unwrap()) {
-                            InitiateOutcome::Accepted {
-                                response,
-                                association,
-                            } => {
-                                self.sa.accept(response, now).unwrap();
-                                self.session = Some(association);
-                            }
-                            _ => panic!("refused"),
-                        }
-                    }
-                    SecureEvent::Mms(pdu) => {
-                        n += 1;
-                        if let Some(r) = self.session.as_ref().unwrap().handle_queued_pdu(&pdu) {
-                            self.sa.send_mms(&r, now).unwrap();
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(s) = &self.session {
-                s.answers_sent();
-            }
-            while let Some(b) = self.sa.poll_transmit() {
-                Machine::<S>::handle_input(m, Port::Up, &b, now);
-            }
-            n
-        }
-    }
-
-    type Setup = oneshot::Receiver<Result<(Negotiated, String), ClientError>>;
-
-    fn machine(now: Now) -> (ClientMachine, mpsc::Sender<Cmd>, Setup) {
-        let cfg = Config::default();
-        let mut sa = AppSecurity::plain()
-            .secure_initiator(
-                osi_config(&cfg.osi, false).unwrap(),
-                &ConnectionFacts::default(),
-                Timeouts {
-                    associate: Some(Duration::from_secs(10)),
-                    idle: None,
-                    release: Some(RELEASE_TIMEOUT),
-                    pdu: None,
-                },
-                now,
-            )
-            .unwrap();
-        let proposal = ClientProposal {
-            max_serv_outstanding_calling: 8,
-            max_serv_outstanding_called: 8,
-            ..Default::default()
-        };
-        sa.connect(mms_client::initiate_request_pdu(&proposal), now)
-            .unwrap();
-        let (tx, rx) = mpsc::channel(16);
-        let (setup, setup_rx) = oneshot::channel();
-        let m = ClientMachine {
-            sa,
-            proposal,
-            setup: Some(setup),
-            called: String::new(),
-            associate_timeout: Duration::from_secs(10),
-            rx: Some(rx),
-            reports: mpsc::channel(4).0,
-            session: None,
-            releasing: None,
-            load: None,
-            request_timeout: Duration::from_secs(2),
-            result: None,
-        };
-        (m, tx, setup_rx)
-    }
-
-    fn established(now: Now) -> (ClientMachine, Peer, mpsc::Sender<Cmd>) {
-        let (mut m, tx, mut setup) = machine(now);
-        let mut peer = Peer::new(now);
-        // CR / CC, then the AARQ / AARE.
-        for _ in 0..4 {
-            assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
-            peer.take(&mut m, now, false);
-        }
-        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
-        let (negotiated, _) = setup.try_recv().unwrap().unwrap();
-        assert_eq!(negotiated.max_serv_outstanding_calling, 8);
-        (m, peer, tx)
-    }
-
-    #[test]
-    fn a_release_without_rlre_ends_at_the_release_timeout() {
-        let now = driver::now();
-        let (mut m, mut peer, _tx) = established(now);
-        let (reply, mut released) = oneshot::channel();
-        assert!(!Machine::<S>::handle_cmd(
-            &mut m,
-            Some(Cmd::Release { reply }),
-            now
-        ));
-        assert!(
-            Machine::<S>::commands(&mut m).is_none(),
-            "no command is taken while releasing"
-        );
-        // The RLRQ leaves; the peer never answers.
-        assert!(peer.take(&mut m, now, true) >= 1);
-        assert_eq!(
-            Machine::<S>::poll_timeout(&m),
-            Some(now.mono + RELEASE_TIMEOUT)
-        );
-        let early = now.after(RELEASE_TIMEOUT / 2);
-        Machine::<S>::handle_timeout(&mut m, early);
-        assert!(matches!(Machine::<S>::process(&mut m, early), Step::Idle));
-        assert!(released.try_recv().is_err(), "not yet");
-        let late = now.after(RELEASE_TIMEOUT);
-        Machine::<S>::handle_timeout(&mut m, late);
-        assert!(matches!(Machine::<S>::process(&mut m, late), Step::Done));
-        assert!(matches!(released.try_recv(), Ok(Ok(()))));
-        assert!(matches!(m.result, Some(Ok(()))));
-    }
-
-    #[test]
-    fn a_request_is_answered_through_the_session() {
-        let now = driver::now();
-        let (mut m, mut peer, _tx) = established(now);
-        let (reply, mut answer) = oneshot::channel();
-        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        let cmd = Cmd::Request {
-            service: mms_client::identify(),
-            reply,
-            permit,
-        };
-        assert!(Machine::<S>::handle_cmd(&mut m, Some(cmd), now));
-        assert_eq!(peer.take(&mut m, now, false), 1);
-        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
-        assert!(matches!(
-            answer.try_recv(),
-            Ok(Ok(ConfirmedServiceResponse::Identify(_)))
-        ));
-    }
-
-    #[test]
-    fn a_load_keeps_its_requests_in_flight_and_its_deadlines_come_out_of_poll_timeout() {
-        let now = driver::now();
-        let (mut m, mut peer, _tx) = established(now);
-        let (reply, mut outcome) = oneshot::channel();
-        let permits = Arc::new(Semaphore::new(2))
-            .try_acquire_many_owned(2)
-            .unwrap();
-        let spec = LoadSpec {
-            service: mms_client::identify(),
-            outstanding: 2,
-            duration: Duration::from_secs(10),
-            completed: Arc::default(),
-        };
-        let completed = spec.completed.clone();
-        Machine::<S>::handle_cmd(
-            &mut m,
-            Some(Cmd::Load {
-                spec,
-                reply,
-                permits,
-            }),
-            now,
-        );
-        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
-        assert_eq!(
-            Machine::<S>::poll_timeout(&m),
-            Some(now.mono + Duration::from_secs(10)),
-            "the load's deadline"
-        );
-        // Two in flight; each answer sends the next one, in the same turn.
-        let t1 = now.after(Duration::from_millis(3));
-        assert_eq!(peer.take(&mut m, t1, false), 2);
-        assert!(matches!(Machine::<S>::process(&mut m, t1), Step::Idle));
-        assert_eq!(completed.load(Ordering::Relaxed), 2);
-        // The deadline passes with two more in flight, which the peer never answers.
-        let end = now.after(Duration::from_secs(10));
-        assert!(peer.take(&mut m, end, true) >= 1);
-        Machine::<S>::handle_timeout(&mut m, end);
-        assert!(matches!(Machine::<S>::process(&mut m, end), Step::Idle));
-        assert_eq!(
-            Machine::<S>::poll_timeout(&m),
-            Some(now.mono + Duration::from_secs(12)),
-            "then the late answers' deadline"
-        );
-        assert!(outcome.try_recv().is_err());
-        let late = now.after(Duration::from_secs(12));
-        Machine::<S>::handle_timeout(&mut m, late);
-        assert!(matches!(Machine::<S>::process(&mut m, late), Step::Idle));
-        let o = outcome.try_recv().unwrap().unwrap();
-        assert_eq!(o.errors, 2, "the two never answered");
-        assert_eq!(o.latency.count(), 2);
-        assert!(Machine::<S>::poll_timeout(&m).is_none());
-    }
-
-    #[test]
-    fn a_closed_connection_during_the_set_up_is_a_clear_error() {
-        let now = driver::now();
-        let (mut m, _tx, mut setup) = machine(now);
-        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
-        Machine::<S>::transport_closed(&mut m, Port::Up, None, now);
-        assert!(matches!(Machine::<S>::process(&mut m, now), Step::Done));
-        assert!(matches!(
-            setup.try_recv(),
-            Ok(Err(ClientError::Link(LinkError::Closed)))
-        ));
-    }
-}
+mod tests;

@@ -152,6 +152,27 @@ async fn revoked_client_cannot_resume_tls13_psk() {
     resumption_after_revocation("-tls1_3", &[], 2).await;
 }
 
+/// Issue 17: the session cache is bounded (OpenSSL's default of 20 480 sessions of ~10 KiB let a
+/// client that reconnects in a loop grow the server by hundreds of MiB), also after a rebuild.
+#[tokio::test]
+async fn the_session_cache_is_bounded_by_configuration() {
+    let p = pki();
+    let (_ev, events) = sink();
+    let h = start(p.config(&p.server), events).await;
+    let ctx = h.tls.clone().unwrap();
+    assert_eq!(ctx.session_cache_limit(), 1024);
+    h.shutdown();
+    let (_ev, events) = sink();
+    let mut tls = p.config(&p.server);
+    tls.session_cache_size = 7;
+    let h = start(tls, events).await;
+    assert_eq!(h.tls.as_ref().unwrap().session_cache_limit(), 7);
+    h.shutdown();
+    let mut tls = p.config(&p.server);
+    tls.session_cache_size = 0;
+    assert!(tls.validate().is_err());
+}
+
 #[tokio::test]
 async fn no_tls13_tickets_by_default() {
     if !require(have_openssl_cli(), "openssl CLI") {

@@ -49,6 +49,11 @@ pub struct TlsConfig {
     pub allow_client_renegotiation: bool,
     /// Session cache / ticket lifetime, seconds; must be shorter than the renegotiation interval.
     pub resumption_lifetime_secs: u64,
+    /// Most sessions the server keeps for resumption (each about 10 KiB; OpenSSL's own default
+    /// of 20 480 lets a client that renegotiates or reconnects in a loop grow the server by
+    /// hundreds of MiB). MMS associations are long-lived and few, so a small cache serves them;
+    /// when it is full the oldest sessions go. 1..=65 536.
+    pub session_cache_size: u32,
     /// Largest certificate accepted from the peer, octets (§6.2 DECISION: 8 192).
     pub max_cert_size: usize,
     /// Seconds between re-evaluations of revocation information (§6.2 DECISION: 24 h).
@@ -163,6 +168,7 @@ impl Default for TlsConfig {
             renegotiation_grace_secs: DEFAULT_RENEGOTIATION_GRACE_SECS,
             allow_client_renegotiation: true,
             resumption_lifetime_secs: DEFAULT_RESUMPTION_LIFETIME_SECS,
+            session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
             max_cert_size: MAX_CERT_SIZE,
             crl_evaluation_period_secs: DEFAULT_CRL_EVALUATION_PERIOD_SECS,
             handshake_timeout_secs: DEFAULT_HANDSHAKE_TIMEOUT_SECS,
@@ -205,6 +211,9 @@ impl TlsConfig {
                 "tls.resumption_lifetime_secs",
                 "must be more than 0 and less than the renegotiation interval (62351-3 §7)",
             ));
+        }
+        if !(1..=65_536).contains(&self.session_cache_size) {
+            return Err(cfg_err("tls.session_cache_size", "must be 1..=65536"));
         }
         if self.renegotiation_grace_secs == 0 || self.renegotiation_grace_secs > 3600 {
             return Err(cfg_err("tls.renegotiation_grace_secs", "must be 1..=3600"));

@@ -202,6 +202,8 @@ pub(super) fn build_ssl_context(
         // Resumption (§6.2 DECISION: lifetime below the renegotiation interval).
         b.set_session_id_context(b"secmms-rfc1006-tls")?;
         ffi::set_session_timeout(&mut b, cfg.resumption_lifetime_secs);
+        // Bounded: a client that renegotiates or reconnects in a loop cannot grow it.
+        b.set_session_cache_size(i32::try_from(cfg.session_cache_size).unwrap_or(i32::MAX));
         b.set_session_cache_mode(match role {
             Role::Server => SslSessionCacheMode::SERVER,
             Role::Client => SslSessionCacheMode::CLIENT,
@@ -280,6 +282,14 @@ impl TlsContext {
     /// The counters of this context.
     pub fn stats(&self) -> Arc<TlsStats> {
         self.stats.clone()
+    }
+
+    /// Most sessions kept for resumption, as OpenSSL holds it (`tls.session_cache_size`).
+    pub fn session_cache_limit(&self) -> i64 {
+        self.ctx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .session_cache_size()
     }
 
     /// The configuration it was built from.

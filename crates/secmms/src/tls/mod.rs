@@ -85,6 +85,8 @@ pub const DEFAULT_RENEGOTIATION_GRACE_SECS: u64 = 30;
 /// §6.2 DECISION: session cache / ticket lifetime 6 h (libiec61850's 21 600 s), always shorter than
 /// the renegotiation interval.
 pub const DEFAULT_RESUMPTION_LIFETIME_SECS: u64 = 6 * 3600;
+/// Sessions a server keeps for resumption (`tls.session_cache_size`; issue 17: about 10 MiB).
+pub const DEFAULT_SESSION_CACHE_SIZE: u32 = 1024;
 /// §6.2 DECISION: at least this many trust anchors are supported (the PICS states the number).
 pub const MIN_SUPPORTED_TRUST_ANCHORS: usize = 4;
 /// Most trust-anchor certificates accepted from configuration (a bound, not a spec value).

@@ -14,8 +14,8 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit};
 use super::ClientError;
 use crate::stats::Histogram;
 
-/// A closed-loop load on one association, run by the association's own task ([`Client::load`]):
-/// `outstanding` copies of `service` are kept in flight, a new one leaving as each answer
+/// A closed-loop load on one association, run by the association's own machine
+/// ([`Client::load`](super::Client::load)): `outstanding` copies of `service` are kept in flight, a new one leaving as each answer
 /// arrives, until `duration` has passed. No task switch or channel per request, so the cost the
 /// load generator adds to every round trip is the encoding, the decoding and one clock reading.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct LoadSpec {
     pub completed: Arc<AtomicU64>,
 }
 
-/// What a [`Client::load`] run measured.
+/// What a [`Client::load`](super::Client::load) run measured.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOutcome {
     /// Round-trip time of every successful request.

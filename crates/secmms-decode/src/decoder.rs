@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 
 use crate::capture::Frame;
-use crate::link;
+use crate::defrag::{DefragError, Defragmenter};
+use crate::link::{self, Parsed};
 use crate::osi::{FrameInfo, Output, StreamDecoder};
 use crate::record::{Item, Notice};
 use crate::tcp::{Direction, EventKind, Reassembler, ReassemblyLimits};
@@ -112,6 +113,7 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Decoder {
     reasm: Reassembler,
+    defrag: Defragmenter,
     streams: HashMap<u64, StreamDecoder>,
     modes: HashMap<u64, Mode>,
     keylog: Option<KeyLog>,
@@ -161,6 +163,7 @@ impl Decoder {
     pub fn new(limits: ReassemblyLimits, verbose: bool) -> Self {
         Decoder {
             reasm: Reassembler::new(limits),
+            defrag: Defragmenter::new(),
             streams: HashMap::new(),
             modes: HashMap::new(),
             keylog: None,
@@ -228,9 +231,23 @@ impl Decoder {
             number: f.number,
             time_ns: f.time_ns,
         };
-        let seg = match link::parse(f.link_type, &f.data) {
-            Ok(Some(s)) => s,
-            Ok(None) => return,
+        let mut dropped = Vec::new();
+        self.defrag.tick(f.time_ns, &mut dropped);
+        self.fragment_problems(f.number, dropped, out);
+        let parsed = match link::parse_frame(f.link_type, &f.data) {
+            Ok(Parsed::Ipv4Fragment(frag)) => {
+                match self.defrag.push(frag, f.number, f.time_ns) {
+                    // The rebuilt datagram is an unfragmented IPv4 packet.
+                    Ok(Some(packet)) => link::parse_frame(crate::capture::linktype::IPV4, &packet),
+                    Ok(None) => return,
+                    Err(e) => return self.fragment_problems(f.number, vec![e], out),
+                }
+            }
+            other => other,
+        };
+        let seg = match parsed {
+            Ok(Parsed::Segment(s)) => s,
+            Ok(Parsed::Other | Parsed::Ipv4Fragment(_)) => return,
             Err(e) => {
                 let (event, detail) = if f.truncated() {
                     (
@@ -266,8 +283,19 @@ impl Decoder {
         self.events(events, info, out);
     }
 
-    /// Ends the capture: holes become gaps, waiting data is decoded.
+    fn fragment_problems(&mut self, frame: u64, errors: Vec<DefragError>, out: &mut Vec<Item>) {
+        for e in errors {
+            let n = notice(frame, None, "fragment", e.to_string(), true);
+            self.push(n, out);
+        }
+    }
+
+    /// Ends the capture: incomplete IPv4 datagrams are reported, holes become gaps, waiting
+    /// data is decoded.
     pub fn finish(&mut self, out: &mut Vec<Item>) {
+        let mut dropped = Vec::new();
+        self.defrag.finish(&mut dropped);
+        self.fragment_problems(0, dropped, out);
         let mut events = Vec::new();
         self.reasm.finish(&mut events);
         self.events(

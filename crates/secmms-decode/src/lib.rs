@@ -7,6 +7,7 @@
 //! |---|---|
 //! | [`capture`] | pcap and pcapng files (several interfaces and timestamp resolutions) |
 //! | [`link`] | Ethernet (802.1Q), Linux cooked v1/v2, BSD loopback, raw IP → IPv4/IPv6 → TCP |
+//! | [`defrag`] | IPv4 fragment reassembly, bounded (IPv6 fragments are reported, not reassembled) |
 //! | [`tcp`] | TCP reassembly in both directions, bounded, with gaps reported |
 //! | [`tls`] | TLS 1.3 (AES-GCM) and TLS 1.2 (AES-GCM, AES-CBC) decryption from an NSS key log |
 //! | [`osi`] | TPKT (with resynchronisation), COTP, session, presentation, ACSE, MMS, E2E |
@@ -49,9 +50,9 @@
 //! | `notes` | array of remarks: assumed presentation contexts, what could not be checked |
 //!
 //! An event (`"type":"event"`) has `frame`, `stream` and `direction` (or `null`), `event`
-//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `not-rfc1006`, `link-error`, `tls`,
-//! `capture-error`, `malformed`, `evicted`), `detail` and `problem` (true when it counts
-//! for exit status 1).
+//! (`stream-open`, `gap`, `truncated`, `resync`, `resync-failed`, `not-rfc1006`, `link-error`,
+//! `fragment`, `tls`, `capture-error`, `malformed`, `evicted`), `detail` and `problem` (true
+//! when it counts for exit status 1).
 //!
 //! # What is verified
 //!
@@ -83,6 +84,7 @@
 
 pub mod capture;
 pub mod decoder;
+pub mod defrag;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

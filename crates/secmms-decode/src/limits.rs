@@ -47,3 +47,28 @@ pub const MAX_OBJECTS: usize = 256;
 /// Accepted difference, in seconds, between an A-profile authentication value's `time` and the
 /// capture time of its frame (IEC 62351-4 §11.4: 10 minutes).
 pub const AUTH_TIME_WINDOW: i64 = 600;
+
+/// IPv4 datagrams in fragment reassembly at the same time. DECISION: 64 — fragmented MMS is
+/// rare (a TPKT rarely exceeds a path MTU once TCP segments it), so a few in flight is normal and
+/// 64 is generous; a fragment of a 65th datagram is refused and reported, the ones in progress
+/// are kept (they expire by [`FRAG_TIMEOUT_FRAMES`] / [`FRAG_TIMEOUT_NS`] anyway).
+pub const MAX_FRAG_DATAGRAMS: usize = 64;
+
+/// Largest reassembled IPv4 datagram, header included: RFC 791's total-length field cannot say
+/// more. A fragment ending past it drops its datagram. Held per datagram at most, so the table
+/// holds at most [`MAX_FRAG_DATAGRAMS`] × 64 KiB (4 MiB).
+pub const MAX_DATAGRAM_LEN: usize = 65_535;
+
+/// Fragments of one datagram. DECISION: 256 — a full 65 535-octet datagram over the smallest
+/// common MTU (576) has 114; the bound keeps the overlap check (linear in the fragments held)
+/// cheap against 8-octet fragments.
+pub const MAX_FRAGMENTS: usize = 256;
+
+/// Frames after which a datagram still incomplete is dropped and reported. DECISION: 1 024 —
+/// fragments of one datagram leave the sender back to back; a thousand frames later the rest
+/// was not captured.
+pub const FRAG_TIMEOUT_FRAMES: u64 = 1024;
+
+/// Capture time after which a datagram still incomplete is dropped and reported.
+/// DECISION: 30 s, Linux's default `ipfrag_time` (RFC 791 suggests 15 s as the initial timer).
+pub const FRAG_TIMEOUT_NS: i128 = 30_000_000_000;

@@ -5,12 +5,18 @@
 //! tags, IP and TCP are read with `etherparse` in its lax mode, which keeps what a snap length
 //! left of a frame instead of refusing it. What the capture cut is reported
 //! ([`Segment::cut`]), never filled in.
+//!
+//! An IPv4 fragment carrying TCP is handed out whole by [`parse_frame`]
+//! ([`Parsed::Ipv4Fragment`]) for [`crate::defrag`] to reassemble; the decoder reads the
+//! rebuilt datagram with [`parse`] (link type [`linktype::IPV4`]). IPv6 fragments are not
+//! reassembled ([`LinkError::Fragment`]).
 
 use std::net::IpAddr;
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::capture::linktype;
+use crate::defrag::{FragKey, Ipv4Fragment};
 
 /// Why a frame gave no TCP segment although it should have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +38,9 @@ pub enum LinkError {
     /// The IP header could not be read at all.
     #[error("IP: {0}")]
     Ip(#[from] etherparse::err::ip::LaxHeaderSliceError),
-    /// An IPv4 fragment; fragments are not reassembled.
-    #[error("IPv4 fragment (not reassembled)")]
+    /// A fragment [`parse`] cannot read alone: an IPv6 fragment (never reassembled) or, from
+    /// [`parse`] only, an IPv4 fragment (use [`parse_frame`] and [`crate::defrag`]).
+    #[error("IP fragment (not reassembled)")]
     Fragment,
 }
 
@@ -95,9 +102,31 @@ pub struct Segment {
     pub cut: usize,
 }
 
+/// What a frame holds, for [`parse_frame`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    /// A TCP segment.
+    Segment(Segment),
+    /// An IPv4 fragment of a TCP datagram, to reassemble.
+    Ipv4Fragment(Ipv4Fragment),
+    /// Not TCP over IP (ARP, UDP, other EtherTypes): passed over.
+    Other,
+}
+
 /// Reads a frame of `link_type`. `Ok(None)` for a frame that is not TCP over IP (ARP, UDP,
-/// other EtherTypes), which a decoder of MMS passes over silently.
+/// other EtherTypes), which a decoder of MMS passes over silently. An IPv4 fragment is
+/// [`LinkError::Fragment`] here; [`parse_frame`] returns it for reassembly.
 pub fn parse(link_type: u32, data: &[u8]) -> Result<Option<Segment>, LinkError> {
+    match parse_frame(link_type, data)? {
+        Parsed::Segment(s) => Ok(Some(s)),
+        Parsed::Ipv4Fragment(_) => Err(LinkError::Fragment),
+        Parsed::Other => Ok(None),
+    }
+}
+
+/// Reads a frame of `link_type` like [`parse`], returning an IPv4 fragment of a TCP datagram
+/// instead of refusing it.
+pub fn parse_frame(link_type: u32, data: &[u8]) -> Result<Parsed, LinkError> {
     let sliced = match link_type {
         linktype::ETHERNET => LaxSlicedPacket::from_ethernet(data)
             .map_err(|_| LinkError::ShortLinkHeader("Ethernet"))?,
@@ -128,7 +157,7 @@ pub fn parse(link_type: u32, data: &[u8]) -> Result<Option<Segment>, LinkError> 
             match family {
                 // AF_INET everywhere; AF_INET6 on the BSDs (24, 28, 30) and Linux (10).
                 2 | 10 | 24 | 28 | 30 => LaxSlicedPacket::from_ip(&data[4..])?,
-                _ => return Ok(None),
+                _ => return Ok(Parsed::Other),
             }
         }
         linktype::RAW | linktype::RAW_BSD | linktype::IPV4 | linktype::IPV6 => {
@@ -139,7 +168,7 @@ pub fn parse(link_type: u32, data: &[u8]) -> Result<Option<Segment>, LinkError> 
     segment_of(&sliced)
 }
 
-fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
+fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Parsed, LinkError> {
     let (src, dst, announced, fragmented) = match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
@@ -170,14 +199,35 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
                     });
                 }
             }
-            return Ok(None);
+            return Ok(Parsed::Other);
         }
     };
     if announced.ip_number != etherparse::IpNumber::TCP {
-        return Ok(None);
+        return Ok(Parsed::Other);
     }
     if fragmented {
-        return Err(LinkError::Fragment);
+        return match &p.net {
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                let payload = v4.payload().payload;
+                let announced_len =
+                    usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
+                Ok(Parsed::Ipv4Fragment(Ipv4Fragment {
+                    key: FragKey {
+                        src: h.source_addr(),
+                        dst: h.destination_addr(),
+                        protocol: h.protocol().0,
+                        id: h.identification(),
+                    },
+                    offset: usize::from(h.fragments_offset().value()) * 8,
+                    more: h.more_fragments(),
+                    header: h.slice().to_vec(),
+                    payload: payload.to_vec(),
+                    cut: announced_len.saturating_sub(payload.len()),
+                }))
+            }
+            _ => Err(LinkError::Fragment),
+        };
     }
     let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
         // The TCP header itself is cut or invalid.
@@ -186,7 +236,7 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
                 layer: "TCP",
                 source: e.clone(),
             }),
-            None => Ok(None),
+            None => Ok(Parsed::Other),
         };
     };
     // With a snap length the IP payload is shorter than announced: etherparse then falls back
@@ -205,7 +255,7 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Option<Segment>, LinkError> {
     };
     let have = announced.payload.len();
     let cut = announced_len.saturating_sub(have);
-    Ok(Some(Segment {
+    Ok(Parsed::Segment(Segment {
         endpoints: Endpoints {
             src,
             src_port: tcp.source_port(),

@@ -61,7 +61,8 @@ pub struct Notice {
     /// Direction concerned, if any.
     pub direction: Option<&'static str>,
     /// What happened: `capture-error`, `link-error`, `truncated`, `gap`, `resync`,
-    /// `resync-failed`, `not-rfc1006`, `malformed`, `stream-open`, `evicted`, `tls`.
+    /// `resync-failed`, `not-rfc1006`, `malformed`, `stream-open`, `evicted`, `tls`, `fragment`
+    /// (an IPv4 datagram whose fragments could not be reassembled).
     pub event: &'static str,
     /// Details in words.
     pub detail: String,

@@ -23,7 +23,9 @@ const AFTER_HELP: &str = "\
 OUTPUT
   Default: one line per PDU: frame, time, stream#direction (c>s from the side that opened the
   connection), layers, PDU, MMS service, id=invokeID, object names, [result], verification,
-  !problems and (notes); events (stream-open, gap, truncated, resync, ...) on lines of their own.
+  !problems and (notes); events (stream-open, gap, truncated, resync, fragment, ...) on lines
+  of their own. IPv4 fragments are reassembled; an incomplete or overlapping datagram is a
+  \"fragment\" problem.
   -V adds the BER tree of each presentation PDU with byte offsets.
   --json: one JSON object per line. A PDU has \"type\":\"pdu\", frame, time, stream, direction,
   src, dst, offset, layers (array), pdu, service, invoke_id (number or null), objects (array),

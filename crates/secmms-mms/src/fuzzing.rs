@@ -15,7 +15,8 @@ fn demo() -> Model {
 
 /// Fuzz target `mms`: decodes `data` as an MMSpdu; when it decodes, checks that the decoded
 /// value survives an encode/decode round trip, and runs the octets through the server (as an
-/// initiate, and as a PDU on an association over the demo model) and the client parser.
+/// initiate, and as a PDU on an association over the demo model), the client parser and the
+/// gateway's read-only guard and initiate forwarding.
 /// Returns false when the round trip is inconsistent (a codec bug); never panics.
 pub fn mms(data: &[u8]) -> bool {
     let lim = MmsLimits::default();
@@ -48,6 +49,19 @@ pub fn mms(data: &[u8]) -> bool {
             }
         }
         let _ = client::parse_incoming(data, &neg);
+    }
+    // The gateway's read-only guard and initiate forwarding: whatever they answer must decode.
+    let guard = crate::gateway::ReadOnlyGuard::default();
+    if let crate::gateway::Verdict::Refuse { answer, .. } = guard.check(data) {
+        consistent &= MmsPdu::decode(&answer, &lim).is_ok();
+    }
+    let ours = crate::gateway::GatewayLimits::default();
+    if let Ok((_, bytes)) = crate::gateway::forward_initiate_request(data, &ours, &lim) {
+        consistent &= MmsPdu::decode(&bytes, &lim).is_ok();
+    }
+    let sent = client::initiate_request(&proposal);
+    if let Ok((_, bytes)) = crate::gateway::forward_initiate_response(data, &sent, &lim) {
+        consistent &= MmsPdu::decode(&bytes, &lim).is_ok();
     }
     consistent
 }

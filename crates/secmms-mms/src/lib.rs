@@ -13,6 +13,7 @@
 //! | [`model`] | the IEC 61850 model mapped to MMS (IEC 61850-8-1), SCL / TOML / built-in loaders |
 //! | [`server`] | initiate negotiation and the services over a shared model |
 //! | [`client`] | object references, initiate proposal, request builders, response parsers |
+//! | [`gateway`] | what a forwarding gateway must understand: the initiate on both sides, read-only routes |
 //! | [`session`] | the sans-IO client session: invoke IDs, outstanding limit, pending table, conclude |
 //! | [`value`] | value text parsing, `Display`, and a serde value tree |
 //!
@@ -39,6 +40,7 @@ pub mod data;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gateway;
 pub mod limits;
 pub mod model;
 pub mod name;

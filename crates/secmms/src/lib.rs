@@ -36,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod events;
+pub mod gateway;
 pub mod live;
 pub mod ocsp;
 pub mod osi;

@@ -454,7 +454,7 @@ async fn dial(
 /// A hop's stream (TCP or TLS), boxed. A named type rather than `Box<dyn Stream>` in the
 /// machine's type: a trait object's lifetime bound inside the spawned future's type would make
 /// the compiler ask for the machine at every lifetime.
-struct HopStream(BoxStream);
+pub(crate) struct HopStream(pub(crate) BoxStream);
 
 impl tokio::io::AsyncRead for HopStream {
     fn poll_read(

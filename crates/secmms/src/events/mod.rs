@@ -235,6 +235,9 @@ mod tests {
         }
         let (id, m, _) = crate::security::events::PEER_TITLE_UNCHECKED;
         all.push((id.to_string(), m));
+        for (id, m, _) in crate::gateway::events::ALL {
+            all.push((id.to_string(), m));
+        }
         all
     }
 

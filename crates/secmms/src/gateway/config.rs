@@ -1,0 +1,656 @@
+//! The gateway's configuration file (`secmms gateway --config FILE`): one `[gateway]` table with
+//! its routes, checked as a whole so that `--check-config` can say every problem and where.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::security::{AppMode, Encrypt, SecurityConfig};
+use crate::tls::TlsConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFile {
+    /// The `[gateway]` table.
+    pub gateway: GatewayConfig,
+}
+
+/// The `[gateway]` table: where events go, shared limits, and the routes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The hash-chained security log (`secmms log verify` checks it).
+    pub log: Option<PathBuf>,
+    /// Key of the log's HMAC chain (see `[events] log_key`).
+    pub log_key: Option<PathBuf>,
+    /// Syslog destination for the same events (`udp:host:port`, `tcp:…`, `unix:/dev/log`).
+    pub syslog: Option<String>,
+    /// Seconds to connect to the far side (TCP, TLS) and have its association confirmed.
+    pub connect_timeout_secs: u64,
+    /// Seconds for the whole association set-up, both sides.
+    pub associate_timeout_secs: u64,
+    /// Seconds without traffic after which both associations are ended (0 = never).
+    pub idle_timeout_secs: u64,
+    /// Most forwarded associations at once, over every route.
+    pub max_associations: usize,
+    /// Secured in, plain out: one entry per legacy IED.
+    pub ied: Vec<IedRoute>,
+    /// Plain in, secured out: one entry per legacy client listener.
+    pub client: Vec<ClientRoute>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            log: None,
+            log_key: None,
+            syslog: None,
+            connect_timeout_secs: 10,
+            associate_timeout_secs: 20,
+            idle_timeout_secs: 600,
+            max_associations: 1000,
+            ied: Vec::new(),
+            client: Vec::new(),
+        }
+    }
+}
+
+/// Application security of a secured side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// Compatibility mode (clause 11, A-profile), with TLS.
+    Compat,
+    /// Native mode (clauses 13–15, E2E), with TLS.
+    #[default]
+    Native,
+}
+
+/// `[[gateway.ied]]`: accepts secured associations and forwards them, plain, to `ied`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IedRoute {
+    /// A name for events and logs (default: the IED's address).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where secured peers connect (TLS; 3782 is the IEC 62351-4 port).
+    pub listen: String,
+    /// The legacy IED, `host:port` (RFC 1006, usually 102).
+    pub ied: String,
+    /// Application security towards the network.
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// Native mode: `gcm`, `cbc` or `none` (ICV only).
+    #[serde(default)]
+    pub encrypt: Option<String>,
+    /// TLS certificate and key of the gateway (PEM).
+    pub tls_cert: PathBuf,
+    /// TLS private key.
+    pub tls_key: PathBuf,
+    /// Application certificate: its 2.5.4.106 binding is the AP-title / AE-qualifier the
+    /// gateway presents for this IED (Annex G.6.2).
+    pub app_cert: PathBuf,
+    /// Application private key.
+    pub app_key: PathBuf,
+    /// Trust anchors for the peers' TLS and application certificates.
+    pub ca: Vec<PathBuf>,
+    /// CRLs for them.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// Refuse writes to CO, SP, SG, SE, CF, DC and every other modifying service.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `[[gateway.client]]`: accepts plain associations from a legacy client and forwards them,
+/// secured, to `to`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRoute {
+    /// A name for events and logs (default: the listen address).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where the legacy client connects (plain RFC 1006).
+    pub listen: String,
+    /// Source networks allowed to connect (CIDR). Required unless `listen` is a loopback
+    /// address: this listener lends the gateway's credentials to whoever reaches it.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// The 62351-4 server or IED-side gateway, `host:port`.
+    pub to: String,
+    /// Application security towards it.
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// Native mode: `gcm`, `cbc` or `none`.
+    #[serde(default)]
+    pub encrypt: Option<String>,
+    /// TLS certificate and key of the gateway (PEM).
+    pub tls_cert: PathBuf,
+    /// TLS private key.
+    pub tls_key: PathBuf,
+    /// Application certificate (its binding is the calling AP-title / AE-qualifier).
+    pub app_cert: PathBuf,
+    /// Application private key.
+    pub app_key: PathBuf,
+    /// Trust anchors for the server's TLS and application certificates.
+    pub ca: Vec<PathBuf>,
+    /// CRLs for them.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// The server's AP-title, checked against its application certificate.
+    #[serde(default)]
+    pub peer_ap_title: Option<String>,
+    /// The server's AE-qualifier, checked against its application certificate.
+    #[serde(default)]
+    pub peer_ae_qualifier: Option<i64>,
+    /// TLS server name to expect in the server's certificate (default: the host of `to`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Refuse writes from the legacy client as on a read-only IED route.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// One problem of a configuration: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The key, e.g. `gateway.ied[0].app_cert` (or `line 4, column 1` for syntax errors).
+    pub at: String,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, self.what)
+    }
+}
+
+/// Why a gateway configuration cannot be used: every problem found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct GatewayConfigError {
+    /// The problems, in file order.
+    pub problems: Vec<Problem>,
+}
+
+impl GatewayConfigError {
+    fn one(at: impl Into<String>, what: impl Into<String>) -> Self {
+        GatewayConfigError {
+            problems: vec![Problem {
+                at: at.into(),
+                what: what.into(),
+            }],
+        }
+    }
+}
+
+/// The sections one side of a route needs (TLS, application security, the peer's titles).
+#[derive(Debug, Clone, Default)]
+pub struct SecuredSide {
+    /// TLS, enabled.
+    pub tls: TlsConfig,
+    /// Compatibility or native mode with the route's credentials.
+    pub security: SecurityConfig,
+    /// Initiator only: the called AP-title / AE-qualifier.
+    pub remote_titles: (Option<String>, Option<i64>),
+}
+
+fn encrypt_of(s: Option<&str>) -> Result<Encrypt, String> {
+    match s {
+        None | Some("gcm") => Ok(Encrypt::Gcm),
+        Some("cbc") => Ok(Encrypt::Cbc),
+        Some("none") => Ok(Encrypt::None),
+        Some(o) => Err(format!("`{o}` is not gcm, cbc or none")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn secured(
+    mode: RouteMode,
+    encrypt: Option<&str>,
+    tls_cert: &Path,
+    tls_key: &Path,
+    app_cert: &Path,
+    app_key: &Path,
+    ca: &[PathBuf],
+    crl: &[PathBuf],
+) -> Result<SecuredSide, (&'static str, String)> {
+    let mut tls = TlsConfig {
+        enabled: true,
+        cert: Some(tls_cert.to_owned()),
+        key: Some(tls_key.to_owned()),
+        ca: ca.to_vec(),
+        crl: crl.to_vec(),
+        ..TlsConfig::default()
+    };
+    tls.allow_plain = false;
+    let mut security = SecurityConfig {
+        mode: match mode {
+            RouteMode::Compat => AppMode::Compat,
+            RouteMode::Native => AppMode::Native,
+        },
+        app_cert: Some(app_cert.to_owned()),
+        app_key: Some(app_key.to_owned()),
+        ca: ca.to_vec(),
+        crl: crl.to_vec(),
+        ..SecurityConfig::default()
+    };
+    if mode == RouteMode::Native {
+        security.encrypt = encrypt_of(encrypt).map_err(|e| ("encrypt", e))?;
+    } else if encrypt.is_some() {
+        return Err(("encrypt", "applies to mode = \"native\" only".into()));
+    }
+    Ok(SecuredSide {
+        tls,
+        security,
+        remote_titles: (None, None),
+    })
+}
+
+impl IedRoute {
+    /// The name events use.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("ied {}", self.ied))
+    }
+
+    /// The secured side (responder).
+    pub fn secured(&self) -> Result<SecuredSide, (&'static str, String)> {
+        secured(
+            self.mode,
+            self.encrypt.as_deref(),
+            &self.tls_cert,
+            &self.tls_key,
+            &self.app_cert,
+            &self.app_key,
+            &self.ca,
+            &self.crl,
+        )
+    }
+}
+
+impl ClientRoute {
+    /// The name events use.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("client {}", self.listen))
+    }
+
+    /// The secured side (initiator).
+    pub fn secured(&self) -> Result<SecuredSide, (&'static str, String)> {
+        let mut s = secured(
+            self.mode,
+            self.encrypt.as_deref(),
+            &self.tls_cert,
+            &self.tls_key,
+            &self.app_cert,
+            &self.app_key,
+            &self.ca,
+            &self.crl,
+        )?;
+        s.tls.server_name = self.server_name.clone().or_else(|| {
+            self.to
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string())
+        });
+        s.remote_titles = (self.peer_ap_title.clone(), self.peer_ae_qualifier);
+        Ok(s)
+    }
+
+    /// The parsed allow list.
+    pub fn allowed(&self) -> Result<Vec<IpNet>, String> {
+        self.allow
+            .iter()
+            .map(|a| {
+                a.parse::<IpNet>()
+                    .or_else(|_| a.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| format!("`{a}` is not a CIDR network or an address"))
+            })
+            .collect()
+    }
+}
+
+fn check_addr(at: &str, s: &str, out: &mut Vec<Problem>) -> Option<SocketAddr> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            out.push(Problem {
+                at: at.into(),
+                what: format!("`{s}` is not an address:port (e.g. 0.0.0.0:3782)"),
+            });
+            None
+        }
+    }
+}
+
+fn check_hostport(at: &str, s: &str, out: &mut Vec<Problem>) {
+    let ok = s
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+    if !ok {
+        out.push(Problem {
+            at: at.into(),
+            what: format!("`{s}` is not host:port"),
+        });
+    }
+}
+
+fn check_file(at: String, p: &Path, out: &mut Vec<Problem>) {
+    if let Err(e) = std::fs::metadata(p) {
+        out.push(Problem {
+            at,
+            what: format!("cannot read {}: {e}", p.display()),
+        });
+    }
+}
+
+impl GatewayFile {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<GatewayFile, GatewayConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            GatewayConfigError::one(path.display().to_string(), format!("cannot read: {e}"))
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and checks TOML text (paths relative to the working directory).
+    pub fn from_toml(text: &str) -> Result<GatewayFile, GatewayConfigError> {
+        let file: GatewayFile = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}")
+                }
+                None => "the file".into(),
+            };
+            GatewayConfigError::one(at, e.message().to_string())
+        })?;
+        file.check()?;
+        Ok(file)
+    }
+
+    /// Every check that needs no credentials loaded: addresses, modes, allow lists, files
+    /// present, duplicate listeners. Loading certificates and keys (and their bindings) is
+    /// done by [`super::Gateway::bind`], which reports those problems the same way.
+    pub fn check(&self) -> Result<(), GatewayConfigError> {
+        let g = &self.gateway;
+        let mut out = Vec::new();
+        if g.ied.is_empty() && g.client.is_empty() {
+            out.push(Problem {
+                at: "gateway".into(),
+                what: "no route: add [[gateway.ied]] or [[gateway.client]]".into(),
+            });
+        }
+        if g.max_associations == 0 {
+            out.push(Problem {
+                at: "gateway.max_associations".into(),
+                what: "must be at least 1".into(),
+            });
+        }
+        for (name, v) in [
+            ("connect_timeout_secs", g.connect_timeout_secs),
+            ("associate_timeout_secs", g.associate_timeout_secs),
+        ] {
+            if v == 0 || v > 3600 {
+                out.push(Problem {
+                    at: format!("gateway.{name}"),
+                    what: format!("{v} is outside 1..=3600"),
+                });
+            }
+        }
+        if g.idle_timeout_secs > 30 * 86_400 {
+            out.push(Problem {
+                at: "gateway.idle_timeout_secs".into(),
+                what: "at most 30 days".into(),
+            });
+        }
+        let mut listens: Vec<(SocketAddr, String)> = Vec::new();
+        for (i, r) in g.ied.iter().enumerate() {
+            let at = |k: &str| format!("gateway.ied[{i}].{k}");
+            if let Some(a) = check_addr(&at("listen"), &r.listen, &mut out) {
+                listens.push((a, at("listen")));
+            }
+            check_hostport(&at("ied"), &r.ied, &mut out);
+            if let Err((k, e)) = r.secured() {
+                out.push(Problem { at: at(k), what: e });
+            }
+            if r.ca.is_empty() {
+                out.push(Problem {
+                    at: at("ca"),
+                    what: "at least one trust anchor is needed".into(),
+                });
+            }
+            for (k, p) in [
+                ("tls_cert", &r.tls_cert),
+                ("tls_key", &r.tls_key),
+                ("app_cert", &r.app_cert),
+                ("app_key", &r.app_key),
+            ] {
+                check_file(at(k), p, &mut out);
+            }
+            for (j, p) in r.ca.iter().enumerate() {
+                check_file(format!("{}[{j}]", at("ca")), p, &mut out);
+            }
+            for (j, p) in r.crl.iter().enumerate() {
+                check_file(format!("{}[{j}]", at("crl")), p, &mut out);
+            }
+        }
+        for (i, r) in g.client.iter().enumerate() {
+            let at = |k: &str| format!("gateway.client[{i}].{k}");
+            let listen = check_addr(&at("listen"), &r.listen, &mut out);
+            if let Some(a) = listen {
+                listens.push((a, at("listen")));
+            }
+            check_hostport(&at("to"), &r.to, &mut out);
+            match r.allowed() {
+                Err(e) => out.push(Problem {
+                    at: at("allow"),
+                    what: e,
+                }),
+                Ok(nets) => {
+                    if nets.is_empty() && listen.is_some_and(|a| !a.ip().is_loopback()) {
+                        out.push(Problem {
+                            at: at("allow"),
+                            what: format!(
+                                "required: {} is not a loopback address, and this listener \
+                                 lends the gateway's credentials to whoever reaches it",
+                                r.listen
+                            ),
+                        });
+                    }
+                }
+            }
+            if let Err((k, e)) = r.secured() {
+                out.push(Problem { at: at(k), what: e });
+            }
+            if let Some(t) = &r.peer_ap_title {
+                if t.parse::<secmms_ber::Oid>().is_err() {
+                    out.push(Problem {
+                        at: at("peer_ap_title"),
+                        what: format!("`{t}` is not a dotted OID"),
+                    });
+                }
+            }
+            if r.ca.is_empty() {
+                out.push(Problem {
+                    at: at("ca"),
+                    what: "at least one trust anchor is needed".into(),
+                });
+            }
+            for (k, p) in [
+                ("tls_cert", &r.tls_cert),
+                ("tls_key", &r.tls_key),
+                ("app_cert", &r.app_cert),
+                ("app_key", &r.app_key),
+            ] {
+                check_file(at(k), p, &mut out);
+            }
+            for (j, p) in r.ca.iter().enumerate() {
+                check_file(format!("{}[{j}]", at("ca")), p, &mut out);
+            }
+        }
+        // One route per listener: the listen port selects the route.
+        for (k, (a, at)) in listens.iter().enumerate() {
+            for (b, at2) in &listens[..k] {
+                if a == b {
+                    out.push(Problem {
+                        at: at.clone(),
+                        what: format!("{a} is also {at2}: each route needs its own listener"),
+                    });
+                }
+            }
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(GatewayConfigError { problems: out })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(dir: &Path, name: &str) -> String {
+        let p = dir.join(name);
+        std::fs::write(&p, "x").unwrap();
+        p.display().to_string()
+    }
+
+    fn example(dir: &Path) -> String {
+        let f = |n| touch(dir, n);
+        format!(
+            r#"
+[gateway]
+log = "gateway.log"
+
+[[gateway.ied]]
+listen = "0.0.0.0:3782"
+ied = "10.0.0.5:102"
+mode = "native"
+encrypt = "gcm"
+tls_cert = "{}"
+tls_key = "{}"
+app_cert = "{}"
+app_key = "{}"
+ca = ["{}"]
+read_only = false
+
+[[gateway.client]]
+listen = "127.0.0.1:10102"
+allow = ["127.0.0.0/8"]
+to = "gw-ied.example:3782"
+mode = "native"
+encrypt = "gcm"
+tls_cert = "{}"
+tls_key = "{}"
+app_cert = "{}"
+app_key = "{}"
+ca = ["{}"]
+peer_ap_title = "1.1.1.999.1"
+peer_ae_qualifier = 12
+"#,
+            f("gw-tls.pem"),
+            f("gw-tls.key"),
+            f("gw-app.pem"),
+            f("gw-app.key"),
+            f("ca.pem"),
+            f("gw2-tls.pem"),
+            f("gw2-tls.key"),
+            f("gw2-app.pem"),
+            f("gw2-app.key"),
+            f("ca.pem"),
+        )
+    }
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("secmms-gwcfg-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn the_documented_form_is_accepted() {
+        let d = dir("ok");
+        let f = GatewayFile::from_toml(&example(&d)).unwrap();
+        assert_eq!(f.gateway.ied.len(), 1);
+        assert_eq!(f.gateway.client.len(), 1);
+        let c = f.gateway.client[0].secured().unwrap();
+        assert_eq!(c.tls.server_name.as_deref(), Some("gw-ied.example"));
+        assert_eq!(c.remote_titles, (Some("1.1.1.999.1".into()), Some(12)));
+        assert_eq!(
+            f.gateway.ied[0].secured().unwrap().security.mode,
+            AppMode::Native
+        );
+    }
+
+    #[test]
+    fn problems_say_where() {
+        let d = dir("bad");
+        let text = example(&d)
+            .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"127.0.0.0/33\"]")
+            .replace("ied = \"10.0.0.5:102\"", "ied = \"10.0.0.5\"")
+            .replace("encrypt = \"gcm\"\ntls_cert", "encrypt = \"xts\"\ntls_cert");
+        let e = GatewayFile::from_toml(&text).unwrap_err();
+        let at: Vec<&str> = e.problems.iter().map(|p| p.at.as_str()).collect();
+        assert!(at.contains(&"gateway.ied[0].ied"), "{e}");
+        assert!(at.contains(&"gateway.ied[0].encrypt"), "{e}");
+        assert!(at.contains(&"gateway.client[0].allow"), "{e}");
+        // A missing file names its key.
+        let text = example(&d).replace(
+            &d.join("gw-app.key").display().to_string(),
+            "/nonexistent/k",
+        );
+        let e = GatewayFile::from_toml(&text).unwrap_err();
+        assert_eq!(e.problems[0].at, "gateway.ied[0].app_key", "{e}");
+        // Syntax errors give the line.
+        let e = GatewayFile::from_toml("[gateway]\nlog = \n").unwrap_err();
+        assert!(e.problems[0].at.starts_with("line 2"), "{e}");
+        // An unknown key is refused.
+        let e = GatewayFile::from_toml("[gateway]\nlisten = \"x\"\n").unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn a_client_listener_off_loopback_needs_an_allow_list() {
+        let d = dir("allow");
+        let text = example(&d)
+            .replace("listen = \"127.0.0.1:10102\"", "listen = \"0.0.0.0:10102\"")
+            .replace("allow = [\"127.0.0.0/8\"]\n", "");
+        let e = GatewayFile::from_toml(&text).unwrap_err();
+        assert_eq!(e.problems.len(), 1, "{e}");
+        assert_eq!(e.problems[0].at, "gateway.client[0].allow");
+        assert!(e.problems[0].what.contains("lends"), "{e}");
+        // On loopback it may be left out.
+        let text = example(&d).replace("allow = [\"127.0.0.0/8\"]\n", "");
+        GatewayFile::from_toml(&text).unwrap();
+    }
+
+    #[test]
+    fn routes_do_not_share_listeners() {
+        let d = dir("shared");
+        let base = example(&d);
+        let ied_block = base
+            .split("[[gateway.client]]")
+            .next()
+            .unwrap()
+            .split("[[gateway.ied]]")
+            .nth(1)
+            .unwrap()
+            .to_string();
+        let text = format!("{base}\n[[gateway.ied]]{ied_block}");
+        let e = GatewayFile::from_toml(&text).unwrap_err();
+        assert_eq!(e.problems[0].at, "gateway.ied[1].listen", "{e}");
+        let other = ied_block.replace("0.0.0.0:3782", "0.0.0.0:3783");
+        GatewayFile::from_toml(&format!("{base}\n[[gateway.ied]]{other}")).unwrap();
+    }
+}

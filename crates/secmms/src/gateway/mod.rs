@@ -1,0 +1,574 @@
+//! `secmms gateway`: IEC 62351-4 in front of equipment that does not have it.
+//!
+//! Two kinds of route, in one process, from one file ([`GatewayFile`]):
+//!
+//! * **IED routes** (`[[gateway.ied]]`): secured associations come in (TLS on 3782 with
+//!   compatibility or native mode); for each, the gateway opens a plain RFC 1006 association to
+//!   the legacy IED with the caller's MMS initiate and forwards every MMS PDU both ways
+//!   unchanged. The gateway presents the AP-title / AE-qualifier its application certificate is
+//!   bound to (Annex G.6.2).
+//! * **Client routes** (`[[gateway.client]]`): plain associations come in from a legacy client;
+//!   the gateway opens a secured association to a 62351-4 server (or an IED-side gateway). A
+//!   listener off loopback needs an `allow` list; every refused source is an event.
+//!
+//! Both are the same protocol machine (`machine.rs`, run by the one driver) with different
+//! security on each side: the initiate parameters are the minimum of both sides
+//! ([`secmms_mms::gateway`]); a read-only route answers modifying requests itself
+//! ([`secmms_mms::gateway::ReadOnlyGuard`]) with an event each. A far side that cannot be
+//! reached or refuses gives the caller a rejection with the reason, within
+//! `connect_timeout_secs`; either side ending ends the other (release where the protocol
+//! carries it, abort otherwise).
+//!
+//! Each association start, end and refusal is a security event ([`events`]) in the hash-chained
+//! log and syslog of `[gateway]`.
+
+pub mod config;
+mod machine;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use secmms_mms::gateway::{Denial, GatewayLimits, ReadOnlyGuard};
+use secmms_mms::MmsLimits;
+use secmms_osi::OsiConfig;
+use secmms_pki::event::{SecurityEvent, SecurityEventSink};
+use secmms_profiles::secure::{Now, SecureAssociation, Timeouts};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, info, warn};
+
+pub use config::{ClientRoute, GatewayConfig, GatewayConfigError, GatewayFile, IedRoute, Problem};
+pub use machine::Outcome;
+
+use crate::driver::{drive, ByteStream};
+use crate::relay::HopStream;
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
+use crate::tls::TlsContext;
+use crate::transport::{self, BoxStream, TcpConfig};
+use machine::{Dial, FactsSlot, GatewayMachine};
+
+/// The gateway's security events (domain `secmms`, group 18).
+pub mod events {
+    use secmms_pki::event::{EventId, Severity};
+
+    /// One gateway event: id, mnemonic, severity.
+    pub type GatewayEvent = (EventId, &'static str, Severity);
+
+    const fn ev(number: u16, m: &'static str, s: Severity) -> GatewayEvent {
+        (
+            EventId {
+                domain: EventId::DOMAIN_LOCAL,
+                group: 18,
+                number,
+            },
+            m,
+            s,
+        )
+    }
+
+    /// A forwarded association is established on both sides.
+    pub const ASSOCIATION_START: GatewayEvent = ev(1, "GW_ASSOCIATION_START", Severity::Notice);
+    /// A forwarded association ended (released, or aborted with the reason).
+    pub const ASSOCIATION_END: GatewayEvent = ev(2, "GW_ASSOCIATION_END", Severity::Notice);
+    /// An association was refused during set-up (far side unreachable or refusing, invalid
+    /// initiate, a failed security check).
+    pub const ASSOCIATION_REFUSED: GatewayEvent =
+        ev(3, "GW_ASSOCIATION_REFUSED", Severity::Warning);
+    /// A connection from a source outside a client route's `allow` list, or over the limit.
+    pub const SOURCE_REFUSED: GatewayEvent = ev(4, "GW_SOURCE_REFUSED", Severity::Warning);
+    /// A read-only route answered a modifying request itself.
+    pub const WRITE_DENIED: GatewayEvent = ev(5, "GW_WRITE_DENIED", Severity::Warning);
+
+    /// Every gateway event.
+    pub const ALL: &[GatewayEvent] = &[
+        ASSOCIATION_START,
+        ASSOCIATION_END,
+        ASSOCIATION_REFUSED,
+        SOURCE_REFUSED,
+        WRITE_DENIED,
+    ];
+}
+
+/// Counters over every route.
+#[derive(Debug, Default)]
+pub struct GatewayStats {
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Connections refused before any protocol (source not allowed, over the limit).
+    pub sources_refused: AtomicU64,
+    /// Associations established on both sides.
+    pub associations: AtomicU64,
+    /// Associations released.
+    pub released: AtomicU64,
+    /// Associations refused during set-up.
+    pub refused: AtomicU64,
+    /// Associations aborted after set-up.
+    pub aborted: AtomicU64,
+    /// Requests a read-only route answered itself.
+    pub denied: AtomicU64,
+    /// MMS PDUs forwarded (both directions).
+    pub pdus: AtomicU64,
+}
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The configuration is invalid (every problem, with where).
+    #[error(transparent)]
+    Config(#[from] GatewayConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Which way a route forwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ied,
+    Client,
+}
+
+/// One route, ready to run.
+pub(crate) struct RouteRt {
+    name: String,
+    kind: Kind,
+    listen: String,
+    /// The far side, `host:port`.
+    far: String,
+    tls_in: Option<Arc<TlsContext>>,
+    tls_out: Option<Arc<TlsContext>>,
+    security_in: AppSecurity,
+    security_out: AppSecurity,
+    osi_in: OsiConfig,
+    osi_out: OsiConfig,
+    allow: Vec<IpNet>,
+    guard: Option<ReadOnlyGuard>,
+    limits: GatewayLimits,
+    mms_limits: MmsLimits,
+    tcp: TcpConfig,
+    connect_timeout: Duration,
+    associate_timeout: Duration,
+    idle: Option<Duration>,
+    sink: Arc<dyn SecurityEventSink>,
+    stats: Arc<GatewayStats>,
+}
+
+impl RouteRt {
+    fn event(&self, e: events::GatewayEvent, message: String) {
+        self.sink.record(&SecurityEvent {
+            id: e.0,
+            mnemonic: e.1,
+            severity: e.2,
+            message: format!("{}: {message}", self.name),
+            association: None,
+        });
+    }
+
+    fn count(&self, o: &Outcome) {
+        let c = match o {
+            Outcome::Released => &self.stats.released,
+            Outcome::Refused(_) => &self.stats.refused,
+            Outcome::Aborted(_) => &self.stats.aborted,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn forwarded(&self) {
+        self.stats.pdus.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn denied(&self, label: &str, d: &Denial) {
+        self.stats.denied.fetch_add(1, Ordering::Relaxed);
+        let objects = if d.objects.is_empty() {
+            String::new()
+        } else {
+            format!(" of {}", d.objects.join(", "))
+        };
+        self.event(
+            events::WRITE_DENIED,
+            format!(
+                "{label}: read-only route: {} (invokeID {}){objects} refused",
+                d.service, d.invoke_id
+            ),
+        );
+    }
+
+    /// The initiator towards the far side, once its connection is up.
+    fn far_association(
+        &self,
+        facts: &ConnectionFacts,
+        now: Now,
+    ) -> Result<SecureAssociation, String> {
+        let timeouts = Timeouts {
+            associate: Some(self.connect_timeout),
+            idle: None,
+            release: Some(self.connect_timeout),
+            pdu: Some(self.associate_timeout),
+        };
+        self.security_out
+            .secure_initiator(self.osi_out.clone(), facts, timeouts, now)
+            .map_err(|e| format!("cannot call {}: {e}", self.far))
+    }
+
+    fn write_bound(&self) -> Duration {
+        self.idle.unwrap_or(self.associate_timeout)
+    }
+}
+
+/// Connects the far side (TCP, then TLS on client routes) within the connect timeout; the
+/// connection's facts go to `slot` for the far association.
+fn dial(route: Arc<RouteRt>, slot: FactsSlot) -> Dial {
+    Box::pin(async move {
+        let far = route.far.clone();
+        let connect = async {
+            let tcp = transport::connect_tcp(&far, &route.tcp)
+                .await
+                .map_err(|e| format!("{far} unreachable: {e}"))?;
+            let peer = tcp.peer_addr().ok();
+            let mut facts = ConnectionFacts {
+                peer_address: peer.map(|a| a.ip()),
+                peer_socket: peer,
+                ..Default::default()
+            };
+            let stream: BoxStream = match &route.tls_out {
+                None => Box::new(tcp),
+                Some(tls) => {
+                    let s = tls
+                        .connect(tcp, &far)
+                        .await
+                        .map_err(|e| format!("TLS to {far} failed: {e}"))?;
+                    facts.tls = true;
+                    facts.tls_fingerprints = tls_fingerprints(s.ssl());
+                    Box::new(s)
+                }
+            };
+            if let Ok(mut f) = slot.lock() {
+                *f = Some(facts);
+            }
+            Ok(stream)
+        };
+        match tokio::time::timeout(route.connect_timeout, connect).await {
+            Ok(r) => r.map(|s| ByteStream::new(HopStream(s), Some(route.write_bound()))),
+            Err(_) => Err(format!(
+                "{far} did not answer within {} s",
+                route.connect_timeout.as_secs()
+            )),
+        }
+    })
+}
+
+/// A bound gateway: every route's listener.
+pub struct Gateway {
+    listeners: Vec<(TcpListener, Arc<RouteRt>)>,
+    slots: Arc<Semaphore>,
+    stats: Arc<GatewayStats>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("routes", &self.listeners.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct GatewayHandle {
+    /// Each route's name and bound address, in file order (IED routes first).
+    pub addrs: Vec<(String, SocketAddr)>,
+    /// The counters.
+    pub stats: Arc<GatewayStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayHandle {
+    /// Stops accepting and ends every forwarded association.
+    pub fn shutdown(self) {
+        self.task.abort();
+    }
+}
+
+fn problem(at: String, what: impl std::fmt::Display) -> GatewayConfigError {
+    GatewayConfigError {
+        problems: vec![Problem {
+            at,
+            what: what.to_string(),
+        }],
+    }
+}
+
+/// The sections of one secured side, as the runtime's builders take them.
+fn secured_config(s: &config::SecuredSide) -> crate::config::Config {
+    let mut c = crate::config::Config {
+        tls: s.tls.clone(),
+        security: s.security.clone(),
+        ..Default::default()
+    };
+    c.osi.remote_ap_title = s.remote_titles.0.clone();
+    c.osi.remote_ae_qualifier = s.remote_titles.1;
+    c
+}
+
+impl Gateway {
+    /// Loads every route's credentials and binds its listener; security events go to the
+    /// `[gateway]` log and syslog.
+    pub async fn bind(file: &GatewayFile) -> Result<Gateway, GatewayError> {
+        let g = &file.gateway;
+        let events = crate::events::EventsConfig {
+            log: g.log.clone(),
+            log_key: g.log_key.clone(),
+            syslog: g.syslog.clone(),
+            ..Default::default()
+        };
+        let sink = events
+            .build()
+            .map_err(|e| problem("gateway.log".into(), e))?;
+        Self::bind_with_events(file, Arc::new(sink)).await
+    }
+
+    /// [`Gateway::bind`] with the sink that receives the security events.
+    pub async fn bind_with_events(
+        file: &GatewayFile,
+        sink: Arc<dyn SecurityEventSink>,
+    ) -> Result<Gateway, GatewayError> {
+        file.check()?;
+        let g = &file.gateway;
+        let stats = Arc::new(GatewayStats::default());
+        let idle = match g.idle_timeout_secs {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        };
+        let base = |name: String, kind, listen: &str, far: &str| RouteRt {
+            name,
+            kind,
+            listen: listen.to_string(),
+            far: far.to_string(),
+            tls_in: None,
+            tls_out: None,
+            security_in: AppSecurity::plain(),
+            security_out: AppSecurity::plain(),
+            osi_in: OsiConfig::server_default(),
+            osi_out: OsiConfig::default(),
+            allow: Vec::new(),
+            guard: None,
+            limits: GatewayLimits::default(),
+            mms_limits: MmsLimits::default(),
+            tcp: TcpConfig::default(),
+            connect_timeout: Duration::from_secs(g.connect_timeout_secs),
+            associate_timeout: Duration::from_secs(g.associate_timeout_secs),
+            idle,
+            sink: sink.clone(),
+            stats: stats.clone(),
+        };
+        let mut routes = Vec::new();
+        for (i, r) in g.ied.iter().enumerate() {
+            let at = |k: &str| format!("gateway.ied[{i}].{k}");
+            let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
+            let cfg = secured_config(&side);
+            let mut rt = base(r.label(), Kind::Ied, &r.listen, &r.ied);
+            rt.tls_in = Some(Arc::new(
+                TlsContext::server(&cfg.tls, sink.clone())
+                    .map_err(|e| problem(at("tls_cert"), e))?,
+            ));
+            rt.security_in =
+                AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+            rt.guard = r.read_only.then(ReadOnlyGuard::default);
+            routes.push(rt);
+        }
+        for (i, r) in g.client.iter().enumerate() {
+            let at = |k: &str| format!("gateway.client[{i}].{k}");
+            let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
+            let cfg = secured_config(&side);
+            let mut rt = base(r.label(), Kind::Client, &r.listen, &r.to);
+            rt.tls_out = Some(Arc::new(
+                TlsContext::client(&cfg.tls, sink.clone())
+                    .map_err(|e| problem(at("tls_cert"), e))?,
+            ));
+            rt.security_out =
+                AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+            rt.osi_out = crate::osi::osi_config(&cfg.osi, false)
+                .map_err(|e| problem(at("peer_ap_title"), e))?;
+            rt.allow = r.allowed().map_err(|e| problem(at("allow"), e))?;
+            rt.guard = r.read_only.then(ReadOnlyGuard::default);
+            routes.push(rt);
+        }
+        let mut listeners = Vec::new();
+        for rt in routes {
+            let l =
+                transport::listen_tcp(&rt.listen)
+                    .await
+                    .map_err(|source| GatewayError::Listen {
+                        addr: rt.listen.clone(),
+                        source,
+                    })?;
+            listeners.push((l, Arc::new(rt)));
+        }
+        Ok(Gateway {
+            listeners,
+            slots: Arc::new(Semaphore::new(g.max_associations)),
+            stats,
+        })
+    }
+
+    /// Each route's name and bound address.
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, r)| Some((r.name.clone(), l.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Arc<GatewayStats> {
+        self.stats.clone()
+    }
+
+    /// Runs every route in a background task.
+    pub fn spawn(self) -> GatewayHandle {
+        let addrs = self.local_addrs();
+        let stats = self.stats();
+        let task = tokio::spawn(self.run());
+        GatewayHandle { addrs, stats, task }
+    }
+
+    /// Accepts on every route until cancelled; dropping the future ends every association.
+    pub async fn run(self) {
+        let mut set = tokio::task::JoinSet::new();
+        for (listener, route) in self.listeners {
+            set.spawn(accept_loop(listener, route, self.slots.clone()));
+        }
+        while set.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(listener: TcpListener, route: Arc<RouteRt>, slots: Arc<Semaphore>) {
+    let mut associations = tokio::task::JoinSet::new();
+    let mut backoff = Duration::ZERO;
+    loop {
+        while associations.try_join_next().is_some() {}
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                warn!(route = %route.name, "accept failed: {e}");
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        backoff = Duration::ZERO;
+        route.stats.connections.fetch_add(1, Ordering::Relaxed);
+        if route.kind == Kind::Client
+            && !route.allow.is_empty()
+            && !route.allow.iter().any(|n| n.contains(&peer.ip()))
+        {
+            route.stats.sources_refused.fetch_add(1, Ordering::Relaxed);
+            route.event(
+                events::SOURCE_REFUSED,
+                format!("{peer} is not in the allow list; connection closed"),
+            );
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            route.stats.sources_refused.fetch_add(1, Ordering::Relaxed);
+            route.event(
+                events::SOURCE_REFUSED,
+                format!("{peer}: gateway.max_associations reached; connection closed"),
+            );
+            continue;
+        };
+        let _ = transport::configure_socket(&stream, &route.tcp);
+        let route = route.clone();
+        associations.spawn(async move {
+            let outcome = forward(stream, peer, route.clone()).await;
+            match &outcome {
+                Outcome::Released => debug!(route = %route.name, %peer, "released"),
+                other => info!(route = %route.name, %peer, "ended: {other:?}"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Forwards the association arriving on `stream`.
+async fn forward(stream: tokio::net::TcpStream, peer: SocketAddr, route: Arc<RouteRt>) -> Outcome {
+    let mut facts = ConnectionFacts {
+        peer_address: Some(peer.ip()),
+        peer_socket: Some(peer),
+        ..Default::default()
+    };
+    let stream: BoxStream = match &route.tls_in {
+        None => Box::new(stream),
+        Some(tls) => {
+            let handshake = tokio::time::timeout(route.associate_timeout, tls.accept(stream, peer));
+            match handshake.await {
+                Ok(Ok(s)) => {
+                    facts.tls = true;
+                    facts.tls_fingerprints = tls_fingerprints(s.ssl());
+                    Box::new(s)
+                }
+                Ok(Err(e)) => {
+                    let o = Outcome::Refused(format!("{peer}: TLS: {e}"));
+                    route.event(events::ASSOCIATION_REFUSED, format!("{peer}: TLS: {e}"));
+                    route.count(&o);
+                    return o;
+                }
+                Err(_) => {
+                    let o = Outcome::Refused(format!("{peer}: TLS handshake timeout"));
+                    route.event(
+                        events::ASSOCIATION_REFUSED,
+                        format!("{peer}: TLS handshake timeout"),
+                    );
+                    route.count(&o);
+                    return o;
+                }
+            }
+        }
+    };
+    let timeouts = Timeouts {
+        associate: Some(route.associate_timeout),
+        idle: route.idle,
+        release: Some(route.associate_timeout),
+        pdu: Some(route.associate_timeout),
+    };
+    let up = route.security_in.secure_responder(
+        route.osi_in.clone(),
+        &facts,
+        timeouts,
+        crate::driver::now(),
+    );
+    let mut m = GatewayMachine {
+        route: route.clone(),
+        up,
+        down: None,
+        label: facts.label(),
+        sent: None,
+        sent_bytes: None,
+        indication: None,
+        pending_dial: None,
+        facts: Arc::new(Mutex::new(None)),
+        open: false,
+        result: None,
+        error: None,
+    };
+    let transport = ByteStream::new(HopStream(stream), Some(route.write_bound()));
+    let started = Instant::now();
+    drive(&mut m, transport, None).await;
+    debug!(route = %route.name, elapsed = ?started.elapsed(), "association over");
+    match m.result {
+        Some(o) => o,
+        None => {
+            let o = Outcome::Aborted(m.error.unwrap_or_else(|| "ended without an outcome".into()));
+            route.count(&o);
+            o
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `secmms gateway`: secured associations forwarded to a plain IED and plain associations
+//! forwarded secured, with secmms servers and clients on the far ends (the real-stack chains
+//! run in secmms-cli's tests).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secmms::config::Config;
+use secmms::gateway::{Gateway, GatewayFile, GatewayHandle};
+use secmms::security::{AppMode, Encrypt};
+use secmms::server::Server;
+use secmms::{Client, ClientError, ServerHandle};
+use secmms_pki::event::MemorySink;
+use secmms_tools::demo::DemoPki;
+
+const VAR: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
+const DC: &str = "DEMOLD0/LLN0.NamPlt.vendor[DC]";
+
+async fn plain_ied() -> ServerHandle {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    Server::bind(cfg).await.unwrap().spawn().unwrap()
+}
+
+async fn secured_server(pki: &DemoPki, mode: AppMode) -> ServerHandle {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".into();
+    cfg.tls = pki.tls_config(true);
+    pki.apply_security(&mut cfg, true, mode, Encrypt::Gcm);
+    Server::bind(cfg).await.unwrap().spawn().unwrap()
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+fn ied_route(pki: &DemoPki, ied: &str, mode: &str, read_only: bool) -> String {
+    let encrypt = if mode == "native" {
+        "encrypt = \"gcm\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[[gateway.ied]]\nlisten = \"127.0.0.1:0\"\nied = \"{ied}\"\nmode = \"{mode}\"\n{encrypt}\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\napp_cert = \"{}\"\napp_key = \"{}\"\nca = [\"{}\"]\n\
+         read_only = {read_only}\n",
+        path(&pki.server_tls.0),
+        path(&pki.server_tls.1),
+        path(&pki.server_app.0),
+        path(&pki.server_app.1),
+        path(&pki.ca),
+    )
+}
+
+fn client_route(pki: &DemoPki, to: &str, mode: &str) -> String {
+    let encrypt = if mode == "native" {
+        "encrypt = \"gcm\"\n"
+    } else {
+        ""
+    };
+    format!(
+        "[[gateway.client]]\nlisten = \"127.0.0.1:0\"\nallow = [\"127.0.0.0/8\"]\nto = \"{to}\"\n\
+         mode = \"{mode}\"\n{encrypt}server_name = \"localhost\"\n\
+         tls_cert = \"{}\"\ntls_key = \"{}\"\napp_cert = \"{}\"\napp_key = \"{}\"\nca = [\"{}\"]\n\
+         peer_ap_title = \"1.1.1.999.1\"\npeer_ae_qualifier = 12\n",
+        path(&pki.client_tls.0),
+        path(&pki.client_tls.1),
+        path(&pki.client_app.0),
+        path(&pki.client_app.1),
+        path(&pki.ca),
+    )
+}
+
+async fn gateway(text: &str, sink: Arc<MemorySink>) -> GatewayHandle {
+    let file = GatewayFile::from_toml(&format!("[gateway]\nconnect_timeout_secs = 3\n{text}"))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    Gateway::bind_with_events(&file, sink)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spawn()
+}
+
+fn secured_client(pki: &DemoPki, mode: AppMode) -> Config {
+    let mut cfg = Config {
+        tls: pki.tls_config(false),
+        ..Default::default()
+    };
+    cfg.tls.server_name = Some("localhost".into());
+    pki.apply_security(&mut cfg, false, mode, Encrypt::Gcm);
+    cfg
+}
+
+async fn read_write_release(c: Client, tag: &str) {
+    let domains = c.domains().await.unwrap();
+    assert!(domains.contains(&"DEMOLD0".to_string()), "{domains:?}");
+    c.read(VAR).await.unwrap();
+    c.write_str(DC, tag).await.unwrap();
+    let v = c.read(DC).await.unwrap();
+    assert!(v.to_string().contains(tag), "{v}");
+    c.release().await.unwrap();
+}
+
+async fn settle(cond: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn mnemonics(s: &MemorySink) -> Vec<&'static str> {
+    s.events().iter().map(|e| e.mnemonic).collect()
+}
+
+#[tokio::test]
+async fn ied_route_forwards_native_and_compat_to_a_plain_ied() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    for (mode, app) in [("native", AppMode::Native), ("compat", AppMode::Compat)] {
+        let sink = Arc::new(MemorySink::new());
+        let gw = gateway(
+            &ied_route(&pki, &ied.addr.to_string(), mode, false),
+            sink.clone(),
+        )
+        .await;
+        let entry = gw.addrs[0].1.to_string();
+        let c = Client::connect(&entry, &secured_client(&pki, app))
+            .await
+            .unwrap();
+        let p = c.protection().to_string();
+        match app {
+            AppMode::Native => assert!(p.contains("Gcm"), "{p}"),
+            _ => assert_eq!(p, "A-security-profile"),
+        }
+        read_write_release(c, mode).await;
+        settle(|| gw.stats.released.load(Ordering::Relaxed) == 1).await;
+        assert_eq!(gw.stats.associations.load(Ordering::Relaxed), 1);
+        assert_eq!(gw.stats.released.load(Ordering::Relaxed), 1);
+        assert!(gw.stats.pdus.load(Ordering::Relaxed) >= 8);
+        let seen = mnemonics(&sink);
+        assert!(seen.contains(&"GW_ASSOCIATION_START"), "{seen:?}");
+        assert!(seen.contains(&"GW_ASSOCIATION_END"), "{seen:?}");
+        gw.shutdown();
+    }
+    // The plain IED saw one plain association per mode, released.
+    settle(|| ied.stats.released.load(Ordering::Relaxed) == 2).await;
+    assert_eq!(ied.stats.associations.load(Ordering::Relaxed), 2);
+}
+
+#[tokio::test]
+async fn read_only_route_refuses_dc_writes_and_lets_reads_through() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(
+        &ied_route(&pki, &ied.addr.to_string(), "native", true),
+        sink.clone(),
+    )
+    .await;
+    let entry = gw.addrs[0].1.to_string();
+    let c = Client::connect(&entry, &secured_client(&pki, AppMode::Native))
+        .await
+        .unwrap();
+    c.read(VAR).await.unwrap();
+    let before = c.read(DC).await.unwrap().to_string();
+    match c.write_str(DC, "nope").await {
+        Err(ClientError::Access(e)) => assert_eq!(e.to_string(), "object-access-denied"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.read(DC).await.unwrap().to_string(), before);
+    c.release().await.unwrap();
+    settle(|| gw.stats.released.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(gw.stats.denied.load(Ordering::Relaxed), 1);
+    let denied: Vec<String> = sink
+        .events()
+        .iter()
+        .filter(|e| e.mnemonic == "GW_WRITE_DENIED")
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(denied[0].contains("LLN0$DC$NamPlt$vendor"), "{denied:?}");
+}
+
+#[tokio::test]
+async fn client_route_and_both_gateways_in_a_chain() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    // Plain client → client-side gateway → TLS + native → a 62351-4 server.
+    let server = secured_server(&pki, AppMode::Native).await;
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(
+        &client_route(&pki, &server.addr.to_string(), "native"),
+        sink,
+    )
+    .await;
+    let c = Client::connect(&gw.addrs[0].1.to_string(), &Config::default())
+        .await
+        .unwrap();
+    assert_eq!(c.protection().to_string(), "none");
+    read_write_release(c, "client-route").await;
+    settle(|| server.stats.released.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(server.stats.associations.load(Ordering::Relaxed), 1);
+
+    // Plain client → client gateway → TLS + compat and native → IED gateway → plain IED.
+    let ied = plain_ied().await;
+    for mode in ["native", "compat"] {
+        let ied_gw = gateway(
+            &ied_route(&pki, &ied.addr.to_string(), mode, false),
+            Arc::new(MemorySink::new()),
+        )
+        .await;
+        let client_gw = gateway(
+            &client_route(&pki, &ied_gw.addrs[0].1.to_string(), mode),
+            Arc::new(MemorySink::new()),
+        )
+        .await;
+        let c = Client::connect(&client_gw.addrs[0].1.to_string(), &Config::default())
+            .await
+            .unwrap();
+        read_write_release(c, &format!("chain-{mode}")).await;
+        settle(|| ied_gw.stats.released.load(Ordering::Relaxed) == 1).await;
+        assert_eq!(ied_gw.stats.associations.load(Ordering::Relaxed), 1);
+        assert_eq!(client_gw.stats.associations.load(Ordering::Relaxed), 1);
+        assert_eq!(ied_gw.stats.released.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_ied_is_a_rejection_with_the_reason_in_time() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    // A port nobody listens on.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = free.local_addr().unwrap().to_string();
+    drop(free);
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(&ied_route(&pki, &dead, "native", false), sink.clone()).await;
+    let started = Instant::now();
+    let r = Client::connect(
+        &gw.addrs[0].1.to_string(),
+        &secured_client(&pki, AppMode::Native),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = r.expect_err("refused").to_string();
+    // The far side's failure reaches the caller in the initiate-ErrorPDU's description.
+    assert!(e.contains(&format!("{dead} unreachable")), "{e}");
+    settle(|| gw.stats.refused.load(Ordering::Relaxed) == 1).await;
+    let refused: Vec<String> = sink
+        .events()
+        .iter()
+        .filter(|e| e.mnemonic == "GW_ASSOCIATION_REFUSED")
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0].contains(&dead), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_source_outside_the_allow_list_is_refused_with_an_event() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let server = secured_server(&pki, AppMode::Native).await;
+    let sink = Arc::new(MemorySink::new());
+    let text = client_route(&pki, &server.addr.to_string(), "native")
+        .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.9.0.0/16\"]");
+    let gw = gateway(&text, sink.clone()).await;
+    let r = Client::connect(&gw.addrs[0].1.to_string(), &Config::default()).await;
+    assert!(r.is_err());
+    settle(|| gw.stats.sources_refused.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(gw.stats.sources_refused.load(Ordering::Relaxed), 1);
+    assert!(mnemonics(&sink).contains(&"GW_SOURCE_REFUSED"));
+    assert_eq!(server.stats.connections.load(Ordering::Relaxed), 0);
+}

@@ -275,3 +275,70 @@ async fn a_source_outside_the_allow_list_is_refused_with_an_event() {
     assert!(mnemonics(&sink).contains(&"GW_SOURCE_REFUSED"));
     assert_eq!(server.stats.connections.load(Ordering::Relaxed), 0);
 }
+
+#[tokio::test]
+async fn a_reload_keeps_live_associations_that_remain_allowed_and_ends_the_others() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    let sink = Arc::new(MemorySink::new());
+    let route = ied_route(&pki, &ied.addr.to_string(), "native", false);
+    let file = |text: &str| {
+        GatewayFile::from_toml(&format!("[gateway]\nconnect_timeout_secs = 3\n{text}")).unwrap()
+    };
+    let gw = gateway(&route, sink.clone()).await;
+    let entry = gw.addrs[0].1.to_string();
+    let cfg = secured_client(&pki, AppMode::Native);
+    let live = Client::connect(&entry, &cfg).await.unwrap();
+    live.write_str(DC, "before").await.unwrap();
+
+    // The same route made read-only: the live association stays, under the new policy.
+    let summary = gw
+        .reload(file(
+            &route.replace("read_only = false", "read_only = true"),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(summary.replaced.len(), 1, "{summary:?}");
+    live.read(VAR).await.unwrap();
+    assert!(matches!(
+        live.write_str(DC, "after").await,
+        Err(ClientError::Access(_))
+    ));
+    // New associations come in on the same listener under the new policy too.
+    let second = Client::connect(&entry, &cfg).await.unwrap();
+    assert!(matches!(
+        second.write_str(DC, "second").await,
+        Err(ClientError::Access(_))
+    ));
+    second.release().await.unwrap();
+
+    // An invalid file changes nothing.
+    let bad = GatewayFile {
+        gateway: secmms::gateway::GatewayConfig::default(),
+    };
+    assert!(gw.reload(bad).await.is_err());
+    live.read(VAR).await.unwrap();
+
+    // The route removed (another one in its place): its listener closes and the live
+    // association is aborted, with the reason in the event.
+    let other = ied_route(&pki, &ied.addr.to_string(), "native", false)
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.2:0\"");
+    let summary = gw.reload(file(&other)).await.unwrap();
+    assert_eq!(summary.removed.len(), 1, "{summary:?}");
+    assert_eq!(summary.added.len(), 1, "{summary:?}");
+    settle(|| live.is_closed()).await;
+    assert!(live.is_closed());
+    assert!(live.read(VAR).await.is_err());
+    let ended: Vec<String> = sink
+        .events()
+        .iter()
+        .filter(|e| e.mnemonic == "GW_ASSOCIATION_END" && e.message.contains("route removed"))
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(ended.len(), 1, "{:?}", mnemonics(&sink));
+    assert!(Client::connect(&entry, &cfg).await.is_err());
+    // The added route serves.
+    let added = summary.added[0].1.to_string();
+    let c = Client::connect(&added, &cfg).await.unwrap();
+    read_write_release(c, "added").await;
+}

@@ -50,6 +50,8 @@ pub(super) struct GatewayMachine {
     pub(super) down: Option<SecureAssociation>,
     /// The calling side, for events.
     pub(super) label: String,
+    /// The calling side's address (allow lists are checked again on reload).
+    pub(super) peer: std::net::SocketAddr,
     /// The initiate sent on, once the calling side's has been accepted for forwarding.
     pub(super) sent: Option<InitiateParameters>,
     pub(super) sent_bytes: Option<Vec<u8>>,
@@ -399,6 +401,45 @@ impl Machine<ByteStream<HopStream>> for GatewayMachine {
     fn write_failed(&mut self, port: Port, error: LinkError, now: Now) {
         self.error.get_or_insert(error.to_string());
         self.transport_closed(port, None, now);
+    }
+
+    fn handle_wake(&mut self, now: Now) {
+        // A reload: is the route still there, does it still let this source in, is the
+        // secured side's peer still valid under the CRLs read again?
+        if self.result.is_some() {
+            return;
+        }
+        match self.route.latest() {
+            None => {
+                self.abort_both("route removed by a configuration reload".into(), now);
+                return;
+            }
+            Some(r) => {
+                if !r.allows(self.peer.ip()) {
+                    self.abort_both(
+                        format!("{} is no longer in the reloaded allow list", self.peer.ip()),
+                        now,
+                    );
+                    return;
+                }
+                // After set-up only policy comes from the new version (read-only, limits);
+                // the security contexts of the two associations stay those they began with.
+                if self.open {
+                    self.route = r;
+                }
+            }
+        }
+        let checks = [Some(&mut self.up), self.down.as_mut()];
+        let mut revoked = None;
+        for sa in checks.into_iter().flatten() {
+            if let Err(e) = sa.recheck_peer(now) {
+                revoked = Some(e.to_string());
+                break;
+            }
+        }
+        if let Some(e) = revoked {
+            self.abort_both(format!("after the reload: {e}"), now);
+        }
     }
 
     fn handle_timeout(&mut self, now: Now) {

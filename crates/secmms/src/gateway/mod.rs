@@ -37,7 +37,7 @@ use secmms_osi::OsiConfig;
 use secmms_pki::event::{SecurityEvent, SecurityEventSink};
 use secmms_profiles::secure::{Now, SecureAssociation, Timeouts};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
 pub use config::{ClientRoute, GatewayConfig, GatewayConfigError, GatewayFile, IedRoute, Problem};
@@ -119,6 +119,9 @@ pub enum GatewayError {
     /// The configuration is invalid (every problem, with where).
     #[error(transparent)]
     Config(#[from] GatewayConfigError),
+    /// The gateway is no longer running (a reload asked of a stopped gateway).
+    #[error("the gateway is not running")]
+    Stopped,
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -159,9 +162,58 @@ pub(crate) struct RouteRt {
     idle: Option<Duration>,
     sink: Arc<dyn SecurityEventSink>,
     stats: Arc<GatewayStats>,
+    /// Set by a reload: the route that replaced this one (same `listen`), or none when the
+    /// route was removed ([`RouteRt::retired`] then tells).
+    successor: Mutex<Option<Arc<RouteRt>>>,
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl RouteRt {
+    /// The route as the last reload left it: `None` when it was removed.
+    fn latest(self: &Arc<Self>) -> Option<Arc<RouteRt>> {
+        let mut r = self.clone();
+        // A chain of reloads is short; the bound guards against a cycle that cannot happen.
+        for _ in 0..1024 {
+            let next = match r.successor.lock() {
+                Ok(g) => g.clone(),
+                Err(p) => p.into_inner().clone(),
+            };
+            match next {
+                Some(n) => r = n,
+                None if r.retired.load(Ordering::Relaxed) => return None,
+                None => return Some(r),
+            }
+        }
+        None
+    }
+
+    /// Whether a client route lets `ip` in (IED routes take any source).
+    fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.kind == Kind::Ied
+            || self.allow.is_empty()
+            || self.allow.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Reads every CRL of this route again (TLS and application); whether one changed.
+    fn reload_crls(&self) -> bool {
+        let mut changed = false;
+        for t in [&self.tls_in, &self.tls_out].into_iter().flatten() {
+            if !t.config().crl.is_empty() && t.reload_crls() {
+                changed = true;
+            }
+            t.rebuild();
+        }
+        for s in [&self.security_in, &self.security_out] {
+            match s.reload_crls() {
+                Ok(c) => changed |= c,
+                Err(e) => {
+                    warn!(route = %self.name, "application CRLs not reloaded (the old ones stay): {e}")
+                }
+            }
+        }
+        changed
+    }
+
     fn event(&self, e: events::GatewayEvent, message: String) {
         self.sink.record(&SecurityEvent {
             id: e.0,
@@ -270,6 +322,9 @@ pub struct Gateway {
     listeners: Vec<(TcpListener, Arc<RouteRt>)>,
     slots: Arc<Semaphore>,
     stats: Arc<GatewayStats>,
+    sink: Arc<dyn SecurityEventSink>,
+    /// Bumped by every reload: each forwarded association re-checks its route and its peer.
+    wake: Arc<watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -280,6 +335,23 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    /// Routes whose `listen` was already served: new credentials, CRLs and policy for new
+    /// associations; live ones stay unless no longer allowed.
+    pub replaced: Vec<String>,
+    /// Routes added (a new listener).
+    pub added: Vec<(String, SocketAddr)>,
+    /// Routes removed: their listener closed and their associations aborted.
+    pub removed: Vec<String>,
+}
+
+type ReloadRequest = (
+    GatewayFile,
+    oneshot::Sender<Result<ReloadSummary, GatewayError>>,
+);
+
 /// A running gateway.
 #[derive(Debug)]
 pub struct GatewayHandle {
@@ -287,10 +359,24 @@ pub struct GatewayHandle {
     pub addrs: Vec<(String, SocketAddr)>,
     /// The counters.
     pub stats: Arc<GatewayStats>,
+    reloads: mpsc::Sender<ReloadRequest>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl GatewayHandle {
+    /// Applies `file` (SIGHUP): certificates, keys, CRLs and routes are read again. Routes are
+    /// matched by `listen`. A live association continues unless its route was removed, its
+    /// source is no longer in the allow list, or its peer's certificate is now revoked; each
+    /// one ended is an event. An invalid file changes nothing and says why.
+    pub async fn reload(&self, file: GatewayFile) -> Result<ReloadSummary, GatewayError> {
+        let (tx, rx) = oneshot::channel();
+        self.reloads
+            .send((file, tx))
+            .await
+            .map_err(|_| GatewayError::Stopped)?;
+        rx.await.map_err(|_| GatewayError::Stopped)?
+    }
+
     /// Stops accepting and ends every forwarded association.
     pub fn shutdown(self) {
         self.task.abort();
@@ -318,6 +404,84 @@ fn secured_config(s: &config::SecuredSide) -> crate::config::Config {
     c
 }
 
+/// Loads every route's credentials (nothing is bound yet).
+fn build_routes(
+    file: &GatewayFile,
+    sink: &Arc<dyn SecurityEventSink>,
+    stats: &Arc<GatewayStats>,
+) -> Result<Vec<RouteRt>, GatewayError> {
+    file.check()?;
+    let g = &file.gateway;
+    let idle = match g.idle_timeout_secs {
+        0 => None,
+        s => Some(Duration::from_secs(s)),
+    };
+    let base = |name: String, kind, listen: &str, far: &str| RouteRt {
+        name,
+        kind,
+        listen: listen.to_string(),
+        far: far.to_string(),
+        tls_in: None,
+        tls_out: None,
+        security_in: AppSecurity::plain(),
+        security_out: AppSecurity::plain(),
+        osi_in: OsiConfig::server_default(),
+        osi_out: OsiConfig::default(),
+        allow: Vec::new(),
+        guard: None,
+        limits: GatewayLimits::default(),
+        mms_limits: MmsLimits::default(),
+        tcp: TcpConfig::default(),
+        connect_timeout: Duration::from_secs(g.connect_timeout_secs),
+        associate_timeout: Duration::from_secs(g.associate_timeout_secs),
+        idle,
+        sink: sink.clone(),
+        stats: stats.clone(),
+        successor: Mutex::new(None),
+        retired: std::sync::atomic::AtomicBool::new(false),
+    };
+    let mut routes = Vec::new();
+    for (i, r) in g.ied.iter().enumerate() {
+        let at = |k: &str| format!("gateway.ied[{i}].{k}");
+        let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
+        let cfg = secured_config(&side);
+        let mut rt = base(r.label(), Kind::Ied, &r.listen, &r.ied);
+        rt.tls_in = Some(Arc::new(
+            TlsContext::server(&cfg.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
+        ));
+        rt.security_in =
+            AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+        rt.guard = r.read_only.then(ReadOnlyGuard::default);
+        routes.push(rt);
+    }
+    for (i, r) in g.client.iter().enumerate() {
+        let at = |k: &str| format!("gateway.client[{i}].{k}");
+        let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
+        let cfg = secured_config(&side);
+        let mut rt = base(r.label(), Kind::Client, &r.listen, &r.to);
+        rt.tls_out = Some(Arc::new(
+            TlsContext::client(&cfg.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
+        ));
+        rt.security_out =
+            AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+        rt.osi_out =
+            crate::osi::osi_config(&cfg.osi, false).map_err(|e| problem(at("peer_ap_title"), e))?;
+        rt.allow = r.allowed().map_err(|e| problem(at("allow"), e))?;
+        rt.guard = r.read_only.then(ReadOnlyGuard::default);
+        routes.push(rt);
+    }
+    Ok(routes)
+}
+
+async fn listen(rt: &RouteRt) -> Result<TcpListener, GatewayError> {
+    transport::listen_tcp(&rt.listen)
+        .await
+        .map_err(|source| GatewayError::Listen {
+            addr: rt.listen.clone(),
+            source,
+        })
+}
+
 impl Gateway {
     /// Loads every route's credentials and binds its listener; security events go to the
     /// `[gateway]` log and syslog.
@@ -340,82 +504,17 @@ impl Gateway {
         file: &GatewayFile,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Gateway, GatewayError> {
-        file.check()?;
-        let g = &file.gateway;
         let stats = Arc::new(GatewayStats::default());
-        let idle = match g.idle_timeout_secs {
-            0 => None,
-            s => Some(Duration::from_secs(s)),
-        };
-        let base = |name: String, kind, listen: &str, far: &str| RouteRt {
-            name,
-            kind,
-            listen: listen.to_string(),
-            far: far.to_string(),
-            tls_in: None,
-            tls_out: None,
-            security_in: AppSecurity::plain(),
-            security_out: AppSecurity::plain(),
-            osi_in: OsiConfig::server_default(),
-            osi_out: OsiConfig::default(),
-            allow: Vec::new(),
-            guard: None,
-            limits: GatewayLimits::default(),
-            mms_limits: MmsLimits::default(),
-            tcp: TcpConfig::default(),
-            connect_timeout: Duration::from_secs(g.connect_timeout_secs),
-            associate_timeout: Duration::from_secs(g.associate_timeout_secs),
-            idle,
-            sink: sink.clone(),
-            stats: stats.clone(),
-        };
-        let mut routes = Vec::new();
-        for (i, r) in g.ied.iter().enumerate() {
-            let at = |k: &str| format!("gateway.ied[{i}].{k}");
-            let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
-            let cfg = secured_config(&side);
-            let mut rt = base(r.label(), Kind::Ied, &r.listen, &r.ied);
-            rt.tls_in = Some(Arc::new(
-                TlsContext::server(&cfg.tls, sink.clone())
-                    .map_err(|e| problem(at("tls_cert"), e))?,
-            ));
-            rt.security_in =
-                AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
-            rt.guard = r.read_only.then(ReadOnlyGuard::default);
-            routes.push(rt);
-        }
-        for (i, r) in g.client.iter().enumerate() {
-            let at = |k: &str| format!("gateway.client[{i}].{k}");
-            let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
-            let cfg = secured_config(&side);
-            let mut rt = base(r.label(), Kind::Client, &r.listen, &r.to);
-            rt.tls_out = Some(Arc::new(
-                TlsContext::client(&cfg.tls, sink.clone())
-                    .map_err(|e| problem(at("tls_cert"), e))?,
-            ));
-            rt.security_out =
-                AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
-            rt.osi_out = crate::osi::osi_config(&cfg.osi, false)
-                .map_err(|e| problem(at("peer_ap_title"), e))?;
-            rt.allow = r.allowed().map_err(|e| problem(at("allow"), e))?;
-            rt.guard = r.read_only.then(ReadOnlyGuard::default);
-            routes.push(rt);
-        }
         let mut listeners = Vec::new();
-        for rt in routes {
-            let l =
-                transport::listen_tcp(&rt.listen)
-                    .await
-                    .map_err(|source| GatewayError::Listen {
-                        addr: rt.listen.clone(),
-                        source,
-                    })?;
-            listeners.push((l, Arc::new(rt)));
+        for rt in build_routes(file, &sink, &stats)? {
+            listeners.push((listen(&rt).await?, Arc::new(rt)));
         }
         Ok(Gateway {
             listeners,
-            slots: Arc::new(Semaphore::new(g.max_associations)),
+            slots: Arc::new(Semaphore::new(file.gateway.max_associations)),
             stats,
+            sink,
+            wake: Arc::new(watch::channel(0).0),
         })
     }
 
@@ -432,30 +531,148 @@ impl Gateway {
         self.stats.clone()
     }
 
-    /// Runs every route in a background task.
+    /// Runs every route in a background task; the handle reloads and stops it.
     pub fn spawn(self) -> GatewayHandle {
         let addrs = self.local_addrs();
         let stats = self.stats();
-        let task = tokio::spawn(self.run());
-        GatewayHandle { addrs, stats, task }
+        let (tx, rx) = mpsc::channel(4);
+        let task = tokio::spawn(self.run(rx));
+        GatewayHandle {
+            addrs,
+            stats,
+            reloads: tx,
+            task,
+        }
     }
 
-    /// Accepts on every route until cancelled; dropping the future ends every association.
-    pub async fn run(self) {
+    /// Accepts on every route and applies the reloads that arrive, until cancelled; dropping
+    /// the future ends every association.
+    async fn run(self, mut reloads: mpsc::Receiver<ReloadRequest>) {
         let mut set = tokio::task::JoinSet::new();
+        let mut live: Vec<Live> = Vec::new();
         for (listener, route) in self.listeners {
-            set.spawn(accept_loop(listener, route, self.slots.clone()));
+            let (tx, rx) = watch::channel(Some(route.clone()));
+            set.spawn(accept_loop(
+                listener,
+                rx,
+                self.slots.clone(),
+                self.wake.clone(),
+            ));
+            live.push(Live { route, tx });
         }
-        while set.join_next().await.is_some() {}
+        // Every version of every route that associations may still hold, for CRL reloads.
+        let mut versions: Vec<std::sync::Weak<RouteRt>> =
+            live.iter().map(|l| Arc::downgrade(&l.route)).collect();
+        loop {
+            tokio::select! {
+                Some(_) = set.join_next(), if !set.is_empty() => {}
+                req = reloads.recv() => {
+                    let Some((file, reply)) = req else {
+                        // No handle left: serve until cancelled.
+                        while set.join_next().await.is_some() {}
+                        return std::future::pending().await;
+                    };
+                    let r = reload(&file, &self.sink, &self.stats, &self.slots, &self.wake,
+                        &mut live, &mut versions, &mut set).await;
+                    let _ = reply.send(r);
+                }
+            }
+        }
     }
 }
 
-async fn accept_loop(listener: TcpListener, route: Arc<RouteRt>, slots: Arc<Semaphore>) {
+/// A route being served: its current version and the channel its accept loop watches.
+struct Live {
+    route: Arc<RouteRt>,
+    tx: watch::Sender<Option<Arc<RouteRt>>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reload(
+    file: &GatewayFile,
+    sink: &Arc<dyn SecurityEventSink>,
+    stats: &Arc<GatewayStats>,
+    slots: &Arc<Semaphore>,
+    wake: &Arc<watch::Sender<u64>>,
+    live: &mut Vec<Live>,
+    versions: &mut Vec<std::sync::Weak<RouteRt>>,
+    set: &mut tokio::task::JoinSet<()>,
+) -> Result<ReloadSummary, GatewayError> {
+    let routes = build_routes(file, sink, stats)?;
+    // CRLs of every version still in use: live associations re-check their peers.
+    versions.retain(|w| w.strong_count() > 0);
+    for v in versions.iter().filter_map(|w| w.upgrade()) {
+        v.reload_crls();
+    }
+    let mut summary = ReloadSummary::default();
+    let mut next: Vec<Live> = Vec::new();
+    let mut old: Vec<Live> = std::mem::take(live);
+    for rt in routes {
+        let rt = Arc::new(rt);
+        versions.push(Arc::downgrade(&rt));
+        match old.iter().position(|l| l.route.listen == rt.listen) {
+            Some(i) => {
+                let l = old.swap_remove(i);
+                if let Ok(mut g) = l.route.successor.lock() {
+                    *g = Some(rt.clone());
+                }
+                let _ = l.tx.send(Some(rt.clone()));
+                summary.replaced.push(rt.name.clone());
+                next.push(Live {
+                    route: rt,
+                    tx: l.tx,
+                });
+            }
+            None => {
+                let listener = listen(&rt).await?;
+                if let Ok(a) = listener.local_addr() {
+                    summary.added.push((rt.name.clone(), a));
+                }
+                let (tx, rx) = watch::channel(Some(rt.clone()));
+                set.spawn(accept_loop(listener, rx, slots.clone(), wake.clone()));
+                next.push(Live { route: rt, tx });
+            }
+        }
+    }
+    for l in old {
+        l.route.retired.store(true, Ordering::Relaxed);
+        let _ = l.tx.send(None);
+        summary.removed.push(l.route.name.clone());
+    }
+    *live = next;
+    wake.send_modify(|g| *g = g.wrapping_add(1));
+    info!(
+        "gateway configuration reloaded: {} replaced, {} added, {} removed",
+        summary.replaced.len(),
+        summary.added.len(),
+        summary.removed.len()
+    );
+    Ok(summary)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    mut route_rx: watch::Receiver<Option<Arc<RouteRt>>>,
+    slots: Arc<Semaphore>,
+    wake: Arc<watch::Sender<u64>>,
+) {
     let mut associations = tokio::task::JoinSet::new();
     let mut backoff = Duration::ZERO;
     loop {
         while associations.try_join_next().is_some() {}
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            changed = route_rx.changed() => {
+                if changed.is_err() || route_rx.borrow().is_none() {
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(route) = route_rx.borrow().clone() else {
+            break;
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 warn!(route = %route.name, "accept failed: {e}");
@@ -466,10 +683,7 @@ async fn accept_loop(listener: TcpListener, route: Arc<RouteRt>, slots: Arc<Sema
         };
         backoff = Duration::ZERO;
         route.stats.connections.fetch_add(1, Ordering::Relaxed);
-        if route.kind == Kind::Client
-            && !route.allow.is_empty()
-            && !route.allow.iter().any(|n| n.contains(&peer.ip()))
-        {
+        if !route.allows(peer.ip()) {
             route.stats.sources_refused.fetch_add(1, Ordering::Relaxed);
             route.event(
                 events::SOURCE_REFUSED,
@@ -486,9 +700,9 @@ async fn accept_loop(listener: TcpListener, route: Arc<RouteRt>, slots: Arc<Sema
             continue;
         };
         let _ = transport::configure_socket(&stream, &route.tcp);
-        let route = route.clone();
+        let wake = wake.subscribe();
         associations.spawn(async move {
-            let outcome = forward(stream, peer, route.clone()).await;
+            let outcome = forward(stream, peer, route.clone(), wake).await;
             match &outcome {
                 Outcome::Released => debug!(route = %route.name, %peer, "released"),
                 other => info!(route = %route.name, %peer, "ended: {other:?}"),
@@ -496,10 +710,18 @@ async fn accept_loop(listener: TcpListener, route: Arc<RouteRt>, slots: Arc<Sema
             drop(permit);
         });
     }
+    // The route was removed: no new connections; the live ones end as their machines see it.
+    drop(listener);
+    while associations.join_next().await.is_some() {}
 }
 
 /// Forwards the association arriving on `stream`.
-async fn forward(stream: tokio::net::TcpStream, peer: SocketAddr, route: Arc<RouteRt>) -> Outcome {
+async fn forward(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    route: Arc<RouteRt>,
+    wake: watch::Receiver<u64>,
+) -> Outcome {
     let mut facts = ConnectionFacts {
         peer_address: Some(peer.ip()),
         peer_socket: Some(peer),
@@ -550,6 +772,7 @@ async fn forward(stream: tokio::net::TcpStream, peer: SocketAddr, route: Arc<Rou
         up,
         down: None,
         label: facts.label(),
+        peer,
         sent: None,
         sent_bytes: None,
         indication: None,
@@ -561,7 +784,7 @@ async fn forward(stream: tokio::net::TcpStream, peer: SocketAddr, route: Arc<Rou
     };
     let transport = ByteStream::new(HopStream(stream), Some(route.write_bound()));
     let started = Instant::now();
-    drive(&mut m, transport, None).await;
+    drive(&mut m, transport, Some(wake)).await;
     debug!(route = %route.name, elapsed = ?started.elapsed(), "association over");
     match m.result {
         Some(o) => o,

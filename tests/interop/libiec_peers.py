@@ -23,9 +23,14 @@ Usage:
                          [--tls-min ...] [--tls-max ...] [--cipher ...] [--reneg-ms N]
                          [--reads N] [--read-interval-ms N] [--timeout-ms N]
                          [--connect-attempts N] [--outstanding N] [--server-name NAME]
+                         [--write-vendor TEXT [--expect-write-denied]]
+                         [--rcb REF [--reports N]]
       Connects, reads the server directory, reads DEMOLD0/GGIO1.AnIn1.mag.f [MX]
-      N times (default 1) and DEMOLD0/LLN0.NamPlt.vendor [DC] once, releases the
-      association and prints one JSON object:
+      N times (default 1), optionally writes DEMOLD0/LLN0.NamPlt.vendor [DC]
+      (reported as "write": "ok" or the error name), reads it once, optionally
+      enables the report control block REF and asks for N general
+      interrogations, counting the InformationReports that arrive ("reports"),
+      releases the association and prints one JSON object:
         {"peer": "libiec61850", "ok": true, "domains": [...], "mag": 42.5,
          "vendor": "secmms", "reads": N, "elapsed_s": ..., "error": null,
          "error_code": null, "stage": null, "tls": ..., "tls_version": "TLS 1.2",
@@ -81,6 +86,9 @@ clib = None  # ctypes handle on the same native code (for calls SWIG refuses or 
 #   void handler(void* param, TLSEventLevel level, int code, const char* msg, TLSConnection con)
 TLS_EVENT_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                      ctypes.c_char_p, ctypes.c_void_p)
+# C callback type for IedConnection_installReportHandler:
+#   void handler(void* param, ClientReport report)
+REPORT_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 # IedClientError* out-parameter (the enum is an int).
 ERR_P = ctypes.POINTER(ctypes.c_int)
 
@@ -117,6 +125,17 @@ def load():
         "IedConnection_getServerDirectory": ([P, ERR_P, ctypes.c_bool], P),
         "IedConnection_readFloatValue": ([P, ERR_P, ctypes.c_char_p, ctypes.c_int], ctypes.c_float),
         "IedConnection_readStringValue": ([P, ERR_P, ctypes.c_char_p, ctypes.c_int], P),
+        "IedConnection_writeVisibleStringValue": (
+            [P, ERR_P, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p], None),
+        "IedConnection_getRCBValues": ([P, ERR_P, ctypes.c_char_p, P], P),
+        "IedConnection_setRCBValues": ([P, ERR_P, P, ctypes.c_uint32, ctypes.c_bool], None),
+        "IedConnection_installReportHandler": (
+            [P, ctypes.c_char_p, ctypes.c_char_p, REPORT_HANDLER, P], None),
+        "ClientReportControlBlock_setRptEna": ([P, ctypes.c_bool], None),
+        "ClientReportControlBlock_setGI": ([P, ctypes.c_bool], None),
+        "ClientReportControlBlock_getRptId": ([P], ctypes.c_char_p),
+        "ClientReportControlBlock_destroy": ([P], None),
+        "ClientReport_getRcbReference": ([P], ctypes.c_char_p),
         "IedConnection_close": ([P], None),
         "IedConnection_destroy": ([P], None),
         "IedClientError_toString": ([ctypes.c_int], ctypes.c_char_p),
@@ -420,6 +439,49 @@ def connect(args, tls, out):
     raise AssertionError("unreachable")
 
 
+def receive_reports(con, args):
+    """Enable the report control block args.rcb, ask for a general interrogation
+    args.reports times (each gives one report) and count the reports that arrive
+    (waiting at most --timeout-ms for each); the RCB is disabled again."""
+    got = []
+    lock = threading.Condition()
+
+    def on_report(_param, report):
+        ref = clib.ClientReport_getRcbReference(report)
+        with lock:
+            got.append(ref.decode(errors="replace") if ref else "")
+            lock.notify_all()
+
+    handler = REPORT_HANDLER(on_report)
+    rcb = call("get RCB", clib.IedConnection_getRCBValues, con, args.rcb.encode(), None)
+    try:
+        rpt_id = clib.ClientReportControlBlock_getRptId(rcb)
+        clib.IedConnection_installReportHandler(con, args.rcb.encode(), rpt_id, handler, None)
+        clib.ClientReportControlBlock_setRptEna(rcb, True)
+        call("enable RCB", clib.IedConnection_setRCBValues, con, rcb,
+             iec.RCB_ELEMENT_RPT_ENA, True)
+        for i in range(args.reports):
+            clib.ClientReportControlBlock_setGI(rcb, True)
+            call("GI", clib.IedConnection_setRCBValues, con, rcb, iec.RCB_ELEMENT_GI, True)
+            deadline = time.monotonic() + args.timeout_ms / 1000
+            with lock:
+                while len(got) <= i and time.monotonic() < deadline:
+                    lock.wait(0.05)
+            if len(got) <= i:
+                break
+        clib.ClientReportControlBlock_setRptEna(rcb, False)
+        call("disable RCB", clib.IedConnection_setRCBValues, con, rcb,
+             iec.RCB_ELEMENT_RPT_ENA, True)
+    finally:
+        clib.ClientReportControlBlock_destroy(rcb)
+    # The handler stays referenced until the connection is closed by the caller.
+    receive_reports.handlers.append(handler)
+    return len(got)
+
+
+receive_reports.handlers = []
+
+
 def run_client(args):
     """The client, with every blocking libiec61850 call made through ctypes.
 
@@ -445,14 +507,30 @@ def run_client(args):
             out["reads"] += 1
             if args.read_interval_ms:
                 time.sleep(args.read_interval_ms / 1000)
+        if args.write_vendor is not None:
+            try:
+                call("write vendor", clib.IedConnection_writeVisibleStringValue, con,
+                     VENDOR_REF.encode(), iec.IEC61850_FC_DC, args.write_vendor.encode())
+                out["write"] = "ok"
+            except ClientError as exc:
+                if not args.expect_write_denied:
+                    raise
+                out["write"] = error_name(exc.code)
         text = call("read vendor", clib.IedConnection_readStringValue, con,
                     VENDOR_REF.encode(), iec.IEC61850_FC_DC)
         out["vendor"] = ctypes.string_at(text).decode() if text else None
         if text:
             clib.Memory_free(text)
+        if args.rcb:
+            out["reports"] = receive_reports(con, args)
         out["ok"] = DOMAIN in out["domains"]
         if not out["ok"]:
             out["error"] = f"{DOMAIN} not in server directory"
+        elif args.expect_write_denied and out.get("write") == "ok":
+            out["ok"], out["error"] = False, "the write was expected to be refused"
+        elif args.rcb and out["reports"] < args.reports:
+            out["ok"] = False
+            out["error"] = f"{out['reports']} of {args.reports} reports arrived"
     except ClientError as exc:
         out["error"], out["error_code"], out["stage"] = str(exc), exc.code, exc.stage
     finally:
@@ -498,6 +576,14 @@ def main(argv):
     c.add_argument("--server-name", default=None,
                    help="accepted, ignored: libiec61850 does not check the server host name")
     c.add_argument("--timeout-ms", type=int, default=10000)
+    c.add_argument("--write-vendor", default=None, metavar="TEXT",
+                   help="write TEXT to LLN0.NamPlt.vendor [DC] before reading it")
+    c.add_argument("--expect-write-denied", action="store_true",
+                   help="the write must be refused (read-only route); reported as \"write\"")
+    c.add_argument("--rcb", default=None, metavar="REF",
+                   help="enable this report control block, e.g. DEMOLD0/LLN0.RP.urcb01")
+    c.add_argument("--reports", type=int, default=1,
+                   help="with --rcb: general interrogations asked, reports expected")
     c.add_argument("--connect-attempts", type=int, default=5,
                    help="retries for the libiec61850 connect race (see connect()); 1 = none")
     add_tls_args(c)

@@ -14,6 +14,7 @@ mod client;
 mod decode;
 mod demo;
 mod flags;
+mod gateway;
 mod log_cmd;
 mod pics;
 mod relay;
@@ -58,6 +59,9 @@ enum Command {
     /// Upper-layer relay (IEC 62351-4 §15.5): forward associations to the next hop without any
     /// E2E key, re-terminating TLS per hop.
     Relay(relay::RelayArgs),
+    /// Gateway: IEC 62351-4 (TLS + compatibility or native mode) in front of IEDs and clients
+    /// that lack it, forwarding MMS unchanged; one TOML file, `--check-config`, SIGHUP reloads.
+    Gateway(gateway::GatewayArgs),
     /// Security-event log tools: `secmms log verify FILE [--key FILE]` checks the hash chain.
     Log(log_cmd::LogArgs),
     /// Annex G certificate tooling: `ca`, `issue`, `crl`, `check FILE [--json]`.
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Client(a) => client::run(a).await,
         Command::Bench(a) => bench::run(a).await,
         Command::Relay(a) => relay::run(a).await,
+        Command::Gateway(a) => gateway::run(a).await,
         Command::Pics(a) => pics::run(a),
         Command::Log(a) => log_cmd::run(a),
         Command::Cert(a) => cert_cmd::run(a),

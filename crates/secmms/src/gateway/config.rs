@@ -103,6 +103,11 @@ pub struct IedRoute {
     /// Refuse writes to CO, SP, SG, SE, CF, DC and every other modifying service.
     #[serde(default)]
     pub read_only: bool,
+    /// Diagnostics only: write the TLS secrets of this route's sessions to this file (NSS key
+    /// log, mode 0600) so a capture can be decrypted; each session raises a
+    /// `TLS_KEYLOG_ACTIVE` warning event.
+    #[serde(default)]
+    pub tls_keylog: Option<PathBuf>,
 }
 
 /// `[[gateway.client]]`: accepts plain associations from a legacy client and forwards them,
@@ -152,6 +157,9 @@ pub struct ClientRoute {
     /// Refuse writes from the legacy client as on a read-only IED route.
     #[serde(default)]
     pub read_only: bool,
+    /// Diagnostics only: the TLS key log of this route's sessions (see [`IedRoute::tls_keylog`]).
+    #[serde(default)]
+    pub tls_keylog: Option<PathBuf>,
 }
 
 /// One problem of a configuration: where, and what.
@@ -208,23 +216,38 @@ fn encrypt_of(s: Option<&str>) -> Result<Encrypt, String> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn secured(
+/// The credentials of a secured side, as a route gives them.
+struct Creds<'a> {
     mode: RouteMode,
-    encrypt: Option<&str>,
-    tls_cert: &Path,
-    tls_key: &Path,
-    app_cert: &Path,
-    app_key: &Path,
-    ca: &[PathBuf],
-    crl: &[PathBuf],
-) -> Result<SecuredSide, (&'static str, String)> {
+    encrypt: Option<&'a str>,
+    tls_cert: &'a Path,
+    tls_key: &'a Path,
+    app_cert: &'a Path,
+    app_key: &'a Path,
+    ca: &'a [PathBuf],
+    crl: &'a [PathBuf],
+    tls_keylog: Option<&'a Path>,
+}
+
+fn secured(c: Creds<'_>) -> Result<SecuredSide, (&'static str, String)> {
+    let Creds {
+        mode,
+        encrypt,
+        tls_cert,
+        tls_key,
+        app_cert,
+        app_key,
+        ca,
+        crl,
+        tls_keylog,
+    } = c;
     let mut tls = TlsConfig {
         enabled: true,
         cert: Some(tls_cert.to_owned()),
         key: Some(tls_key.to_owned()),
         ca: ca.to_vec(),
         crl: crl.to_vec(),
+        keylog_file: tls_keylog.map(Path::to_owned),
         ..TlsConfig::default()
     };
     tls.allow_plain = false;
@@ -261,16 +284,17 @@ impl IedRoute {
 
     /// The secured side (responder).
     pub fn secured(&self) -> Result<SecuredSide, (&'static str, String)> {
-        secured(
-            self.mode,
-            self.encrypt.as_deref(),
-            &self.tls_cert,
-            &self.tls_key,
-            &self.app_cert,
-            &self.app_key,
-            &self.ca,
-            &self.crl,
-        )
+        secured(Creds {
+            mode: self.mode,
+            encrypt: self.encrypt.as_deref(),
+            tls_cert: &self.tls_cert,
+            tls_key: &self.tls_key,
+            app_cert: &self.app_cert,
+            app_key: &self.app_key,
+            ca: &self.ca,
+            crl: &self.crl,
+            tls_keylog: self.tls_keylog.as_deref(),
+        })
     }
 }
 
@@ -284,16 +308,17 @@ impl ClientRoute {
 
     /// The secured side (initiator).
     pub fn secured(&self) -> Result<SecuredSide, (&'static str, String)> {
-        let mut s = secured(
-            self.mode,
-            self.encrypt.as_deref(),
-            &self.tls_cert,
-            &self.tls_key,
-            &self.app_cert,
-            &self.app_key,
-            &self.ca,
-            &self.crl,
-        )?;
+        let mut s = secured(Creds {
+            mode: self.mode,
+            encrypt: self.encrypt.as_deref(),
+            tls_cert: &self.tls_cert,
+            tls_key: &self.tls_key,
+            app_cert: &self.app_cert,
+            app_key: &self.app_key,
+            ca: &self.ca,
+            crl: &self.crl,
+            tls_keylog: self.tls_keylog.as_deref(),
+        })?;
         s.tls.server_name = self.server_name.clone().or_else(|| {
             self.to
                 .rsplit_once(':')

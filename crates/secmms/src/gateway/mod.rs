@@ -187,6 +187,46 @@ impl RouteRt {
         None
     }
 
+    /// One line on what the route does.
+    fn describe(&self) -> String {
+        let titles = |s: &AppSecurity| match s.local_titles() {
+            Some((ap, ae)) => format!(" as AP-title {ap} / AE-qualifier {ae}"),
+            None => String::new(),
+        };
+        let ro = if self.guard.is_some() {
+            ", read-only"
+        } else {
+            ""
+        };
+        match self.kind {
+            Kind::Ied => format!(
+                "{}: {} (TLS, {} mode{}) -> plain {}{ro}",
+                self.name,
+                self.listen,
+                self.security_in.mode().name(),
+                titles(&self.security_in),
+                self.far
+            ),
+            Kind::Client => format!(
+                "{}: plain {} (allow {}) -> {} (TLS, {} mode{}){ro}",
+                self.name,
+                self.listen,
+                if self.allow.is_empty() {
+                    "loopback".to_string()
+                } else {
+                    self.allow
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                self.far,
+                self.security_out.mode().name(),
+                titles(&self.security_out)
+            ),
+        }
+    }
+
     /// Whether a client route lets `ip` in (IED routes take any source).
     fn allows(&self, ip: std::net::IpAddr) -> bool {
         self.kind == Kind::Ied
@@ -483,6 +523,16 @@ async fn listen(rt: &RouteRt) -> Result<TcpListener, GatewayError> {
 }
 
 impl Gateway {
+    /// Everything [`Gateway::bind`] checks except binding: the file, then every route's
+    /// certificates, keys, trust anchors, CRLs and bindings. Returns one line per route saying
+    /// what it will do (`--check-config`).
+    pub fn check(file: &GatewayFile) -> Result<Vec<String>, GatewayError> {
+        let sink: Arc<dyn SecurityEventSink> = Arc::new(secmms_pki::event::MemorySink::new());
+        let stats = Arc::new(GatewayStats::default());
+        let routes = build_routes(file, &sink, &stats)?;
+        Ok(routes.iter().map(RouteRt::describe).collect())
+    }
+
     /// Loads every route's credentials and binds its listener; security events go to the
     /// `[gateway]` log and syslog.
     pub async fn bind(file: &GatewayFile) -> Result<Gateway, GatewayError> {

@@ -342,3 +342,184 @@ async fn a_reload_keeps_live_associations_that_remain_allowed_and_ends_the_other
     let c = Client::connect(&added, &cfg).await.unwrap();
     read_write_release(c, "added").await;
 }
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(
+        &ied_route(&pki, &ied.addr.to_string(), "native", false),
+        sink,
+    )
+    .await;
+    let entry = gw.addrs[0].1.to_string();
+    let cfg = secured_client(&pki, AppMode::Native);
+    let cycle = |n: usize| {
+        let entry = entry.clone();
+        let cfg = cfg.clone();
+        async move {
+            for i in 0..n {
+                let c = Client::connect(&entry, &cfg)
+                    .await
+                    .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
+                if i % 2 == 0 {
+                    c.release().await.unwrap();
+                } else {
+                    // Half the cycles end by dropping the connection instead of releasing.
+                    c.abort().await;
+                }
+            }
+        }
+    };
+    // Warm up (allocator, TLS caches), then measure across 1 000 cycles.
+    cycle(100).await;
+    settle(|| {
+        gw.stats.released.load(Ordering::Relaxed) + gw.stats.aborted.load(Ordering::Relaxed) == 100
+    })
+    .await;
+    let (fds, rss) = (open_fds(), rss_kib());
+    cycle(1000).await;
+    settle(|| {
+        gw.stats.released.load(Ordering::Relaxed) + gw.stats.aborted.load(Ordering::Relaxed) == 1100
+    })
+    .await;
+    settle(|| {
+        ied.stats.released.load(Ordering::Relaxed) + ied.stats.failed.load(Ordering::Relaxed)
+            >= 1100
+    })
+    .await;
+    assert_eq!(gw.stats.associations.load(Ordering::Relaxed), 1100);
+    assert_eq!(gw.stats.released.load(Ordering::Relaxed), 550);
+    assert_eq!(gw.stats.aborted.load(Ordering::Relaxed), 550);
+    assert_eq!(gw.stats.refused.load(Ordering::Relaxed), 0);
+    // Every association ended on the IED's side too.
+    assert_eq!(ied.stats.associations.load(Ordering::Relaxed), 1100);
+    let (fds_after, rss_after) = (open_fds(), rss_kib());
+    assert!(
+        fds_after <= fds + 4,
+        "descriptors: {fds} before, {fds_after} after 1 000 cycles"
+    );
+    assert!(
+        rss_after < rss + 16 * 1024,
+        "RSS: {rss} KiB before, {rss_after} KiB after 1 000 cycles"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    // An IED that accepts connections and never answers.
+    let mute = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mute_addr = mute.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = mute.accept().await {
+            held.push(s);
+        }
+    });
+    let routes = format!(
+        "{}\n{}",
+        ied_route(&pki, &ied.addr.to_string(), "native", false),
+        ied_route(&pki, &mute_addr, "native", false)
+    );
+    let sink = Arc::new(MemorySink::new());
+    let file = GatewayFile::from_toml(&format!(
+        "[gateway]\nconnect_timeout_secs = 2\nassociate_timeout_secs = 3\n{routes}"
+    ))
+    .unwrap();
+    let gw = Gateway::bind_with_events(&file, sink.clone())
+        .await
+        .unwrap()
+        .spawn();
+    let good = gw.addrs[0].1.to_string();
+    let to_mute = gw.addrs[1].1.to_string();
+    let cfg = secured_client(&pki, AppMode::Native);
+
+    // Attackers: garbage, half-open connections, and callers of the IED that never answers.
+    let mut attackers = Vec::new();
+    for i in 0..20 {
+        let good = good.clone();
+        attackers.push(tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut s = tokio::net::TcpStream::connect(&good).await.unwrap();
+            if i % 2 == 0 {
+                let _ = s
+                    .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3])
+                    .await;
+                let _ = s.write_all(&vec![0x5a; 4096]).await;
+            }
+            // Half-open: hold the connection without a word.
+            tokio::time::sleep(Duration::from_secs(4)).await;
+        }));
+    }
+    let mut muted = Vec::new();
+    for _ in 0..4 {
+        let to_mute = to_mute.clone();
+        let cfg = cfg.clone();
+        muted.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let r = Client::connect(&to_mute, &cfg).await;
+            (r.map(drop).map_err(|e| e.to_string()), started.elapsed())
+        }));
+    }
+    // Meanwhile the good route serves, each association promptly.
+    for i in 0..10 {
+        let started = Instant::now();
+        let c = Client::connect(&good, &cfg).await.unwrap_or_else(|e| {
+            let seen: Vec<String> = sink
+                .events()
+                .iter()
+                .filter(|e| !e.message.contains("TLS handshake refused"))
+                .map(|e| format!("{} {}", e.mnemonic, e.message))
+                .collect();
+            panic!("legitimate association {i}: {e}\ngateway events: {seen:#?}")
+        });
+        c.read(VAR).await.unwrap();
+        c.release().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "legitimate association {i} took {:?}",
+            started.elapsed()
+        );
+    }
+    // The callers of the silent IED are refused with the reason within the timeouts.
+    for m in muted {
+        let (r, took) = m.await.unwrap();
+        let e = r.expect_err("a silent IED cannot associate");
+        assert!(took < Duration::from_secs(6), "{took:?}: {e}");
+        assert!(
+            e.contains("no answer") || e.contains("did not answer"),
+            "{e}\n{:#?}",
+            sink.events()
+                .iter()
+                .filter(|e| !e.message.contains("TLS handshake refused"))
+                .map(|e| format!("{} {}", e.mnemonic, e.message))
+                .collect::<Vec<_>>()
+        );
+    }
+    for a in attackers {
+        a.await.unwrap();
+    }
+    settle(|| gw.stats.released.load(Ordering::Relaxed) == 10).await;
+    assert_eq!(gw.stats.released.load(Ordering::Relaxed), 10);
+    assert!(gw.stats.refused.load(Ordering::Relaxed) >= 4 + 10);
+}

@@ -4,6 +4,17 @@
 
 use super::*;
 
+/// Where a configuration's AssoID numbers start: at random, so that two processes (or two
+/// contexts in one) using the same certificate do not start two associations with the same
+/// AssoID in the same millisecond, which the peer's replay check (§14.3 step 10) would refuse.
+fn first_number() -> u16 {
+    let mut b = [0u8; 2];
+    match secmms_pki::crypto::RandomSource::fill(&mut OsRandom, &mut b) {
+        Ok(()) => u16::from_be_bytes(b) % 1000,
+        Err(_) => 1,
+    }
+}
+
 impl NativeShared {
     /// The shared state. Randomness comes from [`OsRandom`] (see [`Self::with_random`]).
     pub fn new(
@@ -21,7 +32,7 @@ impl NativeShared {
             table: Arc::new(table),
             sink,
             random: Arc::new(|| Box::new(OsRandom)),
-            next_num: Arc::new(AtomicU16::new(1)),
+            next_num: Arc::new(AtomicU16::new(first_number())),
             own_identity,
         }
     }

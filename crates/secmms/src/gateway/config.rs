@@ -522,10 +522,11 @@ impl GatewayFile {
                 check_file(format!("{}[{j}]", at("ca")), p, &mut out);
             }
         }
-        // One route per listener: the listen port selects the route.
+        // One route per listener: the listen port selects the route (port 0, "any free
+        // port", is never shared).
         for (k, (a, at)) in listens.iter().enumerate() {
             for (b, at2) in &listens[..k] {
-                if a == b {
+                if a == b && a.port() != 0 {
                     out.push(Problem {
                         at: at.clone(),
                         what: format!("{a} is also {at2}: each route needs its own listener"),
@@ -677,5 +678,29 @@ peer_ae_qualifier = 12
         assert_eq!(e.problems[0].at, "gateway.ied[1].listen", "{e}");
         let other = ied_block.replace("0.0.0.0:3782", "0.0.0.0:3783");
         GatewayFile::from_toml(&format!("{base}\n[[gateway.ied]]{other}")).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// The file form docs/GATEWAY.md shows an operator is the schema (files aside).
+    #[test]
+    fn the_form_in_docs_gateway_md_parses() {
+        let doc = include_str!("../../../../docs/GATEWAY.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block in docs/GATEWAY.md");
+        let f: GatewayFile = toml::from_str(block).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.gateway.ied.len(), 1);
+        assert_eq!(f.gateway.client.len(), 1);
+        assert_eq!(f.gateway.client[0].peer_ae_qualifier, Some(12));
+        assert_eq!(
+            f.gateway.ied[0].secured().unwrap().security.mode,
+            AppMode::Native
+        );
     }
 }

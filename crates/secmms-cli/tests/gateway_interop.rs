@@ -387,3 +387,70 @@ async fn libiec61850_client_and_server_through_both_gateways() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Python stacks as the legacy ends, through both gateways (TLS + native GCM between
+/// them): the open61850 client against the open61850 server; the `iec61850` client against a
+/// plain `secmms server` (the `iec61850` server refuses every write, from any client, so its
+/// client's CF write needs another IED); `secmms client` against the `iec61850` server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_peers_through_both_gateways() {
+    if !require("the Python peers (open61850, iec61850)", have_peers()) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("secmms-gw-python-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let pki = Pki::new(&dir);
+    for (client, server) in [
+        ("open61850", "open61850"),
+        ("iec61850", "secmms"),
+        ("secmms", "iec61850"),
+    ] {
+        let (_server, port) = match server {
+            "secmms" => {
+                let (p, addr) = start_our_server(&[]);
+                let port = addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+                (p, port)
+            }
+            peer => start_peer_server(peer),
+        };
+        let tag = format!("{client}-{server}");
+        let ied_gw_port = free_port();
+        let ied_file = dir.join(format!("ied-{tag}.toml"));
+        std::fs::write(
+            &ied_file,
+            ied_toml(&pki, ied_gw_port, port, "native", false),
+        )
+        .unwrap();
+        let _ied_gw = start_gateway(&ied_file, ied_gw_port).await;
+        let client_gw_port = free_port();
+        let client_file = dir.join(format!("client-{tag}.toml"));
+        std::fs::write(
+            &client_file,
+            client_toml(&pki, client_gw_port, ied_gw_port, "native"),
+        )
+        .unwrap();
+        let _client_gw = start_gateway(&client_file, client_gw_port).await;
+        let p = client_gw_port.to_string();
+        if client == "secmms" {
+            let addr = format!("127.0.0.1:{p}");
+            let o = tokio::task::spawn_blocking(move || {
+                our_client(&addr, &["read", "DEMOLD0/GGIO1.AnIn1.mag.f[MX]"])
+            })
+            .await
+            .unwrap();
+            let out = String::from_utf8_lossy(&o.stdout);
+            assert!(o.status.success() && out.contains("42.5"), "{tag}: {out}");
+            continue;
+        }
+        let (json, ok) =
+            tokio::task::spawn_blocking(move || run_peer_client(client, "127.0.0.1", &p))
+                .await
+                .unwrap();
+        assert!(ok, "{tag} through both gateways: {json}");
+        assert_eq!(json["domains"], serde_json::json!(["DEMOLD0"]), "{json}");
+    }
+    let log = std::fs::read_to_string(dir.join("gw-ied.log")).unwrap();
+    assert_eq!(log.matches("GW_ASSOCIATION_START").count(), 3, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -436,10 +436,12 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
             held.push(s);
         }
     });
+    let secured = secured_server(&pki, AppMode::Native).await;
     let routes = format!(
-        "{}\n{}",
+        "{}\n{}\n{}",
         ied_route(&pki, &ied.addr.to_string(), "native", false),
-        ied_route(&pki, &mute_addr, "native", false)
+        ied_route(&pki, &mute_addr, "native", false),
+        client_route(&pki, &secured.addr.to_string(), "native")
     );
     let sink = Arc::new(MemorySink::new());
     let file = GatewayFile::from_toml(&format!(
@@ -452,12 +454,18 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
         .spawn();
     let good = gw.addrs[0].1.to_string();
     let to_mute = gw.addrs[1].1.to_string();
+    let plain_entry = gw.addrs[2].1.to_string();
     let cfg = secured_client(&pki, AppMode::Native);
 
-    // Attackers: garbage, half-open connections, and callers of the IED that never answers.
+    // Attackers: garbage, half-open connections, and callers of the IED that never answers,
+    // on the secured side (TLS listener) and on the plain side (client route).
     let mut attackers = Vec::new();
-    for i in 0..20 {
-        let good = good.clone();
+    for i in 0..30 {
+        let good = if i >= 20 {
+            plain_entry.clone()
+        } else {
+            good.clone()
+        };
         attackers.push(tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
             let mut s = tokio::net::TcpStream::connect(&good).await.unwrap();
@@ -501,6 +509,20 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
             started.elapsed()
         );
     }
+    // The plain side serves too.
+    for i in 0..5 {
+        let started = Instant::now();
+        let c = Client::connect(&plain_entry, &Config::default())
+            .await
+            .unwrap_or_else(|e| panic!("legitimate plain association {i}: {e}"));
+        c.read(VAR).await.unwrap();
+        c.release().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
     // The callers of the silent IED are refused with the reason within the timeouts.
     for m in muted {
         let (r, took) = m.await.unwrap();
@@ -519,7 +541,59 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
     for a in attackers {
         a.await.unwrap();
     }
-    settle(|| gw.stats.released.load(Ordering::Relaxed) == 10).await;
-    assert_eq!(gw.stats.released.load(Ordering::Relaxed), 10);
+    settle(|| gw.stats.released.load(Ordering::Relaxed) == 15).await;
+    assert_eq!(gw.stats.released.load(Ordering::Relaxed), 15);
     assert!(gw.stats.refused.load(Ordering::Relaxed) >= 4 + 10);
+}
+
+#[tokio::test]
+async fn client_routes_sharing_a_listener_are_chosen_by_the_called_ap_title() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let server = secured_server(&pki, AppMode::Native).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let listen = format!("listen = \"127.0.0.1:{port}\"");
+    let a = client_route(&pki, &server.addr.to_string(), "native")
+        .replace("listen = \"127.0.0.1:0\"", &listen)
+        + "called_ap_title = \"1.1.1.999.1\"\ncalled_ae_qualifier = 12\n";
+    let b = client_route(&pki, &dead, "native").replace("listen = \"127.0.0.1:0\"", &listen)
+        + "called_ap_title = \"1.1.1.999.77\"\n";
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(&format!("{a}\n{b}"), sink.clone()).await;
+    assert_eq!(gw.addrs.len(), 2);
+    assert_eq!(gw.addrs[0].1, gw.addrs[1].1);
+    let entry = gw.addrs[0].1.to_string();
+    let calling = |ap: &str| {
+        let mut c = Config::default();
+        c.osi.remote_ap_title = Some(ap.into());
+        c.osi.remote_ae_qualifier = Some(12);
+        c
+    };
+    let c = Client::connect(&entry, &calling("1.1.1.999.1"))
+        .await
+        .unwrap();
+    read_write_release(c, "by-title").await;
+    let e = Client::connect(&entry, &calling("1.1.1.999.77"))
+        .await
+        .expect_err("the route of 1.1.1.999.77 leads nowhere")
+        .to_string();
+    assert!(e.contains(&format!("{dead} unreachable")), "{e}");
+    let e = Client::connect(&entry, &calling("1.1.1.999.5"))
+        .await
+        .expect_err("no route for 1.1.1.999.5")
+        .to_string();
+    assert!(
+        e.contains("no route for the called AP-title 1.1.1.999.5"),
+        "{e}"
+    );
+    settle(|| server.stats.released.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(server.stats.associations.load(Ordering::Relaxed), 1);
 }

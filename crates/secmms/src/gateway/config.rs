@@ -157,6 +157,14 @@ pub struct ClientRoute {
     /// Refuse writes from the legacy client as on a read-only IED route.
     #[serde(default)]
     pub read_only: bool,
+    /// Several client routes may share one `listen`: each then names the called AP-title
+    /// (and optionally AE-qualifier) of the legacy client's AARQ that selects it; one of them
+    /// may leave it out and takes the rest.
+    #[serde(default)]
+    pub called_ap_title: Option<String>,
+    /// With `called_ap_title`: the called AE-qualifier too (any when absent).
+    #[serde(default)]
+    pub called_ae_qualifier: Option<i64>,
     /// Diagnostics only: the TLS key log of this route's sessions (see [`IedRoute::tls_keylog`]).
     #[serde(default)]
     pub tls_keylog: Option<PathBuf>,
@@ -437,11 +445,13 @@ impl GatewayFile {
                 what: "at most 30 days".into(),
             });
         }
-        let mut listens: Vec<(SocketAddr, String)> = Vec::new();
+        // (address, where, selector: None for IED routes, Some(called titles) for client routes)
+        type Selector = Option<(Option<String>, Option<i64>)>;
+        let mut listens: Vec<(SocketAddr, String, Selector)> = Vec::new();
         for (i, r) in g.ied.iter().enumerate() {
             let at = |k: &str| format!("gateway.ied[{i}].{k}");
             if let Some(a) = check_addr(&at("listen"), &r.listen, &mut out) {
-                listens.push((a, at("listen")));
+                listens.push((a, at("listen"), None));
             }
             check_hostport(&at("ied"), &r.ied, &mut out);
             if let Err((k, e)) = r.secured() {
@@ -472,7 +482,24 @@ impl GatewayFile {
             let at = |k: &str| format!("gateway.client[{i}].{k}");
             let listen = check_addr(&at("listen"), &r.listen, &mut out);
             if let Some(a) = listen {
-                listens.push((a, at("listen")));
+                listens.push((
+                    a,
+                    at("listen"),
+                    Some((r.called_ap_title.clone(), r.called_ae_qualifier)),
+                ));
+            }
+            if let Some(t) = &r.called_ap_title {
+                if t.parse::<secmms_ber::Oid>().is_err() {
+                    out.push(Problem {
+                        at: at("called_ap_title"),
+                        what: format!("`{t}` is not a dotted OID"),
+                    });
+                }
+            } else if r.called_ae_qualifier.is_some() {
+                out.push(Problem {
+                    at: at("called_ae_qualifier"),
+                    what: "needs called_ap_title".into(),
+                });
             }
             check_hostport(&at("to"), &r.to, &mut out);
             match r.allowed() {
@@ -522,16 +549,27 @@ impl GatewayFile {
                 check_file(format!("{}[{j}]", at("ca")), p, &mut out);
             }
         }
-        // One route per listener: the listen port selects the route (port 0, "any free
-        // port", is never shared).
-        for (k, (a, at)) in listens.iter().enumerate() {
-            for (b, at2) in &listens[..k] {
-                if a == b && a.port() != 0 {
-                    out.push(Problem {
-                        at: at.clone(),
-                        what: format!("{a} is also {at2}: each route needs its own listener"),
-                    });
+        // The listen port selects the route; client routes may share a listener when the
+        // called AP-title tells them apart (port 0, "any free port", is never shared).
+        for (k, (a, at, sel)) in listens.iter().enumerate() {
+            for (b, at2, sel2) in &listens[..k] {
+                if a != b || a.port() == 0 {
+                    continue;
                 }
+                let what = match (sel, sel2) {
+                    (Some(x), Some(y)) if x != y => continue,
+                    (Some(_), Some(_)) => format!(
+                        "{a} is also {at2} with the same called_ap_title / called_ae_qualifier"
+                    ),
+                    _ => format!(
+                        "{a} is also {at2}: only client routes may share a listener (told apart \
+                         by called_ap_title)"
+                    ),
+                };
+                out.push(Problem {
+                    at: at.clone(),
+                    what,
+                });
             }
         }
         if out.is_empty() {
@@ -678,6 +716,21 @@ peer_ae_qualifier = 12
         assert_eq!(e.problems[0].at, "gateway.ied[1].listen", "{e}");
         let other = ied_block.replace("0.0.0.0:3782", "0.0.0.0:3783");
         GatewayFile::from_toml(&format!("{base}\n[[gateway.ied]]{other}")).unwrap();
+        // Client routes may share one when the called AP-title tells them apart.
+        let client_block = base.split("[[gateway.client]]").nth(1).unwrap().to_string();
+        let sel = |t: &str| format!("{client_block}called_ap_title = \"{t}\"\n");
+        let two = format!(
+            "{base}called_ap_title = \"1.1.1.999.1\"\n\n[[gateway.client]]{}",
+            sel("1.1.1.999.2")
+        );
+        GatewayFile::from_toml(&two).unwrap();
+        let same = format!(
+            "{base}called_ap_title = \"1.1.1.999.1\"\n\n[[gateway.client]]{}",
+            sel("1.1.1.999.1")
+        );
+        let e = GatewayFile::from_toml(&same).unwrap_err();
+        assert_eq!(e.problems[0].at, "gateway.client[1].listen", "{e}");
+        assert!(e.problems[0].what.contains("same called_ap_title"), "{e}");
     }
 }
 

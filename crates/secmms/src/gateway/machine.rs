@@ -46,6 +46,8 @@ pub(super) type FactsSlot = Arc<Mutex<Option<ConnectionFacts>>>;
 
 pub(super) struct GatewayMachine {
     pub(super) route: Arc<RouteRt>,
+    /// Every route of the listener (client routes told apart by the called AP-title).
+    pub(super) group: super::Group,
     pub(super) up: SecureAssociation,
     pub(super) down: Option<SecureAssociation>,
     /// The calling side, for events.
@@ -156,8 +158,50 @@ impl GatewayMachine {
         now: Now,
     ) -> Option<Step<Option<OcspOutcome>, ByteStream<HopStream>>> {
         match e {
-            SecureEvent::AssociateIndication { initiate, .. } => {
+            SecureEvent::AssociateIndication { aarq, initiate } => {
                 let initiate = initiate.unwrap_or_default();
+                if self.group.len() > 1 || self.route.called.is_some() {
+                    let ap = match &aarq.called_ap_title {
+                        Some(secmms_osi::acse::ApTitle::Form2(o)) => Some(o),
+                        _ => None,
+                    };
+                    let ae = match &aarq.called_ae_qualifier {
+                        Some(secmms_osi::acse::AeQualifier::Form2(q)) => Some(*q),
+                        _ => None,
+                    };
+                    match self.group.iter().find(|r| r.selects(ap, ae)) {
+                        Some(r) if r.allows(self.peer.ip()) => self.route = r.clone(),
+                        Some(r) => {
+                            let why = format!(
+                                "{} is not in the allow list of {}",
+                                self.peer.ip(),
+                                r.name
+                            );
+                            self.refuse(false, why, now);
+                            return Some(Step::Done);
+                        }
+                        None => {
+                            let called = ap.map_or("none".to_string(), |o| o.to_string());
+                            let why = format!("no route for the called AP-title {called}");
+                            if self
+                                .up
+                                .reject(
+                                    REJECTED_PERMANENT,
+                                    SourceDiagnostic::ServiceUser(
+                                        user_diagnostic::CALLED_AP_TITLE_NOT_RECOGNIZED,
+                                    ),
+                                    Some(initiate_error(&why)),
+                                    now,
+                                )
+                                .is_err()
+                            {
+                                let _ = self.up.abort(now);
+                            }
+                            self.end(Outcome::Refused(why));
+                            return Some(Step::Done);
+                        }
+                    }
+                }
                 if let Some(lookup) = self.route.security_in.peer_ocsp_lookup(&self.up) {
                     self.indication = Some(initiate);
                     return Some(Step::Effect(lookup));

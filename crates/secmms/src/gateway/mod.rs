@@ -153,6 +153,8 @@ pub(crate) struct RouteRt {
     osi_in: OsiConfig,
     osi_out: OsiConfig,
     allow: Vec<IpNet>,
+    /// Client routes sharing a listener: the called AP-title (and AE-qualifier) selecting it.
+    called: Option<(secmms_ber::Oid, Option<i64>)>,
     guard: Option<ReadOnlyGuard>,
     limits: GatewayLimits,
     mms_limits: MmsLimits,
@@ -224,6 +226,15 @@ impl RouteRt {
                 self.security_out.mode().name(),
                 titles(&self.security_out)
             ),
+        }
+    }
+
+    /// Whether this route takes an association calling `ap` / `ae` (a route without a
+    /// selector takes any).
+    fn selects(&self, ap: Option<&secmms_ber::Oid>, ae: Option<i64>) -> bool {
+        match &self.called {
+            None => true,
+            Some((want, want_ae)) => Some(want) == ap && want_ae.is_none_or(|q| Some(q) == ae),
         }
     }
 
@@ -359,7 +370,7 @@ fn dial(route: Arc<RouteRt>, slot: FactsSlot) -> Dial {
 
 /// A bound gateway: every route's listener.
 pub struct Gateway {
-    listeners: Vec<(TcpListener, Arc<RouteRt>)>,
+    listeners: Vec<(TcpListener, Group)>,
     slots: Arc<Semaphore>,
     stats: Arc<GatewayStats>,
     sink: Arc<dyn SecurityEventSink>,
@@ -468,6 +479,7 @@ fn build_routes(
         osi_in: OsiConfig::server_default(),
         osi_out: OsiConfig::default(),
         allow: Vec::new(),
+        called: None,
         guard: None,
         limits: GatewayLimits::default(),
         mms_limits: MmsLimits::default(),
@@ -507,10 +519,42 @@ fn build_routes(
         rt.osi_out =
             crate::osi::osi_config(&cfg.osi, false).map_err(|e| problem(at("peer_ap_title"), e))?;
         rt.allow = r.allowed().map_err(|e| problem(at("allow"), e))?;
+        rt.called = match &r.called_ap_title {
+            Some(t) => Some((
+                t.parse()
+                    .map_err(|_| problem(at("called_ap_title"), "not a dotted OID"))?,
+                r.called_ae_qualifier,
+            )),
+            None => None,
+        };
         rt.guard = r.read_only.then(ReadOnlyGuard::default);
         routes.push(rt);
     }
     Ok(routes)
+}
+
+/// The routes one listener serves: one IED route, or client routes told apart by the called
+/// AP-title (those with a selector first, the one without last).
+pub(crate) type Group = Arc<Vec<Arc<RouteRt>>>;
+
+fn groups(routes: Vec<RouteRt>) -> Vec<Group> {
+    let mut out: Vec<Vec<Arc<RouteRt>>> = Vec::new();
+    for r in routes {
+        // Port 0 ("any free port") is never shared.
+        let shared = !r.listen.ends_with(":0");
+        match out.iter_mut().find(|g| shared && g[0].listen == r.listen) {
+            Some(g) => g.push(Arc::new(r)),
+            None => out.push(vec![Arc::new(r)]),
+        }
+    }
+    for g in &mut out {
+        g.sort_by_key(|r| r.called.is_none());
+    }
+    out.into_iter().map(Arc::new).collect()
+}
+
+async fn listen_group(g: &Group) -> Result<TcpListener, GatewayError> {
+    listen(&g[0]).await
 }
 
 async fn listen(rt: &RouteRt) -> Result<TcpListener, GatewayError> {
@@ -556,8 +600,8 @@ impl Gateway {
     ) -> Result<Gateway, GatewayError> {
         let stats = Arc::new(GatewayStats::default());
         let mut listeners = Vec::new();
-        for rt in build_routes(file, &sink, &stats)? {
-            listeners.push((listen(&rt).await?, Arc::new(rt)));
+        for g in groups(build_routes(file, &sink, &stats)?) {
+            listeners.push((listen(&g[0]).await?, g));
         }
         Ok(Gateway {
             listeners,
@@ -572,7 +616,8 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|(l, r)| Some((r.name.clone(), l.local_addr().ok()?)))
+            .filter_map(|(l, g)| Some((g, l.local_addr().ok()?)))
+            .flat_map(|(g, a)| g.iter().map(move |r| (r.name.clone(), a)))
             .collect()
     }
 
@@ -600,19 +645,21 @@ impl Gateway {
     async fn run(self, mut reloads: mpsc::Receiver<ReloadRequest>) {
         let mut set = tokio::task::JoinSet::new();
         let mut live: Vec<Live> = Vec::new();
-        for (listener, route) in self.listeners {
-            let (tx, rx) = watch::channel(Some(route.clone()));
+        for (listener, group) in self.listeners {
+            let (tx, rx) = watch::channel(Some(group.clone()));
             set.spawn(accept_loop(
                 listener,
                 rx,
                 self.slots.clone(),
                 self.wake.clone(),
             ));
-            live.push(Live { route, tx });
+            live.push(Live { group, tx });
         }
         // Every version of every route that associations may still hold, for CRL reloads.
-        let mut versions: Vec<std::sync::Weak<RouteRt>> =
-            live.iter().map(|l| Arc::downgrade(&l.route)).collect();
+        let mut versions: Vec<std::sync::Weak<RouteRt>> = live
+            .iter()
+            .flat_map(|l| l.group.iter().map(Arc::downgrade))
+            .collect();
         loop {
             tokio::select! {
                 Some(_) = set.join_next(), if !set.is_empty() => {}
@@ -631,10 +678,11 @@ impl Gateway {
     }
 }
 
-/// A route being served: its current version and the channel its accept loop watches.
+/// A listener being served: its routes' current versions and the channel its accept loop
+/// watches.
 struct Live {
-    route: Arc<RouteRt>,
-    tx: watch::Sender<Option<Arc<RouteRt>>>,
+    group: Group,
+    tx: watch::Sender<Option<Group>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -648,7 +696,7 @@ async fn reload(
     versions: &mut Vec<std::sync::Weak<RouteRt>>,
     set: &mut tokio::task::JoinSet<()>,
 ) -> Result<ReloadSummary, GatewayError> {
-    let routes = build_routes(file, sink, stats)?;
+    let new_groups = groups(build_routes(file, sink, stats)?);
     // CRLs of every version still in use: live associations re-check their peers.
     versions.retain(|w| w.strong_count() > 0);
     for v in versions.iter().filter_map(|w| w.upgrade()) {
@@ -657,37 +705,59 @@ async fn reload(
     let mut summary = ReloadSummary::default();
     let mut next: Vec<Live> = Vec::new();
     let mut old: Vec<Live> = std::mem::take(live);
-    for rt in routes {
-        let rt = Arc::new(rt);
-        versions.push(Arc::downgrade(&rt));
-        match old.iter().position(|l| l.route.listen == rt.listen) {
+    for g in new_groups {
+        versions.extend(g.iter().map(Arc::downgrade));
+        let listen = g[0].listen.clone();
+        let same = old
+            .iter()
+            .position(|l| l.group[0].listen == listen && !listen.ends_with(":0"))
+            .or_else(|| {
+                // Port 0: the route at the same place in the file keeps its listener.
+                old.iter().position(|l| {
+                    l.group[0].listen == listen
+                        && l.group
+                            .iter()
+                            .map(|r| &r.name)
+                            .eq(g.iter().map(|r| &r.name))
+                })
+            });
+        match same {
             Some(i) => {
                 let l = old.swap_remove(i);
-                if let Ok(mut g) = l.route.successor.lock() {
-                    *g = Some(rt.clone());
+                for r in l.group.iter() {
+                    match g.iter().find(|n| n.called == r.called) {
+                        Some(n) => {
+                            if let Ok(mut s) = r.successor.lock() {
+                                *s = Some(n.clone());
+                            }
+                        }
+                        None => {
+                            r.retired.store(true, Ordering::Relaxed);
+                            summary.removed.push(r.name.clone());
+                        }
+                    }
                 }
-                let _ = l.tx.send(Some(rt.clone()));
-                summary.replaced.push(rt.name.clone());
-                next.push(Live {
-                    route: rt,
-                    tx: l.tx,
-                });
+                summary.replaced.extend(g.iter().map(|r| r.name.clone()));
+                let _ = l.tx.send(Some(g.clone()));
+                next.push(Live { group: g, tx: l.tx });
             }
             None => {
-                let listener = listen(&rt).await?;
+                let listener = listen_group(&g).await?;
                 if let Ok(a) = listener.local_addr() {
-                    summary.added.push((rt.name.clone(), a));
+                    summary.added.extend(g.iter().map(|r| (r.name.clone(), a)));
                 }
-                let (tx, rx) = watch::channel(Some(rt.clone()));
+                let (tx, rx) = watch::channel(Some(g.clone()));
                 set.spawn(accept_loop(listener, rx, slots.clone(), wake.clone()));
-                next.push(Live { route: rt, tx });
+                next.push(Live { group: g, tx });
             }
         }
     }
     for l in old {
-        l.route.retired.store(true, Ordering::Relaxed);
+        for r in l.group.iter() {
+            r.retired.store(true, Ordering::Relaxed);
+            summary.removed.push(r.name.clone());
+        }
         let _ = l.tx.send(None);
-        summary.removed.push(l.route.name.clone());
     }
     *live = next;
     wake.send_modify(|g| *g = g.wrapping_add(1));
@@ -702,7 +772,7 @@ async fn reload(
 
 async fn accept_loop(
     listener: TcpListener,
-    mut route_rx: watch::Receiver<Option<Arc<RouteRt>>>,
+    mut route_rx: watch::Receiver<Option<Group>>,
     slots: Arc<Semaphore>,
     wake: Arc<watch::Sender<u64>>,
 ) {
@@ -719,9 +789,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(route) = route_rx.borrow().clone() else {
+        let Some(group) = route_rx.borrow().clone() else {
             break;
         };
+        let route = group[0].clone();
         let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
@@ -733,7 +804,7 @@ async fn accept_loop(
         };
         backoff = Duration::ZERO;
         route.stats.connections.fetch_add(1, Ordering::Relaxed);
-        if !route.allows(peer.ip()) {
+        if !group.iter().any(|r| r.allows(peer.ip())) {
             route.stats.sources_refused.fetch_add(1, Ordering::Relaxed);
             route.event(
                 events::SOURCE_REFUSED,
@@ -752,7 +823,7 @@ async fn accept_loop(
         let _ = transport::configure_socket(&stream, &route.tcp);
         let wake = wake.subscribe();
         associations.spawn(async move {
-            let outcome = forward(stream, peer, route.clone(), wake).await;
+            let outcome = forward(stream, peer, group, wake).await;
             match &outcome {
                 Outcome::Released => debug!(route = %route.name, %peer, "released"),
                 other => info!(route = %route.name, %peer, "ended: {other:?}"),
@@ -769,9 +840,12 @@ async fn accept_loop(
 async fn forward(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
-    route: Arc<RouteRt>,
+    group: Group,
     wake: watch::Receiver<u64>,
 ) -> Outcome {
+    // The calling side's security is the same for every route of a listener: an IED route is
+    // alone on its listener, and client routes all take plain associations.
+    let route = group[0].clone();
     let mut facts = ConnectionFacts {
         peer_address: Some(peer.ip()),
         peer_socket: Some(peer),
@@ -819,6 +893,7 @@ async fn forward(
     );
     let mut m = GatewayMachine {
         route: route.clone(),
+        group,
         up,
         down: None,
         label: facts.label(),

@@ -234,7 +234,7 @@ impl RouteRt {
     fn selects(&self, ap: Option<&secmms_ber::Oid>, ae: Option<i64>) -> bool {
         match &self.called {
             None => true,
-            Some((want, want_ae)) => Some(want) == ap && want_ae.is_none_or(|q| Some(q) == ae),
+            Some((want, want_ae)) => Some(want) == ap && want_ae.map_or(true, |q| Some(q) == ae),
         }
     }
 

@@ -396,12 +396,13 @@ impl TlsContext {
         let mut s = SslStream::new(ssl, BufReader::with_capacity(READ_BUFFER, stream))?;
         let timeout = Duration::from_secs(self.cfg.handshake_timeout_secs.max(1));
         let role = self.role;
-        let r = tokio::time::timeout(timeout, async {
-            match role {
-                Role::Server => Pin::new(&mut s).accept().await,
-                Role::Client => Pin::new(&mut s).connect().await,
-            }
-        })
+        let r = tokio::time::timeout(
+            timeout,
+            super::stream::ClearErrors(std::future::poll_fn(|cx| match role {
+                Role::Server => Pin::new(&mut s).poll_accept(cx),
+                Role::Client => Pin::new(&mut s).poll_connect(cx),
+            })),
+        )
         .await;
         let found = take(&findings);
         // Warnings (stale CRL) are reported whether or not the handshake succeeded.

@@ -4,6 +4,27 @@
 
 use super::*;
 
+/// Empties this thread's OpenSSL error queue. OpenSSL requires it to be empty before a TLS I/O
+/// call (`SSL_get_error` reads it to tell "would block" from a failure), and other OpenSSL
+/// users on the same thread, such as a certificate or CRL check that failed and was handled,
+/// may leave entries behind: a TLS read of an unrelated association on that thread would then
+/// fail with their message.
+pub(super) fn clear_error_queue() {
+    drop(openssl::error::ErrorStack::get());
+}
+
+/// A future whose every poll starts with an empty OpenSSL error queue (the TLS handshake:
+/// between its polls other tasks run on the thread).
+pub(super) struct ClearErrors<F>(pub(super) F);
+
+impl<F: std::future::Future + Unpin> std::future::Future for ClearErrors<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        clear_error_queue();
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
 /// What was negotiated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TlsInfo {
@@ -267,6 +288,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
 
     /// Drives the key refresh schedule; called before every read and write.
     pub(super) fn drive(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        clear_error_queue();
         if self.failed {
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
@@ -414,6 +436,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        clear_error_queue();
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -36,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod events;
+pub(crate) mod handshakes;
 pub mod live;
 pub mod ocsp;
 pub mod osi;

@@ -6,6 +6,8 @@
 //! bounds.
 
 mod common;
+#[path = "../../secmms/tests/tls_support/mod.rs"]
+mod tls_support;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -30,16 +32,23 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
 
 /// `secmms server` with the limits under test, from a configuration file.
 fn server(dir: &std::path::Path) -> (Proc, SocketAddr) {
+    server_with(dir, "")
+}
+
+/// [`server`] with `extra` appended to its configuration file (more sections).
+fn server_with(dir: &std::path::Path, extra: &str) -> (Proc, SocketAddr) {
     let cfg = dir.join("server.toml");
     std::fs::write(
         &cfg,
-        "[server]\n\
-         max_pending = 64\n\
-         max_pending_per_source = 4\n\
-         associate_timeout_secs = 10\n\
-         pdu_timeout_secs = 2\n\
-         write_stall_secs = 2\n\
-         idle_timeout_secs = 600\n",
+        format!(
+            "[server]\n\
+             max_pending = 64\n\
+             max_pending_per_source = 4\n\
+             associate_timeout_secs = 10\n\
+             pdu_timeout_secs = 2\n\
+             write_stall_secs = 2\n\
+             idle_timeout_secs = 600\n{extra}"
+        ),
     )
     .unwrap();
     let mut child = secmms()
@@ -158,11 +167,18 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The legitimate client: 20 associations, one after the other, each timed.
 fn legitimate(addr: SocketAddr) -> Vec<Duration> {
+    legitimate_with(addr, &[])
+}
+
+/// [`legitimate`] with more client flags (TLS).
+fn legitimate_with(addr: SocketAddr, flags: &[String]) -> Vec<Duration> {
     (0..20)
         .map(|i| {
             let start = Instant::now();
             let out = secmms()
-                .args(["client", "--connect", &addr.to_string(), "identify"])
+                .args(["client", "--connect", &addr.to_string()])
+                .args(flags)
+                .arg("identify")
                 .output()
                 .expect("run secmms client");
             let took = start.elapsed();
@@ -365,6 +381,123 @@ fn one_source_gets_only_its_share_of_pending_connections() {
     drop(held);
     drop(srv);
     let _: IpAddr = addr.ip();
+}
+
+/// One attacker session: TLS 1.2 from `from`, then renegotiations started by us, one after the
+/// other as fast as the server completes them, until the server ends the session (or `stop`).
+/// Returns the renegotiations completed on it.
+async fn renegotiate_until_cut_off(
+    ctx: &secmms::tls::TlsContext,
+    from: [u8; 4],
+    to: SocketAddr,
+    stop: &AtomicBool,
+) -> Option<u64> {
+    use tokio::io::AsyncReadExt;
+    let tcp = connect_from(from, to).ok()?;
+    tcp.set_nonblocking(true).ok()?;
+    let tcp = tokio::net::TcpStream::from_std(tcp).ok()?;
+    let mut tls = ctx.connect(tcp, &to.to_string()).await.ok()?;
+    let mut buf = [0u8; 1024];
+    while !stop.load(Ordering::Relaxed) {
+        let before = tls.refreshes();
+        if tls.refresh_keys().is_err() {
+            break;
+        }
+        // The renegotiation is driven by reads; the server sends no application data.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tls.refreshes() == before && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(5), tls.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(tls.refreshes()),
+                _ => {}
+            }
+        }
+        if tls.refreshes() == before {
+            break;
+        }
+    }
+    Some(tls.refreshes())
+}
+
+#[test]
+fn a_client_renegotiating_in_a_loop_is_cut_off_and_memory_stays_bounded() {
+    let _turn = one_at_a_time();
+    let dir = tempdir("reneg");
+    let pki = tls_support::Pki::generate();
+    let tls = |who: &tls_support::Issued| {
+        format!(
+            "[tls]\nenabled = true\ntls13 = false\ncert = {:?}\nkey = {:?}\nca = [{:?}]\n",
+            who.cert_pem, who.key_pem, pki.ca.cert_pem
+        )
+    };
+    // The default policy: client_renegotiation = "limit", 10 a minute per session.
+    let (srv, addr) = server_with(&dir, &tls(&pki.server));
+    let pid = srv.0.id();
+    let base = rss_kib(pid);
+    let stop = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let stop = stop.clone();
+        let cfg = secmms::tls::TlsConfig {
+            tls13: false,
+            ..pki.config(&pki.client)
+        };
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let sink: Arc<dyn secmms_pki::event::SecurityEventSink> =
+                    Arc::new(secmms_pki::event::MemorySink::new());
+                let ctx = secmms::tls::TlsContext::client(&cfg, sink).unwrap();
+                let mut per_session = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some(n) =
+                        renegotiate_until_cut_off(&ctx, [127, 0, 0, 2], addr, &stop).await
+                    {
+                        per_session.push(n);
+                    }
+                }
+                per_session
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let flags: Vec<String> = vec![
+        "--tls".into(),
+        "--cert".into(),
+        pki.client.cert_pem.display().to_string(),
+        "--key".into(),
+        pki.client.key_pem.display().to_string(),
+        "--ca".into(),
+        pki.ca.cert_pem.display().to_string(),
+    ];
+    let took = legitimate_with(addr, &flags);
+    let peak = rss_kib(pid);
+    stop.store(true, Ordering::Relaxed);
+    let per_session = attacker.join().unwrap();
+    assert_all_fast("renegotiation loop", &took);
+    let total: u64 = per_session.iter().sum();
+    // Each session gets its 10 renegotiations a minute, and the next one ends it.
+    let cut_off = per_session.iter().filter(|n| **n == 10).count();
+    assert!(
+        per_session.iter().all(|n| *n <= 10) && cut_off >= 3,
+        "renegotiations per attacker session: {per_session:?}"
+    );
+    assert!(total >= 30, "the attacker renegotiated only {total} times");
+    // docs/RELIABILITY.md: the session cache is bounded (1 024 sessions, ~10 MiB) and a
+    // session holds no more after a renegotiation than before.
+    let grown = peak.saturating_sub(base);
+    assert!(
+        grown < 64 * 1024,
+        "server memory grew by {grown} KiB over {total} client renegotiations (from {base} KiB)"
+    );
+    eprintln!(
+        "renegotiation loop: {total} renegotiations in {} sessions, RSS {base} -> {peak} KiB, \
+         legitimate slowest {:?}",
+        per_session.len(),
+        took.iter().max()
+    );
+    drop(srv);
 }
 
 fn legitimate_once(addr: SocketAddr) -> Duration {

@@ -269,6 +269,13 @@ pub mod tls_events {
     /// No usable OCSP answer for the peer's certificate (responder down, unverifiable or
     /// unknown); warning under soft-fail, refusal under hard-fail (§6.2.8).
     pub const TLS_OCSP_UNAVAILABLE: (EventId, &str) = (EventId::tls(22), "TLS_OCSP_UNAVAILABLE");
+    /// The client started a TLS 1.2 renegotiation, within the configured rate (IEC 62351-3 §7
+    /// wants both sides able to renegotiate for key refresh). Notice.
+    pub const TLS_CLIENT_RENEG: (EventId, &str) = (EventId::tls(23), "TLS_CLIENT_RENEG");
+    /// A renegotiation the client started was refused (`tls.client_renegotiation = "refuse"`, or
+    /// over `tls.max_client_renegotiations_per_min`): the session is ended. Alarm.
+    pub const TLS_CLIENT_RENEG_REFUSED: (EventId, &str) =
+        (EventId::tls(24), "TLS_CLIENT_RENEG_REFUSED");
 }
 // ---- END T-profile event ids ----
 

@@ -144,7 +144,17 @@ impl Config {
         let t = &self.tcp;
         let r = &self.relay;
         // The [tls], [security] and [xmpp] sections bound their own values in their validate().
-        let checks: [(&'static str, u64, (u64, u64)); 24] = [
+        let checks: [(&'static str, u64, (u64, u64)); 26] = [
+            (
+                "server.max_handshakes",
+                s.max_handshakes as u64,
+                (0, ASSOCIATIONS.1),
+            ),
+            (
+                "server.handshake_rate",
+                u64::from(s.handshake_rate),
+                (0, 1_000_000),
+            ),
             (
                 "server.max_associations",
                 s.max_associations as u64,
@@ -360,6 +370,13 @@ pub struct ServerConfig {
     /// the association is dropped; meanwhile it is served no further input. The idle timeout
     /// bounds it too when shorter (0 = no limit of its own).
     pub write_stall_secs: u64,
+    /// Most TLS handshakes under way at once (a connection takes a slot when its first octets
+    /// arrive and gives it back when its handshake ends); more wait, still pending, and are
+    /// refused if no slot comes within `tls.handshake_timeout_secs` (0 = no limit).
+    pub max_handshakes: usize,
+    /// Most TLS handshakes started per second (a token bucket of this many; 0 = no limit);
+    /// above it new connections wait as for `max_handshakes`.
+    pub handshake_rate: u32,
     /// Largest MMS PDU the server accepts to negotiate.
     pub max_pdu_size: u32,
     /// Most outstanding requests the server accepts to negotiate.
@@ -419,6 +436,8 @@ impl Default for ServerConfig {
             idle_timeout_secs: 600,
             pdu_timeout_secs: 30,
             write_stall_secs: 30,
+            max_handshakes: 64,
+            handshake_rate: 1000,
             max_pdu_size: 65_000,
             max_outstanding: 16,
             response_group: None,

@@ -37,6 +37,7 @@ pub mod config;
 pub mod driver;
 pub mod events;
 pub mod gateway;
+pub(crate) mod handshakes;
 pub mod live;
 pub mod ocsp;
 pub mod osi;

@@ -80,6 +80,10 @@ pub struct ServerStats {
     pub evicted: AtomicU64,
     /// Connections whose TLS handshake was refused (the security event tells why).
     pub tls_refused: AtomicU64,
+    /// Connections that waited for a TLS handshake slot (`max_handshakes`, `handshake_rate`).
+    pub handshakes_delayed: AtomicU64,
+    /// Connections refused because no TLS handshake slot came within the handshake timeout.
+    pub handshakes_refused: AtomicU64,
     /// Associations established now (initiate exchanged, not yet ended).
     pub established: AtomicU64,
 }
@@ -124,6 +128,8 @@ struct Shared {
     registry: Arc<Registry>,
     /// Who gets a connection place ([`crate::admission`]).
     admission: Arc<Admission>,
+    /// TLS handshakes at once and per second ([`crate::handshakes`]).
+    handshakes: crate::handshakes::HandshakeGate,
 }
 
 /// What a CRL reload found.
@@ -331,6 +337,10 @@ impl Server {
             max_established: cfg.server.max_associations,
             max_per_source: cfg.server.max_associations_per_source,
         });
+        let handshakes = crate::handshakes::HandshakeGate::new(
+            cfg.server.max_handshakes,
+            cfg.server.handshake_rate,
+        );
         let workers = match worker_count(cfg.server.worker_threads) {
             0 => None,
             n => Some(Workers::start(n).map_err(ServerError::Workers)?),
@@ -347,6 +357,7 @@ impl Server {
                 revocations: tokio::sync::watch::channel(0).0,
                 registry: Arc::default(),
                 admission,
+                handshakes,
             }),
             description,
         })
@@ -499,17 +510,14 @@ impl Server {
                 };
                 let r = match &shared.tls {
                     None => serve_association(stream, &shared, &facts, &established, ticket).await,
-                    Some(tls) => match tls.accept(stream, peer).await {
+                    Some(tls) => match gated_handshake(&shared, tls, stream, peer).await {
                         Ok(s) => {
                             ticket.progress(Stage::Talking);
                             facts.tls = true;
                             facts.tls_fingerprints = tls_fingerprints(s.ssl());
                             serve_association(s, &shared, &facts, &established, ticket).await
                         }
-                        Err(e) => {
-                            shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-                            Err(LinkError::Refused(format!("TLS: {e}")))
-                        }
+                        Err(e) => Err(e),
                     },
                 };
                 match &r {
@@ -1018,6 +1026,54 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The server's rate-limited log lines: failed accepts, refused connections, dropped pending
 /// connections, associations ended by a refusal, a failed check or a timeout.
+/// The TLS handshake of an accepted connection, once it has sent something and got a slot of
+/// `server.max_handshakes` / `server.handshake_rate` (docs/RELIABILITY.md).
+async fn gated_handshake(
+    shared: &Shared,
+    tls: &TlsContext,
+    stream: PollingTcpStream,
+    peer: SocketAddr,
+) -> Result<crate::tls::TlsStream<PollingTcpStream>, LinkError> {
+    let timeout = Duration::from_secs(shared.cfg.tls.handshake_timeout_secs.max(1));
+    let deadline = tokio::time::Instant::now() + timeout;
+    // A silent connection holds no slot; the handshake timeout still bounds it.
+    if tokio::time::timeout_at(deadline, stream.get_ref().readable())
+        .await
+        .is_err()
+    {
+        shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+        return Err(LinkError::Refused(format!(
+            "TLS: no ClientHello within {timeout:?}"
+        )));
+    }
+    let slot = match shared.handshakes.enter(deadline).await {
+        Ok(slot) => slot,
+        Err(why) => {
+            shared
+                .stats
+                .handshakes_refused
+                .fetch_add(1, Ordering::Relaxed);
+            if let Some(n) = HANDSHAKES_REFUSED.check(std::time::Instant::now()) {
+                warn!(%peer, "refusing connection: {why} for {timeout:?}{}", left_out(n));
+            }
+            return Err(LinkError::Refused(format!("TLS: {why}")));
+        }
+    };
+    if slot.waited {
+        shared
+            .stats
+            .handshakes_delayed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let r = tls.accept(stream, peer).await;
+    drop(slot);
+    r.map_err(|e| {
+        shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
+        LinkError::Refused(format!("TLS: {e}"))
+    })
+}
+
+static HANDSHAKES_REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static ACCEPT_FAILED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static EVICTED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));

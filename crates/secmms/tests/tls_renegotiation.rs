@@ -389,3 +389,125 @@ async fn forced_client_renegotiation_under_load_loses_nothing() {
     c.release().await.unwrap();
     h.shutdown();
 }
+
+/// Our client renegotiates every 200 ms (a client-started TLS 1.2 renegotiation each) against
+/// a server that lets `per_min` a minute through; how many reads succeeded, whether one failed.
+async fn client_renegotiates_in_a_loop(
+    policy: secmms::tls::ClientRenegotiation,
+    per_min: u32,
+) -> (Arc<secmms_pki::event::MemorySink>, ServerHandle, u64, bool) {
+    let p = pki();
+    let (sev, ssink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.client_renegotiation = policy;
+    scfg.max_client_renegotiations_per_min = per_min;
+    let h = start(scfg, ssink).await;
+    let (_cev, csink) = sink();
+    let mut ccfg = client_config(false);
+    ccfg.client.request_timeout_secs = 3;
+    let ctx = secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap();
+    let c = Client::connect_tls(&h.addr.to_string(), &ccfg, &ctx)
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    let trigger = ctx.renegotiation_trigger();
+    let (mut ok, mut failed) = (0u64, false);
+    for _ in 0..8 {
+        trigger.force();
+        for _ in 0..10 {
+            match c.read_name(&name).await {
+                Ok(_) => ok += 1,
+                Err(_) => failed = true,
+            }
+            if failed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if failed {
+            break;
+        }
+    }
+    (sev, h, ok, failed)
+}
+
+/// Issue 17: renegotiations the client starts are counted (`TlsStats::client_renegotiations`)
+/// and each is a `TLS_CLIENT_RENEG` event; past `max_client_renegotiations_per_min` the next
+/// one is refused with `TLS_CLIENT_RENEG_REFUSED` and the session ends.
+#[tokio::test]
+async fn client_started_renegotiations_past_the_rate_end_the_session() {
+    let (ev, h, ok, failed) =
+        client_renegotiates_in_a_loop(secmms::tls::ClientRenegotiation::Limit, 3).await;
+    assert!(
+        failed,
+        "the fourth client renegotiation must end the session"
+    );
+    assert!(ok >= 20, "reads before the limit: {ok}");
+    assert!(
+        wait_for(&ev, "TLS_CLIENT_RENEG_REFUSED").await,
+        "{:?}",
+        mnemonics(&ev)
+    );
+    let names = mnemonics(&ev);
+    assert_eq!(
+        names.iter().filter(|m| **m == "TLS_CLIENT_RENEG").count(),
+        3,
+        "{names:?}"
+    );
+    let stats = h.tls_stats.clone().unwrap();
+    assert_eq!(stats.client_renegotiations.load(Ordering::Relaxed), 3);
+    assert_eq!(
+        stats.client_renegotiations_refused.load(Ordering::Relaxed),
+        1
+    );
+    h.shutdown();
+}
+
+/// `client_renegotiation = "refuse"`: the first renegotiation the client starts ends the
+/// session with `TLS_CLIENT_RENEG_REFUSED`; the server's own renegotiations are unaffected
+/// (the tests above run with the default policy, this one checks the server's own too).
+#[tokio::test]
+async fn client_started_renegotiation_refused_by_policy() {
+    let (ev, h, ok, failed) =
+        client_renegotiates_in_a_loop(secmms::tls::ClientRenegotiation::Refuse, 10).await;
+    assert!(failed && ok < 10, "ok {ok}, failed {failed}");
+    assert!(
+        wait_for(&ev, "TLS_CLIENT_RENEG_REFUSED").await,
+        "{:?}",
+        mnemonics(&ev)
+    );
+    let stats = h.tls_stats.clone().unwrap();
+    assert_eq!(stats.client_renegotiations.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        stats.client_renegotiations_refused.load(Ordering::Relaxed),
+        1
+    );
+    h.shutdown();
+
+    // The server's own key refresh still renegotiates under "refuse".
+    let p = pki();
+    let (_ev, sink) = sink();
+    let mut scfg = p.config(&p.server);
+    scfg.tls13 = false;
+    scfg.client_renegotiation = secmms::tls::ClientRenegotiation::Refuse;
+    scfg.renegotiation_bytes = 20_000;
+    let h = start(scfg, sink).await;
+    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+        .await
+        .unwrap();
+    let name = c.resolve(REF).await.unwrap();
+    for i in 0..300 {
+        c.read_name(&name)
+            .await
+            .unwrap_or_else(|e| panic!("read {i} failed during our renegotiation: {e}"));
+    }
+    c.release().await.unwrap();
+    let stats = h.tls_stats.clone().unwrap();
+    assert!(stats.renegotiations.load(Ordering::Relaxed) >= 1);
+    assert_eq!(
+        stats.client_renegotiations_refused.load(Ordering::Relaxed),
+        0
+    );
+    h.shutdown();
+}

@@ -60,6 +60,7 @@ mod machine {
                 max_established: 10,
                 max_per_source: 0,
             }),
+            handshakes: crate::handshakes::HandshakeGate::new(0, 0),
         }
     }
 

@@ -45,8 +45,16 @@ pub struct TlsConfig {
     pub renegotiation_bytes: u64,
     /// Seconds the peer has to complete a renegotiation we started before it is cut off.
     pub renegotiation_grace_secs: u64,
-    /// Accept renegotiations the client starts (the spec wants both directions).
-    pub allow_client_renegotiation: bool,
+    /// Server: what to do with a TLS 1.2 renegotiation the client starts: `limit` (default;
+    /// 62351-3 §7 wants both sides able to renegotiate for key refresh) lets through at most
+    /// `max_client_renegotiations_per_min`, `refuse` refuses every one. Each is a security
+    /// event (`TLS_CLIENT_RENEG`); one refused (`TLS_CLIENT_RENEG_REFUSED`) ends the session.
+    pub client_renegotiation: ClientRenegotiation,
+    /// Server: client-started renegotiations let through per minute and session under
+    /// `client_renegotiation = "limit"` (a token bucket of this many, refilled at this rate per
+    /// minute; 1..=600, default 10). A peer renegotiating for key refresh does so at most every
+    /// minute (`renegotiation_interval_secs` ≥ 60); each one costs the server a full handshake.
+    pub max_client_renegotiations_per_min: u32,
     /// Session cache / ticket lifetime, seconds; must be shorter than the renegotiation interval.
     pub resumption_lifetime_secs: u64,
     /// Most sessions the server keeps for resumption (each about 10 KiB; OpenSSL's own default
@@ -117,6 +125,23 @@ pub enum Tls13KeyRefresh {
     NewAssociation,
 }
 
+/// Renegotiations the client starts ([`TlsConfig::client_renegotiation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientRenegotiation {
+    /// Let through at most [`TlsConfig::max_client_renegotiations_per_min`]; the next one is
+    /// refused and ends the session.
+    #[default]
+    Limit,
+    /// Refuse every one (the session ends with a handshake_failure alert).
+    Refuse,
+}
+
+/// Default of [`TlsConfig::max_client_renegotiations_per_min`] (our DECISION: a peer that
+/// refreshes its keys renegotiates at most once a minute; the issue-17 attack ran 1 070 a
+/// second).
+pub const DEFAULT_MAX_CLIENT_RENEGOTIATIONS_PER_MIN: u32 = 10;
+
 /// OpenSSL read-ahead ([`TlsConfig::read_ahead`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -166,7 +191,8 @@ impl Default for TlsConfig {
             renegotiation_interval_secs: DEFAULT_RENEGOTIATION_INTERVAL_SECS,
             renegotiation_bytes: DEFAULT_RENEGOTIATION_BYTES,
             renegotiation_grace_secs: DEFAULT_RENEGOTIATION_GRACE_SECS,
-            allow_client_renegotiation: true,
+            client_renegotiation: ClientRenegotiation::Limit,
+            max_client_renegotiations_per_min: DEFAULT_MAX_CLIENT_RENEGOTIATIONS_PER_MIN,
             resumption_lifetime_secs: DEFAULT_RESUMPTION_LIFETIME_SECS,
             session_cache_size: DEFAULT_SESSION_CACHE_SIZE,
             max_cert_size: MAX_CERT_SIZE,
@@ -214,6 +240,12 @@ impl TlsConfig {
         }
         if !(1..=65_536).contains(&self.session_cache_size) {
             return Err(cfg_err("tls.session_cache_size", "must be 1..=65536"));
+        }
+        if !(1..=600).contains(&self.max_client_renegotiations_per_min) {
+            return Err(cfg_err(
+                "tls.max_client_renegotiations_per_min",
+                "must be 1..=600",
+            ));
         }
         if self.renegotiation_grace_secs == 0 || self.renegotiation_grace_secs > 3600 {
             return Err(cfg_err("tls.renegotiation_grace_secs", "must be 1..=3600"));

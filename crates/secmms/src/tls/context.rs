@@ -106,7 +106,10 @@ pub(super) fn build_ssl_context(
         let mut opts = SslOptions::NO_COMPRESSION
             | SslOptions::CIPHER_SERVER_PREFERENCE
             | SslOptions::NO_SESSION_RESUMPTION_ON_RENEGOTIATION;
-        if role == Role::Server && cfg.allow_client_renegotiation {
+        if role == Role::Server {
+            // OpenSSL 3 answers a client's renegotiation with a no_renegotiation warning
+            // unless this is set; we let it reach the ClientHello callback, where
+            // `RenegGuard` counts it, reports it and applies `tls.client_renegotiation`.
             opts |= ffi::OP_ALLOW_CLIENT_RENEGOTIATION;
         }
         b.set_options(opts);
@@ -325,6 +328,11 @@ impl TlsContext {
                     && (ctx.error_depth() != 0 || check_allowed(ctx, &allowed, &f))
             },
         );
+        if self.role == Role::Server {
+            if let Some(idx) = guard_index() {
+                ssl.set_ex_data(idx, RenegGuard::new(self, peer));
+            }
+        }
         if self.role == Role::Client {
             if self.cfg.read_ahead == ReadAhead::Auto {
                 // A client may be sent a HelloRequest (TLS 1.2) right in front of application

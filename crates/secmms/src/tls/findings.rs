@@ -55,11 +55,15 @@ pub enum TlsFinding {
     ServerIdentityMismatch,
     /// No usable OCSP answer for the peer's certificate.
     OcspUnavailable,
+    /// The client started a TLS 1.2 renegotiation, within the configured rate (notice).
+    ClientRenegotiation,
+    /// A renegotiation the client started was refused; the session ends.
+    ClientRenegotiationRefused,
 }
 
 impl TlsFinding {
     /// Every finding (for documentation and the id-uniqueness test).
-    pub const ALL: [TlsFinding; 22] = [
+    pub const ALL: [TlsFinding; 24] = [
         TlsFinding::Disabled,
         TlsFinding::InsecureVersion,
         TlsFinding::CipherDisallowed,
@@ -82,6 +86,8 @@ impl TlsFinding {
         TlsFinding::ServerCheckSkipped,
         TlsFinding::ServerIdentityMismatch,
         TlsFinding::OcspUnavailable,
+        TlsFinding::ClientRenegotiation,
+        TlsFinding::ClientRenegotiationRefused,
     ];
 }
 
@@ -112,6 +118,8 @@ impl TlsFinding {
             TlsFinding::ServerCheckSkipped => TLS_SERVER_CHECK_SKIPPED,
             TlsFinding::ServerIdentityMismatch => TLS_SERVER_IDENTITY_MISMATCH,
             TlsFinding::OcspUnavailable => TLS_OCSP_UNAVAILABLE,
+            TlsFinding::ClientRenegotiation => TLS_CLIENT_RENEG,
+            TlsFinding::ClientRenegotiationRefused => TLS_CLIENT_RENEG_REFUSED,
         }
     }
 
@@ -125,7 +133,9 @@ impl TlsFinding {
             | TlsFinding::OcspUnavailable
             | TlsFinding::CertExpired
             | TlsFinding::CertNotYetValid => Severity::Warning,
-            TlsFinding::KeysRefreshed | TlsFinding::Established => Severity::Notice,
+            TlsFinding::KeysRefreshed
+            | TlsFinding::Established
+            | TlsFinding::ClientRenegotiation => Severity::Notice,
             TlsFinding::CipherDisallowed
             | TlsFinding::CertInvalid
             | TlsFinding::HandshakeFailed => Severity::Error,
@@ -140,7 +150,8 @@ impl TlsFinding {
             | TlsFinding::VersionChanged
             | TlsFinding::CertNotAllowed
             | TlsFinding::ServerCheckSkipped
-            | TlsFinding::ServerIdentityMismatch => Severity::Alarm,
+            | TlsFinding::ServerIdentityMismatch
+            | TlsFinding::ClientRenegotiationRefused => Severity::Alarm,
         }
     }
 
@@ -161,13 +172,32 @@ impl TlsFinding {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct TracingSink;
 
+/// Text-log lines of the events a peer can repeat at will (its own renegotiations): at most
+/// a few per 10 s each, the next line saying how many were left out.
+static CLIENT_RENEG_LINES: [crate::events::ratelimit::LogLimiter; 2] = [
+    crate::events::ratelimit::LogLimiter::new(5, Duration::from_secs(10)),
+    crate::events::ratelimit::LogLimiter::new(5, Duration::from_secs(10)),
+];
+
 impl SecurityEventSink for TracingSink {
     fn record(&self, e: &SecurityEvent) {
+        let limiter = match (e.id, e.mnemonic) {
+            id if id == tls_events::TLS_CLIENT_RENEG => Some(&CLIENT_RENEG_LINES[0]),
+            id if id == tls_events::TLS_CLIENT_RENEG_REFUSED => Some(&CLIENT_RENEG_LINES[1]),
+            _ => None,
+        };
+        let more = match limiter {
+            Some(l) => match l.check(std::time::Instant::now()) {
+                Some(n) => crate::events::ratelimit::left_out(n),
+                None => return,
+            },
+            None => String::new(),
+        };
         match e.severity {
-            Severity::Warning => tracing::warn!(target: "secmms::security", "{e}"),
-            Severity::Notice => tracing::info!(target: "secmms::security", "{e}"),
+            Severity::Warning => tracing::warn!(target: "secmms::security", "{e}{more}"),
+            Severity::Notice => tracing::info!(target: "secmms::security", "{e}{more}"),
             // Alarm, error, and any more severe class.
-            _ => tracing::error!(target: "secmms::security", "{e}"),
+            _ => tracing::error!(target: "secmms::security", "{e}{more}"),
         }
     }
 }
@@ -193,6 +223,11 @@ pub struct TlsStats {
     pub renegotiations: AtomicU64,
     /// TLS 1.3 key updates we sent.
     pub key_updates: AtomicU64,
+    /// TLS 1.2 renegotiations a client started that were let through (server).
+    pub client_renegotiations: AtomicU64,
+    /// TLS 1.2 renegotiations a client started that were refused, each ending its session
+    /// (server; `tls.client_renegotiation`, `tls.max_client_renegotiations_per_min`).
+    pub client_renegotiations_refused: AtomicU64,
 }
 
 pub(super) type Findings = Arc<Mutex<Vec<(TlsFinding, String)>>>;

@@ -45,13 +45,14 @@ mod context;
 pub(crate) mod ffi;
 mod findings;
 mod refresh;
+mod reneg;
 mod stream;
 mod suites;
 mod verify;
 
 pub use config::{
-    parse_fingerprint, ReadAhead, Tls13KeyRefresh, TlsConfig, MAX_ALLOWED_FINGERPRINTS,
-    MAX_TLS13_TICKETS,
+    parse_fingerprint, ClientRenegotiation, ReadAhead, Tls13KeyRefresh, TlsConfig,
+    DEFAULT_MAX_CLIENT_RENEGOTIATIONS_PER_MIN, MAX_ALLOWED_FINGERPRINTS, MAX_TLS13_TICKETS,
 };
 pub use findings::{report_plain, TlsFinding, TlsStats, TracingSink};
 pub use refresh::RenegotiationTrigger;
@@ -64,6 +65,7 @@ pub use suites::{
 use context::*;
 use findings::*;
 use refresh::*;
+use reneg::*;
 use verify::*;
 
 /// IANA port of RFC 1006 over TLS, "iso-tp0s" (IEC 62351-4 §6.3).

@@ -82,6 +82,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         peer: String,
         findings: Findings,
     ) -> Self {
+        if let Some(g) = guard_of(inner.ssl()) {
+            g.established();
+        }
         let interval = Duration::from_secs(ctx.cfg.renegotiation_interval_secs);
         let now = Instant::now();
         TlsStream {
@@ -182,6 +185,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
                     io::ErrorKind::PermissionDenied,
                     "peer does not support secure renegotiation",
                 ));
+            }
+            if let Some(g) = guard_of(ssl) {
+                g.ours(true);
             }
             ffi::renegotiate(ssl).map_err(io::Error::other)?;
             self.pending = Some(Instant::now());
@@ -299,6 +305,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
         if let Some(started) = self.pending {
             if !ffi::renegotiate_pending(self.inner.ssl()) {
                 self.pending = None;
+                if let Some(g) = guard_of(self.inner.ssl()) {
+                    g.ours(false);
+                }
                 self.refreshes += 1;
                 self.last_refresh = now;
                 self.bytes = 0;

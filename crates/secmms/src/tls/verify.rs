@@ -11,6 +11,13 @@ pub(super) fn client_hello_policy(
     alert: &mut SslAlert,
 ) -> Result<ClientHelloResponse, openssl::error::ErrorStack> {
     let ssl = hello.ssl();
+    // A renegotiation the client started: counted, reported, refused past the policy.
+    if let Some(g) = guard_of(ssl) {
+        if !g.admit(std::time::Instant::now()) {
+            *alert = SslAlert::HANDSHAKE_FAILURE;
+            return Err(openssl::error::ErrorStack::get());
+        }
+    }
     let findings = findings_index().and_then(|i| ssl.ex_data(i)).cloned();
     let legacy = hello.legacy_version();
     let versions = hello.ext(EXT_SUPPORTED_VERSIONS);

@@ -23,6 +23,10 @@ const MAX_BATCH: usize = 16 * 1024;
 /// Read buffer size: one maximal TPKT.
 pub(crate) const READ_CHUNK: usize = 65_536;
 
+/// The read buffer a connection starts with; it doubles, up to [`READ_CHUNK`], each time a read
+/// fills it.
+pub(crate) const FIRST_READ_CHUNK: usize = 4_096;
+
 /// Writes every chunk `next` yields, coalesced into writes of at most [`MAX_BATCH`] octets (the
 /// answers to several pipelined requests leave in one system call and, over TLS, one record),
 /// then flushes. Nothing queued: nothing written.
@@ -156,7 +160,9 @@ impl<S: Stream> ByteStream<S> {
     pub(crate) fn new(stream: S, write_timeout: Option<Duration>) -> Self {
         ByteStream {
             stream,
-            buf: vec![0; READ_CHUNK],
+            // Small until a read fills it: an idle association keeps 4 KiB, not 64
+            // (issue 17: memory per idle association).
+            buf: vec![0; FIRST_READ_CHUNK],
             n: 0,
             write_timeout,
         }
@@ -173,6 +179,12 @@ impl<S: Stream> Transport for ByteStream<S> {
 
     async fn ready(&mut self) -> Result<bool, std::io::Error> {
         self.n = self.stream.read(&mut self.buf).await?;
+        // A read that filled the buffer: the next one may take twice as much, up to
+        // READ_CHUNK (what arrived stays at the front, in place).
+        if self.n == self.buf.len() && self.buf.len() < READ_CHUNK {
+            let grown = (self.buf.len() * 2).min(READ_CHUNK);
+            self.buf.resize(grown, 0);
+        }
         Ok(self.n > 0)
     }
 

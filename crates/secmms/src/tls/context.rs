@@ -18,7 +18,7 @@ pub(super) fn read_file(path: &Path, max: u64) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Octets of the buffer through which OpenSSL reads the socket.
-pub(super) const READ_BUFFER: usize = 32 * 1024;
+pub(super) const READ_BUFFER: usize = 8 * 1024;
 
 /// Largest PEM file read for certificates, keys and trust anchors.
 pub(super) const MAX_PEM_FILE: u64 = 4 * 1024 * 1024;
@@ -88,6 +88,9 @@ pub(super) fn build_ssl_context(
         // 5-octet header and the body in two: MMS PDUs are small, so this halves the reads.
         // (`auto` turns it off again on TLS 1.2 client sessions, see `TlsContext::new_ssl`.)
         b.set_read_ahead(cfg.read_ahead != ReadAhead::Off);
+        // An idle session gives its record buffers back (about 34 KiB each): MMS associations
+        // are long and mostly quiet (issue 17: memory per idle association).
+        b.set_mode(openssl::ssl::SslMode::RELEASE_BUFFERS);
         // §6.2 / 62351-3: TLS 1.2 mandatory, TLS 1.3 optional, nothing older.
         b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
         b.set_max_proto_version(Some(if cfg.tls13 {

@@ -41,6 +41,14 @@
 //!   the key: the log protects records already written against later tampering by someone
 //!   without the key, not against a compromised writer.
 //!
+//! # Floods
+//! An aggregating sink ([`ChainedLogSink::with_aggregation`], `[events] aggregate_secs`) writes
+//! the first event of a kind (same id, same source address) at once and counts the identical
+//! ones that follow within the window; when the window closes (or at [`ChainedLogSink::flush`],
+//! and when the sink is dropped) one record stands for them, with `count`, `first` and `last`
+//! (see [`aggregate`]). Every event is still accounted for, and a flood costs a few records and
+//! fsyncs per window instead of one each.
+//!
 //! # Writing
 //! [`ChainedLogSink`] holds the file open in append mode behind a mutex (one writer process per
 //! file; several threads are fine), writes each record with one `write` call, and fsyncs per
@@ -64,6 +72,7 @@ use zeroize::Zeroizing;
 
 use super::time::rfc3339_utc;
 
+pub mod aggregate;
 mod record;
 mod verify;
 mod writer;
@@ -95,6 +104,8 @@ pub const MIN_KEY_LEN: usize = 16;
 pub const MAX_KEY_LEN: usize = 1024;
 /// Domain-separation prefix of the canonical encoding (version 1 of the format).
 pub const CANONICAL_PREFIX: &[u8] = b"secmms-event-log-v1\0";
+/// Marks the aggregate fields at the end of the canonical encoding of an aggregate record.
+pub const AGGREGATE_MARK: &[u8] = b"\0aggregate\0";
 
 /// Errors opening or writing the log, or reading its key.
 #[derive(Debug, thiserror::Error)]

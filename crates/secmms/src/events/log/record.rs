@@ -19,8 +19,18 @@ pub struct LogRecord {
     pub severity: String,
     /// Event message.
     pub message: String,
-    /// Association concerned, if any.
+    /// Association concerned, if any (for an aggregate, the source the events came from).
     pub association: Option<String>,
+    /// An aggregate: how many identical events (same id and source) this record stands for,
+    /// absent for a single event ([`super::aggregate`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// An aggregate: RFC 3339 UTC time of the first of its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<String>,
+    /// An aggregate: RFC 3339 UTC time of the last of its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
     /// Chain algorithm: [`ALG_SHA256`] or [`ALG_HMAC_SHA256`].
     pub alg: String,
     /// Hash of the previous record (hex), [`GENESIS`] for the first.
@@ -39,7 +49,9 @@ impl LogRecord {
     /// The canonical encoding that is hashed: [`CANONICAL_PREFIX`], `seq` as 8 octets
     /// big-endian, then `time`, `id`, `mnemonic`, `severity`, `message` each as a 4-octet
     /// big-endian length and the UTF-8 octets, then `association` as one octet 0 (absent) or
-    /// 1 followed by length and octets, then `alg` and `prev` as length and octets.
+    /// 1 followed by length and octets, then `alg` and `prev` as length and octets; an
+    /// aggregate then adds [`AGGREGATE_MARK`], `count` as 8 octets big-endian, and `first` and
+    /// `last` as length and octets (a record without them encodes as before aggregates existed).
     pub fn canonical(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(256 + self.message.len());
         out.extend_from_slice(CANONICAL_PREFIX);
@@ -62,6 +74,19 @@ impl LogRecord {
         }
         put_field(&mut out, self.alg.as_bytes());
         put_field(&mut out, self.prev.as_bytes());
+        if self.count.is_some() || self.first.is_some() || self.last.is_some() {
+            out.extend_from_slice(AGGREGATE_MARK);
+            out.extend_from_slice(&self.count.unwrap_or(0).to_be_bytes());
+            for f in [&self.first, &self.last] {
+                match f {
+                    None => out.push(0),
+                    Some(t) => {
+                        out.push(1);
+                        put_field(&mut out, t.as_bytes());
+                    }
+                }
+            }
+        }
         out
     }
 

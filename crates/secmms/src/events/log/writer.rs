@@ -18,6 +18,8 @@ pub struct ChainedLogSink {
     fsync: FsyncPolicy,
     inner: Mutex<Inner>,
     failures: AtomicU64,
+    /// Flood aggregation (`None`: every event is a record of its own).
+    agg: Option<Mutex<aggregate::Aggregator>>,
 }
 
 impl std::fmt::Debug for ChainedLogSink {
@@ -75,7 +77,55 @@ impl ChainedLogSink {
                 disabled: false,
             }),
             failures: AtomicU64::new(0),
+            agg: None,
         })
+    }
+
+    /// Aggregates floods: identical events (same id, same source address) within `window`
+    /// of the first become one record with a count (see [`super::aggregate`]). A zero window
+    /// turns aggregation off.
+    pub fn with_aggregation(mut self, window: std::time::Duration) -> Self {
+        self.agg = (!window.is_zero()).then(|| Mutex::new(aggregate::Aggregator::new(window)));
+        self
+    }
+
+    /// Writes the aggregates whose window has closed (the server calls this periodically).
+    pub fn flush_due(&self) {
+        let due = match &self.agg {
+            Some(a) => a
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .due(SystemTime::now()),
+            None => return,
+        };
+        self.write_aggregates(due);
+    }
+
+    /// Closes every open window and writes its aggregate now (shutdown).
+    pub fn flush(&self) {
+        let all = match &self.agg {
+            Some(a) => a.lock().unwrap_or_else(|e| e.into_inner()).close_all(),
+            None => return,
+        };
+        self.write_aggregates(all);
+    }
+
+    fn write_aggregates(&self, aggs: Vec<aggregate::Aggregate>) {
+        for a in aggs {
+            let agg = Agg {
+                count: a.count,
+                first: rfc3339_utc(a.first),
+                last: rfc3339_utc(a.last),
+                source: a.source,
+            };
+            if let Err(e) = self.write(&a.event, a.last, Some(agg)) {
+                self.failures.fetch_add(a.count, Ordering::Relaxed);
+                tracing::error!(
+                    target: "secmms::security",
+                    "{} security events not logged: {e}: {}", a.count, a.event
+                );
+            }
+        }
     }
 
     /// The file this sink writes.
@@ -111,6 +161,15 @@ impl ChainedLogSink {
     /// Appends `event` stamped with `time`; returns the new head. On a write failure the file
     /// is truncated back to its previous length; if even that fails the sink disables itself.
     pub fn append_at(&self, event: &SecurityEvent, time: SystemTime) -> Result<LogHead, LogError> {
+        self.write(event, time, None)
+    }
+
+    fn write(
+        &self,
+        event: &SecurityEvent,
+        time: SystemTime,
+        agg: Option<Agg>,
+    ) -> Result<LogHead, LogError> {
         let mut g = self.lock();
         if g.disabled {
             return Err(LogError::Disabled {
@@ -124,10 +183,16 @@ impl ChainedLogSink {
             mnemonic: cut(event.mnemonic, MAX_ASSOCIATION_LEN),
             severity: event.severity.as_str().to_owned(),
             message: cut(&event.message, MAX_MESSAGE_LEN),
-            association: event
-                .association
-                .as_deref()
-                .map(|a| cut(a, MAX_ASSOCIATION_LEN)),
+            association: match &agg {
+                Some(a) => Some(cut(&a.source, MAX_ASSOCIATION_LEN)),
+                None => event
+                    .association
+                    .as_deref()
+                    .map(|a| cut(a, MAX_ASSOCIATION_LEN)),
+            },
+            count: agg.as_ref().map(|a| a.count),
+            first: agg.as_ref().map(|a| a.first.clone()),
+            last: agg.map(|a| a.last),
             alg: alg_for(self.key.as_ref()).to_owned(),
             prev: g.prev.clone(),
             hash: String::new(),
@@ -165,8 +230,36 @@ impl ChainedLogSink {
     }
 }
 
+/// The aggregate fields of a record.
+struct Agg {
+    count: u64,
+    first: String,
+    last: String,
+    source: String,
+}
+
+impl Drop for ChainedLogSink {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
 impl SecurityEventSink for ChainedLogSink {
     fn record(&self, event: &SecurityEvent) {
+        if let Some(a) = &self.agg {
+            let now = SystemTime::now();
+            let (verdict, flushed, due) = {
+                let mut a = a.lock().unwrap_or_else(|e| e.into_inner());
+                let due = a.due(now);
+                let (v, f) = a.offer(event, now);
+                (v, f, due)
+            };
+            self.write_aggregates(due);
+            self.write_aggregates(flushed);
+            if verdict == aggregate::Verdict::Counted {
+                return;
+            }
+        }
         if let Err(e) = self.append(event) {
             self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!(target: "secmms::security", "security event not logged: {e}: {event}");

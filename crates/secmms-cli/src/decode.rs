@@ -45,9 +45,21 @@ TLS
   no secret for, another suite or TLS 1.0/1.1 is a problem naming why; without --tls-keylog a TLS
   stream is named, not decoded.
 
+E2E
+  E2E handshakes (HandshakeReq, HandshakeAcc) are verified with the certificate they carry.
+  --e2e-keylog FILE (what `secmms server|client --e2e-keylog` writes; format in docs/DECODE.md)
+  verifies the ICV of every ClearTransfer and the AEAD tag or ICV of every EncrTransfer and
+  decrypts it (AES-GCM, AES-CBC + HMAC/GMAC), across rekeys; the MMS inside is decoded like
+  plain MMS. An association is matched to its lines by the SHA-256 of its HandshakeReq `tbs`,
+  so the capture must hold the association set-up. A transfer that does not verify is
+  verified=false and a problem; without --e2e-keylog (or without a line for the association)
+  the notes say what was not checked and verified stays null.
+
 PLAINTEXT
   --write-plain OUT.pcapng writes every stream's RFC 1006 octets, TLS removed, as TCP on port 102,
-  so that Wireshark's own dissectors show them. E2E protection stays (it needs the E2E keys).
+  so that Wireshark's own dissectors show them. With --e2e-keylog each E2E transfer that
+  verified travels as its MMS PDU on the MMS presentation context (the set-up keeps its
+  handshake SecPDUs); without it E2E protection stays.
 
 FILTER
   --filter stream=N | service=NAME | object=TEXT, comma-separated to combine.
@@ -75,12 +87,17 @@ pub struct DecodeArgs {
     /// AES-CBC) streams.
     #[arg(long, value_name = "FILE")]
     pub tls_keylog: Option<PathBuf>,
+    /// E2E key log (what `secmms server|client --e2e-keylog` writes): verifies every E2E ICV
+    /// and decrypts every EncrTransfer.
+    #[arg(long, value_name = "FILE")]
+    pub e2e_keylog: Option<PathBuf>,
     /// Trust anchor (PEM or DER CA certificate; repeatable): A-profile and E2E handshake
     /// certificates are then also validated (path, validity, Annex G).
     #[arg(long, value_name = "FILE")]
     pub ca: Vec<PathBuf>,
     /// Write the streams' RFC 1006 octets with TLS removed to this pcapng, on port 102, for
-    /// Wireshark's own dissectors (E2E protection is not removed).
+    /// Wireshark's own dissectors (E2E protection removed from the transfers that verified
+    /// with --e2e-keylog).
     #[arg(long, value_name = "OUT.pcapng")]
     pub write_plain: Option<PathBuf>,
     /// Most TCP streams followed at once.
@@ -130,6 +147,21 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
             }
         }
     };
+    let e2e_keylog = match &a.e2e_keylog {
+        None => None,
+        Some(p) => {
+            let parsed = std::fs::read_to_string(p)
+                .map_err(|e| e.to_string())
+                .and_then(|t| secmms_decode::e2e::E2eKeyLog::parse(&t).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    eprintln!("error: E2E key log {}: {e}", p.display());
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
+    };
     let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (source, total): (Box<dyn Read>, Option<u64>) = if a.file.as_os_str() == "-" {
         (Box::new(std::io::stdin()), None)
@@ -163,6 +195,9 @@ pub fn run(a: DecodeArgs) -> Result<ExitCode> {
     let mut decoder = Decoder::new(limits, a.verbose);
     if let Some(k) = keylog {
         decoder = decoder.with_tls_keylog(k);
+    }
+    if let Some(k) = e2e_keylog {
+        decoder = decoder.with_e2e_keylog(k);
     }
     if !a.ca.is_empty() {
         let mut v = secmms_pki::OpenSslValidator::new();

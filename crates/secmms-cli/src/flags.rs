@@ -86,6 +86,12 @@ pub struct SecArgs {
     /// invalid-attribute-certificate.
     #[arg(long, value_name = "PEM")]
     pub attribute_authority: Vec<PathBuf>,
+    /// Native mode: write the E2E traffic keys of every association to FILE (one line per
+    /// association and key generation, mode 0600) so `secmms decode --e2e-keylog` can verify
+    /// and decrypt a capture; each key derivation raises an E2E_KEYLOG_ACTIVE warning event.
+    /// Never written unless asked for; no private key is ever written.
+    #[arg(long, value_name = "FILE")]
+    pub e2e_keylog: Option<PathBuf>,
     /// Our AP-title (dotted OID). Default: the AP-title our application certificate binds
     /// (Annex G.6.2: its 2.5.4.106 identity without the last arc); must match it when given.
     #[arg(long, value_name = "OID")]
@@ -163,6 +169,12 @@ impl SecArgs {
         }
         if let Some(t) = &self.ap_title {
             cfg.osi.local_ap_title = Some(t.clone());
+        }
+        if let Some(k) = &self.e2e_keylog {
+            if cfg.security.mode != AppMode::Native {
+                bail!("--e2e-keylog applies to --mode native only");
+            }
+            cfg.security.e2e_keylog_file = Some(k.clone());
         }
         if let Some(q) = self.ae_qualifier {
             cfg.osi.local_ae_qualifier = Some(q);
@@ -254,6 +266,12 @@ impl XmppArgs {
         }
         if cfg.security.mode != secmms::security::AppMode::Native {
             bail!("--env xmpp carries E2E security only: add --mode native with --app-cert, --app-key and --ca");
+        }
+        if cfg.security.e2e_keylog_file.is_some() {
+            bail!(
+                "--e2e-keylog: the XMPP environment writes no E2E key log (secmms decode reads \
+                 OSI captures only)"
+            );
         }
         cfg.validate().context("XMPP settings")?;
         Ok(true)

@@ -29,6 +29,12 @@ pub struct RelayArgs {
     /// With --tls: plain TCP from the previous hop (TLS only towards the next hop).
     #[arg(long)]
     pub plain_in: bool,
+    /// Not available on the relay: E2E security runs end to end through it (§15.5), so the
+    /// relay never holds E2E keys. Take the E2E key logs at the client and the server
+    /// (`secmms server|client --e2e-keylog`); the relay's TLS hops have --tls-keylog. Given,
+    /// the relay refuses to start and says so.
+    #[arg(long, value_name = "FILE")]
+    pub e2e_keylog: Option<PathBuf>,
     #[command(flatten)]
     pub tls: TlsArgs,
 }
@@ -55,6 +61,13 @@ fn parse_route(r: &str) -> Result<secmms::relay::RouteEntry> {
 }
 
 pub async fn run(a: RelayArgs) -> Result<ExitCode> {
+    if a.e2e_keylog.is_some() {
+        bail!(
+            "--e2e-keylog: the relay carries E2E security end to end (IEC 62351-4 §15.5) and \
+             holds no E2E keys; take the E2E key logs at the client and the server (secmms \
+             server|client --e2e-keylog) and the relay's TLS secrets with --tls-keylog"
+        );
+    }
     let mut cfg = load_config(a.config.as_ref())?;
     let port = a.tls.apply(&mut cfg)?;
     if let Some(l) = a.listen {

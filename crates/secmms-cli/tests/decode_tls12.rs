@@ -135,20 +135,9 @@ fn tls_events(items: &[serde_json::Value]) -> Vec<String> {
 
 /// The invokeIDs of the MMS PDUs, in order, as tshark decrypts and decodes them.
 fn tshark_invoke_ids(c: &Tls12Capture) -> Vec<u64> {
-    let t = secmms_testkit::Tshark::new(&c.pcap).options([
-        "-o".to_string(),
-        format!("tls.keylog_file:{}", c.keylog.display()),
-        "-d".into(),
-        "tcp.port==3782,tls".into(),
-        "-d".into(),
-        "tls.port==3782,tpkt".into(),
-    ]);
-    t.run(&["-Y", "mms", "-T", "fields", "-e", "mms.invokeID"])
-        .lines()
-        .flat_map(|l| l.split(','))
-        .filter(|x| !x.trim().is_empty())
-        .map(|x| x.trim().parse().unwrap())
-        .collect()
+    secmms_testkit::Tshark::new(&c.pcap)
+        .tls_keylog(&c.keylog, 3782)
+        .mms_invoke_ids()
 }
 
 /// Decodes `c` with the key log and checks the PDUs; returns the TLS notes.

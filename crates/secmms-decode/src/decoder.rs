@@ -117,6 +117,7 @@ pub struct Decoder {
     streams: HashMap<u64, StreamDecoder>,
     modes: HashMap<u64, Mode>,
     keylog: Option<KeyLog>,
+    e2e_keylog: Option<std::sync::Arc<secmms_e2e::keylog::E2eKeyLog>>,
     plain: Option<PlainExport>,
     anchors: Option<crate::secure::TrustAnchors>,
     verbose: bool,
@@ -134,6 +135,9 @@ struct PlainExport {
 
 impl PlainExport {
     fn data(&mut self, stream: u64, dir: Direction, bytes: &[u8], time_ns: Option<i128>) {
+        if bytes.is_empty() {
+            return;
+        }
         let t = time_ns.and_then(|t| u64::try_from(t).ok()).unwrap_or(0);
         let Some(c) = self.clients.get(&stream) else {
             return;
@@ -167,6 +171,7 @@ impl Decoder {
             streams: HashMap::new(),
             modes: HashMap::new(),
             keylog: None,
+            e2e_keylog: None,
             plain: None,
             anchors: None,
             verbose,
@@ -175,8 +180,10 @@ impl Decoder {
     }
 
     /// Exports every stream's plaintext RFC 1006 octets as a pcapng on port 102
-    /// (`--write-plain`): TLS is removed; E2E protection is not (that needs the E2E keys).
-    /// Collect the file with [`Decoder::take_plain`].
+    /// (`--write-plain`): TLS is removed, and an E2E transfer that verified with the E2E key
+    /// log ([`Decoder::with_e2e_keylog`]) travels as its MMS PDU on the MMS presentation
+    /// context (the association set-up keeps its handshake SecPDUs). Octets that do not frame
+    /// as TPKTs are left out. Collect the file with [`Decoder::take_plain`].
     pub fn with_plain_export(mut self) -> Self {
         self.plain = Some(PlainExport::default());
         self
@@ -200,6 +207,13 @@ impl Decoder {
     /// Decrypts TLS streams with `keys` (`--tls-keylog`).
     pub fn with_tls_keylog(mut self, keys: KeyLog) -> Self {
         self.keylog = Some(keys);
+        self
+    }
+
+    /// Verifies E2E transfers and decrypts EncrTransfers with the traffic keys of an E2E key
+    /// log (`--e2e-keylog`, [`secmms_e2e::keylog`]); see [`crate::e2e`].
+    pub fn with_e2e_keylog(mut self, keys: secmms_e2e::keylog::E2eKeyLog) -> Self {
+        self.e2e_keylog = Some(std::sync::Arc::new(keys));
         self
     }
 
@@ -326,6 +340,12 @@ impl Decoder {
                     if let Some(a) = &self.anchors {
                         sd.set_anchors(a.clone());
                     }
+                    if let Some(k) = &self.e2e_keylog {
+                        sd.set_e2e_keylog(k.clone());
+                    }
+                    if self.plain.is_some() {
+                        sd.set_export();
+                    }
                     self.streams.insert(ev.stream, sd);
                     let d = format!(
                         "{client}{}",
@@ -441,10 +461,10 @@ impl Decoder {
         let plain = &mut self.plain;
         match mode {
             Mode::Plain => {
+                sd.data(dir, bytes, fi, self.verbose, outputs);
                 if let Some(p) = plain {
-                    p.data(stream, dir, bytes, fi.time_ns);
+                    p.data(stream, dir, &sd.take_export(dir), fi.time_ns);
                 }
-                sd.data(dir, bytes, fi, self.verbose, outputs)
             }
             Mode::Opaque => {}
             Mode::Tls(t) => {
@@ -460,10 +480,10 @@ impl Decoder {
                 for o in tls_out {
                     match o {
                         TlsOutput::Plain(_, p) => {
+                            sd.data(dir, &p, fi, self.verbose, outputs);
                             if let Some(x) = plain.as_mut() {
-                                x.data(stream, dir, &p, fi.time_ns);
+                                x.data(stream, dir, &sd.take_export(dir), fi.time_ns);
                             }
-                            sd.data(dir, &p, fi, self.verbose, outputs)
                         }
                         TlsOutput::Note(n) => outputs.push(tls_notice(stream, dir, fi, n, false)),
                         TlsOutput::Problem(n) => outputs.push(tls_notice(stream, dir, fi, n, true)),

@@ -195,3 +195,156 @@ pub fn tls(data: &[u8]) {
         }
     }
 }
+
+/// A deterministic RNG for the E2E target (a counter through SHA-256).
+struct FuzzRng(u64);
+impl secmms_pki::RandomSource for FuzzRng {
+    fn fill(&mut self, buf: &mut [u8]) -> Result<(), secmms_pki::CryptoError> {
+        for chunk in buf.chunks_mut(32) {
+            self.0 += 1;
+            let h = secmms_pki::crypto::sha256(&self.0.to_be_bytes());
+            chunk.copy_from_slice(&h[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// The E2E key log and the E2E transfer checks of `secmms decode --e2e-keylog`
+/// ([`crate::e2e::E2eTracker`]). The whole input is parsed as a key log (no panic). Then the
+/// first octet chooses the protection mode (GCM, HMAC, CBC + GMAC, CBC + HMAC) of a genuine
+/// association between two engines that export their keys; each further operation is `[op,
+/// arg, len, bytes…]`: one end protects a PrPDU made of `bytes` (the other end receives it),
+/// the last genuine transfer is checked with octets flipped, raw `bytes` are checked as a
+/// transfer, or the client starts a rekey. Checks: every genuine transfer verifies under the
+/// logged keys, and an EncrTransfer decrypts to the PrPDU sent; nothing panics.
+pub fn e2e(data: &[u8]) {
+    use crate::e2e::{Checked, E2eKeyLog, E2eTracker};
+    use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
+    use secmms_e2e::{E2eClient, E2eConfig, E2eServer, ModeOffer, SecPdu, SecPduKind};
+    let _ = E2eKeyLog::parse(&String::from_utf8_lossy(data));
+    let Some((&head, mut rest)) = data.split_first() else {
+        return;
+    };
+    let offer = match head % 4 {
+        0 => ModeOffer::Ae(vec![AeAlg::Aes128Gcm]),
+        1 => ModeOffer::NonAe {
+            encr: vec![],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+        2 => ModeOffer::NonAe {
+            encr: vec![EncrAlg::Aes128Cbc],
+            icv: vec![IcvAlg::Gmac128],
+        },
+        _ => ModeOffer::NonAe {
+            encr: vec![EncrAlg::Aes256Cbc],
+            icv: vec![IcvAlg::HmacSha256],
+        },
+    };
+    let (cc, sc) = secmms_e2e::doc_support::demo_contexts();
+    let cc = secmms_e2e::Context {
+        config: std::sync::Arc::new(E2eConfig {
+            offer,
+            ..(*cc.config).clone()
+        }),
+        ..cc
+    };
+    let mut client = E2eClient::new(cc, Box::new(FuzzRng(1)), 1);
+    let mut server = E2eServer::new(sc, Box::new(FuzzRng(1 << 32)), 2);
+    client.export_keys();
+    server.export_keys();
+    let now = secmms_e2e::TimeStamp(1_750_000_000_000);
+    let limits = secmms_e2e::limits::default_ber_limits();
+    let Ok(req) = client.handshake_req(Some(&[0xa8, 0x00]), now) else {
+        return;
+    };
+    let Ok(SecPdu::HandshakeReq(h)) = SecPdu::decode(SecPduKind::HandshakeReq, &req, limits) else {
+        panic!("our own HandshakeReq decodes");
+    };
+    let mut tracker = E2eTracker::default();
+    tracker.handshake_req(&h.tbs);
+    let established = server.receive(SecPduKind::HandshakeReq, &req, now).is_ok()
+        && server
+            .accept(Some(&[0xa9, 0x00]), now)
+            .is_ok_and(|acc| client.receive(SecPduKind::HandshakeAcc, &acc, now).is_ok());
+    assert!(established, "a genuine handshake succeeds");
+    let mut log = String::new();
+    let mut last: Option<(Direction, SecPduKind, Vec<u8>)> = None;
+    let mut steps = 0;
+    while rest.len() >= 3 && steps < 32 {
+        steps += 1;
+        let (op, arg, len) = (rest[0], rest[1], usize::from(rest[2]).min(120));
+        rest = &rest[3..];
+        let bytes = &rest[..len.min(rest.len())];
+        rest = &rest[bytes.len()..];
+        let mut pr = vec![0x04, bytes.len() as u8];
+        pr.extend_from_slice(bytes);
+        let protected = match op % 4 {
+            0 => client
+                .protect(&pr, now)
+                .ok()
+                .filter(|(k, b)| server.receive(*k, b, now).is_ok())
+                .map(|(k, b)| (Direction::ToServer, k, b)),
+            1 => server
+                .protect(&pr, now)
+                .ok()
+                .filter(|(k, b)| client.receive(*k, b, now).is_ok())
+                .map(|(k, b)| (Direction::ToClient, k, b)),
+            2 => {
+                if let Some((dir, k, b)) = &last {
+                    let mut v = b.clone();
+                    for (i, x) in bytes.chunks(2).enumerate() {
+                        let pos = (usize::from(x[0]) * 7 + i * 131) % v.len().max(1);
+                        if let Some(o) = v.get_mut(pos) {
+                            *o ^= x.get(1).copied().unwrap_or(1);
+                        }
+                    }
+                    let _ = tracker.check(*dir, *k, &v, limits);
+                }
+                None
+            }
+            _ => {
+                if arg & 2 != 0 {
+                    client.start_rekey();
+                } else {
+                    let dir = if arg & 1 == 0 {
+                        Direction::ToServer
+                    } else {
+                        Direction::ToClient
+                    };
+                    let kind = if arg & 4 == 0 {
+                        SecPduKind::ClearTransfer
+                    } else {
+                        SecPduKind::EncrTransfer
+                    };
+                    let _ = tracker.check(dir, kind, bytes, limits);
+                }
+                None
+            }
+        };
+        let mut fresh = false;
+        while let Some(m) = client.poll_key_material() {
+            log.push_str(&m.line());
+            log.push('\n');
+            fresh = true;
+        }
+        while server.poll_key_material().is_some() {}
+        while client.poll_event().is_some() {}
+        while server.poll_event().is_some() {}
+        if fresh {
+            tracker.set_log(std::sync::Arc::new(
+                E2eKeyLog::parse(&log).expect("the engine's own lines parse"),
+            ));
+        }
+        if let Some((dir, k, b)) = protected {
+            match tracker.check(dir, k, &b, limits) {
+                Checked::Verified { plain, .. } => {
+                    if k == SecPduKind::EncrTransfer {
+                        assert_eq!(plain.as_deref(), Some(&pr[..]), "decrypts to what was sent");
+                    }
+                }
+                other => panic!("a genuine transfer does not verify: {other:?}"),
+            }
+            last = Some((dir, k, b));
+        }
+    }
+}

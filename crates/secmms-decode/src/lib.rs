@@ -12,6 +12,7 @@
 //! | [`tls`] | TLS 1.3 (AES-GCM) and TLS 1.2 (AES-GCM, AES-CBC) decryption from an NSS key log |
 //! | [`osi`] | TPKT (with resynchronisation), COTP, session, presentation, ACSE, MMS, E2E |
 //! | [`mms`], [`secure`], [`tree`] | MMS summary, A-profile and E2E checks, the `-V` tree |
+//! | [`e2e`] | E2E transfers verified and decrypted with an E2E key log, across rekeys |
 //! | [`decoder`] | the pipeline and `--filter` |
 //! | [`record`] | what is reported, as text and JSON |
 //! | [`synth`] | writing captures (tests, plaintext export) |
@@ -45,7 +46,7 @@
 //! | `invoke_id` | MMS invokeID (number) or `null` |
 //! | `objects` | array of object names, `"domain/item"` or `"item"` |
 //! | `result` | outcome (`"success"`, `"failure: object-non-existent"`, `"accepted"`, …) or `null` |
-//! | `verified` | `true` every signature checked verified, `false` one failed, `null` nothing to check |
+//! | `verified` | `true` every signature and ICV checked verified, `false` one failed, `null` nothing was checked |
 //! | `problems` | array of what was malformed or failed; non-empty means exit status 1 |
 //! | `notes` | array of remarks: assumed presentation contexts, what could not be checked |
 //!
@@ -59,8 +60,12 @@
 //! An A-profile authentication value (IEC 62351-4 §11): certificate parsed and valid at the
 //! frame's time, `time` within 10 minutes of it, signature verified with the certificate's key.
 //! An E2E HandshakeReq/HandshakeAcc: signature over the received `tbs` with the key of its
-//! `pkCert`. Certificate chains are not validated against trust anchors, and E2E ICVs and
-//! EncrTransfer plaintext need key material a capture does not carry; the notes say so.
+//! `pkCert`. Certificate chains are validated only with trust anchors
+//! ([`decoder::Decoder::with_trust_anchors`]). E2E ICVs and EncrTransfer plaintext need the
+//! traffic keys a capture does not carry: with an E2E key log
+//! ([`decoder::Decoder::with_e2e_keylog`], format in [`secmms_e2e::keylog`] and
+//! docs/DECODE.md) every ClearTransfer ICV is verified and every EncrTransfer verified and
+//! decrypted ([`e2e`]); without one the notes say what was not checked.
 //!
 //! ```
 //! use secmms_decode::{capture::CaptureReader, decoder::Decoder, tcp::ReassemblyLimits};
@@ -85,6 +90,7 @@
 pub mod capture;
 pub mod decoder;
 pub mod defrag;
+pub mod e2e;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod limits;

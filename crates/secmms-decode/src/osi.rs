@@ -77,6 +77,10 @@ struct Half {
     skipped: u64,
     /// The direction never carried RFC 1006: its octets are ignored.
     given_up: bool,
+    /// `--write-plain`: the TPKTs of the TSDU under reassembly, as received.
+    tsdu_raw: Vec<u8>,
+    /// `--write-plain`: octets to export, not yet taken.
+    export: Vec<u8>,
 }
 
 /// Decoder state of one stream.
@@ -95,6 +99,14 @@ pub struct StreamDecoder {
     anchors: Option<crate::secure::TrustAnchors>,
     /// Capture time (Unix seconds) of the TSDU being decoded.
     now: Option<i64>,
+    /// The direction of the TSDU being decoded.
+    dir: Direction,
+    /// The E2E association's keys (`--e2e-keylog`).
+    e2e: crate::e2e::E2eTracker,
+    /// `--write-plain` is on: complete TPKTs are kept for [`StreamDecoder::take_export`].
+    export: bool,
+    /// The MMS PDU a verified E2E transfer carried: the TSDU is exported as plain MMS.
+    replacement: Option<Vec<u8>>,
 }
 
 /// Output of the stream decoder.
@@ -151,7 +163,27 @@ impl StreamDecoder {
             seen_tpkt: false,
             anchors: None,
             now: None,
+            dir: Direction::ToServer,
+            e2e: Default::default(),
+            export: false,
+            replacement: None,
         }
+    }
+
+    /// Verifies and decrypts E2E transfers with the keys of this key log (`--e2e-keylog`).
+    pub fn set_e2e_keylog(&mut self, log: std::sync::Arc<secmms_e2e::keylog::E2eKeyLog>) {
+        self.e2e.set_log(log);
+    }
+
+    /// Keeps the stream's complete TPKTs for the plaintext export (`--write-plain`), E2E
+    /// transfers that verified replaced by their MMS PDU on the MMS presentation context.
+    pub fn set_export(&mut self) {
+        self.export = true;
+    }
+
+    /// The octets of `dir` to export since the last call (see [`StreamDecoder::set_export`]).
+    pub fn take_export(&mut self, dir: Direction) -> Vec<u8> {
+        std::mem::take(&mut self.halves[idx(dir)].export)
     }
 
     fn notice(
@@ -189,6 +221,7 @@ impl StreamDecoder {
         h.offset += h.buf.len() as u64 + len;
         h.buf.clear();
         h.tsdu.clear();
+        h.tsdu_raw.clear();
         h.tsdu_offset = None;
         h.synced = false;
     }
@@ -206,6 +239,7 @@ impl StreamDecoder {
         if self.halves[i].given_up {
             return;
         }
+        self.dir = dir;
         self.halves[i].buf.extend_from_slice(bytes);
         loop {
             if !self.halves[i].synced && !self.resync(dir, frame.number, out) {
@@ -325,9 +359,21 @@ impl StreamDecoder {
         out: &mut Vec<Output>,
     ) {
         let i = idx(dir);
+        let is_dt = tpkt.len() > 5 && tpkt[5] & 0xF0 == 0xF0;
+        if self.export {
+            let h = &mut self.halves[i];
+            if is_dt {
+                h.tsdu_raw.extend_from_slice(tpkt);
+            } else {
+                h.export.extend_from_slice(tpkt);
+            }
+        }
         let tpdu = match Tpdu::decode(&tpkt[4..], MAX_TSEL_LEN.max(16)) {
             Ok(t) => t,
             Err(e) => {
+                let h = &mut self.halves[i];
+                let raw = std::mem::take(&mut h.tsdu_raw);
+                h.export.extend_from_slice(&raw);
                 let mut r = self.base_record(dir, off, frame);
                 r.layers.retain(|l| *l != "cotp");
                 r.pdu = "TPDU".into();
@@ -348,6 +394,7 @@ impl StreamDecoder {
                 }
                 if h.tsdu.len() + dt.data.len() > MAX_TSDU {
                     h.tsdu.clear();
+                    h.tsdu_raw.clear();
                     h.tsdu_offset = None;
                     let d = format!("TSDU over {MAX_TSDU} octets dropped");
                     out.push(self.notice(dir, frame.number, "malformed", d, true));
@@ -376,7 +423,18 @@ impl StreamDecoder {
                         }
                     ));
                 }
+                self.replacement = None;
                 self.session(&tsdu, base, &mut r, frame, verbose);
+                if self.export {
+                    let raw = std::mem::take(&mut self.halves[i].tsdu_raw);
+                    match self.replacement.take() {
+                        Some(mms) => {
+                            let pcid = self.mms_context();
+                            export_mms(pcid, mms, &mut self.halves[i].export);
+                        }
+                        None => self.halves[i].export.extend_from_slice(&raw),
+                    }
+                }
                 if partial && !r.problems.is_empty() {
                     // The TSDU may have begun before the resynchronisation point.
                     r.notes.push(format!(
@@ -554,7 +612,14 @@ impl StreamDecoder {
         match self.syntax(ctx, v, r) {
             Syntax::Mms => mms_into(v, r),
             Syntax::Acse => self.acse(v, r, frame),
-            Syntax::E2e => e2e_transfer(v, r, self.limits.ber, self.now),
+            Syntax::E2e => {
+                let mut e = E2eCtx {
+                    tracker: &mut self.e2e,
+                    dir: self.dir,
+                    replacement: &mut self.replacement,
+                };
+                e2e_transfer(v, r, self.limits.ber, self.now, &mut e)
+            }
             Syntax::Other(Some(o)) => r.notes.push(format!("context {ctx} ({o}) not decoded")),
             Syntax::Other(None) => r
                 .problems
@@ -629,6 +694,11 @@ impl StreamDecoder {
                     self.limits.ber,
                     self.now,
                     self.anchors.as_ref().map(|a| &*a.0),
+                    &mut E2eCtx {
+                        tracker: &mut self.e2e,
+                        dir: self.dir,
+                        replacement: &mut self.replacement,
+                    },
                 ),
                 Ok(EnvValue::OsiDiag(n)) => {
                     r.layers.push("e2e");
@@ -642,6 +712,46 @@ impl StreamDecoder {
             _ => mms_into(v, r),
         }
     }
+}
+
+impl StreamDecoder {
+    /// The presentation context of MMS (the IEC 61850 default 3 when none was captured).
+    fn mms_context(&self) -> u32 {
+        self.contexts
+            .iter()
+            .find(|(_, s)| **s == Syntax::Mms)
+            .map_or(3, |(id, _)| *id)
+    }
+}
+
+/// Appends a TSDU carrying `mms` as P-DATA on context `pcid` (session DT with the Give-Tokens
+/// prefix, presentation fully-encoded data), cut into class 0 DTs and TPKTs.
+fn export_mms(pcid: u32, mms: Vec<u8>, out: &mut Vec<u8>) {
+    let mut spdu = vec![0x01, 0x00, 0x01, 0x00];
+    spdu.extend(UserData::single(pcid, mms).encode());
+    // A TPKT holds at most 65 535 octets: 4 of TPKT header, 3 of DT header.
+    let chunks: Vec<&[u8]> = spdu.chunks(65_535 - 7).collect();
+    let n = chunks.len();
+    for (k, c) in chunks.into_iter().enumerate() {
+        let t = Tpdu::Dt(secmms_osi::cotp::DataTpdu {
+            eot: k + 1 == n,
+            data: c.to_vec(),
+        });
+        if let Some(b) = t
+            .encode()
+            .ok()
+            .and_then(|b| secmms_osi::tpkt::encode(&b).ok())
+        {
+            out.extend_from_slice(&b);
+        }
+    }
+}
+
+/// What the E2E checks of one PDU need of the stream.
+struct E2eCtx<'a> {
+    tracker: &'a mut crate::e2e::E2eTracker,
+    dir: Direction,
+    replacement: &'a mut Option<Vec<u8>>,
 }
 
 /// Adds the MMS summary of `v` to `r`.
@@ -708,6 +818,7 @@ fn secpdu_into(
     ber: secmms_ber::Limits,
     now: Option<i64>,
     anchors: Option<&dyn secmms_pki::CertValidator>,
+    e2e: &mut E2eCtx<'_>,
 ) {
     r.layers.push("e2e");
     let decoded = match SecPdu::decode(kind, pdu, ber) {
@@ -723,8 +834,11 @@ fn secpdu_into(
         SecPdu::ClearTransfer(t) => Some(t.appl_data.clone()),
         _ => None,
     };
-    if let Some(m) = inner {
-        mms_into(&m, r);
+    if let SecPdu::HandshakeReq(h) = &decoded {
+        e2e.tracker.handshake_req(&h.tbs);
+    }
+    if let Some(m) = &inner {
+        mms_into(m, r);
     }
     match verify_e2e(&decoded, now, anchors) {
         Some(Ok(())) => {
@@ -741,14 +855,33 @@ fn secpdu_into(
         }
         None => {}
     }
-    match kind {
-        SecPduKind::ClearTransfer => r
-            .notes
-            .push("ClearTransfer ICV not checked (needs the E2E keys)".into()),
-        SecPduKind::EncrTransfer => r
-            .notes
-            .push("EncrTransfer not decrypted (needs the E2E keys)".into()),
-        _ => {}
+    if matches!(kind, SecPduKind::ClearTransfer | SecPduKind::EncrTransfer) {
+        use crate::e2e::Checked;
+        match e2e.tracker.check(e2e.dir, kind, pdu, ber) {
+            Checked::Unchecked(note) => r.notes.push(note),
+            Checked::Verified { generation, plain } => {
+                merge_verified(r, true);
+                match plain {
+                    Some(p) => {
+                        r.notes.push(format!(
+                            "EncrTransfer verified and decrypted (E2E key generation {generation})"
+                        ));
+                        mms_into(&p, r);
+                        *e2e.replacement = Some(p);
+                    }
+                    None => {
+                        r.notes.push(format!(
+                            "ClearTransfer ICV verified (E2E key generation {generation})"
+                        ));
+                        *e2e.replacement = inner;
+                    }
+                }
+            }
+            Checked::Failed(p) => {
+                merge_verified(r, false);
+                r.problems.push(p);
+            }
+        }
     }
     if inner_is_none(&r.pdu) {
         r.pdu = kind_name(kind).into();
@@ -777,10 +910,16 @@ fn inner_is_none(pdu: &str) -> bool {
     )
 }
 
-fn e2e_transfer(v: &[u8], r: &mut PduRecord, ber: secmms_ber::Limits, now: Option<i64>) {
+fn e2e_transfer(
+    v: &[u8],
+    r: &mut PduRecord,
+    ber: secmms_ber::Limits,
+    now: Option<i64>,
+    e2e: &mut E2eCtx<'_>,
+) {
     match wire::transfer_kind(v, ber) {
         // Transfers carry no certificate: no anchors needed.
-        Some(kind) => secpdu_into(kind, v, r, ber, now, None),
+        Some(kind) => secpdu_into(kind, v, r, ber, now, None, e2e),
         None => {
             r.layers.push("e2e");
             r.problems

@@ -8,8 +8,9 @@
 //!   forms the live stack accepts. With trust anchors (`--ca`) the certificate is also
 //!   validated: path, validity, Annex G; without them the verdict says the chain was not checked.
 //! * E2E handshake (HandshakeReq / HandshakeAcc): the signature over the received `tbs` with
-//!   the key of `pkCert` in ClearToken1. Transfers: structure only — their ICVs need the
-//!   session keys, which a capture does not hold.
+//!   the key of `pkCert` in ClearToken1. Transfers: their ICVs need the
+//!   session keys, which a capture does not hold; with an E2E key log [`crate::e2e`] checks
+//!   them.
 
 use secmms_e2e::{SecPdu, SecPduKind};
 use secmms_osi::acse::AuthenticationValue;

@@ -149,6 +149,7 @@ fn corpus_seeds_replay() {
         "decode_reassembly",
         "decode_stream",
         "decode_tls",
+        "decode_e2e",
     ] {
         let Ok(entries) = std::fs::read_dir(dir.join(target)) else {
             continue;
@@ -159,6 +160,7 @@ fn corpus_seeds_replay() {
                 "decode_capture" => fuzzing::capture(&data),
                 "decode_reassembly" => fuzzing::reassembly(&data),
                 "decode_tls" => fuzzing::tls(&data),
+                "decode_e2e" => fuzzing::e2e(&data),
                 _ => fuzzing::stream(&data),
             }
         }

@@ -397,24 +397,15 @@ fn tshark_invoke_ids(file: &[u8], keys: &str, tag: &str) -> Vec<u32> {
     );
     std::fs::write(&cap, file).unwrap();
     std::fs::write(&kl, keys).unwrap();
-    let t = secmms_testkit::Tshark::new(&cap).options([
-        "-o".to_string(),
-        format!("tls.keylog_file:{}", kl.display()),
-        "-d".into(),
-        "tcp.port==3782,tls".into(),
-        "-d".into(),
-        "tls.port==3782,tpkt".into(),
-        "-o".into(),
-        "uat:pres_context_list:\"3\",\"1.0.9506.2.1\"".into(),
-    ]);
-    let out = t.run(&["-Y", "mms", "-T", "fields", "-e", "mms.invokeID"]);
+    let theirs: Vec<u32> = secmms_testkit::Tshark::new(&cap)
+        .tls_keylog(&kl, 3782)
+        .options(["-o", "uat:pres_context_list:\"3\",\"1.0.9506.2.1\""])
+        .mms_invoke_ids()
+        .into_iter()
+        .map(|i| i as u32)
+        .collect();
     std::fs::remove_file(&cap).ok();
     std::fs::remove_file(&kl).ok();
-    let theirs: Vec<u32> = out
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
     assert_eq!(theirs, ours, "tshark decrypts the same PDUs");
     ours
 }

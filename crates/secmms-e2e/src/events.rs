@@ -299,6 +299,11 @@ pub const PEER_CERT_REVOKED: EventDef = d(0, 6, "E2E_PEER_CERT_REVOKED", Severit
 /// `ocsp_check = soft-fail` the association goes on; under `hard-fail` it is refused. Raised by
 /// the runtime, which makes the OCSP lookup.
 pub const PEER_OCSP_UNAVAILABLE: EventDef = d(0, 7, "E2E_PEER_OCSP_UNAVAILABLE", Severity::Warning);
+/// Local event `secmms:0.8`: the traffic keys of an association (one key generation) were handed
+/// to the E2E key log the operator asked for ([`crate::keylog`]); anyone who reads that file can
+/// check and decrypt the association. Warning, raised at every key derivation while the key
+/// log is on.
+pub const KEYLOG_ACTIVE: EventDef = d(0, 8, "E2E_KEYLOG_ACTIVE", Severity::Warning);
 /// Local event `secmms:0.5`: a received diagnostic number names no value of §14.2 (it is
 /// handled as `no-reason-given`; the message carries the raw number).
 pub const UNKNOWN_DIAG_RCVD: EventDef = d(0, 5, "UNKNOWN_DIAGNOSTIC_RCVD", E);
@@ -426,6 +431,7 @@ pub fn all() -> Vec<EventDef> {
         UNKNOWN_DIAG_RCVD,
         PEER_CERT_REVOKED,
         PEER_OCSP_UNAVAILABLE,
+        KEYLOG_ACTIVE,
     ];
     let generics = [
         Generic::SigAlgNotSup,

@@ -82,6 +82,44 @@ impl std::fmt::Debug for DirKeys {
 }
 
 impl DirKeys {
+    /// The receiving keys of one direction from their octets (a key log's, see
+    /// [`crate::keylog`]), with the keyed contexts `mode` needs. The nonce prefix and counter
+    /// are zero: keys built this way are for [`crate::engine::open_transfer`], not for sending.
+    pub fn from_secrets(
+        mode: ProtectionMode,
+        enc: &[u8],
+        icv: &[u8],
+    ) -> Result<DirKeys, CryptoError> {
+        let (gmac, hmac, cbc) = match mode {
+            ProtectionMode::Ae(_) => (None, None, None),
+            ProtectionMode::NonAe { encr, icv: alg } => (
+                if alg.is_gmac() {
+                    Some(GmacKey::new(icv)?)
+                } else {
+                    None
+                },
+                if alg.is_gmac() {
+                    None
+                } else {
+                    Some(HmacKey::new(icv)?)
+                },
+                match encr {
+                    Some(_) => Some(CbcKey::new(enc)?),
+                    None => None,
+                },
+            ),
+        };
+        Ok(DirKeys {
+            enc: Zeroizing::new(enc.to_vec()),
+            icv: Zeroizing::new(icv.to_vec()),
+            prefix: [0; 4],
+            counter: 0,
+            gmac,
+            hmac,
+            cbc,
+        })
+    }
+
     /// The next never-repeating 12-octet nonce: prefix ‖ counter.
     pub fn next_nonce(&mut self) -> Result<[u8; 12], CryptoError> {
         if self.counter == u64::MAX {

@@ -14,6 +14,8 @@
 //!   aborts, with a [`SecurityEvent`](secmms_pki::SecurityEvent) for every exception.
 //! * [`config`] — policy and every DECISION of the reconstruction as a named value.
 //! * [`keys`] — the HKDF key schedule of §13.3.1.3.
+//! * [`keylog`] — the E2E key log: traffic keys per association and key generation, for
+//!   `secmms decode`.
 //!
 //! Time is passed in as a [`TimeStamp`]; randomness as a
 //! [`RandomSource`](secmms_pki::RandomSource). See [`E2eClient`] for a complete example.
@@ -25,6 +27,7 @@ pub mod config;
 pub mod diag;
 pub mod engine;
 pub mod events;
+pub mod keylog;
 pub mod keys;
 pub mod limits;
 pub mod pdu;

@@ -65,6 +65,16 @@ impl E2eEngine {
         on_role!(self, e => e.poll_event())
     }
 
+    /// Switches on key export for the E2E key log (see [`E2eClient::export_keys`]).
+    pub fn export_keys(&mut self) {
+        on_role!(self, e => e.export_keys())
+    }
+
+    /// The next key-log record (see [`E2eClient::poll_key_material`]).
+    pub fn poll_key_material(&mut self) -> Option<crate::keylog::KeyMaterial> {
+        on_role!(self, e => e.poll_key_material())
+    }
+
     /// Sets the environment address the peer's certificate must bind to.
     pub fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {
         on_role!(self, e => e.set_expected_peer(id))

@@ -93,6 +93,16 @@ use secmms_pki::PeerIdentity;
 
 pub use secmms_e2e::Rejection as E2eRejection;
 
+/// Where the traffic keys of the associations go when the operator asked for an E2E key log
+/// ([`NativeShared::with_key_log`]; the line format is [`secmms_e2e::keylog`]). The runtime
+/// implements it with a file; this crate never writes one.
+pub trait E2eKeyLogSink: Send + Sync {
+    /// The keys of one association and key generation, just derived (the handshake's, then
+    /// every rekey's). [`KeyMaterial::line`](secmms_e2e::keylog::KeyMaterial::line) is the
+    /// text to write.
+    fn record(&self, keys: &secmms_e2e::keylog::KeyMaterial);
+}
+
 use self::events::EnvEvent;
 use self::state::*;
 use self::wire::{EnvApdu, EnvValue, OsiDiagnostic};
@@ -345,6 +355,7 @@ pub struct NativeShared {
     cfg: Arc<NativeConfig>,
     table: Arc<PeerTable>,
     sink: Arc<dyn SecurityEventSink>,
+    key_log: Option<Arc<dyn E2eKeyLogSink>>,
     random: RandomFactory,
     next_num: Arc<AtomicU16>,
     own_identity: Option<PeerIdentity>,

@@ -280,6 +280,33 @@ impl Tshark {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Decrypts TLS on TCP port `port` with the NSS key log `keylog` (`tls.keylog_file`) and
+    /// hands the plaintext to TPKT (RFC 1006 over TLS, IEC 62351-4 clause 6, port 3782).
+    pub fn tls_keylog(self, keylog: &Path, port: u16) -> Self {
+        self.options([
+            "-o".to_string(),
+            format!("tls.keylog_file:{}", keylog.display()),
+            "-d".into(),
+            format!("tcp.port=={port},tls"),
+            "-d".into(),
+            format!("tls.port=={port},tpkt"),
+        ])
+    }
+
+    /// The MMS invokeIDs tshark decodes (`mms.invokeID`), in frame order.
+    pub fn mms_invoke_ids(&self) -> Vec<u64> {
+        self.run(&["-Y", "mms", "-T", "fields", "-e", "mms.invokeID"])
+            .lines()
+            .flat_map(|l| l.split(','))
+            .filter(|x| !x.trim().is_empty())
+            .map(|x| {
+                x.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("tshark invokeID {x:?}: {e}"))
+            })
+            .collect()
+    }
+
     /// The frames matching the display filter `filter`, one line each: the frame number, a tab,
     /// and the frame's expert messages. Empty when nothing matches.
     pub fn problems(&self, filter: &str) -> String {

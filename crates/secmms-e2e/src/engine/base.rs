@@ -36,7 +36,42 @@ impl Core {
             recv_last: None,
             req_rekey: false,
             events: VecDeque::new(),
+            export: None,
         }
+    }
+
+    /// Key export: after each key derivation (the handshake's with `req_tbs` set, then every
+    /// rekey's), queue the key-log record and the `E2E_KEYLOG_ACTIVE` warning.
+    pub(super) fn export_keys(&mut self, req_tbs: Option<&[u8]>, keys: &KeySet) {
+        let Some(mode) = self.suite.as_ref().map(|s| s.mode) else {
+            return;
+        };
+        let Some(x) = self.export.as_mut() else {
+            return;
+        };
+        if let Some(tbs) = req_tbs {
+            x.handshake_id = crate::keylog::handshake_id(tbs);
+            x.derived = 0;
+        }
+        let generation = x.derived;
+        x.derived = x.derived.saturating_add(1);
+        if x.queue.len() >= MAX_QUEUED_KEYS {
+            x.queue.pop_front();
+        }
+        x.queue.push_back(crate::keylog::KeyMaterial::of(
+            x.handshake_id,
+            generation,
+            mode,
+            keys,
+        ));
+        let e = events::KEYLOG_ACTIVE.event(
+            format!(
+                "traffic keys of generation {generation} handed to the E2E key log (anyone who \
+                 reads it can check and decrypt this association)"
+            ),
+            self.asso_str().as_deref(),
+        );
+        self.push_event(e);
     }
 
     pub(super) fn limits(&self) -> Limits {

@@ -224,15 +224,16 @@ impl E2eClient {
         c.salt = keys::initial_salt(&req_tbs, &h.tbs);
         let ks = keys::derive(mode, &c.salt, &z, c.rng.as_mut())
             .map_err(|e| hfail(acc::PROTOCOL_ERR, H::ProtocolError, e.to_string()))?;
-        c.keys = Some(ks);
         c.peer_dh_public = dh_public;
         c.suite = Some(Suite {
             group: eph.group(),
             mode,
         });
+        c.asso = Some(h.token1.asso_id.clone());
+        c.export_keys(Some(&req_tbs), &ks);
+        c.keys = Some(ks);
         c.offered.clear();
         c.my_dh = None;
-        c.asso = Some(h.token1.asso_id.clone());
         c.peer = Some(info);
         c.keys_since = now;
         c.state = State::Established;

@@ -19,6 +19,20 @@ macro_rules! common_api {
         pub fn poll_event(&mut self) -> Option<SecurityEvent> {
             self.core.events.pop_front()
         }
+        /// Switches on key export for the E2E key log ([`crate::keylog`]): from the next key
+        /// derivation on, each one (the handshake's, then every rekey's) queues a
+        /// [`KeyMaterial`](crate::keylog::KeyMaterial) for [`Self::poll_key_material`] and an
+        /// `E2E_KEYLOG_ACTIVE` warning event. Only for an operator who asked for a key log.
+        pub fn export_keys(&mut self) {
+            if self.core.export.is_none() {
+                self.core.export = Some(Default::default());
+            }
+        }
+        /// The next key-log record (see [`Self::export_keys`]); `None` when export is off or
+        /// nothing new was derived.
+        pub fn poll_key_material(&mut self) -> Option<crate::keylog::KeyMaterial> {
+            self.core.export.as_mut()?.queue.pop_front()
+        }
         /// Sets the environment address the peer's certificate must bind to (Annex G.6; §14.3
         /// step 6). Without it the address check is skipped.
         pub fn set_expected_peer(&mut self, id: Option<PeerIdentity>) {

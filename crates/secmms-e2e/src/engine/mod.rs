@@ -62,6 +62,7 @@ mod verify;
 
 pub use client::E2eClient;
 pub use error::{E2eError, Rejection};
+pub use record::{open_transfer, OpenError};
 pub use server::E2eServer;
 
 use error::{dfail, fail, hfail, Fail, R};
@@ -200,7 +201,23 @@ struct Core {
     recv_last: Option<(TimeStamp, u32)>,
     req_rekey: bool,
     events: VecDeque<SecurityEvent>,
+    /// Key export for the key log ([`crate::keylog`]): off unless the owner asked for it.
+    export: Option<KeyExport>,
 }
+
+/// The key-export state of one association.
+#[derive(Default)]
+struct KeyExport {
+    /// [`crate::keylog::handshake_id`], set at the handshake's key derivation.
+    handshake_id: [u8; 32],
+    /// Key generations derived so far.
+    derived: u32,
+    /// Material not yet polled.
+    queue: VecDeque<crate::keylog::KeyMaterial>,
+}
+
+/// Most key-log records kept before the oldest are dropped (an owner that never polls).
+const MAX_QUEUED_KEYS: usize = 16;
 
 /// Most events kept in the queue before the oldest are dropped.
 const MAX_QUEUED_EVENTS: usize = 1024;

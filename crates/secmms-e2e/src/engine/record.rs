@@ -112,6 +112,7 @@ impl Core {
             let z = eph.agree(&self.peer_dh_public)?;
             let salt = keys::next_salt(&out[tbp_start..tbp_end], &self.salt);
             let new = keys::derive(mode, &salt, &z, self.rng.as_mut())?;
+            self.export_keys(None, &new);
             self.rekey = Rekey::ClientPending {
                 keys: new,
                 salt,
@@ -380,6 +381,7 @@ impl Core {
                     let salt = keys::next_salt(t.tbp, &self.salt);
                     let new = keys::derive(mode, &salt, &z, self.rng.as_mut())
                         .map_err(|e| perr(&e.to_string()))?;
+                    self.export_keys(None, &new);
                     // Old receive keys stay valid until the first PDU under the new ones.
                     self.rekey = Rekey::ServerDerived { keys: new, salt };
                 }
@@ -607,6 +609,25 @@ pub(super) fn icv_tag(
         (_, None) => return Err(E2eError::Config("GMAC without nonce")),
     })
 }
+
+/// Verifies (ICV or AEAD tag over the octets as received) and decrypts a received
+/// ClearTransfer or EncrTransfer with one direction's keys: `Ok(None)` for a clear transfer
+/// that verified (its PrPDU is [`TransferView::appl_data`]), `Ok(Some(plaintext))` for an
+/// EncrTransfer, `Err(OpenError)` when it does not verify or decrypt. Only the cryptographic
+/// check of §14.4 step 5: the structural, time and sequence checks are the engine's. This is
+/// what a passive observer holding the keys (`secmms decode --e2e-keylog`) runs.
+pub fn open_transfer(
+    mode: ProtectionMode,
+    k: &mut DirKeys,
+    t: &TransferView<'_>,
+) -> Result<Option<Zeroizing<Vec<u8>>>, OpenError> {
+    open(mode, k, t).map_err(|()| OpenError)
+}
+
+/// A transfer did not verify or decrypt with the keys given ([`open_transfer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("ICV / AEAD verification or decryption failed")]
+pub struct OpenError;
 
 /// Verifies and decrypts a transfer with one direction's keys. `Ok(None)` = clear, verified.
 pub(super) fn open(

@@ -204,7 +204,10 @@ impl E2eServer {
         let sign = c.sign(&tbs)?;
         let req_tbs = c.req.as_ref().map(|r| r.tbs.clone()).unwrap_or_default();
         c.salt = keys::initial_salt(&req_tbs, &tbs);
-        c.keys = Some(keys::derive(mode, &c.salt, &z, c.rng.as_mut())?);
+        let ks = keys::derive(mode, &c.salt, &z, c.rng.as_mut())?;
+        c.asso = Some(asso.clone());
+        c.export_keys(Some(&req_tbs), &ks);
+        c.keys = Some(ks);
         // The HandshakeAcc names the protected protocol the request asked for (one of ours).
         let pp = match &c.req {
             Some(r) => r.pp.clone(),

@@ -31,6 +31,7 @@ impl NativeShared {
             cfg: Arc::new(cfg),
             table: Arc::new(table),
             sink,
+            key_log: None,
             random: Arc::new(|| Box::new(OsRandom)),
             next_num: Arc::new(AtomicU16::new(first_number())),
             own_identity,
@@ -40,6 +41,14 @@ impl NativeShared {
     /// Replaces the random sources given to new associations (deterministic tests).
     pub fn with_random(mut self, random: RandomFactory) -> Self {
         self.random = random;
+        self
+    }
+
+    /// Hands the traffic keys of every association made from now on to `log` (an E2E key log
+    /// the operator asked for): each key derivation of the engine (handshake, rekeys) is
+    /// recorded there and raises the `E2E_KEYLOG_ACTIVE` warning event.
+    pub fn with_key_log(mut self, log: Arc<dyn E2eKeyLogSink>) -> Self {
+        self.key_log = Some(log);
         self
     }
 
@@ -133,6 +142,10 @@ impl NativeShared {
         expected: Option<PeerIdentity>,
     ) -> NativeState {
         let label = conn.label(policy.as_ref().map(|p| p.name.as_str()));
+        let mut engine = engine;
+        if self.key_log.is_some() {
+            engine.export_keys();
+        }
         NativeState {
             inner: Inner {
                 engine,
@@ -161,5 +174,11 @@ impl NativeShared {
 
     pub(super) fn record(&self, e: &SecurityEvent) {
         self.sink.record(e);
+    }
+
+    pub(super) fn record_keys(&self, k: &secmms_e2e::keylog::KeyMaterial) {
+        if let Some(l) = &self.key_log {
+            l.record(k);
+        }
     }
 }

@@ -16,6 +16,10 @@ impl Inner {
 
     /// Forwards the engine's queued events to the sink.
     pub(super) fn drain(&mut self, shared: &NativeShared) {
+        // Key-log records first: the warning event of each follows it.
+        while let Some(k) = self.engine.poll_key_material() {
+            shared.record_keys(&k);
+        }
         while let Some(e) = self.engine.poll_event() {
             shared.record(&e);
         }

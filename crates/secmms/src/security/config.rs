@@ -283,6 +283,14 @@ pub struct SecurityConfig {
     pub mms_authentication_as: Option<String>,
     /// The clause 5.1 bilateral table.
     pub peers: Vec<PeerEntry>,
+    /// Native mode, OSI environment: write the E2E traffic keys of every association (one line
+    /// per association and key generation, the format of `secmms_e2e::keylog`, documented in
+    /// docs/EVENTS.md and `secmms decode --help`) to this file so that `secmms decode
+    /// --e2e-keylog` can verify and decrypt a capture. Only ever set explicitly
+    /// (`--e2e-keylog`); the file is created with mode 0600 (an existing file's mode is set
+    /// to 0600) and every key derivation logged raises an `E2E_KEYLOG_ACTIVE` warning event.
+    /// Private keys and Diffie-Hellman secrets are never written.
+    pub e2e_keylog_file: Option<PathBuf>,
 }
 
 /// Default accepted clock difference (§11.4, §13.1.2: 10 minutes).
@@ -317,6 +325,7 @@ impl Default for SecurityConfig {
             e2e_mms_ac: None,
             mms_authentication_as: None,
             peers: Vec::new(),
+            e2e_keylog_file: None,
         }
     }
 }
@@ -345,6 +354,12 @@ impl SecurityConfig {
             return Err(value_err(
                 "security.attribute_certificate",
                 "attribute certificates travel in the E2E handshake: they need mode `native`",
+            ));
+        }
+        if self.mode != AppMode::Native && self.e2e_keylog_file.is_some() {
+            return Err(value_err(
+                "security.e2e_keylog_file",
+                "an E2E key log holds the keys of native-mode associations: it needs mode `native`",
             ));
         }
         if self.mode != AppMode::Plain {

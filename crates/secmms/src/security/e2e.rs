@@ -110,3 +110,40 @@ pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, Secur
     let att_cert = load_attribute_certificate(s)?;
     Ok(e2e_context(s, certificate, key, att_cert, validator))
 }
+
+/// The E2E key log file (`[security] e2e_keylog_file`, `--e2e-keylog`): the
+/// [`E2eKeyLogSink`](secmms_profiles::native::E2eKeyLogSink) of native mode. One line per
+/// association and key generation ([`secmms_e2e::keylog`] gives the format); the file is opened
+/// for appending with mode 0600 (an existing file is set to 0600 too). The engine raises the
+/// `E2E_KEYLOG_ACTIVE` warning event for each line.
+#[derive(Debug)]
+pub struct E2eKeyLogFile {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl E2eKeyLogFile {
+    /// Opens (creating or appending to) the key log at `path`, readable by its owner only.
+    pub fn open(path: &std::path::Path) -> Result<Self, SecurityError> {
+        let file = crate::tls::open_keylog(path).map_err(|source| SecurityError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(E2eKeyLogFile {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+}
+
+impl secmms_profiles::native::E2eKeyLogSink for E2eKeyLogFile {
+    fn record(&self, keys: &secmms_e2e::keylog::KeyMaterial) {
+        use std::io::Write;
+        let mut line = keys.line();
+        line.push('\n');
+        let mut f = match self.file.lock() {
+            Ok(f) => f,
+            Err(p) => p.into_inner(),
+        };
+        // One write per line, so concurrent associations never interleave within a line.
+        let _ = f.write_all(line.as_bytes());
+    }
+}

@@ -391,7 +391,11 @@ impl AppSecurity {
                 if let Some(o) = &s.e2e_mms_ac {
                     ncfg.e2e_mms_ac = parse_checked(o)?;
                 }
-                Inner::Native(NativeShared::new(ctx, ncfg, table.clone(), sink.clone()))
+                let mut shared = NativeShared::new(ctx, ncfg, table.clone(), sink.clone());
+                if let Some(p) = &s.e2e_keylog_file {
+                    shared = shared.with_key_log(Arc::new(e2e::E2eKeyLogFile::open(p)?));
+                }
+                Inner::Native(shared)
             }
         };
         Ok(AppSecurity {

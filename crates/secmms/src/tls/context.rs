@@ -256,7 +256,7 @@ pub(super) fn build_ssl_context(
 }
 
 /// Opens (creating or appending to) a TLS key log readable by its owner only (mode 0600).
-pub(super) fn open_keylog(path: &Path) -> io::Result<std::fs::File> {
+pub(crate) fn open_keylog(path: &Path) -> io::Result<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
     o.create(true).append(true);
     #[cfg(unix)]

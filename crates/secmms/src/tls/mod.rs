@@ -62,6 +62,7 @@ pub use suites::{
     SuiteSupport, COMPAT_SUITES, FORBIDDEN_SUITE_MARKERS, NATIVE_SUITES,
 };
 
+pub(crate) use context::open_keylog;
 use context::*;
 use findings::*;
 use refresh::*;

@@ -17,20 +17,21 @@ use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation, SecureEve
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
-use crate::config::Config;
 use crate::driver::{self, drive, ByteStream, LinkError, Machine, Port, Step};
 use crate::osi::osi_config;
-use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
-use crate::tls::TlsContext;
-use crate::transport::{self, Stream};
+use crate::security::{AppSecurity, ConnectionFacts};
+use crate::transport::Stream;
 
 mod builder;
 mod load;
 mod refusal;
+mod settings;
 pub use builder::ClientBuilder;
+use builder::Sections;
 use load::{load_response_ok, start_load, LoadRun};
 pub use load::{LoadOutcome, LoadSpec};
 pub use refusal::Refusal;
+pub use settings::ClientConfig;
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
 /// a release; reference §9 item 10).
@@ -42,9 +43,12 @@ pub enum ClientError {
     /// TCP, OSI or protocol failure of the association.
     #[error(transparent)]
     Link(#[from] LinkError),
-    /// The configuration is invalid.
+    /// A value is out of range or malformed (the field is named).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Setting(#[from] crate::settings::SettingError),
+    /// The events section is invalid, or its outputs could not be opened.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// The TLS handshake failed (the security event tells why).
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -161,24 +165,6 @@ struct Inner {
     runs_load: bool,
 }
 
-/// The TLS settings towards the peer at `ip`: the server name of its `[[security.peers]]` row
-/// when `[tls] server_name` is not set.
-pub fn tls_config_for(
-    cfg: &Config,
-    ip: Option<std::net::IpAddr>,
-) -> Result<crate::tls::TlsConfig, ClientError> {
-    let mut tls = cfg.tls.clone();
-    if tls.server_name.is_none() {
-        let osi = osi_config(&cfg.osi, false)?;
-        tls.server_name = cfg.security.tls_server_name_for(
-            ip,
-            osi.remote_ap_title.as_ref(),
-            osi.remote_ae_qualifier,
-        );
-    }
-    Ok(tls)
-}
-
 /// Why an association ended (set once by the task that runs it).
 pub(crate) type EndReason = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -197,129 +183,21 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects over TCP, or over TLS when `cfg.tls.enabled` (a TLS context is built for this
-    /// one connection; use [`Client::connect_tls`] to share one), and associates with the
-    /// application security of `cfg.security`.
-    pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
-        let sink: Arc<dyn secmms_pki::event::SecurityEventSink> = Arc::new(
-            cfg.events
-                .build()
-                .map_err(crate::config::ConfigError::from)?,
-        );
-        Self::connect_with_events(addr, cfg, sink).await
-    }
-
     /// The front door for a program that embeds a client: sections of the configuration and
     /// the event sink, then [`ClientBuilder::connect`].
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
 
-    /// [`Client::connect`] with the sink that receives the security events.
-    pub async fn connect_with_events(
-        addr: &str,
-        cfg: &Config,
-        sink: Arc<dyn secmms_pki::event::SecurityEventSink>,
-    ) -> Result<Client, ClientError> {
-        cfg.validate()?;
-        let security = AppSecurity::build(cfg, sink.clone()).map_err(ClientError::Security)?;
-        // Refuse a peer the §5.1 table does not allow before any traffic.
-        let ip = addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-        security
-            .check_peer(&osi_config(&cfg.osi, false)?, ip)
-            .map_err(ClientError::Security)?;
-        if cfg.tls.enabled {
-            let tls = TlsContext::client(&tls_config_for(cfg, ip)?, sink)
-                .map_err(crate::config::ConfigError::from)?;
-            return Self::connect_tls_with(addr, cfg, &tls, &security).await;
-        }
-        let stream = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let facts = ConnectionFacts {
-            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
-            peer_socket: stream.peer_addr().ok(),
-            ..Default::default()
-        };
-        Self::associate_with(stream, cfg, &security, &facts).await
-    }
-
-    /// Connects over TLS when `tls` is given, else over TCP, and associates with `security`:
-    /// contexts shared by many connections (load generators, gateways).
-    pub async fn connect_shared(
-        addr: &str,
-        cfg: &Config,
-        tls: Option<&TlsContext>,
-        security: &AppSecurity,
-    ) -> Result<Client, ClientError> {
-        if let Some(tls) = tls {
-            return Self::connect_tls_with(addr, cfg, tls, security).await;
-        }
-        let stream = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let facts = ConnectionFacts {
-            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
-            peer_socket: stream.peer_addr().ok(),
-            ..Default::default()
-        };
-        Self::associate_with(stream, cfg, security, &facts).await
-    }
-
-    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates without
-    /// application-layer security (see [`Client::connect_tls_with`]).
-    pub async fn connect_tls(
-        addr: &str,
-        cfg: &Config,
-        tls: &TlsContext,
-    ) -> Result<Client, ClientError> {
-        Self::connect_tls_with(addr, cfg, tls, &AppSecurity::plain()).await
-    }
-
-    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates with the
-    /// application security `security` (one context shared by many connections).
-    pub async fn connect_tls_with(
-        addr: &str,
-        cfg: &Config,
-        tls: &TlsContext,
-        security: &AppSecurity,
-    ) -> Result<Client, ClientError> {
-        let tcp = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let peer_socket = tcp.peer_addr().ok();
-        let peer_address = peer_socket.map(|a| a.ip());
-        let stream = tls.connect(tcp, addr).await.map_err(ClientError::Tls)?;
-        let facts = ConnectionFacts {
-            peer_address,
-            peer_socket,
-            tls: true,
-            tls_fingerprints: tls_fingerprints(stream.ssl()),
-        };
-        Self::associate_with(stream, cfg, security, &facts).await
-    }
-
-    /// Associates over an already connected stream (TCP, TLS, or an in-memory pipe) without
-    /// application-layer security.
-    pub async fn associate<S: Stream>(stream: S, cfg: &Config) -> Result<Client, ClientError> {
-        Self::associate_with(
-            stream,
-            cfg,
-            &AppSecurity::plain(),
-            &ConnectionFacts::default(),
-        )
-        .await
-    }
-
     /// Associates over an already connected stream with the application security `security`;
-    /// `facts` tell the profiles about the connection (peer address, TLS certificates).
-    pub async fn associate_with<S: Stream>(
+    /// `facts` tell the profiles about the connection (peer address, TLS certificates). The
+    /// sections are validated ([`ClientBuilder`]).
+    pub(crate) async fn associate_with<S: Stream>(
         stream: S,
-        cfg: &Config,
+        cfg: &Sections,
         security: &AppSecurity,
         facts: &ConnectionFacts,
     ) -> Result<Client, ClientError> {
-        cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
         let called = match (&osi.remote_ap_title, osi.remote_ae_qualifier) {
             (Some(ap), Some(ae)) if security.mode() != crate::security::AppMode::Plain => format!(

@@ -331,16 +331,18 @@ async fn client_steps<F: FnMut(&DemoStep)>(
     let t = Instant::now();
     let reference = format!("{domain}/LLN0.NamPlt.vendor[DC]");
     let r = async {
-        client.write_str(&reference, "secmms-demo").await?;
-        let v = client.read(&reference).await?;
+        client
+            .write_str(&reference, "secmms-demo")
+            .await
+            .map_err(err)?;
+        let v = client.read(&reference).await.map_err(err)?;
         if v.to_string().contains("secmms-demo") {
             Ok(format!("{reference} := \"secmms-demo\", read back {v}"))
         } else {
-            Err(ClientError::Unexpected(format!("read back {v}")))
+            Err(format!("unexpected value read back: {v}"))
         }
     }
-    .await
-    .map_err(err);
+    .await;
     rec.record("write and read back", t, r);
 
     let t = Instant::now();

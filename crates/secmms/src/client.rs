@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
     ConfirmedServiceRequest, ConfirmedServiceResponse, InformationReport, MmsPdu, Negotiated,
-    ObjectClass, ObjectScope, RejectPdu, WriteResult,
+    ObjectClass, ObjectScope, WriteResult,
 };
 use secmms_mms::session::ClientSession;
-use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
+use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName};
 use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation, SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
@@ -23,11 +23,13 @@ use crate::security::{AppSecurity, ConnectionFacts};
 use crate::transport::Stream;
 
 mod builder;
+mod error;
 mod load;
 mod refusal;
 mod settings;
 pub use builder::ClientBuilder;
 use builder::Sections;
+pub use error::{ClientError, Mismatch, UsageError};
 use load::{load_response_ok, start_load, LoadRun};
 pub use load::{LoadOutcome, LoadSpec};
 pub use refusal::Refusal;
@@ -36,76 +38,6 @@ pub use settings::ClientConfig;
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
 /// a release; reference §9 item 10).
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Errors of client operations.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// TCP, OSI or protocol failure of the association.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// A value is out of range or malformed (the field is named).
-    #[error(transparent)]
-    Setting(#[from] crate::settings::SettingError),
-    /// The events section is invalid, or its outputs could not be opened.
-    #[error(transparent)]
-    Events(#[from] crate::events::EventsError),
-    /// The TLS handshake failed (the security event tells why).
-    #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-    /// The application-security context could not be built, or refused the peer (§5.1).
-    #[error("application security: {0}")]
-    Security(#[from] crate::security::SecurityError),
-    /// Over XMPP: the endpoint refused the call, or its E2E engine ended the association.
-    #[error("XMPP: {0}")]
-    Xmpp(Arc<secmms_profiles::xmpp::EndpointError>),
-    /// The server refused the association, or it was aborted while being established: the
-    /// OSI/ACSE outcome, the MMS initiate-ErrorPDU and the E2E diagnostic, as they came.
-    #[error("association rejected: {0}")]
-    Rejected(Box<Refusal>),
-    /// The server's initiate-ResponsePDU could not be used (undecodable, or it refused).
-    #[error("initiate: {0}")]
-    Initiate(secmms_mms::client::ClientError),
-    /// The peer closed the connection, without an answer, right after our CONNECT, which
-    /// carried more than 512 octets and so needed session version 2 Extended User Data.
-    #[error(
-        "the peer closed the connection right after our session CONNECT ({octets} octets of user \
-         data): it most likely lacks ISO 8327 session version 2 Extended User Data (PGI 194), \
-         which a CONNECT over 512 octets needs (the certificate-carrying AARQ of compatibility \
-         and native mode always does; libiec61850 closes the connection this way); use plain \
-         mode or a peer that supports it"
-    )]
-    NoExtendedUserData {
-        /// User-data octets of the CONNECT sent.
-        octets: usize,
-    },
-    /// The server answered with a Confirmed-ErrorPDU.
-    #[error("service error: {0:?}")]
-    Service(ServiceError),
-    /// The server rejected the request (RejectPDU).
-    #[error("request rejected by the server: {:?}", .0.reason)]
-    Reject(RejectPdu),
-    /// The server's answer could not be decoded, or did not fit the request.
-    #[error("answer: {0}")]
-    Answer(secmms_mms::client::ClientError),
-    /// A variable could not be accessed.
-    #[error("data access error: {0}")]
-    Access(secmms_mms::DataAccessError),
-    /// The response did not match the request.
-    #[error("unexpected response: {0}")]
-    Unexpected(String),
-    /// No response in time.
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    /// The association is gone.
-    #[error("association closed")]
-    Closed,
-    /// A reference or value could not be understood.
-    #[error("{0}")]
-    Usage(String),
-    /// MMS encoding or decoding failed.
-    #[error("MMS: {0}")]
-    Mms(#[from] secmms_mms::MmsError),
-}
 
 pub(crate) type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
 
@@ -379,7 +311,9 @@ impl Client {
     pub async fn identify(&self) -> Result<secmms_mms::pdu::IdentifyResponse, ClientError> {
         match self.request(mms_client::identify()).await? {
             ConfirmedServiceResponse::Identify(i) => Ok(i),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Mismatch::service(
+                "identify", other,
+            ))),
         }
     }
 
@@ -405,7 +339,12 @@ impl Client {
                         return Ok(out);
                     }
                 }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                other => {
+                    return Err(ClientError::Unexpected(Mismatch::service(
+                        "getNameList",
+                        other,
+                    )))
+                }
             }
         }
         Ok(out)
@@ -425,14 +364,22 @@ impl Client {
     /// Turns an IEC 61850 reference (`LD/LN.DO.DA[FC]`) or MMS name (`LD/LN$FC$DO$DA`) into an
     /// MMS object name. A reference without FC is resolved by browsing the domain.
     pub async fn resolve(&self, reference: &str) -> Result<ObjectName, ClientError> {
-        let r = ObjectReference::parse(reference).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let r = ObjectReference::parse(reference).map_err(|error| UsageError::Reference {
+            reference: reference.to_string(),
+            error,
+        })?;
         if let Some(name) = r.object_name() {
             return Ok(name);
         }
         let vars = self.variables(&r.domain).await?;
         r.resolve_fc(&vars)
             .and_then(|r| r.object_name())
-            .ok_or_else(|| ClientError::Usage(format!("{reference}: no such data attribute")))
+            .ok_or_else(|| {
+                UsageError::NoSuchAttribute {
+                    reference: reference.to_string(),
+                }
+                .into()
+            })
     }
 
     /// Reads one variable by object name.
@@ -444,7 +391,12 @@ impl Client {
                     AccessResult::Failure(e) => Err(ClientError::Access(e)),
                 }
             }
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            ConfirmedServiceResponse::Read(r) => Err(ClientError::Unexpected(Mismatch::Results {
+                request: "read",
+                asked: 1,
+                got: r.results.len(),
+            })),
+            other => Err(ClientError::Unexpected(Mismatch::service("read", other))),
         }
     }
 
@@ -460,12 +412,13 @@ impl Client {
             ConfirmedServiceResponse::Write(r) => match r.as_slice() {
                 [WriteResult::Success] => Ok(()),
                 [WriteResult::Failure(e)] => Err(ClientError::Access(*e)),
-                other => Err(ClientError::Unexpected(format!(
-                    "{} write results",
-                    other.len()
-                ))),
+                other => Err(ClientError::Unexpected(Mismatch::Results {
+                    request: "write",
+                    asked: 1,
+                    got: other.len(),
+                })),
             },
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Mismatch::service("write", other))),
         }
     }
 
@@ -477,10 +430,14 @@ impl Client {
             .await?
         {
             ConfirmedServiceResponse::GetVariableAccessAttributes(a) => a.type_description,
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => {
+                return Err(ClientError::Unexpected(Mismatch::service(
+                    "getVariableAccessAttributes",
+                    other,
+                )))
+            }
         };
-        let data =
-            mms_client::parse_value(&ty, value).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let data = mms_client::parse_value(&ty, value).map_err(UsageError::from)?;
         self.write_name(&name, data).await
     }
 
@@ -492,9 +449,7 @@ impl Client {
     /// load (XMPP); use [`Client::request`] in a loop there.
     pub async fn load(&self, spec: LoadSpec) -> Result<LoadOutcome, ClientError> {
         if !self.inner.runs_load {
-            return Err(ClientError::Usage(
-                "this association cannot run a closed-loop load".into(),
-            ));
+            return Err(UsageError::NoLoop.into());
         }
         let max = usize::from(self.inner.negotiated.max_serv_outstanding_calling.max(1));
         let mut spec = spec;
@@ -612,7 +567,7 @@ impl ClientMachine {
                 initiate_response, ..
             } => {
                 let Some(bytes) = initiate_response else {
-                    return self.refuse(ClientError::Unexpected("AARE without MMS data".into()));
+                    return self.refuse(ClientError::Unexpected(Mismatch::NoInitiateResponse));
                 };
                 match mms_client::parse_initiate_response(&bytes, &self.proposal) {
                     Ok(n) => {
@@ -709,7 +664,7 @@ impl ClientMachine {
             Ok(x) => x,
             Err((e, w)) => {
                 if let Waiter::Caller(p) = w {
-                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                    let _ = p.reply.send(Err(UsageError::Session(e).into()));
                 }
                 return;
             }

@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, Limits, Stage, Ticket};
-use crate::driver::LinkError;
 use crate::driver::{self, drive, ByteStream, Machine, Port, Step};
+use crate::driver::{LinkError, RefusalReason};
 use crate::events::ratelimit::{left_out, LogLimiter};
 use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
@@ -484,7 +484,7 @@ impl Server {
                         }
                         Err(e) => {
                             shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-                            Err(LinkError::Refused(format!("TLS: {e}")))
+                            Err(RefusalReason::TlsHandshake(Arc::new(e)).into())
                         }
                     },
                 };
@@ -675,10 +675,10 @@ impl<'a> ServerMachine<'a> {
                 None,
                 now,
             )?;
-            return Err(LinkError::Refused(format!(
-                "server.max_associations ({}) associations are established",
-                shared.cfg.server.max_associations
-            )));
+            return Err(RefusalReason::Admission {
+                max: shared.cfg.server.max_associations,
+            }
+            .into());
         }
         match shared.mms.accept_initiate(initiate) {
             InitiateOutcome::Accepted {
@@ -714,9 +714,7 @@ impl<'a> ServerMachine<'a> {
             }
             InitiateOutcome::Invalid(e) => {
                 self.sa.abort(now)?;
-                return Err(LinkError::Refused(format!(
-                    "invalid MMS initiate request ({e}); aborted"
-                )));
+                return Err(RefusalReason::InvalidInitiate(e).into());
             }
         }
         Ok(())
@@ -866,7 +864,7 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
                 // was established, a close after our refusal is that refusal.
                 SecureEvent::Aborted(_) | SecureEvent::Closed => {
                     let r = match (self.session.is_none(), self.sa.last_diagnostic()) {
-                        (true, Some(d)) => LinkError::Refused(format!("E2E: {d}")),
+                        (true, Some(d)) => RefusalReason::E2eCheck(d.clone()).into(),
                         _ => LinkError::Closed,
                     };
                     self.end(Err(r));

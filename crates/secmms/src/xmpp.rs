@@ -929,7 +929,9 @@ fn on_cmd(
             let (id, pdu) = match a.session.request(service, pending) {
                 Ok(x) => x,
                 Err((e, p)) => {
-                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                    let _ = p
+                        .reply
+                        .send(Err(crate::client::UsageError::Session(e).into()));
                     return Vec::new();
                 }
             };
@@ -981,9 +983,7 @@ fn on_cmd(
         }
         ConnCmd::Assoc(_, Cmd::Load { reply, .. }) => {
             // Client::load refuses before sending this; answer anyway rather than drop it.
-            let _ = reply.send(Err(ClientError::Usage(
-                "a closed-loop load is not run over XMPP".into(),
-            )));
+            let _ = reply.send(Err(crate::client::UsageError::NoLoop.into()));
             Vec::new()
         }
         ConnCmd::Assoc(key, Cmd::Abort) => {

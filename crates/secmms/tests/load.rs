@@ -129,7 +129,13 @@ async fn load_shares_the_outstanding_limit_and_runs_one_at_a_time() {
     );
     // A second load on the same association is refused while the first runs.
     let (second, _) = run_load(&c, read_of(name.clone()), 1, 100).await;
-    assert!(matches!(second, Err(ClientError::Usage(_))), "{second:?}");
+    assert!(
+        matches!(
+            second,
+            Err(ClientError::Usage(secmms::client::UsageError::LoopRunning))
+        ),
+        "{second:?}"
+    );
     let (first, _) = bg.await.expect("task");
     assert_eq!(first.expect("first load").errors, 0);
 
@@ -229,4 +235,24 @@ async fn bench_runs_the_load_over_tls_with_each_application_mode() {
         assert!(served >= report.requests, "{served} < {}", report.requests);
         server.shutdown();
     }
+}
+
+#[tokio::test]
+async fn usage_errors_are_typed() {
+    use secmms::client::UsageError;
+    let server = start_server(None).await;
+    let (c, _) = associate(&server).await;
+    match c.read("not a reference").await {
+        Err(ClientError::Usage(UsageError::Reference { reference, .. })) => {
+            assert_eq!(reference, "not a reference")
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.read("DEMOLD0/NOSUCH1.X.y").await {
+        Err(ClientError::Usage(UsageError::NoSuchAttribute { reference })) => {
+            assert_eq!(reference, "DEMOLD0/NOSUCH1.X.y")
+        }
+        other => panic!("{other:?}"),
+    }
+    c.release().await.unwrap();
 }

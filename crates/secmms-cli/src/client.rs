@@ -68,14 +68,16 @@ pub async fn run(a: ClientArgs) -> Result<ExitCode> {
             .clone()
             .context("--env xmpp needs --peer JID (the MMS server's full JID)")?;
         let sink = cfg.events.build().context("[events]")?;
-        let conn = secmms::xmpp::XmppConnection::connect(&cfg, std::sync::Arc::new(sink))
-            .await
-            .context("connecting to the XMPP server")?;
+        let conn =
+            secmms::xmpp::XmppConnection::connect(&cfg.xmpp_settings(), std::sync::Arc::new(sink))
+                .await
+                .context("connecting to the XMPP server")?;
         conn.associate(&peer)
             .await
             .with_context(|| format!("associating with {peer} over XMPP"))?
     } else {
-        secmms::client::Client::connect(&addr, &cfg)
+        cfg.client_builder()
+            .connect(&addr)
             .await
             .with_context(|| format!("associating with {addr}"))?
     };

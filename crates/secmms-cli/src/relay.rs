@@ -91,7 +91,7 @@ pub async fn run(a: RelayArgs) -> Result<ExitCode> {
         cfg.relay.tls_out = Some(false);
     }
     cfg.validate().context("relay settings")?;
-    let relay = secmms::relay::Relay::bind(cfg.clone())
+    let relay = secmms::relay::Relay::bind(cfg.relay_settings())
         .await
         .context("starting the relay")?;
     let (tin, tout) = relay.tls_hops();

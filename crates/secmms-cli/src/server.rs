@@ -40,15 +40,16 @@ pub async fn run(a: ServerArgs) -> Result<ExitCode> {
                 "secmms server listening on XMPP as {jid} (E2E security, clause 16); Ctrl-C stops"
             )
         };
+        let settings = cfg.xmpp_settings();
         tokio::select! {
-            r = secmms::xmpp::serve_config(&cfg, ready) => r.context("XMPP server stopped")?,
+            r = secmms::xmpp::serve_config(&settings, ready) => r.context("XMPP server stopped")?,
             _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
         }
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(l) = a.listen {
         cfg.server.listen = with_default_port(&l, port);
-    } else if cfg.tls.enabled && cfg.server.listen == secmms::config::ServerConfig::default().listen
+    } else if cfg.tls.enabled && cfg.server.listen == secmms::server::ServerConfig::default().listen
     {
         cfg.server.listen = format!("0.0.0.0:{port}");
     }
@@ -57,7 +58,10 @@ pub async fn run(a: ServerArgs) -> Result<ExitCode> {
     }
     // The daemon owns its machine: association threads and busy polling unless configured
     // otherwise (an embedded `Server::bind` has neither).
-    let server = secmms::server::Server::bind_tuned(cfg, secmms::server::Tuning::Daemon)
+    let server = cfg
+        .server_builder()
+        .tuning(secmms::server::Tuning::Daemon)
+        .bind()
         .await
         .context("starting the server")?;
     eprintln!(

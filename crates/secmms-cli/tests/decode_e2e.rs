@@ -17,7 +17,7 @@ use std::sync::Arc;
 use secmms::security::{AppMode, AppSecurity, ConnectionFacts, Encrypt};
 use secmms::tls::TlsContext;
 use secmms::transport::Stream;
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_decode::synth::{PcapFile, TcpFlow, LINKTYPE_ETHERNET};
 use secmms_pki::event::MemorySink;
 use secmms_testkit::{Recording, WireLog};
@@ -33,7 +33,9 @@ const WRITTEN: &str = "e2e-keylog-4711";
 // (one place each, for the builder API)
 
 async fn start_server(cfg: Config) -> ServerHandle {
-    Server::bind_with_events(cfg, Arc::new(MemorySink::new()))
+    cfg.server_builder()
+        .events(Arc::new(MemorySink::new()))
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -42,8 +44,11 @@ async fn start_server(cfg: Config) -> ServerHandle {
 
 /// Associates over `stream` with the application security of `cfg`; its events go to `sink`.
 async fn associate<S: Stream>(stream: S, cfg: &Config, sink: Arc<MemorySink>) -> Client {
-    let security = AppSecurity::build(cfg, sink).unwrap();
-    Client::associate_with(stream, cfg, &security, &ConnectionFacts::default())
+    let security = AppSecurity::build(&cfg.security, &cfg.tls, &cfg.osi, sink).unwrap();
+    cfg.client_builder()
+        .app_security((&security).clone())
+        .connection_facts((&ConnectionFacts::default()).clone())
+        .associate(stream)
         .await
         .unwrap()
 }
@@ -98,7 +103,7 @@ async fn capture(tag: &str, s: Setup) -> E2eCapture {
         if s.tls {
             rc.tls = pki.tls_config(true);
         }
-        let h = secmms::relay::Relay::bind(rc)
+        let h = secmms::relay::Relay::bind(rc.relay_settings())
             .await
             .unwrap()
             .spawn()

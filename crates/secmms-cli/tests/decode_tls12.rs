@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use secmms::tls::{TlsConfig, TlsContext};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_decode::synth::{PcapFile, TcpFlow, LINKTYPE_ETHERNET};
 use secmms_testkit::{Recording, WireLog};
 use tls_support::*;
@@ -48,7 +48,10 @@ async fn capture(tag: &str, reads: usize, server_tls: impl FnOnce(&mut TlsConfig
     cfg.tls.tls13 = false;
     cfg.tls.keylog_file = Some(keylog.clone());
     server_tls(&mut cfg.tls);
-    let h = Server::bind_with_events(cfg, sink.clone())
+    let h = cfg
+        .server_builder()
+        .events(sink.clone())
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -67,7 +70,7 @@ async fn capture(tag: &str, reads: usize, server_tls: impl FnOnce(&mut TlsConfig
         .connect(Recording::new(tcp, log.clone()), "localhost")
         .await
         .unwrap();
-    let c = Client::associate(tls, &ccfg).await.unwrap();
+    let c = ccfg.client_builder().associate(tls).await.unwrap();
     c.identify().await.unwrap();
     let name = c.resolve(REF).await.unwrap();
     for i in 0..reads {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::secmms;
 use secmms::gateway::{Gateway, GatewayFile};
 use secmms::security::{AppMode, Encrypt};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::event::MemorySink;
 
 fn cli(dir: &Path, args: &[&str]) {
@@ -86,7 +86,7 @@ async fn a_revoked_peer_is_dropped_on_reload_and_the_others_stay() {
 
     let mut ied = Config::default();
     ied.server.listen = "127.0.0.1:0".into();
-    let ied = Server::bind(ied).await.unwrap().spawn().unwrap();
+    let ied = ied.server_builder().bind().await.unwrap().spawn().unwrap();
     let d = |f: &str| dir.join(f).display().to_string();
     let text = format!(
         "[gateway]\n[[gateway.ied]]\nlisten = \"127.0.0.1:0\"\nied = \"{}\"\nmode = \"native\"\n\
@@ -109,7 +109,7 @@ async fn a_revoked_peer_is_dropped_on_reload_and_the_others_stay() {
     let connect = |who: &'static str| {
         let (entry, cfg, sink) = (entry.clone(), client_cfg(&dir, who), sink.clone());
         async move {
-            match Client::connect(&entry, &cfg).await {
+            match cfg.client_builder().connect(&entry).await {
                 Ok(c) => c,
                 Err(e) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -168,10 +168,14 @@ async fn a_revoked_peer_is_dropped_on_reload_and_the_others_stay() {
         "{seen:#?}"
     );
     // The revoked peer cannot come back; the other still can.
-    assert!(Client::connect(&entry, &client_cfg(&dir, "alice"))
+    assert!((client_cfg(&dir, "alice"))
+        .client_builder()
+        .connect(&entry)
         .await
         .is_err());
-    let again = Client::connect(&entry, &client_cfg(&dir, "bob"))
+    let again = (client_cfg(&dir, "bob"))
+        .client_builder()
+        .connect(&entry)
         .await
         .unwrap();
     again.release().await.unwrap();

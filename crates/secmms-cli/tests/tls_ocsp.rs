@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::ocsp::OcspCheck;
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::event::{MemorySink, SecurityEventSink};
 
 struct Dir(PathBuf);
@@ -174,7 +174,10 @@ async fn server(
     cfg.tls.ocsp_timeout_secs = 2;
     let events = Arc::new(MemorySink::new());
     let sink: Arc<dyn SecurityEventSink> = events.clone();
-    let h = Server::bind_with_events(cfg, sink)
+    let h = cfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -188,7 +191,7 @@ async fn associate(lab: &Lab, addr: std::net::SocketAddr, who: &str) -> bool {
         tls: tls(&lab.dir.0, who),
         ..Config::default()
     };
-    match Client::connect(&addr.to_string(), &cfg).await {
+    match cfg.client_builder().connect(&addr.to_string()).await {
         Ok(c) => {
             let ok = c.identify().await.is_ok();
             let _ = c.release().await;
@@ -363,7 +366,10 @@ async fn app_server(
     cfg.tls.ocsp_timeout_secs = 2;
     let events = Arc::new(MemorySink::new());
     let sink: Arc<dyn SecurityEventSink> = events.clone();
-    let h = Server::bind_with_events(cfg, sink)
+    let h = cfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -379,7 +385,9 @@ async fn app_associate(
     who: &str,
 ) -> Result<(), String> {
     let cfg = app_config(lab, mode, who);
-    let c = Client::connect(&addr.to_string(), &cfg)
+    let c = cfg
+        .client_builder()
+        .connect(&addr.to_string())
         .await
         .map_err(|e| e.to_string())?;
     c.identify().await.map_err(|e| e.to_string())?;

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use secmms::config::Config;
 use secmms::security::{AppMode, Encrypt};
-use secmms::server::Server;
 use secmms_pki::tooling::Binding;
 use secmms_tools::bench::{run, BenchParams};
 use secmms_tools::demo::DemoPki;
@@ -64,12 +63,16 @@ async fn main() {
         pki.apply_security(&mut c, server, AppMode::Native, enc);
         c
     };
-    let plain_srv = Server::bind(osi(false, true))
+    let plain_srv = osi(false, true)
+        .server_builder()
+        .bind()
         .await
         .unwrap()
         .spawn()
         .unwrap();
-    let tls_srv = Server::bind(osi(true, true))
+    let tls_srv = osi(true, true)
+        .server_builder()
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -103,7 +106,7 @@ async fn main() {
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
         let mut r = Some(ready_tx);
-        secmms::xmpp::serve_config(&scfg, move |jid| {
+        secmms::xmpp::serve_config(&scfg.xmpp_settings(), move |jid| {
             if let Some(r) = r.take() {
                 let _ = r.send(jid.to_string());
             }

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use secmms::{Client, Config};
+use secmms::Config;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
@@ -33,24 +33,27 @@ async fn main() {
     // product making many associations would: one AssoID counter, one session cache.
     let sink: Arc<dyn secmms_pki::event::SecurityEventSink> =
         Arc::new(secmms_pki::event::MemorySink::new());
-    let tls = cfg
-        .tls
-        .enabled
-        .then(|| secmms::tls::TlsContext::client(&cfg.tls, sink.clone()).expect("TLS context"));
-    let tls = Arc::new(tls);
     let security =
-        Arc::new(secmms::security::AppSecurity::build(&cfg, sink).expect("application security"));
-    let cfg = Arc::new(cfg);
+        secmms::security::AppSecurity::build(&cfg.security, &cfg.tls, &cfg.osi, sink.clone())
+            .expect("application security");
+    let mut builder = cfg
+        .client_builder()
+        .events(sink.clone())
+        .app_security(security);
+    if cfg.tls.enabled {
+        let tls = secmms::tls::TlsContext::client(&cfg.tls, sink).expect("TLS context");
+        builder = builder.tls_context(Arc::new(tls));
+    }
+    let builder = Arc::new(builder);
     // At most 64 set-ups at once: the point is the held associations, not a connect storm.
     let gate = Arc::new(Semaphore::new(64));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
     for _ in 0..n {
-        let (addr, cfg, gate) = (addr.clone(), cfg.clone(), gate.clone());
-        let (tls, security) = (tls.clone(), security.clone());
+        let (addr, builder, gate) = (addr.clone(), builder.clone(), gate.clone());
         tasks.push(tokio::spawn(async move {
             let _p = gate.acquire_owned().await;
-            Client::connect_shared(&addr, &cfg, (*tls).as_ref(), &security).await
+            builder.connect(&addr).await
         }));
     }
     let mut held = Vec::with_capacity(n);

@@ -109,34 +109,34 @@ pub async fn run(
     p: BenchParams,
     mut progress: impl FnMut(BenchProgress) + Send,
 ) -> Result<BenchReport, BenchError> {
+    let sink = std::sync::Arc::new(secmms::tls::TracingSink);
+    let mut builder = p.config.client_builder().events(sink.clone());
     // One TLS client context for every association (resumption works across them).
-    let tls = if p.config.tls.enabled {
+    if p.config.tls.enabled {
         let ip = p.addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-        let tls_cfg = secmms::client::tls_config_for(&p.config, ip)
+        let tls_cfg = builder
+            .tls_config_for(ip)
             .map_err(|source| BenchError::Associate { index: 0, source })?;
-        Some(std::sync::Arc::new(secmms::tls::TlsContext::client(
-            &tls_cfg,
-            std::sync::Arc::new(secmms::tls::TracingSink),
-        )?))
-    } else {
-        None
-    };
+        let ctx = secmms::tls::TlsContext::client(&tls_cfg, sink.clone())?;
+        builder = builder.tls_context(std::sync::Arc::new(ctx));
+    }
     // One application-security context (credentials, replay cache) for every association.
-    let security = std::sync::Arc::new(
-        secmms::security::AppSecurity::build(
-            &p.config,
-            std::sync::Arc::new(secmms::tls::TracingSink),
-        )
-        .map_err(|e| BenchError::Associate {
-            index: 0,
-            source: secmms::client::ClientError::Security(e),
-        })?,
-    );
+    let security = secmms::security::AppSecurity::build(
+        &p.config.security,
+        &p.config.tls,
+        &p.config.osi,
+        sink,
+    )
+    .map_err(|e| BenchError::Associate {
+        index: 0,
+        source: secmms::client::ClientError::Security(e),
+    })?;
+    let builder = builder.app_security(security);
     // Over XMPP: one connection, every association on it (clause 16).
     let xmpp = match (&p.config.xmpp, &p.config.client.xmpp_peer) {
         (Some(_), Some(peer)) => Some((
             secmms::xmpp::XmppConnection::connect(
-                &p.config,
+                &p.config.xmpp_settings(),
                 std::sync::Arc::new(secmms::tls::TracingSink),
             )
             .await
@@ -154,15 +154,13 @@ pub async fn run(
     let mut results: Vec<Option<Client>> = (0..p.associations).map(|_| None).collect();
     while next < p.associations || !set.is_empty() {
         while next < p.associations && set.len() < parallel {
-            let (addr, cfg, i) = (p.addr.clone(), p.config.clone(), next);
-            let tls = tls.clone();
-            let security = security.clone();
+            let (addr, builder, i) = (p.addr.clone(), builder.clone(), next);
             let xmpp = xmpp.clone();
             set.spawn(async move {
                 let t = Instant::now();
                 let r = match &xmpp {
                     Some((conn, peer)) => conn.associate(peer).await,
-                    None => Client::connect_shared(&addr, &cfg, tls.as_deref(), &security).await,
+                    None => builder.connect(&addr).await,
                 };
                 (i, r, t.elapsed())
             });

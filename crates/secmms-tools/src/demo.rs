@@ -16,7 +16,6 @@ use serde::Serialize;
 use secmms::client::{Client, ClientError};
 use secmms::config::Config;
 use secmms::security::{AppMode, Encrypt};
-use secmms::server::Server;
 use secmms::tls::TlsConfig;
 
 /// Days the demo's throw-away certificates are valid.
@@ -332,16 +331,18 @@ async fn client_steps<F: FnMut(&DemoStep)>(
     let t = Instant::now();
     let reference = format!("{domain}/LLN0.NamPlt.vendor[DC]");
     let r = async {
-        client.write_str(&reference, "secmms-demo").await?;
-        let v = client.read(&reference).await?;
+        client
+            .write_str(&reference, "secmms-demo")
+            .await
+            .map_err(err)?;
+        let v = client.read(&reference).await.map_err(err)?;
         if v.to_string().contains("secmms-demo") {
             Ok(format!("{reference} := \"secmms-demo\", read back {v}"))
         } else {
-            Err(ClientError::Unexpected(format!("read back {v}")))
+            Err(format!("unexpected value read back: {v}"))
         }
     }
-    .await
-    .map_err(err);
+    .await;
     rec.record("write and read back", t, r);
 
     let t = Instant::now();
@@ -488,7 +489,7 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
     let protections = describe(&opts);
 
     let t = Instant::now();
-    let server = match Server::bind(cfg.clone()).await {
+    let server = match cfg.server_builder().bind().await {
         Ok(s) => s,
         Err(e) => {
             rec.record("start server", t, Err(e.to_string()));
@@ -515,7 +516,7 @@ pub async fn run_demo_opts(opts: DemoOptions, on_step: impl FnMut(&DemoStep)) ->
     let addr = handle.addr.to_string();
 
     let t = Instant::now();
-    let client = match Client::connect(&addr, &client_cfg).await {
+    let client = match client_cfg.client_builder().connect(&addr).await {
         Ok(c) => c,
         Err(e) => {
             rec.record("associate", t, Err(err(e)));
@@ -692,7 +693,7 @@ pub async fn run_demo_xmpp_on(
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
     let server = tokio::spawn(async move {
         let mut ready = Some(ready_tx);
-        secmms::xmpp::serve_config(&scfg, move |jid| {
+        secmms::xmpp::serve_config(&scfg.xmpp_settings(), move |jid| {
             if let Some(r) = ready.take() {
                 let _ = r.send(jid.to_string());
             }
@@ -723,7 +724,7 @@ pub async fn run_demo_xmpp_on(
 
     let t = Instant::now();
     let sink = std::sync::Arc::new(secmms::tls::TracingSink);
-    let client = match secmms::xmpp::XmppConnection::connect(&ccfg, sink).await {
+    let client = match secmms::xmpp::XmppConnection::connect(&ccfg.xmpp_settings(), sink).await {
         Ok(conn) => match conn.associate(&server_jid).await {
             Ok(c) => Ok((conn, c)),
             Err(e) => Err(e.to_string()),

@@ -9,99 +9,35 @@ use std::time::{Duration, Instant};
 use secmms_mms::client::{self as mms_client, ClientProposal, ObjectReference};
 use secmms_mms::pdu::{
     ConfirmedServiceRequest, ConfirmedServiceResponse, InformationReport, MmsPdu, Negotiated,
-    ObjectClass, ObjectScope, RejectPdu, WriteResult,
+    ObjectClass, ObjectScope, WriteResult,
 };
 use secmms_mms::session::ClientSession;
-use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName, ServiceError};
+use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName};
 use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation, SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
-use crate::config::Config;
 use crate::driver::{self, drive, ByteStream, LinkError, Machine, Port, Step};
 use crate::osi::osi_config;
-use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
-use crate::tls::TlsContext;
-use crate::transport::{self, Stream};
+use crate::security::{AppSecurity, ConnectionFacts};
+use crate::transport::Stream;
 
 mod builder;
+mod error;
 mod load;
 mod refusal;
+mod settings;
 pub use builder::ClientBuilder;
+use builder::Sections;
+pub use error::{ClientError, Mismatch, UsageError};
 use load::{load_response_ok, start_load, LoadRun};
 pub use load::{LoadOutcome, LoadSpec};
 pub use refusal::Refusal;
+pub use settings::ClientConfig;
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
 /// a release; reference §9 item 10).
 pub const RELEASE_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Errors of client operations.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// TCP, OSI or protocol failure of the association.
-    #[error(transparent)]
-    Link(#[from] LinkError),
-    /// The configuration is invalid.
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    /// The TLS handshake failed (the security event tells why).
-    #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
-    /// The application-security context could not be built, or refused the peer (§5.1).
-    #[error("application security: {0}")]
-    Security(#[from] crate::security::SecurityError),
-    /// Over XMPP: the endpoint refused the call, or its E2E engine ended the association.
-    #[error("XMPP: {0}")]
-    Xmpp(Arc<secmms_profiles::xmpp::EndpointError>),
-    /// The server refused the association, or it was aborted while being established: the
-    /// OSI/ACSE outcome, the MMS initiate-ErrorPDU and the E2E diagnostic, as they came.
-    #[error("association rejected: {0}")]
-    Rejected(Box<Refusal>),
-    /// The server's initiate-ResponsePDU could not be used (undecodable, or it refused).
-    #[error("initiate: {0}")]
-    Initiate(secmms_mms::client::ClientError),
-    /// The peer closed the connection, without an answer, right after our CONNECT, which
-    /// carried more than 512 octets and so needed session version 2 Extended User Data.
-    #[error(
-        "the peer closed the connection right after our session CONNECT ({octets} octets of user \
-         data): it most likely lacks ISO 8327 session version 2 Extended User Data (PGI 194), \
-         which a CONNECT over 512 octets needs (the certificate-carrying AARQ of compatibility \
-         and native mode always does; libiec61850 closes the connection this way); use plain \
-         mode or a peer that supports it"
-    )]
-    NoExtendedUserData {
-        /// User-data octets of the CONNECT sent.
-        octets: usize,
-    },
-    /// The server answered with a Confirmed-ErrorPDU.
-    #[error("service error: {0:?}")]
-    Service(ServiceError),
-    /// The server rejected the request (RejectPDU).
-    #[error("request rejected by the server: {:?}", .0.reason)]
-    Reject(RejectPdu),
-    /// The server's answer could not be decoded, or did not fit the request.
-    #[error("answer: {0}")]
-    Answer(secmms_mms::client::ClientError),
-    /// A variable could not be accessed.
-    #[error("data access error: {0}")]
-    Access(secmms_mms::DataAccessError),
-    /// The response did not match the request.
-    #[error("unexpected response: {0}")]
-    Unexpected(String),
-    /// No response in time.
-    #[error("no response within {0:?}")]
-    Timeout(Duration),
-    /// The association is gone.
-    #[error("association closed")]
-    Closed,
-    /// A reference or value could not be understood.
-    #[error("{0}")]
-    Usage(String),
-    /// MMS encoding or decoding failed.
-    #[error("MMS: {0}")]
-    Mms(#[from] secmms_mms::MmsError),
-}
 
 pub(crate) type Reply = oneshot::Sender<Result<ConfirmedServiceResponse, ClientError>>;
 
@@ -161,24 +97,6 @@ struct Inner {
     runs_load: bool,
 }
 
-/// The TLS settings towards the peer at `ip`: the server name of its `[[security.peers]]` row
-/// when `[tls] server_name` is not set.
-pub fn tls_config_for(
-    cfg: &Config,
-    ip: Option<std::net::IpAddr>,
-) -> Result<crate::tls::TlsConfig, ClientError> {
-    let mut tls = cfg.tls.clone();
-    if tls.server_name.is_none() {
-        let osi = osi_config(&cfg.osi, false)?;
-        tls.server_name = cfg.security.tls_server_name_for(
-            ip,
-            osi.remote_ap_title.as_ref(),
-            osi.remote_ae_qualifier,
-        );
-    }
-    Ok(tls)
-}
-
 /// Why an association ended (set once by the task that runs it).
 pub(crate) type EndReason = Arc<std::sync::Mutex<Option<String>>>;
 
@@ -197,129 +115,21 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// Connects over TCP, or over TLS when `cfg.tls.enabled` (a TLS context is built for this
-    /// one connection; use [`Client::connect_tls`] to share one), and associates with the
-    /// application security of `cfg.security`.
-    pub async fn connect(addr: &str, cfg: &Config) -> Result<Client, ClientError> {
-        let sink: Arc<dyn secmms_pki::event::SecurityEventSink> = Arc::new(
-            cfg.events
-                .build()
-                .map_err(crate::config::ConfigError::from)?,
-        );
-        Self::connect_with_events(addr, cfg, sink).await
-    }
-
     /// The front door for a program that embeds a client: sections of the configuration and
     /// the event sink, then [`ClientBuilder::connect`].
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
 
-    /// [`Client::connect`] with the sink that receives the security events.
-    pub async fn connect_with_events(
-        addr: &str,
-        cfg: &Config,
-        sink: Arc<dyn secmms_pki::event::SecurityEventSink>,
-    ) -> Result<Client, ClientError> {
-        cfg.validate()?;
-        let security = AppSecurity::build(cfg, sink.clone()).map_err(ClientError::Security)?;
-        // Refuse a peer the §5.1 table does not allow before any traffic.
-        let ip = addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
-        security
-            .check_peer(&osi_config(&cfg.osi, false)?, ip)
-            .map_err(ClientError::Security)?;
-        if cfg.tls.enabled {
-            let tls = TlsContext::client(&tls_config_for(cfg, ip)?, sink)
-                .map_err(crate::config::ConfigError::from)?;
-            return Self::connect_tls_with(addr, cfg, &tls, &security).await;
-        }
-        let stream = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let facts = ConnectionFacts {
-            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
-            peer_socket: stream.peer_addr().ok(),
-            ..Default::default()
-        };
-        Self::associate_with(stream, cfg, &security, &facts).await
-    }
-
-    /// Connects over TLS when `tls` is given, else over TCP, and associates with `security`:
-    /// contexts shared by many connections (load generators, gateways).
-    pub async fn connect_shared(
-        addr: &str,
-        cfg: &Config,
-        tls: Option<&TlsContext>,
-        security: &AppSecurity,
-    ) -> Result<Client, ClientError> {
-        if let Some(tls) = tls {
-            return Self::connect_tls_with(addr, cfg, tls, security).await;
-        }
-        let stream = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let facts = ConnectionFacts {
-            peer_address: stream.peer_addr().ok().map(|a| a.ip()),
-            peer_socket: stream.peer_addr().ok(),
-            ..Default::default()
-        };
-        Self::associate_with(stream, cfg, security, &facts).await
-    }
-
-    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates without
-    /// application-layer security (see [`Client::connect_tls_with`]).
-    pub async fn connect_tls(
-        addr: &str,
-        cfg: &Config,
-        tls: &TlsContext,
-    ) -> Result<Client, ClientError> {
-        Self::connect_tls_with(addr, cfg, tls, &AppSecurity::plain()).await
-    }
-
-    /// Connects over TCP, runs the TLS handshake with `tls` (clause 6) and associates with the
-    /// application security `security` (one context shared by many connections).
-    pub async fn connect_tls_with(
-        addr: &str,
-        cfg: &Config,
-        tls: &TlsContext,
-        security: &AppSecurity,
-    ) -> Result<Client, ClientError> {
-        let tcp = transport::connect_tcp(addr, &cfg.tcp)
-            .await
-            .map_err(LinkError::Io)?;
-        let peer_socket = tcp.peer_addr().ok();
-        let peer_address = peer_socket.map(|a| a.ip());
-        let stream = tls.connect(tcp, addr).await.map_err(ClientError::Tls)?;
-        let facts = ConnectionFacts {
-            peer_address,
-            peer_socket,
-            tls: true,
-            tls_fingerprints: tls_fingerprints(stream.ssl()),
-        };
-        Self::associate_with(stream, cfg, security, &facts).await
-    }
-
-    /// Associates over an already connected stream (TCP, TLS, or an in-memory pipe) without
-    /// application-layer security.
-    pub async fn associate<S: Stream>(stream: S, cfg: &Config) -> Result<Client, ClientError> {
-        Self::associate_with(
-            stream,
-            cfg,
-            &AppSecurity::plain(),
-            &ConnectionFacts::default(),
-        )
-        .await
-    }
-
     /// Associates over an already connected stream with the application security `security`;
-    /// `facts` tell the profiles about the connection (peer address, TLS certificates).
-    pub async fn associate_with<S: Stream>(
+    /// `facts` tell the profiles about the connection (peer address, TLS certificates). The
+    /// sections are validated ([`ClientBuilder`]).
+    pub(crate) async fn associate_with<S: Stream>(
         stream: S,
-        cfg: &Config,
+        cfg: &Sections,
         security: &AppSecurity,
         facts: &ConnectionFacts,
     ) -> Result<Client, ClientError> {
-        cfg.validate()?;
         let osi = osi_config(&cfg.osi, false)?;
         let called = match (&osi.remote_ap_title, osi.remote_ae_qualifier) {
             (Some(ap), Some(ae)) if security.mode() != crate::security::AppMode::Plain => format!(
@@ -501,7 +311,9 @@ impl Client {
     pub async fn identify(&self) -> Result<secmms_mms::pdu::IdentifyResponse, ClientError> {
         match self.request(mms_client::identify()).await? {
             ConfirmedServiceResponse::Identify(i) => Ok(i),
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Mismatch::service(
+                "identify", other,
+            ))),
         }
     }
 
@@ -527,7 +339,12 @@ impl Client {
                         return Ok(out);
                     }
                 }
-                other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+                other => {
+                    return Err(ClientError::Unexpected(Mismatch::service(
+                        "getNameList",
+                        other,
+                    )))
+                }
             }
         }
         Ok(out)
@@ -547,14 +364,22 @@ impl Client {
     /// Turns an IEC 61850 reference (`LD/LN.DO.DA[FC]`) or MMS name (`LD/LN$FC$DO$DA`) into an
     /// MMS object name. A reference without FC is resolved by browsing the domain.
     pub async fn resolve(&self, reference: &str) -> Result<ObjectName, ClientError> {
-        let r = ObjectReference::parse(reference).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let r = ObjectReference::parse(reference).map_err(|error| UsageError::Reference {
+            reference: reference.to_string(),
+            error,
+        })?;
         if let Some(name) = r.object_name() {
             return Ok(name);
         }
         let vars = self.variables(&r.domain).await?;
         r.resolve_fc(&vars)
             .and_then(|r| r.object_name())
-            .ok_or_else(|| ClientError::Usage(format!("{reference}: no such data attribute")))
+            .ok_or_else(|| {
+                UsageError::NoSuchAttribute {
+                    reference: reference.to_string(),
+                }
+                .into()
+            })
     }
 
     /// Reads one variable by object name.
@@ -566,7 +391,12 @@ impl Client {
                     AccessResult::Failure(e) => Err(ClientError::Access(e)),
                 }
             }
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            ConfirmedServiceResponse::Read(r) => Err(ClientError::Unexpected(Mismatch::Results {
+                request: "read",
+                asked: 1,
+                got: r.results.len(),
+            })),
+            other => Err(ClientError::Unexpected(Mismatch::service("read", other))),
         }
     }
 
@@ -582,12 +412,13 @@ impl Client {
             ConfirmedServiceResponse::Write(r) => match r.as_slice() {
                 [WriteResult::Success] => Ok(()),
                 [WriteResult::Failure(e)] => Err(ClientError::Access(*e)),
-                other => Err(ClientError::Unexpected(format!(
-                    "{} write results",
-                    other.len()
-                ))),
+                other => Err(ClientError::Unexpected(Mismatch::Results {
+                    request: "write",
+                    asked: 1,
+                    got: other.len(),
+                })),
             },
-            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => Err(ClientError::Unexpected(Mismatch::service("write", other))),
         }
     }
 
@@ -599,10 +430,14 @@ impl Client {
             .await?
         {
             ConfirmedServiceResponse::GetVariableAccessAttributes(a) => a.type_description,
-            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+            other => {
+                return Err(ClientError::Unexpected(Mismatch::service(
+                    "getVariableAccessAttributes",
+                    other,
+                )))
+            }
         };
-        let data =
-            mms_client::parse_value(&ty, value).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let data = mms_client::parse_value(&ty, value).map_err(UsageError::from)?;
         self.write_name(&name, data).await
     }
 
@@ -614,9 +449,7 @@ impl Client {
     /// load (XMPP); use [`Client::request`] in a loop there.
     pub async fn load(&self, spec: LoadSpec) -> Result<LoadOutcome, ClientError> {
         if !self.inner.runs_load {
-            return Err(ClientError::Usage(
-                "this association cannot run a closed-loop load".into(),
-            ));
+            return Err(UsageError::NoLoop.into());
         }
         let max = usize::from(self.inner.negotiated.max_serv_outstanding_calling.max(1));
         let mut spec = spec;
@@ -734,7 +567,7 @@ impl ClientMachine {
                 initiate_response, ..
             } => {
                 let Some(bytes) = initiate_response else {
-                    return self.refuse(ClientError::Unexpected("AARE without MMS data".into()));
+                    return self.refuse(ClientError::Unexpected(Mismatch::NoInitiateResponse));
                 };
                 match mms_client::parse_initiate_response(&bytes, &self.proposal) {
                     Ok(n) => {
@@ -831,7 +664,7 @@ impl ClientMachine {
             Ok(x) => x,
             Err((e, w)) => {
                 if let Waiter::Caller(p) = w {
-                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                    let _ = p.reply.send(Err(UsageError::Session(e).into()));
                 }
                 return;
             }

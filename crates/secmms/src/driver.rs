@@ -62,11 +62,10 @@ pub enum LinkError {
     /// The peer closed the connection.
     #[error("connection closed by the peer")]
     Closed,
-    /// We refused the connection or the association (the reason says why: admission control,
-    /// a failed TLS handshake, an invalid initiate, a failed E2E check); the reaction the
-    /// protocol has for it (AARE reject, ABRT) was sent.
+    /// We refused the connection or the association; the reaction the protocol has for it
+    /// (AARE reject, ABRT) was sent.
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(#[from] RefusalReason),
     /// An application-layer security check failed; the abort it calls for was sent. The error
     /// keeps what the standard says of it: the E2E diagnostic and the security event (id,
     /// mnemonic) in native mode, the refusal in compatibility mode.
@@ -75,6 +74,38 @@ pub enum LinkError {
     /// No input arrived in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+}
+
+/// Why we refused a connection or an association ([`LinkError::Refused`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RefusalReason {
+    /// Admission control: its checks passed, but `max` associations are established already
+    /// (ACSE rejected-transient).
+    #[error("server.max_associations ({max}) associations are established")]
+    Admission {
+        /// `server.max_associations`.
+        max: usize,
+    },
+    /// The TLS handshake failed (the security event tells why, clause 6).
+    #[error("TLS: {0}")]
+    TlsHandshake(Arc<crate::tls::TlsError>),
+    /// The connection sent no ClientHello within `tls.handshake_timeout_secs`.
+    #[error("TLS: no ClientHello within {0:?}")]
+    NoClientHello(Duration),
+    /// `server.max_handshakes` TLS handshakes were under way for the whole wait.
+    #[error("TLS: server.max_handshakes TLS handshakes under way")]
+    HandshakesBusy,
+    /// More than `server.handshake_rate` TLS handshakes a second were being started for the
+    /// whole wait.
+    #[error("TLS: more than server.handshake_rate TLS handshakes a second")]
+    HandshakeRate,
+    /// The MMS initiate-RequestPDU could not be decoded; the association was aborted.
+    #[error("invalid MMS initiate request ({0}); aborted")]
+    InvalidInitiate(secmms_mms::MmsError),
+    /// Native mode: an E2E check refused the association (the diagnostic, with the security
+    /// event it raised).
+    #[error("E2E: {0}")]
+    E2eCheck(secmms_profiles::native::NativeDiagnostic),
 }
 
 impl From<ProtectionError> for LinkError {

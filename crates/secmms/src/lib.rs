@@ -4,18 +4,36 @@
 //!
 //! # Front door
 //!
-//! A product embeds a server with [`Server::builder`] and a client with [`Client::builder`]:
-//! typed sections of the configuration (TLS, application security, OSI addressing, limits),
-//! then `bind` or `connect`. The server serves a live [`SharedModel`](secmms_mms::SharedModel)
-//! the program feeds and observes, and sends InformationReports to its associations
-//! ([`ServerHandle::report`]); a client receives them on [`Client::reports`]. An embedded server
-//! runs on the program's own tokio runtime, with no thread of its own ([`Tuning`]). Runnable
+//! A product embeds a server with [`Server::builder`] and a client with [`Client::builder`].
+//! Each takes typed sections, every one beside what it configures: [`transport::TcpConfig`],
+//! [`tls::TlsConfig`] (clause 6), [`security::SecurityConfig`] (application security: plain,
+//! compatibility or native mode), [`osi::OsiSettings`] (selectors, AP-titles), the limits
+//! ([`server::ServerConfig`], [`client::ClientConfig`]) and [`events::EventsConfig`]. `bind`
+//! and `connect` validate them and return typed errors: a value out of range names its field
+//! ([`settings::SettingError`]), a refused association keeps the ACSE outcome, the MMS
+//! initiate-ErrorPDU and the E2E diagnostic ([`client::Refusal`]).
+//!
+//! The server serves a live [`SharedModel`](secmms_mms::SharedModel) the program feeds and
+//! observes, and sends InformationReports to its associations ([`ServerHandle::report`]); a
+//! client receives them on [`Client::reports`]. An embedded server runs on the program's own
+//! tokio runtime, with no thread of its own ([`Tuning`]). A client can keep requests of one kind
+//! in flight inside its association, with each answer and its round trip handed back in the turn
+//! that received it ([`client::RequestLoop`]: cyclic polling, load generation). Runnable
 //! examples: `examples/embed_server.rs`, `examples/embed_client.rs`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use secmms::server::ServerConfig;
 //! use secmms::{Client, Server};
-//! let server = Server::builder().listen("127.0.0.1:10102").bind().await?.spawn()?;
+//! let server = Server::builder()
+//!     .limits(ServerConfig {
+//!         max_associations: 10,
+//!         ..Default::default()
+//!     })
+//!     .listen("127.0.0.1:10102")
+//!     .bind()
+//!     .await?
+//!     .spawn()?;
 //! let client = Client::builder().connect("127.0.0.1:10102").await?;
 //! println!("{:?}", client.read("DEMOLD0/LLN0.NamPlt.vendor[DC]").await?);
 //! client.release().await?;
@@ -24,8 +42,9 @@
 //! ```
 //!
 //! All protocol logic lives in the sans-IO crates (`secmms-osi`, `secmms-mms`, `secmms-e2e`,
-//! `secmms-profiles`); this crate moves bytes and time, and holds the TOML configuration the
-//! `secmms` command reads ([`Config`]).
+//! `secmms-profiles`); this crate moves bytes and time. The TOML file the `secmms` command
+//! reads ([`Config`]) is an adapter over the same sections ([`Config::server_builder`],
+//! [`Config::client_builder`]).
 // `unsafe` is denied everywhere except the documented FFI module `tls::ffi` (OpenSSL calls the
 // `openssl` crate does not wrap: renegotiation, key update).
 #![deny(unsafe_code)]
@@ -44,6 +63,7 @@ pub mod osi;
 pub mod relay;
 pub mod security;
 pub mod server;
+pub mod settings;
 pub mod stats;
 pub mod tls;
 pub mod transport;

@@ -29,9 +29,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, ConfigError};
 use crate::driver::{drive, ByteStream, LinkError, Machine, Port, Step};
-use crate::osi::osi_config;
+use crate::osi::{osi_config, OsiSettings};
+use crate::settings::{bounds, check_range, SettingError};
 use crate::tls::TlsContext;
 use crate::transport::{self, BoxStream};
 
@@ -97,11 +97,9 @@ impl Default for RelayConfig {
     }
 }
 
-fn parse_oid(field: &'static str, s: &str) -> Result<Oid, ConfigError> {
-    s.parse().map_err(|_| ConfigError::Value {
-        field,
-        reason: format!("`{s}` is not a dotted OID"),
-    })
+fn parse_oid(field: &'static str, s: &str) -> Result<Oid, SettingError> {
+    s.parse()
+        .map_err(|_| SettingError::new(field, format!("`{s}` is not a dotted OID")))
 }
 
 fn const_oid(arcs: &[u64]) -> Oid {
@@ -110,20 +108,28 @@ fn const_oid(arcs: &[u64]) -> Oid {
 }
 
 impl RelayConfig {
-    /// Checks routes and OIDs.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks routes, OIDs and every value against its range ([`crate::settings::bounds`]).
+    pub fn validate(&self) -> Result<(), SettingError> {
         self.routes()?;
         self.contexts()?;
-        if self.max_associations == 0 {
-            return Err(ConfigError::Value {
-                field: "relay.max_associations",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+        check_range(
+            "relay.max_associations",
+            self.max_associations as u64,
+            bounds::ASSOCIATIONS,
+        )?;
+        check_range(
+            "relay.associate_timeout_secs",
+            self.associate_timeout_secs,
+            bounds::TIMEOUT_SECS,
+        )?;
+        check_range(
+            "relay.idle_timeout_secs",
+            self.idle_timeout_secs,
+            bounds::IDLE_SECS,
+        )
     }
 
-    fn routes(&self) -> Result<Vec<(Oid, Option<i64>, String)>, ConfigError> {
+    fn routes(&self) -> Result<Vec<(Oid, Option<i64>, String)>, SettingError> {
         self.routes
             .iter()
             .map(|r| {
@@ -137,7 +143,7 @@ impl RelayConfig {
     }
 
     /// (application contexts, extra abstract syntaxes) relayed.
-    fn contexts(&self) -> Result<(Vec<Oid>, Vec<Oid>), ConfigError> {
+    fn contexts(&self) -> Result<(Vec<Oid>, Vec<Oid>), SettingError> {
         let mut acs = vec![
             secmms_osi::presentation::oids::mms_ac(),
             const_oid(DEFAULT_RELAYED_E2E_MMS_AC),
@@ -159,12 +165,46 @@ impl RelayConfig {
     }
 }
 
+/// The sections a relay runs with: its own (`[relay]`), and the TCP, TLS (per hop), OSI,
+/// application-security (the native-mode numbers relayed) and event sections.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RelaySettings {
+    /// Routing, limits and timeouts.
+    pub relay: RelayConfig,
+    /// TCP socket options of both hops.
+    pub tcp: crate::transport::TcpConfig,
+    /// TLS of both hops (`relay.tls_in` / `relay.tls_out` turn it on per hop).
+    pub tls: crate::tls::TlsConfig,
+    /// OSI addressing of the relay's own ends.
+    pub osi: OsiSettings,
+    /// The native-mode numbers configured here are relayed too.
+    pub security: crate::security::SecurityConfig,
+    /// Where security events go when no sink is given.
+    pub events: crate::events::EventsConfig,
+}
+
+impl RelaySettings {
+    /// Checks every section.
+    pub fn validate(&self) -> Result<(), RelayError> {
+        self.relay.validate()?;
+        self.tcp.validate()?;
+        self.tls.validate()?;
+        self.osi.validate()?;
+        self.security.validate(&self.tls.ca)?;
+        self.events.validate()?;
+        Ok(())
+    }
+}
+
 /// Errors starting the relay.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The configuration is invalid.
+    /// A value is out of range or malformed (the field is named).
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Setting(#[from] SettingError),
+    /// The `[events]` section is invalid, or its outputs could not be opened.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// A TLS context could not be built.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -200,7 +240,7 @@ pub use secmms_profiles::relay::{Tap, TapAction, TapContext};
 struct RelayShared {
     tap: Option<Arc<dyn Tap>>,
     next_association: Arc<AtomicU64>,
-    cfg: Config,
+    cfg: RelaySettings,
     routes: Vec<(Oid, Option<i64>, String)>,
     application_contexts: Vec<Oid>,
     abstract_syntaxes: Vec<Oid>,
@@ -235,29 +275,26 @@ impl RelayHandle {
 impl Relay {
     /// Binds the relay of `cfg.relay` (TLS per hop from `cfg.tls`), reporting security events to
     /// the sink the `[events]` section describes.
-    pub async fn bind(cfg: Config) -> Result<Relay, RelayError> {
-        let sink = cfg.events.build().map_err(ConfigError::from)?;
+    pub async fn bind(cfg: RelaySettings) -> Result<Relay, RelayError> {
+        let sink = cfg.events.build()?;
         Self::bind_with_events(cfg, Arc::new(sink)).await
     }
 
     /// Like [`Relay::bind`] with an explicit event sink.
     pub async fn bind_with_events(
-        cfg: Config,
+        cfg: RelaySettings,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Relay, RelayError> {
         cfg.validate()?;
-        cfg.relay.validate()?;
         let routes = cfg.relay.routes()?;
         if routes.is_empty() && cfg.relay.to.is_none() {
-            return Err(ConfigError::Value {
-                field: "relay.to",
-                reason: "a relay needs a next hop (--to) or routes".into(),
-            }
-            .into());
+            return Err(
+                SettingError::new("relay.to", "a relay needs a next hop (--to) or routes").into(),
+            );
         }
         let (mut application_contexts, mut abstract_syntaxes) = cfg.relay.contexts()?;
         // Configured native-mode numbers (spec §9 DECISION) are relayed too.
-        let add = |v: &Option<String>, list: &mut Vec<Oid>| -> Result<(), ConfigError> {
+        let add = |v: &Option<String>, list: &mut Vec<Oid>| -> Result<(), SettingError> {
             if let Some(o) = v {
                 let o = parse_oid("security", o)?;
                 if !list.contains(&o) {

@@ -15,9 +15,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
 
 use crate::admission::{Admission, Limits, Stage, Ticket};
-use crate::config::{Config, ServerConfig};
-use crate::driver::LinkError;
 use crate::driver::{self, drive, ByteStream, Machine, Port, Step};
+use crate::driver::{LinkError, RefusalReason};
 use crate::events::ratelimit::{left_out, LogLimiter};
 use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
@@ -26,8 +25,11 @@ use crate::tls::{RenegotiationTrigger, TlsContext, TlsStats};
 use crate::transport::{self, BusyPollPolicy, PollingTcpStream, Stream};
 
 mod builder;
+mod settings;
 mod workers;
+use builder::Sections;
 pub use builder::ServerBuilder;
+pub use settings::ServerConfig;
 use workers::{cpus, worker_count, Active, Workers};
 
 /// Errors starting or running the server.
@@ -36,9 +38,12 @@ pub enum ServerError {
     /// The model file could not be loaded.
     #[error("cannot load the model: {0}")]
     Model(String),
-    /// The configuration is invalid.
+    /// A value is out of range or malformed (the field is named).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Setting(#[from] crate::settings::SettingError),
+    /// The events section is invalid, or its outputs could not be opened.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
     /// The TLS context could not be built (certificate, key, trust anchors, suite policy).
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -116,7 +121,7 @@ fn response_group(configured: Option<usize>, burst: usize, established: u64, cpu
 }
 
 struct Shared {
-    cfg: Config,
+    cfg: Sections,
     mms: Vmd,
     stats: Arc<ServerStats>,
     tls: Option<Arc<TlsContext>>,
@@ -186,7 +191,7 @@ impl CrlReloader {
 /// `server.busy_poll_us`) should suit. Settings the configuration gives are used as they are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Tuning {
-    /// A server inside someone else's program (the default of [`Server::bind`]): associations
+    /// A server inside someone else's program (the default of [`ServerBuilder`]): associations
     /// are tasks on the caller's tokio runtime (a current-thread one works), the server starts
     /// no thread of its own and never busy-polls.
     #[default]
@@ -198,7 +203,7 @@ pub enum Tuning {
 
 impl Tuning {
     /// `cfg` with the settings it leaves unset filled in for this tuning.
-    fn resolve(self, mut cfg: Config) -> Config {
+    fn resolve(self, mut cfg: Sections) -> Sections {
         if self == Tuning::Embedded {
             cfg.server.worker_threads.get_or_insert(0);
             cfg.server.busy_poll_us.get_or_insert(0);
@@ -266,56 +271,27 @@ impl ServerHandle {
 }
 
 impl Server {
-    /// Loads the model named by the configuration (or the built-in demo model) and binds.
-    /// Security events go where the `[events]` section says (tracing by default; the
-    /// tamper-evident log and syslog when configured).
-    ///
-    /// The server suits embedding ([`Tuning::Embedded`]): no thread of its own, no busy
-    /// polling, unless the configuration asks for them; [`Server::bind_tuned`] chooses.
-    pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
-        Self::bind_tuned(cfg, Tuning::Embedded).await
-    }
-
-    /// Like [`Server::bind`], with the unset performance settings chosen by `tuning`
-    /// (`secmms server` binds with [`Tuning::Daemon`]).
-    pub async fn bind_tuned(cfg: Config, tuning: Tuning) -> Result<Server, ServerError> {
-        let sink = cfg
-            .events
-            .build()
-            .map_err(crate::config::ConfigError::from)?;
-        Self::bind_inner(cfg, Arc::new(sink), tuning, None).await
-    }
-
-    /// Like [`Server::bind`], with the sink that receives the security events (TLS refusals,
-    /// key refreshes, `TLS_DISABLED` for a plain endpoint).
-    pub async fn bind_with_events(
-        cfg: Config,
-        sink: Arc<dyn SecurityEventSink>,
-    ) -> Result<Server, ServerError> {
-        Self::bind_inner(cfg, sink, Tuning::Embedded, None).await
-    }
-
     /// The front door for a program that embeds a server: sections of the configuration, a
     /// live model, the event sink and the tuning, then [`ServerBuilder::bind`].
     pub fn builder() -> ServerBuilder {
         ServerBuilder::default()
     }
 
+    /// Binds with validated sections `cfg` ([`ServerBuilder::bind`]).
     async fn bind_inner(
-        cfg: Config,
+        cfg: Sections,
         sink: Arc<dyn SecurityEventSink>,
         tuning: Tuning,
         live_model: Option<SharedModel>,
     ) -> Result<Server, ServerError> {
         let cfg = tuning.resolve(cfg);
-        cfg.validate()?;
         let tls = if cfg.tls.enabled {
             Some(Arc::new(TlsContext::server(&cfg.tls, sink.clone())?))
         } else {
             crate::tls::report_plain(sink.as_ref(), "server", &cfg.server.listen);
             None
         };
-        let security = AppSecurity::build(&cfg, sink.clone())?;
+        let security = AppSecurity::build(&cfg.security, &cfg.tls, &cfg.osi, sink.clone())?;
         let (model, description) = match (live_model, &cfg.server.model) {
             (Some(m), _) => (m, "model of the application".to_string()),
             (None, Some(p)) => (SharedModel::new(load_model(p)?), p.display().to_string()),
@@ -324,7 +300,7 @@ impl Server {
                 "built-in demo model".to_string(),
             ),
         };
-        let mms = Vmd::new(model, server_options(&cfg));
+        let mms = Vmd::new(model, server_options(&cfg.server));
         let listener = transport::listen_tcp(&cfg.server.listen)
             .await
             .map_err(|source| ServerError::Listen {
@@ -592,10 +568,10 @@ impl Server {
 }
 
 /// The MMS service options `cfg` asks for.
-pub fn server_options(cfg: &Config) -> VmdConfig {
+pub fn server_options(cfg: &ServerConfig) -> VmdConfig {
     VmdConfig {
-        max_pdu_size: cfg.server.max_pdu_size,
-        max_serv_outstanding: cfg.server.max_outstanding,
+        max_pdu_size: cfg.max_pdu_size,
+        max_serv_outstanding: cfg.max_outstanding,
         ..Default::default()
     }
 }
@@ -707,10 +683,10 @@ impl<'a> ServerMachine<'a> {
                 None,
                 now,
             )?;
-            return Err(LinkError::Refused(format!(
-                "server.max_associations ({}) associations are established",
-                shared.cfg.server.max_associations
-            )));
+            return Err(RefusalReason::Admission {
+                max: shared.cfg.server.max_associations,
+            }
+            .into());
         }
         match shared.mms.accept_initiate(initiate) {
             InitiateOutcome::Accepted {
@@ -746,9 +722,7 @@ impl<'a> ServerMachine<'a> {
             }
             InitiateOutcome::Invalid(e) => {
                 self.sa.abort(now)?;
-                return Err(LinkError::Refused(format!(
-                    "invalid MMS initiate request ({e}); aborted"
-                )));
+                return Err(RefusalReason::InvalidInitiate(e).into());
             }
         }
         Ok(())
@@ -898,7 +872,7 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
                 // was established, a close after our refusal is that refusal.
                 SecureEvent::Aborted(_) | SecureEvent::Closed => {
                     let r = match (self.session.is_none(), self.sa.last_diagnostic()) {
-                        (true, Some(d)) => LinkError::Refused(format!("E2E: {d}")),
+                        (true, Some(d)) => RefusalReason::E2eCheck(d.clone()).into(),
                         _ => LinkError::Closed,
                     };
                     self.end(Err(r));
@@ -1042,9 +1016,7 @@ async fn gated_handshake(
         .is_err()
     {
         shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-        return Err(LinkError::Refused(format!(
-            "TLS: no ClientHello within {timeout:?}"
-        )));
+        return Err(RefusalReason::NoClientHello(timeout).into());
     }
     let slot = match shared.handshakes.enter(deadline).await {
         Ok(slot) => slot,
@@ -1056,7 +1028,11 @@ async fn gated_handshake(
             if let Some(n) = HANDSHAKES_REFUSED.check(std::time::Instant::now()) {
                 warn!(%peer, "refusing connection: {why} for {timeout:?}{}", left_out(n));
             }
-            return Err(LinkError::Refused(format!("TLS: {why}")));
+            return Err(match why {
+                crate::handshakes::GateRefusal::Busy => RefusalReason::HandshakesBusy,
+                crate::handshakes::GateRefusal::Rate => RefusalReason::HandshakeRate,
+            }
+            .into());
         }
     };
     if slot.waited {
@@ -1069,7 +1045,7 @@ async fn gated_handshake(
     drop(slot);
     r.map_err(|e| {
         shared.stats.tls_refused.fetch_add(1, Ordering::Relaxed);
-        LinkError::Refused(format!("TLS: {e}"))
+        RefusalReason::TlsHandshake(Arc::new(e)).into()
     })
 }
 

@@ -45,6 +45,31 @@ impl TcpConfig {
     pub const DEFAULT_KEEPALIVE_INTERVAL_SECS: u64 = 10;
     /// Annex H DECISION: keep-alive probe count.
     pub const DEFAULT_KEEPALIVE_COUNT: u32 = 6;
+
+    /// Checks every value against its range ([`crate::settings::bounds`]).
+    pub fn validate(&self) -> Result<(), crate::settings::SettingError> {
+        use crate::settings::{bounds::*, check_range};
+        check_range(
+            "tcp.keepalive_idle_secs",
+            self.keepalive_idle_secs,
+            KEEPALIVE_SECS,
+        )?;
+        check_range(
+            "tcp.keepalive_interval_secs",
+            self.keepalive_interval_secs,
+            KEEPALIVE_SECS,
+        )?;
+        check_range(
+            "tcp.keepalive_count",
+            u64::from(self.keepalive_count),
+            KEEPALIVE_COUNT,
+        )?;
+        check_range(
+            "tcp.connect_timeout_secs",
+            self.connect_timeout_secs,
+            TIMEOUT_SECS,
+        )
+    }
 }
 
 impl Default for TcpConfig {

@@ -28,16 +28,40 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use crate::client::{Client, ClientError, Cmd, CmdTx, Pending, Refusal, RELEASE_TIMEOUT};
-use crate::config::Config;
 use crate::driver::{drive, LinkError, Machine, Port, Step, Transport};
 use crate::security::{load_e2e_context, AppMode};
+
+/// The sections MMS over XMPP runs with (clause 16): the XMPP connection, native-mode
+/// credentials (`security`, with `tls` as the fallback for anchors and OCSP), what a server
+/// serves and negotiates (`server`), what a client proposes (`client`), and the event outputs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct XmppSettings {
+    /// Server, JID, SASL, TLS anchors; required.
+    pub xmpp: Option<XmppConfig>,
+    /// Application security: native mode is required.
+    pub security: crate::security::SecurityConfig,
+    /// Fallback trust anchors and OCSP settings.
+    pub tls: crate::tls::TlsConfig,
+    /// The model served and the service limits negotiated.
+    pub server: crate::server::ServerConfig,
+    /// Timeouts and what the initiate proposes.
+    pub client: crate::client::ClientConfig,
+    /// Where security events go when no sink is given.
+    pub events: crate::events::EventsConfig,
+}
 
 /// Errors of the XMPP environment.
 #[derive(Debug, thiserror::Error)]
 pub enum XmppEnvError {
-    /// The `[xmpp]` section is missing or invalid.
+    /// The `[xmpp]` section is missing, or the mode is not native.
     #[error("XMPP configuration: {0}")]
-    Config(String),
+    Setting(#[from] crate::settings::SettingError),
+    /// The `[events]` outputs could not be opened.
+    #[error(transparent)]
+    Events(#[from] crate::events::EventsError),
+    /// The model file could not be loaded.
+    #[error("cannot load the model: {0}")]
+    Model(String),
     /// Native-mode credentials could not be loaded.
     #[error(transparent)]
     Security(#[from] crate::security::SecurityError),
@@ -48,26 +72,29 @@ pub enum XmppEnvError {
 
 /// The `[xmpp]` section of `cfg`, checked, with native mode required (clause 16 has no other
 /// application security).
-fn xmpp_config(cfg: &Config) -> Result<&XmppConfig, XmppEnvError> {
+fn xmpp_config(cfg: &XmppSettings) -> Result<&XmppConfig, XmppEnvError> {
+    use crate::settings::SettingError;
     let x = cfg
         .xmpp
         .as_ref()
-        .ok_or_else(|| XmppEnvError::Config("no [xmpp] section (or --jid)".into()))?;
+        .ok_or_else(|| SettingError::new("xmpp", "no [xmpp] section (or --jid)"))?;
     if cfg.security.mode != AppMode::Native {
-        return Err(XmppEnvError::Config(
-            "the XMPP environment carries E2E security only: use --mode native".into(),
-        ));
+        return Err(SettingError::new(
+            "security.mode",
+            "the XMPP environment carries E2E security only: use --mode native",
+        )
+        .into());
     }
     x.validate()?;
     Ok(x)
 }
 
 fn endpoint(
-    cfg: &Config,
+    cfg: &XmppSettings,
     server: bool,
     sink: Arc<dyn SecurityEventSink>,
 ) -> Result<XmppEndpoint, XmppEnvError> {
-    let ctx = load_e2e_context(cfg)?;
+    let ctx = load_e2e_context(&cfg.security, &cfg.tls)?;
     Ok(XmppEndpoint::new(ctx, server, sink))
 }
 
@@ -204,7 +231,7 @@ impl Transport for ClientLink {
 /// Serves the MMS model of `mms` over XMPP until the connection ends: one E2E association per
 /// HandshakeReq, from any JID whose certificate binds it (Annex G.6.3).
 pub async fn serve(
-    cfg: &Config,
+    cfg: &XmppSettings,
     mms: Vmd,
     sink: Arc<dyn SecurityEventSink>,
 ) -> Result<(), XmppEnvError> {
@@ -213,7 +240,7 @@ pub async fn serve(
 
 /// Like [`serve`]; `on_ready` is called with our full JID once the connection is bound.
 pub async fn serve_ready(
-    cfg: &Config,
+    cfg: &XmppSettings,
     mms: Vmd,
     sink: Arc<dyn SecurityEventSink>,
     on_ready: impl FnOnce(&str),
@@ -225,7 +252,8 @@ pub async fn serve_ready(
         &cfg.security.ca
     };
     let ocsp = crate::security::PeerOcsp::from_config(
-        cfg,
+        &cfg.security,
+        &cfg.tls,
         Arc::new(crate::security::ReloadableValidator::load(
             anchors,
             &[],
@@ -474,18 +502,18 @@ impl Machine<ServerLink> for ServerEndpoint {
 
 /// Serves the model `cfg.server.model` names (or the built-in demo model) over XMPP, reporting
 /// security events where `[events]` says.
-pub async fn serve_config(cfg: &Config, on_ready: impl FnOnce(&str)) -> Result<(), XmppEnvError> {
-    let sink = cfg
-        .events
-        .build()
-        .map_err(|e| XmppEnvError::Config(e.to_string()))?;
+pub async fn serve_config(
+    cfg: &XmppSettings,
+    on_ready: impl FnOnce(&str),
+) -> Result<(), XmppEnvError> {
+    let sink = cfg.events.build()?;
     let model = match &cfg.server.model {
-        Some(p) => crate::server::load_model(p).map_err(|e| XmppEnvError::Config(e.to_string()))?,
+        Some(p) => crate::server::load_model(p).map_err(|e| XmppEnvError::Model(e.to_string()))?,
         None => secmms_mms::model::Model::default_demo(),
     };
     let mms = Vmd::new(
         secmms_mms::model::SharedModel::new(model),
-        crate::server::server_options(cfg),
+        crate::server::server_options(&cfg.server),
     );
     serve_ready(cfg, mms, Arc::new(sink), on_ready).await
 }
@@ -525,7 +553,7 @@ struct ClientAssoc {
 pub struct XmppConnection {
     tx: mpsc::Sender<ConnCmd>,
     jid: String,
-    cfg: Config,
+    cfg: XmppSettings,
 }
 
 impl std::fmt::Debug for XmppConnection {
@@ -540,7 +568,7 @@ impl XmppConnection {
     /// Connects and binds as `cfg.xmpp` says (TLS, SASL); native-mode credentials from
     /// `cfg.security`.
     pub async fn connect(
-        cfg: &Config,
+        cfg: &XmppSettings,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<XmppConnection, XmppEnvError> {
         let xc = xmpp_config(cfg)?;
@@ -901,7 +929,9 @@ fn on_cmd(
             let (id, pdu) = match a.session.request(service, pending) {
                 Ok(x) => x,
                 Err((e, p)) => {
-                    let _ = p.reply.send(Err(ClientError::Usage(e.to_string())));
+                    let _ = p
+                        .reply
+                        .send(Err(crate::client::UsageError::Session(e).into()));
                     return Vec::new();
                 }
             };
@@ -953,9 +983,7 @@ fn on_cmd(
         }
         ConnCmd::Assoc(_, Cmd::Load { reply, .. }) => {
             // Client::load refuses before sending this; answer anyway rather than drop it.
-            let _ = reply.send(Err(ClientError::Usage(
-                "a closed-loop load is not run over XMPP".into(),
-            )));
+            let _ = reply.send(Err(crate::client::UsageError::NoLoop.into()));
             Vec::new()
         }
         ConnCmd::Assoc(key, Cmd::Abort) => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::security::{AppMode, AppSecurity};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::crypto::OsRandom;
 use secmms_pki::event::{MemorySink, SecurityEventSink, Severity};
 use secmms_pki::tooling::{
@@ -123,7 +123,10 @@ async fn revoke_live_peer(mode: AppMode, server_event: (&str, &str)) {
     scfg.server.worker_threads = Some(0);
     let events = Arc::new(MemorySink::new());
     let sink: Arc<dyn SecurityEventSink> = events.clone();
-    let h = Server::bind_with_events(scfg, sink)
+    let h = scfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -134,8 +137,11 @@ async fn revoke_live_peer(mode: AppMode, server_event: (&str, &str)) {
         let addr = h.addr.to_string();
         async move {
             let s: Arc<dyn SecurityEventSink> = sink;
-            let security = AppSecurity::build(&ccfg, s).unwrap();
-            Client::connect_shared(&addr, &ccfg, None, &security).await
+            let security = AppSecurity::build(&ccfg.security, &ccfg.tls, &ccfg.osi, s).unwrap();
+            ccfg.client_builder()
+                .app_security(security.clone())
+                .connect(&addr)
+                .await
         }
     };
     let c1_events = Arc::new(MemorySink::new());

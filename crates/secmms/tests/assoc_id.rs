@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use secmms::security::AppMode;
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::event::{MemorySink, SecurityEventSink};
 use secmms_tools::demo::DemoPki;
 
@@ -32,7 +32,10 @@ async fn check(mode: AppMode, established: &str) {
     let mut scfg = secured(mode, &pki, true);
     scfg.server.listen = "127.0.0.1:0".into();
     scfg.server.worker_threads = Some(0);
-    let h = Server::bind_with_events(scfg, sink)
+    let h = scfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -40,8 +43,12 @@ async fn check(mode: AppMode, established: &str) {
     let client_events = Arc::new(MemorySink::new());
     let ccfg = secured(mode, &pki, false);
     let csink: Arc<dyn SecurityEventSink> = client_events.clone();
-    let security = secmms::security::AppSecurity::build(&ccfg, csink).unwrap();
-    let c = Client::connect_shared(&h.addr.to_string(), &ccfg, None, &security)
+    let security =
+        secmms::security::AppSecurity::build(&ccfg.security, &ccfg.tls, &ccfg.osi, csink).unwrap();
+    let c = ccfg
+        .client_builder()
+        .app_security(security.clone())
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     c.identify().await.unwrap();

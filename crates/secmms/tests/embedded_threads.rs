@@ -3,8 +3,8 @@
 //! process. The daemon's tuning, on the same runtime, does start its association threads (the
 //! check can fail). Alone in its test binary, so no other test's threads are counted.
 
-use secmms::server::{Server, Tuning};
-use secmms::{Client, Config};
+use secmms::server::Tuning;
+use secmms::Config;
 
 /// Threads of this process now.
 fn threads() -> usize {
@@ -27,10 +27,15 @@ fn config() -> Config {
 /// threads the process gained.
 async fn serve_once(tuning: Tuning) -> usize {
     let before = threads();
-    let server = Server::bind_tuned(config(), tuning).await.unwrap();
+    let server = config()
+        .server_builder()
+        .tuning(tuning)
+        .bind()
+        .await
+        .unwrap();
     let addr = server.local_addr().unwrap().to_string();
     let handle = server.spawn().unwrap();
-    let client = Client::connect(&addr, &config()).await.unwrap();
+    let client = config().client_builder().connect(&addr).await.unwrap();
     client.identify().await.unwrap();
     client.read("DEMOLD0/LLN0.NamPlt.vendor[DC]").await.unwrap();
     client.release().await.unwrap();

@@ -3,7 +3,7 @@
 //! verifies.
 
 use secmms::events::verify_log;
-use secmms::{Config, Server};
+use secmms::Config;
 
 #[tokio::test]
 async fn plain_server_logs_tls_disabled_to_the_chained_log() {
@@ -14,7 +14,7 @@ async fn plain_server_logs_tls_disabled_to_the_chained_log() {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.events.log = Some(log.clone());
-    let _server = Server::bind(cfg).await.unwrap();
+    let _server = cfg.server_builder().bind().await.unwrap();
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("TLS_DISABLED"), "{text}");

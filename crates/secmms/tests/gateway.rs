@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use secmms::config::Config;
 use secmms::gateway::{Gateway, GatewayFile, GatewayHandle};
 use secmms::security::{AppMode, Encrypt};
-use secmms::server::Server;
 use secmms::{Client, ClientError, ServerHandle};
 use secmms_pki::event::MemorySink;
 use secmms_tools::demo::DemoPki;
@@ -20,7 +19,7 @@ const DC: &str = "DEMOLD0/LLN0.NamPlt.vendor[DC]";
 async fn plain_ied() -> ServerHandle {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
-    Server::bind(cfg).await.unwrap().spawn().unwrap()
+    cfg.server_builder().bind().await.unwrap().spawn().unwrap()
 }
 
 async fn secured_server(pki: &DemoPki, mode: AppMode) -> ServerHandle {
@@ -28,7 +27,7 @@ async fn secured_server(pki: &DemoPki, mode: AppMode) -> ServerHandle {
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.tls = pki.tls_config(true);
     pki.apply_security(&mut cfg, true, mode, Encrypt::Gcm);
-    Server::bind(cfg).await.unwrap().spawn().unwrap()
+    cfg.server_builder().bind().await.unwrap().spawn().unwrap()
 }
 
 fn path(p: &std::path::Path) -> String {
@@ -126,7 +125,9 @@ async fn ied_route_forwards_native_and_compat_to_a_plain_ied() {
         )
         .await;
         let entry = gw.addrs[0].1.to_string();
-        let c = Client::connect(&entry, &secured_client(&pki, app))
+        let c = (secured_client(&pki, app))
+            .client_builder()
+            .connect(&entry)
             .await
             .unwrap();
         let p = c.protection().to_string();
@@ -160,7 +161,9 @@ async fn read_only_route_refuses_dc_writes_and_lets_reads_through() {
     )
     .await;
     let entry = gw.addrs[0].1.to_string();
-    let c = Client::connect(&entry, &secured_client(&pki, AppMode::Native))
+    let c = (secured_client(&pki, AppMode::Native))
+        .client_builder()
+        .connect(&entry)
         .await
         .unwrap();
     c.read(VAR).await.unwrap();
@@ -194,7 +197,9 @@ async fn client_route_and_both_gateways_in_a_chain() {
         sink,
     )
     .await;
-    let c = Client::connect(&gw.addrs[0].1.to_string(), &Config::default())
+    let c = (Config::default())
+        .client_builder()
+        .connect(&gw.addrs[0].1.to_string())
         .await
         .unwrap();
     assert_eq!(c.protection().to_string(), "none");
@@ -215,7 +220,9 @@ async fn client_route_and_both_gateways_in_a_chain() {
             Arc::new(MemorySink::new()),
         )
         .await;
-        let c = Client::connect(&client_gw.addrs[0].1.to_string(), &Config::default())
+        let c = (Config::default())
+            .client_builder()
+            .connect(&client_gw.addrs[0].1.to_string())
             .await
             .unwrap();
         read_write_release(c, &format!("chain-{mode}")).await;
@@ -236,11 +243,10 @@ async fn an_unreachable_ied_is_a_rejection_with_the_reason_in_time() {
     let sink = Arc::new(MemorySink::new());
     let gw = gateway(&ied_route(&pki, &dead, "native", false), sink.clone()).await;
     let started = Instant::now();
-    let r = Client::connect(
-        &gw.addrs[0].1.to_string(),
-        &secured_client(&pki, AppMode::Native),
-    )
-    .await;
+    let r = (secured_client(&pki, AppMode::Native))
+        .client_builder()
+        .connect(&gw.addrs[0].1.to_string())
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "{:?}",
@@ -268,7 +274,10 @@ async fn a_source_outside_the_allow_list_is_refused_with_an_event() {
     let text = client_route(&pki, &server.addr.to_string(), "native")
         .replace("allow = [\"127.0.0.0/8\"]", "allow = [\"10.9.0.0/16\"]");
     let gw = gateway(&text, sink.clone()).await;
-    let r = Client::connect(&gw.addrs[0].1.to_string(), &Config::default()).await;
+    let r = (Config::default())
+        .client_builder()
+        .connect(&gw.addrs[0].1.to_string())
+        .await;
     assert!(r.is_err());
     settle(|| gw.stats.sources_refused.load(Ordering::Relaxed) == 1).await;
     assert_eq!(gw.stats.sources_refused.load(Ordering::Relaxed), 1);
@@ -288,7 +297,7 @@ async fn a_reload_keeps_live_associations_that_remain_allowed_and_ends_the_other
     let gw = gateway(&route, sink.clone()).await;
     let entry = gw.addrs[0].1.to_string();
     let cfg = secured_client(&pki, AppMode::Native);
-    let live = Client::connect(&entry, &cfg).await.unwrap();
+    let live = cfg.client_builder().connect(&entry).await.unwrap();
     live.write_str(DC, "before").await.unwrap();
 
     // The same route made read-only: the live association stays, under the new policy.
@@ -305,7 +314,7 @@ async fn a_reload_keeps_live_associations_that_remain_allowed_and_ends_the_other
         Err(ClientError::Access(_))
     ));
     // New associations come in on the same listener under the new policy too.
-    let second = Client::connect(&entry, &cfg).await.unwrap();
+    let second = cfg.client_builder().connect(&entry).await.unwrap();
     assert!(matches!(
         second.write_str(DC, "second").await,
         Err(ClientError::Access(_))
@@ -336,10 +345,10 @@ async fn a_reload_keeps_live_associations_that_remain_allowed_and_ends_the_other
         .map(|e| e.message.clone())
         .collect();
     assert_eq!(ended.len(), 1, "{:?}", mnemonics(&sink));
-    assert!(Client::connect(&entry, &cfg).await.is_err());
+    assert!(cfg.client_builder().connect(&entry).await.is_err());
     // The added route serves.
     let added = summary.added[0].1.to_string();
-    let c = Client::connect(&added, &cfg).await.unwrap();
+    let c = cfg.client_builder().connect(&added).await.unwrap();
     read_write_release(c, "added").await;
 }
 
@@ -377,7 +386,9 @@ async fn a_thousand_connect_disconnect_cycles_leave_nothing_behind() {
         let cfg = cfg.clone();
         async move {
             for i in 0..n {
-                let c = Client::connect(&entry, &cfg)
+                let c = cfg
+                    .client_builder()
+                    .connect(&entry)
                     .await
                     .unwrap_or_else(|e| panic!("cycle {i}: {e}"));
                 if i % 2 == 0 {
@@ -485,22 +496,26 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
         let cfg = cfg.clone();
         muted.push(tokio::spawn(async move {
             let started = Instant::now();
-            let r = Client::connect(&to_mute, &cfg).await;
+            let r = cfg.client_builder().connect(&to_mute).await;
             (r.map(drop).map_err(|e| e.to_string()), started.elapsed())
         }));
     }
     // Meanwhile the good route serves, each association promptly.
     for i in 0..10 {
         let started = Instant::now();
-        let c = Client::connect(&good, &cfg).await.unwrap_or_else(|e| {
-            let seen: Vec<String> = sink
-                .events()
-                .iter()
-                .filter(|e| !e.message.contains("TLS handshake refused"))
-                .map(|e| format!("{} {}", e.mnemonic, e.message))
-                .collect();
-            panic!("legitimate association {i}: {e}\ngateway events: {seen:#?}")
-        });
+        let c = cfg
+            .client_builder()
+            .connect(&good)
+            .await
+            .unwrap_or_else(|e| {
+                let seen: Vec<String> = sink
+                    .events()
+                    .iter()
+                    .filter(|e| !e.message.contains("TLS handshake refused"))
+                    .map(|e| format!("{} {}", e.mnemonic, e.message))
+                    .collect();
+                panic!("legitimate association {i}: {e}\ngateway events: {seen:#?}")
+            });
         c.read(VAR).await.unwrap();
         c.release().await.unwrap();
         assert!(
@@ -512,7 +527,9 @@ async fn hostile_peers_on_either_side_do_not_disturb_other_routes() {
     // The plain side serves too.
     for i in 0..5 {
         let started = Instant::now();
-        let c = Client::connect(&plain_entry, &Config::default())
+        let c = (Config::default())
+            .client_builder()
+            .connect(&plain_entry)
             .await
             .unwrap_or_else(|e| panic!("legitimate plain association {i}: {e}"));
         c.read(VAR).await.unwrap();
@@ -577,16 +594,22 @@ async fn client_routes_sharing_a_listener_are_chosen_by_the_called_ap_title() {
         c.osi.remote_ae_qualifier = Some(12);
         c
     };
-    let c = Client::connect(&entry, &calling("1.1.1.999.1"))
+    let c = (calling("1.1.1.999.1"))
+        .client_builder()
+        .connect(&entry)
         .await
         .unwrap();
     read_write_release(c, "by-title").await;
-    let e = Client::connect(&entry, &calling("1.1.1.999.77"))
+    let e = (calling("1.1.1.999.77"))
+        .client_builder()
+        .connect(&entry)
         .await
         .expect_err("the route of 1.1.1.999.77 leads nowhere")
         .to_string();
     assert!(e.contains(&format!("{dead} unreachable")), "{e}");
-    let e = Client::connect(&entry, &calling("1.1.1.999.5"))
+    let e = (calling("1.1.1.999.5"))
+        .client_builder()
+        .connect(&entry)
         .await
         .expect_err("no route for 1.1.1.999.5")
         .to_string();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openssl::ssl::{SslConnector, SslMethod, SslVersion};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use tls_support::*;
 
 /// One handshake from 127.0.0.3 without a client certificate (the server refuses it at the
@@ -50,7 +50,7 @@ async fn a_clienthello_flood_waits_for_handshake_slots_and_the_legitimate_client
     cfg.server.handshake_rate = 40;
     cfg.tls = p.config(&p.server);
     cfg.tls.tls13 = false;
-    let h = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let h = cfg.server_builder().bind().await.unwrap().spawn().unwrap();
     let addr = h.addr;
     let stop = Arc::new(AtomicBool::new(false));
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
@@ -77,7 +77,9 @@ async fn a_clienthello_flood_waits_for_handshake_slots_and_the_legitimate_client
     let mut took = Vec::new();
     for i in 0..5 {
         let start = Instant::now();
-        let c = Client::connect(&addr.to_string(), &ccfg)
+        let c = ccfg
+            .client_builder()
+            .connect(&addr.to_string())
             .await
             .unwrap_or_else(|e| panic!("legitimate association {i} failed: {e}"));
         took.push(start.elapsed());

@@ -11,7 +11,6 @@ use std::time::Duration;
 use secmms::config::Config;
 use secmms::relay::{Relay, Tap, TapAction, TapContext};
 use secmms::security::{AppMode, AppSecurity, Encrypt};
-use secmms::server::Server;
 use secmms::{Client, ServerHandle};
 use secmms_e2e::pdu::{ClearToken3, SecPdu, SecPduKind, Signature, Token3Body, Token3Pdu};
 use secmms_e2e::{DtDiagnostic, TimeStamp};
@@ -161,7 +160,10 @@ async fn setup(attack: Attack, encrypt: Encrypt) -> (Setup, Arc<Hostile>) {
     cfg.server.listen = "127.0.0.1:0".into();
     pki.apply_security(&mut cfg, true, AppMode::Native, encrypt);
     let server_events = Arc::new(MemorySink::new());
-    let server = Server::bind_with_events(cfg, server_events.clone())
+    let server = cfg
+        .server_builder()
+        .events(server_events.clone())
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -181,7 +183,7 @@ async fn setup(attack: Attack, encrypt: Encrypt) -> (Setup, Arc<Hostile>) {
     let mut rc = Config::default();
     rc.relay.listen = "127.0.0.1:0".into();
     rc.relay.to = Some(server.addr.to_string());
-    let relay = Relay::bind(rc)
+    let relay = Relay::bind(rc.relay_settings())
         .await
         .unwrap()
         .with_tap(tap.clone())
@@ -204,8 +206,18 @@ async fn setup(attack: Attack, encrypt: Encrypt) -> (Setup, Arc<Hostile>) {
 
 async fn connect(s: &Setup) -> (Client, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new());
-    let sec = AppSecurity::build(&s.client_cfg, sink.clone()).unwrap();
-    let c = Client::connect_shared(&s.relay.addr.to_string(), &s.client_cfg, None, &sec)
+    let sec = AppSecurity::build(
+        &s.client_cfg.security,
+        &s.client_cfg.tls,
+        &s.client_cfg.osi,
+        sink.clone(),
+    )
+    .unwrap();
+    let c = s
+        .client_cfg
+        .client_builder()
+        .app_security(sec.clone())
+        .connect(&s.relay.addr.to_string())
         .await
         .unwrap();
     (c, sink)

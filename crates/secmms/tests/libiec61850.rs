@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use secmms::client::ClientError;
 use secmms::tls::{TlsConfig, TlsContext};
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_pki::event::MemorySink;
 use tls_support::*;
 
@@ -132,7 +132,10 @@ async fn our_server(tls: Option<TlsConfig>) -> (ServerHandle, Arc<MemorySink>) {
     if let Some(t) = tls {
         cfg.tls = t;
     }
-    let h = Server::bind_with_events(cfg, sink)
+    let h = cfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -152,14 +155,22 @@ fn established(ev: &MemorySink) -> Vec<String> {
 async fn our_tls_client(
     port: u16,
     tls: TlsConfig,
-) -> (Result<Client, ClientError>, Arc<MemorySink>, TlsContext) {
+) -> (
+    Result<Client, ClientError>,
+    Arc<MemorySink>,
+    Arc<TlsContext>,
+) {
     let (ev, sink) = sink();
     let cfg = Config {
         tls,
         ..Default::default()
     };
-    let ctx = TlsContext::client(&cfg.tls, sink).unwrap();
-    let c = Client::connect_tls(&format!("127.0.0.1:{port}"), &cfg, &ctx).await;
+    let ctx = Arc::new(TlsContext::client(&cfg.tls, sink).unwrap());
+    let c = cfg
+        .client_builder()
+        .tls_context(ctx.clone())
+        .connect(&format!("127.0.0.1:{port}"))
+        .await;
     (c, ev, ctx)
 }
 
@@ -191,7 +202,9 @@ async fn plain_mms_our_client_to_libiec61850_server() {
         return;
     }
     let (_peer, port) = libiec_server(&[]).await;
-    let c = Client::connect(&format!("127.0.0.1:{port}"), &Config::default())
+    let c = Config::default()
+        .client_builder()
+        .connect(&format!("127.0.0.1:{port}"))
         .await
         .expect("associate with libiec61850");
     let v = c.read(REF).await.unwrap();
@@ -446,7 +459,9 @@ async fn compat_and_native_client_get_a_clear_reason_from_libiec61850() {
         cfg.security.app_cert = Some(demo.client_app.0.clone());
         cfg.security.app_key = Some(demo.client_app.1.clone());
         cfg.security.ca = vec![demo.ca.clone()];
-        let e = Client::connect(&format!("127.0.0.1:{port}"), &cfg)
+        let e = cfg
+            .client_builder()
+            .connect(&format!("127.0.0.1:{port}"))
             .await
             .err()
             .unwrap_or_else(|| panic!("{mode:?}: libiec61850 accepted a secured AARQ"));

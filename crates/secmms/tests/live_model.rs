@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secmms::live::ReportError;
 use secmms::security::{AppMode, Encrypt};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_mms::model::{Change, ChangeOrigin, Model, SharedModel};
 use secmms_mms::server::{ReportContent, UnsolicitedError};
 use secmms_mms::{AccessResult, Data, FloatingPoint, ObjectName};
@@ -49,8 +49,8 @@ async fn live(mode: AppMode) {
     model.observe(Arc::new(move |c: &Change| {
         let _ = tx.send(c.clone());
     }));
-    let server = Server::builder()
-        .config(scfg)
+    let server = scfg
+        .server_builder()
         .listen("127.0.0.1:0")
         .model(model.clone())
         .bind()
@@ -59,7 +59,9 @@ async fn live(mode: AppMode) {
     let handle = server.spawn().unwrap();
     assert!(handle.associations().is_empty());
 
-    let client = Client::connect(&handle.addr.to_string(), &ccfg)
+    let client = ccfg
+        .client_builder()
+        .connect(&handle.addr.to_string())
         .await
         .expect("associate");
     let mut reports = client.reports().expect("report receiver");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use secmms::client::{LoadOutcome, LoadSpec};
-use secmms::{Client, ClientError, Config, Server, ServerHandle};
+use secmms::{Client, ClientError, Config, ServerHandle};
 use secmms_mms::{
     ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
 };
@@ -19,7 +19,8 @@ async fn start_server(response_group: Option<usize>) -> ServerHandle {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.response_group = response_group;
-    Server::bind(cfg)
+    cfg.server_builder()
+        .bind()
         .await
         .expect("bind")
         .spawn()
@@ -28,7 +29,9 @@ async fn start_server(response_group: Option<usize>) -> ServerHandle {
 
 /// Associates with `server` and resolves the variable the loads read.
 async fn associate(server: &ServerHandle) -> (Client, ObjectName) {
-    let c = Client::connect(&server.addr.to_string(), &Config::default())
+    let c = Config::default()
+        .client_builder()
+        .connect(&server.addr.to_string())
         .await
         .expect("associate");
     let name = c.resolve(ANIN).await.expect("resolve");
@@ -92,7 +95,9 @@ async fn load_answers_every_request_for_each_response_group() {
 #[tokio::test]
 async fn failed_accesses_are_errors_not_answers() {
     let server = start_server(None).await;
-    let c = Client::connect(&server.addr.to_string(), &Config::default())
+    let c = Config::default()
+        .client_builder()
+        .connect(&server.addr.to_string())
         .await
         .expect("associate");
     let missing = ObjectName::domain("DEMOLD0", "GGIO1$MX$NoSuch$mag$f");
@@ -124,7 +129,13 @@ async fn load_shares_the_outstanding_limit_and_runs_one_at_a_time() {
     );
     // A second load on the same association is refused while the first runs.
     let (second, _) = run_load(&c, read_of(name.clone()), 1, 100).await;
-    assert!(matches!(second, Err(ClientError::Usage(_))), "{second:?}");
+    assert!(
+        matches!(
+            second,
+            Err(ClientError::Usage(secmms::client::UsageError::LoopRunning))
+        ),
+        "{second:?}"
+    );
     let (first, _) = bg.await.expect("task");
     assert_eq!(first.expect("first load").errors, 0);
 
@@ -187,7 +198,9 @@ async fn bench_runs_the_load_over_tls_with_each_application_mode() {
         scfg.server.listen = "127.0.0.1:0".into();
         scfg.tls = pki.tls_config(true);
         pki.apply_security(&mut scfg, true, mode, encrypt);
-        let server = Server::bind(scfg)
+        let server = scfg
+            .server_builder()
+            .bind()
             .await
             .expect("bind")
             .spawn()
@@ -222,4 +235,24 @@ async fn bench_runs_the_load_over_tls_with_each_application_mode() {
         assert!(served >= report.requests, "{served} < {}", report.requests);
         server.shutdown();
     }
+}
+
+#[tokio::test]
+async fn usage_errors_are_typed() {
+    use secmms::client::UsageError;
+    let server = start_server(None).await;
+    let (c, _) = associate(&server).await;
+    match c.read("not a reference").await {
+        Err(ClientError::Usage(UsageError::Reference { reference, .. })) => {
+            assert_eq!(reference, "not a reference")
+        }
+        other => panic!("{other:?}"),
+    }
+    match c.read("DEMOLD0/NOSUCH1.X.y").await {
+        Err(ClientError::Usage(UsageError::NoSuchAttribute { reference })) => {
+            assert_eq!(reference, "DEMOLD0/NOSUCH1.X.y")
+        }
+        other => panic!("{other:?}"),
+    }
+    c.release().await.unwrap();
 }

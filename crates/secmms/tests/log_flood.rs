@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use secmms::events::{verify_log, EventsConfig};
-use secmms::{Config, Server};
+use secmms::Config;
 use tls_support::*;
 
 const ATTEMPTS: u64 = 10_000;
@@ -30,7 +30,7 @@ async fn ten_thousand_refused_handshakes_are_a_few_records_that_count_them_all()
         aggregate_secs: 1,
         ..EventsConfig::default()
     };
-    let h = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let h = cfg.server_builder().bind().await.unwrap().spawn().unwrap();
     let addr = h.addr;
     let start = Instant::now();
     // 16 threads, each connecting from 127.0.0.2, sending garbage, waiting for the close.

@@ -151,7 +151,7 @@ fn config(p: &Pki, who: &str, encrypt: Encrypt) -> Config {
 
 /// Serves one association on `listener` with the rewriting hook; returns when it ends.
 fn serve_one(listener: TcpListener, cfg: Config, selection: EncrMode) {
-    let ctx = secmms::security::load_e2e_context(&cfg).unwrap();
+    let ctx = secmms::security::load_e2e_context(&cfg.security, &cfg.tls).unwrap();
     let key = ctx.credentials.key.clone();
     let shared = NativeShared::new(
         ctx,
@@ -231,7 +231,7 @@ async fn refused_with(encrypt: Encrypt, selection: EncrMode, diagnostic: &str) {
     let ccfg = config(&p, "client", encrypt);
     let r = tokio::time::timeout(
         Duration::from_secs(20),
-        secmms::Client::connect(&addr.to_string(), &ccfg),
+        ccfg.client_builder().connect(&addr.to_string()),
     )
     .await
     .expect("the client hung");

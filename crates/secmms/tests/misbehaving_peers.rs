@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::server::ServerStats;
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_mms::client::{initiate_request_pdu, ClientProposal};
 use secmms_mms::{
     ConfirmedRequest, ConfirmedServiceRequest, Data, MmsPdu, ObjectName, ReadRequest,
@@ -60,7 +60,9 @@ fn server_config(idle_timeout_secs: u64) -> Config {
 }
 
 async fn start_server(idle_timeout_secs: u64) -> ServerHandle {
-    Server::bind(server_config(idle_timeout_secs))
+    server_config(idle_timeout_secs)
+        .server_builder()
+        .bind()
         .await
         .expect("bind")
         .spawn()
@@ -484,7 +486,7 @@ async fn misbehave(
 /// One well-behaved association: `REQUESTS_PER_CLIENT` operations from `TASKS_PER_CLIENT` tasks
 /// sharing the handle (several outstanding at once), then an orderly release.
 async fn good_client(addr: String, cfg: Config, barrier: Arc<Barrier>) -> Result<usize, String> {
-    let connected = Client::connect(&addr, &cfg).await;
+    let connected = cfg.client_builder().connect(&addr).await;
     barrier.wait().await;
     let client = connected.map_err(|e| format!("connect: {e}"))?;
     let mut tasks = Vec::new();
@@ -656,7 +658,9 @@ async fn ninety_good_associations_survive_ten_misbehaving_peers() {
     let bad_associated = bad_ok.iter().filter(|o| o.associated).count() as u64;
 
     // The server still accepts and serves.
-    let extra = Client::connect(&addr, &client_cfg)
+    let extra = client_cfg
+        .client_builder()
+        .connect(&addr)
         .await
         .expect("a new client after the storm");
     for n in 0..6 {
@@ -765,7 +769,11 @@ async fn hostile_association_payloads_are_cut_off_without_harming_others() {
     let server = start_server(IDLE_TIMEOUT_SECS).await;
     let addr = server.addr.to_string();
     let cfg = Config::default();
-    let client = Client::connect(&addr, &cfg).await.expect("good client");
+    let client = cfg
+        .client_builder()
+        .connect(&addr)
+        .await
+        .expect("good client");
 
     let scenario = async {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -861,7 +869,9 @@ async fn peer_that_never_reads_is_cut_off() {
         written
     });
     // A good client next to it is served normally.
-    let client = Client::connect(&addr, &Config::default())
+    let client = Config::default()
+        .client_builder()
+        .connect(&addr)
         .await
         .expect("good client");
     for n in 0..12 {
@@ -898,7 +908,7 @@ async fn pipelining_past_the_negotiated_limit_is_rejected() {
     let mut cfg = server_config(30);
     // Whole bursts per write, so every request of the burst meets the same count.
     cfg.server.response_group = Some(0);
-    let h = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let h = cfg.server_builder().bind().await.unwrap().spawn().unwrap();
     let (mut stream, mut assoc) = raw_associate(&h.addr.to_string()).await.unwrap();
     let limit = usize::from(
         ClientProposal::default()

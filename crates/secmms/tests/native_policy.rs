@@ -9,7 +9,7 @@ use secmms::security::{
     AppMode, AppSecurity, ConfParam, DhGroupName, Encrypt, EncryptionRule, SecurityConfig,
     SignatureName,
 };
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::event::{MemorySink, SecurityEvent, SecurityEventSink};
 use secmms_tools::demo::DemoPki;
 
@@ -56,7 +56,10 @@ async fn run(
     scfg.validate().expect("server configuration");
     let server_events = Arc::new(MemorySink::new());
     let sink: Arc<dyn SecurityEventSink> = server_events.clone();
-    let h = Server::bind_with_events(scfg, sink)
+    let h = scfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -68,20 +71,24 @@ async fn run(
     ccfg.validate().expect("client configuration");
     let client_events = Arc::new(MemorySink::new());
     let csink: Arc<dyn SecurityEventSink> = client_events.clone();
-    let security = AppSecurity::build(&ccfg, csink).unwrap();
-    let (error, protection, refusal) =
-        match Client::connect_shared(&h.addr.to_string(), &ccfg, None, &security).await {
-            Ok(c) => {
-                c.identify().await.unwrap();
-                let p = c.protection().to_string();
-                c.release().await.unwrap();
-                (None, Some(p), None)
-            }
-            Err(secmms::ClientError::Rejected(r)) => {
-                (Some(format!("association rejected: {r}")), None, Some(*r))
-            }
-            Err(e) => (Some(e.to_string()), None, None),
-        };
+    let security = AppSecurity::build(&ccfg.security, &ccfg.tls, &ccfg.osi, csink).unwrap();
+    let (error, protection, refusal) = match ccfg
+        .client_builder()
+        .app_security(security.clone())
+        .connect(&h.addr.to_string())
+        .await
+    {
+        Ok(c) => {
+            c.identify().await.unwrap();
+            let p = c.protection().to_string();
+            c.release().await.unwrap();
+            (None, Some(p), None)
+        }
+        Err(secmms::ClientError::Rejected(r)) => {
+            (Some(format!("association rejected: {r}")), None, Some(*r))
+        }
+        Err(e) => (Some(e.to_string()), None, None),
+    };
     // The server records its events before it answers; give its task a moment to finish.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     h.shutdown();

@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use secmms::config::Config;
 use secmms::security::{AppMode, Encrypt};
-use secmms::server::Server;
-use secmms::Client;
 use secmms_pki::event::MemorySink;
 use secmms_tools::demo::DemoPki;
 
@@ -19,7 +17,12 @@ fn mnemonics(sink: &MemorySink) -> Vec<String> {
 
 async fn start(cfg: Config) -> (secmms::ServerHandle, Arc<MemorySink>) {
     let sink = Arc::new(MemorySink::new());
-    let server = Server::bind_with_events(cfg, sink.clone()).await.unwrap();
+    let server = cfg
+        .server_builder()
+        .events(sink.clone())
+        .bind()
+        .await
+        .unwrap();
     (server.spawn().unwrap(), sink)
 }
 
@@ -54,7 +57,9 @@ application = "secure"
 "#,
     ))
     .await;
-    let e = Client::connect(&h.addr.to_string(), &client_cfg(&pki, AppMode::Compat))
+    let e = client_cfg(&pki, AppMode::Compat)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("rejected"), "{e}");
@@ -77,12 +82,16 @@ application = "non_secure"
 "#,
     ))
     .await;
-    let c = Client::connect(&h.addr.to_string(), &client_cfg(&pki, AppMode::Plain))
+    let c = client_cfg(&pki, AppMode::Plain)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     c.identify().await.unwrap();
     c.release().await.unwrap();
-    let c = Client::connect(&h.addr.to_string(), &client_cfg(&pki, AppMode::Compat))
+    let c = client_cfg(&pki, AppMode::Compat)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     c.release().await.unwrap();
@@ -101,7 +110,9 @@ ap_title = "1.2.3.4"
 "#,
     ))
     .await;
-    let e = Client::connect(&h.addr.to_string(), &client_cfg(&pki, AppMode::Compat))
+    let e = client_cfg(&pki, AppMode::Compat)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("rejected"), "{e}");
@@ -111,7 +122,11 @@ ap_title = "1.2.3.4"
     // The client side refuses to call a peer its own table has no row for.
     let mut cfg = client_cfg(&pki, AppMode::Compat);
     cfg.security.unknown_peers = secmms::security::UnknownPeers::Refuse;
-    let e = Client::connect("127.0.0.1:9", &cfg).await.unwrap_err();
+    let e = cfg
+        .client_builder()
+        .connect("127.0.0.1:9")
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("no [[security.peers]] row"), "{e}");
 }
 

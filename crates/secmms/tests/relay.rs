@@ -8,8 +8,7 @@ use std::sync::Arc;
 use secmms::config::Config;
 use secmms::relay::{Relay, RelayHandle};
 use secmms::security::{AppMode, Encrypt};
-use secmms::server::Server;
-use secmms::{Client, ServerHandle};
+use secmms::ServerHandle;
 use secmms_pki::event::MemorySink;
 use secmms_tools::demo::DemoPki;
 
@@ -28,7 +27,10 @@ async fn chain(pki: &DemoPki, mode: AppMode, encrypt: Encrypt, tls: bool, hops: 
     }
     pki.apply_security(&mut cfg, true, mode, encrypt);
     let sink = Arc::new(MemorySink::new());
-    let server = Server::bind_with_events(cfg, sink.clone())
+    let server = cfg
+        .server_builder()
+        .events(sink.clone())
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -42,7 +44,7 @@ async fn chain(pki: &DemoPki, mode: AppMode, encrypt: Encrypt, tls: bool, hops: 
         if tls {
             rc.tls = pki.tls_config(true);
         }
-        let r = Relay::bind(rc).await.unwrap();
+        let r = Relay::bind(rc.relay_settings()).await.unwrap();
         assert_eq!(r.tls_hops(), (tls, tls));
         let h = r.spawn().unwrap();
         next = h.addr.to_string();
@@ -67,7 +69,7 @@ fn client_cfg(pki: &DemoPki, mode: AppMode, encrypt: Encrypt, tls: bool) -> Conf
 
 /// Browse, read, write and read back, then release, through the chain.
 async fn exercise(c: &Chain, cfg: &Config) {
-    let client = Client::connect(&c.entry, cfg).await.unwrap();
+    let client = cfg.client_builder().connect(&c.entry).await.unwrap();
     // The agreed protection is the one asked for.
     let p = client.protection().to_string();
     match (cfg.security.mode, cfg.security.encrypt) {
@@ -176,8 +178,14 @@ async fn no_route_is_refused_with_called_ap_title_not_recognized() {
         ae_qualifier: None,
         to: c.entry.clone(),
     }];
-    let relay = Relay::bind(rc).await.unwrap().spawn().unwrap();
-    let e = Client::connect(&relay.addr.to_string(), &Config::default())
+    let relay = Relay::bind(rc.relay_settings())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let e = Config::default()
+        .client_builder()
+        .connect(&relay.addr.to_string())
         .await
         .unwrap_err();
     assert!(e.to_string().contains("ServiceUser(7)"), "{e}");
@@ -190,8 +198,14 @@ async fn no_route_is_refused_with_called_ap_title_not_recognized() {
         ae_qualifier: Some(12),
         to: c.entry.clone(),
     }];
-    let relay = Relay::bind(rc).await.unwrap().spawn().unwrap();
-    let client = Client::connect(&relay.addr.to_string(), &Config::default())
+    let relay = Relay::bind(rc.relay_settings())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
+    let client = Config::default()
+        .client_builder()
+        .connect(&relay.addr.to_string())
         .await
         .unwrap();
     client.identify().await.unwrap();
@@ -207,20 +221,30 @@ async fn configured_native_oids_are_used_end_to_end_and_relayed() {
     let mut cfg = Config::from_toml(oids).unwrap();
     cfg.server.listen = "127.0.0.1:0".into();
     pki.apply_security(&mut cfg, true, AppMode::Native, Encrypt::Gcm);
-    let server = Server::bind(cfg).await.unwrap().spawn().unwrap();
+    let server = cfg.server_builder().bind().await.unwrap().spawn().unwrap();
     let mut rc = Config::from_toml(oids).unwrap();
     rc.relay.listen = "127.0.0.1:0".into();
     rc.relay.to = Some(server.addr.to_string());
-    let relay = Relay::bind(rc).await.unwrap().spawn().unwrap();
+    let relay = Relay::bind(rc.relay_settings())
+        .await
+        .unwrap()
+        .spawn()
+        .unwrap();
     let mut cc = Config::from_toml(oids).unwrap();
     pki.apply_security(&mut cc, false, AppMode::Native, Encrypt::Gcm);
-    let c = Client::connect(&relay.addr.to_string(), &cc).await.unwrap();
+    let c = cc
+        .client_builder()
+        .connect(&relay.addr.to_string())
+        .await
+        .unwrap();
     c.identify().await.unwrap();
     c.release().await.unwrap();
     // A client with the default numbers is refused by that server.
     let mut dflt = Config::default();
     pki.apply_security(&mut dflt, false, AppMode::Native, Encrypt::Gcm);
-    assert!(Client::connect(&server.addr.to_string(), &dflt)
+    assert!(dflt
+        .client_builder()
+        .connect(&server.addr.to_string())
         .await
         .is_err());
 }

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use secmms::{Config, Server, ServerHandle};
+use secmms::{Config, ServerHandle};
 use secmms_mms::client::{initiate_request_pdu, ClientProposal};
 use secmms_mms::{MmsLimits, MmsPdu};
 use secmms_osi::{Association, OsiConfig, OsiEvent};
@@ -22,7 +22,7 @@ async fn start() -> (ServerHandle, String) {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.worker_threads = Some(0);
-    let server = Server::bind(cfg).await.unwrap();
+    let server = cfg.server_builder().bind().await.unwrap();
     let addr = server.local_addr().unwrap().to_string();
     (server.spawn().unwrap(), addr)
 }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use secmms::security::{AppMode, AppSecurity, Encrypt};
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_pki::event::{MemorySink, SecurityEvent, SecurityEventSink};
 use secmms_tools::demo::DemoPki;
 
@@ -25,7 +25,10 @@ async fn reuse(mode: AppMode, server_separate: bool) -> (Option<String>, Vec<Sec
     scfg.security.separate_certificates = server_separate;
     let events = Arc::new(MemorySink::new());
     let sink: Arc<dyn SecurityEventSink> = events.clone();
-    let h = Server::bind_with_events(scfg, sink)
+    let h = scfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -41,18 +44,35 @@ async fn reuse(mode: AppMode, server_separate: bool) -> (Option<String>, Vec<Sec
     ccfg.tls.key = Some(pki.client_app.1.clone());
 
     // At the default the client refuses its own configuration (Annex G.2).
-    let e = AppSecurity::build(&ccfg, Arc::new(MemorySink::new()))
-        .expect_err("reusing our TLS certificate as application certificate");
+    let e = AppSecurity::build(
+        &ccfg.security,
+        &ccfg.tls,
+        &ccfg.osi,
+        Arc::new(MemorySink::new()),
+    )
+    .expect_err("reusing our TLS certificate as application certificate");
     assert!(e.to_string().contains("separate_certificates"), "{e}");
 
     ccfg.security.separate_certificates = false;
-    let security = AppSecurity::build(&ccfg, Arc::new(MemorySink::new())).unwrap();
-    let tls = secmms::tls::TlsContext::client(
-        &secmms::client::tls_config_for(&ccfg, Some(h.addr.ip())).unwrap(),
+    let security = AppSecurity::build(
+        &ccfg.security,
+        &ccfg.tls,
+        &ccfg.osi,
         Arc::new(MemorySink::new()),
     )
     .unwrap();
-    let error = match Client::connect_tls_with(&h.addr.to_string(), &ccfg, &tls, &security).await {
+    let builder = ccfg.client_builder();
+    let tls = secmms::tls::TlsContext::client(
+        &builder.tls_config_for(Some(h.addr.ip())).unwrap(),
+        Arc::new(MemorySink::new()),
+    )
+    .unwrap();
+    let error = match builder
+        .tls_context(Arc::new(tls))
+        .app_security(security.clone())
+        .connect(&h.addr.to_string())
+        .await
+    {
         Ok(c) => {
             c.identify().await.unwrap();
             c.release().await.unwrap();

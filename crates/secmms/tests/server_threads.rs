@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::client::LoadSpec;
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Config, ServerHandle};
 use secmms_mms::{
     ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
 };
@@ -21,7 +21,9 @@ async fn start(worker_threads: Option<usize>, busy_poll_us: Option<u64>) -> Serv
     cfg.server.worker_threads = worker_threads;
     cfg.server.busy_poll_us = busy_poll_us;
     // Absent settings take the daemon's tuning (one thread per CPU, adaptive polling).
-    Server::bind_tuned(cfg, secmms::server::Tuning::Daemon)
+    cfg.server_builder()
+        .tuning(secmms::server::Tuning::Daemon)
+        .bind()
         .await
         .expect("bind")
         .spawn()
@@ -37,7 +39,9 @@ fn read_of(name: ObjectName) -> ConfirmedServiceRequest {
 
 /// One association: a load at `outstanding`, then a read and a write read back, then release.
 async fn exercise(addr: String, outstanding: usize) -> u64 {
-    let c = Client::connect(&addr, &Config::default())
+    let c = Config::default()
+        .client_builder()
+        .connect(&addr)
         .await
         .expect("associate");
     let name = c.resolve(ANIN).await.expect("resolve");
@@ -103,7 +107,9 @@ async fn every_thread_and_polling_setting_serves_concurrent_associations() {
 async fn stopping_the_server_ends_the_associations_on_its_threads() {
     for threads in [None, Some(0), Some(2)] {
         let server = start(threads, None).await;
-        let c = Client::connect(&server.addr.to_string(), &Config::default())
+        let c = Config::default()
+            .client_builder()
+            .connect(&server.addr.to_string())
             .await
             .expect("associate");
         let name = c.resolve(ANIN).await.expect("resolve");

@@ -12,7 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secmms::tls::{TlsConfig, TlsContext};
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_pki::event::{MemorySink, SecurityEventSink, Severity};
 use tls_support::*;
 
@@ -26,7 +26,9 @@ async fn start(tls: TlsConfig, events: Arc<dyn SecurityEventSink>) -> ServerHand
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.associate_timeout_secs = 5;
     cfg.tls = tls;
-    Server::bind_with_events(cfg, events)
+    cfg.server_builder()
+        .events(events)
+        .bind()
         .await
         .expect("server starts")
         .spawn()
@@ -58,7 +60,9 @@ async fn mutual_tls_association_tls13_and_tls12() {
         scfg.tls13 = tls13;
         let h = start(scfg, sink).await;
         let ccfg = client_config(p.config(&p.client));
-        let c = Client::connect(&h.addr.to_string(), &ccfg)
+        let c = ccfg
+            .client_builder()
+            .connect(&h.addr.to_string())
             .await
             .expect("TLS association");
         let id = c.identify().await.unwrap();
@@ -95,7 +99,9 @@ async fn several_trust_anchors() {
         .collect();
     scfg.ca = extra.into_iter().chain([p.ca.cert_pem.clone()]).collect();
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(p.config(&p.client)))
+    let c = (client_config(p.config(&p.client)))
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .expect("chain to the fourth anchor");
     read_demo_value(&c).await;
@@ -131,7 +137,10 @@ async fn refused_client(who: &Issued, mnemonic: &str) -> Arc<MemorySink> {
     let mut ccfg = p.config(who);
     // The client itself trusts the server's CA (and the CA of `who`, irrelevant here).
     ccfg.ca = vec![p.ca.cert_pem.clone()];
-    let r = Client::connect(&h.addr.to_string(), &client_config(ccfg)).await;
+    let r = client_config(ccfg)
+        .client_builder()
+        .connect(&h.addr.to_string())
+        .await;
     assert!(r.is_err(), "{mnemonic}: the association must fail");
     assert!(
         wait_for(&server_events, mnemonic).await,
@@ -218,7 +227,9 @@ async fn unreachable_crl_is_only_a_warning() {
     let mut scfg = p.config(&p.server);
     scfg.crl = vec![p.dir.join("no-such.crl.pem")];
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(p.config(&p.client)))
+    let c = (client_config(p.config(&p.client)))
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .expect("a missing CRL never refuses the peer");
     read_demo_value(&c).await;
@@ -241,7 +252,9 @@ async fn stale_crl_is_only_a_warning() {
     let mut scfg = p.config(&p.server);
     scfg.crl = vec![stale];
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(p.config(&p.client)))
+    let c = (client_config(p.config(&p.client)))
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .expect("an expired CRL never refuses the peer");
     c.release().await.unwrap();
@@ -418,7 +431,7 @@ async fn static_dh_suite_refused_at_configuration() {
         ..Default::default()
     };
     c.server.listen = "127.0.0.1:0".into();
-    let e = Server::bind(c).await.err().expect("refused");
+    let e = c.server_builder().bind().await.err().expect("refused");
     assert!(e.to_string().contains("static DH"), "{e}");
 }
 
@@ -427,7 +440,10 @@ async fn plain_client_on_the_tls_port_is_refused() {
     let p = pki();
     let (ev, sink) = sink();
     let h = start(p.config(&p.server), sink).await;
-    let r = Client::connect(&h.addr.to_string(), &client_config(TlsConfig::default())).await;
+    let r = (client_config(TlsConfig::default()))
+        .client_builder()
+        .connect(&h.addr.to_string())
+        .await;
     assert!(r.is_err());
     assert!(
         wait_for(&ev, "TLS_HANDSHAKE_FAILED").await,

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secmms::tls::{TlsConfig, TlsContext};
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Config, ServerHandle};
 use secmms_pki::event::SecurityEventSink;
 use tls_support::*;
 
@@ -104,7 +104,9 @@ async fn start(tls: TlsConfig, events: Arc<dyn SecurityEventSink>) -> ServerHand
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.model = Some(scl());
     cfg.tls = tls;
-    Server::bind_with_events(cfg, events)
+    cfg.server_builder()
+        .events(events)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -160,12 +162,11 @@ async fn our_tls_client_reads_from_iec61850_server() {
         p.dir.display().to_string(),
     ])
     .await;
-    let c = Client::connect(
-        &format!("127.0.0.1:{port}"),
-        &client_cfg(p.config(&p.client)),
-    )
-    .await
-    .expect("TLS association with the iec61850 server");
+    let c = (client_cfg(p.config(&p.client)))
+        .client_builder()
+        .connect(&format!("127.0.0.1:{port}"))
+        .await
+        .expect("TLS association with the iec61850 server");
     let v = c.read("DEMOLD0/GGIO1.AnIn1.mag.f[MX]").await.unwrap();
     assert_eq!(v.to_string(), "42.5");
     c.release().await.unwrap();
@@ -193,8 +194,11 @@ async fn our_client_renegotiates_with_open61850_behind_python_ssl() {
     tls.tls13 = false;
     tls.renegotiation_bytes = 3_000;
     let (ev, sink) = sink();
-    let ctx = TlsContext::client(&tls, sink).unwrap();
-    let c = Client::connect_tls(&format!("127.0.0.1:{port}"), &client_cfg(tls), &ctx)
+    let ctx = std::sync::Arc::new(TlsContext::client(&tls, sink).unwrap());
+    let c = client_cfg(tls)
+        .client_builder()
+        .tls_context(ctx.clone())
+        .connect(&format!("127.0.0.1:{port}"))
         .await
         .expect("TLS association with open61850 + Python ssl");
     let name = c.resolve("DEMOLD0/GGIO1.AnIn1.mag.f[MX]").await.unwrap();

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use secmms::tls::{find_suite, TlsConfig, TlsContext};
-use secmms::{Config, Server};
+use secmms::Config;
 use tls_support::*;
 
 fn pki() -> &'static Pki {
@@ -46,7 +46,10 @@ async fn s_client_to_us(openssl_name: &'static str, iana: u16, ecdsa: bool) {
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.tls = suite_config(leaf(ecdsa), openssl_name);
-    let h = Server::bind_with_events(cfg, sink)
+    let h = cfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -233,7 +236,10 @@ async fn s_client_resumes_tls12_session() {
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.tls = p.config(&p.server);
     cfg.tls.tls13 = false;
-    let h = Server::bind_with_events(cfg, sink)
+    let h = cfg
+        .server_builder()
+        .events(sink)
+        .bind()
         .await
         .unwrap()
         .spawn()

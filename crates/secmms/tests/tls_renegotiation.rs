@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslOptions, SslVersion};
 use secmms::tls::TlsConfig;
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Config, ServerHandle};
 use secmms_pki::event::SecurityEventSink;
 use tls_support::*;
 
@@ -28,7 +28,9 @@ async fn start(tls: TlsConfig, events: Arc<dyn SecurityEventSink>) -> ServerHand
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.tls = tls;
-    Server::bind_with_events(cfg, events)
+    cfg.server_builder()
+        .events(events)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -65,7 +67,9 @@ async fn tls12_renegotiation_after_byte_count() {
     scfg.renegotiation_bytes = 20_000;
     scfg.keylog_file = Some(keylog.clone());
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+    let c = client_config(false)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -101,7 +105,9 @@ async fn tls12_forced_renegotiation_as_after_crl_update() {
     scfg.keylog_file = Some(keylog.clone());
     let h = start(scfg, sink).await;
     let stats = h.tls_stats.clone().unwrap();
-    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+    let c = client_config(false)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -125,7 +131,9 @@ async fn tls13_key_update_after_byte_count() {
     let mut scfg = p.config(&p.server);
     scfg.renegotiation_bytes = 10_000;
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(true))
+    let c = client_config(true)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -153,7 +161,9 @@ async fn tls12_renegotiation_after_interval() {
     scfg.resumption_lifetime_secs = 30;
     scfg.keylog_file = Some(keylog.clone());
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+    let c = client_config(false)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -206,7 +216,7 @@ async fn peer_that_refuses_renegotiation_is_cut_off() {
     std::pin::Pin::new(&mut s).connect().await.unwrap();
     let mut cfg = Config::default();
     cfg.client.request_timeout_secs = 3;
-    let c = Client::associate(s, &cfg).await.unwrap();
+    let c = cfg.client_builder().associate(s).await.unwrap();
     let name = c.resolve(REF).await.unwrap();
     let mut failed = false;
     for i in 0..200 {
@@ -243,7 +253,9 @@ async fn crl_update_cuts_off_revoked_peer(tls13: bool) {
     scfg.crl = vec![crl.clone()];
     scfg.crl_evaluation_period_secs = 1;
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(tls13))
+    let c = client_config(tls13)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -273,7 +285,9 @@ async fn crl_update_cuts_off_revoked_peer(tls13: bool) {
     );
     assert!(wait_for(&ev, "TLS_CERT_REVOKED").await, "{:?}", ev.events());
     // New connections with that certificate are refused too.
-    assert!(Client::connect(&h.addr.to_string(), &client_config(tls13))
+    assert!(client_config(tls13)
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .is_err());
     h.shutdown();
@@ -346,8 +360,11 @@ async fn forced_client_renegotiation_under_load_loses_nothing() {
     let h = start(scfg, ssink).await;
     let (ev, csink) = sink();
     let ccfg = client_config(false);
-    let ctx = secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap();
-    let c = Client::connect_tls(&h.addr.to_string(), &ccfg, &ctx)
+    let ctx = std::sync::Arc::new(secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap());
+    let c = ccfg
+        .client_builder()
+        .tls_context(ctx.clone())
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -406,8 +423,11 @@ async fn client_renegotiates_in_a_loop(
     let (_cev, csink) = sink();
     let mut ccfg = client_config(false);
     ccfg.client.request_timeout_secs = 3;
-    let ctx = secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap();
-    let c = Client::connect_tls(&h.addr.to_string(), &ccfg, &ctx)
+    let ctx = Arc::new(secmms::tls::TlsContext::client(&ccfg.tls, csink).unwrap());
+    let c = ccfg
+        .client_builder()
+        .tls_context(ctx.clone())
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();
@@ -493,7 +513,9 @@ async fn client_started_renegotiation_refused_by_policy() {
     scfg.client_renegotiation = secmms::tls::ClientRenegotiation::Refuse;
     scfg.renegotiation_bytes = 20_000;
     let h = start(scfg, sink).await;
-    let c = Client::connect(&h.addr.to_string(), &client_config(false))
+    let c = (client_config(false))
+        .client_builder()
+        .connect(&h.addr.to_string())
         .await
         .unwrap();
     let name = c.resolve(REF).await.unwrap();

@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use secmms::tls::TlsConfig;
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_pki::event::SecurityEventSink;
 use tls_support::*;
 
@@ -39,7 +39,9 @@ async fn start(tls: TlsConfig, events: Arc<dyn SecurityEventSink>) -> ServerHand
     cfg.server.listen = "127.0.0.1:0".into();
     cfg.server.worker_threads = Some(0);
     cfg.tls = tls;
-    Server::bind_with_events(cfg, events)
+    cfg.server_builder()
+        .events(events)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -239,7 +241,13 @@ async fn connect_with_events(
 ) {
     let (ev, sink) = sink();
     let ctx = secmms::tls::TlsContext::client(&cfg.tls, sink).unwrap();
-    (Client::connect_tls(addr, cfg, &ctx).await, ev)
+    (
+        cfg.client_builder()
+            .tls_context(std::sync::Arc::new(ctx))
+            .connect(addr)
+            .await,
+        ev,
+    )
 }
 
 #[tokio::test]
@@ -250,7 +258,10 @@ async fn client_checks_the_server_identity_by_default() {
     cfg.server.listen = "0.0.0.0:0".into();
     cfg.server.worker_threads = Some(0);
     cfg.tls = p.config(&p.server);
-    let h = Server::bind_with_events(cfg, ssink)
+    let h = cfg
+        .server_builder()
+        .events(ssink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -418,7 +429,10 @@ async fn peer_table_row_names_the_server_identity() {
     cfg.server.listen = "0.0.0.0:0".into();
     cfg.server.worker_threads = Some(0);
     cfg.tls = p.config(&p.server);
-    let h = Server::bind_with_events(cfg, ssink)
+    let h = cfg
+        .server_builder()
+        .events(ssink)
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -437,15 +451,19 @@ async fn peer_table_row_names_the_server_identity() {
     };
     let mut ccfg = client_cfg(p.config(&p.client));
     // Without a row, 127.0.0.2 is not in the certificate: refused.
-    assert!(Client::connect(&addr, &ccfg).await.is_err());
+    assert!(ccfg.client_builder().connect(&addr).await.is_err());
     // The row says the certificate names "localhost": accepted.
     ccfg.security.peers = vec![row("localhost")];
-    let c = Client::connect(&addr, &ccfg).await.unwrap();
+    let c = ccfg.client_builder().connect(&addr).await.unwrap();
     c.identify().await.unwrap();
     c.release().await.unwrap();
     // A row naming another host: refused.
     ccfg.security.peers = vec![row("ied-7.example")];
-    let e = Client::connect(&addr, &ccfg).await.expect_err("wrong name");
+    let e = ccfg
+        .client_builder()
+        .connect(&addr)
+        .await
+        .expect_err("wrong name");
     assert!(e.to_string().contains("--server-name"), "{e}");
     h.shutdown();
 }

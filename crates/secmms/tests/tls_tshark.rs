@@ -9,7 +9,7 @@ mod tls_support;
 use std::sync::{Arc, OnceLock};
 
 use secmms::tls::TlsContext;
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_testkit::{have, Capture, Recording, WireLog};
 use tls_support::*;
 use tokio::net::TcpStream;
@@ -32,7 +32,10 @@ async fn decrypt_and_decode(tls13: bool) {
     cfg.tls = p.config(&p.server);
     cfg.tls.tls13 = tls13;
     cfg.tls.keylog_file = Some(keylog.clone());
-    let h = Server::bind_with_events(cfg, sink.clone())
+    let h = cfg
+        .server_builder()
+        .events(sink.clone())
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -50,7 +53,7 @@ async fn decrypt_and_decode(tls13: bool) {
         .connect(Recording::new(tcp, log.clone()), "localhost")
         .await
         .unwrap();
-    let c = Client::associate(tls, &ccfg).await.unwrap();
+    let c = ccfg.client_builder().associate(tls).await.unwrap();
     c.identify().await.unwrap();
     assert_eq!(c.domains().await.unwrap(), vec!["DEMOLD0"]);
     c.read("DEMOLD0/GGIO1.AnIn1.mag.f[MX]").await.unwrap();

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use secmms::{Client, Config, Server};
+use secmms::Config;
 use secmms_mms::pdu::*;
 use secmms_mms::ObjectName;
 use secmms_testkit::{tpkts, Capture, Recording, TpktCheck, WireLog};
@@ -43,10 +43,12 @@ async fn tshark_decodes_every_pdu_of_a_live_association() {
     }
     let mut cfg = Config::default();
     cfg.server.listen = "127.0.0.1:0".into();
-    let server = Server::bind(cfg.clone()).await.unwrap().spawn().unwrap();
+    let server = cfg.server_builder().bind().await.unwrap().spawn().unwrap();
     let log: WireLog = Arc::default();
     let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let client = Client::associate(Recording::new(tcp, log.clone()), &cfg)
+    let client = cfg
+        .client_builder()
+        .associate(Recording::new(tcp, log.clone()))
         .await
         .unwrap();
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secmms::security::{AppMode, AppSecurity, ConnectionFacts, Encrypt};
-use secmms::{Client, Config, Server, ServerHandle};
+use secmms::{Client, Config, ServerHandle};
 use secmms_e2e::SecPduKind;
 use secmms_pki::event::MemorySink;
 use secmms_profiles::native::wire;
@@ -352,7 +352,10 @@ async fn native_server(pki: &DemoPki, encrypt: Encrypt) -> (ServerHandle, Arc<Me
     cfg.server.listen = "127.0.0.1:0".into();
     pki.apply_security(&mut cfg, true, AppMode::Native, encrypt);
     let sink = Arc::new(MemorySink::new());
-    let handle = Server::bind_with_events(cfg, sink.clone())
+    let handle = cfg
+        .server_builder()
+        .events(sink.clone())
+        .bind()
         .await
         .unwrap()
         .spawn()
@@ -376,7 +379,13 @@ struct Recorded {
 
 /// Associates with `server` over a recorded TCP connection, with the client configuration `cfg`.
 async fn associate(server: &ServerHandle, cfg: &Config) -> (Result<Client, String>, Recorded) {
-    let security = AppSecurity::build(cfg, Arc::new(MemorySink::new())).unwrap();
+    let security = AppSecurity::build(
+        &cfg.security,
+        &cfg.tls,
+        &cfg.osi,
+        Arc::new(MemorySink::new()),
+    )
+    .unwrap();
     let tcp = TcpStream::connect(server.addr).await.unwrap();
     let facts = ConnectionFacts {
         peer_address: tcp.peer_addr().ok().map(|a| a.ip()),
@@ -387,7 +396,11 @@ async fn associate(server: &ServerHandle, cfg: &Config) -> (Result<Client, Strin
         corrupt: Arc::default(),
     };
     let tap = Recording::corrupting(tcp, rec.wire.clone(), rec.corrupt.clone());
-    let client = Client::associate_with(tap, cfg, &security, &facts)
+    let client = cfg
+        .client_builder()
+        .app_security(security.clone())
+        .connection_facts(facts.clone())
+        .associate(tap)
         .await
         .map_err(|e| e.to_string());
     (client, rec)

@@ -77,14 +77,14 @@ async fn mms_over_xmpp_through_prosody() {
         ServerConfig::default(),
     );
     let sink = server_events.clone();
-    let server = tokio::spawn(async move { serve(&scfg, mms, sink).await });
+    let server = tokio::spawn(async move { serve(&scfg.xmpp_settings(), mms, sink).await });
     // Let the server bind its resource.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     for enc in [Encrypt::Gcm, Encrypt::Cbc, Encrypt::None] {
         let ccfg = cfg(&prosody, &app, "scada", "scada", enc);
         let client_events = Arc::new(MemorySink::new());
-        let conn = XmppConnection::connect(&ccfg, client_events.clone())
+        let conn = XmppConnection::connect(&ccfg.xmpp_settings(), client_events.clone())
             .await
             .unwrap();
         let c = match conn.associate(SERVER_JID).await {
@@ -137,7 +137,7 @@ async fn mms_over_xmpp_through_prosody() {
     // mallory holds a certificate bound to scada's JID: the JID binding (Annex G.6.3) fails and
     // the server answers with a HandshakeSecReject (alarm, no diagnostic).
     let mcfg = cfg(&prosody, &app, "mallory", "scada", Encrypt::Gcm);
-    let conn = XmppConnection::connect(&mcfg, Arc::new(MemorySink::new()))
+    let conn = XmppConnection::connect(&mcfg.xmpp_settings(), Arc::new(MemorySink::new()))
         .await
         .unwrap();
     let e = conn.associate(SERVER_JID).await.unwrap_err();
@@ -171,12 +171,12 @@ fn runtime_contexts_associate_in_memory() {
     let cc = mk("scada@localhost", "c");
     let sink = Arc::new(MemorySink::new());
     let mut s = secmms_profiles::xmpp::XmppEndpoint::new(
-        secmms::security::load_e2e_context(&sc).unwrap(),
+        secmms::security::load_e2e_context(&sc.security, &sc.tls).unwrap(),
         true,
         sink.clone(),
     );
     let mut c = secmms_profiles::xmpp::XmppEndpoint::new(
-        secmms::security::load_e2e_context(&cc).unwrap(),
+        secmms::security::load_e2e_context(&cc.security, &cc.tls).unwrap(),
         false,
         sink.clone(),
     );
@@ -254,7 +254,7 @@ fn endpoint_for(
     sink: Arc<MemorySink>,
 ) -> secmms_profiles::xmpp::XmppEndpoint {
     secmms_profiles::xmpp::XmppEndpoint::new(
-        secmms::security::load_e2e_context(cfg).unwrap(),
+        secmms::security::load_e2e_context(&cfg.security, &cfg.tls).unwrap(),
         server,
         sink,
     )
@@ -397,10 +397,12 @@ async fn server_reconnects_after_the_xmpp_server_restarts() {
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
-    let server = tokio::spawn(async move { serve(&scfg, mms, Arc::new(MemorySink::new())).await });
+    let server = tokio::spawn(async move {
+        serve(&scfg.xmpp_settings(), mms, Arc::new(MemorySink::new())).await
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
-    let conn = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new()))
+    let conn = XmppConnection::connect(&ccfg.xmpp_settings(), Arc::new(MemorySink::new()))
         .await
         .unwrap();
     let c = conn.associate(SERVER_JID).await.unwrap();
@@ -412,7 +414,9 @@ async fn server_reconnects_after_the_xmpp_server_restarts() {
     let mut ok = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(conn) = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new())).await else {
+        let Ok(conn) =
+            XmppConnection::connect(&ccfg.xmpp_settings(), Arc::new(MemorySink::new())).await
+        else {
             continue;
         };
         if let Ok(c) = conn.associate(SERVER_JID).await {
@@ -454,7 +458,9 @@ async fn peer_presence_unavailable_ends_its_associations_at_the_server() {
         SharedModel::new(Model::default_demo()),
         ServerConfig::default(),
     );
-    let server = tokio::spawn(async move { serve(&scfg, mms, Arc::new(MemorySink::new())).await });
+    let server = tokio::spawn(async move {
+        serve(&scfg.xmpp_settings(), mms, Arc::new(MemorySink::new())).await
+    });
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The client side by hand (raw XMPP client and endpoint), to send presence itself.
     let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
@@ -533,11 +539,13 @@ async fn ocsp_of_the_peer_certificate_over_xmpp() {
         );
         let sink = Arc::new(MemorySink::new());
         sinks.push(sink.clone());
-        servers.push(tokio::spawn(async move { serve(&scfg, mms, sink).await }));
+        servers.push(tokio::spawn(async move {
+            serve(&scfg.xmpp_settings(), mms, sink).await
+        }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ccfg = cfg(&prosody, &app, "scada", "scada", Encrypt::Gcm);
-    let conn = XmppConnection::connect(&ccfg, Arc::new(MemorySink::new()))
+    let conn = XmppConnection::connect(&ccfg.xmpp_settings(), Arc::new(MemorySink::new()))
         .await
         .unwrap();
 

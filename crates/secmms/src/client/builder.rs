@@ -2,80 +2,224 @@
 
 use std::sync::Arc;
 
-use super::{Client, ClientError};
-use crate::config::Config;
+use secmms_pki::event::SecurityEventSink;
 
-/// Builds a [`Client`] section by section ([`Client::builder`]). What is not given keeps the
-/// default of [`Config`]; [`ClientBuilder::config`] takes a whole configuration to start from.
-#[derive(Default)]
+use super::{Client, ClientConfig, ClientError};
+use crate::driver::LinkError;
+use crate::events::EventsConfig;
+use crate::osi::{osi_config, OsiSettings};
+use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityConfig};
+use crate::tls::{TlsConfig, TlsContext};
+use crate::transport::{self, Stream, TcpConfig};
+
+/// The typed sections a client runs with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sections {
+    pub(crate) client: ClientConfig,
+    pub(crate) tcp: TcpConfig,
+    pub(crate) tls: TlsConfig,
+    pub(crate) security: SecurityConfig,
+    pub(crate) osi: OsiSettings,
+    pub(crate) events: EventsConfig,
+}
+
+impl Sections {
+    /// Checks every section; the first error names its field.
+    fn validate(&self) -> Result<(), ClientError> {
+        self.client.validate()?;
+        self.tcp.validate()?;
+        self.tls.validate()?;
+        self.osi.validate()?;
+        self.security.validate(&self.tls.ca)?;
+        self.events.validate()?;
+        Ok(())
+    }
+}
+
+/// Builds a [`Client`] section by section ([`Client::builder`]): what is not given keeps its
+/// default (plain TCP, no application security, the IEC 61850 OSI addressing). `connect`
+/// (by address) and `associate` (over a stream already connected) validate the sections and
+/// return typed errors.
+///
+/// Contexts that are costly to build and can be shared by many connections (a load generator,
+/// a gateway with many peers) are given ready-made: [`Self::tls_context`] and
+/// [`Self::app_security`]; a builder can be cloned and used for any number of connections. The
+/// `secmms` command builds one from its TOML file with [`crate::Config::client_builder`].
+#[derive(Clone, Default)]
 pub struct ClientBuilder {
-    cfg: Config,
-    sink: Option<Arc<dyn secmms_pki::event::SecurityEventSink>>,
+    cfg: Sections,
+    sink: Option<Arc<dyn SecurityEventSink>>,
+    tls_context: Option<Arc<TlsContext>>,
+    app_security: Option<AppSecurity>,
+    facts: Option<ConnectionFacts>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("tls", &self.cfg.tls.enabled)
+            .field("tls", &(self.cfg.tls.enabled || self.tls_context.is_some()))
             .field("mode", &self.cfg.security.mode)
             .finish_non_exhaustive()
     }
 }
 
 impl ClientBuilder {
-    /// Starts from a whole configuration (every section).
-    pub fn config(mut self, cfg: Config) -> Self {
-        self.cfg = cfg;
-        self
-    }
-
     /// TCP socket options (Annex H keep-alive).
-    pub fn tcp(mut self, tcp: crate::transport::TcpConfig) -> Self {
+    pub fn tcp(mut self, tcp: TcpConfig) -> Self {
         self.cfg.tcp = tcp;
         self
     }
 
-    /// TLS (clause 6); its `enabled` field turns it on.
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+    /// TLS (clause 6); its `enabled` field turns it on for [`Self::connect`] (a context is then
+    /// built for each connection; see [`Self::tls_context`] to share one).
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.cfg.tls = tls;
         self
     }
 
     /// Application-layer security: plain, compatibility or native mode, credentials, peers.
-    pub fn security(mut self, security: crate::security::SecurityConfig) -> Self {
+    pub fn security(mut self, security: SecurityConfig) -> Self {
         self.cfg.security = security;
         self
     }
 
     /// OSI addressing (selectors, AP-titles, the peer's titles) and sizes.
-    pub fn osi(mut self, osi: crate::config::OsiSettings) -> Self {
+    pub fn osi(mut self, osi: OsiSettings) -> Self {
         self.cfg.osi = osi;
         self
     }
 
-    /// Timeouts and what the initiate proposes (`[client]`).
-    pub fn limits(mut self, client: crate::config::ClientConfig) -> Self {
+    /// Timeouts and what the initiate proposes ([`ClientConfig`]).
+    pub fn limits(mut self, client: ClientConfig) -> Self {
         self.cfg.client = client;
         self
     }
 
-    /// Where security events go, as configured (`[events]`); see [`Self::events`].
-    pub fn events_config(mut self, events: crate::events::EventsConfig) -> Self {
+    /// Where security events go, as configured ([`EventsConfig`]); see [`Self::events`].
+    pub fn events_config(mut self, events: EventsConfig) -> Self {
         self.cfg.events = events;
         self
     }
 
-    /// The sink that receives the security events (instead of the `[events]` outputs).
-    pub fn events(mut self, sink: Arc<dyn secmms_pki::event::SecurityEventSink>) -> Self {
+    /// The sink that receives the security events (instead of the [`EventsConfig`] outputs).
+    pub fn events(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
         self.sink = Some(sink);
         self
     }
 
-    /// Validates the configuration, connects to `addr` (`host:port`) and associates.
-    pub async fn connect(self, addr: &str) -> Result<Client, ClientError> {
-        match self.sink {
-            Some(sink) => Client::connect_with_events(addr, &self.cfg, sink).await,
-            None => Client::connect(addr, &self.cfg).await,
+    /// A TLS context shared by many connections: [`Self::connect`] runs the TLS handshake
+    /// with it (whatever the `enabled` field of [`Self::tls`] says).
+    pub fn tls_context(mut self, tls: Arc<TlsContext>) -> Self {
+        self.tls_context = Some(tls);
+        self
+    }
+
+    /// An application-security context shared by many connections, instead of one built from
+    /// [`Self::security`] for each.
+    pub fn app_security(mut self, security: AppSecurity) -> Self {
+        self.app_security = Some(security);
+        self
+    }
+
+    /// What [`Self::associate`] tells the profiles about its stream (peer address, TLS
+    /// certificates), when the application connected it itself.
+    pub fn connection_facts(mut self, facts: ConnectionFacts) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
+    /// The TLS settings towards the peer at `ip`: the server name of its `[[security.peers]]`
+    /// row when the TLS section names none (to build a [`TlsContext`] for
+    /// [`Self::tls_context`]).
+    pub fn tls_config_for(&self, ip: Option<std::net::IpAddr>) -> Result<TlsConfig, ClientError> {
+        let mut tls = self.cfg.tls.clone();
+        if tls.server_name.is_none() {
+            let osi = osi_config(&self.cfg.osi, false)?;
+            tls.server_name = self.cfg.security.tls_server_name_for(
+                ip,
+                osi.remote_ap_title.as_ref(),
+                osi.remote_ae_qualifier,
+            );
         }
+        Ok(tls)
+    }
+
+    /// The sink given, or the one the events section describes.
+    fn sink(&self) -> Result<Arc<dyn SecurityEventSink>, ClientError> {
+        Ok(match &self.sink {
+            Some(s) => s.clone(),
+            None => Arc::new(self.cfg.events.build()?),
+        })
+    }
+
+    /// The application-security context given, or one built from the sections.
+    fn security_context(
+        &self,
+        sink: &Arc<dyn SecurityEventSink>,
+    ) -> Result<AppSecurity, ClientError> {
+        Ok(match &self.app_security {
+            Some(s) => s.clone(),
+            None => AppSecurity::build(
+                &self.cfg.security,
+                &self.cfg.tls,
+                &self.cfg.osi,
+                sink.clone(),
+            )?,
+        })
+    }
+
+    /// Validates the sections, connects to `addr` (`host:port`) over TCP, or over TLS when a
+    /// context is given or the TLS section enables it, and associates.
+    pub async fn connect(&self, addr: &str) -> Result<Client, ClientError> {
+        self.cfg.validate()?;
+        let sink = self.sink()?;
+        let security = self.security_context(&sink)?;
+        // Refuse a peer the §5.1 table does not allow before any traffic.
+        let ip = addr.parse::<std::net::SocketAddr>().ok().map(|a| a.ip());
+        security.check_peer(&osi_config(&self.cfg.osi, false)?, ip)?;
+        let tls = match &self.tls_context {
+            Some(t) => Some(t.clone()),
+            None if self.cfg.tls.enabled => Some(Arc::new(TlsContext::client(
+                &self.tls_config_for(ip)?,
+                sink,
+            )?)),
+            None => None,
+        };
+        let tcp = transport::connect_tcp(addr, &self.cfg.tcp)
+            .await
+            .map_err(LinkError::Io)?;
+        let peer_socket = tcp.peer_addr().ok();
+        let peer_address = peer_socket.map(|a| a.ip());
+        match tls {
+            Some(tls) => {
+                let stream = tls.connect(tcp, addr).await?;
+                let facts = ConnectionFacts {
+                    peer_address,
+                    peer_socket,
+                    tls: true,
+                    tls_fingerprints: tls_fingerprints(stream.ssl()),
+                };
+                Client::associate_with(stream, &self.cfg, &security, &facts).await
+            }
+            None => {
+                let facts = ConnectionFacts {
+                    peer_address,
+                    peer_socket,
+                    ..Default::default()
+                };
+                Client::associate_with(tcp, &self.cfg, &security, &facts).await
+            }
+        }
+    }
+
+    /// Validates the sections and associates over `stream`, already connected (TCP, TLS, an
+    /// in-memory pipe, a recording tap); [`Self::connection_facts`] tells the profiles about
+    /// it.
+    pub async fn associate<S: Stream>(&self, stream: S) -> Result<Client, ClientError> {
+        self.cfg.validate()?;
+        let sink = self.sink()?;
+        let security = self.security_context(&sink)?;
+        let facts = self.facts.clone().unwrap_or_default();
+        Client::associate_with(stream, &self.cfg, &security, &facts).await
     }
 }

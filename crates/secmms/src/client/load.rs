@@ -94,9 +94,7 @@ pub(super) fn start_load(
     now: Now,
 ) {
     if load.is_some() {
-        let _ = reply.send(Err(ClientError::Usage(
-            "a load is already running on this association".into(),
-        )));
+        let _ = reply.send(Err(super::UsageError::LoopRunning.into()));
         return;
     }
     let target = spec.outstanding.max(1);

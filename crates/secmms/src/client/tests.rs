@@ -15,7 +15,7 @@ struct Peer {
 
 impl Peer {
     fn new(now: Now) -> Peer {
-        let cfg = Config::default();
+        let cfg = Sections::default();
         let sa = AppSecurity::plain().secure_responder(
             osi_config(&cfg.osi, true).unwrap(),
             &ConnectionFacts::default(),
@@ -83,7 +83,7 @@ impl Peer {
 type Setup = oneshot::Receiver<Result<(Negotiated, String), ClientError>>;
 
 fn machine(now: Now) -> (ClientMachine, mpsc::Sender<Cmd>, Setup) {
-    let cfg = Config::default();
+    let cfg = Sections::default();
     let mut sa = AppSecurity::plain()
         .secure_initiator(
             osi_config(&cfg.osi, false).unwrap(),

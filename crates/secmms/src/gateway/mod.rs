@@ -443,16 +443,13 @@ fn problem(at: String, what: impl std::fmt::Display) -> GatewayConfigError {
     }
 }
 
-/// The sections of one secured side, as the runtime's builders take them.
-fn secured_config(s: &config::SecuredSide) -> crate::config::Config {
-    let mut c = crate::config::Config {
-        tls: s.tls.clone(),
-        security: s.security.clone(),
+/// The OSI section of one secured side: the far side's titles, when given.
+fn secured_osi(s: &config::SecuredSide) -> crate::osi::OsiSettings {
+    crate::osi::OsiSettings {
+        remote_ap_title: s.remote_titles.0.clone(),
+        remote_ae_qualifier: s.remote_titles.1,
         ..Default::default()
-    };
-    c.osi.remote_ap_title = s.remote_titles.0.clone();
-    c.osi.remote_ae_qualifier = s.remote_titles.1;
-    c
+    }
 }
 
 /// Loads every route's credentials (nothing is bound yet).
@@ -496,28 +493,28 @@ fn build_routes(
     for (i, r) in g.ied.iter().enumerate() {
         let at = |k: &str| format!("gateway.ied[{i}].{k}");
         let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
-        let cfg = secured_config(&side);
+        let osi = secured_osi(&side);
         let mut rt = base(r.label(), Kind::Ied, &r.listen, &r.ied);
         rt.tls_in = Some(Arc::new(
-            TlsContext::server(&cfg.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
+            TlsContext::server(&side.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
         ));
-        rt.security_in =
-            AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+        rt.security_in = AppSecurity::build(&side.security, &side.tls, &osi, sink.clone())
+            .map_err(|e| problem(at("app_cert"), e))?;
         rt.guard = r.read_only.then(ReadOnlyGuard::default);
         routes.push(rt);
     }
     for (i, r) in g.client.iter().enumerate() {
         let at = |k: &str| format!("gateway.client[{i}].{k}");
         let side = r.secured().map_err(|(k, e)| problem(at(k), e))?;
-        let cfg = secured_config(&side);
+        let osi = secured_osi(&side);
         let mut rt = base(r.label(), Kind::Client, &r.listen, &r.to);
         rt.tls_out = Some(Arc::new(
-            TlsContext::client(&cfg.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
+            TlsContext::client(&side.tls, sink.clone()).map_err(|e| problem(at("tls_cert"), e))?,
         ));
-        rt.security_out =
-            AppSecurity::build(&cfg, sink.clone()).map_err(|e| problem(at("app_cert"), e))?;
+        rt.security_out = AppSecurity::build(&side.security, &side.tls, &osi, sink.clone())
+            .map_err(|e| problem(at("app_cert"), e))?;
         rt.osi_out =
-            crate::osi::osi_config(&cfg.osi, false).map_err(|e| problem(at("peer_ap_title"), e))?;
+            crate::osi::osi_config(&osi, false).map_err(|e| problem(at("peer_ap_title"), e))?;
         rt.allow = r.allowed().map_err(|e| problem(at("allow"), e))?;
         rt.called = match &r.called_ap_title {
             Some(t) => Some((

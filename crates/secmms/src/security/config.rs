@@ -10,7 +10,7 @@ use secmms_profiles::policy::PeerMatch;
 use secmms_profiles::{ApplicationSecurity, PeerPolicy, PeerTable, TransportSecurity};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::settings::SettingError;
 
 /// Application security of the associations (IEC 62351-4 Table 1 and §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -330,16 +330,13 @@ impl Default for SecurityConfig {
     }
 }
 
-pub(super) fn value_err(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Value {
-        field,
-        reason: reason.into(),
-    }
+pub(super) fn value_err(field: &'static str, reason: impl Into<String>) -> SettingError {
+    SettingError::new(field, reason)
 }
 
 impl SecurityConfig {
     /// Checks the section on its own (files are read when the security context is built).
-    pub fn validate(&self, tls_ca: &[PathBuf]) -> Result<(), ConfigError> {
+    pub fn validate(&self, tls_ca: &[PathBuf]) -> Result<(), SettingError> {
         if let Some(u) = &self.ocsp_responder {
             if !u.starts_with("http://") || u.len() > 2048 {
                 return Err(value_err(
@@ -482,7 +479,7 @@ impl SecurityConfig {
     }
 
     /// The §5.1 table these settings describe for `mode`.
-    pub fn table(&self, mode: AppMode) -> Result<PeerTable, ConfigError> {
+    pub fn table(&self, mode: AppMode) -> Result<PeerTable, SettingError> {
         let mut peers = Vec::new();
         for p in &self.peers {
             let ap_title = p

@@ -16,7 +16,7 @@ use super::{titles_of_identity, SecurityConfig, SecurityError};
 /// Our titles: the configured ones must equal the certificate's binding; absent ones come from
 /// it. A certificate without an AP-title binding leaves the configured (or default) titles.
 pub(super) fn local_titles(
-    osi: &crate::config::OsiSettings,
+    osi: &crate::osi::OsiSettings,
     info: &CertInfo,
     cert: &Path,
 ) -> Result<Option<(Oid, i64)>, SecurityError> {

@@ -87,10 +87,12 @@ pub fn e2e_config(s: &SecurityConfig) -> E2eConfig {
     e2e
 }
 
-/// Loads the application credentials and trust anchors `cfg.security` names (with `[tls]` as
-/// fallback for anchors and CRLs) and builds the E2E context of native mode.
-pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, SecurityError> {
-    let s = &cfg.security;
+/// Loads the application credentials and trust anchors `s` names (with the TLS section `tls`
+/// as fallback for anchors and CRLs) and builds the E2E context of native mode.
+pub fn load_e2e_context(
+    s: &SecurityConfig,
+    tls: &crate::tls::TlsConfig,
+) -> Result<E2eContext, SecurityError> {
     let (Some(cert_p), Some(key_p)) = (&s.app_cert, &s.app_key) else {
         return Err(value_err(
             "security.app_cert",
@@ -100,12 +102,8 @@ pub fn load_e2e_context(cfg: &crate::config::Config) -> Result<E2eContext, Secur
     };
     let certificate = load_certificate(cert_p)?;
     let key = load_key(key_p)?;
-    let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
-    let crls = if s.crl.is_empty() {
-        &cfg.tls.crl
-    } else {
-        &s.crl
-    };
+    let anchors = if s.ca.is_empty() { &tls.ca } else { &s.ca };
+    let crls = if s.crl.is_empty() { &tls.crl } else { &s.crl };
     let validator = Arc::new(load_validator(anchors, crls, &s.attribute_authorities)?);
     let att_cert = load_attribute_certificate(s)?;
     Ok(e2e_context(s, certificate, key, att_cert, validator))

@@ -46,7 +46,7 @@ use secmms_profiles::{
     AProfileConfig, AProfileShared, ConnectionInfo, Credentials, PeerPolicy, PeerTable,
 };
 
-use crate::config::ConfigError;
+use crate::settings::SettingError;
 use config::value_err;
 use credentials::{cred_err, local_titles};
 
@@ -83,9 +83,9 @@ pub enum SecurityError {
         /// What is wrong.
         reason: String,
     },
-    /// The configuration is invalid.
+    /// A value of the `[security]` section is out of range or malformed.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Setting(#[from] SettingError),
     /// The §5.1 table has no row for the peer we are asked to call.
     #[error("no [[security.peers]] row matches the called peer and unknown_peers = \"refuse\"")]
     NoPeerRow,
@@ -305,15 +305,18 @@ impl AppSecurity {
         info
     }
 
-    /// Builds the context the configuration asks for: reads the application certificate, key,
-    /// anchors and CRLs. `own_tls_certs` are the DER TLS certificates of this process, which may
-    /// not double as application certificates (Annex G.2).
+    /// Builds the context the `[security]` section `s` asks for: reads the application
+    /// certificate, key, anchors and CRLs. The TLS section `tls` gives the fallback anchors,
+    /// CRLs and OCSP settings, and our TLS certificate, which may not double as the application
+    /// certificate (Annex G.2); `osi` our titles (checked against the certificate's binding)
+    /// and whether the peer's are configured.
     pub fn build(
-        cfg: &crate::config::Config,
+        s: &SecurityConfig,
+        tls: &crate::tls::TlsConfig,
+        osi: &crate::osi::OsiSettings,
         sink: Arc<dyn SecurityEventSink>,
     ) -> Result<Self, SecurityError> {
-        let s = &cfg.security;
-        s.validate(&cfg.tls.ca)?;
+        s.validate(&tls.ca)?;
         if s.mode == AppMode::Plain {
             return Ok(Self::plain());
         }
@@ -323,22 +326,18 @@ impl AppSecurity {
         let certificate = load_certificate(cert_p)?;
         let info = CertInfo::parse(&certificate)
             .map_err(|e| cred_err(cert_p, format!("unusable certificate: {e}")))?;
-        let local_titles = local_titles(&cfg.osi, &info, cert_p)?;
+        let local_titles = local_titles(osi, &info, cert_p)?;
         let key = load_key(key_p)?;
-        let anchors = if s.ca.is_empty() { &cfg.tls.ca } else { &s.ca };
-        let crls = if s.crl.is_empty() {
-            &cfg.tls.crl
-        } else {
-            &s.crl
-        };
+        let anchors = if s.ca.is_empty() { &tls.ca } else { &s.ca };
+        let crls = if s.crl.is_empty() { &tls.crl } else { &s.crl };
         let validator = Arc::new(ReloadableValidator::load(
             anchors,
             crls,
             &s.attribute_authorities,
         )?);
         let mut own_tls = Vec::new();
-        if cfg.tls.enabled && s.separate_certificates {
-            if let Some(p) = &cfg.tls.cert {
+        if tls.enabled && s.separate_certificates {
+            if let Some(p) = &tls.cert {
                 if let Ok(der) = load_certificate(p) {
                     own_tls.push(sha256(&der));
                 }
@@ -351,7 +350,7 @@ impl AppSecurity {
                  ones (or set [security] separate_certificates = false)",
             ));
         }
-        let ocsp = PeerOcsp::from_config(cfg, validator.clone()).map(|ocsp| {
+        let ocsp = PeerOcsp::from_config(s, tls, validator.clone()).map(|ocsp| {
             Arc::new(AppOcsp {
                 ocsp,
                 sink: sink.clone(),
@@ -404,8 +403,8 @@ impl AppSecurity {
             sisco_compat: s.sisco_compat,
             table: Arc::new(table),
             local_titles,
-            peer_titles_configured: cfg.osi.remote_ap_title.is_some()
-                || cfg.osi.remote_ae_qualifier.is_some(),
+            peer_titles_configured: osi.remote_ap_title.is_some()
+                || osi.remote_ae_qualifier.is_some(),
             separate_certificates: s.separate_certificates,
             ocsp,
             validator: Some(validator),

@@ -57,18 +57,18 @@ impl PeerOcsp {
     /// From the configuration (`[security] ocsp_*`, else `[tls] ocsp_*`); `None` when
     /// `ocsp_check` is off.
     pub(crate) fn from_config(
-        cfg: &crate::config::Config,
+        s: &super::SecurityConfig,
+        tls: &crate::tls::TlsConfig,
         anchors: Arc<ReloadableValidator>,
     ) -> Option<PeerOcsp> {
-        let s = &cfg.security;
-        let check = s.ocsp_check.unwrap_or(cfg.tls.ocsp_check);
+        let check = s.ocsp_check.unwrap_or(tls.ocsp_check);
         (check != crate::ocsp::OcspCheck::Off).then(|| PeerOcsp {
             check,
             checker: crate::ocsp::OcspChecker::new(
                 s.ocsp_responder
                     .clone()
-                    .or_else(|| cfg.tls.ocsp_responder.clone()),
-                std::time::Duration::from_secs(cfg.tls.ocsp_timeout_secs.clamp(1, 60)),
+                    .or_else(|| tls.ocsp_responder.clone()),
+                std::time::Duration::from_secs(tls.ocsp_timeout_secs.clamp(1, 60)),
             ),
             anchors,
         })

@@ -5,15 +5,44 @@ use std::sync::Arc;
 use secmms_mms::model::SharedModel;
 use secmms_pki::event::SecurityEventSink;
 
-use super::{Server, ServerError, Tuning};
-use crate::config::{Config, ServerConfig};
+use super::{Server, ServerConfig, ServerError, Tuning};
+use crate::events::EventsConfig;
+use crate::osi::OsiSettings;
+use crate::security::SecurityConfig;
+use crate::tls::TlsConfig;
+use crate::transport::TcpConfig;
 
-/// Builds a [`Server`] section by section ([`Server::builder`]). What is not given keeps the
-/// default of [`Config`]; [`ServerBuilder::config`] takes a whole configuration (the TOML file
-/// of `secmms server`) to start from.
+/// The typed sections a server runs with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sections {
+    pub(crate) server: ServerConfig,
+    pub(crate) tcp: TcpConfig,
+    pub(crate) tls: TlsConfig,
+    pub(crate) security: SecurityConfig,
+    pub(crate) osi: OsiSettings,
+    pub(crate) events: EventsConfig,
+}
+
+impl Sections {
+    /// Checks every section; the first error names its field.
+    pub(crate) fn validate(&self) -> Result<(), ServerError> {
+        self.server.validate()?;
+        self.tcp.validate()?;
+        self.tls.validate()?;
+        self.osi.validate()?;
+        self.security.validate(&self.tls.ca)?;
+        self.events.validate()?;
+        Ok(())
+    }
+}
+
+/// Builds a [`Server`] section by section ([`Server::builder`]): what is not given keeps its
+/// default (a plain server on `0.0.0.0:102` serving the built-in demo model). `bind` validates
+/// the sections and returns a typed error naming what is wrong. The `secmms` command builds one
+/// from its TOML file with [`crate::Config::server_builder`].
 #[derive(Default)]
 pub struct ServerBuilder {
-    cfg: Config,
+    cfg: Sections,
     model: Option<SharedModel>,
     sink: Option<Arc<dyn SecurityEventSink>>,
     tuning: Tuning,
@@ -23,18 +52,14 @@ impl std::fmt::Debug for ServerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerBuilder")
             .field("listen", &self.cfg.server.listen)
+            .field("tls", &self.cfg.tls.enabled)
+            .field("mode", &self.cfg.security.mode)
             .field("tuning", &self.tuning)
             .finish_non_exhaustive()
     }
 }
 
 impl ServerBuilder {
-    /// Starts from a whole configuration (every section).
-    pub fn config(mut self, cfg: Config) -> Self {
-        self.cfg = cfg;
-        self
-    }
-
     /// The address to listen on (`host:port`; 102 is RFC 1006's port, 3782 with TLS).
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.cfg.server.listen = addr.into();
@@ -42,30 +67,30 @@ impl ServerBuilder {
     }
 
     /// TCP socket options (Annex H keep-alive).
-    pub fn tcp(mut self, tcp: crate::transport::TcpConfig) -> Self {
+    pub fn tcp(mut self, tcp: TcpConfig) -> Self {
         self.cfg.tcp = tcp;
         self
     }
 
     /// TLS (clause 6); its `enabled` field turns it on.
-    pub fn tls(mut self, tls: crate::tls::TlsConfig) -> Self {
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
         self.cfg.tls = tls;
         self
     }
 
     /// Application-layer security: plain, compatibility or native mode, credentials, peers.
-    pub fn security(mut self, security: crate::security::SecurityConfig) -> Self {
+    pub fn security(mut self, security: SecurityConfig) -> Self {
         self.cfg.security = security;
         self
     }
 
     /// OSI addressing (selectors, AP-titles) and sizes.
-    pub fn osi(mut self, osi: crate::config::OsiSettings) -> Self {
+    pub fn osi(mut self, osi: OsiSettings) -> Self {
         self.cfg.osi = osi;
         self
     }
 
-    /// Limits, timeouts and tuning settings of the server (`[server]`); its `listen` and
+    /// Limits, timeouts and tuning settings of the server ([`ServerConfig`]); its `listen` and
     /// `model` fields are replaced by [`Self::listen`] and [`Self::model`] when those are given
     /// after it.
     pub fn limits(mut self, server: ServerConfig) -> Self {
@@ -73,21 +98,21 @@ impl ServerBuilder {
         self
     }
 
-    /// Where security events go, as configured (`[events]`); see [`Self::events`].
-    pub fn events_config(mut self, events: crate::events::EventsConfig) -> Self {
+    /// Where security events go, as configured ([`EventsConfig`]); see [`Self::events`].
+    pub fn events_config(mut self, events: EventsConfig) -> Self {
         self.cfg.events = events;
         self
     }
 
-    /// The sink that receives the security events (instead of the `[events]` outputs).
+    /// The sink that receives the security events (instead of the [`EventsConfig`] outputs).
     pub fn events(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
         self.sink = Some(sink);
         self
     }
 
-    /// The live model to serve (instead of `[server] model` or the built-in demo model). Keep
-    /// a clone: the application sets values in it while the server runs, reads what clients
-    /// wrote, and registers observers of every change.
+    /// The live model to serve (instead of [`ServerConfig::model`] or the built-in demo
+    /// model). Keep a clone: the application sets values in it while the server runs, reads
+    /// what clients wrote, and registers observers of every change.
     pub fn model(mut self, model: SharedModel) -> Self {
         self.model = Some(model);
         self
@@ -99,16 +124,12 @@ impl ServerBuilder {
         self
     }
 
-    /// Validates the configuration, loads the credentials and binds.
+    /// Validates the sections, loads the credentials and the model, and binds.
     pub async fn bind(self) -> Result<Server, ServerError> {
+        self.cfg.validate()?;
         let sink = match self.sink {
             Some(s) => s,
-            None => Arc::new(
-                self.cfg
-                    .events
-                    .build()
-                    .map_err(crate::config::ConfigError::from)?,
-            ),
+            None => Arc::new(self.cfg.events.build()?),
         };
         Server::bind_inner(self.cfg, sink, self.tuning, self.model).await
     }

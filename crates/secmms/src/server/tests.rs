@@ -5,10 +5,14 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn connections_poll_only_once_their_association_is_established() {
-    let mut cfg = crate::Config::default();
-    cfg.server.listen = "127.0.0.1:0".into();
-    cfg.server.worker_threads = Some(1);
-    let server = super::Server::bind_tuned(cfg, super::Tuning::Daemon)
+    let server = super::Server::builder()
+        .limits(super::ServerConfig {
+            worker_threads: Some(1),
+            ..Default::default()
+        })
+        .listen("127.0.0.1:0")
+        .tuning(super::Tuning::Daemon)
+        .bind()
         .await
         .unwrap();
     let established = Arc::new(AtomicBool::new(false));
@@ -39,12 +43,12 @@ mod machine {
     type S = ByteStream<tokio::io::DuplexStream>;
 
     fn shared(group: usize, outstanding: u16) -> Shared {
-        let mut cfg = Config::default();
+        let mut cfg = Sections::default();
         cfg.server.response_group = Some(group);
         cfg.server.max_outstanding = outstanding;
         let mms = Vmd::new(
             SharedModel::new(Model::default_demo()),
-            server_options(&cfg),
+            server_options(&cfg.server),
         );
         Shared {
             cfg,
@@ -136,8 +140,7 @@ mod machine {
         secmms_profiles::secure::SecureAssociation,
         ClientSession<u32>,
     ) {
-        let cfg = Config::default();
-        let osi = osi_config(&cfg.osi, false).unwrap();
+        let osi = osi_config(&Default::default(), false).unwrap();
         let mut c = AppSecurity::plain()
             .secure_initiator(osi, &ConnectionFacts::default(), Timeouts::default(), now)
             .unwrap();

@@ -46,8 +46,8 @@ async fn start_server(cfg: Config) -> ServerHandle {
 async fn associate<S: Stream>(stream: S, cfg: &Config, sink: Arc<MemorySink>) -> Client {
     let security = AppSecurity::build(&cfg.security, &cfg.tls, &cfg.osi, sink).unwrap();
     cfg.client_builder()
-        .app_security((&security).clone())
-        .connection_facts((&ConnectionFacts::default()).clone())
+        .app_security(security)
+        .connection_facts(ConnectionFacts::default())
         .associate(stream)
         .await
         .unwrap()

@@ -16,10 +16,8 @@
 //! The server serves a live [`SharedModel`](secmms_mms::SharedModel) the program feeds and
 //! observes, and sends InformationReports to its associations ([`ServerHandle::report`]); a
 //! client receives them on [`Client::reports`]. An embedded server runs on the program's own
-//! tokio runtime, with no thread of its own ([`Tuning`]). A client can keep requests of one kind
-//! in flight inside its association, with each answer and its round trip handed back in the turn
-//! that received it ([`client::RequestLoop`]: cyclic polling, load generation). Runnable
-//! examples: `examples/embed_server.rs`, `examples/embed_client.rs`.
+//! tokio runtime, with no thread of its own ([`Tuning`]). Runnable examples:
+//! `examples/embed_server.rs`, `examples/embed_client.rs`.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,10 @@
 //! never delayed. The identical events that follow within `window` of it are only counted (no
 //! write, no fsync); when the window closes, one aggregate record is written for them with
 //! `count`, `first`, `last`, the message of the last one and the source as its association.
-//! Only events that name a source (an association or peer address) are aggregated; the source
+//! Notices (an association authenticated, established, released) are never aggregated: each
+//! legitimate association keeps its own records, and floods are of refusals and failures,
+//! which are warnings or worse. Only events that name a source (an association or peer
+//! address) are aggregated; the source
 //! of `"192.0.2.7:40312"` is `"192.0.2.7"`, so a flood of connections from one address is one
 //! kind however many ports it uses. At most [`MAX_KINDS`] kinds are counted at once; a new kind
 //! beyond that closes every window first.
@@ -110,6 +113,9 @@ impl Aggregator {
     /// An event at `now`: written at once, or counted. When `MAX_KINDS` windows are open and a
     /// new kind comes, the aggregates of every window are returned to be written first.
     pub fn offer(&mut self, e: &SecurityEvent, now: SystemTime) -> (Verdict, Vec<Aggregate>) {
+        if e.severity == secmms_pki::event::Severity::Notice {
+            return (Verdict::Write, Vec::new());
+        }
         let Some(source) = source_of(e) else {
             return (Verdict::Write, Vec::new());
         };
@@ -198,6 +204,20 @@ mod tests {
             a.offer(&ev(Some("10.0.0.1:7"), 15), at(6_000)).0,
             Verdict::Write
         );
+        assert!(a.close_all().is_empty());
+    }
+
+    #[test]
+    fn notices_are_never_aggregated() {
+        let mut a = Aggregator::new(Duration::from_secs(5));
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let mut e = ev(Some("127.0.0.1:1000"), 1);
+        e.severity = Severity::Notice;
+        for i in 0..3 {
+            let (v, out) = a.offer(&e, t + Duration::from_millis(i));
+            assert_eq!(v, Verdict::Write);
+            assert!(out.is_empty());
+        }
         assert!(a.close_all().is_empty());
     }
 

@@ -383,6 +383,35 @@ fn check_file(at: String, p: &Path, out: &mut Vec<Problem>) {
     }
 }
 
+/// The files of a secured side: present, and at least one trust anchor.
+fn check_credentials(
+    at: &dyn Fn(&str) -> String,
+    [tls_cert, tls_key, app_cert, app_key]: [&PathBuf; 4],
+    ca: &[PathBuf],
+    crl: &[PathBuf],
+    out: &mut Vec<Problem>,
+) {
+    if ca.is_empty() {
+        out.push(Problem {
+            at: at("ca"),
+            what: "at least one trust anchor is needed".into(),
+        });
+    }
+    for (k, p) in [
+        ("tls_cert", tls_cert),
+        ("tls_key", tls_key),
+        ("app_cert", app_cert),
+        ("app_key", app_key),
+    ] {
+        check_file(at(k), p, out);
+    }
+    for (list, files) in [("ca", ca), ("crl", crl)] {
+        for (j, p) in files.iter().enumerate() {
+            check_file(format!("{}[{j}]", at(list)), p, out);
+        }
+    }
+}
+
 impl GatewayFile {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<GatewayFile, GatewayConfigError> {
@@ -457,26 +486,13 @@ impl GatewayFile {
             if let Err((k, e)) = r.secured() {
                 out.push(Problem { at: at(k), what: e });
             }
-            if r.ca.is_empty() {
-                out.push(Problem {
-                    at: at("ca"),
-                    what: "at least one trust anchor is needed".into(),
-                });
-            }
-            for (k, p) in [
-                ("tls_cert", &r.tls_cert),
-                ("tls_key", &r.tls_key),
-                ("app_cert", &r.app_cert),
-                ("app_key", &r.app_key),
-            ] {
-                check_file(at(k), p, &mut out);
-            }
-            for (j, p) in r.ca.iter().enumerate() {
-                check_file(format!("{}[{j}]", at("ca")), p, &mut out);
-            }
-            for (j, p) in r.crl.iter().enumerate() {
-                check_file(format!("{}[{j}]", at("crl")), p, &mut out);
-            }
+            check_credentials(
+                &at,
+                [&r.tls_cert, &r.tls_key, &r.app_cert, &r.app_key],
+                &r.ca,
+                &r.crl,
+                &mut out,
+            );
         }
         for (i, r) in g.client.iter().enumerate() {
             let at = |k: &str| format!("gateway.client[{i}].{k}");
@@ -531,23 +547,13 @@ impl GatewayFile {
                     });
                 }
             }
-            if r.ca.is_empty() {
-                out.push(Problem {
-                    at: at("ca"),
-                    what: "at least one trust anchor is needed".into(),
-                });
-            }
-            for (k, p) in [
-                ("tls_cert", &r.tls_cert),
-                ("tls_key", &r.tls_key),
-                ("app_cert", &r.app_cert),
-                ("app_key", &r.app_key),
-            ] {
-                check_file(at(k), p, &mut out);
-            }
-            for (j, p) in r.ca.iter().enumerate() {
-                check_file(format!("{}[{j}]", at("ca")), p, &mut out);
-            }
+            check_credentials(
+                &at,
+                [&r.tls_cert, &r.tls_key, &r.app_cert, &r.app_key],
+                &r.ca,
+                &r.crl,
+                &mut out,
+            );
         }
         // The listen port selects the route; client routes may share a listener when the
         // called AP-title tells them apart (port 0, "any free port", is never shared).

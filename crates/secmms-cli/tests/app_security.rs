@@ -6,6 +6,7 @@ mod common;
 use common::*;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Files of one test PKI.
 struct Pki {
@@ -366,4 +367,58 @@ fn demo_runs_native_mode_over_tls_by_default() {
             .unwrap();
         assert!(out.status.success(), "{enc}");
     }
+}
+
+#[test]
+fn a_native_refusal_is_logged_with_its_e2e_diagnostic() {
+    let pki = make_pki("native-refusal");
+    let mut server_args = mode_args(&pki, "sapp", "native");
+    server_args.extend(["--ca".into(), pki.path("ca/ca.pem")]);
+    let (_server, addr, log) = start_our_logged("server", &strs(&server_args));
+    // A native client whose application certificate comes from a CA the server does not
+    // trust: its HandshakeReq fails the server's E2E checks.
+    let mut rogue = mode_args(&pki, "rapp", "native");
+    rogue.extend([
+        "--ca".into(),
+        pki.path("ca/ca.pem"),
+        "--peer-ap-title".into(),
+        "1.1.1.999.1".into(),
+        "--peer-ae-qualifier".into(),
+        "12".into(),
+        "identify".into(),
+    ]);
+    let out = our_client(&addr, &strs(&rogue));
+    assert!(!out.status.success());
+    // The server says why at WARN, with the E2E diagnostic of the refusal, not as a
+    // connection the peer closed.
+    let line = wait_for_line(
+        &log,
+        "association ended: refused: E2E:",
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|| {
+        panic!(
+            "no E2E refusal in the server log: {:?}",
+            log.lock().unwrap()
+        )
+    });
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("PKCERT_ERROR_ASS_REQ"), "{line}");
+    // A trusted client still gets in.
+    let mut good = mode_args(&pki, "capp", "native");
+    good.extend([
+        "--ca".into(),
+        pki.path("ca/ca.pem"),
+        "--peer-ap-title".into(),
+        "1.1.1.999.1".into(),
+        "--peer-ae-qualifier".into(),
+        "12".into(),
+        "identify".into(),
+    ]);
+    let out = our_client(&addr, &strs(&good));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -10,9 +10,11 @@ use serde::Serialize;
 
 use secmms_mms::pdu::{ConfirmedServiceRequest, ReadRequest, VariableAccessSpecification};
 
-use secmms::client::{Client, ClientError, LoadSpec};
+use secmms::client::{Client, ClientError};
 use secmms::config::Config;
-use secmms::stats::Histogram;
+
+use crate::histogram::Histogram;
+use crate::load::{self, LoadSpec};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -211,8 +213,8 @@ pub async fn run(
         spec: VariableAccessSpecification::single(target.clone()),
     });
     for c in &clients {
-        if c.runs_load() {
-            // The association task keeps the requests in flight itself (Client::load).
+        if c.runs_loops() {
+            // The association task keeps the requests in flight itself (Client::run_loop).
             let spec = LoadSpec {
                 service: read.clone(),
                 outstanding: p.outstanding,
@@ -221,7 +223,7 @@ pub async fn run(
             };
             let c = c.clone();
             workers.spawn(async move {
-                match c.load(spec).await {
+                match load::run(&c, spec).await {
                     Ok(o) => (o.latency, o.errors),
                     Err(e) => {
                         tracing::warn!("load not run: {e}");

@@ -13,7 +13,7 @@ use secmms_mms::pdu::{
 };
 use secmms_mms::session::ClientSession;
 use secmms_mms::{AccessResult, Data, MmsLimits, ObjectName};
-use secmms_profiles::secure::{Now, ProtectionError, SecureAssociation, SecureEvent, Timeouts};
+use secmms_profiles::secure::{Now, SecureAssociation, SecureEvent, Timeouts};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
@@ -24,15 +24,16 @@ use crate::transport::Stream;
 
 mod builder;
 mod error;
-mod load;
 mod refusal;
+mod request_loop;
 mod settings;
 pub use builder::ClientBuilder;
 use builder::Sections;
 pub use error::{ClientError, Mismatch, UsageError};
-use load::{load_response_ok, start_load, LoadRun};
-pub use load::{LoadOutcome, LoadSpec};
 pub use refusal::Refusal;
+pub(crate) use request_loop::ErasedLoop;
+pub use request_loop::{LoopEnd, LoopStep, RequestLoop};
+use request_loop::{LoopRun, Typed};
 pub use settings::ClientConfig;
 
 /// Seconds the client waits for the peer's RLRE before closing anyway (some servers never answer
@@ -50,9 +51,9 @@ pub(crate) enum Cmd {
     Release {
         reply: oneshot::Sender<Result<(), ClientError>>,
     },
-    Load {
-        spec: LoadSpec,
-        reply: oneshot::Sender<Result<LoadOutcome, ClientError>>,
+    Loop {
+        run: Box<dyn ErasedLoop>,
+        outstanding: usize,
         permits: OwnedSemaphorePermit,
     },
     Abort,
@@ -83,7 +84,8 @@ impl CmdTx {
     }
 }
 
-struct Inner {
+/// What every clone of a [`Client`] shares.
+struct ClientState {
     /// The receiving end of the association's unsolicited reports, until taken.
     reports: std::sync::Mutex<Option<mpsc::Receiver<InformationReport>>>,
     tx: CmdTx,
@@ -94,7 +96,7 @@ struct Inner {
     /// Why the association ended, when it ended otherwise than by our release.
     ended: EndReason,
     request_timeout: Duration,
-    runs_load: bool,
+    runs_loops: bool,
 }
 
 /// Why an association ended (set once by the task that runs it).
@@ -103,7 +105,7 @@ pub(crate) type EndReason = Arc<std::sync::Mutex<Option<String>>>;
 /// A handle to one MMS association. Cheap to clone; all clones share the association.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    inner: Arc<ClientState>,
 }
 
 impl std::fmt::Debug for Client {
@@ -174,7 +176,7 @@ impl Client {
             reports: reports_tx,
             session: None,
             releasing: None,
-            load: None,
+            looping: None,
             request_timeout,
             result: None,
         };
@@ -186,7 +188,7 @@ impl Client {
             negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
         Ok(Client {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientState {
                 tx: CmdTx::Own(tx),
                 negotiated,
                 protection,
@@ -194,7 +196,7 @@ impl Client {
                 closed,
                 ended,
                 request_timeout,
-                runs_load: true,
+                runs_loops: true,
                 reports: std::sync::Mutex::new(Some(reports_rx)),
             }),
         })
@@ -214,7 +216,7 @@ impl Client {
             negotiated.max_serv_outstanding_calling.max(1) as usize,
         ));
         Client {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ClientState {
                 tx,
                 negotiated,
                 protection,
@@ -222,7 +224,7 @@ impl Client {
                 closed,
                 ended: EndReason::default(),
                 request_timeout,
-                runs_load: false,
+                runs_loops: false,
                 reports: std::sync::Mutex::new(Some(reports)),
             }),
         }
@@ -441,34 +443,49 @@ impl Client {
         self.write_name(&name, data).await
     }
 
-    /// Runs a closed-loop load on this association (see [`LoadSpec`]) and returns the latency of
-    /// every answered request. Used by `secmms bench`: the association task itself re-issues each
-    /// request as its answer arrives, so the generator costs the server under test as little
-    /// client time per round trip as possible. Other requests may share the association
-    /// meanwhile. Fails with [`ClientError::Usage`] on an association whose runner cannot run a
-    /// load (XMPP); use [`Client::request`] in a loop there.
-    pub async fn load(&self, spec: LoadSpec) -> Result<LoadOutcome, ClientError> {
-        if !self.inner.runs_load {
+    /// Runs `request_loop` inside the association's own task until it stops (see
+    /// [`RequestLoop`]), with at most `outstanding` of its requests in flight (capped by the
+    /// negotiated limit, which they share with this association's other requests), and gives it
+    /// back with how it ended. The task asks the loop for a new request as each answer arrives,
+    /// in the same turn and without a channel or task switch: for polling a device at the rate it
+    /// answers, or for a load generator (`secmms bench` runs one). Other requests may share the
+    /// association meanwhile; one loop runs at a time ([`UsageError::LoopRunning`]). Dropping the
+    /// returned future stops the loop at the next turn. Fails with [`UsageError::NoLoop`] on an
+    /// association whose runner cannot run a loop (XMPP): use [`Client::request`] there.
+    pub async fn run_loop<L: RequestLoop>(
+        &self,
+        outstanding: usize,
+        request_loop: L,
+    ) -> Result<(L, LoopEnd), ClientError> {
+        if !self.inner.runs_loops {
             return Err(UsageError::NoLoop.into());
         }
         let max = usize::from(self.inner.negotiated.max_serv_outstanding_calling.max(1));
-        let mut spec = spec;
-        spec.outstanding = spec.outstanding.clamp(1, max);
-        // The load's requests count against the negotiated limit like any other request.
-        let permits = self.slots(spec.outstanding as u32).await?;
-        let wait = spec.duration + self.inner.request_timeout * 2;
+        let outstanding = outstanding.clamp(1, max);
+        // The loop's requests count against the negotiated limit like any other request.
+        let permits = self.slots(outstanding as u32).await?;
         let (reply, rx) = oneshot::channel();
-        let cmd = Cmd::Load {
-            spec,
+        let run = Box::new(Typed {
+            inner: request_loop,
             reply,
+        });
+        let cmd = Cmd::Loop {
+            run,
+            outstanding,
             permits,
         };
-        self.submit(cmd, rx, wait).await
+        self.inner
+            .tx
+            .send(cmd)
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        // The task always answers: when the loop ends, or when the association does.
+        rx.await.map_err(|_| ClientError::Closed)?
     }
 
-    /// True when [`Client::load`] is available on this association.
-    pub fn runs_load(&self) -> bool {
-        self.inner.runs_load
+    /// True when [`Client::run_loop`] is available on this association.
+    pub fn runs_loops(&self) -> bool {
+        self.inner.runs_loops
     }
 
     /// Orderly release (MMS Conclude inside RLRQ). Waits at most [`RELEASE_TIMEOUT`] for the RLRE.
@@ -498,13 +515,13 @@ pub(crate) struct Pending {
 enum Waiter {
     /// A caller of [`Client`].
     Caller(Pending),
-    /// The running load (its own table times the request).
-    Load,
+    /// The running request loop (its own table times the request).
+    Loop,
 }
 
 /// The client side of one association, as a [`Machine`] on a byte stream: the set-up (answered
 /// on `setup`), then the MMS client session fed by the [`Client`] handles' commands, the
-/// closed-loop load, and the release.
+/// request loop, and the release.
 struct ClientMachine {
     sa: SecureAssociation,
     proposal: ClientProposal,
@@ -518,7 +535,7 @@ struct ClientMachine {
     /// The MMS session, once established.
     session: Option<ClientSession<Waiter>>,
     releasing: Option<oneshot::Sender<Result<(), ClientError>>>,
-    load: Option<LoadRun>,
+    looping: Option<LoopRun>,
     request_timeout: Duration,
     result: Option<Result<(), LinkError>>,
 }
@@ -626,7 +643,7 @@ impl ClientMachine {
         match ev {
             SecureEvent::Mms(pdu) => {
                 if let Some(session) = self.session.as_mut() {
-                    dispatch_with_load(&pdu, session, self.load.as_mut(), &self.reports, now)
+                    dispatch(&pdu, session, self.looping.as_mut(), &self.reports, now)
                 }
             }
             // The abort is queued: it goes out, what is outstanding fails.
@@ -679,32 +696,6 @@ impl ClientMachine {
                 self.end(Err(LinkError::Security(e)));
             }
         }
-    }
-
-    /// Sends load requests until `target` are in flight (none once the deadline has passed).
-    fn top_up_load(&mut self, now: Now) -> Result<(), ProtectionError> {
-        let (Some(l), Some(session)) = (self.load.as_mut(), self.session.as_mut()) else {
-            return Ok(());
-        };
-        if l.draining(now.mono) {
-            return Ok(());
-        }
-        while l.inflight.len() < l.target {
-            // The load's permits keep it within the negotiated limit; should callers' late
-            // answers still hold slots, it waits for them.
-            let Ok((id, pdu)) = session.request(l.service.clone(), Waiter::Load) else {
-                break;
-            };
-            if let Err(e) = self.sa.send_mms(&pdu, now) {
-                session.forget(id);
-                l.outcome.errors += 1;
-                // Stop issuing: the association is failing.
-                l.deadline = now.mono;
-                return Err(e);
-            }
-            l.inflight.insert(id, now.mono);
-        }
-        Ok(())
     }
 }
 
@@ -769,18 +760,17 @@ impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
                 }
                 false
             }
-            Some(Cmd::Load {
-                spec,
-                reply,
+            Some(Cmd::Loop {
+                run,
+                outstanding,
                 permits,
             }) => {
-                start_load(
-                    &mut self.load,
-                    spec,
-                    reply,
+                LoopRun::start(
+                    &mut self.looping,
+                    run,
+                    outstanding,
                     permits,
                     self.request_timeout,
-                    now,
                 );
                 false
             }
@@ -794,14 +784,8 @@ impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
 
     fn handle_timeout(&mut self, now: Now) {
         self.sa.handle_timeout(now);
-        if let (Some(l), Some(session)) = (self.load.as_mut(), self.session.as_mut()) {
-            if now.mono >= l.deadline + l.request_timeout {
-                // The answers still missing are late: count them as failures.
-                l.outcome.errors += l.inflight.len() as u64;
-                for (id, _) in l.inflight.drain() {
-                    session.forget(id);
-                }
-            }
+        if let (Some(l), Some(session)) = (self.looping.as_mut(), self.session.as_mut()) {
+            l.expire(session, now.mono);
         }
     }
 
@@ -825,19 +809,17 @@ impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
             self.end(Ok(()));
             return Step::Done;
         }
-        // A running load: top up what is in flight, or hand the result over once done.
-        if self.load.is_some() {
-            if let Err(e) = self.top_up_load(now) {
+        // A running request loop: top up what is in flight, or hand it back once done.
+        if let (Some(l), Some(session)) = (self.looping.as_mut(), self.session.as_mut()) {
+            if let Err(e) = l.top_up(session, &mut self.sa, now) {
                 if self.sa.is_closed() {
-                    self.end(Err(e.into()));
+                    self.end(Err(LinkError::Security(e)));
                     return Step::Done;
                 }
             }
-            if let Some(l) = self.load.as_mut() {
-                if l.draining(now.mono) && l.inflight.is_empty() {
-                    if let Some(l) = self.load.take() {
-                        let _ = l.reply.send(Ok(l.outcome));
-                    }
+            if l.is_done() {
+                if let Some(l) = self.looping.take() {
+                    l.finish();
                 }
             }
         }
@@ -849,16 +831,9 @@ impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
-        // A load wakes at its deadline (stop issuing) and once more when the answers it still
-        // waits for are late.
-        let load = self.load.as_ref().map(|l| {
-            if l.drained {
-                l.deadline + l.request_timeout
-            } else {
-                l.deadline
-            }
-        });
-        match (self.sa.poll_timeout(), load) {
+        // A request loop wakes when it asks to and when its oldest request is late.
+        let looping = self.looping.as_ref().and_then(LoopRun::wake_at);
+        match (self.sa.poll_timeout(), looping) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -892,13 +867,9 @@ async fn run_association<S: Stream>(
             }
         }
     }
-    if let Some(mut l) = m.load.take() {
-        // The association ended under the load: what was in flight is lost.
-        l.outcome.errors += l.inflight.len() as u64;
-        if let Err(e) = &result {
-            l.outcome.ended = Some(e.to_string());
-        }
-        let _ = l.reply.send(Ok(l.outcome));
+    if let Some(l) = m.looping.take() {
+        // The association ended under the loop: what was in flight is lost.
+        l.association_ended(result.as_ref().err().map(|e| e.to_string()));
     }
     if let Some(r) = m.releasing.take() {
         // Once we asked to release, a peer that closes the connection or answers the RLRQ with
@@ -911,28 +882,24 @@ async fn run_association<S: Stream>(
     }
 }
 
-/// Routes an MMS PDU from the server to the running load, if it answers one of its requests,
-/// or to the caller waiting for it.
-fn dispatch_with_load(
+/// Routes an MMS PDU from the server to the running request loop, if it answers one of its
+/// requests, or to the caller waiting for it.
+fn dispatch(
     pdu: &[u8],
     session: &mut ClientSession<Waiter>,
-    load: Option<&mut LoadRun>,
+    looping: Option<&mut LoopRun>,
     reports: &ReportTx,
     now: Now,
 ) {
     use secmms_mms::session::ClientEvent;
     match session.handle_pdu(pdu) {
         ClientEvent::Answer {
-            token: Waiter::Load,
+            token: Waiter::Loop,
             invoke_id,
             result,
         } => {
-            if let Some(l) = load {
-                l.answer(
-                    invoke_id,
-                    result.as_ref().is_ok_and(load_response_ok),
-                    now.mono,
-                );
+            if let Some(l) = looping {
+                l.answer(invoke_id, answer_outcome(result), now.mono);
             }
         }
         ClientEvent::Answer {
@@ -964,19 +931,26 @@ pub(crate) type ReportTx = mpsc::Sender<InformationReport>;
 /// Queue depth of [`Client::reports`].
 pub const REPORT_QUEUE: usize = 1024;
 
+/// The answer to a confirmed request as the caller sees it: a service error, a reject or a
+/// malformed answer becomes the matching [`ClientError`].
+fn answer_outcome(
+    result: Result<ConfirmedServiceResponse, secmms_mms::client::ClientError>,
+) -> Result<ConfirmedServiceResponse, ClientError> {
+    use secmms_mms::client::ClientError as MmsClientError;
+    match result {
+        Ok(s) => Ok(s),
+        Err(MmsClientError::Service { error, .. }) => Err(ClientError::Service(error)),
+        Err(MmsClientError::Rejected(r)) => Err(ClientError::Reject(r)),
+        Err(e) => Err(ClientError::Answer(e)),
+    }
+}
+
 /// Hands an event of an MMS client session to the caller waiting for it; a report to `reports`.
 pub(crate) fn deliver(ev: secmms_mms::session::ClientEvent<Pending>, reports: &ReportTx) {
-    use secmms_mms::client::ClientError as MmsClientError;
     use secmms_mms::session::ClientEvent;
     match ev {
         ClientEvent::Answer { token, result, .. } => {
-            let r = match result {
-                Ok(s) => Ok(s),
-                Err(MmsClientError::Service { error, .. }) => Err(ClientError::Service(error)),
-                Err(MmsClientError::Rejected(r)) => Err(ClientError::Reject(r)),
-                Err(e) => Err(ClientError::Answer(e)),
-            };
-            let _ = token.reply.send(r);
+            let _ = token.reply.send(answer_outcome(result));
         }
         ClientEvent::Report(r) => {
             if let Err(e) = reports.try_send(r) {

@@ -62,7 +62,6 @@ pub mod relay;
 pub mod security;
 pub mod server;
 pub mod settings;
-pub mod stats;
 pub mod tls;
 pub mod transport;
 pub mod xmpp;

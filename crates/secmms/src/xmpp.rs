@@ -981,9 +981,9 @@ fn on_cmd(
                 }
             }
         }
-        ConnCmd::Assoc(_, Cmd::Load { reply, .. }) => {
-            // Client::load refuses before sending this; answer anyway rather than drop it.
-            let _ = reply.send(Err(crate::client::UsageError::NoLoop.into()));
+        ConnCmd::Assoc(_, Cmd::Loop { run, .. }) => {
+            // Client::run_loop refuses before sending this; answer anyway rather than drop it.
+            run.finish(Err(crate::client::UsageError::NoLoop.into()));
             Vec::new()
         }
         ConnCmd::Assoc(key, Cmd::Abort) => {

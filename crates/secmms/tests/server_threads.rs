@@ -3,12 +3,11 @@
 //! correctly, and stopping the server ends the associations its threads run. Absent settings
 //! take the daemon's tuning here (`Tuning::Daemon`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
-use secmms::client::LoadSpec;
-use secmms::{Config, ServerHandle};
+use secmms::client::{LoopStep, RequestLoop};
+use secmms::{ClientError, Config, ServerHandle};
 use secmms_mms::{
     ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
 };
@@ -37,7 +36,41 @@ fn read_of(name: ObjectName) -> ConfirmedServiceRequest {
     })
 }
 
-/// One association: a load at `outstanding`, then a read and a write read back, then release.
+/// Reads until a deadline with every slot busy, counting answers and failures.
+struct Reads {
+    service: ConfirmedServiceRequest,
+    until: Instant,
+    ok: u64,
+    failed: u64,
+}
+
+impl RequestLoop for Reads {
+    fn next(&mut self, now: Instant) -> LoopStep {
+        if now >= self.until {
+            LoopStep::Stop
+        } else {
+            LoopStep::Send(self.service.clone())
+        }
+    }
+
+    fn answered(
+        &mut self,
+        outcome: Result<secmms_mms::ConfirmedServiceResponse, ClientError>,
+        _: Instant,
+        _: Instant,
+    ) {
+        match outcome {
+            Ok(secmms_mms::ConfirmedServiceResponse::Read(_)) => self.ok += 1,
+            _ => self.failed += 1,
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        Some(self.until)
+    }
+}
+
+/// One association: a request loop at `outstanding`, then a read and a write read back, then release.
 async fn exercise(addr: String, outstanding: usize) -> u64 {
     let c = Config::default()
         .client_builder()
@@ -45,25 +78,22 @@ async fn exercise(addr: String, outstanding: usize) -> u64 {
         .await
         .expect("associate");
     let name = c.resolve(ANIN).await.expect("resolve");
-    let completed = Arc::new(AtomicU64::new(0));
-    let o = c
-        .load(LoadSpec {
-            service: read_of(name.clone()),
-            outstanding,
-            duration: Duration::from_millis(250),
-            completed: completed.clone(),
-        })
-        .await
-        .expect("load");
-    assert_eq!(o.errors, 0);
-    assert!(o.latency.count() > 0);
-    assert_eq!(completed.load(Ordering::Relaxed), o.latency.count());
+    let reads = Reads {
+        service: read_of(name.clone()),
+        until: Instant::now() + Duration::from_millis(250),
+        ok: 0,
+        failed: 0,
+    };
+    let (reads, end) = c.run_loop(outstanding, reads).await.expect("loop");
+    assert_eq!(reads.failed, 0);
+    assert_eq!(end.lost, 0);
+    assert!(reads.ok > 0);
     assert!(matches!(
         c.read_name(&name).await.expect("read"),
         Data::FloatingPoint(_)
     ));
     c.release().await.expect("release");
-    o.latency.count()
+    reads.ok
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -93,11 +93,16 @@ impl Drop for Proc {
     }
 }
 
-/// Waits (bounded) for a line containing `needle` on a reader, returning it.
+/// Every line a child has written so far to a piped stream (kept by [`wait_line`]).
+pub type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Waits (bounded) for a line containing `needle` on a reader, returning it; every line read
+/// (before and after) is kept in `seen`.
 fn wait_line<R: std::io::Read + Send + 'static>(
     r: R,
     needle: &'static str,
     timeout: Duration,
+    seen: Lines,
 ) -> Option<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -108,11 +113,32 @@ fn wait_line<R: std::io::Read + Send + 'static>(
             let Ok(line) = line else { break };
             if !found && line.contains(needle) {
                 found = true;
-                let _ = tx.send(line);
+                let _ = tx.send(line.clone());
+            }
+            if let Ok(mut v) = seen.lock() {
+                v.push(line);
             }
         }
     });
     rx.recv_timeout(timeout).ok()
+}
+
+/// Waits (bounded) until a line of `lines` contains `needle`; returns it.
+pub fn wait_for_line(lines: &Lines, needle: &str, timeout: Duration) -> Option<String> {
+    let end = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(l) = lines
+            .lock()
+            .ok()
+            .and_then(|v| v.iter().find(|l| l.contains(needle)).cloned())
+        {
+            return Some(l);
+        }
+        if std::time::Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Starts `secmms server` on a free port with extra arguments; returns it and its address.
@@ -126,6 +152,13 @@ pub fn start_our_relay(extra: &[&str]) -> (Proc, String) {
 }
 
 fn start_our(what: &str, extra: &[&str]) -> (Proc, String) {
+    let (p, addr, _) = start_our_logged(what, extra);
+    (p, addr)
+}
+
+/// Starts `secmms <what>` (server, relay) on a free port with extra arguments; returns it, its
+/// address and the lines it writes to stderr (its log).
+pub fn start_our_logged(what: &str, extra: &[&str]) -> (Proc, String, Lines) {
     let mut child = secmms()
         .args([what, "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -134,8 +167,14 @@ fn start_our(what: &str, extra: &[&str]) -> (Proc, String) {
         .spawn()
         .unwrap_or_else(|e| panic!("start secmms {what}: {e}"));
     let stderr = child.stderr.take().unwrap();
-    let line = wait_line(stderr, "listening on", Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("secmms {what} did not start"));
+    let lines = Lines::default();
+    let line = wait_line(
+        stderr,
+        "listening on",
+        Duration::from_secs(20),
+        lines.clone(),
+    )
+    .unwrap_or_else(|| panic!("secmms {what} did not start"));
     let addr = line
         .split("listening on ")
         .nth(1)
@@ -144,7 +183,7 @@ fn start_our(what: &str, extra: &[&str]) -> (Proc, String) {
         .next()
         .unwrap()
         .to_string();
-    (Proc(child), addr)
+    (Proc(child), addr, lines)
 }
 
 /// Starts a Python peer server (`open61850` or `iec61850`) with the demo model on a free port.
@@ -159,7 +198,7 @@ pub fn start_peer_server(peer: &str) -> (Proc, u16) {
         .spawn()
         .expect("start peer server");
     let stdout = child.stdout.take().unwrap();
-    wait_line(stdout, "ready", Duration::from_secs(30))
+    wait_line(stdout, "ready", Duration::from_secs(30), Lines::default())
         .unwrap_or_else(|| panic!("{peer} server did not start"));
     (Proc(child), port)
 }

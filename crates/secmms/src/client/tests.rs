@@ -116,7 +116,7 @@ fn machine(now: Now) -> (ClientMachine, mpsc::Sender<Cmd>, Setup) {
         reports: mpsc::channel(4).0,
         session: None,
         releasing: None,
-        load: None,
+        looping: None,
         request_timeout: Duration::from_secs(2),
         result: None,
     };
@@ -188,58 +188,148 @@ fn a_request_is_answered_through_the_session() {
     ));
 }
 
+/// A request loop for the tests: Identify until `deadline`, counting answers and failures.
+struct Counting {
+    deadline: Instant,
+    answered: u64,
+    failed: u64,
+    timeouts: u64,
+}
+
+impl RequestLoop for Counting {
+    fn next(&mut self, now: Instant) -> LoopStep {
+        if now >= self.deadline {
+            LoopStep::Stop
+        } else {
+            LoopStep::Send(mms_client::identify())
+        }
+    }
+
+    fn answered(
+        &mut self,
+        outcome: Result<ConfirmedServiceResponse, ClientError>,
+        _sent: Instant,
+        _now: Instant,
+    ) {
+        match outcome {
+            Ok(_) => self.answered += 1,
+            Err(ClientError::Timeout(_)) => self.timeouts += 1,
+            Err(_) => self.failed += 1,
+        }
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        Some(self.deadline)
+    }
+}
+
+type LoopAnswer = oneshot::Receiver<Result<(Counting, LoopEnd), ClientError>>;
+
+fn start_loop(m: &mut ClientMachine, now: Now, outstanding: u32, secs: u64) -> LoopAnswer {
+    let (reply, answer) = oneshot::channel();
+    let permits = Arc::new(Semaphore::new(outstanding as usize))
+        .try_acquire_many_owned(outstanding)
+        .unwrap();
+    let run = Box::new(Typed {
+        inner: Counting {
+            deadline: now.mono + Duration::from_secs(secs),
+            answered: 0,
+            failed: 0,
+            timeouts: 0,
+        },
+        reply,
+    });
+    let cmd = Cmd::Loop {
+        run,
+        outstanding: outstanding as usize,
+        permits,
+    };
+    Machine::<S>::handle_cmd(m, Some(cmd), now);
+    answer
+}
+
 #[test]
-fn a_load_keeps_its_requests_in_flight_and_its_deadlines_come_out_of_poll_timeout() {
+fn a_loop_keeps_its_requests_in_flight_and_its_deadlines_come_out_of_poll_timeout() {
     let now = driver::now();
     let (mut m, mut peer, _tx) = established(now);
-    let (reply, mut outcome) = oneshot::channel();
-    let permits = Arc::new(Semaphore::new(2))
-        .try_acquire_many_owned(2)
-        .unwrap();
-    let spec = LoadSpec {
-        service: mms_client::identify(),
-        outstanding: 2,
-        duration: Duration::from_secs(10),
-        completed: Arc::default(),
-    };
-    let completed = spec.completed.clone();
-    Machine::<S>::handle_cmd(
-        &mut m,
-        Some(Cmd::Load {
-            spec,
-            reply,
-            permits,
-        }),
-        now,
-    );
+    let mut answer = start_loop(&mut m, now, 2, 10);
     assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
     assert_eq!(
         Machine::<S>::poll_timeout(&m),
-        Some(now.mono + Duration::from_secs(10)),
-        "the load's deadline"
+        Some(now.mono + Duration::from_secs(2)),
+        "the oldest request's timeout comes before the loop's deadline"
     );
     // Two in flight; each answer sends the next one, in the same turn.
     let t1 = now.after(Duration::from_millis(3));
     assert_eq!(peer.take(&mut m, t1, false), 2);
     assert!(matches!(Machine::<S>::process(&mut m, t1), Step::Idle));
-    assert_eq!(completed.load(Ordering::Relaxed), 2);
-    // The deadline passes with two more in flight, which the peer never answers.
-    let end = now.after(Duration::from_secs(10));
-    assert!(peer.take(&mut m, end, true) >= 1);
-    Machine::<S>::handle_timeout(&mut m, end);
-    assert!(matches!(Machine::<S>::process(&mut m, end), Step::Idle));
+    // The requests now in flight left at t1: their timeout moved on with them.
     assert_eq!(
         Machine::<S>::poll_timeout(&m),
-        Some(now.mono + Duration::from_secs(12)),
+        Some(t1.mono + Duration::from_secs(2))
+    );
+    // The peer stops answering: each request is a timeout for the loop once two seconds
+    // pass, and two more leave.
+    assert!(peer.take(&mut m, t1, true) >= 1);
+    let t2 = t1.after(Duration::from_secs(2));
+    Machine::<S>::handle_timeout(&mut m, t2);
+    assert!(matches!(Machine::<S>::process(&mut m, t2), Step::Idle));
+    assert!(peer.take(&mut m, t2, true) >= 1);
+    let t3 = now.after(Duration::from_secs(9));
+    Machine::<S>::handle_timeout(&mut m, t3);
+    assert!(matches!(Machine::<S>::process(&mut m, t3), Step::Idle));
+    assert!(peer.take(&mut m, t3, true) >= 1);
+    // Those left at t3 would be late after the loop's deadline; but with both slots busy the
+    // loop is not asked (and does not wake the machine) until one frees.
+    let end = now.after(Duration::from_secs(10));
+    assert_eq!(
+        Machine::<S>::poll_timeout(&m),
+        Some(t3.mono + Duration::from_secs(2))
+    );
+    Machine::<S>::handle_timeout(&mut m, end);
+    assert!(matches!(Machine::<S>::process(&mut m, end), Step::Idle));
+    assert!(
+        answer.try_recv().is_err(),
+        "the loop still waits for its last two"
+    );
+    assert_eq!(
+        Machine::<S>::poll_timeout(&m),
+        Some(t3.mono + Duration::from_secs(2)),
         "then the late answers' deadline"
     );
-    assert!(outcome.try_recv().is_err());
-    let late = now.after(Duration::from_secs(12));
+    let late = t3.after(Duration::from_secs(2));
     Machine::<S>::handle_timeout(&mut m, late);
     assert!(matches!(Machine::<S>::process(&mut m, late), Step::Idle));
-    let o = outcome.try_recv().unwrap().unwrap();
-    assert_eq!(o.errors, 2, "the two never answered");
-    assert_eq!(o.latency.count(), 2);
+    let (l, end) = answer.try_recv().unwrap().unwrap();
+    assert_eq!(end, LoopEnd::default());
+    assert_eq!(l.answered, 2);
+    assert_eq!(l.timeouts, 6, "three rounds of two never answered");
+    assert_eq!(l.failed, 0);
+    assert!(Machine::<S>::poll_timeout(&m).is_none());
+}
+
+#[test]
+fn a_loop_whose_caller_left_stops_and_a_second_loop_is_refused() {
+    let now = driver::now();
+    let (mut m, mut peer, _tx) = established(now);
+    let answer = start_loop(&mut m, now, 2, 100);
+    assert!(matches!(Machine::<S>::process(&mut m, now), Step::Idle));
+    let mut second = start_loop(&mut m, now, 1, 1);
+    assert!(matches!(
+        second.try_recv(),
+        Ok(Err(ClientError::Usage(UsageError::LoopRunning)))
+    ));
+    // The caller drops its future: the answers still come in, nothing new leaves.
+    drop(answer);
+    let t1 = now.after(Duration::from_millis(3));
+    assert_eq!(peer.take(&mut m, t1, false), 2);
+    assert!(matches!(Machine::<S>::process(&mut m, t1), Step::Idle));
+    assert_eq!(
+        peer.take(&mut m, t1, false),
+        0,
+        "no new request after the caller left"
+    );
+    assert!(m.looping.is_none());
     assert!(Machine::<S>::poll_timeout(&m).is_none());
 }
 

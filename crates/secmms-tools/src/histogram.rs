@@ -1,5 +1,5 @@
-//! Latency recording for the `bench` load generator: a fixed-size log-linear histogram, so a long
-//! run records any number of samples in constant memory.
+//! Latency recording for the load generator: a fixed-size log-linear histogram, so a long run
+//! records any number of samples in constant memory.
 
 use std::time::Duration;
 

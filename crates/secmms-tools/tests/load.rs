@@ -1,17 +1,18 @@
-//! `Client::load` (the closed loop `secmms bench` runs inside the association task) and the
-//! server's `response_group` (pipelined answers written in groups): every request is answered
-//! and counted, failures are counted as errors, the load shares the negotiated
-//! outstanding-requests limit with ordinary requests, and a lost association ends the load.
+//! The load generator (a `RequestLoop` that `secmms bench` runs inside the association task
+//! through `Client::run_loop`) against the server's `response_group` (pipelined answers written
+//! in groups): every request is answered and counted, failures are counted as errors, the load
+//! shares the negotiated outstanding-requests limit with ordinary requests, and a lost
+//! association ends the load.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secmms::client::{LoadOutcome, LoadSpec};
 use secmms::{Client, ClientError, Config, ServerHandle};
 use secmms_mms::{
     ConfirmedServiceRequest, Data, ObjectName, ReadRequest, VariableAccessSpecification,
 };
+use secmms_tools::load::{self, LoadOutcome, LoadSpec};
 
 const ANIN: &str = "DEMOLD0/GGIO1.AnIn1.mag.f[MX]";
 
@@ -52,14 +53,13 @@ async fn run_load(
     ms: u64,
 ) -> (Result<LoadOutcome, ClientError>, u64) {
     let completed = Arc::new(AtomicU64::new(0));
-    let r = c
-        .load(LoadSpec {
-            service,
-            outstanding,
-            duration: Duration::from_millis(ms),
-            completed: completed.clone(),
-        })
-        .await;
+    let spec = LoadSpec {
+        service,
+        outstanding,
+        duration: Duration::from_millis(ms),
+        completed: completed.clone(),
+    };
+    let r = load::run(c, spec).await;
     (r, completed.load(Ordering::Relaxed))
 }
 
@@ -68,7 +68,7 @@ async fn load_answers_every_request_for_each_response_group() {
     for group in [None, Some(0), Some(1), Some(3), Some(4), Some(16)] {
         let server = start_server(group).await;
         let (c, name) = associate(&server).await;
-        assert!(c.runs_load());
+        assert!(c.runs_loops());
         let before = server.stats.requests.load(Ordering::Relaxed);
         let (r, completed) = run_load(&c, read_of(name.clone()), 16, 300).await;
         let o = r.expect("load");

@@ -24,41 +24,8 @@ pub mod envelope;
 pub use endpoint::{AssocKey, EndpointError, EndpointEvent, XmppEndpoint};
 pub use envelope::{env_unwrap, env_wrap, EnvError, ENV_ELEMENT, ENV_NS};
 
-/// Type of an `iq` stanza (RFC 6120 §8.2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IqType {
-    /// `get`: a request that reads.
-    Get,
-    /// `set`: a request that changes something (or any handshake/release request).
-    Set,
-    /// `result`: the answer to a get or set.
-    Result,
-    /// `error`: a stanza error answering a get or set.
-    Error,
-}
-
-impl IqType {
-    /// The `type` attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IqType::Get => "get",
-            IqType::Set => "set",
-            IqType::Result => "result",
-            IqType::Error => "error",
-        }
-    }
-
-    /// Parses a `type` attribute value.
-    pub fn parse(s: &str) -> Option<IqType> {
-        Some(match s {
-            "get" => IqType::Get,
-            "set" => IqType::Set,
-            "result" => IqType::Result,
-            "error" => IqType::Error,
-            _ => return None,
-        })
-    }
-}
+/// Type of an `iq` stanza (RFC 6120 §8.2.3): the XMPP transport's, which writes the stanzas.
+pub use secmms_xmpp::stream::write::IqType;
 
 /// Which stanza carries a SecPDU (§16.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,7 +9,7 @@ use secmms_e2e::SecPduKind;
 use super::XmlLimits;
 
 /// Namespace of the environment wrapper (§16.1, Annex D): `http://www.iec.ch/62351/2018/ENV_4`.
-pub const ENV_NS: &str = "http://www.iec.ch/62351/2018/ENV_4";
+pub const ENV_NS: &str = secmms_xmpp::ns::IEC_ENV_4;
 
 /// DECISION §16.3 (element names unknown): the ENV_4 wrapper element that carries exactly one
 /// SecPDU element inside an XMPP stanza, `<e2e xmlns="…/ENV_4">…</e2e>`. It has no attributes:

@@ -257,16 +257,25 @@ fn base64_and_hex_lexical_rules() {
         let spaced: String = s.chars().flat_map(|c| [c, ' ']).collect();
         assert_eq!(parse_base64(&spaced, 100, "x").unwrap(), v);
         let mut h = String::new();
-        put_hex(&mut h, v);
-        assert_eq!(parse_hex(&h.to_lowercase(), 100, "x").unwrap(), v);
+        put_binary(&mut h, BinaryForm::HexBinary, v);
+        assert_eq!(h, h.to_uppercase());
+        let lower = h.to_lowercase();
+        assert_eq!(
+            parse_binary(BinaryForm::HexBinary, &lower, 100, "x").unwrap(),
+            v
+        );
     }
     assert_eq!(parse_base64("YQ==", 10, "x").unwrap(), b"a");
     assert!(parse_base64("YR==", 10, "x").is_err()); // non-zero unused bits
     assert!(parse_base64("YQ=", 10, "x").is_err());
     assert!(parse_base64("Y=Q=", 10, "x").is_err());
     assert!(parse_base64("YQ==YQ==", 10, "x").is_err());
-    assert!(parse_hex("0G", 10, "x").is_err());
-    assert!(parse_hex("0011", 1, "x").is_err());
+    assert!(parse_binary(BinaryForm::HexBinary, "0G", 10, "x").is_err());
+    assert!(parse_binary(BinaryForm::HexBinary, "0011", 1, "x").is_err());
+    assert_eq!(
+        parse_binary(BinaryForm::HexBinary, " 0011\n", 2, "x").unwrap(),
+        [0, 0x11]
+    );
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Proleptic Gregorian calendar arithmetic (H. Hinnant's day-count algorithms), the one home of
 //! the conversions between a day count since 1970-01-01 and a civil date that the crates use to
-//! write and read GeneralizedTime, UTCTime and RFC 3339 texts.
+//! write and read GeneralizedTime, UTCTime and RFC 3339 texts, and of the reading of the
+//! `YYYYMMDDhhmmss` digits that every GeneralizedTime begins with ([`CivilTime::from_digits`]);
+//! each GeneralizedTime reader checks what follows them by its own rules.
 
 /// Days since 1970-01-01 of the proleptic Gregorian date `y`-`m`-`d` (month 1–12, day 1–31;
 /// the caller checks the ranges).
@@ -28,9 +30,107 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Whether `y` is a leap year of the proleptic Gregorian calendar.
+pub fn is_leap_year(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+/// The number of days of month `m` (1–12) of year `y`.
+pub fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if is_leap_year(y) => 29,
+        _ => 28,
+    }
+}
+
+/// A UTC date and time of day to the second, as GeneralizedTime writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CivilTime {
+    /// Year, 0–9999.
+    pub year: i64,
+    /// Month, 1–12.
+    pub month: i64,
+    /// Day of the month, 1 to the month's last.
+    pub day: i64,
+    /// Hour, 0–23.
+    pub hour: i64,
+    /// Minute, 0–59.
+    pub minute: i64,
+    /// Second, 0–60 (60: a leap second, which the caller refuses or folds).
+    pub second: i64,
+}
+
+impl CivilTime {
+    /// Reads the 14 digits `YYYYMMDDhhmmss`; `None` unless `b` is exactly 14 ASCII digits that
+    /// name an existing date and a time of day within the ranges of the fields.
+    pub fn from_digits(b: &[u8]) -> Option<CivilTime> {
+        if b.len() != 14 || !b.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let n = |r: std::ops::Range<usize>| {
+            b[r].iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
+        };
+        let t = CivilTime {
+            year: n(0..4),
+            month: n(4..6),
+            day: n(6..8),
+            hour: n(8..10),
+            minute: n(10..12),
+            second: n(12..14),
+        };
+        let valid = (1..=12).contains(&t.month)
+            && (1..=days_in_month(t.year, t.month)).contains(&t.day)
+            && t.hour <= 23
+            && t.minute <= 59
+            && t.second <= 60;
+        valid.then_some(t)
+    }
+
+    /// Seconds since 1970-01-01T00:00:00Z (a second of 60 counts as the first of the next
+    /// minute).
+    pub fn unix_seconds(&self) -> i64 {
+        days_from_civil(self.year, self.month, self.day) * 86_400
+            + self.hour * 3600
+            + self.minute * 60
+            + self.second
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generalized_time_digits() {
+        let t = CivilTime::from_digits(b"20240229235960").unwrap();
+        assert_eq!((t.year, t.month, t.day), (2024, 2, 29));
+        assert_eq!((t.hour, t.minute, t.second), (23, 59, 60));
+        let t = CivilTime::from_digits(b"19700101000000").unwrap();
+        assert_eq!(t.unix_seconds(), 0);
+        let t = CivilTime::from_digits(b"20250615150640").unwrap();
+        assert_eq!(t.unix_seconds(), 1_750_000_000);
+        for bad in [
+            &b"20230229000000"[..], // not a leap year
+            b"20240001000000",
+            b"20241301000000",
+            b"20240100000000",
+            b"20240431000000",
+            b"20240101240000",
+            b"20240101006000",
+            b"20240101000061",
+            b"2024010100000",
+            b"202401010000000",
+            b"2024010100000Z",
+            b"+2024010100000",
+        ] {
+            assert_eq!(CivilTime::from_digits(bad), None, "{bad:?}");
+        }
+        assert!(is_leap_year(2000) && !is_leap_year(1900) && is_leap_year(2024));
+        assert_eq!(days_in_month(2100, 2), 28);
+    }
 
     #[test]
     fn round_trip_and_known_dates() {

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use secmms_ber::hex;
 use secmms_pki::cert::FindingSeverity;
 use secmms_pki::crypto::{OsRandom, SigningKey};
 use secmms_pki::tooling::lint::lint;
@@ -337,7 +338,7 @@ fn issue(a: IssueArgs) -> Result<ExitCode> {
         println!(
             "TLS certificate CN={cn} ({}, serial {}) in {}: tls-cert.pem, tls-key.pem (0600)",
             a.key_type,
-            hex(&cert_serial(&der).map_err(|e| anyhow::anyhow!("{e}"))?),
+            hex::encode(&cert_serial(&der).map_err(|e| anyhow::anyhow!("{e}"))?),
             a.out.display()
         );
         return Ok(ExitCode::SUCCESS);
@@ -395,7 +396,7 @@ const INDEX: &str = "index.txt";
 fn index_add(ca_dir: &Path, der: &[u8], validity: Validity) -> Result<()> {
     use std::io::Write;
     let serial = cert_serial(der).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let serial_hex = hex(&serial).to_ascii_uppercase();
+    let serial_hex = hex::encode(&serial).to_ascii_uppercase();
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -422,7 +423,7 @@ fn index_revoke(ca_dir: &Path, revoked: &[RevokedEntry]) -> Result<()> {
         if f.len() >= 6 && f[0] == "V" {
             if let Some(r) = revoked
                 .iter()
-                .find(|r| hex(&r.serial).eq_ignore_ascii_case(&f[3]))
+                .find(|r| hex::encode(&r.serial).eq_ignore_ascii_case(&f[3]))
             {
                 f[0] = "R".into();
                 f[2] = secmms_pki::tooling::index_time(r.revoked_at);
@@ -433,20 +434,6 @@ fn index_revoke(ca_dir: &Path, revoked: &[RevokedEntry]) -> Result<()> {
     }
     std::fs::write(&p, out).with_context(|| format!("writing {}", p.display()))?;
     Ok(())
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.is_empty() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn crl(a: CrlArgs) -> Result<ExitCode> {
@@ -460,7 +447,8 @@ fn crl(a: CrlArgs) -> Result<ExitCode> {
             continue;
         }
         let mut parts = line.split_whitespace();
-        let serial = parts.next().and_then(unhex);
+        // A serial number: hex, not empty.
+        let serial = parts.next().and_then(hex::decode).filter(|v| !v.is_empty());
         let at = parts.next().and_then(|t| t.parse::<i64>().ok());
         match (serial, at) {
             (Some(serial), Some(revoked_at)) => revoked.push(RevokedEntry { serial, revoked_at }),
@@ -480,7 +468,7 @@ fn crl(a: CrlArgs) -> Result<ExitCode> {
             progress(&format!("{}: already revoked", f.display()));
             continue;
         }
-        progress(&format!("revoking serial {}", hex(&serial)));
+        progress(&format!("revoking serial {}", hex::encode(&serial)));
         revoked.push(RevokedEntry {
             serial,
             revoked_at: t,
@@ -500,7 +488,7 @@ fn crl(a: CrlArgs) -> Result<ExitCode> {
         .with_context(|| format!("writing {}", a.out.display()))?;
     let mut idx = String::new();
     for r in &revoked {
-        idx.push_str(&format!("{} {}\n", hex(&r.serial), r.revoked_at));
+        idx.push_str(&format!("{} {}\n", hex::encode(&r.serial), r.revoked_at));
     }
     std::fs::write(&index_p, idx)?;
     index_revoke(&a.ca, &revoked)?;

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use secmms_ber::hex;
 use secmms_e2e::engine::open_transfer;
 use secmms_e2e::keylog::handshake_id;
 pub use secmms_e2e::keylog::{E2eKeyLog, KeyLogError};
@@ -24,7 +25,6 @@ use secmms_e2e::keys::DirKeys;
 use secmms_e2e::pdu::TransferView;
 use secmms_e2e::SecPduKind;
 
-use crate::secure::hex_string;
 use crate::tcp::Direction;
 
 /// Most key generations a PDU is tried under (the current one and the later ones logged): a
@@ -87,7 +87,7 @@ impl E2eTracker {
 
     /// The hex handshake id, once a HandshakeReq was seen.
     pub fn id_hex(&self) -> Option<String> {
-        self.id.as_ref().map(|i| hex_string(i))
+        self.id.as_ref().map(|i| hex::encode(i))
     }
 
     /// Checks a ClearTransfer or EncrTransfer (`bytes`: the whole SecPDU) sent in `dir`.
@@ -114,7 +114,7 @@ impl E2eTracker {
         let Some(logged) = log.last_generation(&id) else {
             return Checked::Unchecked(format!(
                 "no E2E key-log line for handshake id {}",
-                hex_string(&id)
+                hex::encode(&id)
             ));
         };
         let encrypted = kind == SecPduKind::EncrTransfer;

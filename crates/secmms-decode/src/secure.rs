@@ -149,14 +149,9 @@ fn verify_value(
     }
     validate_chain(&v.certificate, now, anchors)?;
     Ok(AuthVerdict {
-        fingerprint: hex_string(&secmms_pki::crypto::sha256(&v.certificate)),
+        fingerprint: secmms_ber::hex::encode(&secmms_pki::crypto::sha256(&v.certificate)),
         time: String::from_utf8_lossy(&v.time).into_owned(),
     })
-}
-
-/// Hex of `b`, lower case.
-pub fn hex_string(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Verifies the signature of an E2E HandshakeReq or HandshakeAcc over its `tbs` with the

@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 
+use secmms_ber::hex;
 use secmms_pki::crypto::{sha256, SHA256_LEN};
 use zeroize::Zeroizing;
 
@@ -113,24 +114,25 @@ impl KeyMaterial {
     /// The key-log line (without a line end). It holds secrets: it is zeroized when dropped
     /// and must only go to the file the operator named.
     pub fn line(&self) -> Zeroizing<String> {
-        let hex = |b: &[u8]| -> String {
+        // Written straight into the zeroizing line: no other copy of a key's digits.
+        let put = |s: &mut String, b: &[u8]| {
             if b.is_empty() {
-                "-".into()
+                s.push('-');
             } else {
-                b.iter().map(|x| format!("{x:02x}")).collect()
+                hex::push(s, b, hex::Case::Lower);
             }
         };
         let mut s = Zeroizing::new(String::with_capacity(400));
         s.push_str(LABEL);
         s.push(' ');
-        s.push_str(&hex(&self.handshake_id));
+        put(&mut s, &self.handshake_id);
         s.push(' ');
         s.push_str(&self.generation.to_string());
         s.push(' ');
         s.push_str(&mode_name(self.mode));
         for k in [&self.c2s.enc, &self.c2s.icv, &self.s2c.enc, &self.s2c.icv] {
             s.push(' ');
-            s.push_str(&Zeroizing::new(hex(k)));
+            put(&mut s, k);
         }
         s
     }
@@ -230,18 +232,17 @@ impl std::fmt::Debug for E2eKeyLog {
     }
 }
 
-fn unhex(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+/// A key or handshake id of the key log: at most 64 octets of hex, `-` for none. Decoded into
+/// the zeroizing buffer itself.
+fn keylog_octets(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let mut v = Zeroizing::new(Vec::new());
     if s == "-" {
-        return Some(Zeroizing::new(Vec::new()));
+        return Some(v);
     }
-    if s.len() % 2 != 0 || s.len() > 128 {
+    if s.len() > 128 {
         return None;
     }
-    let mut v = Zeroizing::new(Vec::with_capacity(s.len() / 2));
-    for pair in s.as_bytes().chunks(2) {
-        let d = |c: u8| (c as char).to_digit(16);
-        v.push((d(pair[0])? * 16 + d(pair[1])?) as u8);
-    }
+    hex::decode_into(s, &mut v)?;
     Some(v)
 }
 
@@ -266,14 +267,14 @@ impl E2eKeyLog {
             let [id, generation, mode, c2s_enc, c2s_icv, s2c_enc, s2c_icv] = fields[..] else {
                 return Err(err("expected 7 fields after the label"));
             };
-            let id = unhex(id)
+            let id = keylog_octets(id)
                 .and_then(|v| <[u8; SHA256_LEN]>::try_from(&v[..]).ok())
                 .ok_or_else(|| err("handshake id is not 64 hex digits"))?;
             let generation: u32 = generation
                 .parse()
                 .map_err(|_| err("generation is not a number"))?;
             let mode = parse_mode(mode).ok_or_else(|| err("unknown mode"))?;
-            let key = |s: &str| unhex(s).ok_or_else(|| err("key is not hex or '-'"));
+            let key = |s: &str| keylog_octets(s).ok_or_else(|| err("key is not hex or '-'"));
             let c2s = DirSecrets {
                 enc: key(c2s_enc)?,
                 icv: key(c2s_icv)?,

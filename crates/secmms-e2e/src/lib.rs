@@ -7,7 +7,8 @@
 //! * [`pdu`] — the SecPDU types of §13.5 and their BER codec (signed/MACed octets kept as
 //!   received).
 //! * [`xml`] — the XML encoding of the same types for the XMPP environment (§16, namespace
-//!   `E2E_4`), the ENV_4 wrapper, and the XSDs in `xsd/`. Set [`E2eConfig::encoding`] to
+//!   `E2E_4`) and its XSD in `xsd/` (the ENV_4 wrapper is the XMPP mapping's, in
+//!   `secmms-profiles`). Set [`E2eConfig::encoding`] to
 //!   [`WireEncoding::Xml`] to run the engine over XML.
 //! * [`engine`] — [`E2eClient`] and [`E2eServer`]: handshake and negotiation, data transfer
 //!   (clear, AES-GCM, AES-CBC + ICV), time window, sequence numbers, key refresh, release and

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use secmms_ber::calendar::{civil_from_days, days_from_civil};
+use secmms_ber::calendar::{civil_from_days, CivilTime};
 
 /// A UTC instant with millisecond resolution, counted from the Unix epoch. The engine never
 /// reads a clock: every call takes the current time as a `TimeStamp`.
@@ -18,15 +18,6 @@ pub struct TimeError;
 pub const MAX_FRACTION_DIGITS: usize = 9;
 
 const MS_PER_DAY: i64 = 86_400_000;
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
-    }
-}
 
 impl TimeStamp {
     /// Earliest representable instant (0000-01-01).
@@ -100,27 +91,10 @@ impl TimeStamp {
         if b.len() < 15 || b.last() != Some(&b'Z') {
             return Err(TimeError);
         }
-        let digits = |r: std::ops::Range<usize>| -> Result<i64, TimeError> {
-            let mut v = 0i64;
-            for &c in &b[r] {
-                if !c.is_ascii_digit() {
-                    return Err(TimeError);
-                }
-                v = v * 10 + (c - b'0') as i64;
-            }
-            Ok(v)
-        };
-        let (y, mo, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
-        let (h, mi, s) = (digits(8..10)?, digits(10..12)?, digits(12..14)?);
-        if !(1..=12).contains(&mo)
-            || d < 1
-            || d > days_in_month(y, mo)
-            || h > 23
-            || mi > 59
-            || s > 59
-        {
-            return Err(TimeError);
-        }
+        // No leap second here: the time of a SecPDU is a plain UTC instant.
+        let civil = CivilTime::from_digits(&b[..14])
+            .filter(|t| t.second <= 59)
+            .ok_or(TimeError)?;
         let rest = &b[14..b.len() - 1];
         let mut ms = 0i64;
         if !rest.is_empty() {
@@ -140,10 +114,7 @@ impl TimeStamp {
                 scale /= 10;
             }
         }
-        let days = days_from_civil(y, mo, d);
-        Ok(TimeStamp(
-            days * MS_PER_DAY + ((h * 60 + mi) * 60 + s) * 1000 + ms,
-        ))
+        Ok(TimeStamp(civil.unix_seconds() * 1000 + ms))
     }
 }
 

@@ -127,7 +127,7 @@ fn write_decoder_seeds() {
 }
 
 /// Writes seed inputs for the XML decoder target (genuine XML PDUs of every kind the engine
-/// emits in an exchange, one wrapped in ENV_4) into `$SECMMS_SEED_DIR`. Run with `--ignored`
+/// emits in an exchange) into `$SECMMS_SEED_DIR`. Run with `--ignored`
 /// when refreshing `fuzz/corpus/e2e_xml`.
 #[test]
 #[ignore]
@@ -194,6 +194,4 @@ fn write_xml_seeds() {
         let name = secmms_e2e::xml::element_name(*k);
         std::fs::write(format!("{dir}/seed-{i:02}-{name}.xml"), b).unwrap();
     }
-    let wrapped = secmms_e2e::xml::env_wrap(std::str::from_utf8(&out[2].1).unwrap());
-    std::fs::write(format!("{dir}/seed-env-wrapped.xml"), wrapped).unwrap();
 }

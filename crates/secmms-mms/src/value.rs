@@ -257,10 +257,6 @@ fn bits_string(b: &BitString) -> String {
         .collect()
 }
 
-fn hex(o: &[u8]) -> String {
-    o.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl fmt::Display for Data {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -290,7 +286,7 @@ impl fmt::Display for Data {
                     write!(f, "{}", p.to_f64())
                 }
             }
-            Data::OctetString(o) => f.write_str(&hex(o)),
+            Data::OctetString(o) => f.write_str(&secmms_ber::hex::encode(o)),
             Data::VisibleString(s) | Data::MmsString(s) | Data::GeneralizedTime(s) => {
                 write!(f, "{s:?}")
             }

@@ -103,8 +103,15 @@ pub fn native_env(data: &[u8]) {
 /// (iq get/set/result/error or message), the rest is the raw ENV_4 element handed to
 /// [`crate::xmpp::receive`]; the same octets are also classified as an MMS PDU
 /// ([`crate::xmpp::mms_class`]) and checked against the stanza ([`crate::xmpp::check_transfer_class`]).
+/// The text is also unwrapped ([`crate::xmpp::env_unwrap`]) and what comes out decoded; when the
+/// text is itself a SecPDU element that decodes, its canonical form must survive the wrapper
+/// unchanged.
 pub fn xmpp_env(data: &[u8]) {
-    use crate::xmpp::{check_transfer_class, mms_class, receive, IqType, StanzaKind, XmlLimits};
+    use crate::xmpp::{
+        check_transfer_class, env_unwrap, env_wrap, mms_class, receive, IqType, StanzaKind,
+        XmlLimits,
+    };
+    use secmms_e2e::xml;
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
@@ -118,8 +125,27 @@ pub fn xmpp_env(data: &[u8]) {
     let _ = mms_class(rest);
     let _ = check_transfer_class(kind, rest);
     let text = String::from_utf8_lossy(rest);
-    if let Ok(r) = receive(kind, &text, &XmlLimits::default()) {
+    let lim = XmlLimits::default();
+    if let Ok(r) = receive(kind, &text, &lim) {
         // What was taken out is a slice of the input.
         assert!(text.contains(r.secpdu));
+    }
+    if let Ok((_, inner)) = env_unwrap(&text, &lim) {
+        let _ = xml::decode(inner, &lim);
+    }
+    if let Ok(pdu) = xml::decode(&text, &lim) {
+        // The canonical form may be a little longer than the input: only the size limit goes.
+        let roomy = XmlLimits {
+            max_len: usize::MAX,
+            ..lim
+        };
+        let canon = xml::encode(&xml::to_xml_form(&pdu)).expect("the canonical form encodes");
+        let wrapped = env_wrap(&canon);
+        let unwrapped = env_unwrap(&wrapped, &roomy).expect("the wrapper unwraps");
+        assert_eq!(
+            unwrapped,
+            (pdu.kind(), canon.as_str()),
+            "the wrapper changed the PDU"
+        );
     }
 }

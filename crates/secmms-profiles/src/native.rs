@@ -390,7 +390,11 @@ enum Phase {
     Closed,
 }
 
-struct Inner {
+/// What the clause 15 mapping changes as an association goes: the E2E engine, the phase, the
+/// presentation context of the E2E SecPDUs, the authenticated peer and its policy, the last
+/// diagnostic, and a HandshakeSecReject waiting for the AARE. The context it runs in is
+/// [`HookCtx`].
+struct MappingState {
     engine: Engine,
     phase: Phase,
     e2e_pcid: Option<u32>,
@@ -405,8 +409,6 @@ struct Inner {
 
 // ------------------------------------------------------------------ the hook
 
-/// The clause 15 hook of one association (both roles). Build it with [`NativeShared::responder`]
-/// or [`NativeShared::initiator`] and box it into `Association::with_security`.
 /// The per-association context of the clause 15 mapping besides the engine state: the shared
 /// configuration, the role, the connection, the titles and the time of the current call.
 struct HookCtx {
@@ -437,7 +439,7 @@ impl HookCtx {
 /// calls through `Association::security_mut`. Build it with [`NativeShared::responder_state`]
 /// or [`NativeShared::initiator_state`].
 pub struct NativeState {
-    inner: Inner,
+    mapping: MappingState,
     hook: HookCtx,
 }
 
@@ -446,8 +448,8 @@ impl std::fmt::Debug for NativeState {
         f.debug_struct("NativeState")
             .field("role", &self.hook.role)
             .field("conn", &self.hook.conn)
-            .field("phase", &self.inner.phase)
-            .field("e2e_pcid", &self.inner.e2e_pcid)
+            .field("phase", &self.mapping.phase)
+            .field("e2e_pcid", &self.mapping.e2e_pcid)
             .finish_non_exhaustive()
     }
 }

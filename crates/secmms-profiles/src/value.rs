@@ -12,7 +12,7 @@
 //! The decoder keeps the received octets of `time` (content and whole TLV): the signature is
 //! verified over them as received, never over a re-encoding.
 
-use secmms_ber::calendar::{civil_from_days, days_from_civil};
+use secmms_ber::calendar::{civil_from_days, CivilTime};
 use secmms_ber::{BerError, Limits, Reader, Tag, Writer};
 
 use crate::limits::{MAX_AUTH_VALUE_LEN, MAX_SIGNATURE_LEN, MAX_TIME_LEN};
@@ -169,16 +169,7 @@ pub fn parse_time(s: &[u8]) -> Result<i64, ValueError> {
     if s.len() < 14 || s.len() > MAX_TIME_LEN {
         return Err(ValueError::BadTime);
     }
-    let digits = &s[..14];
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return Err(ValueError::BadTime);
-    }
-    let n = |a: usize, b: usize| -> i64 {
-        digits[a..b]
-            .iter()
-            .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0'))
-    };
-    let (y, mo, d, h, mi, se) = (n(0, 4), n(4, 6), n(6, 8), n(8, 10), n(10, 12), n(12, 14));
+    let civil = CivilTime::from_digits(&s[..14]).ok_or(ValueError::BadTime)?;
     let mut rest = &s[14..];
     if let Some(stripped) = rest.strip_suffix(b"Z") {
         rest = stripped;
@@ -192,26 +183,9 @@ pub fn parse_time(s: &[u8]) -> Result<i64, ValueError> {
             return Err(ValueError::BadTime);
         }
     }
-    if !(1..=12).contains(&mo) || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || se > 60
-    {
-        return Err(ValueError::BadTime);
-    }
     // A leap second is read as the last second of the minute.
-    let se = se.min(59);
-    Ok(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + se)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(y) => 29,
-        _ => 28,
-    }
+    let second = civil.second.min(59);
+    Ok(CivilTime { second, ..civil }.unix_seconds())
 }
 
 #[cfg(test)]

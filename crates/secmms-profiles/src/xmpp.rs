@@ -1,6 +1,6 @@
 //! E2E security in the XMPP operational environment (IEC 62351-4 clause 16), sans-IO: which
-//! stanza carries which SecPDU (§16.2), the ENV_4 wrapper around the XML SecPDU (§16.3, codec in
-//! [`secmms_e2e::xml`]), the checks on what arrives and the stanza errors they call for (§16.4),
+//! stanza carries which SecPDU (§16.2), the ENV_4 wrapper around the XML SecPDU (§16.3,
+//! [`envelope`]; the SecPDU codec is [`secmms_e2e::xml`]), the checks on what arrives and the stanza errors they call for (§16.4),
 //! and the group-18 security events. The XMPP connection itself and the association table live
 //! in the runtime.
 //!
@@ -14,50 +14,18 @@
 //! assert!(s.starts_with("<iq type='get' id='r7' to='ied1@example.org/IEC'>"));
 //! ```
 
-use secmms_e2e::xml::{self, XmlError};
 use secmms_e2e::SecPduKind;
 use secmms_pki::event::{EventId, SecurityEvent, Severity};
 
 pub use secmms_e2e::limits::XmlLimits;
 
 pub mod endpoint;
+pub mod envelope;
 pub use endpoint::{AssocKey, EndpointError, EndpointEvent, XmppEndpoint};
+pub use envelope::{env_unwrap, env_wrap, EnvError, ENV_ELEMENT, ENV_NS};
 
-/// Type of an `iq` stanza (RFC 6120 §8.2.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IqType {
-    /// `get`: a request that reads.
-    Get,
-    /// `set`: a request that changes something (or any handshake/release request).
-    Set,
-    /// `result`: the answer to a get or set.
-    Result,
-    /// `error`: a stanza error answering a get or set.
-    Error,
-}
-
-impl IqType {
-    /// The `type` attribute value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IqType::Get => "get",
-            IqType::Set => "set",
-            IqType::Result => "result",
-            IqType::Error => "error",
-        }
-    }
-
-    /// Parses a `type` attribute value.
-    pub fn parse(s: &str) -> Option<IqType> {
-        Some(match s {
-            "get" => IqType::Get,
-            "set" => IqType::Set,
-            "result" => IqType::Result,
-            "error" => IqType::Error,
-            _ => return None,
-        })
-    }
-}
+/// Type of an `iq` stanza (RFC 6120 §8.2.3): the XMPP transport's, which writes the stanzas.
+pub use secmms_xmpp::stream::write::IqType;
 
 /// Which stanza carries a SecPDU (§16.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -150,7 +118,7 @@ pub(crate) fn escape_attr(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
-/// The stanza carrying `env` (an ENV_4 element, see [`xml::env_wrap`]) to `to` (a full JID).
+/// The stanza carrying `env` (an ENV_4 element, see [`env_wrap`]) to `to` (a full JID).
 pub fn stanza(p: Placement, id: &str, to: &str, env: &str) -> String {
     match p {
         Placement::Iq(t) => format!(
@@ -321,8 +289,8 @@ pub fn receive<'t>(
         reply: if answerable { err } else { None },
         detail,
     };
-    let (pdu_kind, secpdu) = xml::env_unwrap(env, limits).map_err(|e| match e {
-        XmlError::EnvNamespace => fail(
+    let (pdu_kind, secpdu) = env_unwrap(env, limits).map_err(|e| match e {
+        EnvError::Namespace => fail(
             XMPP_ENV_NS_INV,
             Some(StanzaError::FeatureNotImplemented),
             e.to_string(),
@@ -532,7 +500,7 @@ mod tests {
         let mut server = E2eServer::new(sctx, Box::new(secmms_pki::crypto::OsRandom), 7);
         let lim = XmlLimits::default();
         let req = client.handshake_req(Some(&[0xa8, 0x00]), now).unwrap();
-        let env = xml::env_wrap(std::str::from_utf8(&req).unwrap());
+        let env = env_wrap(std::str::from_utf8(&req).unwrap());
         let st = stanza(
             placement(HandshakeReq, None),
             "h1",
@@ -552,13 +520,13 @@ mod tests {
         assert_eq!(e.reply, Some(StanzaError::BadRequest));
         // HandshakeAcc in an iq result, then a protected read request in an iq get.
         let acc = server.accept(Some(&[0xa9, 0x00]), now).unwrap();
-        let env = xml::env_wrap(std::str::from_utf8(&acc).unwrap());
+        let env = env_wrap(std::str::from_utf8(&acc).unwrap());
         let r = receive(StanzaKind::Iq(IqType::Result), &env, &lim).unwrap();
         client.receive(r.kind, r.secpdu.as_bytes(), now).unwrap();
         let read = [0xa0, 0x05, 0x02, 0x01, 0x07, 0xa4, 0x00];
         let (kind, pdu) = client.protect(&read, now).unwrap();
         assert_eq!(placement(kind, Some(&read)), Placement::Iq(IqType::Get));
-        let env = xml::env_wrap(std::str::from_utf8(&pdu).unwrap());
+        let env = env_wrap(std::str::from_utf8(&pdu).unwrap());
         let r = receive(StanzaKind::Iq(IqType::Get), &env, &lim).unwrap();
         match server.receive(r.kind, r.secpdu.as_bytes(), now).unwrap() {
             Output::Data(p) => {

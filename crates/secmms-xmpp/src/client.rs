@@ -367,7 +367,7 @@ async fn bind(
 }
 
 /// State shared by the sender, the reader task and the keep-alive task.
-struct Shared {
+struct LinkState {
     writer: Mutex<WriteHalf<BoxIo>>,
     /// Nothing more may be written.
     closed: AtomicBool,
@@ -385,7 +385,7 @@ struct Shared {
     limits: StreamLimits,
 }
 
-impl Shared {
+impl LinkState {
     fn touch(&self) {
         let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_rx.store(ms, Ordering::Relaxed);
@@ -454,7 +454,7 @@ impl Drop for Tasks {
 /// Sending half of a connected client; clones share the connection.
 #[derive(Clone)]
 pub struct XmppSender {
-    shared: Arc<Shared>,
+    shared: Arc<LinkState>,
     _tasks: Arc<Tasks>,
 }
 
@@ -582,7 +582,7 @@ impl XmppClient {
         } = neg;
         let (rd, wr) = tokio::io::split(io);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(LinkState {
             writer: Mutex::new(wr),
             closed: AtomicBool::new(false),
             reported: AtomicBool::new(false),
@@ -687,7 +687,7 @@ enum Handled {
     End(XmppError),
 }
 
-async fn handle_event(ev: StreamEvent, shared: &Shared) -> Handled {
+async fn handle_event(ev: StreamEvent, shared: &LinkState) -> Handled {
     let s = match ev {
         StreamEvent::Element(e) if e.is("error", ns::STREAMS) => {
             return Handled::End(stream_error(&e))
@@ -737,7 +737,7 @@ async fn read_loop(
     mut reader: StreamReader,
     mut buf: Vec<u8>,
     tx: mpsc::Sender<Result<Stanza, XmppError>>,
-    shared: Arc<Shared>,
+    shared: Arc<LinkState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     shared.touch();
@@ -792,7 +792,7 @@ async fn read_loop(
 }
 
 async fn keepalive_loop(
-    shared: Arc<Shared>,
+    shared: Arc<LinkState>,
     tx: mpsc::Sender<Result<Stanza, XmppError>>,
     domain: String,
     interval: Duration,

@@ -4,12 +4,12 @@
 //! * [`stream`] — sans-IO: an incremental reader of the received XML stream that hands out each
 //!   top-level element with its **exact received text** (§16.3: signatures cover the characters
 //!   as transmitted), and writers for what we send.
-//! * [`client`] — tokio: a client that connects, negotiates STARTTLS (OpenSSL, TLS 1.2/1.3,
-//!   configured trust anchors, server name check), authenticates with SASL PLAIN or EXTERNAL,
-//!   binds the resource (`IEC` by default), sends initial presence, and then sends and receives
-//!   raw stanzas.
-//! * [`reconnect`] — the reconnection policy (exponential backoff with a cap and an attempt
-//!   limit) and a [`reconnect::ReconnectingClient`] that reports every link loss, since §16.5
+//! * `client` (feature `client`, on by default) — tokio: a client that connects, negotiates
+//!   STARTTLS (OpenSSL, TLS 1.2/1.3, configured trust anchors, server name check),
+//!   authenticates with SASL PLAIN or EXTERNAL, binds the resource (`IEC` by default), sends
+//!   initial presence, and then sends and receives raw stanzas.
+//! * `reconnect` (feature `client`) — the reconnection policy (exponential backoff with a cap
+//!   and an attempt limit) and a `ReconnectingClient` that reports every link loss, since §16.5
 //!   aborts all associations when the XMPP link drops.
 //! * [`config`] — the `[xmpp]` configuration section.
 //! * [`limits`] — every size, time and count bound, named.
@@ -20,19 +20,24 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod fuzzing;
 pub mod limits;
 pub mod prosody;
+#[cfg(feature = "client")]
 pub mod reconnect;
 pub mod stream;
+#[cfg(feature = "client")]
 mod tls;
 
+#[cfg(feature = "client")]
 pub use client::{XmppClient, XmppReceiver, XmppSender};
 pub use config::{ReconnectPolicy, SaslMechanism, XmppConfig};
 pub use error::XmppError;
+#[cfg(feature = "client")]
 pub use reconnect::{ClientEvent, ReconnectingClient};
 pub use stream::{Element, Stanza, StanzaKind, StreamEvent, StreamLimits, StreamReader};
 
@@ -64,4 +69,5 @@ pub mod ns {
     pub const IEC_E2E_4: &str = "http://www.iec.ch/62351/2018/E2E_4";
 }
 
+#[cfg(feature = "client")]
 pub use tls::TlsInfo;

@@ -690,7 +690,8 @@ async fn a_signed_secpdu_survives_prosody() {
     if !require_prosody("a_signed_secpdu_survives_prosody") {
         return;
     }
-    use secmms_e2e::{xml, E2eClient, E2eConfig, E2eServer, Output, TimeStamp, WireEncoding};
+    use secmms_e2e::{E2eClient, E2eConfig, E2eServer, Output, TimeStamp, WireEncoding};
+    use secmms_profiles::xmpp::{env_unwrap, env_wrap};
     use std::sync::Arc;
     let p = start(&[("alice", "alicepw"), ("bob", "bobpw")]);
     let mut alice = connect(&p, "alice", "alicepw").await;
@@ -708,19 +709,19 @@ async fn a_signed_secpdu_survives_prosody() {
     let mut server = E2eServer::new(sctx, Box::new(secmms_pki::crypto::OsRandom), 7);
 
     let req = client.handshake_req(Some(&[0xa8, 0x00]), now).unwrap();
-    let payload = xml::env_wrap(std::str::from_utf8(&req).unwrap());
+    let payload = env_wrap(std::str::from_utf8(&req).unwrap());
     alice
         .send(&write::iq(IqType::Set, "hs1", Some(bob.jid()), &payload).unwrap())
         .await
         .unwrap();
     let got = recv_non_presence(&mut bob).await;
     let children = got.children().unwrap();
-    let (kind, secpdu) = xml::env_unwrap(children[0].raw, &Default::default()).unwrap();
+    let (kind, secpdu) = env_unwrap(children[0].raw, &Default::default()).unwrap();
     let out = server.receive(kind, secpdu.as_bytes(), now).unwrap();
     assert!(matches!(out, Output::HandshakeRequested { .. }), "{out:?}");
 
     let acc = server.accept(Some(&[0xa9, 0x00]), now).unwrap();
-    let payload = xml::env_wrap(std::str::from_utf8(&acc).unwrap());
+    let payload = env_wrap(std::str::from_utf8(&acc).unwrap());
     bob.send(&write::iq(IqType::Result, "hs1", got.from.as_deref(), &payload).unwrap())
         .await
         .unwrap();
@@ -728,7 +729,7 @@ async fn a_signed_secpdu_survives_prosody() {
     assert_eq!(back.id.as_deref(), Some("hs1"));
     assert_eq!(back.type_.as_deref(), Some("result"));
     let children = back.children().unwrap();
-    let (kind, secpdu) = xml::env_unwrap(children[0].raw, &Default::default()).unwrap();
+    let (kind, secpdu) = env_unwrap(children[0].raw, &Default::default()).unwrap();
     let out = client.receive(kind, secpdu.as_bytes(), now).unwrap();
     assert!(matches!(out, Output::Established { .. }), "{out:?}");
     // What changed on the way: only the quotes of the namespace declarations.

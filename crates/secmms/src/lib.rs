@@ -59,6 +59,7 @@ pub mod live;
 pub mod ocsp;
 pub mod osi;
 pub mod relay;
+pub(crate) mod sections;
 pub mod security;
 pub mod server;
 pub mod settings;

@@ -120,7 +120,9 @@ fn response_group(configured: Option<usize>, burst: usize, established: u64, cpu
     }
 }
 
-struct Shared {
+/// What every connection of one server reads: its sections, the model, the TLS and
+/// application-security contexts, and the server-wide registries and gates.
+struct ServerContext {
     cfg: Sections,
     mms: Vmd,
     stats: Arc<ServerStats>,
@@ -153,7 +155,7 @@ pub struct CrlReload {
 /// `tls.crl_evaluation_period_secs`. Cheap to clone.
 #[derive(Clone)]
 pub struct CrlReloader {
-    shared: Arc<Shared>,
+    shared: Arc<ServerContext>,
 }
 
 impl std::fmt::Debug for CrlReloader {
@@ -217,7 +219,7 @@ pub struct Server {
     listener: TcpListener,
     /// The association threads (`server.worker_threads`), started at bind.
     workers: Option<Workers>,
-    shared: Arc<Shared>,
+    shared: Arc<ServerContext>,
     description: String,
 }
 
@@ -324,7 +326,7 @@ impl Server {
         Ok(Server {
             listener,
             workers,
-            shared: Arc::new(Shared {
+            shared: Arc::new(ServerContext {
                 cfg,
                 mms,
                 stats: Arc::new(ServerStats::default()),
@@ -606,7 +608,7 @@ pub fn load_model(path: &std::path::Path) -> Result<Model, ServerError> {
 /// none until its association is established (`established` set by the association's task), so
 /// connections still being set up (handshakes, refusals) never poll. The CPU count is taken per
 /// connection, so a change of the process's CPU affinity (`taskset`) is honoured.
-fn busy_poll_policy(shared: &Arc<Shared>, established: Arc<AtomicBool>) -> BusyPollPolicy {
+fn busy_poll_policy(shared: &Arc<ServerContext>, established: Arc<AtomicBool>) -> BusyPollPolicy {
     let shared = shared.clone();
     let cpus = cpus();
     Arc::new(move || {
@@ -639,7 +641,7 @@ fn busy_poll_window(configured: Option<u64>, established: u64, cpus: usize) -> D
 /// the handshake): a [`SecureAssociation`] answered by the MMS server session, with the OCSP
 /// step before the association is accepted, reports from the application, and the CRL re-check.
 struct ServerMachine<'a> {
-    shared: &'a Shared,
+    shared: &'a ServerContext,
     sa: SecureAssociation,
     /// The connection's place ([`crate::admission`]): pending until the accept.
     ticket: Ticket,
@@ -930,7 +932,7 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
 /// [`ServerMachine`] run by the [`drive`]r.
 async fn serve_association<S: Stream>(
     stream: S,
-    shared: &Shared,
+    shared: &ServerContext,
     facts: &ConnectionFacts,
     established: &AtomicBool,
     ticket: Ticket,
@@ -1003,7 +1005,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The TLS handshake of an accepted connection, once it has sent something and got a slot of
 /// `server.max_handshakes` / `server.handshake_rate` (docs/RELIABILITY.md).
 async fn gated_handshake(
-    shared: &Shared,
+    shared: &ServerContext,
     tls: &TlsContext,
     stream: PollingTcpStream,
     peer: SocketAddr,

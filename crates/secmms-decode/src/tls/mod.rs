@@ -74,15 +74,8 @@ pub struct KeyLog {
     by_random: HashMap<[u8; 32], Secrets>,
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+/// Most octets of a client random or secret in a key-log line.
+const MAX_KEYLOG_VALUE: usize = 128;
 
 impl KeyLog {
     /// Parses a key log. Unknown labels are skipped (other protocols share the format).
@@ -102,10 +95,11 @@ impl KeyLog {
             else {
                 return Err(KeyLogError::Line(n + 1));
             };
-            let random: [u8; 32] = unhex(random)
+            let random: [u8; 32] = secmms_ber::hex::decode_bounded(random, MAX_KEYLOG_VALUE)
                 .and_then(|r| r.try_into().ok())
                 .ok_or(KeyLogError::Line(n + 1))?;
-            let secret = unhex(secret).ok_or(KeyLogError::Line(n + 1))?;
+            let secret = secmms_ber::hex::decode_bounded(secret, MAX_KEYLOG_VALUE)
+                .ok_or(KeyLogError::Line(n + 1))?;
             let e = k.by_random.entry(random).or_default();
             match label {
                 "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => e.client_hs = Some(secret),

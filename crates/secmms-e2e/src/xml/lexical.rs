@@ -3,7 +3,6 @@
 
 use super::*;
 
-pub(super) const HEX: &[u8; 16] = b"0123456789ABCDEF";
 pub(super) const B64: &[u8; 64] =
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -13,14 +12,6 @@ pub(super) fn is_xml_ws(c: char) -> bool {
 
 pub(super) fn trim_ws(s: &str) -> &str {
     s.trim_matches(is_xml_ws)
-}
-
-pub(super) fn put_hex(out: &mut String, v: &[u8]) {
-    out.reserve(v.len() * 2);
-    for b in v {
-        out.push(char::from(HEX[(b >> 4) as usize]));
-        out.push(char::from(HEX[(b & 15) as usize]));
-    }
 }
 
 pub(super) fn put_base64(out: &mut String, v: &[u8]) {
@@ -42,14 +33,6 @@ pub(super) fn put_base64(out: &mut String, v: &[u8]) {
             '='
         });
     }
-}
-
-pub(super) fn parse_hex(s: &str, max: usize, what: &'static str) -> XResult<Vec<u8>> {
-    let s = trim_ws(s);
-    if s.len() / 2 > max {
-        return Err(XmlError::Invalid(what));
-    }
-    secmms_ber::hex::decode(s).ok_or(XmlError::Invalid(what))
 }
 
 pub(super) fn b64_val(c: u8) -> Option<u32> {
@@ -112,7 +95,8 @@ pub(super) fn parse_base64(s: &str, max: usize, what: &'static str) -> XResult<V
 
 pub(super) fn put_binary(out: &mut String, form: BinaryForm, v: &[u8]) {
     match form {
-        BinaryForm::HexBinary => put_hex(out, v),
+        // Upper case, as XER writes `xs:hexBinary`.
+        BinaryForm::HexBinary => secmms_ber::hex::push(out, v, secmms_ber::hex::Case::Upper),
         BinaryForm::Base64Binary => put_base64(out, v),
     }
 }
@@ -124,7 +108,9 @@ pub(super) fn parse_binary(
     what: &'static str,
 ) -> XResult<Vec<u8>> {
     match form {
-        BinaryForm::HexBinary => parse_hex(s, max, what),
+        BinaryForm::HexBinary => {
+            secmms_ber::hex::decode_bounded(trim_ws(s), max).ok_or(XmlError::Invalid(what))
+        }
         BinaryForm::Base64Binary => parse_base64(s, max, what),
     }
 }

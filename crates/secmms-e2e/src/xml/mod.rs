@@ -17,7 +17,9 @@
 //! * OCTET STRING → [`OCTET_STRING_FORM`], open types (applData, AlgorithmIdentifier parameters)
 //!   → [`OPEN_TYPE_FORM`], BIT STRING → one `0`/`1` character per bit ([`MAX_BSTRING_BITS`]).
 //!
-//! The XSDs that describe the output are `xsd/E2E_4.xsd` and `xsd/ENV_4.xsd` in this crate.
+//! The XSD that describes the output is `xsd/E2E_4.xsd` in this crate. The ENV_4 wrapper that
+//! carries a SecPDU element in an XMPP stanza (§16.3) belongs to the XMPP mapping,
+//! `secmms_profiles::xmpp`, with its XSD; it reads the wrapper with this module's [`Scanner`].
 //!
 //! # Covered characters
 //!
@@ -33,7 +35,7 @@
 //! Emitted XML is deterministic: no XML declaration, no whitespace between elements, the
 //! namespace declared once (as the default namespace) on the SecPDU element.
 //!
-//! # Example: the engine over XML, wrapped for an XMPP stanza
+//! # Example: the engine over XML
 //!
 //! ```
 //! # use secmms_e2e::doc_support::*;
@@ -47,13 +49,12 @@
 //! let mut client = E2eClient::new(cctx, Box::new(secmms_pki::crypto::OsRandom), 1);
 //! let mut server = E2eServer::new(sctx, Box::new(secmms_pki::crypto::OsRandom), 7);
 //! let req = client.handshake_req(Some(&[0xa8, 0x00]), now).unwrap();
-//! // The XMPP layer puts this into an <iq type="set"> …
-//! let payload = xml::env_wrap(std::str::from_utf8(&req).unwrap());
-//! assert!(payload.starts_with("<e2e xmlns=\"http://www.iec.ch/62351/2018/ENV_4\"><HandshakeReq "));
-//! // … and the peer's XMPP layer hands the SecPDU's characters to its engine.
-//! let (kind, secpdu) = xml::env_unwrap(&payload, &Default::default()).unwrap();
-//! assert_eq!(kind, SecPduKind::HandshakeReq);
-//! let out = server.receive(kind, secpdu.as_bytes(), now).unwrap();
+//! // One SecPDU element in the E2E_4 namespace, declared on the element itself …
+//! let text = std::str::from_utf8(&req).unwrap();
+//! assert!(text.starts_with("<HandshakeReq xmlns=\"http://www.iec.ch/62351/2018/E2E_4\">"));
+//! assert_eq!(xml::decode(text, &Default::default()).unwrap().kind(), SecPduKind::HandshakeReq);
+//! // … that the XMPP mapping (`secmms_profiles::xmpp`) wraps for a stanza and hands back.
+//! let out = server.receive(SecPduKind::HandshakeReq, &req, now).unwrap();
 //! assert!(matches!(out, Output::HandshakeRequested { .. }));
 //! ```
 //!
@@ -80,13 +81,14 @@ use crate::pdu::*;
 use crate::time::TimeStamp;
 
 mod decode;
-mod envelope;
 mod lexical;
 mod parser;
+mod scan;
 mod writer;
 
 pub use decode::{decode, decode_as, decode_octets};
-pub use envelope::{env_unwrap, env_wrap, ENV_ELEMENT, ENV_NS};
+pub use parser::{Node, Ns};
+pub use scan::Scanner;
 pub use writer::{
     assemble_transfer, covered_offset, encode, handshake_tbs, to_ber_form, to_xml_form,
     token2_content, token3_tbs,
@@ -135,7 +137,8 @@ pub const MAX_BSTRING_BITS: usize = 56;
 pub const UNKNOWN_EXTENSIONS_SKIPPED: bool = true;
 
 /// Errors of the XML SecPDU codec. The engine maps every one to `protocol-error` (§14.3 step 1,
-/// §14.4 step 1); the XMPP mapping maps the wrapper errors to events 18.3–18.5.
+/// §14.4 step 1); the XMPP mapping reports those met while unwrapping a stanza as events
+/// 18.4/18.5.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmlError {
     /// The input exceeds [`XmlLimits::max_len`].
@@ -190,16 +193,6 @@ pub enum XmlError {
     /// A value that breaks a constraint of §13.5 (lexical form, size, pattern).
     #[error("invalid {0}")]
     Invalid(&'static str),
-    /// The wrapper element is not `<e2e>` in the ENV_4 namespace (event 18.3).
-    #[error("wrapper is not <e2e> in the ENV_4 namespace")]
-    EnvNamespace,
-    /// The wrapper does not contain exactly one SecPDU element (events 18.4/18.5).
-    #[error("the ENV_4 wrapper must contain exactly one SecPDU element")]
-    EnvContent,
-    /// The wrapped SecPDU element relies on a namespace declared outside it, so it cannot be
-    /// verified on its own.
-    #[error("the SecPDU element must declare the E2E_4 namespace itself")]
-    NamespaceNotOnSecPdu,
     /// [`encode`] was given a PDU whose covered octets are not XML text (a BER-form value; use
     /// [`to_xml_form`] first).
     #[error("covered octets are not XML text")]

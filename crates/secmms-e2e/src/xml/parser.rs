@@ -5,16 +5,24 @@ use super::*;
 
 /// Which namespace an element is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ns {
+pub enum Ns {
+    /// The SecPDU namespace, [`E2E_NS`].
     E2e,
-    Env,
+    /// The namespace of the environment's own elements, as given to [`Scanner::new`].
+    Outer,
+    /// Any other namespace, or none.
     Other,
 }
 
+/// One step of the reader: a start tag, an end tag, character data or the end of the input.
+/// Offsets are octet offsets into the text being read.
 #[derive(Debug)]
-pub(super) enum Node {
+pub enum Node {
+    /// A start tag (an empty-element tag gives an `Open` and then a `Close`).
     Open {
+        /// The local name (without prefix).
         name: String,
+        /// The namespace the name resolves to.
         ns: Ns,
         /// Offset of `<`.
         start: usize,
@@ -23,21 +31,27 @@ pub(super) enum Node {
         /// The start tag itself binds its prefix (or the default namespace) to [`E2E_NS`].
         declares_e2e: bool,
     },
+    /// An end tag.
     Close {
         /// Offset of the end tag's `<` (end of the content).
         start: usize,
         /// Offset just after the end tag.
         end: usize,
     },
+    /// Character data (references resolved, CDATA sections included).
     Text {
+        /// The characters.
         text: String,
+        /// Offset where they begin.
         start: usize,
     },
+    /// The end of the input.
     Eof,
 }
 
 pub(super) struct Parser<'a> {
     r: NsReader<&'a [u8]>,
+    outer: &'a str,
     peeked: Option<Node>,
     pending_close: Option<usize>,
     depth: usize,
@@ -69,6 +83,11 @@ pub(super) fn attr_check(e: &BytesStart<'_>, pos: usize) -> XResult<bool> {
 
 impl<'a> Parser<'a> {
     pub(super) fn new(text: &'a str, lim: XmlLimits) -> XResult<Parser<'a>> {
+        Parser::with_outer(text, "", lim)
+    }
+
+    /// A parser that reports elements in `outer` (when not empty) as [`Ns::Outer`].
+    pub(super) fn with_outer(text: &'a str, outer: &'a str, lim: XmlLimits) -> XResult<Parser<'a>> {
         if text.len() > lim.max_len {
             return Err(XmlError::TooLarge(text.len()));
         }
@@ -79,6 +98,7 @@ impl<'a> Parser<'a> {
         c.check_end_names = true;
         Ok(Parser {
             r,
+            outer,
             peeked: None,
             pending_close: None,
             depth: 0,
@@ -98,7 +118,11 @@ impl<'a> Parser<'a> {
                 Ok((ns, ev)) => {
                     let ns = match ns {
                         ResolveResult::Bound(n) if n.as_ref() == E2E_NS.as_bytes() => Ns::E2e,
-                        ResolveResult::Bound(n) if n.as_ref() == ENV_NS.as_bytes() => Ns::Env,
+                        ResolveResult::Bound(n)
+                            if !self.outer.is_empty() && n.as_ref() == self.outer.as_bytes() =>
+                        {
+                            Ns::Outer
+                        }
                         _ => Ns::Other,
                     };
                     (ns, ev)

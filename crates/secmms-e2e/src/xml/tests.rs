@@ -1,5 +1,5 @@
 //! Unit tests of the XML encoding: lexical forms, round trips, covered areas, limits and the
-//! ENV_4 wrapper.
+//! reader offered to the environments ([`Scanner`]).
 
 use super::*;
 
@@ -257,16 +257,25 @@ fn base64_and_hex_lexical_rules() {
         let spaced: String = s.chars().flat_map(|c| [c, ' ']).collect();
         assert_eq!(parse_base64(&spaced, 100, "x").unwrap(), v);
         let mut h = String::new();
-        put_hex(&mut h, v);
-        assert_eq!(parse_hex(&h.to_lowercase(), 100, "x").unwrap(), v);
+        put_binary(&mut h, BinaryForm::HexBinary, v);
+        assert_eq!(h, h.to_uppercase());
+        let lower = h.to_lowercase();
+        assert_eq!(
+            parse_binary(BinaryForm::HexBinary, &lower, 100, "x").unwrap(),
+            v
+        );
     }
     assert_eq!(parse_base64("YQ==", 10, "x").unwrap(), b"a");
     assert!(parse_base64("YR==", 10, "x").is_err()); // non-zero unused bits
     assert!(parse_base64("YQ=", 10, "x").is_err());
     assert!(parse_base64("Y=Q=", 10, "x").is_err());
     assert!(parse_base64("YQ==YQ==", 10, "x").is_err());
-    assert!(parse_hex("0G", 10, "x").is_err());
-    assert!(parse_hex("0011", 1, "x").is_err());
+    assert!(parse_binary(BinaryForm::HexBinary, "0G", 10, "x").is_err());
+    assert!(parse_binary(BinaryForm::HexBinary, "0011", 1, "x").is_err());
+    assert_eq!(
+        parse_binary(BinaryForm::HexBinary, " 0011\n", 2, "x").unwrap(),
+        [0, 0x11]
+    );
 }
 
 #[test]
@@ -302,33 +311,51 @@ fn oid_and_bits() {
 }
 
 #[test]
-fn env_wrapper() {
+fn scanner_reads_a_secpdu_inside_foreign_xml() {
     let s = encode(&sample_abort()).unwrap();
-    let w = env_wrap(&s);
-    assert_eq!(
-        env_unwrap(&w, &lim()).unwrap(),
-        (SecPduKind::DtSecAbort, s.as_str())
-    );
-    let spaced = format!("<e2e xmlns=\"{ENV_NS}\">\n  {s}\n</e2e>");
-    assert_eq!(env_unwrap(&spaced, &lim()).unwrap().1, s.as_str());
-    let wrong_ns = w.replace(ENV_NS, "urn:x");
-    assert_eq!(env_unwrap(&wrong_ns, &lim()), Err(XmlError::EnvNamespace));
-    let two = env_wrap(&format!("{s}{s}"));
-    assert_eq!(env_unwrap(&two, &lim()), Err(XmlError::EnvContent));
-    let none = env_wrap("");
-    assert_eq!(env_unwrap(&none, &lim()), Err(XmlError::EnvContent));
-    let unknown = env_wrap(&s.replace("DtSecAbort", "Other"));
-    assert_eq!(env_unwrap(&unknown, &lim()), Err(XmlError::EnvContent));
-    let inherited = format!(
-        "<e2e xmlns=\"{ENV_NS}\" xmlns:s=\"{E2E_NS}\">{}</e2e>",
-        s.replace(
-            "<DtSecAbort xmlns=\"http://www.iec.ch/62351/2018/E2E_4\">",
-            "<s:DtSecAbort>"
-        )
-        .replace("</DtSecAbort>", "</s:DtSecAbort>")
-    );
-    assert_eq!(
-        env_unwrap(&inherited, &lim()),
-        Err(XmlError::NamespaceNotOnSecPdu)
-    );
+    let text =
+        format!("<?xml version=\"1.0\"?><w:box xmlns:w=\"urn:box\">\n {s} <!-- c --></w:box>");
+    let mut sc = Scanner::new(&text, "urn:box", lim()).unwrap();
+    match sc.next_node().unwrap() {
+        Node::Open { name, ns, .. } => assert_eq!((name.as_str(), ns), ("box", Ns::Outer)),
+        n => panic!("{n:?}"),
+    }
+    sc.skip_ws().unwrap();
+    let start = match sc.next_node().unwrap() {
+        Node::Open {
+            name,
+            ns: Ns::E2e,
+            declares_e2e: true,
+            start,
+            ..
+        } if name == "DtSecAbort" => start,
+        n => panic!("{n:?}"),
+    };
+    let end = sc.skip_rest().unwrap();
+    assert_eq!(&text[start..end], s);
+    sc.skip_ws().unwrap();
+    assert!(matches!(sc.next_node().unwrap(), Node::Close { .. }));
+    sc.finish().unwrap();
+    // Without an outer namespace the same element is just another namespace.
+    let mut sc = Scanner::new(&text, "", lim()).unwrap();
+    assert!(matches!(
+        sc.next_node().unwrap(),
+        Node::Open { ns: Ns::Other, .. }
+    ));
+    // The decoder's rules hold for the outer elements too.
+    let attr = "<w:box xmlns:w=\"urn:box\" a=\"1\"/>";
+    let mut sc = Scanner::new(attr, "urn:box", lim()).unwrap();
+    assert_eq!(sc.next_node().unwrap_err(), XmlError::Attribute(0));
+    let small = XmlLimits {
+        max_len: 10,
+        ..lim()
+    };
+    assert!(matches!(
+        Scanner::new(&text, "urn:box", small),
+        Err(XmlError::TooLarge(_))
+    ));
+    let mut sc = Scanner::new("<a/><b/>", "", lim()).unwrap();
+    sc.next_node().unwrap();
+    sc.skip_rest().unwrap();
+    assert_eq!(sc.finish(), Err(XmlError::UnexpectedElement(4)));
 }

@@ -14,13 +14,13 @@ impl NativeState {
     /// Protects one MMS PDU (ClearTransfer or EncrTransfer, as agreed): the presentation context
     /// of e2eSecurityAS and the value to send on it (`Association::send_data_on`).
     pub fn protect(&mut self, mms_pdu: &[u8]) -> Result<(u32, Vec<u8>), Box<Fault>> {
-        let (Phase::Established, Some(pcid)) = (self.inner.phase, self.inner.e2e_pcid) else {
+        let (Phase::Established, Some(pcid)) = (self.mapping.phase, self.mapping.e2e_pcid) else {
             return Err(NativeError::NotEstablished.into());
         };
-        let out = self.inner.engine.protect(mms_pdu, self.hook.now());
+        let out = self.mapping.engine.protect(mms_pdu, self.hook.now());
         match out {
             Ok((_, bytes)) => {
-                self.inner.drain(&self.hook.shared);
+                self.mapping.drain(&self.hook.shared);
                 Ok((pcid, bytes))
             }
             Err(e) => Err(self.fail(e)),
@@ -36,7 +36,10 @@ impl NativeState {
         context_id: u32,
         pdu: &[u8],
     ) -> Result<Option<Vec<u8>>, Box<Fault>> {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = &h.shared;
         let (Phase::Established, Some(pcid)) = (g.phase, g.e2e_pcid) else {
             return Err(NativeError::NotEstablished.into());
@@ -82,12 +85,12 @@ impl NativeState {
     /// Runs the engine's timers (rekey timeout, old-key grace) as of the current time; a rekey
     /// timeout fails with the DtSecAbort to send. Early calls do nothing.
     pub fn handle_timeout(&mut self) -> Result<(), Box<Fault>> {
-        if self.inner.phase != Phase::Established {
+        if self.mapping.phase != Phase::Established {
             return Ok(());
         }
-        match self.inner.engine.handle_timeout(self.hook.now()) {
+        match self.mapping.engine.handle_timeout(self.hook.now()) {
             Ok(()) => {
-                self.inner.drain(&self.hook.shared);
+                self.mapping.drain(&self.hook.shared);
                 Ok(())
             }
             Err(e) => Err(self.fail(e)),
@@ -106,7 +109,10 @@ impl NativeState {
         event: secmms_e2e::events::EventDef,
         detail: String,
     ) -> Result<NativeError, NativeError> {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         if g.phase != Phase::AwaitingDecision {
             return Err(NativeError::NotEstablished);
         }
@@ -149,10 +155,10 @@ impl NativeState {
     /// raised. Other validation results leave the association alone: only revocation is
     /// re-evaluated.
     pub fn recheck_peer(&mut self) -> Result<(), Box<Fault>> {
-        if self.inner.phase != Phase::Established {
+        if self.mapping.phase != Phase::Established {
             return Ok(());
         }
-        let Some(cert) = self.inner.engine.peer_certificate() else {
+        let Some(cert) = self.mapping.engine.peer_certificate() else {
             return Ok(());
         };
         let now = self.hook.now();
@@ -164,7 +170,7 @@ impl NativeState {
             .validate(&cert, &[], now.unix_secs())
         {
             Err(secmms_pki::CertError::Revoked) => {
-                let e = self.inner.engine.abort_revoked_peer(
+                let e = self.mapping.engine.abort_revoked_peer(
                     "the peer's application certificate is revoked by a reloaded CRL",
                     now,
                 );
@@ -176,59 +182,59 @@ impl NativeState {
 
     /// When [`Self::handle_timeout`] should next run, if a timer is running.
     pub fn next_timeout(&self) -> Option<TimeStamp> {
-        self.inner.engine.next_timeout()
+        self.mapping.engine.next_timeout()
     }
 
     /// The peer's application certificate (DER) once its HandshakeReq or HandshakeAcc verified.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
-        self.inner.engine.peer_certificate()
+        self.mapping.engine.peer_certificate()
     }
 
     /// The protection agreed in the handshake.
     pub fn protection(&self) -> Option<ProtectionMode> {
-        self.inner.engine.protection()
+        self.mapping.engine.protection()
     }
 
     /// The authenticated peer (the identity in its verified certificate).
     pub fn peer(&self) -> Option<&PeerIdentity> {
-        self.inner.peer.as_ref()
+        self.mapping.peer.as_ref()
     }
 
     /// What the last failure, rejection or abort was.
     pub fn last_diagnostic(&self) -> Option<&NativeDiagnostic> {
-        self.inner.last.as_ref()
+        self.mapping.last.as_ref()
     }
 
     /// True in the data-transfer phase.
     pub fn is_established(&self) -> bool {
-        self.inner.phase == Phase::Established
+        self.mapping.phase == Phase::Established
     }
 
     /// The presentation context of e2eSecurityAS, once known.
     pub fn e2e_context_id(&self) -> Option<u32> {
-        self.inner.e2e_pcid
+        self.mapping.e2e_pcid
     }
 
     /// The E2E engine's state.
     pub fn engine_state(&self) -> E2eState {
-        self.inner.engine.state()
+        self.mapping.engine.state()
     }
 
     /// The AssoID (§13.3.1.1), once known.
     pub fn asso_id(&self) -> Option<String> {
-        self.inner.engine.asso_id()
+        self.mapping.engine.asso_id()
     }
 
     /// The label of this association in events: the AssoID once known, else the peer's name or
     /// address.
     pub fn label(&self) -> Option<String> {
-        self.inner.who()
+        self.mapping.who()
     }
 
     /// Turns an engine error into the fault: a failed check closes the association with the
     /// engine's reply in an ABRT.
     pub(super) fn fail(&mut self, e: E2eError) -> Box<Fault> {
-        let g = &mut self.inner;
+        let g = &mut self.mapping;
         let shared = &self.hook.shared;
         let E2eError::Rejected(r) = e else {
             g.drain(shared);

@@ -7,7 +7,7 @@ impl HookCtx {
     /// Responder: refuses the AARQ with an AARE without SecPDU (§15.7 DECISION).
     pub(super) fn env_reject(
         &self,
-        g: &mut Inner,
+        g: &mut MappingState,
         ev: EnvEvent,
         msg: String,
         diagnostic: i64,
@@ -18,7 +18,7 @@ impl HookCtx {
     }
 
     /// Responder: refuses the AARQ for a §5.1 policy reason.
-    pub(super) fn policy_reject(&self, g: &mut Inner, msg: String) -> AssociateVerdict {
+    pub(super) fn policy_reject(&self, g: &mut MappingState, msg: String) -> AssociateVerdict {
         g.local_event(&self.shared, events::E2E_POLICY_REFUSED, msg);
         g.phase = Phase::Refused;
         AssociateVerdict::Reject(plain_rejection(user_diagnostic::NO_REASON_GIVEN))
@@ -27,7 +27,7 @@ impl HookCtx {
     /// Aborts with `osiDiag` after an environment check failed (§15.7 DECISION).
     pub(super) fn env_abort(
         &self,
-        g: &mut Inner,
+        g: &mut MappingState,
         ctx: &SecurityContext<'_>,
         ev: EnvEvent,
         msg: String,
@@ -122,7 +122,7 @@ impl HookCtx {
     /// e2eSecurityAS context (Table 4).
     pub(super) fn decorate_release(
         &mut self,
-        g: &mut Inner,
+        g: &mut MappingState,
         apdu: EnvApdu,
         ui: &mut Vec<External>,
     ) -> Result<(), AbortRequest> {
@@ -170,14 +170,18 @@ impl AssociationSecurity for NativeState {
         ctx: &SecurityContext<'_>,
         aarq: &mut Aarq,
     ) -> Result<(), AbortRequest> {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let cfg = &shared.cfg;
-        let refuse = |g: &mut Inner, ev: EnvEvent, msg: String| -> Result<(), AbortRequest> {
-            g.local_event(&shared, ev, msg);
-            g.phase = Phase::Closed;
-            Err(AbortRequest::default())
-        };
+        let refuse =
+            |g: &mut MappingState, ev: EnvEvent, msg: String| -> Result<(), AbortRequest> {
+                g.local_event(&shared, ev, msg);
+                g.phase = Phase::Closed;
+                Err(AbortRequest::default())
+            };
         let Some(policy) = g.policy.clone() else {
             return refuse(
                 g,
@@ -261,7 +265,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn check_aarq(&mut self, ctx: &SecurityContext<'_>, aarq: &Aarq) -> AssociateVerdict {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let cfg = &shared.cfg;
         if g.phase != Phase::Idle {
@@ -392,7 +399,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn unsupported_application_context(&mut self, _ctx: &SecurityContext<'_>, aarq: &Aarq) {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         g.env_event(
             &h.shared,
             events::INV_APPL_CNTX_RQ,
@@ -410,7 +420,10 @@ impl AssociationSecurity for NativeState {
         _ctx: &SecurityContext<'_>,
         aare: &mut Aare,
     ) -> Result<(), AbortRequest> {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         if let Some(ui) = g.pending_reject.take() {
             // A refusal decided after the HandshakeReq verified (refuse_peer).
@@ -517,7 +530,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn check_aare(&mut self, ctx: &SecurityContext<'_>, aare: &Aare) -> Verdict {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let cfg = &shared.cfg;
         if g.phase != Phase::AwaitingAare {
@@ -639,7 +655,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn check_rejecting_aare(&mut self, _ctx: &SecurityContext<'_>, aare: &Aare) -> Option<Vec<u8>> {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         if g.phase != Phase::AwaitingAare {
             return None;
@@ -709,12 +728,16 @@ impl AssociationSecurity for NativeState {
         rlrq: &mut Rlrq,
     ) -> Result<(), AbortRequest> {
         self.hook
-            .decorate_release(&mut self.inner, EnvApdu::Rlrq, &mut rlrq.user_information)
+            .decorate_release(&mut self.mapping, EnvApdu::Rlrq, &mut rlrq.user_information)
     }
 
     fn check_rlrq(&mut self, ctx: &SecurityContext<'_>, rlrq: &Rlrq) -> Verdict {
-        self.hook
-            .check_release(&mut self.inner, ctx, EnvApdu::Rlrq, &rlrq.user_information)
+        self.hook.check_release(
+            &mut self.mapping,
+            ctx,
+            EnvApdu::Rlrq,
+            &rlrq.user_information,
+        )
     }
 
     fn decorate_rlre(
@@ -723,16 +746,23 @@ impl AssociationSecurity for NativeState {
         rlre: &mut Rlre,
     ) -> Result<(), AbortRequest> {
         self.hook
-            .decorate_release(&mut self.inner, EnvApdu::Rlre, &mut rlre.user_information)
+            .decorate_release(&mut self.mapping, EnvApdu::Rlre, &mut rlre.user_information)
     }
 
     fn check_rlre(&mut self, ctx: &SecurityContext<'_>, rlre: &Rlre) -> Verdict {
-        self.hook
-            .check_release(&mut self.inner, ctx, EnvApdu::Rlre, &rlre.user_information)
+        self.hook.check_release(
+            &mut self.mapping,
+            ctx,
+            EnvApdu::Rlre,
+            &rlre.user_information,
+        )
     }
 
     fn decorate_abrt(&mut self, _ctx: &SecurityContext<'_>, abrt: &mut Abrt) {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if !abrt.user_information.is_empty()
@@ -764,7 +794,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn protocol_error(&mut self, _ctx: &SecurityContext<'_>, error: &OsiError) {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if matches!(phase, Phase::Refused | Phase::Closed) {
@@ -782,7 +815,10 @@ impl AssociationSecurity for NativeState {
     }
 
     fn check_abrt(&mut self, ctx: &SecurityContext<'_>, abrt: &Abrt) {
-        let NativeState { inner: g, hook: h } = self;
+        let NativeState {
+            mapping: g,
+            hook: h,
+        } = self;
         let shared = h.shared.clone();
         let phase = std::mem::replace(&mut g.phase, Phase::Closed);
         if matches!(phase, Phase::Idle | Phase::Refused | Phase::Closed) {
@@ -854,7 +890,7 @@ impl HookCtx {
     /// answered by an ABRT with DtSecAbort ([`RELEASE_FAILURE_REPLY`]).
     pub(super) fn check_release(
         &mut self,
-        g: &mut Inner,
+        g: &mut MappingState,
         ctx: &SecurityContext<'_>,
         apdu: EnvApdu,
         ui: &[External],

@@ -147,7 +147,7 @@ impl NativeShared {
             engine.export_keys();
         }
         NativeState {
-            inner: Inner {
+            mapping: MappingState {
                 engine,
                 phase: Phase::Idle,
                 e2e_pcid: None,

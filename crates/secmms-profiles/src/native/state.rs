@@ -5,7 +5,7 @@
 use super::*;
 pub(super) use secmms_osi::acse::form2_ap_title as form2_ap;
 
-impl Inner {
+impl MappingState {
     /// The association label of events: the AssoID once known, else the peer's name/address.
     pub(super) fn who(&self) -> Option<String> {
         match (self.engine.asso_id(), &self.label) {

@@ -19,8 +19,8 @@ use secmms_pki::event::{SecurityEvent, SecurityEventSink};
 use secmms_pki::PeerIdentity;
 
 use super::{
-    check_transfer_class, mms_class, placement, receive, stanza, IqType, MmsClass, Placement,
-    StanzaError, StanzaKind, XmlLimits,
+    check_transfer_class, env_wrap, mms_class, placement, receive, stanza, IqType, MmsClass,
+    Placement, StanzaError, StanzaKind, XmlLimits,
 };
 
 /// Identifies an association: the peer's bare JID and the client part of the assoID.
@@ -278,12 +278,7 @@ impl XmppEndpoint {
         if let Some((k, pdu)) = e.rejection().and_then(|r| r.reply.clone()) {
             if let Ok(t) = String::from_utf8(pdu) {
                 let id = self.new_id("a");
-                out.push(stanza(
-                    placement(k, None),
-                    &id,
-                    &a.peer_full,
-                    &xml::env_wrap(&t),
-                ));
+                out.push(stanza(placement(k, None), &id, &a.peer_full, &env_wrap(&t)));
             }
         }
         out
@@ -332,7 +327,7 @@ impl XmppEndpoint {
             placement(SecPduKind::HandshakeReq, None),
             &id,
             peer,
-            &xml::env_wrap(&req),
+            &env_wrap(&req),
         );
         self.remember_iq(&id, &key, peer);
         let mut a = Assoc {
@@ -370,7 +365,7 @@ impl XmppEndpoint {
             Placement::Iq(IqType::Result),
             &id,
             &a.peer_full,
-            &xml::env_wrap(&acc),
+            &env_wrap(&acc),
         );
         let mut a = self
             .assocs
@@ -434,7 +429,7 @@ impl XmppEndpoint {
             Placement::Iq(IqType::Result),
             &id,
             &a.peer_full,
-            &xml::env_wrap(&rej),
+            &env_wrap(&rej),
         )])
     }
 
@@ -467,7 +462,7 @@ impl XmppEndpoint {
             }
             Err(e) => return Err(e.into()),
         };
-        let env = xml::env_wrap(&text(secpdu)?);
+        let env = env_wrap(&text(secpdu)?);
         let p = placement(kind, Some(pdu));
         let (id, remember) = match (p, mms_class(pdu)) {
             (Placement::Iq(IqType::Result), MmsClass::Answer) => {
@@ -521,7 +516,7 @@ impl XmppEndpoint {
             Placement::Iq(IqType::Set),
             &id,
             &a.peer_full,
-            &xml::env_wrap(&req),
+            &env_wrap(&req),
         );
         let peer_full = a.peer_full.clone();
         self.remember_iq(&id, key, &peer_full);
@@ -546,7 +541,7 @@ impl XmppEndpoint {
             Placement::Iq(IqType::Result),
             &id,
             &a.peer_full,
-            &xml::env_wrap(&rsp),
+            &env_wrap(&rsp),
         );
         let closed = a.engine.state() == State::Closed;
         let held = if in_collision && server && !closed {
@@ -579,7 +574,7 @@ impl XmppEndpoint {
             Placement::Message,
             &id,
             &a.peer_full,
-            &xml::env_wrap(&ab),
+            &env_wrap(&ab),
         )])
     }
 
@@ -795,7 +790,7 @@ impl XmppEndpoint {
                         .and_then(|(k, pdu)| {
                             String::from_utf8(pdu)
                                 .ok()
-                                .map(|t| stanza(placement(k, None), id, from, &xml::env_wrap(&t)))
+                                .map(|t| stanza(placement(k, None), id, from, &env_wrap(&t)))
                         });
                     // Every iq set gets exactly one answer (RFC 6120 §8.2.3).
                     out.push(reply.unwrap_or_else(|| StanzaError::BadRequest.reply(id, from)));
@@ -906,7 +901,7 @@ impl XmppEndpoint {
                             placement(k, None),
                             &rid,
                             &a.peer_full,
-                            &xml::env_wrap(&t),
+                            &env_wrap(&t),
                         ));
                     }
                 }

@@ -148,21 +148,24 @@ pub fn session(id: &str) -> Result<String, WriteError> {
     Ok(s)
 }
 
-/// `type` of an `<iq/>` (RFC 6120 §8.2.3).
+/// `type` of an `<iq/>` (RFC 6120 §8.2.3), the one definition: the clause 16 mapping
+/// (`secmms_profiles::xmpp`) places SecPDUs by it too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IqType {
-    /// Request for information.
+    /// `get`: a request for information (IEC 62351-4 §16.2: requests of services that only
+    /// read).
     Get,
-    /// Request to change something (IEC 62351-4 §16.2: HandshakeReq, ReleaseReq, writes).
+    /// `set`: a request to change something (IEC 62351-4 §16.2: HandshakeReq, ReleaseReq,
+    /// writes).
     Set,
-    /// Successful response.
+    /// `result`: the successful answer to a get or set.
     Result,
-    /// Error response.
+    /// `error`: a stanza error answering a get or set.
     Error,
 }
 
 impl IqType {
-    /// The attribute value.
+    /// The `type` attribute value.
     pub fn as_str(self) -> &'static str {
         match self {
             IqType::Get => "get",
@@ -170,6 +173,17 @@ impl IqType {
             IqType::Result => "result",
             IqType::Error => "error",
         }
+    }
+
+    /// Parses a `type` attribute value.
+    pub fn parse(s: &str) -> Option<IqType> {
+        Some(match s {
+            "get" => IqType::Get,
+            "set" => IqType::Set,
+            "result" => IqType::Result,
+            "error" => IqType::Error,
+            _ => return None,
+        })
     }
 }
 
@@ -299,6 +313,15 @@ mod tests {
             Err(WriteError::InvalidChar(0xFFFE))
         );
         assert!(message(MessageType::Normal, None, "x\u{0}", "").is_err());
+    }
+
+    #[test]
+    fn iq_types_parse_back() {
+        for t in [IqType::Get, IqType::Set, IqType::Result, IqType::Error] {
+            assert_eq!(IqType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(IqType::parse("GET"), None);
+        assert_eq!(IqType::parse(""), None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::{Client, ClientConfig, ClientError};
 use crate::driver::LinkError;
 use crate::events::EventsConfig;
 use crate::osi::{osi_config, OsiSettings};
+use crate::sections::{shared_section_setters, validate_shared};
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts, SecurityConfig};
 use crate::tls::{TlsConfig, TlsContext};
 use crate::transport::{self, Stream, TcpConfig};
@@ -27,12 +28,13 @@ impl Sections {
     /// Checks every section; the first error names its field.
     fn validate(&self) -> Result<(), ClientError> {
         self.client.validate()?;
-        self.tcp.validate()?;
-        self.tls.validate()?;
-        self.osi.validate()?;
-        self.security.validate(&self.tls.ca)?;
-        self.events.validate()?;
-        Ok(())
+        validate_shared(
+            &self.tcp,
+            &self.tls,
+            &self.osi,
+            &self.security,
+            &self.events,
+        )
     }
 }
 
@@ -64,46 +66,15 @@ impl std::fmt::Debug for ClientBuilder {
 }
 
 impl ClientBuilder {
-    /// TCP socket options (Annex H keep-alive).
-    pub fn tcp(mut self, tcp: TcpConfig) -> Self {
-        self.cfg.tcp = tcp;
-        self
-    }
-
-    /// TLS (clause 6); its `enabled` field turns it on for [`Self::connect`] (a context is then
-    /// built for each connection; see [`Self::tls_context`] to share one).
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.cfg.tls = tls;
-        self
-    }
-
-    /// Application-layer security: plain, compatibility or native mode, credentials, peers.
-    pub fn security(mut self, security: SecurityConfig) -> Self {
-        self.cfg.security = security;
-        self
-    }
-
-    /// OSI addressing (selectors, AP-titles, the peer's titles) and sizes.
-    pub fn osi(mut self, osi: OsiSettings) -> Self {
-        self.cfg.osi = osi;
-        self
+    shared_section_setters! {
+        tls: "TLS (clause 6); its `enabled` field turns it on for [`Self::connect`] (a context is \
+              then built for each connection; see [`Self::tls_context`] to share one).",
+        osi: "OSI addressing (selectors, AP-titles, the peer's titles) and sizes.",
     }
 
     /// Timeouts and what the initiate proposes ([`ClientConfig`]).
     pub fn limits(mut self, client: ClientConfig) -> Self {
         self.cfg.client = client;
-        self
-    }
-
-    /// Where security events go, as configured ([`EventsConfig`]); see [`Self::events`].
-    pub fn events_config(mut self, events: EventsConfig) -> Self {
-        self.cfg.events = events;
-        self
-    }
-
-    /// The sink that receives the security events (instead of the [`EventsConfig`] outputs).
-    pub fn events(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
-        self.sink = Some(sink);
         self
     }
 

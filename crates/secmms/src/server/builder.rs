@@ -8,6 +8,7 @@ use secmms_pki::event::SecurityEventSink;
 use super::{Server, ServerConfig, ServerError, Tuning};
 use crate::events::EventsConfig;
 use crate::osi::OsiSettings;
+use crate::sections::{shared_section_setters, validate_shared};
 use crate::security::SecurityConfig;
 use crate::tls::TlsConfig;
 use crate::transport::TcpConfig;
@@ -27,12 +28,13 @@ impl Sections {
     /// Checks every section; the first error names its field.
     pub(crate) fn validate(&self) -> Result<(), ServerError> {
         self.server.validate()?;
-        self.tcp.validate()?;
-        self.tls.validate()?;
-        self.osi.validate()?;
-        self.security.validate(&self.tls.ca)?;
-        self.events.validate()?;
-        Ok(())
+        validate_shared(
+            &self.tcp,
+            &self.tls,
+            &self.osi,
+            &self.security,
+            &self.events,
+        )
     }
 }
 
@@ -66,28 +68,9 @@ impl ServerBuilder {
         self
     }
 
-    /// TCP socket options (Annex H keep-alive).
-    pub fn tcp(mut self, tcp: TcpConfig) -> Self {
-        self.cfg.tcp = tcp;
-        self
-    }
-
-    /// TLS (clause 6); its `enabled` field turns it on.
-    pub fn tls(mut self, tls: TlsConfig) -> Self {
-        self.cfg.tls = tls;
-        self
-    }
-
-    /// Application-layer security: plain, compatibility or native mode, credentials, peers.
-    pub fn security(mut self, security: SecurityConfig) -> Self {
-        self.cfg.security = security;
-        self
-    }
-
-    /// OSI addressing (selectors, AP-titles) and sizes.
-    pub fn osi(mut self, osi: OsiSettings) -> Self {
-        self.cfg.osi = osi;
-        self
+    shared_section_setters! {
+        tls: "TLS (clause 6); its `enabled` field turns it on.",
+        osi: "OSI addressing (selectors, AP-titles) and sizes.",
     }
 
     /// Limits, timeouts and tuning settings of the server ([`ServerConfig`]); its `listen` and
@@ -95,18 +78,6 @@ impl ServerBuilder {
     /// after it.
     pub fn limits(mut self, server: ServerConfig) -> Self {
         self.cfg.server = server;
-        self
-    }
-
-    /// Where security events go, as configured ([`EventsConfig`]); see [`Self::events`].
-    pub fn events_config(mut self, events: EventsConfig) -> Self {
-        self.cfg.events = events;
-        self
-    }
-
-    /// The sink that receives the security events (instead of the [`EventsConfig`] outputs).
-    pub fn events(mut self, sink: Arc<dyn SecurityEventSink>) -> Self {
-        self.sink = Some(sink);
         self
     }
 

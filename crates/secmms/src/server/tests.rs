@@ -42,7 +42,7 @@ mod machine {
 
     type S = ByteStream<tokio::io::DuplexStream>;
 
-    fn shared(group: usize, outstanding: u16) -> Shared {
+    fn shared(group: usize, outstanding: u16) -> ServerContext {
         let mut cfg = Sections::default();
         cfg.server.response_group = Some(group);
         cfg.server.max_outstanding = outstanding;
@@ -50,7 +50,7 @@ mod machine {
             SharedModel::new(Model::default_demo()),
             server_options(&cfg.server),
         );
-        Shared {
+        ServerContext {
             cfg,
             mms,
             stats: Arc::default(),
@@ -68,7 +68,11 @@ mod machine {
         }
     }
 
-    fn machine<'a>(shared: &'a Shared, established: &'a AtomicBool, now: Now) -> ServerMachine<'a> {
+    fn machine<'a>(
+        shared: &'a ServerContext,
+        established: &'a AtomicBool,
+        now: Now,
+    ) -> ServerMachine<'a> {
         let osi = osi_config(&shared.cfg.osi, true).unwrap();
         let sa = shared.security.secure_responder(
             osi,

@@ -103,18 +103,8 @@ impl LogRecord {
                 s.sign_to_vec()?
             }
         };
-        Ok(to_hex(&digest))
+        Ok(secmms_ber::hex::encode(&digest))
     }
-}
-
-pub(super) fn to_hex(b: &[u8]) -> String {
-    const H: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push(H[(x >> 4) as usize] as char);
-        s.push(H[(x & 15) as usize] as char);
-    }
-    s
 }
 
 pub(super) fn alg_for(key: Option<&LogKey>) -> &'static str {

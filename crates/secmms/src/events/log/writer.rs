@@ -3,7 +3,9 @@
 
 use super::*;
 
-pub(super) struct Inner {
+/// The log file and where its chain stands: what one append reads and moves on, under the
+/// sink's lock.
+pub(super) struct ChainFile {
     file: File,
     len: u64,
     next_seq: u64,
@@ -16,7 +18,7 @@ pub struct ChainedLogSink {
     path: PathBuf,
     key: Option<LogKey>,
     fsync: FsyncPolicy,
-    inner: Mutex<Inner>,
+    chain: Mutex<ChainFile>,
     failures: AtomicU64,
     /// Flood aggregation (`None`: every event is a record of its own).
     agg: Option<Mutex<aggregate::Aggregator>>,
@@ -69,7 +71,7 @@ impl ChainedLogSink {
             path: path.to_owned(),
             key,
             fsync,
-            inner: Mutex::new(Inner {
+            chain: Mutex::new(ChainFile {
                 file,
                 len,
                 next_seq,
@@ -147,10 +149,10 @@ impl ChainedLogSink {
         self.failures.load(Ordering::Relaxed)
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, ChainFile> {
         // A panic while holding the lock cannot leave a half-updated chain: state changes only
         // after a successful write.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.chain.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Appends `event` stamped with the current time; returns the new head.

@@ -93,6 +93,7 @@ pub mod defrag;
 pub mod e2e;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gcm;
 pub mod limits;
 pub mod link;
 pub mod mms;

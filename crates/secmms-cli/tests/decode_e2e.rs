@@ -6,8 +6,9 @@
 //! EncrTransfer (AES-GCM, AES-CBC + HMAC-SHA256; HMAC-SHA256 only for the clear mode) and show
 //! the MMS inside; a wrong key is `verified: false` and exit status 1; without the E2E key log
 //! the notes say what was not checked. `--write-plain` carries the MMS as plain RFC 1006 /
-//! OSI on port 102, which tshark dissects without a malformed frame. (The rekey case is in
-//! `crates/secmms-decode/tests/e2e.rs`: the live interval is at least 15 minutes.)
+//! OSI on port 102, which tshark dissects without a malformed frame. A live association that
+//! refreshes its keys several times (`Client::rekey`, §13.3.2: the configured interval is at
+//! least 15 minutes) logs one key line per generation and decodes across every generation.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -77,6 +78,13 @@ struct Setup {
     encrypt: Encrypt,
     tls: bool,
     relay: bool,
+    /// Key refreshes asked for by the client while it reads and writes.
+    rekeys: usize,
+}
+
+/// What the client writes in generation `g` of a rekeying association.
+fn written_in(g: usize) -> String {
+    format!("rekey-gen-{g}-{WRITTEN}")
 }
 
 async fn capture(tag: &str, s: Setup) -> E2eCapture {
@@ -135,10 +143,26 @@ async fn capture(tag: &str, s: Setup) -> E2eCapture {
     };
     c.identify().await.unwrap();
     let name = c.resolve(REF).await.unwrap();
-    for _ in 0..2 {
-        c.read_name(&name).await.unwrap();
+    if s.rekeys == 0 {
+        for _ in 0..2 {
+            c.read_name(&name).await.unwrap();
+        }
+        c.write_str(VENDOR, WRITTEN).await.unwrap();
+    } else {
+        for g in 0..=s.rekeys {
+            if g > 0 {
+                // The key value travels with the next request; the keys change with the
+                // server's answer (changedKey), before the write.
+                assert!(c.rekey().await.unwrap(), "rekey refused");
+                c.read_name(&name).await.unwrap();
+            }
+            // Reads and writes, one of them from another task at the same time.
+            let value = written_in(g);
+            let (r, w) = tokio::join!(c.read_name(&name), c.write_str(VENDOR, &value));
+            r.unwrap();
+            w.unwrap();
+        }
     }
-    c.write_str(VENDOR, WRITTEN).await.unwrap();
     c.release().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     if let Some(r) = relay {
@@ -402,6 +426,7 @@ async fn native_gcm_over_tls_verified_and_decrypted() {
             encrypt: Encrypt::Gcm,
             tls: true,
             relay: false,
+            rekeys: 0,
         },
     )
     .await;
@@ -416,6 +441,7 @@ async fn native_cbc_hmac_verified_and_decrypted() {
             encrypt: Encrypt::Cbc,
             tls: false,
             relay: false,
+            rekeys: 0,
         },
     )
     .await;
@@ -430,6 +456,7 @@ async fn native_clear_icv_verified() {
             encrypt: Encrypt::None,
             tls: false,
             relay: false,
+            rekeys: 0,
         },
     )
     .await;
@@ -446,10 +473,130 @@ async fn native_gcm_through_a_relay_over_tls() {
             encrypt: Encrypt::Gcm,
             tls: true,
             relay: true,
+            rekeys: 0,
         },
     )
     .await;
     check(&c, "aes128-gcm", true);
+}
+
+/// A rekeying association: one key-log line per generation (the same at both ends), every
+/// transfer of every generation verified and decrypted, the notes naming each generation in
+/// both directions, and the MMS inside equal to what the client sent.
+fn check_rekeys(c: &E2eCapture, mode_name: &str, rekeys: usize) {
+    let client_log = std::fs::read_to_string(&c.e2e_keylog).unwrap();
+    let server_log = std::fs::read_to_string(&c.server_e2e_keylog).unwrap();
+    assert_eq!(client_log, server_log, "both ends log the same keys");
+    let lines: Vec<Vec<&str>> = client_log
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), rekeys + 1, "{client_log}");
+    for (g, f) in lines.iter().enumerate() {
+        assert_eq!(f.len(), 8, "{client_log}");
+        assert_eq!(
+            (f[0], f[1], f[3]),
+            ("E2E_TRAFFIC_KEYS", lines[0][1], mode_name)
+        );
+        assert_eq!(f[2], g.to_string(), "{client_log}");
+    }
+    // Each generation has keys of its own.
+    let mut keys: Vec<&str> = lines.iter().map(|f| f[4]).collect();
+    keys.dedup();
+    assert_eq!(keys.len(), rekeys + 1);
+
+    let plain = c.dir.join("plain.pcapng");
+    let d = decode(
+        c,
+        Some(&c.e2e_keylog),
+        &["--write-plain", plain.to_str().unwrap()],
+    );
+    assert!(d.problems().is_empty(), "{:#?}", d.problems());
+    assert_eq!(d.status, Some(0));
+    let transfers = d.transfers();
+    let mut seen = std::collections::BTreeSet::new();
+    for t in &transfers {
+        assert_eq!(t["verified"], true, "{t}");
+        assert!(
+            t["pdu"].as_str().unwrap().starts_with("EncrTransfer"),
+            "{t}"
+        );
+        assert!(
+            t["layers"].as_array().unwrap().contains(&"mms".into()),
+            "{t}"
+        );
+        let notes = t["notes"].to_string();
+        let g = (0..=rekeys)
+            .find(|g| notes.contains(&format!("E2E key generation {g})")))
+            .unwrap_or_else(|| panic!("no generation in {t}"));
+        seen.insert((t["direction"].as_str().unwrap().to_string(), g));
+    }
+    for dir in ["c>s", "s>c"] {
+        for g in 0..=rekeys {
+            assert!(
+                seen.contains(&(dir.to_string(), g)),
+                "{dir} generation {g}: {seen:?}"
+            );
+        }
+    }
+    let services: Vec<&str> = transfers
+        .iter()
+        .filter_map(|x| x["service"].as_str())
+        .collect();
+    let count = |s: &str| services.iter().filter(|x| **x == s).count();
+    // Per generation one read and one write, plus the read carrying each rekey; identify once.
+    assert_eq!(
+        (count("identify"), count("read"), count("write")),
+        (2, 2 * (rekeys + 1 + rekeys), 2 * (rekeys + 1)),
+        "{services:?}"
+    );
+    // The MMS inside is what the client sent: each generation's written string, in the clear
+    // in the export only.
+    let exported = std::fs::read(&plain).unwrap();
+    let original = std::fs::read(&c.pcap).unwrap();
+    for g in 0..=rekeys {
+        let w = written_in(g);
+        assert!(contains(&exported, w.as_bytes()), "{w} in the export");
+        assert!(
+            !contains(&original, w.as_bytes()),
+            "{w} encrypted on the wire"
+        );
+    }
+    let writes = transfers
+        .iter()
+        .filter(|x| x["service"] == "write" && x["direction"] == "c>s")
+        .count();
+    assert_eq!(writes, rekeys + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_gcm_over_tls_across_live_rekeys() {
+    let c = capture(
+        "rekey-gcm",
+        Setup {
+            encrypt: Encrypt::Gcm,
+            tls: true,
+            relay: false,
+            rekeys: 3,
+        },
+    )
+    .await;
+    check_rekeys(&c, "aes128-gcm", 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_cbc_hmac_across_live_rekeys() {
+    let c = capture(
+        "rekey-cbc",
+        Setup {
+            encrypt: Encrypt::Cbc,
+            tls: false,
+            relay: false,
+            rekeys: 2,
+        },
+    )
+    .await;
+    check_rekeys(&c, "aes128-cbc+hmac-sha256", 2);
 }
 
 #[test]

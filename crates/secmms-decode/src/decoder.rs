@@ -249,10 +249,15 @@ impl Decoder {
         self.defrag.tick(f.time_ns, &mut dropped);
         self.fragment_problems(f.number, dropped, out);
         let parsed = match link::parse_frame(f.link_type, &f.data) {
-            Ok(Parsed::Ipv4Fragment(frag)) => {
+            Ok(Parsed::Fragment(frag)) => {
+                let family = if frag.key.is_ipv6() {
+                    crate::capture::linktype::IPV6
+                } else {
+                    crate::capture::linktype::IPV4
+                };
                 match self.defrag.push(frag, f.number, f.time_ns) {
-                    // The rebuilt datagram is an unfragmented IPv4 packet.
-                    Ok(Some(packet)) => link::parse_frame(crate::capture::linktype::IPV4, &packet),
+                    // The rebuilt datagram is an unfragmented IP packet of the same family.
+                    Ok(Some(packet)) => link::parse_frame(family, &packet),
                     Ok(None) => return,
                     Err(e) => return self.fragment_problems(f.number, vec![e], out),
                 }
@@ -261,7 +266,7 @@ impl Decoder {
         };
         let seg = match parsed {
             Ok(Parsed::Segment(s)) => s,
-            Ok(Parsed::Other | Parsed::Ipv4Fragment(_)) => return,
+            Ok(Parsed::Other | Parsed::Fragment(_)) => return,
             Err(e) => {
                 let (event, detail) = if f.truncated() {
                     (
@@ -304,7 +309,7 @@ impl Decoder {
         }
     }
 
-    /// Ends the capture: incomplete IPv4 datagrams are reported, holes become gaps, waiting
+    /// Ends the capture: incomplete IP datagrams (fragments) are reported, holes become gaps, waiting
     /// data is decoded.
     pub fn finish(&mut self, out: &mut Vec<Item>) {
         let mut dropped = Vec::new();

@@ -1,10 +1,16 @@
-//! IPv4 fragment reassembly (RFC 791 §3.2), bounded for hostile captures.
+//! IP fragment reassembly, bounded for hostile captures: IPv4 (RFC 791 §3.2) and IPv6
+//! Fragment extension headers (RFC 8200 §4.5).
 //!
-//! Fragments are grouped by source, destination, protocol and identification. A datagram is
-//! complete once the fragment at offset 0 (which gives the header), the last fragment (MF
-//! clear, which gives the length) and every octet between them are held; it is then rebuilt
-//! as one unfragmented IPv4 packet (header of the first fragment, fragment fields cleared,
-//! total length and checksum recomputed) and read like any other packet.
+//! Fragments are grouped by source, destination, protocol (IPv4 only) and identification. A
+//! datagram is complete once the fragment at offset 0 (which gives the header), the last
+//! fragment (MF / M clear, which gives the length) and every octet between them are held; it
+//! is then rebuilt as one unfragmented packet and read like any other packet:
+//!
+//! - IPv4: the header of the first fragment, fragment fields cleared, total length and
+//!   checksum recomputed;
+//! - IPv6: the unfragmentable part of the first fragment (the IPv6 header and the extension
+//!   headers before the Fragment header), the Fragment header removed (the Next Header octet
+//!   that named it now names what it named), payload length recomputed.
 //!
 //! Overlapping fragments are **refused**: a fragment that overlaps octets already held (other
 //! than an exact, identical duplicate, which is ignored) drops the whole datagram with
@@ -13,53 +19,83 @@
 //! version, so it reports the datagram instead.
 //!
 //! Bounds ([`crate::limits`]): [`MAX_FRAG_DATAGRAMS`] in progress (a fragment of one more is
-//! refused), [`MAX_DATAGRAM_LEN`] octets and [`MAX_FRAGMENTS`] fragments per datagram, and a
+//! refused; IPv4 and IPv6 share the table), [`MAX_DATAGRAM_LEN`] octets (IPv4) or
+//! [`MAX_IPV6_DATAGRAM_LEN`] (IPv6) and [`MAX_FRAGMENTS`] fragments per datagram, and a
 //! datagram incomplete after [`FRAG_TIMEOUT_FRAMES`] further frames or [`FRAG_TIMEOUT_NS`] of
 //! capture time, or at the end of the capture, is dropped ([`DefragError::Expired`]). The
 //! decoder reports every error as a `fragment` event that counts as a problem.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::limits::{
     FRAG_TIMEOUT_FRAMES, FRAG_TIMEOUT_NS, MAX_DATAGRAM_LEN, MAX_FRAGMENTS, MAX_FRAG_DATAGRAMS,
+    MAX_IPV6_DATAGRAM_LEN,
 };
 
-/// What identifies the fragments of one datagram (RFC 791).
+/// What identifies the fragments of one datagram: RFC 791 for IPv4 (addresses, protocol,
+/// 16-bit identification), RFC 8200 for IPv6 (addresses, 32-bit identification).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FragKey {
     /// Source address.
-    pub src: Ipv4Addr,
+    pub src: IpAddr,
     /// Destination address.
-    pub dst: Ipv4Addr,
-    /// Protocol number.
+    pub dst: IpAddr,
+    /// IPv4 protocol number; [`FRAGMENT_HEADER`] for IPv6, whose key has no protocol.
     pub protocol: u8,
     /// Identification field.
-    pub id: u16,
+    pub id: u32,
+}
+
+/// IPv6 Next Header value of the Fragment header (RFC 8200 §4.5).
+pub const FRAGMENT_HEADER: u8 = 44;
+
+impl FragKey {
+    /// True for an IPv6 datagram.
+    pub fn is_ipv6(&self) -> bool {
+        self.src.is_ipv6()
+    }
 }
 
 impl std::fmt::Display for FragKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} > {} id {:#06x} proto {}",
-            self.src, self.dst, self.id, self.protocol
-        )
+        if self.is_ipv6() {
+            write!(f, "IPv6 {} > {} id {:#010x}", self.src, self.dst, self.id)
+        } else {
+            write!(
+                f,
+                "IPv4 {} > {} id {:#06x} proto {}",
+                self.src, self.dst, self.id, self.protocol
+            )
+        }
     }
 }
 
-/// One IPv4 fragment as taken from a frame.
+/// What an IPv6 fragment adds to [`IpFragment`]: how to remove its Fragment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6FragmentHeader {
+    /// Index, in [`IpFragment::header`], of the Next Header octet that names the Fragment
+    /// header (6 when the Fragment header follows the IPv6 header directly).
+    pub next_header_at: usize,
+    /// The Fragment header's own Next Header: the first header of the fragmentable part.
+    pub next_header: u8,
+}
+
+/// One IP fragment as taken from a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ipv4Fragment {
+pub struct IpFragment {
     /// The datagram it belongs to.
     pub key: FragKey,
     /// Offset of its payload in the datagram, in octets (the header field times 8).
     pub offset: usize,
     /// More-fragments flag.
     pub more: bool,
-    /// Its IPv4 header, options included.
+    /// IPv4: its header, options included. IPv6: its unfragmentable part, the IPv6 header
+    /// and the extension headers before the Fragment header.
     pub header: Vec<u8>,
-    /// Its payload.
+    /// IPv6 only: the Fragment header's fields the rebuild needs.
+    pub ipv6: Option<Ipv6FragmentHeader>,
+    /// Its payload (for IPv6, what follows the Fragment header).
     pub payload: Vec<u8>,
     /// Payload octets the header announces but the capture does not hold (snap length).
     pub cut: usize,
@@ -69,7 +105,7 @@ pub struct Ipv4Fragment {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DefragError {
     /// The fragment was cut by the snap length; the datagram cannot be rebuilt.
-    #[error("IPv4 fragment of {key}: {cut} octets not captured")]
+    #[error("fragment of {key}: {cut} octets not captured")]
     Cut {
         /// The datagram.
         key: FragKey,
@@ -78,15 +114,16 @@ pub enum DefragError {
     },
     /// [`MAX_FRAG_DATAGRAMS`] datagrams are already in progress; the fragment of a new one is
     /// dropped.
-    #[error("IPv4 fragment of {key}: {limit} datagrams already in reassembly")]
+    #[error("fragment of {key}: {limit} datagrams already in reassembly")]
     TooManyDatagrams {
         /// The datagram refused.
         key: FragKey,
         /// The limit.
         limit: usize,
     },
-    /// The fragment ends past [`MAX_DATAGRAM_LEN`] octets; the datagram is dropped.
-    #[error("IPv4 fragment of {key} ends at octet {end}, past {MAX_DATAGRAM_LEN}")]
+    /// The fragment ends past the largest datagram ([`MAX_DATAGRAM_LEN`] octets for IPv4,
+    /// [`MAX_IPV6_DATAGRAM_LEN`] for IPv6); the datagram is dropped.
+    #[error("fragment of {key} ends at octet {end}, past the largest datagram")]
     Oversized {
         /// The datagram.
         key: FragKey,
@@ -94,14 +131,14 @@ pub enum DefragError {
         end: usize,
     },
     /// More than [`MAX_FRAGMENTS`] fragments; the datagram is dropped.
-    #[error("IPv4 datagram {key}: more than {MAX_FRAGMENTS} fragments")]
+    #[error("datagram {key}: more than {MAX_FRAGMENTS} fragments")]
     TooManyFragments {
         /// The datagram.
         key: FragKey,
     },
     /// The fragment overlaps octets already held with different content or extent; the
     /// datagram is dropped.
-    #[error("IPv4 fragment of {key} at {offset}+{len} overlaps one already held")]
+    #[error("fragment of {key} at {offset}+{len} overlaps one already held")]
     Overlap {
         /// The datagram.
         key: FragKey,
@@ -112,7 +149,7 @@ pub enum DefragError {
     },
     /// The fragments disagree (two different ends, data past the end, a middle fragment whose
     /// length is not a multiple of 8); the datagram is dropped.
-    #[error("IPv4 datagram {key}: {what}")]
+    #[error("datagram {key}: {what}")]
     Inconsistent {
         /// The datagram.
         key: FragKey,
@@ -121,7 +158,7 @@ pub enum DefragError {
     },
     /// The datagram was still incomplete after the frame or time bound, or at the end of
     /// the capture.
-    #[error("IPv4 datagram {key} from frame {first_frame} incomplete ({held} octets held): {why}")]
+    #[error("datagram {key} from frame {first_frame} incomplete ({held} octets held): {why}")]
     Expired {
         /// The datagram.
         key: FragKey,
@@ -136,7 +173,7 @@ pub enum DefragError {
 
 #[derive(Debug)]
 struct Pending {
-    header: Option<Vec<u8>>,
+    header: Option<(Vec<u8>, Option<Ipv6FragmentHeader>)>,
     data: Vec<u8>,
     /// Held ranges `[start, end)`, in arrival order.
     ranges: Vec<(usize, usize)>,
@@ -206,11 +243,11 @@ impl Defragmenter {
     }
 
     /// Adds a fragment seen in `frame` at `time_ns`. `Ok(Some(packet))` when it completes its
-    /// datagram: the whole IPv4 packet, unfragmented. An error drops the fragment and, except
+    /// datagram: the whole IP packet (IPv4 or IPv6, as the fragment), unfragmented. An error drops the fragment and, except
     /// for [`DefragError::TooManyDatagrams`], the datagram it belongs to.
     pub fn push(
         &mut self,
-        frag: Ipv4Fragment,
+        frag: IpFragment,
         frame: u64,
         time_ns: Option<i128>,
     ) -> Result<Option<Vec<u8>>, DefragError> {
@@ -230,7 +267,7 @@ impl Defragmenter {
 
     fn add(
         &mut self,
-        frag: Ipv4Fragment,
+        frag: IpFragment,
         frame: u64,
         time_ns: Option<i128>,
     ) -> Result<Option<Vec<u8>>, DefragError> {
@@ -243,7 +280,7 @@ impl Defragmenter {
         let start = frag.offset;
         let end = start + frag.payload.len();
         let whole_end = end + frag.header.len();
-        if whole_end > MAX_DATAGRAM_LEN {
+        if whole_end > max_len(&key) {
             return Err(DefragError::Oversized {
                 key,
                 end: whole_end,
@@ -316,7 +353,7 @@ impl Defragmenter {
             p.held += frag.payload.len();
         }
         if start == 0 {
-            p.header = Some(frag.header);
+            p.header = Some((frag.header, frag.ipv6));
         }
         let complete = matches!((p.total, &p.header), (Some(t), Some(_)) if p.held == t);
         if !complete {
@@ -338,24 +375,53 @@ fn expired_error(key: FragKey, p: &Pending, why: &'static str) -> DefragError {
     }
 }
 
-/// The unfragmented packet: the first fragment's header with total length, flags, offset
-/// and checksum rewritten, then the payload.
+/// Largest datagram, header included, for the family of `key`.
+fn max_len(key: &FragKey) -> usize {
+    if key.is_ipv6() {
+        MAX_IPV6_DATAGRAM_LEN
+    } else {
+        MAX_DATAGRAM_LEN
+    }
+}
+
+/// The unfragmented packet. IPv4: the first fragment's header with total length, flags,
+/// offset and checksum rewritten, then the payload. IPv6: the first fragment's
+/// unfragmentable part with its payload length and the Next Header that named the Fragment
+/// header rewritten, then the payload.
 fn rebuild(key: FragKey, p: Pending) -> Result<Vec<u8>, DefragError> {
     let incomplete = DefragError::Inconsistent {
         key,
         what: "datagram rebuilt without its first or last fragment",
     };
-    let (Some(mut header), Some(total)) = (p.header, p.total) else {
+    let (Some((mut header, ipv6)), Some(total)) = (p.header, p.total) else {
         return Err(incomplete);
     };
     // The first fragment's header may be longer (options) than the one the size check saw.
     let end = header.len() + total;
-    let total_len = u16::try_from(end)
-        .ok()
-        .filter(|_| end <= MAX_DATAGRAM_LEN)
-        .ok_or(DefragError::Oversized { key, end })?;
+    if end > max_len(&key) {
+        return Err(DefragError::Oversized { key, end });
+    }
     let Some(data) = p.data.get(..total) else {
         return Err(incomplete);
+    };
+    if key.is_ipv6() {
+        let (Some(v6), Some(payload_len)) = (ipv6, end.checked_sub(40)) else {
+            return Err(incomplete);
+        };
+        let (Ok(payload_len), true) = (
+            u16::try_from(payload_len),
+            header.len() >= 40 && v6.next_header_at < header.len(),
+        ) else {
+            return Err(incomplete);
+        };
+        header[4..6].copy_from_slice(&payload_len.to_be_bytes());
+        header[v6.next_header_at] = v6.next_header;
+        let mut out = header;
+        out.extend_from_slice(data);
+        return Ok(out);
+    }
+    let Ok(total_len) = u16::try_from(end) else {
+        return Err(DefragError::Oversized { key, end });
     };
     if header.len() < 20 {
         return Err(incomplete);
@@ -393,10 +459,10 @@ mod tests {
 
     fn key(id: u16) -> FragKey {
         FragKey {
-            src: Ipv4Addr::new(10, 0, 0, 1),
-            dst: Ipv4Addr::new(10, 0, 0, 2),
+            src: IpAddr::from([10, 0, 0, 1]),
+            dst: IpAddr::from([10, 0, 0, 2]),
             protocol: 6,
-            id,
+            id: u32::from(id),
         }
     }
 
@@ -406,12 +472,13 @@ mod tests {
         h
     }
 
-    fn frag(id: u16, offset: usize, more: bool, payload: &[u8]) -> Ipv4Fragment {
-        Ipv4Fragment {
+    fn frag(id: u16, offset: usize, more: bool, payload: &[u8]) -> IpFragment {
+        IpFragment {
             key: key(id),
             offset,
             more,
             header: header(),
+            ipv6: None,
             payload: payload.to_vec(),
             cut: 0,
         }

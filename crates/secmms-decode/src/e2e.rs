@@ -41,7 +41,17 @@ pub struct E2eTracker {
     /// Current key generation per direction (c>s, s>c).
     generation: [u32; 2],
     /// The keyed contexts of the current generation per direction.
-    cache: [Option<(u32, DirKeys)>; 2],
+    cache: [Option<(u32, Keyed)>; 2],
+}
+
+/// A direction's keys, keyed for checking.
+#[derive(Debug)]
+enum Keyed {
+    /// AE mode (AES-GCM): the EncrTransfer is opened here, with a context keyed once
+    /// ([`crate::gcm`]), exactly as the engine's `open_transfer` opens it.
+    Gcm(crate::gcm::GcmOpener),
+    /// The other modes, through the engine's `open_transfer`.
+    Engine(DirKeys),
 }
 
 /// The outcome of checking one transfer.
@@ -164,7 +174,15 @@ impl E2eTracker {
                     Direction::ToServer => &m.c2s,
                     Direction::ToClient => &m.s2c,
                 };
-                match DirKeys::from_secrets(m.mode, &s.enc, &s.icv) {
+                let keyed = match m.mode {
+                    secmms_e2e::ProtectionMode::Ae(_) => crate::gcm::GcmOpener::new(&s.enc)
+                        .map(Keyed::Gcm)
+                        .ok_or_else(|| "not an AES-GCM key".to_string()),
+                    _ => DirKeys::from_secrets(m.mode, &s.enc, &s.icv)
+                        .map(Keyed::Engine)
+                        .map_err(|e| e.to_string()),
+                };
+                match keyed {
                     Ok(k) => self.cache[d] = Some((g, k)),
                     Err(e) => {
                         tried.push(format!("{g} (keys unusable: {e})"));
@@ -175,12 +193,33 @@ impl E2eTracker {
             let Some((_, keys)) = self.cache[d].as_mut() else {
                 continue;
             };
-            match open_transfer(m.mode, keys, &t) {
+            let opened = match keys {
+                // The engine's AE open (§13.3.2): the nonce is ClearToken2's iv, the AAD its
+                // content octets, the tag the default GCM tag length.
+                Keyed::Gcm(o) => t
+                    .token2
+                    .iv
+                    .as_deref()
+                    .and_then(|nonce| {
+                        o.open(
+                            nonce,
+                            t.token2_content,
+                            t.appl_data,
+                            secmms_pki::crypto::GCM_DEFAULT_TAG_LEN,
+                        )
+                    })
+                    .map(Some)
+                    .ok_or(()),
+                Keyed::Engine(k) => open_transfer(m.mode, k, &t)
+                    .map(|p| p.map(|mut p| std::mem::take(&mut *p)))
+                    .map_err(drop),
+            };
+            match opened {
                 Ok(plain) => {
                     self.generation[d] = g;
                     return Checked::Verified {
                         generation: g,
-                        plain: plain.map(|mut p| std::mem::take(&mut *p)),
+                        plain,
                     };
                 }
                 Err(_) => tried.push(g.to_string()),

@@ -7,7 +7,7 @@
 //! |---|---|
 //! | [`capture`] | pcap and pcapng files (several interfaces and timestamp resolutions) |
 //! | [`link`] | Ethernet (802.1Q), Linux cooked v1/v2, BSD loopback, raw IP → IPv4/IPv6 → TCP |
-//! | [`defrag`] | IPv4 fragment reassembly, bounded (IPv6 fragments are reported, not reassembled) |
+//! | [`defrag`] | IPv4 and IPv6 fragment reassembly, bounded |
 //! | [`tcp`] | TCP reassembly in both directions, bounded, with gaps reported |
 //! | [`tls`] | TLS 1.3 (AES-GCM) and TLS 1.2 (AES-GCM, AES-CBC) decryption from an NSS key log |
 //! | [`osi`] | TPKT (with resynchronisation), COTP, session, presentation, ACSE, MMS, E2E |
@@ -93,6 +93,7 @@ pub mod defrag;
 pub mod e2e;
 #[doc(hidden)]
 pub mod fuzzing;
+mod gcm;
 pub mod limits;
 pub mod link;
 pub mod mms;

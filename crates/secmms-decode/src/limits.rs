@@ -48,7 +48,7 @@ pub const MAX_OBJECTS: usize = 256;
 /// capture time of its frame (IEC 62351-4 §11.4: 10 minutes).
 pub const AUTH_TIME_WINDOW: i64 = 600;
 
-/// IPv4 datagrams in fragment reassembly at the same time. DECISION: 64 — fragmented MMS is
+/// IP datagrams (IPv4 and IPv6 together) in fragment reassembly at the same time. DECISION: 64 — fragmented MMS is
 /// rare (a TPKT rarely exceeds a path MTU once TCP segments it), so a few in flight is normal and
 /// 64 is generous; a fragment of a 65th datagram is refused and reported, the ones in progress
 /// are kept (they expire by [`FRAG_TIMEOUT_FRAMES`] / [`FRAG_TIMEOUT_NS`] anyway).
@@ -58,6 +58,18 @@ pub const MAX_FRAG_DATAGRAMS: usize = 64;
 /// more. A fragment ending past it drops its datagram. Held per datagram at most, so the table
 /// holds at most [`MAX_FRAG_DATAGRAMS`] × 64 KiB (4 MiB).
 pub const MAX_DATAGRAM_LEN: usize = 65_535;
+
+/// Largest reassembled IPv6 datagram: the 40-octet IPv6 header plus the largest payload its
+/// 16-bit payload-length field can say (RFC 8200 §4.5: a reassembled payload longer than
+/// 65 535 octets is an error; jumbograms are never fragmented). A fragment ending past it
+/// drops its datagram.
+pub const MAX_IPV6_DATAGRAM_LEN: usize = 40 + 65_535;
+
+/// IPv6 extension headers (hop-by-hop, routing, destination options) skipped before a Fragment
+/// header or TCP. DECISION: 8 — RFC 8200 §4.1 recommends each at most once (destination
+/// options twice), so a legitimate chain has 4; a longer one is reported as a link error
+/// instead of walked.
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 
 /// Fragments of one datagram. DECISION: 256 — a full 65 535-octet datagram over the smallest
 /// common MTU (576) has 114; the bound keeps the overlap check (linear in the fragments held)

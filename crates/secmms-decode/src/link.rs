@@ -6,17 +6,19 @@
 //! left of a frame instead of refusing it. What the capture cut is reported
 //! ([`Segment::cut`]), never filled in.
 //!
-//! An IPv4 fragment carrying TCP is handed out whole by [`parse_frame`]
-//! ([`Parsed::Ipv4Fragment`]) for [`crate::defrag`] to reassemble; the decoder reads the
-//! rebuilt datagram with [`parse`] (link type [`linktype::IPV4`]). IPv6 fragments are not
-//! reassembled ([`LinkError::Fragment`]).
+//! An IP fragment of a TCP datagram is handed out whole by [`parse_frame`]
+//! ([`Parsed::Fragment`]) for [`crate::defrag`] to reassemble; the decoder reads the rebuilt
+//! datagram with [`parse_frame`] (link type [`linktype::IPV4`] or [`linktype::IPV6`]). For IPv6
+//! the extension headers before the Fragment header (hop-by-hop, routing, destination options)
+//! are walked here, at most [`MAX_IPV6_EXT_HEADERS`] of them.
 
 use std::net::IpAddr;
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, TransportSlice};
 
 use crate::capture::linktype;
-use crate::defrag::{FragKey, Ipv4Fragment};
+use crate::defrag::{FragKey, IpFragment, Ipv6FragmentHeader, FRAGMENT_HEADER};
+use crate::limits::MAX_IPV6_EXT_HEADERS;
 
 /// Why a frame gave no TCP segment although it should have.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,10 +40,15 @@ pub enum LinkError {
     /// The IP header could not be read at all.
     #[error("IP: {0}")]
     Ip(#[from] etherparse::err::ip::LaxHeaderSliceError),
-    /// A fragment [`parse`] cannot read alone: an IPv6 fragment (never reassembled) or, from
-    /// [`parse`] only, an IPv4 fragment (use [`parse_frame`] and [`crate::defrag`]).
+    /// A fragment [`parse`] cannot read alone (use [`parse_frame`] and [`crate::defrag`]), or
+    /// an IPv6 fragment whose Fragment header follows a header this decoder does not skip
+    /// (authentication, ESP).
     #[error("IP fragment (not reassembled)")]
     Fragment,
+    /// An IPv6 packet with more than [`MAX_IPV6_EXT_HEADERS`] extension headers before its
+    /// Fragment header or payload.
+    #[error("IPv6: more than {MAX_IPV6_EXT_HEADERS} extension headers")]
+    Ipv6ExtensionChain,
 }
 
 /// Source and destination of one direction of a TCP connection.
@@ -107,24 +114,24 @@ pub struct Segment {
 pub enum Parsed {
     /// A TCP segment.
     Segment(Segment),
-    /// An IPv4 fragment of a TCP datagram, to reassemble.
-    Ipv4Fragment(Ipv4Fragment),
+    /// An IPv4 or IPv6 fragment of a TCP datagram, to reassemble.
+    Fragment(IpFragment),
     /// Not TCP over IP (ARP, UDP, other EtherTypes): passed over.
     Other,
 }
 
 /// Reads a frame of `link_type`. `Ok(None)` for a frame that is not TCP over IP (ARP, UDP,
-/// other EtherTypes), which a decoder of MMS passes over silently. An IPv4 fragment is
+/// other EtherTypes), which a decoder of MMS passes over silently. An IP fragment is
 /// [`LinkError::Fragment`] here; [`parse_frame`] returns it for reassembly.
 pub fn parse(link_type: u32, data: &[u8]) -> Result<Option<Segment>, LinkError> {
     match parse_frame(link_type, data)? {
         Parsed::Segment(s) => Ok(Some(s)),
-        Parsed::Ipv4Fragment(_) => Err(LinkError::Fragment),
+        Parsed::Fragment(_) => Err(LinkError::Fragment),
         Parsed::Other => Ok(None),
     }
 }
 
-/// Reads a frame of `link_type` like [`parse`], returning an IPv4 fragment of a TCP datagram
+/// Reads a frame of `link_type` like [`parse`], returning an IP fragment of a TCP datagram
 /// instead of refusing it.
 pub fn parse_frame(link_type: u32, data: &[u8]) -> Result<Parsed, LinkError> {
     let sliced = match link_type {
@@ -165,10 +172,98 @@ pub fn parse_frame(link_type: u32, data: &[u8]) -> Result<Parsed, LinkError> {
         }
         other => return Err(LinkError::UnsupportedLinkType(other)),
     };
-    segment_of(&sliced)
+    segment_of(&sliced, data)
 }
 
-fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Parsed, LinkError> {
+/// Walks the extension headers of the IPv6 packet `ip` (hop-by-hop first only, routing,
+/// destination options, each bounded by the packet) to its Fragment header. `Ok(None)` when
+/// there is none, when it does not fragment (an atomic fragment, RFC 6946, is read whole) or
+/// when the chain is cut or unusual: etherparse then reads the packet and reports what is
+/// wrong.
+fn ipv6_fragment(ip: &[u8]) -> Result<Option<Parsed>, LinkError> {
+    let Some(base) = ip.get(..40) else {
+        return Ok(None);
+    };
+    let payload_len = usize::from(u16::from_be_bytes([base[4], base[5]]));
+    if payload_len == 0 {
+        // A jumbogram (or nothing): never fragmented.
+        return Ok(None);
+    }
+    let announced = 40 + payload_len;
+    let end = announced.min(ip.len());
+    let ip = &ip[..end];
+    // Where the Next Header octet naming the current header is, and its value.
+    let mut at = 6;
+    let mut next = base[6];
+    let mut pos = 40;
+    let mut walked = 0;
+    loop {
+        match next {
+            0 | 43 | 60 => {
+                if next == 0 && pos != 40 {
+                    return Ok(None);
+                }
+                if walked == MAX_IPV6_EXT_HEADERS {
+                    return Err(LinkError::Ipv6ExtensionChain);
+                }
+                let Some(h) = ip.get(pos..pos + 2) else {
+                    return Ok(None);
+                };
+                at = pos;
+                next = h[0];
+                pos += (usize::from(h[1]) + 1) * 8;
+                walked += 1;
+            }
+            FRAGMENT_HEADER => break,
+            _ => return Ok(None),
+        }
+    }
+    let Some(h) = ip.get(pos..pos + 8) else {
+        return Ok(None);
+    };
+    let offset = usize::from(u16::from_be_bytes([h[2], h[3]]) & 0xfff8);
+    let more = h[3] & 1 == 1;
+    if offset == 0 && !more {
+        return Ok(None);
+    }
+    // Only TCP matters; destination options may come first in the fragmentable part.
+    if h[0] != etherparse::IpNumber::TCP.0 && h[0] != 60 {
+        return Ok(Some(Parsed::Other));
+    }
+    let addr = |r: std::ops::Range<usize>| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&base[r]);
+        IpAddr::from(a)
+    };
+    Ok(Some(Parsed::Fragment(IpFragment {
+        key: FragKey {
+            src: addr(8..24),
+            dst: addr(24..40),
+            protocol: FRAGMENT_HEADER,
+            id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        },
+        offset,
+        more,
+        header: ip[..pos].to_vec(),
+        ipv6: Some(Ipv6FragmentHeader {
+            next_header_at: at,
+            next_header: h[0],
+        }),
+        payload: ip[pos + 8..].to_vec(),
+        cut: announced - end,
+    })))
+}
+
+fn segment_of(p: &LaxSlicedPacket<'_>, frame: &[u8]) -> Result<Parsed, LinkError> {
+    if let Some(LaxNetSlice::Ipv6(v6)) = &p.net {
+        // The IPv6 packet within the frame (etherparse's slices point into it).
+        let start = (v6.header().slice().as_ptr() as usize).wrapping_sub(frame.as_ptr() as usize);
+        if let Some(ip) = frame.get(start..) {
+            if let Some(parsed) = ipv6_fragment(ip)? {
+                return Ok(parsed);
+            }
+        }
+    }
     let (src, dst, announced, fragmented) = match &p.net {
         Some(LaxNetSlice::Ipv4(v4)) => {
             let h = v4.header();
@@ -212,16 +307,17 @@ fn segment_of(p: &LaxSlicedPacket<'_>) -> Result<Parsed, LinkError> {
                 let payload = v4.payload().payload;
                 let announced_len =
                     usize::from(h.total_len()).saturating_sub(usize::from(h.ihl()) * 4);
-                Ok(Parsed::Ipv4Fragment(Ipv4Fragment {
+                Ok(Parsed::Fragment(IpFragment {
                     key: FragKey {
-                        src: h.source_addr(),
-                        dst: h.destination_addr(),
+                        src: IpAddr::V4(h.source_addr()),
+                        dst: IpAddr::V4(h.destination_addr()),
                         protocol: h.protocol().0,
-                        id: h.identification(),
+                        id: u32::from(h.identification()),
                     },
                     offset: usize::from(h.fragments_offset().value()) * 8,
                     more: h.more_fragments(),
                     header: h.slice().to_vec(),
+                    ipv6: None,
                     payload: payload.to_vec(),
                     cut: announced_len.saturating_sub(payload.len()),
                 }))

@@ -1,5 +1,6 @@
-//! IPv4 fragments: a capture whose TCP segments arrive as IPv4 fragments (in order, out of
-//! order, duplicated) decodes as the unfragmented one; broken fragment sets are reported as
+//! IP fragments: a capture whose TCP segments arrive as IPv4 fragments, or over IPv6 as
+//! Fragment extension headers behind other extension headers (in order, out of order,
+//! duplicated), decodes as the unfragmented one; broken fragment sets are reported as
 //! `fragment` problems.
 
 #[path = "common/aprofile.rs"]
@@ -175,4 +176,183 @@ fn missing_or_overlapping_fragments_are_reported() {
     let problems = problem_events(&got);
     assert!(problems.contains(&"fragment"), "{problems:?}");
     assert_ne!(summary(&got), summary(&decode(&file)));
+}
+
+/// The Ethernet / IPv4 / TCP frame rewritten as Ethernet / IPv6 / TCP (fd00::a.b.c.d
+/// addresses; the TCP checksum is left as it was, the decoder does not check it).
+fn to_ipv6(frame: &[u8]) -> Vec<u8> {
+    let (eth, ip) = frame.split_at(14);
+    assert_eq!(ip[0], 0x45);
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let tcp = &ip[20..total];
+    let mut f = eth[..12].to_vec();
+    f.extend_from_slice(&[0x86, 0xdd]);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[6, 64]);
+    for addr in [&ip[12..16], &ip[16..20]] {
+        f.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(addr);
+    }
+    f.extend_from_slice(tcp);
+    f
+}
+
+/// The capture with every frame rewritten as IPv6.
+fn ipv6_capture(file: &[u8]) -> Vec<u8> {
+    let mut out = PcapFile::new(LINKTYPE_ETHERNET, 65_535);
+    for f in frames(file) {
+        let t = u64::try_from(f.time_ns.unwrap()).unwrap();
+        let g = to_ipv6(&f.data);
+        out.record(t, &g, g.len() as u32);
+    }
+    out.bytes().to_vec()
+}
+
+/// Splits the IPv6 / TCP packet of an Ethernet frame into fragments of at most `size`
+/// fragmentable octets (a multiple of 8), with identification `id`. The unfragmentable part
+/// carries a hop-by-hop and a routing header, the fragmentable part starts with destination
+/// options: the reader has to walk all of them.
+fn fragment6(frame: &[u8], size: usize, id: u32) -> Vec<Vec<u8>> {
+    let (eth, ip) = frame.split_at(14);
+    assert_eq!(ip[0] >> 4, 6);
+    let mut unfrag = ip[..40].to_vec();
+    unfrag[6] = 0; // hop-by-hop
+    unfrag.extend_from_slice(&[43, 0, 1, 4, 0, 0, 0, 0]); // → routing, PadN
+    unfrag.extend_from_slice(&[44, 0, 253, 0, 0, 0, 0, 0]); // → fragment, experimental type
+    let mut fragmentable = vec![6, 0, 1, 4, 0, 0, 0, 0]; // destination options → TCP
+    fragmentable.extend_from_slice(&ip[40..]);
+    let chunks: Vec<&[u8]> = fragmentable.chunks(size).collect();
+    let n = chunks.len();
+    chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut h = unfrag.clone();
+            let len = unfrag.len() - 40 + 8 + c.len();
+            h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+            let off = (i * size) as u16 | u16::from(i + 1 < n);
+            h.extend_from_slice(&[60, 0]);
+            h.extend_from_slice(&off.to_be_bytes());
+            h.extend_from_slice(&id.to_be_bytes());
+            let mut f = eth.to_vec();
+            f.extend_from_slice(&h);
+            f.extend_from_slice(c);
+            f
+        })
+        .collect()
+}
+
+/// [`fragmented`] for an IPv6 capture.
+fn fragmented6(file: &[u8], size: usize, arrange: impl Fn(&mut Vec<Vec<u8>>)) -> (Vec<u8>, usize) {
+    let mut out = PcapFile::new(LINKTYPE_ETHERNET, 65_535);
+    let mut split = 0;
+    for (i, f) in frames(file).into_iter().enumerate() {
+        let t = u64::try_from(f.time_ns.unwrap()).unwrap();
+        if f.data.len() > 14 + 40 + 20 + size {
+            let mut parts = fragment6(&f.data, size, 0x8000_0100 + i as u32);
+            assert!(parts.len() >= 2);
+            split += 1;
+            arrange(&mut parts);
+            for p in parts {
+                out.record(t, &p, p.len() as u32);
+            }
+        } else {
+            out.record(t, &f.data, f.data.len() as u32);
+        }
+    }
+    (out.bytes().to_vec(), split)
+}
+
+#[test]
+fn fragmented_ipv6_capture_decodes_as_the_unfragmented_one() {
+    let v4 = common::aarq_capture(|_| {});
+    let file = ipv6_capture(&v4);
+    let plain = decode(&file);
+    assert!(plain.iter().any(|i| matches!(i, Item::Pdu(_))));
+    assert!(problem_events(&plain).is_empty(), "{plain:?}");
+    let expected = summary(&plain);
+    // The same PDUs as over IPv4.
+    assert_eq!(expected, summary(&decode(&v4)));
+    let arrangements: [(&str, Arrange); 5] = [
+        ("in order", |_| {}),
+        ("reversed", |p| p.reverse()),
+        ("last first", |p| p.rotate_right(1)),
+        ("middle first", |p| {
+            let m = p.remove(p.len() / 2);
+            p.insert(0, m)
+        }),
+        ("duplicated", |p| {
+            let first = p[0].clone();
+            p.insert(1, first)
+        }),
+    ];
+    for size in [256, 512] {
+        for (name, arrange) in arrangements {
+            let (f, split) = fragmented6(&file, size, arrange);
+            assert!(split >= 1, "nothing fragmented at {size}");
+            let got = decode(&f);
+            assert_eq!(
+                summary(&got),
+                expected,
+                "IPv6 {name}, {size}-octet fragments"
+            );
+        }
+    }
+}
+
+#[test]
+fn broken_ipv6_fragment_sets_are_reported() {
+    let file = ipv6_capture(&common::aarq_capture(|_| {}));
+    let clean = summary(&decode(&file));
+    // Incomplete: a middle fragment never comes; the datagram is reported at the end.
+    let (f, split) = fragmented6(&file, 256, |p| {
+        p.remove(1);
+    });
+    let got = decode(&f);
+    let fragment_problems = got
+        .iter()
+        .filter(|i| matches!(i, Item::Notice(n) if n.problem && n.event == "fragment"))
+        .count();
+    assert_eq!(fragment_problems, split, "{got:?}");
+    assert!(got.iter().any(|i| matches!(i,
+        Item::Notice(n) if n.event == "fragment" && n.detail.contains("incomplete") && n.detail.contains("IPv6"))));
+    // Overlap: a second fragment that rewrites part of the first is refused, not guessed.
+    let (f, _) = fragmented6(&file, 256, |p| {
+        let mut evil = p[1].clone();
+        // Offset 8 (inside the first fragment), same length.
+        let at = 14 + 40 + 16 + 2;
+        evil[at..at + 2].copy_from_slice(&(8u16 | 1).to_be_bytes());
+        p.insert(1, evil);
+    });
+    let got = decode(&f);
+    assert!(
+        got.iter().any(|i| matches!(i,
+            Item::Notice(n) if n.problem && n.event == "fragment" && n.detail.contains("overlaps"))),
+        "{got:?}"
+    );
+    assert_ne!(summary(&got), clean);
+}
+
+#[test]
+fn overlong_ipv6_extension_chain_is_a_link_error() {
+    let file = ipv6_capture(&common::aarq_capture(|_| {}));
+    let mut out = PcapFile::new(LINKTYPE_ETHERNET, 65_535);
+    let f = frames(&file).remove(0);
+    let (eth, ip) = f.data.split_at(14);
+    let mut g = eth.to_vec();
+    let mut h = ip[..40].to_vec();
+    h[6] = 60;
+    let n = secmms_decode::limits::MAX_IPV6_EXT_HEADERS + 1;
+    let len = ip.len() - 40 + 8 * n;
+    h[4..6].copy_from_slice(&(len as u16).to_be_bytes());
+    g.extend_from_slice(&h);
+    for i in 0..n {
+        let next = if i + 1 < n { 60 } else { 44 };
+        g.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+    }
+    g.extend_from_slice(&ip[40..]);
+    out.record(0, &g, g.len() as u32);
+    let got = decode(out.bytes());
+    assert_eq!(problem_events(&got), ["link-error"], "{got:?}");
 }

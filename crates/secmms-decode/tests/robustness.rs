@@ -69,6 +69,52 @@ proptest! {
     }
 
     #[test]
+    fn random_ipv6_fragments(frags in proptest::collection::vec((0u32..4, 0u16..8200, any::<bool>(), proptest::collection::vec(any::<u8>(), 0..120), 0u8..4, any::<bool>()), 0..80)) {
+        // Ethernet + IPv6 packets with a Fragment header behind 0-3 random extension headers
+        // (hop-by-hop, routing, destination options with random lengths, some past the
+        // packet), few identifications, random offsets, flags and contents.
+        let mut f = pcap_header(1);
+        for (id, offset, more, payload, exts, tcp_like) in &frags {
+            let mut r = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x86, 0xdd];
+            let mut body = Vec::new();
+            let kinds = [0u8, 43, 60];
+            let mut first = 44;
+            for i in (0..*exts).rev() {
+                let kind = kinds[usize::from(i) % 3];
+                let len = payload.first().copied().unwrap_or(0) % 3;
+                let mut h = vec![first, len];
+                h.resize(8 * (usize::from(len) + 1), 1);
+                h.extend_from_slice(&body);
+                body = h;
+                first = kind;
+            }
+            let next = if *tcp_like { 6 } else { 60 };
+            let flags = ((offset & 0x1fff) << 3) | u16::from(*more);
+            body.extend_from_slice(&[next, 0]);
+            body.extend_from_slice(&flags.to_be_bytes());
+            body.extend_from_slice(&id.to_be_bytes());
+            if *tcp_like && *offset == 0 && payload.len() >= 20 {
+                let mut p = payload.clone();
+                p[12] = 0x50;
+                body.extend_from_slice(&p);
+            } else {
+                body.extend_from_slice(payload);
+            }
+            r.extend_from_slice(&[0x60, 0, 0, 0]);
+            r.extend_from_slice(&(body.len() as u16).to_be_bytes());
+            r.extend_from_slice(&[first, 64]);
+            r.extend_from_slice(&[0xfd; 16]);
+            r.extend_from_slice(&[0xfe; 16]);
+            r.extend_from_slice(&body);
+            f.extend_from_slice(&[0; 8]);
+            f.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            f.extend_from_slice(&(r.len() as u32).to_le_bytes());
+            f.extend_from_slice(&r);
+        }
+        fuzzing::capture(&f);
+    }
+
+    #[test]
     fn random_segment_sequences(ops in proptest::collection::vec(any::<u8>(), 0..400)) {
         fuzzing::reassembly(&ops);
     }

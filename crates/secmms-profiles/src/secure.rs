@@ -564,6 +564,16 @@ impl<L: Layer> SecureAssociation<L> {
         self.assoc.release_response(answer)
     }
 
+    /// Native mode, initiator: asks for an E2E key refresh (IEC 62351-4 §13.3.2) with the next
+    /// protected PDU ([`NativeState::start_rekey`]). `false` in another mode, on a responder or
+    /// outside the established phase.
+    pub fn start_rekey(&mut self) -> bool {
+        match self.assoc.security_mut().protection_mut() {
+            Protection::Native(n) => n.start_rekey(),
+            _ => false,
+        }
+    }
+
     /// Aborts (native mode: with an ApplAbort).
     pub fn abort(&mut self, now: Now) -> Result<(), OsiError> {
         self.enter(now);

@@ -57,6 +57,10 @@ pub(crate) enum Cmd {
         permits: OwnedSemaphorePermit,
     },
     Abort,
+    /// Native mode: refresh the E2E keys with the next request (`Client::rekey`).
+    Rekey {
+        reply: oneshot::Sender<bool>,
+    },
 }
 
 /// Where a [`Client`]'s commands go.
@@ -500,6 +504,18 @@ impl Client {
         }
     }
 
+    /// Native mode: asks for an E2E key refresh now (IEC 62351-4 §13.3.2) instead of at the
+    /// end of the rekey interval; the new key value travels with the next request and the keys
+    /// change once the server's answer confirms them. `Ok(false)` when this association has no
+    /// E2E keys to refresh here (plain, A-profile, XMPP environment).
+    pub async fn rekey(&self) -> Result<bool, ClientError> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Rekey { reply }).await.is_err() {
+            return Err(ClientError::Closed);
+        }
+        rx.await.map_err(|_| ClientError::Closed)
+    }
+
     /// Aborts the association at once.
     pub async fn abort(&self) {
         let _ = self.inner.tx.send(Cmd::Abort).await;
@@ -773,6 +789,10 @@ impl<S: Stream> Machine<ByteStream<S>> for ClientMachine {
                     self.request_timeout,
                 );
                 false
+            }
+            Some(Cmd::Rekey { reply }) => {
+                let _ = reply.send(self.sa.start_rekey());
+                self.result.is_none()
             }
             Some(Cmd::Abort) | None => {
                 let _ = self.sa.abort(now);

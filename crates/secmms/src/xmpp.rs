@@ -986,6 +986,11 @@ fn on_cmd(
             run.finish(Err(crate::client::UsageError::NoLoop.into()));
             Vec::new()
         }
+        ConnCmd::Assoc(_, Cmd::Rekey { reply }) => {
+            // The XMPP endpoint refreshes keys on its interval only.
+            let _ = reply.send(false);
+            Vec::new()
+        }
         ConnCmd::Assoc(key, Cmd::Abort) => {
             let out = ep.abort(&key, now).unwrap_or_default();
             if let Some(a) = assocs.remove(&key) {

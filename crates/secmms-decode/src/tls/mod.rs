@@ -178,10 +178,11 @@ fn expand_label(suite: Suite, secret: &[u8], label: &str, len: usize) -> Option<
     Some(out)
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct TrafficKey {
     secret: Vec<u8>,
-    key: Vec<u8>,
+    /// The record key, keyed once for the records of this secret.
+    key: crate::gcm::GcmOpener,
     iv: Vec<u8>,
     seq: u64,
 }
@@ -189,7 +190,7 @@ struct TrafficKey {
 impl TrafficKey {
     fn new(suite: Suite, secret: &[u8]) -> Option<TrafficKey> {
         Some(TrafficKey {
-            key: expand_label(suite, secret, "key", suite.key_len())?,
+            key: crate::gcm::GcmOpener::new(&expand_label(suite, secret, "key", suite.key_len())?)?,
             iv: expand_label(suite, secret, "iv", 12)?,
             secret: secret.to_vec(),
             seq: 0,
@@ -201,9 +202,7 @@ impl TrafficKey {
             nonce[4 + i] ^= b;
         }
         self.seq += 1;
-        secmms_pki::crypto::gcm_open(&self.key, &nonce, header, body, 16)
-            .ok()
-            .map(|z| z.to_vec())
+        self.key.open(&nonce, header, body, 16)
     }
 }
 

@@ -82,6 +82,19 @@ impl NativeState {
         }
     }
 
+    /// Initiator: asks the engine for a key refresh (§13.3.2) that travels with the next
+    /// protected PDU, instead of waiting for the rekey interval. `false` (nothing asked) on a
+    /// responder or outside the established phase.
+    pub fn start_rekey(&mut self) -> bool {
+        match (&mut self.inner.engine, self.inner.phase) {
+            (Engine::Client(c), Phase::Established) => {
+                c.start_rekey();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Runs the engine's timers (rekey timeout, old-key grace) as of the current time; a rekey
     /// timeout fails with the DtSecAbort to send. Early calls do nothing.
     pub fn handle_timeout(&mut self) -> Result<(), Box<Fault>> {

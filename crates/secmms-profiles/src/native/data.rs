@@ -86,7 +86,7 @@ impl NativeState {
     /// protected PDU, instead of waiting for the rekey interval. `false` (nothing asked) on a
     /// responder or outside the established phase.
     pub fn start_rekey(&mut self) -> bool {
-        match (&mut self.inner.engine, self.inner.phase) {
+        match (&mut self.mapping.engine, self.mapping.phase) {
             (Engine::Client(c), Phase::Established) => {
                 c.start_rekey();
                 true

@@ -363,7 +363,8 @@ fn a_client_that_never_reads_is_dropped_after_the_write_stall_and_memory_stays_b
 fn one_source_gets_only_its_share_of_pending_connections() {
     let _turn = one_at_a_time();
     let dir = tempdir("per-source");
-    let (srv, addr) = server(&dir);
+    let log = dir.join("events.log");
+    let (srv, addr) = server_with(&dir, &format!("[events]\nlog = \"{}\"\n", log.display()));
     // max_pending_per_source = 4: the fifth silent connection from one address is closed at
     // once, while another address still gets in.
     let held: Vec<_> = (0..4)
@@ -378,6 +379,18 @@ fn one_source_gets_only_its_share_of_pending_connections() {
     );
     let took = legitimate_once(addr);
     assert!(took < Duration::from_secs(2), "{took:?}");
+    // The refusal is a security event in the hash-chained log, naming the limit and source.
+    let refused = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["mnemonic"] == "CONNECTION_REFUSED")
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>();
+    assert!(
+        refused.iter().any(|e| e.contains("127.0.0.50")),
+        "no CONNECTION_REFUSED event for 127.0.0.50: {refused:?}"
+    );
     drop(held);
     drop(srv);
     let _: IpAddr = addr.ip();

@@ -137,6 +137,8 @@ struct ServerContext {
     admission: Arc<Admission>,
     /// TLS handshakes at once and per second ([`crate::handshakes`]).
     handshakes: crate::handshakes::HandshakeGate,
+    /// Where the server's own events go (admission and handshake refusals).
+    sink: Arc<dyn SecurityEventSink>,
 }
 
 /// What a CRL reload found.
@@ -336,6 +338,7 @@ impl Server {
                 registry: Arc::default(),
                 admission,
                 handshakes,
+                sink,
             }),
             description,
         })
@@ -438,12 +441,27 @@ impl Server {
                     if let Some(n) = REFUSED.check(std::time::Instant::now()) {
                         warn!(%peer, "refusing connection: {why}{}", left_out(n));
                     }
+                    // Floods of these are summarised by the event outputs
+                    // (`[events] aggregate_secs`), not here.
+                    shared.sink.record(&crate::security::events::event(
+                        crate::security::events::CONNECTION_REFUSED,
+                        format!("connection refused: {why}"),
+                        Some(peer.to_string()),
+                    ));
                     drop(stream);
                     continue;
                 }
             };
             if let Some(handle) = evicted {
                 shared.stats.evicted.fetch_add(1, Ordering::Relaxed);
+                shared.sink.record(&crate::security::events::event(
+                    crate::security::events::CONNECTION_EVICTED,
+                    format!(
+                        "server.max_pending connections were being set up: the oldest of the \
+                         least advanced was dropped to make room for {peer}"
+                    ),
+                    None,
+                ));
                 if let Some(h) = handle {
                     h.abort();
                 }
@@ -1030,6 +1048,11 @@ async fn gated_handshake(
             if let Some(n) = HANDSHAKES_REFUSED.check(std::time::Instant::now()) {
                 warn!(%peer, "refusing connection: {why} for {timeout:?}{}", left_out(n));
             }
+            shared.sink.record(&crate::security::events::event(
+                crate::security::events::HANDSHAKE_REFUSED,
+                format!("TLS handshake refused: {why} for {timeout:?}"),
+                Some(peer.to_string()),
+            ));
             return Err(match why {
                 crate::handshakes::GateRefusal::Busy => RefusalReason::HandshakesBusy,
                 crate::handshakes::GateRefusal::Rate => RefusalReason::HandshakeRate,

@@ -140,6 +140,43 @@ pub mod events {
         Severity::Warning,
     );
 
+    /// secmms:17.1 — the server refused a connection at accept for admission control (its
+    /// source over `max_pending_per_source` or `max_associations_per_source`, every place
+    /// taken); the message names the limit.
+    pub const CONNECTION_REFUSED: (EventId, &str, Severity) = (
+        EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: 17,
+            number: 1,
+        },
+        "CONNECTION_REFUSED",
+        Severity::Warning,
+    );
+
+    /// secmms:17.2 — every `max_pending` place was taken: the server dropped the oldest of the
+    /// least advanced connections still setting up to make room for a new one.
+    pub const CONNECTION_EVICTED: (EventId, &str, Severity) = (
+        EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: 17,
+            number: 2,
+        },
+        "CONNECTION_EVICTED",
+        Severity::Warning,
+    );
+
+    /// secmms:17.3 — a TLS handshake waited the whole handshake timeout for a place under
+    /// `server.max_handshakes` / `server.handshake_rate` and the connection was closed.
+    pub const HANDSHAKE_REFUSED: (EventId, &str, Severity) = (
+        EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: 17,
+            number: 3,
+        },
+        "HANDSHAKE_REFUSED",
+        Severity::Warning,
+    );
+
     /// The event `e` with its message and association.
     pub fn event(
         e: (EventId, &'static str, Severity),

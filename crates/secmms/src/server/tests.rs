@@ -65,6 +65,7 @@ mod machine {
                 max_per_source: 0,
             }),
             handshakes: crate::handshakes::HandshakeGate::new(0, 0),
+            sink: Arc::new(secmms_pki::event::MemorySink::new()),
         }
     }
 

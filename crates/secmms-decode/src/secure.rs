@@ -178,17 +178,6 @@ pub fn verify_e2e(
 
 /// A short name of a SecPDU kind, as §12 spells it.
 pub fn kind_name(k: SecPduKind) -> &'static str {
-    match k {
-        SecPduKind::HandshakeReq => "HandshakeReq",
-        SecPduKind::HandshakeAcc => "HandshakeAcc",
-        SecPduKind::ApplicationReject => "ApplicationReject",
-        SecPduKind::HandshakeSecReject => "HandshakeSecReject",
-        SecPduKind::HandshakeSecAbort => "HandshakeSecAbort",
-        SecPduKind::DtSecAbort => "DtSecAbort",
-        SecPduKind::ApplAbort => "ApplAbort",
-        SecPduKind::ReleaseReq => "ReleaseReq",
-        SecPduKind::ReleaseRsp => "ReleaseRsp",
-        SecPduKind::ClearTransfer => "ClearTransfer",
-        SecPduKind::EncrTransfer => "EncrTransfer",
-    }
+    // The ASN.1 alternative names are the XML element names (§16.3): one table.
+    secmms_e2e::xml::element_name(k)
 }

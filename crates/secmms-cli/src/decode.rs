@@ -298,17 +298,27 @@ fn emit(
     json: bool,
     verbose: bool,
 ) -> Result<()> {
+    // One buffer for every item's text: no String per line.
+    let mut buf = Vec::new();
+    let mut line = String::new();
     for item in items.drain(..) {
         if !filter.matches(&item) {
             continue;
         }
         if json {
-            writeln!(out, "{}", item.json())?;
+            buf.clear();
+            item.write_json(&mut buf);
+            buf.push(b'\n');
+            out.write_all(&buf)?;
             continue;
         }
         match &item {
             Item::Pdu(p) => {
-                writeln!(out, "{}", p.line())?;
+                line.clear();
+                // Writing into a String cannot fail.
+                let _ = p.write_line(&mut line);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
                 if verbose {
                     for l in &p.tree {
                         writeln!(out, "        {l}")?;

@@ -108,30 +108,68 @@ impl E2eTracker {
         bytes: &[u8],
         limits: secmms_ber::Limits,
     ) -> Checked {
-        let Some(log) = self.log.clone() else {
-            return Checked::Unchecked(match kind {
-                SecPduKind::EncrTransfer => {
-                    "EncrTransfer not decrypted (needs the E2E keys: --e2e-keylog)".into()
-                }
-                _ => "ClearTransfer ICV not checked (needs the E2E keys: --e2e-keylog)".into(),
-            });
-        };
-        let Some(id) = self.id else {
-            return Checked::Unchecked(
-                "E2E keys not matched: the association's HandshakeReq was not captured".into(),
-            );
-        };
-        let Some(logged) = log.last_generation(&id) else {
-            return Checked::Unchecked(format!(
-                "no E2E key-log line for handshake id {}",
-                hex::encode(&id)
-            ));
+        let (log, id, logged) = match self.ready(kind) {
+            Ok(x) => x,
+            Err(c) => return c,
         };
         let encrypted = kind == SecPduKind::EncrTransfer;
         let t = match TransferView::decode(encrypted, bytes, limits) {
             Ok(t) => t,
             Err(e) => return Checked::Failed(format!("transfer does not decode: {e}")),
         };
+        self.check_keys(dir, kind, &log, id, logged, &t)
+    }
+
+    /// Checks a transfer already decoded by the caller (`t`, of `kind`) sent in `dir`: the
+    /// same as [`E2eTracker::check`] without decoding the PDU a second time.
+    pub fn check_view(
+        &mut self,
+        dir: Direction,
+        kind: SecPduKind,
+        t: &TransferView<'_>,
+    ) -> Checked {
+        let (log, id, logged) = match self.ready(kind) {
+            Ok(x) => x,
+            Err(c) => return c,
+        };
+        self.check_keys(dir, kind, &log, id, logged, t)
+    }
+
+    /// The key log, the handshake id and the last logged generation, or why nothing can be
+    /// checked.
+    fn ready(&self, kind: SecPduKind) -> Result<(Arc<E2eKeyLog>, [u8; 32], u32), Checked> {
+        let Some(log) = self.log.clone() else {
+            return Err(Checked::Unchecked(match kind {
+                SecPduKind::EncrTransfer => {
+                    "EncrTransfer not decrypted (needs the E2E keys: --e2e-keylog)".into()
+                }
+                _ => "ClearTransfer ICV not checked (needs the E2E keys: --e2e-keylog)".into(),
+            }));
+        };
+        let Some(id) = self.id else {
+            return Err(Checked::Unchecked(
+                "E2E keys not matched: the association's HandshakeReq was not captured".into(),
+            ));
+        };
+        let Some(logged) = log.last_generation(&id) else {
+            return Err(Checked::Unchecked(format!(
+                "no E2E key-log line for handshake id {}",
+                hex::encode(&id)
+            )));
+        };
+        Ok((log, id, logged))
+    }
+
+    fn check_keys(
+        &mut self,
+        dir: Direction,
+        kind: SecPduKind,
+        log: &E2eKeyLog,
+        id: [u8; 32],
+        logged: u32,
+        t: &TransferView<'_>,
+    ) -> Checked {
+        let encrypted = kind == SecPduKind::EncrTransfer;
         let d = idx(dir);
         let current = self.generation[d];
         let auth_alg = t
@@ -210,7 +248,7 @@ impl E2eTracker {
                     })
                     .map(Some)
                     .ok_or(()),
-                Keyed::Engine(k) => open_transfer(m.mode, k, &t)
+                Keyed::Engine(k) => open_transfer(m.mode, k, t)
                     .map(|p| p.map(|mut p| std::mem::take(&mut *p)))
                     .map_err(drop),
             };

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 
 use secmms_ber::Oid;
+use secmms_e2e::pdu::TransferView;
 use secmms_e2e::{SecPdu, SecPduKind};
 use secmms_osi::acse::{Apdu, External, ExternalEncoding};
 use secmms_osi::cotp::Tpdu;
@@ -81,6 +82,20 @@ struct Half {
     tsdu_raw: Vec<u8>,
     /// `--write-plain`: octets to export, not yet taken.
     export: Vec<u8>,
+    /// The TPKT being decoded: a buffer kept between TPKTs so that each does not allocate.
+    scratch: Vec<u8>,
+}
+
+/// Largest buffer kept for reuse between PDUs; a larger one is freed (memory stays bounded by
+/// the streams followed, not by the largest PDU seen).
+const KEEP_BUFFER: usize = 64 * 1024;
+
+/// Gives `v`'s capacity back to `slot` (emptied) when it is small enough to keep.
+fn recycle(slot: &mut Vec<u8>, mut v: Vec<u8>) {
+    if v.capacity() <= KEEP_BUFFER && slot.capacity() == 0 {
+        v.clear();
+        *slot = v;
+    }
 }
 
 /// Decoder state of one stream.
@@ -266,12 +281,16 @@ impl StreamDecoder {
                 }
                 return;
             }
-            let tpkt: Vec<u8> = h.buf.drain(..len).collect();
+            let mut tpkt = std::mem::take(&mut h.scratch);
+            tpkt.clear();
+            tpkt.extend_from_slice(&h.buf[..len]);
+            h.buf.drain(..len);
             self.seen_tpkt = true;
             let h = &mut self.halves[i];
             let off = h.offset;
             h.offset += len as u64;
             self.tpkt(dir, off, &tpkt, frame, verbose, out);
+            recycle(&mut self.halves[i].scratch, tpkt);
         }
     }
 
@@ -435,6 +454,7 @@ impl StreamDecoder {
                         None => self.halves[i].export.extend_from_slice(&raw),
                     }
                 }
+                recycle(&mut self.halves[i].tsdu, tsdu);
                 if partial && !r.problems.is_empty() {
                     // The TSDU may have begun before the resynchronisation point.
                     r.notes.push(format!(
@@ -821,72 +841,91 @@ fn secpdu_into(
     e2e: &mut E2eCtx<'_>,
 ) {
     r.layers.push("e2e");
-    let decoded = match SecPdu::decode(kind, pdu, ber) {
-        Ok(p) => p,
-        Err(e) => {
-            r.pdu = kind_name(kind).into();
-            return r.problems.push(format!("{}: {e}", kind_name(kind)));
-        }
-    };
-    // The PrPDU inside a handshake or a ClearTransfer is plain MMS.
-    let inner = match &decoded {
-        SecPdu::HandshakeReq(h) | SecPdu::HandshakeAcc(h) => h.appl_data.clone(),
-        SecPdu::ClearTransfer(t) => Some(t.appl_data.clone()),
-        _ => None,
-    };
-    if let SecPdu::HandshakeReq(h) = &decoded {
-        e2e.tracker.handshake_req(&h.tbs);
-    }
-    if let Some(m) = &inner {
-        mms_into(m, r);
-    }
-    match verify_e2e(&decoded, now, anchors) {
-        Some(Ok(())) => {
-            merge_verified(r, true);
-            r.notes.push(format!(
-                "{} signature verified ({})",
-                kind_name(kind),
-                chain_note(anchors)
-            ));
-        }
-        Some(Err(e)) => {
-            merge_verified(r, false);
-            r.problems.push(format!("{}: {e}", kind_name(kind)));
-        }
-        None => {}
-    }
     if matches!(kind, SecPduKind::ClearTransfer | SecPduKind::EncrTransfer) {
-        use crate::e2e::Checked;
-        match e2e.tracker.check(e2e.dir, kind, pdu, ber) {
-            Checked::Unchecked(note) => r.notes.push(note),
-            Checked::Verified { generation, plain } => {
+        // Decoded once, as a view borrowing the PDU: the MMS inside and the key check both
+        // read it.
+        let encrypted = kind == SecPduKind::EncrTransfer;
+        let t = match TransferView::decode(encrypted, pdu, ber) {
+            Ok(t) => t,
+            Err(e) => {
+                r.pdu = kind_name(kind).into();
+                return r.problems.push(format!("{}: {e}", kind_name(kind)));
+            }
+        };
+        transfer_into(kind, &t, r, e2e);
+    } else {
+        let decoded = match SecPdu::decode(kind, pdu, ber) {
+            Ok(p) => p,
+            Err(e) => {
+                r.pdu = kind_name(kind).into();
+                return r.problems.push(format!("{}: {e}", kind_name(kind)));
+            }
+        };
+        // The PrPDU inside a handshake is plain MMS.
+        if let SecPdu::HandshakeReq(h) | SecPdu::HandshakeAcc(h) = &decoded {
+            if let Some(m) = &h.appl_data {
+                mms_into(m, r);
+            }
+        }
+        if let SecPdu::HandshakeReq(h) = &decoded {
+            e2e.tracker.handshake_req(&h.tbs);
+        }
+        match verify_e2e(&decoded, now, anchors) {
+            Some(Ok(())) => {
                 merge_verified(r, true);
-                match plain {
-                    Some(p) => {
-                        r.notes.push(format!(
-                            "EncrTransfer verified and decrypted (E2E key generation {generation})"
-                        ));
-                        mms_into(&p, r);
-                        *e2e.replacement = Some(p);
-                    }
-                    None => {
-                        r.notes.push(format!(
-                            "ClearTransfer ICV verified (E2E key generation {generation})"
-                        ));
-                        *e2e.replacement = inner;
-                    }
-                }
+                r.notes.push(format!(
+                    "{} signature verified ({})",
+                    kind_name(kind),
+                    chain_note(anchors)
+                ));
             }
-            Checked::Failed(p) => {
+            Some(Err(e)) => {
                 merge_verified(r, false);
-                r.problems.push(p);
+                r.problems.push(format!("{}: {e}", kind_name(kind)));
             }
+            None => {}
         }
     }
     if inner_is_none(&r.pdu) {
         r.pdu = kind_name(kind).into();
     } else {
         r.pdu = format!("{}/{}", kind_name(kind), r.pdu);
+    }
+}
+
+/// A decoded ClearTransfer or EncrTransfer: the MMS inside (in the clear, or once decrypted)
+/// and the ICV / AEAD tag checked with the E2E key log.
+fn transfer_into(kind: SecPduKind, t: &TransferView<'_>, r: &mut PduRecord, e2e: &mut E2eCtx<'_>) {
+    use crate::e2e::Checked;
+    let clear = kind == SecPduKind::ClearTransfer;
+    // The PrPDU inside a ClearTransfer is plain MMS.
+    if clear {
+        mms_into(t.appl_data, r);
+    }
+    match e2e.tracker.check_view(e2e.dir, kind, t) {
+        Checked::Unchecked(note) => r.notes.push(note),
+        Checked::Verified { generation, plain } => {
+            merge_verified(r, true);
+            match plain {
+                Some(p) => {
+                    r.notes.push(format!(
+                        "EncrTransfer verified and decrypted (E2E key generation {generation})"
+                    ));
+                    mms_into(&p, r);
+                    *e2e.replacement = Some(p);
+                }
+                None => {
+                    r.notes.push(format!(
+                        "ClearTransfer ICV verified (E2E key generation {generation})"
+                    ));
+                    *e2e.replacement = clear.then(|| t.appl_data.to_vec());
+                }
+            }
+        }
+        Checked::Failed(p) => {
+            merge_verified(r, false);
+            r.problems.push(p);
+        }
     }
 }
 

@@ -90,41 +90,56 @@ impl PduRecord {
     /// The one-line form: time, stream and direction, layers, PDU, service, invokeID, objects,
     /// result, verification, problems.
     pub fn line(&self) -> String {
-        let mut s = format!(
-            "{:>6} {} {}#{} {} {}",
+        let mut s = String::new();
+        // Writing into a String cannot fail.
+        let _ = self.write_line(&mut s);
+        s
+    }
+
+    /// Appends the one-line form ([`PduRecord::line`]) to `s`, without a newline.
+    pub fn write_line(&self, s: &mut impl std::fmt::Write) -> std::fmt::Result {
+        write!(
+            s,
+            "{:>6} {} {}#{} ",
             self.frame,
             self.time.as_deref().unwrap_or("-"),
             self.stream,
-            self.direction,
-            self.layers.join("/"),
-            self.pdu
-        );
+            self.direction
+        )?;
+        for (k, l) in self.layers.iter().enumerate() {
+            if k > 0 {
+                s.write_char('/')?;
+            }
+            s.write_str(l)?;
+        }
+        s.write_char(' ')?;
+        s.write_str(&self.pdu)?;
         if let Some(svc) = &self.service {
-            s.push(' ');
-            s.push_str(svc);
+            s.write_char(' ')?;
+            s.write_str(svc)?;
         }
         if let Some(id) = self.invoke_id {
-            s.push_str(&format!(" id={id}"));
+            write!(s, " id={id}")?;
         }
-        if !self.objects.is_empty() {
-            s.push(' ');
-            s.push_str(&self.objects.join(","));
+        for (k, o) in self.objects.iter().enumerate() {
+            s.write_char(if k == 0 { ' ' } else { ',' })?;
+            s.write_str(o)?;
         }
         if let Some(r) = &self.result {
-            s.push_str(&format!(" [{r}]"));
+            write!(s, " [{r}]")?;
         }
         match self.verified {
-            Some(true) => s.push_str(" verified"),
-            Some(false) => s.push_str(" VERIFICATION-FAILED"),
+            Some(true) => s.write_str(" verified")?,
+            Some(false) => s.write_str(" VERIFICATION-FAILED")?,
             None => {}
         }
         for p in &self.problems {
-            s.push_str(&format!(" !{p}"));
+            write!(s, " !{p}")?;
         }
         for n in &self.notes {
-            s.push_str(&format!(" ({n})"));
+            write!(s, " ({n})")?;
         }
-        s
+        Ok(())
     }
 
     /// True when the PDU counts against exit status 0.
@@ -153,12 +168,25 @@ impl Notice {
 impl Item {
     /// JSON (one object).
     pub fn json(&self) -> String {
+        let mut v = Vec::new();
+        self.write_json(&mut v);
+        // serde_json writes UTF-8 only.
+        String::from_utf8(v).unwrap_or_default()
+    }
+
+    /// Appends the JSON form ([`Item::json`]) to `out`, without a newline: a caller writing
+    /// many items reuses one buffer.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let start = out.len();
         let r = match self {
-            Item::Pdu(p) => serde_json::to_string(p),
-            Item::Notice(n) => serde_json::to_string(n),
+            Item::Pdu(p) => serde_json::to_writer(&mut *out, p),
+            Item::Notice(n) => serde_json::to_writer(&mut *out, n),
         };
         // Serialising these plain structures cannot fail; keep a visible fallback anyway.
-        r.unwrap_or_else(|e| format!("{{\"type\":\"error\",\"detail\":\"{e}\"}}"))
+        if let Err(e) = r {
+            out.truncate(start);
+            out.extend_from_slice(format!("{{\"type\":\"error\",\"detail\":\"{e}\"}}").as_bytes());
+        }
     }
     /// True when the item counts against exit status 0.
     pub fn has_problem(&self) -> bool {

@@ -99,6 +99,14 @@ pub enum RefusalReason {
     /// whole wait.
     #[error("TLS: more than server.handshake_rate TLS handshakes a second")]
     HandshakeRate,
+    /// `server.max_security_checks` AARQ checks were under way or waiting until the association
+    /// set-up deadline; the AARQ was not checked and the connection was aborted.
+    #[error("server.max_security_checks AARQ security checks under way; aborted")]
+    ChecksBusy,
+    /// More than `server.security_check_rate` AARQ checks a second were being started until the
+    /// association set-up deadline; the AARQ was not checked and the connection was aborted.
+    #[error("more than server.security_check_rate AARQ security checks a second; aborted")]
+    CheckRate,
     /// The MMS initiate-RequestPDU could not be decoded; the association was aborted.
     #[error("invalid MMS initiate request ({0}); aborted")]
     InvalidInitiate(secmms_mms::MmsError),

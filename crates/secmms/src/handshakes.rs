@@ -1,5 +1,7 @@
 //! How many TLS handshakes the server runs at once, and how many it starts per second
-//! (`server.max_handshakes`, `server.handshake_rate`; docs/RELIABILITY.md).
+//! (`server.max_handshakes`, `server.handshake_rate`; docs/RELIABILITY.md); the same gate, a
+//! second time, for the application-security checks of AARQs (`server.max_security_checks`,
+//! `server.security_check_rate`).
 //!
 //! A handshake costs the server a private-key operation and a certificate-path check, about a
 //! millisecond of CPU, before anything is known of the peer: a flood of ClientHellos would
@@ -15,9 +17,19 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// The gate in front of the TLS handshakes of one server.
+/// What a [`HandshakeGate`] is in front of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gated {
+    /// TLS handshakes.
+    Tls,
+    /// The application-security checks of AARQs (A-profile or E2E).
+    Checks,
+}
+
+/// The gate in front of the TLS handshakes, or the AARQ checks, of one server.
 #[derive(Debug)]
 pub(crate) struct HandshakeGate {
+    gated: Gated,
     slots: Arc<Semaphore>,
     /// Handshakes a second (0: no rate limit).
     rate: u32,
@@ -34,12 +46,21 @@ pub(crate) enum GateRefusal {
     Rate,
 }
 
-impl std::fmt::Display for GateRefusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            GateRefusal::Busy => "server.max_handshakes TLS handshakes under way",
-            GateRefusal::Rate => "more than server.handshake_rate TLS handshakes a second",
-        })
+impl GateRefusal {
+    /// The refusal in words, for what `gated` is.
+    pub(crate) fn describe(self, gated: Gated) -> &'static str {
+        match (gated, self) {
+            (Gated::Tls, GateRefusal::Busy) => "server.max_handshakes TLS handshakes under way",
+            (Gated::Tls, GateRefusal::Rate) => {
+                "more than server.handshake_rate TLS handshakes a second"
+            }
+            (Gated::Checks, GateRefusal::Busy) => {
+                "server.max_security_checks AARQ security checks under way"
+            }
+            (Gated::Checks, GateRefusal::Rate) => {
+                "more than server.security_check_rate AARQ security checks a second"
+            }
+        }
     }
 }
 
@@ -54,17 +75,31 @@ pub(crate) struct Slot {
 impl HandshakeGate {
     /// At most `max` handshakes at once (0: no limit) and `rate` started a second (0: no
     /// limit; bursts of up to `rate`).
-    pub(crate) fn new(max: usize, rate: u32) -> Self {
+    pub(crate) fn new(gated: Gated, max: usize, rate: u32) -> Self {
         let max = if max == 0 {
             Semaphore::MAX_PERMITS
         } else {
             max.min(Semaphore::MAX_PERMITS)
         };
         HandshakeGate {
+            gated,
             slots: Arc::new(Semaphore::new(max)),
             rate,
             bucket: Mutex::new((f64::from(rate), Instant::now())),
         }
+    }
+
+    /// What the gate is in front of.
+    pub(crate) fn gated(&self) -> Gated {
+        self.gated
+    }
+
+    /// [`Self::enter`] as a future that borrows nothing (for a machine's effect).
+    pub(crate) fn enter_owned(
+        self: Arc<Self>,
+        deadline: Instant,
+    ) -> impl std::future::Future<Output = Result<Slot, GateRefusal>> + Send + 'static {
+        async move { self.enter(deadline).await }
     }
 
     /// Takes a rate token at `now`, or says how long until one is there.
@@ -123,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn slots_and_rate_are_enforced() {
-        let g = HandshakeGate::new(2, 0);
+        let g = HandshakeGate::new(Gated::Tls, 2, 0);
         let soon = Instant::now() + Duration::from_millis(100);
         let a = g.enter(soon).await.unwrap();
         let _b = g.enter(soon).await.unwrap();
@@ -133,7 +168,7 @@ mod tests {
         let c = g.enter(Instant::now() + Duration::from_millis(100)).await;
         assert!(c.is_ok());
 
-        let g = HandshakeGate::new(0, 10);
+        let g = HandshakeGate::new(Gated::Checks, 0, 10);
         let later = Instant::now() + Duration::from_secs(1);
         for _ in 0..10 {
             assert!(!g.enter(later).await.unwrap().waited);

@@ -89,6 +89,12 @@ pub struct ServerStats {
     pub handshakes_delayed: AtomicU64,
     /// Connections refused because no TLS handshake slot came within the handshake timeout.
     pub handshakes_refused: AtomicU64,
+    /// AARQs that waited for a place under `max_security_checks` / `security_check_rate`
+    /// before their application-security checks ran.
+    pub checks_delayed: AtomicU64,
+    /// Connections aborted because their AARQ got no place for its checks before the
+    /// association set-up deadline.
+    pub checks_refused: AtomicU64,
     /// Associations established now (initiate exchanged, not yet ended).
     pub established: AtomicU64,
 }
@@ -137,6 +143,8 @@ struct ServerContext {
     admission: Arc<Admission>,
     /// TLS handshakes at once and per second ([`crate::handshakes`]).
     handshakes: crate::handshakes::HandshakeGate,
+    /// AARQ security checks at once and per second (compat and native modes).
+    checks: Arc<crate::handshakes::HandshakeGate>,
     /// Where the server's own events go (admission and handshake refusals).
     sink: Arc<dyn SecurityEventSink>,
 }
@@ -318,9 +326,15 @@ impl Server {
             max_per_source: cfg.server.max_associations_per_source,
         });
         let handshakes = crate::handshakes::HandshakeGate::new(
+            crate::handshakes::Gated::Tls,
             cfg.server.max_handshakes,
             cfg.server.handshake_rate,
         );
+        let checks = Arc::new(crate::handshakes::HandshakeGate::new(
+            crate::handshakes::Gated::Checks,
+            cfg.server.max_security_checks,
+            cfg.server.security_check_rate,
+        ));
         let workers = match worker_count(cfg.server.worker_threads) {
             0 => None,
             n => Some(Workers::start(n).map_err(ServerError::Workers)?),
@@ -338,6 +352,7 @@ impl Server {
                 registry: Arc::default(),
                 admission,
                 handshakes,
+                checks,
                 sink,
             }),
             description,
@@ -675,6 +690,10 @@ struct ServerMachine<'a> {
     commands: Option<tokio::sync::mpsc::Receiver<AssocCmd>>,
     /// The initiate request waiting for the OCSP answer.
     indication: Option<Vec<u8>>,
+    /// The AARQ held back until it has a place for its checks.
+    gate: CheckGate,
+    /// The end of the association set-up (`associate_timeout_secs` after the connection began).
+    setup_deadline: tokio::time::Instant,
     associate_timeout: Duration,
     idle: Option<Duration>,
     pdu: Option<Duration>,
@@ -689,6 +708,92 @@ struct ServerMachine<'a> {
 impl<'a> ServerMachine<'a> {
     fn end(&mut self, r: Result<(), LinkError>) {
         self.result.get_or_insert(r);
+    }
+
+    /// Passes the held input on, whole TPKT by whole TPKT, up to the last DT of the first TSDU
+    /// (the AARQ), which waits for a place for its checks ([`CheckGate`]).
+    fn release_held(&mut self, now: Now) -> Result<(), secmms_osi::OsiError> {
+        let CheckGate::Holding(held) = &mut self.gate else {
+            return Ok(());
+        };
+        let mut start = 0;
+        let mut whole = false;
+        let mut r = Ok(());
+        while start < held.len() {
+            let rest = &held[start..];
+            match next_tpkt(rest) {
+                HeldTpkt::Partial => break,
+                HeldTpkt::LastDt => {
+                    whole = true;
+                    break;
+                }
+                HeldTpkt::Other(len) => {
+                    start += len;
+                    r = self.sa.handle_input(&rest[..len], now);
+                    if r.is_err() {
+                        break;
+                    }
+                }
+                // Not RFC 1006 framing: the association reports the error.
+                HeldTpkt::Invalid => {
+                    let rest = std::mem::take(held).split_off(start);
+                    self.gate = CheckGate::Open;
+                    return self.sa.handle_input(&rest, now);
+                }
+            }
+        }
+        held.drain(..start);
+        if whole {
+            self.ticket.progress(Stage::Checking);
+            self.gate = CheckGate::Whole(std::mem::take(held));
+        }
+        r
+    }
+
+    /// The place for the AARQ's checks came (or not): check it, or abort.
+    fn on_check_slot(
+        &mut self,
+        slot: Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>,
+        now: Now,
+    ) {
+        let CheckGate::Asked(held) = std::mem::replace(&mut self.gate, CheckGate::Open) else {
+            return;
+        };
+        let shared = self.shared;
+        match slot {
+            Ok(slot) => {
+                if slot.waited {
+                    shared.stats.checks_delayed.fetch_add(1, Ordering::Relaxed);
+                }
+                // The checks run here, in the association's own input handling.
+                let r = self.sa.handle_input(&held, now);
+                drop(slot);
+                if let Err(e) = r {
+                    self.end(Err(LinkError::Osi(e)));
+                }
+            }
+            Err(why) => {
+                shared.stats.checks_refused.fetch_add(1, Ordering::Relaxed);
+                let text = why.describe(shared.checks.gated());
+                let wait = self.associate_timeout;
+                if let Some(n) = CHECKS_REFUSED.check(std::time::Instant::now()) {
+                    warn!(peer = %self.label, "aborting association: {text} for {wait:?}{}", left_out(n));
+                }
+                shared.sink.record(&crate::security::events::event(
+                    crate::security::events::CHECK_REFUSED,
+                    format!("AARQ not checked: {text} for {wait:?}"),
+                    Some(self.label.clone()),
+                ));
+                // The AARQ was not read: an abort, when the session allows one.
+                let _ = self.sa.abort(now);
+                self.end(Err(match why {
+                    crate::handshakes::GateRefusal::Busy => RefusalReason::ChecksBusy,
+                    crate::handshakes::GateRefusal::Rate => RefusalReason::CheckRate,
+                }
+                .into()));
+            }
+        }
+        self.turn = true;
     }
 
     /// Answers the MMS initiate of an associate indication.
@@ -760,14 +865,26 @@ impl<'a> ServerMachine<'a> {
 
 impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
     type Cmd = AssocCmd;
-    type Effect = Option<crate::security::OcspOutcome>;
+    type Effect = ServerEffect;
 
     fn handle_input(&mut self, _: Port, input: &[u8], now: Now) {
         self.turn = true;
         if self.session.is_none() {
             self.ticket.progress(Stage::Talking);
         }
-        if let Err(e) = self.sa.handle_input(input, now) {
+        let r = match &mut self.gate {
+            CheckGate::Open => self.sa.handle_input(input, now),
+            CheckGate::Holding(held) => {
+                held.extend_from_slice(input);
+                self.release_held(now)
+            }
+            // The driver reads nothing while the place is awaited; kept for the checks if so.
+            CheckGate::Whole(held) | CheckGate::Asked(held) => {
+                held.extend_from_slice(input);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
             self.end(Err(LinkError::Osi(e)));
         }
     }
@@ -840,7 +957,9 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
                     // HandshakeAcc) goes out.
                     if let Some(lookup) = self.shared.security.peer_ocsp_lookup(&self.sa) {
                         self.indication = Some(initiate);
-                        return Step::Effect(lookup);
+                        return Step::Effect(Box::pin(
+                            async move { ServerEffect::Ocsp(lookup.await) },
+                        ));
                     }
                     if let Err(e) = self.on_indication(&initiate, now) {
                         self.end(Err(e));
@@ -909,10 +1028,20 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
             self.end(Err(LinkError::Closed));
             return Step::Done;
         }
+        if let CheckGate::Whole(held) = &mut self.gate {
+            // The AARQ is whole: wait for a place for its checks.
+            self.gate = CheckGate::Asked(std::mem::take(held));
+            let enter = self.shared.checks.clone().enter_owned(self.setup_deadline);
+            return Step::Effect(Box::pin(async move { ServerEffect::Slot(enter.await) }));
+        }
         Step::Idle
     }
 
     fn complete(&mut self, outcome: Self::Effect, now: Now) {
+        let outcome = match outcome {
+            ServerEffect::Slot(slot) => return self.on_check_slot(slot, now),
+            ServerEffect::Ocsp(o) => o,
+        };
         let Some(initiate) = self.indication.take() else {
             return;
         };
@@ -969,9 +1098,15 @@ async fn serve_association<S: Stream>(
         release: None,
         pdu,
     };
+    let start = driver::now();
     let sa = shared
         .security
-        .secure_responder(osi, facts, timeouts, driver::now());
+        .secure_responder(osi, facts, timeouts, start);
+    // Compat and native AARQs wait for a place for their checks (plain ones have none).
+    let gate = match shared.security.mode() {
+        crate::security::AppMode::Plain => CheckGate::Open,
+        _ => CheckGate::Holding(Vec::new()),
+    };
     let mut m = ServerMachine {
         shared,
         sa,
@@ -983,6 +1118,8 @@ async fn serve_association<S: Stream>(
         registered: None,
         commands: None,
         indication: None,
+        gate,
+        setup_deadline: tokio::time::Instant::from_std(start.mono) + associate_timeout,
         associate_timeout,
         idle,
         pdu,
@@ -1002,6 +1139,63 @@ async fn serve_association<S: Stream>(
     let transport = ByteStream::new(stream, stall);
     drive(&mut m, transport, Some(shared.revocations.subscribe())).await;
     m.result.unwrap_or(Err(LinkError::Closed))
+}
+
+/// What the server's association machine awaits: the OCSP answer for its peer, or a place for
+/// its AARQ's checks.
+enum ServerEffect {
+    Ocsp(Option<crate::security::OcspOutcome>),
+    Slot(Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>),
+}
+
+/// Where a compat or native association's first TSDU, its AARQ, is before its checks run: they
+/// cost a signature check, and in native mode a Diffie-Hellman agreement and a signature, so
+/// they take a place under `server.max_security_checks` / `server.security_check_rate` like TLS
+/// handshakes do under theirs (docs/RELIABILITY.md). The place is asked for only once the AARQ
+/// has arrived whole, so a peer that sends it slowly holds none; the association set-up
+/// deadline bounds the wait.
+enum CheckGate {
+    /// Plain mode, or the AARQ was checked: input goes straight to the association.
+    Open,
+    /// Input held until the last DT of the AARQ is whole (whole TPKTs before it, the CR and the
+    /// first DTs of a long AARQ, go on at once).
+    Holding(Vec<u8>),
+    /// The AARQ's last DT is whole (and what followed it): a place is to be asked for.
+    Whole(Vec<u8>),
+    /// A place was asked for.
+    Asked(Vec<u8>),
+}
+
+/// What the next held TPKT is.
+enum HeldTpkt {
+    /// Not all of its octets are there yet.
+    Partial,
+    /// A whole DT TPDU with the end-of-TSDU mark.
+    LastDt,
+    /// Another whole TPKT of this many octets.
+    Other(usize),
+    /// Not a TPKT header.
+    Invalid,
+}
+
+/// Looks at the TPKT (RFC 1006) at the start of `b`: version 3, reserved octet, length, then the
+/// X.224 header (LI, code; a class 0 DT is `02 F0 EOT|NR`).
+fn next_tpkt(b: &[u8]) -> HeldTpkt {
+    if b.len() < 4 {
+        return HeldTpkt::Partial;
+    }
+    let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
+    if b[0] != 3 || len < 7 {
+        return HeldTpkt::Invalid;
+    }
+    if b.len() < len {
+        return HeldTpkt::Partial;
+    }
+    if b[5] & 0xF0 == 0xF0 && b[6] & 0x80 != 0 {
+        HeldTpkt::LastDt
+    } else {
+        HeldTpkt::Other(len)
+    }
 }
 
 /// ACSE result `rejected-permanent` (X.227).
@@ -1040,11 +1234,12 @@ async fn gated_handshake(
     }
     let slot = match shared.handshakes.enter(deadline).await {
         Ok(slot) => slot,
-        Err(why) => {
+        Err(refusal) => {
             shared
                 .stats
                 .handshakes_refused
                 .fetch_add(1, Ordering::Relaxed);
+            let why = refusal.describe(shared.handshakes.gated());
             if let Some(n) = HANDSHAKES_REFUSED.check(std::time::Instant::now()) {
                 warn!(%peer, "refusing connection: {why} for {timeout:?}{}", left_out(n));
             }
@@ -1053,7 +1248,7 @@ async fn gated_handshake(
                 format!("TLS handshake refused: {why} for {timeout:?}"),
                 Some(peer.to_string()),
             ));
-            return Err(match why {
+            return Err(match refusal {
                 crate::handshakes::GateRefusal::Busy => RefusalReason::HandshakesBusy,
                 crate::handshakes::GateRefusal::Rate => RefusalReason::HandshakeRate,
             }
@@ -1074,6 +1269,7 @@ async fn gated_handshake(
     })
 }
 
+static CHECKS_REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static HANDSHAKES_REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static ACCEPT_FAILED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));
 static REFUSED: LogLimiter = LogLimiter::new(5, Duration::from_secs(10));

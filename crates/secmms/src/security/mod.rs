@@ -177,6 +177,19 @@ pub mod events {
         Severity::Warning,
     );
 
+    /// secmms:17.4 — an AARQ waited until its association set-up deadline for a place under
+    /// `server.max_security_checks` / `server.security_check_rate`; its checks were not run and
+    /// the connection was aborted.
+    pub const CHECK_REFUSED: (EventId, &str, Severity) = (
+        EventId {
+            domain: EventId::DOMAIN_LOCAL,
+            group: 17,
+            number: 4,
+        },
+        "CHECK_REFUSED",
+        Severity::Warning,
+    );
+
     /// The event `e` with its message and association.
     pub fn event(
         e: (EventId, &'static str, Severity),
@@ -499,11 +512,22 @@ impl AppSecurity {
     /// passed in).
     pub fn secure_responder(
         &self,
-        mut osi: OsiConfig,
+        osi: OsiConfig,
         conn: &ConnectionFacts,
         timeouts: Timeouts,
         now: Now,
     ) -> SecureAssociation {
+        let (osi, protection) = self.responder_parts(osi, conn);
+        SecureAssociation::new(Role::Responder, osi, protection, timeouts, now)
+    }
+
+    /// What [`Self::secure_responder`] builds its association from: `osi` prepared for the
+    /// profile (our titles, the profile's contexts) and the responder's protection.
+    pub(crate) fn responder_parts(
+        &self,
+        mut osi: OsiConfig,
+        conn: &ConnectionFacts,
+    ) -> (OsiConfig, Protection) {
         let protection = match &self.inner {
             Inner::Plain => Protection::Plain,
             Inner::Compat(shared) => {
@@ -517,7 +541,7 @@ impl AppSecurity {
                 Protection::Native(Box::new(shared.responder_state(self.conn_info(conn))))
             }
         };
-        SecureAssociation::new(Role::Responder, osi, protection, timeouts, now)
+        (osi, protection)
     }
 
     /// A client-side [`SecureAssociation`] towards the peer `osi` calls. Refused when the §5.1
@@ -572,9 +596,9 @@ impl AppSecurity {
     /// that borrows nothing (the driver awaits it while the association waits); `None` when
     /// OCSP is off or the peer has no application certificate. Its result goes to
     /// [`Self::apply_peer_ocsp`] before the AARE (or HandshakeAcc) leaves.
-    pub(crate) fn peer_ocsp_lookup(
+    pub(crate) fn peer_ocsp_lookup<L: secmms_profiles::secure::Layer>(
         &self,
-        sa: &SecureAssociation,
+        sa: &SecureAssociation<L>,
     ) -> Option<crate::driver::BoxFuture<Option<OcspOutcome>>> {
         let o = self.ocsp.clone()?;
         let cert = sa.protection().peer_certificate()?;
@@ -584,9 +608,9 @@ impl AppSecurity {
     /// Acts on an OCSP outcome of [`Self::peer_ocsp_lookup`]: a refused peer gets the abort its
     /// profile prescribes (queued on `sa`; the error says why), a soft-fail warning becomes an
     /// event naming `label`.
-    pub(crate) fn apply_peer_ocsp(
+    pub(crate) fn apply_peer_ocsp<L: secmms_profiles::secure::Layer>(
         &self,
-        sa: &mut SecureAssociation,
+        sa: &mut SecureAssociation<L>,
         outcome: Option<OcspOutcome>,
         label: &str,
         now: secmms_profiles::secure::Now,

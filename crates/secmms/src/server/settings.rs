@@ -46,6 +46,16 @@ pub struct ServerConfig {
     /// Most TLS handshakes started per second (a token bucket of this many; 0 = no limit);
     /// above it new connections wait as for `max_handshakes`.
     pub handshake_rate: u32,
+    /// Most application-security checks of an AARQ (compatibility mode: the A-profile
+    /// certificate and signature; native mode: the E2E HandshakeReq, its Diffie-Hellman and
+    /// signatures) under way or waiting at once. An AARQ takes a place once it has arrived
+    /// whole and gives it back when its checks are done; more wait, still pending, and are
+    /// refused (with an ABRT) if no place comes before the association set-up deadline
+    /// (`associate_timeout_secs`). Not used in plain mode (0 = no limit).
+    pub max_security_checks: usize,
+    /// Most application-security checks of AARQs started per second (a token bucket of this
+    /// many; 0 = no limit); above it AARQs wait as for `max_security_checks`.
+    pub security_check_rate: u32,
     /// Largest MMS PDU the server accepts to negotiate.
     pub max_pdu_size: u32,
     /// Most outstanding requests the server accepts to negotiate.
@@ -94,7 +104,17 @@ impl ServerConfig {
     /// Checks every value against its range ([`crate::settings::bounds`]).
     pub fn validate(&self) -> Result<(), SettingError> {
         let s = self;
-        let checks: [(&'static str, u64, (u64, u64)); 15] = [
+        let checks: [(&'static str, u64, (u64, u64)); 17] = [
+            (
+                "server.max_security_checks",
+                s.max_security_checks as u64,
+                (0, ASSOCIATIONS.1),
+            ),
+            (
+                "server.security_check_rate",
+                u64::from(s.security_check_rate),
+                (0, 1_000_000),
+            ),
             (
                 "server.max_handshakes",
                 s.max_handshakes as u64,
@@ -173,6 +193,8 @@ impl Default for ServerConfig {
             write_stall_secs: 30,
             max_handshakes: 64,
             handshake_rate: 1000,
+            max_security_checks: 64,
+            security_check_rate: 500,
             max_pdu_size: 65_000,
             max_outstanding: 16,
             response_group: None,

@@ -281,6 +281,11 @@ pub trait Layer: AssociationSecurity {
     fn protection(&self) -> &Protection;
     /// The protection inside, to change.
     fn protection_mut(&mut self) -> &mut Protection;
+    /// The time of the call into the secure association being made, for the protection (a
+    /// layer that puts another protection in place passes it on to that one too).
+    fn set_now(&mut self, now: Now) {
+        self.protection_mut().set_now(now);
+    }
 }
 
 impl Layer for Protection {
@@ -435,7 +440,7 @@ impl<L: Layer> SecureAssociation<L> {
     /// Every entry point stamps the time first, so the hook never sees a stale one.
     fn enter(&mut self, now: Now) {
         self.last = now;
-        self.assoc.security_mut().protection_mut().set_now(now);
+        Layer::set_now(self.assoc.security_mut(), now);
     }
 
     fn now_established(&mut self, now: Now) {

@@ -39,6 +39,8 @@ pub struct DemoPki {
     pub server_app: (PathBuf, PathBuf),
     /// Client application certificate and key (PEM), subject 1.1.1.999.12.
     pub client_app: (PathBuf, PathBuf),
+    /// The CA, for more certificates ([`DemoPki::issue_app`]).
+    authority: Option<AppCa>,
 }
 
 impl Drop for DemoPki {
@@ -168,10 +170,37 @@ impl DemoPki {
                 dir.join("client-app-key.pem"),
             ),
             dir,
+            authority: None,
         };
         // On failure `pki` is dropped, which removes the directory.
         pki.fill()?;
         Ok(pki)
+    }
+
+    /// Issues one more application certificate from the demo CA, bound (Annex G.6) to
+    /// `ap_title` (dotted) / `ae_qualifier`, written as `NAME-cert.pem` and `NAME-key.pem` in
+    /// the directory; returns their paths.
+    pub fn issue_app(
+        &self,
+        name: &str,
+        ap_title: &str,
+        ae_qualifier: u64,
+    ) -> Result<(PathBuf, PathBuf), String> {
+        let ca = self.authority.as_ref().ok_or("the demo CA is gone")?;
+        let ap_title: Oid = ap_title
+            .parse()
+            .map_err(|_| format!("{ap_title}: not a dotted OID"))?;
+        let cert = self.dir.join(format!("{name}-cert.pem"));
+        let key = self.dir.join(format!("{name}-key.pem"));
+        ca.issue_app(
+            Binding::Osi {
+                ap_title,
+                ae_qualifier,
+            },
+            &cert,
+            &key,
+        )?;
+        Ok((cert, key))
     }
 
     fn fill(&mut self) -> Result<(), String> {
@@ -189,6 +218,7 @@ impl DemoPki {
             };
             ca.issue_app(binding, cert, key)?;
         }
+        self.authority = Some(ca);
         Ok(())
     }
 

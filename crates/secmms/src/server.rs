@@ -18,6 +18,7 @@ use crate::admission::{Admission, Limits, Stage, Ticket};
 use crate::driver::{self, drive, ByteStream, Machine, Port, Step};
 use crate::driver::{LinkError, RefusalReason};
 use crate::events::ratelimit::{left_out, LogLimiter};
+use crate::handshakes::AarqHold;
 use crate::live::{AssocCmd, AssociationId, AssociationInfo, Registry, ReportError};
 use crate::osi::osi_config;
 use crate::security::{tls_fingerprints, AppSecurity, ConnectionFacts};
@@ -326,12 +327,12 @@ impl Server {
             max_per_source: cfg.server.max_associations_per_source,
         });
         let handshakes = crate::handshakes::HandshakeGate::new(
-            crate::handshakes::Gated::Tls,
+            crate::handshakes::Gated::Tls("server"),
             cfg.server.max_handshakes,
             cfg.server.handshake_rate,
         );
         let checks = Arc::new(crate::handshakes::HandshakeGate::new(
-            crate::handshakes::Gated::Checks,
+            crate::handshakes::Gated::Checks("server"),
             cfg.server.max_security_checks,
             cfg.server.security_check_rate,
         ));
@@ -691,7 +692,7 @@ struct ServerMachine<'a> {
     /// The initiate request waiting for the OCSP answer.
     indication: Option<Vec<u8>>,
     /// The AARQ held back until it has a place for its checks.
-    gate: CheckGate,
+    gate: AarqHold,
     /// The end of the association set-up (`associate_timeout_secs` after the connection began).
     setup_deadline: tokio::time::Instant,
     associate_timeout: Duration,
@@ -710,53 +711,13 @@ impl<'a> ServerMachine<'a> {
         self.result.get_or_insert(r);
     }
 
-    /// Passes the held input on, whole TPKT by whole TPKT, up to the last DT of the first TSDU
-    /// (the AARQ), which waits for a place for its checks ([`CheckGate`]).
-    fn release_held(&mut self, now: Now) -> Result<(), secmms_osi::OsiError> {
-        let CheckGate::Holding(held) = &mut self.gate else {
-            return Ok(());
-        };
-        let mut start = 0;
-        let mut whole = false;
-        let mut r = Ok(());
-        while start < held.len() {
-            let rest = &held[start..];
-            match next_tpkt(rest) {
-                HeldTpkt::Partial => break,
-                HeldTpkt::LastDt => {
-                    whole = true;
-                    break;
-                }
-                HeldTpkt::Other(len) => {
-                    start += len;
-                    r = self.sa.handle_input(&rest[..len], now);
-                    if r.is_err() {
-                        break;
-                    }
-                }
-                // Not RFC 1006 framing: the association reports the error.
-                HeldTpkt::Invalid => {
-                    let rest = std::mem::take(held).split_off(start);
-                    self.gate = CheckGate::Open;
-                    return self.sa.handle_input(&rest, now);
-                }
-            }
-        }
-        held.drain(..start);
-        if whole {
-            self.ticket.progress(Stage::Checking);
-            self.gate = CheckGate::Whole(std::mem::take(held));
-        }
-        r
-    }
-
     /// The place for the AARQ's checks came (or not): check it, or abort.
     fn on_check_slot(
         &mut self,
         slot: Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>,
         now: Now,
     ) {
-        let CheckGate::Asked(held) = std::mem::replace(&mut self.gate, CheckGate::Open) else {
+        let Some(held) = self.gate.release() else {
             return;
         };
         let shared = self.shared;
@@ -872,18 +833,11 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
         if self.session.is_none() {
             self.ticket.progress(Stage::Talking);
         }
-        let r = match &mut self.gate {
-            CheckGate::Open => self.sa.handle_input(input, now),
-            CheckGate::Holding(held) => {
-                held.extend_from_slice(input);
-                self.release_held(now)
-            }
-            // The driver reads nothing while the place is awaited; kept for the checks if so.
-            CheckGate::Whole(held) | CheckGate::Asked(held) => {
-                held.extend_from_slice(input);
-                Ok(())
-            }
-        };
+        let sa = &mut self.sa;
+        let r = self.gate.input(input, |b| sa.handle_input(b, now));
+        if self.gate.is_whole() {
+            self.ticket.progress(Stage::Checking);
+        }
         if let Err(e) = r {
             self.end(Err(LinkError::Osi(e)));
         }
@@ -1028,9 +982,8 @@ impl<S: Stream> Machine<ByteStream<S>> for ServerMachine<'_> {
             self.end(Err(LinkError::Closed));
             return Step::Done;
         }
-        if let CheckGate::Whole(held) = &mut self.gate {
+        if self.gate.ask() {
             // The AARQ is whole: wait for a place for its checks.
-            self.gate = CheckGate::Asked(std::mem::take(held));
             let enter = self.shared.checks.clone().enter_owned(self.setup_deadline);
             return Step::Effect(Box::pin(async move { ServerEffect::Slot(enter.await) }));
         }
@@ -1103,10 +1056,7 @@ async fn serve_association<S: Stream>(
         .security
         .secure_responder(osi, facts, timeouts, start);
     // Compat and native AARQs wait for a place for their checks (plain ones have none).
-    let gate = match shared.security.mode() {
-        crate::security::AppMode::Plain => CheckGate::Open,
-        _ => CheckGate::Holding(Vec::new()),
-    };
+    let gate = AarqHold::new(shared.security.mode() != crate::security::AppMode::Plain);
     let mut m = ServerMachine {
         shared,
         sa,
@@ -1146,56 +1096,6 @@ async fn serve_association<S: Stream>(
 enum ServerEffect {
     Ocsp(Option<crate::security::OcspOutcome>),
     Slot(Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>),
-}
-
-/// Where a compat or native association's first TSDU, its AARQ, is before its checks run: they
-/// cost a signature check, and in native mode a Diffie-Hellman agreement and a signature, so
-/// they take a place under `server.max_security_checks` / `server.security_check_rate` like TLS
-/// handshakes do under theirs (docs/RELIABILITY.md). The place is asked for only once the AARQ
-/// has arrived whole, so a peer that sends it slowly holds none; the association set-up
-/// deadline bounds the wait.
-enum CheckGate {
-    /// Plain mode, or the AARQ was checked: input goes straight to the association.
-    Open,
-    /// Input held until the last DT of the AARQ is whole (whole TPKTs before it, the CR and the
-    /// first DTs of a long AARQ, go on at once).
-    Holding(Vec<u8>),
-    /// The AARQ's last DT is whole (and what followed it): a place is to be asked for.
-    Whole(Vec<u8>),
-    /// A place was asked for.
-    Asked(Vec<u8>),
-}
-
-/// What the next held TPKT is.
-enum HeldTpkt {
-    /// Not all of its octets are there yet.
-    Partial,
-    /// A whole DT TPDU with the end-of-TSDU mark.
-    LastDt,
-    /// Another whole TPKT of this many octets.
-    Other(usize),
-    /// Not a TPKT header.
-    Invalid,
-}
-
-/// Looks at the TPKT (RFC 1006) at the start of `b`: version 3, reserved octet, length, then the
-/// X.224 header (LI, code; a class 0 DT is `02 F0 EOT|NR`).
-fn next_tpkt(b: &[u8]) -> HeldTpkt {
-    if b.len() < 4 {
-        return HeldTpkt::Partial;
-    }
-    let len = usize::from(u16::from_be_bytes([b[2], b[3]]));
-    if b[0] != 3 || len < 7 {
-        return HeldTpkt::Invalid;
-    }
-    if b.len() < len {
-        return HeldTpkt::Partial;
-    }
-    if b[5] & 0xF0 == 0xF0 && b[6] & 0x80 != 0 {
-        HeldTpkt::LastDt
-    } else {
-        HeldTpkt::Other(len)
-    }
 }
 
 /// ACSE result `rejected-permanent` (X.227).

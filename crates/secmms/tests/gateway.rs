@@ -620,3 +620,192 @@ async fn client_routes_sharing_a_listener_are_chosen_by_the_called_ap_title() {
     settle(|| server.stats.released.load(Ordering::Relaxed) == 1).await;
     assert_eq!(server.stats.associations.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test]
+async fn ied_routes_sharing_a_listener_are_chosen_by_their_certificates_binding() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    // Two legacy IEDs behind one gateway port; the second route presents 1.1.1.999.2 / 7.
+    let (ied_a, ied_b) = (plain_ied().await, plain_ied().await);
+    let (b_cert, b_key) = pki.issue_app("ied-b", "1.1.1.999.2", 7).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("listen = \"127.0.0.1:{port}\"");
+    let a = ied_route(&pki, &ied_a.addr.to_string(), "native", false)
+        .replace("listen = \"127.0.0.1:0\"", &listen);
+    let b = ied_route(&pki, &ied_b.addr.to_string(), "native", false)
+        .replace("listen = \"127.0.0.1:0\"", &listen)
+        .replace(&path(&pki.server_app.0), &path(&b_cert))
+        .replace(&path(&pki.server_app.1), &path(&b_key));
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(&format!("{a}\n{b}"), sink.clone()).await;
+    assert_eq!(gw.addrs.len(), 2);
+    assert_eq!(gw.addrs[0].1, gw.addrs[1].1);
+    let entry = gw.addrs[0].1.to_string();
+    let calling = |ap: &str, ae: i64| {
+        let mut c = secured_client(&pki, AppMode::Native);
+        c.osi.remote_ap_title = Some(ap.into());
+        c.osi.remote_ae_qualifier = Some(ae);
+        c
+    };
+    // Each AARQ reaches the IED its called titles name, and the gateway answers with that
+    // route's certificate (the client checks the binding against the titles it called).
+    for (ap, ae, tag) in [("1.1.1.999.2", 7, "to-b"), ("1.1.1.999.1", 12, "to-a")] {
+        let c = calling(ap, ae)
+            .client_builder()
+            .connect(&entry)
+            .await
+            .unwrap_or_else(|e| panic!("{ap}/{ae}: {e}"));
+        read_write_release(c, tag).await;
+    }
+    settle(|| ied_a.stats.released.load(Ordering::Relaxed) == 1).await;
+    settle(|| ied_b.stats.released.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(ied_a.stats.associations.load(Ordering::Relaxed), 1);
+    assert_eq!(ied_b.stats.associations.load(Ordering::Relaxed), 1);
+    // A title no route presents: refused, and no IED sees it.
+    let e = calling("1.1.1.999.3", 7)
+        .client_builder()
+        .connect(&entry)
+        .await
+        .expect_err("no route presents 1.1.1.999.3")
+        .to_string();
+    assert!(!e.is_empty());
+    settle(|| gw.stats.refused.load(Ordering::Relaxed) == 1).await;
+    assert_eq!(gw.stats.refused.load(Ordering::Relaxed), 1);
+    let refusal = sink
+        .events()
+        .into_iter()
+        .find(|e| e.mnemonic == "GW_ASSOCIATION_REFUSED")
+        .expect("a refusal event");
+    assert!(
+        refusal
+            .message
+            .contains("no route for the called AP-title 1.1.1.999.3"),
+        "{}",
+        refusal.message
+    );
+    assert_eq!(ied_a.stats.associations.load(Ordering::Relaxed), 1);
+    assert_eq!(ied_b.stats.associations.load(Ordering::Relaxed), 1);
+    gw.shutdown();
+
+    // Two routes with the same binding on one listener, or different TLS settings: refused
+    // with where and why.
+    let same = ied_route(&pki, &ied_b.addr.to_string(), "native", false)
+        .replace("listen = \"127.0.0.1:0\"", &listen);
+    let file = GatewayFile::from_toml(&format!("[gateway]\n{a}\n{same}")).unwrap();
+    let e = Gateway::check(&file).unwrap_err().to_string();
+    assert!(
+        e.contains("gateway.ied[1].app_cert") && e.contains("AP-title 1.1.1.999.1"),
+        "{e}"
+    );
+    let other_tls = b.replace(&path(&pki.server_tls.0), &path(&pki.client_tls.0));
+    let file = GatewayFile::from_toml(&format!("[gateway]\n{a}\n{other_tls}")).unwrap();
+    let e = Gateway::check(&file).unwrap_err().to_string();
+    assert!(e.contains("gateway.ied[1].tls_cert"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_and_aarq_checks_on_ied_routes_wait_for_places() {
+    let pki = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let stranger = DemoPki::create(&std::env::temp_dir()).unwrap();
+    let ied = plain_ied().await;
+    let sink = Arc::new(MemorySink::new());
+    let limits = "max_handshakes = 2\nhandshake_rate = 40\nmax_security_checks = 1\n\
+                  security_check_rate = 10\n";
+    let gw = gateway(
+        &format!(
+            "{limits}{}",
+            ied_route(&pki, &ied.addr.to_string(), "native", false)
+        ),
+        sink.clone(),
+    )
+    .await;
+    let entry = gw.addrs[0].1.to_string();
+    // Flooders: a TLS certificate the gateway trusts, an application certificate it does not
+    // (each association refused after its E2E checks).
+    let mut flood_cfg = secured_client(&pki, AppMode::Native);
+    flood_cfg.security.app_cert = Some(stranger.client_app.0.clone());
+    flood_cfg.security.app_key = Some(stranger.client_app.1.clone());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (stop, cfg, entry) = (stop.clone(), flood_cfg.clone(), entry.clone());
+        flood.spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                assert!(cfg.client_builder().connect(&entry).await.is_err());
+                n += 1;
+            }
+            n
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut took = Vec::new();
+    for i in 0..3 {
+        let start = Instant::now();
+        let c = secured_client(&pki, AppMode::Native)
+            .client_builder()
+            .connect(&entry)
+            .await
+            .unwrap_or_else(|e| panic!("legitimate association {i}: {e}"));
+        took.push(start.elapsed());
+        read_write_release(c, &format!("gated-{i}")).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut attempts = 0;
+    while let Some(n) = flood.join_next().await {
+        attempts += n.unwrap();
+    }
+    let s = &gw.stats;
+    let (hd, cd) = (
+        s.handshakes_delayed.load(Ordering::Relaxed),
+        s.checks_delayed.load(Ordering::Relaxed),
+    );
+    eprintln!("{attempts} flood associations, {hd} handshakes and {cd} checks delayed; {took:?}");
+    assert!(
+        hd > 3,
+        "the handshake limit never acted: {hd} of {attempts}"
+    );
+    assert!(cd > 3, "the check limit never acted: {cd} of {attempts}");
+    // At most 10 checks a second (plus the burst of 10) went to the flood.
+    let secs = took.iter().sum::<Duration>().as_secs_f64() + 0.5;
+    assert!(
+        f64::from(attempts) <= 10.0 * (secs + 2.0) + 10.0,
+        "{attempts} flood AARQs in {secs:.1} s"
+    );
+    assert!(
+        took.iter().all(|t| *t < Duration::from_secs(10)),
+        "legitimate associations: {took:?}"
+    );
+    gw.shutdown();
+
+    // No place before the set-up deadline: aborted unchecked, with the reason in the event.
+    let sink = Arc::new(MemorySink::new());
+    let gw = gateway(
+        &format!(
+            "associate_timeout_secs = 1\nmax_security_checks = 1\nsecurity_check_rate = 1\n{}",
+            ied_route(&pki, &ied.addr.to_string(), "native", false)
+        ),
+        sink.clone(),
+    )
+    .await;
+    let entry = gw.addrs[0].1.to_string();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let (cfg, entry) = (flood_cfg.clone(), entry.clone());
+        flood.spawn(async move {
+            let _ = cfg.client_builder().connect(&entry).await;
+        });
+    }
+    while flood.join_next().await.is_some() {}
+    assert!(gw.stats.checks_refused.load(Ordering::Relaxed) >= 1);
+    let seen: Vec<String> = sink.events().into_iter().map(|e| e.message).collect();
+    assert!(
+        seen.iter().any(|m| m.contains("AARQ not checked")
+            && (m.contains("gateway.security_check_rate")
+                || m.contains("gateway.max_security_checks"))),
+        "{seen:?}"
+    );
+}

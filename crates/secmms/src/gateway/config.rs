@@ -36,6 +36,19 @@ pub struct GatewayConfig {
     pub idle_timeout_secs: u64,
     /// Most forwarded associations at once, over every route.
     pub max_associations: usize,
+    /// Most TLS handshakes under way at once on the IED routes' listeners (a connection takes
+    /// a place when its first octets arrive); more wait, and are refused if no place comes
+    /// within `associate_timeout_secs` (0 = no limit). Like `[server] max_handshakes`.
+    pub max_handshakes: usize,
+    /// Most TLS handshakes started per second on the IED routes' listeners (0 = no limit).
+    pub handshake_rate: u32,
+    /// Most AARQs of IED routes under their application-security checks (A-profile, E2E) or
+    /// waiting for them at once; an AARQ takes a place once it has arrived whole. More wait,
+    /// and are aborted unchecked if no place comes before the set-up deadline (0 = no limit).
+    /// Like `[server] max_security_checks`.
+    pub max_security_checks: usize,
+    /// Most AARQ checks started per second on IED routes (0 = no limit).
+    pub security_check_rate: u32,
     /// Secured in, plain out: one entry per legacy IED.
     pub ied: Vec<IedRoute>,
     /// Plain in, secured out: one entry per legacy client listener.
@@ -52,6 +65,10 @@ impl Default for GatewayConfig {
             associate_timeout_secs: 20,
             idle_timeout_secs: 600,
             max_associations: 1000,
+            max_handshakes: 64,
+            handshake_rate: 1000,
+            max_security_checks: 64,
+            security_check_rate: 500,
             ied: Vec::new(),
             client: Vec::new(),
         }
@@ -458,6 +475,19 @@ impl GatewayFile {
             });
         }
         for (name, v) in [
+            ("max_handshakes", g.max_handshakes as u64),
+            ("handshake_rate", u64::from(g.handshake_rate)),
+            ("max_security_checks", g.max_security_checks as u64),
+            ("security_check_rate", u64::from(g.security_check_rate)),
+        ] {
+            if v > 1_000_000 {
+                out.push(Problem {
+                    at: format!("gateway.{name}"),
+                    what: format!("{v} is outside 0..=1000000"),
+                });
+            }
+        }
+        for (name, v) in [
             ("connect_timeout_secs", g.connect_timeout_secs),
             ("associate_timeout_secs", g.associate_timeout_secs),
         ] {
@@ -555,7 +585,7 @@ impl GatewayFile {
                 &mut out,
             );
         }
-        // The listen port selects the route; client routes may share a listener when the
+        // The listen port selects the route; routes of one kind may share a listener when the
         // called AP-title tells them apart (port 0, "any free port", is never shared).
         for (k, (a, at, sel)) in listens.iter().enumerate() {
             for (b, at2, sel2) in &listens[..k] {
@@ -567,9 +597,13 @@ impl GatewayFile {
                     (Some(_), Some(_)) => format!(
                         "{a} is also {at2} with the same called_ap_title / called_ae_qualifier"
                     ),
+                    // IED routes are told apart by their application certificates' bindings
+                    // (checked when the certificates are read).
+                    (None, None) => continue,
                     _ => format!(
-                        "{a} is also {at2}: only client routes may share a listener (told apart \
-                         by called_ap_title)"
+                        "{a} is also {at2}: a listener is shared by IED routes only (told apart \
+                         by their app_cert bindings) or by client routes only (told apart by \
+                         called_ap_title)"
                     ),
                 };
                 out.push(Problem {
@@ -706,7 +740,7 @@ peer_ae_qualifier = 12
     }
 
     #[test]
-    fn routes_do_not_share_listeners() {
+    fn routes_share_listeners_only_with_routes_of_their_kind() {
         let d = dir("shared");
         let base = example(&d);
         let ied_block = base
@@ -717,11 +751,16 @@ peer_ae_qualifier = 12
             .nth(1)
             .unwrap()
             .to_string();
-        let text = format!("{base}\n[[gateway.ied]]{ied_block}");
-        let e = GatewayFile::from_toml(&text).unwrap_err();
-        assert_eq!(e.problems[0].at, "gateway.ied[1].listen", "{e}");
+        // IED routes may share one (their certificates' bindings tell them apart, checked when
+        // the certificates are read: `Gateway::check`).
+        GatewayFile::from_toml(&format!("{base}\n[[gateway.ied]]{ied_block}")).unwrap();
         let other = ied_block.replace("0.0.0.0:3782", "0.0.0.0:3783");
         GatewayFile::from_toml(&format!("{base}\n[[gateway.ied]]{other}")).unwrap();
+        // An IED route and a client route may not.
+        let mixed = base.replace("127.0.0.1:10102", "0.0.0.0:3782");
+        let e = GatewayFile::from_toml(&mixed).unwrap_err();
+        assert_eq!(e.problems[0].at, "gateway.client[0].listen", "{e}");
+        assert!(e.problems[0].what.contains("IED routes only"), "{e}");
         // Client routes may share one when the called AP-title tells them apart.
         let client_block = base.split("[[gateway.client]]").nth(1).unwrap().to_string();
         let sel = |t: &str| format!("{client_block}called_ap_title = \"{t}\"\n");

@@ -45,10 +45,18 @@ pub enum Outcome {
 pub(super) type FactsSlot = Arc<Mutex<Option<ConnectionFacts>>>;
 
 pub(super) struct GatewayMachine {
+    /// The calling side's AARQ, held until it has a place at the check gate (IED routes).
+    pub(super) gate: crate::handshakes::AarqHold,
+    /// The gateway's check gate (`max_security_checks`, `security_check_rate`).
+    pub(super) checks: Arc<crate::handshakes::HandshakeGate>,
+    /// The end of the set-up (`associate_timeout_secs` after the connection came).
+    pub(super) setup_deadline: tokio::time::Instant,
     pub(super) route: Arc<RouteRt>,
-    /// Every route of the listener (client routes told apart by the called AP-title).
+    /// Every route of the listener (told apart by the called AP-title).
     pub(super) group: super::Group,
-    pub(super) up: SecureAssociation,
+    /// The calling side; its protection is that of the route its AARQ called
+    /// ([`super::select::RouteLayer`]).
+    pub(super) up: SecureAssociation<super::select::RouteLayer>,
     pub(super) down: Option<SecureAssociation>,
     /// The calling side, for events.
     pub(super) label: String,
@@ -77,7 +85,48 @@ fn initiate_error(reason: &str) -> Vec<u8> {
     .encode()
 }
 
+/// What the machine awaits: the OCSP answer for the calling side's certificate, or a place
+/// for its AARQ's checks.
+pub(super) enum GatewayEffect {
+    Ocsp(Option<OcspOutcome>),
+    Slot(Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>),
+}
+
 impl GatewayMachine {
+    /// The place for the AARQ's checks came (or not): check it, or abort unchecked.
+    fn on_check_slot(
+        &mut self,
+        slot: Result<crate::handshakes::Slot, crate::handshakes::GateRefusal>,
+        now: Now,
+    ) {
+        let Some(held) = self.gate.release() else {
+            return;
+        };
+        let stats = &self.route.stats;
+        match slot {
+            Ok(slot) => {
+                if slot.waited {
+                    stats
+                        .checks_delayed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let r = self.up.handle_input(&held, now);
+                drop(slot);
+                if let Err(e) = r {
+                    self.abort_both(format!("cannot encode a reaction: {e}"), now);
+                }
+            }
+            Err(why) => {
+                stats
+                    .checks_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = self.up.abort(now);
+                let text = why.describe(self.checks.gated());
+                self.end(Outcome::Refused(format!("AARQ not checked: {text}")));
+            }
+        }
+    }
+
     fn end(&mut self, o: Outcome) {
         if self.result.is_none() {
             let (e, text) = match &o {
@@ -136,7 +185,7 @@ impl GatewayMachine {
     fn on_indication(
         &mut self,
         initiate: &[u8],
-    ) -> Option<Step<Option<OcspOutcome>, ByteStream<HopStream>>> {
+    ) -> Option<Step<GatewayEffect, ByteStream<HopStream>>> {
         let now = crate::driver::now();
         match forward_initiate_request(initiate, &self.route.limits, &self.route.mms_limits) {
             Ok((sent, bytes)) => {
@@ -156,21 +205,22 @@ impl GatewayMachine {
         &mut self,
         e: SecureEvent,
         now: Now,
-    ) -> Option<Step<Option<OcspOutcome>, ByteStream<HopStream>>> {
+    ) -> Option<Step<GatewayEffect, ByteStream<HopStream>>> {
         match e {
             SecureEvent::AssociateIndication { aarq, initiate } => {
                 let initiate = initiate.unwrap_or_default();
                 if self.group.len() > 1 || self.route.called.is_some() {
-                    let ap = match &aarq.called_ap_title {
-                        Some(secmms_osi::acse::ApTitle::Form2(o)) => Some(o),
-                        _ => None,
-                    };
-                    let ae = match &aarq.called_ae_qualifier {
-                        Some(secmms_osi::acse::AeQualifier::Form2(q)) => Some(*q),
-                        _ => None,
-                    };
-                    match self.group.iter().find(|r| r.selects(ap, ae)) {
-                        Some(r) if r.allows(self.peer.ip()) => self.route = r.clone(),
+                    let (ap, ae) = super::select::called_titles(&aarq);
+                    // IED routes: the one whose protection checked the AARQ.
+                    let chosen = self.up.layer_mut().chosen().cloned();
+                    let found = chosen.or_else(|| {
+                        self.group
+                            .iter()
+                            .find(|r| r.kind == super::Kind::Client && r.selects(ap, ae))
+                            .cloned()
+                    });
+                    match found {
+                        Some(r) if r.allows(self.peer.ip()) => self.route = r,
                         Some(r) => {
                             let why = format!(
                                 "{} is not in the allow list of {}",
@@ -204,7 +254,9 @@ impl GatewayMachine {
                 }
                 if let Some(lookup) = self.route.security_in.peer_ocsp_lookup(&self.up) {
                     self.indication = Some(initiate);
-                    return Some(Step::Effect(lookup));
+                    return Some(Step::Effect(Box::pin(async move {
+                        GatewayEffect::Ocsp(lookup.await)
+                    })));
                 }
                 return self.on_indication(&initiate);
             }
@@ -262,7 +314,15 @@ impl GatewayMachine {
             }
             SecureEvent::Closed => {
                 if self.result.is_none() {
-                    self.abort_both("calling side closed".into(), now);
+                    // Before the set-up ended, a close after our own refusal is that refusal.
+                    let why = match (self.open, self.up.layer_mut().unrouted()) {
+                        (false, Some(why)) => why.to_string(),
+                        _ => match self.up.last_diagnostic().filter(|_| !self.open) {
+                            Some(d) => format!("E2E: {d}"),
+                            None => "calling side closed".into(),
+                        },
+                    };
+                    self.abort_both(why, now);
                 }
             }
             SecureEvent::Established { .. } | SecureEvent::Rejected { .. } => {}
@@ -409,11 +469,14 @@ impl GatewayMachine {
 
 impl Machine<ByteStream<HopStream>> for GatewayMachine {
     type Cmd = ();
-    type Effect = Option<OcspOutcome>;
+    type Effect = GatewayEffect;
 
     fn handle_input(&mut self, port: Port, input: &[u8], now: Now) {
         let r = match port {
-            Port::Up => self.up.handle_input(input, now),
+            Port::Up => {
+                let up = &mut self.up;
+                self.gate.input(input, |b| up.handle_input(b, now))
+            }
             Port::Down => match self.down.as_mut() {
                 Some(d) => d.handle_input(input, now),
                 None => Ok(()),
@@ -473,12 +536,10 @@ impl Machine<ByteStream<HopStream>> for GatewayMachine {
                 }
             }
         }
-        let checks = [Some(&mut self.up), self.down.as_mut()];
-        let mut revoked = None;
-        for sa in checks.into_iter().flatten() {
-            if let Err(e) = sa.recheck_peer(now) {
-                revoked = Some(e.to_string());
-                break;
+        let mut revoked = self.up.recheck_peer(now).err().map(|e| e.to_string());
+        if revoked.is_none() {
+            if let Some(d) = self.down.as_mut() {
+                revoked = d.recheck_peer(now).err().map(|e| e.to_string());
             }
         }
         if let Some(e) = revoked {
@@ -519,10 +580,19 @@ impl Machine<ByteStream<HopStream>> for GatewayMachine {
         if self.result.is_some() {
             return Step::Done;
         }
+        if self.gate.ask() {
+            // The AARQ is whole: wait for a place for its checks.
+            let enter = self.checks.clone().enter_owned(self.setup_deadline);
+            return Step::Effect(Box::pin(async move { GatewayEffect::Slot(enter.await) }));
+        }
         Step::Idle
     }
 
     fn complete(&mut self, outcome: Self::Effect, now: Now) {
+        let outcome = match outcome {
+            GatewayEffect::Slot(slot) => return self.on_check_slot(slot, now),
+            GatewayEffect::Ocsp(o) => o,
+        };
         let Some(initiate) = self.indication.take() else {
             return;
         };

@@ -24,6 +24,7 @@
 
 pub mod config;
 mod machine;
+mod select;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,41 @@ pub struct GatewayStats {
     pub denied: AtomicU64,
     /// MMS PDUs forwarded (both directions).
     pub pdus: AtomicU64,
+    /// Connections that waited for a TLS handshake place (`max_handshakes`, `handshake_rate`).
+    pub handshakes_delayed: AtomicU64,
+    /// Connections refused because no TLS handshake place came in time.
+    pub handshakes_refused: AtomicU64,
+    /// AARQs that waited for a place for their checks (`max_security_checks`,
+    /// `security_check_rate`).
+    pub checks_delayed: AtomicU64,
+    /// Connections aborted because their AARQ got no place for its checks in time.
+    pub checks_refused: AtomicU64,
+}
+
+/// The gateway-wide gates in front of the IED routes' TLS handshakes and AARQ checks
+/// (`crate::handshakes`).
+#[derive(Debug, Clone)]
+pub(crate) struct Gates {
+    handshakes: Arc<crate::handshakes::HandshakeGate>,
+    pub(crate) checks: Arc<crate::handshakes::HandshakeGate>,
+}
+
+impl Gates {
+    fn new(g: &GatewayConfig) -> Self {
+        use crate::handshakes::{Gated, HandshakeGate};
+        Gates {
+            handshakes: Arc::new(HandshakeGate::new(
+                Gated::Tls("gateway"),
+                g.max_handshakes,
+                g.handshake_rate,
+            )),
+            checks: Arc::new(HandshakeGate::new(
+                Gated::Checks("gateway"),
+                g.max_security_checks,
+                g.security_check_rate,
+            )),
+        }
+    }
 }
 
 /// Why a gateway could not start.
@@ -153,7 +189,8 @@ pub(crate) struct RouteRt {
     osi_in: OsiConfig,
     osi_out: OsiConfig,
     allow: Vec<IpNet>,
-    /// Client routes sharing a listener: the called AP-title (and AE-qualifier) selecting it.
+    /// Routes sharing a listener: the called AP-title (and AE-qualifier) selecting it (for an
+    /// IED route, the binding of its application certificate).
     called: Option<(secmms_ber::Oid, Option<i64>)>,
     guard: Option<ReadOnlyGuard>,
     limits: GatewayLimits,
@@ -372,6 +409,7 @@ fn dial(route: Arc<RouteRt>, slot: FactsSlot) -> Dial {
 pub struct Gateway {
     listeners: Vec<(TcpListener, Group)>,
     slots: Arc<Semaphore>,
+    gates: Gates,
     stats: Arc<GatewayStats>,
     sink: Arc<dyn SecurityEventSink>,
     /// Bumped by every reload: each forwarded association re-checks its route and its peer.
@@ -527,27 +565,95 @@ fn build_routes(
         rt.guard = r.read_only.then(ReadOnlyGuard::default);
         routes.push(rt);
     }
+    check_shared_ied_routes(&routes, file)?;
     Ok(routes)
 }
 
-/// The routes one listener serves: one IED route, or client routes told apart by the called
+/// The routes one listener serves: IED routes told apart by the AP-title / AE-qualifier
+/// their application certificates bind ([`select`]), or client routes told apart by the called
 /// AP-title (those with a selector first, the one without last).
 pub(crate) type Group = Arc<Vec<Arc<RouteRt>>>;
 
 fn groups(routes: Vec<RouteRt>) -> Vec<Group> {
-    let mut out: Vec<Vec<Arc<RouteRt>>> = Vec::new();
+    let mut out: Vec<Vec<RouteRt>> = Vec::new();
     for r in routes {
         // Port 0 ("any free port") is never shared.
         let shared = !r.listen.ends_with(":0");
         match out.iter_mut().find(|g| shared && g[0].listen == r.listen) {
-            Some(g) => g.push(Arc::new(r)),
-            None => out.push(vec![Arc::new(r)]),
+            Some(g) => g.push(r),
+            None => out.push(vec![r]),
         }
     }
     for g in &mut out {
+        if g.len() > 1 && g[0].kind == Kind::Ied {
+            for r in g.iter_mut() {
+                r.called = r
+                    .security_in
+                    .local_titles()
+                    .map(|(ap, ae)| (ap.clone(), Some(*ae)));
+            }
+        }
         g.sort_by_key(|r| r.called.is_none());
     }
-    out.into_iter().map(Arc::new).collect()
+    out.into_iter()
+        .map(|g| Arc::new(g.into_iter().map(Arc::new).collect()))
+        .collect()
+}
+
+/// IED routes on one listener: the same TLS settings (the handshake comes before the route is
+/// known) and distinct application-certificate bindings (the called titles choose the route).
+fn check_shared_ied_routes(routes: &[RouteRt], file: &GatewayFile) -> Result<(), GatewayError> {
+    let ied = &file.gateway.ied;
+    let mut problems = Vec::new();
+    for (i, r) in routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == Kind::Ied)
+    {
+        let Some(j) = routes[..i]
+            .iter()
+            .position(|o| o.kind == Kind::Ied && o.listen == r.listen && !r.listen.ends_with(":0"))
+        else {
+            continue;
+        };
+        let at = format!("gateway.ied[{i}]");
+        let (a, b) = (&ied[i], &ied[j]);
+        let same_tls = a.tls_cert == b.tls_cert
+            && a.tls_key == b.tls_key
+            && a.ca == b.ca
+            && a.crl == b.crl
+            && a.tls_keylog == b.tls_keylog;
+        if !same_tls {
+            problems.push(Problem {
+                at: format!("{at}.tls_cert"),
+                what: format!(
+                    "shares {} with gateway.ied[{j}]: IED routes on one listener need the same                      tls_cert, tls_key, ca, crl and tls_keylog (the TLS handshake comes before                      the AARQ names the route)",
+                    r.listen
+                ),
+            });
+        }
+        match (r.security_in.local_titles(), routes[j].security_in.local_titles()) {
+            (Some(x), Some(y)) if x == y => problems.push(Problem {
+                at: format!("{at}.app_cert"),
+                what: format!(
+                    "binds AP-title {} / AE-qualifier {}, as gateway.ied[{j}].app_cert does on                      the same listener {}: the called titles could not tell them apart",
+                    x.0, x.1, r.listen
+                ),
+            }),
+            (Some(_), Some(_)) => {}
+            _ => problems.push(Problem {
+                at: format!("{at}.app_cert"),
+                what: "IED routes sharing a listener need application certificates with an \
+                       AP-title / AE-qualifier binding (Annex G.6.2)"
+                    .into(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(GatewayError::Config(GatewayConfigError { problems }))
+    }
 }
 
 async fn listen_group(g: &Group) -> Result<TcpListener, GatewayError> {
@@ -603,6 +709,7 @@ impl Gateway {
         Ok(Gateway {
             listeners,
             slots: Arc::new(Semaphore::new(file.gateway.max_associations)),
+            gates: Gates::new(&file.gateway),
             stats,
             sink,
             wake: Arc::new(watch::channel(0).0),
@@ -648,6 +755,7 @@ impl Gateway {
                 listener,
                 rx,
                 self.slots.clone(),
+                self.gates.clone(),
                 self.wake.clone(),
             ));
             live.push(Live { group, tx });
@@ -666,8 +774,8 @@ impl Gateway {
                         while set.join_next().await.is_some() {}
                         return std::future::pending().await;
                     };
-                    let r = reload(&file, &self.sink, &self.stats, &self.slots, &self.wake,
-                        &mut live, &mut versions, &mut set).await;
+                    let r = reload(&file, &self.sink, &self.stats, (&self.slots, &self.gates),
+                        &self.wake, &mut live, &mut versions, &mut set).await;
                     let _ = reply.send(r);
                 }
             }
@@ -687,7 +795,7 @@ async fn reload(
     file: &GatewayFile,
     sink: &Arc<dyn SecurityEventSink>,
     stats: &Arc<GatewayStats>,
-    slots: &Arc<Semaphore>,
+    (slots, gates): (&Arc<Semaphore>, &Gates),
     wake: &Arc<watch::Sender<u64>>,
     live: &mut Vec<Live>,
     versions: &mut Vec<std::sync::Weak<RouteRt>>,
@@ -744,7 +852,13 @@ async fn reload(
                     summary.added.extend(g.iter().map(|r| (r.name.clone(), a)));
                 }
                 let (tx, rx) = watch::channel(Some(g.clone()));
-                set.spawn(accept_loop(listener, rx, slots.clone(), wake.clone()));
+                set.spawn(accept_loop(
+                    listener,
+                    rx,
+                    slots.clone(),
+                    gates.clone(),
+                    wake.clone(),
+                ));
                 next.push(Live { group: g, tx });
             }
         }
@@ -771,6 +885,7 @@ async fn accept_loop(
     listener: TcpListener,
     mut route_rx: watch::Receiver<Option<Group>>,
     slots: Arc<Semaphore>,
+    gates: Gates,
     wake: Arc<watch::Sender<u64>>,
 ) {
     let mut associations = tokio::task::JoinSet::new();
@@ -819,8 +934,9 @@ async fn accept_loop(
         };
         let _ = transport::configure_socket(&stream, &route.tcp);
         let wake = wake.subscribe();
+        let gates = gates.clone();
         associations.spawn(async move {
-            let outcome = forward(stream, peer, group, wake).await;
+            let outcome = forward(stream, peer, group, gates, wake).await;
             match &outcome {
                 Outcome::Released => debug!(route = %route.name, %peer, "released"),
                 other => info!(route = %route.name, %peer, "ended: {other:?}"),
@@ -838,6 +954,7 @@ async fn forward(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     group: Group,
+    gates: Gates,
     wake: watch::Receiver<u64>,
 ) -> Outcome {
     // The calling side's security is the same for every route of a listener: an IED route is
@@ -848,11 +965,50 @@ async fn forward(
         peer_socket: Some(peer),
         ..Default::default()
     };
+    let setup_deadline = tokio::time::Instant::now() + route.associate_timeout;
     let stream: BoxStream = match &route.tls_in {
         None => Box::new(stream),
         Some(tls) => {
-            let handshake = tokio::time::timeout(route.associate_timeout, tls.accept(stream, peer));
-            match handshake.await {
+            // A place among the handshakes once the ClientHello's first octets are there (a
+            // silent connection holds none); the set-up deadline bounds both waits.
+            let spoke = tokio::time::timeout_at(setup_deadline, stream.readable()).await;
+            let slot = match spoke {
+                Err(_) => Err("no ClientHello".to_string()),
+                Ok(_) => gates
+                    .handshakes
+                    .enter(setup_deadline)
+                    .await
+                    .map_err(|why| why.describe(gates.handshakes.gated()).to_string()),
+            };
+            let slot = match slot {
+                Ok(slot) => slot,
+                Err(why) => {
+                    if why != "no ClientHello" {
+                        route
+                            .stats
+                            .handshakes_refused
+                            .fetch_add(1, Ordering::Relaxed);
+                    }
+                    let why = format!(
+                        "{peer}: TLS: {why} within {} s",
+                        route.associate_timeout.as_secs()
+                    );
+                    route.event(events::ASSOCIATION_REFUSED, why.clone());
+                    let o = Outcome::Refused(why);
+                    route.count(&o);
+                    return o;
+                }
+            };
+            if slot.waited {
+                route
+                    .stats
+                    .handshakes_delayed
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            let handshake = tokio::time::timeout_at(setup_deadline, tls.accept(stream, peer));
+            let done = handshake.await;
+            drop(slot);
+            match done {
                 Ok(Ok(s)) => {
                     facts.tls = true;
                     facts.tls_fingerprints = tls_fingerprints(s.ssl());
@@ -882,13 +1038,21 @@ async fn forward(
         release: Some(route.associate_timeout),
         pdu: Some(route.associate_timeout),
     };
-    let up = route.security_in.secure_responder(
-        route.osi_in.clone(),
-        &facts,
+    let (osi, protection) = route
+        .security_in
+        .responder_parts(route.osi_in.clone(), &facts);
+    let layer = select::RouteLayer::new(protection, &group, facts.clone());
+    let up = SecureAssociation::with_layer(
+        secmms_osi::Role::Responder,
+        osi,
+        layer,
         timeouts,
         crate::driver::now(),
     );
     let mut m = GatewayMachine {
+        gate: crate::handshakes::AarqHold::new(route.kind == Kind::Ied),
+        checks: gates.checks.clone(),
+        setup_deadline,
         route: route.clone(),
         group,
         up,

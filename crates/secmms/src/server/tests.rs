@@ -64,9 +64,13 @@ mod machine {
                 max_established: 10,
                 max_per_source: 0,
             }),
-            handshakes: crate::handshakes::HandshakeGate::new(crate::handshakes::Gated::Tls, 0, 0),
+            handshakes: crate::handshakes::HandshakeGate::new(
+                crate::handshakes::Gated::Tls("server"),
+                0,
+                0,
+            ),
             checks: Arc::new(crate::handshakes::HandshakeGate::new(
-                crate::handshakes::Gated::Checks,
+                crate::handshakes::Gated::Checks("server"),
                 0,
                 0,
             )),
@@ -105,7 +109,7 @@ mod machine {
             registered: None,
             commands: None,
             indication: None,
-            gate: CheckGate::Open,
+            gate: crate::handshakes::AarqHold::Open,
             setup_deadline: tokio::time::Instant::from_std(now.mono) + Duration::from_secs(10),
             associate_timeout: Duration::from_secs(10),
             idle: None,
@@ -377,23 +381,4 @@ fn adaptive_group_is_a_quarter_of_the_burst_while_cpus_are_spare() {
 fn adaptive_group_is_the_whole_burst_when_cpus_are_busy() {
     assert_eq!(response_group(None, 16, 2, 2), 0);
     assert_eq!(response_group(None, 16, 5, 8), 0);
-
-    #[test]
-    fn held_input_is_split_at_the_last_dt_of_a_tsdu() {
-        use crate::server::{next_tpkt, HeldTpkt};
-        // CR (not a DT), a DT without EOT, a DT with EOT, then a partial and a bad header.
-        let cr = [3, 0, 0, 11, 6, 0xE0, 0, 0, 0, 1, 0];
-        assert!(matches!(next_tpkt(&cr), HeldTpkt::Other(11)));
-        let dt = [3, 0, 0, 8, 2, 0xF0, 0x00, 0xAA];
-        assert!(matches!(next_tpkt(&dt), HeldTpkt::Other(8)));
-        let last = [3, 0, 0, 8, 2, 0xF0, 0x80, 0xAA];
-        assert!(matches!(next_tpkt(&last), HeldTpkt::LastDt));
-        assert!(matches!(next_tpkt(&last[..7]), HeldTpkt::Partial));
-        assert!(matches!(next_tpkt(&last[..3]), HeldTpkt::Partial));
-        assert!(matches!(
-            next_tpkt(&[4, 0, 0, 8, 2, 0xF0, 0x80]),
-            HeldTpkt::Invalid
-        ));
-        assert!(matches!(next_tpkt(&[3, 0, 0, 5, 2]), HeldTpkt::Invalid));
-    }
 }

@@ -55,8 +55,11 @@ def main():
     ap.add_argument("--modes", default="plain,native")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    subprocess.run(["cargo", "build", "--release", "-q", "-p", "secmms-cli", "-p", "secmms-tools",
-                    "--example", "hold_associations"], cwd=ROOT, check=True)
+    # Two builds: `--example` alone would leave the `secmms` binary as it was.
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "secmms-cli"], cwd=ROOT,
+                   check=True)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "secmms-tools", "--example",
+                    "hold_associations"], cwd=ROOT, check=True)
     exe = os.path.join(ROOT, "target/release/secmms")
     holder = os.path.join(ROOT, "target/release/examples/hold_associations")
     d = tempfile.mkdtemp(prefix="secmms-idle-")

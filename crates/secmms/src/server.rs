@@ -506,7 +506,20 @@ impl Server {
             };
             let established = Arc::new(AtomicBool::new(false));
             let policy = busy_poll_policy(&shared, established.clone());
+            // The thread that will serve it, counted there while the association lives (the
+            // count goes into the association's own future: a wrapping `async` block would
+            // hold the future twice, once captured and once awaited).
+            let worker = workers.as_mut().map(|w| {
+                let (runtime, active) = w.pick();
+                active.fetch_add(1, Ordering::Relaxed);
+                (runtime.clone(), Active(active))
+            });
+            let (runtime, active) = match worker {
+                Some((r, a)) => (Some(r), Some(a)),
+                None => (None, None),
+            };
             let association = async move {
+                let _active = active;
                 let stream = match tokio::net::TcpStream::from_std(stream) {
                     Ok(s) => PollingTcpStream::new(s, policy),
                     Err(e) => {
@@ -522,15 +535,19 @@ impl Server {
                 };
                 let r = match &shared.tls {
                     None => serve_association(stream, &shared, &facts, &established, ticket).await,
-                    Some(tls) => match gated_handshake(&shared, tls, stream, peer).await {
-                        Ok(s) => {
-                            ticket.progress(Stage::Talking);
-                            facts.tls = true;
-                            facts.tls_fingerprints = tls_fingerprints(s.ssl());
-                            serve_association(s, &shared, &facts, &established, ticket).await
+                    // Boxed: the handshake's state is only kept while it runs, not for the
+                    // association's whole life (memory per idle association).
+                    Some(tls) => {
+                        match Box::pin(gated_handshake(&shared, tls, stream, peer)).await {
+                            Ok(s) => {
+                                ticket.progress(Stage::Talking);
+                                facts.tls = true;
+                                facts.tls_fingerprints = tls_fingerprints(s.ssl());
+                                serve_association(s, &shared, &facts, &established, ticket).await
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
-                    },
+                    }
                 };
                 match &r {
                     Ok(()) => {
@@ -551,15 +568,9 @@ impl Server {
                     }
                 }
             };
-            match workers.as_mut() {
-                Some(w) => {
-                    let (runtime, active) = w.pick();
-                    active.fetch_add(1, Ordering::Relaxed);
-                    let active = Active(active);
-                    let task = runtime.spawn(async move {
-                        let _active = active;
-                        association.await
-                    });
+            match runtime {
+                Some(runtime) => {
+                    let task = runtime.spawn(association);
                     self.shared.admission.attach(id, task.abort_handle());
                 }
                 None => {

@@ -404,7 +404,10 @@ impl TlsContext {
         }
         // OpenSSL reads through a buffer of ours: with OpenSSL's read-ahead off it takes one
         // record at a time (see `ReadAhead::Auto`) while the socket is still read in large chunks.
-        let mut s = SslStream::new(ssl, BufReader::with_capacity(READ_BUFFER, stream))?;
+        let mut s = SslStream::new(
+            ssl,
+            super::readbuf::ReleasingReader::new(READ_BUFFER, stream),
+        )?;
         let timeout = Duration::from_secs(self.cfg.handshake_timeout_secs.max(1));
         let role = self.role;
         let r = tokio::time::timeout(

@@ -33,7 +33,7 @@ use openssl::x509::verify::X509VerifyFlags;
 use openssl::x509::{X509StoreContextRef, X509VerifyResult, X509};
 use secmms_pki::event::{tls_events, EventId, SecurityEvent, SecurityEventSink, Severity};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncWrite, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_openssl::SslStream;
 
@@ -44,6 +44,7 @@ mod context;
 #[allow(unsafe_code)]
 pub(crate) mod ffi;
 mod findings;
+mod readbuf;
 mod refresh;
 mod reneg;
 mod stream;
@@ -208,7 +209,7 @@ impl std::fmt::Debug for TlsContext {
 /// is reached (TLS 1.2: RFC 5746 renegotiation; TLS 1.3: KeyUpdate) and fail with
 /// `PermissionDenied` when the peer does not complete a renegotiation within the grace time.
 pub struct TlsStream<S> {
-    inner: SslStream<BufReader<S>>,
+    inner: SslStream<readbuf::ReleasingReader<S>>,
     peer: String,
     /// What the verify callback saw during renegotiations (same collector as the handshake).
     findings: Findings,

@@ -77,7 +77,7 @@ impl ProtocolId for openssl::ssl::SslCipherRef {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream<S> {
     pub(super) fn new(
-        inner: SslStream<BufReader<S>>,
+        inner: SslStream<super::readbuf::ReleasingReader<S>>,
         ctx: &TlsContext,
         peer: String,
         findings: Findings,

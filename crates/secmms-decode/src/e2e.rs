@@ -49,7 +49,7 @@ pub struct E2eTracker {
 enum Keyed {
     /// AE mode (AES-GCM): the EncrTransfer is opened here, with a context keyed once
     /// ([`crate::gcm`]), exactly as the engine's `open_transfer` opens it.
-    Gcm(crate::gcm::GcmOpener),
+    Gcm(secmms_pki::crypto::GcmOpener),
     /// The other modes, through the engine's `open_transfer`.
     Engine(DirKeys),
 }
@@ -213,9 +213,9 @@ impl E2eTracker {
                     Direction::ToClient => &m.s2c,
                 };
                 let keyed = match m.mode {
-                    secmms_e2e::ProtectionMode::Ae(_) => crate::gcm::GcmOpener::new(&s.enc)
+                    secmms_e2e::ProtectionMode::Ae(_) => secmms_pki::crypto::GcmOpener::new(&s.enc)
                         .map(Keyed::Gcm)
-                        .ok_or_else(|| "not an AES-GCM key".to_string()),
+                        .map_err(|e| e.to_string()),
                     _ => DirKeys::from_secrets(m.mode, &s.enc, &s.icv)
                         .map(Keyed::Engine)
                         .map_err(|e| e.to_string()),
@@ -245,8 +245,9 @@ impl E2eTracker {
                             t.appl_data,
                             secmms_pki::crypto::GCM_DEFAULT_TAG_LEN,
                         )
+                        .ok()
                     })
-                    .map(Some)
+                    .map(|mut p| Some(std::mem::take(&mut *p)))
                     .ok_or(()),
                 Keyed::Engine(k) => open_transfer(m.mode, k, t)
                     .map(|p| p.map(|mut p| std::mem::take(&mut *p)))

@@ -93,7 +93,6 @@ pub mod defrag;
 pub mod e2e;
 #[doc(hidden)]
 pub mod fuzzing;
-mod gcm;
 pub mod limits;
 pub mod link;
 pub mod mms;

@@ -1,7 +1,8 @@
 //! The key schedule of §13.3.1.3 (HKDF, RFC 5869, SHA-256) and the per-direction key state.
 
 use secmms_pki::crypto::{
-    self, sha256_concat, CbcKey, CryptoError, GmacKey, HmacKey, RandomSource, SHA256_LEN,
+    self, sha256_concat, CbcKey, CryptoError, GcmOpener, GcmSealer, GmacKey, HmacKey, RandomSource,
+    SHA256_LEN,
 };
 use zeroize::Zeroizing;
 
@@ -73,6 +74,10 @@ pub struct DirKeys {
     hmac: Option<HmacKey>,
     /// The AES-CBC key with its keyed contexts, set up once per key (CBC modes only).
     cbc: Option<CbcKey>,
+    /// The AES-GCM key keyed for sealing, set up at its first use (AE mode, sending side).
+    gcm_seal: Option<GcmSealer>,
+    /// The AES-GCM key keyed for opening, set up at its first use (AE mode, receiving side).
+    gcm_open: Option<GcmOpener>,
 }
 
 impl std::fmt::Debug for DirKeys {
@@ -117,6 +122,8 @@ impl DirKeys {
             gmac,
             hmac,
             cbc,
+            gcm_seal: None,
+            gcm_open: None,
         })
     }
 
@@ -145,6 +152,27 @@ impl DirKeys {
     /// The keyed HMAC context of the ICV key; `None` unless the ICV algorithm is HMAC-SHA256.
     pub fn hmac(&mut self) -> Option<&mut HmacKey> {
         self.hmac.as_mut()
+    }
+
+    /// The encryption key keyed for AES-GCM sealing, set up the first time it is asked for
+    /// (only one side of a direction seals, so the other never holds this context).
+    pub fn gcm_sealer(&mut self) -> Result<&mut GcmSealer, CryptoError> {
+        if self.gcm_seal.is_none() {
+            self.gcm_seal = Some(GcmSealer::new(&self.enc)?);
+        }
+        self.gcm_seal
+            .as_mut()
+            .ok_or(CryptoError::BadLength("AES-GCM key"))
+    }
+
+    /// The encryption key keyed for AES-GCM opening, set up the first time it is asked for.
+    pub fn gcm_opener(&mut self) -> Result<&mut GcmOpener, CryptoError> {
+        if self.gcm_open.is_none() {
+            self.gcm_open = Some(GcmOpener::new(&self.enc)?);
+        }
+        self.gcm_open
+            .as_mut()
+            .ok_or(CryptoError::BadLength("AES-GCM key"))
     }
 }
 
@@ -219,6 +247,8 @@ pub fn derive(
             gmac: c2s_gmac,
             hmac: c2s_hmac,
             cbc: c2s_cbc,
+            gcm_seal: None,
+            gcm_open: None,
         },
         s2c: DirKeys {
             enc: s2c_enc,
@@ -228,6 +258,8 @@ pub fn derive(
             gmac: s2c_gmac,
             hmac: s2c_hmac,
             cbc: s2c_cbc,
+            gcm_seal: None,
+            gcm_open: None,
         },
     })
 }

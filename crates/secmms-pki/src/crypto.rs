@@ -431,6 +431,121 @@ pub fn gmac_verify(key: &[u8], nonce: &[u8], data: &[u8], tag: &[u8]) -> Result<
     }
 }
 
+/// The OpenSSL AES-GCM cipher for a 16- or 32-octet key.
+fn gcm_cipher_of(key: &[u8]) -> Result<&'static openssl::cipher::CipherRef> {
+    match key.len() {
+        16 => Ok(openssl::cipher::Cipher::aes_128_gcm()),
+        32 => Ok(openssl::cipher::Cipher::aes_256_gcm()),
+        _ => Err(CryptoError::BadLength("AES-GCM key")),
+    }
+}
+
+/// An AES-GCM encryption key with its keyed OpenSSL context kept between messages.
+///
+/// [`gcm_seal_into`] fetches the cipher, expands the key and derives the GHASH key for every
+/// message; for the many small PDUs of one transfer key that set-up costs about as much as the
+/// encryption itself. `GcmSealer` does it once: each message only sets the nonce. The output is
+/// identical to [`gcm_seal_into`]'s.
+pub struct GcmSealer {
+    ctx: openssl::cipher_ctx::CipherCtx,
+}
+
+impl std::fmt::Debug for GcmSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcmSealer").finish_non_exhaustive()
+    }
+}
+
+impl GcmSealer {
+    /// Keys a context for AES-128-GCM (16-octet key) or AES-256-GCM (32-octet key).
+    pub fn new(key: &[u8]) -> Result<GcmSealer> {
+        let mut ctx = openssl::cipher_ctx::CipherCtx::new()?;
+        ctx.encrypt_init(Some(gcm_cipher_of(key)?), Some(key), None)?;
+        Ok(GcmSealer { ctx })
+    }
+
+    /// Encrypts `plaintext` under `nonce` (12 octets) with `aad`, appending
+    /// `ciphertext || tag` (`tag_len` octets, 12..=16) to `out`.
+    pub fn seal_into(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        plaintext: &[u8],
+        tag_len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        check_tag_len(tag_len)?;
+        if nonce.len() != GCM_NONCE_LEN {
+            return Err(CryptoError::BadLength("GCM nonce"));
+        }
+        self.ctx.encrypt_init(None, None, Some(nonce))?;
+        self.ctx.cipher_update(aad, None)?;
+        let start = out.len();
+        // Exact growth: doubling a 64 KiB buffer would cross malloc's mmap threshold.
+        out.reserve_exact(plaintext.len() + AES_BLOCK + tag_len);
+        out.resize(start + plaintext.len() + AES_BLOCK, 0);
+        let mut n = self.ctx.cipher_update(plaintext, Some(&mut out[start..]))?;
+        n += self.ctx.cipher_final(&mut out[start + n..])?;
+        out.truncate(start + n);
+        let mut tag = [0u8; 16];
+        self.ctx.tag(&mut tag[..tag_len])?;
+        out.extend_from_slice(&tag[..tag_len]);
+        Ok(())
+    }
+}
+
+/// An AES-GCM decryption key with its keyed OpenSSL context kept between messages: what
+/// [`GcmSealer`] is to [`gcm_seal_into`], this is to [`gcm_open`] (same checks, same result).
+pub struct GcmOpener {
+    ctx: openssl::cipher_ctx::CipherCtx,
+}
+
+impl std::fmt::Debug for GcmOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcmOpener").finish_non_exhaustive()
+    }
+}
+
+impl GcmOpener {
+    /// Keys a context for AES-128-GCM (16-octet key) or AES-256-GCM (32-octet key).
+    pub fn new(key: &[u8]) -> Result<GcmOpener> {
+        let mut ctx = openssl::cipher_ctx::CipherCtx::new()?;
+        ctx.decrypt_init(Some(gcm_cipher_of(key)?), Some(key), None)?;
+        Ok(GcmOpener { ctx })
+    }
+
+    /// Verifies and decrypts `sealed` (`ciphertext || tag`, a `tag_len`-octet tag) under `nonce`
+    /// (12 octets) with `aad`; [`CryptoError::AuthFailed`] when the tag does not verify. A
+    /// failure leaves the key usable for the next message.
+    pub fn open(
+        &mut self,
+        nonce: &[u8],
+        aad: &[u8],
+        sealed: &[u8],
+        tag_len: usize,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        check_tag_len(tag_len)?;
+        if sealed.len() < tag_len {
+            return Err(CryptoError::AuthFailed);
+        }
+        if nonce.len() != GCM_NONCE_LEN {
+            return Err(CryptoError::BadLength("GCM nonce"));
+        }
+        let (ct, tag) = sealed.split_at(sealed.len() - tag_len);
+        self.ctx.decrypt_init(None, None, Some(nonce))?;
+        self.ctx.set_tag(tag)?;
+        self.ctx.cipher_update(aad, None)?;
+        let mut out = Zeroizing::new(vec![0u8; ct.len() + AES_BLOCK]);
+        let n = self.ctx.cipher_update(ct, Some(&mut out))?;
+        let m = self
+            .ctx
+            .cipher_final(&mut out[n..])
+            .map_err(|_| CryptoError::AuthFailed)?;
+        out.truncate(n + m);
+        Ok(out)
+    }
+}
+
 /// A GMAC key with its keyed OpenSSL context kept between messages (§8, §13.4.2).
 ///
 /// [`gmac`] sets up a fresh cipher context, expands the AES key and derives the GHASH key for
@@ -450,13 +565,8 @@ impl std::fmt::Debug for GmacKey {
 impl GmacKey {
     /// Keys a context for AES-128-GCM (16-octet key) or AES-256-GCM (32-octet key).
     pub fn new(key: &[u8]) -> Result<GmacKey> {
-        let cipher = match key.len() {
-            16 => openssl::cipher::Cipher::aes_128_gcm(),
-            32 => openssl::cipher::Cipher::aes_256_gcm(),
-            _ => return Err(CryptoError::BadLength("AES-GCM key")),
-        };
         let mut ctx = openssl::cipher_ctx::CipherCtx::new()?;
-        ctx.encrypt_init(Some(cipher), Some(key), None)?;
+        ctx.encrypt_init(Some(gcm_cipher_of(key)?), Some(key), None)?;
         Ok(GmacKey { ctx })
     }
 
@@ -1043,6 +1153,44 @@ mod tests {
             }
         }
         assert!(GmacKey::new(&[0; 24]).is_err());
+    }
+
+    #[test]
+    fn keyed_gcm_contexts_match_the_one_shot_functions() {
+        for key in [vec![7u8; 16], vec![9u8; 32]] {
+            let mut sealer = GcmSealer::new(&key).unwrap();
+            let mut opener = GcmOpener::new(&key).unwrap();
+            for i in 0..4u8 {
+                let nonce = [i; 12];
+                let aad = [i, 1, 2];
+                let plain = vec![i; 40 + usize::from(i) * 7];
+                let mut one_shot = vec![0xAA];
+                gcm_seal_into(&key, &nonce, &aad, &plain, 16, &mut one_shot).unwrap();
+                let mut keyed = vec![0xAA];
+                sealer
+                    .seal_into(&nonce, &aad, &plain, 16, &mut keyed)
+                    .unwrap();
+                assert_eq!(keyed, one_shot);
+                let sealed = &keyed[1..];
+                assert_eq!(&*opener.open(&nonce, &aad, sealed, 16).unwrap(), &plain);
+                let mut bad = sealed.to_vec();
+                *bad.last_mut().unwrap() ^= 1;
+                assert!(matches!(
+                    opener.open(&nonce, &aad, &bad, 16),
+                    Err(CryptoError::AuthFailed)
+                ));
+                // A failure leaves the context usable.
+                assert_eq!(&*opener.open(&nonce, &aad, sealed, 16).unwrap(), &plain);
+                assert_eq!(&*gcm_open(&key, &nonce, &aad, sealed, 16).unwrap(), &plain);
+            }
+            assert!(opener.open(&[0; 11], &[], &[0; 16], 16).is_err());
+            assert!(opener.open(&[0; 12], &[], &[0; 8], 16).is_err());
+            assert!(sealer
+                .seal_into(&[0; 11], &[], &[], 16, &mut Vec::new())
+                .is_err());
+        }
+        assert!(GcmSealer::new(&[0; 24]).is_err());
+        assert!(GcmOpener::new(&[0; 24]).is_err());
     }
 
     #[test]

@@ -182,7 +182,7 @@ fn expand_label(suite: Suite, secret: &[u8], label: &str, len: usize) -> Option<
 struct TrafficKey {
     secret: Vec<u8>,
     /// The record key, keyed once for the records of this secret.
-    key: crate::gcm::GcmOpener,
+    key: secmms_pki::crypto::GcmOpener,
     iv: Vec<u8>,
     seq: u64,
 }
@@ -190,7 +190,13 @@ struct TrafficKey {
 impl TrafficKey {
     fn new(suite: Suite, secret: &[u8]) -> Option<TrafficKey> {
         Some(TrafficKey {
-            key: crate::gcm::GcmOpener::new(&expand_label(suite, secret, "key", suite.key_len())?)?,
+            key: secmms_pki::crypto::GcmOpener::new(&expand_label(
+                suite,
+                secret,
+                "key",
+                suite.key_len(),
+            )?)
+            .ok()?,
             iv: expand_label(suite, secret, "iv", 12)?,
             secret: secret.to_vec(),
             seq: 0,
@@ -202,7 +208,10 @@ impl TrafficKey {
             nonce[4 + i] ^= b;
         }
         self.seq += 1;
-        self.key.open(&nonce, header, body, 16)
+        self.key
+            .open(&nonce, header, body, 16)
+            .ok()
+            .map(|mut p| std::mem::take(&mut *p))
     }
 }
 

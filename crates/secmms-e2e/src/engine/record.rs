@@ -429,14 +429,8 @@ pub(super) fn seal_ber(
             put_header(&mut out, seq_tag, aad.len());
             out.extend_from_slice(&aad);
             put_header(&mut out, Tag::OCTET_STRING, ct_len);
-            crypto::gcm_seal_into(
-                &keys.enc,
-                &nonce,
-                &aad,
-                pr_pdu,
-                GCM_DEFAULT_TAG_LEN,
-                &mut out,
-            )?;
+            keys.gcm_sealer()?
+                .seal_into(&nonce, &aad, pr_pdu, GCM_DEFAULT_TAG_LEN, &mut out)?;
             (SecPduKind::EncrTransfer, out, start, start + tbp_len)
         }
         ProtectionMode::NonAe { encr, icv } => {
@@ -521,8 +515,7 @@ pub(super) fn seal_xml(
             let aad = xml::token2_content(token2);
             let mut ct =
                 Vec::with_capacity(pr_pdu.len() + GCM_DEFAULT_TAG_LEN + 2 * crypto::AES_BLOCK);
-            crypto::gcm_seal_into(
-                &keys.enc,
+            keys.gcm_sealer()?.seal_into(
                 &nonce,
                 aad.as_bytes(),
                 pr_pdu,
@@ -638,15 +631,11 @@ pub(super) fn open(
     match mode {
         ProtectionMode::Ae(_) => {
             let nonce = t.token2.iv.as_deref().ok_or(())?;
-            crypto::gcm_open(
-                &k.enc,
-                nonce,
-                t.token2_content,
-                t.appl_data,
-                GCM_DEFAULT_TAG_LEN,
-            )
-            .map(Some)
-            .map_err(|_| ())
+            k.gcm_opener()
+                .map_err(|_| ())?
+                .open(nonce, t.token2_content, t.appl_data, GCM_DEFAULT_TAG_LEN)
+                .map(Some)
+                .map_err(|_| ())
         }
         ProtectionMode::NonAe { encr, icv } => {
             let auth = t.auth.as_ref().ok_or(())?;

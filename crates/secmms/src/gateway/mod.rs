@@ -1005,7 +1005,10 @@ async fn forward(
                     .handshakes_delayed
                     .fetch_add(1, Ordering::Relaxed);
             }
-            let handshake = tokio::time::timeout_at(setup_deadline, tls.accept(stream, peer));
+            // Boxed: the handshake's state is freed when it ends instead of staying in the
+            // association's future for its whole life.
+            let handshake =
+                tokio::time::timeout_at(setup_deadline, Box::pin(tls.accept(stream, peer)));
             let done = handshake.await;
             drop(slot);
             match done {

@@ -19,6 +19,14 @@ pub(super) fn reject(diag: i64) -> Rejection {
     }
 }
 
+/// What is wrong with a received mechanism-name ([`AProfile::mechanism_fault`]).
+enum MechanismFault {
+    /// None was sent.
+    Missing,
+    /// Another mechanism's.
+    Unknown,
+}
+
 impl AProfile {
     pub(super) fn new(
         shared: AProfileShared,
@@ -60,6 +68,28 @@ impl AProfile {
     /// The peer verified on this association, if any.
     pub fn authenticated_peer(&self) -> Option<AuthenticatedPeer> {
         self.authenticated.clone()
+    }
+
+    /// Checks a received mechanism-name (`apdu`: "AARQ" or "AARE") against the A-profile's;
+    /// raises the event for a missing or foreign one and says which it was.
+    fn mechanism_fault(&self, name: Option<&Oid>, apdu: &str) -> Option<MechanismFault> {
+        match name {
+            None => {
+                self.emit(
+                    events::MECHANISM_REQUIRED,
+                    format!("{apdu} without mechanism-name"),
+                );
+                Some(MechanismFault::Missing)
+            }
+            Some(m) if m.arcs() != MECHANISM_NAME => {
+                self.emit(
+                    events::MECHANISM_UNKNOWN,
+                    format!("{apdu} mechanism-name {m}"),
+                );
+                Some(MechanismFault::Unknown)
+            }
+            Some(_) => None,
+        }
     }
 
     pub(super) fn emit(&self, ev: AEvent, message: String) {
@@ -278,25 +308,19 @@ impl AssociationSecurity for AProfile {
                 };
                 return AssociateVerdict::ACCEPT;
             }
-            None => {
-                self.emit(
-                    events::MECHANISM_REQUIRED,
-                    "AARQ without mechanism-name".into(),
-                );
-                return AssociateVerdict::Reject(reject(
-                    user_diagnostic::AUTHENTICATION_MECHANISM_NAME_REQUIRED,
-                ));
-            }
-            Some(m) if m.arcs() != MECHANISM_NAME => {
-                self.emit(
-                    events::MECHANISM_UNKNOWN,
-                    format!("AARQ mechanism-name {m}"),
-                );
-                return AssociateVerdict::Reject(reject(
-                    user_diagnostic::AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
-                ));
-            }
-            Some(_) => {}
+            m => match self.mechanism_fault(m.as_ref(), "AARQ") {
+                Some(MechanismFault::Missing) => {
+                    return AssociateVerdict::Reject(reject(
+                        user_diagnostic::AUTHENTICATION_MECHANISM_NAME_REQUIRED,
+                    ))
+                }
+                Some(MechanismFault::Unknown) => {
+                    return AssociateVerdict::Reject(reject(
+                        user_diagnostic::AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
+                    ))
+                }
+                None => {}
+            },
         }
         if !self.requirements_accepted(aarq.sender_acse_requirements.as_ref(), "AARQ sender") {
             self.phase = Phase::Done;
@@ -349,26 +373,18 @@ impl AssociationSecurity for AProfile {
         {
             return Verdict::ACCEPT;
         }
-        match &aare.mechanism_name {
-            None => {
-                self.emit(
-                    events::MECHANISM_REQUIRED,
-                    "AARE without mechanism-name".into(),
-                );
+        match self.mechanism_fault(aare.mechanism_name.as_ref(), "AARE") {
+            Some(MechanismFault::Missing) => {
                 return Verdict::Abort(abort(
                     abort_diagnostic::AUTHENTICATION_MECHANISM_NAME_REQUIRED,
-                ));
+                ))
             }
-            Some(m) if m.arcs() != MECHANISM_NAME => {
-                self.emit(
-                    events::MECHANISM_UNKNOWN,
-                    format!("AARE mechanism-name {m}"),
-                );
+            Some(MechanismFault::Unknown) => {
                 return Verdict::Abort(abort(
                     abort_diagnostic::AUTHENTICATION_MECHANISM_NAME_NOT_RECOGNIZED,
-                ));
+                ))
             }
-            Some(_) => {}
+            None => {}
         }
         if !self.requirements_accepted(aare.responder_acse_requirements.as_ref(), "AARE responder")
         {

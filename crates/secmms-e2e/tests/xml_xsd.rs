@@ -12,7 +12,6 @@ mod strategies;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::*;
 use secmms_e2e::alg::{AeAlg, EncrAlg, IcvAlg};
@@ -23,17 +22,6 @@ use secmms_e2e::pdu::{Handshake, SecPdu, SecPduKind};
 use secmms_e2e::{xml, HandshakeDiagnostic};
 
 const PR: &[u8] = &[0xa0, 0x05, 0x02, 0x01, 0x01, 0xa4, 0x00];
-
-fn xmllint_available() -> bool {
-    let found = Command::new("xmllint").arg("--version").output().is_ok();
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("xmllint is required when CI=true (apt-get install -y libxml2-utils)");
-        }
-        println!("SKIPPED: xmllint not found (apt-get install -y libxml2-utils)");
-    }
-    found
-}
 
 fn xsd(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("xsd").join(name)
@@ -54,29 +42,9 @@ impl Drop for TempDir {
     }
 }
 
-/// Writes the documents and validates them in one xmllint run; returns the names of the files
-/// xmllint did not report as valid, with its output.
+/// Validates the documents against `schema` in one xmllint run (`secmms_testkit`).
 fn validate(schema: &str, docs: &[(String, String)], dir: &Path) -> (Vec<String>, String) {
-    let mut files = Vec::new();
-    for (name, doc) in docs {
-        let p = dir.join(format!("{name}.xml"));
-        std::fs::write(&p, doc).unwrap();
-        files.push(p);
-    }
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(xsd(schema))
-        .args(&files)
-        .output()
-        .expect("xmllint runs");
-    let report = String::from_utf8_lossy(&out.stderr).to_string();
-    let bad = files
-        .iter()
-        .filter(|p| !report.contains(&format!("{} validates", p.display())))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
-        .collect();
-    (bad, report)
+    secmms_testkit::xmllint_invalid(&xsd(schema), docs, dir)
 }
 
 fn assert_valid(docs: &[(String, String)], tag: &str) {
@@ -323,7 +291,7 @@ fn exchange_log() -> Log {
 
 #[test]
 fn every_emitted_pdu_validates() {
-    if !xmllint_available() {
+    if !secmms_testkit::xmllint_ready() {
         return;
     }
     let log = exchange_log();
@@ -360,7 +328,7 @@ fn every_emitted_pdu_validates() {
 fn arbitrary_pdus_validate_and_broken_ones_do_not() {
     use proptest::strategy::{Strategy, ValueTree};
     use proptest::test_runner::TestRunner;
-    if !xmllint_available() {
+    if !secmms_testkit::xmllint_ready() {
         return;
     }
     let mut runner = TestRunner::deterministic();

@@ -7,8 +7,7 @@
 //! xmllint comes from the Debian package libxml2-utils. Without it the schema test prints
 //! SKIPPED, except when `CI=true`, where it fails.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -72,48 +71,15 @@ fn every_wrapped_secpdu_comes_back_unchanged() {
     }
 }
 
-fn xmllint_available() -> bool {
-    let found = Command::new("xmllint").arg("--version").output().is_ok();
-    if !found {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("xmllint is required when CI=true (apt-get install -y libxml2-utils)");
-        }
-        println!("SKIPPED: xmllint not found (apt-get install -y libxml2-utils)");
-    }
-    found
-}
-
-/// Writes each document into `dir` and validates all in one xmllint run against ENV_4.xsd;
-/// returns the names xmllint did not report as valid, with its output.
+/// Validates the documents against ENV_4.xsd in one xmllint run (`secmms_testkit`).
 fn invalid(docs: &[(String, String)], dir: &Path) -> (Vec<String>, String) {
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("xsd/ENV_4.xsd");
-    let files: Vec<PathBuf> = docs
-        .iter()
-        .map(|(name, doc)| {
-            let p = dir.join(format!("{name}.xml"));
-            std::fs::write(&p, doc).unwrap();
-            p
-        })
-        .collect();
-    let out = Command::new("xmllint")
-        .arg("--noout")
-        .arg("--schema")
-        .arg(schema)
-        .args(&files)
-        .output()
-        .expect("xmllint runs");
-    let report = String::from_utf8_lossy(&out.stderr).to_string();
-    let bad = files
-        .iter()
-        .filter(|p| !report.contains(&format!("{} validates", p.display())))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().to_string())
-        .collect();
-    (bad, report)
+    secmms_testkit::xmllint_invalid(&schema, docs, dir)
 }
 
 #[test]
 fn wrapped_secpdus_validate_against_env_4() {
-    if !xmllint_available() {
+    if !secmms_testkit::xmllint_ready() {
         return;
     }
     let dir = std::env::temp_dir().join(format!("secmms-env-xsd-{}", std::process::id()));

@@ -79,6 +79,52 @@ pub fn tshark_ready(ci_failure: &str, skip_note: &str) -> bool {
     ready_or_skip(have("tshark") && have("text2pcap"), ci_failure, skip_note)
 }
 
+/// [`ready_or_skip`] for `xmllint` (Debian package libxml2-utils), which the XML schema tests run.
+#[track_caller]
+pub fn xmllint_ready() -> bool {
+    ready_or_skip(
+        Command::new("xmllint").arg("--version").output().is_ok(),
+        "xmllint is required when CI=true (apt-get install -y libxml2-utils)",
+        "SKIPPED: xmllint not found (apt-get install -y libxml2-utils)",
+    )
+}
+
+/// Writes each `(name, document)` into `dir` as `name.xml` and validates them all in one
+/// `xmllint --noout --schema SCHEMA` run; returns the names xmllint did not report as valid,
+/// with its report.
+pub fn xmllint_invalid(
+    schema: &Path,
+    docs: &[(String, String)],
+    dir: &Path,
+) -> (Vec<String>, String) {
+    let files: Vec<PathBuf> = docs
+        .iter()
+        .map(|(name, doc)| {
+            let p = dir.join(format!("{name}.xml"));
+            std::fs::write(&p, doc).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            p
+        })
+        .collect();
+    let out = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schema)
+        .args(&files)
+        .output()
+        .expect("xmllint runs");
+    let report = String::from_utf8_lossy(&out.stderr).to_string();
+    let bad = files
+        .iter()
+        .filter(|p| !report.contains(&format!("{} validates", p.display())))
+        .map(|p| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
+    (bad, report)
+}
+
 // ------------------------------------------------------------------ TPKT reassembly
 
 /// How [`tpkts`] treats octets that do not frame as TPKTs.

@@ -476,7 +476,9 @@ impl Server {
                         "server.max_pending connections were being set up: the oldest of the \
                          least advanced was dropped to make room for {peer}"
                     ),
-                    None,
+                    // The newcomer's address: a flood of connections from one source is then
+                    // one aggregated record per window (`[events] aggregate_secs`).
+                    Some(peer.to_string()),
                 ));
                 if let Some(h) = handle {
                     h.abort();

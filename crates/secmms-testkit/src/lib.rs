@@ -16,6 +16,9 @@
 //! * **Recording** (feature `tokio`). `Recording` wraps a tokio stream and logs each
 //!   direction's octets (optionally damaging one write) for the tests that drive a live
 //!   association.
+//! * **Faults** (feature `tokio`). `faultproxy::FaultProxy` stands between a client and a
+//!   server and, per connection, delays, reorders, truncates, resets or kills the traffic at a
+//!   random point, recording what it did (the soak under faults, docs/RELIABILITY.md).
 //!
 //! Packets everywhere are `(from_client, octets)` pairs: `true` for what the client (the TCP
 //! initiator) sends, `false` for what it receives.
@@ -30,6 +33,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[cfg(feature = "tokio")]
+pub mod faultproxy;
 #[cfg(feature = "tokio")]
 mod recording;
 #[cfg(feature = "tokio")]

@@ -564,8 +564,12 @@ impl Server {
                     // A refusal, a failed check, a timeout: its real cause, once in a while.
                     Err(e) => {
                         shared.stats.failed.fetch_add(1, Ordering::Relaxed);
-                        if let Some(n) = ENDED.check(std::time::Instant::now()) {
-                            warn!(%peer, "association ended: {e}{}", left_out(n));
+                        match ENDED.check(std::time::Instant::now()) {
+                            Some(n) => warn!(%peer, "association ended: {e}{}", left_out(n)),
+                            // Left out of the WARN lines, but still one line per association
+                            // for whoever logs at DEBUG (an operator tracing one peer, the
+                            // soak under faults matching every end to its cause).
+                            None => debug!(%peer, "association ended: {e}"),
                         }
                     }
                 }

@@ -78,7 +78,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_common import ticks, wait_port  # noqa: E402
+from bench_common import free_port, rss_kib, ticks, wait_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATTACKS = ["trickle", "silent", "per-source", "pipeline", "flood", "reneg", "auth-flood"]
@@ -502,14 +502,6 @@ def run_attack(name, addr, pki, tls):
 # ---------------------------------------------------------------------------------------------
 # The orchestrator.
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def loadavg():
     with open("/proc/loadavg") as f:
         return [float(x) for x in f.read().split()[:3]]
@@ -545,11 +537,7 @@ class Server:
             sys.exit(f"the {mode} server did not start (see {self.stderr_path})")
 
     def rss_kib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
+        return rss_kib(self.proc.pid)
 
     def stop(self):
         self.proc.terminate()

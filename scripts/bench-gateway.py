@@ -31,13 +31,8 @@ import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import free_port, rss_kib  # noqa: E402
 
 
 def wait_port(port, proc, what):
@@ -50,14 +45,6 @@ def wait_port(port, proc, what):
                 sys.exit(f"{what} exited: {proc.returncode}")
             time.sleep(0.025)
     sys.exit(f"{what} did not listen on {port}")
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():

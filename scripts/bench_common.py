@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts (scripts/bench-peers.py, scripts/bench-ab.py)."""
+"""Helpers shared by the benchmark and measurement scripts (bench-peers, bench-ab, bench-gateway,
+idle-associations, attack-ratio)."""
 
 import os
 import socket
@@ -23,3 +24,21 @@ def wait_port(port, timeout=30):
         except OSError:
             time.sleep(0.2)
     return False
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def rss_kib(pid):
+    """Resident memory of a process, KiB (0 when /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -215,14 +215,6 @@ pub fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Result<Zeroizin
 
 // ---------------------------------------------------------------- AES
 
-fn gcm_cipher(key: &[u8]) -> Result<Cipher> {
-    match key.len() {
-        16 => Ok(Cipher::aes_128_gcm()),
-        32 => Ok(Cipher::aes_256_gcm()),
-        _ => Err(CryptoError::BadLength("AES-GCM key")),
-    }
-}
-
 fn cbc_cipher(key: &[u8]) -> Result<Cipher> {
     match key.len() {
         16 => Ok(Cipher::aes_128_cbc()),
@@ -248,24 +240,13 @@ pub fn gcm_seal(
     plaintext: &[u8],
     tag_len: usize,
 ) -> Result<Vec<u8>> {
-    check_tag_len(tag_len)?;
-    if nonce.len() != GCM_NONCE_LEN {
-        return Err(CryptoError::BadLength("GCM nonce"));
-    }
-    let cipher = gcm_cipher(key)?;
-    let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(nonce))?;
-    c.aad_update(aad)?;
-    let mut out = vec![0u8; plaintext.len() + AES_BLOCK + tag_len];
-    let mut n = c.update(plaintext, &mut out)?;
-    n += c.finalize(&mut out[n..])?;
-    out.truncate(n);
-    let mut tag = [0u8; 16];
-    c.get_tag(&mut tag[..tag_len])?;
-    out.extend_from_slice(&tag[..tag_len]);
+    let mut out = Vec::new();
+    gcm_seal_into(key, nonce, aad, plaintext, tag_len, &mut out)?;
     Ok(out)
 }
 
-/// AES-GCM encryption appending `ciphertext || tag` to `out` (no intermediate buffer).
+/// AES-GCM encryption appending `ciphertext || tag` to `out` (no intermediate buffer). One
+/// message; for many under one key, [`GcmSealer`] keeps the keyed context.
 pub fn gcm_seal_into(
     key: &[u8],
     nonce: &[u8],
@@ -278,20 +259,7 @@ pub fn gcm_seal_into(
     if nonce.len() != GCM_NONCE_LEN {
         return Err(CryptoError::BadLength("GCM nonce"));
     }
-    let cipher = gcm_cipher(key)?;
-    let mut c = Crypter::new(cipher, Mode::Encrypt, key, Some(nonce))?;
-    c.aad_update(aad)?;
-    let start = out.len();
-    // Exact growth: doubling a 64 KiB buffer would cross malloc's mmap threshold.
-    out.reserve_exact(plaintext.len() + AES_BLOCK + tag_len);
-    out.resize(start + plaintext.len() + AES_BLOCK, 0);
-    let mut n = c.update(plaintext, &mut out[start..])?;
-    n += c.finalize(&mut out[start + n..])?;
-    out.truncate(start + n);
-    let mut tag = [0u8; 16];
-    c.get_tag(&mut tag[..tag_len])?;
-    out.extend_from_slice(&tag[..tag_len]);
-    Ok(())
+    GcmSealer::new(key)?.seal_into(nonce, aad, plaintext, tag_len, out)
 }
 
 /// Length of the AES-CBC ciphertext of `n` plaintext octets with PKCS#7 padding.
@@ -383,7 +351,7 @@ pub fn cbc_encrypt_into(key: &[u8], iv: &[u8], plaintext: &[u8], out: &mut Vec<u
 }
 
 /// AES-GCM decryption of `ciphertext || tag`; fails with [`CryptoError::AuthFailed`] when the tag
-/// does not verify.
+/// does not verify. One message; for many under one key, [`GcmOpener`] keeps the keyed context.
 pub fn gcm_open(
     key: &[u8],
     nonce: &[u8],
@@ -398,18 +366,7 @@ pub fn gcm_open(
     if nonce.len() != GCM_NONCE_LEN {
         return Err(CryptoError::BadLength("GCM nonce"));
     }
-    let cipher = gcm_cipher(key)?;
-    let (ct, tag) = sealed.split_at(sealed.len() - tag_len);
-    let mut c = Crypter::new(cipher, Mode::Decrypt, key, Some(nonce))?;
-    c.aad_update(aad)?;
-    let mut out = Zeroizing::new(vec![0u8; ct.len() + AES_BLOCK]);
-    let mut n = c.update(ct, &mut out)?;
-    c.set_tag(tag)?;
-    n += c
-        .finalize(&mut out[n..])
-        .map_err(|_| CryptoError::AuthFailed)?;
-    out.truncate(n);
-    Ok(out)
+    GcmOpener::new(key)?.open(nonce, aad, sealed, tag_len)
 }
 
 /// GMAC: AES-GCM with an empty plaintext, `data` as AAD (§8, §13.4.2). Returns the tag.

@@ -627,16 +627,22 @@ fn check_shared_ied_routes(routes: &[RouteRt], file: &GatewayFile) -> Result<(),
             problems.push(Problem {
                 at: format!("{at}.tls_cert"),
                 what: format!(
-                    "shares {} with gateway.ied[{j}]: IED routes on one listener need the same                      tls_cert, tls_key, ca, crl and tls_keylog (the TLS handshake comes before                      the AARQ names the route)",
+                    "shares {} with gateway.ied[{j}]: IED routes on one listener need the same \
+                     tls_cert, tls_key, ca, crl and tls_keylog (the TLS handshake comes before \
+                     the AARQ names the route)",
                     r.listen
                 ),
             });
         }
-        match (r.security_in.local_titles(), routes[j].security_in.local_titles()) {
+        match (
+            r.security_in.local_titles(),
+            routes[j].security_in.local_titles(),
+        ) {
             (Some(x), Some(y)) if x == y => problems.push(Problem {
                 at: format!("{at}.app_cert"),
                 what: format!(
-                    "binds AP-title {} / AE-qualifier {}, as gateway.ied[{j}].app_cert does on                      the same listener {}: the called titles could not tell them apart",
+                    "binds AP-title {} / AE-qualifier {}, as gateway.ied[{j}].app_cert does on \
+                     the same listener {}: the called titles could not tell them apart",
                     x.0, x.1, r.listen
                 ),
             }),
@@ -974,21 +980,17 @@ async fn forward(
             let spoke = tokio::time::timeout_at(setup_deadline, stream.readable()).await;
             let slot = match spoke {
                 Err(_) => Err("no ClientHello".to_string()),
-                Ok(_) => gates
-                    .handshakes
-                    .enter(setup_deadline)
-                    .await
-                    .map_err(|why| why.describe(gates.handshakes.gated()).to_string()),
+                Ok(_) => gates.handshakes.enter(setup_deadline).await.map_err(|why| {
+                    route
+                        .stats
+                        .handshakes_refused
+                        .fetch_add(1, Ordering::Relaxed);
+                    why.describe(gates.handshakes.gated())
+                }),
             };
             let slot = match slot {
                 Ok(slot) => slot,
                 Err(why) => {
-                    if why != "no ClientHello" {
-                        route
-                            .stats
-                            .handshakes_refused
-                            .fetch_add(1, Ordering::Relaxed);
-                    }
                     let why = format!(
                         "{peer}: TLS: {why} within {} s",
                         route.associate_timeout.as_secs()
